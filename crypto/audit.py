@@ -1,0 +1,281 @@
+"""The tamper-evident audit log: a SHA-256 hash chain with signed checkpoints.
+
+Each :class:`AuditEntry` holds the hash of the one before it (the first holds :data:`GENESIS`) and its
+own hash, the SHA-256 of the canonical JSON of every other field. :func:`verify_chain` recomputes all
+of it and says which event is wrong and how: edited, deleted, inserted, reordered, or the chain cut
+short. A chain alone cannot reveal that its tail was cut off or rewritten with fresh hashes; that needs
+a head kept elsewhere (``expected_head``) or signed :class:`Checkpoint`\\ s of earlier heads (DESIGN §9).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from crypto.errors import IntegrityError, UnknownKey
+from crypto.hashing import canonical_json, sha256_hex
+from crypto.signing import SigningKeyPair, sign, verify
+
+GENESIS = "0" * 64
+CHECKPOINT_TYPE = "data-sandbox/audit-checkpoint/v1"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One event of the chain. ``details`` must be JSON data; treat it as read-only."""
+
+    seq: int
+    at: str
+    event: str
+    actor: str
+    details: Mapping[str, object]
+    prev_hash: str
+    hash: str = ""
+
+    def _body(self) -> dict[str, object]:
+        return {
+            "seq": self.seq,
+            "at": self.at,
+            "event": self.event,
+            "actor": self.actor,
+            "details": dict(self.details),
+            "prev_hash": self.prev_hash,
+        }
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON of every field but ``hash``."""
+        return sha256_hex(canonical_json(self._body()))
+
+    def to_json(self) -> str:
+        """One canonical JSON line (the export format); :meth:`from_json` reads it back."""
+        return canonical_json({**self._body(), "hash": self.hash}).decode("utf-8")
+
+    @classmethod
+    def from_json(cls, line: str) -> AuditEntry:
+        """Parse one exported line; :class:`IntegrityError` if it is not a well-formed event."""
+        try:
+            data = json.loads(line)
+            entry = cls(
+                seq=data["seq"],
+                at=data["at"],
+                event=data["event"],
+                actor=data["actor"],
+                details=data["details"],
+                prev_hash=data["prev_hash"],
+                hash=data["hash"],
+            )
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"audit line is not a well-formed event ({type(exc).__name__})") from exc
+        types_ok = (
+            isinstance(entry.seq, int)
+            and not isinstance(entry.seq, bool)
+            and all(
+                isinstance(v, str) for v in (entry.at, entry.event, entry.actor, entry.prev_hash, entry.hash)
+            )
+            and isinstance(entry.details, dict)
+        )
+        if not types_ok:
+            raise IntegrityError(f"audit line for seq {data.get('seq')!r} has a field of the wrong type")
+        return entry
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """What a verified chain contains: ``head_hash`` is GENESIS and ``last_seq`` -1 for an empty one."""
+
+    count: int
+    head_hash: str
+    last_seq: int
+
+
+def chain(
+    prev: AuditEntry | None, *, at: str, event: str, actor: str, details: Mapping[str, object]
+) -> AuditEntry:
+    """The entry that follows ``prev`` (or starts the chain), with its hash filled in.
+
+    >>> first = chain(None, at="2026-01-01T00:00:00Z", event="scope.approved", actor="bob", details={})
+    >>> second = chain(first, at="2026-01-01T00:01:00Z", event="job.released", actor="alice",
+    ...                details={"job": "j1"})
+    >>> second.seq, second.prev_hash == first.hash, verify_chain([first, second]).count
+    (1, True, 2)
+    """
+    # A JSON round trip both rejects non-JSON details early and detaches them from the caller's dict.
+    frozen_details = json.loads(canonical_json(dict(details)))
+    draft = AuditEntry(
+        seq=0 if prev is None else prev.seq + 1,
+        at=at,
+        event=event,
+        actor=actor,
+        details=frozen_details,
+        prev_hash=GENESIS if prev is None else prev.hash,
+    )
+    return replace(draft, hash=draft.digest())
+
+
+def _sequence_problem(entries: list[AuditEntry], index: int, expected_seq: int) -> str:
+    """Explain why ``entries[index]`` does not carry ``expected_seq``."""
+    found = entries[index].seq
+    seqs = Counter(e.seq for e in entries)
+    later = {e.seq for e in entries[index + 1 :]}
+    if seqs[found] > 1:
+        return f"seq {found}: appears {seqs[found]} times; an event was inserted"
+    if found < expected_seq:
+        return f"seq {found}: found after seq {expected_seq - 1}; events were reordered"
+    if expected_seq in later:
+        return f"seq {expected_seq}: found after seq {found}; events were reordered"
+    missing = f"seq {expected_seq}" if found == expected_seq + 1 else f"seqs {expected_seq}..{found - 1}"
+    return f"{missing}: missing (seq {found} follows seq {expected_seq - 1}); events were deleted"
+
+
+def verify_chain(
+    entries: Iterable[AuditEntry],
+    *,
+    expected_head: str | None = None,
+    checkpoints: Iterable[Checkpoint] = (),
+) -> ChainReport:
+    """Verify a whole chain from genesis; :class:`IntegrityError` names the first seq that is wrong.
+
+    ``expected_head`` is a head hash kept outside the service: the chain must contain it, otherwise
+    its tail was cut off or rewritten. ``checkpoints`` (verify their signatures first with
+    :func:`verify_checkpoint`) must each match the chain at their seq, which detects a rewritten or
+    truncated tail even when every hash was recomputed.
+
+    >>> a = chain(None, at="t0", event="e", actor="x", details={})
+    >>> b = chain(a, at="t1", event="e", actor="x", details={})
+    >>> verify_chain([b, a])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    crypto.errors.IntegrityError: seq 1: found at position 0, but a chain starts at seq 0; events were ...
+    >>> verify_chain([a], expected_head=b.hash)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    crypto.errors.IntegrityError: chain truncated or rewritten: the expected head ... is not in it ...
+    """
+    items = list(entries)
+    prev: AuditEntry | None = None
+    for index, entry in enumerate(items):
+        expected_seq = 0 if prev is None else prev.seq + 1
+        if entry.hash != entry.digest():
+            raise IntegrityError(f"seq {entry.seq}: event edited (its content does not match its hash)")
+        if entry.seq != expected_seq:
+            if prev is None:
+                later = {e.seq for e in items}
+                deleted = "seq 0 was" if entry.seq == 1 else f"seqs 0..{entry.seq - 1} were"
+                kind = "events were reordered" if 0 in later else f"{deleted} deleted"
+                raise IntegrityError(
+                    f"seq {entry.seq}: found at position 0, but a chain starts at seq 0; {kind}"
+                )
+            raise IntegrityError(_sequence_problem(items, index, expected_seq))
+        expected_prev = GENESIS if prev is None else prev.hash
+        if entry.prev_hash != expected_prev:
+            raise IntegrityError(
+                f"seq {entry.seq}: link broken (prev_hash does not match the hash of seq "
+                f"{expected_seq - 1}); seq {expected_seq - 1} was edited and re-hashed, or an event was "
+                "inserted or replaced"
+            )
+        prev = entry
+    report = ChainReport(
+        count=len(items),
+        head_hash=GENESIS if prev is None else prev.hash,
+        last_seq=-1 if prev is None else prev.seq,
+    )
+    by_hash = {e.hash for e in items}
+    if expected_head is not None and expected_head != GENESIS and expected_head not in by_hash:
+        raise IntegrityError(
+            f"chain truncated or rewritten: the expected head {expected_head} is not in it "
+            f"(chain ends at seq {report.last_seq} with head {report.head_hash})"
+        )
+    by_seq = {e.seq: e.hash for e in items}
+    for cp in checkpoints:
+        if cp.seq not in by_seq:
+            raise IntegrityError(
+                f"chain truncated: checkpoint at seq {cp.seq} but the chain ends at seq {report.last_seq}"
+            )
+        if by_seq[cp.seq] != cp.head_hash:
+            raise IntegrityError(
+                f"seq {cp.seq}: chain differs from the signed checkpoint at this seq; events up to seq "
+                f"{cp.seq} were rewritten"
+            )
+    return report
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed statement that the chain's head at ``seq`` was ``head_hash`` (Ed25519, RFC 8032)."""
+
+    seq: int
+    head_hash: str
+    at: str
+    kid: str
+    signature: bytes = field(repr=False)
+
+    def message(self) -> bytes:
+        """The exact bytes that are signed: canonical JSON of type, seq, head_hash, at and kid."""
+        return canonical_json(
+            {
+                "type": CHECKPOINT_TYPE,
+                "seq": self.seq,
+                "head_hash": self.head_hash,
+                "at": self.at,
+                "kid": self.kid,
+            }
+        )
+
+    def to_json(self) -> str:
+        """One canonical JSON line; the signature in hex."""
+        return canonical_json(
+            {
+                "seq": self.seq,
+                "head_hash": self.head_hash,
+                "at": self.at,
+                "kid": self.kid,
+                "signature": self.signature.hex(),
+            }
+        ).decode("utf-8")
+
+    @classmethod
+    def from_json(cls, line: str) -> Checkpoint:
+        """Parse :meth:`to_json` output; :class:`IntegrityError` if malformed."""
+        try:
+            data = json.loads(line)
+            cp = cls(
+                seq=int(data["seq"]),
+                head_hash=str(data["head_hash"]),
+                at=str(data["at"]),
+                kid=str(data["kid"]),
+                signature=bytes.fromhex(str(data["signature"])),
+            )
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise IntegrityError(f"checkpoint line is malformed ({type(exc).__name__})") from exc
+        return cp
+
+
+def sign_checkpoint(pair: SigningKeyPair, *, seq: int, head_hash: str, at: str) -> Checkpoint:
+    """Sign the head ``head_hash`` of the chain at ``seq``.
+
+    >>> from crypto.signing import generate_signing_key
+    >>> pair = generate_signing_key()
+    >>> cp = sign_checkpoint(pair, seq=41, head_hash="ab" * 32, at="2026-01-01T00:00:00Z")
+    >>> verify_checkpoint(cp, {pair.kid: pair.public})
+    >>> verify_checkpoint(replace(cp, seq=40), {pair.kid: pair.public})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    crypto.errors.IntegrityError: checkpoint at seq 40: signature does not verify ...
+    """
+    unsigned = Checkpoint(seq=seq, head_hash=head_hash, at=at, kid=pair.kid, signature=b"")
+    return replace(unsigned, signature=sign(pair.private, unsigned.message()))
+
+
+def verify_checkpoint(cp: Checkpoint, public_keys: Mapping[str, bytes]) -> None:
+    """Check a checkpoint's signature; :class:`UnknownKey` if ``cp.kid`` is not among ``public_keys``."""
+    public = public_keys.get(cp.kid)
+    if public is None:
+        raise UnknownKey(f"checkpoint at seq {cp.seq} is signed by unknown key {cp.kid}")
+    try:
+        verify(public, cp.message(), cp.signature)
+    except IntegrityError as exc:
+        raise IntegrityError(
+            f"checkpoint at seq {cp.seq}: signature does not verify under key {cp.kid} (forged or edited)"
+        ) from exc
