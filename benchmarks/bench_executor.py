@@ -1,0 +1,200 @@
+"""Benchmark the local executor.
+
+1. Fork-per-job overhead: a tiny query, p50/p95 over N sequential jobs, next to the same query run
+   in-process on the locked-down engine (what the sandbox costs on its own).
+2. A large aggregate (GROUP BY with COUNT(DISTINCT unit), SUM, COUNT) through write_version + the
+   LocalExecutor against bare DuckDB over the same plaintext in one Parquet file, in one run, as a
+   ratio, with the executor's time split (unwrap, fork, decrypt, load, query).
+
+    python benchmarks/bench_executor.py --rows 10000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from crypto.envelope import new_data_key
+from crypto.keyring import LocalKeyring
+from executors.base import JobSpec, Limits, TableInput
+from executors.engine import run_query
+from executors.local import LocalExecutor
+from executors.storage import version_id_of, write_version
+
+AGGREGATE = (
+    "SELECT district, COUNT(DISTINCT person_id) AS _sbx_units, SUM(cost) AS cost, COUNT(*) AS visits "
+    "FROM visits GROUP BY district"
+)
+
+
+def make_visits(rows: int, *, seed: int = 7) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    persons = max(1, rows // 10)
+    # Skewed district sizes: a few big districts, a long tail of small ones.
+    weights = 1.0 / np.arange(1, 41) ** 1.1
+    district = rng.choice(40, size=rows, p=weights / weights.sum())
+    return pa.table(
+        {
+            "person_id": rng.integers(0, persons, size=rows, dtype=np.int64),
+            "district": pa.array([f"district-{d:02d}" for d in range(40)]).take(pa.array(district)),
+            "cost": rng.gamma(2.0, 80.0, size=rows).round(2),
+            "diagnosis": pa.array([f"J{c:02d}" for c in range(100)]).take(
+                pa.array(rng.integers(0, 100, size=rows))
+            ),
+        }
+    )
+
+
+def store(
+    root: Path, keyring: LocalKeyring, table: pa.Table, *, n_parts: int
+) -> tuple[TableInput, dict[str, float]]:
+    times: dict[str, float] = {}
+    started = time.perf_counter()
+    version_id = version_id_of({"visits": table})
+    times["version_id"] = time.perf_counter() - started
+    keyring.ensure_domain("health-bureau")
+    data_key = new_data_key()
+    started = time.perf_counter()
+    layout = write_version(
+        root,
+        domain="health-bureau",
+        dataset="visits",
+        version_id=version_id,
+        tables={"visits": table},
+        units={"visits": "person_id"},
+        data_key=data_key,
+        partition_key=keyring.secret("partition"),
+        n_parts=n_parts,
+    )
+    times["write_version"] = time.perf_counter() - started
+    key_aad = f"health-bureau/visits/{version_id}".encode()
+    return (
+        TableInput(
+            sql_name="visits",
+            domain="health-bureau",
+            dataset="visits",
+            version_id=version_id,
+            table="visits",
+            wrapped_key=keyring.wrap("health-bureau", data_key, aad=key_aad),
+            key_aad=key_aad,
+            parts=layout["visits"],
+        ),
+        times,
+    )
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def bench_overhead(executor: LocalExecutor, table_input: TableInput, small: pa.Table, *, jobs: int) -> None:
+    limits = Limits(timeout_s=60, memory_mb=512, threads=1)
+    sql = "SELECT district, COUNT(DISTINCT person_id) AS _sbx_units FROM visits GROUP BY district"
+    totals, forks, child = [], [], []
+    for i in range(jobs):
+        started = time.perf_counter()
+        result = executor.run(JobSpec(f"tiny-{i}", sql, (table_input,), None, limits))
+        totals.append(time.perf_counter() - started)
+        forks.append(result.timings["fork"])
+        child.append(sum(result.timings[k] for k in ("decrypt", "load", "query", "serialize")))
+    inproc = []
+    for _ in range(jobs):
+        started = time.perf_counter()
+        run_query(sql, {"visits": small}, keyed_hash_key=None, limits=limits)
+        inproc.append(time.perf_counter() - started)
+    print(f"\n[1] tiny job ({small.num_rows} rows, {len(table_input.parts)} parts), {jobs} jobs, ms:")
+    for name, values in (
+        ("end to end", totals),
+        ("fork", forks),
+        ("in child", child),
+        ("in-process engine", inproc),
+    ):
+        print(f"    {name:18s} p50 {1e3 * pct(values, 0.5):7.1f}   p95 {1e3 * pct(values, 0.95):7.1f}")
+
+
+def bench_aggregate(
+    executor: LocalExecutor,
+    table_input: TableInput,
+    plain: Path,
+    *,
+    threads: int,
+    memory_mb: int,
+    repeat: int,
+) -> None:
+    limits = Limits(timeout_s=600, memory_mb=memory_mb, cpu_s=3600, threads=threads)
+    bare, ours, splits = [], [], []
+    for i in range(repeat):
+        con = duckdb.connect(":memory:", config={"threads": threads, "memory_limit": f"{memory_mb}MiB"})
+        started = time.perf_counter()
+        expected = con.sql(AGGREGATE.replace("FROM visits", f"FROM read_parquet('{plain}')")).to_arrow_table()
+        bare.append(time.perf_counter() - started)
+        con.close()
+        started = time.perf_counter()
+        result = executor.run(JobSpec(f"big-{i}", AGGREGATE, (table_input,), None, limits))
+        ours.append(time.perf_counter() - started)
+        splits.append(result.timings)
+    key = "district"
+    assert (
+        result.to_arrow()
+        .sort_by(key)
+        .select(["district", "_sbx_units", "visits"])
+        .equals(expected.sort_by(key).select(["district", "_sbx_units", "visits"]))
+    ), "executor and bare DuckDB disagree"
+    b, o = statistics.median(bare), statistics.median(ours)
+    print(f"\n[2] aggregate, median of {repeat}, threads={threads}:")
+    print(f"    bare DuckDB on plaintext Parquet  {b:7.3f} s")
+    print(f"    LocalExecutor (encrypted parts)   {o:7.3f} s   ratio {o / b:.2f}x")
+    for name in ("unwrap", "fork", "decrypt", "load", "query", "serialize"):
+        print(f"      {name:10s} {statistics.median(s.get(name, 0.0) for s in splits):7.3f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=10_000_000, help="rows of the large aggregate")
+    parser.add_argument("--parts", type=int, default=4, help="unit-partitioned parts per table")
+    parser.add_argument("--jobs", type=int, default=50, help="tiny jobs for the overhead figure")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--memory-mb", type=int, default=4096)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-executor-") as tmp:
+        root = Path(tmp)
+        keyring = LocalKeyring.open(root / "keyring.json", create=True)
+        executor = LocalExecutor(key_provider=keyring, max_workers=1)
+        try:
+            small = make_visits(2_000)
+            small_input, _ = store(root / "small", keyring, small, n_parts=args.parts)
+            bench_overhead(executor, small_input, small, jobs=args.jobs)
+
+            started = time.perf_counter()
+            big = make_visits(args.rows)
+            print(f"\n    generated {args.rows:,} rows in {time.perf_counter() - started:.1f} s")
+            plain = root / "plain.parquet"
+            pq.write_table(big, plain, compression="zstd")
+            big_input, ingest = store(root / "big", keyring, big, n_parts=args.parts)
+            print(
+                f"    ingest: version_id_of {ingest['version_id']:.1f} s, "
+                f"write_version ({args.parts} parts) {ingest['write_version']:.1f} s"
+            )
+            del big
+            bench_aggregate(
+                executor, big_input, plain, threads=args.threads, memory_mb=args.memory_mb, repeat=args.repeat
+            )
+        finally:
+            executor.close()
+
+
+if __name__ == "__main__":
+    main()

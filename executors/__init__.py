@@ -1,0 +1,44 @@
+"""Encrypted dataset storage and sandboxed execution of jobs (local fork server; Ray later)."""
+
+from executors.base import Executor, JobSpec, Limits, PartRef, ResultTable, TableInput, VersionLayout
+from executors.errors import (
+    DataUnavailable,
+    ExecutionCancelled,
+    ExecutionError,
+    ExecutionFailed,
+    ExecutionTimeout,
+    JobStateConflict,
+    PartIntegrityError,
+    ResourceExhausted,
+    StorageError,
+)
+from executors.lifecycle import Job, JobState, advance, can_advance
+from executors.local import LocalExecutor
+from executors.storage import read_table, version_id_of, write_version
+
+__all__ = [
+    "DataUnavailable",
+    "ExecutionCancelled",
+    "ExecutionError",
+    "ExecutionFailed",
+    "ExecutionTimeout",
+    "Executor",
+    "Job",
+    "JobSpec",
+    "JobState",
+    "JobStateConflict",
+    "Limits",
+    "LocalExecutor",
+    "PartIntegrityError",
+    "PartRef",
+    "ResourceExhausted",
+    "ResultTable",
+    "StorageError",
+    "TableInput",
+    "VersionLayout",
+    "advance",
+    "can_advance",
+    "read_table",
+    "version_id_of",
+    "write_version",
+]

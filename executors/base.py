@@ -1,0 +1,120 @@
+"""The executor contract: what a job needs (``JobSpec``), what it returns (``ResultTable``), and the
+``Executor`` protocol every backend (local fork server, Ray) implements.
+
+These are plain frozen dataclasses so that a spec can cross a process boundary unchanged and a result
+can be compared and hashed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pandas
+
+
+@dataclass(frozen=True)
+class PartRef:
+    """One encrypted Parquet part on disk.
+
+    ``path`` is absolute; ``aad`` is the associated data the part was sealed with
+    (``f"{domain}/{dataset}/{version_id}/{table}/{index}"``).
+    """
+
+    path: str
+    aad: bytes
+
+
+@dataclass(frozen=True)
+class TableInput:
+    """One table of one dataset version, as a job reads it."""
+
+    sql_name: str
+    domain: str
+    dataset: str
+    version_id: str
+    table: str
+    wrapped_key: bytes
+    key_aad: bytes
+    parts: tuple[PartRef, ...]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-job limits. ``memory_mb`` is the engine's memory limit; the address-space rlimit is only a
+    generous backstop above it (DuckDB crashes instead of failing cleanly under a tight one)."""
+
+    timeout_s: float = 60.0
+    memory_mb: int = 2048
+    cpu_s: int = 120
+    threads: int = 2
+    open_files: int = 256
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything one job needs. ``sql`` is the already rewritten query; ``keyed_hash_key`` is the
+    scope's pseudonym key, set when the query calls ``sbx_keyed_hash``."""
+
+    job_id: str
+    sql: str
+    tables: tuple[TableInput, ...]
+    keyed_hash_key: bytes | None
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True)
+class ResultTable:
+    """The job's output: an Arrow IPC stream (aggregate rows with their ``_sbx_*`` unit counts), its
+    row count, where the time went (seconds), and the versions of what computed it."""
+
+    arrow_ipc: bytes
+    row_count: int
+    timings: Mapping[str, float]
+    engine: Mapping[str, str]
+
+    def to_arrow(self) -> pa.Table:
+        with pa.ipc.open_stream(self.arrow_ipc) as reader:
+            return reader.read_all()
+
+    def to_pandas(self) -> pandas.DataFrame:
+        frame: pandas.DataFrame = self.to_arrow().to_pandas()
+        return frame
+
+
+@dataclass(frozen=True)
+class VersionLayout(Mapping[str, tuple[PartRef, ...]]):
+    """Where ``write_version`` put a version: ``{table: parts}`` plus each table's row count."""
+
+    version_id: str
+    parts: Mapping[str, tuple[PartRef, ...]]
+    row_counts: Mapping[str, int]
+
+    def __getitem__(self, table: str) -> tuple[PartRef, ...]:
+        return self.parts[table]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.parts)
+
+    def __len__(self) -> int:
+        return len(self.parts)
+
+
+class Executor(Protocol):
+    """A backend that runs one job at a time per call, in a fresh sandboxed process."""
+
+    def run(self, spec: JobSpec) -> ResultTable:
+        """Blocking; raises ``ExecutionError`` subclasses."""
+        ...
+
+    def cancel(self, job_id: str) -> bool:
+        """True if the job was waiting or running and is now stopped."""
+        ...
+
+    def close(self) -> None:
+        """Stop every running job and release the backend's processes."""
+        ...

@@ -1,0 +1,186 @@
+"""The locked-down DuckDB runtime: one SQL string over in-memory Arrow tables.
+
+Defence in depth (DESIGN §5): even a query that slipped past static analysis cannot read or write a
+file, open a URL, attach a database, install or load an extension, change a setting, spill plaintext
+to a temporary file, or scan a Python variable by name. The order matters: tables and the keyed-hash
+function are registered first, then external access is switched off and the configuration locked;
+every setting is read back and verified before the query runs.
+
+Engine error text can quote data values (a failed cast names the value), so errors leave this module
+as a fixed sentence plus the engine's error class, never the engine's message.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
+import duckdb
+import duckdb.func
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from crypto.errors import CryptoError
+from crypto.pseudonym import keyed_hasher
+from executors.base import Limits
+from executors.errors import ExecutionError, ExecutionFailed, ResourceExhausted
+
+KEYED_HASH_FUNCTION = "sbx_keyed_hash"
+
+# Settings given at connect time: they must hold before anything is registered.
+_CONNECT_CONFIG: Mapping[str, str | bool | int] = MappingProxyType(
+    {
+        "python_enable_replacements": False,  # else `FROM some_variable` scans a Python object by name
+        "python_scan_all_frames": False,
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "allow_community_extensions": False,
+        "allow_unsigned_extensions": False,
+        "allow_persistent_secrets": False,
+        "temp_directory": "",  # no spilling: plaintext never reaches a temporary file
+    }
+)
+
+# What the engine must report after lock-down; checked by reading every setting back.
+_EXPECTED_FLAGS: Mapping[str, bool] = MappingProxyType(
+    {
+        "enable_external_access": False,
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "allow_community_extensions": False,
+        "allow_unsigned_extensions": False,
+        "python_enable_replacements": False,
+        "lock_configuration": True,
+    }
+)
+
+
+def engine_versions() -> dict[str, str]:
+    """Versions of what computes a result (recorded in receipts)."""
+    return {"duckdb": duckdb.__version__, "pyarrow": pa.__version__, "python": platform.python_version()}
+
+
+def _keyed_hash_udf(key: bytes) -> Callable[[pa.Array | pa.ChunkedArray], pa.Array]:
+    token = keyed_hasher(key)
+
+    def sbx_keyed_hash(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+        # One HMAC per distinct value, then a gather: group keys repeat a lot.
+        encoded = pc.dictionary_encode(values)
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        tokens = pa.array([token(v) for v in encoded.dictionary.to_pylist()], pa.string())
+        return pc.take(tokens, encoded.indices)
+
+    return sbx_keyed_hash
+
+
+def _memory_bytes(text: str) -> float:
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]?i?B)\s*", text)
+    if match is None:
+        raise ExecutionFailed("the engine reported a memory limit this sandbox cannot read")
+    scale = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+    scale |= {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+    return float(match.group(1)) * scale[match.group(2)]
+
+
+def verify_lockdown(con: duckdb.DuckDBPyConnection, limits: Limits) -> None:
+    """Read every protective setting back; raise if any did not take effect."""
+    names = [*_EXPECTED_FLAGS, "memory_limit", "threads", "temp_directory"]
+    rows = con.sql(
+        "SELECT name, value FROM duckdb_settings() WHERE list_contains($names, name)", params={"names": names}
+    ).fetchall()
+    actual = {str(name): str(value) for name, value in rows}
+    wrong = [
+        name for name, flag in _EXPECTED_FLAGS.items() if actual.get(name, "").lower() != str(flag).lower()
+    ]
+    if actual.get("threads") != str(limits.threads):
+        wrong.append("threads")
+    if abs(_memory_bytes(actual.get("memory_limit", "0 B")) - limits.memory_mb * 2**20) > 2**20:
+        wrong.append("memory_limit")
+    if actual.get("temp_directory", "x") != "":
+        wrong.append("temp_directory")
+    if wrong:
+        raise ExecutionFailed(f"engine lock-down did not take effect for: {', '.join(sorted(wrong))}")
+
+
+def open_locked(
+    tables: Mapping[str, pa.Table], *, keyed_hash_key: bytes | None, limits: Limits
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with ``tables`` registered under their SQL names, the keyed-hash
+    function registered when a key is given, and everything else locked away."""
+    config: dict[str, str | bool | int | float | list[str]] = {
+        **_CONNECT_CONFIG,
+        "threads": limits.threads,
+        "memory_limit": f"{limits.memory_mb}MiB",
+    }
+    con = duckdb.connect(":memory:", config=config)
+    try:
+        for name, table in tables.items():
+            con.register(name, table)
+        if keyed_hash_key is not None:
+            con.create_function(
+                KEYED_HASH_FUNCTION,
+                _keyed_hash_udf(keyed_hash_key),
+                [duckdb.sqltype("VARCHAR")],
+                duckdb.sqltype("VARCHAR"),
+                type=duckdb.func.PythonUDFType.ARROW,
+                side_effects=False,
+            )
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        verify_lockdown(con, limits)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def sanitize(exc: BaseException, limits: Limits) -> ExecutionError:
+    """A value-free error for an engine failure: our sentence plus the engine's error class only."""
+    name = type(exc).__name__
+    if isinstance(exc, duckdb.OutOfMemoryException | MemoryError):
+        return ResourceExhausted(f"the query ran out of its memory limit of {limits.memory_mb} MiB")
+    if isinstance(exc, duckdb.PermissionException):
+        return ExecutionFailed(
+            "the query tried to use a file, URL, database, extension or secret, which the sandbox forbids"
+        )
+    if isinstance(exc, duckdb.InvalidInputException | duckdb.CatalogException | duckdb.ParserException):
+        return ExecutionFailed(f"the engine refused the statement ({name})")
+    if isinstance(exc, CryptoError):
+        return ExecutionFailed(f"the keyed-hash function failed ({name})")
+    return ExecutionFailed(f"the query failed in the engine: {name}")
+
+
+def _require_one_select(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Exactly one read statement: no DDL before it (a macro shadowing ``sbx_keyed_hash``), no COPY."""
+    statements = con.extract_statements(sql)
+    if len(statements) != 1:
+        raise ExecutionFailed(f"the engine runs exactly one statement, got {len(statements)}")
+    if statements[0].type != duckdb.StatementType.SELECT:
+        raise ExecutionFailed(f"the engine runs only SELECT statements, got {statements[0].type.name}")
+
+
+def run_query(
+    sql: str, tables: Mapping[str, pa.Table], *, keyed_hash_key: bytes | None, limits: Limits
+) -> pa.Table:
+    """Run ``sql`` on a locked-down in-memory engine over ``tables``; the result as an Arrow table.
+
+    >>> t = pa.table({"district": ["a", "a", "b"], "pid": [1, 2, 3]})
+    >>> out = run_query("SELECT district, COUNT(DISTINCT pid) AS n FROM t GROUP BY 1 ORDER BY 1",
+    ...                 {"t": t}, keyed_hash_key=None, limits=Limits(memory_mb=256, threads=1))
+    >>> out.to_pylist()
+    [{'district': 'a', 'n': 2}, {'district': 'b', 'n': 1}]
+    """
+    con = open_locked(tables, keyed_hash_key=keyed_hash_key, limits=limits)
+    try:
+        _require_one_select(con, sql)
+        result: pa.Table = con.sql(sql).to_arrow_table()
+    except ExecutionError:
+        raise
+    except (duckdb.Error, MemoryError, CryptoError) as exc:
+        raise sanitize(exc, limits) from None  # from None: the engine's text must not travel on
+    finally:
+        con.close()
+    return result

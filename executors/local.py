@@ -1,0 +1,288 @@
+"""``LocalExecutor``: each job in a fresh sandboxed process forked from a warm fork server.
+
+The fork server (``multiprocessing``'s ``forkserver``) has pandas, pyarrow, DuckDB and this package
+imported, so a job pays for a fork, not for an interpreter start. The parent unwraps the data keys
+with the key provider and hands them to the child only through a pipe. The wall-clock timeout, cancel
+and ``close`` kill the child's process group; its private temporary directory is removed afterwards
+whatever happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import multiprocessing.forkserver
+import os
+import pickle
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.context import ForkServerContext
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+
+from crypto.errors import CryptoError, IntegrityError
+from crypto.keyring import KeyProvider
+from executors.base import JobSpec, ResultTable
+from executors.errors import (
+    BY_CODE,
+    DataUnavailable,
+    ExecutionCancelled,
+    ExecutionError,
+    ExecutionFailed,
+    ExecutionTimeout,
+    PartIntegrityError,
+    ResourceExhausted,
+)
+from executors.sandbox import Payload, child_main
+
+# Imported by the fork server once, so that every forked job starts warm.
+PRELOAD = ("pandas", "pyarrow", "pyarrow.parquet", "duckdb", "executors.sandbox", "executors.warmup")
+_MAX_HEADER_BYTES = 1 << 20
+
+
+@dataclass
+class _Running:
+    """Book-keeping of one job between its start and its end (guarded by the executor's lock)."""
+
+    process: BaseProcess | None = None
+    cancelled: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+def _kill(process: BaseProcess) -> None:
+    pid = process.pid
+    if pid is None:
+        return
+    # The child made itself a process-group leader; anything it started goes with it.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, ValueError):
+        process.kill()
+
+
+def _exit_error(job_id: str, exitcode: int | None) -> ExecutionError:
+    if exitcode is not None and exitcode < 0:
+        sig = -exitcode
+        name = signal.Signals(sig).name if sig in signal.valid_signals() else f"signal {sig}"
+        if sig == signal.SIGXCPU:
+            return ResourceExhausted(f"job {job_id} used up its CPU-time limit")
+        if sig == signal.SIGKILL:
+            return ResourceExhausted(f"job {job_id} was killed by the system (usually: out of memory)")
+        if sig == signal.SIGXFSZ:
+            return ExecutionFailed(f"job {job_id} tried to write a file, which the sandbox forbids")
+        return ExecutionFailed(
+            f"job {job_id}'s sandbox process crashed ({name}); this can mean it exceeded its "
+            "address-space limit"
+        )
+    return ExecutionFailed(f"job {job_id}'s sandbox process ended without a result (exit code {exitcode})")
+
+
+class LocalExecutor:
+    """The embedded executor: bounded concurrency, one forked sandbox process per job."""
+
+    def __init__(
+        self, *, key_provider: KeyProvider, max_workers: int = 2, tmp_root: Path | None = None
+    ) -> None:
+        if max_workers < 1:
+            raise ExecutionFailed(f"max_workers must be at least 1, got {max_workers}")
+        self._keys = key_provider
+        self._slots = threading.BoundedSemaphore(max_workers)
+        self._lock = threading.Lock()
+        self._running: dict[str, _Running] = {}
+        self._closed = False
+        self._tmp_root = tmp_root if tmp_root is not None else _memory_backed_tmp()
+        self._ctx: ForkServerContext = multiprocessing.get_context("forkserver")
+        # The preload list belongs to the process-wide fork server; it takes effect when that server
+        # starts, which ensure_running does now rather than on the first job.
+        self._ctx.set_forkserver_preload(list(PRELOAD))
+        multiprocessing.forkserver.ensure_running()
+        # One empty child now, so the fork server has finished its preload before the first job.
+        probe = self._ctx.Process(target=_noop, daemon=True)
+        probe.start()
+        probe.join()
+
+    # -- the Executor protocol -------------------------------------------------------------------
+
+    def run(self, spec: JobSpec) -> ResultTable:
+        started = time.perf_counter()
+        data_keys = self._unwrap(spec)
+        unwrap_s = time.perf_counter() - started
+        entry = self._register(spec.job_id)
+        try:
+            with self._slots:
+                with self._lock:
+                    if entry.cancelled or self._closed:
+                        raise ExecutionCancelled(f"job {spec.job_id} was cancelled before it started")
+                return self._run_in_child(spec, data_keys, entry, unwrap_s=unwrap_s, started=started)
+        finally:
+            with self._lock:
+                self._running.pop(spec.job_id, None)
+            entry.done.set()
+
+    def cancel(self, job_id: str) -> bool:
+        with self._lock:
+            entry = self._running.get(job_id)
+            if entry is None or entry.cancelled:
+                return False
+            entry.cancelled = True
+            process = entry.process
+        if process is not None:
+            _kill(process)
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            entries = list(self._running.values())
+            for entry in entries:
+                entry.cancelled = True
+            processes = [e.process for e in entries if e.process is not None]
+        for process in processes:
+            _kill(process)
+        for entry in entries:
+            entry.done.wait(timeout=10)
+
+    def running(self) -> Mapping[str, int]:
+        """Job id to sandbox process id of every job whose process is alive (for operators and tests)."""
+        with self._lock:
+            return {
+                job_id: entry.process.pid
+                for job_id, entry in self._running.items()
+                if entry.process is not None and entry.process.pid is not None
+            }
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def _unwrap(self, spec: JobSpec) -> tuple[bytes, ...]:
+        keys: list[bytes] = []
+        for table in spec.tables:
+            try:
+                keys.append(self._keys.unwrap(table.domain, table.wrapped_key, aad=table.key_aad))
+            except IntegrityError as exc:
+                raise PartIntegrityError(
+                    f"the data key of {table.domain}/{table.dataset} version {table.version_id} failed "
+                    "authentication (tampered, or bound to another version)"
+                ) from exc
+            except CryptoError as exc:
+                raise DataUnavailable(
+                    f"the data key of {table.domain}/{table.dataset} version {table.version_id} cannot be "
+                    f"unwrapped: {exc.detail}"
+                ) from exc
+        return tuple(keys)
+
+    def _register(self, job_id: str) -> _Running:
+        with self._lock:
+            if self._closed:
+                raise ExecutionCancelled(f"job {job_id} cannot start: the executor is closed")
+            if job_id in self._running:
+                raise ExecutionFailed(f"job {job_id} is already running on this executor")
+            entry = _Running()
+            self._running[job_id] = entry
+            return entry
+
+    def _run_in_child(
+        self, spec: JobSpec, data_keys: tuple[bytes, ...], entry: _Running, *, unwrap_s: float, started: float
+    ) -> ResultTable:
+        tmpdir = tempfile.mkdtemp(prefix="sbx-job-", dir=self._tmp_root)
+        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(target=child_main, args=(child_conn, tmpdir), daemon=True)
+        try:
+            fork_at = time.monotonic()
+            with self._lock:
+                if entry.cancelled:
+                    raise ExecutionCancelled(f"job {spec.job_id} was cancelled before it started")
+                process.start()
+                entry.process = process
+            child_conn.close()
+            parent_conn.send_bytes(pickle.dumps(Payload(spec=spec, data_keys=data_keys)))
+            header, ipc = self._collect(spec, parent_conn, process, entry)
+        finally:
+            if process.pid is not None:
+                if process.is_alive():
+                    _kill(process)
+                process.join(timeout=5)
+            parent_conn.close()
+            child_conn.close()
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        return _result(header, ipc, unwrap_s=unwrap_s, fork_at=fork_at, started=started)
+
+    def _collect(
+        self, spec: JobSpec, conn: Connection, process: BaseProcess, entry: _Running
+    ) -> tuple[dict[str, object], bytes]:
+        deadline = time.monotonic() + spec.limits.timeout_s
+        ready = wait([conn, process.sentinel], timeout=spec.limits.timeout_s)
+        header: dict[str, object] | None = None
+        if conn in ready:
+            try:
+                header = _parse_header(conn.recv_bytes(_MAX_HEADER_BYTES))
+            except (EOFError, OSError):
+                header = None
+        if header is not None and header.get("status") == "ok":
+            remaining = max(0.0, deadline - time.monotonic())
+            if not conn.poll(remaining):
+                ready = []
+            else:
+                try:
+                    return header, conn.recv_bytes()
+                except (EOFError, OSError):
+                    header = None
+        if entry.cancelled:
+            raise ExecutionCancelled(f"job {spec.job_id} was cancelled")
+        if not ready:
+            _kill(process)
+            raise ExecutionTimeout(
+                f"job {spec.job_id} exceeded its wall-clock limit of {spec.limits.timeout_s:g} s"
+            )
+        if header is not None and header.get("status") == "error":
+            cls = BY_CODE.get(str(header.get("code")), ExecutionFailed)
+            raise cls(str(header.get("detail", "the job failed in its sandbox")))
+        process.join(timeout=5)
+        raise _exit_error(spec.job_id, process.exitcode)
+
+
+def _noop() -> None:
+    return None
+
+
+def _parse_header(raw: bytes) -> dict[str, object] | None:
+    try:
+        header = json.loads(raw)
+    except ValueError:
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def _result(
+    header: dict[str, object], ipc: bytes, *, unwrap_s: float, fork_at: float, started: float
+) -> ResultTable:
+    raw_timings = header.get("timings")
+    timings = {str(k): float(v) for k, v in raw_timings.items()} if isinstance(raw_timings, dict) else {}
+    child_start = header.get("started_at")
+    if isinstance(child_start, int | float):
+        timings["fork"] = max(0.0, float(child_start) - fork_at)
+    timings["unwrap"] = unwrap_s
+    timings["total"] = time.perf_counter() - started
+    raw_engine = header.get("engine")
+    engine = {str(k): str(v) for k, v in raw_engine.items()} if isinstance(raw_engine, dict) else {}
+    engine["sandbox"] = "local-fork"
+    engine["network"] = str(header.get("network", "unknown"))
+    row_count = header.get("row_count")
+    return ResultTable(
+        arrow_ipc=ipc,
+        row_count=int(row_count) if isinstance(row_count, int) else 0,
+        timings=timings,
+        engine=engine,
+    )
+
+
+def _memory_backed_tmp() -> Path | None:
+    """A RAM-backed directory for the jobs' private temp dirs when there is one (nothing lands on disk)."""
+    shm = Path("/dev/shm")  # noqa: S108 - a tmpfs by design; private subdirectories are made with mkdtemp
+    return shm if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None

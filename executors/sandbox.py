@@ -1,0 +1,183 @@
+"""What runs inside a job's sandbox process (forked from the warm fork server).
+
+Order of events in the child, each step for a reason:
+
+1. its own process group, so the parent can kill everything the job started at once;
+2. die with the fork server (``PR_SET_PDEATHSIG``), not dumpable (no core file, no ptrace), no new
+   privileges;
+3. a new network namespace when the platform allows it (recorded in the result either way);
+4. an empty environment, ``TMPDIR`` and the working directory set to the job's private directory;
+5. receive the spec and the plaintext data keys through the pipe (never disk, never arguments);
+6. resource limits: CPU seconds, open files, no core files, no regular-file writes, and an address-space
+   backstop well above the engine's own memory limit (a tight ``RLIMIT_AS`` crashes DuckDB instead
+   of failing cleanly);
+7. decrypt, load, query in memory; send back a JSON header and the Arrow IPC bytes.
+
+The child never sends pickles back: the parent only parses JSON and Arrow from it, so a compromised
+child cannot run code in the parent. Error details are our own sentences (``engine.sanitize``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import pickle
+import resource
+import signal
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+import pyarrow as pa
+
+from executors import engine, storage
+from executors.base import JobSpec, Limits
+from executors.errors import ExecutionError, ExecutionFailed, ResourceExhausted
+
+CLONE_NEWNET = 0x40000000
+CLONE_NEWUSER = 0x10000000
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+AS_HEADROOM_MB = 2048  # thread stacks, allocator arenas and the loaded Arrow tables above the engine limit
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What the parent sends through the pipe: the job and one plaintext data key per table."""
+
+    spec: JobSpec
+    data_keys: tuple[bytes, ...]
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def _harden_process(libc: ctypes.CDLL | None) -> None:
+    os.setpgrp()
+    if libc is None:
+        return
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+
+
+def isolate_network(libc: ctypes.CDLL | None) -> str:
+    """Move into a fresh network namespace (only a down loopback); say which way it went."""
+    if libc is None:
+        return "shared (no libc)"
+    if libc.unshare(CLONE_NEWNET) == 0:
+        return "isolated"
+    # Without CAP_SYS_ADMIN, an unprivileged user namespace may still allow a network namespace.
+    if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0:
+        return "isolated (user namespace)"
+    return f"shared ({os.strerror(ctypes.get_errno())})"
+
+
+def _private_environment(tmpdir: str) -> None:
+    os.environ.clear()
+    os.environ.update({"TMPDIR": tmpdir, "HOME": tmpdir, "LC_ALL": "C.UTF-8"})
+    os.chdir(tmpdir)
+    os.umask(0o077)
+
+
+def _address_space_mb() -> int:
+    with open("/proc/self/statm", encoding="ascii") as handle:  # noqa: PTH123 - procfs, not a data file
+        pages = int(handle.read().split()[0])
+    return pages * os.sysconf("SC_PAGE_SIZE") // 2**20
+
+
+def address_space_limit_mb(limits: Limits, *, baseline_mb: int) -> int:
+    """The ``RLIMIT_AS`` backstop: what the process maps already, twice the engine limit, and headroom.
+
+    >>> address_space_limit_mb(Limits(memory_mb=1024), baseline_mb=1500)
+    5596
+    """
+    return baseline_mb + 2 * limits.memory_mb + AS_HEADROOM_MB
+
+
+def apply_limits(limits: Limits) -> None:
+    cpu = max(1, int(limits.cpu_s))
+    # Soft limit sends SIGXCPU, the hard one a second later SIGKILL.
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a core file would be plaintext on disk
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # no regular file may be written at all
+    space = address_space_limit_mb(limits, baseline_mb=_address_space_mb()) * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (space, space))
+
+
+def execute(payload: Payload) -> tuple[dict[str, object], bytes]:
+    """Decrypt, load and query; the JSON-able header and the Arrow IPC bytes of the result."""
+    spec = payload.spec
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    blobs = [
+        storage.decrypt_parts(table, key) for table, key in zip(spec.tables, payload.data_keys, strict=True)
+    ]
+    timings["decrypt"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    tables = {
+        table.sql_name: storage.load_parts(parts) for table, parts in zip(spec.tables, blobs, strict=True)
+    }
+    del blobs
+    timings["load"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    result = engine.run_query(spec.sql, tables, keyed_hash_key=spec.keyed_hash_key, limits=spec.limits)
+    timings["query"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, result.schema) as writer:
+        writer.write_table(result)
+    ipc = sink.getvalue().to_pybytes()
+    timings["serialize"] = time.perf_counter() - started
+    header: dict[str, object] = {
+        "status": "ok",
+        "row_count": result.num_rows,
+        "timings": timings,
+        "engine": engine.engine_versions(),
+    }
+    return header, ipc
+
+
+def child_main(conn: Connection, tmpdir: str) -> None:
+    """Entry point of the sandbox process; reports through ``conn`` and never raises."""
+    started_at = time.monotonic()
+    libc = _libc()
+    try:
+        _harden_process(libc)
+        network = isolate_network(libc)
+        _private_environment(tmpdir)
+        payload = pickle.loads(conn.recv_bytes())  # noqa: S301 - from our own parent, over a private pipe
+        apply_limits(payload.spec.limits)
+        header, ipc = execute(payload)
+        header["started_at"] = started_at
+        header["network"] = network
+        conn.send_bytes(json.dumps(header).encode())
+        conn.send_bytes(ipc)
+    except BaseException as exc:
+        conn.send_bytes(json.dumps(_error_header(exc)).encode())
+    finally:
+        conn.close()
+
+
+def _error_header(exc: BaseException) -> dict[str, object]:
+    error: ExecutionError
+    if isinstance(exc, ExecutionError):
+        error = exc
+    elif isinstance(exc, MemoryError):
+        error = ResourceExhausted("the job ran out of memory in its sandbox")
+    elif isinstance(exc, OSError) and exc.errno == 24:  # EMFILE
+        error = ResourceExhausted("the job ran out of open files")
+    else:
+        # The class only: an arbitrary exception's text may quote data.
+        error = ExecutionFailed(f"the sandbox failed: {type(exc).__name__}")
+    return {"status": "error", "code": error.code, "detail": error.detail}

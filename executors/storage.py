@@ -1,0 +1,311 @@
+"""Encrypted, unit-partitioned storage of dataset versions.
+
+Layout: ``root/<domain>/<dataset>/<version_id>/<table>/part-00000.enc``. Each part is one Parquet file
+(built in memory) sealed with AES-256-GCM under the version's data key, with associated data
+``f"{domain}/{dataset}/{version_id}/{table}/{i}"``, so a part moved to another index, table, version or
+dataset fails to unseal. Rows are placed by a keyed hash of the privacy unit, so every unit lives in
+exactly one part and per-part distinct counts add up exactly (DESIGN §7).
+
+Plaintext exists only in memory: parts are encrypted before they touch disk, and reading returns an
+in-memory Arrow table.
+
+**Canonical plaintext (the version id).** ``version_id_of`` hashes, for each table in name order, the
+table name and then the Arrow IPC stream of the table with schema and field metadata removed, rows
+sorted ascending by every column (in schema order, nulls last), written in batches of
+``CANONICAL_BATCH_ROWS`` rows. Equal rows are indistinguishable, so this order is total; the id is
+therefore independent of the input row order, of how the input is chunked, and of the part count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from crypto.envelope import seal, unseal
+from crypto.errors import CryptoError, IntegrityError
+from crypto.pseudonym import partitioner
+from executors.base import PartRef, TableInput, VersionLayout
+from executors.errors import DataUnavailable, PartIntegrityError, StorageError
+
+CANONICAL_BATCH_ROWS = 65_536
+PARQUET_COMPRESSION = "zstd"
+# Names become path components: no separators, no dot-only names, nothing hidden.
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def part_aad(*, domain: str, dataset: str, version_id: str, table: str, index: int) -> bytes:
+    """The associated data that binds part ``index`` to its place.
+
+    >>> part_aad(domain="health", dataset="visits", version_id="ab12", table="visits", index=3)
+    b'health/visits/ab12/visits/3'
+    """
+    return f"{domain}/{dataset}/{version_id}/{table}/{index}".encode()
+
+
+def part_name(index: int) -> str:
+    """The file name of part ``index``.
+
+    >>> part_name(7)
+    'part-00007.enc'
+    """
+    return f"part-{index:05d}.enc"
+
+
+def _canonical(table: pa.Table) -> pa.Table:
+    schema = pa.schema([pa.field(f.name, f.type, f.nullable) for f in table.schema])
+    plain = pa.Table.from_arrays(table.columns, schema=schema)
+    if plain.num_rows and plain.num_columns:
+        order = pc.sort_indices(
+            plain, sort_keys=[(name, "ascending", "at_end") for name in plain.column_names]
+        )
+        plain = plain.take(order)
+    return plain.combine_chunks()
+
+
+class _HashSink:
+    """A write-only file object that feeds SHA-256, so a large table is hashed without a copy."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return len(data)
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def version_id_of(tables: Mapping[str, pa.Table]) -> str:
+    """SHA-256 (hex) of the canonical plaintext of ``tables`` (see the module docstring).
+
+    >>> a = pa.table({"id": [2, 1, 3], "x": ["b", "a", "c"]})
+    >>> b = pa.table({"id": [3, 1, 2], "x": ["c", "a", "b"]})
+    >>> version_id_of({"t": a}) == version_id_of({"t": b})
+    True
+    >>> version_id_of({"t": a}) == version_id_of({"u": a})
+    False
+    """
+    sink = _HashSink()
+    for name in sorted(tables):
+        encoded = name.encode("utf-8")
+        sink.write(b"table\x00" + len(encoded).to_bytes(8, "big") + encoded)
+        canonical = _canonical(tables[name])
+        with pa.ipc.new_stream(sink, canonical.schema) as writer:
+            writer.write_table(canonical, max_chunksize=CANONICAL_BATCH_ROWS)
+    return sink.digest.hexdigest()
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not _SAFE_NAME.match(name) or name in {".", ".."}:
+        raise StorageError(
+            f"{kind} name {name!r} cannot be stored: use letters, digits, '_', '-' and '.', "
+            "starting with a letter or digit, at most 128 characters"
+        )
+
+
+def _part_ids(table: pa.Table, *, unit: str, partition_key: bytes, n_parts: int) -> pa.Array:
+    """The part index of every row, computed once per distinct unit (HMAC per unit, not per row)."""
+    column = table.column(unit)
+    distinct = pc.unique(column)
+    place = partitioner(partition_key, n_parts)
+    # str() of the Python value: an integer id hashes as its decimal form, as crypto asks.
+    indices = pa.array([place(str(v)) for v in distinct.to_pylist()], pa.int32())
+    return pc.take(indices, pc.index_in(column, value_set=distinct)).combine_chunks()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer, compression=PARQUET_COMPRESSION)
+    return bytes(buffer.getvalue().to_pybytes())
+
+
+def write_version(
+    root: Path,
+    *,
+    domain: str,
+    dataset: str,
+    version_id: str,
+    tables: Mapping[str, pa.Table],
+    units: Mapping[str, str],
+    data_key: bytes,
+    partition_key: bytes,
+    n_parts: int,
+) -> VersionLayout:
+    """Encrypt ``tables`` into ``n_parts`` unit-partitioned parts each; returns where they went.
+
+    ``version_id`` should be ``version_id_of(tables)`` (the caller computes it once; it is not
+    recomputed here). The whole version directory appears atomically: parts are written into a
+    staging directory that is renamed into place, and an existing version is never overwritten
+    (its parts are sealed under a different data key).
+    """
+    for kind, name in (("domain", domain), ("dataset", dataset), ("version", version_id)):
+        _check_name(kind, name)
+    if n_parts < 1:
+        raise StorageError(f"a version needs at least one part per table, got n_parts={n_parts}")
+    if not tables:
+        raise StorageError("a version needs at least one table")
+    for table_name, table in tables.items():
+        _check_name("table", table_name)
+        unit = units.get(table_name)
+        if unit is None:
+            raise StorageError(f"table {table_name!r} has no declared privacy unit")
+        if unit not in table.column_names:
+            raise StorageError(f"privacy unit {unit!r} is not a column of table {table_name!r}")
+
+    dataset_dir = Path(root) / domain / dataset
+    final_dir = dataset_dir / version_id
+    if final_dir.exists():
+        raise StorageError(f"version {version_id} of {domain}/{dataset} is already stored")
+    dataset_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dataset_dir, prefix=f".staging-{version_id[:16]}-"))
+    try:
+        parts: dict[str, tuple[PartRef, ...]] = {}
+        for table_name in sorted(tables):
+            parts[table_name] = _write_table(
+                staging,
+                final_dir,
+                tables[table_name],
+                unit=units[table_name],
+                place=(domain, dataset, version_id, table_name),
+                data_key=data_key,
+                partition_key=partition_key,
+                n_parts=n_parts,
+            )
+        try:
+            staging.rename(final_dir)
+        except OSError as exc:
+            raise StorageError(f"version {version_id} of {domain}/{dataset} is already stored") from exc
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return VersionLayout(
+        version_id=version_id,
+        parts=parts,
+        row_counts={name: tables[name].num_rows for name in sorted(tables)},
+    )
+
+
+def _write_table(
+    staging: Path,
+    final_dir: Path,
+    table: pa.Table,
+    *,
+    unit: str,
+    place: tuple[str, str, str, str],
+    data_key: bytes,
+    partition_key: bytes,
+    n_parts: int,
+) -> tuple[PartRef, ...]:
+    domain, dataset, version_id, table_name = place
+    table_dir = staging / table_name
+    table_dir.mkdir()
+    try:
+        ids = _part_ids(table, unit=unit, partition_key=partition_key, n_parts=n_parts)
+    except CryptoError as exc:
+        raise StorageError(f"cannot partition table {table_name!r}: {exc.detail}") from exc
+    order = pc.sort_indices(ids)
+    grouped = table.take(order)
+    counts = pc.value_counts(ids).to_pylist() if len(ids) else []
+    per_part = dict.fromkeys(range(n_parts), 0)
+    for item in counts:
+        per_part[int(item["values"])] = int(item["counts"])
+    refs: list[PartRef] = []
+    offset = 0
+    for index in range(n_parts):
+        rows = grouped.slice(offset, per_part[index])
+        offset += per_part[index]
+        aad = part_aad(domain=domain, dataset=dataset, version_id=version_id, table=table_name, index=index)
+        _write_atomic(table_dir / part_name(index), seal(data_key, parquet_bytes(rows), aad=aad))
+        refs.append(PartRef(path=str(final_dir / table_name / part_name(index)), aad=aad))
+    return tuple(refs)
+
+
+def expected_aads(table: TableInput) -> tuple[bytes, ...]:
+    """The associated data each part of ``table`` must have been sealed with."""
+    return tuple(
+        part_aad(
+            domain=table.domain,
+            dataset=table.dataset,
+            version_id=table.version_id,
+            table=table.table,
+            index=i,
+        )
+        for i in range(len(table.parts))
+    )
+
+
+def _where(table: TableInput, index: int) -> str:
+    return (
+        f"part {index} ({part_name(index)}) of table {table.table!r} in "
+        f"{table.domain}/{table.dataset} version {table.version_id}"
+    )
+
+
+def decrypt_parts(table: TableInput, data_key: bytes) -> list[bytes]:
+    """Read and unseal every part of ``table``: Parquet plaintext, in memory only.
+
+    A part whose recorded associated data is not the one its position implies, or that fails
+    authentication, raises :class:`PartIntegrityError` naming the part.
+    """
+    if not table.parts:
+        raise DataUnavailable(f"table {table.table!r} of {table.domain}/{table.dataset} has no parts")
+    plaintexts: list[bytes] = []
+    for index, (part, expected) in enumerate(zip(table.parts, expected_aads(table), strict=True)):
+        if part.aad != expected:
+            raise PartIntegrityError(f"{_where(table, index)} is recorded with the wrong associated data")
+        try:
+            blob = Path(part.path).read_bytes()
+        except OSError as exc:
+            raise DataUnavailable(f"{_where(table, index)} cannot be read: {exc.strerror}") from exc
+        try:
+            plaintexts.append(unseal(data_key, blob, aad=expected))
+        except IntegrityError as exc:
+            raise PartIntegrityError(
+                f"{_where(table, index)} failed authentication: tampered, truncated, or moved from "
+                "another version, table or dataset"
+            ) from exc
+        except CryptoError as exc:
+            raise DataUnavailable(f"{_where(table, index)} cannot be decrypted: {exc.detail}") from exc
+    return plaintexts
+
+
+def load_parts(plaintexts: Sequence[bytes]) -> pa.Table:
+    """Parse decrypted Parquet parts and concatenate them into one table."""
+    try:
+        tables = [pq.read_table(pa.BufferReader(data)) for data in plaintexts]
+    except (pa.ArrowException, OSError) as exc:
+        # Authenticated but unparseable: written by a key holder, not an attacker; no content in the text.
+        raise DataUnavailable(f"a decrypted part is not valid Parquet ({type(exc).__name__})") from exc
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def read_table(table: TableInput, data_key: bytes) -> pa.Table:
+    """Unseal and concatenate every part of ``table`` into one in-memory Arrow table."""
+    return load_parts(decrypt_parts(table, data_key))

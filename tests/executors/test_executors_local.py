@@ -1,0 +1,158 @@
+"""The local fork-server executor: the shared contract plus what only a local backend can show."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crypto.keyring import LocalKeyring
+from executors.errors import ExecutionCancelled, ExecutionFailed
+from executors.local import LocalExecutor
+from tests.executors.executors_contract import AGGREGATE, ENDLESS, ExecutorContract, run_in_thread, spec
+from tests.executors.executors_fixtures import StoredVersion
+
+
+class TestLocalExecutorContract(ExecutorContract):
+    @pytest.fixture
+    def executor(self, local_executor: LocalExecutor) -> LocalExecutor:
+        return local_executor
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Field 4 (after the parenthesised command, which may contain spaces) is the parent pid.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.add(int(entry.name))
+    return found
+
+
+def _descendants(pid: int) -> set[int]:
+    result: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        children = set().union(*(_children(p) for p in frontier)) - result
+        result |= children
+        frontier = children
+    return result
+
+
+def _wait_for_pid(executor: LocalExecutor, job_id: str) -> int:
+    deadline = time.monotonic() + 20
+    while job_id not in executor.running():
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.02)
+    return executor.running()[job_id]
+
+
+@pytest.fixture
+def own_executor(keyring: LocalKeyring, tmp_path: Path) -> Iterator[LocalExecutor]:
+    executor = LocalExecutor(key_provider=keyring, max_workers=1, tmp_root=tmp_path)
+    yield executor
+    executor.close()
+
+
+def test_close_leaves_no_sandbox_processes(
+    keyring: LocalKeyring, visits: StoredVersion, tmp_path: Path
+) -> None:
+    executor = LocalExecutor(key_provider=keyring, max_workers=2, tmp_root=tmp_path)
+    before = _descendants(os.getpid())
+    runs = [run_in_thread(executor, spec(visits, ENDLESS, job_id=f"orphan-{i}")) for i in range(2)]
+    pids = {_wait_for_pid(executor, f"orphan-{i}") for i in range(2)}
+    assert pids <= _descendants(os.getpid())
+    executor.close()
+    for thread, outcome in runs:
+        thread.join(timeout=20)
+        assert isinstance(outcome[0], ExecutionCancelled)
+    deadline = time.monotonic() + 10
+    while _descendants(os.getpid()) - before:
+        assert time.monotonic() < deadline, f"left behind: {_descendants(os.getpid()) - before}"
+        time.sleep(0.05)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ExecutionCancelled):
+        executor.run(spec(visits, AGGREGATE, job_id="after-close"))
+
+
+def test_a_crashed_sandbox_is_reported_and_the_executor_goes_on(
+    own_executor: LocalExecutor, visits: StoredVersion
+) -> None:
+    thread, outcome = run_in_thread(own_executor, spec(visits, ENDLESS, job_id="crash"))
+    os.kill(_wait_for_pid(own_executor, "crash"), signal.SIGSEGV)
+    thread.join(timeout=20)
+    assert isinstance(outcome[0], ExecutionFailed)
+    assert "SIGSEGV" in outcome[0].detail
+    assert own_executor.run(spec(visits, AGGREGATE, job_id="after-crash")).row_count == 5
+
+
+def test_private_temp_dir_exists_while_running_and_is_removed(
+    own_executor: LocalExecutor, visits: StoredVersion, tmp_path: Path
+) -> None:
+    thread, outcome = run_in_thread(own_executor, spec(visits, ENDLESS, job_id="tmpdir"))
+    _wait_for_pid(own_executor, "tmpdir")
+    (private,) = tmp_path.iterdir()
+    assert private.stat().st_mode & 0o077 == 0
+    own_executor.cancel("tmpdir")
+    thread.join(timeout=20)
+    assert isinstance(outcome[0], ExecutionCancelled)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_concurrency_is_bounded_by_max_workers(own_executor: LocalExecutor, visits: StoredVersion) -> None:
+    runs = [run_in_thread(own_executor, spec(visits, AGGREGATE, job_id=f"bounded-{i}")) for i in range(3)]
+    most = 0
+    while any(thread.is_alive() for thread, _ in runs):
+        most = max(most, len(own_executor.running()))
+        time.sleep(0.002)
+    assert most == 1
+    assert all(outcome[0].row_count == 5 for _, outcome in runs)  # type: ignore[union-attr]
+
+
+def test_network_isolation_is_recorded(local_executor: LocalExecutor, visits: StoredVersion) -> None:
+    network = local_executor.run(spec(visits, AGGREGATE, job_id="network")).engine["network"]
+    # As root (or with user namespaces) the sandbox gets its own network namespace.
+    expected = "isolated" if os.geteuid() == 0 else ("isolated", "shared")
+    assert network.startswith(expected)
+
+
+def test_sandbox_runs_in_its_own_network_namespace(
+    local_executor: LocalExecutor, visits: StoredVersion
+) -> None:
+    thread, _ = run_in_thread(local_executor, spec(visits, ENDLESS, job_id="netns"))
+    pid = _wait_for_pid(local_executor, "netns")
+    try:
+        deadline = time.monotonic() + 5
+        while True:  # the child unshares and sets its limits right after it starts
+            child_ns = str(Path(f"/proc/{pid}/ns/net").readlink())
+            limits = Path(f"/proc/{pid}/limits").read_text()
+            if "Max file size             0" in limits or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+    finally:
+        local_executor.cancel("netns")
+        thread.join(timeout=20)
+    if os.geteuid() == 0:
+        assert child_ns != str(Path("/proc/self/ns/net").readlink())
+    assert "Max core file size        0" in limits
+    assert "Max file size             0" in limits
+
+
+def test_duplicate_job_id_is_refused(local_executor: LocalExecutor, visits: StoredVersion) -> None:
+    thread, _ = run_in_thread(local_executor, spec(visits, ENDLESS, job_id="twice"))
+    _wait_for_pid(local_executor, "twice")
+    try:
+        with pytest.raises(ExecutionFailed):
+            local_executor.run(spec(visits, AGGREGATE, job_id="twice"))
+    finally:
+        local_executor.cancel("twice")
+        thread.join(timeout=20)
