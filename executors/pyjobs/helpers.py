@@ -1,0 +1,188 @@
+"""``aggregate()``: the only way a Python job produces a table that can be released automatically.
+
+It groups, aggregates, and counts the distinct privacy units behind every row itself, from the unit
+column of the frame it is given, into the hidden ``_sbx_units`` column (and ``_sbx_units_<i>`` for an
+aggregate computed from fewer units because its column has missing values), so the table goes
+through ``policies.check_output`` exactly like a SQL result. It refuses a unit column holding values
+that are not this job's pseudonyms (units invented to inflate counts), and it evaluates the dominance
+(n, k) and p% rules on the per-unit contributions to every sum and mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from executors.pyjobs.disclosure import DisclosureFinding, DisclosureThresholds
+from executors.pyjobs.errors import HelperError
+from executors.pyjobs.pseudonyms import PseudonymIndex
+
+#: Aggregate functions ``aggregate()`` accepts.
+AGGREGATES = frozenset({"count", "sum", "mean", "median", "min", "max", "std", "var"})
+_CONTRIBUTION_AGGREGATES = frozenset({"sum", "mean"})
+UNITS_COLUMN = "_sbx_units"
+
+
+class ReleasableTable:
+    """A table built by ``aggregate()``. Job code can read a copy (``.frame``) but never the original,
+    so what is released is exactly what the helper computed."""
+
+    __slots__ = ("_sbx_findings", "_sbx_frame")
+
+    def __init__(self, frame: pd.DataFrame, findings: tuple[DisclosureFinding, ...]) -> None:
+        self._sbx_frame = frame
+        self._sbx_findings = findings
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The group keys and aggregates, without the hidden unit counts."""
+        visible = [c for c in self._sbx_frame.columns if not str(c).startswith("_sbx_")]
+        return self._sbx_frame[visible].copy()
+
+    def __repr__(self) -> str:
+        return f"<aggregate table>\n{self.frame!r}"
+
+
+#: Attributes job code may read on a ``ReleasableTable``.
+RELEASABLE_ATTRIBUTES = frozenset({"frame"})
+
+
+@dataclass
+class Aggregator:
+    """The ``aggregate`` callable of one run, with the tables it issued (in call order)."""
+
+    unit_column: str
+    pseudonyms: PseudonymIndex
+    thresholds: DisclosureThresholds
+    issued: list[ReleasableTable] = field(default_factory=list)
+
+    def __call__(
+        self, df: pd.DataFrame, by: str | Sequence[str], aggs: Mapping[str, tuple[str, str]]
+    ) -> ReleasableTable:
+        keys = [by] if isinstance(by, str) else list(by)
+        self._validate(df, keys, aggs)
+        if not self.pseudonyms.all_known(df[self.unit_column]):
+            raise HelperError(
+                f"the unit column {self.unit_column!r} holds values that are not this job's pseudonyms; "
+                "aggregate() needs it exactly as the input gave it"
+            )
+        grouped = df.groupby(keys, dropna=False, sort=True, observed=True)
+        out = grouped.agg(**{name: pd.NamedAgg(column=col, aggfunc=fn) for name, (col, fn) in aggs.items()})
+        out[UNITS_COLUMN] = grouped[self.unit_column].nunique()
+        findings: list[DisclosureFinding] = []
+        call = len(self.issued) + 1
+        for i, (name, (col, fn)) in enumerate(aggs.items(), start=1):
+            if bool(df[col].isna().any()):
+                subset = df[df[col].notna()]
+                counts = subset.groupby(keys, dropna=False, sort=True, observed=True)[
+                    self.unit_column
+                ].nunique()
+                out[f"{UNITS_COLUMN}_{i}"] = counts.reindex(out.index, fill_value=0).astype("int64")
+            if fn in _CONTRIBUTION_AGGREGATES and pd.api.types.is_numeric_dtype(df[col]):
+                findings.extend(self._contribution_findings(df, keys, col, name, call))
+            if fn in {"min", "max"}:
+                findings.append(
+                    DisclosureFinding(
+                        "dominance",
+                        "note",
+                        f"{fn} of a group is one unit's own value",
+                        f"aggregate() #{call}, {name!r}",
+                    )
+                )
+        table = ReleasableTable(out.reset_index(), tuple(findings))
+        self.issued.append(table)
+        return table
+
+    def _validate(self, df: object, keys: list[str], aggs: object) -> None:
+        if not isinstance(df, pd.DataFrame):
+            raise HelperError("aggregate() needs a DataFrame as its first argument")
+        if self.unit_column not in df.columns:
+            raise HelperError(
+                f"the frame passed to aggregate() must keep the unit column {self.unit_column!r}"
+            )
+        if not keys:
+            raise HelperError("aggregate() needs at least one group key in by=")
+        for key in keys:
+            if not isinstance(key, str) or key not in df.columns:
+                raise HelperError("every group key in by= must be a column of the frame")
+            if key == self.unit_column:
+                raise HelperError("grouping by the unit column would release row-level data")
+            if key.startswith("_sbx_"):
+                raise HelperError("names starting with '_sbx_' are reserved")
+        if not isinstance(aggs, Mapping) or not aggs:
+            raise HelperError("aggs= must map output names to (column, function) pairs")
+        for name, spec in aggs.items():
+            if not isinstance(name, str) or not name or name.startswith("_") or name in keys:
+                raise HelperError("aggregate output names must be new, non-empty and not start with '_'")
+            if not (isinstance(spec, tuple) and len(spec) == 2 and all(isinstance(s, str) for s in spec)):
+                raise HelperError("each aggregate must be a (column, function) pair of strings")
+            column, function = spec
+            if column not in df.columns or column == self.unit_column:
+                raise HelperError("aggregate columns must be columns of the frame other than the unit column")
+            if function not in AGGREGATES:
+                raise HelperError(f"aggregate functions are {', '.join(sorted(AGGREGATES))}")
+
+    def _contribution_findings(
+        self, df: pd.DataFrame, keys: list[str], column: str, name: str, call: int
+    ) -> list[DisclosureFinding]:
+        """Dominance (n, k) and p% on per-unit absolute contributions, vectorised over groups."""
+        n, k, p = self.thresholds.dominance_n, self.thresholds.dominance_k, self.thresholds.p_percent
+        per_unit = (
+            df.assign(_sbx_abs=df[column].abs())
+            .groupby([*keys, self.unit_column], dropna=False, sort=False, observed=True)["_sbx_abs"]
+            .sum()
+            .reset_index()
+            # One stable sort on the contribution; cumcount then ranks within each group in that order.
+            .sort_values("_sbx_abs", ascending=False, kind="stable", na_position="last")
+        )
+        rank = per_unit.groupby(keys, dropna=False, sort=False, observed=True).cumcount()
+        per_unit = per_unit.assign(_sbx_rank=rank.to_numpy())
+        grouped = per_unit.groupby(keys, dropna=False, sort=True, observed=True)
+        total = grouped["_sbx_abs"].sum()
+        top_n = (
+            per_unit[per_unit["_sbx_rank"] < n]
+            .groupby(keys, dropna=False, sort=True, observed=True)["_sbx_abs"]
+            .sum()
+        )
+        first = (
+            per_unit[per_unit["_sbx_rank"] == 0]
+            .groupby(keys, dropna=False, sort=True, observed=True)["_sbx_abs"]
+            .sum()
+        )
+        second = (
+            per_unit[per_unit["_sbx_rank"] == 1]
+            .groupby(keys, dropna=False, sort=True, observed=True)["_sbx_abs"]
+            .sum()
+        )
+        top_n, first, second = (s.reindex(total.index, fill_value=0.0) for s in (top_n, first, second))
+        totals = total.to_numpy(dtype=float)
+        dominated = (totals > 0) & (top_n.to_numpy(dtype=float) > k * totals)
+        x1 = first.to_numpy(dtype=float)
+        p_rule = (x1 > 0) & ((totals - x1 - second.to_numpy(dtype=float)) < p / 100.0 * x1)
+        where = f"aggregate() #{call}, {name!r}"
+        findings = []
+        if dominated.any():
+            rows = ", ".join(str(r) for r in np.flatnonzero(dominated)[:10])
+            findings.append(
+                DisclosureFinding(
+                    "dominance",
+                    "flag",
+                    f"{int(dominated.sum())} cell(s) where the {n} largest units hold more than {k:.0%} "
+                    f"(rows {rows})",
+                    where,
+                )
+            )
+        if p_rule.any():
+            rows = ", ".join(str(r) for r in np.flatnonzero(p_rule)[:10])
+            findings.append(
+                DisclosureFinding(
+                    "p-ratio",
+                    "flag",
+                    f"{int(p_rule.sum())} cell(s) fail the p% rule with p={p:g} (rows {rows})",
+                    where,
+                )
+            )
+        return findings

@@ -1,0 +1,378 @@
+"""Run one Python job under the restricted runtime and classify what it produced.
+
+Entry point: :func:`run_python_job`. It is meant to run inside the executor's per-job sandbox process
+(rlimits, wall-clock timeout, no network); the guards here are the language-level layer on top.
+
+The job's code reads its inputs by table name (and from ``tables``), may call ``aggregate()``, and
+hands back its answer by assigning ``result``. The outcome is:
+
+* :class:`AggregateOutput` when ``result`` is a table built by ``aggregate()`` (with hidden
+  ``_sbx_units`` columns, for ``policies.check_output``), or
+* :class:`WithheldOutput` for anything else, with a plain-data summary and a disclosure report,
+  waiting for an output checker.
+
+Printed output is collected, never written anywhere, and always withheld. Exceptions of the job are
+reduced to their type and line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+import traceback
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, replace
+from types import FrameType
+from typing import Any
+
+import pandas as pd
+from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
+
+from executors.pyjobs.allowlist import BUILTIN_NAMES, build_allowlist
+from executors.pyjobs.compile import JOB_FILENAME, compile_job
+from executors.pyjobs.disclosure import (
+    DisclosureFinding,
+    DisclosureReport,
+    DisclosureThresholds,
+    model_findings,
+    scan_plain,
+    scan_text,
+)
+from executors.pyjobs.errors import (
+    JobRaised,
+    NoResult,
+    OutputRejected,
+    PyJobError,
+    PyJobInterrupted,
+    PyJobResourceExhausted,
+    SandboxViolation,
+)
+from executors.pyjobs.guards import GuardDenied, Guards, RunState
+from executors.pyjobs.helpers import RELEASABLE_ATTRIBUTES, Aggregator, ReleasableTable
+from executors.pyjobs.pseudonyms import PseudonymIndex
+from executors.pyjobs.summary import table_to_plain, to_plain
+
+#: Name the job assigns its answer to.
+RESULT_NAME = "result"
+
+
+@dataclass(frozen=True)
+class PyLimits:
+    """Language-level limits; the sandbox process adds memory and wall-clock limits around them."""
+
+    cpu_s: float = 60.0  # CPU seconds before the job is stopped (main thread only)
+    recursion_depth: int = 400  # extra Python frames the job may use
+    max_output_cells: int = 200_000
+    max_print_chars: int = 100_000
+
+
+@dataclass(frozen=True)
+class WithheldOutput:
+    """An output that only an output checker may release: plain data and the automatic report."""
+
+    summary: Mapping[str, object] | None  # plain data (JSON-compatible) of ``result``; None if unset
+    printed: str | None  # collected print output, if any
+    report: DisclosureReport
+    mock: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "summary": self.summary,
+            "printed": self.printed,
+            "report": self.report.to_dict(),
+            "mock": self.mock,
+        }
+
+
+@dataclass(frozen=True)
+class AggregateOutput:
+    """A table built by ``aggregate()``: group keys, aggregates and hidden ``_sbx_units*`` columns."""
+
+    table: pd.DataFrame
+    report: DisclosureReport  # dominance / p% findings of the helper (advisory)
+    printed: WithheldOutput | None = None  # print output of the same job, withheld for a checker
+    mock: bool = False
+
+
+PyJobOutcome = AggregateOutput | WithheldOutput
+
+_DEFAULT_THRESHOLDS = DisclosureThresholds()
+_DEFAULT_LIMITS = PyLimits()
+
+
+#: Hints for exceptions of the job, in place of their messages (which may quote data values).
+_HINTS: Mapping[str, str] = {
+    "KeyError": "a column or key was not found",
+    "IndexError": "an index was out of range",
+    "TypeError": "an operation got a value of the wrong type",
+    "ValueError": "an operation got an unsuitable value",
+    "ZeroDivisionError": "division by zero",
+    "AttributeError": "an attribute does not exist",
+    "NameError": "a name is not defined",
+}
+
+
+def run_python_job(
+    code: str,
+    inputs: Mapping[str, pd.DataFrame],
+    *,
+    unit_column: str,
+    modules: Sequence[str],
+    thresholds: DisclosureThresholds = _DEFAULT_THRESHOLDS,
+    limits: PyLimits = _DEFAULT_LIMITS,
+    mock: bool = False,
+    pseudonyms: AbstractSet[str] | None = None,
+) -> PyJobOutcome:
+    """Compile and run ``code`` on ``inputs`` (unit column already pseudonymised) under the guards.
+
+    Raises a :class:`PyJobError` subclass: ``CodeRejected``, ``SandboxViolation``, ``JobRaised``,
+    ``PyJobResourceExhausted``, ``PyJobInterrupted``, ``NoResult``, ``OutputRejected``, ``HelperError``.
+    ``pseudonyms``: the set of unit pseudonyms, if the caller has it (it replaced the unit column);
+    otherwise it is derived from the inputs when needed.
+
+    >>> frame = pd.DataFrame({"person_id": ["p1", "p2"], "g": ["a", "a"], "x": [1.0, 3.0]})
+    >>> out = run_python_job("result = aggregate(t, by='g', aggs={'m': ('x', 'mean')})",
+    ...                      {"t": frame}, unit_column="person_id", modules=[])
+    >>> out.table.to_dict("records")
+    [{'g': 'a', 'm': 2.0, '_sbx_units': 2}]
+    """
+    compiled = compile_job(code)
+    allowlist = build_allowlist()
+    allowlist = replace(
+        allowlist, attributes={**allowlist.attributes, ReleasableTable: RELEASABLE_ATTRIBUTES}
+    )
+    state = RunState()
+    guards = Guards(
+        allowlist,
+        code=code,
+        unit_column=unit_column,
+        modules=modules,
+        state=state,
+        print_limit=limits.max_print_chars,
+    )
+    index = PseudonymIndex(inputs, unit_column, known=pseudonyms)
+    aggregator = Aggregator(unit_column=unit_column, pseudonyms=index, thresholds=thresholds)
+    # pandas copies on write: a shallow copy keeps the caller's frames unchanged whatever the job does.
+    tables = {name: frame.copy(deep=False) for name, frame in inputs.items()}
+    namespace: dict[str, Any] = {
+        "__builtins__": _builtins(guards),
+        "__name__": "job",
+        "_getattr_": guards.getattr,
+        "_getitem_": guards.getitem,
+        "_write_": guards.write,
+        "_getiter_": iter,
+        "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+        "_unpack_sequence_": guarded_unpack_sequence,
+        "_inplacevar_": guards.inplacevar,
+        "_apply_": guards.apply,
+        "_print_": guards.print_factory,
+        "aggregate": aggregator,
+        "tables": dict(tables),
+    }
+    for name, frame in tables.items():
+        if name.isidentifier() and not name.startswith("_") and name not in namespace:
+            namespace[name] = frame
+
+    _execute(compiled, namespace, code=code, state=state, limits=limits)
+    if state.violation is not None:
+        raise SandboxViolation(state.violation)
+    return _classify(
+        namespace.get(RESULT_NAME, _UNSET),
+        guards=guards,
+        state=state,
+        aggregator=aggregator,
+        pseudonyms=index,
+        thresholds=thresholds,
+        limits=limits,
+        mock=mock,
+        input_rows=[len(f) for f in inputs.values()],
+    )
+
+
+_UNSET = object()
+
+
+def _builtins(guards: Guards) -> dict[str, object]:
+    import builtins
+
+    table: dict[str, object] = {name: getattr(builtins, name) for name in sorted(BUILTIN_NAMES)}
+    table.update(
+        {
+            "None": None,
+            "True": True,
+            "False": False,
+            "getattr": guards.getattr_builtin,
+            "hasattr": guards.hasattr_builtin,
+            "__import__": guards.import_module,
+        }
+    )
+    return table
+
+
+def _execute(
+    compiled: Any, namespace: dict[str, Any], *, code: str, state: RunState, limits: PyLimits
+) -> None:
+    with _job_context(limits) as stopped:
+        try:
+            exec(compiled, namespace)  # noqa: S102 - restricted code with guarded globals
+        except GuardDenied as exc:
+            raise SandboxViolation(state.violation or str(exc)) from None
+        except _CpuLimit:
+            raise PyJobResourceExhausted(f"the job used more than {limits.cpu_s:g} CPU seconds") from None
+        except RecursionError:
+            raise PyJobResourceExhausted("the job exceeded the recursion limit") from None
+        except MemoryError:
+            raise PyJobResourceExhausted("the job ran out of memory") from None
+        except PyJobError:
+            raise
+        except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
+            raise PyJobInterrupted(f"the job was interrupted ({type(exc).__name__})") from None
+        except Exception as exc:
+            if stopped():
+                raise PyJobResourceExhausted(f"the job used more than {limits.cpu_s:g} CPU seconds") from None
+            raise JobRaised(_describe(exc, code)) from None
+
+
+def _describe(exc: BaseException, code: str) -> str:
+    """Type, line and a generic hint; never ``str(exc)``, which may quote data values."""
+    name = type(exc).__name__
+    line = None
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        if frame.f_code.co_filename == JOB_FILENAME:
+            line = lineno
+    where = f" at line {line}" if line is not None else ""
+    hint = _HINTS.get(name, "the message is withheld because it may contain data values")
+    if name in {"NameError", "UnboundLocalError"} and isinstance(getattr(exc, "name", None), str):
+        missing = exc.name  # type: ignore[attr-defined]
+        if missing.isidentifier() and missing in code:
+            hint = f"name {missing!r} is not defined"
+    return f"the job raised {name}{where}: {hint}"
+
+
+class _CpuLimit(BaseException):
+    """Raised by the CPU-time signal handler; job code cannot catch it."""
+
+
+def _stack_depth() -> int:
+    depth = 0
+    frame: FrameType | None = sys._getframe()
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    return depth
+
+
+@contextlib.contextmanager
+def _job_context(limits: PyLimits) -> Iterator[Any]:
+    """Recursion limit, warnings silenced (they could print data), and a CPU-time alarm.
+
+    The alarm is ``ITIMER_VIRTUAL`` (process CPU time): a ``while True: pass`` loop calls no guard, so
+    only a signal stops it. It re-fires every 0.2 s so a ``finally`` block cannot absorb it. Signals
+    can only be installed from the main thread; elsewhere the sandbox's wall-clock timeout applies.
+    """
+    old_limit = sys.getrecursionlimit()
+    fired = {"stopped": False, "armed": True}
+    main = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+
+    def on_alarm(signum: int, frame: FrameType | None) -> None:
+        if fired["armed"]:
+            fired["stopped"] = True
+            raise _CpuLimit
+
+    old_handler: Any = None
+    try:
+        sys.setrecursionlimit(_stack_depth() + limits.recursion_depth)
+        if main:
+            old_handler = signal.signal(signal.SIGVTALRM, on_alarm)
+            signal.setitimer(signal.ITIMER_VIRTUAL, limits.cpu_s, 0.2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield lambda: fired["stopped"]
+    finally:
+        fired["armed"] = False
+        if main:
+            signal.setitimer(signal.ITIMER_VIRTUAL, 0.0, 0.0)
+            signal.signal(signal.SIGVTALRM, old_handler)
+        sys.setrecursionlimit(old_limit)
+
+
+def _classify(
+    result: object,
+    *,
+    guards: Guards,
+    state: RunState,
+    aggregator: Aggregator,
+    pseudonyms: PseudonymIndex,
+    thresholds: DisclosureThresholds,
+    limits: PyLimits,
+    mock: bool,
+    input_rows: Sequence[int],
+) -> PyJobOutcome:
+    printed = guards.printer() or None
+    fits = [(f.function, f.n_obs, f.n_params) for f in state.model_fits]
+    helper_findings = tuple(f for table in aggregator.issued for f in table._sbx_findings)
+    if result is _UNSET and printed is None:
+        raise NoResult(f"the job did not assign {RESULT_NAME!r} and printed nothing")
+    printed_report = DisclosureReport(
+        tuple(scan_text(printed or "", pseudonyms=pseudonyms, where="printed output"))
+    )
+    if guards.printer.truncated:
+        printed_report = printed_report.merged(
+            DisclosureReport(
+                (
+                    DisclosureFinding(
+                        "row-level",
+                        "note",
+                        f"printed output was cut at {limits.max_print_chars} characters",
+                        "printed output",
+                    ),
+                )
+            )
+        )
+
+    if isinstance(result, ReleasableTable) and any(result is t for t in aggregator.issued):
+        frame = result._sbx_frame
+        visible = frame[[c for c in frame.columns if not str(c).startswith("_sbx_")]]
+        plain = table_to_plain(visible, max_cells=limits.max_output_cells)
+        scanned = tuple(
+            f
+            for f in scan_plain(plain, pseudonyms=pseudonyms, thresholds=thresholds, where="aggregate result")
+            if f.rule == "identifier"
+        )
+        report = DisclosureReport(result._sbx_findings + scanned + tuple(model_findings(fits, thresholds)))
+        withheld_print = (
+            WithheldOutput(summary=None, printed=printed, report=printed_report, mock=mock)
+            if printed
+            else None
+        )
+        if not scanned:
+            return AggregateOutput(table=frame.copy(), report=report, printed=withheld_print, mock=mock)
+        # Group keys equal to unit pseudonyms: the table is row-level in disguise, so a person decides.
+        return WithheldOutput(summary=plain, printed=printed, report=report.merged(printed_report), mock=mock)
+
+    summary: Mapping[str, object] | None = None
+    findings: list[DisclosureFinding] = []
+    if result is not _UNSET:
+        try:
+            summary = to_plain(result, max_cells=limits.max_output_cells)
+        except RecursionError:
+            raise OutputRejected("the result is nested too deeply for review") from None
+        findings.extend(
+            scan_plain(summary, pseudonyms=pseudonyms, thresholds=thresholds, input_rows=input_rows)
+        )
+    findings.extend(model_findings(fits, thresholds))
+    findings.extend(helper_findings)
+    findings.append(
+        DisclosureFinding(
+            "not-assessed",
+            "note",
+            "dominance and p% rules were assessed only for tables built with aggregate(); other values need "
+            "the checker's judgement",
+            "result",
+        )
+    )
+    report = DisclosureReport(tuple(findings)).merged(printed_report)
+    return WithheldOutput(summary=summary, printed=printed, report=report, mock=mock)
