@@ -1,0 +1,1 @@
+"""Data Sandbox service: FastAPI gateway, persistence, auth, services, job runner, client and CLI."""

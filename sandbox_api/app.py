@@ -1,0 +1,147 @@
+"""The FastAPI application factory: builds the services bundle from settings and runs the job runner."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from crypto.keyring import KeyProvider, LocalKeyring
+from executors.base import Executor, Limits
+from executors.local import LocalExecutor
+from sandbox_api.app_info import app_version
+from sandbox_api.clock import Clock, SystemClock
+from sandbox_api.deps import Services
+from sandbox_api.errors import DeploymentNotInitialised
+from sandbox_api.middleware import JsonBodyLimits
+from sandbox_api.problems import install_problem_handlers
+from sandbox_api.routes import ROUTERS
+from sandbox_api.runner import JobRunner
+from sandbox_api.services.audit import AuditLog
+from sandbox_api.services.catalog import CatalogService
+from sandbox_api.services.jobs import JobService
+from sandbox_api.services.principals import PrincipalService
+from sandbox_api.services.scopes import ScopeService
+from sandbox_api.settings import Settings
+from sandbox_api.store import migrate
+from sandbox_api.store.db import open_database
+
+ExecutorFactory = Callable[[KeyProvider, Settings], Executor]
+
+DESCRIPTION = """
+*Data usable, not visible.* Operators run aggregate SQL on protected datasets under scopes that policy
+officers approve; only results that pass the disclosure checks come out, and every step is a
+hash-chained audit event.
+
+Authenticate with `Authorization: Bearer <token>`. Errors are `application/problem+json` with a stable
+`code`, a `detail` that says what to do, and every `finding`.
+"""
+
+
+def local_executor(keys: KeyProvider, settings: Settings) -> Executor:
+    return LocalExecutor(key_provider=keys, max_workers=settings.max_concurrent_jobs)
+
+
+def build_services(
+    settings: Settings, *, clock: Clock, executor_factory: ExecutorFactory = local_executor
+) -> Services:
+    if not settings.keyring_path.exists():
+        raise DeploymentNotInitialised(
+            f"no deployment in {settings.state_dir}: run `sandbox init` first "
+            "(it creates the keyring and the database)"
+        )
+    keys = LocalKeyring.open(settings.keyring_path, clock=clock.now)
+    db = open_database(settings.resolved_database_url)
+    migrate.upgrade(db)  # a no-op when current; brings an older deployment up to date
+    audit = AuditLog(
+        db=db,
+        clock=clock,
+        checkpoint_every=settings.audit_checkpoint_every,
+        signing_key=lambda: keys.ensure_signing_key(now=clock.now()),
+    )
+    catalog = CatalogService(
+        db=db,
+        audit=audit,
+        clock=clock,
+        keys=keys,
+        partition_key=keys.secret("partition"),
+        data_dir=settings.data_dir,
+        n_parts=settings.n_parts,
+    )
+    scopes = ScopeService(db=db, audit=audit, clock=clock, catalog=catalog)
+    jobs = JobService(
+        db=db,
+        audit=audit,
+        clock=clock,
+        catalog=catalog,
+        scopes=scopes,
+        results_key=keys.secret("results"),
+        queue_limit=settings.queue_limit,
+        wake=threading.Event(),
+    )
+    runner = JobRunner(
+        jobs=jobs,
+        executor=executor_factory(keys, settings),
+        pseudonym_master=keys.secret("pseudonym"),
+        limits=Limits(
+            timeout_s=float(settings.job_timeout_s),
+            memory_mb=settings.job_memory_mb,
+            cpu_s=settings.job_timeout_s * settings.job_threads + 10,
+            threads=settings.job_threads,
+        ),
+        max_concurrent=settings.max_concurrent_jobs,
+        max_attempts=settings.job_max_attempts,
+    )
+    return Services(
+        settings=settings,
+        db=db,
+        clock=clock,
+        keys=keys,
+        audit=audit,
+        principals=PrincipalService(db=db, audit=audit, clock=clock, keys=keys),
+        catalog=catalog,
+        scopes=scopes,
+        jobs=jobs,
+        runner=runner,
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    executor_factory: ExecutorFactory = local_executor,
+) -> FastAPI:
+    """The gateway for an initialised deployment (see ``bootstrap.init_deployment``)."""
+    services = build_services(settings, clock=clock or SystemClock(), executor_factory=executor_factory)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        services.runner.start()
+        try:
+            yield
+        finally:
+            services.runner.stop()
+            services.db.dispose()
+
+    app = FastAPI(
+        title="Data Sandbox",
+        version=app_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.services = services
+    install_problem_handlers(app)
+    app.add_middleware(JsonBodyLimits, max_bytes=settings.max_request_bytes)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """For ``uvicorn --factory sandbox_api.app:app_from_env``: settings from SANDBOX_* at call time."""
+    return create_app(Settings())

@@ -1,0 +1,399 @@
+"""The Python client of the Data Sandbox HTTP API: one method per endpoint, typed errors.
+
+>>> with SandboxClient("http://127.0.0.1:8000", "sbx_…") as client:  # doctest: +SKIP
+...     job = client.submit_job("flu-study-2026", "SELECT district, COUNT(*) AS n FROM visits GROUP BY 1")
+...     client.wait_for_job(job.job_id)
+...     result = client.get_result(job.job_id)
+...     print(result.table, result.report["reasons"])
+
+Every failure the gateway reports arrives as ``application/problem+json`` and is raised here as
+``ClientError`` with the problem's ``status``, stable ``code``, human ``detail`` and policy ``findings``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal, Self, TypeAlias, TypeVar
+
+import httpx
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ValidationError
+from tqdm import tqdm
+
+from sandbox_api.schemas import (
+    AuditHeadOut,
+    AuditPage,
+    CancelOut,
+    CheckOut,
+    DatasetOut,
+    DomainOut,
+    Health,
+    JobAccepted,
+    JobOut,
+    PrincipalCreated,
+    PrincipalOut,
+    ResultOut,
+    ScopeCreated,
+    ScopeOut,
+    ScopeVersionOut,
+    TokenCreated,
+    TokensRevoked,
+    VersionStored,
+)
+
+M = TypeVar("M", bound=BaseModel)
+TableSource: TypeAlias = Path | str | pd.DataFrame | pa.Table
+
+# States after which a job never changes again, and ``withheld``, after which only a person moves it.
+TERMINAL_STATES: Final = frozenset({"released", "rejected", "denied", "failed", "cancelled", "expired"})
+WAITING_STATES: Final = TERMINAL_STATES | {"withheld"}
+
+_PROBLEM_TYPE_PREFIX: Final = "urn:sandbox:"
+_POLL_FIRST_S: Final = 0.005
+_POLL_MAX_S: Final = 0.25
+
+
+class ClientError(Exception):
+    """A request the gateway refused or could not answer.
+
+    ``status`` is the HTTP status (0 when the gateway could not be reached), ``code`` the problem's
+    stable code, ``detail`` what to do about it, ``findings`` the policy findings (dicts with at least
+    ``rule`` and ``message``) and ``problem`` the whole problem document.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        findings: Sequence[Mapping[str, Any]] = (),
+        problem: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {code}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.findings: tuple[Mapping[str, Any], ...] = tuple(findings)
+        self.problem: Mapping[str, Any] = dict(problem or {})
+
+    def describe(self) -> str:
+        """The detail and every finding, one per line, for people."""
+        lines = [self.detail]
+        lines.extend(f"  - [{f.get('rule', '?')}] {f.get('message', '')}" for f in self.findings)
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Result:
+    """A released result: the table, its suppression report and, when the gateway signed it, a receipt."""
+
+    job_id: str
+    table: pd.DataFrame
+    report: Mapping[str, Any]
+    receipt: Mapping[str, Any] | None
+    raw: ResultOut = field(repr=False)
+
+
+def _parquet_bytes(source: pd.DataFrame | pa.Table) -> bytes:
+    table = source if isinstance(source, pa.Table) else pa.Table.from_pandas(source, preserve_index=False)
+    # Drop pandas' schema metadata: the gateway hashes canonical content, not how the frame was built.
+    table = table.replace_schema_metadata(None)
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def _upload_part(table: str, source: TableSource) -> tuple[str, tuple[str, bytes, str]]:
+    if isinstance(source, pd.DataFrame | pa.Table):
+        return table, (f"{table}.parquet", _parquet_bytes(source), "application/vnd.apache.parquet")
+    path = Path(source)
+    suffix = path.suffix.lower()
+    media = "text/csv" if suffix == ".csv" else "application/vnd.apache.parquet"
+    return table, (path.name, path.read_bytes(), media)
+
+
+class SandboxClient:
+    """A session with the gateway at ``base_url`` as the principal holding ``token``.
+
+    ``transport`` lets tests talk to an in-process app; everything else goes over HTTP.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 30,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise ClientError(0, "timeout", f"{method} {path} timed out: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise ClientError(
+                0, "unreachable", f"cannot reach the gateway at {self.base_url}: {exc}"
+            ) from exc
+        if response.status_code >= 400:
+            raise _problem(response)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._send(method, path, **kwargs)
+        if not response.content:
+            return {}
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ClientError(
+                response.status_code, "unexpected-response", f"{method} {path} did not answer JSON"
+            ) from exc
+
+    def _model(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
+        return _validate(model, self._json(method, path, **kwargs), f"{method} {path}")
+
+    def _models(
+        self, model: type[M], path: str, *, key: str, params: Mapping[str, Any] | None = None
+    ) -> list[M]:
+        """A listing; the gateway may wrap it (``{"<key>": [...]}``) or not."""
+        body = self._json("GET", path, params={k: v for k, v in (params or {}).items() if v is not None})
+        items = body.get(key) if isinstance(body, dict) else body
+        if not isinstance(items, list):
+            raise ClientError(200, "unexpected-response", f"GET {path} answered no list")
+        return [_validate(model, item, f"GET {path}") for item in items]
+
+    # -- identity and administration ----------------------------------------------------------------
+
+    def health(self) -> Health:
+        return self._model(Health, "GET", "/v1/health")
+
+    def whoami(self) -> PrincipalOut:
+        return self._model(PrincipalOut, "GET", "/v1/whoami")
+
+    def create_domain(self, name: str, *, description: str = "") -> DomainOut:
+        return self._model(DomainOut, "POST", "/v1/domains", json={"name": name, "description": description})
+
+    def list_domains(self) -> list[DomainOut]:
+        return self._models(DomainOut, "/v1/domains", key="domains")
+
+    def create_principal(
+        self,
+        name: str,
+        role: str,
+        *,
+        domain: str | None = None,
+        groups: Sequence[str] = (),
+    ) -> PrincipalCreated:
+        """Creates a principal; the answer holds its bearer token, shown this once."""
+        body: dict[str, Any] = {"name": name, "role": role, "groups": list(groups)}
+        if domain is not None:
+            body["domain"] = domain
+        return self._model(PrincipalCreated, "POST", "/v1/principals", json=body)
+
+    def list_principals(self) -> list[PrincipalOut]:
+        return self._models(PrincipalOut, "/v1/principals", key="principals")
+
+    def create_token(self, name: str) -> TokenCreated:
+        return self._model(TokenCreated, "POST", f"/v1/principals/{name}/tokens")
+
+    def revoke_tokens(self, name: str) -> TokensRevoked:
+        return self._model(TokensRevoked, "DELETE", f"/v1/principals/{name}/tokens")
+
+    # -- catalog --------------------------------------------------------------------------------------
+
+    def create_dataset(self, domain: str, name: str, *, description: str = "") -> DatasetOut:
+        body = {"domain": domain, "name": name, "description": description}
+        return self._model(DatasetOut, "POST", "/v1/datasets", json=body)
+
+    def upload_version(
+        self,
+        domain: str,
+        name: str,
+        *,
+        manifest: Mapping[str, Any],
+        tables: Mapping[str, TableSource],
+    ) -> VersionStored:
+        """Uploads a new version: ``tables`` maps each table to a CSV/Parquet path or a DataFrame/Arrow
+        table (encoded to Parquet in memory); ``manifest`` declares columns, classes and units."""
+        files = [_upload_part(table, source) for table, source in tables.items()]
+        return self._model(
+            VersionStored,
+            "POST",
+            f"/v1/datasets/{domain}/{name}/versions",
+            data={"manifest": json.dumps(manifest)},
+            files=files,
+        )
+
+    def list_datasets(self) -> list[DatasetOut]:
+        return self._models(DatasetOut, "/v1/datasets", key="datasets")
+
+    def get_dataset(self, domain: str, name: str) -> DatasetOut:
+        return self._model(DatasetOut, "GET", f"/v1/datasets/{domain}/{name}")
+
+    def retire_version(self, domain: str, name: str, version: str) -> DatasetOut:
+        return self._model(DatasetOut, "POST", f"/v1/datasets/{domain}/{name}/versions/{version}/retire")
+
+    # -- scopes ---------------------------------------------------------------------------------------
+
+    def create_scope(self, document: str, *, fmt: Literal["yaml", "json"] = "yaml") -> ScopeCreated:
+        return self._model(ScopeCreated, "POST", "/v1/scopes", json={"document": document, "format": fmt})
+
+    def list_scopes(self) -> list[ScopeOut]:
+        return self._models(ScopeOut, "/v1/scopes", key="scopes")
+
+    def get_scope(self, name: str) -> ScopeOut:
+        return self._model(ScopeOut, "GET", f"/v1/scopes/{name}")
+
+    def _decide(self, name: str, version_id: str, decision: str, reason: str) -> ScopeVersionOut:
+        path = f"/v1/scopes/{name}/versions/{version_id}/{decision}"
+        return self._model(ScopeVersionOut, "POST", path, json={"reason": reason})
+
+    def approve_scope(self, name: str, version_id: str, *, reason: str = "") -> ScopeVersionOut:
+        return self._decide(name, version_id, "approve", reason)
+
+    def reject_scope(self, name: str, version_id: str, *, reason: str) -> ScopeVersionOut:
+        return self._decide(name, version_id, "reject", reason)
+
+    def revoke_scope(self, name: str, version_id: str, *, reason: str) -> ScopeVersionOut:
+        return self._decide(name, version_id, "revoke", reason)
+
+    # -- jobs -----------------------------------------------------------------------------------------
+
+    def check_job(self, scope: str, sql: str) -> CheckOut:
+        """Dry run: findings and rewritten SQL, nothing runs."""
+        return self._model(CheckOut, "POST", "/v1/jobs/check", json={"scope": scope, "sql": sql})
+
+    def submit_job(self, scope: str, sql: str) -> JobAccepted:
+        """Submits a job (202); a query the policy refuses raises ``ClientError`` with its findings."""
+        return self._model(JobAccepted, "POST", "/v1/jobs", json={"scope": scope, "sql": sql})
+
+    def get_job(self, job_id: str) -> JobOut:
+        return self._model(JobOut, "GET", f"/v1/jobs/{job_id}")
+
+    def list_jobs(self, *, state: str | None = None) -> list[JobOut]:
+        return self._models(JobOut, "/v1/jobs", key="jobs", params={"state": state})
+
+    def wait_for_job(self, job_id: str, *, timeout: float = 300.0, progress: bool = False) -> JobOut:
+        """Polls until the job is finished (or withheld for review); ``ClientError`` with code
+        ``wait-timeout`` if that takes longer than ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        delay = _POLL_FIRST_S
+        bar = tqdm(desc=f"job {job_id}", disable=not progress, bar_format="{desc} [{elapsed}]", leave=False)
+        with bar:
+            state = ""
+            while True:
+                job = self.get_job(job_id)
+                if job.state != state:
+                    state = job.state
+                    bar.set_description_str(f"job {job_id}: {state}")
+                if job.state in WAITING_STATES:
+                    return job
+                if time.monotonic() + delay > deadline:
+                    raise ClientError(
+                        0, "wait-timeout", f"job {job_id} is still {job.state} after {timeout:.0f} s"
+                    )
+                time.sleep(delay)
+                delay = min(delay * 1.25, _POLL_MAX_S)
+
+    def get_result(self, job_id: str) -> Result:
+        body = self._json("GET", f"/v1/jobs/{job_id}/result")
+        released = _validate(ResultOut, body, f"GET /v1/jobs/{job_id}/result")
+        receipt = body.get("receipt") if isinstance(body, dict) else None
+        return Result(
+            job_id=released.job_id,
+            table=pd.DataFrame.from_records(released.rows, columns=released.columns),
+            report=released.report,
+            receipt=dict(receipt) if isinstance(receipt, Mapping) else None,
+            raw=released,
+        )
+
+    def cancel_job(self, job_id: str) -> CancelOut:
+        return self._model(CancelOut, "POST", f"/v1/jobs/{job_id}/cancel")
+
+    # -- audit ----------------------------------------------------------------------------------------
+
+    def audit_events(
+        self,
+        *,
+        event: str | None = None,
+        actor: str | None = None,
+        since_seq: int | None = None,
+        limit: int = 100,
+    ) -> AuditPage:
+        """One page of audit events, oldest first, after ``since_seq``; ``event`` may be a prefix
+        ending in '.' (``job.``). Pass the page's ``next_since_seq`` to read the next one."""
+        params = {"event": event, "actor": actor, "since_seq": since_seq, "limit": limit}
+        body = {key: value for key, value in params.items() if value is not None}
+        return self._model(AuditPage, "GET", "/v1/audit/events", params=body)
+
+    def audit_export(self) -> str:
+        """The whole chain as JSON Lines, ready for ``sandbox audit verify``."""
+        return self._send("GET", "/v1/audit/export").text
+
+    def audit_head(self) -> AuditHeadOut:
+        return self._model(AuditHeadOut, "GET", "/v1/audit/head")
+
+
+def _validate(model: type[M], body: Any, what: str) -> M:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise ClientError(200, "unexpected-response", f"{what} answered an unexpected body: {exc}") from exc
+
+
+def _problem(response: httpx.Response) -> ClientError:
+    """A ``ClientError`` from an error response, problem+json or not."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        text = response.text.strip() or response.reason_phrase
+        return ClientError(response.status_code, "http-error", text[:500])
+    code = body.get("code")
+    if not isinstance(code, str):
+        problem_type = str(body.get("type", ""))
+        code = problem_type.removeprefix(_PROBLEM_TYPE_PREFIX) if problem_type else "http-error"
+    detail = body.get("detail") or body.get("title") or response.reason_phrase
+    findings = body.get("findings") or []
+    return ClientError(
+        response.status_code,
+        code,
+        str(detail),
+        findings=[f for f in findings if isinstance(f, Mapping)],
+        problem=body,
+    )

@@ -1,0 +1,62 @@
+"""The manifest a steward sends with an upload: tables, their privacy unit and declared columns."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from policies.catalog import ValueDomain
+
+ColumnType = Literal["VARCHAR", "BIGINT", "INTEGER", "DOUBLE", "DATE", "BOOLEAN", "TIMESTAMP"]
+ColumnClassName = Literal["public", "internal", "sensitive", "identifying"]
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+
+
+class ColumnDecl(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(pattern=IDENTIFIER)
+    type: ColumnType
+    cls: ColumnClassName = Field(alias="class")
+    domain: ValueDomain | None = Field(
+        default=None, description="optional declared value domain (categories or range), used for mock data"
+    )
+
+
+class TableDecl(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=IDENTIFIER)
+    unit: str = Field(description="the privacy-unit column, e.g. person_id")
+    columns: list[ColumnDecl] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TableDecl:
+        names = [c.name for c in self.columns]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"table {self.name}: duplicate column names {duplicates}")
+        if self.unit not in names:
+            raise ValueError(f"table {self.name}: the unit column {self.unit!r} is not among its columns")
+        if any(n.startswith("_sbx") for n in names):
+            raise ValueError(f"table {self.name}: column names starting with '_sbx' are reserved")
+        return self
+
+
+class Manifest(BaseModel):
+    """``{"tables": [{"name", "unit", "columns": [{"name", "type", "class", "domain"?}]}]}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tables: list[TableDecl] = Field(min_length=1, max_length=32)
+
+    @model_validator(mode="after")
+    def _unique_tables(self) -> Manifest:
+        names = [t.name for t in self.tables]
+        if len(set(names)) != len(names):
+            raise ValueError("table names in the manifest must be unique")
+        return self
+
+    def to_json_list(self) -> list[dict[str, Any]]:
+        return [t.model_dump(mode="json", by_alias=True) for t in self.tables]

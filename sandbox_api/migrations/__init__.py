@@ -1,0 +1,1 @@
+"""Alembic migrations of the metadata database, run programmatically (see sandbox_api.store.migrate)."""

@@ -1,0 +1,257 @@
+"""Request and response bodies of the HTTP API (pydantic at the edge)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sandbox_api.auth import Role
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+# --- requests --------------------------------------------------------------------------------------
+class DomainCreate(_In):
+    name: str = Field(examples=["health-bureau"])
+    description: str = Field(default="", max_length=2000)
+
+
+class PrincipalCreate(_In):
+    name: str = Field(examples=["alice"])
+    role: Role
+    domain: str | None = Field(default=None, description="required for stewards, forbidden otherwise")
+    groups: list[str] = Field(default_factory=list, max_length=64)
+
+
+class DatasetCreate(_In):
+    domain: str
+    name: str = Field(examples=["citizens"])
+    description: str = Field(default="", max_length=2000)
+
+
+class ScopeCreate(_In):
+    document: str = Field(max_length=200_000, description="the scope document (DESIGN §4)")
+    format: Literal["yaml", "json"] = "yaml"
+
+
+class Decision(_In):
+    reason: str = Field(default="", max_length=2000)
+
+
+class JobRequest(_In):
+    scope: str = Field(examples=["flu-study-2026"])
+    sql: str = Field(
+        min_length=1,
+        max_length=100_000,
+        examples=["SELECT district, COUNT(*) FROM citizens GROUP BY district"],
+    )
+
+
+# --- responses -------------------------------------------------------------------------------------
+class Health(_Out):
+    status: Literal["ok"] = "ok"
+    version: str
+
+
+class PrincipalOut(_Out):
+    name: str
+    role: Role
+    domain: str | None
+    groups: list[str]
+
+
+class PrincipalCreated(_Out):
+    principal: PrincipalOut
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class TokenCreated(_Out):
+    principal: str
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class TokensRevoked(_Out):
+    principal: str
+    revoked: int
+
+
+class DomainOut(_Out):
+    name: str
+    description: str
+    kek_id: str
+
+
+class KeyRotated(_Out):
+    domain: str
+    kek_id: str
+    rewrapped_versions: int
+
+
+class ColumnOut(_Out):
+    name: str
+    type: str
+    cls: str = Field(alias="class", serialization_alias="class")
+    domain: dict[str, Any] | None = None
+
+
+class TableOut(_Out):
+    name: str
+    unit: str
+    row_count: int
+    columns: list[ColumnOut]
+
+
+class VersionOut(_Out):
+    version_id: str
+    state: Literal["active", "retired"]
+    created_at: str
+    created_by: str
+    tables: list[TableOut]
+
+
+class DatasetOut(_Out):
+    domain: str
+    name: str
+    description: str
+    created_at: str
+    current_version: str | None
+    versions: list[VersionOut]
+
+
+class VersionStored(_Out):
+    dataset: str
+    created: bool = Field(description="false when identical content was already stored (idempotent upload)")
+    version: VersionOut
+
+
+class ScopeVersionOut(_Out):
+    name: str
+    version_id: str
+    state: Literal["pending", "approved", "rejected", "revoked", "superseded"]
+    author: str
+    approvals: list[str]
+    required_approvals: int
+    reason: str
+    created_at: str
+    decided_at: str | None
+    active: bool
+    inactive_reason: str | None
+    document: dict[str, Any]
+
+
+class ScopeOut(_Out):
+    name: str
+    active_version: str | None
+    versions: list[ScopeVersionOut]
+
+
+class ScopeCreated(_Out):
+    created: bool = Field(description="false when this exact version already existed")
+    version: ScopeVersionOut
+
+
+class FindingOut(_Out):
+    rule: str
+    message: str
+    fragment: str = ""
+
+
+class CheckOut(_Out):
+    allowed: bool
+    findings: list[FindingOut]
+    rewritten_sql: str | None
+    applied: list[str]
+
+
+class JobAccepted(_Out):
+    job_id: str
+    state: str
+
+
+class JobOut(_Out):
+    job_id: str
+    owner: str
+    scope: str
+    scope_version: str
+    state: str
+    reason: str
+    findings: list[FindingOut]
+    sql: str
+    rewritten_sql: str | None
+    applied: list[str]
+    dataset_versions: dict[str, str]
+    attempts: int
+    timings: dict[str, float]
+    result_hash: str | None
+    created_at: str
+    updated_at: str
+
+
+class JobList(_Out):
+    jobs: list[JobOut]
+
+
+class CancelOut(_Out):
+    job: JobOut
+    stopping: bool = Field(description="true when the job was running and its sandbox is being stopped")
+
+
+class ResultOut(_Out):
+    job_id: str
+    scope: str
+    scope_version: str
+    dataset_versions: dict[str, str]
+    columns: list[str]
+    rows: list[list[Any]]
+    row_count: int
+    result_hash: str
+    report: dict[str, Any] = Field(
+        description="the suppression report: what was dropped, merged, rounded, why"
+    )
+
+
+class AuditEventOut(_Out):
+    seq: int
+    at: str
+    event: str
+    actor: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class AuditPage(_Out):
+    events: list[AuditEventOut]
+    next_since_seq: int | None = Field(description="pass as since_seq for the next page; null at the end")
+
+
+class CheckpointOut(_Out):
+    seq: int
+    head_hash: str
+    at: str
+    kid: str
+    signature: str
+
+
+class SigningKeyOut(_Out):
+    kid: str
+    public: str
+    not_before: str
+    not_after: str | None
+    state: str
+
+
+class AuditHeadOut(_Out):
+    count: int
+    last_seq: int | None
+    hash: str
+    at: str | None
+    checkpoint: CheckpointOut | None = Field(description="the head, signed now (keep a copy elsewhere)")
+    signing_keys: list[SigningKeyOut]

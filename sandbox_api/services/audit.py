@@ -1,0 +1,146 @@
+"""The hash-chained audit log in the metadata database.
+
+Every append happens inside the caller's write transaction, so a state change and its event commit or
+roll back together. Appends serialize on the audit head row: SQLite's ``BEGIN IMMEDIATE`` (store/db.py)
+already holds the write lock; on PostgreSQL ``FOR UPDATE`` locks the head row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crypto.audit import GENESIS, AuditEntry, Checkpoint, chain, sign_checkpoint
+from crypto.signing import SigningKeyPair
+from sandbox_api.clock import Clock, iso
+from sandbox_api.store.db import Database
+from sandbox_api.store.models import AuditCheckpointRow, AuditEventRow, AuditHeadRow
+
+SYSTEM_ACTOR = "system"
+
+
+@dataclass(frozen=True)
+class AuditHead:
+    count: int
+    last_seq: int | None
+    hash: str
+    at: str | None
+
+
+def to_entry(row: AuditEventRow) -> AuditEntry:
+    return AuditEntry(
+        seq=row.seq,
+        at=row.at,
+        event=row.event,
+        actor=row.actor,
+        details=dict(row.details),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+@dataclass(frozen=True)
+class AuditLog:
+    db: Database
+    clock: Clock
+    checkpoint_every: int
+    signing_key: Callable[[], SigningKeyPair]
+
+    def append(
+        self, session: Session, *, event: str, actor: str, details: Mapping[str, object]
+    ) -> AuditEntry:
+        """Chain one event after the current head, in the caller's transaction."""
+        head = session.execute(
+            select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()
+        ).scalar_one_or_none()
+        prev = None
+        if head is not None:
+            prev_row = session.get(AuditEventRow, head.seq)
+            prev = None if prev_row is None else to_entry(prev_row)
+        entry = chain(prev, at=iso(self.clock.now()), event=event, actor=actor, details=dict(details))
+        session.add(
+            AuditEventRow(
+                seq=entry.seq,
+                at=entry.at,
+                event=entry.event,
+                actor=entry.actor,
+                details=dict(entry.details),
+                prev_hash=entry.prev_hash,
+                hash=entry.hash,
+            )
+        )
+        if head is None:
+            session.add(AuditHeadRow(id=1, seq=entry.seq, hash=entry.hash))
+        else:
+            head.seq, head.hash = entry.seq, entry.hash
+        session.flush()
+        if (entry.seq + 1) % self.checkpoint_every == 0:
+            # Periodic signed checkpoints: truncation of the chain is only detectable against a head
+            # kept elsewhere, and a signed one cannot be forged by whoever can write the database.
+            checkpoint = self.sign_head(seq=entry.seq, head_hash=entry.hash)
+            session.add(AuditCheckpointRow(seq=entry.seq, line=checkpoint.to_json()))
+        return entry
+
+    def sign_head(self, *, seq: int, head_hash: str) -> Checkpoint:
+        return sign_checkpoint(self.signing_key(), seq=seq, head_hash=head_hash, at=iso(self.clock.now()))
+
+    def checkpoints(self, *, since_seq: int | None = None, limit: int = 100) -> list[Checkpoint]:
+        with self.db.read() as session:
+            query = select(AuditCheckpointRow).order_by(AuditCheckpointRow.seq).limit(limit)
+            if since_seq is not None:
+                query = query.where(AuditCheckpointRow.seq > since_seq)
+            return [Checkpoint.from_json(row.line) for row in session.execute(query).scalars()]
+
+    def record(self, *, event: str, actor: str, details: Mapping[str, object]) -> AuditEntry:
+        """Append one event in its own transaction (for reads and refusals, which change nothing else)."""
+        with self.db.write() as session:
+            return self.append(session, event=event, actor=actor, details=details)
+
+    def head(self) -> AuditHead:
+        with self.db.read() as session:
+            head = session.get(AuditHeadRow, 1)
+            if head is None:
+                return AuditHead(count=0, last_seq=None, hash=GENESIS, at=None)
+            row = session.get(AuditEventRow, head.seq)
+            return AuditHead(
+                count=head.seq + 1, last_seq=head.seq, hash=head.hash, at=None if row is None else row.at
+            )
+
+    def events(
+        self,
+        *,
+        event: str | None = None,
+        actor: str | None = None,
+        since_seq: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        """Events after ``since_seq`` (exclusive), oldest first.
+
+        ``event`` matches a name exactly, or every name under a prefix that ends in '.' (``job.``).
+        """
+        with self.db.read() as session:
+            query = select(AuditEventRow).order_by(AuditEventRow.seq).limit(limit)
+            if since_seq is not None:
+                query = query.where(AuditEventRow.seq > since_seq)
+            if event is not None:
+                query = query.where(
+                    AuditEventRow.event.startswith(event, autoescape=True)
+                    if event.endswith(".")
+                    else AuditEventRow.event == event
+                )
+            if actor is not None:
+                query = query.where(AuditEventRow.actor == actor)
+            return [to_entry(row) for row in session.execute(query).scalars()]
+
+    def iter_all(self, *, batch: int = 1000) -> Iterator[AuditEntry]:
+        """Every event in order, fetched in batches so an export never holds the whole log."""
+        last: int | None = None
+        while True:
+            page = self.events(since_seq=last, limit=batch)
+            yield from page
+            if len(page) < batch:
+                return
+            last = page[-1].seq

@@ -1,0 +1,376 @@
+"""Jobs: dry run, submission, the one state-transition function, results, cancellation, recovery.
+
+``JobService.advance`` is the only code that changes a job's state, and it appends the audit event in
+the same transaction, so the log and the job table can never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from crypto.envelope import seal, unseal
+from crypto.hashing import sha256_hex
+from executors.lifecycle import TERMINAL, JobState, can_advance
+from policies import CheckReport, PolicyViolation, check, prepare
+from sandbox_api.auth import Principal, Role
+from sandbox_api.clock import Clock, iso
+from sandbox_api.errors import (
+    Conflict,
+    Forbidden,
+    JobNotReady,
+    JobRejected,
+    JobStateConflict,
+    NotFound,
+    QueueFull,
+    ScopeNotActive,
+)
+from sandbox_api.services.audit import SYSTEM_ACTOR, AuditLog
+from sandbox_api.services.catalog import CatalogService
+from sandbox_api.services.policy_catalog import build_catalog
+from sandbox_api.services.scopes import ActiveScope, ScopeService
+from sandbox_api.store.db import Database
+from sandbox_api.store.models import JobRow, ResultRow
+
+# Seconds a client is asked to wait before retrying a submission refused because the queue is full.
+RETRY_AFTER_S = 5
+
+
+@dataclass(frozen=True)
+class JobView:
+    job_id: str
+    owner: str
+    scope: str
+    scope_version: str
+    state: str
+    reason: str
+    findings: list[dict[str, Any]]
+    sql: str
+    rewritten_sql: str | None
+    applied: list[str]
+    dataset_versions: dict[str, str]
+    attempts: int
+    timings: dict[str, float]
+    result_hash: str | None
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class ResultView:
+    job_id: str
+    scope: str
+    scope_version: str
+    dataset_versions: dict[str, str]
+    columns: list[str]
+    rows: list[list[Any]]
+    row_count: int
+    result_hash: str
+    report: dict[str, Any]
+
+
+def job_view(row: JobRow) -> JobView:
+    return JobView(
+        job_id=row.id,
+        owner=row.owner,
+        scope=row.scope,
+        scope_version=row.scope_version,
+        state=row.state,
+        reason=row.reason,
+        findings=list(row.findings),
+        sql=row.sql,
+        rewritten_sql=row.rewritten_sql,
+        applied=list(row.applied),
+        dataset_versions=dict(row.dataset_versions),
+        attempts=row.attempts,
+        timings=dict(row.timings),
+        result_hash=row.result_hash,
+        created_at=iso(row.created_at),
+        updated_at=iso(row.updated_at),
+    )
+
+
+def finding_dicts(findings: Any) -> list[dict[str, Any]]:
+    out = []
+    for finding in findings:
+        out.append(finding.to_dict() if hasattr(finding, "to_dict") else dict(finding))
+    return out
+
+
+@dataclass(frozen=True)
+class JobService:
+    db: Database
+    audit: AuditLog
+    clock: Clock
+    catalog: CatalogService
+    scopes: ScopeService
+    results_key: bytes
+    queue_limit: int
+    wake: threading.Event
+
+    # --- the one transition function ---------------------------------------------------------
+    def advance(
+        self,
+        session: Session,
+        row: JobRow,
+        to: JobState,
+        *,
+        actor: str,
+        reason: str,
+        details: Mapping[str, object] | None = None,
+    ) -> bool:
+        """Move ``row`` to ``to`` and log it in the caller's transaction; False if it already was there."""
+        current = JobState(row.state)
+        if current is to:
+            return False
+        if not can_advance(current, to):
+            raise JobStateConflict(f"job {row.id} is {current.value}; it cannot become {to.value}")
+        row.state, row.reason, row.updated_at = to.value, reason, self.clock.now()
+        event = "job.requeued" if (current, to) == (JobState.RUNNING, JobState.QUEUED) else f"job.{to.value}"
+        self.audit.append(
+            session,
+            event=event,
+            actor=actor,
+            details={"job": row.id, "from": current.value, "reason": reason, **(details or {})},
+        )
+        return True
+
+    # --- operators ---------------------------------------------------------------------------
+    def dry_run(self, who: Principal, *, scope: str, sql: str) -> CheckReport:
+        active = self._granted_scope(who, scope, action="job.check")
+        return check(sql, active.scope, build_catalog(self.catalog.current_versions()))
+
+    def submit(self, who: Principal, *, scope: str, sql: str) -> JobView:
+        """Persist the job before answering: queued, or rejected with every finding (raises JobRejected)."""
+        active = self._granted_scope(who, scope, action="job.submit")
+        versions = self.catalog.current_versions()
+        prepared = None
+        findings: list[dict[str, Any]] = []
+        try:
+            prepared = prepare(sql, active.scope, build_catalog(versions))
+        except PolicyViolation as exc:
+            findings = finding_dicts(exc.findings) or [
+                {"rule": "policy", "message": exc.detail, "fragment": ""}
+            ]
+        job_id = secrets.token_hex(16)
+        now = self.clock.now()
+        with self.db.write() as session:
+            if prepared is not None:
+                queued = session.execute(
+                    select(func.count()).select_from(JobRow).where(JobRow.state == JobState.QUEUED.value)
+                ).scalar_one()
+                if queued >= self.queue_limit:
+                    raise QueueFull(
+                        f"{queued} jobs are waiting, the limit is {self.queue_limit}; retry in a few seconds",
+                        extra={"retry_after": RETRY_AFTER_S},
+                    )
+            used = sorted({t.dataset for t in prepared.tables}) if prepared is not None else []
+            row = JobRow(
+                id=job_id,
+                owner=who.name,
+                scope=scope,
+                scope_version=active.version_id,
+                sql=sql,
+                rewritten_sql=None if prepared is None else prepared.sql,
+                state=JobState.SUBMITTED.value,
+                reason="submitted",
+                findings=findings,
+                applied=[] if prepared is None else list(prepared.applied),
+                dataset_versions={d: versions[d].version_id for d in used if d in versions},
+                inputs=[]
+                if prepared is None
+                else [
+                    {"dataset": t.dataset, "table": t.table, "sql_name": t.sql_name} for t in prepared.tables
+                ],
+                uses_keyed_hash=False if prepared is None else bool(prepared.uses_keyed_hash),
+                attempts=0,
+                cancel_requested=False,
+                timings={},
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(row)
+            session.flush()
+            self.audit.append(
+                session,
+                event="job.submitted",
+                actor=who.name,
+                details={
+                    "job": job_id,
+                    "scope": scope,
+                    "scope_version": active.version_id,
+                    "sql_sha256": sha256_hex(sql.encode()),
+                },
+            )
+            if prepared is None:
+                self.advance(
+                    session,
+                    row,
+                    JobState.REJECTED,
+                    actor=who.name,
+                    reason="the query breaks the scope's rules; see findings",
+                    details={"findings": [f["rule"] for f in findings]},
+                )
+            else:
+                self.advance(
+                    session,
+                    row,
+                    JobState.QUEUED,
+                    actor=who.name,
+                    reason="accepted",
+                    details={
+                        "rewritten_sha256": sha256_hex(prepared.sql.encode()),
+                        "passes": list(prepared.applied),
+                        "dataset_versions": dict(row.dataset_versions),
+                    },
+                )
+            view = job_view(row)
+        if prepared is None:
+            raise JobRejected(
+                f"job {job_id} was rejected: the query breaks {len(findings)} rule(s) of scope {scope!r}",
+                findings=findings,
+                extra={"job_id": job_id, "state": JobState.REJECTED.value},
+            )
+        self.wake.set()
+        return view
+
+    def get(self, who: Principal, job_id: str) -> JobView:
+        with self.db.read() as session:
+            return job_view(self._visible_row(session, who, job_id))
+
+    def list_jobs(
+        self, who: Principal, *, state: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[JobView]:
+        with self.db.read() as session:
+            query = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id).limit(limit).offset(offset)
+            if who.role is Role.OPERATOR:
+                query = query.where(JobRow.owner == who.name)
+            if state is not None:
+                query = query.where(JobRow.state == state)
+            return [job_view(row) for row in session.execute(query).scalars()]
+
+    def result(self, who: Principal, job_id: str) -> ResultView:
+        with self.db.read() as session:
+            row = self._visible_row(session, who, job_id)
+            if row.state != JobState.RELEASED.value:
+                raise JobNotReady(
+                    f"job {job_id} is {row.state}; a result exists only once it is released"
+                    + ("" if row.state not in TERMINAL else f" ({row.reason})")
+                )
+            stored = session.get(ResultRow, job_id)
+            if stored is None:
+                raise NotFound(f"job {job_id} has no stored result")
+            payload = json.loads(unseal(self.results_key, stored.sealed, aad=job_id.encode()))
+            view = ResultView(
+                job_id=job_id,
+                scope=row.scope,
+                scope_version=row.scope_version,
+                dataset_versions=dict(row.dataset_versions),
+                columns=list(payload["columns"]),
+                rows=list(payload["rows"]),
+                row_count=stored.row_count,
+                result_hash=stored.result_hash,
+                report=dict(stored.report),
+            )
+        self.audit.record(event="job.result.read", actor=who.name, details={"job": job_id})
+        return view
+
+    def cancel(self, who: Principal, job_id: str) -> tuple[JobView, bool]:
+        """Cancel a queued job at once; ask the runner to stop a running one (second value: running)."""
+        with self.db.write() as session:
+            row = self._visible_row(session, who, job_id)
+            state = JobState(row.state)
+            if state in {JobState.QUEUED, JobState.SUBMITTED, JobState.WITHHELD}:
+                self.advance(
+                    session, row, JobState.CANCELLED, actor=who.name, reason=f"cancelled by {who.name}"
+                )
+                return job_view(row), False
+            if state is JobState.RUNNING:
+                if not row.cancel_requested:
+                    row.cancel_requested = True
+                    self.audit.append(
+                        session, event="job.cancel.requested", actor=who.name, details={"job": job_id}
+                    )
+                return job_view(row), True
+            if state is JobState.CANCELLED:
+                return job_view(row), False
+            raise Conflict(f"job {job_id} is {state.value}; only queued or running jobs can be cancelled")
+
+    # --- helpers -----------------------------------------------------------------------------
+    def _granted_scope(self, who: Principal, scope: str, *, action: str) -> ActiveScope:
+        try:
+            active = self.scopes.active(scope)
+        except ScopeNotActive as exc:
+            self._deny(who, action=action, scope=scope, reason=exc.detail)
+            raise
+        if not active.scope.is_grantee(who.name, who.groups):
+            reason = f"{who.name} is not a grantee of scope {scope!r}"
+            self._deny(who, action=action, scope=scope, reason=reason)
+            raise Forbidden(reason + "; ask a policy officer to add you or your group")
+        return active
+
+    def _deny(self, who: Principal, *, action: str, scope: str, reason: str) -> None:
+        self.audit.record(
+            event="request.denied",
+            actor=who.name,
+            details={"action": action, "scope": scope, "reason": reason},
+        )
+
+    @staticmethod
+    def _visible_row(session: Session, who: Principal, job_id: str) -> JobRow:
+        row = session.get(JobRow, job_id)
+        # Another operator's job answers like a missing one: ids must not be probeable.
+        if row is None or (who.role is Role.OPERATOR and row.owner != who.name):
+            raise NotFound(f"job {job_id} does not exist")
+        return row
+
+    def queued_count(self) -> int:
+        with self.db.read() as session:
+            return int(
+                session.execute(
+                    select(func.count()).select_from(JobRow).where(JobRow.state == JobState.QUEUED.value)
+                ).scalar_one()
+            )
+
+    def store_release(
+        self,
+        session: Session,
+        row: JobRow,
+        *,
+        columns: list[str],
+        rows: list[list[Any]],
+        result_hash: str,
+        report: dict[str, Any],
+        timings: dict[str, float],
+    ) -> None:
+        """Seal and store the result and release the job in the caller's transaction (never twice)."""
+        if session.get(ResultRow, row.id) is not None:
+            raise JobStateConflict(f"job {row.id} already has a released result")
+        payload = json.dumps({"columns": columns, "rows": rows}, separators=(",", ":")).encode()
+        session.add(
+            ResultRow(
+                job_id=row.id,
+                sealed=seal(self.results_key, payload, aad=row.id.encode()),
+                report=report,
+                result_hash=result_hash,
+                row_count=len(rows),
+                created_at=self.clock.now(),
+            )
+        )
+        row.result_hash = result_hash
+        row.timings = timings
+        self.advance(
+            session,
+            row,
+            JobState.RELEASED,
+            actor=SYSTEM_ACTOR,
+            reason="released after the output check",
+            details={"result_hash": result_hash, "rows": len(rows), "suppression": report},
+        )

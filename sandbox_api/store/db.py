@@ -1,0 +1,90 @@
+"""The metadata database handle: one engine, read and write transactions.
+
+On SQLite every write transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock up front, so
+two writers never both read the audit head and then collide on the upgrade to a write lock (which SQLite
+answers with "database is locked" instead of waiting). On PostgreSQL the audit head row is locked with
+``SELECT ... FOR UPDATE`` instead (see services/audit.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+_BUSY_TIMEOUT_MS = 60_000
+
+
+@dataclass(frozen=True)
+class Database:
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A transaction that may write: committed on success, rolled back on any error."""
+        with self.sessions() as session:
+            if self.is_sqlite:
+                # Starts the transaction on a connection whose BEGIN is IMMEDIATE (see _on_begin).
+                session.connection(execution_options={"sandbox_begin": "BEGIN IMMEDIATE"})
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction (WAL lets it run beside a writer).
+
+        Closing the session ends the transaction without expiring what was loaded, so rows read here
+        stay usable (detached) afterwards.
+        """
+        with self.sessions() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_database(url: str) -> Database:
+    """Create the engine; SQLite gets WAL, foreign keys, a busy timeout and explicit BEGINs."""
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": _BUSY_TIMEOUT_MS / 1000},
+            pool_size=8,
+            max_overflow=32,
+            pool_timeout=60,
+        )
+        _configure_sqlite(engine)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    return Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy's "begin" event below (pysqlite's own BEGIN is deferred).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        statement = connection.get_execution_options().get("sandbox_begin", "BEGIN")
+        connection.exec_driver_sql(statement)

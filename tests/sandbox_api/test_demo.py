@@ -1,0 +1,82 @@
+"""The README's demo flow end to end: `sandbox demo --no-serve` with small data, then again to reuse it."""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sandbox_api.cli import DEMO_TOKENS_FILE, app
+from sandbox_api.demo import CAST
+
+runner = CliRunner()
+SMALL = ["--citizens", "5000", "--visits", "20000", "--port", "0", "--no-serve", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    state_dir = tmp_path_factory.mktemp("demo") / "state"
+    result = runner.invoke(app, ["demo", "--state-dir", str(state_dir), *SMALL])
+    assert result.exit_code == 0, result.output
+    return state_dir, result.output
+
+
+def test_demo_prints_a_token_for_every_role(first_run: tuple[Path, str]) -> None:
+    _, output = first_run
+    for member in CAST:
+        assert f"  {member.name} " in output
+    assert {member.role for member in CAST} == {
+        "steward",
+        "policy_officer",
+        "operator",
+        "output_checker",
+        "auditor",
+    }
+    tokens = set(re.findall(r"(?<![\w])sbx_[\w-]{40,}", output))
+    assert len(tokens) == len(CAST) + 1  # and the admin
+
+
+def test_demo_narrates_release_rejection_and_audit(first_run: tuple[Path, str]) -> None:
+    _, output = first_run
+    assert "tried to approve her own scope and was refused" in output
+    assert "suppression report" in output
+    assert "job-rejected" in output
+    assert "every hash links to the one before" in output
+    assert "Lighthouse Island" not in output.split("3. An allowed aggregate")[1].split("4. A query")[0]
+
+
+def test_demo_keeps_its_tokens_owner_readable_only(first_run: tuple[Path, str]) -> None:
+    state_dir, _ = first_run
+    tokens = state_dir / DEMO_TOKENS_FILE
+    assert stat.S_IMODE(tokens.stat().st_mode) == 0o600
+    assert set(json.loads(tokens.read_text())["tokens"]) == {"admin", *(m.name for m in CAST)}
+
+
+def test_demo_runs_again_on_the_same_state(first_run: tuple[Path, str]) -> None:
+    state_dir, _ = first_run
+    result = runner.invoke(app, ["demo", "--state-dir", str(state_dir), *SMALL])
+    assert result.exit_code == 0, result.output
+    assert "Reusing the demo deployment" in result.output
+    assert "every hash links to the one before" in result.output
+
+
+def test_fresh_refuses_to_delete_a_directory_it_did_not_create(tmp_path: Path) -> None:
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    result = runner.invoke(app, ["demo", "--state-dir", str(precious), "--fresh", *SMALL])
+    assert result.exit_code == 1
+    assert "refuses to delete" in result.output
+    assert (precious / "thesis.tex").exists()
+
+
+def test_demo_refuses_a_deployment_it_did_not_set_up(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    assert runner.invoke(app, ["init", "--state-dir", str(state_dir)]).exit_code == 0
+    result = runner.invoke(app, ["demo", "--state-dir", str(state_dir), *SMALL])
+    assert result.exit_code == 1
+    assert "not set up by the demo" in result.output

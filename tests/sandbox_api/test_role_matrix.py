@@ -1,0 +1,159 @@
+"""Every route × every role: exactly the intended allow/deny, and every refusal is audited.
+
+"Allowed" means the role gate let the request through (any answer but 401/403: dummy ids give 404, an
+empty body 422). A new route without an entry here fails ``test_matrix_covers_every_route``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+
+from tests.sandbox_api.api_helpers import DOMAIN, World
+
+ALL = frozenset({"admin", "stu", "cleo", "olga", "alice", "chad", "audra"})
+READERS = frozenset({"stu", "cleo", "olga", "admin", "audra", "alice"})  # not the output checker
+SCOPE_READERS = frozenset({"olga", "admin", "audra", "alice"})
+JOB_READERS = frozenset({"alice", "admin", "audra"})
+D = f"/v1/datasets/{DOMAIN}/matrix-none"
+J = "/v1/jobs/" + "0" * 32
+S = "/v1/scopes/matrix-none/versions/" + "0" * 64
+
+# (method, route path) -> (concrete path, JSON body or None, principals allowed)
+MATRIX: dict[tuple[str, str], tuple[str, Any, frozenset[str]]] = {
+    ("GET", "/v1/health"): ("/v1/health", None, ALL),
+    ("GET", "/v1/whoami"): ("/v1/whoami", None, ALL),
+    ("POST", "/v1/domains"): ("/v1/domains", {}, frozenset({"admin"})),
+    ("GET", "/v1/domains"): ("/v1/domains", None, ALL),
+    ("POST", "/v1/domains/{name}/keys/rotate"): (
+        "/v1/domains/matrix-none/keys/rotate",
+        None,
+        frozenset({"admin"}),
+    ),
+    ("POST", "/v1/principals"): ("/v1/principals", {}, frozenset({"admin"})),
+    ("GET", "/v1/principals"): ("/v1/principals", None, frozenset({"admin"})),
+    ("POST", "/v1/principals/{name}/tokens"): (
+        "/v1/principals/matrix-none/tokens",
+        None,
+        frozenset({"admin"}),
+    ),
+    ("DELETE", "/v1/principals/{name}/tokens"): (
+        "/v1/principals/matrix-none/tokens",
+        None,
+        frozenset({"admin"}),
+    ),
+    ("POST", "/v1/datasets"): ("/v1/datasets", {"domain": DOMAIN, "name": "matrix-ds"}, frozenset({"stu"})),
+    ("GET", "/v1/datasets"): ("/v1/datasets", None, READERS),
+    # cleo is a steward of another domain: the gate is the domain, not only the role.
+    ("GET", "/v1/datasets/{domain}/{name}"): (D, None, READERS - {"cleo"}),
+    ("POST", "/v1/datasets/{domain}/{name}/versions"): (D + "/versions", None, frozenset({"stu"})),
+    ("POST", "/v1/datasets/{domain}/{name}/versions/{version}/retire"): (
+        D + "/versions/abc/retire",
+        None,
+        frozenset({"stu"}),
+    ),
+    ("POST", "/v1/scopes"): ("/v1/scopes", {}, frozenset({"olga"})),
+    ("GET", "/v1/scopes"): ("/v1/scopes", None, SCOPE_READERS),
+    ("GET", "/v1/scopes/{name}"): ("/v1/scopes/matrix-none", None, SCOPE_READERS),
+    ("POST", "/v1/scopes/{name}/versions/{version_id}/approve"): (S + "/approve", {}, frozenset({"olga"})),
+    ("POST", "/v1/scopes/{name}/versions/{version_id}/reject"): (S + "/reject", {}, frozenset({"olga"})),
+    ("POST", "/v1/scopes/{name}/versions/{version_id}/revoke"): (S + "/revoke", {}, frozenset({"olga"})),
+    ("POST", "/v1/jobs/check"): ("/v1/jobs/check", {}, frozenset({"alice"})),
+    ("POST", "/v1/jobs"): ("/v1/jobs", {}, frozenset({"alice"})),
+    ("GET", "/v1/jobs"): ("/v1/jobs", None, JOB_READERS),
+    ("GET", "/v1/jobs/{job_id}"): (J, None, JOB_READERS),
+    ("GET", "/v1/jobs/{job_id}/result"): (J + "/result", None, frozenset({"alice"})),
+    ("POST", "/v1/jobs/{job_id}/cancel"): (J + "/cancel", None, frozenset({"alice", "admin"})),
+    ("GET", "/v1/audit/events"): ("/v1/audit/events", None, frozenset({"audra"})),
+    ("GET", "/v1/audit/export"): ("/v1/audit/export", None, frozenset({"audra"})),
+    ("GET", "/v1/audit/head"): ("/v1/audit/head", None, frozenset({"audra"})),
+}
+PUBLIC = {("GET", "/v1/health")}
+
+
+def _walk(routes: Iterable[Any]) -> Iterator[tuple[str, str]]:
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield from ((method, route.path) for method in route.methods)
+        elif hasattr(route, "original_router"):  # FastAPI keeps included routers nested
+            yield from _walk(route.original_router.routes)
+
+
+def _routes(api: World) -> set[tuple[str, str]]:
+    return set(_walk(api.client.app.routes))  # type: ignore[attr-defined]
+
+
+def _call(api: World, key: tuple[str, str], headers: dict[str, str]) -> int:
+    path, body, _ = MATRIX[key]
+    kwargs: dict[str, Any] = {"headers": headers}
+    if body is not None:
+        kwargs["json"] = body
+    return int(api.client.request(key[0], path, **kwargs).status_code)
+
+
+def test_matrix_covers_every_route(api: World) -> None:
+    routes = _routes(api)
+    assert routes == set(MATRIX)
+
+
+def test_every_route_is_documented_in_openapi(api: World) -> None:
+    schema = api.client.get("/openapi.json").json()
+    documented = {(m.upper(), path) for path, ops in schema["paths"].items() for m in ops}
+    assert documented == set(MATRIX)
+    for path, ops in schema["paths"].items():
+        for method, op in ops.items():
+            assert op.get("summary"), (method, path)
+    assert api.client.get("/docs").status_code == 200
+
+
+def test_every_route_allows_exactly_the_intended_principals(api: World) -> None:
+    def denials() -> Counter[str]:
+        return Counter(e["actor"] for e in api.audit_events("request.denied"))
+
+    before = denials()
+    expected_denials: Counter[str] = Counter()
+    wrong = []
+    for key in sorted(MATRIX):
+        allowed = MATRIX[key][2]
+        for who in sorted(ALL):
+            status = _call(api, key, api.h(who))
+            if who in allowed and status in (401, 403):
+                wrong.append(f"{who} refused {status} on {key}")
+            if who not in allowed:
+                expected_denials[who] += 1
+                if status != 403:
+                    wrong.append(f"{who} got {status} on {key}, expected 403")
+    assert wrong == []
+    after = denials()
+    # The auditor's own reads are not denials; every 403 above left exactly one request.denied event.
+    assert {who: after[who] - before[who] for who in ALL} == {who: expected_denials[who] for who in ALL}
+
+
+@pytest.mark.parametrize("header", [None, "Bearer sbx_not-a-real-token", "Basic YWxhZGRpbjpvcGVu", "Bearer"])
+def test_every_route_but_health_needs_a_valid_token(api: World, header: str | None) -> None:
+    headers = {} if header is None else {"Authorization": header}
+    before = len(api.audit_events("auth.failed"))
+    for key in sorted(MATRIX):
+        status = _call(api, key, headers)
+        if key in PUBLIC:
+            assert status == 200
+        else:
+            assert status == 401, key
+    assert len(api.audit_events("auth.failed")) - before == len(MATRIX) - len(PUBLIC)
+
+
+def test_revoked_token_stops_working(api: World) -> None:
+    created = api.client.post(
+        "/v1/principals", headers=api.h("admin"), json={"name": "temp-op", "role": "operator"}
+    ).json()
+    token = {"Authorization": f"Bearer {created['token']}"}
+    assert api.client.get("/v1/whoami", headers=token).json()["name"] == "temp-op"
+    revoked = api.client.delete("/v1/principals/temp-op/tokens", headers=api.h("admin"))
+    assert revoked.json() == {"principal": "temp-op", "revoked": 1}
+    assert api.client.get("/v1/whoami", headers=token).status_code == 401
+    fresh = api.client.post("/v1/principals/temp-op/tokens", headers=api.h("admin")).json()["token"]
+    assert api.client.get("/v1/whoami", headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
