@@ -1,0 +1,1 @@
+"""Static analysis of a parsed query: allow-lists, scopes and release levels."""

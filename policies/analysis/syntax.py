@@ -1,0 +1,255 @@
+"""Deny-by-default allow-lists of SQL syntax and functions.
+
+Anything not named here is refused. A function earns its place only if it cannot read outside the
+catalog, is deterministic, and cannot raise an error whose message carries a row's value (casts,
+regular expressions, JSON/UUID parsing, ``error()`` are therefore absent; arithmetic that could
+overflow is guarded by the ``guard_arithmetic`` pass).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sqlglot import exp
+
+from policies.findings import Finding
+
+#: Query structure.
+STRUCTURE: frozenset[type[exp.Expr]] = frozenset(
+    {
+        exp.Select,
+        exp.From,
+        exp.Join,
+        exp.Where,
+        exp.Group,
+        exp.Having,
+        exp.Order,
+        exp.Ordered,
+        exp.Limit,
+        exp.Offset,
+        exp.With,
+        exp.CTE,
+        exp.Subquery,
+        exp.Union,
+        exp.Intersect,
+        exp.Except,
+        exp.Table,
+        exp.TableAlias,
+        exp.Identifier,
+        exp.Column,
+        exp.Alias,
+        exp.Star,
+        exp.Distinct,
+        exp.Filter,
+        exp.Rollup,
+        exp.Cube,
+        exp.GroupingSets,
+        exp.Grouping,
+        exp.Tuple,
+        exp.Exists,
+        exp.Paren,
+        exp.Var,
+        exp.DataType,
+    }
+)
+
+#: Scalar operators and functions.
+SCALAR: frozenset[type[exp.Expr]] = frozenset(
+    {
+        exp.Literal,
+        exp.Boolean,
+        exp.Null,
+        exp.And,
+        exp.Or,
+        exp.Not,
+        exp.EQ,
+        exp.NEQ,
+        exp.GT,
+        exp.GTE,
+        exp.LT,
+        exp.LTE,
+        exp.NullSafeEQ,
+        exp.NullSafeNEQ,
+        exp.Is,
+        exp.In,
+        exp.Between,
+        exp.Like,
+        exp.ILike,
+        exp.Add,
+        exp.Sub,
+        exp.Mul,
+        exp.Div,
+        exp.IntDiv,
+        exp.Mod,
+        exp.Neg,
+        exp.Case,
+        exp.If,
+        exp.Coalesce,
+        exp.Nullif,
+        exp.Greatest,
+        exp.Least,
+        exp.Upper,
+        exp.Lower,
+        exp.Length,
+        exp.Substring,
+        exp.Left,
+        exp.Right,
+        exp.Concat,
+        exp.DPipe,
+        exp.Trim,
+        exp.StartsWith,
+        exp.Year,
+        exp.Month,
+        exp.Day,
+        exp.Quarter,
+        exp.DayOfWeek,
+        exp.Extract,
+        exp.TimestampTrunc,
+        exp.DateTrunc,
+        exp.Round,
+        exp.Floor,
+        exp.Ceil,
+        exp.Abs,
+        exp.Sign,
+        exp.TimeToStr,
+        exp.Cast,
+    }
+)
+
+#: Aggregate functions, by the lowercase name used in scopes.
+AGGREGATES: dict[type[exp.Expr], str] = {
+    exp.Count: "count",
+    exp.Sum: "sum",
+    exp.Avg: "avg",
+    exp.Min: "min",
+    exp.Max: "max",
+    exp.Stddev: "stddev",
+    exp.StddevSamp: "stddev",
+    exp.StddevPop: "stddev",
+    exp.Variance: "variance",
+    exp.VariancePop: "variance",
+    exp.Median: "median",
+}
+
+ALLOWED: frozenset[type[exp.Expr]] = STRUCTURE | SCALAR | frozenset(AGGREGATES)
+
+#: Functions the rewrite emits itself; a user query naming them is refused.
+GENERATED_FUNCTIONS = frozenset({"sbx_keyed_hash"})
+
+#: Casts a query may write (only ever on values that no protected column flows into).
+CAST_TYPES = frozenset(
+    {
+        "VARCHAR",
+        "BIGINT",
+        "INT",
+        "INTEGER",
+        "DOUBLE",
+        "DECIMAL",
+        "DATE",
+        "BOOLEAN",
+        "FLOAT",
+        "TEXT",
+        "TIMESTAMP",
+    }
+)
+
+_SPECIFIC: dict[type[exp.Expr], tuple[str, str]] = {
+    exp.TableColumn: (
+        "whole_row_reference",
+        "whole-row references are not allowed; name the columns you need",
+    ),
+    exp.Window: ("window_function", "window functions are not allowed; use GROUP BY with aggregates"),
+    exp.PositionalColumn: (
+        "positional_reference",
+        "positional references (#n) are not allowed; name the column",
+    ),
+    exp.Dot: ("struct_access", "struct or nested field access is not allowed; name a column"),
+    exp.Bracket: ("struct_access", "indexing into lists or structs is not allowed; name a column"),
+    exp.Struct: ("struct_access", "struct values are not allowed; name columns separately"),
+    exp.Array: ("struct_access", "list values are not allowed; name columns separately"),
+    exp.Placeholder: ("parameter", "query parameters are not supported; write literals"),
+    exp.Parameter: ("parameter", "query parameters are not supported; write literals"),
+    exp.TableSample: ("sampling", "TABLESAMPLE is not allowed (results must be reproducible)"),
+    exp.Lateral: ("lateral", "LATERAL is not allowed; use a join or a CTE"),
+    exp.Unnest: ("table_function", "UNNEST is not allowed"),
+    exp.Values: (
+        "values_table",
+        "VALUES lists are not allowed as tables; the query reads catalog tables only",
+    ),
+    exp.Qualify: ("window_function", "QUALIFY is not allowed; use HAVING on aggregates"),
+    exp.TryCast: ("cast_not_allowed", "TRY_CAST is not allowed; compare with literals of the column's type"),
+    exp.CurrentDate: (
+        "nondeterministic",
+        "CURRENT_DATE is not allowed (results must be reproducible); write a date",
+    ),
+    exp.CurrentTimestamp: ("nondeterministic", "CURRENT_TIMESTAMP is not allowed; write a timestamp literal"),
+}
+
+
+def syntax_findings(tree: exp.Expr, *, generated: bool = False) -> Iterator[Finding]:
+    """Every node outside the allow-lists, and every use of a reserved ``sbx`` name.
+
+    ``generated=True`` is the re-check after rewriting, where ``sbx_keyed_hash`` and ``_sbx_`` aliases
+    are the engine's own.
+
+    >>> import sqlglot
+    >>> [f.rule for f in syntax_findings(sqlglot.parse_one("SELECT regexp_matches(a, 'x') FROM t"))]
+    ['function_not_allowed']
+    """
+    for node in tree.walk():
+        kind = type(node)
+        if kind is exp.Anonymous:
+            yield from _anonymous(node, generated=generated)
+        elif kind is exp.Identifier:
+            if node.name.lower().startswith("_sbx") and not generated:
+                yield Finding(
+                    "reserved_name",
+                    "names starting with _sbx are reserved for the engine; rename it",
+                    node.name,
+                )
+        elif kind in _SPECIFIC:
+            rule, message = _SPECIFIC[kind]
+            yield Finding(rule, message, _fragment(node))
+        elif kind is exp.DataType:
+            if node.this.name.upper() not in CAST_TYPES and isinstance(node.parent, exp.Cast):
+                yield Finding(
+                    "cast_not_allowed", f"cast to {node.sql()} is not allowed", _fragment(node.parent)
+                )
+        elif kind not in ALLOWED:
+            yield _not_allowed(node)
+
+
+def _anonymous(node: exp.Expr, *, generated: bool) -> Iterator[Finding]:
+    name = node.name.lower()
+    if name in GENERATED_FUNCTIONS and generated:
+        return
+    if name.startswith("sbx_"):
+        yield Finding(
+            "reserved_name", f"{name}() is reserved for the engine; masks are applied for you", name
+        )
+    elif name.startswith(("duckdb_", "pg_", "sqlite_")) or name in {"query", "query_table", "getvariable"}:
+        yield Finding(
+            "system_function", f"{name}() reaches outside the catalog and is not allowed", _fragment(node)
+        )
+    else:
+        yield Finding(
+            "function_not_allowed",
+            f"function {name}() is not on the allow-list; see the documented list of allowed functions",
+            _fragment(node),
+        )
+
+
+def _not_allowed(node: exp.Expr) -> Finding:
+    if isinstance(node, exp.Func):
+        name = node.sql_name().lower() if hasattr(node, "sql_name") else type(node).__name__.lower()
+        return Finding(
+            "function_not_allowed",
+            f"function {name}() is not on the allow-list; see the documented list of allowed functions",
+            _fragment(node),
+        )
+    return Finding("syntax_not_allowed", f"{type(node).__name__} is not allowed in a query", _fragment(node))
+
+
+def _fragment(node: exp.Expr) -> str:
+    text = node.sql(dialect="duckdb")
+    return text if len(text) <= 200 else text[:197] + "..."

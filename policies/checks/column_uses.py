@@ -1,0 +1,367 @@
+"""Enforce every column's ``use`` level where its value ends up (DESIGN §4 table).
+
+Lineage carries a column through CTEs, subqueries and set operations, so a value renamed in a CTE is
+judged where it is finally used: in a predicate, a GROUP BY key, an aggregate argument or the output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sqlglot import exp
+
+from policies.analysis.levels import Analysis, Info, Origin, SelectScope, Shape, walk_same_query
+from policies.analysis.syntax import AGGREGATES
+from policies.context import PolicyContext
+from policies.findings import Finding
+from policies.model import Use
+
+_GROUPING = (exp.Rollup, exp.Cube, exp.GroupingSets, exp.Tuple, exp.Paren)
+
+
+def column_uses(analysis: Analysis, ctx: PolicyContext) -> Iterator[Finding]:
+    """Findings for columns used beyond their ``use`` level."""
+    checker = _Checker(analysis, ctx)
+    for scope in analysis.scopes:
+        checker.scope(scope)
+    seen: set[Finding] = set()
+    for finding in checker.findings:
+        if finding not in seen:
+            seen.add(finding)
+            yield finding
+
+
+class _Checker:
+    def __init__(self, analysis: Analysis, ctx: PolicyContext) -> None:
+        self.a = analysis
+        self.ctx = ctx
+        self.findings: list[Finding] = []
+
+    # -- per scope ------------------------------------------------------------------------------
+
+    def scope(self, scope: SelectScope) -> None:
+        select = scope.select
+        if (where := select.args.get("where")) is not None:
+            self.predicate(where.this, scope)
+        for join in select.args.get("joins") or ():
+            if (on := join.args.get("on")) is not None:
+                self.predicate(on, scope)
+        if scope.role == "top" or scope.aggregating:
+            # Nested aggregation is refused by query_shape; its aggregates are still judged here so
+            # that every finding is reported, not only the first.
+            self.output(scope)
+        elif scope.role == "scalar":
+            for projection in select.expressions:
+                self.output_expr(projection.unalias(), scope, [])
+        elif scope.role == "derived":
+            for projection in select.expressions:
+                self.deny_only(projection, scope)
+        if scope.role != "top" and (order := select.args.get("order")) is not None:
+            # ORDER BY with LIMIT in a subquery selects rows by value: judged like a filter.
+            for ordered in order.expressions:
+                for column in walk_same_query(ordered):
+                    if isinstance(column, exp.Column):
+                        for origin in self.a.info(column, scope).lineage:
+                            self.predicate_use(origin, column)
+
+    def output(self, scope: SelectScope) -> None:
+        select = scope.select
+        group = select.args.get("group")
+        keys: list[exp.Expr] = []
+        if group is not None:
+            if group.args.get("all"):
+                keys = [p.unalias() for p in select.expressions if not self.a.info(p, scope).aggregate]
+            else:
+                keys = _flatten_group(group)
+            for key in keys:
+                self.group_key(key, scope)
+        for projection in select.expressions:
+            self.output_expr(projection.unalias(), scope, keys)
+        if (having := select.args.get("having")) is not None:
+            self.output_expr(having.this, scope, keys)
+            self._no_filter_cells(having)
+        order = select.args.get("order")
+        if order is not None:
+            for ordered in order.expressions:
+                self.output_expr(ordered.this, scope, keys)
+            self._no_filter_cells(order)
+
+    def _no_filter_cells(self, node: exp.Expr) -> None:
+        """A FILTER cell is counted only where it is released; in HAVING/ORDER BY it would be an oracle."""
+        for cell in walk_same_query(node):
+            if isinstance(cell, exp.Filter):
+                self._add(
+                    "filter_placement",
+                    "AGG(…) FILTER (WHERE …) is allowed only as an output column (where "
+                    "its subset is counted), not in HAVING or ORDER BY",
+                    cell,
+                )
+
+    # -- contexts -------------------------------------------------------------------------------
+
+    def predicate(self, node: exp.Expr, scope: SelectScope) -> None:
+        """WHERE, JOIN ON and FILTER (WHERE …): filter, group and plain columns; join keys only in
+        key equalities and key semi-joins."""
+        consumed: set[int] = set()
+        for sub in walk_same_query(node):
+            if isinstance(sub, exp.EQ | exp.NullSafeEQ) and self._key_pair(sub.left, sub.right, scope):
+                consumed.update(id(c) for c in sub.find_all(exp.Column))
+            elif isinstance(sub, exp.In) and sub.args.get("query") is not None:
+                self.semi_join(sub, scope, consumed)
+        for column in walk_same_query(node):
+            if isinstance(column, exp.Column) and id(column) not in consumed:
+                info = self.a.info(column, scope)
+                for origin in info.lineage:
+                    self.predicate_use(origin, column)
+
+    def semi_join(self, node: exp.In, scope: SelectScope, consumed: set[int]) -> None:
+        query = node.args["query"]
+        inner = query.this if isinstance(query, exp.Subquery) else query
+        outputs = self.a.outputs(inner)
+        left = self.a.info(node.this, scope)
+        if len(outputs) == 1 and _pure_key(left) and _pure_key(outputs[0][1]):
+            consumed.update(id(c) for c in node.this.find_all(exp.Column))
+            return
+        for _, info in outputs:
+            for origin in info.lineage:
+                self.predicate_use(origin, inner)
+
+    def predicate_use(self, origin: Origin, node: exp.Expr) -> None:
+        if origin.use in (Use.FILTER, Use.GROUP, Use.PLAIN):
+            return
+        name = f"{origin.table}.{origin.column}"
+        if origin.use is Use.DENY:
+            self._denied(origin, node)
+        elif origin.use is Use.JOIN_KEY:
+            self._add(
+                "join_key_use",
+                f"{name} is a join key: it may appear only in JOIN … ON a.key = b.key "
+                "(or IN a subquery of keys) and COUNT(DISTINCT …)",
+                node,
+            )
+        else:
+            self._add(
+                "aggregate_use",
+                f"{name} may be used only inside {self._functions(origin)}; it cannot filter rows",
+                node,
+            )
+
+    def group_key(self, key: exp.Expr, scope: SelectScope) -> None:
+        info = self.a.info(key, scope)
+        if info.aggregate:
+            self._add("nested_aggregate", "aggregates cannot be GROUP BY keys", key)
+        for origin in info.lineage:
+            name = f"{origin.table}.{origin.column}"
+            if origin.use in (Use.GROUP, Use.PLAIN):
+                continue
+            if origin.use is Use.DENY:
+                self._denied(origin, key)
+            elif origin.use is Use.JOIN_KEY:
+                self._add(
+                    "join_key_use",
+                    f"{name} is a join key and can never be grouped on (each group would "
+                    "be one person); group by group columns",
+                    key,
+                )
+            elif origin.use is Use.FILTER:
+                self._add(
+                    "filter_use",
+                    f"{name} may be used only in WHERE or JOIN conditions, not in GROUP BY; "
+                    "filter on it with WHERE instead",
+                    key,
+                )
+            else:
+                self._add(
+                    "aggregate_use",
+                    f"{name} may be used only inside {self._functions(origin)}, not in GROUP BY",
+                    key,
+                )
+
+    def output_expr(self, node: exp.Expr, scope: SelectScope, keys: list[exp.Expr]) -> None:
+        """A released value: constants, group keys, allowed aggregates and safe functions of those."""
+        if any(node == key for key in keys):
+            return
+        if isinstance(node, exp.Filter) or type(node) in AGGREGATES:
+            self.aggregate(node, scope)
+            return
+        if isinstance(node, exp.Column):
+            self._row_value(node, scope)
+            return
+        if isinstance(node, exp.Query | exp.Subquery):
+            return  # refused by query_shape (scalar subquery)
+        for child in node.iter_expressions():
+            self.output_expr(child, scope, keys)
+
+    def _row_value(self, column: exp.Column, scope: SelectScope) -> None:
+        if not column.table:
+            return  # an output alias in ORDER BY / HAVING
+        info = self.a.info(column, scope)
+        protected = False
+        for origin in info.lineage:
+            if origin.use in (Use.GROUP, Use.PLAIN):
+                continue
+            protected = True
+            if origin.use is Use.DENY:
+                self._denied(origin, column)
+            elif origin.use is Use.JOIN_KEY:
+                self._add(
+                    "join_key_use",
+                    f"{origin.table}.{origin.column} is a join key and is never released; "
+                    "count it with COUNT(DISTINCT …)",
+                    column,
+                )
+            elif origin.use is Use.FILTER:
+                self._add(
+                    "filter_use",
+                    f"{origin.table}.{origin.column} may be used only in WHERE or JOIN "
+                    "conditions, never released",
+                    column,
+                )
+            else:
+                self._add(
+                    "aggregate_use",
+                    f"{origin.table}.{origin.column} is released only through {self._functions(origin)}",
+                    column,
+                )
+        if not protected:
+            self._add(
+                "aggregate_only",
+                f"{column.sql(dialect='duckdb')} is neither grouped nor aggregated: add "
+                "it to GROUP BY or wrap it in an aggregate",
+                column,
+            )
+
+    def aggregate(self, node: exp.Expr, scope: SelectScope) -> None:
+        func = node.this if isinstance(node, exp.Filter) else node
+        if isinstance(node, exp.Filter):
+            self.predicate(node.expression.this, scope)
+        name = AGGREGATES.get(type(func))
+        if name is None:
+            self._add(
+                "function_not_allowed", f"{func.sql(dialect='duckdb')} is not an allowed aggregate", func
+            )
+            return
+        args = [a for a in func.iter_expressions()]
+        for arg in args:
+            if any(type(n) in AGGREGATES for n in walk_same_query(arg)):
+                self._add("nested_aggregate", "aggregates cannot be nested", func)
+                return
+        info = _merge_args([self.a.info(a, scope) for a in args])
+        distinct = isinstance(func.this, exp.Distinct)
+        for origin, shape in info.lineage.items():
+            self.aggregate_use(origin, shape, name, func, distinct=distinct)
+
+    def aggregate_use(
+        self, origin: Origin, shape: Shape, name: str, node: exp.Expr, *, distinct: bool = False
+    ) -> None:
+        label = f"{origin.table}.{origin.column}"
+        if origin.use is Use.PLAIN:
+            return
+        if origin.use is Use.DENY:
+            self._denied(origin, node)
+            return
+        if shape is Shape.COND:
+            self._add(
+                "conditional_aggregate",
+                f"{label} is used in a condition inside {name.upper()}(…), which "
+                "computes a cell from a subset; write AGG(…) FILTER (WHERE …) so the subset is counted too",
+                node,
+            )
+            return
+        if origin.use is Use.JOIN_KEY:
+            if name != "count" or shape is not Shape.PURE or not distinct:
+                self._add(
+                    "join_key_use",
+                    f"{label} is a join key: only COUNT(DISTINCT {origin.column}) is allowed on it",
+                    node,
+                )
+        elif origin.use is Use.FILTER:
+            self._add(
+                "filter_use",
+                f"{label} may be used only in WHERE or JOIN conditions; to count a subset "
+                f"write COUNT(*) FILTER (WHERE {origin.column} = …)",
+                node,
+            )
+        elif origin.use is Use.GROUP:
+            if name != "count":
+                self._add(
+                    "group_use",
+                    f"{label} may be grouped on or counted, not {name.upper()}(…) (that would "
+                    "release one person's value); GROUP BY it instead",
+                    node,
+                )
+        else:
+            allowed = self._allowed(origin)
+            if name not in allowed:
+                self._add(
+                    "aggregate_function",
+                    f"{name.upper()}({label}) is not allowed; allowed: "
+                    f"{', '.join(f.upper() for f in allowed)}",
+                    node,
+                )
+            elif shape > Shape.ARITH:
+                self._add(
+                    "aggregate_use",
+                    f"{label} may be aggregated directly or through arithmetic only "
+                    f"(e.g. {name.upper()}({origin.column}))",
+                    node,
+                )
+
+    def deny_only(self, node: exp.Expr, scope: SelectScope) -> None:
+        if scope.select.meta.get("sbx_star"):
+            return  # reported once as star_expansion
+        for origin in self.a.info(node, scope).lineage:
+            if origin.use is Use.DENY:
+                self._denied(origin, node)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _key_pair(self, left: exp.Expr, right: exp.Expr, scope: SelectScope) -> bool:
+        return _pure_key(self.a.info(left, scope)) and _pure_key(self.a.info(right, scope))
+
+    def _allowed(self, origin: Origin) -> tuple[str, ...]:
+        table = self.ctx.table(origin.table)
+        column = table.column(origin.column) if table else None
+        if column is None:
+            return ()
+        return tuple(str(f) for f in column.rule.allowed_functions)
+
+    def _functions(self, origin: Origin) -> str:
+        return ", ".join(f"{f.upper()}(…)" for f in self._allowed(origin)) or "no aggregate"
+
+    def _denied(self, origin: Origin, node: exp.Expr) -> None:
+        self._add(
+            "column_denied",
+            f"column {origin.table}.{origin.column} is not granted by this scope (use: deny); remove it",
+            node,
+        )
+
+    def _add(self, rule: str, message: str, node: exp.Expr) -> None:
+        text = node.sql(dialect="duckdb")
+        self.findings.append(Finding(rule, message, text if len(text) <= 200 else text[:197] + "..."))
+
+
+def _pure_key(info: Info) -> bool:
+    return len(info.lineage) == 1 and all(
+        o.use is Use.JOIN_KEY and s is Shape.PURE for o, s in info.lineage.items()
+    )
+
+
+def _merge_args(infos: list[Info]) -> Info:
+    lineage: dict[Origin, Shape] = {}
+    for info in infos:
+        for origin, shape in info.lineage.items():
+            lineage[origin] = max(lineage.get(origin, Shape.PURE), shape)
+    return Info(lineage, None)
+
+
+def _flatten_group(group: exp.Group) -> list[exp.Expr]:
+    out: list[exp.Expr] = []
+    stack = list(group.iter_expressions())
+    while stack:
+        node = stack.pop(0)
+        if isinstance(node, _GROUPING):
+            stack.extend(node.iter_expressions())
+        else:
+            out.append(node)
+    return out

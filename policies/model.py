@@ -1,0 +1,346 @@
+"""The scope document (DESIGN §4): pydantic models, loading from YAML/JSON, canonical form, version id.
+
+A scope is validated with ``extra="forbid"`` everywhere so a typo is an error, never a silently ignored
+setting. A column not named under ``columns:`` is ``deny``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import date
+from enum import StrEnum
+from functools import cached_property
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from policies.errors import ScopeInvalid
+from policies.findings import Finding
+
+_GRANTEE = re.compile(r"^(operator|group):[A-Za-z0-9._@-]{1,128}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+_DATASET_KEY = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*(/[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Use(StrEnum):
+    """Column use levels, from most to least restrictive (DESIGN §4)."""
+
+    DENY = "deny"
+    JOIN_KEY = "join_key"
+    FILTER = "filter"
+    AGGREGATE = "aggregate"
+    GROUP = "group"
+    PLAIN = "plain"
+
+
+class AggregateFunction(StrEnum):
+    """Aggregate functions a scope may list for an ``aggregate`` column."""
+
+    COUNT = "count"
+    SUM = "sum"
+    AVG = "avg"
+    STDDEV = "stddev"
+    VARIANCE = "variance"
+    MEDIAN = "median"
+    MIN = "min"
+    MAX = "max"
+
+
+#: Functions an ``aggregate`` column allows when its rule lists none. MIN, MAX and MEDIAN release a
+#: single person's value, so an officer has to name them explicitly.
+DEFAULT_FUNCTIONS: tuple[AggregateFunction, ...] = (
+    AggregateFunction.COUNT,
+    AggregateFunction.SUM,
+    AggregateFunction.AVG,
+)
+
+
+class Partial(_Strict):
+    keep_first: Annotated[int, Field(ge=0, le=64)] = 0
+    keep_last: Annotated[int, Field(ge=0, le=64)] = 0
+
+
+class Width(_Strict):
+    width: Annotated[float, Field(gt=0)]
+
+
+class Prefix(_Strict):
+    prefix: Annotated[int, Field(ge=0, le=64)]
+
+
+class PartialMask(_Strict):
+    partial: Partial
+
+
+class GeneralizeMask(_Strict):
+    generalize: Literal["year", "month", "decade"] | Width | Prefix
+
+
+class KeywordMask(_Strict):
+    """``redact``, ``null`` or ``keyed_hash``: written as a bare word (quote ``"null"`` in YAML)."""
+
+    kind: Literal["redact", "null", "keyed_hash"]
+
+
+Mask = KeywordMask | PartialMask | GeneralizeMask
+
+
+class ColumnRule(_Strict):
+    use: Use
+    mask: Mask | None = None
+    functions: tuple[AggregateFunction, ...] | None = None
+    bounds: tuple[float, float] | None = None
+
+    @field_validator("mask", mode="before")
+    @classmethod
+    def _keyword_mask(cls, value: object) -> object:
+        if isinstance(value, str):
+            return {"kind": value}
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        if self.use is not Use.AGGREGATE and (self.functions is not None or self.bounds is not None):
+            raise ValueError("'functions' and 'bounds' are only allowed with use: aggregate")
+        if self.bounds is not None and not self.bounds[0] < self.bounds[1]:
+            raise ValueError("bounds must be [low, high] with low < high")
+        if self.use is Use.DENY and self.mask is not None:
+            raise ValueError("a denied column cannot have a mask (it is never read)")
+        if self.use is Use.JOIN_KEY and self.mask is not None and not _is_keyed_hash(self.mask):
+            raise ValueError("a join_key column allows only the keyed_hash mask (or none)")
+        return self
+
+    @property
+    def allowed_functions(self) -> tuple[AggregateFunction, ...]:
+        """The aggregate functions this column may be used with (``DEFAULT_FUNCTIONS`` if none listed)."""
+        return self.functions if self.functions is not None else DEFAULT_FUNCTIONS
+
+
+def _is_keyed_hash(mask: Mask) -> bool:
+    return isinstance(mask, KeywordMask) and mask.kind == "keyed_hash"
+
+
+DENY_RULE = ColumnRule(use=Use.DENY)
+
+
+class DatasetGrant(_Strict):
+    unit: str | None = None
+    row_filter: str | None = None
+    columns: dict[str, ColumnRule] = Field(default_factory=dict)
+
+    def rule(self, column: str) -> ColumnRule:
+        """The rule of ``column`` (case-insensitive, as DuckDB resolves names); unlisted means deny."""
+        return self._lowered.get(column.lower(), DENY_RULE)
+
+    @cached_property
+    def _lowered(self) -> dict[str, ColumnRule]:
+        return {name.lower(): rule for name, rule in self.columns.items()}
+
+
+class Validity(_Strict):
+    from_: date = Field(alias="from")
+    until: date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.until < self.from_:
+            raise ValueError("valid.until must not be before valid.from")
+        return self
+
+
+class Rounding(_Strict):
+    base: Annotated[int, Field(ge=2, le=1_000_000)]
+
+
+class DifferentialPrivacy(_Strict):
+    """Kept in the model so scopes can state it; not applied yet (the output check reports it)."""
+
+    epsilon_per_job: Annotated[float, Field(gt=0)]
+    budget: Annotated[float, Field(gt=0)]
+    delta: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class Disclosure(_Strict):
+    min_units: Annotated[int, Field(ge=1)] = 10
+    suppression: Literal["drop", "remainder"] = "drop"
+    rounding: Literal["none"] | Rounding = "none"
+    max_rows: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    dp: DifferentialPrivacy | None = None
+
+
+class PythonSettings(_Strict):
+    allowed: bool = False
+    modules: tuple[str, ...] = ()
+
+
+class Approvals(_Strict):
+    required: Annotated[int, Field(ge=1, le=10)] = 2
+
+
+class Scope(_Strict):
+    """A grant from policy officers to operators.
+
+    >>> s = load_scope('''
+    ... scope: demo
+    ... purpose: counts by district
+    ... grantees: [operator:alice]
+    ... valid: {from: 2026-01-01, until: 2026-12-31}
+    ... datasets:
+    ...   health-bureau/citizens:
+    ...     columns: {district: {use: group}}
+    ... ''')
+    >>> s.name, s.disclosure.min_units, len(s.version_id)
+    ('demo', 10, 64)
+    >>> s.is_grantee("alice", ())
+    True
+    """
+
+    name: str = Field(alias="scope")
+    purpose: Annotated[str, Field(min_length=1, max_length=2000)]
+    grantees: tuple[str, ...]
+    valid: Validity
+    datasets: dict[str, DatasetGrant]
+    disclosure: Disclosure = Field(default_factory=Disclosure)
+    python: PythonSettings = Field(default_factory=PythonSettings)
+    approvals: Approvals = Field(default_factory=Approvals)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("scope name must be lowercase letters, digits, '.', '_' or '-' (max 128)")
+        return value
+
+    @field_validator("grantees")
+    @classmethod
+    def _grantees(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one grantee is required ('operator:<name>' or 'group:<name>')")
+        for grantee in value:
+            if not _GRANTEE.match(grantee):
+                raise ValueError(f"grantee {grantee!r} must be 'operator:<name>' or 'group:<name>'")
+        return value
+
+    @field_validator("datasets")
+    @classmethod
+    def _datasets(cls, value: dict[str, DatasetGrant]) -> dict[str, DatasetGrant]:
+        if not value:
+            raise ValueError("at least one dataset is required")
+        for key in value:
+            if not _DATASET_KEY.match(key):
+                raise ValueError(f"dataset key {key!r} must be 'domain/dataset' or 'domain/dataset/table'")
+        return value
+
+    def canonical_json(self) -> str:
+        """Sorted-key, compact JSON of the whole document: the input of ``version_id``."""
+        data = self.model_dump(mode="json", by_alias=True)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    @cached_property
+    def version_id(self) -> str:
+        """SHA-256 (hex) of the canonical form."""
+        return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+
+    def is_grantee(
+        self, principal_name: str, groups: tuple[str, ...] | list[str], role: str = "operator"
+    ) -> bool:
+        """Whether an operator (by name or one of their groups) is granted this scope."""
+        if role != "operator":
+            return False
+        if f"operator:{principal_name}" in self.grantees:
+            return True
+        return any(f"group:{group}" in self.grantees for group in groups)
+
+    def validity_finding(self, today: date) -> Finding | None:
+        """A finding when ``today`` is outside the validity window, else ``None``.
+
+        >>> s = load_scope('{"scope": "x", "purpose": "p", "grantees": ["group:g"],'
+        ...   ' "valid": {"from": "2026-01-01", "until": "2026-01-31"},'
+        ...   ' "datasets": {"d/t": {}}}', fmt="json")
+        >>> s.validity_finding(date(2026, 2, 1)).rule
+        'scope_expired'
+        """
+        if today < self.valid.from_:
+            return Finding("scope_not_yet_valid", f"scope {self.name!r} is valid from {self.valid.from_}")
+        if today > self.valid.until:
+            return Finding("scope_expired", f"scope {self.name!r} expired on {self.valid.until}")
+        return None
+
+
+def load_scope(text: str, *, fmt: Literal["yaml", "json"] = "yaml") -> Scope:
+    """Parse and validate a scope document; ``ScopeInvalid`` lists every problem with its field.
+
+    >>> load_scope("scope: x\\ncolour: red", fmt="yaml")
+    Traceback (most recent call last):
+    ...
+    policies.errors.ScopeInvalid: scope document is invalid (5 problems)
+    """
+    try:
+        data: Any = yaml.safe_load(text) if fmt == "yaml" else json.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ScopeInvalid(
+            f"scope document is not valid {fmt.upper()}",
+            findings=[Finding("scope_syntax", f"not valid {fmt.upper()}: {exc}")],
+        ) from exc
+    if not isinstance(data, dict):
+        raise ScopeInvalid(
+            "scope document must be a mapping",
+            findings=[
+                Finding("scope_syntax", "the document must be a mapping of fields (scope, purpose, ...)")
+            ],
+        )
+    try:
+        return Scope.model_validate(data)
+    except ValidationError as exc:
+        findings = [_finding_of(error) for error in exc.errors()]
+        plural = "problem" if len(findings) == 1 else "problems"
+        raise ScopeInvalid(
+            f"scope document is invalid ({len(findings)} {plural})", findings=findings
+        ) from exc
+
+
+def _finding_of(error: Any) -> Finding:
+    loc = tuple(error.get("loc", ()))
+    where = ".".join(str(part) for part in loc) or "(document)"
+    if error.get("type") == "extra_forbidden":
+        allowed = _allowed_fields(loc[:-1])
+        hint = f"; allowed fields here: {', '.join(allowed)}" if allowed else ""
+        return Finding("scope_invalid", f"{where}: unknown field{hint}", where)
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    return Finding("scope_invalid", f"{where}: {message}", where)
+
+
+def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model at ``loc`` (dict keys and union tags skipped), for error messages."""
+    model: Any = Scope
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if fields is None:
+            return []
+        by_alias = {info.alias or name: info for name, info in fields.items()}
+        info = by_alias.get(str(part))
+        if info is None:
+            continue  # a dict key (dataset or column name) or a union member tag
+        model = _model_in(info.annotation)
+    fields = getattr(model, "model_fields", None)
+    if fields is None:
+        return []
+    return sorted(info.alias or name for name, info in fields.items())
+
+
+def _model_in(annotation: Any) -> Any:
+    """The first pydantic model inside ``annotation`` (unwrapping dict/tuple/Optional/unions)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,202 @@
+"""The output check (DESIGN §5, layer 3): pure over a result table.
+
+Rows backed by fewer than ``min_units`` distinct privacy units are dropped or merged into one remainder
+row; optional rounding; row cap; float precision capped; hidden ``_sbx_`` columns removed. Every
+change is counted in the ``SuppressionReport`` with a reason a person can act on: never silent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, field
+
+import pandas as pd
+
+from policies.canonical import SIGNIFICANT_DIGITS
+from policies.errors import OutputInvalid
+from policies.model import Disclosure, Rounding
+
+HIDDEN_PREFIX = "_sbx_"
+UNITS = "_sbx_units"
+
+
+@dataclass(frozen=True)
+class SuppressionReport:
+    rows_in: int
+    rows_released: int
+    rows_dropped: int = 0
+    rows_merged: int = 0
+    cells_rounded: int = 0
+    rows_capped: int = 0
+    reasons: tuple[str, ...] = ()
+    min_units: int = 0
+    mock: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["reasons"] = list(self.reasons)
+        return data
+
+
+@dataclass(frozen=True)
+class ReleasedResult:
+    table: pd.DataFrame
+    report: SuppressionReport = field(compare=False)
+
+
+def check_output(
+    df: pd.DataFrame,
+    disclosure: Disclosure,
+    *,
+    mock: bool = False,
+    additive: Collection[str] = (),
+    disjoint_groups: bool = False,
+) -> ReleasedResult:
+    """Apply the scope's disclosure controls to a result that carries ``_sbx_units`` columns.
+
+    ``additive`` names the visible columns that are plain COUNT/SUM aggregates (``PreparedQuery
+    .additive_columns``): only those are added up in a remainder row, and only those are rounded when
+    given. ``disjoint_groups`` says that no unit can be behind two rows (then the remainder's unit count
+    is the sum of its rows'; otherwise only the largest row's count is a safe lower bound).
+
+    >>> df = pd.DataFrame({"district": ["a", "b"], "n": [40, 3], "_sbx_units": [40, 3]})
+    >>> out = check_output(df, Disclosure(min_units=10))
+    >>> out.table.to_dict("list"), out.report.rows_dropped
+    ({'district': ['a'], 'n': [40]}, 1)
+    """
+    units_columns = [c for c in df.columns if c == UNITS or str(c).startswith(UNITS + "_")]
+    visible = [c for c in df.columns if not str(c).startswith(HIDDEN_PREFIX)]
+    reasons: list[str] = []
+    k = disclosure.min_units
+    rows_in = len(df)
+    if mock:
+        table = df[visible].head(disclosure.max_rows).reset_index(drop=True)
+        capped = rows_in - len(table)
+        reasons.append(
+            "mock data: generated from the declared schema, not the real rows; no suppression applied"
+        )
+        if capped:
+            reasons.append(f"{capped} rows beyond max_rows={disclosure.max_rows} were cut")
+        return ReleasedResult(
+            _cap_floats(table),
+            SuppressionReport(
+                rows_in, len(table), rows_capped=capped, reasons=tuple(reasons), min_units=k, mock=True
+            ),
+        )
+    if not units_columns:
+        raise OutputInvalid("the result has no _sbx_units column; it was not produced by a prepared query")
+    units = df[units_columns].apply(pd.to_numeric, errors="coerce").fillna(0).min(axis=1)
+    small = units < k
+    kept = df[~small]
+    dropped = merged = 0
+    if small.any():
+        if disclosure.suppression == "remainder":
+            remainder = _remainder(df[small], visible, additive, units[small], k, disjoint_groups)
+            if remainder is not None:
+                kept = pd.concat([kept, remainder], ignore_index=True)
+                merged = int(small.sum())
+                reasons.append(
+                    f"{merged} rows with fewer than {k} distinct units were merged into one remainder "
+                    "row (group keys shown as NULL; only counts and sums are combined)"
+                )
+            else:
+                dropped = int(small.sum())
+                reasons.append(
+                    f"{dropped} rows with fewer than {k} distinct units were dropped; together they "
+                    f"still could not be shown to reach {k} units, so no remainder row is released"
+                )
+        else:
+            dropped = int(small.sum())
+            reasons.append(
+                f"{dropped} rows with fewer than {k} distinct units were dropped (min_units={k}); "
+                "broaden the groups (fewer GROUP BY keys, coarser buckets) to keep them"
+            )
+    table = kept[visible].reset_index(drop=True)
+    capped = max(0, len(table) - disclosure.max_rows)
+    if capped:
+        table = table.head(disclosure.max_rows)
+        reasons.append(
+            f"{capped} rows beyond max_rows={disclosure.max_rows} were cut; add filters or fewer groups"
+        )
+    rounded = 0
+    if isinstance(disclosure.rounding, Rounding):
+        table, rounded = _round(table, disclosure.rounding.base, additive)
+        if rounded:
+            reasons.append(f"{rounded} cells were rounded to a multiple of {disclosure.rounding.base}")
+    if disclosure.dp is not None:
+        reasons.append(
+            "differential privacy is configured for this scope but not applied yet: no noise added"
+        )
+    report = SuppressionReport(
+        rows_in=rows_in,
+        rows_released=len(table),
+        rows_dropped=dropped,
+        rows_merged=merged,
+        cells_rounded=rounded,
+        rows_capped=capped,
+        reasons=tuple(reasons),
+        min_units=k,
+    )
+    return ReleasedResult(_cap_floats(table), report)
+
+
+def _remainder(
+    small: pd.DataFrame,
+    visible: list[str],
+    additive: Collection[str],
+    units: pd.Series,
+    k: int,
+    disjoint: bool,
+) -> pd.DataFrame | None:
+    total_units = float(units.sum()) if disjoint else float(units.max())
+    if total_units < k:
+        return None
+    row: dict[str, object] = {}
+    for column in small.columns:
+        if column in additive:
+            row[column] = small[column].sum()
+        elif str(column).startswith(HIDDEN_PREFIX):
+            row[column] = total_units
+        else:
+            row[column] = None
+    return pd.DataFrame([row], columns=small.columns)[
+        visible + [c for c in small.columns if c not in visible]
+    ]
+
+
+def _round(table: pd.DataFrame, base: int, additive: Collection[str]) -> tuple[pd.DataFrame, int]:
+    table = table.copy()
+    changed = 0
+    targets = (
+        [c for c in table.columns if c in additive]
+        if additive
+        else [
+            c
+            for c in table.columns
+            if pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
+        ]
+    )
+    for column in targets:
+        before = table[column]
+        after = (before / base).round() * base
+        if pd.api.types.is_integer_dtype(before):
+            after = after.astype(before.dtype)
+        changed += int(((before != after) & before.notna()).sum())
+        table[column] = after
+    return table, changed
+
+
+def _cap_floats(table: pd.DataFrame) -> pd.DataFrame:
+    """Limit floats to 12 significant digits so tiny differences cannot encode extra information."""
+    out = table.copy()
+    for column in out.columns:
+        if pd.api.types.is_float_dtype(out[column]):
+            out[column] = out[column].map(_significant)
+    return out
+
+
+def _significant(value: float) -> float:
+    if value is None or (isinstance(value, float) and (math.isnan(value) or math.isinf(value))):
+        return value
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")

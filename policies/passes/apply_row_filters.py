@@ -1,0 +1,43 @@
+"""Replace every scan of a table that has a row filter by a filtered subquery of it.
+
+A subquery (rather than a WHERE conjunct) keeps outer joins correct: the filtered-out rows are simply
+absent from the table, whichever side of a join it is on. Scans inside CTEs and subqueries are covered
+because every SELECT scope is visited.
+"""
+
+from __future__ import annotations
+
+import sqlglot
+from sqlglot import exp
+
+from policies.analysis.levels import FILTERED_SCAN_META, Analysis, Base, source_nodes
+from policies.context import PolicyContext
+from policies.passes._build import generated, ident
+
+
+def apply_row_filters(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) -> exp.Expr:
+    """Inject the scope's row filter into every scan of its table.
+
+    >>> from policies.examples import example_context
+    >>> ctx, tree, analysis = example_context("SELECT COUNT(*) FROM citizens c")
+    >>> apply_row_filters(tree, analysis, ctx).sql(dialect="duckdb")
+    'SELECT COUNT(*) AS "_col_0" FROM (SELECT * FROM "citizens" WHERE district <> \\'Military Zone\\') AS "c"'
+    """
+    conditions: dict[str, exp.Expr] = {}
+    for scope in analysis.scopes:
+        for node in source_nodes(scope.select):
+            source = scope.sources.get(node.alias_or_name.lower())
+            if not isinstance(source, Base) or source.node is not node or not isinstance(node, exp.Table):
+                continue
+            text = source.table.row_filter
+            if text is None:
+                continue
+            name = source.table.ref.sql_name
+            if name not in conditions:
+                conditions[name] = sqlglot.parse_one(text, dialect=ctx.dialect, into=exp.Condition)
+            inner = exp.select("*").from_(exp.Table(this=ident(name))).where(conditions[name].copy())
+            scan = exp.Subquery(this=inner, alias=exp.TableAlias(this=ident(node.alias_or_name)))
+            generated(scan)
+            scan.meta[FILTERED_SCAN_META] = name
+            node.replace(scan)
+    return tree

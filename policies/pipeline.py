@@ -1,0 +1,217 @@
+"""Entry points: ``check`` (a dry run that never raises for a bad query) and ``prepare`` (for the
+executor: raises ``PolicyViolation`` with every finding).
+
+One parse, one qualify against a prebuilt schema, every check (all findings collected), the rewrite
+passes in order, and every check again on the rewritten tree (rewrites must never widen access).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.optimizer.qualify import qualify
+
+from policies.analysis.levels import STAR_META, Analysis, Base, source_nodes
+from policies.analysis.syntax import syntax_findings
+from policies.catalog import Catalog
+from policies.checks import CHECKS
+from policies.context import PolicyContext, TableRef, build_context
+from policies.errors import PolicyViolation
+from policies.findings import Finding
+from policies.model import KeywordMask, Scope
+from policies.passes import REWRITES
+
+MAX_SQL_CHARS = 100_000
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What a dry run says: allowed or not, every finding, and the SQL that would run."""
+
+    allowed: bool
+    findings: tuple[Finding, ...]
+    rewritten_sql: str | None
+    applied: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "allowed": self.allowed,
+            "findings": [f.to_dict() for f in self.findings],
+            "rewritten_sql": self.rewritten_sql,
+            "applied": list(self.applied),
+        }
+
+
+@dataclass(frozen=True)
+class PreparedQuery:
+    """A query that passed every check, rewritten for execution."""
+
+    original_sql: str
+    sql: str
+    tables: tuple[TableRef, ...]
+    output_columns: tuple[str, ...]
+    uses_keyed_hash: bool
+    applied: tuple[str, ...]
+    scope_version: str
+    additive_columns: tuple[str, ...] = ()  # plain COUNT/SUM outputs: exact to add in a remainder row
+
+
+def check(sql: str, scope: Scope, catalog: Catalog) -> CheckReport:
+    """Dry run: findings and the rewritten SQL; nothing is executed, nothing raises for bad SQL.
+
+    >>> from policies.examples import example_catalog, example_scope
+    >>> report = check("SELECT district, name FROM citizens", example_scope(), example_catalog())
+    >>> report.allowed, sorted({f.rule for f in report.findings})
+    (False, ['aggregate_only', 'column_denied'])
+    >>> ok = check("SELECT district, COUNT(*) AS n FROM citizens GROUP BY district",
+    ...            example_scope(), example_catalog())
+    >>> ok.allowed, ok.applied[0]
+    (True, 'apply_masks')
+    """
+    try:
+        prepared = prepare(sql, scope, catalog)
+    except PolicyViolation as exc:
+        return CheckReport(False, exc.findings, None, ())
+    return CheckReport(True, (), prepared.sql, prepared.applied)
+
+
+def prepare(sql: str, scope: Scope, catalog: Catalog) -> PreparedQuery:
+    """Check and rewrite ``sql``; ``PolicyViolation`` carries every finding.
+
+    >>> from policies.examples import example_catalog, example_scope
+    >>> q = prepare("SELECT sex, AVG(income) AS avg_income FROM citizens GROUP BY sex",
+    ...             example_scope(), example_catalog())
+    >>> q.output_columns, [t.sql_name for t in q.tables]
+    (('sex', 'avg_income'), ['citizens'])
+    >>> "_sbx_units" in q.sql, q.sql.endswith("LIMIT 101")
+    (True, True)
+    """
+    ctx, scope_findings = build_context(scope, catalog)
+    tree, findings = parse_and_qualify(sql, ctx)
+    findings = [*scope_findings, *findings]
+    if tree is None:
+        raise PolicyViolation(_summary(findings), findings=findings)
+    analysis = Analysis(tree, ctx)
+    findings.extend(run_checks(analysis, ctx))
+    if findings:
+        raise PolicyViolation(_summary(findings), findings=findings)
+    output_columns = tuple(p.alias_or_name for p in _first_select(tree).expressions)
+    additive = tuple(
+        p.alias_or_name
+        for p in _first_select(tree).expressions
+        if isinstance(p.unalias(), exp.Count | exp.Sum)
+    )
+    tables = _tables(analysis)
+    keyed = _uses_keyed_hash(analysis)
+    for rewrite in REWRITES:
+        tree = rewrite(tree, analysis, ctx)
+    recheck = list(run_checks(Analysis(tree, ctx, generated=True), ctx))
+    if recheck:
+        # A rewrite that widens access is an engine bug; refuse rather than run it.
+        raise PolicyViolation(
+            "the rewritten query failed the checks",
+            findings=[
+                Finding("rewrite_postcondition", f"after rewriting: {f.message}", f.fragment) for f in recheck
+            ],
+        )
+    return PreparedQuery(
+        original_sql=sql,
+        sql=tree.sql(dialect=ctx.dialect, comments=False),
+        tables=tables,
+        output_columns=output_columns,
+        uses_keyed_hash=keyed,
+        applied=tuple(r.__name__ for r in REWRITES),
+        scope_version=ctx.scope_version,
+        additive_columns=additive,
+    )
+
+
+def run_checks(analysis: Analysis, ctx: PolicyContext) -> list[Finding]:
+    """Every finding of every check (duplicates removed, order kept)."""
+    out: list[Finding] = []
+    seen: set[Finding] = set()
+    for rule in CHECKS:
+        for finding in rule(analysis, ctx):
+            if finding not in seen:
+                seen.add(finding)
+                out.append(finding)
+    return out
+
+
+def parse_and_qualify(sql: str, ctx: PolicyContext) -> tuple[exp.Expr | None, list[Finding]]:
+    """The only parse: exactly one read-only statement, qualified against the scope's tables."""
+    if len(sql) > MAX_SQL_CHARS:
+        return None, [Finding("query_too_long", f"queries are limited to {MAX_SQL_CHARS} characters")]
+    try:
+        statements = [s for s in sqlglot.parse(sql, dialect=ctx.dialect) if s is not None]
+    except Exception as exc:
+        return None, [Finding("parse_error", f"the query could not be parsed: {_first_line(exc)}")]
+    if len(statements) != 1:
+        return None, [Finding("single_statement", f"submit exactly one statement (found {len(statements)})")]
+    tree = statements[0]
+    if not isinstance(tree, exp.Query):
+        kind = type(tree).__name__.upper()
+        return None, [Finding("read_only", f"only SELECT queries are allowed (found {kind})", _short(tree))]
+    for select in tree.find_all(exp.Select):
+        if any(
+            isinstance(p, exp.Star) or (isinstance(p, exp.Column) and isinstance(p.this, exp.Star))
+            for p in select.expressions
+        ):
+            select.meta[STAR_META] = True
+    try:
+        tree = qualify(
+            tree,
+            schema=ctx.schema,
+            dialect=ctx.dialect,
+            validate_qualify_columns=False,
+            quote_identifiers=True,
+            identify=True,
+        )
+    except Exception as exc:
+        refused = list(syntax_findings(tree))
+        if refused:
+            return None, refused
+        return None, [Finding("unresolvable", f"the query's names could not be resolved: {_first_line(exc)}")]
+    return tree, []
+
+
+def _first_select(tree: exp.Expr) -> exp.Select:
+    node = tree
+    while isinstance(node, exp.SetOperation | exp.Subquery):
+        node = node.left if isinstance(node, exp.SetOperation) else node.this
+    assert isinstance(node, exp.Select)
+    return node
+
+
+def _tables(analysis: Analysis) -> tuple[TableRef, ...]:
+    refs: dict[str, TableRef] = {}
+    for scope in analysis.scopes:
+        for node in source_nodes(scope.select):
+            source = scope.sources.get(node.alias_or_name.lower())
+            if isinstance(source, Base):
+                refs.setdefault(source.table.ref.sql_name, source.table.ref)
+    return tuple(refs[name] for name in sorted(refs))
+
+
+def _uses_keyed_hash(analysis: Analysis) -> bool:
+    return any(
+        isinstance(c.rule.mask, KeywordMask) and c.rule.mask.kind == "keyed_hash"
+        for t in analysis.ctx.tables.values()
+        for c in t.columns.values()
+    )
+
+
+def _summary(findings: list[Finding]) -> str:
+    rules = sorted({f.rule for f in findings})
+    return f"query refused ({len(findings)} finding{'s' if len(findings) != 1 else ''}: {', '.join(rules)})"
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+
+
+def _short(node: exp.Expr) -> str:
+    text = node.sql(dialect="duckdb")
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -1,0 +1,37 @@
+"""Golden tests: one file per rewrite pass, plus the static checks."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from policies import check
+from policies.examples import example_catalog, example_context, example_scope
+from tests.policies.golden import GOLDEN_DIR, GoldenCase, load_cases
+
+PASS_FILES = ["apply_masks", "guard_arithmetic", "add_unit_counts", "apply_row_filters", "cap_rows"]
+PASS_CASES = [case for name in PASS_FILES for case in load_cases(GOLDEN_DIR / f"{name}.sql")]
+CHECK_CASES = load_cases(GOLDEN_DIR / "checks.sql")
+
+
+@pytest.mark.parametrize("case", PASS_CASES, ids=lambda c: c.id)
+def test_pass_golden(case: GoldenCase) -> None:
+    rewrite = getattr(importlib.import_module(f"policies.passes.{case.file}"), case.file)
+    ctx, tree, analysis = example_context(case.sql)
+    assert rewrite(tree, analysis, ctx).sql(dialect="duckdb", comments=False) == case.expected
+
+
+@pytest.mark.parametrize("case", CHECK_CASES, ids=lambda c: c.id)
+def test_check_golden(case: GoldenCase) -> None:
+    report = check(case.sql, example_scope(), example_catalog())
+    assert not report.allowed
+    assert case.expect_error <= {f.rule for f in report.findings}
+
+
+def test_every_pass_has_a_golden_file() -> None:
+    from policies.passes import REWRITES
+
+    assert {r.__name__ for r in REWRITES} == set(PASS_FILES)
+    for name in PASS_FILES:
+        assert load_cases(GOLDEN_DIR / f"{name}.sql"), name
