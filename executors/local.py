@@ -40,6 +40,7 @@ from executors.errors import (
     PartIntegrityError,
     ResourceExhausted,
 )
+from executors.forking import LeanForkServerProcess
 from executors.sandbox import Payload, child_main
 
 # Imported by the fork server once, so that every forked job starts warm.
@@ -104,13 +105,15 @@ class LocalExecutor:
         self._ctx.set_forkserver_preload(list(PRELOAD))
         multiprocessing.forkserver.ensure_running()
         # One empty child now, so the fork server has finished its preload before the first job.
-        probe = self._ctx.Process(target=_noop, daemon=True)
+        probe = LeanForkServerProcess(target=_noop, daemon=True)
         probe.start()
         probe.join()
 
     # -- the Executor protocol -------------------------------------------------------------------
 
-    def run(self, spec: JobSpec) -> ResultTable:
+    def run(self, spec: JobSpec, *, arrow_tables: Mapping[str, bytes] | None = None) -> ResultTable:
+        """Run ``spec`` in a fresh sandbox; ``arrow_tables`` (name to Arrow IPC) are extra in-memory
+        inputs, used by the Ray backend to merge partial aggregates inside a sandbox."""
         started = time.perf_counter()
         data_keys = self._unwrap(spec)
         unwrap_s = time.perf_counter() - started
@@ -120,7 +123,10 @@ class LocalExecutor:
                 with self._lock:
                     if entry.cancelled or self._closed:
                         raise ExecutionCancelled(f"job {spec.job_id} was cancelled before it started")
-                return self._run_in_child(spec, data_keys, entry, unwrap_s=unwrap_s, started=started)
+                payload = Payload(
+                    spec=spec, data_keys=data_keys, arrow_tables=tuple((arrow_tables or {}).items())
+                )
+                return self._run_in_child(payload, entry, unwrap_s=unwrap_s, started=started)
         finally:
             with self._lock:
                 self._running.pop(spec.job_id, None)
@@ -188,11 +194,12 @@ class LocalExecutor:
             return entry
 
     def _run_in_child(
-        self, spec: JobSpec, data_keys: tuple[bytes, ...], entry: _Running, *, unwrap_s: float, started: float
+        self, payload: Payload, entry: _Running, *, unwrap_s: float, started: float
     ) -> ResultTable:
+        spec = payload.spec
         tmpdir = tempfile.mkdtemp(prefix="sbx-job-", dir=self._tmp_root)
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(target=child_main, args=(child_conn, tmpdir), daemon=True)
+        process = LeanForkServerProcess(target=child_main, args=(child_conn, tmpdir), daemon=True)
         try:
             fork_at = time.monotonic()
             with self._lock:
@@ -201,7 +208,7 @@ class LocalExecutor:
                 process.start()
                 entry.process = process
             child_conn.close()
-            parent_conn.send_bytes(pickle.dumps(Payload(spec=spec, data_keys=data_keys)))
+            parent_conn.send_bytes(pickle.dumps(payload))
             header, ipc = self._collect(spec, parent_conn, process, entry)
         finally:
             if process.pid is not None:

@@ -138,6 +138,8 @@ class JobRunner:
     # --- the worker loop ---------------------------------------------------------------------
     def _loop(self) -> None:
         while not self._stop.is_set():
+            # Clear before looking, so a submit that lands while we look is not lost.
+            self._jobs.wake.clear()
             try:
                 claim = self._claim()
             except Exception:  # a database hiccup must not kill the worker
@@ -145,7 +147,6 @@ class JobRunner:
                 claim = None
             if claim is None:
                 self._jobs.wake.wait(self._poll_s)
-                self._jobs.wake.clear()
                 continue
             try:
                 self._run(claim)
