@@ -2,12 +2,12 @@
 
 from policies.canonical import canonical_result, result_hash
 from policies.catalog import Catalog, ColumnClass, ColumnSchema, DatasetSchema, TableSchema, ValueDomain
-from policies.context import TableRef, check_scope
+from policies.context import PolicyContext, TableRef, check_scope, compile_context
 from policies.errors import OutputInvalid, PolicyError, PolicyViolation, ScopeInvalid, UnknownReference
 from policies.findings import Finding
 from policies.model import Disclosure, Scope, load_scope
 from policies.output import ReleasedResult, SuppressionReport, check_output
-from policies.pipeline import CheckReport, PreparedQuery, check, prepare
+from policies.pipeline import CheckReport, PreparedQuery, check, check_with, prepare, prepare_with
 
 __all__ = [
     "Catalog",
@@ -18,6 +18,7 @@ __all__ = [
     "Disclosure",
     "Finding",
     "OutputInvalid",
+    "PolicyContext",
     "PolicyError",
     "PolicyViolation",
     "PreparedQuery",
@@ -33,7 +34,10 @@ __all__ = [
     "check",
     "check_output",
     "check_scope",
+    "check_with",
+    "compile_context",
     "load_scope",
     "prepare",
+    "prepare_with",
     "result_hash",
 ]

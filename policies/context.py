@@ -1,17 +1,20 @@
 """What a query is checked against: the scope's rules joined with the catalog's tables and types.
 
-``build_context`` is the one place where scope and catalog meet; ``check_scope`` reports every way a
-scope does not fit its catalog (the service calls it when a scope is created).
+``compile_context`` is the one place where scope and catalog meet. Its result is immutable and depends
+only on the scope and the catalog, so a caller may build it once per (scope version, catalog) and pass it
+to every ``prepare_with``/``check_with`` call. ``check_scope`` reports every way a scope does not fit its
+catalog (the service calls it when a scope is created).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import SqlglotError
 from sqlglot.schema import MappingSchema
 
@@ -51,6 +54,8 @@ class TablePolicy:
     unit: str
     columns: Mapping[str, ColumnPolicy]
     row_filter: str | None
+    #: ``row_filter`` parsed once; the rewrite inserts copies of it, never the tree itself.
+    row_filter_condition: exp.Expr | None = None
 
     def column(self, name: str) -> ColumnPolicy | None:
         return self.columns.get(name.lower())
@@ -58,21 +63,41 @@ class TablePolicy:
 
 @dataclass(frozen=True)
 class PolicyContext:
-    """Per-call, read-only view of one scope over one catalog."""
+    """Read-only view of one scope over one catalog, reusable across calls.
+
+    ``scope_findings`` are the ways the scope does not fit the catalog; every query checked against
+    this context reports them (and is refused when there are any).
+    """
 
     tables: Mapping[str, TablePolicy]
     disclosure: Disclosure
     scope_name: str
     scope_version: str
-    schema: MappingSchema
+    schema: MappingSchema  # read by qualify only; never mutated after construction
     dialect: str = DIALECT
+    scope_findings: tuple[Finding, ...] = ()
+    #: ``dialect`` as a sqlglot object, created once (naming a dialect by string creates one per call).
+    sql_dialect: Dialect = field(default_factory=lambda: Dialect.get_or_raise(DIALECT), compare=False)
 
     def table(self, sql_name: str) -> TablePolicy | None:
         return self.tables.get(sql_name.lower())
 
 
 def build_context(scope: Scope, catalog: Catalog) -> tuple[PolicyContext, tuple[Finding, ...]]:
-    """Join scope and catalog; tables that cannot be resolved are left out and reported as findings."""
+    """``compile_context`` with its scope findings returned alongside (the older form)."""
+    ctx = compile_context(scope, catalog)
+    return ctx, ctx.scope_findings
+
+
+def compile_context(scope: Scope, catalog: Catalog) -> PolicyContext:
+    """Join scope and catalog once; tables that cannot be resolved are left out and reported in
+    ``scope_findings``.
+
+    >>> from policies.examples import example_catalog, example_scope
+    >>> ctx = compile_context(example_scope(), example_catalog())
+    >>> sorted(ctx.tables), ctx.scope_findings
+    (['citizens'], ())
+    """
     findings: list[Finding] = []
     tables: dict[str, TablePolicy] = {}
     for key, grant in scope.datasets.items():
@@ -99,23 +124,35 @@ def build_context(scope: Scope, catalog: Catalog) -> tuple[PolicyContext, tuple[
             )
             for c in schema.columns
         }
+        condition = None
+        if grant.row_filter is not None:
+            try:
+                condition = sqlglot.parse_one(grant.row_filter, dialect=DIALECT, into=exp.Condition)
+                for node in condition.walk():
+                    node._meta = None  # positions and comment hints: unused, and they slow every copy
+            except SqlglotError as exc:
+                # Reported like every scope finding, so every query under this scope is refused.
+                findings.append(
+                    Finding("scope_row_filter", f"{key}.row_filter: not a SQL condition ({exc})", key)
+                )
         tables[sql_name] = TablePolicy(
             ref=TableRef(dataset=dataset, table=schema.name, sql_name=sql_name),
             unit=schema.unit.lower(),
             columns=MappingProxyType(columns),
             row_filter=grant.row_filter,
+            row_filter_condition=condition,
         )
     mapping: dict[str, object] = {
         name: {c.name: c.type for c in t.columns.values()} for name, t in tables.items()
     }
-    ctx = PolicyContext(
+    return PolicyContext(
         tables=MappingProxyType(tables),
         disclosure=scope.disclosure,
         scope_name=scope.name,
         scope_version=scope.version_id,
         schema=MappingSchema(mapping, dialect=DIALECT, normalize=False),  # names are lowercased above
+        scope_findings=tuple(findings),
     )
-    return ctx, tuple(findings)
 
 
 def _family(column: ColumnSchema, rule: ColumnRule) -> str:

@@ -17,7 +17,7 @@ from policies.analysis.levels import STAR_META, Analysis, Base, source_nodes
 from policies.analysis.syntax import syntax_findings
 from policies.catalog import Catalog
 from policies.checks import CHECKS
-from policies.context import PolicyContext, TableRef, build_context
+from policies.context import PolicyContext, TableRef, compile_context
 from policies.errors import PolicyViolation
 from policies.findings import Finding
 from policies.model import KeywordMask, Scope
@@ -70,8 +70,21 @@ def check(sql: str, scope: Scope, catalog: Catalog) -> CheckReport:
     >>> ok.allowed, ok.applied[0]
     (True, 'apply_masks')
     """
+    return check_with(sql, compile_context(scope, catalog))
+
+
+def check_with(sql: str, ctx: PolicyContext) -> CheckReport:
+    """``check`` against a context from ``compile_context`` (build it once per scope version and
+    catalog, reuse it for every query).
+
+    >>> from policies.context import compile_context
+    >>> from policies.examples import example_catalog, example_scope
+    >>> ctx = compile_context(example_scope(), example_catalog())
+    >>> check_with("SELECT sex, COUNT(*) AS n FROM citizens GROUP BY sex", ctx).allowed
+    True
+    """
     try:
-        prepared = prepare(sql, scope, catalog)
+        prepared = prepare_with(sql, ctx)
     except PolicyViolation as exc:
         return CheckReport(False, exc.findings, None, ())
     return CheckReport(True, (), prepared.sql, prepared.applied)
@@ -88,9 +101,20 @@ def prepare(sql: str, scope: Scope, catalog: Catalog) -> PreparedQuery:
     >>> "_sbx_units" in q.sql, q.sql.endswith("LIMIT 101")
     (True, True)
     """
-    ctx, scope_findings = build_context(scope, catalog)
+    return prepare_with(sql, compile_context(scope, catalog))
+
+
+def prepare_with(sql: str, ctx: PolicyContext) -> PreparedQuery:
+    """``prepare`` against a context from ``compile_context`` (the same checks, the same result).
+
+    >>> from policies.context import compile_context
+    >>> from policies.examples import example_catalog, example_scope
+    >>> ctx = compile_context(example_scope(), example_catalog())
+    >>> prepare_with("SELECT sex, COUNT(*) AS n FROM citizens GROUP BY sex", ctx).output_columns
+    ('sex', 'n')
+    """
     tree, findings = parse_and_qualify(sql, ctx)
-    findings = [*scope_findings, *findings]
+    findings = [*ctx.scope_findings, *findings]
     if tree is None:
         raise PolicyViolation(_summary(findings), findings=findings)
     analysis = Analysis(tree, ctx)
@@ -107,6 +131,7 @@ def prepare(sql: str, scope: Scope, catalog: Catalog) -> PreparedQuery:
     keyed = _uses_keyed_hash(analysis)
     for rewrite in REWRITES:
         tree = rewrite(tree, analysis, ctx)
+    # The postcondition: every check again, on a fresh analysis of the rewritten tree.
     recheck = list(run_checks(Analysis(tree, ctx, generated=True), ctx))
     if recheck:
         # A rewrite that widens access is an engine bug; refuse rather than run it.
@@ -118,7 +143,8 @@ def prepare(sql: str, scope: Scope, catalog: Catalog) -> PreparedQuery:
         )
     return PreparedQuery(
         original_sql=sql,
-        sql=tree.sql(dialect=ctx.dialect, comments=False),
+        # The tree is not used after this: let the generator transform it in place instead of copying.
+        sql=tree.sql(dialect=ctx.sql_dialect, comments=False, copy=False),
         tables=tables,
         output_columns=output_columns,
         uses_keyed_hash=keyed,
@@ -145,7 +171,7 @@ def parse_and_qualify(sql: str, ctx: PolicyContext) -> tuple[exp.Expr | None, li
     if len(sql) > MAX_SQL_CHARS:
         return None, [Finding("query_too_long", f"queries are limited to {MAX_SQL_CHARS} characters")]
     try:
-        statements = [s for s in sqlglot.parse(sql, dialect=ctx.dialect) if s is not None]
+        statements = [s for s in sqlglot.parse(sql, dialect=ctx.sql_dialect) if s is not None]
     except Exception as exc:
         return None, [Finding("parse_error", f"the query could not be parsed: {_first_line(exc)}")]
     if len(statements) != 1:
@@ -154,17 +180,23 @@ def parse_and_qualify(sql: str, ctx: PolicyContext) -> tuple[exp.Expr | None, li
     if not isinstance(tree, exp.Query):
         kind = type(tree).__name__.upper()
         return None, [Finding("read_only", f"only SELECT queries are allowed (found {kind})", _short(tree))]
-    for select in tree.find_all(exp.Select):
-        if any(
+    for node in tree.walk():
+        # The parser fills node meta with source positions and with any ``sqlglot.meta k=v`` hint
+        # written in a comment of the query. The engine keeps its own marks there (generated, mask,
+        # filtered scan, …), so a query must never set meta: a comment could otherwise mark a cast as
+        # generated and skip type_safety, or turn identifier normalisation off. Positions are not
+        # used, and without them every copy of a node is cheaper.
+        node._meta = None
+        if isinstance(node, exp.Select) and any(
             isinstance(p, exp.Star) or (isinstance(p, exp.Column) and isinstance(p.this, exp.Star))
-            for p in select.expressions
+            for p in node.expressions
         ):
-            select.meta[STAR_META] = True
+            node.meta[STAR_META] = True
     try:
         tree = qualify(
             tree,
             schema=ctx.schema,
-            dialect=ctx.dialect,
+            dialect=ctx.sql_dialect,
             validate_qualify_columns=False,
             quote_identifiers=True,
             identify=True,

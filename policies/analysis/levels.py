@@ -85,6 +85,8 @@ class SelectScope:
     parent: SelectScope | None
     ctes: dict[str, exp.CTE]
     sources: dict[str, Source] = field(default_factory=dict)
+    _aggregating: bool | None = None
+    _nodes: list[exp.Expr] | None = None
 
     def resolve(self, alias: str) -> tuple[SelectScope, Source] | None:
         """The scope and source an alias refers to, searching outward for correlated references."""
@@ -98,10 +100,20 @@ class SelectScope:
 
     @property
     def aggregating(self) -> bool:
-        if self.select.args.get("group") is not None:
-            return True
-        parts = [*self.select.expressions, self.select.args.get("having")]
-        return any(_has_aggregate(p) for p in parts if p is not None)
+        # Decided once, on the tree as analysed (the checks ask for it many times).
+        if self._aggregating is None:
+            parts = [*self.select.expressions, self.select.args.get("having")]
+            self._aggregating = self.select.args.get("group") is not None or any(
+                _has_aggregate(p) for p in parts if p is not None
+            )
+        return self._aggregating
+
+    @property
+    def nodes(self) -> list[exp.Expr]:
+        """``walk_same_query(select)``, walked once (on the tree as analysed)."""
+        if self._nodes is None:
+            self._nodes = walk_same_query(self.select)
+        return self._nodes
 
 
 _COND = (exp.Case, exp.If, exp.Coalesce, exp.Nullif, exp.Predicate, exp.Connector, exp.Not, exp.Filter)
@@ -148,16 +160,22 @@ def _has_aggregate(node: exp.Expr) -> bool:
     return any(type(n) in AGGREGATES for n in walk_same_query(node))
 
 
+_NESTED_QUERY = (exp.Query, exp.Subquery)  # tuples: ``isinstance(x, A | B)`` builds a union per call
+_NOT_VALUES = (exp.DataType, exp.Var)
+_PASS_THROUGH = (exp.Alias, exp.Paren, exp.Distinct, exp.Ordered)
+
+
 def walk_same_query(node: exp.Expr) -> list[exp.Expr]:
     """``node`` and its descendants, not descending into nested queries."""
     out: list[exp.Expr] = []
     stack = [node]
+    push, pop, add = stack.append, stack.pop, out.append
     while stack:
-        current = stack.pop()
-        out.append(current)
+        current = pop()
+        add(current)
         for child in current.iter_expressions():
-            if not isinstance(child, exp.Query | exp.Subquery):
-                stack.append(child)
+            if not isinstance(child, _NESTED_QUERY):
+                push(child)
     return out
 
 
@@ -178,11 +196,26 @@ class Analysis:
         self.tree = tree
         self.ctx = ctx
         self.generated = generated  # True for the re-check of the engine's own rewritten tree
+        # One breadth-first walk of the whole tree, shared by every check (the order of
+        # ``tree.walk()``, so findings come out in the same order as from separate walks).
+        self.nodes: list[exp.Expr] = list(tree.walk())
+        self.kinds: frozenset[type[exp.Expr]] = frozenset(type(n) for n in self.nodes)
         self.scopes: list[SelectScope] = []
         self._by_select: dict[int, SelectScope] = {}
+        # Caches keyed by id(node); ``_pinned`` keeps every keyed node alive so that an id cannot be
+        # reused by a node the rewrite passes create while this analysis is still in use.
         self._info: dict[int, Info] = {}
+        self._columns: dict[int, Info | None] = {}
         self._outputs: dict[int, list[tuple[str, Info]]] = {}
+        self._output_names: dict[int, dict[str, Info]] = {}
+        self._pinned: list[exp.Expr] = []
         self._walk(tree, {}, None, "top")
+
+    def find_all(self, *kinds: type[exp.Expr]) -> list[exp.Expr]:
+        """Like ``tree.find_all(*kinds)`` (same order), from the one walk."""
+        if not any(issubclass(k, kinds) for k in self.kinds):
+            return []
+        return [n for n in self.nodes if isinstance(n, kinds)]
 
     # -- scopes ---------------------------------------------------------------------------------
 
@@ -264,12 +297,31 @@ class Analysis:
                 name = projection.alias_or_name.lower()
                 result.append((name, self.info(projection, scope) if scope else CONST))
         self._outputs[key] = result
+        names: dict[str, Info] = {}
+        for name, info in result:
+            names.setdefault(name, info)  # the first column of a name is the one a reference sees
+        self._output_names[key] = names
+        self._pinned.append(query)
         return result
+
+    def _output_named(self, query: exp.Expr, name: str) -> Info | None:
+        if id(query) not in self._output_names:
+            self.outputs(query)
+        return self._output_names[id(query)].get(name)
 
     def column_info(self, column: exp.Column, scope: SelectScope | None) -> Info | None:
         """Info of a column reference; ``None`` when it does not resolve."""
         if scope is None or not column.table:
             return None
+        key = id(column)
+        if key in self._columns:
+            return self._columns[key]
+        result = self._column_info(column, scope)
+        self._columns[key] = result
+        self._pinned.append(column)
+        return result
+
+    def _column_info(self, column: exp.Column, scope: SelectScope) -> Info | None:
         found = scope.resolve(column.table)
         if found is None:
             return None
@@ -281,10 +333,7 @@ class Analysis:
                 return None
             return Info({Origin(source.table.ref.sql_name, name, policy.use): Shape.PURE}, policy.family)
         if isinstance(source, Derived):
-            for out_name, info in self.outputs(source.query):
-                if out_name == name:
-                    return info
-            return None
+            return self._output_named(source.query, name)
         return CONST
 
     def info(self, node: exp.Expr, scope: SelectScope | None = None) -> Info:
@@ -297,6 +346,7 @@ class Analysis:
             scope = self.scope_of(node)
         result = self._compute(node, scope)
         self._info[key] = result
+        self._pinned.append(node)
         return result
 
     def _compute(self, node: exp.Expr, scope: SelectScope | None) -> Info:
@@ -308,7 +358,7 @@ class Analysis:
             return Info({}, "str" if node.is_string else "num")
         if isinstance(node, exp.Boolean):
             return Info({}, "bool")
-        if isinstance(node, exp.Query | exp.Subquery):
+        if isinstance(node, _NESTED_QUERY):
             outs = self.outputs(node)
             return merge([outs[0][1]], Shape.OTHER) if outs else CONST
         if node.meta.get(MASK_META):
@@ -319,11 +369,9 @@ class Analysis:
             inner = self.info(node.this, scope)
             return Info(inner.lineage, node.meta.get(FAMILY_META, inner.family), inner.aggregate)
         children = [
-            self.info(child, scope)
-            for child in node.iter_expressions()
-            if not isinstance(child, exp.DataType | exp.Var)
+            self.info(child, scope) for child in node.iter_expressions() if not isinstance(child, _NOT_VALUES)
         ]
-        if isinstance(node, exp.Alias | exp.Paren | exp.Distinct | exp.Ordered):
+        if isinstance(node, _PASS_THROUGH):
             return merge(children, Shape.PURE) if children else CONST
         merged = merge(children, _shape_of(node))
         aggregate = type(node) in AGGREGATES or any(c.aggregate for c in children)

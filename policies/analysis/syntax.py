@@ -8,7 +8,7 @@ overflow is guarded by the ``guard_arithmetic`` pass).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from sqlglot import exp
 
@@ -186,17 +186,19 @@ _SPECIFIC: dict[type[exp.Expr], tuple[str, str]] = {
 }
 
 
-def syntax_findings(tree: exp.Expr, *, generated: bool = False) -> Iterator[Finding]:
+def syntax_findings(
+    tree: exp.Expr, *, generated: bool = False, nodes: Iterable[exp.Expr] | None = None
+) -> Iterator[Finding]:
     """Every node outside the allow-lists, and every use of a reserved ``sbx`` name.
 
     ``generated=True`` is the re-check after rewriting, where ``sbx_keyed_hash`` and ``_sbx_`` aliases
-    are the engine's own.
+    are the engine's own. ``nodes`` is ``tree.walk()`` when the caller has already walked the tree.
 
     >>> import sqlglot
     >>> [f.rule for f in syntax_findings(sqlglot.parse_one("SELECT regexp_matches(a, 'x') FROM t"))]
     ['function_not_allowed']
     """
-    for node in tree.walk():
+    for node in tree.walk() if nodes is None else nodes:
         kind = type(node)
         if kind is exp.Anonymous:
             yield from _anonymous(node, generated=generated)

@@ -12,4 +12,4 @@ from policies.findings import Finding
 
 def allowed_syntax(analysis: Analysis, ctx: PolicyContext) -> Iterator[Finding]:
     """Findings for syntax and functions that are not on the allow-lists."""
-    yield from syntax_findings(analysis.tree, generated=analysis.generated)
+    yield from syntax_findings(analysis.tree, generated=analysis.generated, nodes=analysis.nodes)

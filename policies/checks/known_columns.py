@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from sqlglot import exp
 
-from policies.analysis.levels import Analysis, Base, Opaque, walk_same_query
+from policies.analysis.levels import Analysis, Base, Opaque
 from policies.context import PolicyContext
 from policies.findings import Finding
 
@@ -15,7 +15,7 @@ def known_columns(analysis: Analysis, ctx: PolicyContext) -> Iterator[Finding]:
     """Findings for columns that do not resolve, whole-row references and nested field access."""
     for scope in analysis.scopes:
         aliases = {p.alias_or_name.lower() for p in scope.select.expressions}
-        for node in walk_same_query(scope.select):
+        for node in scope.nodes:
             if not isinstance(node, exp.Column) or isinstance(node.this, exp.Star):
                 continue
             if node.table and not node.args.get("db") and not node.args.get("catalog"):
@@ -26,6 +26,14 @@ def known_columns(analysis: Analysis, ctx: PolicyContext) -> Iterator[Finding]:
                     and analysis.column_info(node, scope)
                 ):
                     continue  # the common case: a resolved column (checked without generating SQL)
+            elif (
+                not node.table
+                and not node.args.get("db")
+                and not node.args.get("catalog")
+                and node.name.lower() in aliases
+                and _is_output_reference(node)
+            ):
+                continue  # an output alias in ORDER BY / HAVING, also without generating SQL
             text = node.sql(dialect="duckdb")
             if node.args.get("db") or node.args.get("catalog"):
                 yield Finding(

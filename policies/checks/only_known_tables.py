@@ -29,8 +29,7 @@ def only_known_tables(analysis: Analysis, ctx: PolicyContext) -> Iterator[Findin
                 yield _opaque(source.node, known)
         for join in scope.select.args.get("joins") or ():
             yield from _join(join)
-    with_ = analysis.tree.find(exp.With)
-    if with_ is not None and with_.args.get("recursive"):
+    if any(w.args.get("recursive") for w in analysis.find_all(exp.With)):
         yield Finding("recursive_cte", "WITH RECURSIVE is not allowed; use plain CTEs", "WITH RECURSIVE")
 
 
@@ -72,14 +71,18 @@ def _opaque(node: exp.Expr, known: str) -> Finding:
 
 
 def _join(join: exp.Join) -> Iterator[Finding]:
-    text = join.sql(dialect="duckdb")
+    # The fragment is generated only for a finding: generating SQL copies the subtree.
     method = (join.args.get("method") or "").upper()
     if method in {"NATURAL", "POSITIONAL", "ASOF"}:
-        yield Finding("join_kind", f"{method} JOIN is not allowed; write JOIN … ON a.key = b.key", text)
+        yield Finding(
+            "join_kind",
+            f"{method} JOIN is not allowed; write JOIN … ON a.key = b.key",
+            join.sql(dialect="duckdb"),
+        )
         return
     if join.args.get("on") is None and not join.args.get("using"):
         yield Finding(
             "join_without_condition",
             "joins need a condition (cross and comma joins multiply rows); write JOIN … ON a.key = b.key",
-            text,
+            join.sql(dialect="duckdb"),
         )

@@ -19,9 +19,9 @@ from policies.model import Use
 
 def query_shape(analysis: Analysis, ctx: PolicyContext) -> Iterator[Finding]:
     """Findings for nested aggregation, row-level output, and ORDER/LIMIT/DISTINCT in the wrong place."""
-    yield from _set_operations(analysis.tree, top=True)
-    yield from _limits(analysis.tree)
-    for node in analysis.tree.find_all(exp.Rollup, exp.Cube, exp.GroupingSets):
+    yield from _set_operations(analysis)
+    yield from _limits(analysis)
+    for node in analysis.find_all(exp.Rollup, exp.Cube, exp.GroupingSets):
         yield Finding(
             "grouping_sets",
             "ROLLUP, CUBE and GROUPING SETS are not allowed: a subtotal minus the "
@@ -89,10 +89,10 @@ def _scope(analysis: Analysis, scope: SelectScope) -> Iterator[Finding]:
             )
 
 
-def _set_operations(node: exp.Expr, *, top: bool) -> Iterator[Finding]:
+def _set_operations(analysis: Analysis) -> Iterator[Finding]:
     """Only UNION [ALL], and only at the top (between final aggregates)."""
-    for op in node.find_all(exp.SetOperation):
-        at_top = top and _is_top(op)
+    for op in analysis.find_all(exp.SetOperation):
+        at_top = _is_top(op)
         if isinstance(op, exp.Intersect | exp.Except):
             yield Finding(
                 "set_operation", "INTERSECT and EXCEPT are not allowed; use UNION ALL or WHERE", _short(op)
@@ -113,8 +113,8 @@ def _is_top(op: exp.Expr) -> bool:
     return parent is None
 
 
-def _limits(tree: exp.Expr) -> Iterator[Finding]:
-    for node in tree.find_all(exp.Limit, exp.Offset):
+def _limits(analysis: Analysis) -> Iterator[Finding]:
+    for node in analysis.find_all(exp.Limit, exp.Offset):
         value = node.args.get("expression")
         if not (isinstance(value, exp.Literal) and value.is_int):
             yield Finding("limit_not_literal", "LIMIT and OFFSET take an integer literal", _short(node))

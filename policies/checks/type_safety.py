@@ -30,12 +30,16 @@ _COMPARISONS = (
 )
 _DIVISIONS = (exp.Div, exp.IntDiv, exp.Mod)
 _ARITH = (exp.Add, exp.Sub, exp.Mul, exp.Neg, *_DIVISIONS)
+_CHOICES = (exp.Coalesce, exp.Nullif, exp.Greatest, exp.Least, exp.If)
+#: Every kind of node this check looks at (a quick filter before the per-kind tests below).
+_JUDGED = (exp.Cast, *_COMPARISONS, exp.Between, exp.In, exp.Case, *_CHOICES, *_ARITH)
 
 
 def type_safety(analysis: Analysis, ctx: PolicyContext) -> Iterator[Finding]:
     """Findings for casts, implicit casts and divisions that could raise an error carrying a value."""
-    for node in analysis.tree.walk():
-        if node.meta.get(GENERATED_META):
+    judged = {kind for kind in analysis.kinds if issubclass(kind, _JUDGED)}
+    for node in analysis.nodes:
+        if type(node) not in judged or node.meta.get(GENERATED_META):
             continue
         if isinstance(node, exp.Cast):
             if analysis.info(node.this).protected:
@@ -50,7 +54,7 @@ def type_safety(analysis: Analysis, ctx: PolicyContext) -> Iterator[Finding]:
         elif isinstance(node, exp.Case):
             values = [node.args.get("default")] + [i.args.get("true") for i in node.args.get("ifs") or ()]
             yield from _mixed(analysis, node, [v for v in values if v is not None])
-        elif isinstance(node, exp.Coalesce | exp.Nullif | exp.Greatest | exp.Least | exp.If):
+        elif isinstance(node, _CHOICES):
             operands = (
                 [node.this, *node.expressions]
                 if not isinstance(node, exp.If)

@@ -117,9 +117,9 @@ class _Splitter:
         self._read_sources(select)
         group = select.args.get("group")
         if group is not None:
-            for key in ("grouping_sets", "cube", "rollup", "totals"):
-                if group.args.get(key):
-                    raise _Refuse("GROUPING SETS, CUBE and ROLLUP do not split")
+            grouping = any(group.args.get(k) for k in ("grouping_sets", "cube", "rollup", "totals"))
+            if grouping or group.find(exp.GroupingSets, exp.Cube, exp.Rollup) is not None:
+                raise _Refuse("GROUPING SETS, CUBE and ROLLUP do not split")
             self.group_keys = [self._group_expression(select, e) for e in group.expressions]
         if group is None and not any(select.find_all(exp.AggFunc)):
             raise _Refuse("a query without aggregation does not split")

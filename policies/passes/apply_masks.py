@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from policies.analysis.levels import FAMILY_META, MASK_META, Analysis, Base, walk_same_query
+from policies.analysis.levels import FAMILY_META, MASK_META, Analysis, Base
 from policies.context import ColumnPolicy, PolicyContext
 from policies.errors import PassOrderError
 from policies.model import GeneralizeMask, KeywordMask, PartialMask, Prefix, Width
@@ -24,7 +24,7 @@ def apply_masks(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) -> exp.E
     GROUP BY CAST(DATE_TRUNC('YEAR', "citizens"."birth_date") AS DATE)
     """
     for scope in analysis.scopes:
-        for node in walk_same_query(scope.select):
+        for node in scope.nodes:
             if (
                 not isinstance(node, exp.Column)
                 or isinstance(node.this, exp.Star)
@@ -41,10 +41,12 @@ def apply_masks(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) -> exp.E
             policy = found[1].table.column(node.name)
             if policy is None or (policy.rule.mask is None and policy.rule.bounds is None):
                 continue
-            masked = mask_expression(node.copy(), policy)
-            node.replace(masked)
             if node is tree:
-                return masked
+                return mask_expression(node, policy)
+            # Detach the column and wrap the node itself (no copy): a placeholder holds its place.
+            placeholder = exp.Null()
+            node.replace(placeholder)
+            placeholder.replace(mask_expression(node, policy))
     return tree
 
 

@@ -23,7 +23,6 @@ def apply_row_filters(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) ->
     >>> apply_row_filters(tree, analysis, ctx).sql(dialect="duckdb")
     'SELECT COUNT(*) AS "_col_0" FROM (SELECT * FROM "citizens" WHERE district <> \\'Military Zone\\') AS "c"'
     """
-    conditions: dict[str, exp.Expr] = {}
     for scope in analysis.scopes:
         for node in source_nodes(scope.select):
             source = scope.sources.get(node.alias_or_name.lower())
@@ -33,9 +32,15 @@ def apply_row_filters(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) ->
             if text is None:
                 continue
             name = source.table.ref.sql_name
-            if name not in conditions:
-                conditions[name] = sqlglot.parse_one(text, dialect=ctx.dialect, into=exp.Condition)
-            inner = exp.select("*").from_(exp.Table(this=ident(name))).where(conditions[name].copy())
+            condition = source.table.row_filter_condition
+            if condition is None:  # a context built by hand: parse the filter here
+                condition = sqlglot.parse_one(text, dialect=ctx.sql_dialect, into=exp.Condition)
+            # Built from nodes rather than with exp.select(...), which parses its string arguments.
+            inner = exp.Select(
+                expressions=[exp.Star()],
+                from_=exp.From(this=exp.Table(this=ident(name))),
+                where=exp.Where(this=condition.copy()),
+            )
             scan = exp.Subquery(this=inner, alias=exp.TableAlias(this=ident(node.alias_or_name)))
             generated(scan)
             scan.meta[FILTERED_SCAN_META] = name

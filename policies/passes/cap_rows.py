@@ -22,6 +22,10 @@ def cap_rows(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) -> exp.Expr
     value = limit.expression if isinstance(limit, exp.Limit) else None
     if isinstance(value, exp.Literal) and value.is_int and int(value.name) <= cap:
         return tree
+    if isinstance(tree, exp.Select):
+        # Built directly: ``Query.limit`` parses its argument.
+        tree.set("limit", exp.Limit(expression=exp.Literal.number(cap)))
+        return tree
     if isinstance(tree, exp.Query):
         return tree.limit(cap, copy=False)
     return tree
