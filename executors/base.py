@@ -16,6 +16,8 @@ import pyarrow as pa
 if TYPE_CHECKING:
     import pandas
 
+    from executors.python_job import Program
+
 
 @dataclass(frozen=True)
 class PartRef:
@@ -31,7 +33,14 @@ class PartRef:
 
 @dataclass(frozen=True)
 class TableInput:
-    """One table of one dataset version, as a job reads it."""
+    """One table of one dataset version, as a job reads it.
+
+    ``unit`` names the privacy-unit column when the caller knows it (a scale-out backend needs it to
+    split a query per part). ``part_indices`` is set only when ``parts`` is a subset of the version's
+    parts (one task per part): the index of each listed part in the full layout, so that each part is
+    still checked against the associated data of its own place. Empty means ``parts`` is the whole
+    layout in order.
+    """
 
     sql_name: str
     domain: str
@@ -41,6 +50,8 @@ class TableInput:
     wrapped_key: bytes
     key_aad: bytes
     parts: tuple[PartRef, ...]
+    unit: str | None = None
+    part_indices: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,8 @@ class JobSpec:
     tables: tuple[TableInput, ...]
     keyed_hash_key: bytes | None
     limits: Limits = field(default_factory=Limits)
+    # A Python job or a job on mock twins (``executors.python_job``); None for a rewritten SQL query.
+    program: Program | None = None
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from multiprocessing.connection import Connection
 
 import pyarrow as pa
 
-from executors import engine, storage
+from executors import engine, python_job, storage
 from executors.base import JobSpec, Limits
 from executors.errors import ExecutionError, ExecutionFailed, ResourceExhausted
 
@@ -45,10 +45,15 @@ AS_HEADROOM_MB = 2048  # thread stacks, allocator arenas and the loaded Arrow ta
 
 @dataclass(frozen=True)
 class Payload:
-    """What the parent sends through the pipe: the job and one plaintext data key per table."""
+    """What the parent sends through the pipe: the job and one plaintext data key per table.
+
+    ``arrow_tables`` are further in-memory inputs as ``(sql_name, Arrow IPC stream)`` pairs: the
+    partial aggregates a distributed job merges in a sandbox of its domain (never decrypted parts).
+    """
 
     spec: JobSpec
     data_keys: tuple[bytes, ...]
+    arrow_tables: tuple[tuple[str, bytes], ...] = ()
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -115,6 +120,8 @@ def apply_limits(limits: Limits) -> None:
 def execute(payload: Payload) -> tuple[dict[str, object], bytes]:
     """Decrypt, load and query; the JSON-able header and the Arrow IPC bytes of the result."""
     spec = payload.spec
+    if spec.program is not None:  # a Python job or a job on mock twins: same sandbox, other engine
+        return python_job.run_program(spec, payload.data_keys)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     blobs = [
@@ -127,6 +134,9 @@ def execute(payload: Payload) -> tuple[dict[str, object], bytes]:
         table.sql_name: storage.load_parts(parts) for table, parts in zip(spec.tables, blobs, strict=True)
     }
     del blobs
+    for name, ipc in payload.arrow_tables:
+        with pa.ipc.open_stream(ipc) as reader:
+            tables[name] = reader.read_all()
     timings["load"] = time.perf_counter() - started
 
     started = time.perf_counter()

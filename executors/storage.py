@@ -247,6 +247,18 @@ def _write_table(
     return tuple(refs)
 
 
+def part_indices(table: TableInput) -> tuple[int, ...]:
+    """The index in the version's layout of each part ``table`` lists."""
+    if not table.part_indices:
+        return tuple(range(len(table.parts)))
+    if len(table.part_indices) != len(table.parts):
+        raise PartIntegrityError(
+            f"table {table.table!r} of {table.domain}/{table.dataset} lists {len(table.parts)} parts "
+            f"but {len(table.part_indices)} part indices"
+        )
+    return table.part_indices
+
+
 def expected_aads(table: TableInput) -> tuple[bytes, ...]:
     """The associated data each part of ``table`` must have been sealed with."""
     return tuple(
@@ -257,7 +269,7 @@ def expected_aads(table: TableInput) -> tuple[bytes, ...]:
             table=table.table,
             index=i,
         )
-        for i in range(len(table.parts))
+        for i in part_indices(table)
     )
 
 
@@ -277,7 +289,7 @@ def decrypt_parts(table: TableInput, data_key: bytes) -> list[bytes]:
     if not table.parts:
         raise DataUnavailable(f"table {table.table!r} of {table.domain}/{table.dataset} has no parts")
     plaintexts: list[bytes] = []
-    for index, (part, expected) in enumerate(zip(table.parts, expected_aads(table), strict=True)):
+    for index, part, expected in zip(part_indices(table), table.parts, expected_aads(table), strict=True):
         if part.aad != expected:
             raise PartIntegrityError(f"{_where(table, index)} is recorded with the wrong associated data")
         try:

@@ -1,0 +1,86 @@
+"""``sandbox cluster``: print or run the ``ray start`` commands of a head node and of a domain's workers.
+
+Mounted into the main CLI with ``app.add_typer(cluster_app, name="cluster")``. The command lines come
+from ``executors.ray_cluster`` (which does not import Ray), so ``cluster commands`` works on a machine
+without a cluster; ``start-head`` and ``start-worker`` run them with the ``ray`` executable on the PATH.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from typing import Annotated
+
+import typer
+
+from executors.errors import ExecutionError
+from executors.ray_cluster import NodeCommand, head_command, worker_command
+
+cluster_app = typer.Typer(help="Ray cluster nodes: a head, and workers per domain.", no_args_is_help=True)
+
+DomainOpt = Annotated[
+    list[str], typer.Option("--domain", help="A domain the worker serves (repeat for several).")
+]
+KeyringOpt = Annotated[
+    str, typer.Option("--keyring", help="The node's keyring file: the keys of its domains, no others.")
+]
+CpusOpt = Annotated[int | None, typer.Option("--num-cpus", help="CPUs this node offers to jobs.")]
+
+
+def _run(command: NodeCommand) -> None:
+    if shutil.which(command.argv[0]) is None:
+        typer.echo(f"{command.argv[0]!r} is not on the PATH; install Ray on this node first", err=True)
+        raise typer.Exit(code=2)
+    typer.echo(command.shell())
+    completed = subprocess.run(list(command.argv), env={**os.environ, **command.env}, check=False)  # noqa: S603
+    raise typer.Exit(code=completed.returncode)
+
+
+def _commands(
+    *, address: str, port: int, domains: list[str], keyring: str, num_cpus: int | None
+) -> tuple[NodeCommand, NodeCommand]:
+    try:
+        return (
+            head_command(port=port, num_cpus=0),
+            worker_command(address=address, domains=domains, keyring=keyring, num_cpus=num_cpus),
+        )
+    except ExecutionError as exc:
+        typer.echo(exc.detail, err=True)
+        raise typer.Exit(code=2) from exc
+
+
+@cluster_app.command("commands")
+def commands(
+    domain: DomainOpt,
+    keyring: KeyringOpt,
+    address: Annotated[str, typer.Option(help="The head node's address, host:port.")] = "HEAD_HOST:6379",
+    port: Annotated[int, typer.Option(help="The head node's port.")] = 6379,
+    num_cpus: CpusOpt = None,
+) -> None:
+    """Print the command for the head node (serving no domain) and for a worker of the domains."""
+    head, worker = _commands(address=address, port=port, domains=domain, keyring=keyring, num_cpus=num_cpus)
+    typer.echo("# on the head node (runs no job: it serves no domain)")
+    typer.echo(head.shell())
+    typer.echo(f"# on each worker node of {', '.join(domain)}")
+    typer.echo(worker.shell())
+
+
+@cluster_app.command("start-head")
+def start_head(
+    port: Annotated[int, typer.Option(help="The port to listen on.")] = 6379,
+) -> None:
+    """Start this machine as the cluster's head node (serving no domain)."""
+    _run(head_command(port=port, num_cpus=0))
+
+
+@cluster_app.command("start-worker")
+def start_worker(
+    domain: DomainOpt,
+    keyring: KeyringOpt,
+    address: Annotated[str, typer.Option(help="The head node's address, host:port.")],
+    num_cpus: CpusOpt = None,
+) -> None:
+    """Join the cluster at ADDRESS as a worker node serving the domains, with the node's keyring."""
+    _, worker = _commands(address=address, port=6379, domains=domain, keyring=keyring, num_cpus=num_cpus)
+    _run(worker)

@@ -1,0 +1,91 @@
+"""Cluster helpers without Ray: domain resources, node key sources, the ``ray start`` command lines and
+the ``sandbox cluster`` sub-command that prints them."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from crypto.keyring import LocalKeyring
+from executors.errors import DataUnavailable, ExecutionFailed
+from executors.ray_cluster import (
+    NODE_KEYRING_ENV,
+    KeyringFile,
+    NodeKeyring,
+    domain_resource,
+    head_command,
+    worker_command,
+)
+from sandbox_api.cluster_cli import cluster_app
+
+
+def test_domain_resource_refuses_names_that_could_smuggle_json() -> None:
+    with pytest.raises(ExecutionFailed):
+        domain_resource('a", "domain:b')
+
+
+def test_worker_command_carries_each_domain_and_the_keyring() -> None:
+    command = worker_command(
+        address="10.0.0.1:6379", domains=["health", "tax"], keyring="/k/n.json", num_cpus=4
+    )
+    argv = list(command.argv)
+    assert argv[:4] == ["ray", "start", "--address", "10.0.0.1:6379"]
+    assert json.loads(argv[argv.index("--resources") + 1]) == {"domain:health": 1, "domain:tax": 1}
+    assert argv[argv.index("--num-cpus") + 1] == "4"
+    assert command.env == {"RAY_AUTH_MODE": "token", NODE_KEYRING_ENV: "/k/n.json"}
+    assert shlex.split(command.shell())[2:] == argv
+
+
+def test_a_worker_must_serve_a_domain() -> None:
+    with pytest.raises(ExecutionFailed):
+        worker_command(address="h:1", domains=[], keyring="/k")
+
+
+def test_the_head_serves_no_domain_by_default() -> None:
+    argv = list(head_command(num_cpus=0).argv)
+    assert json.loads(argv[argv.index("--resources") + 1]) == {}
+    assert argv[argv.index("--include-dashboard") + 1] == "false"
+
+
+def test_node_keyring_without_its_variable_is_data_unavailable() -> None:
+    with pytest.raises(DataUnavailable):
+        NodeKeyring(env="SANDBOX_TEST_UNSET_VARIABLE_FOR_RAY").open()
+
+
+def test_keyring_file_opens_only_an_existing_keyring(tmp_path: Path) -> None:
+    with pytest.raises(DataUnavailable):
+        KeyringFile(str(tmp_path / "missing.json")).open()
+    path = tmp_path / "node.json"
+    LocalKeyring.open(path, create=True).ensure_domain("health")
+    assert KeyringFile(str(path)).open().ensure_domain("health")
+
+
+def test_cluster_commands_prints_head_and_worker_lines() -> None:
+    result = CliRunner().invoke(
+        cluster_app,
+        [
+            "commands",
+            "--domain",
+            "health-bureau",
+            "--keyring",
+            "/etc/sandbox/health.json",
+            "--address",
+            "h:6379",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if not line.startswith("#")]
+    assert lines[0].endswith(
+        "ray start --head --port 6379 --include-dashboard false --num-cpus 0 --resources '{}'"
+    )
+    assert "SANDBOX_NODE_KEYRING=/etc/sandbox/health.json" in lines[1]
+    assert """--resources '{"domain:health-bureau":1}'""" in lines[1]
+
+
+def test_cluster_commands_refuses_a_bad_domain() -> None:
+    result = CliRunner().invoke(cluster_app, ["commands", "--domain", "../x", "--keyring", "/k"])
+    assert result.exit_code == 2
