@@ -39,7 +39,9 @@ class TableInput:
     split a query per part). ``part_indices`` is set only when ``parts`` is a subset of the version's
     parts (one task per part): the index of each listed part in the full layout, so that each part is
     still checked against the associated data of its own place. Empty means ``parts`` is the whole
-    layout in order.
+    layout in order. ``columns`` are the names the query may read (case-insensitive, a superset is
+    fine, a name the table lacks is skipped): the sandbox decrypts every part but parses only those
+    columns. ``None`` loads every column; ``executors.columns.with_projection`` fills it from the SQL.
     """
 
     sql_name: str
@@ -52,6 +54,7 @@ class TableInput:
     parts: tuple[PartRef, ...]
     unit: str | None = None
     part_indices: tuple[int, ...] = ()
+    columns: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from pathlib import Path
 from crypto.errors import CryptoError, IntegrityError
 from crypto.keyring import KeyProvider
 from executors.base import JobSpec, ResultTable
+from executors.columns import with_projection
 from executors.errors import (
     BY_CODE,
     DataUnavailable,
@@ -115,6 +116,7 @@ class LocalExecutor:
         """Run ``spec`` in a fresh sandbox; ``arrow_tables`` (name to Arrow IPC) are extra in-memory
         inputs, used by the Ray backend to merge partial aggregates inside a sandbox."""
         started = time.perf_counter()
+        spec = with_projection(spec)  # parse only the columns the query can read (in the child)
         data_keys = self._unwrap(spec)
         unwrap_s = time.perf_counter() - started
         entry = self._register(spec.job_id)

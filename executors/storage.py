@@ -23,8 +23,10 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,6 +40,13 @@ from executors.errors import DataUnavailable, PartIntegrityError, StorageError
 
 CANONICAL_BATCH_ROWS = 65_536
 PARQUET_COMPRESSION = "zstd"
+# A string column whose stored chunks average fewer uncompressed bytes per value than this holds
+# dictionary indices (a few bits a row), not plain strings (a 4-byte length and the bytes, every row):
+# reading it as an Arrow dictionary skips building one string per row, and DuckDB then hashes each
+# distinct value once per batch instead of once per row. Only a speed choice: the engine sees VARCHAR.
+DICTIONARY_BYTES_PER_VALUE = 3.0
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 # Names become path components: no separators, no dot-only names, nothing hidden.
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
@@ -280,39 +289,117 @@ def _where(table: TableInput, index: int) -> str:
     )
 
 
-def decrypt_parts(table: TableInput, data_key: bytes) -> list[bytes]:
-    """Read and unseal every part of ``table``: Parquet plaintext, in memory only.
+def _map(function: Callable[[_T], _R], items: Sequence[_T], *, threads: int) -> list[_R]:
+    """``[function(i) for i in items]``, on up to ``threads`` threads: AES-GCM and Parquet decoding
+    release the GIL, so parts decrypt and parse side by side."""
+    workers = min(threads, len(items))
+    if workers <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sbx-load") as pool:
+        return list(pool.map(function, items))
+
+
+def _unseal_part(table: TableInput, data_key: bytes, index: int, part: PartRef, expected: bytes) -> bytes:
+    if part.aad != expected:
+        raise PartIntegrityError(f"{_where(table, index)} is recorded with the wrong associated data")
+    try:
+        blob = Path(part.path).read_bytes()
+    except OSError as exc:
+        raise DataUnavailable(f"{_where(table, index)} cannot be read: {exc.strerror}") from exc
+    try:
+        return unseal(data_key, blob, aad=expected)
+    except IntegrityError as exc:
+        raise PartIntegrityError(
+            f"{_where(table, index)} failed authentication: tampered, truncated, or moved from "
+            "another version, table or dataset"
+        ) from exc
+    except CryptoError as exc:
+        raise DataUnavailable(f"{_where(table, index)} cannot be decrypted: {exc.detail}") from exc
+
+
+def decrypt_parts(table: TableInput, data_key: bytes, *, threads: int = 1) -> list[bytes]:
+    """Read and unseal every part of ``table`` (on up to ``threads`` threads): Parquet plaintext, in
+    memory only, in part order.
 
     A part whose recorded associated data is not the one its position implies, or that fails
     authentication, raises :class:`PartIntegrityError` naming the part.
     """
     if not table.parts:
         raise DataUnavailable(f"table {table.table!r} of {table.domain}/{table.dataset} has no parts")
-    plaintexts: list[bytes] = []
-    for index, part, expected in zip(part_indices(table), table.parts, expected_aads(table), strict=True):
-        if part.aad != expected:
-            raise PartIntegrityError(f"{_where(table, index)} is recorded with the wrong associated data")
-        try:
-            blob = Path(part.path).read_bytes()
-        except OSError as exc:
-            raise DataUnavailable(f"{_where(table, index)} cannot be read: {exc.strerror}") from exc
-        try:
-            plaintexts.append(unseal(data_key, blob, aad=expected))
-        except IntegrityError as exc:
-            raise PartIntegrityError(
-                f"{_where(table, index)} failed authentication: tampered, truncated, or moved from "
-                "another version, table or dataset"
-            ) from exc
-        except CryptoError as exc:
-            raise DataUnavailable(f"{_where(table, index)} cannot be decrypted: {exc.detail}") from exc
-    return plaintexts
+    places = list(zip(part_indices(table), table.parts, expected_aads(table), strict=True))
+    return _map(lambda place: _unseal_part(table, data_key, *place), places, threads=threads)
 
 
-def load_parts(plaintexts: Sequence[bytes]) -> pa.Table:
-    """Parse decrypted Parquet parts and concatenate them into one table."""
+def _projection(schema: pa.Schema, columns: Collection[str] | None) -> list[str] | None:
+    """The columns of ``schema`` named in ``columns`` (case-insensitively, as SQL names them), in
+    schema order; at least one, so that the row count survives a query that names no column."""
+    if columns is None:
+        return None
+    wanted = {name.lower() for name in columns}
+    chosen = [name for name in schema.names if name.lower() in wanted]
+    return chosen or schema.names[:1]
+
+
+def _dictionary_columns(metadata: Iterable[pq.FileMetaData], candidates: Collection[str]) -> list[str]:
+    """Which ``candidates`` are stored dictionary-encoded in every chunk of every part (see
+    ``DICTIONARY_BYTES_PER_VALUE``)."""
+    size = dict.fromkeys(candidates, 0)
+    values = dict.fromkeys(candidates, 0)
+    plain: set[str] = set()
+    for meta in metadata:
+        for group in range(meta.num_row_groups):
+            row_group = meta.row_group(group)
+            for j in range(row_group.num_columns):
+                chunk = row_group.column(j)
+                name = chunk.path_in_schema
+                if name not in size:
+                    continue
+                if not chunk.has_dictionary_page:
+                    plain.add(name)
+                size[name] += chunk.total_uncompressed_size
+                values[name] += chunk.num_values
+    return [
+        name
+        for name in candidates
+        if name not in plain and values[name] and size[name] / values[name] < DICTIONARY_BYTES_PER_VALUE
+    ]
+
+
+def load_parts(
+    plaintexts: Sequence[bytes],
+    *,
+    columns: Collection[str] | None = None,
+    dictionaries: bool = False,
+    threads: int = 1,
+) -> pa.Table:
+    """Parse decrypted Parquet parts and concatenate them into one table.
+
+    ``columns`` limits what is parsed (see :class:`TableInput`; ``None``: every column).
+    ``dictionaries`` reads low-cardinality string columns as Arrow dictionaries (for the SQL engine,
+    which sees them as VARCHAR; not for pandas, where they would become categoricals). Parts parse
+    on up to ``threads`` threads.
+    """
     try:
-        tables = [pq.read_table(pa.BufferReader(data)) for data in plaintexts]
-    except (pa.ArrowException, OSError) as exc:
+        metadata = [pq.read_metadata(pa.BufferReader(data)) for data in plaintexts]
+        schema = metadata[0].schema.to_arrow_schema()
+        chosen = _projection(schema, columns)
+        dictionary: list[str] = []
+        if dictionaries:
+            strings = [
+                f.name
+                for f in schema
+                if (chosen is None or f.name in chosen)
+                and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+            ]
+            dictionary = _dictionary_columns(metadata, strings)
+        tables = _map(
+            lambda part: pq.ParquetFile(
+                pa.BufferReader(part[0]), metadata=part[1], read_dictionary=dictionary or None
+            ).read(columns=chosen),
+            list(zip(plaintexts, metadata, strict=True)),
+            threads=threads,
+        )
+    except (pa.ArrowException, OSError, IndexError) as exc:
         # Authenticated but unparseable: written by a key holder, not an attacker; no content in the text.
         raise DataUnavailable(f"a decrypted part is not valid Parquet ({type(exc).__name__})") from exc
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]

@@ -12,6 +12,7 @@ from crypto.keyring import KeyProvider, LocalKeyring
 from executors.base import Executor, Limits
 from executors.local import LocalExecutor
 from sandbox_api.app_info import app_version
+from sandbox_api.bootstrap import open_audit_log
 from sandbox_api.clock import Clock, SystemClock
 from sandbox_api.deps import Services
 from sandbox_api.errors import DeploymentNotInitialised
@@ -19,10 +20,12 @@ from sandbox_api.middleware import JsonBodyLimits
 from sandbox_api.problems import install_problem_handlers
 from sandbox_api.routes import ROUTERS
 from sandbox_api.runner import JobRunner
-from sandbox_api.services.audit import AuditLog
 from sandbox_api.services.catalog import CatalogService
 from sandbox_api.services.jobs import JobService
+from sandbox_api.services.keys import KeyLifecycle
 from sandbox_api.services.principals import PrincipalService
+from sandbox_api.services.receipts import ReceiptService
+from sandbox_api.services.replay import ReplayService
 from sandbox_api.services.scopes import ScopeService
 from sandbox_api.settings import Settings
 from sandbox_api.store import migrate
@@ -44,8 +47,34 @@ def local_executor(keys: KeyProvider, settings: Settings) -> Executor:
     return LocalExecutor(key_provider=keys, max_workers=settings.max_concurrent_jobs)
 
 
+def ray_executor(keys: KeyProvider, settings: Settings) -> Executor:
+    """Jobs on a Ray cluster, placed on the nodes of each table's domain.
+
+    With ``ray_address`` the gateway joins that cluster and every worker node unwraps keys with its own
+    keyring (``SANDBOX_NODE_KEYRING``). Without it, a local one-node cluster is started that serves
+    every domain known now, with this deployment's keyring.
+    """
+    # Imported here so that a deployment on the local executor never pays for importing Ray.
+    from executors.ray_cluster import KeyringFile
+    from executors.ray_executor import RayExecutor
+
+    if settings.ray_address is not None:
+        return RayExecutor(address=settings.ray_address, timeout_s=float(settings.job_timeout_s))
+    domains = keys.domains() if isinstance(keys, LocalKeyring) else []
+    return RayExecutor(
+        default_key_source=KeyringFile(str(settings.keyring_path)),
+        timeout_s=float(settings.job_timeout_s),
+        local_cpus=settings.ray_local_cpus,
+        local_domains=domains,
+        object_store_mb=settings.ray_object_store_mb,
+    )
+
+
+EXECUTORS: dict[str, ExecutorFactory] = {"local": local_executor, "ray": ray_executor}
+
+
 def build_services(
-    settings: Settings, *, clock: Clock, executor_factory: ExecutorFactory = local_executor
+    settings: Settings, *, clock: Clock, executor_factory: ExecutorFactory | None = None
 ) -> Services:
     if not settings.keyring_path.exists():
         raise DeploymentNotInitialised(
@@ -55,12 +84,9 @@ def build_services(
     keys = LocalKeyring.open(settings.keyring_path, clock=clock.now)
     db = open_database(settings.resolved_database_url)
     migrate.upgrade(db)  # a no-op when current; brings an older deployment up to date
-    audit = AuditLog(
-        db=db,
-        clock=clock,
-        checkpoint_every=settings.audit_checkpoint_every,
-        signing_key=lambda: keys.ensure_signing_key(now=clock.now()),
-    )
+    audit = open_audit_log(settings, db=db, keys=keys, clock=clock)
+    receipts = ReceiptService(db=db, audit=audit, clock=clock, keys=keys)
+    lifecycle = KeyLifecycle(db=db, audit=audit, clock=clock, keys=keys)
     catalog = CatalogService(
         db=db,
         audit=audit,
@@ -80,17 +106,21 @@ def build_services(
         results_key=keys.secret("results"),
         queue_limit=settings.queue_limit,
         wake=threading.Event(),
+        receipts=receipts,
+    )
+    # One executor for the runner and for replays, so both run a job the same way.
+    executor = (executor_factory or EXECUTORS[settings.executor])(keys, settings)
+    limits = Limits(
+        timeout_s=float(settings.job_timeout_s),
+        memory_mb=settings.job_memory_mb,
+        cpu_s=settings.job_timeout_s * settings.job_threads + 10,
+        threads=settings.job_threads,
     )
     runner = JobRunner(
         jobs=jobs,
-        executor=executor_factory(keys, settings),
+        executor=executor,
         pseudonym_master=keys.secret("pseudonym"),
-        limits=Limits(
-            timeout_s=float(settings.job_timeout_s),
-            memory_mb=settings.job_memory_mb,
-            cpu_s=settings.job_timeout_s * settings.job_threads + 10,
-            threads=settings.job_threads,
-        ),
+        limits=limits,
         max_concurrent=settings.max_concurrent_jobs,
         max_attempts=settings.job_max_attempts,
     )
@@ -105,6 +135,19 @@ def build_services(
         scopes=scopes,
         jobs=jobs,
         runner=runner,
+        receipts=receipts,
+        lifecycle=lifecycle,
+        replay=ReplayService(
+            db=db,
+            audit=audit,
+            clock=clock,
+            keys=keys,
+            lifecycle=lifecycle,
+            executor=executor,
+            limits=limits,
+            data_dir=settings.data_dir,
+            pseudonym_master=keys.secret("pseudonym"),
+        ),
     )
 
 
@@ -112,7 +155,7 @@ def create_app(
     settings: Settings,
     *,
     clock: Clock | None = None,
-    executor_factory: ExecutorFactory = local_executor,
+    executor_factory: ExecutorFactory | None = None,
 ) -> FastAPI:
     """The gateway for an initialised deployment (see ``bootstrap.init_deployment``)."""
     services = build_services(settings, clock=clock or SystemClock(), executor_factory=executor_factory)

@@ -11,13 +11,24 @@ from sandbox_api.services.audit import SYSTEM_ACTOR, AuditLog
 from sandbox_api.services.principals import PrincipalService
 from sandbox_api.settings import Settings
 from sandbox_api.store import migrate
-from sandbox_api.store.db import open_database
+from sandbox_api.store.db import Database, open_database
 
 
 @dataclass(frozen=True)
 class InitResult:
     admin_token: str | None
     created: bool
+
+
+def open_audit_log(settings: Settings, *, db: Database, keys: LocalKeyring, clock: Clock) -> AuditLog:
+    """The deployment's audit log, checkpointed and signed as the settings say (one place builds it)."""
+    return AuditLog(
+        db=db,
+        clock=clock,
+        checkpoint_every=settings.audit_checkpoint_every,
+        checkpoint_minutes=settings.audit_checkpoint_minutes,
+        signing_key=lambda: keys.ensure_signing_key(now=clock.now()),
+    )
 
 
 def init_deployment(
@@ -32,12 +43,7 @@ def init_deployment(
     db = open_database(settings.resolved_database_url)
     try:
         migrate.upgrade(db)
-        audit = AuditLog(
-            db=db,
-            clock=clock,
-            checkpoint_every=settings.audit_checkpoint_every,
-            signing_key=lambda: keys.ensure_signing_key(now=clock.now()),
-        )
+        audit = open_audit_log(settings, db=db, keys=keys, clock=clock)
         principals = PrincipalService(db=db, audit=audit, clock=clock, keys=keys)
         with db.write() as session:
             if principals.any_principal(session):

@@ -16,7 +16,10 @@ from sandbox_api.runner import JobRunner
 from sandbox_api.services.audit import AuditLog
 from sandbox_api.services.catalog import CatalogService
 from sandbox_api.services.jobs import JobService
+from sandbox_api.services.keys import KeyLifecycle
 from sandbox_api.services.principals import PrincipalService
+from sandbox_api.services.receipts import ReceiptService
+from sandbox_api.services.replay import ReplayService
 from sandbox_api.services.scopes import ScopeService
 from sandbox_api.settings import Settings
 from sandbox_api.store.db import Database
@@ -34,6 +37,9 @@ class Services:
     scopes: ScopeService
     jobs: JobService
     runner: JobRunner
+    receipts: ReceiptService
+    lifecycle: KeyLifecycle
+    replay: ReplayService
 
 
 def get_services(request: Request) -> Services:

@@ -26,6 +26,7 @@ from policies.errors import PolicyError
 from sandbox_api.errors import NotFound, ScopeExpired, ScopeNotActive, ServiceError
 from sandbox_api.services.audit import SYSTEM_ACTOR
 from sandbox_api.services.jobs import JobService
+from sandbox_api.services.program_runs import ProgramRuns
 from sandbox_api.store.models import JobRow
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,15 @@ class Claim:
     uses_keyed_hash: bool
     attempt: int
     queued_at: float
+    kind: str = "sql"  # sql | python
+    mode: str = "real"  # real | mock
+    code: str = ""  # a Python job's code
+    source_sql: str = ""  # the operator's SQL (a mock SQL job runs it as written, on the twins)
+
+    @property
+    def is_program(self) -> bool:
+        """A Python job or a mock job: run through ``services/program_runs.py``."""
+        return self.kind != "sql" or self.mode != "real"
 
 
 @dataclass(frozen=True)
@@ -186,6 +196,10 @@ class JobRunner:
                 uses_keyed_hash=row.uses_keyed_hash,
                 attempt=row.attempts,
                 queued_at=queued_at.timestamp(),
+                kind=row.kind or "sql",
+                mode=row.mode or "real",
+                code=row.code or "",
+                source_sql=row.sql,
             )
 
     def _run(self, claim: Claim) -> None:
@@ -216,6 +230,24 @@ class JobRunner:
         spec = JobSpec(
             job_id=claim.job_id, sql=claim.sql, tables=tables, keyed_hash_key=key, limits=self._limits
         )
+        programs = ProgramRuns(jobs=jobs, pseudonym_master=self._pseudonym_master, limits=self._limits)
+        if claim.is_program:
+            try:
+                spec = programs.spec(
+                    job_id=claim.job_id,
+                    kind=claim.kind,
+                    mode=claim.mode,
+                    code=claim.code,
+                    sql=claim.source_sql,
+                    inputs=claim.inputs,
+                    tables=tables,
+                    keyed_hash_key=key,
+                    scope=active.scope,
+                    dataset_versions=claim.dataset_versions,
+                )
+            except (ServiceError, PolicyError) as exc:
+                self._finish(claim.job_id, JobState.FAILED, reason=f"{exc.code}: {exc.detail}")
+                return
         try:
             result = self._executor.run(spec)
         except ExecutionCancelled as exc:
@@ -226,6 +258,13 @@ class JobRunner:
             return
         executed = time.perf_counter()
         if not self._to_checking(claim.job_id):
+            return
+        if claim.is_program:
+            try:
+                timings = {**result.timings, "execute_s": executed - started}
+                programs.settle(claim.job_id, result, scope=active.scope, timings=timings)
+            except (PolicyError, ExecutionError) as exc:
+                self._finish(claim.job_id, JobState.FAILED, reason=f"{exc.code}: {exc.detail}", code=exc.code)
             return
         try:
             released = check_output(result.to_pandas(), active.scope.disclosure)
@@ -251,6 +290,7 @@ class JobRunner:
                 result_hash=result_hash(table),
                 report=released.report.to_dict(),
                 timings=timings,
+                engine=dict(result.engine),
             )
 
     def _to_checking(self, job_id: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sandbox_api.auth import Role
 
@@ -46,12 +46,35 @@ class Decision(_In):
 
 
 class JobRequest(_In):
+    """A SQL job (``sql``) or a Python job (``kind: python`` with ``code``), on the real data or on the
+    datasets' mock twins (``mode: mock``): moving from mock to real changes only ``mode``."""
+
     scope: str = Field(examples=["flu-study-2026"])
-    sql: str = Field(
+    kind: Literal["sql", "python"] = "sql"
+    mode: Literal["real", "mock"] = Field(
+        default="real", description="mock: run on synthetic twins, row-level output allowed, nothing spent"
+    )
+    sql: str | None = Field(
+        default=None,
         min_length=1,
         max_length=100_000,
         examples=["SELECT district, COUNT(*) FROM citizens GROUP BY district"],
     )
+    code: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200_000,
+        description="the Python job (kind: python); assign the answer to `result`",
+        examples=["result = aggregate(citizens, by='district', aggs={'n': ('income', 'count')})"],
+    )
+
+    @model_validator(mode="after")
+    def _one_program(self) -> JobRequest:
+        if self.kind == "sql" and (self.sql is None or self.code is not None):
+            raise ValueError("a SQL job needs `sql` and no `code`")
+        if self.kind == "python" and (self.code is None or self.sql is not None):
+            raise ValueError("a Python job (kind: python) needs `code` and no `sql`")
+        return self
 
 
 # --- responses -------------------------------------------------------------------------------------
@@ -110,7 +133,7 @@ class TableOut(_Out):
 
 class VersionOut(_Out):
     version_id: str
-    state: Literal["active", "retired"]
+    state: Literal["active", "retired", "shredded"]
     created_at: str
     created_by: str
     tables: list[TableOut]
@@ -166,13 +189,19 @@ class FindingOut(_Out):
 class CheckOut(_Out):
     allowed: bool
     findings: list[FindingOut]
-    rewritten_sql: str | None
+    rewritten_sql: str | None = Field(
+        description="the rewritten SQL; for Python and mock jobs, the SELECTs that build the job's tables"
+    )
     applied: list[str]
+    kind: Literal["sql", "python"] = "sql"
+    mode: Literal["real", "mock"] = "real"
 
 
 class JobAccepted(_Out):
     job_id: str
     state: str
+    kind: Literal["sql", "python"] = "sql"
+    mode: Literal["real", "mock"] = "real"
 
 
 class JobOut(_Out):
@@ -192,6 +221,14 @@ class JobOut(_Out):
     result_hash: str | None
     created_at: str
     updated_at: str
+    kind: Literal["sql", "python"] = "sql"
+    mode: Literal["real", "mock"] = "real"
+    code: str | None = Field(default=None, description="a Python job's code")
+    review: dict[str, Any] | None = Field(
+        default=None,
+        description="output review of a withheld job: "
+        "{required, decisions: [{checker, decision, reason, at}], flags}",
+    )
 
 
 class JobList(_Out):
@@ -214,6 +251,18 @@ class ResultOut(_Out):
     result_hash: str
     report: dict[str, Any] = Field(
         description="the suppression report: what was dropped, merged, rounded, why"
+    )
+    kind: Literal["sql", "python"] = "sql"
+    mode: Literal["real", "mock"] = Field(default="real", description="mock: computed on synthetic twins")
+    output: dict[str, Any] | None = Field(
+        default=None,
+        description="a Python job's released object (`summary`, plain data), `printed` output and the "
+        "disclosure `report` the checker saw",
+    )
+    receipt: dict[str, Any] | None = Field(
+        default=None,
+        description="the signed receipt (also at GET /v1/jobs/{id}/receipt); verify it offline with "
+        "`sandbox receipt verify`",
     )
 
 

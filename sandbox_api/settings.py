@@ -33,8 +33,12 @@ class Settings(BaseSettings):
     max_concurrent_jobs: PositiveInt = 2
     queue_limit: PositiveInt = 100
     n_parts: PositiveInt = 8
-    executor: Literal["local"] = "local"
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    ray_local_cpus: PositiveInt | None = None
+    ray_object_store_mb: PositiveInt = 256
     audit_checkpoint_every: PositiveInt = 1000
+    audit_checkpoint_minutes: PositiveInt = 60
     job_max_attempts: PositiveInt = 2
 
     @model_validator(mode="after")

@@ -43,7 +43,8 @@ class DisclosureThresholds:
 
 @dataclass(frozen=True)
 class DisclosureFinding:
-    rule: str  # min-count | dominance | p-ratio | residual-df | identifier | row-level | not-assessed
+    # min-count | dominance | p-ratio | residual-df | identifier | distinct-values | row-level | not-assessed
+    rule: str
     severity: Severity
     message: str
     where: str = ""
@@ -209,7 +210,10 @@ def _scan_table(
         strings = [v for v in values if isinstance(v, str)]
         if strings and len(strings) >= thresholds.min_units and len(set(strings)) == len(strings):
             yield DisclosureFinding(
-                "identifier", "flag", "every value is distinct: the column looks like an identifier", place
+                "distinct-values",
+                "flag",
+                "every value is distinct: the column looks like an identifier",
+                place,
             )
         yield from _scan_strings(values, pseudonyms=pseudonyms, where=place)
 

@@ -340,6 +340,8 @@ def _classify(
         scanned = tuple(
             f
             for f in scan_plain(plain, pseudonyms=pseudonyms, thresholds=thresholds, where="aggregate result")
+            # Only values that ARE unit pseudonyms or look like identifiers matter here: group keys of
+            # an aggregate are distinct by construction ("distinct-values"), and k is checked per group.
             if f.rule == "identifier"
         )
         report = DisclosureReport(result._sbx_findings + scanned + tuple(model_findings(fits, thresholds)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from sandbox_api.routes import admin, audit, datasets, jobs, scopes, system
+from sandbox_api.routes import admin, audit, auditing, datasets, jobs, keys, review, scopes, system
 
 ROUTERS: tuple[APIRouter, ...] = (
     system.router,
@@ -12,5 +12,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     datasets.router,
     scopes.router,
     jobs.router,
+    review.router,
     audit.router,
+    auditing.router,
+    keys.router,
 )

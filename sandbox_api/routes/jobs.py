@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from policies import CheckReport
 from sandbox_api.deps import JobCancellerDep, JobReaderDep, OperatorDep, ServicesDep
 from sandbox_api.schemas import (
     CancelOut,
@@ -19,6 +20,7 @@ from sandbox_api.schemas import (
     ResultOut,
 )
 from sandbox_api.services.jobs import JobView, finding_dicts
+from sandbox_api.services.programs import ProgramCheck, ProgramService
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -29,12 +31,19 @@ def job_out(view: JobView) -> JobOut:
 
 @router.post("/check", summary="Dry run: findings and the rewritten SQL, nothing runs or is stored")
 def check_job(body: JobRequest, who: OperatorDep, services: ServicesDep) -> CheckOut:
-    report = services.jobs.dry_run(who, scope=body.scope, sql=body.sql)
+    if body.kind == "sql" and body.mode == "real":
+        report: CheckReport | ProgramCheck = services.jobs.dry_run(who, scope=body.scope, sql=body.sql or "")
+    else:
+        report = ProgramService(services.jobs).dry_run(
+            who, scope=body.scope, kind=body.kind, mode=body.mode, sql=body.sql, code=body.code
+        )
     return CheckOut(
         allowed=report.allowed,
         findings=[FindingOut.model_validate(f) for f in finding_dicts(report.findings)],
         rewritten_sql=report.rewritten_sql,
         applied=list(report.applied),
+        kind=body.kind,
+        mode=body.mode,
     )
 
 
@@ -48,8 +57,13 @@ def check_job(body: JobRequest, who: OperatorDep, services: ServicesDep) -> Chec
     },
 )
 def submit_job(body: JobRequest, who: OperatorDep, services: ServicesDep) -> JobAccepted:
-    view = services.jobs.submit(who, scope=body.scope, sql=body.sql)
-    return JobAccepted(job_id=view.job_id, state=view.state)
+    if body.kind == "sql" and body.mode == "real":
+        view = services.jobs.submit(who, scope=body.scope, sql=body.sql or "")
+    else:
+        view = ProgramService(services.jobs).submit(
+            who, scope=body.scope, kind=body.kind, mode=body.mode, sql=body.sql, code=body.code
+        )
+    return JobAccepted(job_id=view.job_id, state=view.state, kind=body.kind, mode=body.mode)
 
 
 @router.get("", summary="Jobs (operators: their own; auditors and admins: all), newest first")

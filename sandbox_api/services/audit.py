@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -48,6 +49,8 @@ class AuditLog:
     clock: Clock
     checkpoint_every: int
     signing_key: Callable[[], SigningKeyPair]
+    # Also checkpoint the first event appended this many minutes after the last checkpoint (None: off).
+    checkpoint_minutes: int | None = None
 
     def append(
         self, session: Session, *, event: str, actor: str, details: Mapping[str, object]
@@ -77,12 +80,27 @@ class AuditLog:
         else:
             head.seq, head.hash = entry.seq, entry.hash
         session.flush()
-        if (entry.seq + 1) % self.checkpoint_every == 0:
+        if (entry.seq + 1) % self.checkpoint_every == 0 or self._checkpoint_overdue(session, entry):
             # Periodic signed checkpoints: truncation of the chain is only detectable against a head
             # kept elsewhere, and a signed one cannot be forged by whoever can write the database.
             checkpoint = self.sign_head(seq=entry.seq, head_hash=entry.hash)
             session.add(AuditCheckpointRow(seq=entry.seq, line=checkpoint.to_json()))
         return entry
+
+    def _checkpoint_overdue(self, session: Session, entry: AuditEntry) -> bool:
+        """Whether ``checkpoint_minutes`` have passed since the last checkpoint (or the first event)."""
+        if self.checkpoint_minutes is None:
+            return False
+        last = session.execute(
+            select(AuditCheckpointRow).order_by(AuditCheckpointRow.seq.desc()).limit(1)
+        ).scalar_one_or_none()
+        if last is not None:
+            since = Checkpoint.from_json(last.line).at
+        else:
+            first = session.get(AuditEventRow, 0)
+            since = entry.at if first is None else first.at
+        elapsed = datetime.fromisoformat(entry.at) - datetime.fromisoformat(since)
+        return elapsed >= timedelta(minutes=self.checkpoint_minutes)
 
     def sign_head(self, *, seq: int, head_hash: str) -> Checkpoint:
         return sign_checkpoint(self.signing_key(), seq=seq, head_hash=head_hash, at=iso(self.clock.now()))

@@ -225,10 +225,12 @@ class CatalogService:
         with self.db.read() as session:
             row = self._version_row(session, domain, name, version_id)
             if row.state != ACTIVE:
-                raise Conflict(f"version {version_id} of {dataset} was retired; submit the job again")
+                raise Conflict(f"version {version_id} of {dataset} was {row.state}; submit the job again")
             parts = row.layout.get(table)
             if parts is None:
                 raise NotFound(f"table {table!r} is not part of {dataset} version {version_id}")
+            # The unit lets a scale-out backend split a query over the unit-hash parts exactly.
+            unit = next((str(t["unit"]) for t in row.manifest if t.get("name") == table), None)
             return TableInput(
                 sql_name=sql_name,
                 domain=domain,
@@ -241,6 +243,7 @@ class CatalogService:
                     PartRef(path=str((self.data_dir / p["path"]).resolve()), aad=str(p["aad"]).encode())
                     for p in parts
                 ),
+                unit=unit,
             )
 
     # --- helpers ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import json
 import secrets
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from crypto.envelope import seal, unseal
 from crypto.hashing import sha256_hex
 from executors.lifecycle import TERMINAL, JobState, can_advance
-from policies import CheckReport, PolicyViolation, check, prepare
+from policies import CheckReport, PolicyViolation, check_with, prepare_with
 from sandbox_api.auth import Principal, Role
 from sandbox_api.clock import Clock, iso
 from sandbox_api.errors import (
@@ -34,7 +34,8 @@ from sandbox_api.errors import (
 )
 from sandbox_api.services.audit import SYSTEM_ACTOR, AuditLog
 from sandbox_api.services.catalog import CatalogService
-from sandbox_api.services.policy_catalog import build_catalog
+from sandbox_api.services.policy_catalog import PolicyContexts
+from sandbox_api.services.receipts import ReceiptService
 from sandbox_api.services.scopes import ActiveScope, ScopeService
 from sandbox_api.store.db import Database
 from sandbox_api.store.models import JobRow, ResultRow
@@ -61,6 +62,10 @@ class JobView:
     result_hash: str | None
     created_at: str
     updated_at: str
+    kind: str = "sql"  # sql | python
+    mode: str = "real"  # real | mock
+    code: str | None = None  # a Python job's code
+    review: dict[str, Any] | None = None  # output review of a withheld job (services/review.py)
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,10 @@ class ResultView:
     row_count: int
     result_hash: str
     report: dict[str, Any]
+    kind: str = "sql"
+    mode: str = "real"
+    output: dict[str, Any] | None = None  # a released Python object and/or printed output
+    receipt: dict[str, Any] | None = None  # the signed receipt (services/receipts.py)
 
 
 def job_view(row: JobRow) -> JobView:
@@ -94,6 +103,10 @@ def job_view(row: JobRow) -> JobView:
         result_hash=row.result_hash,
         created_at=iso(row.created_at),
         updated_at=iso(row.updated_at),
+        kind=row.kind or "sql",
+        mode=row.mode or "real",
+        code=row.code,
+        review=None if row.review is None else dict(row.review),
     )
 
 
@@ -114,6 +127,9 @@ class JobService:
     results_key: bytes
     queue_limit: int
     wake: threading.Event
+    # Signs a receipt inside every release transaction (None only in tests of the layers below).
+    receipts: ReceiptService | None = None
+    contexts: PolicyContexts = field(default_factory=PolicyContexts)
 
     # --- the one transition function ---------------------------------------------------------
     def advance(
@@ -145,7 +161,7 @@ class JobService:
     # --- operators ---------------------------------------------------------------------------
     def dry_run(self, who: Principal, *, scope: str, sql: str) -> CheckReport:
         active = self._granted_scope(who, scope, action="job.check")
-        return check(sql, active.scope, build_catalog(self.catalog.current_versions()))
+        return check_with(sql, self.contexts.get(active.scope, self.catalog.current_versions()))
 
     def submit(self, who: Principal, *, scope: str, sql: str) -> JobView:
         """Persist the job before answering: queued, or rejected with every finding (raises JobRejected)."""
@@ -154,7 +170,7 @@ class JobService:
         prepared = None
         findings: list[dict[str, Any]] = []
         try:
-            prepared = prepare(sql, active.scope, build_catalog(versions))
+            prepared = prepare_with(sql, self.contexts.get(active.scope, versions))
         except PolicyViolation as exc:
             findings = finding_dicts(exc.findings) or [
                 {"rule": "policy", "message": exc.detail, "fragment": ""}
@@ -278,6 +294,10 @@ class JobService:
                 row_count=stored.row_count,
                 result_hash=stored.result_hash,
                 report=dict(stored.report),
+                kind=row.kind or "sql",
+                mode=row.mode or "real",
+                output=payload.get("output"),
+                receipt=None if self.receipts is None else self.receipts.load(session, job_id),
             )
         self.audit.record(event="job.result.read", actor=who.name, details={"job": job_id})
         return view
@@ -349,11 +369,22 @@ class JobService:
         result_hash: str,
         report: dict[str, Any],
         timings: dict[str, float],
+        output: Mapping[str, Any] | None = None,
+        actor: str = SYSTEM_ACTOR,
+        reason: str = "released after the output check",
+        engine: Mapping[str, str] | None = None,
     ) -> None:
-        """Seal and store the result and release the job in the caller's transaction (never twice)."""
+        """Seal and store the result and release the job in the caller's transaction (never twice).
+
+        ``output``: a Python job's released object and printed output; ``actor``: who released it (the
+        system after the automatic check, or the output checker whose decision completed the review).
+        """
         if session.get(ResultRow, row.id) is not None:
             raise JobStateConflict(f"job {row.id} already has a released result")
-        payload = json.dumps({"columns": columns, "rows": rows}, separators=(",", ":")).encode()
+        body: dict[str, Any] = {"columns": columns, "rows": rows}
+        if output is not None:
+            body["output"] = dict(output)
+        payload = json.dumps(body, separators=(",", ":")).encode()
         session.add(
             ResultRow(
                 job_id=row.id,
@@ -370,7 +401,25 @@ class JobService:
             session,
             row,
             JobState.RELEASED,
-            actor=SYSTEM_ACTOR,
-            reason="released after the output check",
-            details={"result_hash": result_hash, "rows": len(rows), "suppression": report},
+            actor=actor,
+            reason=reason,
+            details={
+                "result_hash": result_hash,
+                "rows": len(rows),
+                "suppression": report,
+                "kind": row.kind or "sql",
+                "mode": row.mode or "real",
+            },
         )
+        if self.receipts is not None:
+            # Same transaction: the receipt signs the audit head that is the job.released event.
+            self.receipts.issue(
+                session,
+                row,
+                columns=columns,
+                rows=rows,
+                result_hash=result_hash,
+                report=report,
+                engine=engine or {},
+                output=output,
+            )

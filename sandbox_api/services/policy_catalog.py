@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 
+from policies import PolicyContext, Scope, compile_context
 from policies.catalog import Catalog, ColumnSchema, DatasetSchema, TableSchema, ValueDomain
 from sandbox_api.services.catalog import VersionView
 
@@ -32,3 +35,30 @@ def build_catalog(versions: Mapping[str, VersionView]) -> Catalog:
         )
         datasets.append(DatasetSchema(domain=domain, name=name, version_id=version.version_id, tables=tables))
     return Catalog(datasets=tuple(datasets))
+
+
+class PolicyContexts:
+    """Compiled policy contexts, keyed by scope version and the dataset versions they were built on.
+
+    Versions are immutable, so a context never goes stale: a new scope or dataset version is a new key.
+    Bounded (least recently used out) and owned by one service instance; never module-level.
+    """
+
+    def __init__(self, *, size: int = 64) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[str, tuple[tuple[str, str], ...]], PolicyContext] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, scope: Scope, versions: Mapping[str, VersionView]) -> PolicyContext:
+        key = (scope.version_id, tuple(sorted((ref, v.version_id) for ref, v in versions.items())))
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                return found
+        ctx = compile_context(scope, build_catalog(versions))  # outside the lock: ~0.2 ms of pure work
+        with self._lock:
+            self._items[key] = ctx
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return ctx

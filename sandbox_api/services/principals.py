@@ -156,7 +156,10 @@ class PrincipalService:
             raise NotFound(f"domain {name!r} does not exist")
         kek_id = self.keys.rotate(name)
         versions = session.execute(
-            select(DatasetVersionRow).join(DatasetRow).where(DatasetRow.domain == name)
+            # A crypto-shredded version has no data key left to re-wrap.
+            select(DatasetVersionRow)
+            .join(DatasetRow)
+            .where(DatasetRow.domain == name, DatasetVersionRow.state != "shredded")
         ).scalars()
         count = 0
         for version in versions:

@@ -132,6 +132,38 @@ class JobRow(Base):
     result_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Revision 0003: Python jobs, mock mode and output review.
+    kind: Mapped[str] = mapped_column(String(8), default="sql", server_default="sql")  # sql | python
+    mode: Mapped[str] = mapped_column(String(8), default="real", server_default="real")  # real | mock
+    code: Mapped[str | None] = mapped_column(Text, nullable=True)  # a Python job's code
+    # While withheld and after: {required, decisions: [{checker, decision, reason, at}], flags}.
+    review: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class WithheldRow(Base):
+    """What a withheld job produced, sealed like a result; only output checkers read it before release."""
+
+    __tablename__ = "withheld_outputs"
+
+    job_id: Mapped[str] = mapped_column(String(32), ForeignKey("jobs.id"), primary_key=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)  # disclosure (and suppression) report
+    required_checkers: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ReviewDecisionRow(Base):
+    """One output checker's decision on one withheld job (a checker decides a job at most once)."""
+
+    __tablename__ = "review_decisions"
+    __table_args__ = (UniqueConstraint("job_id", "checker"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(32), ForeignKey("jobs.id"), index=True)
+    checker: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(16))  # release | deny
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class ResultRow(Base):
@@ -176,3 +208,26 @@ class AuditCheckpointRow(Base):
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     line: Mapped[str] = mapped_column(Text)
+
+
+class ReceiptRow(Base):
+    """The signed receipt of a released job (migration 0002), written in the release transaction."""
+
+    __tablename__ = "receipts"
+
+    job_id: Mapped[str] = mapped_column(String(32), ForeignKey("jobs.id"), primary_key=True)
+    kid: Mapped[str] = mapped_column(String(32), index=True)
+    # The whole receipt (signed fields and the signature) as canonical JSON: served byte for byte.
+    document: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ShredRow(Base):
+    """Who crypto-shredded a dataset version, when and why (migration 0002); the key itself is gone."""
+
+    __tablename__ = "dataset_shreds"
+
+    version_row_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), primary_key=True)
+    shredded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    shredded_by: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")

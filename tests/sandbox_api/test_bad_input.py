@@ -209,7 +209,8 @@ def test_json_endpoints_need_json_and_a_small_body(small: World) -> None:
     )
     _problem(huge, 413, "payload-too-large")
     missing = small.client.post("/v1/jobs", headers=small.h("alice"), json={"scope": SCOPE})
-    assert any(f["fragment"] == "body.sql" for f in _problem(missing, 422, "request-invalid")["findings"])
+    findings = _problem(missing, 422, "request-invalid")["findings"]
+    assert any(f["fragment"] == "body" and "needs `sql`" in f["message"] for f in findings)
     extra = small.client.post(
         "/v1/jobs", headers=small.h("alice"), json={"scope": SCOPE, "sql": "x", "mode": "y"}
     )

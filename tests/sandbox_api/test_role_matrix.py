@@ -21,6 +21,8 @@ SCOPE_READERS = frozenset({"olga", "admin", "audra", "alice"})
 JOB_READERS = frozenset({"alice", "admin", "audra"})
 D = f"/v1/datasets/{DOMAIN}/matrix-none"
 J = "/v1/jobs/" + "0" * 32
+R = "/v1/reviews/" + "0" * 32
+CHECKERS = frozenset({"chad"})
 S = "/v1/scopes/matrix-none/versions/" + "0" * 64
 
 # (method, route path) -> (concrete path, JSON body or None, principals allowed)
@@ -68,11 +70,27 @@ MATRIX: dict[tuple[str, str], tuple[str, Any, frozenset[str]]] = {
     ("GET", "/v1/jobs/{job_id}"): (J, None, JOB_READERS),
     ("GET", "/v1/jobs/{job_id}/result"): (J + "/result", None, frozenset({"alice"})),
     ("POST", "/v1/jobs/{job_id}/cancel"): (J + "/cancel", None, frozenset({"alice", "admin"})),
+    ("GET", "/v1/reviews"): ("/v1/reviews", None, CHECKERS),
+    ("GET", "/v1/reviews/{job_id}"): (R, None, CHECKERS),
+    ("POST", "/v1/reviews/{job_id}/release"): (R + "/release", {}, CHECKERS),
+    ("POST", "/v1/reviews/{job_id}/deny"): (R + "/deny", {"reason": "matrix"}, CHECKERS),
     ("GET", "/v1/audit/events"): ("/v1/audit/events", None, frozenset({"audra"})),
     ("GET", "/v1/audit/export"): ("/v1/audit/export", None, frozenset({"audra"})),
     ("GET", "/v1/audit/head"): ("/v1/audit/head", None, frozenset({"audra"})),
+    ("GET", "/v1/audit/bundle"): ("/v1/audit/bundle", None, frozenset({"audra"})),
+    ("GET", "/v1/jobs/{job_id}/receipt"): (J + "/receipt", None, JOB_READERS),
+    ("POST", "/v1/jobs/{job_id}/replay"): (J + "/replay", None, frozenset({"audra"})),
+    ("GET", "/v1/keys/signing"): ("/v1/keys/signing", None, ALL),
+    ("POST", "/v1/keys/signing/rotate"): ("/v1/keys/signing/rotate", None, frozenset({"admin"})),
+    # Steward of the domain or admin; cleo stewards another domain.
+    ("POST", "/v1/datasets/{domain}/{name}/versions/{version}/shred"): (
+        D + "/versions/abc/shred",
+        {},
+        frozenset({"stu", "admin"}),
+    ),
 }
-PUBLIC = {("GET", "/v1/health")}
+# Public signing keys need no token: whoever holds a receipt must be able to verify it.
+PUBLIC = {("GET", "/v1/health"), ("GET", "/v1/keys/signing")}
 
 
 def _walk(routes: Iterable[Any]) -> Iterator[tuple[str, str]]:

@@ -198,3 +198,14 @@ def test_withheld_summary_is_plain_data() -> None:
     import json
 
     json.dumps(out.to_dict())  # JSON-compatible throughout
+
+
+def test_an_aggregate_over_many_distinct_group_keys_is_not_mistaken_for_an_identifier() -> None:
+    frame = pd.DataFrame(
+        {UNIT: [f"u{i}" for i in range(600)], "district": [f"d{i % 30:02d}" for i in range(600)]}
+    )
+    out = run(
+        "result = aggregate(people, by='district', aggs={'n': ('district', 'count')})", {"people": frame}
+    )
+    assert isinstance(out, AggregateOutput)
+    assert len(out.table) == 30

@@ -1,0 +1,286 @@
+"""Programs a sandbox child runs instead of one rewritten SQL query: Python jobs, and jobs on mock twins.
+
+A :class:`Program` rides on ``JobSpec.program`` and is executed by :func:`execute_program` inside the
+same forked, hardened sandbox process as SQL jobs (limits, timeout and cancel unchanged). Steps:
+
+1. the *source* tables: decrypted parts of the real version (real mode), or mock twins generated
+   from the declared schema and a seed (mock mode: no data key ever reaches the child);
+2. one SELECT per table (:class:`InputQuery`, built by the service from the scope with the policy
+   engine's own mask expressions and row filters) on the locked-down DuckDB engine, so a Python job
+   sees exactly what a SQL job could see: row filters applied, masks applied, denied columns absent;
+3. the unit column and other join keys replaced by per-job pseudonyms (HMAC-SHA256 under a key
+   derived for this job, so tokens cannot be linked across jobs);
+4. the job: restricted Python (:func:`executors.pyjobs.run_python_job`) or, in mock mode, the
+   operator's SQL as written (row-level output allowed: the data is synthetic).
+
+The outcome travels back as Arrow IPC whose schema metadata says what it is (:data:`OUTCOME_KEY`):
+``aggregate`` (a table from ``aggregate()`` with its ``_sbx_units`` columns, for the output check),
+``withheld`` (an empty table; the object summary, printed output and disclosure report as JSON in
+the metadata) or ``table`` (a mock SQL result). Plain data only: the parent never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from crypto.pseudonym import keyed_hasher
+from executors import engine, storage
+from executors.base import JobSpec
+from executors.errors import ExecutionError, ExecutionFailed, ResourceExhausted
+from executors.mock import TableLike, mock_table
+from executors.pyjobs import (
+    AggregateOutput,
+    DisclosureThresholds,
+    PyJobError,
+    PyJobResourceExhausted,
+    PyLimits,
+    WithheldOutput,
+    run_python_job,
+)
+
+#: Schema-metadata keys of a program's result.
+OUTCOME_KEY = b"sbx.outcome"
+REPORT_KEY = b"sbx.report"
+PRINTED_KEY = b"sbx.printed"
+WITHHELD_KEY = b"sbx.withheld"
+
+Outcome = Literal["aggregate", "withheld", "table"]
+
+
+@dataclass(frozen=True)
+class InputQuery:
+    """One table as the job sees it: ``sql`` reads the source table registered as ``name`` and returns
+    the visible columns; ``pseudonymise`` lists the columns replaced by per-job pseudonyms."""
+
+    name: str
+    sql: str
+    unit: str
+    pseudonymise: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MockSource:
+    """A mock twin to generate as source table ``name`` (mock mode only)."""
+
+    name: str
+    table: TableLike  # a policies.TableSchema or an executors.mock.MockTable
+    n_rows: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class Program:
+    """What a Python or mock job runs. ``JobSpec.sql`` carries the operator's SQL for a mock SQL job."""
+
+    kind: Literal["sql", "python"]
+    mode: Literal["real", "mock"]
+    inputs: tuple[InputQuery, ...]
+    pseudonym_key: bytes
+    code: str = ""
+    modules: tuple[str, ...] = ()
+    thresholds: DisclosureThresholds = field(default_factory=DisclosureThresholds)
+    py_limits: PyLimits = field(default_factory=PyLimits)
+    mock_sources: tuple[MockSource, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProgramResult:
+    """A program's outcome as the parent reads it back from a ``ResultTable``'s Arrow table."""
+
+    outcome: Outcome
+    table: pa.Table
+    report: Mapping[str, object] | None = None  # disclosure report (aggregate or withheld)
+    printed: Mapping[str, object] | None = None  # withheld print output of an aggregate job
+    withheld: Mapping[str, object] | None = None  # WithheldOutput.to_dict() of a withheld job
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table) -> ProgramResult:
+        meta = table.schema.metadata or {}
+        outcome = meta.get(OUTCOME_KEY, b"table").decode()
+        if outcome not in ("aggregate", "withheld", "table"):
+            raise ExecutionFailed("the sandbox returned an outcome this service does not know")
+        data = table.replace_schema_metadata(None)
+
+        def read(key: bytes) -> Mapping[str, object] | None:
+            raw = meta.get(key)
+            if raw is None:
+                return None
+            value = json.loads(raw)
+            return value if isinstance(value, dict) else None
+
+        return cls(
+            outcome=outcome,  # checked against the three names above
+            table=data,
+            report=read(REPORT_KEY),
+            printed=read(PRINTED_KEY),
+            withheld=read(WITHHELD_KEY),
+        )
+
+
+def run_program(spec: JobSpec, data_keys: tuple[bytes, ...]) -> tuple[dict[str, object], bytes]:
+    """What ``sandbox.execute`` returns for a program: the JSON-able header and the Arrow IPC bytes."""
+    timings: dict[str, float] = {}
+    out = execute_program(spec, data_keys, timings)
+    started = time.perf_counter()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, out.schema) as writer:
+        writer.write_table(out)
+    ipc = sink.getvalue().to_pybytes()
+    timings["serialize"] = time.perf_counter() - started
+    versions = engine.engine_versions()
+    if spec.program is not None and spec.program.kind == "python":
+        versions["restricted_python"] = _restricted_python_version()
+    header: dict[str, object] = {
+        "status": "ok",
+        "row_count": out.num_rows,
+        "timings": timings,
+        "engine": versions,
+    }
+    return header, ipc
+
+
+def _restricted_python_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("RestrictedPython")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def execute_program(spec: JobSpec, data_keys: tuple[bytes, ...], timings: dict[str, float]) -> pa.Table:
+    """Run ``spec.program`` in the current (sandbox) process; the outcome as an Arrow table."""
+    program = spec.program
+    if program is None:
+        raise ExecutionFailed("the job has no program to run")
+    started = time.perf_counter()
+    sources = _sources(spec, program, data_keys)
+    timings["load"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    frames = prepare_inputs(program, sources, keyed_hash_key=spec.keyed_hash_key, spec=spec)
+    del sources
+    timings["inputs"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    if program.kind == "sql":
+        arrow_inputs = {name: table for name, (table, _units) in frames.items()}
+        result = engine.run_query(spec.sql, arrow_inputs, keyed_hash_key=None, limits=spec.limits)
+        out = result.replace_schema_metadata({OUTCOME_KEY: b"table"})
+    else:
+        out = _run_python(program, frames)
+    timings["query"] = time.perf_counter() - started
+    return out
+
+
+def _sources(spec: JobSpec, program: Program, data_keys: tuple[bytes, ...]) -> dict[str, pa.Table]:
+    if program.mode == "mock":
+        if spec.tables or data_keys:
+            raise ExecutionFailed("a mock job must not be given real data")
+        return {s.name: mock_table(s.table, s.n_rows, s.seed) for s in program.mock_sources}
+    tables: dict[str, pa.Table] = {}
+    for table, key in zip(spec.tables, data_keys, strict=True):
+        tables[table.sql_name] = storage.load_parts(storage.decrypt_parts(table, key))
+    return tables
+
+
+def prepare_inputs(
+    program: Program, sources: Mapping[str, pa.Table], *, keyed_hash_key: bytes | None, spec: JobSpec
+) -> dict[str, tuple[pa.Table, frozenset[str]]]:
+    """Each input query on the locked engine, then pseudonyms; ``{name: (table, unit pseudonyms)}``."""
+    token = keyed_hasher(program.pseudonym_key)
+    out: dict[str, tuple[pa.Table, frozenset[str]]] = {}
+    for query in program.inputs:
+        if query.name not in sources:
+            raise ExecutionFailed(f"input table {query.name!r} was not loaded")
+        table = engine.run_query(
+            query.sql, {query.name: sources[query.name]}, keyed_hash_key=keyed_hash_key, limits=spec.limits
+        )
+        units: frozenset[str] = frozenset()
+        for column in query.pseudonymise:
+            index = table.schema.get_field_index(column)
+            if index < 0:
+                continue
+            tokens = pseudonymise(table.column(index), token)
+            table = table.set_column(index, pa.field(column, pa.string()), tokens)
+            if column == query.unit:
+                units = frozenset(str(v) for v in pc.unique(tokens).to_pylist() if v is not None)
+        out[query.name] = (table, units)
+    return out
+
+
+def pseudonymise(values: pa.ChunkedArray | pa.Array, token: Callable[[str], str]) -> pa.Array:
+    """Replace every value by its keyed hash (one HMAC per distinct value); missing stays missing.
+
+    >>> from crypto.pseudonym import keyed_hasher
+    >>> out = pseudonymise(pa.array([1, 1, None]), keyed_hasher(bytes(32))).to_pylist()
+    >>> out[0] == out[1], out[2], len(out[0])
+    (True, None, 32)
+    """
+    text = pc.cast(values, pa.string())
+    encoded = pc.dictionary_encode(text)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    tokens = pa.array([None if v is None else token(v) for v in encoded.dictionary.to_pylist()], pa.string())
+    taken: pa.Array = pc.take(tokens, encoded.indices)
+    return taken
+
+
+def _run_python(program: Program, frames: Mapping[str, tuple[pa.Table, frozenset[str]]]) -> pa.Table:
+    inputs = {name: table.to_pandas() for name, (table, _units) in frames.items()}
+    pseudonyms: set[str] = set()
+    for _table, units in frames.values():
+        pseudonyms |= units
+    unit = program.inputs[0].unit if program.inputs else ""
+    try:
+        outcome = run_python_job(
+            program.code,
+            inputs,
+            unit_column=unit,
+            modules=program.modules,
+            thresholds=program.thresholds,
+            limits=program.py_limits,
+            mock=program.mode == "mock",
+            pseudonyms=frozenset(pseudonyms),
+        )
+    except PyJobError as exc:
+        raise _as_execution_error(exc) from None
+    if isinstance(outcome, AggregateOutput):
+        return _aggregate_table(outcome)
+    return _withheld_table(outcome)
+
+
+def _as_execution_error(exc: PyJobError) -> ExecutionError:
+    """The runtime's error as an executor error the parent can rebuild; its code leads the detail."""
+    detail = f"{exc.code}: {exc.detail}"
+    if exc.findings:
+        detail += " (" + "; ".join(exc.findings[:20]) + ")"
+    if isinstance(exc, PyJobResourceExhausted):
+        return ResourceExhausted(detail)
+    return ExecutionFailed(detail)
+
+
+def _aggregate_table(outcome: AggregateOutput) -> pa.Table:
+    frame: pd.DataFrame = outcome.table
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    meta = {OUTCOME_KEY: b"aggregate", REPORT_KEY: _json(outcome.report.to_dict())}
+    if outcome.printed is not None:
+        meta[PRINTED_KEY] = _json(outcome.printed.to_dict())
+    return table.replace_schema_metadata(meta)
+
+
+def _withheld_table(outcome: WithheldOutput) -> pa.Table:
+    schema = pa.schema([], metadata={OUTCOME_KEY: b"withheld", WITHHELD_KEY: _json(outcome.to_dict())})
+    return pa.Table.from_batches([], schema=schema)
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()

@@ -1,0 +1,95 @@
+"""Output review (the airlock): output checkers list, inspect, release or deny withheld jobs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from sandbox_api.auth import Principal, Role
+from sandbox_api.deps import ServicesDep, require
+from sandbox_api.services.review import ReviewService, ReviewView
+
+router = APIRouter(prefix="/v1/reviews", tags=["output review"])
+
+CheckerDep = Annotated[Principal, Depends(require(Role.OUTPUT_CHECKER))]
+
+
+class ReviewDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(
+        default="", max_length=2000, description="required to deny; recorded in the audit log"
+    )
+
+
+class DecisionOut(BaseModel):
+    checker: str
+    decision: Literal["release", "deny"]
+    reason: str
+    at: str
+
+
+class ReviewOut(BaseModel):
+    job_id: str
+    owner: str
+    scope: str
+    scope_version: str
+    kind: Literal["sql", "python"]
+    mode: Literal["real", "mock"]
+    state: str
+    reason: str
+    code: str | None
+    sql: str
+    required_checkers: int = Field(description="distinct checkers who must release it")
+    decisions: list[DecisionOut]
+    report: dict[str, Any] = Field(
+        description="automatic disclosure report: {flagged, findings: [{rule, severity, message, where}]}"
+    )
+    created_at: str
+    withheld_at: str
+    output: dict[str, Any] | None = Field(
+        default=None,
+        description="only when reading one review: the withheld `table` ({columns, rows}), object `summary` "
+        "(plain data) and `printed` output",
+    )
+
+
+class ReviewList(BaseModel):
+    reviews: list[ReviewOut]
+
+
+def reviews(services: ServicesDep) -> ReviewService:
+    return ReviewService(services.jobs)
+
+
+ReviewsDep = Annotated[ReviewService, Depends(reviews)]
+
+
+def review_out(view: ReviewView) -> ReviewOut:
+    return ReviewOut.model_validate(asdict(view))
+
+
+@router.get("", summary="Withheld jobs waiting for an output checker (not your own), oldest first")
+def list_reviews(who: CheckerDep, service: ReviewsDep) -> ReviewList:
+    return ReviewList(reviews=[review_out(v) for v in service.list_pending(who)])
+
+
+@router.get("/{job_id}", summary="One withheld job: its output and the automatic disclosure report")
+def get_review(job_id: str, who: CheckerDep, service: ReviewsDep) -> ReviewOut:
+    return review_out(service.get(who, job_id))
+
+
+@router.post(
+    "/{job_id}/release",
+    summary="Release a withheld output (released once the scope's number of checkers agree)",
+)
+def release_output(job_id: str, body: ReviewDecision, who: CheckerDep, service: ReviewsDep) -> ReviewOut:
+    return review_out(service.decide(who, job_id, decision="release", reason=body.reason))
+
+
+@router.post("/{job_id}/deny", summary="Deny a withheld output, with a reason the operator can act on")
+def deny_output(job_id: str, body: ReviewDecision, who: CheckerDep, service: ReviewsDep) -> ReviewOut:
+    return review_out(service.decide(who, job_id, decision="deny", reason=body.reason))

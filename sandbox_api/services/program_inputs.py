@@ -1,0 +1,100 @@
+"""The tables a Python or mock job sees, as one SELECT per table built from the scope (pure).
+
+The SELECTs reuse the policy engine's own pieces, so a Python job sees exactly what a SQL job could
+reach: the row filter as the same filtered subquery ``apply_row_filters`` injects, every masked or
+bounded column through ``apply_masks.mask_expression``, denied columns left out. The privacy unit
+and other join keys come out raw and are replaced by per-job pseudonyms inside the sandbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+
+from executors.python_job import InputQuery
+from policies import Catalog, Finding, Scope, TableRef, UnknownReference
+from policies.context import DIALECT, build_context
+from policies.model import KeywordMask, Use
+from policies.passes.apply_masks import mask_expression
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """Every table of the scope as a job input; ``findings`` when the scope does not fit the catalog."""
+
+    inputs: tuple[InputQuery, ...]
+    tables: tuple[TableRef, ...]
+    uses_keyed_hash: bool
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def sql_text(self) -> str:
+        """The SELECTs, for the job record (what the job's tables are made of)."""
+        return ";\n".join(f"-- {q.name}\n{q.sql}" for q in self.inputs)
+
+
+#: What the input SELECTs apply, in order (recorded on the job like SQL rewrite passes).
+APPLIED = ("apply_row_filters", "apply_masks", "drop_denied_columns", "pseudonymise_join_keys")
+
+
+def input_plan(scope: Scope, catalog: Catalog) -> InputPlan:
+    """One :class:`InputQuery` per table the scope grants.
+
+    >>> from policies.examples import example_catalog, example_scope
+    >>> plan = input_plan(example_scope(), example_catalog())
+    >>> [q.name for q in plan.inputs][:1], "national_id" in plan.inputs[0].sql
+    (['citizens'], False)
+    """
+    ctx, findings = build_context(scope, catalog)
+    inputs: list[InputQuery] = []
+    tables: list[TableRef] = []
+    keyed = False
+    for key in scope.datasets:
+        try:
+            schema = catalog.table(key)
+        except UnknownReference:
+            continue  # reported by build_context
+        policy = ctx.table(schema.name)
+        if policy is None:
+            continue
+        name = policy.ref.sql_name
+        projections: list[exp.Expr] = []
+        pseudonymised: list[str] = []
+        for column in schema.columns:
+            rule = policy.column(column.name)
+            if rule is None:
+                continue
+            ref = exp.column(column.name, table=name, quoted=True)
+            value: exp.Expr
+            if column.name.lower() == policy.unit or rule.use is Use.JOIN_KEY:
+                value = ref  # raw here; the sandbox replaces it by a per-job pseudonym
+                pseudonymised.append(column.name)
+            elif rule.use is Use.DENY:
+                continue
+            elif rule.rule.mask is not None or rule.rule.bounds is not None:
+                value = mask_expression(ref, rule)
+                mask = rule.rule.mask
+                keyed = keyed or (isinstance(mask, KeywordMask) and mask.kind == "keyed_hash")
+            else:
+                value = ref
+            projections.append(exp.alias_(value, column.name, quoted=True))
+        inner = exp.select("*").from_(exp.Table(this=exp.to_identifier(name, quoted=True)))
+        if policy.row_filter is not None:
+            inner = inner.where(sqlglot.parse_one(policy.row_filter, dialect=DIALECT, into=exp.Condition))
+        source = exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(name, quoted=True)))
+        query = exp.select(*projections).from_(source)
+        unit = next((c.name for c in schema.columns if c.name.lower() == policy.unit), schema.unit)
+        inputs.append(
+            InputQuery(
+                name=name,
+                sql=query.sql(dialect=DIALECT),
+                unit=unit,
+                pseudonymise=tuple(pseudonymised),
+            )
+        )
+        tables.append(policy.ref)
+    return InputPlan(
+        inputs=tuple(inputs), tables=tuple(tables), uses_keyed_hash=keyed, findings=tuple(findings)
+    )

@@ -1,0 +1,141 @@
+"""Python and mock programs in the real fork-per-job sandbox: inputs, outcomes, limits, survival."""
+
+from __future__ import annotations
+
+import pytest
+
+from crypto.keyring import LocalKeyring
+from executors.base import JobSpec, Limits
+from executors.errors import ExecutionFailed, ExecutionTimeout, ResourceExhausted
+from executors.local import LocalExecutor
+from executors.mock import MockColumn, MockDomain, MockTable
+from executors.pyjobs import PyLimits
+from executors.python_job import InputQuery, MockSource, Program, ProgramResult
+from tests.executors.executors_fixtures import StoredVersion, visits_table
+
+INPUT = InputQuery(
+    name="visits",
+    sql='SELECT "visits"."person_id" AS "person_id", "visits"."district" AS "district", '
+    '"visits"."cost" AS "cost" FROM (SELECT * FROM "visits" WHERE cost < 900) AS "visits"',
+    unit="person_id",
+    pseudonymise=("person_id",),
+)
+LIMITS = Limits(timeout_s=30, memory_mb=512, threads=1)
+
+
+def spec(
+    visits: StoredVersion, code: str, *, job_id: str, limits: Limits = LIMITS, cpu_s: float = 20
+) -> JobSpec:
+    program = Program(
+        kind="python",
+        mode="real",
+        inputs=(INPUT,),
+        pseudonym_key=bytes(range(32)),
+        code=code,
+        modules=("pandas", "numpy"),
+        py_limits=PyLimits(cpu_s=cpu_s),
+    )
+    return JobSpec(
+        job_id=job_id,
+        sql="",
+        tables=(visits.inputs["visits"],),
+        keyed_hash_key=None,
+        limits=limits,
+        program=program,
+    )
+
+
+def run(executor: LocalExecutor, job: JobSpec) -> ProgramResult:
+    return ProgramResult.from_arrow(executor.run(job).to_arrow())
+
+
+def test_aggregate_outcome_with_unit_counts(local_executor: LocalExecutor, visits: StoredVersion) -> None:
+    code = "result = aggregate(visits, by='district', aggs={'total': ('cost', 'sum')})"
+    out = run(local_executor, spec(visits, code, job_id="py-agg"))
+    assert out.outcome == "aggregate"
+    frame = out.table.to_pandas()
+    source = visits_table().to_pandas()
+    source = source[source["cost"] < 900]
+    expected = source.groupby("district")["person_id"].nunique().to_dict()
+    assert dict(zip(frame["district"], frame["_sbx_units"], strict=True)) == expected
+    assert frame["total"].sum() == pytest.approx(source["cost"].sum())
+
+
+def test_withheld_outcome_sees_pseudonyms_filters_and_no_denied_column(
+    local_executor: LocalExecutor, visits: StoredVersion
+) -> None:
+    code = (
+        "result = {'cols': list(visits.columns), 'max': float(visits['cost'].max()),"
+        " 'ids': visits['person_id'].head(3).tolist()}"
+    )
+    out = run(local_executor, spec(visits, code, job_id="py-held"))
+    assert out.outcome == "withheld"
+    assert out.withheld is not None
+    items = {k: v for k, v in out.withheld["summary"]["items"]}  # type: ignore[index]
+    assert [v["value"] for v in items["cols"]["items"]] == ["person_id", "district", "cost"]
+    assert items["max"]["value"] < 900
+    ids = [v["value"] for v in items["ids"]["items"]]
+    assert all(isinstance(i, str) and len(i) == 32 for i in ids)
+
+
+def test_runaway_loop_is_stopped_and_the_executor_survives(
+    local_executor: LocalExecutor, visits: StoredVersion
+) -> None:
+    with pytest.raises(ResourceExhausted, match="CPU seconds"):
+        run(local_executor, spec(visits, "while True:\n    pass", job_id="py-cpu", cpu_s=1))
+    with pytest.raises(ExecutionTimeout):
+        run(
+            local_executor,
+            spec(
+                visits,
+                "while True:\n    pass",
+                job_id="py-wall",
+                limits=Limits(timeout_s=2, memory_mb=512, threads=1),
+                cpu_s=60,
+            ),
+        )
+    assert run(local_executor, spec(visits, "result = 1", job_id="py-after")).outcome == "withheld"
+    assert local_executor.running() == {}
+
+
+def test_mock_program_gets_no_real_data(
+    local_executor: LocalExecutor, visits: StoredVersion, keyring: LocalKeyring
+) -> None:
+    twin = MockTable(
+        "visits",
+        (
+            MockColumn("person_id", "VARCHAR"),
+            MockColumn("district", "VARCHAR", MockDomain(categories=("a", "b"))),
+            MockColumn("cost", "DOUBLE", MockDomain(low=0, high=1000)),
+        ),
+        unit="person_id",
+    )
+    program = Program(
+        kind="sql",
+        mode="mock",
+        inputs=(INPUT,),
+        pseudonym_key=bytes(32),
+        mock_sources=(MockSource(name="visits", table=twin, n_rows=300, seed=5),),
+    )
+    job = JobSpec(
+        job_id="mock-sql",
+        sql="SELECT * FROM visits",
+        tables=(),
+        keyed_hash_key=None,
+        limits=LIMITS,
+        program=program,
+    )
+    out = run(local_executor, job)
+    assert out.outcome == "table"
+    assert 0 < out.table.num_rows <= 300
+    assert set(out.table.column("district").to_pylist()) <= {"a", "b"}
+    leaky = JobSpec(
+        job_id="mock-leak",
+        sql="SELECT 1",
+        tables=(visits.inputs["visits"],),
+        keyed_hash_key=None,
+        limits=LIMITS,
+        program=program,
+    )
+    with pytest.raises(ExecutionFailed, match="mock job must not be given real data"):
+        run(local_executor, leaky)
