@@ -32,10 +32,42 @@ class SuppressionReport:
     reasons: tuple[str, ...] = ()
     min_units: int = 0
     mock: bool = False
+    remainder: bool = False
+    # Reasons that count rows below min_units: for auditors only (see to_dict).
+    small_group_reasons: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
+        """The report released with the result (to the operator, and signed in the receipt).
+
+        It says which rules applied, never how many rows fell below ``min_units``: that count depends
+        on groups of fewer than k people, so it can answer a question about one person (a query that
+        filters a tiny district on a rare diagnosis yields one suppressed row or none). The counts are
+        kept for auditors (:meth:`audit_dict`).
+        """
+        reasons = list(self.reasons)
+        if not self.mock:
+            fate = "merged into one remainder row" if self.remainder else "dropped"
+            reasons.insert(
+                0,
+                f"every released row stands for at least {self.min_units} distinct units; rows below "
+                f"that are {fate}. How many there were is not disclosed, because that number can itself "
+                "reveal a person; auditors see it in the audit log",
+            )
+        return {
+            "rows_released": self.rows_released,
+            "cells_rounded": self.cells_rounded,
+            "rows_capped": self.rows_capped,
+            "min_units": self.min_units,
+            "mock": self.mock,
+            "remainder": self.remainder,
+            "reasons": reasons,
+        }
+
+    def audit_dict(self) -> dict[str, object]:
+        """Every count, for the audit log (auditors only)."""
         data = asdict(self)
         data["reasons"] = list(self.reasons)
+        data["small_group_reasons"] = list(self.small_group_reasons)
         return data
 
 
@@ -68,6 +100,7 @@ def check_output(
     units_columns = [c for c in df.columns if c == UNITS or str(c).startswith(UNITS + "_")]
     visible = [c for c in df.columns if not str(c).startswith(HIDDEN_PREFIX)]
     reasons: list[str] = []
+    small_group_reasons: list[str] = []
     k = disclosure.min_units
     rows_in = len(df)
     if mock:
@@ -96,19 +129,19 @@ def check_output(
             if remainder is not None:
                 kept = pd.concat([kept, remainder], ignore_index=True)
                 merged = int(small.sum())
-                reasons.append(
+                small_group_reasons.append(
                     f"{merged} rows with fewer than {k} distinct units were merged into one remainder "
                     "row (group keys shown as NULL; only counts and sums are combined)"
                 )
             else:
                 dropped = int(small.sum())
-                reasons.append(
+                small_group_reasons.append(
                     f"{dropped} rows with fewer than {k} distinct units were dropped; together they "
                     f"still could not be shown to reach {k} units, so no remainder row is released"
                 )
         else:
             dropped = int(small.sum())
-            reasons.append(
+            small_group_reasons.append(
                 f"{dropped} rows with fewer than {k} distinct units were dropped (min_units={k}); "
                 "broaden the groups (fewer GROUP BY keys, coarser buckets) to keep them"
             )
@@ -137,6 +170,8 @@ def check_output(
         rows_capped=capped,
         reasons=tuple(reasons),
         min_units=k,
+        remainder=disclosure.suppression == "remainder",
+        small_group_reasons=tuple(small_group_reasons),
     )
     return ReleasedResult(_cap_floats(table), report)
 

@@ -263,9 +263,9 @@ def walkthrough(
     _role(
         say,
         "gateway",
-        f"suppression report: {suppression.get('rows_in')} rows computed, "
-        f"{suppression.get('rows_released')} released, {suppression.get('rows_dropped')} dropped, "
-        f"{suppression.get('rows_merged')} merged (min_units={suppression.get('min_units')}).",
+        f"suppression report: {suppression.get('rows_released')} rows released, "
+        f"{suppression.get('cells_rounded')} cells rounded, {suppression.get('rows_capped')} rows capped "
+        f"(min_units={suppression.get('min_units')}).",
     )
     for reason in suppression.get("reasons", []):
         say(textwrap.fill(str(reason), width=100, initial_indent="    - ", subsequent_indent="      "))

@@ -6,6 +6,7 @@ wrong and what to do), ``code`` (stable, for programs) and ``findings`` (every r
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -19,6 +20,8 @@ from executors.errors import ExecutionError
 from policies.errors import PolicyError
 from sandbox_api.errors import ServiceError
 
+log = logging.getLogger(__name__)
+
 PROBLEM_JSON = "application/problem+json"
 
 STATUS: Mapping[str, int] = {
@@ -30,6 +33,9 @@ STATUS: Mapping[str, int] = {
     "conflict": 409,
     "invalid-input": 422,
     "invalid-upload": 422,
+    "input-too-complex": 422,
+    "invalid-text": 422,
+    "internal-error": 500,
     "payload-too-large": 413,
     "unsupported-media-type": 415,
     "scope-not-active": 403,
@@ -165,7 +171,33 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = "no such endpoint; see /docs" if exc.status_code == 404 else str(exc.detail)
         return problem(exc.status_code, code=code, detail=detail, headers=exc.headers)
 
+    async def too_deep(_request: Request, _exc: Exception) -> JSONResponse:
+        # Deeply nested JSON or SQL exhausts the parser's recursion: the input's fault, not ours.
+        return problem(
+            422,
+            code="input-too-complex",
+            detail="the input is nested too deeply to process; flatten it (fewer nested brackets or terms)",
+        )
+
+    async def bad_text(_request: Request, _exc: Exception) -> JSONResponse:
+        return problem(
+            422,
+            code="invalid-text",
+            detail="the request carries text that is not valid Unicode (for example a lone surrogate "
+            "such as \\ud800); send UTF-8 text",
+        )
+
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        # Never a stack trace or a value to the caller; the log has the details.
+        log.error("unhandled error answering a request", exc_info=exc)
+        return problem(
+            500, code="internal-error", detail="the gateway failed unexpectedly; the error is logged"
+        )
+
     for family in DOMAIN_ERRORS:
         app.add_exception_handler(family, domain_error)
+    app.add_exception_handler(RecursionError, too_deep)
+    app.add_exception_handler(UnicodeError, bad_text)
+    app.add_exception_handler(Exception, unexpected)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -289,6 +289,7 @@ class JobRunner:
                 rows=_rows(payload["data"]),
                 result_hash=result_hash(table),
                 report=released.report.to_dict(),
+                audit_report=released.report.audit_dict(),
                 timings=timings,
                 engine=dict(result.engine),
             )

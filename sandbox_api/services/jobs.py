@@ -373,8 +373,12 @@ class JobService:
         actor: str = SYSTEM_ACTOR,
         reason: str = "released after the output check",
         engine: Mapping[str, str] | None = None,
+        audit_report: Mapping[str, Any] | None = None,
     ) -> None:
         """Seal and store the result and release the job in the caller's transaction (never twice).
+
+        ``report`` is what the operator sees (and the receipt signs); ``audit_report`` adds the counts
+        of rows below min_units, which only auditors may read (see SuppressionReport.to_dict).
 
         ``output``: a Python job's released object and printed output; ``actor``: who released it (the
         system after the automatic check, or the output checker whose decision completed the review).
@@ -406,7 +410,7 @@ class JobService:
             details={
                 "result_hash": result_hash,
                 "rows": len(rows),
-                "suppression": report,
+                "suppression": dict(audit_report) if audit_report is not None else report,
                 "kind": row.kind or "sql",
                 "mode": row.mode or "real",
             },

@@ -710,7 +710,20 @@ def test_output_report_says_why_rows_were_dropped() -> None:
     frame = pd.DataFrame({"district": ["a", "b"], "n": [40, 2], "_sbx_units": [40, 2]})
     result = policies.check_output(frame, build_scope().disclosure)
     assert result.report.rows_dropped == 1
-    assert result.report.reasons
+    assert result.report.small_group_reasons  # auditors see how many and why
+    assert result.report.to_dict()["reasons"]  # the operator sees the rule
+
+
+def test_released_report_does_not_say_whether_a_small_group_existed() -> None:
+    """A query that filters a tiny group on a rare attribute yields one suppressed row or none: the
+    report released to the operator must read the same either way, or it answers the question."""
+    with_one = pd.DataFrame({"district": ["a", "b"], "n": [40, 1], "_sbx_units": [40, 1]})
+    without = pd.DataFrame({"district": ["a"], "n": [40], "_sbx_units": [40]})
+    disclosure = build_scope().disclosure
+    first = policies.check_output(with_one, disclosure)
+    second = policies.check_output(without, disclosure)
+    assert first.report.to_dict() == second.report.to_dict()
+    assert first.report.audit_dict() != second.report.audit_dict()
 
 
 def test_remainder_row_never_stands_for_a_single_small_group() -> None:

@@ -292,7 +292,7 @@ def test_a_released_job_matches_an_independent_computation(
     assert list(released["district"]) == list(expected["district"])
     assert list(released["patients"]) == list(expected["patients"])
     assert "Military Zone" not in set(released["district"])
-    assert result.report["rows_dropped"] >= 1  # the tiny districts
+    assert "rows_dropped" not in result.report  # how many tiny districts fell is for auditors
     assert result.report["reasons"]
 
 
