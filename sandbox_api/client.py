@@ -293,13 +293,35 @@ class SandboxClient:
 
     # -- jobs -----------------------------------------------------------------------------------------
 
-    def check_job(self, scope: str, sql: str) -> CheckOut:
-        """Dry run: findings and rewritten SQL, nothing runs."""
-        return self._model(CheckOut, "POST", "/v1/jobs/check", json={"scope": scope, "sql": sql})
+    def check_job(
+        self, scope: str, sql: str | None = None, *, code: str | None = None, mode: str = "real"
+    ) -> CheckOut:
+        """Dry run: findings and rewritten SQL, nothing runs. Pass ``code`` for a Python job."""
+        return self._model(CheckOut, "POST", "/v1/jobs/check", json=_job_body(scope, sql, code, mode))
 
-    def submit_job(self, scope: str, sql: str) -> JobAccepted:
-        """Submits a job (202); a query the policy refuses raises ``ClientError`` with its findings."""
-        return self._model(JobAccepted, "POST", "/v1/jobs", json={"scope": scope, "sql": sql})
+    def submit_job(
+        self, scope: str, sql: str | None = None, *, code: str | None = None, mode: str = "real"
+    ) -> JobAccepted:
+        """Submits a SQL job, or a Python job with ``code`` (202); ``mode="mock"`` runs it on the mock
+        twins. A job the policy refuses raises ``ClientError`` with its findings."""
+        return self._model(JobAccepted, "POST", "/v1/jobs", json=_job_body(scope, sql, code, mode))
+
+    # -- output review (output checkers) ------------------------------------------------------------
+
+    def list_reviews(self) -> list[dict[str, Any]]:
+        """Withheld jobs waiting for this checker's decision (never the checker's own)."""
+        body = self._json("GET", "/v1/reviews")
+        return list(body.get("reviews", [])) if isinstance(body, dict) else []
+
+    def get_review(self, job_id: str) -> dict[str, Any]:
+        """One withheld job with its disclosure report and the withheld output."""
+        return dict(self._json("GET", f"/v1/reviews/{job_id}"))
+
+    def release_review(self, job_id: str, *, reason: str = "") -> dict[str, Any]:
+        return dict(self._json("POST", f"/v1/reviews/{job_id}/release", json={"reason": reason}))
+
+    def deny_review(self, job_id: str, *, reason: str) -> dict[str, Any]:
+        return dict(self._json("POST", f"/v1/reviews/{job_id}/deny", json={"reason": reason}))
 
     def get_job(self, job_id: str) -> JobOut:
         return self._model(JobOut, "GET", f"/v1/jobs/{job_id}")
@@ -397,3 +419,9 @@ def _problem(response: httpx.Response) -> ClientError:
         findings=[f for f in findings if isinstance(f, Mapping)],
         problem=body,
     )
+
+
+def _job_body(scope: str, sql: str | None, code: str | None, mode: str) -> dict[str, Any]:
+    if code is not None:
+        return {"scope": scope, "kind": "python", "code": code, "mode": mode}
+    return {"scope": scope, "sql": sql, "mode": mode}

@@ -623,7 +623,7 @@ disclosure:
   rounding: none
   max_rows: 10000
   dp: null
-python: {{allowed: false}}
+python: {{allowed: true, modules: [pandas, numpy, math, statistics]}}
 approvals: {{required: 2}}
 """
 

@@ -409,3 +409,22 @@ def test_cli_reports_a_refusal_with_its_reason(gateway: Gateway) -> None:
     result = runner.invoke(app, ["dataset", "list", "--url", gateway.url, "--token", "sbx_wrong"])
     assert result.exit_code == 1
     assert "401 not-authenticated" in result.output
+
+
+def test_the_client_moves_a_python_job_from_mock_to_real_by_one_argument(gateway: Gateway) -> None:
+    code = (
+        "result = aggregate(citizens, by=['sex'], "
+        "aggs={'people': ('sex', 'count'), 'avg_income': ('income', 'mean')})"
+    )
+    with client_for(gateway, "alice") as operator:
+        assert operator.check_job(SCOPE, code=code, mode="mock").allowed
+        runs = {}
+        for mode in ("mock", "real"):
+            job = operator.submit_job(SCOPE, code=code, mode=mode)
+            finished = operator.wait_for_job(job.job_id, timeout=120)
+            assert finished.state == "released", finished.reason
+            runs[mode] = operator.get_result(job.job_id)
+    assert runs["mock"].raw.mode == "mock"
+    assert runs["real"].raw.mode == "real"
+    assert set(runs["real"].table["sex"]) <= {"F", "M", "X"}
+    assert (runs["real"].table["people"] >= 10).all()
