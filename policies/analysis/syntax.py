@@ -113,6 +113,9 @@ SCALAR: frozenset[type[exp.Expr]] = frozenset(
         exp.Sign,
         exp.TimeToStr,
         exp.Cast,
+        # Returns NULL instead of raising; the engine wraps row-level expressions in it, and a query
+        # that writes it itself gains nothing (it can only blank its own rows out).
+        exp.Try,
     }
 )
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from sqlglot import exp
 
-from policies.analysis.levels import STAR_META, Analysis, SelectScope
+from policies.analysis.levels import STAR_META, Analysis, Info, SelectScope, Shape
 from policies.context import PolicyContext
 from policies.findings import Finding
 from policies.model import Use
@@ -50,6 +50,23 @@ def _scope(analysis: Analysis, scope: SelectScope) -> Iterator[Finding]:
             yield Finding(
                 "scalar_subquery", "scalar subqueries are not allowed; use a join or a CTE", _short(select)
             )
+        elif scope.role == "exists":
+            # An uncorrelated EXISTS gates the whole result on whether one row exists anywhere: a
+            # membership test about one person that no unit count can see.
+            yield Finding(
+                "exists_subquery",
+                "EXISTS and NOT EXISTS are not allowed (the whole result would depend on whether a "
+                "single row exists); join on the privacy unit or write unit IN (SELECT unit FROM …)",
+                _short(select),
+            )
+        elif scope.role == "in" and not _unit_semi_join(analysis, scope):
+            yield Finding(
+                "in_subquery",
+                "IN (SELECT …) is allowed only as a semi-join on the privacy unit: a bare join key "
+                "column IN (SELECT one bare join key column of the same unit FROM …); anything else "
+                "could gate the result on a single row",
+                _short(select),
+            )
         elif scope.aggregating:
             yield Finding(
                 "nested_aggregate",
@@ -87,6 +104,35 @@ def _scope(analysis: Analysis, scope: SelectScope) -> Iterator[Finding]:
                 "list the columns you need",
                 _short(select),
             )
+
+
+def _unit_semi_join(analysis: Analysis, scope: SelectScope) -> bool:
+    """``a.unit IN (SELECT b.unit …)``: both sides bare join key columns of tables with the same unit
+    column (the subquery then only narrows the people counted behind each row, like a join)."""
+    node: exp.Expr | None = scope.select
+    while node is not None and not isinstance(node, exp.In):
+        node = node.parent
+    if node is None or not isinstance(node.this, exp.Column):
+        return False
+    outer = analysis.scope_of(node)
+    projections = scope.select.expressions
+    if outer is None or len(projections) != 1 or not isinstance(projections[0].unalias(), exp.Column):
+        return False
+    left = _bare_unit(analysis, analysis.info(node.this, outer))
+    right = _bare_unit(analysis, analysis.info(projections[0], scope))
+    return left is not None and left == right
+
+
+def _bare_unit(analysis: Analysis, info: Info) -> str | None:
+    """The privacy unit behind a value that is exactly one table's unit column (a join key), else
+    ``None``."""
+    if len(info.lineage) != 1:
+        return None
+    ((origin, shape),) = info.lineage.items()
+    table = analysis.ctx.table(origin.table)
+    if origin.use is not Use.JOIN_KEY or shape is not Shape.PURE or table is None:
+        return None
+    return origin.column if origin.column == table.unit else None
 
 
 def _set_operations(analysis: Analysis) -> Iterator[Finding]:

@@ -10,7 +10,14 @@ from policies import check
 from policies.examples import example_catalog, example_context, example_scope
 from tests.policies.golden import GOLDEN_DIR, GoldenCase, load_cases
 
-PASS_FILES = ["apply_masks", "guard_arithmetic", "add_unit_counts", "apply_row_filters", "cap_rows"]
+PASS_FILES = [
+    "apply_masks",
+    "guard_arithmetic",
+    "add_unit_counts",
+    "apply_row_filters",
+    "contain_errors",
+    "cap_rows",
+]
 PASS_CASES = [case for name in PASS_FILES for case in load_cases(GOLDEN_DIR / f"{name}.sql")]
 CHECK_CASES = load_cases(GOLDEN_DIR / "checks.sql")
 

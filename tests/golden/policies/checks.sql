@@ -43,3 +43,18 @@ SELECT COUNT(*) FROM citizens GROUP BY person_id
 -- case: every finding is reported
 SELECT name, MAX(income) FROM citizens WHERE person_id = 1
 -- expect-error: aggregate_function, column_denied, join_key_use
+-- case: an uncorrelated EXISTS gates the whole result on one row
+SELECT sex, COUNT(*) AS n FROM citizens WHERE EXISTS (SELECT 1 FROM citizens c2 WHERE c2.district = 'Lighthouse Island' AND c2.diagnosis = 'J10') GROUP BY sex
+-- expect-error: exists_subquery
+-- case: NOT EXISTS too, even correlated
+SELECT sex, COUNT(*) AS n FROM citizens c WHERE NOT EXISTS (SELECT 1 FROM citizens c2 WHERE c2.person_id = c.person_id AND c2.diagnosis = 'J10') GROUP BY sex
+-- expect-error: exists_subquery
+-- case: IN (SELECT …) on a constant is a gate, not a semi-join
+SELECT sex, COUNT(*) AS n FROM citizens WHERE 'x' IN (SELECT 'x' FROM citizens c2 WHERE c2.diagnosis = 'J10') GROUP BY sex
+-- expect-error: in_subquery
+-- case: IN (SELECT …) on a group column is refused
+SELECT sex, COUNT(*) AS n FROM citizens WHERE district IN (SELECT c2.district FROM citizens c2 WHERE c2.diagnosis = 'J10') GROUP BY sex
+-- expect-error: in_subquery
+-- case: a cast over an aggregate could fail for some groups
+SELECT sex, CAST(SUM(income) AS INTEGER) AS s FROM citizens GROUP BY sex
+-- expect-error: uncontained_error
