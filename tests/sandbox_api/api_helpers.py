@@ -202,16 +202,17 @@ def wait_for_job(
 
 
 def make_settings(state_dir: Path, **overrides: Any) -> Settings:
-    return Settings(state_dir=state_dir, max_concurrent_jobs=2, n_parts=4, job_timeout_s=60, **overrides)
+    values: dict[str, Any] = {"max_concurrent_jobs": 2, "n_parts": 4, "job_timeout_s": 60, **overrides}
+    return Settings(state_dir=state_dir, **values)
 
 
 @contextmanager
-def world(state_dir: Path, **overrides: Any) -> Iterator[World]:
+def world(state_dir: Path, *, executor_factory: Any = None, **overrides: Any) -> Iterator[World]:
     """Initialise, start the app, and set up every role (admin, stu, olga, oscar, alice, bob, chad, audra)."""
     settings = make_settings(state_dir, **overrides)
     admin_token = init_deployment(settings).admin_token
     assert admin_token is not None
-    app = create_app(settings)
+    app = create_app(settings, executor_factory=executor_factory)
     with TestClient(app, raise_server_exceptions=True) as client:
         tokens = {"admin": admin_token}
         admin = bearer(admin_token)
