@@ -3,8 +3,10 @@
 1. Fork-per-job overhead: a tiny query, p50/p95 over N sequential jobs, next to the same query run
    in-process on the locked-down engine (what the sandbox costs on its own).
 2. A large aggregate (GROUP BY with COUNT(DISTINCT unit), SUM, COUNT) through write_version + the
-   LocalExecutor against bare DuckDB over the same plaintext in one Parquet file, in one run, as a
-   ratio, with the executor's time split (unwrap, fork, decrypt, load, query).
+   LocalExecutor + the output check (``policies.check_output``, as the service releases a result)
+   against the same query run by bare DuckDB over the same plaintext in one Parquet file, same
+   threads, interleaved in one run, as a ratio, with the end-to-end time split (unwrap, fork,
+   decrypt, load, query, serialize, transfer, output check).
 
     python benchmarks/bench_executor.py --rows 10000000
 """
@@ -28,6 +30,7 @@ from executors.base import JobSpec, Limits, TableInput
 from executors.engine import run_query
 from executors.local import LocalExecutor
 from executors.storage import version_id_of, write_version
+from policies import Disclosure, check_output
 
 AGGREGATE = (
     "SELECT district, COUNT(DISTINCT person_id) AS _sbx_units, SUM(cost) AS cost, COUNT(*) AS visits "
@@ -131,7 +134,10 @@ def bench_aggregate(
     repeat: int,
 ) -> None:
     limits = Limits(timeout_s=600, memory_mb=memory_mb, cpu_s=3600, threads=threads)
-    bare, ours, splits = [], [], []
+    disclosure = Disclosure(min_units=10)
+    bare: list[float] = []
+    ours: list[float] = []
+    splits: list[dict[str, float]] = []
     for i in range(repeat):
         con = duckdb.connect(":memory:", config={"threads": threads, "memory_limit": f"{memory_mb}MiB"})
         started = time.perf_counter()
@@ -140,8 +146,14 @@ def bench_aggregate(
         con.close()
         started = time.perf_counter()
         result = executor.run(JobSpec(f"big-{i}", AGGREGATE, (table_input,), None, limits))
+        checked_at = time.perf_counter()
+        check_output(result.to_pandas(), disclosure, additive=("cost", "visits"))
         ours.append(time.perf_counter() - started)
-        splits.append(result.timings)
+        split = dict(result.timings)
+        split["output check"] = time.perf_counter() - checked_at
+        inside = ("unwrap", "fork", "decrypt", "load", "query", "serialize")
+        split["transfer"] = max(0.0, split.get("total", 0.0) - sum(split.get(k, 0.0) for k in inside))
+        splits.append(split)
     key = "district"
     assert (
         result.to_arrow()
@@ -152,9 +164,11 @@ def bench_aggregate(
     b, o = statistics.median(bare), statistics.median(ours)
     print(f"\n[2] aggregate, median of {repeat}, threads={threads}:")
     print(f"    bare DuckDB on plaintext Parquet  {b:7.3f} s")
-    print(f"    LocalExecutor (encrypted parts)   {o:7.3f} s   ratio {o / b:.2f}x")
-    for name in ("unwrap", "fork", "decrypt", "load", "query", "serialize"):
-        print(f"      {name:10s} {statistics.median(s.get(name, 0.0) for s in splits):7.3f} s")
+    print(f"    LocalExecutor + output check      {o:7.3f} s   ratio {o / b:.2f}x")
+    print(f"    runs, s: bare {[round(x, 3) for x in bare]}  ours {[round(x, 3) for x in ours]}")
+    names = ("unwrap", "fork", "decrypt", "load", "query", "serialize", "transfer", "output check")
+    for name in names:
+        print(f"      {name:12s} {statistics.median(s.get(name, 0.0) for s in splits):7.3f} s")
 
 
 def main() -> None:

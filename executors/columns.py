@@ -1,14 +1,15 @@
-"""Which columns a query can read, so that a job decrypts and parses only those (projection pushdown).
+"""Which columns a query can read, so that a job parses only those (projection pushdown).
 
 This runs in the parent, on the already rewritten SQL, never in the sandbox child: the child does not
-import sqlglot and only intersects the names it is given with the columns of its Parquet parts.
+parse SQL; it only intersects the names it is given with the columns of its Parquet parts.
 
 The answer is a deliberate over-approximation: every identifier of the statement (column, table,
 alias, struct field or ``USING`` name alike) counts as a possibly needed column, and a name a table
 does not have is simply not loaded. Loading a column too many costs time; loading one too few makes
 the engine refuse the query. So whenever a statement can reach columns it does not name (``*`` other
-than ``COUNT(*)``, ``COLUMNS(...)``, ``NATURAL JOIN``, ``PIVOT``/``UNPIVOT``, a whole-row reference to a
-table or alias) or does not parse as one statement, the answer is "every column".
+than ``COUNT(*)`` or a derived table's pass-through ``SELECT *``; ``COLUMNS(...)``; ``NATURAL JOIN``;
+``PIVOT``/``UNPIVOT``; a whole-row reference to a table or alias) or does not parse as one
+statement, the answer is "every column".
 """
 
 from __future__ import annotations
@@ -22,9 +23,25 @@ from sqlglot.errors import SqlglotError
 from executors.base import JobSpec
 
 
+def _passes_through(star: exp.Star) -> bool:
+    """``star`` is the select list of a plain derived table or CTE (``FROM (SELECT * FROM t WHERE ...)``,
+    the policy engine's row-filter shape): it forwards columns, and the outer query names the ones it
+    reads. Not so under DISTINCT, GROUP BY, a set operation or as an ``IN`` subquery, where every
+    column shapes the rows."""
+    select = star.parent
+    if not isinstance(select, exp.Select) or star.arg_key != "expressions":
+        return False
+    if any(select.args.get(key) for key in ("distinct", "group", "having")):
+        return False
+    container = select.parent
+    if isinstance(container, exp.CTE):
+        return True
+    return isinstance(container, exp.Subquery) and isinstance(container.parent, exp.From | exp.Join)
+
+
 def _reads_unnamed_columns(tree: exp.Expr) -> bool:
     for star in tree.find_all(exp.Star):
-        if not isinstance(star.parent, exp.Count):
+        if not isinstance(star.parent, exp.Count) and not _passes_through(star):
             return True
     if any(True for _ in tree.find_all(exp.Columns, exp.Pivot)):
         return True

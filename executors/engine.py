@@ -62,6 +62,21 @@ def engine_versions() -> dict[str, str]:
     return {"duckdb": duckdb.__version__, "pyarrow": pa.__version__, "python": platform.python_version()}
 
 
+def use_job_memory_pool() -> None:
+    """Route this process's Arrow allocations to jemalloc (the system allocator where pyarrow has none).
+
+    Only for a sandbox child, which exists for one job: the pool is process-wide. Measured in freshly
+    forked children on a 10-million-row aggregate (8 runs in random order): with Arrow's default
+    mimalloc pool the engine's scan of the loaded tables cost about 0.55 s more CPU (median query CPU
+    2.49 s against 1.93 s), while jemalloc also kept mimalloc's fast Parquet parsing.
+    """
+    try:
+        pool = pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        pool = pa.system_memory_pool()
+    pa.set_memory_pool(pool)
+
+
 def _keyed_hash_udf(key: bytes) -> Callable[[pa.Array | pa.ChunkedArray], pa.Array]:
     token = keyed_hasher(key)
 
