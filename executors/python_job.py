@@ -64,6 +64,9 @@ class InputQuery:
     sql: str
     unit: str
     pseudonymise: tuple[str, ...] = ()
+    # Columns a SQL job could group by (use group or plain): aggregate() releases automatically only
+    # tables keyed by these, unmodified.
+    group_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -250,6 +253,7 @@ def _run_python(program: Program, frames: Mapping[str, tuple[pa.Table, frozenset
             limits=program.py_limits,
             mock=program.mode == "mock",
             pseudonyms=frozenset(pseudonyms),
+            group_columns={q.name: frozenset(q.group_columns) for q in program.inputs},
         )
     except PyJobError as exc:
         raise _as_execution_error(exc) from None

@@ -10,7 +10,7 @@ that are not this job's pseudonyms (units invented to inflate counts), and it ev
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,6 +57,9 @@ class Aggregator:
     unit_column: str
     pseudonyms: PseudonymIndex
     thresholds: DisclosureThresholds
+    # Original values of the columns a SQL job could group by (None: no such policy, e.g. unit tests
+    # of the runtime alone). A key that is not one of them, unmodified, is flagged for a checker.
+    key_sources: Mapping[str, list[pd.MultiIndex]] | None = None
     issued: list[ReleasableTable] = field(default_factory=list)
 
     def __call__(
@@ -74,6 +77,7 @@ class Aggregator:
         out[UNITS_COLUMN] = grouped[self.unit_column].nunique()
         findings: list[DisclosureFinding] = []
         call = len(self.issued) + 1
+        findings.extend(self._key_findings(df, keys, call))
         for i, (name, (col, fn)) in enumerate(aggs.items(), start=1):
             if bool(df[col].isna().any()):
                 subset = df[df[col].notna()]
@@ -95,6 +99,24 @@ class Aggregator:
         table = ReleasableTable(out.reset_index(), tuple(findings))
         self.issued.append(table)
         return table
+
+    def _key_findings(self, df: pd.DataFrame, keys: list[str], call: int) -> Iterator[DisclosureFinding]:
+        """A group key must be a column a SQL job could group by, holding for every row a value its
+        person (unit) has in the inputs: a renamed copy of a filter or aggregate column
+        (``t['dx'] = t['diagnosis']``), or a group column overwritten with one, would otherwise release
+        what the scope keeps back. Joins, filters and re-ordering keep each person's own values."""
+        if self.key_sources is None:
+            return
+        for key in keys:
+            pairs = pd.MultiIndex.from_arrays([df[self.unit_column], df[key]])
+            if not any(bool(pairs.isin(source).all()) for source in self.key_sources.get(key, ())):
+                yield DisclosureFinding(
+                    "group-key",
+                    "flag",
+                    f"group key {key!r} is not an unmodified group column of the inputs (a derived or "
+                    "copied column, or rows re-indexed by a merge); an output checker must review it",
+                    f"aggregate() #{call}",
+                )
 
     def _validate(self, df: object, keys: list[str], aggs: object) -> None:
         if not isinstance(df, pd.DataFrame):

@@ -126,6 +126,7 @@ def run_python_job(
     limits: PyLimits = _DEFAULT_LIMITS,
     mock: bool = False,
     pseudonyms: AbstractSet[str] | None = None,
+    group_columns: Mapping[str, AbstractSet[str]] | None = None,
 ) -> PyJobOutcome:
     """Compile and run ``code`` on ``inputs`` (unit column already pseudonymised) under the guards.
 
@@ -155,7 +156,12 @@ def run_python_job(
         print_limit=limits.max_print_chars,
     )
     index = PseudonymIndex(inputs, unit_column, known=pseudonyms)
-    aggregator = Aggregator(unit_column=unit_column, pseudonyms=index, thresholds=thresholds)
+    aggregator = Aggregator(
+        unit_column=unit_column,
+        pseudonyms=index,
+        thresholds=thresholds,
+        key_sources=None if group_columns is None else _key_sources(inputs, group_columns, unit_column),
+    )
     # pandas copies on write: a shallow copy keeps the caller's frames unchanged whatever the job does.
     tables = {name: frame.copy(deep=False) for name, frame in inputs.items()}
     namespace: dict[str, Any] = {
@@ -350,7 +356,9 @@ def _classify(
             if printed
             else None
         )
-        if not scanned:
+        # A table keyed by a derived or copied column is not released automatically either.
+        keyed_off_policy = any(f.rule == "group-key" for f in result._sbx_findings)
+        if not scanned and not keyed_off_policy:
             return AggregateOutput(table=frame.copy(), report=report, printed=withheld_print, mock=mock)
         # Group keys equal to unit pseudonyms: the table is row-level in disguise, so a person decides.
         return WithheldOutput(summary=plain, printed=printed, report=report.merged(printed_report), mock=mock)
@@ -378,3 +386,19 @@ def _classify(
     )
     report = DisclosureReport(tuple(findings)).merged(printed_report)
     return WithheldOutput(summary=summary, printed=printed, report=report, mock=mock)
+
+
+def _key_sources(
+    inputs: Mapping[str, pd.DataFrame], group_columns: Mapping[str, AbstractSet[str]], unit_column: str
+) -> dict[str, list[pd.MultiIndex]]:
+    """For every column a SQL job could group by, the (unit, value) pairs the inputs hold, by column name
+    (several tables may share a name). Taken before the job runs, so job code cannot change them."""
+    sources: dict[str, list[pd.MultiIndex]] = {}
+    for table, frame in inputs.items():
+        if unit_column not in frame.columns:
+            continue  # no unit to tie a value to a person: such keys are left to a checker
+        for column in group_columns.get(table, ()):
+            if column in frame.columns:
+                pairs = pd.MultiIndex.from_arrays([frame[unit_column], frame[column]]).unique()
+                sources.setdefault(column, []).append(pairs)
+    return sources

@@ -62,6 +62,7 @@ def input_plan(scope: Scope, catalog: Catalog) -> InputPlan:
         name = policy.ref.sql_name
         projections: list[exp.Expr] = []
         pseudonymised: list[str] = []
+        groupable: list[str] = []
         for column in schema.columns:
             rule = policy.column(column.name)
             if rule is None:
@@ -79,6 +80,8 @@ def input_plan(scope: Scope, catalog: Catalog) -> InputPlan:
                 keyed = keyed or (isinstance(mask, KeywordMask) and mask.kind == "keyed_hash")
             else:
                 value = ref
+            if rule.use in (Use.GROUP, Use.PLAIN) and column.name.lower() != policy.unit:
+                groupable.append(column.name)
             projections.append(exp.alias_(value, column.name, quoted=True))
         inner = exp.select("*").from_(exp.Table(this=exp.to_identifier(name, quoted=True)))
         if policy.row_filter is not None:
@@ -92,6 +95,7 @@ def input_plan(scope: Scope, catalog: Catalog) -> InputPlan:
                 sql=query.sql(dialect=DIALECT),
                 unit=unit,
                 pseudonymise=tuple(pseudonymised),
+                group_columns=tuple(groupable),
             )
         )
         tables.append(policy.ref)

@@ -63,6 +63,7 @@ class ProgramRuns:
                 sql=str(i["sql"]),
                 unit=str(i["unit"]),
                 pseudonymise=tuple(p for p in str(i.get("pseudonymise", "")).split(",") if p),
+                group_columns=tuple(c for c in str(i.get("group_columns", "")).split(",") if c),
             )
             for i in inputs
         )

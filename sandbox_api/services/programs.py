@@ -108,6 +108,7 @@ class ProgramService:
                         "sql": q.sql,
                         "unit": q.unit,
                         "pseudonymise": ",".join(q.pseudonymise),
+                        "group_columns": ",".join(q.group_columns),
                     }
                     for t, q in zip(plan.tables, plan.inputs, strict=True)
                 ],

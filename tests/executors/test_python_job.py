@@ -19,6 +19,7 @@ INPUT = InputQuery(
     '"visits"."cost" AS "cost" FROM (SELECT * FROM "visits" WHERE cost < 900) AS "visits"',
     unit="person_id",
     pseudonymise=("person_id",),
+    group_columns=("district",),
 )
 LIMITS = Limits(timeout_s=30, memory_mb=512, threads=1)
 

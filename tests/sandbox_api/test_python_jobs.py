@@ -163,3 +163,16 @@ def test_executor_is_healthy_after_the_escape_attempts(api: World) -> None:
         assert run_job(api, python(code))["state"] == "failed"
     assert run_job(api, python(AGGREGATE))["state"] == "released"
     assert api.client.app.state.services.runner.running  # type: ignore[attr-defined]
+
+
+def test_grouping_by_a_renamed_copy_of_an_aggregate_column_is_withheld_not_released(api: World) -> None:
+    """SQL cannot GROUP BY income (use: aggregate); a Python copy under another name must not either."""
+    code = (
+        "t = citizens.copy()\n"
+        "t['band'] = t['income']\n"
+        "result = aggregate(t, by='band', aggs={'n': ('sex', 'count')})"
+    )
+    job = run_job(api, python(code))
+    assert job["state"] == "withheld", job
+    review = api.client.get(f"/v1/reviews/{job['job_id']}", headers=api.h("chad")).json()
+    assert "group-key" in {f["rule"] for f in review["report"]["findings"]}
