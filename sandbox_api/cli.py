@@ -454,6 +454,7 @@ def _reset_state_dir(state_dir: Path) -> None:
 def _write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read (it holds bearer tokens)."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # O_CREAT's mode does not apply to a file that already existed
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(text)
 

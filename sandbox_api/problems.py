@@ -187,9 +187,10 @@ def install_problem_handlers(app: FastAPI) -> None:
             "such as \\ud800); send UTF-8 text",
         )
 
-    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Never a stack trace or a value to the caller; the log has the details.
-        log.error("unhandled error answering a request", exc_info=exc)
+        # The type and the route only: a message or traceback could quote request or result data.
+        log.error("unhandled %s answering %s %s", type(exc).__name__, request.method, request.url.path)
         return problem(
             500, code="internal-error", detail="the gateway failed unexpectedly; the error is logged"
         )

@@ -161,8 +161,17 @@ class JobRunner:
             try:
                 self._run(claim)
             except Exception as exc:
-                log.exception("job %s failed unexpectedly", claim.job_id)
-                self._finish(claim.job_id, JobState.FAILED, reason=f"internal error ({type(exc).__name__})")
+                # Only the error's type: its message or traceback could quote a cell of the result
+                # before the output check removed it, and logs are files.
+                log.error("job %s failed unexpectedly: %s", claim.job_id, type(exc).__name__)
+                try:
+                    self._finish(
+                        claim.job_id, JobState.FAILED, reason=f"internal error ({type(exc).__name__})"
+                    )
+                except Exception as again:  # the worker thread must outlive a database hiccup
+                    log.error(
+                        "recording the failure of job %s failed: %s", claim.job_id, type(again).__name__
+                    )
 
     def _claim(self) -> Claim | None:
         jobs = self._jobs
