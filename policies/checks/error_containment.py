@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from sqlglot import exp
 
-from policies.analysis.levels import GENERATED_META, Analysis, walk_same_query
+from policies.analysis.levels import GENERATED_META, Analysis
 from policies.analysis.syntax import AGGREGATES
 from policies.context import PolicyContext
 from policies.findings import Finding
@@ -46,6 +46,7 @@ _SAFE_ABOVE_AGGREGATES = (
     exp.Mod,
     exp.Filter,
 )
+_NESTED_QUERY = (exp.Query, exp.Subquery)
 #: Casts that cannot fail from a number.
 _SAFE_CASTS = frozenset({"DOUBLE", "FLOAT", "VARCHAR", "TEXT"})
 
@@ -65,21 +66,32 @@ def error_containment(analysis: Analysis, ctx: PolicyContext) -> Iterator[Findin
             yield from _above_aggregates(root)
 
 
-def _above_aggregates(node: exp.Expr) -> Iterator[Finding]:
-    if type(node) in AGGREGATES or not _has_aggregate(node):
-        return  # row level: contained by TRY
+def _above_aggregates(root: exp.Expr) -> Iterator[Finding]:
+    findings: list[exp.Expr] = []
+    _visit(root, findings)
+    return (_finding(node) for node in findings)
+
+
+def _visit(node: exp.Expr, out: list[exp.Expr]) -> bool:
+    """Whether ``node`` holds an aggregate (not looking into nested queries); collects, in one
+    bottom-up pass, the nodes above an aggregate that could raise."""
+    if type(node) in AGGREGATES:
+        return True  # its arguments are row level: contained by TRY
+    found: list[exp.Expr] = []
+    has = False
+    for child in node.iter_expressions():
+        if not isinstance(child, _NESTED_QUERY) and _visit(child, found):
+            has = True
+    if not has:
+        return False
     if not node.meta.get(GENERATED_META):
         if isinstance(node, exp.Cast):
             if node.to.this.name.upper() not in _SAFE_CASTS:
-                yield _finding(node)
+                out.append(node)
         elif not isinstance(node, _SAFE_ABOVE_AGGREGATES):
-            yield _finding(node)
-    for child in node.iter_expressions():
-        yield from _above_aggregates(child)
-
-
-def _has_aggregate(node: exp.Expr) -> bool:
-    return any(type(n) in AGGREGATES for n in walk_same_query(node))
+            out.append(node)
+    out.extend(found)
+    return True
 
 
 def _finding(node: exp.Expr) -> Finding:
