@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 
 import sqlglot
@@ -22,7 +23,7 @@ from policies.analysis.syntax import syntax_findings
 from policies.catalog import Catalog, ColumnSchema, TableSchema
 from policies.errors import UnknownReference
 from policies.findings import Finding
-from policies.model import ColumnRule, Disclosure, Scope, Use
+from policies.model import ColumnRule, Disclosure, KeywordMask, Scope, Use
 
 DIALECT = "duckdb"
 
@@ -81,6 +82,15 @@ class PolicyContext:
 
     def table(self, sql_name: str) -> TablePolicy | None:
         return self.tables.get(sql_name.lower())
+
+    @cached_property
+    def uses_keyed_hash(self) -> bool:
+        """Whether any column is masked with ``keyed_hash`` (decided once: the context never changes)."""
+        return any(
+            isinstance(c.rule.mask, KeywordMask) and c.rule.mask.kind == "keyed_hash"
+            for t in self.tables.values()
+            for c in t.columns.values()
+        )
 
 
 def build_context(scope: Scope, catalog: Catalog) -> tuple[PolicyContext, tuple[Finding, ...]]:

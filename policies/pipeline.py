@@ -20,7 +20,7 @@ from policies.checks import CHECKS
 from policies.context import PolicyContext, TableRef, compile_context
 from policies.errors import PolicyViolation
 from policies.findings import Finding
-from policies.model import KeywordMask, Scope
+from policies.model import Scope
 from policies.passes import REWRITES
 
 MAX_SQL_CHARS = 100_000
@@ -202,23 +202,13 @@ def parse_and_qualify(sql: str, ctx: PolicyContext) -> tuple[exp.Expr | None, li
     if len(statements) != 1:
         return None, [Finding("single_statement", f"submit exactly one statement (found {len(statements)})")]
     tree = statements[0]
-    if not _within_limits(tree):
-        return None, [_too_complex()]
     if not isinstance(tree, exp.Query):
+        if not _within_limits(tree):
+            return None, [_too_complex()]
         kind = type(tree).__name__.upper()
         return None, [Finding("read_only", f"only SELECT queries are allowed (found {kind})", _short(tree))]
-    for node in tree.walk():
-        # The parser fills node meta with source positions and with any ``sqlglot.meta k=v`` hint
-        # written in a comment of the query. The engine keeps its own marks there (generated, mask,
-        # filtered scan, …), so a query must never set meta: a comment could otherwise mark a cast as
-        # generated and skip type_safety, or turn identifier normalisation off. Positions are not
-        # used, and without them every copy of a node is cheaper.
-        node._meta = None
-        if isinstance(node, exp.Select) and any(
-            isinstance(p, exp.Star) or (isinstance(p, exp.Column) and isinstance(p.this, exp.Star))
-            for p in node.expressions
-        ):
-            node.meta[STAR_META] = True
+    if not _within_limits(tree, clear_meta=True):
+        return None, [_too_complex()]
     try:
         tree = qualify(
             tree,
@@ -236,17 +226,38 @@ def parse_and_qualify(sql: str, ctx: PolicyContext) -> tuple[exp.Expr | None, li
     return tree, []
 
 
-def _within_limits(tree: exp.Expr) -> bool:
-    """At most ``MAX_QUERY_NODES`` nodes and ``MAX_QUERY_DEPTH`` levels (an iterative walk that stops
-    as soon as a limit is passed, so a huge tree costs no more than the limit)."""
+def _within_limits(tree: exp.Expr, *, clear_meta: bool = False) -> bool:
+    """At most ``MAX_QUERY_NODES`` nodes and ``MAX_QUERY_DEPTH`` levels (a level-by-level walk that
+    stops as soon as a limit is passed, so a huge tree costs no more than the limit).
+
+    With ``clear_meta``, the same walk also empties every node's meta: the parser fills it with source
+    positions and with any ``sqlglot.meta k=v`` hint written in a comment of the query. The engine
+    keeps its own marks there (generated, mask, filtered scan, …), so a query must never set meta: a
+    comment could otherwise mark a cast as generated and skip type_safety, or turn identifier
+    normalisation off. Positions are not used, and without them every copy of a node is cheaper.
+    SELECTs with a star are marked for the checks in the same walk.
+    """
     count = 0
-    stack: list[tuple[exp.Expr, int]] = [(tree, 1)]
-    while stack:
-        node, depth = stack.pop()
-        count += 1
+    depth = 0
+    level: list[exp.Expr] = [tree]
+    while level:
+        depth += 1
+        count += len(level)
         if count > MAX_QUERY_NODES or depth > MAX_QUERY_DEPTH:
             return False
-        stack.extend((child, depth + 1) for child in node.iter_expressions())
+        below: list[exp.Expr] = []
+        for node in level:
+            if clear_meta:
+                node._meta = None
+                if isinstance(node, exp.Select) and any(
+                    isinstance(p, exp.Star) or (isinstance(p, exp.Column) and isinstance(p.this, exp.Star))
+                    for p in node.expressions
+                ):
+                    node.meta[STAR_META] = True
+            below.extend(node.iter_expressions())
+            if count + len(below) > MAX_QUERY_NODES:
+                return False
+        level = below
     return True
 
 
@@ -273,11 +284,7 @@ def _tables(analysis: Analysis) -> tuple[TableRef, ...]:
 
 
 def _uses_keyed_hash(analysis: Analysis) -> bool:
-    return any(
-        isinstance(c.rule.mask, KeywordMask) and c.rule.mask.kind == "keyed_hash"
-        for t in analysis.ctx.tables.values()
-        for c in t.columns.values()
-    )
+    return analysis.ctx.uses_keyed_hash
 
 
 def _summary(findings: list[Finding]) -> str:
