@@ -270,7 +270,7 @@ def walkthrough(
     for reason in suppression.get("reasons", []):
         say(textwrap.fill(str(reason), width=100, initial_indent="    - ", subsequent_indent="      "))
     say(
-        "    Districts with fewer than 10 influenza patients were dropped, and the Military Zone never "
+        "    Districts with fewer than 10 influenza patients would be dropped, and the Military Zone never "
         "entered the computation at all (the scope's row filter)."
     )
     if result.receipt:
