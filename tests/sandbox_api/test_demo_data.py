@@ -145,7 +145,15 @@ def test_demo_scope_is_valid_and_rules_every_column_of_both_datasets() -> None:
 def test_the_module_examples_hold() -> None:
     # sandbox_api is outside pytest's doctest paths, so its examples are run here.
     import doctest
+    import importlib
+    import pkgutil
 
-    failures, attempted = doctest.testmod(demo_data, optionflags=doctest.ELLIPSIS)
-    assert attempted >= 5
-    assert failures == 0
+    failures = attempted = 0
+    for module in pkgutil.iter_modules(demo_data.__path__):
+        found = doctest.testmod(
+            importlib.import_module(f"{demo_data.__name__}.{module.name}"), optionflags=doctest.ELLIPSIS
+        )
+        failures, attempted = failures + found.failed, attempted + found.attempted
+    found = doctest.testmod(demo_data, optionflags=doctest.ELLIPSIS)
+    assert attempted + found.attempted >= 5
+    assert failures + found.failed == 0
