@@ -118,6 +118,14 @@ def finding_dicts(findings: Any) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True)
+class Transition:
+    """The reason and audit details of a submission's first transition (queued or rejected)."""
+
+    reason: str
+    details: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class JobService:
     db: Database
     audit: AuditLog
@@ -175,42 +183,80 @@ class JobService:
             findings = finding_dicts(exc.findings) or [
                 {"rule": "policy", "message": exc.detail, "fragment": ""}
             ]
+        used = sorted({t.dataset for t in prepared.tables}) if prepared is not None else []
+        return self.persist_submission(
+            who,
+            scope=scope,
+            active=active,
+            findings=findings,
+            fields={
+                "sql": sql,
+                "rewritten_sql": None if prepared is None else prepared.sql,
+                "applied": [] if prepared is None else list(prepared.applied),
+                "dataset_versions": {d: versions[d].version_id for d in used if d in versions},
+                "inputs": []
+                if prepared is None
+                else [
+                    {"dataset": t.dataset, "table": t.table, "sql_name": t.sql_name} for t in prepared.tables
+                ],
+                "uses_keyed_hash": False if prepared is None else bool(prepared.uses_keyed_hash),
+            },
+            submitted={"sql_sha256": sha256_hex(sql.encode())},
+            queued=None
+            if prepared is None
+            else Transition(
+                "accepted",
+                {"rewritten_sha256": sha256_hex(prepared.sql.encode()), "passes": list(prepared.applied)},
+            ),
+            rejected=Transition("the query breaks the scope's rules; see findings", {}),
+            broken="the query breaks",
+        )
+
+    def persist_submission(
+        self,
+        who: Principal,
+        *,
+        scope: str,
+        active: ActiveScope,
+        findings: list[dict[str, Any]],
+        fields: Mapping[str, Any],
+        submitted: Mapping[str, Any],
+        queued: Transition | None,
+        rejected: Transition,
+        broken: str,
+    ) -> JobView:
+        """Store a submission and its first transition in one transaction, then answer.
+
+        ``queued`` is None for a job the policy refused: it is stored as rejected and ``JobRejected``
+        is raised with every finding. Used by SQL jobs here and by Python and mock jobs (``programs``).
+        """
         job_id = secrets.token_hex(16)
         now = self.clock.now()
         with self.db.write() as session:
-            if prepared is not None:
-                queued = session.execute(
+            if queued is not None:
+                waiting = session.execute(
                     select(func.count()).select_from(JobRow).where(JobRow.state == JobState.QUEUED.value)
                 ).scalar_one()
-                if queued >= self.queue_limit:
+                if waiting >= self.queue_limit:
                     raise QueueFull(
-                        f"{queued} jobs are waiting, the limit is {self.queue_limit}; retry in a few seconds",
+                        f"{waiting} jobs are waiting, the limit is {self.queue_limit}; "
+                        "retry in a few seconds",
                         extra={"retry_after": RETRY_AFTER_S},
                     )
-            used = sorted({t.dataset for t in prepared.tables}) if prepared is not None else []
             row = JobRow(
                 id=job_id,
                 owner=who.name,
                 scope=scope,
                 scope_version=active.version_id,
-                sql=sql,
-                rewritten_sql=None if prepared is None else prepared.sql,
                 state=JobState.SUBMITTED.value,
                 reason="submitted",
                 findings=findings,
-                applied=[] if prepared is None else list(prepared.applied),
-                dataset_versions={d: versions[d].version_id for d in used if d in versions},
-                inputs=[]
-                if prepared is None
-                else [
-                    {"dataset": t.dataset, "table": t.table, "sql_name": t.sql_name} for t in prepared.tables
-                ],
-                uses_keyed_hash=False if prepared is None else bool(prepared.uses_keyed_hash),
                 attempts=0,
                 cancel_requested=False,
                 timings={},
                 created_at=now,
                 updated_at=now,
+                **fields,
             )
             session.add(row)
             session.flush()
@@ -222,17 +268,17 @@ class JobService:
                     "job": job_id,
                     "scope": scope,
                     "scope_version": active.version_id,
-                    "sql_sha256": sha256_hex(sql.encode()),
+                    **submitted,
                 },
             )
-            if prepared is None:
+            if queued is None:
                 self.advance(
                     session,
                     row,
                     JobState.REJECTED,
                     actor=who.name,
-                    reason="the query breaks the scope's rules; see findings",
-                    details={"findings": [f["rule"] for f in findings]},
+                    reason=rejected.reason,
+                    details={"findings": [f["rule"] for f in findings], **rejected.details},
                 )
             else:
                 self.advance(
@@ -240,17 +286,13 @@ class JobService:
                     row,
                     JobState.QUEUED,
                     actor=who.name,
-                    reason="accepted",
-                    details={
-                        "rewritten_sha256": sha256_hex(prepared.sql.encode()),
-                        "passes": list(prepared.applied),
-                        "dataset_versions": dict(row.dataset_versions),
-                    },
+                    reason=queued.reason,
+                    details={**queued.details, "dataset_versions": dict(row.dataset_versions)},
                 )
             view = job_view(row)
-        if prepared is None:
+        if queued is None:
             raise JobRejected(
-                f"job {job_id} was rejected: the query breaks {len(findings)} rule(s) of scope {scope!r}",
+                f"job {job_id} was rejected: {broken} {len(findings)} rule(s) of scope {scope!r}",
                 findings=findings,
                 extra={"job_id": job_id, "state": JobState.REJECTED.value},
             )

@@ -11,24 +11,19 @@ Both are stored, queued and audited exactly like SQL jobs (same table, same ``ad
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import func, select
-
 from crypto.hashing import sha256_hex
-from executors.lifecycle import JobState
 from executors.pyjobs.compile import compile_job
 from executors.pyjobs.errors import CodeRejected
 from policies import CheckReport, Finding, check
 from sandbox_api.auth import Principal
-from sandbox_api.errors import Forbidden, JobRejected, QueueFull, ScopeNotActive
-from sandbox_api.services.jobs import RETRY_AFTER_S, JobService, JobView, finding_dicts, job_view
+from sandbox_api.errors import Forbidden, ScopeNotActive
+from sandbox_api.services.jobs import JobService, JobView, Transition, finding_dicts
 from sandbox_api.services.policy_catalog import build_catalog
 from sandbox_api.services.program_inputs import APPLIED, InputPlan, input_plan
 from sandbox_api.services.scopes import ActiveScope
-from sandbox_api.store.models import JobRow
 
 Kind = Literal["sql", "python"]
 Mode = Literal["real", "mock"]
@@ -69,36 +64,22 @@ class ProgramService:
         plan = report.plan
         accepted = report.allowed and plan is not None
         findings = finding_dicts(report.findings)
-        job_id = secrets.token_hex(16)
-        now = jobs.clock.now()
         text = code if kind == "python" else sql
-        with jobs.db.write() as session:
-            if accepted:
-                queued = session.execute(
-                    select(func.count()).select_from(JobRow).where(JobRow.state == JobState.QUEUED.value)
-                ).scalar_one()
-                if queued >= jobs.queue_limit:
-                    raise QueueFull(
-                        f"{queued} jobs are waiting, the limit is {jobs.queue_limit}; retry in a few seconds",
-                        extra={"retry_after": RETRY_AFTER_S},
-                    )
-            used = sorted({t.dataset for t in plan.tables}) if plan is not None else []
-            row = JobRow(
-                id=job_id,
-                owner=who.name,
-                scope=scope,
-                scope_version=active.version_id,
-                sql=sql or "",
-                code=code,
-                kind=kind,
-                mode=mode,
-                rewritten_sql=report.rewritten_sql,
-                state=JobState.SUBMITTED.value,
-                reason="submitted",
-                findings=findings,
-                applied=list(report.applied),
-                dataset_versions={d: versions[d].version_id for d in used if d in versions},
-                inputs=[]
+        used = sorted({t.dataset for t in plan.tables}) if plan is not None else []
+        return jobs.persist_submission(
+            who,
+            scope=scope,
+            active=active,
+            findings=findings,
+            fields={
+                "sql": sql or "",
+                "code": code,
+                "kind": kind,
+                "mode": mode,
+                "rewritten_sql": report.rewritten_sql,
+                "applied": list(report.applied),
+                "dataset_versions": {d: versions[d].version_id for d in used if d in versions},
+                "inputs": []
                 if plan is None
                 else [
                     {
@@ -112,61 +93,29 @@ class ProgramService:
                     }
                     for t, q in zip(plan.tables, plan.inputs, strict=True)
                 ],
-                uses_keyed_hash=plan is not None and plan.uses_keyed_hash,
-                attempts=0,
-                cancel_requested=False,
-                timings={},
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(row)
-            session.flush()
-            jobs.audit.append(
-                session,
-                event="job.submitted",
-                actor=who.name,
-                details={
-                    "job": job_id,
-                    "scope": scope,
-                    "scope_version": active.version_id,
+                "uses_keyed_hash": plan is not None and plan.uses_keyed_hash,
+            },
+            submitted={
+                "kind": kind,
+                "mode": mode,
+                ("code_sha256" if kind == "python" else "sql_sha256"): sha256_hex((text or "").encode()),
+            },
+            queued=Transition(
+                "accepted" if mode == "real" else "accepted (mock mode: runs on synthetic twins)",
+                {
                     "kind": kind,
                     "mode": mode,
-                    ("code_sha256" if kind == "python" else "sql_sha256"): sha256_hex((text or "").encode()),
+                    "inputs_sha256": sha256_hex((report.rewritten_sql or "").encode()),
+                    "passes": list(report.applied),
                 },
             )
-            if not accepted:
-                jobs.advance(
-                    session,
-                    row,
-                    JobState.REJECTED,
-                    actor=who.name,
-                    reason="the job breaks the scope's rules; see findings",
-                    details={"findings": [f["rule"] for f in findings], "kind": kind, "mode": mode},
-                )
-            else:
-                jobs.advance(
-                    session,
-                    row,
-                    JobState.QUEUED,
-                    actor=who.name,
-                    reason="accepted" if mode == "real" else "accepted (mock mode: runs on synthetic twins)",
-                    details={
-                        "kind": kind,
-                        "mode": mode,
-                        "inputs_sha256": sha256_hex((report.rewritten_sql or "").encode()),
-                        "passes": list(report.applied),
-                        "dataset_versions": dict(row.dataset_versions),
-                    },
-                )
-            view = job_view(row)
-        if not accepted:
-            raise JobRejected(
-                f"job {job_id} was rejected: it breaks {len(findings)} rule(s) of scope {scope!r}",
-                findings=findings,
-                extra={"job_id": job_id, "state": JobState.REJECTED.value},
-            )
-        jobs.wake.set()
-        return view
+            if accepted
+            else None,
+            rejected=Transition(
+                "the job breaks the scope's rules; see findings", {"kind": kind, "mode": mode}
+            ),
+            broken="it breaks",
+        )
 
     # --- helpers -----------------------------------------------------------------------------
     def _check(
