@@ -8,13 +8,7 @@ a small copy of the demo data (so ``demo.provision`` is exercised too).
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -26,10 +20,9 @@ from typer.testing import CliRunner
 
 from crypto.audit import AuditEntry, verify_chain
 from sandbox_api import demo, demo_data
-from sandbox_api.bootstrap import init_deployment
 from sandbox_api.cli import app
 from sandbox_api.client import ClientError, SandboxClient
-from sandbox_api.settings import Settings
+from tests.sandbox_api.live_gateway import free_port, seeded_gateway
 
 CITIZENS = 3_000
 VISITS = 15_000
@@ -43,72 +36,6 @@ class Gateway:
     url: str
     cast: demo.DemoCast
     state_dir: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], *, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the gateway exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/v1/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the gateway did not become healthy")
-
-
-@contextmanager
-def serve_gateway(state_dir: Path) -> Iterator[str]:
-    """``sandbox serve`` on an initialised state directory, in a subprocess; yields its URL."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
-    command = [
-        sys.executable,
-        "-m",
-        "sandbox_api.cli",
-        "serve",
-        "--state-dir",
-        str(state_dir),
-        "--port",
-        str(port),
-    ]
-    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
-        try:
-            _wait_healthy(url, process)
-            yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-
-
-@contextmanager
-def seeded_gateway(
-    state_dir: Path, *, citizens: int, visits: int, seed: int
-) -> Iterator[tuple[str, demo.DemoCast]]:
-    """A gateway seeded through the client with a small copy of the demo (``demo.provision``)."""
-    admin_token = init_deployment(Settings(state_dir=state_dir)).admin_token
-    assert admin_token is not None
-    with serve_gateway(state_dir) as url, SandboxClient(url, admin_token, timeout=120) as admin:
-        cast = demo.provision(
-            admin,
-            admin_token=admin_token,
-            citizens_n=citizens,
-            visits_n=visits,
-            seed=seed,
-            today=date.today(),
-            say=lambda _line: None,
-            progress=False,
-        )
-        yield url, cast
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +98,7 @@ def test_an_unknown_job_is_a_404_problem(gateway: Gateway) -> None:
 
 
 def test_an_unreachable_gateway_is_a_client_error() -> None:
-    client = SandboxClient(f"http://127.0.0.1:{_free_port()}", "sbx_x", timeout=2)
+    client = SandboxClient(f"http://127.0.0.1:{free_port()}", "sbx_x", timeout=2)
     with client, pytest.raises(ClientError) as raised:
         client.health()
     assert (raised.value.status, raised.value.code) == (0, "unreachable")

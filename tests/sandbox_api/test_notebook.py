@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.sandbox_api.test_client_live import seeded_gateway
+from tests.sandbox_api.live_gateway import seeded_gateway
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "operator_walkthrough.ipynb"
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from sandbox_api import demo, demo_data
 from sandbox_api.auditor import AuditorClient
 from sandbox_api.cli_audit import build_app
-from tests.sandbox_api.test_client_live import seeded_gateway
+from tests.sandbox_api.live_gateway import seeded_gateway
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "auditor_walkthrough.ipynb"
 cli = CliRunner()

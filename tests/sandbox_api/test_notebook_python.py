@@ -11,7 +11,7 @@ import pytest
 from nbclient import NotebookClient
 
 from sandbox_api import demo_data
-from tests.sandbox_api.test_client_live import seeded_gateway
+from tests.sandbox_api.live_gateway import seeded_gateway
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "python_walkthrough.ipynb"
 PYTHON = "python: {allowed: true, modules: [pandas, numpy, math, statistics]}"

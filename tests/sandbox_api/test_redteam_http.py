@@ -13,16 +13,13 @@ scope still guarantees (aggregate bounds), not that two queries cannot be subtra
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import re
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -39,7 +36,7 @@ from sandbox_api.bootstrap import init_deployment
 from sandbox_api.client import SandboxClient
 from sandbox_api.settings import Settings
 from tests.sandbox_api.api_helpers import parquet_bytes
-from tests.sandbox_api.test_client_live import _free_port, _wait_healthy
+from tests.sandbox_api.live_gateway import serve_gateway
 
 CITIZENS = 3_000
 VISITS = 12_000
@@ -202,30 +199,11 @@ class Outcome:
 # --- the gateway -------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _serve(state_dir: Path) -> Iterator[str]:
-    """``sandbox serve`` in a subprocess with a small upload cap (so oversize uploads stay cheap)."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
-    env |= {"SANDBOX_MAX_UPLOAD_MB": str(UPLOAD_CAP_MB), "SANDBOX_N_PARTS": "2"}
-    command = [
-        sys.executable,
-        "-m",
-        "sandbox_api.cli",
-        "serve",
-        "--state-dir",
-        str(state_dir),
-        "--port",
-        str(port),
-    ]
-    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
-        try:
-            _wait_healthy(url, process)
-            yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+def _serve(state_dir: Path) -> contextlib.AbstractContextManager[str]:
+    """``sandbox serve`` with a small upload cap (so oversize uploads stay cheap)."""
+    return serve_gateway(
+        state_dir, settings={"SANDBOX_MAX_UPLOAD_MB": str(UPLOAD_CAP_MB), "SANDBOX_N_PARTS": "2"}
+    )
 
 
 def _scope_doc(name: str, *, grantees: str = "[operator:alice]", valid_from: date, valid_until: date) -> str:
