@@ -162,10 +162,14 @@ def sanitize(exc: BaseException, limits: Limits) -> ExecutionError:
             "the query tried to use a file, URL, database, extension or secret, which the sandbox forbids"
         )
     if isinstance(exc, duckdb.InvalidInputException | duckdb.CatalogException | duckdb.ParserException):
-        return ExecutionFailed(f"the engine refused the statement ({name})")
+        return ExecutionFailed(f"the engine refused the statement ({name}); dry-run it to see why")
     if isinstance(exc, CryptoError):
         return ExecutionFailed(f"the keyed-hash function failed ({name})")
-    return ExecutionFailed(f"the query failed in the engine: {name}")
+    return ExecutionFailed(
+        f"the query failed in the engine: {name}; the engine's message is withheld because it can quote "
+        "data. Check the casts, arithmetic and function arguments of the query, or dry-run it to see "
+        "the policy's findings"
+    )
 
 
 def _require_one_select(con: duckdb.DuckDBPyConnection, sql: str) -> None:
