@@ -5,6 +5,13 @@ imported, so a job pays for a fork, not for an interpreter start. The parent unw
 with the key provider and hands them to the child only through a pipe. The wall-clock timeout, cancel
 and ``close`` kill the child's process group; its private temporary directory is removed afterwards
 whatever happened.
+
+*Warm sandboxes* (``warm_sandboxes=N``) go one step further: up to N sandbox processes are forked and
+hardened before any job needs them, open their engine and walk a job's path once over synthetic data,
+then wait. A job takes one if one is waiting (a fresh one is forked otherwise) and a replacement is
+started when the job ends. Each still serves exactly one job; it holds no key and no data before its job
+arrives. On the demo's small job this saves the fork, the engine's start (10-15 ms) and most first-touch
+costs of a fresh process (see ``benchmarks/bench_executor.py --small``).
 """
 
 from __future__ import annotations
@@ -45,8 +52,33 @@ from executors.forking import LeanForkServerProcess
 from executors.sandbox import Payload, child_main
 
 # Imported by the fork server once, so that every forked job starts warm.
-PRELOAD = ("pandas", "pyarrow", "pyarrow.parquet", "duckdb", "executors.sandbox", "executors.warmup")
+PRELOAD = (
+    "pandas",
+    "pyarrow",
+    "pyarrow.parquet",
+    "duckdb",
+    "executors.sandbox",
+    "executors.fork_server_preload",
+)
 _MAX_HEADER_BYTES = 1 << 20
+
+
+@dataclass
+class _Sandbox:
+    """A started sandbox process with its end of the pipe and its private temporary directory."""
+
+    process: BaseProcess
+    conn: Connection
+    tmpdir: str
+    warm: bool
+
+    def discard(self) -> None:
+        if self.process.pid is not None:
+            if self.process.is_alive():
+                _kill(self.process)
+            self.process.join(timeout=5)
+        self.conn.close()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
 @dataclass
@@ -90,11 +122,21 @@ class LocalExecutor:
     """The embedded executor: bounded concurrency, one forked sandbox process per job."""
 
     def __init__(
-        self, *, key_provider: KeyProvider, max_workers: int = 2, tmp_root: Path | None = None
+        self,
+        *,
+        key_provider: KeyProvider,
+        max_workers: int = 2,
+        tmp_root: Path | None = None,
+        warm_sandboxes: int = 0,
     ) -> None:
         if max_workers < 1:
             raise ExecutionFailed(f"max_workers must be at least 1, got {max_workers}")
+        if warm_sandboxes < 0:
+            raise ExecutionFailed(f"warm_sandboxes must be 0 or more, got {warm_sandboxes}")
         self._keys = key_provider
+        self._warm_target = warm_sandboxes
+        self._spares: list[_Sandbox] = []
+        self._spares_starting = 0
         self._slots = threading.BoundedSemaphore(max_workers)
         self._lock = threading.Lock()
         self._running: dict[str, _Running] = {}
@@ -109,6 +151,7 @@ class LocalExecutor:
         probe = LeanForkServerProcess(target=_noop, daemon=True)
         probe.start()
         probe.join()
+        self._replenish()
 
     # -- the Executor protocol -------------------------------------------------------------------
 
@@ -152,10 +195,22 @@ class LocalExecutor:
             for entry in entries:
                 entry.cancelled = True
             processes = [e.process for e in entries if e.process is not None]
+            spares, self._spares = self._spares, []
         for process in processes:
             _kill(process)
+        for spare in spares:
+            spare.discard()
         for entry in entries:
             entry.done.wait(timeout=10)
+
+    def warm_sandboxes(self) -> tuple[int, ...]:
+        """Process ids of the warm sandboxes waiting for a job now (for operators and tests)."""
+        with self._lock:
+            return tuple(
+                spare.process.pid
+                for spare in self._spares
+                if spare.process.pid is not None and spare.process.is_alive()
+            )
 
     def running(self) -> Mapping[str, int]:
         """Job id to sandbox process id of every job whose process is alive (for operators and tests)."""
@@ -199,28 +254,91 @@ class LocalExecutor:
         self, payload: Payload, entry: _Running, *, unwrap_s: float, started: float
     ) -> ResultTable:
         spec = payload.spec
-        tmpdir = tempfile.mkdtemp(prefix="sbx-job-", dir=self._tmp_root)
-        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        process = LeanForkServerProcess(target=child_main, args=(child_conn, tmpdir), daemon=True)
+        message = pickle.dumps(payload)
+        sandbox: _Sandbox | None = None
         try:
-            fork_at = time.monotonic()
             with self._lock:
                 if entry.cancelled:
                     raise ExecutionCancelled(f"job {spec.job_id} was cancelled before it started")
-                process.start()
-                entry.process = process
-            child_conn.close()
-            parent_conn.send_bytes(pickle.dumps(payload))
-            header, ipc = self._collect(spec, parent_conn, process, entry)
+                sandbox = self._take_spare()
+                if sandbox is not None:
+                    entry.process = sandbox.process
+            fork_at: float | None = None
+            sent_at = time.monotonic()
+            if sandbox is not None:
+                try:
+                    sandbox.conn.send_bytes(message)
+                except OSError:  # the warm sandbox died while it waited: fall back to a fresh one
+                    with self._lock:
+                        entry.process = None
+                    sandbox.discard()
+                    sandbox = None
+            if sandbox is None:
+                with self._lock:
+                    if entry.cancelled:
+                        raise ExecutionCancelled(f"job {spec.job_id} was cancelled before it started")
+                    fork_at = time.monotonic()
+                    sandbox = self._start_sandbox(warm=False)
+                    entry.process = sandbox.process
+                sent_at = time.monotonic()
+                sandbox.conn.send_bytes(message)
+            header, ipc = self._collect(spec, sandbox.conn, sandbox.process, entry)
         finally:
-            if process.pid is not None:
-                if process.is_alive():
-                    _kill(process)
-                process.join(timeout=5)
+            if sandbox is not None:
+                sandbox.discard()
+            self._replenish()
+        return _result(header, ipc, unwrap_s=unwrap_s, fork_at=fork_at, sent_at=sent_at, started=started)
+
+    # -- warm sandboxes ------------------------------------------------------------------------
+
+    def _start_sandbox(self, *, warm: bool) -> _Sandbox:
+        tmpdir = tempfile.mkdtemp(prefix="sbx-job-", dir=self._tmp_root)
+        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        process = LeanForkServerProcess(target=child_main, args=(child_conn, tmpdir, warm), daemon=True)
+        try:
+            process.start()
+        except BaseException:
             parent_conn.close()
-            child_conn.close()
             shutil.rmtree(tmpdir, ignore_errors=True)
-        return _result(header, ipc, unwrap_s=unwrap_s, fork_at=fork_at, started=started)
+            raise
+        finally:
+            child_conn.close()
+        return _Sandbox(process=process, conn=parent_conn, tmpdir=tmpdir, warm=warm)
+
+    def _take_spare(self) -> _Sandbox | None:
+        """A waiting warm sandbox, if one is alive (caller holds the lock)."""
+        while self._spares:
+            spare = self._spares.pop(0)
+            if spare.process.is_alive():
+                return spare
+            spare.discard()
+        return None
+
+    def _replenish(self) -> None:
+        """Top the warm sandboxes up to the target, in the background (forking takes a few ms)."""
+        with self._lock:
+            missing = self._warm_target - len(self._spares) - self._spares_starting
+            if self._closed or missing <= 0:
+                return
+            self._spares_starting += missing
+        threading.Thread(
+            target=self._start_spares, args=(missing,), name="sandbox-warm-start", daemon=True
+        ).start()
+
+    def _start_spares(self, count: int) -> None:
+        for _ in range(count):
+            spare: _Sandbox | None = None
+            try:
+                spare = self._start_sandbox(warm=True)
+            except Exception:  # no warm sandbox this time: jobs fork their own meanwhile
+                spare = None
+            with self._lock:
+                self._spares_starting -= 1
+                if spare is not None and not self._closed:
+                    self._spares.append(spare)
+                    spare = None
+            if spare is not None:
+                spare.discard()
 
     def _collect(
         self, spec: JobSpec, conn: Connection, process: BaseProcess, entry: _Running
@@ -269,18 +387,30 @@ def _parse_header(raw: bytes) -> dict[str, object] | None:
 
 
 def _result(
-    header: dict[str, object], ipc: bytes, *, unwrap_s: float, fork_at: float, started: float
+    header: dict[str, object],
+    ipc: bytes,
+    *,
+    unwrap_s: float,
+    fork_at: float | None,
+    sent_at: float,
+    started: float,
 ) -> ResultTable:
+    """The child's result with the parent's timings added: ``fork`` (a cold sandbox: from the fork to
+    the child's first line) and ``handoff`` (from sending the job to the child reading it; a warm
+    sandbox still warming up when its job came counts the rest of its warm-up here)."""
     raw_timings = header.get("timings")
     timings = {str(k): float(v) for k, v in raw_timings.items()} if isinstance(raw_timings, dict) else {}
     child_start = header.get("started_at")
-    if isinstance(child_start, int | float):
+    if fork_at is not None and isinstance(child_start, int | float):
         timings["fork"] = max(0.0, float(child_start) - fork_at)
+    received = header.get("received_at")
+    if isinstance(received, int | float):
+        timings["handoff"] = max(0.0, float(received) - sent_at)
     timings["unwrap"] = unwrap_s
     timings["total"] = time.perf_counter() - started
     raw_engine = header.get("engine")
     engine = {str(k): str(v) for k, v in raw_engine.items()} if isinstance(raw_engine, dict) else {}
-    engine["sandbox"] = "local-fork"
+    engine["sandbox"] = "local-fork (warm)" if header.get("warm") is True else "local-fork"
     engine["network"] = str(header.get("network", "unknown"))
     row_count = header.get("row_count")
     return ResultTable(

@@ -7,11 +7,15 @@ Order of events in the child, each step for a reason:
    privileges;
 3. a new network namespace when the platform allows it (recorded in the result either way);
 4. an empty environment, ``TMPDIR`` and the working directory set to the job's private directory;
-5. receive the spec and the plaintext data keys through the pipe (never disk, never arguments);
-6. resource limits: CPU seconds, open files, no core files, no regular-file writes, and an address-space
-   backstop well above the engine's own memory limit (a tight ``RLIMIT_AS`` crashes DuckDB instead
-   of failing cleanly);
-7. decrypt, load, query in memory; send back a JSON header and the Arrow IPC bytes.
+5. a *warm* sandbox (started before its job is known) now opens its engine and walks a job's path once
+   over synthetic data (``warmup.warm_sandbox``), then waits; it holds no key and no data until step 6;
+6. receive the spec and the plaintext data keys through the pipe (never disk, never arguments);
+7. resource limits: CPU seconds (counted from the job's arrival), open files, no core files, no
+   regular-file writes, and an address-space backstop well above the engine's own memory limit (a tight
+   ``RLIMIT_AS`` crashes DuckDB instead of failing cleanly);
+8. decrypt, load, query in memory; send back a JSON header and the Arrow IPC bytes.
+
+A sandbox serves exactly one job, warm or not, and exits.
 
 The child never sends pickles back: the parent only parses JSON and Arrow from it, so a compromised
 child cannot run code in the parent. Error details are our own sentences (``engine.sanitize``).
@@ -29,9 +33,10 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
+import duckdb
 import pyarrow as pa
 
-from executors import engine, python_job, storage
+from executors import engine, python_job, storage, warmup
 from executors.base import JobSpec, Limits
 from executors.errors import ExecutionError, ExecutionFailed, ResourceExhausted
 
@@ -107,7 +112,9 @@ def address_space_limit_mb(limits: Limits, *, baseline_mb: int) -> int:
 
 
 def apply_limits(limits: Limits) -> None:
-    cpu = max(1, int(limits.cpu_s))
+    # CPU time counts from here: a warm sandbox has already spent some on its warm-up.
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = max(1, int(limits.cpu_s)) + int(usage.ru_utime + usage.ru_stime + 0.999)
     # Soft limit sends SIGXCPU, the hard one a second later SIGKILL.
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
@@ -117,10 +124,32 @@ def apply_limits(limits: Limits) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (space, space))
 
 
-def execute(payload: Payload) -> tuple[dict[str, object], bytes]:
-    """Decrypt, load and query; the JSON-able header and the Arrow IPC bytes of the result."""
+def warm_engine() -> duckdb.DuckDBPyConnection | None:
+    """A warm sandbox's engine, opened and walked once over synthetic data; None if that failed (the
+    job then opens its own, as a cold sandbox does)."""
+    engine.use_job_memory_pool()
+    spare = None
+    try:
+        spare = engine.open_spare()
+        warmup.warm_sandbox(spare)
+    except Exception:  # warmth is an optimisation: the job must not fail for want of it
+        if spare is not None:
+            spare.close()
+        return None
+    return spare
+
+
+def execute(
+    payload: Payload, *, spare: duckdb.DuckDBPyConnection | None = None
+) -> tuple[dict[str, object], bytes]:
+    """Decrypt, load and query; the JSON-able header and the Arrow IPC bytes of the result.
+
+    ``spare``: the warm sandbox's engine (consumed), or None to open one.
+    """
     spec = payload.spec
     if spec.program is not None:  # a Python job or a job on mock twins: same sandbox, other engine
+        if spare is not None:
+            spare.close()
         return python_job.run_program(spec, payload.data_keys)
     timings: dict[str, float] = {}
     engine.use_job_memory_pool()  # measurably faster load and scan in a fresh child (see there)
@@ -144,7 +173,9 @@ def execute(payload: Payload) -> tuple[dict[str, object], bytes]:
     timings["load"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    result = engine.run_query(spec.sql, tables, keyed_hash_key=spec.keyed_hash_key, limits=spec.limits)
+    result = engine.run_query(
+        spec.sql, tables, keyed_hash_key=spec.keyed_hash_key, limits=spec.limits, spare=spare
+    )
     timings["query"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -162,18 +193,25 @@ def execute(payload: Payload) -> tuple[dict[str, object], bytes]:
     return header, ipc
 
 
-def child_main(conn: Connection, tmpdir: str) -> None:
-    """Entry point of the sandbox process; reports through ``conn`` and never raises."""
+def child_main(conn: Connection, tmpdir: str, warm: bool = False) -> None:
+    """Entry point of the sandbox process; reports through ``conn`` and never raises.
+
+    ``warm``: warm up before waiting for the job (see the module docstring, step 5).
+    """
     started_at = time.monotonic()
     libc = _libc()
     try:
         _harden_process(libc)
         network = isolate_network(libc)
         _private_environment(tmpdir)
+        spare = warm_engine() if warm else None
         payload = pickle.loads(conn.recv_bytes())  # noqa: S301 - from our own parent, over a private pipe
+        received_at = time.monotonic()
         apply_limits(payload.spec.limits)
-        header, ipc = execute(payload)
+        header, ipc = execute(payload, spare=spare)
         header["started_at"] = started_at
+        header["received_at"] = received_at
+        header["warm"] = spare is not None
         header["network"] = network
         conn.send_bytes(json.dumps(header).encode())
         conn.send_bytes(ipc)

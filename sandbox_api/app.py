@@ -44,7 +44,11 @@ Authenticate with `Authorization: Bearer <token>`. Errors are `application/probl
 
 
 def local_executor(keys: KeyProvider, settings: Settings) -> Executor:
-    return LocalExecutor(key_provider=keys, max_workers=settings.max_concurrent_jobs)
+    return LocalExecutor(
+        key_provider=keys,
+        max_workers=settings.max_concurrent_jobs,
+        warm_sandboxes=settings.warm_sandboxes,
+    )
 
 
 def ray_executor(keys: KeyProvider, settings: Settings) -> Executor:

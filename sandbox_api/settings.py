@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Passwords that show up in tutorials and templates: a production deployment must not run with them.
@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     job_memory_mb: PositiveInt = 2048
     job_threads: PositiveInt = 2
     max_concurrent_jobs: PositiveInt = 2
+    warm_sandboxes: NonNegativeInt = 1
     queue_limit: PositiveInt = 100
     n_parts: PositiveInt = 8
     executor: Literal["local", "ray"] = "local"

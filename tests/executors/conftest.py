@@ -34,3 +34,10 @@ def local_executor(keyring: LocalKeyring) -> Iterator[LocalExecutor]:
     executor = LocalExecutor(key_provider=keyring, max_workers=2)
     yield executor
     executor.close()
+
+
+@pytest.fixture(scope="module")
+def warm_executor(keyring: LocalKeyring) -> Iterator[LocalExecutor]:
+    executor = LocalExecutor(key_provider=keyring, max_workers=2, warm_sandboxes=2)
+    yield executor
+    executor.close()

@@ -12,8 +12,9 @@ import pytest
 
 from crypto.pseudonym import keyed_hash
 from executors.base import Limits
-from executors.engine import open_locked, run_query
+from executors.engine import open_locked, open_spare, run_query
 from executors.errors import ExecutionFailed, ResourceExhausted
+from executors.warmup import warm_sandbox
 
 LIMITS = Limits(memory_mb=256, threads=1)
 PEOPLE = pa.table({"pid": [1, 2, 3, 4], "name": ["Alice-Secret", "Bob", None, "Bob"]})
@@ -27,9 +28,14 @@ def outside(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def locked() -> Iterator[duckdb.DuckDBPyConnection]:
-    con = open_locked({"people": PEOPLE}, keyed_hash_key=None, limits=LIMITS)
+@pytest.fixture(params=["fresh", "warm"])
+def locked(request: pytest.FixtureRequest) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A locked engine opened for the job, or a warm sandbox's engine opened and walked beforehand."""
+    spare = None
+    if request.param == "warm":
+        spare = open_spare()
+        warm_sandbox(spare)
+    con = open_locked({"people": PEOPLE}, keyed_hash_key=None, limits=LIMITS, spare=spare)
     yield con
     con.close()
 
@@ -161,3 +167,23 @@ STATEMENTS = {
 def test_only_one_select_statement_runs(sql: str) -> None:
     with pytest.raises(ExecutionFailed):
         run_query(sql, {"people": PEOPLE}, keyed_hash_key=None, limits=LIMITS)
+
+
+def test_a_warm_engine_holds_only_the_jobs_tables(locked: duckdb.DuckDBPyConnection) -> None:
+    # The warm-up's synthetic table is gone; only what the job registered can be named.
+    assert locked.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall() == [("people",)]
+    with pytest.raises(duckdb.CatalogException):
+        locked.sql("SELECT COUNT(*) FROM sbx_warm_up").fetchall()
+
+
+def test_a_warm_engine_takes_the_jobs_limits() -> None:
+    spare = open_spare()
+    warm_sandbox(spare)
+    limits = Limits(memory_mb=300, threads=2)
+    con = open_locked({"people": PEOPLE}, keyed_hash_key=bytes(32), limits=limits, spare=spare)
+    try:
+        settings = con.sql("SELECT current_setting('threads'), current_setting('memory_limit')").fetchall()
+        assert settings == [(2, "300.0 MiB")]
+        assert con.sql("SELECT COUNT(DISTINCT sbx_keyed_hash(name)) FROM people").fetchall() == [(2,)]
+    finally:
+        con.close()

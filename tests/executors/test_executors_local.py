@@ -23,6 +23,23 @@ class TestLocalExecutorContract(ExecutorContract):
         return local_executor
 
 
+def _wait_for_warm(executor: LocalExecutor, count: int) -> tuple[int, ...]:
+    deadline = time.monotonic() + 20
+    while len(pids := executor.warm_sandboxes()) < count:
+        assert time.monotonic() < deadline, "the warm sandboxes never started"
+        time.sleep(0.02)
+    return pids
+
+
+class TestWarmLocalExecutorContract(ExecutorContract):
+    """The same contract when each test's jobs land in sandboxes that were waiting for them."""
+
+    @pytest.fixture
+    def executor(self, warm_executor: LocalExecutor) -> LocalExecutor:
+        _wait_for_warm(warm_executor, 2)
+        return warm_executor
+
+
 def _children(pid: int) -> set[int]:
     found = set()
     for entry in Path("/proc").iterdir():
@@ -156,3 +173,77 @@ def test_duplicate_job_id_is_refused(local_executor: LocalExecutor, visits: Stor
     finally:
         local_executor.cancel("twice")
         thread.join(timeout=20)
+
+
+@pytest.fixture
+def warm_one(keyring: LocalKeyring, tmp_path: Path) -> Iterator[LocalExecutor]:
+    executor = LocalExecutor(key_provider=keyring, max_workers=1, tmp_root=tmp_path, warm_sandboxes=1)
+    yield executor
+    executor.close()
+
+
+def test_a_warm_sandbox_serves_one_job_and_is_replaced(
+    warm_one: LocalExecutor, visits: StoredVersion
+) -> None:
+    (first,) = _wait_for_warm(warm_one, 1)
+    result = warm_one.run(spec(visits, AGGREGATE, job_id="warm-1"))
+    assert result.row_count == 5
+    assert result.engine["sandbox"] == "local-fork (warm)"
+    assert "fork" not in result.timings
+    assert result.timings["handoff"] >= 0
+    assert first not in _descendants(os.getpid())  # it exited after its one job
+    (second,) = _wait_for_warm(warm_one, 1)
+    assert second != first
+    again = warm_one.run(spec(visits, AGGREGATE, job_id="warm-2"))
+    assert again.to_arrow().equals(result.to_arrow())
+
+
+def test_a_warm_sandbox_is_hardened_before_its_job_arrives(warm_one: LocalExecutor, tmp_path: Path) -> None:
+    (pid,) = _wait_for_warm(warm_one, 1)
+    proc = Path(f"/proc/{pid}")
+    deadline = time.monotonic() + 10
+    while (proc / "cwd").readlink().parent != tmp_path:  # it moves in right after it starts
+        assert time.monotonic() < deadline, "the warm sandbox never entered its private directory"
+        time.sleep(0.02)
+    status = (proc / "status").read_text()
+    assert "NoNewPrivs:\t1" in status
+    assert os.getpgid(pid) == pid  # its own process group: killed as one
+    if os.geteuid() == 0:
+        assert (proc / "ns/net").readlink() != Path("/proc/self/ns/net").readlink()
+    (private,) = tmp_path.iterdir()
+    assert private.stat().st_mode & 0o077 == 0
+
+
+def test_a_dead_warm_sandbox_is_replaced_by_a_fresh_one(
+    warm_one: LocalExecutor, visits: StoredVersion
+) -> None:
+    (pid,) = _wait_for_warm(warm_one, 1)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while pid in _descendants(os.getpid()) and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    result = warm_one.run(spec(visits, AGGREGATE, job_id="after-kill"))
+    assert result.row_count == 5
+    assert result.engine["sandbox"] == "local-fork"  # forked for the job: the waiting one was dead
+    _wait_for_warm(warm_one, 1)
+
+
+def test_close_stops_waiting_warm_sandboxes(keyring: LocalKeyring, tmp_path: Path) -> None:
+    executor = LocalExecutor(key_provider=keyring, max_workers=1, tmp_root=tmp_path, warm_sandboxes=2)
+    pids = set(_wait_for_warm(executor, 2))
+    assert pids <= _descendants(os.getpid())
+    executor.close()
+    deadline = time.monotonic() + 10
+    while pids & _descendants(os.getpid()):
+        assert time.monotonic() < deadline, f"left behind: {pids & _descendants(os.getpid())}"
+        time.sleep(0.05)
+    assert list(tmp_path.iterdir()) == []
+    assert executor.warm_sandboxes() == ()
+
+
+def test_warm_sandboxes_are_off_by_default(own_executor: LocalExecutor, visits: StoredVersion) -> None:
+    result = own_executor.run(spec(visits, AGGREGATE, job_id="cold"))
+    assert result.engine["sandbox"] == "local-fork"
+    assert "fork" in result.timings
+    assert own_executor.warm_sandboxes() == ()
