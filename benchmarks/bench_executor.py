@@ -1,7 +1,10 @@
 """Benchmark the local executor.
 
-1. Fork-per-job overhead: a tiny query, p50/p95 over N sequential jobs, next to the same query run
-   in-process on the locked-down engine (what the sandbox costs on its own).
+1. Per-job overhead: a small query (``--small-rows``, default 200,000 rows like the demo's citizens),
+   p50/p95 over N sequential jobs on a cold executor (a sandbox forked per job) and on one with a warm
+   sandbox waiting (``warm_sandboxes=1``), interleaved, next to the same query run in-process on the
+   locked-down engine (what the sandbox costs on its own). ``--gap-ms`` pauses between jobs, as a
+   gateway does between one job's end and the next one's start (the warm sandbox is replaced then).
 2. A large aggregate (GROUP BY with COUNT(DISTINCT unit), SUM, COUNT) through write_version + the
    LocalExecutor + the output check (``policies.check_output``, as the service releases a result)
    against the same query run by bare DuckDB over the same plaintext in one Parquet file, same
@@ -99,29 +102,42 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def bench_overhead(executor: LocalExecutor, table_input: TableInput, small: pa.Table, *, jobs: int) -> None:
-    limits = Limits(timeout_s=60, memory_mb=512, threads=1)
-    sql = "SELECT district, COUNT(DISTINCT person_id) AS _sbx_units FROM visits GROUP BY district"
-    totals, forks, child = [], [], []
+def bench_overhead(
+    executors: dict[str, LocalExecutor], table_input: TableInput, small: pa.Table, *, jobs: int, gap_s: float
+) -> None:
+    limits = Limits(timeout_s=60, memory_mb=512, threads=2)
+    sql = (
+        "SELECT district, COUNT(DISTINCT person_id) AS _sbx_units, AVG(TRY(cost)) AS cost "
+        "FROM (SELECT * FROM visits WHERE TRY(diagnosis <> 'J00')) AS v GROUP BY district"
+    )
+    steps = ("fork", "handoff", "decrypt", "load", "query", "serialize")
+    totals: dict[str, list[float]] = {name: [] for name in executors}
+    split: dict[str, dict[str, list[float]]] = {name: {k: [] for k in steps} for name in executors}
     for i in range(jobs):
-        started = time.perf_counter()
-        result = executor.run(JobSpec(f"tiny-{i}", sql, (table_input,), None, limits))
-        totals.append(time.perf_counter() - started)
-        forks.append(result.timings["fork"])
-        child.append(sum(result.timings[k] for k in ("decrypt", "load", "query", "serialize")))
+        for name, executor in executors.items():  # interleaved: load on the machine hits both alike
+            time.sleep(gap_s)
+            started = time.perf_counter()
+            result = executor.run(JobSpec(f"{name}-{i}", sql, (table_input,), None, limits))
+            totals[name].append(time.perf_counter() - started)
+            for k in steps:
+                split[name][k].append(result.timings.get(k, 0.0))
     inproc = []
     for _ in range(jobs):
         started = time.perf_counter()
         run_query(sql, {"visits": small}, keyed_hash_key=None, limits=limits)
         inproc.append(time.perf_counter() - started)
-    print(f"\n[1] tiny job ({small.num_rows} rows, {len(table_input.parts)} parts), {jobs} jobs, ms:")
-    for name, values in (
-        ("end to end", totals),
-        ("fork", forks),
-        ("in child", child),
-        ("in-process engine", inproc),
-    ):
-        print(f"    {name:18s} p50 {1e3 * pct(values, 0.5):7.1f}   p95 {1e3 * pct(values, 0.95):7.1f}")
+    print(
+        f"\n[1] small job ({small.num_rows:,} rows, {len(table_input.parts)} parts), {jobs} jobs each, "
+        f"{1e3 * gap_s:.0f} ms between jobs, ms:"
+    )
+    for name in executors:
+        p50, p95 = 1e3 * pct(totals[name], 0.5), 1e3 * pct(totals[name], 0.95)
+        parts = "  ".join(f"{k} {1e3 * statistics.median(split[name][k]):.1f}" for k in steps)
+        print(f"    {name:18s} p50 {p50:7.1f}   p95 {p95:7.1f}   ({parts})")
+    cold, warm = statistics.median(totals["cold sandbox"]), statistics.median(totals["warm sandbox"])
+    print(f"    warm / cold p50 ratio {warm / cold:.2f}")
+    p50, p95 = 1e3 * pct(inproc, 0.5), 1e3 * pct(inproc, 0.95)
+    print(f"    {'in-process engine':18s} p50 {p50:7.1f}   p95 {p95:7.1f} (engine only)")
 
 
 def bench_aggregate(
@@ -177,7 +193,10 @@ def main() -> None:
     )
     parser.add_argument("--rows", type=int, default=10_000_000, help="rows of the large aggregate")
     parser.add_argument("--parts", type=int, default=4, help="unit-partitioned parts per table")
-    parser.add_argument("--jobs", type=int, default=50, help="tiny jobs for the overhead figure")
+    parser.add_argument("--jobs", type=int, default=50, help="small jobs for the overhead figure")
+    parser.add_argument("--small-rows", type=int, default=200_000, help="rows of the small job's table")
+    parser.add_argument("--gap-ms", type=float, default=30.0, help="pause between small jobs")
+    parser.add_argument("--skip-large", action="store_true", help="only the small-job figures")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory-mb", type=int, default=4096)
     parser.add_argument("--repeat", type=int, default=3)
@@ -187,10 +206,19 @@ def main() -> None:
         root = Path(tmp)
         keyring = LocalKeyring.open(root / "keyring.json", create=True)
         executor = LocalExecutor(key_provider=keyring, max_workers=1)
+        warm = LocalExecutor(key_provider=keyring, max_workers=1, warm_sandboxes=1)
         try:
-            small = make_visits(2_000)
-            small_input, _ = store(root / "small", keyring, small, n_parts=args.parts)
-            bench_overhead(executor, small_input, small, jobs=args.jobs)
+            small = make_visits(args.small_rows)
+            small_input, _ = store(root / "small", keyring, small, n_parts=8)
+            bench_overhead(
+                {"cold sandbox": executor, "warm sandbox": warm},
+                small_input,
+                small,
+                jobs=args.jobs,
+                gap_s=args.gap_ms / 1e3,
+            )
+            if args.skip_large:
+                return
 
             started = time.perf_counter()
             big = make_visits(args.rows)
@@ -208,6 +236,7 @@ def main() -> None:
             )
         finally:
             executor.close()
+            warm.close()
 
 
 if __name__ == "__main__":
