@@ -23,7 +23,7 @@ from policies import Catalog, ColumnSchema, DatasetSchema, TableSchema, load_sco
 from policies.analysis.levels import Analysis
 from policies.context import PolicyContext, compile_context
 from policies.passes import REWRITES
-from policies.pipeline import parse_and_qualify, prepare_with, run_checks
+from policies.pipeline import parse_and_qualify, postcondition_findings, prepare_with, run_checks
 
 TYPICAL = (
     "SELECT district, sex, birth_date, COUNT(*) AS n, SUM(income) AS total, AVG(income) AS mean "
@@ -108,7 +108,7 @@ def _phases(sql: str, ctx: PolicyContext) -> dict[str, float]:
     for rewrite in REWRITES:
         tree = rewrite(tree, analysis, ctx)
     t3 = time.perf_counter()
-    run_checks(Analysis(tree, ctx, generated=True), ctx)
+    postcondition_findings(tree, analysis, ctx)
     t4 = time.perf_counter()
     tree.sql(dialect=ctx.sql_dialect, comments=False, copy=False)
     t5 = time.perf_counter()

@@ -154,16 +154,10 @@ def _prepare(sql: str, ctx: PolicyContext) -> PreparedQuery:
     keyed = _uses_keyed_hash(analysis)
     for rewrite in REWRITES:
         tree = rewrite(tree, analysis, ctx)
-    # The postcondition: every check again, on a fresh analysis of the rewritten tree.
-    recheck = list(run_checks(Analysis(tree, ctx, generated=True), ctx))
+    recheck = postcondition_findings(tree, analysis, ctx)
     if recheck:
         # A rewrite that widens access is an engine bug; refuse rather than run it.
-        raise PolicyViolation(
-            "the rewritten query failed the checks",
-            findings=[
-                Finding("rewrite_postcondition", f"after rewriting: {f.message}", f.fragment) for f in recheck
-            ],
-        )
+        raise PolicyViolation("the rewritten query failed the checks", findings=recheck)
     return PreparedQuery(
         original_sql=sql,
         # The tree is not used after this: let the generator transform it in place instead of copying.
@@ -175,6 +169,23 @@ def _prepare(sql: str, ctx: PolicyContext) -> PreparedQuery:
         scope_version=ctx.scope_version,
         additive_columns=additive,
     )
+
+
+def postcondition_findings(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) -> list[Finding]:
+    """The postcondition of the rewrite: every check again, on a fresh analysis of the whole rewritten
+    ``tree`` (rewrites must never widen access). ``analysis`` is the one of the original query; only its
+    context-only facts are reused (the lineage of each catalog column), never a fact about a node.
+
+    >>> from policies.examples import example_context
+    >>> ctx, tree, analysis = example_context("SELECT sex, COUNT(*) AS n FROM citizens GROUP BY sex")
+    >>> postcondition_findings(tree, analysis, ctx)
+    []
+    >>> widened = tree.select('"citizens"."name"', copy=False)  # as if a pass released a denied column
+    >>> sorted({f.rule for f in postcondition_findings(widened, analysis, ctx)})
+    ['rewrite_postcondition']
+    """
+    recheck = run_checks(Analysis(tree, ctx, generated=True, facts_of=analysis), ctx)
+    return [Finding("rewrite_postcondition", f"after rewriting: {f.message}", f.fragment) for f in recheck]
 
 
 def run_checks(analysis: Analysis, ctx: PolicyContext) -> list[Finding]:
@@ -246,17 +257,19 @@ def _within_limits(tree: exp.Expr, *, clear_meta: bool = False) -> bool:
         if count > MAX_QUERY_NODES or depth > MAX_QUERY_DEPTH:
             return False
         below: list[exp.Expr] = []
+        extend = below.extend
         for node in level:
-            if clear_meta:
+            extend(node.iter_expressions())
+            if count + len(below) > MAX_QUERY_NODES:
+                return False
+        if clear_meta:
+            for node in level:
                 node._meta = None
                 if isinstance(node, exp.Select) and any(
                     isinstance(p, exp.Star) or (isinstance(p, exp.Column) and isinstance(p.this, exp.Star))
                     for p in node.expressions
                 ):
                     node.meta[STAR_META] = True
-            below.extend(node.iter_expressions())
-            if count + len(below) > MAX_QUERY_NODES:
-                return False
         level = below
     return True
 

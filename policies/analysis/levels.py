@@ -9,8 +9,10 @@ its type family, and whether it is an aggregate. The checks decide from that wha
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
+from types import MappingProxyType
 
 from sqlglot import exp
 
@@ -41,6 +43,14 @@ class Origin:
     table: str
     column: str
     use: Use
+    # Hashed once: origins are dictionary keys in every merge of lineages.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.table, self.column, self.use)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 @dataclass(frozen=True)
@@ -161,7 +171,9 @@ def _has_aggregate(node: exp.Expr) -> bool:
 
 
 _NESTED_QUERY = (exp.Query, exp.Subquery)  # tuples: ``isinstance(x, A | B)`` builds a union per call
-_NOT_VALUES = (exp.DataType, exp.Var)
+#: Types, units and names: never a value. (An identifier outside a column is a name, such as an
+#: alias; its info would be empty, which adds nothing to a merge.)
+_NOT_VALUES = (exp.DataType, exp.Var, exp.Identifier)
 _PASS_THROUGH = (exp.Alias, exp.Paren, exp.Distinct, exp.Ordered)
 
 
@@ -179,6 +191,22 @@ def walk_same_query(node: exp.Expr) -> list[exp.Expr]:
     return out
 
 
+def _aggregate_holders(aggregates: list[exp.Expr]) -> set[int]:
+    """Ids of the aggregates with another aggregate below them in the same query: from every
+    aggregate up to the first query boundary (the nodes ``walk_same_query`` does not enter)."""
+    holders: set[int] = set()
+    for node in aggregates:
+        current = node
+        parent = current.parent
+        while parent is not None:
+            if type(parent) in AGGREGATES:
+                holders.add(id(parent))
+            if isinstance(current, _NESTED_QUERY):
+                break  # a query: ``walk_same_query`` from anything above does not enter it
+            current, parent = parent, parent.parent
+    return holders
+
+
 def source_nodes(select: exp.Select) -> list[exp.Expr]:
     """The FROM item and every joined item of a SELECT, in order."""
     out: list[exp.Expr] = []
@@ -192,14 +220,24 @@ def source_nodes(select: exp.Select) -> list[exp.Expr]:
 class Analysis:
     """Scopes and lineage of one qualified query (built per call, never shared)."""
 
-    def __init__(self, tree: exp.Expr, ctx: PolicyContext, *, generated: bool = False) -> None:
+    def __init__(
+        self,
+        tree: exp.Expr,
+        ctx: PolicyContext,
+        *,
+        generated: bool = False,
+        facts_of: Analysis | None = None,
+    ) -> None:
+        """``facts_of``: an earlier analysis against the same context whose context-only facts (the
+        info of each catalog column) this one may reuse; nothing that depends on a tree is shared."""
         self.tree = tree
         self.ctx = ctx
         self.generated = generated  # True for the re-check of the engine's own rewritten tree
         # One breadth-first walk of the whole tree, shared by every check (the order of
         # ``tree.walk()``, so findings come out in the same order as from separate walks).
         self.nodes: list[exp.Expr] = list(tree.walk())
-        self.kinds: frozenset[type[exp.Expr]] = frozenset(type(n) for n in self.nodes)
+        types = list(map(type, self.nodes))
+        self.kinds: frozenset[type[exp.Expr]] = frozenset(types)
         self.scopes: list[SelectScope] = []
         self._by_select: dict[int, SelectScope] = {}
         # Caches keyed by id(node); ``_pinned`` keeps every keyed node alive so that an id cannot be
@@ -209,13 +247,79 @@ class Analysis:
         self._outputs: dict[int, list[tuple[str, Info]]] = {}
         self._output_names: dict[int, dict[str, Info]] = {}
         self._pinned: list[exp.Expr] = []
+        self._aggregate_holders: set[int] | None = None
+        self._aggregates: list[exp.Expr] | None = None
+        self._scope_columns: list[tuple[exp.Column, SelectScope]] | None = None
+        self._covered: frozenset[type] | None = None
+        # The info of a catalog column depends on the context alone: one object per column.
+        self._base_infos: dict[tuple[str, str], Info | None] = (
+            facts_of._base_infos if facts_of is not None and facts_of.ctx is ctx else {}
+        )
+        # Queries nested in expressions (IN, EXISTS, scalar subqueries) are found by searching every
+        # SELECT's expressions. When every SELECT of the tree already has its scope without that
+        # search (or sits in a filtered scan, which is not analysed), there is none to find: a scope
+        # is only ever made for a SELECT. Otherwise the scopes are built again with the search.
+        self._search_expressions = False
+        self._unscoped_selects = 0
         self._walk(tree, {}, None, "top")
+        selects = sum(types.count(kind) for kind in self.kinds if issubclass(kind, exp.Select))
+        if selects != len(self.scopes) + self._unscoped_selects:
+            self.scopes.clear()
+            self._by_select.clear()
+            self._search_expressions = True
+            self._walk(tree, {}, None, "top")
 
     def find_all(self, *kinds: type[exp.Expr]) -> list[exp.Expr]:
         """Like ``tree.find_all(*kinds)`` (same order), from the one walk."""
-        if not any(issubclass(k, kinds) for k in self.kinds):
+        if not self.has_any(*kinds):
             return []
         return [n for n in self.nodes if isinstance(n, kinds)]
+
+    def has_any(self, *kinds: type[exp.Expr]) -> bool:
+        """Whether the tree holds a node of one of ``kinds`` (or of a subclass)."""
+        if self._covered is None:
+            # Every class the tree's nodes are instances of: ``issubclass(k, K)`` is ``K in k.__mro__``.
+            self._covered = frozenset().union(*(kind.__mro__ for kind in self.kinds))
+        covered = self._covered
+        return any(kind in covered for kind in kinds)
+
+    def holds_aggregate(self, func: exp.Expr) -> bool:
+        """Whether an aggregate sits below ``func`` in the same query, i.e. in
+        ``walk_same_query(arg)`` of one of its arguments (decided for every node in one pass)."""
+        if self._aggregate_holders is None:
+            self._aggregate_holders = _aggregate_holders(self.aggregates())
+        return id(func) in self._aggregate_holders
+
+    def aggregates(self) -> list[exp.Expr]:
+        """Every aggregate call of the tree, in walk order."""
+        if self._aggregates is None:
+            self._aggregates = [n for n in self.nodes if type(n) in AGGREGATES]
+        return self._aggregates
+
+    def scope_columns(self) -> list[tuple[exp.Column, SelectScope]]:
+        """Every column reference that some scope's ``nodes`` hold, with that scope, in walk order.
+
+        A node is in ``walk_same_query(select)`` exactly when ``select`` is the first query (or
+        subquery) above it, so climbing from each column of the one walk finds its scope without
+        walking every scope again."""
+        if self._scope_columns is None:
+            out: list[tuple[exp.Column, SelectScope]] = []
+            by_select = self._by_select
+            for node in self.nodes:
+                if isinstance(node, exp.Column):
+                    owner = node.parent
+                    while owner is not None and not isinstance(owner, _NESTED_QUERY):
+                        owner = owner.parent
+                    scope = by_select.get(id(owner)) if owner is not None else None
+                    if scope is not None and scope.select is owner:
+                        out.append((node, scope))
+            self._scope_columns = out
+        return self._scope_columns
+
+    def scope_of_select(self, select: exp.Expr) -> SelectScope | None:
+        """The scope of a SELECT of the analysed tree (``None`` for one the analysis left out)."""
+        scope = self._by_select.get(id(select))
+        return scope if scope is not None and scope.select is select else None
 
     # -- scopes ---------------------------------------------------------------------------------
 
@@ -241,16 +345,20 @@ class Analysis:
         for node in source_nodes(select):
             alias = node.alias_or_name.lower()
             scope.sources[alias] = self._source(node, ctes)
-            if isinstance(node, exp.Subquery) and not node.meta.get(FILTERED_SCAN_META):
-                self._walk(node.this, ctes, None, "derived")
+            if isinstance(node, exp.Subquery):
+                if not node.meta_get(FILTERED_SCAN_META):
+                    self._walk(node.this, ctes, None, "derived")
+                elif not self._search_expressions:
+                    self._unscoped_selects += sum(1 for _ in node.find_all(exp.Select))
         self.scopes.append(scope)
         self._by_select[id(select)] = scope
-        for sub, sub_role in expression_subqueries(select):
-            self._walk(sub, ctes, scope, sub_role)
+        if self._search_expressions:
+            for sub, sub_role in expression_subqueries(select):
+                self._walk(sub, ctes, scope, sub_role)
 
     def _source(self, node: exp.Expr, ctes: dict[str, exp.CTE]) -> Source:
         if isinstance(node, exp.Subquery):
-            scan = node.meta.get(FILTERED_SCAN_META)
+            scan = node.meta_get(FILTERED_SCAN_META)
             if isinstance(scan, str) and (table := self.ctx.table(scan)) is not None:
                 return Base(table, node)
             return Derived(node.this, node)
@@ -328,10 +436,15 @@ class Analysis:
         _, source = found
         name = column.name.lower()
         if isinstance(source, Base):
-            policy = source.table.column(name)
-            if policy is None:
-                return None
-            return Info({Origin(source.table.ref.sql_name, name, policy.use): Shape.PURE}, policy.family)
+            key = (source.table.ref.sql_name, name)
+            if key not in self._base_infos:
+                policy = source.table.column(name)
+                self._base_infos[key] = (
+                    None
+                    if policy is None
+                    else Info({Origin(key[0], name, policy.use): Shape.PURE}, policy.family)
+                )
+            return self._base_infos[key]
         if isinstance(source, Derived):
             return self._output_named(source.query, name)
         return CONST
@@ -361,13 +474,13 @@ class Analysis:
         if isinstance(node, _NESTED_QUERY):
             outs = self.outputs(node)
             return merge([outs[0][1]], Shape.OTHER) if outs else CONST
-        if node.meta.get(MASK_META):
+        if node.meta_get(MASK_META):
             column = node if isinstance(node, exp.Column) else node.find(exp.Column)
             inner = self.column_info(column, scope) or CONST if column is not None else CONST
-            return Info(inner.lineage, node.meta.get(FAMILY_META, inner.family), inner.aggregate)
-        if node.meta.get(TRANSPARENT_META):
+            return Info(inner.lineage, node.meta_get(FAMILY_META, inner.family), inner.aggregate)
+        if node.meta_get(TRANSPARENT_META):
             inner = self.info(node.this, scope)
-            return Info(inner.lineage, node.meta.get(FAMILY_META, inner.family), inner.aggregate)
+            return Info(inner.lineage, node.meta_get(FAMILY_META, inner.family), inner.aggregate)
         children = [
             self.info(child, scope) for child in node.iter_expressions() if not isinstance(child, _NOT_VALUES)
         ]
@@ -379,6 +492,8 @@ class Analysis:
 
 
 def merge(infos: list[Info], shape: Shape) -> Info:
+    if len(infos) == 1 and (shape is Shape.PURE or not infos[0].lineage):
+        return infos[0]  # nothing to combine, no shape to raise: the same facts (infos are immutable)
     lineage: dict[Origin, Shape] = {}
     for info in infos:
         for origin, inner in info.lineage.items():
@@ -388,23 +503,59 @@ def merge(infos: list[Info], shape: Shape) -> Info:
     return Info(lineage, family, any(i.aggregate for i in infos))
 
 
-def _shape_of(node: exp.Expr) -> Shape:
-    if isinstance(node, _COND):
+def _class_shape(kind: type[exp.Expr]) -> Shape:
+    if issubclass(kind, _COND):
         return Shape.COND
-    if isinstance(node, _ARITH):
+    if issubclass(kind, _ARITH):
         return Shape.ARITH
     return Shape.OTHER
 
 
-def _family_of(node: exp.Expr, children: list[Info]) -> str | None:
-    if isinstance(node, _BOOL):
+_BY_CHILDREN = "children"  # the family comes from the node's arguments (or, for casts and CASE, its own)
+
+
+def _class_family(kind: type[exp.Expr]) -> str | None:
+    if issubclass(kind, _BOOL):
         return "bool"
-    if isinstance(node, _NUM):
+    if issubclass(kind, _NUM):
         return "num"
-    if isinstance(node, _STR):
+    if issubclass(kind, _STR):
         return "str"
-    if isinstance(node, _DATE):
+    if issubclass(kind, _DATE):
         return "date"
+    return _BY_CHILDREN
+
+
+def _expression_classes() -> list[type[exp.Expr]]:
+    out: list[type[exp.Expr]] = []
+    stack: list[type[exp.Expr]] = [exp.Expr]
+    while stack:
+        kind = stack.pop()
+        out.append(kind)
+        stack.extend(kind.__subclasses__())
+    return out
+
+
+#: Shape and class-decided family of every expression class, computed once at import: ``isinstance``
+#: against the long tuples above costs more than the rest of an info. (A class defined later, by a
+#: dialect, is decided when it is met.)
+_SHAPES: Mapping[type[exp.Expr], Shape] = MappingProxyType(
+    {k: _class_shape(k) for k in _expression_classes()}
+)
+_FAMILIES: Mapping[type[exp.Expr], str | None] = MappingProxyType({k: _class_family(k) for k in _SHAPES})
+
+
+def _shape_of(node: exp.Expr) -> Shape:
+    kind = type(node)
+    shape = _SHAPES.get(kind)
+    return _class_shape(kind) if shape is None else shape
+
+
+def _family_of(node: exp.Expr, children: list[Info]) -> str | None:
+    kind = type(node)
+    family = _FAMILIES[kind] if kind in _FAMILIES else _class_family(kind)
+    if family is not _BY_CHILDREN:
+        return family
     if isinstance(node, exp.Cast):
         return cast_family(node.to)
     if isinstance(node, exp.Case):

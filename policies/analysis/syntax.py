@@ -189,6 +189,12 @@ _SPECIFIC: dict[type[exp.Expr], tuple[str, str]] = {
 }
 
 
+#: Allowed kinds that no rule below looks at more closely (with ``generated``, identifiers too: only
+#: the user's own names are checked for the reserved prefix).
+_PLAIN: frozenset[type[exp.Expr]] = ALLOWED - {exp.Anonymous, exp.Identifier, exp.DataType} - set(_SPECIFIC)
+_PLAIN_GENERATED: frozenset[type[exp.Expr]] = _PLAIN | {exp.Identifier}
+
+
 def syntax_findings(
     tree: exp.Expr, *, generated: bool = False, nodes: Iterable[exp.Expr] | None = None
 ) -> Iterator[Finding]:
@@ -201,8 +207,11 @@ def syntax_findings(
     >>> [f.rule for f in syntax_findings(sqlglot.parse_one("SELECT regexp_matches(a, 'x') FROM t"))]
     ['function_not_allowed']
     """
+    plain = _PLAIN_GENERATED if generated else _PLAIN
     for node in tree.walk() if nodes is None else nodes:
         kind = type(node)
+        if kind in plain:
+            continue  # the common case, decided by one lookup
         if kind is exp.Anonymous:
             yield from _anonymous(node, generated=generated)
         elif kind is exp.Identifier:

@@ -17,6 +17,7 @@ from policies.findings import Finding
 from policies.model import Use
 
 _GROUPING = (exp.Rollup, exp.Cube, exp.GroupingSets, exp.Tuple, exp.Paren)
+_KEY_EQUALITIES = (exp.EQ, exp.NullSafeEQ)
 
 
 def column_uses(analysis: Analysis, ctx: PolicyContext) -> Iterator[Finding]:
@@ -36,6 +37,7 @@ class _Checker:
         self.a = analysis
         self.ctx = ctx
         self.findings: list[Finding] = []
+        self._allowed_functions: dict[Origin, tuple[str, ...]] = {}
 
     # -- per scope ------------------------------------------------------------------------------
 
@@ -88,6 +90,8 @@ class _Checker:
 
     def _no_filter_cells(self, node: exp.Expr) -> None:
         """A FILTER cell is counted only where it is released; in HAVING/ORDER BY it would be an oracle."""
+        if not self.a.has_any(exp.Filter):
+            return
         for cell in walk_same_query(node):
             if isinstance(cell, exp.Filter):
                 self._add(
@@ -103,12 +107,13 @@ class _Checker:
         """WHERE, JOIN ON and FILTER (WHERE …): filter, group and plain columns; join keys only in
         key equalities and key semi-joins."""
         consumed: set[int] = set()
-        for sub in walk_same_query(node):
-            if isinstance(sub, exp.EQ | exp.NullSafeEQ) and self._key_pair(sub.left, sub.right, scope):
+        nodes = walk_same_query(node)
+        for sub in nodes:
+            if isinstance(sub, _KEY_EQUALITIES) and self._key_pair(sub.left, sub.right, scope):
                 consumed.update(id(c) for c in sub.find_all(exp.Column))
             elif isinstance(sub, exp.In) and sub.args.get("query") is not None:
                 self.semi_join(sub, scope, consumed)
-        for column in walk_same_query(node):
+        for column in nodes:
             if isinstance(column, exp.Column) and id(column) not in consumed:
                 info = self.a.info(column, scope)
                 for origin in info.lineage:
@@ -241,11 +246,10 @@ class _Checker:
                 "function_not_allowed", f"{func.sql(dialect='duckdb')} is not an allowed aggregate", func
             )
             return
-        args = [a for a in func.iter_expressions()]
-        for arg in args:
-            if any(type(n) in AGGREGATES for n in walk_same_query(arg)):
-                self._add("nested_aggregate", "aggregates cannot be nested", func)
-                return
+        if self.a.holds_aggregate(func):
+            self._add("nested_aggregate", "aggregates cannot be nested", func)
+            return
+        args = list(func.iter_expressions())
         info = _merge_args([self.a.info(a, scope) for a in args])
         distinct = isinstance(func.this, exp.Distinct)
         for origin, shape in info.lineage.items():
@@ -308,7 +312,7 @@ class _Checker:
                 )
 
     def deny_only(self, node: exp.Expr, scope: SelectScope) -> None:
-        if scope.select.meta.get("sbx_star"):
+        if scope.select.meta_get("sbx_star"):
             return  # reported once as star_expansion
         for origin in self.a.info(node, scope).lineage:
             if origin.use is Use.DENY:
@@ -320,11 +324,13 @@ class _Checker:
         return _pure_key(self.a.info(left, scope)) and _pure_key(self.a.info(right, scope))
 
     def _allowed(self, origin: Origin) -> tuple[str, ...]:
-        table = self.ctx.table(origin.table)
-        column = table.column(origin.column) if table else None
-        if column is None:
-            return ()
-        return tuple(str(f) for f in column.rule.allowed_functions)
+        allowed = self._allowed_functions.get(origin)
+        if allowed is None:
+            table = self.ctx.table(origin.table)
+            column = table.column(origin.column) if table else None
+            allowed = () if column is None else tuple(str(f) for f in column.rule.allowed_functions)
+            self._allowed_functions[origin] = allowed
+        return allowed
 
     def _functions(self, origin: Origin) -> str:
         return ", ".join(f"{f.upper()}(…)" for f in self._allowed(origin)) or "no aggregate"

@@ -53,6 +53,12 @@ _SAFE_CASTS = frozenset({"DOUBLE", "FLOAT", "VARCHAR", "TEXT"})
 
 def error_containment(analysis: Analysis, ctx: PolicyContext) -> Iterator[Finding]:
     """Findings for expressions over aggregates that could raise an error for some groups."""
+    if any_suspect(analysis):
+        yield from findings_in_order(analysis)
+
+
+def findings_in_order(analysis: Analysis) -> Iterator[Finding]:
+    """Every finding, root by root of every aggregating SELECT (the order they are reported in)."""
     for scope in analysis.scopes:
         if not scope.aggregating:
             continue
@@ -64,6 +70,42 @@ def error_containment(analysis: Analysis, ctx: PolicyContext) -> Iterator[Findin
             roots.extend(order.expressions)
         for root in roots:
             yield from _above_aggregates(root)
+
+
+def any_suspect(analysis: Analysis) -> bool:
+    """Whether ``_visit`` reports anything: the nodes it reports lie between an aggregate and the
+    root (select-list item, HAVING condition, ORDER BY item) of an aggregating SELECT that it hangs
+    from, so climbing from every aggregate finds them without descending every expression. The
+    climb stops where ``_visit`` does not descend: at a query and at another aggregate (which climbs
+    on its own)."""
+    for aggregate in analysis.aggregates():
+        path: list[exp.Expr] = []
+        node = aggregate.parent
+        while node is not None and not isinstance(node, _NESTED_QUERY) and type(node) not in AGGREGATES:
+            path.append(node)
+            node = node.parent
+        if not path or not isinstance(node, exp.Select):
+            continue
+        scope = analysis.scope_of_select(node)
+        if scope is None or not scope.aggregating:
+            continue
+        top = path[-1].arg_key
+        if top in ("having", "order"):
+            path.pop()  # the clause itself; its condition or ORDER BY items are the roots
+        elif top != "expressions":
+            continue  # WHERE, GROUP BY, JOIN …: not roots
+        if any(_reported(n) for n in path):
+            return True
+    return False
+
+
+def _reported(node: exp.Expr) -> bool:
+    """Whether ``_visit`` reports ``node`` once it holds an aggregate."""
+    if node.meta_get(GENERATED_META):
+        return False
+    if isinstance(node, exp.Cast):
+        return bool(node.to.this.name.upper() not in _SAFE_CASTS)
+    return not isinstance(node, _SAFE_ABOVE_AGGREGATES)
 
 
 def _above_aggregates(root: exp.Expr) -> Iterator[Finding]:
@@ -84,12 +126,8 @@ def _visit(node: exp.Expr, out: list[exp.Expr]) -> bool:
             has = True
     if not has:
         return False
-    if not node.meta.get(GENERATED_META):
-        if isinstance(node, exp.Cast):
-            if node.to.this.name.upper() not in _SAFE_CASTS:
-                out.append(node)
-        elif not isinstance(node, _SAFE_ABOVE_AGGREGATES):
-            out.append(node)
+    if _reported(node):
+        out.append(node)
     out.extend(found)
     return True
 

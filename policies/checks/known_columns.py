@@ -6,34 +6,30 @@ from collections.abc import Iterator
 
 from sqlglot import exp
 
-from policies.analysis.levels import Analysis, Base, Opaque
+from policies.analysis.levels import Analysis, Base, Opaque, SelectScope
 from policies.context import PolicyContext
 from policies.findings import Finding
 
 
 def known_columns(analysis: Analysis, ctx: PolicyContext) -> Iterator[Finding]:
     """Findings for columns that do not resolve, whole-row references and nested field access."""
+    aliases: dict[int, set[str]] = {}
+    if all(
+        _resolves(analysis, column, scope=scope, aliases=aliases)
+        for column, scope in analysis.scope_columns()
+    ):
+        return  # the common case, decided from the one walk of the tree
+    yield from findings_in_order(analysis, aliases=aliases)
+
+
+def findings_in_order(analysis: Analysis, *, aliases: dict[int, set[str]] | None = None) -> Iterator[Finding]:
+    """Every finding, scope by scope and each scope in the order of its ``nodes`` (the order they are
+    reported in). ``aliases``: the output names of each scope, by ``id`` of the scope, as far as known."""
+    names = {} if aliases is None else aliases
     for scope in analysis.scopes:
-        aliases = {p.alias_or_name.lower() for p in scope.select.expressions}
         for node in scope.nodes:
-            if not isinstance(node, exp.Column) or isinstance(node.this, exp.Star):
+            if not isinstance(node, exp.Column) or _resolves(analysis, node, scope=scope, aliases=names):
                 continue
-            if node.table and not node.args.get("db") and not node.args.get("catalog"):
-                found = scope.resolve(node.table)
-                if (
-                    found is not None
-                    and not isinstance(found[1], Opaque)
-                    and analysis.column_info(node, scope)
-                ):
-                    continue  # the common case: a resolved column (checked without generating SQL)
-            elif (
-                not node.table
-                and not node.args.get("db")
-                and not node.args.get("catalog")
-                and node.name.lower() in aliases
-                and _is_output_reference(node)
-            ):
-                continue  # an output alias in ORDER BY / HAVING, also without generating SQL
             text = node.sql(dialect="duckdb")
             if node.args.get("db") or node.args.get("catalog"):
                 yield Finding(
@@ -41,8 +37,6 @@ def known_columns(analysis: Analysis, ctx: PolicyContext) -> Iterator[Finding]:
                 )
                 continue
             if not node.table:
-                if _is_output_reference(node) and node.name.lower() in aliases:
-                    continue
                 if scope.resolve(node.name) is not None:
                     yield Finding(
                         "whole_row_reference", f"{text} refers to a whole row; name its columns", text
@@ -68,6 +62,29 @@ def known_columns(analysis: Analysis, ctx: PolicyContext) -> Iterator[Finding]:
                 yield Finding(
                     "unknown_column", f"column {node.name!r} does not exist in {node.table!r}{hint}", text
                 )
+
+
+def _resolves(
+    analysis: Analysis, node: exp.Column, *, scope: SelectScope, aliases: dict[int, set[str]]
+) -> bool:
+    """Whether ``node`` needs no finding for certain: a star, a column of a known source, or an output
+    alias named in ORDER BY / HAVING (all decided without generating SQL)."""
+    if isinstance(node.this, exp.Star):
+        return True
+    if node.args.get("db") or node.args.get("catalog"):
+        return False
+    table = node.table
+    if table:
+        found = scope.resolve(table)
+        return (
+            found is not None
+            and not isinstance(found[1], Opaque)
+            and analysis.column_info(node, scope) is not None
+        )
+    names = aliases.get(id(scope))
+    if names is None:
+        names = aliases[id(scope)] = {p.alias_or_name.lower() for p in scope.select.expressions}
+    return node.name.lower() in names and _is_output_reference(node)
 
 
 def _is_output_reference(node: exp.Column) -> bool:

@@ -88,7 +88,7 @@ def _scope(analysis: Analysis, scope: SelectScope) -> Iterator[Finding]:
                     _short(select),
                 )
                 break
-    if select.meta.get(STAR_META) and scope.role not in ("exists",):
+    if select.meta_get(STAR_META) and scope.role not in ("exists",):
         protected = sorted(
             {
                 f"{o.table}.{o.column}"

@@ -39,7 +39,7 @@ def type_safety(analysis: Analysis, ctx: PolicyContext) -> Iterator[Finding]:
     """Findings for casts, implicit casts and divisions that could raise an error carrying a value."""
     judged = {kind for kind in analysis.kinds if issubclass(kind, _JUDGED)}
     for node in analysis.nodes:
-        if type(node) not in judged or node.meta.get(GENERATED_META):
+        if type(node) not in judged or node.meta_get(GENERATED_META):
             continue
         if isinstance(node, exp.Cast):
             if analysis.info(node.this).protected:

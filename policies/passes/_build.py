@@ -10,7 +10,11 @@ from policies.analysis.levels import GENERATED_META
 def generated(node: exp.Expr) -> exp.Expr:
     """Mark ``node`` and its descendants as produced by the engine."""
     for sub in node.walk():
-        sub.meta[GENERATED_META] = True
+        meta = sub._meta
+        if meta is None:
+            sub._meta = {GENERATED_META: True}  # what ``sub.meta[...] = True`` does, without the property
+        else:
+            meta[GENERATED_META] = True
     return node
 
 

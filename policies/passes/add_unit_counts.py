@@ -51,6 +51,8 @@ class _Units:
         if not slots:
             return [exp.Literal.number(0)]
         out: list[exp.Expr] = [_distinct_count(slot) for slot in slots]
+        if not self.analysis.has_any(exp.Filter):
+            return out  # no FILTER cell anywhere in the analysed query (and no pass before adds one)
         for projection in select.expressions:
             for cell in projection.find_all(exp.Filter):
                 condition = cell.expression.this

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from policies.analysis.levels import FAMILY_META, MASK_META, Analysis, Base
+from policies.analysis.levels import FAMILY_META, GENERATED_META, MASK_META, Analysis, Base
 from policies.context import ColumnPolicy, PolicyContext
 from policies.errors import PassOrderError
 from policies.model import GeneralizeMask, KeywordMask, PartialMask, Prefix, Width
@@ -16,37 +16,33 @@ from policies.passes._build import cast, generated, number
 
 
 def apply_masks(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) -> exp.Expr:
-    """Mask every reference; needs a qualified tree.
+    """Mask every reference (every column of every scope of the analysis); needs a qualified tree.
 
     >>> from policies.examples import example_context
     >>> ctx, tree, analysis = example_context("SELECT birth_date, COUNT(*) FROM citizens GROUP BY 1")
     >>> print(apply_masks(tree, analysis, ctx).args["group"].sql(dialect="duckdb"))
     GROUP BY CAST(DATE_TRUNC('YEAR', "citizens"."birth_date") AS DATE)
     """
-    for scope in analysis.scopes:
-        for node in scope.nodes:
-            if (
-                not isinstance(node, exp.Column)
-                or isinstance(node.this, exp.Star)
-                or node.meta.get(MASK_META)
-            ):
-                continue
-            if not node.table:
-                if node.find_ancestor(exp.Order, exp.Having) is None and scope.resolve(node.name) is None:
-                    raise PassOrderError("apply_masks needs a qualified tree: run qualify first")
-                continue
-            found = scope.resolve(node.table)
-            if found is None or not isinstance(found[1], Base):
-                continue
-            policy = found[1].table.column(node.name)
-            if policy is None or (policy.rule.mask is None and policy.rule.bounds is None):
-                continue
-            if node is tree:
-                return mask_expression(node, policy)
-            # Detach the column and wrap the node itself (no copy): a placeholder holds its place.
-            placeholder = exp.Null()
-            node.replace(placeholder)
-            placeholder.replace(mask_expression(node, policy))
+    for node, scope in analysis.scope_columns():
+        if isinstance(node.this, exp.Star) or node.meta_get(MASK_META):
+            continue
+        table = node.table
+        if not table:
+            if node.find_ancestor(exp.Order, exp.Having) is None and scope.resolve(node.name) is None:
+                raise PassOrderError("apply_masks needs a qualified tree: run qualify first")
+            continue
+        found = scope.resolve(table)
+        if found is None or not isinstance(found[1], Base):
+            continue
+        policy = found[1].table.column(node.name)
+        if policy is None or (policy.rule.mask is None and policy.rule.bounds is None):
+            continue
+        if node is tree:
+            return mask_expression(node, policy)
+        # Detach the column and wrap the node itself (no copy): a placeholder holds its place.
+        placeholder = exp.Null()
+        node.replace(placeholder)
+        placeholder.replace(mask_expression(node, policy))
     return tree
 
 
@@ -54,6 +50,8 @@ def mask_expression(column: exp.Column, policy: ColumnPolicy) -> exp.Expr:
     """The masked value of ``column`` under ``policy`` (type-preserving where the mask allows)."""
     rule = policy.rule
     value: exp.Expr = column
+    if not column._meta:
+        column._meta = None  # an empty meta is no meta; without one, every copy of the column is cheaper
     mask = rule.mask
     if isinstance(mask, KeywordMask):
         value = _keyword(column, mask.kind, policy.type)
@@ -72,7 +70,9 @@ def mask_expression(column: exp.Column, policy: ColumnPolicy) -> exp.Expr:
             default=value,
         )
     generated(value)
-    column.meta.pop("sbx_generated", None)  # the column itself is the user's reference
+    if column._meta is not None:
+        column._meta.pop(GENERATED_META, None)  # the column itself is the user's reference
+        column._meta = column._meta or None
     value.meta[MASK_META] = True
     value.meta[FAMILY_META] = policy.family
     return value

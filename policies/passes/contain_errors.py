@@ -48,10 +48,16 @@ _COMPARISONS = (
     exp.NullSafeNEQ,
     exp.Is,
 )
+_NESTED_QUERY = (exp.Query, exp.Subquery)
 _ATOMS = (exp.Column, exp.Literal, exp.Null, exp.Boolean)
+_ATOMS_OR_STAR = (*_ATOMS, exp.Star)
+_NOT_CONTAINED = (*_NESTED_QUERY, exp.DataType, exp.Var)
 _GUARDED = (exp.Add, exp.Sub, exp.Mul, exp.Neg, exp.Abs, exp.Div, exp.IntDiv, exp.Mod)
 _DIVISIONS = (exp.Div, exp.IntDiv, exp.Mod)
-_NESTED_QUERY = (exp.Query, exp.Subquery)
+_UNARY = (exp.Paren, exp.Not)
+_CONNECTORS = (exp.And, exp.Or)
+_GROUPINGS = (exp.Rollup, exp.Cube, exp.GroupingSets, exp.Tuple)
+_TYPES = (exp.DataType, exp.Var)
 
 
 def contain_errors(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) -> exp.Expr:
@@ -126,9 +132,9 @@ class _Containment:
         which TRY cannot hold)."""
         if _trivial(node, self.analysis) or isinstance(node, exp.Try):
             return node
-        if any(isinstance(n, _NESTED_QUERY) for n in node.walk()):
+        if node.find(*_NESTED_QUERY) is not None:
             for child in list(node.iter_expressions()):
-                if not isinstance(child, (*_NESTED_QUERY, exp.DataType, exp.Var)):
+                if not isinstance(child, _NOT_CONTAINED):
                     _substitute(child, self.contain)
             return node
         return _try(node)
@@ -154,7 +160,7 @@ class _Containment:
             _keys_within(node, keys)
             return self.contain(node)
         for child in list(node.iter_expressions()):
-            if not isinstance(child, exp.DataType | exp.Var):
+            if not isinstance(child, _TYPES):
                 _substitute(child, lambda c: self.post(c, keys))
         if isinstance(node, _GUARDED):
             _guard(node)
@@ -166,12 +172,12 @@ class _Containment:
                 for value in list(arg.expressions):
                     if not isinstance(value, _ATOMS):
                         _substitute(value, self.contain)
-            elif not isinstance(arg, (*_ATOMS, exp.Star)):
+            elif not isinstance(arg, _ATOMS_OR_STAR):
                 _substitute(arg, self.contain)
 
     @staticmethod
     def _swap(projection: exp.Expr, inner: exp.Expr, fn: Callable[[exp.Expr], exp.Expr]) -> None:
-        if isinstance(inner, (*_ATOMS, exp.Star)):
+        if isinstance(inner, _ATOMS_OR_STAR):
             return  # the common case, decided without moving nodes around
         if projection is inner:
             # Keep the output name: a bare expression would otherwise be renamed by the wrapper.
@@ -251,7 +257,7 @@ def _group_keys(group: exp.Group) -> list[exp.Expr]:
     stack = list(group.iter_expressions())
     while stack:
         node = stack.pop(0)
-        if isinstance(node, exp.Rollup | exp.Cube | exp.GroupingSets | exp.Tuple):
+        if isinstance(node, _GROUPINGS):
             stack.extend(node.iter_expressions())
         else:
             out.append(node)
@@ -261,11 +267,11 @@ def _group_keys(group: exp.Group) -> list[exp.Expr]:
 def _trivial(node: exp.Expr, analysis: Analysis) -> bool:
     """Whether ``node`` certainly cannot raise: names, literals, and comparisons between names and
     literals of the same type family (combined with AND/OR/NOT)."""
-    if isinstance(node, (*_ATOMS, exp.Star)):
+    if isinstance(node, _ATOMS_OR_STAR):
         return True
-    if isinstance(node, exp.Paren | exp.Not):
+    if isinstance(node, _UNARY):
         return _trivial(node.this, analysis)
-    if isinstance(node, exp.And | exp.Or):
+    if isinstance(node, _CONNECTORS):
         return _trivial(node.this, analysis) and _trivial(node.expression, analysis)
     if isinstance(node, _COMPARISONS):
         return _comparable(node.this, node.expression, analysis)

@@ -24,11 +24,11 @@ def guard_arithmetic(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) -> 
     'SELECT SUM(CAST("citizens"."income" AS DOUBLE) * 2) AS "_col_0" FROM "citizens" AS "citizens"'
     """
     targets: list[exp.Expr] = []
-    for node in tree.walk():
-        if not isinstance(node, _OVERFLOWING) or node.meta.get(GENERATED_META):
+    for node in tree.find_all(*_OVERFLOWING):
+        if node.meta_get(GENERATED_META):
             continue
         for operand in list(node.iter_expressions()):
-            if isinstance(operand, exp.Literal) or operand.meta.get(TRANSPARENT_META):
+            if isinstance(operand, exp.Literal) or operand.meta_get(TRANSPARENT_META):
                 continue
             info = analysis.info(operand)
             if info.protected and info.family in ("num", None):
