@@ -29,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 from tqdm import tqdm
 
 from sandbox_api.schemas import (
+    JOB_WAIT_MAX_S,
     AuditHeadOut,
     AuditPage,
     CancelOut,
@@ -57,6 +58,11 @@ TERMINAL_STATES: Final = frozenset({"released", "rejected", "denied", "failed", 
 WAITING_STATES: Final = TERMINAL_STATES | {"withheld"}
 
 _PROBLEM_TYPE_PREFIX: Final = "urn:sandbox:"
+# With a progress bar, each long-poll lasts at most this long, so the bar shows the state as it moves.
+_PROGRESS_WAIT_S: Final = 1.0
+# Added to a long-poll's read timeout: the gateway answers when the wait runs out, not before.
+_WAIT_SLACK_S: Final = 10.0
+# Back-off between polls when a gateway answers a long-poll at once (one that predates ``wait``).
 _POLL_FIRST_S: Final = 0.005
 _POLL_MAX_S: Final = 0.25
 
@@ -330,26 +336,48 @@ class SandboxClient:
         return self._models(JobOut, "/v1/jobs", key="jobs", params={"state": state})
 
     def wait_for_job(self, job_id: str, *, timeout: float = 300.0, progress: bool = False) -> JobOut:
-        """Polls until the job is finished (or withheld for review); ``ClientError`` with code
-        ``wait-timeout`` if that takes longer than ``timeout`` seconds."""
+        """Waits until the job is finished (or withheld for review); ``ClientError`` with code
+        ``wait-timeout`` if that takes longer than ``timeout`` seconds.
+
+        Long-polls ``GET /v1/jobs/{id}?wait=``: the gateway answers as soon as the job settles, so the
+        answer arrives without polling delay."""
         deadline = time.monotonic() + timeout
         delay = _POLL_FIRST_S
         bar = tqdm(desc=f"job {job_id}", disable=not progress, bar_format="{desc} [{elapsed}]", leave=False)
         with bar:
             state = ""
             while True:
-                job = self.get_job(job_id)
+                wait = max(
+                    0.0, min(deadline - time.monotonic(), _PROGRESS_WAIT_S if progress else JOB_WAIT_MAX_S)
+                )
+                asked = time.monotonic()
+                job = self._long_poll(job_id, wait)
                 if job.state != state:
                     state = job.state
                     bar.set_description_str(f"job {job_id}: {state}")
+                else:
+                    bar.refresh()
                 if job.state in WAITING_STATES:
                     return job
-                if time.monotonic() + delay > deadline:
+                if time.monotonic() >= deadline:
                     raise ClientError(
                         0, "wait-timeout", f"job {job_id} is still {job.state} after {timeout:.0f} s"
                     )
-                time.sleep(delay)
-                delay = min(delay * 1.25, _POLL_MAX_S)
+                if time.monotonic() - asked < wait / 2:
+                    # Answered long before the wait ran out and not settled: a gateway without
+                    # long-polls. Poll with a growing pause instead of asking again at once.
+                    time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+                    delay = min(delay * 1.25, _POLL_MAX_S)
+
+    def _long_poll(self, job_id: str, wait: float) -> JobOut:
+        """``GET /v1/jobs/{id}?wait=``, with a read timeout that outlasts the wait."""
+        configured = self._http.timeout
+        read = None if configured.read is None else max(configured.read, wait + _WAIT_SLACK_S)
+        timeout = httpx.Timeout(
+            connect=configured.connect, read=read, write=configured.write, pool=configured.pool
+        )
+        path = f"/v1/jobs/{job_id}"
+        return self._model(JobOut, "GET", path, params={"wait": f"{wait:.3f}"}, timeout=timeout)
 
     def get_result(self, job_id: str) -> Result:
         body = self._json("GET", f"/v1/jobs/{job_id}/result")

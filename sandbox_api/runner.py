@@ -4,6 +4,10 @@ The database is the queue, so a restart loses nothing: queued jobs simply wait f
 were running when the gateway stopped are re-queued once (nothing was released, the attempt counter
 grows) or failed with the reason; a job in its output check is failed, since a result is stored and
 released in one transaction and cannot be released twice.
+
+A SQL job stays ``running`` in the database while its output is checked: ``checking`` and ``released``
+are committed together, so a stop during the check finds it running (re-queued, nothing stored). Python
+and mock jobs commit ``checking`` first, then settle (``services/program_runs.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from crypto.pseudonym import derive_key
 from executors.base import Executor, JobSpec, Limits
@@ -266,9 +271,9 @@ class JobRunner:
             self._finish(claim.job_id, JobState.FAILED, reason=f"{exc.code}: {exc.detail}", code=exc.code)
             return
         executed = time.perf_counter()
-        if not self._to_checking(claim.job_id):
-            return
         if claim.is_program:
+            if not self._to_checking(claim.job_id):
+                return
             try:
                 timings = {**result.timings, "execute_s": executed - started}
                 programs.settle(claim.job_id, result, scope=active.scope, timings=timings)
@@ -282,21 +287,28 @@ class JobRunner:
             return
         table = released.table
         payload = json.loads(table.to_json(orient="split", index=False, date_format="iso"))
+        # Hashed before the write transaction, which then holds the database's write lock only for the
+        # writes themselves.
+        canonical_hash = result_hash(table)
         timings = {
             **{k: float(v) for k, v in result.timings.items()},
             "execute_s": executed - started,
             "check_s": time.perf_counter() - executed,
         }
+        # The job is still running (in the database) during the check above: a cancel that arrives in
+        # the meantime is honoured below, and a crash before this commit leaves it running, so recovery
+        # re-queues or fails it with nothing stored. Checking and release then commit together: one
+        # transaction instead of two, and the audit trail still reads checking, then released.
         with jobs.db.write() as session:
             row = session.get(JobRow, claim.job_id)
-            if row is None or row.state != JobState.CHECKING.value:
+            if row is None or not self._enter_check(session, row):
                 return
             jobs.store_release(
                 session,
                 row,
                 columns=[str(c) for c in payload["columns"]],
                 rows=_rows(payload["data"]),
-                result_hash=result_hash(table),
+                result_hash=canonical_hash,
                 report=released.report.to_dict(),
                 audit_report=released.report.audit_dict(),
                 timings=timings,
@@ -304,16 +316,21 @@ class JobRunner:
             )
 
     def _to_checking(self, job_id: str) -> bool:
-        jobs = self._jobs
-        with jobs.db.write() as session:
+        """Commit running -> checking on its own (Python and mock jobs, settled by ``ProgramRuns``)."""
+        with self._jobs.db.write() as session:
             row = session.get(JobRow, job_id)
-            if row is None or row.state != JobState.RUNNING.value:
-                return False
-            if row.cancel_requested:
-                jobs.advance(session, row, JobState.CANCELLED, actor=SYSTEM_ACTOR, reason="cancelled")
-                return False
-            jobs.advance(session, row, JobState.CHECKING, actor=SYSTEM_ACTOR, reason="output check")
-            return True
+            return row is not None and self._enter_check(session, row)
+
+    def _enter_check(self, session: Session, row: JobRow) -> bool:
+        """Move a running job to checking in ``session``; cancelled instead if a cancel was asked for."""
+        jobs = self._jobs
+        if row.state != JobState.RUNNING.value:
+            return False
+        if row.cancel_requested:
+            jobs.advance(session, row, JobState.CANCELLED, actor=SYSTEM_ACTOR, reason="cancelled")
+            return False
+        jobs.advance(session, row, JobState.CHECKING, actor=SYSTEM_ACTOR, reason="output check")
+        return True
 
     def _finish(self, job_id: str, to: JobState, *, reason: str, code: str | None = None) -> None:
         jobs = self._jobs

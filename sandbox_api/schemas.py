@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sandbox_api.auth import Role
 
+# The longest long-poll a client may ask for (``GET /v1/jobs/{id}?wait=``), in seconds.
+JOB_WAIT_MAX_S = 30
+
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, status
 from policies import CheckReport
 from sandbox_api.deps import JobCancellerDep, JobReaderDep, OperatorDep, ServicesDep
 from sandbox_api.schemas import (
+    JOB_WAIT_MAX_S,
     CancelOut,
     CheckOut,
     FindingOut,
@@ -79,9 +80,24 @@ def list_jobs(
     )
 
 
-@router.get("/{job_id}", summary="One job: state, reason, findings, timings")
-def get_job(job_id: str, who: JobReaderDep, services: ServicesDep) -> JobOut:
-    return job_out(services.jobs.get(who, job_id))
+@router.get("/{job_id}", summary="One job: state, reason, findings, timings; `wait` long-polls for its end")
+async def get_job(
+    job_id: str,
+    who: JobReaderDep,
+    services: ServicesDep,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=JOB_WAIT_MAX_S,
+            allow_inf_nan=False,
+            description="seconds to wait for the job to finish or be withheld for review before answering "
+            "(0: answer at once); the answer is the job as it is then",
+        ),
+    ] = 0,
+) -> JobOut:
+    # Async so that a waiting request holds no worker thread (JobService.wait reads in short hops).
+    return job_out(await services.jobs.wait(who, job_id, wait_s=wait))
 
 
 @router.get("/{job_id}/result", summary="The released table with its suppression report (the owner only)")

@@ -6,6 +6,8 @@ the same transaction, so the log and the job table can never disagree.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import secrets
 import threading
@@ -34,6 +36,7 @@ from sandbox_api.errors import (
 )
 from sandbox_api.services.audit import SYSTEM_ACTOR, AuditLog
 from sandbox_api.services.catalog import CatalogService
+from sandbox_api.services.job_signals import JobSignals
 from sandbox_api.services.policy_catalog import PolicyContexts
 from sandbox_api.services.receipts import ReceiptService
 from sandbox_api.services.scopes import ActiveScope, ScopeService
@@ -42,6 +45,13 @@ from sandbox_api.store.models import JobRow, ResultRow
 
 # Seconds a client is asked to wait before retrying a submission refused because the queue is full.
 RETRY_AFTER_S = 5
+
+# States in which a waiting client stops waiting: final ones, and withheld (only a person moves it on).
+SETTLED: frozenset[JobState] = TERMINAL | {JobState.WITHHELD}
+
+# How often a long-poll re-reads its job even without a signal: a change committed by another process
+# (a second gateway on the same database, a recovery run) wakes no waiter of this one.
+WAIT_RECHECK_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -138,6 +148,8 @@ class JobService:
     # Signs a receipt inside every release transaction (None only in tests of the layers below).
     receipts: ReceiptService | None = None
     contexts: PolicyContexts = field(default_factory=PolicyContexts)
+    # Wakes long-polls once a transition has committed (``advance`` marks the job on the session).
+    signals: JobSignals[JobView] = field(default_factory=JobSignals)
 
     # --- the one transition function ---------------------------------------------------------
     def advance(
@@ -150,7 +162,11 @@ class JobService:
         reason: str,
         details: Mapping[str, object] | None = None,
     ) -> bool:
-        """Move ``row`` to ``to`` and log it in the caller's transaction; False if it already was there."""
+        """Move ``row`` to ``to`` and log it in the caller's transaction; False if it already was there.
+
+        Clients waiting on the job are woken once that transaction commits (never before) if ``to`` is
+        a state their wait ends in.
+        """
         current = JobState(row.state)
         if current is to:
             return False
@@ -164,6 +180,10 @@ class JobService:
             actor=actor,
             details={"job": row.id, "from": current.value, "reason": reason, **(details or {})},
         )
+        if to in SETTLED:
+            # Only the states a waiting client stops at: a wake-up for any other would make the waiter
+            # re-read the job (in the middle of the runner's work) and wait again.
+            self.signals.notify_after_commit(session, row.id, lambda: job_view(row))
         return True
 
     # --- operators ---------------------------------------------------------------------------
@@ -302,6 +322,33 @@ class JobService:
     def get(self, who: Principal, job_id: str) -> JobView:
         with self.db.read() as session:
             return job_view(self._visible_row(session, who, job_id))
+
+    async def wait(self, who: Principal, job_id: str, *, wait_s: float) -> JobView:
+        """The job as soon as it is settled (final or withheld), else as it is after ``wait_s`` seconds.
+
+        A long-poll: ``signals`` hands over the job as committed by a settling transition; without a
+        signal the database is re-read every ``WAIT_RECHECK_S``. Each read is short and runs in a worker
+        thread: no session stays open and no thread is held while waiting. Visibility is ``get``'s
+        (another operator's job: NotFound at once).
+        """
+        if wait_s <= 0:
+            return await asyncio.to_thread(self.get, who, job_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        arrivals: asyncio.Queue[JobView | None] = asyncio.Queue()
+
+        def wake(committed: JobView | None) -> None:  # runs in the committing thread
+            loop.call_soon_threadsafe(arrivals.put_nowait, committed)
+
+        # Subscribed before the first read: a job that settles during it is not missed.
+        with self.signals.subscribe(job_id, wake):
+            view = await asyncio.to_thread(self.get, who, job_id)
+            while JobState(view.state) not in SETTLED and (remaining := deadline - loop.time()) > 0:
+                committed = None
+                with contextlib.suppress(TimeoutError):
+                    committed = await asyncio.wait_for(arrivals.get(), min(remaining, WAIT_RECHECK_S))
+                view = committed if committed is not None else await asyncio.to_thread(self.get, who, job_id)
+            return view
 
     def list_jobs(
         self, who: Principal, *, state: str | None = None, limit: int = 100, offset: int = 0
