@@ -71,6 +71,8 @@ def run(args: argparse.Namespace, state_dir: Path) -> dict[str, object]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
+    if args.warm_sandboxes is not None:
+        env["SANDBOX_WARM_SANDBOXES"] = str(args.warm_sandboxes)
     command = [
         sys.executable,
         "-m",
@@ -142,6 +144,9 @@ def main() -> None:
     parser.add_argument("--visits", type=int, default=1_000_000)
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument(
+        "--warm-sandboxes", type=int, default=None, help="SANDBOX_WARM_SANDBOXES (default: the setting's)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sandbox-bench-") as scratch:
         print(json.dumps(run(args, Path(scratch) / "state"), indent=2))

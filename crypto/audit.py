@@ -13,6 +13,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from crypto.errors import IntegrityError, UnknownKey
 from crypto.hashing import canonical_json, sha256_hex
@@ -90,10 +91,21 @@ class ChainReport:
     last_seq: int
 
 
+class ChainLink(Protocol):
+    """What the next entry needs of the one before it: its position and its hash."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def hash(self) -> str: ...
+
+
 def chain(
-    prev: AuditEntry | None, *, at: str, event: str, actor: str, details: Mapping[str, object]
+    prev: ChainLink | None, *, at: str, event: str, actor: str, details: Mapping[str, object]
 ) -> AuditEntry:
-    """The entry that follows ``prev`` (or starts the chain), with its hash filled in.
+    """The entry that follows ``prev`` (an entry, or a stored head with its ``seq`` and ``hash``; None
+    starts the chain), with its hash filled in.
 
     >>> first = chain(None, at="2026-01-01T00:00:00Z", event="scope.approved", actor="bob", details={})
     >>> second = chain(first, at="2026-01-01T00:01:00Z", event="job.released", actor="alice",

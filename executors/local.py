@@ -137,6 +137,7 @@ class LocalExecutor:
         self._warm_target = warm_sandboxes
         self._spares: list[_Sandbox] = []
         self._spares_starting = 0
+        self._reaping: set[threading.Thread] = set()
         self._slots = threading.BoundedSemaphore(max_workers)
         self._lock = threading.Lock()
         self._running: dict[str, _Running] = {}
@@ -202,6 +203,10 @@ class LocalExecutor:
             spare.discard()
         for entry in entries:
             entry.done.wait(timeout=10)
+        with self._lock:
+            reaping = list(self._reaping)
+        for thread in reaping:
+            thread.join(timeout=10)
 
     def warm_sandboxes(self) -> tuple[int, ...]:
         """Process ids of the warm sandboxes waiting for a job now (for operators and tests)."""
@@ -283,11 +288,28 @@ class LocalExecutor:
                 sent_at = time.monotonic()
                 sandbox.conn.send_bytes(message)
             header, ipc = self._collect(spec, sandbox.conn, sandbox.process, entry)
+            done, sandbox = sandbox, None
         finally:
             if sandbox is not None:
                 sandbox.discard()
             self._replenish()
+        # The result is in: the process is on its way out. Tearing its memory down takes the kernel a few
+        # ms, which the job need not wait for; close() waits for every such clean-up.
+        self._retire(done)
         return _result(header, ipc, unwrap_s=unwrap_s, fork_at=fork_at, sent_at=sent_at, started=started)
+
+    def _retire(self, sandbox: _Sandbox) -> None:
+        thread = threading.Thread(target=self._reap, args=(sandbox,), name="sandbox-reaper", daemon=True)
+        with self._lock:
+            self._reaping.add(thread)
+        thread.start()
+
+    def _reap(self, sandbox: _Sandbox) -> None:
+        try:
+            sandbox.discard()
+        finally:
+            with self._lock:
+                self._reaping.discard(threading.current_thread())
 
     # -- warm sandboxes ------------------------------------------------------------------------
 

@@ -59,11 +59,8 @@ class AuditLog:
         head = session.execute(
             select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()
         ).scalar_one_or_none()
-        prev = None
-        if head is not None:
-            prev_row = session.get(AuditEventRow, head.seq)
-            prev = None if prev_row is None else to_entry(prev_row)
-        entry = chain(prev, at=iso(self.clock.now()), event=event, actor=actor, details=dict(details))
+        # The head row is the last event's seq and hash, kept in the same transactions as the events.
+        entry = chain(head, at=iso(self.clock.now()), event=event, actor=actor, details=dict(details))
         session.add(
             AuditEventRow(
                 seq=entry.seq,
@@ -91,14 +88,17 @@ class AuditLog:
         """Whether ``checkpoint_minutes`` have passed since the last checkpoint (or the first event)."""
         if self.checkpoint_minutes is None:
             return False
+        # Columns, not rows: this runs on every append, and loading ORM objects doubled its cost.
         last = session.execute(
-            select(AuditCheckpointRow).order_by(AuditCheckpointRow.seq.desc()).limit(1)
+            select(AuditCheckpointRow.line).order_by(AuditCheckpointRow.seq.desc()).limit(1)
         ).scalar_one_or_none()
         if last is not None:
-            since = Checkpoint.from_json(last.line).at
+            since = Checkpoint.from_json(last).at
         else:
-            first = session.get(AuditEventRow, 0)
-            since = entry.at if first is None else first.at
+            first = session.execute(
+                select(AuditEventRow.at).where(AuditEventRow.seq == 0)
+            ).scalar_one_or_none()
+            since = entry.at if first is None else first
         elapsed = datetime.fromisoformat(entry.at) - datetime.fromisoformat(since)
         return elapsed >= timedelta(minutes=self.checkpoint_minutes)
 

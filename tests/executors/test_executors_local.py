@@ -65,6 +65,15 @@ def _descendants(pid: int) -> set[int]:
     return result
 
 
+def _gone(pid: int) -> bool:
+    """Exited: reaped already, or a zombie waiting for its parent."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in {"Z", "X"}
+
+
 def _wait_for_pid(executor: LocalExecutor, job_id: str) -> int:
     deadline = time.monotonic() + 20
     while job_id not in executor.running():
@@ -191,7 +200,10 @@ def test_a_warm_sandbox_serves_one_job_and_is_replaced(
     assert result.engine["sandbox"] == "local-fork (warm)"
     assert "fork" not in result.timings
     assert result.timings["handoff"] >= 0
-    assert first not in _descendants(os.getpid())  # it exited after its one job
+    deadline = time.monotonic() + 10
+    while first in _descendants(os.getpid()):  # it exits after its one job (reaped in the background)
+        assert time.monotonic() < deadline, "the sandbox outlived its job"
+        time.sleep(0.02)
     (second,) = _wait_for_warm(warm_one, 1)
     assert second != first
     again = warm_one.run(spec(visits, AGGREGATE, job_id="warm-2"))
@@ -220,7 +232,7 @@ def test_a_dead_warm_sandbox_is_replaced_by_a_fresh_one(
     (pid,) = _wait_for_warm(warm_one, 1)
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while pid in _descendants(os.getpid()) and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+    while not _gone(pid):
         assert time.monotonic() < deadline
         time.sleep(0.02)
     result = warm_one.run(spec(visits, AGGREGATE, job_id="after-kill"))
