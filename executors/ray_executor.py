@@ -353,6 +353,10 @@ class RayExecutor:
             max_retries=self._retries,
             retry_exceptions=False,
             name=spec.job_id,
+            # Part tasks are equal shares of one job: spread them over the domain's nodes. By default
+            # Ray queues them where it first leased, and a second node sat partly idle (measured with
+            # two one-CPU nodes: 0.76 of linear scaling by default, 0.87-0.90 spread).
+            scheduling_strategy="SPREAD" if seal_as is not None else "DEFAULT",
         )
         refs: Any = task.remote(spec, source, seal_as, merge, *partials)  # two refs: num_returns=2
         return refs[0], refs[1]
