@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 DEFAULT_URL: Final = "http://127.0.0.1:8000"
 DEMO_TOKENS_FILE: Final = "demo-tokens.json"
 _CLI_ACTOR: Final = "local-cli"
+# Seconds a stopping gateway waits for open requests: a long-poll may otherwise hold it for 30 s.
+SHUTDOWN_GRACE_S: Final = 5
 _ONE_LINE_EXAMPLE: Final = "SELECT sex, COUNT(DISTINCT person_id) AS people FROM citizens GROUP BY sex"
 # What a state directory may contain; ``--fresh`` refuses to delete a directory holding anything else.
 _STATE_ENTRIES: Final = frozenset(
@@ -153,7 +155,13 @@ def serve(
     if port is not None:
         overrides["port"] = port
     settings = _settings(state_dir, **overrides)
-    uvicorn.run(_create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(
+        _create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+    )
 
 
 @token_app.command("create")
@@ -409,7 +417,12 @@ class _BackgroundServer:
             ) from None
         bound_host, bound_port = self._socket.getsockname()[:2]
         self.url = f"http://{bound_host}:{bound_port}"
-        config = uvicorn.Config(_create_app(settings), log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            _create_app(settings),
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, name="sandbox-gateway", daemon=True
