@@ -49,7 +49,7 @@ from executors.errors import (
     ResourceExhausted,
 )
 from executors.forking import LeanForkServerProcess
-from executors.sandbox import Payload, child_main
+from executors.sandbox import READY, Payload, child_main
 
 # Imported by the fork server once, so that every forked job starts warm.
 PRELOAD = (
@@ -61,6 +61,8 @@ PRELOAD = (
     "executors.fork_server_preload",
 )
 _MAX_HEADER_BYTES = 1 << 20
+# How long a job waits for a warm sandbox still warming up (about 20-30 ms) before forking its own.
+READY_WAIT_S = 0.25
 
 
 @dataclass
@@ -137,7 +139,8 @@ class LocalExecutor:
         self._warm_target = warm_sandboxes
         self._spares: list[_Sandbox] = []
         self._spares_starting = 0
-        self._reaping: set[threading.Thread] = set()
+        # Threads that start warm sandboxes or reap finished ones; close() waits for them.
+        self._helpers: set[threading.Thread] = set()
         self._slots = threading.BoundedSemaphore(max_workers)
         self._lock = threading.Lock()
         self._running: dict[str, _Running] = {}
@@ -204,9 +207,13 @@ class LocalExecutor:
         for entry in entries:
             entry.done.wait(timeout=10)
         with self._lock:
-            reaping = list(self._reaping)
-        for thread in reaping:
+            helpers = list(self._helpers)
+        for thread in helpers:
             thread.join(timeout=10)
+        with self._lock:  # a starter may have finished a fork as close() began
+            spares, self._spares = self._spares, []
+        for spare in spares:
+            spare.discard()
 
     def warm_sandboxes(self) -> tuple[int, ...]:
         """Process ids of the warm sandboxes waiting for a job now (for operators and tests)."""
@@ -260,34 +267,34 @@ class LocalExecutor:
     ) -> ResultTable:
         spec = payload.spec
         message = pickle.dumps(payload)
-        sandbox: _Sandbox | None = None
+        with self._lock:
+            if entry.cancelled:
+                raise ExecutionCancelled(f"job {spec.job_id} was cancelled before it started")
+            sandbox = self._take_spare()
+        if sandbox is not None and not _ready(sandbox):
+            sandbox.discard()  # failed or stuck before its job: fork a fresh one instead
+            sandbox = None
+        fork_at: float | None = None
         try:
             with self._lock:
                 if entry.cancelled:
                     raise ExecutionCancelled(f"job {spec.job_id} was cancelled before it started")
-                sandbox = self._take_spare()
-                if sandbox is not None:
-                    entry.process = sandbox.process
-            fork_at: float | None = None
-            sent_at = time.monotonic()
-            if sandbox is not None:
-                try:
-                    sandbox.conn.send_bytes(message)
-                except OSError:  # the warm sandbox died while it waited: fall back to a fresh one
-                    with self._lock:
-                        entry.process = None
-                    sandbox.discard()
-                    sandbox = None
-            if sandbox is None:
-                with self._lock:
-                    if entry.cancelled:
-                        raise ExecutionCancelled(f"job {spec.job_id} was cancelled before it started")
+                if sandbox is None:
                     fork_at = time.monotonic()
                     sandbox = self._start_sandbox(warm=False)
-                    entry.process = sandbox.process
-                sent_at = time.monotonic()
+                entry.process = sandbox.process
+            sent_at = time.monotonic()
+            try:
                 sandbox.conn.send_bytes(message)
+            except OSError:
+                if entry.cancelled:
+                    raise ExecutionCancelled(f"job {spec.job_id} was cancelled") from None
+                raise ExecutionFailed(
+                    f"job {spec.job_id}'s sandbox process ended before it received the job"
+                ) from None
             header, ipc = self._collect(spec, sandbox.conn, sandbox.process, entry)
+            with self._lock:
+                entry.process = None  # from here on a cancel must not signal this (exiting) process
             done, sandbox = sandbox, None
         finally:
             if sandbox is not None:
@@ -301,15 +308,15 @@ class LocalExecutor:
     def _retire(self, sandbox: _Sandbox) -> None:
         thread = threading.Thread(target=self._reap, args=(sandbox,), name="sandbox-reaper", daemon=True)
         with self._lock:
-            self._reaping.add(thread)
-        thread.start()
+            self._helpers.add(thread)
+            thread.start()
 
     def _reap(self, sandbox: _Sandbox) -> None:
         try:
             sandbox.discard()
         finally:
             with self._lock:
-                self._reaping.discard(threading.current_thread())
+                self._helpers.discard(threading.current_thread())
 
     # -- warm sandboxes ------------------------------------------------------------------------
 
@@ -343,24 +350,33 @@ class LocalExecutor:
             if self._closed or missing <= 0:
                 return
             self._spares_starting += missing
-        threading.Thread(
-            target=self._start_spares, args=(missing,), name="sandbox-warm-start", daemon=True
-        ).start()
+            thread = threading.Thread(
+                target=self._start_spares, args=(missing,), name="sandbox-warm-start", daemon=True
+            )
+            self._helpers.add(thread)
+            thread.start()  # under the lock: close() must never see a thread it cannot join yet
 
     def _start_spares(self, count: int) -> None:
-        for _ in range(count):
-            spare: _Sandbox | None = None
-            try:
-                spare = self._start_sandbox(warm=True)
-            except Exception:  # no warm sandbox this time: jobs fork their own meanwhile
-                spare = None
+        try:
+            for _ in range(count):
+                spare: _Sandbox | None = None
+                with self._lock:
+                    closed = self._closed
+                if not closed:
+                    try:
+                        spare = self._start_sandbox(warm=True)
+                    except Exception:  # no warm sandbox this time: jobs fork their own meanwhile
+                        spare = None
+                with self._lock:
+                    self._spares_starting -= 1
+                    if spare is not None and not self._closed:
+                        self._spares.append(spare)
+                        spare = None
+                if spare is not None:
+                    spare.discard()
+        finally:
             with self._lock:
-                self._spares_starting -= 1
-                if spare is not None and not self._closed:
-                    self._spares.append(spare)
-                    spare = None
-            if spare is not None:
-                spare.discard()
+                self._helpers.discard(threading.current_thread())
 
     def _collect(
         self, spec: JobSpec, conn: Connection, process: BaseProcess, entry: _Running
@@ -394,6 +410,17 @@ class LocalExecutor:
             raise cls(str(header.get("detail", "the job failed in its sandbox")))
         process.join(timeout=5)
         raise _exit_error(spec.job_id, process.exitcode)
+
+
+def _ready(sandbox: _Sandbox) -> bool:
+    """Whether a warm sandbox has said it waits for its job (it may still be warming up: give it a
+    moment; one that failed before its job has sent an error instead)."""
+    try:
+        if not sandbox.conn.poll(READY_WAIT_S):
+            return False
+        return sandbox.conn.recv_bytes(_MAX_HEADER_BYTES) == READY
+    except (EOFError, OSError):
+        return False
 
 
 def _noop() -> None:

@@ -23,6 +23,7 @@ child cannot run code in the parent. Error details are our own sentences (``engi
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -46,6 +47,7 @@ PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 AS_HEADROOM_MB = 2048  # thread stacks, allocator arenas and the loaded Arrow tables above the engine limit
+READY = b'{"status": "ready"}'  # what a warm sandbox says once it waits for its job
 
 
 @dataclass(frozen=True)
@@ -204,8 +206,15 @@ def child_main(conn: Connection, tmpdir: str, warm: bool = False) -> None:
         _harden_process(libc)
         network = isolate_network(libc)
         _private_environment(tmpdir)
-        spare = warm_engine() if warm else None
-        payload = pickle.loads(conn.recv_bytes())  # noqa: S301 - from our own parent, over a private pipe
+        spare = None
+        if warm:
+            spare = warm_engine()
+            conn.send_bytes(READY)  # the parent hands a job only to a sandbox that said so
+        try:
+            message = conn.recv_bytes()
+        except EOFError:
+            return  # never given a job (the executor closed): nothing to report
+        payload = pickle.loads(message)  # noqa: S301 - from our own parent, over a private pipe
         received_at = time.monotonic()
         apply_limits(payload.spec.limits)
         header, ipc = execute(payload, spare=spare)
@@ -216,7 +225,8 @@ def child_main(conn: Connection, tmpdir: str, warm: bool = False) -> None:
         conn.send_bytes(json.dumps(header).encode())
         conn.send_bytes(ipc)
     except BaseException as exc:
-        conn.send_bytes(json.dumps(_error_header(exc)).encode())
+        with contextlib.suppress(OSError):  # the parent may be gone (cancelled, closed)
+            conn.send_bytes(json.dumps(_error_header(exc)).encode())
     finally:
         conn.close()
 

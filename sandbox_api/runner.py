@@ -272,7 +272,7 @@ class JobRunner:
             return
         executed = time.perf_counter()
         if claim.is_program:
-            if not self._to_checking(claim.job_id):
+            if not self._to_checking(claim.job_id, attempt=claim.attempt):
                 return
             try:
                 timings = {**result.timings, "execute_s": executed - started}
@@ -301,7 +301,7 @@ class JobRunner:
         # transaction instead of two, and the audit trail still reads checking, then released.
         with jobs.db.write() as session:
             row = session.get(JobRow, claim.job_id)
-            if row is None or not self._enter_check(session, row):
+            if row is None or not self._enter_check(session, row, attempt=claim.attempt):
                 return
             jobs.store_release(
                 session,
@@ -315,16 +315,20 @@ class JobRunner:
                 engine=dict(result.engine),
             )
 
-    def _to_checking(self, job_id: str) -> bool:
+    def _to_checking(self, job_id: str, *, attempt: int) -> bool:
         """Commit running -> checking on its own (Python and mock jobs, settled by ``ProgramRuns``)."""
         with self._jobs.db.write() as session:
             row = session.get(JobRow, job_id)
-            return row is not None and self._enter_check(session, row)
+            return row is not None and self._enter_check(session, row, attempt=attempt)
 
-    def _enter_check(self, session: Session, row: JobRow) -> bool:
-        """Move a running job to checking in ``session``; cancelled instead if a cancel was asked for."""
+    def _enter_check(self, session: Session, row: JobRow, *, attempt: int) -> bool:
+        """Move a running job to checking in ``session``; cancelled instead if a cancel was asked for.
+
+        Only the attempt this worker claimed: if the job was re-queued and claimed again meanwhile (a
+        recovery by another gateway on the same database), that attempt's worker settles it.
+        """
         jobs = self._jobs
-        if row.state != JobState.RUNNING.value:
+        if row.state != JobState.RUNNING.value or row.attempts != attempt:
             return False
         if row.cancel_requested:
             jobs.advance(session, row, JobState.CANCELLED, actor=SYSTEM_ACTOR, reason="cancelled")

@@ -50,8 +50,11 @@ RETRY_AFTER_S = 5
 SETTLED: frozenset[JobState] = TERMINAL | {JobState.WITHHELD}
 
 # How often a long-poll re-reads its job even without a signal: a change committed by another process
-# (a second gateway on the same database, a recovery run) wakes no waiter of this one.
+# (a second gateway on the same database, a recovery run) wakes no waiter of this one. The pause grows
+# from the first to the last value: this process's own changes arrive as signals, and a few hundred
+# open waits must not keep the database busy.
 WAIT_RECHECK_S = 0.25
+WAIT_RECHECK_MAX_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -327,9 +330,9 @@ class JobService:
         """The job as soon as it is settled (final or withheld), else as it is after ``wait_s`` seconds.
 
         A long-poll: ``signals`` hands over the job as committed by a settling transition; without a
-        signal the database is re-read every ``WAIT_RECHECK_S``. Each read is short and runs in a worker
-        thread: no session stays open and no thread is held while waiting. Visibility is ``get``'s
-        (another operator's job: NotFound at once).
+        signal the database is re-read, every ``WAIT_RECHECK_S`` at first, then less often. Each read
+        is short and runs in a worker thread: no session stays open and no thread is held while waiting.
+        Visibility is ``get``'s (another operator's job: NotFound at once).
         """
         if wait_s <= 0:
             return await asyncio.to_thread(self.get, who, job_id)
@@ -343,11 +346,13 @@ class JobService:
         # Subscribed before the first read: a job that settles during it is not missed.
         with self.signals.subscribe(job_id, wake):
             view = await asyncio.to_thread(self.get, who, job_id)
+            pause = WAIT_RECHECK_S
             while JobState(view.state) not in SETTLED and (remaining := deadline - loop.time()) > 0:
                 committed = None
                 with contextlib.suppress(TimeoutError):
-                    committed = await asyncio.wait_for(arrivals.get(), min(remaining, WAIT_RECHECK_S))
+                    committed = await asyncio.wait_for(arrivals.get(), min(remaining, pause))
                 view = committed if committed is not None else await asyncio.to_thread(self.get, who, job_id)
+                pause = min(pause * 2, WAIT_RECHECK_MAX_S)
             return view
 
     def list_jobs(

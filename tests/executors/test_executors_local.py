@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -13,6 +14,7 @@ import pytest
 from crypto.keyring import LocalKeyring
 from executors.errors import ExecutionCancelled, ExecutionFailed
 from executors.local import LocalExecutor
+from executors.sandbox import READY
 from tests.executors.executors_contract import AGGREGATE, ENDLESS, ExecutorContract, run_in_thread, spec
 from tests.executors.executors_fixtures import StoredVersion
 
@@ -259,3 +261,35 @@ def test_warm_sandboxes_are_off_by_default(own_executor: LocalExecutor, visits: 
     assert result.engine["sandbox"] == "local-fork"
     assert "fork" in result.timings
     assert own_executor.warm_sandboxes() == ()
+
+
+def test_a_stuck_warm_sandbox_is_passed_over(warm_one: LocalExecutor, visits: StoredVersion) -> None:
+    (pid,) = _wait_for_warm(warm_one, 1)
+    (spare,) = warm_one._spares  # white box: consume its "ready", then freeze it
+    assert spare.conn.poll(20)
+    assert spare.conn.recv_bytes() == READY
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        result = warm_one.run(spec(visits, AGGREGATE, job_id="passed-over"))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    assert result.row_count == 5
+    assert result.engine["sandbox"] == "local-fork"  # its own fresh fork, not the silent one
+    assert _gone(pid) or pid not in warm_one.warm_sandboxes()
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_close_right_after_start_leaves_nothing(keyring: LocalKeyring, tmp_path: Path, attempt: int) -> None:
+    before = _descendants(os.getpid())
+    executor = LocalExecutor(key_provider=keyring, max_workers=1, tmp_root=tmp_path, warm_sandboxes=2)
+    executor.close()  # while the warm sandboxes are still being started
+    assert list(tmp_path.iterdir()) == []
+    deadline = time.monotonic() + 10
+    while True:
+        # The fork server (our child, started once per process) stays; its children, the sandboxes, not.
+        left = {p for p in _descendants(os.getpid()) - before - _children(os.getpid()) if not _gone(p)}
+        if not left:
+            break
+        assert time.monotonic() < deadline, f"left behind: {left}"
+        time.sleep(0.05)

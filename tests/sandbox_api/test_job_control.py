@@ -7,6 +7,7 @@ deterministic: a job held at the gate is "running" for the service, the next one
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -17,6 +18,8 @@ from executors.base import Executor, JobSpec, ResultTable
 from executors.errors import ExecutionCancelled
 from executors.local import LocalExecutor
 from sandbox_api.settings import Settings
+from sandbox_api.store.db import open_database
+from sandbox_api.store.models import JobRow
 from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World, world
 
 # Runs for minutes unless stopped: proves the timeout and cancel reach the sandbox process.
@@ -32,6 +35,7 @@ class GatedExecutor:
         self.waiting = threading.Semaphore(0)
         self.cancelled: set[str] = set()
         self.endless: set[str] = set()  # job ids whose SQL the test swaps for ENDLESS
+        self.finished: list[str] = []  # job ids whose run returned
 
     def run(self, spec: JobSpec) -> ResultTable:
         self.waiting.release()
@@ -40,7 +44,10 @@ class GatedExecutor:
                 raise ExecutionCancelled(f"job {spec.job_id} was cancelled before it started")
         if spec.job_id in self.endless:
             spec = replace(spec, sql=ENDLESS)
-        return self.inner.run(spec)
+        try:
+            return self.inner.run(spec)
+        finally:
+            self.finished.append(spec.job_id)
 
     def cancel(self, job_id: str) -> bool:
         self.cancelled.add(job_id)
@@ -145,3 +152,24 @@ def test_a_scope_revoked_while_the_job_waits_stops_it_from_starting(
     assert job["state"] in {"failed", "expired"}
     assert "revoked" in job["reason"] or "not active" in job["reason"], job["reason"]
     assert api.client.get(f"/v1/jobs/{waiting}/result", headers=api.h("alice")).status_code == 409
+
+
+def test_a_stale_attempt_does_not_settle_a_job_claimed_again(gated: tuple[World, GatedExecutor]) -> None:
+    api, executor = gated
+    job_id = _submit(api)
+    assert executor.waiting.acquire(timeout=10)  # attempt 1 is running
+    db = open_database(api.settings.resolved_database_url)
+    with db.write() as session:  # as if another gateway had recovered the job and claimed it again
+        row = session.get(JobRow, job_id)
+        assert row is not None
+        row.attempts += 1
+    executor.gate.set()
+    deadline = time.monotonic() + 30
+    while not executor.finished:
+        assert time.monotonic() < deadline, "attempt 1 never finished"
+        time.sleep(0.02)
+    time.sleep(0.5)  # what attempt 1's worker does next would commit within milliseconds
+    job = api.client.get(f"/v1/jobs/{job_id}", headers=api.h("alice")).json()
+    assert job["state"] == "running"  # left to the attempt that holds it now
+    assert api.client.get(f"/v1/jobs/{job_id}/result", headers=api.h("alice")).status_code == 409
+    assert job_id not in [e["details"]["job"] for e in api.audit_events("job.released")]
