@@ -126,3 +126,31 @@ def test_a_checkpoint_is_signed_once_t_minutes_passed_since_the_last(tmp_path: P
         db.dispose()
     # 09:11 is 11 minutes after the first event; 09:22 is 11 after that checkpoint; 09:40 is 18 after.
     assert signed == [(3, "09:11"), (6, "09:22"), (7, "09:40")]
+
+
+def test_timed_checkpoints_stay_right_with_two_gateways_on_one_database(tmp_path: Path) -> None:
+    """Each gateway remembers when the last checkpoint was; another one's checkpoint must still count."""
+    clock = _Clock(datetime(2026, 3, 1, 9, 0, tzinfo=UTC))
+    keys = LocalKeyring.open(tmp_path / "keyring.json", create=True, clock=clock.now)
+    db = open_database(f"sqlite:///{tmp_path / 'metadata.db'}")
+    migrate.upgrade(db)
+    gateways = [
+        AuditLog(
+            db=db,
+            clock=clock,
+            checkpoint_every=1000,
+            signing_key=lambda: keys.ensure_signing_key(now=clock.now()),
+            checkpoint_minutes=10,
+        )
+        for _ in range(2)
+    ]
+    try:
+        # Gateway 0 learns of the first event at 09:00; gateway 1 signs the 09:11 checkpoint; gateway 0
+        # must then read it rather than sign again at 09:12 (12 minutes after what it remembered).
+        for minutes, writer in ((0, 0), (5, 1), (11, 1), (12, 0), (20, 0), (22, 0), (23, 1)):
+            clock.moment = datetime(2026, 3, 1, 9, 0, tzinfo=UTC) + timedelta(minutes=minutes)
+            gateways[writer].record(event="test.tick", actor="t", details={"minute": minutes})
+        signed = [(cp.seq, cp.at[11:16]) for cp in gateways[0].checkpoints()]
+    finally:
+        db.dispose()
+    assert signed == [(2, "09:11"), (5, "09:22")]
