@@ -13,7 +13,9 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.optimizer.qualify import qualify
 
-from policies.analysis.levels import STAR_META, Analysis, Base, source_nodes
+from policies.analysis.levels import Analysis
+from policies.analysis.markers import STAR_META
+from policies.analysis.scopes import Base, source_nodes
 from policies.analysis.syntax import syntax_findings
 from policies.catalog import Catalog
 from policies.checks import CHECKS

@@ -1,220 +1,35 @@
-"""Scopes, sources and release levels of a qualified query.
+"""Release levels of a qualified query: the scopes of its SELECTs and the lineage of its expressions.
 
-``Analysis`` walks the qualified tree once: every SELECT becomes a ``SelectScope`` whose sources are
-catalog tables (``Base``), CTEs or subqueries (``Derived``) or something else (``Opaque``, refused by
-``only_known_tables``). ``info(expr)`` derives, bottom-up through CTEs, subqueries, joins and set
-operations, the *lineage* of an expression: which catalog columns flow into it and how (``Shape``),
-its type family, and whether it is an aggregate. The checks decide from that what may be released.
+``Analysis`` walks the qualified tree once: every SELECT becomes a ``SelectScope`` (``scopes.py``).
+``info(expr)`` derives, bottom-up through CTEs, subqueries, joins and set operations, the *lineage* of
+an expression (``lineage.py``): which catalog columns flow into it and how, its type family, and
+whether it is an aggregate. The checks decide from that what may be released.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import IntEnum
-from types import MappingProxyType
-
 from sqlglot import exp
 
+from policies.analysis.lineage import CONST, Info, Origin, Shape, family_of, merge, shape_of
+from policies.analysis.markers import FAMILY_META, FILTERED_SCAN_META, MASK_META, TRANSPARENT_META
+from policies.analysis.scopes import (
+    NESTED_QUERY,
+    Base,
+    Derived,
+    Opaque,
+    SelectScope,
+    Source,
+    aggregate_holders,
+    expression_subqueries,
+    source_nodes,
+)
 from policies.analysis.syntax import AGGREGATES
-from policies.context import PolicyContext, TablePolicy
-from policies.model import Use
+from policies.context import PolicyContext
 
-#: Meta keys the rewrite passes put on nodes they generate.
-MASK_META = "sbx_mask"  # a mask around one column: judged as that column
-TRANSPARENT_META = "sbx_transparent"  # a guard around ``this``: judged as ``this``
-FAMILY_META = "sbx_family"
-GENERATED_META = "sbx_generated"
-FILTERED_SCAN_META = "sbx_filtered_scan"
-STAR_META = "sbx_star"
-
-
-class Shape(IntEnum):
-    """How a column's value reaches an expression, from most to least direct."""
-
-    PURE = 0  # the value itself (possibly masked)
-    ARITH = 1  # arithmetic with constants or other columns
-    OTHER = 2  # through any other function
-    COND = 3  # through a condition that can blank rows out (CASE, IF, COALESCE, NULLIF, a predicate)
-
-
-@dataclass(frozen=True)
-class Origin:
-    table: str
-    column: str
-    use: Use
-    # Hashed once: origins are dictionary keys in every merge of lineages.
-    _hash: int = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_hash", hash((self.table, self.column, self.use)))
-
-    def __hash__(self) -> int:
-        return self._hash
-
-
-@dataclass(frozen=True)
-class Info:
-    lineage: dict[Origin, Shape]
-    family: str | None
-    aggregate: bool = False
-
-    @property
-    def protected(self) -> bool:
-        """Whether any non-``plain`` column flows into the value."""
-        return any(o.use is not Use.PLAIN for o in self.lineage)
-
-
-CONST = Info({}, None)
-
-
-@dataclass(frozen=True)
-class Base:
-    table: TablePolicy
-    node: exp.Expr
-
-
-@dataclass(frozen=True)
-class Derived:
-    query: exp.Expr
-    node: exp.Expr
-
-
-@dataclass(frozen=True)
-class Opaque:
-    node: exp.Expr
-
-
-Source = Base | Derived | Opaque
-
-
-@dataclass(eq=False)
-class SelectScope:
-    select: exp.Select
-    role: str  # top | derived | in | exists | scalar
-    parent: SelectScope | None
-    ctes: dict[str, exp.CTE]
-    sources: dict[str, Source] = field(default_factory=dict)
-    _aggregating: bool | None = None
-    _nodes: list[exp.Expr] | None = None
-
-    def resolve(self, alias: str) -> tuple[SelectScope, Source] | None:
-        """The scope and source an alias refers to, searching outward for correlated references."""
-        scope: SelectScope | None = self
-        while scope is not None:
-            found = scope.sources.get(alias.lower())
-            if found is not None:
-                return scope, found
-            scope = scope.parent
-        return None
-
-    @property
-    def aggregating(self) -> bool:
-        # Decided once, on the tree as analysed (the checks ask for it many times).
-        if self._aggregating is None:
-            parts = [*self.select.expressions, self.select.args.get("having")]
-            self._aggregating = self.select.args.get("group") is not None or any(
-                _has_aggregate(p) for p in parts if p is not None
-            )
-        return self._aggregating
-
-    @property
-    def nodes(self) -> list[exp.Expr]:
-        """``walk_same_query(select)``, walked once (on the tree as analysed)."""
-        if self._nodes is None:
-            self._nodes = walk_same_query(self.select)
-        return self._nodes
-
-
-_COND = (exp.Case, exp.If, exp.Coalesce, exp.Nullif, exp.Predicate, exp.Connector, exp.Not, exp.Filter)
-_ARITH = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.IntDiv, exp.Mod, exp.Neg)
-_NUM = (
-    *_ARITH,
-    exp.Year,
-    exp.Month,
-    exp.Day,
-    exp.Quarter,
-    exp.DayOfWeek,
-    exp.Extract,
-    exp.Length,
-    exp.Round,
-    exp.Floor,
-    exp.Ceil,
-    exp.Abs,
-    exp.Sign,
-    exp.Count,
-    exp.Sum,
-    exp.Avg,
-    exp.Stddev,
-    exp.StddevSamp,
-    exp.StddevPop,
-    exp.Variance,
-    exp.VariancePop,
-)
-_STR = (
-    exp.Upper,
-    exp.Lower,
-    exp.Substring,
-    exp.Left,
-    exp.Right,
-    exp.Concat,
-    exp.DPipe,
-    exp.Trim,
-    exp.TimeToStr,
-)
-_DATE = (exp.TimestampTrunc, exp.DateTrunc)
-_BOOL = (exp.Predicate, exp.Connector, exp.Not, exp.Exists, exp.StartsWith)
-
-
-def _has_aggregate(node: exp.Expr) -> bool:
-    return any(type(n) in AGGREGATES for n in walk_same_query(node))
-
-
-_NESTED_QUERY = (exp.Query, exp.Subquery)  # tuples: ``isinstance(x, A | B)`` builds a union per call
 #: Types, units and names: never a value. (An identifier outside a column is a name, such as an
 #: alias; its info would be empty, which adds nothing to a merge.)
 _NOT_VALUES = (exp.DataType, exp.Var, exp.Identifier)
 _PASS_THROUGH = (exp.Alias, exp.Paren, exp.Distinct, exp.Ordered)
-
-
-def walk_same_query(node: exp.Expr) -> list[exp.Expr]:
-    """``node`` and its descendants, not descending into nested queries."""
-    out: list[exp.Expr] = []
-    stack = [node]
-    push, pop, add = stack.append, stack.pop, out.append
-    while stack:
-        current = pop()
-        add(current)
-        for child in current.iter_expressions():
-            if not isinstance(child, _NESTED_QUERY):
-                push(child)
-    return out
-
-
-def _aggregate_holders(aggregates: list[exp.Expr]) -> set[int]:
-    """Ids of the aggregates with another aggregate below them in the same query: from every
-    aggregate up to the first query boundary (the nodes ``walk_same_query`` does not enter)."""
-    holders: set[int] = set()
-    for node in aggregates:
-        current = node
-        parent = current.parent
-        while parent is not None:
-            if type(parent) in AGGREGATES:
-                holders.add(id(parent))
-            if isinstance(current, _NESTED_QUERY):
-                break  # a query: ``walk_same_query`` from anything above does not enter it
-            current, parent = parent, parent.parent
-    return holders
-
-
-def source_nodes(select: exp.Select) -> list[exp.Expr]:
-    """The FROM item and every joined item of a SELECT, in order."""
-    out: list[exp.Expr] = []
-    from_ = select.args.get("from_")
-    if from_ is not None:
-        out.append(from_.this)
-    out.extend(join.this for join in select.args.get("joins") or ())
-    return out
 
 
 class Analysis:
@@ -287,7 +102,7 @@ class Analysis:
         """Whether an aggregate sits below ``func`` in the same query, i.e. in
         ``walk_same_query(arg)`` of one of its arguments (decided for every node in one pass)."""
         if self._aggregate_holders is None:
-            self._aggregate_holders = _aggregate_holders(self.aggregates())
+            self._aggregate_holders = aggregate_holders(self.aggregates())
         return id(func) in self._aggregate_holders
 
     def aggregates(self) -> list[exp.Expr]:
@@ -308,7 +123,7 @@ class Analysis:
             for node in self.nodes:
                 if isinstance(node, exp.Column):
                     owner = node.parent
-                    while owner is not None and not isinstance(owner, _NESTED_QUERY):
+                    while owner is not None and not isinstance(owner, NESTED_QUERY):
                         owner = owner.parent
                     scope = by_select.get(id(owner)) if owner is not None else None
                     if scope is not None and scope.select is owner:
@@ -471,7 +286,7 @@ class Analysis:
             return Info({}, "str" if node.is_string else "num")
         if isinstance(node, exp.Boolean):
             return Info({}, "bool")
-        if isinstance(node, _NESTED_QUERY):
+        if isinstance(node, NESTED_QUERY):
             outs = self.outputs(node)
             return merge([outs[0][1]], Shape.OTHER) if outs else CONST
         if node.meta_get(MASK_META):
@@ -486,124 +301,6 @@ class Analysis:
         ]
         if isinstance(node, _PASS_THROUGH):
             return merge(children, Shape.PURE) if children else CONST
-        merged = merge(children, _shape_of(node))
+        merged = merge(children, shape_of(node))
         aggregate = type(node) in AGGREGATES or any(c.aggregate for c in children)
-        return Info(merged.lineage, _family_of(node, children), aggregate)
-
-
-def merge(infos: list[Info], shape: Shape) -> Info:
-    if len(infos) == 1 and (shape is Shape.PURE or not infos[0].lineage):
-        return infos[0]  # nothing to combine, no shape to raise: the same facts (infos are immutable)
-    lineage: dict[Origin, Shape] = {}
-    for info in infos:
-        for origin, inner in info.lineage.items():
-            combined = max(inner, shape)
-            lineage[origin] = max(lineage.get(origin, Shape.PURE), combined)
-    family = next((i.family for i in infos if i.family is not None), None)
-    return Info(lineage, family, any(i.aggregate for i in infos))
-
-
-def _class_shape(kind: type[exp.Expr]) -> Shape:
-    if issubclass(kind, _COND):
-        return Shape.COND
-    if issubclass(kind, _ARITH):
-        return Shape.ARITH
-    return Shape.OTHER
-
-
-_BY_CHILDREN = "children"  # the family comes from the node's arguments (or, for casts and CASE, its own)
-
-
-def _class_family(kind: type[exp.Expr]) -> str | None:
-    if issubclass(kind, _BOOL):
-        return "bool"
-    if issubclass(kind, _NUM):
-        return "num"
-    if issubclass(kind, _STR):
-        return "str"
-    if issubclass(kind, _DATE):
-        return "date"
-    return _BY_CHILDREN
-
-
-def _expression_classes() -> list[type[exp.Expr]]:
-    out: list[type[exp.Expr]] = []
-    stack: list[type[exp.Expr]] = [exp.Expr]
-    while stack:
-        kind = stack.pop()
-        out.append(kind)
-        stack.extend(kind.__subclasses__())
-    return out
-
-
-#: Shape and class-decided family of every expression class, computed once at import: ``isinstance``
-#: against the long tuples above costs more than the rest of an info. (A class defined later, by a
-#: dialect, is decided when it is met.)
-_SHAPES: Mapping[type[exp.Expr], Shape] = MappingProxyType(
-    {k: _class_shape(k) for k in _expression_classes()}
-)
-_FAMILIES: Mapping[type[exp.Expr], str | None] = MappingProxyType({k: _class_family(k) for k in _SHAPES})
-
-
-def _shape_of(node: exp.Expr) -> Shape:
-    kind = type(node)
-    shape = _SHAPES.get(kind)
-    return _class_shape(kind) if shape is None else shape
-
-
-def _family_of(node: exp.Expr, children: list[Info]) -> str | None:
-    kind = type(node)
-    family = _FAMILIES[kind] if kind in _FAMILIES else _class_family(kind)
-    if family is not _BY_CHILDREN:
-        return family
-    if isinstance(node, exp.Cast):
-        return cast_family(node.to)
-    if isinstance(node, exp.Case):
-        values = [node.args.get("default")] + [i.args.get("true") for i in node.args.get("ifs") or ()]
-        return next(
-            (f for v in values if v is not None and (f := _literal_family(v)) is not None), None
-        ) or next((c.family for c in children if c.family), None)
-    return next((c.family for c in children if c.family is not None), None)
-
-
-def _literal_family(node: exp.Expr) -> str | None:
-    if isinstance(node, exp.Literal):
-        return "str" if node.is_string else "num"
-    return None
-
-
-def cast_family(to: exp.DataType) -> str | None:
-    name = to.this.name.upper() if to.this is not None else ""
-    if name in {"VARCHAR", "TEXT", "CHAR"}:
-        return "str"
-    if name in {"DATE", "TIMESTAMP", "DATETIME"}:
-        return "date"
-    if name in {"BOOLEAN"}:
-        return "bool"
-    return "num"
-
-
-def expression_subqueries(select: exp.Select) -> list[tuple[exp.Expr, str]]:
-    """Queries nested in a SELECT's expressions (not its FROM items), with their role."""
-    roots: list[exp.Expr] = [*select.expressions]
-    for key in ("where", "group", "having", "order", "qualify", "limit", "offset"):
-        if (value := select.args.get(key)) is not None:
-            roots.append(value)
-    roots.extend(j.args["on"] for j in select.args.get("joins") or () if j.args.get("on") is not None)
-    out: list[tuple[exp.Expr, str]] = []
-    stack = list(roots)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, exp.Query):
-            parent = node.parent.parent if isinstance(node.parent, exp.Subquery) else node.parent
-            role = (
-                "exists"
-                if isinstance(parent, exp.Exists)
-                else "in"
-                if isinstance(parent, exp.In)
-                else "scalar"
-            )
-            out.append((node, role))
-            continue
-        stack.extend(node.iter_expressions())
-    return out
+        return Info(merged.lineage, family_of(node, children), aggregate)

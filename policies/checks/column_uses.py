@@ -10,7 +10,9 @@ from collections.abc import Iterator
 
 from sqlglot import exp
 
-from policies.analysis.levels import Analysis, Info, Origin, SelectScope, Shape, walk_same_query
+from policies.analysis.levels import Analysis
+from policies.analysis.lineage import Info, Origin, Shape
+from policies.analysis.scopes import SelectScope, walk_same_query
 from policies.analysis.syntax import AGGREGATES
 from policies.context import PolicyContext
 from policies.findings import Finding

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 
 from sqlglot import exp
 
-from policies.analysis.levels import GENERATED_META, Analysis
+from policies.analysis.levels import Analysis
+from policies.analysis.markers import GENERATED_META
 from policies.analysis.syntax import AGGREGATES
 from policies.context import PolicyContext
 from policies.findings import Finding

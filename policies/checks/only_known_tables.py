@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 from sqlglot import exp
 
-from policies.analysis.levels import Analysis, Opaque
+from policies.analysis.levels import Analysis
+from policies.analysis.scopes import Opaque
 from policies.context import PolicyContext
 from policies.findings import Finding
 

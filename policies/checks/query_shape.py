@@ -11,7 +11,10 @@ from collections.abc import Iterator
 
 from sqlglot import exp
 
-from policies.analysis.levels import STAR_META, Analysis, Info, SelectScope, Shape
+from policies.analysis.levels import Analysis
+from policies.analysis.lineage import Info, Shape
+from policies.analysis.markers import STAR_META
+from policies.analysis.scopes import SelectScope
 from policies.context import PolicyContext
 from policies.findings import Finding
 from policies.model import Use

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 
 from sqlglot import exp
 
-from policies.analysis.levels import GENERATED_META, Analysis, Info
+from policies.analysis.levels import Analysis
+from policies.analysis.lineage import Info
+from policies.analysis.markers import GENERATED_META
 from policies.context import PolicyContext
 from policies.findings import Finding
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from policies.analysis.levels import GENERATED_META
+from policies.analysis.markers import GENERATED_META
 
 
 def generated(node: exp.Expr) -> exp.Expr:

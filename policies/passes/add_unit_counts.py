@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from policies.analysis.levels import Analysis, Base, Derived, source_nodes
+from policies.analysis.levels import Analysis
+from policies.analysis.scopes import Base, Derived, source_nodes
 from policies.context import PolicyContext
 from policies.passes._build import column, generated, ident
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from policies.analysis.levels import FAMILY_META, GENERATED_META, MASK_META, Analysis, Base
+from policies.analysis.levels import Analysis
+from policies.analysis.markers import FAMILY_META, GENERATED_META, MASK_META
+from policies.analysis.scopes import Base
 from policies.context import ColumnPolicy, PolicyContext
 from policies.errors import PassOrderError
 from policies.model import GeneralizeMask, KeywordMask, PartialMask, Prefix, Width

@@ -10,7 +10,9 @@ from __future__ import annotations
 import sqlglot
 from sqlglot import exp
 
-from policies.analysis.levels import FILTERED_SCAN_META, Analysis, Base, source_nodes
+from policies.analysis.levels import Analysis
+from policies.analysis.markers import FILTERED_SCAN_META
+from policies.analysis.scopes import Base, source_nodes
 from policies.context import PolicyContext
 from policies.passes._build import generated, ident
 

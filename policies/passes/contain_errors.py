@@ -26,13 +26,9 @@ from collections.abc import Callable
 
 from sqlglot import exp
 
-from policies.analysis.levels import (
-    FAMILY_META,
-    GENERATED_META,
-    TRANSPARENT_META,
-    Analysis,
-    walk_same_query,
-)
+from policies.analysis.levels import Analysis
+from policies.analysis.markers import FAMILY_META, GENERATED_META, TRANSPARENT_META
+from policies.analysis.scopes import walk_same_query
 from policies.analysis.syntax import AGGREGATES
 from policies.context import PolicyContext
 from policies.passes._build import cast

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from policies.analysis.levels import FAMILY_META, GENERATED_META, TRANSPARENT_META, Analysis
+from policies.analysis.levels import Analysis
+from policies.analysis.markers import FAMILY_META, GENERATED_META, TRANSPARENT_META
 from policies.context import PolicyContext
 from policies.passes._build import cast
 

@@ -12,7 +12,8 @@ import pytest
 from sqlglot import exp
 
 from policies import compile_context
-from policies.analysis.levels import Analysis, walk_same_query
+from policies.analysis.levels import Analysis
+from policies.analysis.scopes import walk_same_query
 from policies.analysis.syntax import AGGREGATES
 from policies.checks.error_containment import any_suspect, error_containment
 from policies.checks.error_containment import findings_in_order as uncontained_in_order

@@ -1,0 +1,15 @@
+"""Marks the rewrite passes put on the nodes they generate, read back by the analysis and the checks.
+
+They travel in sqlglot's node metadata, which the pipeline clears right after parsing, so a query's text
+(comments included) can never set one.
+"""
+
+from __future__ import annotations
+
+#: Meta keys the rewrite passes put on nodes they generate.
+MASK_META = "sbx_mask"  # a mask around one column: judged as that column
+TRANSPARENT_META = "sbx_transparent"  # a guard around ``this``: judged as ``this``
+FAMILY_META = "sbx_family"
+GENERATED_META = "sbx_generated"
+FILTERED_SCAN_META = "sbx_filtered_scan"
+STAR_META = "sbx_star"
