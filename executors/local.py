@@ -290,7 +290,8 @@ class LocalExecutor:
                 if entry.cancelled:
                     raise ExecutionCancelled(f"job {spec.job_id} was cancelled") from None
                 raise ExecutionFailed(
-                    f"job {spec.job_id}'s sandbox process ended before it received the job"
+                    f"job {spec.job_id}'s sandbox process ended before it received the job (killed by the "
+                    "system, usually for memory); nothing ran, so submitting it again is safe"
                 ) from None
             header, ipc = self._collect(spec, sandbox.conn, sandbox.process, entry)
             with self._lock:
