@@ -16,17 +16,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
+import httpx
+
 from sandbox_api import demo, demo_data
 from sandbox_api.bootstrap import init_deployment
 from sandbox_api.client import SandboxClient
 from sandbox_api.settings import Settings
-from tests.sandbox_api.live_gateway import serve_gateway
 
 SMALL_JOB = """\
 SELECT sex, COUNT(DISTINCT person_id) AS people, AVG(income) AS avg_income
@@ -40,40 +45,79 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the gateway exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("the gateway did not start")
+
+
 def run(args: argparse.Namespace, state_dir: Path) -> dict[str, object]:
     admin_token = init_deployment(Settings(state_dir=state_dir)).admin_token
     assert admin_token is not None
-    settings = {} if args.warm_sandboxes is None else {"SANDBOX_WARM_SANDBOXES": str(args.warm_sandboxes)}
-    with serve_gateway(state_dir, settings=settings) as url:
-        started = time.perf_counter()
-        with SandboxClient(url, admin_token, timeout=600) as admin:
-            cast = demo.provision(
-                admin,
-                admin_token=admin_token,
-                citizens_n=args.citizens,
-                visits_n=args.visits,
-                today=date.today(),
-                say=lambda _line: None,
-                progress=False,
-            )
-        seeding_s = time.perf_counter() - started
-        latencies: list[float] = []
-        outside: list[float] = []  # latency minus execute_s, per job
-        phases: dict[str, list[float]] = {}
-        with cast.client("alice") as operator:
-            for i in range(args.warmup + args.jobs):
-                began = time.perf_counter()
-                job = operator.submit_job(demo_data.DEMO_SCOPE_NAME, SMALL_JOB)
-                finished = operator.wait_for_job(job.job_id, timeout=120)
-                elapsed = time.perf_counter() - began
-                if finished.state != "released":
-                    raise SystemExit(f"job {job.job_id} ended {finished.state}: {finished.reason}")
-                if i < args.warmup:
-                    continue
-                latencies.append(elapsed * 1000)
-                outside.append((elapsed - finished.timings.get("execute_s", 0.0)) * 1000)
-                for phase, seconds in finished.timings.items():
-                    phases.setdefault(phase, []).append(seconds * 1000)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
+    if args.warm_sandboxes is not None:
+        env["SANDBOX_WARM_SANDBOXES"] = str(args.warm_sandboxes)
+    command = [
+        sys.executable,
+        "-m",
+        "sandbox_api.cli",
+        "serve",
+        "--state-dir",
+        str(state_dir),
+        "--port",
+        str(port),
+    ]
+    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as server:
+        try:
+            wait_healthy(url, server)
+            started = time.perf_counter()
+            with SandboxClient(url, admin_token, timeout=600) as admin:
+                cast = demo.provision(
+                    admin,
+                    admin_token=admin_token,
+                    citizens_n=args.citizens,
+                    visits_n=args.visits,
+                    today=date.today(),
+                    say=lambda _line: None,
+                    progress=False,
+                )
+            seeding_s = time.perf_counter() - started
+            latencies: list[float] = []
+            outside: list[float] = []  # latency minus execute_s, per job
+            phases: dict[str, list[float]] = {}
+            with cast.client("alice") as operator:
+                for i in range(args.warmup + args.jobs):
+                    began = time.perf_counter()
+                    job = operator.submit_job(demo_data.DEMO_SCOPE_NAME, SMALL_JOB)
+                    finished = operator.wait_for_job(job.job_id, timeout=120)
+                    elapsed = time.perf_counter() - began
+                    if finished.state != "released":
+                        raise SystemExit(f"job {job.job_id} ended {finished.state}: {finished.reason}")
+                    if i < args.warmup:
+                        continue
+                    latencies.append(elapsed * 1000)
+                    outside.append((elapsed - finished.timings.get("execute_s", 0.0)) * 1000)
+                    for phase, seconds in finished.timings.items():
+                        phases.setdefault(phase, []).append(seconds * 1000)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
     return {
         "benchmark": "small job end to end over HTTP (submit -> released, client-observed)",
         "query": SMALL_JOB,
