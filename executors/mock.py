@@ -19,6 +19,8 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
+from executors.errors import ExecutionError
+
 _DEFAULT_LOW, _DEFAULT_HIGH = 0.0, 1000.0
 _DEFAULT_DATES = (dt.date(2000, 1, 1), dt.date(2025, 12, 31))
 _INTEGER_TYPES = {
@@ -80,14 +82,10 @@ class MockTable:
     unit: str | None = None
 
 
-class MockSchemaError(Exception):
+class MockSchemaError(ExecutionError):
     """The schema cannot be turned into a twin (unknown type, empty or inverted range)."""
 
     code = "mock-schema-invalid"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
 
 def mock_table(table: TableLike, n_rows: int, seed: int) -> pa.Table:

@@ -35,7 +35,7 @@ from sandbox_api.clock import Clock, SystemClock
 from sandbox_api.cluster_cli import cluster_app
 from sandbox_api.errors import Conflict, DeploymentNotInitialised, ServiceError
 from sandbox_api.services.principals import PrincipalService
-from sandbox_api.settings import Settings
+from sandbox_api.settings import Settings, unknown_environment
 from sandbox_api.store import migrate
 from sandbox_api.store.db import open_database
 from sandbox_api.store.models import PrincipalRow
@@ -155,6 +155,12 @@ def serve(
     if port is not None:
         overrides["port"] = port
     settings = _settings(state_dir, **overrides)
+    for name in unknown_environment(os.environ):
+        typer.secho(
+            f"warning: {name} is not a setting and is ignored (see docs/settings.md for the names)",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
     uvicorn.run(
         _create_app(settings),
         host=settings.host,

@@ -56,6 +56,7 @@ STATUS: Mapping[str, int] = {
     "unknown-reference": 422,
     "output-invalid": 500,
     "pass-order": 500,
+    "not-canonical": 500,
     # executors
     "execution-error": 500,
     "execution-timeout": 504,
@@ -64,11 +65,23 @@ STATUS: Mapping[str, int] = {
     "execution-failed": 500,
     "data-unavailable": 503,
     "storage-error": 500,
+    "mock-schema-invalid": 422,
+    # executors: the Python-job runtime (reach clients inside an execution error's detail)
+    "pyjob-error": 500,
+    "pyjob-code-rejected": 422,
+    "pyjob-sandbox-violation": 422,
+    "pyjob-raised": 422,
+    "pyjob-resource-exhausted": 507,
+    "pyjob-interrupted": 504,
+    "pyjob-no-result": 422,
+    "pyjob-output-rejected": 422,
+    "pyjob-helper-error": 422,
     # crypto
     "crypto-error": 500,
     "integrity-error": 500,
     "unknown-key": 500,
     "key-destroyed": 410,
+    "key-not-valid": 422,
     "keyring-error": 500,
 }
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: ``SANDBOX_`` variables that are not deployment settings: the CLI and the client read them (the
+#: gateway's address and a bearer token), the Ray node launcher reads the node keyring's path.
+CLIENT_VARIABLES = frozenset({"SANDBOX_URL", "SANDBOX_TOKEN", "SANDBOX_NODE_KEYRING"})
 
 # Passwords that show up in tutorials and templates: a production deployment must not run with them.
 PLACEHOLDER_SECRETS = frozenset(
@@ -20,27 +25,136 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SANDBOX_", extra="forbid")
 
-    state_dir: Path = Path(".sandbox-state")
-    database_url: str | None = None
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
-    dev_mode: bool = True
-    max_upload_mb: PositiveInt = 256
-    max_request_kb: PositiveInt = 256
-    job_timeout_s: PositiveInt = 300
-    job_memory_mb: PositiveInt = 2048
-    job_threads: PositiveInt = 2
-    max_concurrent_jobs: PositiveInt = 2
-    warm_sandboxes: NonNegativeInt = 1
-    queue_limit: PositiveInt = 100
-    n_parts: PositiveInt = 8
-    executor: Literal["local", "ray"] = "local"
-    ray_address: str | None = None
-    ray_local_cpus: PositiveInt | None = None
-    ray_object_store_mb: PositiveInt = 256
-    audit_checkpoint_every: PositiveInt = 1000
-    audit_checkpoint_minutes: PositiveInt = 60
-    job_max_attempts: PositiveInt = 2
+    state_dir: Path = Field(
+        Path(".sandbox-state"),
+        description=(
+            "Directory holding the embedded deployment: `metadata.db` (SQLite), `keyring.json` (mode "
+            "0600), `data/` (encrypted Parquet parts). Created with mode 0700 by `sandbox init`."
+        ),
+    )
+    database_url: str | None = Field(
+        None,
+        description=(
+            "SQLAlchemy URL of the metadata database. Unset means SQLite at `<state_dir>/metadata.db` "
+            "(WAL mode). Use `postgresql+psycopg://…` in production."
+        ),
+    )
+    host: str = Field(
+        "127.0.0.1",
+        description=("Interface `sandbox serve` binds to."),
+    )
+    port: int = Field(
+        default=8000,
+        ge=1,
+        le=65535,
+        description=("Port `sandbox serve` listens on."),
+    )
+    dev_mode: bool = Field(
+        True,
+        description=(
+            "Development mode. Outside it, placeholder secrets (a database password such as `changeme` "
+            "or `password`) are refused at start-up."
+        ),
+    )
+    max_upload_mb: PositiveInt = Field(
+        256,
+        description=(
+            "Largest dataset upload (whole multipart body), in MiB. Enforced while streaming: the "
+            "upload is cut off with 413 as soon as it passes the cap."
+        ),
+    )
+    max_request_kb: PositiveInt = Field(
+        256,
+        description=(
+            "Largest JSON request body (and largest non-file multipart field, e.g. the manifest), in "
+            "KiB; larger ones get 413."
+        ),
+    )
+    job_timeout_s: PositiveInt = Field(
+        300,
+        description=(
+            "Wall-clock limit of one job's sandbox; a job past it is killed and fails with "
+            "`execution-timeout`."
+        ),
+    )
+    job_memory_mb: PositiveInt = Field(
+        2048,
+        description=("Memory limit of one job's engine, in MiB."),
+    )
+    job_threads: PositiveInt = Field(
+        2,
+        description=("Threads one job's engine may use."),
+    )
+    max_concurrent_jobs: PositiveInt = Field(
+        2,
+        description=("Jobs running at the same time (runner threads and sandbox processes)."),
+    )
+    warm_sandboxes: NonNegativeInt = Field(
+        1,
+        description=(
+            "Sandbox processes of the local executor started ahead of their job: each is hardened, "
+            "opens its engine and walks a job's path once on synthetic data, then waits for one job (it"
+            " holds no key or data before). Saves a small job the fork and the engine's start-up; `0` "
+            "forks every sandbox when its job arrives. Each costs an idle process (about 175 MB "
+            "resident, much of it shared with the fork server)."
+        ),
+    )
+    queue_limit: PositiveInt = Field(
+        100,
+        description=(
+            "Queued jobs allowed to wait; a submission beyond it is refused with 429 and `Retry-After`."
+        ),
+    )
+    n_parts: PositiveInt = Field(
+        8,
+        description=(
+            "Parquet parts per table of a new dataset version (rows placed by a keyed hash of the "
+            "privacy unit)."
+        ),
+    )
+    executor: Literal["local", "ray"] = Field(
+        "local",
+        description=(
+            "Job executor backend: `local` (forked sandbox processes on this machine) or `ray` (Ray "
+            "tasks on the nodes of each table's domain, each running the same forked sandbox; see "
+            "docs/ray.md)."
+        ),
+    )
+    ray_address: str | None = Field(
+        None,
+        description=(
+            "With `executor=ray`: address of an existing Ray cluster (`HOST:6379`); its worker nodes "
+            "unwrap keys with their own keyrings. Unset: a local one-node Ray cluster serving every "
+            "domain known at start-up, with this deployment's keyring."
+        ),
+    )
+    ray_local_cpus: PositiveInt | None = Field(
+        None,
+        description=("CPUs of the local Ray cluster (unset: all of this machine's)."),
+    )
+    ray_object_store_mb: PositiveInt = Field(
+        256,
+        description=("Object store of the local Ray cluster, in MiB (only aggregates travel through it)."),
+    )
+    audit_checkpoint_every: PositiveInt = Field(
+        1000,
+        description=("A signed checkpoint of the audit chain head is stored every this many events."),
+    )
+    audit_checkpoint_minutes: PositiveInt = Field(
+        60,
+        description=(
+            "A signed checkpoint is also stored with the first event appended once this many minutes "
+            "have passed since the last checkpoint, so a quiet deployment still gets regular signed "
+            "heads. Whichever of the two limits is reached first triggers the checkpoint."
+        ),
+    )
+    job_max_attempts: PositiveInt = Field(
+        2,
+        description=(
+            "Attempts a job gets when a gateway restart interrupts it while running; after the last one"
+            " it fails with the reason."
+        ),
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
@@ -79,3 +193,35 @@ class Settings(BaseSettings):
     @property
     def max_request_bytes(self) -> int:
         return self.max_request_kb * 1024
+
+
+def unknown_environment(environ: Mapping[str, str]) -> list[str]:
+    """The ``SANDBOX_`` variables of ``environ`` that name no setting (typos, removed settings).
+
+    pydantic-settings ignores them silently; ``sandbox serve`` reports them at start-up instead.
+
+    >>> unknown_environment({"SANDBOX_PORT": "8000", "SANDBOX_JOB_TIMEOUTS": "5", "HOME": "/root"})
+    ['SANDBOX_JOB_TIMEOUTS']
+    """
+    known = {"SANDBOX_" + name.upper() for name in Settings.model_fields} | CLIENT_VARIABLES
+    return sorted(k for k in environ if k.upper().startswith("SANDBOX_") and k.upper() not in known)
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting (name, default, description), as docs/settings.md holds it.
+
+    Generated from the fields themselves so the documentation cannot drift (a test compares them).
+
+    >>> settings_table().splitlines()[2].startswith("| `state_dir` | `.sandbox-state` |")
+    True
+    """
+    lines = ["| setting | default | what it does |", "| --- | --- | --- |"]
+    for name, info in Settings.model_fields.items():
+        default = info.default
+        shown = (
+            "unset"
+            if default is None
+            else f"`{str(default).lower() if isinstance(default, bool) else default}`"
+        )
+        lines.append(f"| `{name}` | {shown} | {info.description or ''} |")
+    return "\n".join(lines)

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from executors.errors import ExecutionError
 
-class PyJobError(Exception):
-    """Base class of every failure of a Python job."""
+
+class PyJobError(ExecutionError):
+    """Base class of every failure of a Python job (one family with the rest of ``executors``)."""
 
     code: ClassVar[str] = "pyjob-error"
 

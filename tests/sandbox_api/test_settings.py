@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from sandbox_api.settings import Settings
+from sandbox_api.settings import Settings, settings_table, unknown_environment
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
 
@@ -15,6 +15,23 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
 @pytest.mark.parametrize("name", sorted(Settings.model_fields))
 def test_every_setting_is_documented(name: str) -> None:
     assert f"`{name}`" in DOCS.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", sorted(Settings.model_fields))
+def test_every_setting_has_a_description(name: str) -> None:
+    description = Settings.model_fields[name].description or ""
+    assert len(description) > 20, f"setting {name} needs a description a deployer can act on"
+
+
+def test_the_documented_table_is_generated_from_the_settings() -> None:
+    assert settings_table() in DOCS.read_text(encoding="utf-8"), (
+        "docs/settings.md is out of date: paste sandbox_api.settings.settings_table() between its markers"
+    )
+
+
+def test_an_unknown_environment_variable_is_reported() -> None:
+    environ = {"SANDBOX_JOB_TIMEOUT_S": "5", "SANDBOX_JOB_TIMEOUTS": "5", "SANDBOX_TOKEN": "x", "PATH": "/"}
+    assert unknown_environment(environ) == ["SANDBOX_JOB_TIMEOUTS"]
 
 
 def test_unknown_setting_is_an_error() -> None:
