@@ -1,14 +1,24 @@
 """Hashing and canonical JSON: the byte forms that hashes and signatures are taken over.
 
-Canonical JSON here means: object keys sorted, separators ``(",", ":")``, UTF-8 without ASCII
-escaping, and no NaN or infinity. Two equal values always give the same bytes, so a hash of the
-canonical form can be recomputed by an auditor in any language.
+Two canonical forms:
+
+* :func:`jcs_json`, the JSON Canonicalization Scheme of RFC 8785 (through the ``rfc8785`` package):
+  keys sorted by UTF-16 code units, numbers in the ECMAScript form (``1.0`` is ``1``, ``1e-7`` is
+  ``1e-7``), strings escaped as RFC 8785 §3.2.2.2 says. Libraries exist for most languages, so an auditor
+  can recompute a hash or check a signature without our code. Receipts from format v2 on use it.
+* :func:`canonical_json`, the form of the first formats (receipt v1, the audit chain): object keys
+  sorted, separators ``(",", ":")``, UTF-8 without ASCII escaping, Python's own float repr. It equals
+  RFC 8785 for values without floats and non-BMP keys, and stays so that old receipts still verify.
+
+Neither accepts NaN or infinity: two equal values always give the same bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+
+import rfc8785
 
 from crypto.errors import NotCanonical
 
@@ -37,3 +47,15 @@ def canonical_json(obj: object) -> bytes:
     except (TypeError, ValueError) as exc:
         raise NotCanonical(f"value has no canonical JSON form: {exc}") from exc
     return text.encode("utf-8")
+
+
+def jcs_json(obj: object) -> bytes:
+    """RFC 8785 canonical JSON bytes of ``obj``; :class:`NotCanonical` for NaN, infinity, non-JSON types.
+
+    >>> jcs_json({"b": [1, 2.5, 1.0, 1e-7], "a": "é"}).decode("utf-8")
+    '{"a":"é","b":[1,2.5,1,1e-7]}'
+    """
+    try:
+        return rfc8785.dumps(obj)  # type: ignore[arg-type]  # any JSON value; others raise
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        raise NotCanonical(f"value has no RFC 8785 form: {type(exc).__name__}") from exc

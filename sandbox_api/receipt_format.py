@@ -4,9 +4,13 @@ Pure functions over JSON values, shared by the gateway (which signs) and by offl
 (``sandbox_api.verify``), so both build the signed bytes the same way. No I/O, no clock.
 
 A receipt is one JSON object. Every member except ``signature`` is signed: the signature is Ed25519
-(RFC 8032) over the canonical JSON (``crypto.hashing.canonical_json``) of the receipt without its
-``signature`` member. ``kid`` names the signing key, ``signed_at`` is the release time, which must fall
-inside that key's validity period.
+(RFC 8032) over the canonical JSON of the receipt without its ``signature`` member. The canonical form
+depends on the receipt's ``type``: ``data-sandbox/receipt/v2`` (issued now) uses RFC 8785 (JCS,
+``crypto.hashing.jcs_json``), so any language with a JCS library can check it; ``.../v1`` (issued before)
+uses ``crypto.hashing.canonical_json`` and is still accepted. Under v2, the digests of released rows
+write an integer outside I-JSON's exact range (beyond ±(2**53 - 1), RFC 7493 §2.2) as its decimal
+string, because RFC 8785 has no form for it. ``kid`` names the signing key, ``signed_at`` is the
+release time, which must fall inside that key's validity period.
 
 The result is bound twice: ``result.hash`` is ``policies.result_hash`` of the released table (the
 order- and representation-independent canonical form that replay recomputes), and
@@ -17,13 +21,21 @@ checked offline and an edited row is named.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from crypto.hashing import canonical_json, sha256_hex
+from crypto.errors import IntegrityError
+from crypto.hashing import canonical_json, jcs_json, sha256_hex
 from crypto.signing import SigningKeyPair, sign
 
-RECEIPT_TYPE = "data-sandbox/receipt/v1"
+RECEIPT_TYPE_V1 = "data-sandbox/receipt/v1"
+RECEIPT_TYPE_V2 = "data-sandbox/receipt/v2"
+#: The format new receipts are issued in.
+RECEIPT_TYPE = RECEIPT_TYPE_V2
+Canonical = Callable[[object], bytes]
+#: The canonical JSON form each receipt format signs and hashes with.
+FORMS: Mapping[str, Canonical] = {RECEIPT_TYPE_V1: canonical_json, RECEIPT_TYPE_V2: jcs_json}
+_EXACT_INT = 2**53 - 1
 ROW_DIGEST_HEX = 16
 # Members a well-formed receipt has; ``signature`` is the only unsigned one.
 RECEIPT_FIELDS = (
@@ -43,36 +55,74 @@ RECEIPT_FIELDS = (
 )
 
 
-def signed_bytes(receipt: Mapping[str, Any]) -> bytes:
-    """The exact bytes the signature covers: canonical JSON of every member but ``signature``.
+def form_of(receipt_type: object) -> Canonical:
+    """The canonical form of a receipt format; ``IntegrityError`` for a format this code does not know.
 
-    >>> signed_bytes({"b": 1, "a": [1.5], "signature": "00"})
-    b'{"a":[1.5],"b":1}'
+    >>> form_of("data-sandbox/receipt/v2") is jcs_json, form_of("data-sandbox/receipt/v1") is canonical_json
+    (True, True)
     """
-    return canonical_json({k: v for k, v in receipt.items() if k != "signature"})
+    form = FORMS.get(str(receipt_type))
+    if form is None:
+        known = ", ".join(sorted(FORMS))
+        raise IntegrityError(f"unknown receipt format {receipt_type!r}; this verifier knows {known}")
+    return form
 
 
-def content_sha256(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def signed_bytes(receipt: Mapping[str, Any]) -> bytes:
+    """The exact bytes the signature covers: canonical JSON of every member but ``signature``, in the
+    form of the receipt's ``type``.
+
+    >>> signed_bytes({"type": RECEIPT_TYPE_V2, "b": 1.0, "a": [1.5], "signature": "00"})
+    b'{"a":[1.5],"b":1,"type":"data-sandbox/receipt/v2"}'
+    >>> signed_bytes({"type": RECEIPT_TYPE_V1, "b": 1.0, "signature": "00"})
+    b'{"b":1.0,"type":"data-sandbox/receipt/v1"}'
+    """
+    return form_of(receipt.get("type"))({k: v for k, v in receipt.items() if k != "signature"})
+
+
+def _exact(value: Any) -> Any:
+    """``value`` with every integer beyond I-JSON's exact range written as its decimal string."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and abs(value) > _EXACT_INT:
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_exact(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _exact(v) for k, v in value.items()}
+    return value
+
+
+def _digest_form(form: Canonical) -> Canonical:
+    return (lambda value: jcs_json(_exact(value))) if form is jcs_json else form
+
+
+def content_sha256(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], *, form: Canonical = jcs_json
+) -> str:
     """SHA-256 of the canonical JSON of the released table exactly as served (columns, rows in order).
 
     >>> content_sha256(["n"], [[1]]) == content_sha256(["n"], [[1]])
     True
     """
-    return sha256_hex(canonical_json({"columns": list(columns), "rows": [list(r) for r in rows]}))
+    body = {"columns": list(columns), "rows": [list(r) for r in rows]}
+    return sha256_hex(_digest_form(form)(body))
 
 
-def row_digest(row: Sequence[Any]) -> str:
+def row_digest(row: Sequence[Any], *, form: Canonical = jcs_json) -> str:
     """A short digest of one released row (first 16 hex characters of SHA-256 of its canonical JSON).
 
-    >>> row_digest(["North", 12, 3.5])
+    >>> row_digest(["North", 12, 3.5], form=canonical_json)
     '8d84f8ce8d03d77f'
+    >>> row_digest(["North", 12, 3.5]) == row_digest(["North", 12.0, 3.5])  # RFC 8785: 12.0 is 12
+    True
     """
-    return sha256_hex(canonical_json(list(row)))[:ROW_DIGEST_HEX]
+    return sha256_hex(_digest_form(form)(list(row)))[:ROW_DIGEST_HEX]
 
 
-def output_sha256(output: Mapping[str, Any]) -> str:
+def output_sha256(output: Mapping[str, Any], *, form: Canonical = jcs_json) -> str:
     """SHA-256 of the canonical JSON of a Python job's released ``output`` object."""
-    return sha256_hex(canonical_json(dict(output)))
+    return sha256_hex(_digest_form(form)(dict(output)))
 
 
 def result_facts(
@@ -81,17 +131,18 @@ def result_facts(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
     output: Mapping[str, Any] | None = None,
+    form: Canonical = jcs_json,
 ) -> dict[str, Any]:
     """The ``result`` member of a receipt (``output_sha256`` only for a result with an ``output``)."""
     facts: dict[str, Any] = {
         "hash": canonical_hash,
-        "content_sha256": content_sha256(columns, rows),
+        "content_sha256": content_sha256(columns, rows, form=form),
         "row_count": len(rows),
         "columns": list(columns),
-        "row_digests": [row_digest(r) for r in rows],
+        "row_digests": [row_digest(r, form=form) for r in rows],
     }
     if output is not None:
-        facts["output_sha256"] = output_sha256(output)
+        facts["output_sha256"] = output_sha256(output, form=form)
     return facts
 
 
@@ -109,5 +160,6 @@ def sign_receipt(pair: SigningKeyPair, body: Mapping[str, Any]) -> dict[str, Any
 
 
 def receipt_digest(receipt: Mapping[str, Any]) -> str:
-    """SHA-256 of the whole receipt (signature included): what the audit log records."""
-    return sha256_hex(canonical_json(dict(receipt)))
+    """SHA-256 of the whole receipt (signature included), in its format's form: what the audit log
+    records."""
+    return sha256_hex(form_of(receipt.get("type"))(dict(receipt)))

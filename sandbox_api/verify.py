@@ -29,9 +29,12 @@ from crypto.audit import AuditEntry, Checkpoint, verify_chain, verify_checkpoint
 from crypto.errors import CryptoError, IntegrityError, KeyNotValid, UnknownKey
 from crypto.signing import ED25519_KEY_BYTES, SigningKeyRecord, key_id, verify
 from sandbox_api.receipt_format import (
+    FORMS,
     RECEIPT_FIELDS,
-    RECEIPT_TYPE,
+    RECEIPT_TYPE_V2,
+    Canonical,
     content_sha256,
+    form_of,
     output_sha256,
     row_digest,
     signed_bytes,
@@ -152,8 +155,9 @@ def verify_receipt(
     if missing:
         raise IntegrityError(f"receipt is malformed: it lacks {', '.join(missing)}")
     job = str(receipt["job_id"])
-    if receipt["type"] != RECEIPT_TYPE:
-        raise IntegrityError(f"receipt for job {job}: type {receipt['type']!r} is not {RECEIPT_TYPE}")
+    if receipt["type"] not in FORMS:
+        known = " or ".join(sorted(FORMS))
+        raise IntegrityError(f"receipt for job {job}: type {receipt['type']!r} is not {known}")
     kid = str(receipt["kid"])
     record = keys.get(kid)
     if record is None:
@@ -178,7 +182,7 @@ def verify_receipt(
         ) from exc
     facts = receipt["result"]
     if result is not None:
-        check_result(job, facts, result=result)
+        check_result(job, facts, result=result, form=form_of(receipt["type"]))
     return ReceiptReport(
         job_id=job,
         kid=kid,
@@ -188,8 +192,12 @@ def verify_receipt(
     )
 
 
-def check_result(job: str, facts: Mapping[str, Any], *, result: Mapping[str, Any]) -> None:
-    """``result`` (columns and rows as served) against the ``result`` member of a verified receipt."""
+def check_result(
+    job: str, facts: Mapping[str, Any], *, result: Mapping[str, Any], form: Canonical | None = None
+) -> None:
+    """``result`` (columns and rows as served) against the ``result`` member of a verified receipt
+    (``form``: the canonical form of the receipt's format; RFC 8785 unless given)."""
+    form = form or form_of(RECEIPT_TYPE_V2)
     if "job_id" in result and result["job_id"] != job:
         raise IntegrityError(f"the result is for job {result['job_id']}, the receipt for job {job}")
     columns, rows = result.get("columns"), result.get("rows")
@@ -205,16 +213,16 @@ def check_result(job: str, facts: Mapping[str, Any], *, result: Mapping[str, Any
             "added or removed"
         )
     for index, (row, digest) in enumerate(zip(rows, facts["row_digests"], strict=True)):
-        if not isinstance(row, list) or row_digest(row) != digest:
+        if not isinstance(row, list) or row_digest(row, form=form) != digest:
             raise IntegrityError(
                 f"result of job {job}: row {index} differs from the row the receipt signed; the result "
                 "was edited"
             )
-    if content_sha256(columns, rows) != facts["content_sha256"]:
+    if content_sha256(columns, rows, form=form) != facts["content_sha256"]:
         raise IntegrityError(f"result of job {job}: content hash differs from the receipt's")
     if "output_sha256" in facts:
         output = result.get("output")
-        if not isinstance(output, Mapping) or output_sha256(output) != facts["output_sha256"]:
+        if not isinstance(output, Mapping) or output_sha256(output, form=form) != facts["output_sha256"]:
             raise IntegrityError(f"result of job {job}: the `output` object differs from the signed one")
     if "result_hash" in result and result["result_hash"] != facts["hash"]:
         raise IntegrityError(
