@@ -1,15 +1,24 @@
 """Replay as an auditor, for every service test that releases jobs: the shared end-of-test check.
 
 ``assert_every_release_replays`` lists every released job the way an auditor sees them and replays
-each one; all must match (or, for a version that was deliberately crypto-shredded, say so). Deployments
-built by ``api_helpers.world`` and ``live_gateway.seeded_gateway`` call it before they shut down, so a
-test module that releases a job also proves that the job replays, without a line of its own.
+each one; all must match (or, for a version that was deliberately crypto-shredded, say so). The
+deployments of the service tests call it before they shut down (``replayed_world`` around
+``api_helpers.world``, ``replay_live`` for a gateway in a subprocess), so a test module that releases a
+job also proves that the job replays, without a line of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Protocol
+
+import httpx
+
+from tests.sandbox_api.api_helpers import World, bearer, world
+
+AUDITOR = "audra"  # the auditor of ``api_helpers.world``
 
 
 class _Http(Protocol):
@@ -60,3 +69,18 @@ def assert_every_release_replays(http: _Http, auditor: Mapping[str, str]) -> int
         failures.append(f"{job_id}: {report['outcome']} ({report.get('kind')}): {report['message']}")
     assert not failures, "released jobs that do not replay to a match:\n" + "\n".join(failures)
     return len(jobs)
+
+
+def replay_live(url: str, auditor_token: str) -> int:
+    """``assert_every_release_replays`` against a gateway at ``url``, with an auditor's token."""
+    with httpx.Client(base_url=url, timeout=120) as http:
+        return assert_every_release_replays(http, bearer(auditor_token))
+
+
+@contextmanager
+def replayed_world(state_dir: Path, **overrides: Any) -> Iterator[World]:
+    """``api_helpers.world``; when the tests using it are done, every job it released replays to a
+    match (as its auditor). A failing test skips the check: its own failure says more."""
+    with world(state_dir, **overrides) as deployment:
+        yield deployment
+        assert_every_release_replays(deployment.client, deployment.h(AUDITOR))
