@@ -14,7 +14,7 @@ import pytest
 from sandbox_api.verify import verify_receipt
 from tests.sandbox_api.api_helpers import DATASET, DOMAIN, SCOPE, World, csv_bytes, upload
 from tests.sandbox_api.auditing_helpers import receipt_of, release, replay, result_of, trusted_keys
-from tests.sandbox_api.program_helpers import approve_scope
+from tests.sandbox_api.program_helpers import PY_ONE, approve_scope, ensure_python_world, run_job
 
 MASKED_SQL = (
     "SELECT sex, birth_date, COUNT(DISTINCT person_id) AS people, AVG(income) AS avg_income "
@@ -179,6 +179,57 @@ def test_a_job_stored_before_catalogs_were_recorded_replays_on_the_current_versi
     assert report["outcome"] == "match", report
     (note,) = [n for n in report["notes"] if "before jobs recorded their catalog" in n]
     assert f"{DOMAIN}/{DATASET}" in note  # the dataset it did not read, rebuilt at its current version
+
+
+AGGREGATE = "result = aggregate(citizens, by='sex', aggs={'people': ('income', 'count')})"
+MODEL = """
+import numpy as np
+x = citizens['birth_date'].astype(str).str[:4].astype(float).to_numpy()
+y = citizens['income'].to_numpy()
+slope, intercept = np.polyfit(x, y, 1)
+result = {'slope': float(slope), 'intercept': float(intercept), 'n': int(len(x))}
+"""
+
+
+def test_a_python_aggregate_released_automatically_replays_to_a_match(api: World) -> None:
+    ensure_python_world(api)
+    job = run_job(api, {"scope": PY_ONE, "kind": "python", "code": AGGREGATE})
+    assert job["state"] == "released", job["reason"]
+    report = replay(api, job["job_id"])
+    assert report["outcome"] == "match", report
+    assert receipt_of(api, job["job_id"])["result"]["output_sha256"]  # the output object was compared
+
+
+def test_a_python_output_released_by_a_checker_replays_to_the_reviewed_payload(api: World) -> None:
+    ensure_python_world(api)
+    job = run_job(api, {"scope": PY_ONE, "kind": "python", "code": MODEL})
+    assert job["state"] == "withheld", job["reason"]
+    released = api.client.post(
+        f"/v1/reviews/{job['job_id']}/release", headers=api.h("chad"), json={"reason": "coefficients"}
+    )
+    assert released.status_code == 200, released.text
+    report = replay(api, job["job_id"])
+    assert report["outcome"] == "match", report
+    assert report["actual_result_hash"] == receipt_of(api, job["job_id"])["result"]["hash"]
+    assert any("released by output checker(s) chad after review" in n for n in report["notes"])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"sql": "SELECT person_id, district, income FROM citizens", "mode": "mock"},
+        {"kind": "python", "code": "result = citizens.head(5)", "mode": "mock"},
+    ],
+    ids=["sql", "python"],
+)
+def test_a_mock_job_replays_on_the_same_twins(api: World, body: dict[str, str]) -> None:
+    """Twins are generated from the version id and the declared schema, so a mock release replays too:
+    it proves the operator received synthetic rows, generated without any data key."""
+    ensure_python_world(api)
+    job = run_job(api, {"scope": PY_ONE, **body})
+    assert (job["state"], job["mode"]) == ("released", "mock"), job["reason"]
+    report = replay(api, job["job_id"])
+    assert report["outcome"] == "match", report
 
 
 def test_replays_are_audited_with_their_outcome(api: World) -> None:
