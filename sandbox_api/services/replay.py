@@ -48,7 +48,11 @@ from sandbox_api.services.audit import AuditLog
 from sandbox_api.services.catalog import VersionView
 from sandbox_api.services.jobs import JobService
 from sandbox_api.services.keys import KeyLifecycle, Shredded
-from sandbox_api.services.policy_catalog import build_catalog, scope_catalog_versions
+from sandbox_api.services.policy_catalog import (
+    build_catalog,
+    scope_catalog_versions,
+    scope_dataset_refs,
+)
 from sandbox_api.services.program_inputs import input_plan
 from sandbox_api.services.program_runs import ProgramRuns, _payload
 from sandbox_api.services.receipts import ReceiptService, query_facts
@@ -339,17 +343,22 @@ class ReplayService:
                     + "), which may differ from those it was checked against"
                 )
             return build_catalog(views)
+        recorded_ids = dict(row.catalog_versions)
         with self.db.read() as session:
-            for ref, version_id in sorted(dict(row.catalog_versions).items()):
+            for ref in scope_dataset_refs(scope):
                 if ref in views:
                     continue
-                version = _version_row(session, ref, str(version_id))
+                version_id = recorded_ids.get(ref)
+                version = None if version_id is None else _version_row(session, ref, str(version_id))
                 if version is None:
                     mismatches.append(
                         context_missing(
                             f"catalog.{ref}",
-                            f"version {version_id} of {ref}, which the job's scope names and the job was "
-                            "checked against, is not in the catalog",
+                            f"the catalog recorded for job {row.id} names no version of {ref}, a dataset "
+                            "its scope names"
+                            if version_id is None
+                            else f"version {version_id} of {ref}, which the job's scope names and the job "
+                            "was checked against, is not in the catalog",
                             expected=version_id,
                         )
                     )

@@ -170,6 +170,19 @@ def test_a_missing_catalog_version_is_context_unavailable_and_named(api: World, 
     assert replay(api, job_id)["outcome"] == "match"  # restored
 
 
+def test_a_catalog_record_without_a_scope_dataset_is_named_not_blamed_on_the_release(
+    api: World, two: str
+) -> None:
+    """What replay reported as "the recorded query no longer passes the scope" before it rebuilt the
+    whole catalog: now named as the dataset missing from the rebuilt context."""
+    job_id = release(api, "SELECT sex, COUNT(DISTINCT person_id) AS n FROM citizens GROUP BY sex", scope=two)
+    with _edited(api, "jobs", "catalog_versions", "id", job_id, "{}"):
+        report = replay(api, job_id)
+    assert report["kind"] == "context-unavailable", report
+    assert [m["field"] for m in report["mismatches"]] == [f"catalog.{DOMAIN}/visits"]
+    assert f"names no version of {DOMAIN}/visits, a dataset its scope names" in report["message"]
+
+
 def test_a_job_stored_before_catalogs_were_recorded_replays_on_the_current_versions(
     api: World, two: str
 ) -> None:
