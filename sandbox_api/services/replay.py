@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,14 @@ class _Recorded:
 
 
 @dataclass(frozen=True)
+class _Rebuilt:
+    """The job as replay rebuilt it: the executor spec, and a Python or mock job's input tables."""
+
+    spec: JobSpec
+    inputs: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
 class _Released:
     """What the release point stores from one executor result (and the receipt signs)."""
 
@@ -100,8 +109,11 @@ class _Released:
     automatic: bool  # released without a person
 
 
-def _release(result: ResultTable, *, row: JobRow, scope: Scope) -> _Released:
-    """What would be released from ``result`` for the job ``row`` under ``scope``.
+def _release(
+    result: ResultTable, *, row: JobRow, scope: Scope, inputs: Sequence[Mapping[str, str]]
+) -> _Released:
+    """What would be released from ``result`` for the job ``row`` under ``scope`` (``inputs``: the
+    tables a Python or mock job read, in the form stored on a job).
 
     The one place replay settles a job, written as the release points settle it: a SQL result goes
     through ``check_output`` as in the runner; a Python or mock result through ``program_runs._payload``;
@@ -122,7 +134,7 @@ def _release(result: ResultTable, *, row: JobRow, scope: Scope) -> _Released:
     outcome = ProgramResult.from_arrow(result.to_arrow())
     mock = row.mode == "mock"
     payload, suppression, automatic = _payload(
-        outcome, scope=scope, inputs=row.inputs, mock=mock, engine=result.engine
+        outcome, scope=scope, inputs=inputs, mock=mock, engine=result.engine
     )
     columns, rows = payload.columns_rows()
     if mock or automatic:
@@ -237,8 +249,8 @@ class ReplayService:
             return base.finish(mismatches)
         notes: list[str] = []
         try:
-            spec = self._spec(recorded, scope, mismatches, notes)
-            actual, engine = self._execute(recorded, scope, spec, mismatches, notes)
+            rebuilt = self._spec(recorded, scope, mismatches, notes)
+            actual, engine = self._execute(recorded, scope, rebuilt, mismatches, notes)
         except _Stop:
             return base.finish(mismatches, notes=notes)
         return base.finish(mismatches, actual=actual, engine=engine, notes=notes)
@@ -368,7 +380,7 @@ class ReplayService:
 
     def _spec(
         self, recorded: _Recorded, scope: Scope, mismatches: list[Mismatch], notes: list[str]
-    ) -> JobSpec:
+    ) -> _Rebuilt:
         """The executor spec, built as the runner builds it, from the rebuilt context."""
         row = recorded.row
         before = len(mismatches)
@@ -377,14 +389,21 @@ class ReplayService:
             raise _Stop  # a context with a dataset missing proves nothing: the missing part is named
         used = ", ".join(f"{d.key} {d.version_id}" for d in catalog.datasets)
         program = row.kind != "sql" or row.mode != "real"
+        refused = f"the recorded job does not pass its scope in the rebuilt context (catalog: {used})"
         try:
             if program:
                 plan = input_plan(scope, catalog)
                 if plan.findings:
-                    raise PolicyError(
-                        "the scope's tables cannot be planned: "
-                        + "; ".join(f"{f.rule}: {f.message}" for f in plan.findings)
+                    mismatches.append(
+                        context_missing(
+                            "query",
+                            f"{refused}: its tables cannot be planned: "
+                            + "; ".join(f"{f.rule}: {f.message}" for f in plan.findings),
+                            expected="accepted",
+                            actual="rejected",
+                        )
                     )
+                    raise _Stop
                 rewritten, refs, keyed = plan.sql_text, plan.tables, plan.uses_keyed_hash
                 inputs = [
                     {
@@ -405,8 +424,7 @@ class ReplayService:
             mismatches.append(
                 context_missing(
                     "query",
-                    f"the recorded query does not pass its scope in the rebuilt context (catalog: {used}): "
-                    f"{exc.detail}",
+                    f"{refused}: {exc.detail}",
                     expected="accepted",
                     actual="rejected",
                 )
@@ -432,9 +450,10 @@ class ReplayService:
         key = derive_key(self.pseudonym_master, "scope:" + row.scope) if keyed else None
         replay_id = f"{row.id}-replay-{secrets.token_hex(4)}"
         if not program:
-            return JobSpec(
+            spec = JobSpec(
                 job_id=replay_id, sql=rewritten, tables=tables, keyed_hash_key=key, limits=self.limits
             )
+            return _Rebuilt(spec=spec, inputs=inputs)
         runs = ProgramRuns(jobs=self.jobs, pseudonym_master=self.pseudonym_master, limits=self.limits)
         try:
             # The job's own id: its per-job pseudonym key is derived from it.
@@ -455,19 +474,20 @@ class ReplayService:
                 context_missing("spec", f"the job's executor spec cannot be rebuilt: {exc.detail}")
             )
             raise _Stop from exc
-        return replace(spec, job_id=replay_id)  # the sandbox's own handle: a replay is not the job
+        # The sandbox's own handle: a replay is not the job.
+        return _Rebuilt(spec=replace(spec, job_id=replay_id), inputs=inputs)
 
     def _execute(
         self,
         recorded: _Recorded,
         scope: Scope,
-        spec: JobSpec,
+        rebuilt: _Rebuilt,
         mismatches: list[Mismatch],
         notes: list[str],
     ) -> tuple[str, dict[str, str]]:
         receipt, row = recorded.receipt, recorded.row
         try:
-            result = self.executor.run(spec)
+            result = self.executor.run(rebuilt.spec)
         except (ExecutionError, CryptoError) as exc:
             if isinstance(exc, IntegrityError):
                 # A part that fails authentication was altered or swapped: the data differs.
@@ -487,7 +507,7 @@ class ReplayService:
                 )
             raise _Stop from exc
         try:
-            released = _release(result, row=row, scope=scope)
+            released = _release(result, row=row, scope=scope, inputs=rebuilt.inputs)
         except PolicyError as exc:
             mismatches.append(
                 Mismatch(
