@@ -151,6 +151,7 @@ def build_services(
             limits=limits,
             data_dir=settings.data_dir,
             pseudonym_master=keys.secret("pseudonym"),
+            jobs=jobs,
         ),
     )
 

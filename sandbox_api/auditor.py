@@ -58,7 +58,12 @@ class AuditorClient(SandboxClient):
         return self._object("GET", f"/v1/jobs/{job_id}/result")
 
     def replay(self, job_id: str) -> dict[str, Any]:
-        """Auditors: run the job again from its receipt's records; ``outcome`` says how it compared."""
+        """Auditors: run the job again in the context it ran under; ``outcome`` says how it compared.
+
+        On a mismatch, ``kind`` says which one: ``release-differs`` (the evidence and the replay
+        disagree: an incident) or ``context-unavailable`` (replay could not rebuild the job's context,
+        a replay defect); each entry of ``mismatches`` carries its own ``kind``.
+        """
         return self._object("POST", f"/v1/jobs/{job_id}/replay")
 
     def audit_bundle(self) -> dict[str, Any]:

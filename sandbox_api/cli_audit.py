@@ -190,23 +190,40 @@ def dataset_shred(
         _write(client.shred_version(domain, name, version, reason=reason), None)
 
 
+# What an auditor does about each kind of mismatch (docs/auditing.md says more).
+_NEXT_STEP = {
+    "release-differs": "treat it as an incident: keep the receipt, the result and an audit bundle, and "
+    "find out who changed what (tampering) or why the pipeline is not deterministic",
+    "context-unavailable": "this says nothing about the release: report it to the deployment's operators "
+    "with the missing part named above; a record deleted from the store is an incident of its own",
+}
+
+
 def replay(
     job_id: Annotated[str, typer.Argument(help="The released job to replay.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON.")] = False,
     url: Url = DEFAULT_URL,
     token: Token = "",
 ) -> None:
-    """Auditors: run a released job again from its receipt; exit 0 on a match, 1 otherwise."""
+    """Auditors: run a released job again in the context it ran under; exit 0 on a match, 1 otherwise.
+
+    A mismatch says its kind: ``release-differs`` (the evidence and the replay disagree: an incident)
+    or ``context-unavailable`` (replay could not rebuild the job's context: a replay defect).
+    """
     with _remote(url, token) as client:
         report = client.replay(job_id)
     if as_json:
         _write(report, None)
     else:
-        typer.echo(f"{str(report.get('outcome', '?')).upper()}: {report.get('message', '')}")
+        kind = report.get("kind")
+        outcome = str(report.get("outcome", "?")).upper() + (f" ({kind})" if kind else "")
+        typer.echo(f"{outcome}: {report.get('message', '')}")
         for mismatch in report.get("mismatches", []):
-            typer.echo(f"  - {mismatch.get('field')}: {mismatch.get('message')}")
+            typer.echo(f"  - [{mismatch.get('kind')}] {mismatch.get('field')}: {mismatch.get('message')}")
         for note in report.get("notes", []):
             typer.echo(f"  note: {note}")
+        if kind in _NEXT_STEP:
+            typer.echo(f"  next: {_NEXT_STEP[kind]}")
     if not report.get("match"):
         raise typer.Exit(1)
 

@@ -49,6 +49,10 @@ class MismatchOut(BaseModel):
     expected: Any
     actual: Any
     message: str
+    kind: str = Field(
+        description="release-differs (the evidence and the replay disagree: an incident) | "
+        "context-unavailable (replay could not rebuild the job's context: a replay defect)"
+    )
 
 
 class ShreddedOut(BaseModel):
@@ -73,6 +77,11 @@ class ReplayOut(BaseModel):
     engine: dict[str, str]
     replayed_at: str
     replayed_by: str
+    kind: str | None = Field(
+        description="of a mismatch: release-differs (an incident: tampering or non-determinism) or "
+        "context-unavailable (replay could not rebuild the context; the message says what is missing); "
+        "release-differs wins when both occur; null otherwise"
+    )
 
 
 @router.get("/jobs/{job_id}/receipt", summary="The signed receipt of a released job")

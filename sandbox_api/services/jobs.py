@@ -37,7 +37,7 @@ from sandbox_api.errors import (
 from sandbox_api.services.audit import SYSTEM_ACTOR, AuditLog
 from sandbox_api.services.catalog import CatalogService
 from sandbox_api.services.job_signals import JobSignals
-from sandbox_api.services.policy_catalog import PolicyContexts
+from sandbox_api.services.policy_catalog import PolicyContexts, scope_catalog_versions
 from sandbox_api.services.receipts import ReceiptService
 from sandbox_api.services.scopes import ActiveScope, ScopeService
 from sandbox_api.store.db import Database
@@ -223,6 +223,9 @@ class JobService:
                     {"dataset": t.dataset, "table": t.table, "sql_name": t.sql_name} for t in prepared.tables
                 ],
                 "uses_keyed_hash": False if prepared is None else bool(prepared.uses_keyed_hash),
+                "catalog_versions": scope_catalog_versions(
+                    active.scope, {ref: v.version_id for ref, v in versions.items()}
+                ),
             },
             submitted={"sql_sha256": sha256_hex(sql.encode())},
             queued=None
@@ -255,6 +258,12 @@ class JobService:
         """
         job_id = secrets.token_hex(16)
         now = self.clock.now()
+        if "catalog_versions" not in fields:
+            # Python and mock jobs read every dataset of their scope: their pinned versions are the
+            # catalog they were checked against (current versions only fill a dataset they did not pin).
+            current = {ref: v.version_id for ref, v in self.catalog.current_versions().items()}
+            pinned = {**current, **dict(fields.get("dataset_versions") or {})}
+            fields = {**fields, "catalog_versions": scope_catalog_versions(active.scope, pinned)}
         with self.db.write() as session:
             if queued is not None:
                 waiting = session.execute(

@@ -37,6 +37,30 @@ def build_catalog(versions: Mapping[str, VersionView]) -> Catalog:
     return Catalog(datasets=tuple(datasets))
 
 
+def scope_dataset_refs(scope: Scope) -> list[str]:
+    """``"domain/dataset"`` of every dataset ``scope`` names, sorted (a table grant names its dataset).
+
+    >>> from policies.examples import example_scope
+    >>> scope_dataset_refs(example_scope())
+    ['health-bureau/citizens']
+    """
+    return sorted({"/".join(key.split("/")[:2]) for key in scope.datasets})
+
+
+def scope_catalog_versions(scope: Scope, versions: Mapping[str, str]) -> dict[str, str]:
+    """``{"domain/dataset": version id}`` for every dataset ``scope`` names that ``versions`` holds.
+
+    ``versions`` maps every dataset to the version a job was checked against. The answer is the part
+    of the catalog that the job's policy context was built from, whether the job read the dataset or
+    not: what a replay needs to rebuild that context (a table grant names its dataset).
+
+    >>> from policies.examples import example_scope
+    >>> scope_catalog_versions(example_scope(), {"health-bureau/citizens": "v1", "other/data": "v9"})
+    {'health-bureau/citizens': 'v1'}
+    """
+    return {ref: versions[ref] for ref in scope_dataset_refs(scope) if ref in versions}
+
+
 class PolicyContexts:
     """Compiled policy contexts, keyed by scope version and the dataset versions they were built on.
 

@@ -1,73 +1,80 @@
-"""Deterministic replay (DESIGN §10): run a released job again from what its receipt recorded.
+"""Deterministic replay (DESIGN §10): run a released job again in the context it ran under.
 
-The receipt is the reference. Replay checks it (signature, key validity), loads the scope version and
-the dataset versions it names, checks that the stored scope document and query still hash to what was
-signed, runs the query through the same pipeline (``policies.prepare``, the sandboxed executor,
-``policies.check_output``) and compares the canonical result hash. Every difference is reported as a
-:class:`Mismatch` naming the field; a crypto-shredded version ends the replay with who destroyed the
-data and when. Each replay is audited (``job.replayed``).
+The receipt is the reference. Replay checks it (signature, key validity) and the stored records it
+signed (result hash, query, scope document), then rebuilds exactly the context the job ran under:
+
+* the recorded scope version;
+* the catalog of **every** dataset the scope names, at the versions the job was checked against
+  (recorded at submit in ``jobs.catalog_versions``; the datasets the job read are the receipt's
+  versions). A job stored before that record existed falls back to the current versions of the
+  datasets it did not read, and the report says so in a note;
+* the dataset versions the job read (the receipt's, retired ones included);
+* the keys derived for the scope (keyed-hash masks) and for the job (a Python job's pseudonyms), from
+  the same master key and the same labels as the runner.
+
+It then builds the executor spec the way the runner does (``policies.prepare`` for SQL, the input plan
+and ``ProgramRuns.spec`` for Python and mock jobs), runs it in the sandbox, and computes what would be
+released from the result in one place, :func:`_release`. The released bytes are compared with the
+receipt member by member. Every difference is a :class:`Mismatch` naming the field and its kind
+(``replay_report``): the release differs (an incident), or replay could not rebuild the context (a
+replay defect; it says what is missing). A crypto-shredded version ends the replay with who destroyed
+the data and when. Each replay is audited (``job.replayed``).
 """
 
 from __future__ import annotations
 
+import json
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crypto.errors import CryptoError
+from crypto.errors import CryptoError, IntegrityError
 from crypto.hashing import sha256_hex
 from crypto.keyring import LocalKeyring
 from crypto.pseudonym import derive_key
-from executors.base import Executor, JobSpec, Limits, PartRef, TableInput
+from executors.base import Executor, JobSpec, Limits, PartRef, ResultTable, TableInput
 from executors.errors import ExecutionError
-from policies import PolicyError, Scope, check_output, prepare, result_hash
+from executors.python_job import ProgramResult
+from policies import Catalog, PolicyError, Scope, TableRef, check_output, prepare, result_hash
 from sandbox_api.auth import Principal
 from sandbox_api.clock import Clock, iso
-from sandbox_api.errors import Conflict, NotFound
+from sandbox_api.errors import Conflict, NotFound, ServiceError
+from sandbox_api.receipt_format import result_facts
 from sandbox_api.services.audit import AuditLog
 from sandbox_api.services.catalog import VersionView
+from sandbox_api.services.jobs import JobService
 from sandbox_api.services.keys import KeyLifecycle, Shredded
-from sandbox_api.services.policy_catalog import build_catalog
+from sandbox_api.services.policy_catalog import (
+    build_catalog,
+    scope_catalog_versions,
+    scope_dataset_refs,
+)
+from sandbox_api.services.program_inputs import input_plan
+from sandbox_api.services.program_runs import ProgramRuns, _payload
 from sandbox_api.services.receipts import ReceiptService, query_facts
+from sandbox_api.services.replay_report import (
+    DESTROYED,
+    NOT_REPLAYABLE,
+    Mismatch,
+    ReplayReport,
+    ReportBase,
+    compare_result,
+    context_missing,
+)
 from sandbox_api.services.scopes import parse_stored
 from sandbox_api.store.db import Database
 from sandbox_api.store.models import DatasetRow, DatasetVersionRow, JobRow, ResultRow, ScopeVersionRow
 from sandbox_api.verify import verify_receipt
 
-MATCH, MISMATCH, DESTROYED, NOT_REPLAYABLE = "match", "mismatch", "data-destroyed", "not-replayable"
+__all__ = ["Mismatch", "ReplayReport", "ReplayService"]
 
-
-@dataclass(frozen=True)
-class Mismatch:
-    field: str
-    expected: Any
-    actual: Any
-    message: str
-
-
-@dataclass(frozen=True)
-class ReplayReport:
-    job_id: str
-    outcome: str  # match | mismatch | data-destroyed | not-replayable
-    message: str
-    receipt_kid: str
-    expected_result_hash: str
-    actual_result_hash: str | None
-    mismatches: list[Mismatch] = field(default_factory=list)
-    destroyed: list[Shredded] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    engine: dict[str, str] = field(default_factory=dict)
-    replayed_at: str = ""
-    replayed_by: str = ""
-
-    @property
-    def match(self) -> bool:
-        return self.outcome == MATCH
+# The kinds of job replay rebuilds: (kind, mode) as stored on the job.
+_REPLAYABLE = {("sql", "real"), ("python", "real"), ("sql", "mock"), ("python", "mock")}
 
 
 @dataclass(frozen=True)
@@ -78,8 +85,62 @@ class _Recorded:
     receipt: dict[str, Any]
     stored_hash: str | None
     scope_document: str | None
-    versions: dict[str, DatasetVersionRow]
+    versions: dict[str, DatasetVersionRow]  # the versions the job read (the receipt's)
     destroyed: list[Shredded]
+
+
+@dataclass(frozen=True)
+class _Rebuilt:
+    """The job as replay rebuilt it: the executor spec, and a Python or mock job's input tables."""
+
+    spec: JobSpec
+    inputs: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class _Released:
+    """What the release point stores from one executor result (and the receipt signs)."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+    result_hash: str
+    report: dict[str, Any] | None  # None: released by output checkers (their decision, not recomputed)
+    output: dict[str, Any] | None
+    automatic: bool  # released without a person
+
+
+def _release(
+    result: ResultTable, *, row: JobRow, scope: Scope, inputs: Sequence[Mapping[str, str]]
+) -> _Released:
+    """What would be released from ``result`` for the job ``row`` under ``scope`` (``inputs``: the
+    tables a Python or mock job read, in the form stored on a job).
+
+    The one place replay settles a job, written as the release points settle it: a SQL result goes
+    through ``check_output`` as in the runner; a Python or mock result through ``program_runs._payload``;
+    a job that was withheld and released by output checkers releases the reviewed payload (its hash,
+    its output object). To be switched to the shared release function once there is one.
+    """
+    if row.kind == "sql" and row.mode == "real":
+        released = check_output(result.to_pandas(), scope.disclosure)
+        body = json.loads(released.table.to_json(orient="split", index=False, date_format="iso"))
+        return _Released(
+            columns=[str(c) for c in body["columns"]],
+            rows=[list(r) for r in body["data"]],
+            result_hash=result_hash(released.table),
+            report=released.report.to_dict(),
+            output=None,
+            automatic=True,
+        )
+    outcome = ProgramResult.from_arrow(result.to_arrow())
+    mock = row.mode == "mock"
+    payload, suppression, automatic = _payload(
+        outcome, scope=scope, inputs=inputs, mock=mock, engine=result.engine
+    )
+    columns, rows = payload.columns_rows()
+    if mock or automatic:
+        output = None if row.kind == "sql" else payload.released_output()
+        return _Released(columns, rows, payload.result_hash, suppression, output, automatic=True)
+    return _Released(columns, rows, payload.result_hash, None, payload.released_output(), automatic=False)
 
 
 @dataclass(frozen=True)
@@ -93,6 +154,7 @@ class ReplayService:
     limits: Limits
     data_dir: Path
     pseudonym_master: bytes
+    jobs: JobService  # the catalog, and the Python and mock job spec builder (``ProgramRuns``)
 
     def replay(self, who: Principal, job_id: str) -> ReplayReport:
         """Replay ``job_id`` and audit the outcome (auditors only; the route checks the role)."""
@@ -106,6 +168,7 @@ class ReplayService:
             details={
                 "job": job_id,
                 "outcome": report.outcome,
+                "kind": report.kind,
                 "mismatches": [m.field for m in report.mismatches],
                 "expected_result_hash": report.expected_result_hash,
                 "actual_result_hash": report.actual_result_hash,
@@ -154,7 +217,7 @@ class ReplayService:
     # --- the replay itself -------------------------------------------------------------------------
     def _run(self, recorded: _Recorded) -> ReplayReport:
         receipt, row = recorded.receipt, recorded.row
-        base = _Base(
+        base = ReportBase(
             job_id=row.id,
             receipt_kid=str(receipt.get("kid", "")),
             expected=str((receipt.get("result") or {}).get("hash", "")),
@@ -174,19 +237,22 @@ class ReplayService:
             )
         query = receipt.get("query") or {}
         kind, mode = str(query.get("kind", "sql")), str(query.get("mode", "real"))
-        if kind != "sql" or mode != "real":
+        if (kind, mode) not in _REPLAYABLE:
             return base.report(
                 NOT_REPLAYABLE,
-                f"job {row.id} is a {kind} job on {mode} data; replay covers SQL jobs on real data",
+                f"job {row.id} is a {kind} job on {mode} data; replay knows SQL and Python jobs on real "
+                "or mock data",
                 mismatches=mismatches,
             )
         scope = self._scope(recorded, mismatches)
         if scope is None:
             return base.finish(mismatches)
+        notes: list[str] = []
         try:
-            actual, engine, notes = self._execute(recorded, scope, mismatches)
+            rebuilt = self._spec(recorded, scope, mismatches, notes)
+            actual, engine = self._execute(recorded, scope, rebuilt, mismatches, notes)
         except _Stop:
-            return base.finish(mismatches)
+            return base.finish(mismatches, notes=notes)
         return base.finish(mismatches, actual=actual, engine=engine, notes=notes)
 
     def _check_records(self, recorded: _Recorded) -> list[Mismatch]:
@@ -220,15 +286,14 @@ class ReplayService:
                         "it was edited after the job ran",
                     )
                 )
-        signed_versions = dict(receipt.get("datasets") or {})
-        for dataset, version_id in sorted(signed_versions.items()):
+        for dataset, version_id in sorted(dict(receipt.get("datasets") or {}).items()):
             if dataset not in recorded.versions:
                 found.append(
-                    Mismatch(
+                    context_missing(
                         f"datasets.{dataset}",
-                        version_id,
-                        None,
-                        f"version {version_id} of {dataset} named by the receipt is not in the catalog",
+                        f"version {version_id} of {dataset}, which the job read (the receipt names it), "
+                        "is not in the catalog",
+                        expected=version_id,
                     )
                 )
         return found
@@ -238,8 +303,10 @@ class ReplayService:
         name, version_id = signed.get("name"), signed.get("version_id")
         if recorded.scope_document is None:
             mismatches.append(
-                Mismatch(
-                    "scope.version_id", version_id, None, f"scope {name!r} has no stored version {version_id}"
+                context_missing(
+                    "scope.version_id",
+                    f"scope {name!r} has no stored version {version_id}",
+                    expected=version_id,
                 )
             )
             return None
@@ -269,204 +336,259 @@ class ReplayService:
             )
         return scope
 
-    def _execute(
-        self, recorded: _Recorded, scope: Scope, mismatches: list[Mismatch]
-    ) -> tuple[str, dict[str, str], list[str]]:
-        receipt, row = recorded.receipt, recorded.row
-        views = {
-            dataset: VersionView(
-                version_id=v.version_id,
-                state=v.state,
-                created_at=iso(v.created_at),
-                created_by=v.created_by,
-                tables=list(v.manifest),
-            )
-            for dataset, v in recorded.versions.items()
-        }
+    # --- the context and the spec ------------------------------------------------------------------
+    def _catalog(
+        self, recorded: _Recorded, scope: Scope, mismatches: list[Mismatch], notes: list[str]
+    ) -> Catalog:
+        """The catalog the job was checked against: every dataset the scope names, at its version then."""
+        row = recorded.row
+        views = {ref: _view(v) for ref, v in recorded.versions.items()}
+        if row.catalog_versions is None:
+            current = {ref: v for ref, v in self.jobs.catalog.current_versions().items() if ref not in views}
+            filled = scope_catalog_versions(scope, {ref: v.version_id for ref, v in current.items()})
+            views.update({ref: current[ref] for ref in filled})
+            if filled:
+                notes.append(
+                    f"job {row.id} was submitted before jobs recorded their catalog: the datasets of its "
+                    "scope it did not read were rebuilt at their current versions ("
+                    + ", ".join(f"{ref} {v}" for ref, v in sorted(filled.items()))
+                    + "), which may differ from those it was checked against"
+                )
+            return build_catalog(views)
+        recorded_ids = dict(row.catalog_versions)
+        with self.db.read() as session:
+            for ref in scope_dataset_refs(scope):
+                if ref in views:
+                    continue
+                version_id = recorded_ids.get(ref)
+                version = None if version_id is None else _version_row(session, ref, str(version_id))
+                if version is None:
+                    mismatches.append(
+                        context_missing(
+                            f"catalog.{ref}",
+                            f"the catalog recorded for job {row.id} names no version of {ref}, a dataset "
+                            "its scope names"
+                            if version_id is None
+                            else f"version {version_id} of {ref}, which the job's scope names and the job "
+                            "was checked against, is not in the catalog",
+                            expected=version_id,
+                        )
+                    )
+                    continue
+                views[ref] = _view(version)
+        return build_catalog(views)
+
+    def _spec(
+        self, recorded: _Recorded, scope: Scope, mismatches: list[Mismatch], notes: list[str]
+    ) -> _Rebuilt:
+        """The executor spec, built as the runner builds it, from the rebuilt context."""
+        row = recorded.row
+        before = len(mismatches)
+        catalog = self._catalog(recorded, scope, mismatches, notes)
+        if len(mismatches) > before:
+            raise _Stop  # a context with a dataset missing proves nothing: the missing part is named
+        used = ", ".join(f"{d.key} {d.version_id}" for d in catalog.datasets)
+        program = row.kind != "sql" or row.mode != "real"
+        refused = f"the recorded job does not pass its scope in the rebuilt context (catalog: {used})"
         try:
-            prepared = prepare(row.sql, scope, build_catalog(views))
+            if program:
+                plan = input_plan(scope, catalog)
+                if plan.findings:
+                    mismatches.append(
+                        context_missing(
+                            "query",
+                            f"{refused}: its tables cannot be planned: "
+                            + "; ".join(f"{f.rule}: {f.message}" for f in plan.findings),
+                            expected="accepted",
+                            actual="rejected",
+                        )
+                    )
+                    raise _Stop
+                rewritten, refs, keyed = plan.sql_text, plan.tables, plan.uses_keyed_hash
+                inputs = [
+                    {
+                        "dataset": t.dataset,
+                        "table": t.table,
+                        "sql_name": t.sql_name,
+                        "sql": q.sql,
+                        "unit": q.unit,
+                        "pseudonymise": ",".join(q.pseudonymise),
+                        "group_columns": ",".join(q.group_columns),
+                    }
+                    for t, q in zip(plan.tables, plan.inputs, strict=True)
+                ]
+            else:
+                prepared = prepare(row.sql, scope, catalog)
+                rewritten, refs, keyed, inputs = prepared.sql, prepared.tables, prepared.uses_keyed_hash, []
         except PolicyError as exc:
             mismatches.append(
-                Mismatch(
+                context_missing(
                     "query",
-                    "accepted",
-                    "rejected",
-                    f"the recorded query no longer passes the scope: {exc.detail}",
+                    f"{refused}: {exc.detail}",
+                    expected="accepted",
+                    actual="rejected",
                 )
             )
             raise _Stop from exc
-        rewritten = sha256_hex(prepared.sql.encode("utf-8"))
-        signed_rewritten = (receipt.get("query") or {}).get("rewritten_sha256")
-        if rewritten != signed_rewritten:
+        signed = (recorded.receipt.get("query") or {}).get("rewritten_sha256")
+        digest = sha256_hex(rewritten.encode("utf-8"))
+        if digest != signed:
+            message = "the policy engine rewrites the recorded query differently in the rebuilt context"
+            if row.catalog_versions is None:
+                mismatches.append(
+                    context_missing(
+                        "query.rewritten_sha256",
+                        message + " (rebuilt partly from current versions: see notes)",
+                        expected=signed,
+                        actual=digest,
+                    )
+                )
+            else:
+                mismatches.append(Mismatch("query.rewritten_sha256", signed, digest, message))
+        tables = tuple(self._table_input(recorded, ref, mismatches) for ref in refs)
+        # Derived exactly as the runner derives it: same master key, same label.
+        key = derive_key(self.pseudonym_master, "scope:" + row.scope) if keyed else None
+        replay_id = f"{row.id}-replay-{secrets.token_hex(4)}"
+        if not program:
+            spec = JobSpec(
+                job_id=replay_id, sql=rewritten, tables=tables, keyed_hash_key=key, limits=self.limits
+            )
+            return _Rebuilt(spec=spec, inputs=inputs)
+        runs = ProgramRuns(jobs=self.jobs, pseudonym_master=self.pseudonym_master, limits=self.limits)
+        try:
+            # The job's own id: its per-job pseudonym key is derived from it.
+            spec = runs.spec(
+                job_id=row.id,
+                kind=row.kind,
+                mode=row.mode,
+                code=row.code or "",
+                sql=row.sql,
+                inputs=inputs,
+                tables=tables,
+                keyed_hash_key=key,
+                scope=scope,
+                dataset_versions={d: v.version_id for d, v in recorded.versions.items()},
+            )
+        except (ServiceError, PolicyError) as exc:
+            mismatches.append(
+                context_missing("spec", f"the job's executor spec cannot be rebuilt: {exc.detail}")
+            )
+            raise _Stop from exc
+        # The sandbox's own handle: a replay is not the job.
+        return _Rebuilt(spec=replace(spec, job_id=replay_id), inputs=inputs)
+
+    def _execute(
+        self,
+        recorded: _Recorded,
+        scope: Scope,
+        rebuilt: _Rebuilt,
+        mismatches: list[Mismatch],
+        notes: list[str],
+    ) -> tuple[str, dict[str, str]]:
+        receipt, row = recorded.receipt, recorded.row
+        try:
+            result = self.executor.run(rebuilt.spec)
+        except (ExecutionError, CryptoError) as exc:
+            if isinstance(exc, IntegrityError):
+                # A part that fails authentication was altered or swapped: the data differs.
+                mismatches.append(
+                    Mismatch(
+                        "data", "readable", exc.code, f"the recorded data cannot be read back: {exc.detail}"
+                    )
+                )
+            else:
+                mismatches.append(
+                    context_missing(
+                        "data",
+                        f"the sandbox could not run the replay: {exc.code}: {exc.detail}",
+                        expected="readable",
+                        actual=exc.code,
+                    )
+                )
+            raise _Stop from exc
+        try:
+            released = _release(result, row=row, scope=scope, inputs=rebuilt.inputs)
+        except PolicyError as exc:
             mismatches.append(
                 Mismatch(
-                    "query.rewritten_sha256",
-                    signed_rewritten,
-                    rewritten,
-                    "the policy engine now rewrites the recorded query differently",
+                    "output_check", "passed", exc.code, f"the replayed result fails the check: {exc.detail}"
                 )
             )
-        tables = tuple(
-            self._table_input(
-                recorded.versions[t.dataset], dataset=t.dataset, table=t.table, sql_name=t.sql_name
-            )
-            for t in prepared.tables
-        )
-        key = derive_key(self.pseudonym_master, "scope:" + row.scope) if prepared.uses_keyed_hash else None
-        spec = JobSpec(
-            job_id=f"{row.id}-replay-{secrets.token_hex(4)}",
-            sql=prepared.sql,
-            tables=tables,
-            keyed_hash_key=key,
-            limits=self.limits,
-        )
-        try:
-            result = self.executor.run(spec)
-        except (ExecutionError, CryptoError) as exc:
+            raise _Stop from exc
+        reviewed = list(dict(receipt.get("suppression") or {}).get("reviewed_by") or [])
+        if released.automatic == bool(reviewed):
             mismatches.append(
-                Mismatch("data", "readable", exc.code, f"the recorded data cannot be read back: {exc.detail}")
+                Mismatch(
+                    "release.decision",
+                    "output checkers" if reviewed else "automatic",
+                    "automatic" if released.automatic else "output checkers",
+                    "the job was released "
+                    + (f"by output checkers ({', '.join(reviewed)})" if reviewed else "automatically")
+                    + ", but its replayed result "
+                    + ("passes the automatic check" if released.automatic else "needs an output checker"),
+                )
             )
-            raise _Stop from exc
-        try:
-            released = check_output(result.to_pandas(), scope.disclosure)
-        except PolicyError as exc:
-            mismatches.append(Mismatch("output_check", "passed", exc.code, exc.detail))
-            raise _Stop from exc
-        actual = result_hash(released.table)
-        self._compare_result(
-            receipt,
-            actual,
-            rows=released.table.shape[0],
-            report=released.report.to_dict(),
-            mismatches=mismatches,
+        if reviewed:
+            notes.append(
+                f"released by output checker(s) {', '.join(reviewed)} after review: the released bytes are "
+                "compared; the suppression report is their decision"
+            )
+        facts = result_facts(
+            canonical_hash=released.result_hash,
+            columns=released.columns,
+            rows=released.rows,
+            output=released.output,
         )
+        mismatches.extend(compare_result(receipt, facts, report=None if reviewed else released.report))
         engine = {str(k): str(v) for k, v in result.engine.items()}
         signed_engine = dict(receipt.get("engine") or {})
-        notes = (
-            []
-            if engine == signed_engine
-            else [f"engine versions differ: the job ran on {signed_engine}, the replay on {engine}"]
-        )
-        return actual, engine, notes
+        if engine != signed_engine:
+            notes.append(f"engine versions differ: the job ran on {signed_engine}, the replay on {engine}")
+        return released.result_hash, engine
 
-    @staticmethod
-    def _compare_result(
-        receipt: Mapping[str, Any],
-        actual: str,
-        *,
-        rows: int,
-        report: dict[str, Any],
-        mismatches: list[Mismatch],
-    ) -> None:
-        facts = receipt.get("result") or {}
-        if actual != facts.get("hash"):
+    def _table_input(self, recorded: _Recorded, ref: TableRef, mismatches: list[Mismatch]) -> TableInput:
+        version = recorded.versions.get(ref.dataset)
+        parts = None if version is None else version.layout.get(ref.table)
+        if version is None or parts is None:
             mismatches.append(
-                Mismatch(
-                    "result.hash",
-                    facts.get("hash"),
-                    actual,
-                    f"the replayed result hashes to {actual}, the receipt signed {facts.get('hash')}",
+                context_missing(
+                    f"datasets.{ref.dataset}",
+                    f"the rebuilt job reads table {ref.table!r} of {ref.dataset}, and the receipt names no "
+                    "version of it that holds that table",
                 )
             )
-        if rows != facts.get("row_count"):
-            mismatches.append(
-                Mismatch(
-                    "result.row_count",
-                    facts.get("row_count"),
-                    rows,
-                    f"the replay released {rows} rows, the receipt signed {facts.get('row_count')}",
-                )
-            )
-        signed_report = receipt.get("suppression")
-        if report != signed_report:
-            changed = sorted(
-                k
-                for k in set(report) | set(signed_report or {})
-                if report.get(k) != (signed_report or {}).get(k)
-            )
-            mismatches.append(
-                Mismatch(
-                    "suppression",
-                    signed_report,
-                    report,
-                    f"the suppression report differs in {', '.join(changed)}",
-                )
-            )
-
-    def _table_input(
-        self, version: DatasetVersionRow, *, dataset: str, table: str, sql_name: str
-    ) -> TableInput:
-        domain, name = dataset.split("/", 1)
-        parts = version.layout.get(table)
-        if parts is None:
-            raise NotFound(f"table {table!r} is not part of {dataset} version {version.version_id}")
+            raise _Stop
+        domain, name = ref.dataset.split("/", 1)
+        # The unit lets a scale-out backend split a query over the unit-hash parts, as for the job.
+        unit = next((str(t["unit"]) for t in version.manifest if t.get("name") == ref.table), None)
         return TableInput(
-            sql_name=sql_name,
+            sql_name=ref.sql_name,
             domain=domain,
             dataset=name,
             version_id=version.version_id,
-            table=table,
+            table=ref.table,
             wrapped_key=version.wrapped_key,
             key_aad=version.key_aad.encode(),
             parts=tuple(
                 PartRef(path=str((self.data_dir / p["path"]).resolve()), aad=str(p["aad"]).encode())
                 for p in parts
             ),
-        )
-
-
-@dataclass(frozen=True)
-class _Base:
-    job_id: str
-    receipt_kid: str
-    expected: str
-
-    def report(
-        self,
-        outcome: str,
-        message: str,
-        *,
-        mismatches: list[Mismatch],
-        actual: str | None = None,
-        destroyed: list[Shredded] | None = None,
-        engine: dict[str, str] | None = None,
-        notes: list[str] | None = None,
-    ) -> ReplayReport:
-        return ReplayReport(
-            job_id=self.job_id,
-            outcome=outcome,
-            message=message,
-            receipt_kid=self.receipt_kid,
-            expected_result_hash=self.expected,
-            actual_result_hash=actual,
-            mismatches=mismatches,
-            destroyed=destroyed or [],
-            engine=engine or {},
-            notes=notes or [],
-        )
-
-    def finish(
-        self,
-        mismatches: list[Mismatch],
-        *,
-        actual: str | None = None,
-        engine: dict[str, str] | None = None,
-        notes: list[str] | None = None,
-    ) -> ReplayReport:
-        """Match when nothing differs; otherwise every difference, named, in the message."""
-        if not mismatches:
-            message = f"job {self.job_id} replayed to the same result hash {actual}"
-            return self.report(MATCH, message, mismatches=[], actual=actual, engine=engine, notes=notes)
-        message = f"job {self.job_id} does not replay to its receipt: " + "; ".join(
-            m.message for m in mismatches
-        )
-        return self.report(
-            MISMATCH, message, mismatches=mismatches, actual=actual, engine=engine, notes=notes
+            unit=unit,
         )
 
 
 class _Stop(Exception):
     """The replay cannot go on; the reason is already in the mismatches."""
+
+
+def _view(version: DatasetVersionRow) -> VersionView:
+    return VersionView(
+        version_id=version.version_id,
+        state=version.state,
+        created_at=iso(version.created_at),
+        created_by=version.created_by,
+        tables=list(version.manifest),
+    )
 
 
 def _version_row(session: Session, dataset: str, version_id: str) -> DatasetVersionRow | None:

@@ -9,9 +9,9 @@ from sandbox_api.verify import parse_keys
 from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World
 
 
-def release(api: World, sql: str = GOOD_SQL, *, who: str = "alice") -> str:
-    """Submit ``sql`` under the world's scope and wait until it is released; the job id."""
-    answer = api.client.post("/v1/jobs", headers=api.h(who), json={"scope": SCOPE, "sql": sql})
+def release(api: World, sql: str = GOOD_SQL, *, who: str = "alice", scope: str = SCOPE) -> str:
+    """Submit ``sql`` under ``scope`` (the world's own by default) and wait until it is released."""
+    answer = api.client.post("/v1/jobs", headers=api.h(who), json={"scope": scope, "sql": sql})
     assert answer.status_code == 202, answer.text
     job_id = str(answer.json()["job_id"])
     job = api.wait(job_id, who=who)

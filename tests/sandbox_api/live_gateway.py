@@ -18,6 +18,9 @@ from sandbox_api import demo
 from sandbox_api.bootstrap import init_deployment
 from sandbox_api.client import SandboxClient
 from sandbox_api.settings import Settings
+from tests.sandbox_api.replay_helpers import replay_live
+
+AUDITOR = "audrey"  # the demo cast's auditor
 
 
 def free_port() -> int:
@@ -71,7 +74,10 @@ def serve_gateway(state_dir: Path, *, settings: Mapping[str, str] | None = None)
 def seeded_gateway(
     state_dir: Path, *, citizens: int, visits: int, seed: int
 ) -> Iterator[tuple[str, demo.DemoCast]]:
-    """A gateway seeded through the client with a small copy of the demo (``demo.provision``)."""
+    """A gateway seeded through the client with a small copy of the demo (``demo.provision``).
+
+    When the caller is done, every job the gateway released is replayed by the demo's auditor and must
+    match its receipt (``replay_helpers``)."""
     admin_token = init_deployment(Settings(state_dir=state_dir)).admin_token
     assert admin_token is not None
     with serve_gateway(state_dir) as url, SandboxClient(url, admin_token, timeout=120) as admin:
@@ -86,3 +92,4 @@ def seeded_gateway(
             progress=False,
         )
         yield url, cast
+        replay_live(url, cast.tokens[AUDITOR])

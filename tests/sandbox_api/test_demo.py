@@ -10,8 +10,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from sandbox_api import demo_data
 from sandbox_api.cli import DEMO_TOKENS_FILE, app
+from sandbox_api.client import SandboxClient
 from sandbox_api.demo import CAST
+from tests.sandbox_api.live_gateway import AUDITOR, serve_gateway
+from tests.sandbox_api.replay_helpers import replay_live
 
 runner = CliRunner()
 SMALL = ["--citizens", "5000", "--visits", "20000", "--port", "0", "--no-serve", "--no-progress"]
@@ -54,6 +58,20 @@ def test_demo_keeps_its_tokens_owner_readable_only(first_run: tuple[Path, str]) 
     tokens = state_dir / DEMO_TOKENS_FILE
     assert stat.S_IMODE(tokens.stat().st_mode) == 0o600
     assert set(json.loads(tokens.read_text())["tokens"]) == {"admin", *(m.name for m in CAST)}
+
+
+def test_every_job_released_on_the_demo_replays_to_a_match(first_run: tuple[Path, str]) -> None:
+    """The auditor's false alarm of issue 20 on the demo deployment: a job that reads citizens only,
+    under flu-study-2026 (which names citizens and visits), replayed as a mismatch
+    (scope_unknown_dataset). Now it, and every job the walkthrough released, replays to a match."""
+    state_dir, _ = first_run
+    tokens = json.loads((state_dir / DEMO_TOKENS_FILE).read_text())["tokens"]
+    with serve_gateway(state_dir) as url, SandboxClient(url, tokens["alice"], timeout=120) as alice:
+        job = alice.submit_job(
+            demo_data.DEMO_SCOPE_NAME, "SELECT sex, COUNT(DISTINCT person_id) AS n FROM citizens GROUP BY sex"
+        )
+        assert alice.wait_for_job(job.job_id).state == "released"
+        assert replay_live(url, tokens[AUDITOR]) >= 2  # the walkthrough's release and this one
 
 
 def test_demo_runs_again_on_the_same_state(first_run: tuple[Path, str]) -> None:

@@ -7,15 +7,16 @@ from typing import Any
 
 import pytest
 
-from tests.sandbox_api.api_helpers import GOOD_SQL, World, citizens_table, world
+from tests.sandbox_api.api_helpers import GOOD_SQL, World, citizens_table
 from tests.sandbox_api.program_helpers import PY_ONE, ensure_python_world, result_of, run_job, submit
+from tests.sandbox_api.replay_helpers import replayed_world
 
 ROWS_SQL = "SELECT person_id, district, sex, birth_date, income FROM citizens"
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with world(tmp_path_factory.mktemp("state")) as deployment:
+    with replayed_world(tmp_path_factory.mktemp("state")) as deployment:
         ensure_python_world(deployment)
         yield deployment
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ class Released:
     cast: demo.DemoCast
     job_id: str
     result_file: Path
+    state_dir: Path
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Released]:
             result_file = root / "result.json"
             # The operator keeps the result exactly as served, and hands it to the auditor.
             result_file.write_text(json.dumps(operator.result_document(job_id)), encoding="utf-8")
-        yield Released(url=url, cast=cast, job_id=job_id, result_file=result_file)
+        yield Released(url=url, cast=cast, job_id=job_id, result_file=result_file, state_dir=root / "state")
 
 
 def test_auditor_notebook_runs_against_a_live_gateway(
@@ -77,6 +79,26 @@ def test_replay_command_reports_a_match(released: Released) -> None:
     )
     assert answer.exit_code == 0, answer.output
     assert answer.output.startswith(f"MATCH: job {released.job_id} replayed to the same result hash")
+
+
+def test_replay_command_names_the_kind_of_a_mismatch_and_what_to_do(released: Released) -> None:
+    database = released.state_dir / "metadata.db"
+    query = "SELECT result_hash FROM results WHERE job_id = ?"
+    with sqlite3.connect(database) as db:
+        (kept,) = db.execute(query, (released.job_id,)).fetchone()
+        db.execute("UPDATE results SET result_hash = ? WHERE job_id = ?", ("0" * 64, released.job_id))
+    try:
+        answer = cli.invoke(
+            build_app(),
+            ["replay", released.job_id, "--url", released.url, "--token", released.cast.tokens["audrey"]],
+        )
+    finally:
+        with sqlite3.connect(database) as db:
+            db.execute("UPDATE results SET result_hash = ? WHERE job_id = ?", (kept, released.job_id))
+    assert answer.exit_code == 1, answer.output
+    assert answer.output.startswith(f"MISMATCH (release-differs): job {released.job_id} does not replay")
+    assert "  - [release-differs] result.stored_hash: the stored result's hash 000" in answer.output
+    assert "  next: treat it as an incident" in answer.output
 
 
 def test_replay_command_refuses_an_operator(released: Released) -> None:

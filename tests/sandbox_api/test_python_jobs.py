@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.sandbox_api.api_helpers import World, citizens_table, world
+from tests.sandbox_api.api_helpers import World, citizens_table
 from tests.sandbox_api.program_helpers import (
     NO_PY,
     PY_ONE,
@@ -17,6 +17,7 @@ from tests.sandbox_api.program_helpers import (
     run_job,
     submit,
 )
+from tests.sandbox_api.replay_helpers import replayed_world
 
 AGGREGATE = (
     "result = aggregate(citizens, by='district', "
@@ -26,7 +27,7 @@ AGGREGATE = (
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with world(tmp_path_factory.mktemp("state")) as deployment:
+    with replayed_world(tmp_path_factory.mktemp("state")) as deployment:
         ensure_python_world(deployment)
         yield deployment
 

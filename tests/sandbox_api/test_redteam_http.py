@@ -37,6 +37,7 @@ from sandbox_api.client import SandboxClient
 from sandbox_api.settings import Settings
 from tests.sandbox_api.api_helpers import parquet_bytes
 from tests.sandbox_api.live_gateway import serve_gateway
+from tests.sandbox_api.replay_helpers import replay_live
 
 CITIZENS = 3_000
 VISITS = 12_000
@@ -299,6 +300,8 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         assert first.state == "released", first
         found.released_job = first.job_id
         yield found
+        # Whatever the attacks got released, an auditor's replay reproduces it byte for byte.
+        replay_live(url, tokens["audrey"])
 
 
 def _problem(answer: httpx.Response, *statuses: int) -> dict[str, Any]:

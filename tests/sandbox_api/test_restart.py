@@ -17,6 +17,7 @@ import httpx
 
 from crypto.audit import AuditEntry, verify_chain
 from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World, bearer, wait_for_job, world
+from tests.sandbox_api.replay_helpers import assert_every_release_replays
 
 JOBS = 8
 
@@ -110,6 +111,8 @@ def test_restart_resumes_queued_requeues_running_and_never_releases_twice(tmp_pa
             final = {job: wait_for_job(client, headers, job, timeout_s=120) for job in at_kill}
             export = client.get("/v1/audit/export", headers=bearer(tokens["audra"])).text
             result = client.get(f"/v1/jobs/{interrupted[0]}/result", headers=headers)
+            # Interrupted, re-queued or resumed: each released job replays to what was released.
+            replayed = assert_every_release_replays(client, bearer(tokens["audra"]))
     finally:
         _kill(process)
 
@@ -119,6 +122,7 @@ def test_restart_resumes_queued_requeues_running_and_never_releases_twice(tmp_pa
         assert final[job]["attempts"] == 2
         assert final[job]["dataset_versions"] == {"health-bureau/citizens": expected_dataset}
     assert result.status_code == 200
+    assert replayed == len(at_kill)
     entries = [AuditEntry.from_json(line) for line in export.splitlines()]
     verify_chain(entries)
     released = Counter(e.details["job"] for e in entries if e.event == "job.released")

@@ -11,8 +11,9 @@ from sandbox_api.auth import Principal, Role
 from sandbox_api.deps import Services
 from sandbox_api.errors import Forbidden
 from sandbox_api.services.review import ReviewService
-from tests.sandbox_api.api_helpers import World, world
+from tests.sandbox_api.api_helpers import World
 from tests.sandbox_api.program_helpers import PY_ONE, PY_TWO, ensure_python_world, result_of, run_job
+from tests.sandbox_api.replay_helpers import replayed_world
 
 MODEL = """
 import numpy as np
@@ -26,7 +27,7 @@ AGGREGATE = "result = aggregate(citizens, by='sex', aggs={'people': ('income', '
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, dict[str, str]]]:
-    with world(tmp_path_factory.mktemp("state")) as deployment:
+    with replayed_world(tmp_path_factory.mktemp("state")) as deployment:
         cora = ensure_python_world(deployment)
         yield deployment, cora
 
