@@ -138,6 +138,9 @@ class JobRow(Base):
     code: Mapped[str | None] = mapped_column(Text, nullable=True)  # a Python job's code
     # While withheld and after: {required, decisions: [{checker, decision, reason, at}], flags}.
     review: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Revision 0004: what the release rules need, recorded at submit (services/release.py ReleaseFacts):
+    # {additive_columns: [...], disjoint_groups: bool}; NULL for jobs stored before it.
+    release_facts: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class WithheldRow(Base):
