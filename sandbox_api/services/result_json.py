@@ -59,16 +59,15 @@ def json_table(table: pd.DataFrame) -> JsonTable:
     return JsonTable(columns=[str(c) for c in body["columns"]], rows=rows, types=types)
 
 
+_BY_DTYPE_KIND = {"b": BOOLEAN, "i": INTEGER, "u": INTEGER, "f": FLOAT, "M": TIMESTAMP}
+
+
 def _type_of(values: pd.Series) -> str:
-    dtype = values.dtype
-    if pd.api.types.is_bool_dtype(dtype):
-        return BOOLEAN
-    if pd.api.types.is_integer_dtype(dtype):
-        return INTEGER
-    if pd.api.types.is_float_dtype(dtype):
-        return FLOAT
-    if pd.api.types.is_datetime64_any_dtype(dtype):
-        return TIMESTAMP
+    # The dtype's one-letter kind is enough for every column but object ones (and far cheaper than
+    # pandas' type predicates, on the path of every job).
+    known = _BY_DTYPE_KIND.get(values.dtype.kind)
+    if known is not None:
+        return known
     sample = next((v for v in values if v is not None and not _is_missing(v)), None)
     if isinstance(sample, decimal.Decimal):
         integral = all(_is_missing(v) or v == v.to_integral_value() for v in values)
