@@ -25,6 +25,7 @@ from sandbox_api.services.jobs import JobService
 from sandbox_api.services.keys import KeyLifecycle
 from sandbox_api.services.principals import PrincipalService
 from sandbox_api.services.receipts import ReceiptService
+from sandbox_api.services.release import ReleaseFn, release
 from sandbox_api.services.replay import ReplayService
 from sandbox_api.services.scopes import ScopeService
 from sandbox_api.settings import Settings
@@ -78,8 +79,14 @@ EXECUTORS: dict[str, ExecutorFactory] = {"local": local_executor, "ray": ray_exe
 
 
 def build_services(
-    settings: Settings, *, clock: Clock, executor_factory: ExecutorFactory | None = None
+    settings: Settings,
+    *,
+    clock: Clock,
+    executor_factory: ExecutorFactory | None = None,
+    release_fn: ReleaseFn = release,
 ) -> Services:
+    """Every service, wired. ``release_fn`` is the one release function every settlement goes through
+    (``services/release.py``); a test build passes a wrapper that counts what went through it."""
     if not settings.keyring_path.exists():
         raise DeploymentNotInitialised(
             f"no deployment in {settings.state_dir}: run `sandbox init` first "
@@ -111,6 +118,7 @@ def build_services(
         queue_limit=settings.queue_limit,
         wake=threading.Event(),
         receipts=receipts,
+        release=release_fn,
     )
     # One executor for the runner and for replays, so both run a job the same way.
     executor = (executor_factory or EXECUTORS[settings.executor])(keys, settings)
@@ -161,9 +169,12 @@ def create_app(
     *,
     clock: Clock | None = None,
     executor_factory: ExecutorFactory | None = None,
+    release_fn: ReleaseFn = release,
 ) -> FastAPI:
     """The gateway for an initialised deployment (see ``bootstrap.init_deployment``)."""
-    services = build_services(settings, clock=clock or SystemClock(), executor_factory=executor_factory)
+    services = build_services(
+        settings, clock=clock or SystemClock(), executor_factory=executor_factory, release_fn=release_fn
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -127,6 +127,46 @@ def _upload_part(table: str, source: TableSource) -> tuple[str, tuple[str, bytes
     return table, (path.name, path.read_bytes(), media)
 
 
+# The pandas dtype of each released column type (``ResultOut.column_types``): nullable integers and
+# booleans, because a remainder row or an empty cell may be NULL in any column.
+_DTYPES: Mapping[str, Any] = {
+    "integer": "Int64",
+    "float": "float64",
+    "boolean": "boolean",
+    "date": "datetime64[ns]",
+    "timestamp": "datetime64[ns]",
+    "string": "object",
+}
+
+
+def typed_frame(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], types: Sequence[str] | None
+) -> pd.DataFrame:
+    """A released table as a DataFrame whose dtypes follow the gateway's column types.
+
+    >>> frame = typed_frame(["year", "n", "mean"], [["1965-01-01", 12, 3.5], [None, 20, None]],
+    ...                     ["date", "integer", "float"])
+    >>> [str(t) for t in frame.dtypes]
+    ['datetime64[ns]', 'Int64', 'float64']
+    >>> int(frame["year"].dt.year.iloc[0])
+    1965
+    """
+    frame = pd.DataFrame.from_records([list(row) for row in rows], columns=list(columns))
+    if types is None or len(types) != len(columns):  # a result from before types were recorded
+        return frame
+    for index, kind in enumerate(types):
+        dtype = _DTYPES.get(kind)
+        if dtype is None or dtype == "object":
+            continue
+        values = frame.iloc[:, index]
+        if kind in {"date", "timestamp"}:
+            converted = pd.to_datetime(values, format="ISO8601").astype(dtype)
+        else:
+            converted = values.astype(dtype)
+        frame.isetitem(index, converted.array)  # by position: two columns may share a name
+    return frame
+
+
 class SandboxClient:
     """A session with the gateway at ``base_url`` as the principal holding ``token``.
 
@@ -385,7 +425,7 @@ class SandboxClient:
         receipt = body.get("receipt") if isinstance(body, dict) else None
         return Result(
             job_id=released.job_id,
-            table=pd.DataFrame.from_records(released.rows, columns=released.columns),
+            table=typed_frame(released.columns, released.rows, released.column_types),
             report=released.report,
             receipt=dict(receipt) if isinstance(receipt, Mapping) else None,
             raw=released,

@@ -5,58 +5,37 @@ were running when the gateway stopped are re-queued once (nothing was released, 
 grows) or failed with the reason; a job in its output check is failed, since a result is stored and
 released in one transaction and cannot be released twice.
 
-A SQL job stays ``running`` in the database while its output is checked: ``checking`` and ``released``
-are committed together, so a stop during the check finds it running (re-queued, nothing stored). Python
-and mock jobs commit ``checking`` first, then settle (``services/program_runs.py``).
+Every kind of job takes the same path (``_run``): claim, build the spec, execute, settle. What differs
+between SQL, Python and mock jobs is a strategy (``services/job_kinds.py``); what a result releases is
+decided by the one release function (``services/release.py``) before the write transaction, and the
+job stays ``running`` in the database meanwhile: ``checking`` and ``released`` (or ``withheld``) are
+committed together, so a stop during the check finds it running (re-queued, nothing stored).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crypto.pseudonym import derive_key
 from executors.base import Executor, JobSpec, Limits
 from executors.errors import ExecutionCancelled, ExecutionError
 from executors.lifecycle import JobState
-from policies import check_output, result_hash
 from policies.errors import PolicyError
-from sandbox_api.errors import NotFound, ScopeExpired, ScopeNotActive, ServiceError
+from sandbox_api.errors import ScopeExpired, ServiceError
 from sandbox_api.services.audit import SYSTEM_ACTOR
+from sandbox_api.services.job_kinds import StoredJob, kind_of
+from sandbox_api.services.job_specs import JobSpecs
 from sandbox_api.services.jobs import JobService
-from sandbox_api.services.program_runs import ProgramRuns
+from sandbox_api.services.release import Settlement
+from sandbox_api.services.settlement import Settlements
 from sandbox_api.store.models import JobRow
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Claim:
-    job_id: str
-    scope: str
-    scope_version: str
-    sql: str
-    inputs: list[dict[str, str]]
-    dataset_versions: dict[str, str]
-    uses_keyed_hash: bool
-    attempt: int
-    queued_at: float
-    kind: str = "sql"  # sql | python
-    mode: str = "real"  # real | mock
-    code: str = ""  # a Python job's code
-    source_sql: str = ""  # the operator's SQL (a mock SQL job runs it as written, on the twins)
-
-    @property
-    def is_program(self) -> bool:
-        """A Python job or a mock job: run through ``services/program_runs.py``."""
-        return self.kind != "sql" or self.mode != "real"
 
 
 @dataclass(frozen=True)
@@ -82,8 +61,8 @@ class JobRunner:
     ) -> None:
         self._jobs = jobs
         self._executor = executor
-        self._pseudonym_master = pseudonym_master
-        self._limits = limits
+        self._specs = JobSpecs(catalog=jobs.catalog, pseudonym_master=pseudonym_master, limits=limits)
+        self._settlements = Settlements(jobs)
         self._max_concurrent = max_concurrent
         self._max_attempts = max_attempts
         self._poll_s = poll_s
@@ -178,7 +157,7 @@ class JobRunner:
                         "recording the failure of job %s failed: %s", claim.job_id, type(again).__name__
                     )
 
-    def _claim(self) -> Claim | None:
+    def _claim(self) -> StoredJob | None:
         jobs = self._jobs
         with jobs.db.write() as session:
             row = session.execute(
@@ -191,7 +170,6 @@ class JobRunner:
             if row is None:
                 return None
             row.attempts += 1
-            queued_at = row.updated_at
             jobs.advance(
                 session,
                 row,
@@ -200,126 +178,49 @@ class JobRunner:
                 reason="running",
                 details={"attempt": row.attempts},
             )
-            return Claim(
-                job_id=row.id,
-                scope=row.scope,
-                scope_version=row.scope_version,
-                sql=row.rewritten_sql or "",
-                inputs=list(row.inputs),
-                dataset_versions=dict(row.dataset_versions),
-                uses_keyed_hash=row.uses_keyed_hash,
-                attempt=row.attempts,
-                queued_at=queued_at.timestamp(),
-                kind=row.kind or "sql",
-                mode=row.mode or "real",
-                code=row.code or "",
-                source_sql=row.sql,
-            )
+            return StoredJob.of(row)
 
-    def _run(self, claim: Claim) -> None:
+    def _run(self, job: StoredJob) -> None:
+        """Claimed -> spec -> execute -> release decision -> settled (or failed with the reason)."""
         started = time.perf_counter()
-        jobs = self._jobs
+        kind = kind_of(job.kind, job.mode)
         try:
-            active = jobs.scopes.active(claim.scope, version_id=claim.scope_version)
-        except ScopeExpired as exc:
-            self._finish(claim.job_id, JobState.EXPIRED, reason=exc.detail)
-            return
-        except (ScopeNotActive, NotFound) as exc:
-            self._finish(claim.job_id, JobState.FAILED, reason=f"{exc.code}: {exc.detail}")
-            return
-        try:
-            tables = tuple(
-                jobs.catalog.table_input(
-                    dataset=t["dataset"],
-                    version_id=claim.dataset_versions[t["dataset"]],
-                    table=t["table"],
-                    sql_name=t["sql_name"],
-                )
-                for t in claim.inputs
-            )
-        except ServiceError as exc:
-            self._finish(claim.job_id, JobState.FAILED, reason=f"{exc.code}: {exc.detail}")
-            return
-        key = derive_key(self._pseudonym_master, "scope:" + claim.scope) if claim.uses_keyed_hash else None
-        spec = JobSpec(
-            job_id=claim.job_id, sql=claim.sql, tables=tables, keyed_hash_key=key, limits=self._limits
-        )
-        programs = ProgramRuns(jobs=jobs, pseudonym_master=self._pseudonym_master, limits=self._limits)
-        if claim.is_program:
-            try:
-                spec = programs.spec(
-                    job_id=claim.job_id,
-                    kind=claim.kind,
-                    mode=claim.mode,
-                    code=claim.code,
-                    sql=claim.source_sql,
-                    inputs=claim.inputs,
-                    tables=tables,
-                    keyed_hash_key=key,
-                    scope=active.scope,
-                    dataset_versions=claim.dataset_versions,
-                )
-            except (ServiceError, PolicyError) as exc:
-                self._finish(claim.job_id, JobState.FAILED, reason=f"{exc.code}: {exc.detail}")
-                return
-        try:
+            scope = self._jobs.scopes.active(job.scope, version_id=job.scope_version).scope
+            spec: JobSpec = kind.spec(job, scope=scope, specs=self._specs)
             result = self._executor.run(spec)
-        except ExecutionCancelled as exc:
-            self._finish(claim.job_id, JobState.CANCELLED, reason=exc.detail)
+            executed = time.perf_counter()
+            settlement = self._settlements.decide(kind.candidate(job, result), scope=scope, facts=job.facts)
+        except (ServiceError, PolicyError, ExecutionError) as exc:
+            self._fail(job.job_id, exc)
             return
-        except ExecutionError as exc:
-            self._finish(claim.job_id, JobState.FAILED, reason=f"{exc.code}: {exc.detail}", code=exc.code)
-            return
-        executed = time.perf_counter()
-        if claim.is_program:
-            if not self._to_checking(claim.job_id, attempt=claim.attempt):
-                return
-            try:
-                timings = {**result.timings, "execute_s": executed - started}
-                programs.settle(claim.job_id, result, scope=active.scope, timings=timings)
-            except (PolicyError, ExecutionError) as exc:
-                self._finish(claim.job_id, JobState.FAILED, reason=f"{exc.code}: {exc.detail}", code=exc.code)
-            return
-        try:
-            released = check_output(result.to_pandas(), active.scope.disclosure)
-        except PolicyError as exc:
-            self._finish(claim.job_id, JobState.FAILED, reason=f"{exc.code}: {exc.detail}", code=exc.code)
-            return
-        table = released.table
-        payload = json.loads(table.to_json(orient="split", index=False, date_format="iso"))
-        # Hashed before the write transaction, which then holds the database's write lock only for the
-        # writes themselves.
-        canonical_hash = result_hash(table)
         timings = {
             **{k: float(v) for k, v in result.timings.items()},
             "execute_s": executed - started,
             "check_s": time.perf_counter() - executed,
         }
-        # The job is still running (in the database) during the check above: a cancel that arrives in
-        # the meantime is honoured below, and a crash before this commit leaves it running, so recovery
-        # re-queues or fails it with nothing stored. Checking and release then commit together: one
-        # transaction instead of two, and the audit trail still reads checking, then released.
-        with jobs.db.write() as session:
-            row = session.get(JobRow, claim.job_id)
-            if row is None or not self._enter_check(session, row, attempt=claim.attempt):
-                return
-            jobs.store_release(
-                session,
-                row,
-                columns=[str(c) for c in payload["columns"]],
-                rows=_rows(payload["data"]),
-                result_hash=canonical_hash,
-                report=released.report.to_dict(),
-                audit_report=released.report.audit_dict(),
-                timings=timings,
-                engine=dict(result.engine),
-            )
+        self._settle(job, settlement, timings=timings)
 
-    def _to_checking(self, job_id: str, *, attempt: int) -> bool:
-        """Commit running -> checking on its own (Python and mock jobs, settled by ``ProgramRuns``)."""
+    def _settle(self, job: StoredJob, settlement: Settlement, *, timings: dict[str, float]) -> None:
+        """Checking and released (or withheld) in one transaction, decided before it: the write lock is
+        held only for the writes. The job was still running meanwhile: a cancel that arrived is
+        honoured here, and a crash before this commit leaves it running, so recovery re-queues or fails
+        it with nothing stored."""
         with self._jobs.db.write() as session:
-            row = session.get(JobRow, job_id)
-            return row is not None and self._enter_check(session, row, attempt=attempt)
+            row = session.get(JobRow, job.job_id)
+            if row is None or not self._enter_check(session, row, attempt=job.attempt):
+                return
+            self._settlements.store(session, row, settlement, timings=timings)
+
+    def _fail(self, job_id: str, exc: ServiceError | PolicyError | ExecutionError) -> None:
+        """End a job that could not run or be checked, with the error's reason (no result exists)."""
+        if isinstance(exc, ScopeExpired):
+            self._finish(job_id, JobState.EXPIRED, reason=exc.detail)
+        elif isinstance(exc, ExecutionCancelled):
+            self._finish(job_id, JobState.CANCELLED, reason=exc.detail)
+        elif isinstance(exc, ServiceError):
+            self._finish(job_id, JobState.FAILED, reason=f"{exc.code}: {exc.detail}")
+        else:
+            self._finish(job_id, JobState.FAILED, reason=f"{exc.code}: {exc.detail}", code=exc.code)
 
     def _enter_check(self, session: Session, row: JobRow, *, attempt: int) -> bool:
         """Move a running job to checking in ``session``; cancelled instead if a cancel was asked for.
@@ -352,7 +253,3 @@ class JobRunner:
                 reason=reason,
                 details={} if code is None else {"code": code},
             )
-
-
-def _rows(data: Any) -> list[list[Any]]:
-    return [list(row) for row in data]

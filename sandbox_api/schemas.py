@@ -220,7 +220,10 @@ class JobOut(_Out):
     applied: list[str]
     dataset_versions: dict[str, str]
     attempts: int
-    timings: dict[str, float]
+    timings: dict[str, float] = Field(
+        description="seconds per phase; empty for operators (how long a phase took can depend on data "
+        "they may not see); admins and auditors see it"
+    )
     result_hash: str | None
     created_at: str
     updated_at: str
@@ -266,6 +269,11 @@ class ResultOut(_Out):
         default=None,
         description="the signed receipt (also at GET /v1/jobs/{id}/receipt); verify it offline with "
         "`sandbox receipt verify`",
+    )
+    column_types: list[Literal["integer", "float", "boolean", "date", "timestamp", "string"]] | None = Field(
+        default=None,
+        description="each column's type, in order (dates are `YYYY-MM-DD`, timestamps ISO 8601); absent "
+        "for results released before types were recorded",
     )
 
 

@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from policies import CheckReport
 from sandbox_api.deps import JobCancellerDep, JobReaderDep, OperatorDep, ServicesDep
 from sandbox_api.schemas import (
     JOB_WAIT_MAX_S,
@@ -20,8 +19,8 @@ from sandbox_api.schemas import (
     JobRequest,
     ResultOut,
 )
-from sandbox_api.services.jobs import JobView, finding_dicts
-from sandbox_api.services.programs import ProgramCheck, ProgramService
+from sandbox_api.services.job_kinds import finding_dicts
+from sandbox_api.services.jobs import JobView
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -32,12 +31,9 @@ def job_out(view: JobView) -> JobOut:
 
 @router.post("/check", summary="Dry run: findings and the rewritten SQL, nothing runs or is stored")
 def check_job(body: JobRequest, who: OperatorDep, services: ServicesDep) -> CheckOut:
-    if body.kind == "sql" and body.mode == "real":
-        report: CheckReport | ProgramCheck = services.jobs.dry_run(who, scope=body.scope, sql=body.sql or "")
-    else:
-        report = ProgramService(services.jobs).dry_run(
-            who, scope=body.scope, kind=body.kind, mode=body.mode, sql=body.sql, code=body.code
-        )
+    report = services.jobs.dry_run(
+        who, scope=body.scope, kind=body.kind, mode=body.mode, sql=body.sql, code=body.code
+    )
     return CheckOut(
         allowed=report.allowed,
         findings=[FindingOut.model_validate(f) for f in finding_dicts(report.findings)],
@@ -58,12 +54,9 @@ def check_job(body: JobRequest, who: OperatorDep, services: ServicesDep) -> Chec
     },
 )
 def submit_job(body: JobRequest, who: OperatorDep, services: ServicesDep) -> JobAccepted:
-    if body.kind == "sql" and body.mode == "real":
-        view = services.jobs.submit(who, scope=body.scope, sql=body.sql or "")
-    else:
-        view = ProgramService(services.jobs).submit(
-            who, scope=body.scope, kind=body.kind, mode=body.mode, sql=body.sql, code=body.code
-        )
+    view = services.jobs.submit(
+        who, scope=body.scope, kind=body.kind, mode=body.mode, sql=body.sql, code=body.code
+    )
     return JobAccepted(job_id=view.job_id, state=view.state, kind=body.kind, mode=body.mode)
 
 
@@ -80,7 +73,11 @@ def list_jobs(
     )
 
 
-@router.get("/{job_id}", summary="One job: state, reason, findings, timings; `wait` long-polls for its end")
+@router.get(
+    "/{job_id}",
+    summary="One job: state, reason, findings, timings (admins and auditors only); `wait` long-polls for "
+    "its end",
+)
 async def get_job(
     job_id: str,
     who: JobReaderDep,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -35,7 +36,8 @@ class VersionView:
     state: str
     created_at: str
     created_by: str
-    tables: list[dict[str, Any]]  # [{name, unit, row_count, columns: [{name, type, class, domain}]}]
+    # [{name, unit, row_count, unique_units, columns: [{name, type, class, domain}]}]
+    tables: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,8 @@ class CatalogService:
     def _unchanged(
         self, actor: str, dataset: DatasetView, existing: VersionView, described: list[dict[str, Any]]
     ) -> StoredVersion:
-        if existing.tables != described:
+        # A version stored before ``unique_units`` was recorded lacks it: compare the declarations only.
+        if [_declared(t) for t in existing.tables] != [_declared(t) for t in described]:
             raise Conflict(
                 f"these files are already stored as version {existing.version_id} of {dataset.ref} with a "
                 "different manifest; a version's declarations are immutable"
@@ -266,6 +269,10 @@ class CatalogService:
                 "name": t.name,
                 "unit": t.unit,
                 "row_count": tables[t.name].num_rows,
+                # One row per privacy unit: then a plain GROUP BY puts every unit in one group only,
+                # which lets a remainder row add its rows' unit counts (services/release_facts.py).
+                "unique_units": pc.count_distinct(tables[t.name].column(t.unit)).as_py()
+                == tables[t.name].num_rows,
                 "columns": [c.model_dump(mode="json", by_alias=True) for c in t.columns],
             }
             for t in sorted(manifest.tables, key=lambda t: t.name)
@@ -307,3 +314,8 @@ class CatalogService:
             created_at=iso(as_utc(row.created_at)),
             versions=[_version_view(v) for v in versions],
         )
+
+
+def _declared(table: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored table description without the facts measured at upload (``unique_units``)."""
+    return {k: v for k, v in table.items() if k != "unique_units"}

@@ -12,16 +12,14 @@ import json
 import secrets
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from crypto.envelope import seal, unseal
-from crypto.hashing import sha256_hex
+from crypto.envelope import unseal
 from executors.lifecycle import TERMINAL, JobState, can_advance
-from policies import CheckReport, PolicyViolation, check_with, prepare_with
 from sandbox_api.auth import Principal, Role
 from sandbox_api.clock import Clock, iso
 from sandbox_api.errors import (
@@ -34,11 +32,13 @@ from sandbox_api.errors import (
     QueueFull,
     ScopeNotActive,
 )
-from sandbox_api.services.audit import SYSTEM_ACTOR, AuditLog
+from sandbox_api.services.audit import AuditLog
 from sandbox_api.services.catalog import CatalogService
+from sandbox_api.services.job_kinds import Checked, JobCheck, JobText, kind_of
 from sandbox_api.services.job_signals import JobSignals
 from sandbox_api.services.policy_catalog import PolicyContexts, scope_catalog_versions
 from sandbox_api.services.receipts import ReceiptService
+from sandbox_api.services.release import ReleaseFn, release
 from sandbox_api.services.scopes import ActiveScope, ScopeService
 from sandbox_api.store.db import Database
 from sandbox_api.store.models import JobRow, ResultRow
@@ -96,6 +96,9 @@ class ResultView:
     mode: str = "real"
     output: dict[str, Any] | None = None  # a released Python object and/or printed output
     receipt: dict[str, Any] | None = None  # the signed receipt (services/receipts.py)
+    # integer | float | boolean | date | timestamp | string per column (services/result_json.py);
+    # None for a result stored before types were recorded.
+    column_types: list[str] | None = None
 
 
 def job_view(row: JobRow) -> JobView:
@@ -123,19 +126,16 @@ def job_view(row: JobRow) -> JobView:
     )
 
 
-def finding_dicts(findings: Any) -> list[dict[str, Any]]:
-    out = []
-    for finding in findings:
-        out.append(finding.to_dict() if hasattr(finding, "to_dict") else dict(finding))
-    return out
+def for_reader(view: JobView, who: Principal) -> JobView:
+    """``view`` as ``who`` may read it: operators never see per-phase timings.
 
-
-@dataclass(frozen=True)
-class Transition:
-    """The reason and audit details of a submission's first transition (queued or rejected)."""
-
-    reason: str
-    details: Mapping[str, Any]
+    How long a job spent in each phase can depend on data the operator may not see (a self-join that
+    is empty or not, depending on one person's diagnosis, takes 0.4 s or 2 s), so timings are for
+    admins and auditors only.
+    """
+    if who.role is Role.OPERATOR and view.timings:
+        return replace(view, timings={})
+    return view
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,9 @@ class JobService:
     wake: threading.Event
     # Signs a receipt inside every release transaction (None only in tests of the layers below).
     receipts: ReceiptService | None = None
+    # The one release function every settlement goes through (services/release.py); a test build of
+    # the services passes a wrapper that counts what went through it.
+    release: ReleaseFn = release
     contexts: PolicyContexts = field(default_factory=PolicyContexts)
     # Wakes long-polls once a transition has committed (``advance`` marks the job on the session).
     signals: JobSignals[JobView] = field(default_factory=JobSignals)
@@ -190,80 +193,63 @@ class JobService:
         return True
 
     # --- operators ---------------------------------------------------------------------------
-    def dry_run(self, who: Principal, *, scope: str, sql: str) -> CheckReport:
-        active = self._granted_scope(who, scope, action="job.check")
-        return check_with(sql, self.contexts.get(active.scope, self.catalog.current_versions()))
-
-    def submit(self, who: Principal, *, scope: str, sql: str) -> JobView:
-        """Persist the job before answering: queued, or rejected with every finding (raises JobRejected)."""
-        active = self._granted_scope(who, scope, action="job.submit")
-        versions = self.catalog.current_versions()
-        prepared = None
-        findings: list[dict[str, Any]] = []
-        try:
-            prepared = prepare_with(sql, self.contexts.get(active.scope, versions))
-        except PolicyViolation as exc:
-            findings = finding_dicts(exc.findings) or [
-                {"rule": "policy", "message": exc.detail, "fragment": ""}
-            ]
-        used = sorted({t.dataset for t in prepared.tables}) if prepared is not None else []
-        return self.persist_submission(
-            who,
-            scope=scope,
-            active=active,
-            findings=findings,
-            fields={
-                "sql": sql,
-                "rewritten_sql": None if prepared is None else prepared.sql,
-                "applied": [] if prepared is None else list(prepared.applied),
-                "dataset_versions": {d: versions[d].version_id for d in used if d in versions},
-                "inputs": []
-                if prepared is None
-                else [
-                    {"dataset": t.dataset, "table": t.table, "sql_name": t.sql_name} for t in prepared.tables
-                ],
-                "uses_keyed_hash": False if prepared is None else bool(prepared.uses_keyed_hash),
-                "catalog_versions": scope_catalog_versions(
-                    active.scope, {ref: v.version_id for ref, v in versions.items()}
-                ),
-            },
-            submitted={"sql_sha256": sha256_hex(sql.encode())},
-            queued=None
-            if prepared is None
-            else Transition(
-                "accepted",
-                {"rewritten_sha256": sha256_hex(prepared.sql.encode()), "passes": list(prepared.applied)},
-            ),
-            rejected=Transition("the query breaks the scope's rules; see findings", {}),
-            broken="the query breaks",
-        )
-
-    def persist_submission(
+    def dry_run(
         self,
         who: Principal,
         *,
         scope: str,
-        active: ActiveScope,
-        findings: list[dict[str, Any]],
-        fields: Mapping[str, Any],
-        submitted: Mapping[str, Any],
-        queued: Transition | None,
-        rejected: Transition,
-        broken: str,
+        sql: str | None = None,
+        kind: str = "sql",
+        mode: str = "real",
+        code: str | None = None,
+    ) -> JobCheck:
+        """What submitting would do, for any kind of job; nothing runs and nothing is stored."""
+        return self._check(who, JobText(scope, kind, mode, sql, code), action="job.check").report
+
+    def submit(
+        self,
+        who: Principal,
+        *,
+        scope: str,
+        sql: str | None = None,
+        kind: str = "sql",
+        mode: str = "real",
+        code: str | None = None,
     ) -> JobView:
+        """Persist the job before answering: queued, or rejected with every finding (raises JobRejected).
+
+        One path for every kind of job: the scope grant (refusals audited), the kind's check
+        (``services/job_kinds.py``), then one transaction for the row, ``job.submitted`` and the first
+        transition.
+        """
+        text = JobText(scope, kind, mode, sql, code)
+        active = self._granted_scope(who, scope, action="job.submit")
+        return self._persist(who, scope=scope, active=active, checked=self._checked(text, active))
+
+    def _check(self, who: Principal, text: JobText, *, action: str) -> Checked:
+        return self._checked(text, self._granted_scope(who, text.scope, action=action))
+
+    def _checked(self, text: JobText, active: ActiveScope) -> Checked:
+        versions = self.catalog.current_versions()
+        checked = kind_of(text.kind, text.mode).check(
+            text, active=active, versions=versions, contexts=self.contexts
+        )
+        # The catalog the job was checked against, every dataset of the scope (read or not), so that a
+        # replay rebuilds exactly that context (docs/auditing.md).
+        current = {ref: v.version_id for ref, v in versions.items()}
+        pinned = {**current, **dict(checked.fields.get("dataset_versions") or {})}
+        catalog = scope_catalog_versions(active.scope, pinned)
+        return replace(checked, fields={**checked.fields, "catalog_versions": catalog})
+
+    def _persist(self, who: Principal, *, scope: str, active: ActiveScope, checked: Checked) -> JobView:
         """Store a submission and its first transition in one transaction, then answer.
 
-        ``queued`` is None for a job the policy refused: it is stored as rejected and ``JobRejected``
-        is raised with every finding. Used by SQL jobs here and by Python and mock jobs (``programs``).
+        ``checked.queued`` is None for a job the policy refused: it is stored as rejected and
+        ``JobRejected`` is raised with every finding.
         """
+        findings, queued, rejected = checked.findings, checked.queued, checked.rejected
         job_id = secrets.token_hex(16)
         now = self.clock.now()
-        if "catalog_versions" not in fields:
-            # Python and mock jobs read every dataset of their scope: their pinned versions are the
-            # catalog they were checked against (current versions only fill a dataset they did not pin).
-            current = {ref: v.version_id for ref, v in self.catalog.current_versions().items()}
-            pinned = {**current, **dict(fields.get("dataset_versions") or {})}
-            fields = {**fields, "catalog_versions": scope_catalog_versions(active.scope, pinned)}
         with self.db.write() as session:
             if queued is not None:
                 waiting = session.execute(
@@ -288,7 +274,7 @@ class JobService:
                 timings={},
                 created_at=now,
                 updated_at=now,
-                **fields,
+                **checked.fields,
             )
             session.add(row)
             session.flush()
@@ -300,7 +286,7 @@ class JobService:
                     "job": job_id,
                     "scope": scope,
                     "scope_version": active.version_id,
-                    **submitted,
+                    **checked.submitted,
                 },
             )
             if queued is None:
@@ -324,7 +310,7 @@ class JobService:
             view = job_view(row)
         if queued is None:
             raise JobRejected(
-                f"job {job_id} was rejected: {broken} {len(findings)} rule(s) of scope {scope!r}",
+                f"job {job_id} was rejected: {checked.broken} {len(findings)} rule(s) of scope {scope!r}",
                 findings=findings,
                 extra={"job_id": job_id, "state": JobState.REJECTED.value},
             )
@@ -333,7 +319,7 @@ class JobService:
 
     def get(self, who: Principal, job_id: str) -> JobView:
         with self.db.read() as session:
-            return job_view(self._visible_row(session, who, job_id))
+            return for_reader(job_view(self._visible_row(session, who, job_id)), who)
 
     async def wait(self, who: Principal, job_id: str, *, wait_s: float) -> JobView:
         """The job as soon as it is settled (final or withheld), else as it is after ``wait_s`` seconds.
@@ -360,7 +346,11 @@ class JobService:
                 committed = None
                 with contextlib.suppress(TimeoutError):
                     committed = await asyncio.wait_for(arrivals.get(), min(remaining, pause))
-                view = committed if committed is not None else await asyncio.to_thread(self.get, who, job_id)
+                view = (
+                    for_reader(committed, who)
+                    if committed is not None
+                    else await asyncio.to_thread(self.get, who, job_id)
+                )
                 pause = min(pause * 2, WAIT_RECHECK_MAX_S)
             return view
 
@@ -373,7 +363,7 @@ class JobService:
                 query = query.where(JobRow.owner == who.name)
             if state is not None:
                 query = query.where(JobRow.state == state)
-            return [job_view(row) for row in session.execute(query).scalars()]
+            return [for_reader(job_view(row), who) for row in session.execute(query).scalars()]
 
     def result(self, who: Principal, job_id: str) -> ResultView:
         with self.db.read() as session:
@@ -400,6 +390,7 @@ class JobService:
                 kind=row.kind or "sql",
                 mode=row.mode or "real",
                 output=payload.get("output"),
+                column_types=payload.get("types"),
                 receipt=None if self.receipts is None else self.receipts.load(session, job_id),
             )
         self.audit.record(event="job.result.read", actor=who.name, details={"job": job_id})
@@ -414,16 +405,16 @@ class JobService:
                 self.advance(
                     session, row, JobState.CANCELLED, actor=who.name, reason=f"cancelled by {who.name}"
                 )
-                return job_view(row), False
+                return for_reader(job_view(row), who), False
             if state is JobState.RUNNING:
                 if not row.cancel_requested:
                     row.cancel_requested = True
                     self.audit.append(
                         session, event="job.cancel.requested", actor=who.name, details={"job": job_id}
                     )
-                return job_view(row), True
+                return for_reader(job_view(row), who), True
             if state is JobState.CANCELLED:
-                return job_view(row), False
+                return for_reader(job_view(row), who), False
             raise Conflict(f"job {job_id} is {state.value}; only queued or running jobs can be cancelled")
 
     # --- helpers -----------------------------------------------------------------------------
@@ -460,73 +451,4 @@ class JobService:
                 session.execute(
                     select(func.count()).select_from(JobRow).where(JobRow.state == JobState.QUEUED.value)
                 ).scalar_one()
-            )
-
-    def store_release(
-        self,
-        session: Session,
-        row: JobRow,
-        *,
-        columns: list[str],
-        rows: list[list[Any]],
-        result_hash: str,
-        report: dict[str, Any],
-        timings: dict[str, float],
-        output: Mapping[str, Any] | None = None,
-        actor: str = SYSTEM_ACTOR,
-        reason: str = "released after the output check",
-        engine: Mapping[str, str] | None = None,
-        audit_report: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Seal and store the result and release the job in the caller's transaction (never twice).
-
-        ``report`` is what the operator sees (and the receipt signs); ``audit_report`` adds the counts
-        of rows below min_units, which only auditors may read (see SuppressionReport.to_dict).
-
-        ``output``: a Python job's released object and printed output; ``actor``: who released it (the
-        system after the automatic check, or the output checker whose decision completed the review).
-        """
-        if session.get(ResultRow, row.id) is not None:
-            raise JobStateConflict(f"job {row.id} already has a released result")
-        body: dict[str, Any] = {"columns": columns, "rows": rows}
-        if output is not None:
-            body["output"] = dict(output)
-        payload = json.dumps(body, separators=(",", ":")).encode()
-        session.add(
-            ResultRow(
-                job_id=row.id,
-                sealed=seal(self.results_key, payload, aad=row.id.encode()),
-                report=report,
-                result_hash=result_hash,
-                row_count=len(rows),
-                created_at=self.clock.now(),
-            )
-        )
-        row.result_hash = result_hash
-        row.timings = timings
-        self.advance(
-            session,
-            row,
-            JobState.RELEASED,
-            actor=actor,
-            reason=reason,
-            details={
-                "result_hash": result_hash,
-                "rows": len(rows),
-                "suppression": dict(audit_report) if audit_report is not None else report,
-                "kind": row.kind or "sql",
-                "mode": row.mode or "real",
-            },
-        )
-        if self.receipts is not None:
-            # Same transaction: the receipt signs the audit head that is the job.released event.
-            self.receipts.issue(
-                session,
-                row,
-                columns=columns,
-                rows=rows,
-                result_hash=result_hash,
-                report=report,
-                engine=engine or {},
-                output=output,
             )

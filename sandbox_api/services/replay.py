@@ -12,20 +12,19 @@ signed (result hash, query, scope document), then rebuilds exactly the context t
 * the keys derived for the scope (keyed-hash masks) and for the job (a Python job's pseudonyms), from
   the same master key and the same labels as the runner.
 
-It then builds the executor spec the way the runner does (``policies.prepare`` for SQL, the input plan
-and ``ProgramRuns.spec`` for Python and mock jobs), runs it in the sandbox, and computes what would be
-released from the result in one place, :func:`_release`. The released bytes are compared with the
-receipt member by member. Every difference is a :class:`Mismatch` naming the field and its kind
-(``replay_report``): the release differs (an incident), or replay could not rebuild the context (a
-replay defect; it says what is missing). A crypto-shredded version ends the replay with who destroyed
-the data and when. Each replay is audited (``job.replayed``).
+It then builds the executor spec with the runner's own strategy for the kind of job
+(``services/job_kinds.py``: ``policies.prepare`` for SQL, the input plan for Python and mock jobs), runs
+it in the sandbox, and decides what would be released with the one release function the services were
+built with (``services/release.py``, through :func:`_release`), with the facts recorded at submit. The
+released bytes are compared with the receipt member by member. Every difference is a :class:`Mismatch`
+naming the field and its kind (``replay_report``): the release differs (an incident), or replay could
+not rebuild the context (a replay defect; it says what is missing). A crypto-shredded version ends the
+replay with who destroyed the data and when. Each replay is audited (``job.replayed``).
 """
 
 from __future__ import annotations
 
-import json
 import secrets
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,17 +35,17 @@ from sqlalchemy.orm import Session
 from crypto.errors import CryptoError, IntegrityError
 from crypto.hashing import sha256_hex
 from crypto.keyring import LocalKeyring
-from crypto.pseudonym import derive_key
-from executors.base import Executor, JobSpec, Limits, PartRef, ResultTable, TableInput
+from executors.base import Executor, JobSpec, Limits, ResultTable
 from executors.errors import ExecutionError
-from executors.python_job import ProgramResult
-from policies import Catalog, PolicyError, Scope, TableRef, check_output, prepare, result_hash
+from policies import Catalog, PolicyError, Scope, prepare
 from sandbox_api.auth import Principal
 from sandbox_api.clock import Clock, iso
 from sandbox_api.errors import Conflict, NotFound, ServiceError
 from sandbox_api.receipt_format import result_facts
 from sandbox_api.services.audit import AuditLog
 from sandbox_api.services.catalog import VersionView
+from sandbox_api.services.job_kinds import StoredJob, kind_of, program_inputs
+from sandbox_api.services.job_specs import JobSpecs
 from sandbox_api.services.jobs import JobService
 from sandbox_api.services.keys import KeyLifecycle, Shredded
 from sandbox_api.services.policy_catalog import (
@@ -55,8 +54,8 @@ from sandbox_api.services.policy_catalog import (
     scope_dataset_refs,
 )
 from sandbox_api.services.program_inputs import input_plan
-from sandbox_api.services.program_runs import ProgramRuns, _payload
 from sandbox_api.services.receipts import ReceiptService, query_facts
+from sandbox_api.services.release import ReleaseFn, Withheld
 from sandbox_api.services.replay_report import (
     DESTROYED,
     NOT_REPLAYABLE,
@@ -91,10 +90,10 @@ class _Recorded:
 
 @dataclass(frozen=True)
 class _Rebuilt:
-    """The job as replay rebuilt it: the executor spec, and a Python or mock job's input tables."""
+    """The job as replay rebuilt it, and its executor spec."""
 
     spec: JobSpec
-    inputs: list[dict[str, str]]
+    job: StoredJob
 
 
 @dataclass(frozen=True)
@@ -109,38 +108,24 @@ class _Released:
     automatic: bool  # released without a person
 
 
-def _release(
-    result: ResultTable, *, row: JobRow, scope: Scope, inputs: Sequence[Mapping[str, str]]
-) -> _Released:
-    """What would be released from ``result`` for the job ``row`` under ``scope`` (``inputs``: the
-    tables a Python or mock job read, in the form stored on a job).
-
-    The one place replay settles a job, written as the release points settle it: a SQL result goes
-    through ``check_output`` as in the runner; a Python or mock result through ``program_runs._payload``;
-    a job that was withheld and released by output checkers releases the reviewed payload (its hash,
-    its output object). To be switched to the shared release function once there is one.
-    """
-    if row.kind == "sql" and row.mode == "real":
-        released = check_output(result.to_pandas(), scope.disclosure)
-        body = json.loads(released.table.to_json(orient="split", index=False, date_format="iso"))
-        return _Released(
-            columns=[str(c) for c in body["columns"]],
-            rows=[list(r) for r in body["data"]],
-            result_hash=result_hash(released.table),
-            report=released.report.to_dict(),
-            output=None,
-            automatic=True,
-        )
-    outcome = ProgramResult.from_arrow(result.to_arrow())
-    mock = row.mode == "mock"
-    payload, suppression, automatic = _payload(
-        outcome, scope=scope, inputs=inputs, mock=mock, engine=result.engine
+def _release(result: ResultTable, *, job: StoredJob, scope: Scope, release_fn: ReleaseFn) -> _Released:
+    """What ``result`` releases for ``job`` under ``scope``: the runner's candidate and the one release
+    function the services were built with, with the facts recorded at submit. A job that was withheld
+    and released by output checkers releases the reviewed payload (its hash, its output object)."""
+    candidate = kind_of(job.kind, job.mode).candidate(job, result)
+    settlement = release_fn(candidate, scope=scope, facts=job.facts)
+    if isinstance(settlement, Withheld):
+        payload = settlement.payload
+        columns, rows = payload.columns_rows()
+        return _Released(columns, rows, payload.result_hash, None, payload.released_output(), automatic=False)
+    return _Released(
+        settlement.columns,
+        settlement.rows,
+        settlement.result_hash,
+        settlement.report,
+        settlement.output,
+        automatic=True,
     )
-    columns, rows = payload.columns_rows()
-    if mock or automatic:
-        output = None if row.kind == "sql" else payload.released_output()
-        return _Released(columns, rows, payload.result_hash, suppression, output, automatic=True)
-    return _Released(columns, rows, payload.result_hash, None, payload.released_output(), automatic=False)
 
 
 @dataclass(frozen=True)
@@ -154,7 +139,7 @@ class ReplayService:
     limits: Limits
     data_dir: Path
     pseudonym_master: bytes
-    jobs: JobService  # the catalog, and the Python and mock job spec builder (``ProgramRuns``)
+    jobs: JobService  # the catalog, and the one release function the services were built with
 
     def replay(self, who: Principal, job_id: str) -> ReplayReport:
         """Replay ``job_id`` and audit the outcome (auditors only; the route checks the role)."""
@@ -405,21 +390,11 @@ class ReplayService:
                     )
                     raise _Stop
                 rewritten, refs, keyed = plan.sql_text, plan.tables, plan.uses_keyed_hash
-                inputs = [
-                    {
-                        "dataset": t.dataset,
-                        "table": t.table,
-                        "sql_name": t.sql_name,
-                        "sql": q.sql,
-                        "unit": q.unit,
-                        "pseudonymise": ",".join(q.pseudonymise),
-                        "group_columns": ",".join(q.group_columns),
-                    }
-                    for t, q in zip(plan.tables, plan.inputs, strict=True)
-                ]
+                inputs = program_inputs(plan)
             else:
                 prepared = prepare(row.sql, scope, catalog)
-                rewritten, refs, keyed, inputs = prepared.sql, prepared.tables, prepared.uses_keyed_hash, []
+                rewritten, refs, keyed = prepared.sql, prepared.tables, prepared.uses_keyed_hash
+                inputs = [{"dataset": t.dataset, "table": t.table, "sql_name": t.sql_name} for t in refs]
         except PolicyError as exc:
             mismatches.append(
                 context_missing(
@@ -445,37 +420,37 @@ class ReplayService:
                 )
             else:
                 mismatches.append(Mismatch("query.rewritten_sha256", signed, digest, message))
-        tables = tuple(self._table_input(recorded, ref, mismatches) for ref in refs)
-        # Derived exactly as the runner derives it: same master key, same label.
-        key = derive_key(self.pseudonym_master, "scope:" + row.scope) if keyed else None
-        replay_id = f"{row.id}-replay-{secrets.token_hex(4)}"
-        if not program:
-            spec = JobSpec(
-                job_id=replay_id, sql=rewritten, tables=tables, keyed_hash_key=key, limits=self.limits
+        missing = sorted({ref.dataset for ref in refs} - set(recorded.versions))
+        if missing:
+            mismatches.append(
+                context_missing(
+                    f"datasets.{missing[0]}",
+                    f"the rebuilt job reads {', '.join(missing)}, and the receipt names no version of it",
+                )
             )
-            return _Rebuilt(spec=spec, inputs=inputs)
-        runs = ProgramRuns(jobs=self.jobs, pseudonym_master=self.pseudonym_master, limits=self.limits)
+            raise _Stop
+        # The job as the runner ran it, in the rebuilt context; its spec is built by the same strategy
+        # (``services/job_kinds.py``), so the keys are derived from the same master key and labels (the
+        # job's own id: a Python job's per-job pseudonym key is derived from it).
+        job = replace(
+            StoredJob.of(row),
+            sql=rewritten,
+            inputs=inputs,
+            dataset_versions={d: v.version_id for d, v in recorded.versions.items()},
+            uses_keyed_hash=keyed,
+        )
+        specs = JobSpecs(
+            catalog=self.jobs.catalog, pseudonym_master=self.pseudonym_master, limits=self.limits
+        )
         try:
-            # The job's own id: its per-job pseudonym key is derived from it.
-            spec = runs.spec(
-                job_id=row.id,
-                kind=row.kind,
-                mode=row.mode,
-                code=row.code or "",
-                sql=row.sql,
-                inputs=inputs,
-                tables=tables,
-                keyed_hash_key=key,
-                scope=scope,
-                dataset_versions={d: v.version_id for d, v in recorded.versions.items()},
-            )
+            spec = kind_of(job.kind, job.mode).spec(job, scope=scope, specs=specs)
         except (ServiceError, PolicyError) as exc:
             mismatches.append(
                 context_missing("spec", f"the job's executor spec cannot be rebuilt: {exc.detail}")
             )
             raise _Stop from exc
         # The sandbox's own handle: a replay is not the job.
-        return _Rebuilt(spec=replace(spec, job_id=replay_id), inputs=inputs)
+        return _Rebuilt(spec=replace(spec, job_id=f"{row.id}-replay-{secrets.token_hex(4)}"), job=job)
 
     def _execute(
         self,
@@ -485,7 +460,7 @@ class ReplayService:
         mismatches: list[Mismatch],
         notes: list[str],
     ) -> tuple[str, dict[str, str]]:
-        receipt, row = recorded.receipt, recorded.row
+        receipt = recorded.receipt
         try:
             result = self.executor.run(rebuilt.spec)
         except (ExecutionError, CryptoError) as exc:
@@ -507,7 +482,7 @@ class ReplayService:
                 )
             raise _Stop from exc
         try:
-            released = _release(result, row=row, scope=scope, inputs=rebuilt.inputs)
+            released = _release(result, job=rebuilt.job, scope=scope, release_fn=self.jobs.release)
         except PolicyError as exc:
             mismatches.append(
                 Mismatch(
@@ -545,36 +520,6 @@ class ReplayService:
         if engine != signed_engine:
             notes.append(f"engine versions differ: the job ran on {signed_engine}, the replay on {engine}")
         return released.result_hash, engine
-
-    def _table_input(self, recorded: _Recorded, ref: TableRef, mismatches: list[Mismatch]) -> TableInput:
-        version = recorded.versions.get(ref.dataset)
-        parts = None if version is None else version.layout.get(ref.table)
-        if version is None or parts is None:
-            mismatches.append(
-                context_missing(
-                    f"datasets.{ref.dataset}",
-                    f"the rebuilt job reads table {ref.table!r} of {ref.dataset}, and the receipt names no "
-                    "version of it that holds that table",
-                )
-            )
-            raise _Stop
-        domain, name = ref.dataset.split("/", 1)
-        # The unit lets a scale-out backend split a query over the unit-hash parts, as for the job.
-        unit = next((str(t["unit"]) for t in version.manifest if t.get("name") == ref.table), None)
-        return TableInput(
-            sql_name=ref.sql_name,
-            domain=domain,
-            dataset=name,
-            version_id=version.version_id,
-            table=ref.table,
-            wrapped_key=version.wrapped_key,
-            key_aad=version.key_aad.encode(),
-            parts=tuple(
-                PartRef(path=str((self.data_dir / p["path"]).resolve()), aad=str(p["aad"]).encode())
-                for p in parts
-            ),
-            unit=unit,
-        )
 
 
 class _Stop(Exception):

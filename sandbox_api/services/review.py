@@ -14,127 +14,29 @@ how many checkers must still decide, never the content. Rules:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crypto.envelope import seal, unseal
-from crypto.hashing import canonical_json, sha256_hex
+from crypto.envelope import unseal
 from executors.lifecycle import JobState
+from policies import Scope
 from sandbox_api.auth import Principal
 from sandbox_api.clock import iso
 from sandbox_api.errors import Conflict, Forbidden, InvalidInput, NotFound
-from sandbox_api.services.audit import SYSTEM_ACTOR
 from sandbox_api.services.jobs import JobService
-from sandbox_api.store.models import JobRow, ReviewDecisionRow, WithheldRow
+from sandbox_api.services.release import Reviewed
+from sandbox_api.services.release_facts import ReleaseFacts
+from sandbox_api.services.scopes import parse_stored
+from sandbox_api.services.settlement import Settlements, withheld_aad
+from sandbox_api.services.withheld import WithheldPayload
+from sandbox_api.store.models import JobRow, ReviewDecisionRow, ScopeVersionRow, WithheldRow
 
 Decision = Literal["release", "deny"]
-
-
-@dataclass(frozen=True)
-class WithheldPayload:
-    """What a withheld job produced, as plain data."""
-
-    table: dict[str, Any] | None  # {columns, rows}: a table the operator receives on release
-    summary: Any  # plain-data summary of a non-table result (``executors.pyjobs.summary``)
-    printed: str | None
-    report: dict[str, Any]  # automatic disclosure report {flagged, findings: [{rule, severity, ...}]}
-    result_hash: str
-    engine: dict[str, str] = field(default_factory=dict)  # versions of what computed it (for receipts)
-
-    @classmethod
-    def build(
-        cls,
-        *,
-        table: dict[str, Any] | None,
-        summary: Any,
-        printed: str | None,
-        report: dict[str, Any],
-        table_hash: str | None = None,
-        engine: Mapping[str, str] | None = None,
-    ) -> WithheldPayload:
-        """``table_hash``: ``policies.result_hash`` of a checked table; otherwise a hash of the content."""
-        content = {"table": table, "summary": summary, "printed": printed}
-        digest = (
-            table_hash if table_hash is not None and printed is None else sha256_hex(canonical_json(content))
-        )
-        return cls(
-            table=table,
-            summary=summary,
-            printed=printed,
-            report=report,
-            result_hash=digest,
-            engine=dict(engine or {}),
-        )
-
-    def columns_rows(self) -> tuple[list[str], list[list[Any]]]:
-        if self.table is None:
-            return [], []
-        return [str(c) for c in self.table["columns"]], [list(r) for r in self.table["rows"]]
-
-    def released_output(self) -> dict[str, Any]:
-        return {"summary": self.summary, "printed": self.printed, "report": self.report}
-
-    def to_json(self) -> bytes:
-        return json.dumps(
-            {
-                "table": self.table,
-                "summary": self.summary,
-                "printed": self.printed,
-                "report": self.report,
-                "result_hash": self.result_hash,
-                "engine": self.engine,
-            },
-            separators=(",", ":"),
-        ).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> WithheldPayload:
-        data = json.loads(raw)
-        return cls(
-            table=data["table"],
-            summary=data["summary"],
-            printed=data["printed"],
-            report=data["report"],
-            result_hash=data["result_hash"],
-            engine=dict(data.get("engine") or {}),
-        )
-
-
-def _aad(job_id: str) -> bytes:
-    return f"withheld:{job_id}".encode()
-
-
-def withhold(
-    jobs: JobService, session: Session, row: JobRow, payload: WithheldPayload, *, required: int
-) -> None:
-    """Seal the output for review and move the job to ``withheld`` in the caller's transaction."""
-    flags = sum(1 for f in payload.report.get("findings", []) if f.get("severity") == "flag")
-    session.add(
-        WithheldRow(
-            job_id=row.id,
-            sealed=seal(jobs.results_key, payload.to_json(), aad=_aad(row.id)),
-            report=payload.report,
-            required_checkers=required,
-            created_at=jobs.clock.now(),
-        )
-    )
-    row.review = {"required": required, "decisions": [], "flags": flags}
-    what = "printed output and an aggregate table" if payload.printed and payload.table else "its output"
-    jobs.advance(
-        session,
-        row,
-        JobState.WITHHELD,
-        actor=SYSTEM_ACTOR,
-        reason=f"withheld: {what} needs review by {required} output checker(s); the automatic disclosure "
-        f"report has {flags} flag(s)",
-        details={"kind": row.kind, "mode": row.mode, "flags": flags, "required_checkers": required},
-    )
 
 
 @dataclass(frozen=True)
@@ -177,7 +79,9 @@ class ReviewService:
         self._refuse_author(who, job_id, action="review.view")
         with self.jobs.db.read() as session:
             job, held = self._load(session, job_id)
-            payload = WithheldPayload.from_json(unseal(self.jobs.results_key, held.sealed, aad=_aad(job_id)))
+            payload = WithheldPayload.from_json(
+                unseal(self.jobs.results_key, held.sealed, aad=withheld_aad(job_id))
+            )
             view = self._view(
                 job, held, {"table": payload.table, "summary": payload.summary, "printed": payload.printed}
             )
@@ -246,28 +150,15 @@ class ReviewService:
                     )
                 elif len(releases) >= held.required_checkers:
                     payload = WithheldPayload.from_json(
-                        unseal(jobs.results_key, held.sealed, aad=_aad(job_id))
+                        unseal(jobs.results_key, held.sealed, aad=withheld_aad(job_id))
                     )
-                    columns, rows = payload.columns_rows()
-                    checkers = [d["checker"] for d in releases]
-                    jobs.store_release(
-                        session,
-                        job,
-                        columns=columns,
-                        rows=rows,
-                        result_hash=payload.result_hash,
-                        report={
-                            "rows_in": len(rows),
-                            "rows_released": len(rows),
-                            "reviewed_by": checkers,
-                            "reasons": [f"released by output checker(s) {', '.join(checkers)} after review"],
-                        },
-                        timings=dict(job.timings),
-                        output=payload.released_output(),
-                        actor=who.name,
-                        engine=payload.engine,
-                        reason=f"released by output checker(s) {', '.join(checkers)}: {reason}".rstrip(": "),
+                    settlements = Settlements(jobs)
+                    released = settlements.decide(
+                        Reviewed(payload, tuple(d["checker"] for d in releases), reason),
+                        scope=self._scope_of(session, job),
+                        facts=ReleaseFacts.from_json(job.release_facts),
                     )
+                    settlements.store(session, job, released, timings=dict(job.timings), actor=who.name)
                 view = self._view(job, held, None)
         except IntegrityError as exc:  # two requests of the same checker raced
             raise Conflict(f"{who.name} already decided on job {job_id}") from exc
@@ -288,6 +179,18 @@ class ReviewService:
                 details={"action": action, "job": job_id, "reason": reason},
             )
             raise Forbidden(reason)
+
+    @staticmethod
+    def _scope_of(session: Session, job: JobRow) -> Scope:
+        """The scope version the job was submitted under (whatever its state is now)."""
+        stored = session.execute(
+            select(ScopeVersionRow).where(
+                ScopeVersionRow.name == job.scope, ScopeVersionRow.version_id == job.scope_version
+            )
+        ).scalar_one_or_none()
+        if stored is None:
+            raise NotFound(f"scope {job.scope!r} has no stored version {job.scope_version}")
+        return parse_stored(stored.document)
 
     @staticmethod
     def _load(session: Session, job_id: str) -> tuple[JobRow, WithheldRow]:

@@ -138,10 +138,13 @@ class JobRow(Base):
     code: Mapped[str | None] = mapped_column(Text, nullable=True)  # a Python job's code
     # While withheld and after: {required, decisions: [{checker, decision, reason, at}], flags}.
     review: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    # Revision 0004: {"domain/dataset": version id} of EVERY dataset the scope names, current at submit
+    # Revision 0005: {"domain/dataset": version id} of EVERY dataset the scope names, current at submit
     # (the catalog the job was checked against, read or not), so a replay rebuilds exactly that
     # catalog. NULL for jobs stored before it.
     catalog_versions: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Revision 0004: what the release rules need, recorded at submit (services/release.py ReleaseFacts):
+    # {additive_columns: [...], disjoint_groups: bool}; NULL for jobs stored before it.
+    release_facts: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class WithheldRow(Base):

@@ -26,6 +26,7 @@ with warnings.catch_warnings():
 
 from sandbox_api.app import create_app
 from sandbox_api.bootstrap import init_deployment
+from sandbox_api.services.release import ReleaseFn, release
 from sandbox_api.settings import Settings
 
 DOMAIN = "health-bureau"
@@ -207,12 +208,17 @@ def make_settings(state_dir: Path, **overrides: Any) -> Settings:
 
 
 @contextmanager
-def world(state_dir: Path, *, executor_factory: Any = None, **overrides: Any) -> Iterator[World]:
-    """Initialise, start the app, and set up every role (admin, stu, olga, oscar, alice, bob, chad, audra)."""
+def world(
+    state_dir: Path, *, executor_factory: Any = None, release_fn: ReleaseFn = release, **overrides: Any
+) -> Iterator[World]:
+    """Initialise, start the app, and set up every role (admin, stu, olga, oscar, alice, bob, chad, audra).
+
+    ``release_fn``: the release function the services are built with (a test passes a counting wrapper).
+    """
     settings = make_settings(state_dir, **overrides)
     admin_token = init_deployment(settings).admin_token
     assert admin_token is not None
-    app = create_app(settings, executor_factory=executor_factory)
+    app = create_app(settings, executor_factory=executor_factory, release_fn=release_fn)
     with TestClient(app, raise_server_exceptions=True) as client:
         tokens = {"admin": admin_token}
         admin = bearer(admin_token)

@@ -1,4 +1,4 @@
-"""replay context: the catalog versions a job was checked against
+"""what the disclosure rules need at release, recorded at submit
 
 Revision ID: 0004
 Revises: 0003
@@ -17,10 +17,11 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
-        # NULL for jobs stored before this revision: replay falls back to the current versions and says so.
-        batch_op.add_column(sa.Column("catalog_versions", sa.JSON(), nullable=True))
+        # NULL for jobs stored before this revision: they are released with no additive columns and
+        # no disjoint groups, exactly as they were checked when they ran.
+        batch_op.add_column(sa.Column("release_facts", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.drop_column("catalog_versions")
+        batch_op.drop_column("release_facts")

@@ -1,0 +1,166 @@
+"""The one way to build an executor ``JobSpec`` for every kind of job (SQL, Python, mock).
+
+The pure builders (:func:`sql_spec`, :func:`program_spec`) take everything as arguments, so replay
+builds its spec with the very function the runner uses; :class:`JobSpecs` only looks up what the
+stored job names (its tables' parts and keys, its pinned catalog versions for mock twins).
+
+Keys are derived, never stored, so a replay derives them again:
+
+* a scope's keyed-hash key (``sbx_keyed_hash`` masks): ``derive_key(master, "scope:" + scope name)``;
+* a Python or mock job's pseudonym key: ``derive_key(master, "job:" + job id)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from crypto.pseudonym import derive_key
+from executors.base import JobSpec, Limits, TableInput
+from executors.pyjobs import DisclosureThresholds, PyLimits
+from executors.python_job import InputQuery, MockSource, Program
+from policies import Scope, TableRef
+from sandbox_api.services.catalog import CatalogService
+from sandbox_api.services.mock import mock_sources
+from sandbox_api.services.policy_catalog import build_catalog
+
+
+def scope_hash_key(pseudonym_master: bytes, scope: str) -> bytes:
+    """The keyed-hash key of scope ``scope`` (the same in every job under it, and in its replays)."""
+    return derive_key(pseudonym_master, "scope:" + scope)
+
+
+def job_pseudonym_key(pseudonym_master: bytes, job_id: str) -> bytes:
+    """A Python or mock job's own pseudonym key: one token per person within the job, another in every
+    other job."""
+    return derive_key(pseudonym_master, "job:" + job_id)
+
+
+def sql_spec(
+    *,
+    job_id: str,
+    sql: str,
+    tables: tuple[TableInput, ...],
+    scope: str,
+    uses_keyed_hash: bool,
+    pseudonym_master: bytes,
+    limits: Limits,
+) -> JobSpec:
+    """A SQL job on real data: the rewritten ``sql`` over ``tables``.
+
+    >>> spec = sql_spec(job_id="j1", sql="SELECT 1", tables=(), scope="flu", uses_keyed_hash=True,
+    ...                 pseudonym_master=b"m" * 32, limits=Limits())
+    >>> spec.keyed_hash_key == scope_hash_key(b"m" * 32, "flu"), spec.program is None
+    (True, True)
+    """
+    return JobSpec(
+        job_id=job_id,
+        sql=sql,
+        tables=tables,
+        keyed_hash_key=scope_hash_key(pseudonym_master, scope) if uses_keyed_hash else None,
+        limits=limits,
+    )
+
+
+def input_queries(inputs: Sequence[Mapping[str, Any]]) -> tuple[InputQuery, ...]:
+    """The input SELECTs of a Python or mock job, as stored with it."""
+    return tuple(
+        InputQuery(
+            name=str(i["sql_name"]),
+            sql=str(i["sql"]),
+            unit=str(i["unit"]),
+            pseudonymise=tuple(p for p in str(i.get("pseudonymise", "")).split(",") if p),
+            group_columns=tuple(c for c in str(i.get("group_columns", "")).split(",") if c),
+        )
+        for i in inputs
+    )
+
+
+def program_spec(
+    *,
+    job_id: str,
+    kind: str,
+    mock: bool,
+    code: str,
+    sql: str,
+    inputs: Sequence[Mapping[str, Any]],
+    tables: tuple[TableInput, ...],
+    scope: Scope,
+    uses_keyed_hash: bool,
+    sources: tuple[MockSource, ...],
+    pseudonym_master: bytes,
+    limits: Limits,
+) -> JobSpec:
+    """A Python job, or a job of either kind on mock twins (``tables`` unused in mock mode; ``sources``
+    only in mock mode). ``sql``: the operator's SQL, which a mock SQL job runs as written on the twins.
+    """
+    job_key = job_pseudonym_key(pseudonym_master, job_id)
+    timeout = min(limits.timeout_s, float(limits.cpu_s))
+    program = Program(
+        kind=cast(Literal["sql", "python"], kind),
+        mode="mock" if mock else "real",
+        inputs=input_queries(inputs),
+        pseudonym_key=job_key,
+        code=code,
+        modules=tuple(scope.python.modules),
+        thresholds=DisclosureThresholds(min_units=scope.disclosure.min_units),
+        # The language-level CPU alarm ends a runaway job with a clear reason before the sandbox's
+        # wall-clock limit has to kill it.
+        py_limits=PyLimits(cpu_s=max(1.0, 0.8 * timeout)),
+        mock_sources=sources,
+    )
+    return JobSpec(
+        job_id=job_id,
+        sql=sql if kind == "sql" else "",
+        tables=() if mock else tables,
+        # Mock twins are synthetic: their keyed-hash masks use the job key, never the scope's.
+        keyed_hash_key=job_key
+        if mock
+        else (scope_hash_key(pseudonym_master, scope.name) if uses_keyed_hash else None),
+        limits=limits,
+        program=program,
+    )
+
+
+@dataclass(frozen=True)
+class JobSpecs:
+    """Looks up what a stored job names (table parts, pinned versions) for the pure builders."""
+
+    catalog: CatalogService
+    pseudonym_master: bytes
+    limits: Limits
+
+    def tables(
+        self, inputs: Sequence[Mapping[str, Any]], dataset_versions: Mapping[str, str]
+    ) -> tuple[TableInput, ...]:
+        """The table inputs of a job, at the versions it was pinned to (raises ``ServiceError``)."""
+        return tuple(
+            self.catalog.table_input(
+                dataset=str(t["dataset"]),
+                version_id=dataset_versions[str(t["dataset"])],
+                table=str(t["table"]),
+                sql_name=str(t["sql_name"]),
+            )
+            for t in inputs
+        )
+
+    def mock_sources(
+        self, inputs: Sequence[Mapping[str, Any]], dataset_versions: Mapping[str, str]
+    ) -> tuple[MockSource, ...]:
+        """The synthetic twins of a mock job's tables, from exactly the versions it was pinned to."""
+        refs = [
+            TableRef(dataset=str(i["dataset"]), table=str(i["table"]), sql_name=str(i["sql_name"]))
+            for i in inputs
+        ]
+        return mock_sources(build_catalog(self._pinned_versions(dataset_versions)), refs)
+
+    def _pinned_versions(self, dataset_versions: Mapping[str, str]) -> dict[str, Any]:
+        out = {}
+        for ref, version_id in dataset_versions.items():
+            domain, name = ref.split("/", 1)
+            dataset = self.catalog.get_dataset(domain, name)
+            version = next((v for v in dataset.versions if v.version_id == version_id), None)
+            if version is not None:
+                out[ref] = version
+        return out

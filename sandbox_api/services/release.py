@@ -1,0 +1,282 @@
+"""The one release function: what a job's result releases, decided from the result and the facts
+recorded when the job was submitted. Pure: no database, no clock, no keys.
+
+Every settlement passes here, whatever produced it:
+
+* :class:`TableResult`: a SQL job's rows as the engine returned them (``_sbx_`` unit counts included);
+  the runner, and replay, which calls :func:`release` with exactly what it has (the result table, the
+  scope, the job's recorded :class:`ReleaseFacts`);
+* :class:`ProgramOutcome`: a Python job's or a mock job's outcome;
+* :class:`Reviewed`: a withheld output that enough output checkers released.
+
+The answer is a :class:`Released` (stored, signed and handed to the operator by
+``services/settlement.py``) or a :class:`Withheld` (sealed for output checkers). A rule added at the
+release point (the released-cohort ledger, differential privacy) is added here once, and the facts it
+needs are recorded at submit in :class:`ReleaseFacts` (``services/release_facts.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+
+import pandas as pd
+
+from executors.python_job import ProgramResult
+from policies import Scope, check_output, result_hash
+from policies.model import Use
+from sandbox_api.services.release_facts import ReleaseFacts
+from sandbox_api.services.result_json import json_table
+from sandbox_api.services.withheld import WithheldPayload
+
+AUTOMATIC = "released after the output check"
+ON_MOCK_DATA = "released on mock data (synthetic: no output review, nothing spent)"
+
+
+@dataclass(frozen=True)
+class TableResult:
+    """A SQL job's result table, hidden ``_sbx_`` columns included, and what computed it."""
+
+    table: pd.DataFrame
+    engine: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProgramOutcome:
+    """A Python or mock job's outcome. ``inputs``: the job's stored inputs (to name group keys)."""
+
+    outcome: ProgramResult
+    kind: str  # sql | python (a mock SQL job has no released object)
+    mock: bool
+    inputs: Sequence[Mapping[str, Any]] = ()
+    engine: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reviewed:
+    """A withheld output that ``checkers`` released; ``reason``: the deciding checker's words."""
+
+    payload: WithheldPayload
+    checkers: tuple[str, ...]
+    reason: str = ""
+
+
+Candidate = TableResult | ProgramOutcome | Reviewed
+
+
+@dataclass(frozen=True)
+class Released:
+    """What the operator receives, and what the receipt signs."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+    result_hash: str
+    report: dict[str, Any]  # what the operator sees (and the receipt signs)
+    audit_report: dict[str, Any] | None = None  # every count, for auditors (None: ``report`` is it)
+    column_types: list[str] | None = None
+    output: dict[str, Any] | None = None  # a Python job's released object and printed output
+    engine: dict[str, str] = field(default_factory=dict)
+    reason: str = AUTOMATIC
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """An output that waits for ``required`` output checkers."""
+
+    payload: WithheldPayload
+    required: int
+
+
+Settlement = Released | Withheld
+
+
+class ReleaseFn(Protocol):
+    """The shape of :func:`release`: services take it as a collaborator, so a test build can pass a
+    wrapper that counts what went through it."""
+
+    def __call__(self, candidate: Candidate, *, scope: Scope, facts: ReleaseFacts) -> Settlement: ...
+
+
+def release(candidate: Candidate, *, scope: Scope, facts: ReleaseFacts) -> Settlement:
+    """What ``candidate`` releases under ``scope``, with the facts recorded when the job was submitted.
+
+    >>> from policies import load_scope
+    >>> scope = load_scope('''
+    ... scope: demo
+    ... purpose: counts by district
+    ... grantees: [operator:alice]
+    ... valid: {from: 2026-01-01, until: 2026-12-31}
+    ... datasets: {health-bureau/citizens: {columns: {district: {use: group}}}}
+    ... disclosure: {min_units: 10, suppression: remainder}
+    ... ''')
+    >>> rows = pd.DataFrame({"district": ["a", "b", "c"], "n": [40, 6, 5], "_sbx_units": [40, 6, 5]})
+    >>> facts = ReleaseFacts(additive_columns=("n",), disjoint_groups=True)
+    >>> out = release(TableResult(rows), scope=scope, facts=facts)
+    >>> out.rows
+    [['a', 40], [None, 11]]
+    """
+    if isinstance(candidate, TableResult):
+        return _checked_table(candidate, scope=scope, facts=facts)
+    if isinstance(candidate, ProgramOutcome):
+        return _program(candidate, scope=scope, facts=facts)
+    return _reviewed(candidate)
+
+
+def _checked_table(candidate: TableResult, *, scope: Scope, facts: ReleaseFacts) -> Released:
+    checked = check_output(
+        candidate.table,
+        scope.disclosure,
+        additive=facts.additive_columns,
+        disjoint_groups=facts.disjoint_groups,
+    )
+    body = json_table(checked.table)
+    return Released(
+        columns=body.columns,
+        rows=body.rows,
+        result_hash=result_hash(checked.table),
+        report=checked.report.to_dict(),
+        audit_report=checked.report.audit_dict(),
+        column_types=body.types,
+        engine=dict(candidate.engine),
+    )
+
+
+def _reviewed(candidate: Reviewed) -> Released:
+    payload, checkers = candidate.payload, ", ".join(candidate.checkers)
+    columns, rows = payload.columns_rows()
+    return Released(
+        columns=columns,
+        rows=rows,
+        result_hash=payload.result_hash,
+        report={
+            "rows_in": len(rows),
+            "rows_released": len(rows),
+            "reviewed_by": list(candidate.checkers),
+            "reasons": [f"released by output checker(s) {checkers} after review"],
+        },
+        column_types=payload.column_types(),
+        output=payload.released_output(),
+        engine=dict(payload.engine),
+        reason=f"released by output checker(s) {checkers}: {candidate.reason}".rstrip(": "),
+    )
+
+
+def _program(candidate: ProgramOutcome, *, scope: Scope, facts: ReleaseFacts) -> Settlement:
+    """A clean ``aggregate()`` table with nothing printed is checked like a SQL result and released;
+    anything else waits for output checkers. On mock data everything is released, labelled mock."""
+    outcome, mock = candidate.outcome, candidate.mock
+    if outcome.outcome == "withheld":
+        payload, report = _withheld_payload(outcome, mock=mock)
+        automatic = False
+    else:
+        payload, report, automatic = _checked_program_table(candidate, scope=scope, facts=facts)
+    if not (mock or automatic):
+        return Withheld(payload=payload, required=scope.review.checkers)
+    columns, rows = payload.columns_rows()
+    return Released(
+        columns=columns,
+        rows=rows,
+        result_hash=payload.result_hash,
+        report=report,
+        column_types=payload.column_types(),
+        output=None if candidate.kind == "sql" else payload.released_output(),
+        engine=dict(candidate.engine),
+        reason=ON_MOCK_DATA if mock else AUTOMATIC,
+    )
+
+
+def _withheld_payload(outcome: ProgramResult, *, mock: bool) -> tuple[WithheldPayload, dict[str, Any]]:
+    withheld = dict(outcome.withheld or {})
+    summary = withheld.get("summary")
+    payload = WithheldPayload.build(
+        table=_plain_table(summary),
+        summary=summary,
+        printed=_text(withheld.get("printed")),
+        report=dict(cast(Mapping[str, Any], withheld.get("report") or {})),
+    )
+    rows = len(payload.table["rows"]) if payload.table is not None else 0
+    reasons = (
+        ["mock data: generated from the declared schema, not the real rows; no suppression applied"]
+        if mock
+        else ["not built with aggregate(): released only by output checkers"]
+    )
+    return payload, {"rows_in": rows, "rows_released": rows, "mock": mock, "reasons": reasons}
+
+
+def _checked_program_table(
+    candidate: ProgramOutcome, *, scope: Scope, facts: ReleaseFacts
+) -> tuple[WithheldPayload, dict[str, Any], bool]:
+    outcome, mock = candidate.outcome, candidate.mock
+    checked = check_output(
+        outcome.table.to_pandas(),
+        scope.disclosure,
+        mock=mock,
+        additive=facts.additive_columns,
+        disjoint_groups=facts.disjoint_groups,
+    )
+    body = json_table(checked.table)
+    findings: list[Any] = list(cast(list[Any], (outcome.report or {}).get("findings", [])))
+    printed = dict(outcome.printed or {})
+    printed_report = cast(Mapping[str, Any], printed.get("report") or {})
+    findings += list(cast(list[Any], printed_report.get("findings", [])))
+    keys = (
+        _group_key_findings(checked.table, candidate.inputs, scope)
+        if outcome.outcome == "aggregate" and not mock
+        else []
+    )
+    findings += keys
+    payload = WithheldPayload.build(
+        table={"columns": body.columns, "rows": body.rows, "types": body.types},
+        summary=None,
+        printed=_text(printed.get("printed")),
+        report={"flagged": any(f.get("severity") == "flag" for f in findings), "findings": findings},
+        table_hash=result_hash(checked.table),
+        engine=candidate.engine,
+    )
+    automatic = outcome.outcome == "aggregate" and payload.printed is None and not keys
+    return payload, checked.report.to_dict(), automatic
+
+
+def _group_key_findings(
+    table: pd.DataFrame, inputs: Sequence[Mapping[str, Any]], scope: Scope
+) -> list[dict[str, str]]:
+    """Columns of an ``aggregate()`` table named like an input column a SQL job could not group by.
+
+    ``aggregate()`` cannot tell a group key from an aggregate named after its column, so such a table
+    goes to a person rather than out: conservative, and the finding says how to avoid it (rename).
+    """
+    restricted: dict[str, str] = {}
+    for item in inputs:
+        dataset, table_name = str(item["dataset"]), str(item["table"])
+        grant = scope.datasets.get(f"{dataset}/{table_name}") or scope.datasets.get(dataset)
+        if grant is None:
+            continue
+        for name, rule in grant.columns.items():
+            if rule.use in (Use.FILTER, Use.AGGREGATE, Use.JOIN_KEY):
+                restricted[name.lower()] = rule.use.value
+    out = []
+    for column in table.columns:
+        use = restricted.get(str(column).lower())
+        if use is not None:
+            out.append(
+                {
+                    "rule": "group-key-use",
+                    "severity": "flag",
+                    "message": f"column {column!r} has use {use!r} in the scope, so a SQL job could not "
+                    "group by it; an aggregate named like it needs a checker (rename the aggregate to "
+                    "avoid this)",
+                    "where": "aggregate result",
+                }
+            )
+    return out
+
+
+def _plain_table(summary: object) -> dict[str, Any] | None:
+    if isinstance(summary, Mapping) and summary.get("type") == "table":
+        return {"columns": list(summary.get("columns", [])), "rows": list(summary.get("rows", []))}
+    return None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

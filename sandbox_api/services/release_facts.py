@@ -1,0 +1,142 @@
+"""What the release rules need to know about a job's query, recorded when the job is submitted.
+
+The output check reads the result table only; some rules need facts about the query that produced it:
+
+* ``additive_columns``: the visible columns that are plain COUNT/SUM aggregates
+  (``PreparedQuery.additive_columns``). Only these are added up in a remainder row and rounded.
+* ``disjoint_groups``: no privacy unit can be behind two rows, so the units behind a remainder row are
+  the sum of its rows' (otherwise only the largest row's count is a safe lower bound, and no remainder
+  row can ever reach k).
+
+They are stored with the job (``jobs.release_facts``) and read back at release by
+``services/release.py``, by the runner and by replay alike, so a replay checks its result exactly as
+the job's was checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+
+from policies import PreparedQuery, Scope
+from policies.context import DIALECT
+
+
+@dataclass(frozen=True)
+class ReleaseFacts:
+    additive_columns: tuple[str, ...] = ()
+    disjoint_groups: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"additive_columns": list(self.additive_columns), "disjoint_groups": self.disjoint_groups}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> ReleaseFacts:
+        """The facts stored with a job (None for a job stored before they were recorded: none known).
+
+        >>> ReleaseFacts.from_json({"additive_columns": ["n"], "disjoint_groups": True})
+        ReleaseFacts(additive_columns=('n',), disjoint_groups=True)
+        >>> ReleaseFacts.from_json(None)
+        ReleaseFacts(additive_columns=(), disjoint_groups=False)
+        """
+        if not data:
+            return cls()
+        return cls(
+            additive_columns=tuple(str(c) for c in data.get("additive_columns", ())),
+            disjoint_groups=bool(data.get("disjoint_groups", False)),
+        )
+
+
+def facts_of(
+    prepared: PreparedQuery, scope: Scope, *, unique_units: Mapping[tuple[str, str], bool]
+) -> ReleaseFacts:
+    """The release facts of a prepared SQL query.
+
+    ``unique_units`` says, per ``(dataset, table)``, whether that table holds one row per privacy unit
+    (recorded at upload). Disjointness is derived only where a scope merges small rows into a remainder
+    (the only rule that reads it); elsewhere it is recorded as not shown (False).
+    """
+    disjoint = False
+    if scope.disclosure.suppression == "remainder" and len(prepared.tables) == 1:
+        only = prepared.tables[0]
+        disjoint = unique_units.get((only.dataset, only.table), False) and plain_grouping(
+            prepared.original_sql
+        )
+    return ReleaseFacts(additive_columns=tuple(prepared.additive_columns), disjoint_groups=disjoint)
+
+
+# Anything that can put one input row behind several output rows, or read more than one row source.
+_FAN_OUT = (
+    exp.Filter,  # FILTER cells count subsets: a unit is behind the row and behind its subset counts
+    exp.Window,
+    exp.Subquery,
+    exp.Union,
+    exp.Intersect,
+    exp.Except,
+    exp.Join,
+    exp.Lateral,
+    exp.Unnest,
+    exp.Explode,
+    exp.Rollup,
+    exp.Cube,
+    exp.GroupingSets,
+    exp.With,
+)
+
+
+def plain_grouping(sql: str) -> bool:
+    """True for one SELECT … GROUP BY over one table, with nothing that fans rows out.
+
+    Over a table with one row per unit, every unit then lands in exactly one group, so no unit is
+    behind two rows. Anything else (joins, FILTER cells, set operations, subqueries, CTEs, windows,
+    UNNEST, ROLLUP/CUBE/GROUPING SETS) is not shown disjoint: conservative.
+
+    >>> plain_grouping("SELECT district, COUNT(*) AS n FROM citizens GROUP BY district")
+    True
+    >>> plain_grouping("SELECT district, COUNT(*) FILTER (WHERE sex = 'F') AS f FROM citizens "
+    ...                "GROUP BY district")
+    False
+    >>> plain_grouping("SELECT c.district, COUNT(*) FROM citizens c JOIN visits v "
+    ...                "ON c.person_id = v.person_id GROUP BY c.district")
+    False
+    >>> plain_grouping("SELECT COUNT(*) FROM citizens")
+    False
+    """
+    try:
+        tree = sqlglot.parse_one(sql, dialect=DIALECT)
+    except SqlglotError:
+        return False
+    if not isinstance(tree, exp.Select) or not tree.args.get("group"):
+        return False
+    source = tree.args.get("from") or tree.args.get("from_")
+    if source is None or not isinstance(source.this, exp.Table):
+        return False
+    if not isinstance(source.this.this, exp.Identifier):  # a table function, not a table
+        return False
+    return not any(True for _ in tree.find_all(*_FAN_OUT)) and _one_select(tree)
+
+
+def _one_select(tree: exp.Expr) -> bool:
+    return sum(1 for _ in tree.find_all(exp.Select)) == 1
+
+
+def unique_units_of(
+    versions: Mapping[str, Any], tables: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], bool]:
+    """Per ``(dataset, table)``: does its pinned version hold one row per unit (as recorded at upload)?
+
+    ``versions`` maps a dataset to its catalog view (``VersionView``: ``tables`` as stored).
+    """
+    out: dict[tuple[str, str], bool] = {}
+    for dataset, table in tables:
+        version = versions.get(dataset)
+        described = (
+            next((t for t in version.tables if t.get("name") == table), None) if version is not None else None
+        )
+        out[(dataset, table)] = bool(described is not None and described.get("unique_units") is True)
+    return out
