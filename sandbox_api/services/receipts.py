@@ -72,7 +72,7 @@ class ReceiptService:
             "type": RECEIPT_TYPE,
             "job_id": row.id,
             "operator": row.owner,
-            "scope": {"name": row.scope, "version_id": row.scope_version},
+            "scope": _scope_member(row),
             "datasets": dict(sorted(dict(row.dataset_versions).items())),
             "query": query_facts(row),
             "engine": {str(k): str(v) for k, v in sorted(engine.items())},
@@ -132,3 +132,12 @@ class ReceiptService:
                 raise NotFound(f"job {job_id} is {row.state}; only a released job has a receipt")
         self.audit.record(event="receipt.read", actor=who.name, details={"job": job_id})
         return receipt
+
+
+def _scope_member(row: JobRow) -> dict[str, Any]:
+    """The scope version, and (from receipt v2 on) the catalog the job was checked against: every
+    dataset the scope names at its version then, so that replay's rebuilt context is signed too."""
+    member: dict[str, Any] = {"name": row.scope, "version_id": row.scope_version}
+    if row.catalog_versions is not None:
+        member["catalog"] = dict(sorted(dict(row.catalog_versions).items()))
+    return member

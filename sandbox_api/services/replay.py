@@ -271,6 +271,17 @@ class ReplayService:
                         "it was edited after the job ran",
                     )
                 )
+        signed_catalog = (receipt.get("scope") or {}).get("catalog")
+        if signed_catalog is not None and signed_catalog != dict(row.catalog_versions or {}):
+            found.append(
+                Mismatch(
+                    "scope.catalog",
+                    signed_catalog,
+                    row.catalog_versions,
+                    f"the catalog recorded for job {row.id} is not the one its receipt signed; the record "
+                    "was edited after the job ran",
+                )
+            )
         for dataset, version_id in sorted(dict(receipt.get("datasets") or {}).items()):
             if dataset not in recorded.versions:
                 found.append(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import sqlite3
 from collections.abc import Iterator
@@ -151,13 +150,18 @@ def test_an_altered_stored_result_is_a_release_that_differs(api: World) -> None:
     assert events[-1]["details"]["kind"] == "release-differs"
 
 
-def test_a_missing_catalog_version_is_context_unavailable_and_named(api: World, two: str) -> None:
-    """The job read citizens only; the visits version its scope was checked against is gone from the
-    record: replay says it could not rebuild that, not that the release differs."""
+def test_a_catalog_version_gone_from_the_catalog_is_context_unavailable_and_named(
+    api: World, two: str
+) -> None:
+    """The job read citizens only; the visits version its scope was checked against (recorded and
+    signed) is no longer in the catalog: replay says it could not rebuild that, not that the release
+    differs."""
     job_id = release(api, "SELECT sex, COUNT(DISTINCT person_id) AS n FROM citizens GROUP BY sex", scope=two)
-    receipt = receipt_of(api, job_id)
-    catalog = {**receipt["datasets"], f"{DOMAIN}/visits": "f" * 64}
-    with _edited(api, "jobs", "catalog_versions", "id", job_id, json.dumps(catalog)):
+    signed = receipt_of(api, job_id)["scope"]["catalog"]
+    visits = signed[f"{DOMAIN}/visits"]
+    with sqlite3.connect(api.settings.state_dir / "metadata.db") as db:
+        (row_id,) = db.execute("SELECT id FROM dataset_versions WHERE version_id = ?", (visits,)).fetchone()
+    with _edited(api, "dataset_versions", "version_id", "id", str(row_id), "f" * 64):
         report = replay(api, job_id)
     assert report["outcome"] == "mismatch"
     assert report["kind"] == "context-unavailable"
@@ -165,31 +169,44 @@ def test_a_missing_catalog_version_is_context_unavailable_and_named(api: World, 
         (f"catalog.{DOMAIN}/visits", "context-unavailable")
     ]
     assert "replay could not rebuild the context the job ran under" in report["message"]
-    assert f"version {'f' * 64} of {DOMAIN}/visits" in report["message"]
+    assert f"version {visits} of {DOMAIN}/visits" in report["message"]
     assert "the release differs" not in report["message"]
     assert replay(api, job_id)["outcome"] == "match"  # restored
 
 
-def test_a_catalog_record_without_a_scope_dataset_is_named_not_blamed_on_the_release(
+def test_the_receipt_signs_the_catalog_the_job_was_checked_against(api: World, two: str) -> None:
+    job_id = release(api, "SELECT sex, COUNT(DISTINCT person_id) AS n FROM citizens GROUP BY sex", scope=two)
+    signed = receipt_of(api, job_id)["scope"]["catalog"]
+    assert set(signed) == {f"{DOMAIN}/{DATASET}", f"{DOMAIN}/visits"}  # read or not
+
+
+def test_an_edited_catalog_record_is_a_release_that_differs_and_the_lacking_dataset_is_named(
     api: World, two: str
 ) -> None:
     """What replay reported as "the recorded query no longer passes the scope" before it rebuilt the
-    whole catalog: now named as the dataset missing from the rebuilt context."""
+    whole catalog: the edited record contradicts the signed receipt (an incident), and the dataset it
+    lacks is named as what replay could not rebuild."""
     job_id = release(api, "SELECT sex, COUNT(DISTINCT person_id) AS n FROM citizens GROUP BY sex", scope=two)
     with _edited(api, "jobs", "catalog_versions", "id", job_id, "{}"):
         report = replay(api, job_id)
-    assert report["kind"] == "context-unavailable", report
-    assert [m["field"] for m in report["mismatches"]] == [f"catalog.{DOMAIN}/visits"]
+    assert report["kind"] == "release-differs", report
+    assert [(m["field"], m["kind"]) for m in report["mismatches"]] == [
+        ("scope.catalog", "release-differs"),
+        (f"catalog.{DOMAIN}/visits", "context-unavailable"),
+    ]
+    assert "is not the one its receipt signed" in report["message"]
     assert f"names no version of {DOMAIN}/visits, a dataset its scope names" in report["message"]
 
 
-def test_a_job_stored_before_catalogs_were_recorded_replays_on_the_current_versions(
-    api: World, two: str
-) -> None:
+def test_a_job_without_a_recorded_catalog_replays_on_the_current_versions(api: World, two: str) -> None:
+    """A job stored before jobs recorded their catalog is rebuilt on the current versions of the
+    datasets it did not read, with a note; here the record was removed from a job whose receipt signs
+    it, so replay also says the record was edited, while the replayed bytes still match."""
     job_id = release(api, "SELECT diagnosis, COUNT(*) AS n FROM visits GROUP BY diagnosis", scope=two)
     with _edited(api, "jobs", "catalog_versions", "id", job_id, None):
         report = replay(api, job_id)
-    assert report["outcome"] == "match", report
+    assert [m["field"] for m in report["mismatches"]] == ["scope.catalog"], report
+    assert report["actual_result_hash"] == report["expected_result_hash"]
     (note,) = [n for n in report["notes"] if "before jobs recorded their catalog" in n]
     assert f"{DOMAIN}/{DATASET}" in note  # the dataset it did not read, rebuilt at its current version
 
