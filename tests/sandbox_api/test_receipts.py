@@ -39,7 +39,11 @@ def test_the_receipt_signs_every_fact_of_the_release(api: World) -> None:
     assert receipt["type"] == RECEIPT_TYPE
     assert receipt["job_id"] == job_id
     assert receipt["operator"] == "alice"
-    assert receipt["scope"] == {"name": SCOPE, "version_id": api.scope_version}
+    assert receipt["scope"] == {
+        "name": SCOPE,
+        "version_id": api.scope_version,
+        "catalog": {f"{DOMAIN}/{DATASET}": api.dataset_version},  # every dataset the scope names
+    }
     assert receipt["datasets"] == {f"{DOMAIN}/{DATASET}": api.dataset_version}
     assert receipt["query"]["original_sha256"] == sha256_hex(job["sql"].encode())
     assert receipt["query"]["rewritten_sha256"] == sha256_hex(job["rewritten_sql"].encode())
