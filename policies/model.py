@@ -172,6 +172,9 @@ class PeriodicRefresh(_Strict):
     risk_accepted: Annotated[str, Field(min_length=20, max_length=2000)]
 
 
+#: A contribution bound: rows or groups of one unit.
+_Bound = Annotated[int, Field(ge=1, le=1000)]
+
 #: A value a public group-key domain may list (the released key, after any mask).
 PublicKey = str | int | float | bool
 
@@ -213,9 +216,11 @@ class DifferentialPrivacy(_Strict):
     refresh: Literal["none"] | PeriodicRefresh = "none"
     #: Rows of one person kept per table (a keyed, deterministic sample of theirs); a number for every
     #: table, or ``{table: number}`` (tables not named keep 1).
-    max_rows_per_unit: Annotated[int, Field(ge=1, le=1000)] | dict[str, Annotated[int, Field(ge=1, le=1000)]] = 1
+    max_rows_per_unit: (
+        Annotated[int, Field(ge=1, le=1000)] | dict[str, Annotated[int, Field(ge=1, le=1000)]]
+    ) = 1
     #: Groups (result rows) one person may count towards; their other rows are left out.
-    max_groups_per_unit: Annotated[int, Field(ge=1, le=1000)] = 1
+    max_groups_per_unit: _Bound = 1
     #: Group-key values that are public knowledge (e.g. every district): all of them are released, empty
     #: ones too, so no key appears only because someone in the data has it. Keyed by column name.
     public_groups: dict[str, tuple[PublicKey, ...]] = Field(default_factory=dict)
