@@ -178,11 +178,8 @@ def _derive(analysis: Analysis, ctx: PolicyContext) -> tuple[DpPlan | None, list
     tables: dict[str, int] = {}
     for scope in analysis.scopes:
         findings.extend(_scope_findings(analysis, scope))
-        for node in source_nodes(scope.select):
-            source = scope.sources.get(node.alias_or_name.lower())
-            if isinstance(source, Base):
-                name = source.table.ref.sql_name
-                tables[name] = tables.get(name, 0) + 1
+    for name in read_tables(analysis):
+        tables[name] = tables.get(name, 0) + 1
     for name, count in tables.items():
         if count > 1:
             findings.append(
@@ -198,8 +195,8 @@ def _derive(analysis: Analysis, ctx: PolicyContext) -> tuple[DpPlan | None, list
     if top is None:
         return None, findings
     columns = _columns(analysis, top, tree, ctx, findings)
-    m = math.prod(dp.rows_per_unit(name) for name in sorted(tables))
-    group_table = _group_bound_table(analysis, top, tree, tables)
+    m = rows_per_unit(analysis, dp)
+    group_table = group_bound_table(analysis)
     keys = [c for c in columns if c.cell is Cell.KEY]
     if not keys:
         g = 1
@@ -308,8 +305,8 @@ def _aggregate_column(
 ) -> DpColumn | Finding:
     allowed = (
         f"{name}: under differential privacy an output column is a group key or exactly one of "
-        "COUNT(*), COUNT(col), COUNT(DISTINCT <unit>), SUM(col) or AVG(col) (no FILTER, no arithmetic "
-        "over aggregates: compute those from the released table)"
+        "COUNT(*), COUNT(col), COUNT(DISTINCT <unit>), SUM(col) or AVG(col) of a bare column (compute "
+        "in a CTE; no FILTER, no arithmetic over aggregates: compute those from the released table)"
     )
     if isinstance(value, exp.Count):
         arg = value.this
@@ -327,8 +324,8 @@ def _aggregate_column(
         if _plain_argument(analysis, top, arg):
             return DpColumn(name, Cell.COUNT_ROWS, position)
         return Finding(RULE, allowed, _short(value))
-    if isinstance(value, exp.Sum | exp.Avg) and _plain_argument(analysis, top, value.this):
-        bounded = _bounds(analysis, top, value.this, ctx)
+    if isinstance(value, exp.Sum | exp.Avg) and isinstance(value.this, exp.Column):
+        bounded = aggregate_bounds(analysis, top, value.this, ctx)
         if bounded is None:
             return Finding(
                 RULE,
@@ -347,10 +344,11 @@ def _plain_argument(analysis: Analysis, top: SelectScope, arg: exp.Expr) -> bool
     return not analysis.info(arg, top).aggregate and arg.find(exp.Window, exp.Filter) is None
 
 
-def _bounds(
-    analysis: Analysis, top: SelectScope, arg: exp.Expr, ctx: PolicyContext
+def aggregate_bounds(
+    analysis: Analysis, scope: SelectScope, arg: exp.Expr, ctx: PolicyContext
 ) -> tuple[str, tuple[float, float]] | None:
-    origins = [o for o in analysis.info(arg, top).lineage if o.use is Use.AGGREGATE]
+    """The one bounded ``aggregate`` column behind ``arg`` (``table.column``) and its bounds."""
+    origins = [o for o in analysis.info(arg, scope).lineage if o.use is Use.AGGREGATE]
     if len(origins) != 1:
         return None
     origin = origins[0]
@@ -384,13 +382,43 @@ def _public_keys(keys: list[DpColumn], dp: DifferentialPrivacy) -> tuple[tuple[P
     return tuple(d for d in domains if d is not None)
 
 
-def _group_bound_table(
-    analysis: Analysis, top: SelectScope, tree: exp.Select, tables: dict[str, int]
-) -> str | None:
+def read_tables(analysis: Analysis) -> list[str]:
+    """Every table scan of the query, by table name (a table read twice is listed twice)."""
+    out: list[str] = []
+    for scope in analysis.scopes:
+        for node in source_nodes(scope.select):
+            source = scope.sources.get(node.alias_or_name.lower())
+            if isinstance(source, Base):
+                out.append(source.table.ref.sql_name)
+    return out
+
+
+def rows_per_unit(analysis: Analysis, dp: DifferentialPrivacy) -> int:
+    """M: the most rows one unit can have in the final aggregation's input (product over the tables).
+
+    >>> from policies.dp.examples import dp_context
+    >>> ctx, _, analysis = dp_context("SELECT COUNT(*) AS n FROM citizens c JOIN visits v "
+    ...                               "ON c.person_id = v.person_id")
+    >>> rows_per_unit(analysis, ctx.disclosure.dp)
+    6
+    """
+    return math.prod(dp.rows_per_unit(name) for name in sorted(set(read_tables(analysis))))
+
+
+def group_bound_table(analysis: Analysis) -> str | None:
     """The table whose scan can cut one unit's groups: the query reads one table, directly from the
-    final SELECT, with no join (then every group key is a function of that table's row)."""
+    final SELECT, with no join (then every group key is a function of that table's row).
+
+    >>> from policies.dp.examples import dp_context
+    >>> group_bound_table(dp_context("SELECT ward, COUNT(*) AS n FROM visits GROUP BY ward")[2])
+    'visits'
+    """
+    tree = analysis.tree
+    if not isinstance(tree, exp.Select) or tree.args.get("group") is None:
+        return None
+    top = analysis.scope_of_select(tree)
     sources = source_nodes(tree)
-    if len(tables) != 1 or len(sources) != 1 or tree.args.get("group") is None:
+    if top is None or len(set(read_tables(analysis))) != 1 or len(sources) != 1:
         return None
     source = top.sources.get(sources[0].alias_or_name.lower())
     return source.table.ref.sql_name if isinstance(source, Base) else None
