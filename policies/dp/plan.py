@@ -210,8 +210,9 @@ def _derive(analysis: Analysis, ctx: PolicyContext) -> tuple[DpPlan | None, list
         findings.append(
             Finding(
                 RULE,
-                f"group keys {missing} have no public domain, and choosing keys from the data "
-                "needs delta > 0: list their values under dp.public_groups, or set a delta",
+                f"group keys {missing} have no public domain, and under differential privacy keys "
+                "chosen from the data need delta > 0: list their values under dp.public_groups, or set "
+                "a delta",
                 missing,
             )
         )
