@@ -102,14 +102,14 @@ def release_dp(table: pd.DataFrame, plan: DpPlan, dp: DifferentialPrivacy, *, sa
     noisy: dict[tuple[str, str], np.ndarray] = {}
     for q in cost.quantities:
         column = next(c for c in plan.noised if c.name == q.column)
-        values = _exact(rows, column, q)
+        values = exact_values(rows, column, q.part, integer=q.integer)
         drawn = np.asarray(sample(_measurement(q, len(values)), values.tolist()))
         key = q.column if q.part == "value" else f"{q.column}.{q.part}"
         exact_cols[key] = values
         noise_cols[key] = drawn - values
         noisy[(q.column, q.part)] = drawn
     for column in plan.noised:
-        released[column.name] = _post_process(column, noisy)
+        released[column.name] = post_process(column, noisy)
     order = [c.name for c in plan.columns]
     released = released[order]
     return DpRelease(
@@ -154,14 +154,16 @@ def _released_rows(table: pd.DataFrame, plan: DpPlan, cost: DpCost, sample: Samp
     return rows.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
-def _exact(rows: pd.DataFrame, column: DpColumn, q: NoiseCost) -> np.ndarray:
+def exact_values(rows: pd.DataFrame, column: DpColumn, part: str, *, integer: bool) -> np.ndarray:
+    """The pre-noise values of one quantity (``value``, or an AVG's ``sum`` or ``count``); a group with
+    no rows (NULL) counts as 0."""
     if column.cell is Cell.MEAN:
         sum_name, count_name = column.mean_parts
-        source = rows[sum_name] if q.part == "sum" else rows[count_name]
+        source = rows[sum_name] if part == "sum" else rows[count_name]
     else:
         source = rows[column.name]
     numbers = pd.to_numeric(source, errors="coerce").fillna(0)
-    if q.integer:
+    if integer:
         return numbers.round().astype("int64").to_numpy()
     return numbers.astype("float64").to_numpy()
 
@@ -185,7 +187,7 @@ def _measurement(q: NoiseCost, size: int) -> odp.Measurement:
     return measurement
 
 
-def _post_process(column: DpColumn, noisy: dict[tuple[str, str], np.ndarray]) -> Any:
+def post_process(column: DpColumn, noisy: dict[tuple[str, str], np.ndarray]) -> Any:
     """Clip what cannot be (post-processing never costs privacy): counts at 0, means to their bounds."""
     if column.cell is Cell.MEAN:
         assert column.bounds is not None
