@@ -2,9 +2,10 @@
 
 Applies where the plan can cut groups inside a scan: the final SELECT reads one table directly, so every
 group key is a function of that table's row. There, each unit keeps only its rows whose group key comes
-first in the order of a keyed hash of the key (DENSE_RANK, ties broken by the key values, so exactly
-``max_groups_per_unit`` distinct keys survive). Elsewhere the rows bound already limits the groups (a
-unit with ``M`` rows reaches at most ``M`` groups) and the plan uses ``M``; nothing is rewritten.
+first in the order of a keyed hash of the key (DENSE_RANK, ties broken by the key values, so that
+never more than ``max_groups_per_unit`` distinct keys survive, even if two keys' hashes collide).
+Elsewhere the rows bound already limits the groups (a unit with ``M`` rows reaches at most ``M``
+groups) and the plan uses ``M``; nothing is rewritten.
 Runs after ``apply_row_filters`` and before ``bound_rows_per_unit``, whose sample it sits inside.
 """
 
@@ -27,8 +28,8 @@ def bound_groups_per_unit(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext
     >>> sql = bound_groups_per_unit(tree, analysis, ctx).sql(dialect="duckdb")
     >>> print(sql)  # doctest: +NORMALIZE_WHITESPACE
     SELECT "visits"."ward" AS "ward", COUNT(*) AS "n" FROM (SELECT * FROM "visits" AS "visits" QUALIFY
-    DENSE_RANK() OVER (PARTITION BY "visits"."person_id" ORDER BY SHA256(CONCAT_WS('|', $sbx_dp_key,
-    CAST("visits"."ward" AS TEXT))), "visits"."ward") <= 1) AS "visits" GROUP BY "visits"."ward"
+    DENSE_RANK() OVER (PARTITION BY "visits"."person_id" ORDER BY HASH($sbx_dp_key, "visits"."ward"),
+    "visits"."ward") <= 1) AS "visits" GROUP BY "visits"."ward"
     """
     dp = ctx.disclosure.dp
     if dp is None or not isinstance(tree, exp.Select):

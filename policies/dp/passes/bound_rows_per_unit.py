@@ -1,9 +1,9 @@
 """Keep at most ``max_rows_per_unit`` rows of each privacy unit in every scan of a table (DP only).
 
 Every scan of a granted table, inside CTEs and subqueries too, keeps for each unit the rows that come
-first in the order of a keyed hash of the whole row (ties broken by the row's values, so the choice is
-deterministic). Runs after ``apply_row_filters``: the allowance is spent on rows the scope lets the
-query see.
+first in the order of a keyed hash of the whole row (deterministic: equal hashes mean, but for a
+2^-64 chance, identical rows). Runs after ``apply_row_filters``: the allowance is spent on rows the
+scope lets the query see.
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ def bound_rows_per_unit(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) 
     >>> sql = bound_rows_per_unit(tree, analysis, ctx).sql(dialect="duckdb")
     >>> print(sql)  # doctest: +NORMALIZE_WHITESPACE
     SELECT COUNT(*) AS "n" FROM (SELECT * FROM "visits" AS "v" QUALIFY ROW_NUMBER() OVER
-    (PARTITION BY "v"."person_id" ORDER BY SHA256(CONCAT_WS('|', $sbx_dp_key, CAST("v"."cost" AS TEXT),
-    CAST("v"."person_id" AS TEXT), CAST("v"."ward" AS TEXT))), "v"."cost", "v"."person_id", "v"."ward") <= 3)
+    (PARTITION BY "v"."person_id" ORDER BY HASH($sbx_dp_key, "v"."cost", "v"."person_id", "v"."ward")) <= 3)
     AS "v"
     """
     dp = ctx.disclosure.dp
@@ -50,7 +49,7 @@ def bound_rows_per_unit(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) 
                     table=table.ref.sql_name,
                     unit=table.unit,
                     rank=exp.RowNumber(),
-                    order=[keyed_hash(columns), *(c.copy() for c in columns)],
+                    order=[keyed_hash(columns)],
                     limit=dp.rows_per_unit(table.ref.sql_name),
                 )
             )
