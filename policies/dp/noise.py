@@ -142,7 +142,13 @@ def _released_rows(table: pd.DataFrame, plan: DpPlan, cost: DpCost, sample: Samp
         domain = pd.DataFrame(list(itertools.product(*plan.public_keys)), columns=keys)
         # Rows whose keys are outside the domain are left out; domain keys absent from the data get
         # zeros (then noise): whether a key occurs in the data changes nothing about which rows appear.
-        merged = domain.merge(table, on=keys, how="left", validate="one_to_one")
+        try:
+            merged = domain.merge(table, on=keys, how="left", validate="one_to_one")
+        except ValueError as exc:  # e.g. a domain of text values for a numeric key
+            raise DpResultInvalid(
+                f"the public group domain of {', '.join(keys)} does not match the released keys' type; "
+                "write the values in dp.public_groups as the query releases them"
+            ) from exc
         return merged.sort_values(keys, kind="stable").reset_index(drop=True)
     assert cost.selection is not None
     units_columns = [c for c in table.columns if c == UNITS or str(c).startswith(UNITS + "_")]
