@@ -23,10 +23,14 @@ COLUMNS = (DpColumn("district", Cell.KEY, 0, source="district"), DpColumn("n", C
 
 
 def _exact(with_tiny: bool) -> pd.DataFrame:
-    rows = {"district": ["North", "South"], "n": [10_000, 8_000], "_sbx_units": [10_000, 8_000]}
+    rows: dict[str, list[object]] = {
+        "district": ["North", "South"],
+        "n": [10_000, 8_000],
+        "_sbx_units": [10_000, 8_000],
+    }
     if with_tiny:
         for column, value in (("district", "Tiny"), ("n", 1), ("_sbx_units", 1)):
-            rows[column].append(value)  # type: ignore[arg-type]
+            rows[column].append(value)
     return pd.DataFrame(rows)
 
 
