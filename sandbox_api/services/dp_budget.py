@@ -62,7 +62,11 @@ class DpBudgetService:
         key = ledger_key(scope, grantee, today(self.clock))
         amount, limit = charge_of(cost), limit_of(dp)
         with self.db.write() as session:
-            if session.get(DpChargeRow, job_id) is not None:
+            earlier = session.get(DpChargeRow, job_id)
+            if earlier is not None:
+                if earlier.refunded_at is not None:
+                    # Its budget was given back: running it now would spend nothing. Never reuse an id.
+                    raise DpError(f"job {job_id} was refunded; submit it again as a new job")
                 return self._status(session, key, limit)
             ledger_id = self._entry(session, key)
             changed = session.execute(

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from crypto.audit import verify_chain
 from crypto.keyring import LocalKeyring
 from policies.dp.cost import DpCost
-from policies.dp.errors import BudgetEntryUnknown, BudgetExhausted
+from policies.dp.errors import BudgetEntryUnknown, BudgetExhausted, DpError
 from policies.dp.examples import DP_SCOPE, dp_scope
 from policies.model import Scope
 from sandbox_api.services.audit import AuditLog, to_entry
@@ -107,6 +107,8 @@ def test_a_refund_gives_back_exactly_one_charge_once(ledger: Ledger) -> None:
         service.charge(job_id="job6", scope=scope, grantee="alice", cost=_cost(scope), actor="alice")
     with pytest.raises(BudgetEntryUnknown):
         service.refund(job_id="never-charged", reason="x")
+    with pytest.raises(DpError, match="refunded"):  # a refunded job cannot run on the old charge
+        service.charge(job_id="job2", scope=scope, grantee="alice", cost=_cost(scope), actor="alice")
     refunded = [details for event, details in ledger.events() if event == "dp.refunded"]
     assert [(d["job"], d["reason"]) for d in refunded] == [("job2", "the worker failed")]
 
