@@ -158,3 +158,23 @@ def test_two_gateways_spending_at_once_never_overspend(ledger: Ledger) -> None:
     events = [event for event, _ in ledger.events()]
     assert events.count("dp.charged") == 4
     assert events.count("dp.refused") == 20
+
+
+def test_a_periodic_budget_comes_back_only_in_the_next_period(ledger: Ledger) -> None:
+    refreshing = FOUR_JOBS.replace(
+        "budget: 2.0",
+        "budget: 2.0\n    refresh: {every_days: 30, risk_accepted: 'the register is replaced every month'}",
+    )
+    scope, service = dp_scope(refreshing), ledger.gateway()
+    later = DpBudgetService(db=service.db, audit=service.audit, clock=_Later())
+    for i in range(4):
+        service.charge(job_id=f"job{i}", scope=scope, grantee="alice", cost=_cost(scope), actor="alice")
+    with pytest.raises(BudgetExhausted, match="in this period"):
+        service.charge(job_id="job4", scope=scope, grantee="alice", cost=_cost(scope), actor="alice")
+    later.charge(job_id="job5", scope=scope, grantee="alice", cost=_cost(scope), actor="alice")
+    assert later.left(scope=scope, grantee="alice").left["epsilon"] == pytest.approx(1.5)
+
+
+class _Later:
+    def now(self) -> datetime:
+        return datetime(2026, 4, 15, 9, 0, tzinfo=UTC)  # 45 days on: the next 30-day period
