@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from datetime import date
 from enum import StrEnum
@@ -159,12 +160,99 @@ class Rounding(_Strict):
     base: Annotated[int, Field(ge=2, le=1_000_000)]
 
 
-class DifferentialPrivacy(_Strict):
-    """Kept in the model so scopes can state it; not applied yet (the output check reports it)."""
+class PeriodicRefresh(_Strict):
+    """A budget that comes back every ``every_days`` days: the officer states the risk in words.
 
-    epsilon_per_job: Annotated[float, Field(gt=0)]
-    budget: Annotated[float, Field(gt=0)]
-    delta: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    Refreshing means the guarantee no longer holds over the whole life of the data: someone who keeps
+    asking for years gets ``budget`` per period, so over ``n`` periods the loss about one person can
+    reach ``n × budget``. ``risk_accepted`` records why that is acceptable (it is shown to auditors).
+    """
+
+    every_days: Annotated[int, Field(ge=1, le=3660)]
+    risk_accepted: Annotated[str, Field(min_length=20, max_length=2000)]
+
+
+#: A contribution bound: rows or groups of one unit.
+_Bound = Annotated[int, Field(ge=1, le=1000)]
+
+#: A value a public group-key domain may list (the released key, after any mask).
+PublicKey = str | int | float | bool
+
+
+class DifferentialPrivacy(_Strict):
+    """Differential privacy for every job of the scope (DESIGN §5a): noisy results, a budget that runs out.
+
+    In words a policy officer can weigh: *epsilon* bounds how much any one person's presence in the data
+    can change what operators see. With ``epsilon_per_job: 0.5`` no released table is more than e^0.5 ≈
+    1.65 times likelier with a given person than without them. Every job spends its epsilon from
+    ``budget``, shared by every version of the scope over the same datasets and counted per grantee; when
+    it is spent, jobs are refused (the limit that holds against any number of jobs).
+
+    >>> dp = DifferentialPrivacy(epsilon_per_job=0.5, budget=5.0)          # a scope written before DP ran
+    >>> dp.mechanism, dp.max_rows_per_unit, dp.max_groups_per_unit, dp.refresh, dp.delta
+    ('laplace', 1, 1, 'none', 0.0)
+    >>> DifferentialPrivacy(epsilon_per_job=1, budget=4, mechanism="gaussian", delta=1e-8,
+    ...                     max_rows_per_unit={"visits": 5}).rows_per_unit("visits")
+    5
+    >>> DifferentialPrivacy(epsilon_per_job=2, budget=1)
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for DifferentialPrivacy
+    ...
+    """
+
+    #: Epsilon one job spends (split over its noised columns; see ``policies.dp``).
+    epsilon_per_job: Annotated[float, Field(gt=0, le=10)]
+    #: Total epsilon over the scope lineage, per grantee. A job that would pass it is refused.
+    budget: Annotated[float, Field(gt=0, le=1000)]
+    #: Chance per job that the epsilon promise fails outright (needed by the Gaussian mechanism and by
+    #: choosing group keys from the data). Keep it far below 1 / (people in the data); 0 means none.
+    delta: Annotated[float, Field(ge=0, le=1e-3)] = 0.0
+    #: Total delta over the lineage; by default as many jobs' delta as the epsilon budget allows.
+    delta_budget: Annotated[float, Field(ge=0, le=1e-2)] | None = None
+    #: ``laplace`` (pure epsilon-DP) or ``gaussian`` (zero-concentrated DP, converted to epsilon and delta).
+    mechanism: Literal["laplace", "gaussian"] = "laplace"
+    #: ``none`` (the budget never comes back) or ``{every_days, risk_accepted}``.
+    refresh: Literal["none"] | PeriodicRefresh = "none"
+    #: Rows of one person kept per table (a keyed, deterministic sample of theirs); a number for every
+    #: table, or ``{table: number}`` (tables not named keep 1).
+    max_rows_per_unit: (
+        Annotated[int, Field(ge=1, le=1000)] | dict[str, Annotated[int, Field(ge=1, le=1000)]]
+    ) = 1
+    #: Groups (result rows) one person may count towards; their other rows are left out.
+    max_groups_per_unit: _Bound = 1
+    #: Group-key values that are public knowledge (e.g. every district): all of them are released, empty
+    #: ones too, so no key appears only because someone in the data has it. Keyed by column name.
+    public_groups: dict[str, tuple[PublicKey, ...]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        if self.epsilon_per_job > self.budget:
+            raise ValueError("epsilon_per_job cannot exceed the total budget (no job could ever run)")
+        if self.mechanism == "gaussian" and self.delta == 0:
+            raise ValueError("the gaussian mechanism needs delta > 0 (e.g. 1e-8)")
+        if self.delta_budget is not None and self.delta_budget < self.delta:
+            raise ValueError("delta_budget cannot be smaller than delta (no job could ever run)")
+        for column, values in self.public_groups.items():
+            if not values:
+                raise ValueError(f"public_groups.{column}: list at least one public value")
+            if len(set(values)) != len(values):
+                raise ValueError(f"public_groups.{column}: values must be distinct")
+        return self
+
+    def rows_per_unit(self, table: str) -> int:
+        """Rows of one unit kept from ``table`` (1 for a table the mapping does not name)."""
+        if isinstance(self.max_rows_per_unit, int):
+            return self.max_rows_per_unit
+        lowered = {name.lower(): m for name, m in self.max_rows_per_unit.items()}
+        return lowered.get(table.lower(), 1)
+
+    @property
+    def total_delta(self) -> float:
+        """The lineage's delta budget (``delta_budget``, else ``delta`` × jobs the epsilon budget allows)."""
+        if self.delta_budget is not None:
+            return self.delta_budget
+        return self.delta * math.floor(self.budget / self.epsilon_per_job + 1e-9)
 
 
 class Disclosure(_Strict):

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -238,3 +239,42 @@ class ShredRow(Base):
     shredded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     shredded_by: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class DpLedgerRow(Base):
+    """Differential-privacy budget spent per scope lineage, grantee and refresh period (migration 0004).
+
+    The lineage is the scope's name and sorted datasets (``policies.dp.budget``), never a version id, so
+    no new version, revocation or re-grant resets it. Amounts are integers (epsilon in 1e-9, delta in
+    1e-18 units) changed only by conditional UPDATEs, so concurrent gateways cannot overspend.
+    """
+
+    __tablename__ = "dp_budget_ledger"
+    __table_args__ = (UniqueConstraint("lineage", "grantee", "period"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lineage: Mapped[str] = mapped_column(String(64))
+    scope_name: Mapped[str] = mapped_column(String(128))
+    datasets: Mapped[list[str]] = mapped_column(JSON)
+    grantee: Mapped[str] = mapped_column(String(64))
+    period: Mapped[int] = mapped_column(Integer)
+    spent_epsilon: Mapped[int] = mapped_column(BigInteger)
+    spent_delta: Mapped[int] = mapped_column(BigInteger)
+
+
+class DpChargeRow(Base):
+    """One job's charge against a ledger entry, and its refund (migration 0004).
+
+    Keyed by job id without a foreign key to ``jobs``: the charge is taken before the job is queued, in
+    whatever transaction the caller chooses; a charge for a job id that never ran is refunded.
+    """
+
+    __tablename__ = "dp_budget_charges"
+
+    job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ledger_id: Mapped[int] = mapped_column(ForeignKey("dp_budget_ledger.id"), index=True)
+    epsilon: Mapped[int] = mapped_column(BigInteger)
+    delta: Mapped[int] = mapped_column(BigInteger)
+    charged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    refunded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    refund_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
