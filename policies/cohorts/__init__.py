@@ -1,0 +1,33 @@
+"""The released-cohort ledger, pure: sketches of the unit sets behind released cells and the decision
+to withhold a cell whose units differ from earlier ones by 1..k-1 (DESIGN §5a)."""
+
+from policies.cohorts.ledger import (
+    DEFAULT_TRIPLE_BUDGET,
+    Cell,
+    CohortIndex,
+    Decision,
+    Outcome,
+    decide,
+    sums_for,
+)
+from policies.cohorts.lineage import Lineage, lineage, lineage_of
+from policies.cohorts.sketch import CohortSketch, ElementKey, element_key, elements, power_sums, sketch_of
+
+__all__ = [
+    "DEFAULT_TRIPLE_BUDGET",
+    "Cell",
+    "CohortIndex",
+    "CohortSketch",
+    "Decision",
+    "ElementKey",
+    "Lineage",
+    "Outcome",
+    "decide",
+    "element_key",
+    "elements",
+    "lineage",
+    "lineage_of",
+    "power_sums",
+    "sketch_of",
+    "sums_for",
+]
