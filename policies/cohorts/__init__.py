@@ -1,6 +1,7 @@
 """The released-cohort ledger, pure: sketches of the unit sets behind released cells and the decision
 to withhold a cell whose units differ from earlier ones by 1..k-1 (DESIGN §5a)."""
 
+from policies.cohorts.cells import cells_of, sketch_columns
 from policies.cohorts.ledger import (
     DEFAULT_TRIPLE_BUDGET,
     Cell,
@@ -11,7 +12,15 @@ from policies.cohorts.ledger import (
     sums_for,
 )
 from policies.cohorts.lineage import Lineage, lineage, lineage_of
-from policies.cohorts.sketch import CohortSketch, ElementKey, element_key, elements, power_sums, sketch_of
+from policies.cohorts.sketch import (
+    CohortSketch,
+    ElementKey,
+    SketchRequest,
+    element_key,
+    elements,
+    power_sums,
+    sketch_of,
+)
 
 __all__ = [
     "DEFAULT_TRIPLE_BUDGET",
@@ -22,12 +31,15 @@ __all__ = [
     "ElementKey",
     "Lineage",
     "Outcome",
+    "SketchRequest",
+    "cells_of",
     "decide",
     "element_key",
     "elements",
     "lineage",
     "lineage_of",
     "power_sums",
+    "sketch_columns",
     "sketch_of",
     "sums_for",
 ]

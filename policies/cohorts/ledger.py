@@ -113,6 +113,17 @@ class CohortIndex:
     def __len__(self) -> int:
         return self._size
 
+    def snapshot(self) -> tuple[int, dict[int, tuple[np.ndarray, np.ndarray]]]:
+        """What :meth:`restore` needs to undo later additions (the arrays are replaced, never edited)."""
+        return self._size, {w: (b.counts, b.sums) for w, b in self._buckets.items()}
+
+    def restore(self, state: tuple[int, dict[int, tuple[np.ndarray, np.ndarray]]]) -> None:
+        size, arrays = state
+        self._size = size
+        self._buckets = {w: b for w, b in self._buckets.items() if w in arrays}
+        for width, (counts, sums) in arrays.items():
+            self._buckets[width].counts, self._buckets[width].sums = counts, sums
+
     def add(self, cohorts: Sequence[CohortSketch]) -> None:
         by_width: dict[int, list[CohortSketch]] = {}
         for cohort in cohorts:
@@ -238,6 +249,9 @@ def decide(
     for cell in cells:
         kind = ""
         fresh: list[CohortSketch] = []
+        # A cell's cohorts are compared with each other too (two FILTER subsets one person apart):
+        # each joins the index as soon as it is checked, and all leave again if the cell is withheld.
+        before = index.snapshot()
         for cohort in cell.cohorts:
             if cohort.units == 0:
                 continue
@@ -245,12 +259,13 @@ def decide(
             unchecked += skipped
             if kind:
                 break
-            if not repeat and cohort not in fresh:
+            if not repeat:
+                index.add([cohort])
                 fresh.append(cohort)
         if kind:
+            index.restore(before)
             decisions.append(Decision(False, _WITHHELD.format(k=min_units, what=_WHAT[kind]), kind))
             continue
-        index.add(fresh)
         recorded.extend(fresh)
         decisions.append(Decision(True, "released: no earlier row of this scope is within min_units of it"))
     return Outcome(tuple(decisions), tuple(recorded), unchecked)

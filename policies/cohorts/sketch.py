@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -129,6 +129,15 @@ def power_sums(xs: np.ndarray, offsets: np.ndarray, m: int) -> np.ndarray:
             y *= x
             y %= P
     return out
+
+
+@dataclass(frozen=True)
+class SketchRequest:
+    """What a job's sandbox needs to sketch its cohorts: the lineage's element secret (32 bytes, never
+    stored with the sketches) and how many power sums to keep (``ledger.sums_for(min_units)``)."""
+
+    secret: bytes = field(repr=False)
+    power_sums: int
 
 
 @dataclass(frozen=True)
