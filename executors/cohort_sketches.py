@@ -19,6 +19,7 @@ from policies.cohorts.sketch import (
     CohortSketch,
     ElementKey,
     SketchRequest,
+    bucket_counts,
     element_key,
     elements,
     power_sums,
@@ -38,7 +39,7 @@ def sketch_cohorts(table: pa.Table, request: SketchRequest | None) -> pa.Table:
     >>> t = pa.table({"n": [2, 1], "_sbx_cohort": [[5, 7], [9]]})
     >>> out = sketch_cohorts(t, SketchRequest(secret=bytes(32), power_sums=3))
     >>> out.column_names, [len(b) for b in out.column("_sbx_sketch").to_pylist()]
-    (['n', '_sbx_sketch'], [16, 16])
+    (['n', '_sbx_sketch'], [49, 49])
     >>> sketch_cohorts(t, None).column_names
     ['n']
     """
@@ -68,12 +69,16 @@ def _sketch_column(column: pa.ChunkedArray, *, key: ElementKey, m: int) -> pa.Ar
     parents = parents[present]
     starts = np.searchsorted(parents, np.arange(rows), side="left")
     sizes = np.diff(np.append(starts, len(parents)))
-    sums = power_sums(elements(units, key), starts, m)
+    xs = elements(units, key)
+    sums = power_sums(xs, starts, m)
+    buckets = bucket_counts(xs, starts)
     valid = lists.is_valid().to_numpy(zero_copy_only=False)
     return pa.array(
         [
-            CohortSketch(int(size), tuple(int(v) for v in row)).to_bytes() if ok and size else None
-            for ok, size, row in zip(valid, sizes, sums, strict=True)
+            CohortSketch(int(size), tuple(int(v) for v in row), tuple(int(c) for c in counts)).to_bytes()
+            if ok and size
+            else None
+            for ok, size, row, counts in zip(valid, sizes, sums, buckets, strict=True)
         ],
         pa.binary(),
     )

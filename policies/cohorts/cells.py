@@ -28,7 +28,7 @@ def cells_of(frame: pd.DataFrame, rows: Iterable[int] | None = None) -> list[Cel
     >>> from policies.cohorts.sketch import CohortSketch
     >>> blob = CohortSketch(12, (1, 2, 3)).to_bytes()
     >>> cells_of(pd.DataFrame({"n": [12, 3], "_sbx_sketch": [blob, None]}))
-    [Cell(cohorts=(CohortSketch(units=12, sums=(1, 2, 3)),)), Cell(cohorts=())]
+    [Cell(cohorts=(CohortSketch(units=12, sums=(1, 2, 3), buckets=()),)), Cell(cohorts=())]
     """
     names = sketch_columns(frame.columns)
     positions = range(len(frame)) if rows is None else rows

@@ -40,9 +40,8 @@ def series(sums: np.ndarray) -> np.ndarray:
     out = np.zeros((count, m + 1), dtype=np.int64)
     out[:, 0] = 1
     for n in range(1, m + 1):
-        acc = np.zeros(count, dtype=np.int64)
-        for i in range(1, n + 1):
-            acc = (acc + sums[:, i - 1] * out[:, n - i] % P) % P
+        # sum_{i=1..n} p_i E_{n-i}: each product reduced below p, then at most m of them summed.
+        acc = (sums[:, :n] * out[:, n - 1 :: -1] % P).sum(axis=1) % P
         out[:, n] = (P - acc) * pow(n, P - 2, P) % P
     return out
 
@@ -105,19 +104,6 @@ def within(sums: list[int] | tuple[int, ...], delta: int, d: int) -> bool:
     return consistent(_system(e, a, b, m), b)
 
 
-def _inverse(values: np.ndarray) -> np.ndarray:
-    """Elementwise inverse mod p by Fermat (square and multiply); 0 stays 0."""
-    result = np.ones_like(values)
-    base = values % P
-    exponent = P - 2
-    while exponent:
-        if exponent & 1:
-            result = result * base % P
-        base = base * base % P
-        exponent >>= 1
-    return np.where(values % P == 0, 0, result)
-
-
 def within_many(sums: np.ndarray, delta: np.ndarray, d: int) -> np.ndarray:
     """:func:`within` for many candidates at once: ``sums`` ``(K, m)``, ``delta`` ``(K,)``; bools.
 
@@ -141,24 +127,28 @@ def within_many(sums: np.ndarray, delta: np.ndarray, d: int) -> np.ndarray:
 
 
 def _solve_batch(e: np.ndarray, a: int, b: int, m: int) -> np.ndarray:
-    """The systems of shape (a, b) for each row of ``e``; zero pivots are decided again exactly."""
+    """The systems of shape (a, b) for each row of ``e``; zero pivots are decided again exactly.
+
+    Elimination by multiplication only (``row = row * pivot - factor * pivot_row``): scaling a row by a
+    nonzero pivot keeps its solutions, and no inverse is needed, so every step is one array operation.
+    """
     count = len(e)
     height = m - a
-    aug = np.zeros((count, height, b + 1), dtype=np.int64)
-    for r, n in enumerate(range(a + 1, m + 1)):
-        for i in range(1, b + 1):
-            if n - i >= 0:
-                aug[:, r, i - 1] = e[:, n - i]
-        aug[:, r, b] = (P - e[:, n]) % P
+    # Row r is equation n = a + 1 + r: columns E_{n-1} .. E_{n-b} (0 below E_0), then -E_n.
+    n = np.arange(a + 1, m + 1)[:, None]
+    index = np.concatenate([n - np.arange(1, b + 1)[None, :], n], axis=1)
+    aug = np.where(index >= 0, e[:, np.maximum(index, 0)], 0)
+    aug[:, :, b] = (P - aug[:, :, b]) % P
+    assert aug.shape == (count, height, b + 1)
     singular = np.zeros(count, dtype=bool)
     for col in range(b):
         pivot = aug[:, col, col]
         singular |= pivot == 0
-        inv = _inverse(pivot)
-        aug[:, col, :] = aug[:, col, :] * inv[:, None] % P
-        for r in range(col + 1, height):
-            factor = aug[:, r, col][:, None]
-            aug[:, r, :] = (aug[:, r, :] - factor * aug[:, col, :] % P) % P
+        below = aug[:, col + 1 :, :]
+        # Both products stay below 2**62 and their difference within int64.
+        aug[:, col + 1 :, :] = (
+            below * pivot[:, None, None] - below[:, :, col : col + 1] * aug[:, col : col + 1, :]
+        ) % P
     result: np.ndarray = ~np.any(aug[:, b:, b] != 0, axis=1)
     for candidate in np.nonzero(singular)[0]:
         result[candidate] = consistent(_system(e[candidate].tolist(), a, b, m), b)

@@ -13,10 +13,12 @@ against the cohorts already released in the lineage (earlier jobs, and earlier c
   and "the total without that part" with a few more or fewer people).
 
 A repeat (the same units again, or a combination that matches exactly) is released; a cohort that
-differs by at least k is released. Pairs are checked against every earlier cohort whose unit count is
-within k-1 (only those can be that close). Unions and complements are checked for pairs of earlier
-cohorts whose counts add up (or subtract) to within k-1, up to ``triple_budget`` combinations per
-cohort: past that budget the rest are not checked, which the caller logs for auditors.
+differs by at least k is released. Pairs are checked against *every* earlier cohort whose unit count
+is within k-1 (only those can be that close). Unions and complements are checked against pairs drawn
+from the ``RECENT`` most recently released cohorts of the lineage (the job's own rows included) whose
+counts add up (or subtract) to within k-1, at most ``triple_budget`` combinations per cohort: all
+pairs of a 10,000-cell ledger would be 50 million combinations, far past a release's time budget.
+Combinations left out by the budget are counted for the audit log.
 
 What it cannot catch: combinations of three or more earlier cells, differences over many jobs whose
 pieces each differ by at least k (a tracker built from large cohorts), and anything a cell's *values*
@@ -34,7 +36,9 @@ import numpy as np
 from policies.cohorts.difference import within_many
 from policies.cohorts.sketch import CohortSketch, P
 
-DEFAULT_TRIPLE_BUDGET = 20_000
+DEFAULT_TRIPLE_BUDGET = 5_000
+#: How many of the most recently released cohorts unions and complements are drawn from.
+RECENT = 400
 #: Power sums beyond the two spare equations: a sketch of ``m`` sums decides differences up to m - 2.
 SPARE_SUMS = 2
 
@@ -84,21 +88,48 @@ class Outcome:
     unchecked: int = 0
 
 
-@dataclass
-class _Bucket:
-    """Cohorts with the same number of power sums, sorted by unit count."""
+_Layout = tuple[int, int]  # power sums, prefilter buckets
+_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
-    width: int
+
+@dataclass
+class _Group:
+    """Cohorts of one sketch layout, sorted by unit count: counts, power sums, bucket counts, and the
+    order in which each was released (``seqs``)."""
+
+    layout: _Layout
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     sums: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    marks: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    seqs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
-    def add(self, cohorts: Sequence[CohortSketch]) -> None:
-        counts = np.array([c.units for c in cohorts], dtype=np.int64)
-        sums = np.array([c.sums for c in cohorts], dtype=np.int64).reshape(len(cohorts), self.width)
-        counts = np.concatenate([self.counts, counts])
-        sums = np.concatenate([self.sums.reshape(-1, self.width), sums])
-        order = np.argsort(counts, kind="stable")
-        self.counts, self.sums = counts[order], sums[order]
+    def add(self, cohorts: Sequence[CohortSketch], seqs: Sequence[int]) -> None:
+        width, nbuckets = self.layout
+        pairs = sorted(zip(cohorts, seqs, strict=True), key=lambda p: p[0].units)
+        ordered = [c for c, _ in pairs]
+        counts = np.array([c.units for c in ordered], dtype=np.int64)
+        # Inserted in place (one copy), not re-sorted: a release adds a few cohorts to thousands.
+        at = np.searchsorted(self.counts, counts, side="right")
+        self.counts = np.insert(self.counts, at, counts)
+        self.sums = np.insert(self.sums.reshape(-1, width), at, _sums(ordered, width), axis=0)
+        self.marks = np.insert(self.marks.reshape(-1, nbuckets), at, _marks(ordered, nbuckets), axis=0)
+        self.seqs = np.insert(self.seqs, at, np.array([q for _, q in pairs], dtype=np.int64))
+
+    def arrays(self) -> _Arrays:
+        return self.counts, self.sums, self.marks, self.seqs
+
+
+def _sums(cohorts: Sequence[CohortSketch], width: int) -> np.ndarray:
+    return np.array([c.sums[:width] for c in cohorts], dtype=np.int64).reshape(len(cohorts), width)
+
+
+def _marks(cohorts: Sequence[CohortSketch], nbuckets: int) -> np.ndarray:
+    rows = [c.buckets[:nbuckets] for c in cohorts]
+    return np.array(rows, dtype=np.int64).reshape(len(cohorts), nbuckets)
+
+
+def _layout(cohort: CohortSketch) -> _Layout:
+    return len(cohort.sums), len(cohort.buckets)
 
 
 class CohortIndex:
@@ -106,64 +137,130 @@ class CohortIndex:
     sealed store)."""
 
     def __init__(self, cohorts: Sequence[CohortSketch] = ()) -> None:
-        self._buckets: dict[int, _Bucket] = {}
+        self._groups: dict[_Layout, _Group] = {}
         self._size = 0
         self.add(cohorts)
 
     def __len__(self) -> int:
         return self._size
 
-    def snapshot(self) -> tuple[int, dict[int, tuple[np.ndarray, np.ndarray]]]:
+    def snapshot(self) -> tuple[int, dict[_Layout, _Arrays]]:
         """What :meth:`restore` needs to undo later additions (the arrays are replaced, never edited)."""
-        return self._size, {w: (b.counts, b.sums) for w, b in self._buckets.items()}
+        return self._size, {k: g.arrays() for k, g in self._groups.items()}
 
-    def restore(self, state: tuple[int, dict[int, tuple[np.ndarray, np.ndarray]]]) -> None:
-        size, arrays = state
-        self._size = size
-        self._buckets = {w: b for w, b in self._buckets.items() if w in arrays}
-        for width, (counts, sums) in arrays.items():
-            self._buckets[width].counts, self._buckets[width].sums = counts, sums
+    def restore(self, state: tuple[int, dict[_Layout, _Arrays]]) -> None:
+        self._size, arrays = state
+        self._groups = {k: g for k, g in self._groups.items() if k in arrays}
+        for layout, (counts, sums, marks, seqs) in arrays.items():
+            group = self._groups[layout]
+            group.counts, group.sums, group.marks, group.seqs = counts, sums, marks, seqs
 
     def add(self, cohorts: Sequence[CohortSketch]) -> None:
-        by_width: dict[int, list[CohortSketch]] = {}
+        by_layout: dict[_Layout, tuple[list[CohortSketch], list[int]]] = {}
         for cohort in cohorts:
-            by_width.setdefault(len(cohort.sums), []).append(cohort)
-        for width, group in by_width.items():
-            self._buckets.setdefault(width, _Bucket(width)).add(group)
-            self._size += len(group)
+            group, seqs = by_layout.setdefault(_layout(cohort), ([], []))
+            group.append(cohort)
+            seqs.append(self._size)
+            self._size += 1
+        for layout, (group, seqs) in by_layout.items():
+            self._groups.setdefault(layout, _Group(layout)).add(group, seqs)
 
-    def match(self, cohort: CohortSketch, *, min_units: int, budget: int) -> tuple[str, bool, int]:
+    def match(
+        self, cohort: CohortSketch, *, min_units: int, budget: int, also: CohortIndex | None = None
+    ) -> tuple[str, bool, int]:
         """``(kind, repeat, unchecked)``: ``kind`` is pair, union or complement when ``cohort`` is within
-        1..k-1 units of what the index holds ('' otherwise); ``repeat`` when it equals a held cohort."""
+        1..k-1 units of what this index and ``also`` hold ('' otherwise); ``repeat`` when it equals a
+        held cohort. ``also`` is small (the cohorts of the job being decided): the large index is
+        never copied while a job is decided."""
         repeat = False
+        for index in (self, also):
+            for (width, nbuckets), group in ({} if index is None else index._groups).items():
+                shared, d = _capacity(width, cohort, min_units)
+                if d < 1 or not len(group.counts):
+                    continue
+                mine = _Candidate(cohort, shared, nbuckets)
+                kind, same = _pairs(mine, group.counts, group.sums[:, :shared], group.marks, d)
+                repeat |= same
+                if kind:
+                    return kind, repeat, 0
+        kind, unchecked = self._combinations(cohort, min_units=min_units, budget=budget, also=also)
+        return kind, repeat, unchecked
+
+    def _recent(self, layout: _Layout, latest: int) -> _Arrays | None:
+        group = self._groups.get(layout)
+        if group is None:
+            return None
+        keep = group.seqs >= self._size - latest
+        return group.counts[keep], group.sums[keep], group.marks[keep], group.seqs[keep]
+
+    def _combinations(
+        self, cohort: CohortSketch, *, min_units: int, budget: int, also: CohortIndex | None
+    ) -> tuple[str, int]:
+        """Unions and complements of two of the ``RECENT`` latest cohorts and those of ``also``."""
+        width, d = _capacity(len(cohort.sums), cohort, min_units)
+        parts = [self._recent(_layout(cohort), RECENT)]
+        if also is not None:
+            parts.append(also._recent(_layout(cohort), len(also)))
+        present = [p for p in parts if p is not None]
+        if d < 1 or sum(len(p[0]) for p in present) < 2:
+            return "", 0
+        counts = np.concatenate([p[0] for p in present])
+        order = np.argsort(counts, kind="stable")
+        counts = counts[order]
+        held = np.concatenate([p[1] for p in present])[order][:, :width]
+        marks = np.concatenate([p[2] for p in present])[order]
+        mine = _Candidate(cohort, width, len(cohort.buckets))
         unchecked = 0
-        for bucket in self._buckets.values():
-            width = min(bucket.width, len(cohort.sums))
-            d = min(min_units - 1, width - SPARE_SUMS)
-            if d < 1 or not len(bucket.counts):
-                continue
-            mine = np.array(cohort.sums[:width], dtype=np.int64)
-            held = bucket.sums[:, :width]
-            kind, same = _pairs(cohort.units, mine, bucket.counts, held, d)
-            repeat |= same
-            if kind:
-                return kind, repeat, unchecked
-            for kind, combos in (("union", _unions), ("complement", _complements)):
-                left, right, skipped = combos(cohort.units, bucket.counts, d, budget)
-                unchecked += skipped
-                if len(left) and _any_within(
-                    cohort.units, mine, bucket.counts, held, left, right, d, sign=-1 if kind == "union" else 1
-                ):
-                    return kind, repeat, unchecked
-        return "", repeat, unchecked
+        for kind, combos in (("union", _unions), ("complement", _complements)):
+            left, right, skipped = combos(cohort.units, counts, d, budget)
+            unchecked += skipped
+            sign = -1 if kind == "union" else 1
+            if len(left) and _any_within(mine, counts, held, marks, left, right, d, sign=sign):
+                return kind, unchecked
+        return "", unchecked
 
 
-def _pairs(n: int, mine: np.ndarray, counts: np.ndarray, held: np.ndarray, d: int) -> tuple[str, bool]:
-    lo, hi = np.searchsorted(counts, [n - d, n + d + 1])
+@dataclass(frozen=True)
+class _Candidate:
+    """The new cohort as arrays, cut to what it shares with a group."""
+
+    units: int
+    sums: np.ndarray
+    marks: np.ndarray
+
+    def __init__(self, cohort: CohortSketch, width: int, nbuckets: int) -> None:
+        object.__setattr__(self, "units", cohort.units)
+        object.__setattr__(self, "sums", np.array(cohort.sums[:width], dtype=np.int64))
+        object.__setattr__(self, "marks", np.array(cohort.buckets[:nbuckets], dtype=np.int64))
+
+
+def _capacity(width: int, cohort: CohortSketch, min_units: int) -> tuple[int, int]:
+    """The sums two sketches share, and the largest difference they decide (k - 1 at most)."""
+    shared = min(width, len(cohort.sums))
+    return shared, min(min_units - 1, shared - SPARE_SUMS)
+
+
+def _close_marks(marks: np.ndarray, d: int) -> np.ndarray:
+    """Rows whose bucket differences (mod 2**16, read as signed) add up to at most ``d`` in size."""
+    if marks.shape[1] == 0:
+        return np.ones(len(marks), dtype=bool)
+    signed = (marks + 2**15) % 2**16 - 2**15
+    close: np.ndarray = np.abs(signed).sum(axis=1) <= d
+    return close
+
+
+def _pairs(
+    mine: _Candidate, counts: np.ndarray, held: np.ndarray, marks: np.ndarray, d: int
+) -> tuple[str, bool]:
+    lo, hi = np.searchsorted(counts, [mine.units - d, mine.units + d + 1])
     if lo == hi:
         return "", False
-    diff = (mine[None, :] - held[lo:hi]) % P
-    delta = n - counts[lo:hi]
+    close = _close_marks(mine.marks[None, :] - marks[lo:hi], d) if mine.marks.size == marks.shape[1] else None
+    rows = np.arange(lo, hi) if close is None else np.arange(lo, hi)[close]
+    if not len(rows):
+        return "", False
+    diff = (mine.sums[None, :] - held[rows]) % P
+    delta = mine.units - counts[rows]
     same = (delta == 0) & ~np.any(diff != 0, axis=1)
     near = within_many(diff, delta, d) & ~same
     return ("pair" if bool(near.any()) else ""), bool(same.any())
@@ -207,10 +304,10 @@ def _complements(n: int, counts: np.ndarray, d: int, budget: int) -> tuple[np.nd
 
 
 def _any_within(
-    n: int,
-    mine: np.ndarray,
+    mine: _Candidate,
     counts: np.ndarray,
     held: np.ndarray,
+    marks: np.ndarray,
     left: np.ndarray,
     right: np.ndarray,
     d: int,
@@ -218,8 +315,13 @@ def _any_within(
     sign: int,
 ) -> bool:
     """Whether ``N - A[left] + sign * B[right]`` holds 1..d units for some candidate."""
-    diff = (mine[None, :] - held[left] + sign * held[right]) % P
-    delta = n - counts[left] + sign * counts[right]
+    if mine.marks.size:
+        close = _close_marks(mine.marks[None, :] - marks[left] + sign * marks[right], d)
+        left, right = left[close], right[close]
+        if not len(left):
+            return False
+    diff = (mine.sums[None, :] - held[left] + sign * held[right]) % P
+    delta = mine.units - counts[left] + sign * counts[right]
     exact = (delta == 0) & ~np.any(diff != 0, axis=1)
     return bool((within_many(diff, delta, d) & ~exact).any())
 
@@ -246,26 +348,28 @@ def decide(
     decisions: list[Decision] = []
     recorded: list[CohortSketch] = []
     unchecked = 0
+    job = CohortIndex()  # this job's released cohorts so far: compared like the earlier ones
     for cell in cells:
         kind = ""
-        fresh: list[CohortSketch] = []
         # A cell's cohorts are compared with each other too (two FILTER subsets one person apart):
-        # each joins the index as soon as it is checked, and all leave again if the cell is withheld.
-        before = index.snapshot()
+        # each joins the job's index as soon as it is checked, and all leave again if it is withheld.
+        before = job.snapshot()
+        fresh: list[CohortSketch] = []
         for cohort in cell.cohorts:
             if cohort.units == 0:
                 continue
-            kind, repeat, skipped = index.match(cohort, min_units=min_units, budget=triple_budget)
+            kind, repeat, skipped = index.match(cohort, min_units=min_units, budget=triple_budget, also=job)
             unchecked += skipped
             if kind:
                 break
             if not repeat:
-                index.add([cohort])
+                job.add([cohort])
                 fresh.append(cohort)
         if kind:
-            index.restore(before)
+            job.restore(before)
             decisions.append(Decision(False, _WITHHELD.format(k=min_units, what=_WHAT[kind]), kind))
             continue
         recorded.extend(fresh)
         decisions.append(Decision(True, "released: no earlier row of this scope is within min_units of it"))
+    index.add(recorded)
     return Outcome(tuple(decisions), tuple(recorded), unchecked)

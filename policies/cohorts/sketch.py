@@ -20,8 +20,9 @@ characteristic-polynomial / power-sum sketch of set reconciliation (Minsky, Trac
   ``N - A + B``) is the same combination of their sketches, so unions and complements of earlier cells
   cost an addition, and a difference of at most ``m - 2`` units is *always* recognised (``difference``).
 
-Size: 4 bytes of count and 4 bytes per power sum; with ``m = k + 1`` that is ``4 * (k + 2)`` bytes per
-cohort (48 bytes at k = 10), whatever the cohort's size.
+Size: 4 bytes of count, 4 bytes per power sum and 2 per prefilter bucket (``CohortSketch``); with
+``m = k + 1`` and 16 buckets that is ``4 * (k + 2) + 33`` bytes per cohort (81 bytes at k = 10),
+whatever the cohort's size.
 
 Element map: integer units in ``[0, p-1)`` go through a keyed affine bijection of ``Z/(p-1)`` (no two
 units share an element, so no difference can cancel out); any other unit (text, large integers) is
@@ -42,6 +43,7 @@ import pandas as pd
 from policies.errors import OutputInvalid
 
 P = 2**31 - 1  #: the field's prime (a Mersenne prime: products of two elements fit in 62 bits)
+BUCKETS = 16  #: keyed buckets per cohort for the ledger's prefilter
 _ORDER = P - 1  #: elements are 1 + (something mod P - 1), never 0
 _MIN_KEY_BYTES = 16
 
@@ -142,27 +144,55 @@ class SketchRequest:
 
 @dataclass(frozen=True)
 class CohortSketch:
-    """A cohort: how many units, and the power sums ``s_1..s_m`` of their elements (mod p)."""
+    """A cohort: how many units, the power sums ``s_1..s_m`` of their elements (mod p), and how many
+    of its units fall in each of ``BUCKETS`` keyed buckets (mod 2**16).
+
+    The bucket counts are a cheap filter, not part of the decision: a combination of at most ``d``
+    units changes the buckets by at most ``d`` in total, so a candidate whose bucket counts differ by
+    more is dismissed without solving anything (most candidates of a large ledger). Kept modulo
+    2**16: a true difference of at most ``d`` is still read exactly as a signed 16-bit number.
+    """
 
     units: int
     sums: tuple[int, ...]
+    buckets: tuple[int, ...] = ()
 
     def to_bytes(self) -> bytes:
-        """``units`` then each sum, 4 bytes each, big-endian.
+        """Bucket count (1 byte), ``units`` (4), each sum (4), each bucket (2), big-endian.
 
-        >>> CohortSketch.from_bytes(CohortSketch(12, (1, 2, 3)).to_bytes())
-        CohortSketch(units=12, sums=(1, 2, 3))
+        >>> CohortSketch.from_bytes(CohortSketch(12, (1, 2, 3), (4, 5)).to_bytes())
+        CohortSketch(units=12, sums=(1, 2, 3), buckets=(4, 5))
         """
-        return struct.pack(f">I{len(self.sums)}I", self.units, *self.sums)
+        head = struct.pack(f">BI{len(self.sums)}I", len(self.buckets), self.units, *self.sums)
+        return head + struct.pack(f">{len(self.buckets)}H", *(b % 2**16 for b in self.buckets))
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> CohortSketch:
-        if len(blob) < 8 or len(blob) % 4:
-            raise OutputInvalid(f"a cohort sketch is a multiple of 4 bytes and at least 8, got {len(blob)}")
-        values = struct.unpack(f">{len(blob) // 4}I", blob)
-        if any(v >= P for v in values[1:]):
+        nbuckets = blob[0] if blob else 0
+        body = len(blob) - 5 - 2 * nbuckets
+        if len(blob) < 9 or body < 0 or body % 4:
+            raise OutputInvalid(f"a cohort sketch of {len(blob)} bytes does not have the sketch layout")
+        units, *sums = struct.unpack_from(f">I{body // 4}I", blob, 1)
+        if any(v >= P for v in sums):
             raise OutputInvalid("a cohort sketch holds a power sum outside the field")
-        return cls(units=values[0], sums=tuple(values[1:]))
+        buckets = struct.unpack_from(f">{nbuckets}H", blob, 5 + body)
+        return cls(units=units, sums=tuple(sums), buckets=tuple(buckets))
+
+
+def bucket_counts(xs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """How many elements of each segment fall in each of ``BUCKETS`` buckets; ``(segments, BUCKETS)``.
+
+    The bucket is taken from the element's high bits (the power sums use the whole element).
+
+    >>> bucket_counts(np.array([1, 2**30, 2**30 + 1]), np.array([0, 1])).sum(axis=1).tolist()
+    [1, 2]
+    """
+    segments = len(offsets)
+    starts = np.asarray(offsets, dtype=np.int64)
+    parents = np.repeat(np.arange(segments), np.diff(np.append(starts, len(xs)))) if segments else starts
+    bucket = (np.asarray(xs, dtype=np.int64) >> 27) % BUCKETS
+    flat = np.bincount(parents * BUCKETS + bucket, minlength=segments * BUCKETS)
+    return flat.reshape(segments, BUCKETS)
 
 
 def sketch_of(units: np.ndarray, key: ElementKey, m: int) -> CohortSketch:
@@ -173,5 +203,7 @@ def sketch_of(units: np.ndarray, key: ElementKey, m: int) -> CohortSketch:
     >>> s.units, len(s.sums), s == sketch_of(np.array([9, 7, 8]), key, 4)
     (3, 4, True)
     """
-    row = power_sums(elements(units, key), np.array([0]), m)[0]
-    return CohortSketch(units=len(units), sums=tuple(int(v) for v in row))
+    xs = elements(units, key)
+    row = power_sums(xs, np.array([0]), m)[0]
+    buckets = bucket_counts(xs, np.array([0]))[0]
+    return CohortSketch(len(units), tuple(int(v) for v in row), tuple(int(b) for b in buckets))

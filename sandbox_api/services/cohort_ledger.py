@@ -50,24 +50,25 @@ from sandbox_api.errors import NotFound
 from sandbox_api.store.models import CohortLedgerBatchRow, CohortLedgerHeadRow
 
 _FORMAT = 1  # first byte of a sealed batch: the layout below
-_HEADER = struct.Struct(">BHI")  # format, power sums per sketch, sketches in the batch
+_HEADER = struct.Struct(">BHBI")  # format, power sums and buckets per sketch, sketches in the batch
 
 
 def pack(cohorts: Sequence[CohortSketch]) -> bytes:
-    """A batch's plaintext: format, width, count, then each sketch (``CohortSketch.to_bytes``).
+    """A batch's plaintext: format, widths, count, then each sketch (``CohortSketch.to_bytes``).
 
     >>> unpack(pack([CohortSketch(12, (1, 2)), CohortSketch(40, (3, 4))]))
-    [CohortSketch(units=12, sums=(1, 2)), CohortSketch(units=40, sums=(3, 4))]
+    [CohortSketch(units=12, sums=(1, 2), buckets=()), CohortSketch(units=40, sums=(3, 4), buckets=())]
     """
     width = len(cohorts[0].sums) if cohorts else 0
-    if any(len(c.sums) != width for c in cohorts):
-        raise OutputInvalid("a ledger batch holds sketches of one width (one job, one min_units)")
-    return _HEADER.pack(_FORMAT, width, len(cohorts)) + b"".join(c.to_bytes() for c in cohorts)
+    nbuckets = len(cohorts[0].buckets) if cohorts else 0
+    if any(len(c.sums) != width or len(c.buckets) != nbuckets for c in cohorts):
+        raise OutputInvalid("a ledger batch holds sketches of one layout (one job, one min_units)")
+    return _HEADER.pack(_FORMAT, width, nbuckets, len(cohorts)) + b"".join(c.to_bytes() for c in cohorts)
 
 
 def unpack(blob: bytes) -> list[CohortSketch]:
-    fmt, width, count = _HEADER.unpack_from(blob)
-    size = 4 * (width + 1)
+    fmt, width, nbuckets, count = _HEADER.unpack_from(blob)
+    size = 5 + 4 * width + 2 * nbuckets
     body = blob[_HEADER.size :]
     if fmt != _FORMAT or len(body) != size * count:
         raise OutputInvalid(f"unknown cohort batch layout (format {fmt}, {len(body)} bytes)")

@@ -172,7 +172,14 @@ def test_the_same_query_again_and_a_cohort_k_or_more_away_are_released(
     by_district = "SELECT district, COUNT(*) AS n, SUM(income) AS s FROM citizens GROUP BY district"
     first = released(checked(by_district, ctx, citizens), index)
     again = released(checked(by_district, ctx, citizens), index)
-    assert first.equals(again)
+    visible = ["district", "n", "s"]
+    assert len(first) == 4  # Islet (three people) and Harbour (P0042 alone) fail the output check
+    assert (
+        again[visible]
+        .sort_values("district")
+        .reset_index(drop=True)
+        .equals(first[visible].sort_values("district").reset_index(drop=True))
+    )
     women = released(checked("SELECT COUNT(*) AS n FROM citizens WHERE sex = 'F'", ctx, citizens), index)
     assert len(women) == 1
 
