@@ -13,8 +13,10 @@ against the cohorts already released in the lineage (earlier jobs, and earlier c
   and "the total without that part" with a few more or fewer people).
 
 A repeat (the same units again, or a combination that matches exactly) is released; a cohort that
-differs by at least k is released. Pairs are checked against *every* earlier cohort whose unit count
-is within k-1 (only those can be that close). Unions and complements are checked against pairs drawn
+differs by at least k is released. Candidates are narrowed first by two exact necessary conditions
+(a combination of at most k-1 units changes the unit count, and each keyed bucket count, by at most
+k-1 in total), then decided exactly (``difference``). Pairs are checked against *every* earlier cohort
+whose unit count is within k-1. Unions and complements are checked against pairs drawn
 from the ``RECENT`` most recently released cohorts of the lineage (the job's own rows included) whose
 counts add up (or subtract) to within k-1, at most ``triple_budget`` combinations per cohort: all
 pairs of a 10,000-cell ledger would be 50 million combinations, far past a release's time budget.
