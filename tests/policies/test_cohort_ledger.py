@@ -166,3 +166,56 @@ def test_a_sketch_of_an_earlier_threshold_is_still_compared_up_to_its_capacity()
     index = CohortIndex([old])
     assert not one(index, sketch(set(range(197))))
     assert one(CohortIndex([old]), sketch(set(range(190))))
+
+
+@st.composite
+def query_sequence(draw: st.DrawFn) -> list[frozenset[int]]:
+    """Cohorts a sequence of queries over 40 people could select: random predicates, often nested
+    (a cohort, then the same cohort with a few people added or removed), each of at least k = 5."""
+    population = range(40)
+    out: list[frozenset[int]] = []
+    for _ in range(draw(st.integers(2, 12))):
+        if out and draw(st.booleans()):
+            base = set(draw(st.sampled_from(out)))
+            flips = draw(st.sets(st.sampled_from(population), min_size=1, max_size=6))
+            cohort = frozenset(base ^ flips)
+        else:
+            cohort = frozenset(draw(st.sets(st.sampled_from(population), min_size=5, max_size=40)))
+        if len(cohort) >= 5:
+            out.append(cohort)
+    return out
+
+
+def _mass(plus: list[frozenset[int]], minus: list[frozenset[int]]) -> int:
+    """How many units a signed combination of cohorts leaves (counted with multiplicity)."""
+    counts: dict[int, int] = {}
+    for sign, group in ((1, plus), (-1, minus)):
+        for cohort in group:
+            for unit in cohort:
+                counts[unit] = counts.get(unit, 0) + sign
+    return sum(abs(v) for v in counts.values())
+
+
+@settings(max_examples=150, deadline=None)
+@given(query_sequence())
+def test_no_two_released_cohorts_and_no_union_or_difference_isolate_fewer_than_k(
+    cohorts: list[frozenset[int]],
+) -> None:
+    """Whatever sequence of cohorts is asked for, among those released no pair differs by 1..k-1
+    units, and no released cohort is within 1..k-1 units of the union or difference of two others."""
+    k = 5
+    key = element_key(bytes(range(32)))
+    index = CohortIndex()
+    outcome = decide(
+        index,
+        [Cell((sketch_of(np.array(sorted(c)), key, sums_for(k)),)) for c in cohorts],
+        min_units=k,
+    )
+    out = [c for c, d in zip(cohorts, outcome.decisions, strict=True) if d.released]
+    for i, n in enumerate(out):
+        for a in out[:i]:
+            assert _mass([n], [a]) == 0 or _mass([n], [a]) >= k
+            for b in out[:i]:
+                if b is not a:
+                    assert _mass([n], [a, b]) == 0 or _mass([n], [a, b]) >= k
+                    assert _mass([n, b], [a]) == 0 or _mass([n, b], [a]) >= k
