@@ -181,7 +181,8 @@ def execute(
     timings["query"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    result = cohort_sketches.sketch_cohorts(result, spec.cohorts)  # unit lists never leave the sandbox
+    # The unit lists never leave the sandbox: sketched under the ledger's secret, or dropped.
+    result = cohort_sketches.sketch_cohorts(result, spec.cohorts, threads=threads)
     timings["sketch"] = time.perf_counter() - started
 
     started = time.perf_counter()
