@@ -6,7 +6,16 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.cohorts import Cell, CohortIndex, CohortSketch, decide, element_key, sketch_of, sums_for
+from policies.cohorts import (
+    Cell,
+    CohortIndex,
+    CohortSketch,
+    decide,
+    element_key,
+    elements,
+    sketch_of,
+    sums_for,
+)
 from policies.cohorts.difference import within, within_many
 from policies.cohorts.sketch import P
 
@@ -219,3 +228,12 @@ def test_no_two_released_cohorts_and_no_union_or_difference_isolate_fewer_than_k
                 if b is not a:
                     assert _mass([n], [a, b]) == 0 or _mass([n], [a, b]) >= k
                     assert _mass([n, b], [a]) == 0 or _mass([n, b], [a]) >= k
+
+
+def test_the_element_map_never_changes() -> None:
+    """Sketches stay in the ledger for years: if the map from units to field elements changed (our code,
+    or pandas' SipHash of text and large integers), every later comparison with an earlier cohort would
+    silently miss. These values are pinned; a change here needs a new ledger format, not a new value."""
+    key = element_key(bytes(range(32)))
+    assert elements(np.array([0, 42, 2**40]), key).tolist() == [741422652, 1437435228, 1594268571]
+    assert elements(np.array(["P0042"], dtype=object), key).tolist() == [1919349692]
