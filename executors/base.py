@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
 
+from policies.cohorts.sketch import SketchRequest
+
 if TYPE_CHECKING:
     import pandas
 
@@ -81,6 +83,9 @@ class JobSpec:
     limits: Limits = field(default_factory=Limits)
     # A Python job or a job on mock twins (``executors.python_job``); None for a rewritten SQL query.
     program: Program | None = None
+    # The released-cohort ledger's element secret and sketch size (``executors.cohort_sketches``);
+    # None: the hidden unit lists are dropped in the sandbox and no sketch comes back.
+    cohorts: SketchRequest | None = None
 
 
 @dataclass(frozen=True)

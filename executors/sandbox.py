@@ -37,7 +37,7 @@ from multiprocessing.connection import Connection
 import duckdb
 import pyarrow as pa
 
-from executors import engine, python_job, storage, warmup
+from executors import cohort_sketches, engine, python_job, storage, warmup
 from executors.base import JobSpec, Limits
 from executors.errors import ExecutionError, ExecutionFailed, ResourceExhausted
 
@@ -179,6 +179,11 @@ def execute(
         spec.sql, tables, keyed_hash_key=spec.keyed_hash_key, limits=spec.limits, spare=spare
     )
     timings["query"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    # The unit lists never leave the sandbox: sketched under the ledger's secret, or dropped.
+    result = cohort_sketches.sketch_cohorts(result, spec.cohorts, threads=threads)
+    timings["sketch"] = time.perf_counter() - started
 
     started = time.perf_counter()
     sink = pa.BufferOutputStream()

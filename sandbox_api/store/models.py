@@ -278,3 +278,40 @@ class DpChargeRow(Base):
     charged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     refunded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     refund_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class CohortLedgerHeadRow(Base):
+    """The released-cohort ledger of one scope lineage (migration 0007): its last batch.
+
+    Locked by every check of the lineage, so that two jobs released at once are checked one after the
+    other (each against the other's cohorts).
+    """
+
+    __tablename__ = "cohort_ledger_heads"
+
+    lineage: Mapped[str] = mapped_column(String(64), primary_key=True)  # policies.cohorts.Lineage.id
+    scope: Mapped[str] = mapped_column(String(128))
+    datasets: Mapped[list[Any]] = mapped_column(JSON)
+    seq: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CohortLedgerBatchRow(Base):
+    """The cohorts one job added to a lineage's ledger, sealed (AES-256-GCM, bound to lineage and seq).
+
+    One row per checked job, even when it added nothing (every cell withheld or a repeat): ``seq``
+    orders the checks, so a replay can decide against the ledger as it stood before that job.
+    """
+
+    __tablename__ = "cohort_ledger_batches"
+    __table_args__ = (UniqueConstraint("lineage", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lineage: Mapped[str] = mapped_column(String(64), ForeignKey("cohort_ledger_heads.lineage"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    job_id: Mapped[str] = mapped_column(String(32), index=True)
+    cohorts: Mapped[int] = mapped_column(Integer)  # how many sketches the sealed batch holds
+    # Union/complement combinations past the per-cohort budget, left unchecked (for auditors).
+    unchecked: Mapped[int] = mapped_column(Integer, default=0)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

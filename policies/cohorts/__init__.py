@@ -1,0 +1,45 @@
+"""The released-cohort ledger, pure: sketches of the unit sets behind released cells and the decision
+to withhold a cell whose units differ from earlier ones by 1..k-1 (DESIGN §5a)."""
+
+from policies.cohorts.cells import cells_of, sketch_columns
+from policies.cohorts.ledger import (
+    DEFAULT_TRIPLE_BUDGET,
+    Cell,
+    CohortIndex,
+    Decision,
+    Outcome,
+    decide,
+    sums_for,
+)
+from policies.cohorts.lineage import Lineage, lineage, lineage_of
+from policies.cohorts.sketch import (
+    CohortSketch,
+    ElementKey,
+    SketchRequest,
+    element_key,
+    elements,
+    power_sums,
+    sketch_of,
+)
+
+__all__ = [
+    "DEFAULT_TRIPLE_BUDGET",
+    "Cell",
+    "CohortIndex",
+    "CohortSketch",
+    "Decision",
+    "ElementKey",
+    "Lineage",
+    "Outcome",
+    "SketchRequest",
+    "cells_of",
+    "decide",
+    "element_key",
+    "elements",
+    "lineage",
+    "lineage_of",
+    "power_sums",
+    "sketch_columns",
+    "sketch_of",
+    "sums_for",
+]

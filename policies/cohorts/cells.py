@@ -1,0 +1,39 @@
+"""The cells of a result table as the ledger sees them: the sketch columns of each row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+
+from policies.cohorts.ledger import Cell
+from policies.cohorts.sketch import CohortSketch
+
+SKETCH = "_sbx_sketch"
+
+
+def sketch_columns(columns: Iterable[object]) -> list[str]:
+    """The hidden sketch columns (``_sbx_sketch``, ``_sbx_sketch_1``, ...), in order.
+
+    >>> sketch_columns(["n", "_sbx_units", "_sbx_sketch", "_sbx_sketch_1"])
+    ['_sbx_sketch', '_sbx_sketch_1']
+    """
+    return [str(c) for c in columns if str(c) == SKETCH or str(c).startswith(SKETCH + "_")]
+
+
+def cells_of(frame: pd.DataFrame, rows: Iterable[int] | None = None) -> list[Cell]:
+    """One :class:`Cell` per row of ``frame`` (or per position in ``rows``: only the rows that would be
+    released), from its sketch columns; a NULL sketch (no cohort in that slot) is left out.
+
+    >>> from policies.cohorts.sketch import CohortSketch
+    >>> blob = CohortSketch(12, (1, 2, 3)).to_bytes()
+    >>> cells_of(pd.DataFrame({"n": [12, 3], "_sbx_sketch": [blob, None]}))
+    [Cell(cohorts=(CohortSketch(units=12, sums=(1, 2, 3), buckets=()),)), Cell(cohorts=())]
+    """
+    names = sketch_columns(frame.columns)
+    positions = range(len(frame)) if rows is None else rows
+    out = []
+    for position in positions:
+        blobs = [frame[name].iloc[position] for name in names]
+        out.append(Cell(tuple(CohortSketch.from_bytes(bytes(b)) for b in blobs if isinstance(b, bytes))))
+    return out

@@ -1,0 +1,377 @@
+"""The ledger's decision, pure: release a cell, or withhold it because its units differ from what was
+released before by 1..k-1.
+
+A *cell* is one released row; its cohorts are the unit sets behind it (one per unit slot: one per
+joined protected table, and one per ``FILTER`` subset). A cell is withheld if any of its cohorts,
+against the cohorts already released in the lineage (earlier jobs, and earlier cells of the same job),
+
+- differs from one of them by 1..k-1 units (``N - A``: the same total without one small region, the
+  ``UNION ALL`` of a cohort and the same cohort plus one person);
+- differs from the union of two of them by 1..k-1 units (``N - A - B``: two groups and their total
+  when a small group is missing from the groups, or inclusion-exclusion over two overlapping cells);
+- differs from the difference of two of them by 1..k-1 units (``N - A + B``: a total, a part of it,
+  and "the total without that part" with a few more or fewer people).
+
+A repeat (the same units again, or a combination that matches exactly) is released; a cohort that
+differs by at least k is released. Candidates are narrowed first by two exact necessary conditions
+(a combination of at most k-1 units changes the unit count, and each keyed bucket count, by at most
+k-1 in total), then decided exactly (``difference``). Pairs are checked against *every* earlier cohort
+whose unit count is within k-1. Unions and complements are checked against pairs drawn
+from the ``RECENT`` most recently released cohorts of the lineage (the job's own rows included) whose
+counts add up (or subtract) to within k-1, at most ``triple_budget`` combinations per cohort: all
+pairs of a 10,000-cell ledger would be 50 million combinations, far past a release's time budget.
+Combinations left out by the budget are counted for the audit log.
+
+What it cannot catch: combinations of three or more earlier cells, differences over many jobs whose
+pieces each differ by at least k (a tracker built from large cohorts), and anything a cell's *values*
+say beyond its units (two cohorts of the same units with different filters on the aggregated column).
+Those need differential privacy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from policies.cohorts.difference import within_many
+from policies.cohorts.sketch import CohortSketch, P
+
+DEFAULT_TRIPLE_BUDGET = 5_000
+#: How many of the most recently released cohorts unions and complements are drawn from.
+RECENT = 400
+#: Power sums beyond the two spare equations: a sketch of ``m`` sums decides differences up to m - 2.
+SPARE_SUMS = 2
+
+_WITHHELD = (
+    "withheld: the units behind this row differ by fewer than {k} (min_units) from those behind {what} "
+    "released earlier under this scope (by any of its grantees), so the two together would single out "
+    "that difference. Widen or change the cohort so that it differs by at least {k} units, or repeat an "
+    "earlier query exactly; how many units differ is not disclosed"
+)
+_WHAT = {
+    "pair": "a row",
+    "union": "the union of two rows",
+    "complement": "the difference of two rows",
+}
+
+
+def sums_for(min_units: int) -> int:
+    """How many power sums a cohort keeps under ``min_units``: k - 1 units, plus the spare equations.
+
+    >>> sums_for(10)
+    11
+    """
+    return max(1, min_units - 1) + SPARE_SUMS
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One row a job would release, with the cohorts behind it."""
+
+    cohorts: tuple[CohortSketch, ...]
+
+
+@dataclass(frozen=True)
+class Decision:
+    released: bool
+    reason: str
+    #: For auditors only: pair, union or complement (empty when released).
+    matched: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    decisions: tuple[Decision, ...]
+    #: The cohorts of the released cells that the ledger did not hold yet (repeats are not stored again).
+    recorded: tuple[CohortSketch, ...]
+    #: Union and complement combinations left unchecked because of the budget (for the audit log).
+    unchecked: int = 0
+
+
+_Layout = tuple[int, int]  # power sums, prefilter buckets
+_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+@dataclass
+class _Group:
+    """Cohorts of one sketch layout, sorted by unit count: counts, power sums, bucket counts, and the
+    order in which each was released (``seqs``)."""
+
+    layout: _Layout
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    sums: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    marks: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    seqs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def add(self, cohorts: Sequence[CohortSketch], seqs: Sequence[int]) -> None:
+        width, nbuckets = self.layout
+        pairs = sorted(zip(cohorts, seqs, strict=True), key=lambda p: p[0].units)
+        ordered = [c for c, _ in pairs]
+        counts = np.array([c.units for c in ordered], dtype=np.int64)
+        # Inserted in place (one copy), not re-sorted: a release adds a few cohorts to thousands.
+        at = np.searchsorted(self.counts, counts, side="right")
+        self.counts = np.insert(self.counts, at, counts)
+        self.sums = np.insert(self.sums.reshape(-1, width), at, _sums(ordered, width), axis=0)
+        self.marks = np.insert(self.marks.reshape(-1, nbuckets), at, _marks(ordered, nbuckets), axis=0)
+        self.seqs = np.insert(self.seqs, at, np.array([q for _, q in pairs], dtype=np.int64))
+
+    def arrays(self) -> _Arrays:
+        return self.counts, self.sums, self.marks, self.seqs
+
+
+def _sums(cohorts: Sequence[CohortSketch], width: int) -> np.ndarray:
+    return np.array([c.sums[:width] for c in cohorts], dtype=np.int64).reshape(len(cohorts), width)
+
+
+def _marks(cohorts: Sequence[CohortSketch], nbuckets: int) -> np.ndarray:
+    rows = [c.buckets[:nbuckets] for c in cohorts]
+    return np.array(rows, dtype=np.int64).reshape(len(cohorts), nbuckets)
+
+
+def _layout(cohort: CohortSketch) -> _Layout:
+    return len(cohort.sums), len(cohort.buckets)
+
+
+class CohortIndex:
+    """The cohorts released so far in one lineage, indexed by unit count (in memory, rebuilt from the
+    sealed store)."""
+
+    def __init__(self, cohorts: Sequence[CohortSketch] = ()) -> None:
+        self._groups: dict[_Layout, _Group] = {}
+        self._size = 0
+        self.add(cohorts)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def snapshot(self) -> tuple[int, dict[_Layout, _Arrays]]:
+        """What :meth:`restore` needs to undo later additions (the arrays are replaced, never edited)."""
+        return self._size, {k: g.arrays() for k, g in self._groups.items()}
+
+    def restore(self, state: tuple[int, dict[_Layout, _Arrays]]) -> None:
+        self._size, arrays = state
+        self._groups = {k: g for k, g in self._groups.items() if k in arrays}
+        for layout, (counts, sums, marks, seqs) in arrays.items():
+            group = self._groups[layout]
+            group.counts, group.sums, group.marks, group.seqs = counts, sums, marks, seqs
+
+    def add(self, cohorts: Sequence[CohortSketch]) -> None:
+        by_layout: dict[_Layout, tuple[list[CohortSketch], list[int]]] = {}
+        for cohort in cohorts:
+            group, seqs = by_layout.setdefault(_layout(cohort), ([], []))
+            group.append(cohort)
+            seqs.append(self._size)
+            self._size += 1
+        for layout, (group, seqs) in by_layout.items():
+            self._groups.setdefault(layout, _Group(layout)).add(group, seqs)
+
+    def match(
+        self, cohort: CohortSketch, *, min_units: int, budget: int, also: CohortIndex | None = None
+    ) -> tuple[str, bool, int]:
+        """``(kind, repeat, unchecked)``: ``kind`` is pair, union or complement when ``cohort`` is within
+        1..k-1 units of what this index and ``also`` hold ('' otherwise); ``repeat`` when it equals a
+        held cohort. ``also`` is small (the cohorts of the job being decided): the large index is
+        never copied while a job is decided."""
+        repeat = False
+        for index in (self, also):
+            for (width, nbuckets), group in ({} if index is None else index._groups).items():
+                shared, d = _capacity(width, cohort, min_units)
+                if d < 1 or not len(group.counts):
+                    continue
+                mine = _Candidate(cohort, shared, nbuckets)
+                kind, same = _pairs(mine, group.counts, group.sums[:, :shared], group.marks, d)
+                repeat |= same
+                if kind:
+                    return kind, repeat, 0
+        kind, unchecked = self._combinations(cohort, min_units=min_units, budget=budget, also=also)
+        return kind, repeat, unchecked
+
+    def _recent(self, layout: _Layout, latest: int) -> _Arrays | None:
+        group = self._groups.get(layout)
+        if group is None:
+            return None
+        keep = group.seqs >= self._size - latest
+        return group.counts[keep], group.sums[keep], group.marks[keep], group.seqs[keep]
+
+    def _combinations(
+        self, cohort: CohortSketch, *, min_units: int, budget: int, also: CohortIndex | None
+    ) -> tuple[str, int]:
+        """Unions and complements of two of the ``RECENT`` latest cohorts and those of ``also``."""
+        width, d = _capacity(len(cohort.sums), cohort, min_units)
+        parts = [self._recent(_layout(cohort), RECENT)]
+        if also is not None:
+            parts.append(also._recent(_layout(cohort), len(also)))
+        present = [p for p in parts if p is not None]
+        if d < 1 or sum(len(p[0]) for p in present) < 2:
+            return "", 0
+        counts = np.concatenate([p[0] for p in present])
+        order = np.argsort(counts, kind="stable")
+        counts = counts[order]
+        held = np.concatenate([p[1] for p in present])[order][:, :width]
+        marks = np.concatenate([p[2] for p in present])[order]
+        mine = _Candidate(cohort, width, len(cohort.buckets))
+        unchecked = 0
+        for kind, combos in (("union", _unions), ("complement", _complements)):
+            left, right, skipped = combos(cohort.units, counts, d, budget)
+            unchecked += skipped
+            sign = -1 if kind == "union" else 1
+            if len(left) and _any_within(mine, counts, held, marks, left, right, d, sign=sign):
+                return kind, unchecked
+        return "", unchecked
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """The new cohort as arrays, cut to what it shares with a group."""
+
+    units: int
+    sums: np.ndarray
+    marks: np.ndarray
+
+    def __init__(self, cohort: CohortSketch, width: int, nbuckets: int) -> None:
+        object.__setattr__(self, "units", cohort.units)
+        object.__setattr__(self, "sums", np.array(cohort.sums[:width], dtype=np.int64))
+        object.__setattr__(self, "marks", np.array(cohort.buckets[:nbuckets], dtype=np.int64))
+
+
+def _capacity(width: int, cohort: CohortSketch, min_units: int) -> tuple[int, int]:
+    """The sums two sketches share, and the largest difference they decide (k - 1 at most)."""
+    shared = min(width, len(cohort.sums))
+    return shared, min(min_units - 1, shared - SPARE_SUMS)
+
+
+def _close_marks(marks: np.ndarray, d: int) -> np.ndarray:
+    """Rows whose bucket differences (mod 2**16, read as signed) add up to at most ``d`` in size."""
+    if marks.shape[1] == 0:
+        return np.ones(len(marks), dtype=bool)
+    signed = (marks + 2**15) % 2**16 - 2**15
+    close: np.ndarray = np.abs(signed).sum(axis=1) <= d
+    return close
+
+
+def _pairs(
+    mine: _Candidate, counts: np.ndarray, held: np.ndarray, marks: np.ndarray, d: int
+) -> tuple[str, bool]:
+    lo, hi = np.searchsorted(counts, [mine.units - d, mine.units + d + 1])
+    if lo == hi:
+        return "", False
+    close = _close_marks(mine.marks[None, :] - marks[lo:hi], d) if mine.marks.size == marks.shape[1] else None
+    rows = np.arange(lo, hi) if close is None else np.arange(lo, hi)[close]
+    if not len(rows):
+        return "", False
+    diff = (mine.sums[None, :] - held[rows]) % P
+    delta = mine.units - counts[rows]
+    same = (delta == 0) & ~np.any(diff != 0, axis=1)
+    near = within_many(diff, delta, d) & ~same
+    return ("pair" if bool(near.any()) else ""), bool(same.any())
+
+
+def _ranges(counts: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    starts = np.searchsorted(counts, lows, side="left")
+    ends = np.searchsorted(counts, highs, side="right")
+    return starts, np.maximum(ends, starts)
+
+
+def _expand(
+    firsts: np.ndarray, starts: np.ndarray, ends: np.ndarray, budget: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """All (first, second) index pairs with second in [start, end) for each first, up to ``budget``."""
+    sizes = ends - starts
+    total = int(sizes.sum())
+    if total > budget:
+        keep = np.cumsum(sizes) <= budget
+        firsts, starts, sizes = firsts[keep], starts[keep], sizes[keep]
+    left = np.repeat(firsts, sizes)
+    offsets = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    right = np.repeat(starts, sizes) + offsets
+    return left, right, total - len(left)
+
+
+def _unions(n: int, counts: np.ndarray, d: int, budget: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Unordered pairs i < j with ``|n - c_i - c_j| <= d``."""
+    firsts = np.arange(len(counts))
+    starts, ends = _ranges(counts, n - counts - d, n - counts + d)
+    starts = np.maximum(starts, firsts + 1)
+    return _expand(firsts, starts, np.maximum(ends, starts), budget)
+
+
+def _complements(n: int, counts: np.ndarray, d: int, budget: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Ordered pairs (i, j), i the larger, with ``|n - c_i + c_j| <= d`` (never i = j: n > d)."""
+    seconds = np.arange(len(counts))
+    starts, ends = _ranges(counts, n + counts - d, n + counts + d)
+    right, left, skipped = _expand(seconds, starts, ends, budget)
+    return left, right, skipped
+
+
+def _any_within(
+    mine: _Candidate,
+    counts: np.ndarray,
+    held: np.ndarray,
+    marks: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    d: int,
+    *,
+    sign: int,
+) -> bool:
+    """Whether ``N - A[left] + sign * B[right]`` holds 1..d units for some candidate."""
+    if mine.marks.size:
+        close = _close_marks(mine.marks[None, :] - marks[left] + sign * marks[right], d)
+        left, right = left[close], right[close]
+        if not len(left):
+            return False
+    diff = (mine.sums[None, :] - held[left] + sign * held[right]) % P
+    delta = mine.units - counts[left] + sign * counts[right]
+    exact = (delta == 0) & ~np.any(diff != 0, axis=1)
+    return bool((within_many(diff, delta, d) & ~exact).any())
+
+
+def decide(
+    index: CohortIndex,
+    cells: Sequence[Cell],
+    *,
+    min_units: int,
+    triple_budget: int = DEFAULT_TRIPLE_BUDGET,
+) -> Outcome:
+    """Decide each cell in order against ``index``, adding each released cell's cohorts to it, so
+    that the cells of one job are compared with each other too. ``index`` is updated in place.
+
+    >>> import numpy as np
+    >>> from policies.cohorts.sketch import element_key, sketch_of
+    >>> key = element_key(bytes(32))
+    >>> central = sketch_of(np.arange(946), key, sums_for(10))
+    >>> plus_one = sketch_of(np.arange(947), key, sums_for(10))
+    >>> out = decide(CohortIndex(), [Cell((central,)), Cell((plus_one,)), Cell((central,))], min_units=10)
+    >>> [d.released for d in out.decisions], len(out.recorded)
+    ([True, False, True], 1)
+    """
+    decisions: list[Decision] = []
+    recorded: list[CohortSketch] = []
+    unchecked = 0
+    job = CohortIndex()  # this job's released cohorts so far: compared like the earlier ones
+    for cell in cells:
+        kind = ""
+        # A cell's cohorts are compared with each other too (two FILTER subsets one person apart):
+        # each joins the job's index as soon as it is checked, and all leave again if it is withheld.
+        before = job.snapshot()
+        fresh: list[CohortSketch] = []
+        for cohort in cell.cohorts:
+            if cohort.units == 0:
+                continue
+            kind, repeat, skipped = index.match(cohort, min_units=min_units, budget=triple_budget, also=job)
+            unchecked += skipped
+            if kind:
+                break
+            if not repeat:
+                job.add([cohort])
+                fresh.append(cohort)
+        if kind:
+            job.restore(before)
+            decisions.append(Decision(False, _WITHHELD.format(k=min_units, what=_WHAT[kind]), kind))
+            continue
+        recorded.extend(fresh)
+        decisions.append(Decision(True, "released: no earlier row of this scope is within min_units of it"))
+    index.add(recorded)
+    return Outcome(tuple(decisions), tuple(recorded), unchecked)
