@@ -21,7 +21,9 @@ from executors.pyjobs.errors import HelperError
 from executors.pyjobs.pseudonyms import PseudonymIndex
 
 #: Aggregate functions ``aggregate()`` accepts.
-AGGREGATES = frozenset({"count", "sum", "mean", "median", "min", "max", "std", "var"})
+AGGREGATES = frozenset({"count", "nunique", "sum", "mean", "median", "min", "max", "std", "var"})
+#: Aggregates that may be taken of the unit column itself (how many people, how many rows).
+UNIT_AGGREGATES = frozenset({"count", "nunique"})
 _CONTRIBUTION_AGGREGATES = frozenset({"sum", "mean"})
 UNITS_COLUMN = "_sbx_units"
 
@@ -63,8 +65,15 @@ class Aggregator:
     issued: list[ReleasableTable] = field(default_factory=list)
 
     def __call__(
-        self, df: pd.DataFrame, by: str | Sequence[str], aggs: Mapping[str, tuple[str, str]]
+        self,
+        df: pd.DataFrame,
+        by: str | Sequence[str],
+        aggs: Mapping[str, tuple[str, str]],
+        *,
+        provenance: Sequence[DisclosureFinding] = (),
     ) -> ReleasableTable:
+        """Group, aggregate and count units; ``provenance``: findings about where the frame's columns
+        come from (a flag there withholds the table, like a dominance flag)."""
         keys = [by] if isinstance(by, str) else list(by)
         self._validate(df, keys, aggs)
         if not self.pseudonyms.all_known(df[self.unit_column]):
@@ -75,7 +84,7 @@ class Aggregator:
         grouped = df.groupby(keys, dropna=False, sort=True, observed=True)
         out = grouped.agg(**{name: pd.NamedAgg(column=col, aggfunc=fn) for name, (col, fn) in aggs.items()})
         out[UNITS_COLUMN] = grouped[self.unit_column].nunique()
-        findings: list[DisclosureFinding] = []
+        findings: list[DisclosureFinding] = list(provenance)
         call = len(self.issued) + 1
         findings.extend(self._key_findings(df, keys, call))
         for i, (name, (col, fn)) in enumerate(aggs.items(), start=1):
@@ -142,8 +151,13 @@ class Aggregator:
             if not (isinstance(spec, tuple) and len(spec) == 2 and all(isinstance(s, str) for s in spec)):
                 raise HelperError("each aggregate must be a (column, function) pair of strings")
             column, function = spec
-            if column not in df.columns or column == self.unit_column:
-                raise HelperError("aggregate columns must be columns of the frame other than the unit column")
+            if column not in df.columns:
+                raise HelperError("aggregate columns must be columns of the frame")
+            if column == self.unit_column and function not in UNIT_AGGREGATES:
+                raise HelperError(
+                    f"the unit column {self.unit_column!r} can only be counted "
+                    f"({', '.join(sorted(UNIT_AGGREGATES))}): other aggregates of it mean nothing"
+                )
             if function not in AGGREGATES:
                 raise HelperError(f"aggregate functions are {', '.join(sorted(AGGREGATES))}")
 

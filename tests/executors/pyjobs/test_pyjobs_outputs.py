@@ -110,10 +110,10 @@ def test_large_counts_are_not_flagged() -> None:
     assert "min-count" not in rules(out)
 
 
-def test_dominance_and_p_rule_flag_a_dominated_sum() -> None:
+def test_dominance_and_p_rule_flags_withhold_a_dominated_sum() -> None:
     frame = pd.DataFrame({UNIT: [f"u{i}" for i in range(20)], "g": ["a"] * 20, "x": [1000.0] + [1.0] * 19})
     out = run("result = aggregate(people, by='g', aggs={'total': ('x', 'sum')})", {"people": frame})
-    assert isinstance(out, AggregateOutput)
+    assert isinstance(out, WithheldOutput)
     assert {"dominance", "p-ratio"} <= rules(out)
 
 

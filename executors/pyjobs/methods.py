@@ -1,0 +1,488 @@
+"""Provenance of method and function calls on tracked values (the call hook's rules).
+
+A method of a frame or series is row-local when ``rules`` lists it as element-wise or row-keeping
+and its arguments line up with the receiver's rows (or are constants of the code); ``map`` and
+``apply(axis=1)`` are row-local when the job's function brings in no data from outside its row.
+``merge`` is row-local on the unit, or with a lookup table that holds no people's rows.
+``assign`` and ``pipe`` call the job's functions with the tracked frame itself. Every other method,
+and every library function given data (except element-wise numpy and pandas functions), taints its
+result with its own name. Reductions are also counted for the report: how many units are behind
+the value, and whether it is one unit's own value (min, max, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from executors.pyjobs import rules
+from executors.pyjobs.taint import Prov, RowSpace, Taint, Tracked, TrackedMethod, deep_unwrap, is_data, join
+
+if TYPE_CHECKING:
+    from executors.pyjobs.tracking import Tracker
+
+_PANDAS = (pd.DataFrame, pd.Series)
+_CONTAINERS = (list, dict, set)
+
+
+def call_method(
+    tracker: Tracker, method: TrackedMethod, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> Any:
+    box, name = method.receiver, method.name
+    raw = box.value
+    if isinstance(raw, _PANDAS):
+        return _frame_method(tracker, box, name, method.value, args, dict(kwargs))
+    from executors.pyjobs.tracking import _ACCESSORS  # the accessor types, defined with the hooks
+
+    if isinstance(raw, _ACCESSORS) and name not in rules.ACCESSOR_CROSS_ROW:
+        return _row_local(tracker, box, name, method.value, args, dict(kwargs), aligned=False)
+    result, taint, _raw_args = _invoke(tracker, method.value, args, kwargs)
+    if name in rules.REDUCTIONS:
+        tracker.note_cells(f".{name}", None, extreme=name in rules.EXTREMES)
+    if result is None:
+        return None
+    if result is raw:
+        return box
+    return Tracked(result, Prov(join(box.prov.any_taint(), taint) or tracker.taint(f".{name}")))
+
+
+def call_function(tracker: Tracker, function: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    """A function that is not the job's own: a builtin, a library function, a plain value's method."""
+    from executors.pyjobs.tracking import function_name
+
+    owner = getattr(function, "__self__", None)
+    if isinstance(owner, _CONTAINERS) and getattr(function, "__name__", "") in rules.MUTATORS:
+        tracker.state_change()
+        if not (is_data(args) or is_data(kwargs)):
+            return function(*args, **kwargs)
+        result = function(*args, **kwargs)  # boxes are stored as they are: the container keeps them
+        return (
+            None if result is None or result is owner else _boxed(tracker, result, args, kwargs, "a lookup")
+        )
+    if not (is_data(args) or is_data(kwargs)):
+        return function(*args, **kwargs)
+    if isinstance(function, type) and issubclass(function, BaseException):
+        (raw_args, raw_kwargs), _ = deep_unwrap((list(args), dict(kwargs)))
+        return function(*raw_args, **raw_kwargs)  # raised, never shown: errors are reduced to type and line
+    if isinstance(owner, (*_CONTAINERS, str, tuple, frozenset)):
+        raw_args, _ = deep_unwrap((list(args), dict(kwargs)))
+        return _boxed(tracker, function(*raw_args[0], **raw_args[1]), args, kwargs, f".{function.__name__}")
+    name = function_name(function)
+    if name == "pandas.merge" and len(args) >= 2:
+        return _merge(tracker, args[0], args[1], dict(kwargs))
+    if isinstance(function, np.ufunc) or name in _ELEMENTWISE_FUNCTIONS or _is_fixed_cut(name, args, kwargs):
+        raw_args, _ = deep_unwrap((list(args), dict(kwargs)))
+        result = function(*raw_args[0], **raw_args[1])
+        operands = [*args, *kwargs.values()]
+        if name.startswith("pandas."):
+            # Lists given to pandas' element-wise functions are parameters (bin edges, labels, formats),
+            # not values lined up with rows; numpy's operands are.
+            operands = [o for o in operands if is_data(o)]
+        return tracker.combine(result, operands, what=name)
+    result, taint, _raw_args = _invoke(tracker, function, args, kwargs)
+    return Tracked(result, Prov(taint or tracker.taint(name)))
+
+
+_ELEMENTWISE_FUNCTIONS = frozenset(
+    {f"numpy.{n}" for n in rules.NUMPY_ELEMENTWISE} | {f"pandas.{n}" for n in rules.PANDAS_ELEMENTWISE}
+)
+
+
+def _is_fixed_cut(name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+    """``pd.cut`` with bin edges written in the code is element-wise; with a number of bins, the edges
+    come from the data's range."""
+    if name != "pandas.cut":
+        return False
+    bins = kwargs.get("bins", args[1] if len(args) > 1 else None)
+    return isinstance(bins, (list, tuple)) and not is_data(bins)
+
+
+def _boxed(tracker: Tracker, result: Any, args: Any, kwargs: Any, what: str) -> Tracked:
+    taint = join(deep_unwrap(args)[1], deep_unwrap(kwargs)[1])
+    return Tracked(deep_unwrap(result)[0], Prov(join(taint, deep_unwrap(result)[1]) or tracker.taint(what)))
+
+
+def _plain_arguments(
+    tracker: Tracker, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> tuple[tuple[list[Any], dict[str, Any]], Taint | None]:
+    """Arguments opened for a library call; the job's functions among them run as callbacks."""
+    args = [tracker.callback(a) if _job_function(a) else a for a in args]
+    kwargs = {k: tracker.callback(v) if _job_function(v) else v for k, v in kwargs.items()}
+    (raw_args, raw_kwargs), taint = deep_unwrap((args, kwargs))
+    return (list(raw_args), dict(raw_kwargs)), taint
+
+
+def _invoke(
+    tracker: Tracker, function: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> tuple[Any, Taint | None, tuple[list[Any], dict[str, Any]]]:
+    """Call ``function`` with the arguments opened; its result, the taint of the arguments and of
+    what the job's callbacks brought in, and the opened arguments."""
+    tracker.take_callback_taint()
+    raw_args, taint = _plain_arguments(tracker, args, kwargs)
+    result = function(*raw_args[0], **raw_args[1])
+    return result, join(taint, tracker.take_callback_taint()), raw_args
+
+
+def _job_function(value: object) -> bool:
+    from executors.pyjobs.tracking import is_job_function
+
+    return is_job_function(value)
+
+
+def _frame_method(
+    tracker: Tracker,
+    box: Tracked,
+    name: str,
+    method: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+) -> Any:
+    raw: pd.DataFrame | pd.Series = box.value
+    if name == "pipe" and args:
+        return tracker.call(args[0], box, *args[1:], **kwargs)
+    if name == "assign" and not args:
+        return _assign(tracker, box, kwargs)
+    if name == "merge" and (args or "right" in kwargs):
+        right = args[0] if args else kwargs.pop("right")
+        return _merge(tracker, box, right, kwargs)
+    if name == "groupby":
+        return _groupby(tracker, box, method, args, kwargs)
+    if name in rules.POSITIONAL:
+        result, taint, _ = _invoke(tracker, method, args, kwargs)
+        return Tracked(result, Prov(join(box.prov.any_taint(), taint), box.prov.rows, raw.index))
+    if name in {"reset_index", "set_index"} and not kwargs.get("inplace"):
+        return _rekeyed(tracker, box, name, method, args, kwargs)
+    per_element = name in rules.PER_ELEMENT_CALLBACKS and _per_element(raw, name, args, kwargs)
+    if name in rules.ELEMENTWISE or per_element:
+        return _row_local(tracker, box, name, method, args, kwargs, aligned=name in rules.ALIGNED_ARGUMENTS)
+    if name in rules.ROW_SUBSET:
+        return _row_subset(tracker, box, name, method, args, kwargs)
+    result, taint, _raw_args = _invoke(tracker, method, args, kwargs)
+    if name in rules.REDUCTIONS:
+        tracker.note_cells(f".{name}", _units_behind(box), extreme=name in rules.EXTREMES)
+    taint = join(box.prov.any_taint(), taint) or tracker.taint(f".{name}")
+    if kwargs.get("inplace"):
+        box.prov = box.prov.tainted(taint)
+        return None
+    return Tracked(result, Prov(taint))
+
+
+def _per_element(
+    raw: pd.DataFrame | pd.Series, name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> bool:
+    """``map`` calls its function per element; ``apply`` per element of a series, per row of a frame
+    only with ``axis=1``."""
+    if name == "apply" and isinstance(raw, pd.DataFrame):
+        return kwargs.get("axis", args[1] if len(args) > 1 else 0) in (1, "columns")
+    if name == "apply":
+        return kwargs.get("by_row", "compat") == "compat" and len(args) <= 1 and "args" not in kwargs
+    return True
+
+
+def _row_local(
+    tracker: Tracker,
+    box: Tracked,
+    name: str,
+    method: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+    *,
+    aligned: bool,
+) -> Any:
+    from executors.pyjobs.tracking import _positions
+
+    operands = [*args, *kwargs.values()]
+    taint: Taint | None = None
+    for operand in operands:
+        if aligned:
+            taint = join(
+                taint, tracker.misaligned(box.prov.rows, _positions(box), operand), deep_unwrap(operand)[1]
+            )
+        elif is_data(operand):
+            taint = join(
+                taint, deep_unwrap(operand)[1] or tracker.taint(f".{name} with values taken from data")
+            )
+    result, callback_taint, _raw_args = _invoke(tracker, method, args, kwargs)
+    taint = join(taint, callback_taint)
+    if kwargs.get("inplace"):
+        box.prov = box.prov.tainted(taint)
+        return None
+    return _like(tracker, box, result, taint)
+
+
+def _like(
+    tracker: Tracker,
+    box: Tracked,
+    result: Any,
+    taint: Taint | None,
+    *,
+    renamed_from: list[object] | None = None,
+) -> Any:
+    """``result`` holds ``box``'s rows (or some of them): same space, columns keep their taint."""
+    prov = box.prov
+    if isinstance(result, pd.DataFrame):
+        if prov.columns is None:
+            columns = None
+        elif renamed_from is not None and len(renamed_from) == len(result.columns):
+            columns = {
+                new: prov.columns.get(old) for old, new in zip(renamed_from, result.columns, strict=True)
+            }
+        elif isinstance(box.value, pd.Series):
+            columns = dict.fromkeys(result.columns, prov.taint)
+        else:
+            from executors.pyjobs.tracking import UNKNOWN
+
+            columns = {c: prov.columns.get(c, UNKNOWN) for c in result.columns}
+        return Tracked(
+            result,
+            Prov(
+                join(prov.taint, taint) if isinstance(box.value, pd.DataFrame) else taint,
+                prov.rows,
+                None,
+                columns,
+            ),
+        )
+    if isinstance(result, pd.Series):
+        own = prov.taint if isinstance(box.value, pd.Series) else prov.any_taint()
+        return Tracked(result, Prov(join(own, taint), prov.rows))
+    if isinstance(result, np.ndarray) and result.ndim >= 1:
+        return Tracked(result, Prov(join(prov.any_taint(), taint), prov.rows, box.value.index))
+    if result is None:
+        return None
+    return Tracked(result, Prov(join(prov.any_taint(), taint) or tracker.taint("a value taken from data")))
+
+
+def _row_subset(
+    tracker: Tracker,
+    box: Tracked,
+    name: str,
+    method: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+) -> Any:
+    raw = box.value
+    if kwargs.get("inplace"):
+        before: list[object] | None = list(raw.columns) if isinstance(raw, pd.DataFrame) else None
+        rows_before = len(raw)
+        _, taint, raw_args = _invoke(tracker, method, args, kwargs)
+        reason = _subset_taint(tracker, name, raw, raw, rows_before, before, raw_args)
+        renamed = _like(
+            tracker, box, raw, join(taint, reason), renamed_from=before if name.startswith("rename") else None
+        )
+        box.prov = renamed.prov
+        return None
+    result, taint, raw_args = _invoke(tracker, method, args, kwargs)
+    before = list(raw.columns) if isinstance(raw, pd.DataFrame) else None
+    reason = _subset_taint(tracker, name, raw, result, len(raw), before, raw_args)
+    return _like(
+        tracker, box, result, join(taint, reason), renamed_from=before if name.startswith("rename") else None
+    )
+
+
+def _subset_taint(
+    tracker: Tracker,
+    name: str,
+    raw: pd.DataFrame | pd.Series,
+    result: object,
+    rows_before: int,
+    columns_before: list[object] | None,
+    raw_args: tuple[list[Any], dict[str, Any]],
+) -> Taint | None:
+    """Why a row-keeping method did not only keep rows by their own values (None when it did)."""
+    if not isinstance(result, _PANDAS):
+        return tracker.taint(f".{name}")
+    if name == "drop_duplicates":
+        subset = raw_args[1].get("subset", raw_args[0][0] if raw_args[0] else None)
+        keys = (
+            [subset]
+            if isinstance(subset, str)
+            else list(subset)
+            if subset is not None
+            else list(getattr(raw, "columns", []))
+        )
+        if tracker.unit not in keys:
+            return tracker.taint(
+                ".drop_duplicates (which row of several people is kept depends on the others)"
+            )
+    dropped_columns = isinstance(result, pd.DataFrame) and list(result.columns) != columns_before
+    if name == "dropna" and columns_before is not None and dropped_columns:
+        return tracker.taint(".dropna of columns (depends on every row)")
+    if name in {"drop", "filter", "rename", "rename_axis", "select_dtypes"} and len(result) != rows_before:
+        return tracker.taint(f".{name} of rows chosen by label")
+    return None
+
+
+def _assign(tracker: Tracker, box: Tracked, kwargs: Mapping[str, Any]) -> Tracked:
+    """``df.assign(x=...)``: a copy with columns set one by one; a function gets the tracked copy."""
+    copy = Tracked(box.value.copy(deep=False), box.prov)
+    for label, value in kwargs.items():
+        if callable(value) and not isinstance(value, Tracked):
+            value = tracker.call(value, copy)
+        tracker.set_column(copy, label, value)
+    return copy
+
+
+def _rekeyed(
+    tracker: Tracker,
+    box: Tracked,
+    name: str,
+    method: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+) -> Tracked:
+    """``reset_index``/``set_index``: the same rows under new labels, so a new row space (the unit of
+    each row carried over); a former index turned into a column is positional."""
+    raw = box.value
+    result, taint, _raw_args = _invoke(tracker, method, args, kwargs)
+    prov = box.prov
+    units = prov.rows.units if prov.rows is not None else None
+    new_units = None
+    if units is not None:
+        new_units = pd.Series(units.reindex(raw.index).to_numpy(), index=result.index)
+    people = prov.rows.people if prov.rows is not None else True
+    space = RowSpace(f"{name} rows", people=people, units=new_units)
+    if not result.index.is_unique:
+        taint = join(taint, tracker.taint(f".{name} (labels that are not unique)"))
+    if isinstance(result, pd.Series):
+        return Tracked(result, Prov(join(prov.taint, taint), space))
+    from executors.pyjobs.tracking import UNKNOWN
+
+    source = dict(prov.columns) if prov.columns is not None else {}
+    if name == "reset_index":
+        added = [c for c in result.columns if c not in source]
+        for column in added:
+            source[column] = tracker.taint(".reset_index (row labels turned into a column)")
+    columns = {c: source.get(c, UNKNOWN) for c in result.columns} if prov.columns is not None else None
+    return Tracked(
+        result, Prov(join(prov.taint if isinstance(raw, pd.DataFrame) else None, taint), space, None, columns)
+    )
+
+
+def _merge(tracker: Tracker, left: object, right: object, kwargs: dict[str, Any]) -> Tracked:
+    """A merge is row-local on the unit (each row joins the same person's rows), or with a table that
+    holds no people's rows (a lookup: regions, code lists); any other key combines people."""
+    from executors.pyjobs.tracking import UNKNOWN
+
+    raw_left, raw_right = deep_unwrap(left)[0], deep_unwrap(right)[0]
+    raw_kwargs, kw_taint = deep_unwrap(kwargs)
+    result: pd.DataFrame = pd.merge(raw_left, raw_right, **raw_kwargs)
+    left_prov = left.prov if isinstance(left, Tracked) else None
+    right_prov = right.prov if isinstance(right, Tracked) else None
+    keys = _merge_keys(raw_kwargs, raw_left, raw_right)
+    left_people = _holds_people(left_prov)
+    right_people = _holds_people(right_prov)
+    # What the sides already carried comes first: it is the root cause.
+    taint = join(kw_taint, left_prov.taint if left_prov else None, right_prov.taint if right_prov else None)
+    if left_people and right_people and tracker.unit not in keys:
+        taint = join(
+            taint, tracker.taint(".merge on a key other than the unit (rows of different people combined)")
+        )
+    if raw_kwargs.get("left_index") or raw_kwargs.get("right_index"):
+        taint = join(taint, tracker.taint(".merge on row labels"))
+    suffixes = raw_kwargs.get("suffixes", ("_x", "_y"))
+    columns: dict[object, Taint | None] = {}
+    for column in result.columns:
+        columns[column] = _merged_column(
+            column, raw_left, raw_right, left_prov, right_prov, suffixes, unknown=UNKNOWN
+        )
+    units = result[tracker.unit] if tracker.unit in result.columns else None
+    space = RowSpace("merged rows", people=left_people or right_people, units=units)
+    return Tracked(result, Prov(taint, space, None, columns))
+
+
+def _merge_keys(kwargs: Mapping[str, Any], left: pd.DataFrame, right: pd.DataFrame) -> set[object]:
+    on = kwargs.get("on")
+    if on is None and "left_on" not in kwargs and "right_on" not in kwargs:
+        return set[object](left.columns) & set[object](right.columns)
+    if on is not None:
+        return set([on] if isinstance(on, str) else on)
+    left_on, right_on = kwargs.get("left_on"), kwargs.get("right_on")
+    left_keys = set([left_on] if isinstance(left_on, str) else left_on or [])
+    right_keys = set([right_on] if isinstance(right_on, str) else right_on or [])
+    return left_keys & right_keys
+
+
+def _holds_people(prov: Prov | None) -> bool:
+    if prov is None:
+        return False  # a frame built from the code's own constants
+    return prov.rows is None or prov.rows.people
+
+
+def _merged_column(
+    column: object,
+    left: pd.DataFrame,
+    right: pd.DataFrame,
+    left_prov: Prov | None,
+    right_prov: Prov | None,
+    suffixes: Sequence[str | None],
+    *,
+    unknown: Taint,
+) -> Taint | None:
+    def side(prov: Prov | None, label: object) -> Taint | None:
+        return None if prov is None else prov.column(label, unknown=unknown)
+
+    in_left, in_right = column in left.columns, column in right.columns
+    if in_left and in_right:
+        return join(side(left_prov, column), side(right_prov, column))
+    if in_left:
+        return side(left_prov, column)
+    if in_right:
+        return side(right_prov, column)
+    text = str(column)
+    for suffix, frame, prov in ((suffixes[0], left, left_prov), (suffixes[1], right, right_prov)):
+        if suffix and text.endswith(suffix) and text[: -len(suffix)] in frame.columns:
+            return side(prov, text[: -len(suffix)])
+    return unknown
+
+
+def _groupby(
+    tracker: Tracker, box: Tracked, method: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]
+) -> Tracked:
+    """Every value computed from a groupby depends on the other rows of its group; the groups below k
+    units are counted for the report here, where the rows and their units are known."""
+    grouped, taint, raw_args = _invoke(tracker, method, args, kwargs)
+    tracker.note_groups(_small_groups(tracker, box, raw_args))
+    return Tracked(grouped, Prov(join(box.prov.any_taint(), taint) or tracker.taint("groupby")))
+
+
+def _units_of_rows(box: Tracked) -> pd.Series | None:
+    rows = box.prov.rows
+    if rows is None or not rows.people or rows.units is None:
+        return None
+    return rows.units.reindex(box.value.index)
+
+
+def _units_behind(box: Tracked) -> int | None:
+    units = _units_of_rows(box)
+    return None if units is None else int(units.nunique())
+
+
+def _small_groups(tracker: Tracker, box: Tracked, raw_args: tuple[list[Any], dict[str, Any]]) -> int | None:
+    units = _units_of_rows(box)
+    if units is None:
+        return None
+    frame = box.value
+    by = raw_args[1].get("by", raw_args[0][0] if raw_args[0] else None)
+    try:
+        if isinstance(frame, pd.DataFrame):
+            keys = (
+                [by]
+                if isinstance(by, (str, pd.Series))
+                else list(by)
+                if isinstance(by, (list, tuple))
+                else [by]
+            )
+            resolved = [frame[k] if isinstance(k, str) else k for k in keys]
+        else:
+            resolved = by if isinstance(by, list) else [by]
+        counts = (
+            pd.Series(units.to_numpy(), index=frame.index)
+            .groupby(resolved, dropna=False, observed=True)
+            .nunique()
+        )
+    except (KeyError, ValueError, TypeError):
+        return None
+    return int((counts < tracker.min_units).sum())

@@ -1,0 +1,672 @@
+"""The hooks that follow every value of a Python job from the inputs to ``aggregate()``.
+
+The runtime hands the job its input frames as :class:`~executors.pyjobs.taint.Tracked` boxes and
+installs these hooks (``instrument`` routes the job's operations to them). Each hook opens the boxes
+it is given, lets the guards decide whether the operation is allowed at all, performs it on the
+plain values, and boxes the result with its provenance: row-local when the operation is on the
+allow-list of ``rules`` and lines its operands up row by row, tainted (naming the operation and
+line) otherwise. When unsure, it taints.
+
+Three things taint the whole run rather than one value, because they let data steer the code:
+a branch or loop on data (``if``, ``while``, ``and``/``or``, a ``for`` over data values), an
+``except`` block (whether an exception is raised may depend on data), and a callback that changes a
+container (state carried from one row to the next).
+"""
+
+from __future__ import annotations
+
+import operator
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, TypeGuard, cast
+
+import numpy as np
+import pandas as pd
+from pandas.core.arrays.categorical import CategoricalAccessor
+from pandas.core.indexes.accessors import Properties
+from pandas.core.strings.accessor import StringMethods
+from RestrictedPython.Guards import guarded_unpack_sequence
+
+from executors.pyjobs import rules
+from executors.pyjobs.compile import JOB_FILENAME
+from executors.pyjobs.disclosure import DisclosureFinding
+from executors.pyjobs.guards import Guards
+from executors.pyjobs.helpers import Aggregator, ReleasableTable
+from executors.pyjobs.taint import (
+    Prov,
+    RowSpace,
+    Taint,
+    Tracked,
+    TrackedIndexer,
+    TrackedMethod,
+    deep_unwrap,
+    is_data,
+    is_scalar,
+    join,
+    unwrap,
+)
+from executors.pyjobs.writers import ContainerWriter, FrameWriter, IndexerWriter, SeriesWriter
+
+UNKNOWN = Taint("a column of unknown origin")
+
+_OPERATORS: Mapping[str, Callable[[Any, Any], Any]] = {
+    "add": operator.add,
+    "sub": operator.sub,
+    "mul": operator.mul,
+    "truediv": operator.truediv,
+    "floordiv": operator.floordiv,
+    "mod": operator.mod,
+    "pow": operator.pow,
+    "lshift": operator.lshift,
+    "rshift": operator.rshift,
+    "or_": operator.or_,
+    "xor": operator.xor,
+    "and_": operator.and_,
+    "matmul": operator.matmul,
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "is_": operator.is_,
+    "is_not": operator.is_not,
+    "in": lambda a, b: a in b,
+    "not_in": lambda a, b: a not in b,
+}
+_INPLACE_NAMES: Mapping[str, str] = {
+    "+=": "add", "-=": "sub", "*=": "mul", "/=": "truediv", "//=": "floordiv", "%=": "mod", "**=": "pow",
+    "<<=": "lshift", ">>=": "rshift", "|=": "or_", "^=": "xor", "&=": "and_", "@=": "matmul",
+}  # fmt: skip
+_UNARY: Mapping[str, Callable[[Any], Any]] = {
+    "neg": operator.neg,
+    "pos": operator.pos,
+    "invert": operator.invert,
+}
+_ACCESSORS = (StringMethods, Properties, CategoricalAccessor)
+_PANDAS = (pd.DataFrame, pd.Series)
+_UNPACK: Callable[[Any, Any, Any], Any] = guarded_unpack_sequence
+_CONVERSIONS: Mapping[int, Callable[[Any], str]] = {115: str, 114: repr, 97: ascii}
+
+
+def is_job_function(value: object) -> bool:
+    """Whether ``value`` is a function the job defined (its code is instrumented too)."""
+    code = getattr(value, "__code__", None)
+    return getattr(code, "co_filename", None) == JOB_FILENAME
+
+
+def function_name(function: object) -> str:
+    """How the report names a library function: ``numpy.max``, ``pandas.concat``, ``len``.
+
+    >>> function_name(np.max), function_name(len), function_name(np.log)
+    ('numpy.max', 'len', 'numpy.log')
+    """
+    name = str(getattr(function, "__name__", type(function).__name__))
+    if isinstance(function, np.ufunc):
+        return f"numpy.{name}"
+    top = str(getattr(function, "__module__", "") or "").split(".")[0]
+    return f"{top}.{name}" if top in {"numpy", "pandas", "math", "statistics"} else name
+
+
+class Tracker:
+    """Provenance hooks of one run (never shared between runs)."""
+
+    def __init__(self, guards: Guards, *, unit_column: str, min_units: int) -> None:
+        self.guards = guards
+        self.unit = unit_column
+        self.min_units = min_units
+        self.run_taint: Taint | None = None
+        self.cell_findings: list[DisclosureFinding] = []
+        self._callback_depth = 0
+        self._callback_taint: Taint | None = None
+
+    # -- inputs and naming ----------------------------------------------------------------------------
+    def track_input(self, name: str, frame: pd.DataFrame) -> Tracked:
+        """An input table as the job receives it: every column row-local, rows of its own space."""
+        units = frame[self.unit] if self.unit in frame.columns else None
+        space = RowSpace(name, people=units is not None, units=units)
+        return Tracked(frame, Prov(rows=space, columns=dict.fromkeys(frame.columns)))
+
+    def line(self) -> int | None:
+        frame = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code.co_filename == JOB_FILENAME:
+                return frame.f_lineno
+            frame = frame.f_back  # type: ignore[assignment]
+        return None
+
+    def taint(self, what: str) -> Taint:
+        line = self.line()
+        return Taint(f"{what} at line {line}" if line is not None else what)
+
+    def _taint_run(self, what: str) -> None:
+        if self.run_taint is None:
+            self.run_taint = self.taint(what)
+
+    # -- truth tests and control flow -----------------------------------------------------------------
+    def test(self, value: object) -> bool:
+        """``if``/``while``/conditional tests: a test on data steers the code by data."""
+        if is_data(value):
+            reason = deep_unwrap(value)[1]
+            self._taint_run(f"a branch on a value from data ({reason or 'row values'})")
+        return bool(unwrap(value))
+
+    def and_(self, first: object, later: Callable[[], object]) -> object:
+        return later() if self.test(first) else first
+
+    def or_(self, first: object, later: Callable[[], object]) -> object:
+        return first if self.test(first) else later()
+
+    def not_(self, value: object) -> bool:
+        return not self.test(value)
+
+    def caught(self) -> None:
+        self._taint_run("an exception handled (whether it is raised may depend on data)")
+
+    # -- operators ------------------------------------------------------------------------------------
+    def op(self, name: str, left: object, right: object) -> Any:
+        function = _OPERATORS[name]
+        if not (is_data(left) or is_data(right)):
+            return function(left, right)
+        raw_left, raw_right = deep_unwrap(left)[0], deep_unwrap(right)[0]
+        result = function(raw_left, raw_right)
+        return self.combine(result, [left, right], what="an operator on data")
+
+    def chain(self, names: Sequence[str], *operands: object) -> Any:
+        result: Any = True
+        for name, left, right in zip(names, operands, operands[1:], strict=False):
+            result = self.op(name, left, right)
+            if not self.test(result):
+                return result
+        return result
+
+    def unary(self, name: str, operand: object) -> Any:
+        if not isinstance(operand, Tracked):
+            return _UNARY[name](operand)
+        return self.combine(_UNARY[name](operand.value), [operand], what="an operator on data")
+
+    def inplacevar(self, op: str, target: Any, value: Any) -> Any:
+        if self._callback_depth and isinstance(target, (list, dict, set)):
+            self._taint_run("a callback that keeps state across rows")
+        if is_data(target) or is_data(value):
+            return self.op(_INPLACE_NAMES[op], target, value)
+        return self.guards.inplacevar(op, target, value)
+
+    def fstring(self, parts: Sequence[object]) -> Any:
+        pieces: list[str] = []
+        taint: Taint | None = None
+        data = False
+        for part in parts:
+            if isinstance(part, str):
+                pieces.append(part)
+                continue
+            value, conversion, spec = cast(tuple[Any, int, Any], part)
+            if is_data(value) or is_data(spec):
+                data = True
+                taint = join(taint, deep_unwrap(value)[1], deep_unwrap(spec)[1])
+            raw = unwrap(value)
+            convert = _CONVERSIONS.get(conversion)
+            pieces.append(format(convert(raw) if convert else raw, str(unwrap(spec))))
+        text = "".join(pieces)
+        return Tracked(text, Prov(taint or self.taint("data formatted into a string"))) if data else text
+
+    def combine(self, result: object, operands: Sequence[object], *, what: str) -> Any:
+        """Provenance of an element-wise result of ``operands`` (boxes or plain values)."""
+        base = next((o for o in operands if isinstance(o, Tracked) and o.prov.rows is not None), None)
+        taint = join(*(deep_unwrap(o)[1] for o in operands))
+        if base is None:
+            return Tracked(result, Prov(taint or self.taint(what)))
+        positions = _positions(base)
+        for operand in operands:
+            taint = join(taint, self.misaligned(base.prov.rows, positions, operand))
+        if isinstance(result, pd.DataFrame):
+            columns = {c: _column_taint(operands, c) for c in result.columns}
+            return Tracked(result, Prov(taint, base.prov.rows, None, columns))
+        if isinstance(result, pd.Series):
+            return Tracked(result, Prov(join(taint, *(_any(o) for o in operands)), base.prov.rows))
+        if isinstance(result, np.ndarray) and result.ndim >= 1:
+            taint = join(taint, *(_any(o) for o in operands))
+            return Tracked(result, Prov(taint, base.prov.rows, positions))
+        return Tracked(result, Prov(taint or self.taint(what)))
+
+    def misaligned(self, rows: RowSpace | None, positions: pd.Index | None, operand: object) -> Taint | None:
+        """Why ``operand`` does not line up with ``rows`` (None when it does, or is a constant)."""
+        if not isinstance(operand, Tracked):
+            if is_scalar(operand) or isinstance(operand, (dict, type)) or callable(operand):
+                return None
+            return self.taint("positional values (a list or array not traced to these rows)")
+        raw, prov = operand.value, operand.prov
+        if isinstance(raw, _PANDAS):
+            if prov.rows is not rows:
+                return self.taint("values of other rows (another table, or rows re-keyed)")
+            return None
+        if isinstance(raw, np.ndarray) and raw.ndim >= 1:
+            if prov.rows is not rows or prov.positions is None or positions is None:
+                return self.taint("positional values that do not line up with the rows")
+            if not prov.positions.equals(positions):
+                return self.taint("positional values that do not line up with the rows")
+            return None
+        return None
+
+    # -- attributes -----------------------------------------------------------------------------------
+    def getattr(self, obj: object, name: str, default: object = None) -> Any:
+        if not isinstance(obj, Tracked):
+            value = self.guards.getattr(obj, name)
+            if isinstance(obj, ReleasableTable):
+                return Tracked(value, Prov(self.taint("values of an aggregate() table (.frame)")))
+            return value
+        value = self.guards.getattr(obj.value, name)
+        return self._attribute(obj, name, value)
+
+    def getattr_builtin(self, obj: object, name: str, *default: object) -> Any:
+        try:
+            return self.getattr(obj, unwrap(name))
+        except AttributeError:
+            if default:
+                return default[0]
+            raise
+
+    def hasattr_builtin(self, obj: object, name: str) -> bool:
+        return self.guards.hasattr_builtin(unwrap(obj), unwrap(name))
+
+    def _attribute(self, box: Tracked, name: str, value: Any) -> Any:
+        raw, prov = box.value, box.prov
+        if isinstance(raw, _PANDAS):
+            if name in {"loc", "iloc", "at", "iat"}:
+                return TrackedIndexer(value, box, name)
+            if name in {"str", "dt", "cat"}:
+                return Tracked(value, Prov(prov.any_taint(), prov.rows))
+            schema_known = isinstance(raw, pd.Series) or prov.columns is not None
+            if name in rules.SCHEMA_PROPERTIES and prov.taint is None and schema_known:
+                return value
+            if name in {"values", "array"}:
+                return Tracked(value, Prov(prov.any_taint(), prov.rows, raw.index))
+        if isinstance(raw, _ACCESSORS) and not callable(value):
+            if name in rules.ACCESSOR_CROSS_ROW:
+                return Tracked(value, Prov(self.taint(f".{name}")))
+            return Tracked(value, Prov(prov.taint, prov.rows))
+        if callable(value) and not isinstance(value, (*_PANDAS, np.ndarray)):
+            return TrackedMethod(value, box, name)
+        return Tracked(value, Prov(prov.any_taint() or self.taint(f".{name}")))
+
+    # -- items ----------------------------------------------------------------------------------------
+    def getitem(self, obj: object, key: object) -> Any:
+        if not isinstance(obj, Tracked):
+            if not is_data(key):
+                return self.guards.getitem(obj, key)
+            raw_key, key_taint = deep_unwrap(key)
+            found = self.guards.getitem(obj, raw_key)
+            taint = join(key_taint, deep_unwrap(found)[1]) or self.taint("a value looked up by a data value")
+            return Tracked(unwrap(found), Prov(taint))
+        raw, prov = obj.value, obj.prov
+        raw_key, key_taint = deep_unwrap(key)
+        value = self.guards.getitem(raw, raw_key)
+        if isinstance(obj, TrackedIndexer):
+            return self._indexed(obj, key, value)
+        if isinstance(raw, _ACCESSORS):
+            return Tracked(value, Prov(join(prov.taint, key_taint), prov.rows))
+        if isinstance(raw, pd.DataFrame):
+            if not is_data(key) and _labels_only(raw_key, raw.columns):
+                return self._columns(obj, raw_key, value)
+            return self._rows(obj, key, value, what="a row selection")
+        if isinstance(raw, pd.Series):
+            return self._rows(obj, key, value, what="a value taken by label")
+        if isinstance(raw, np.ndarray):
+            return Tracked(
+                value, Prov(join(prov.any_taint(), key_taint) or self.taint("positional access to an array"))
+            )
+        return Tracked(
+            value, Prov(join(prov.any_taint(), key_taint) or self.taint("a value taken from data"))
+        )
+
+    def _columns(self, box: Tracked, key: object, value: Any) -> Tracked:
+        prov = box.prov
+        if isinstance(value, pd.Series):
+            return Tracked(value, Prov(prov.column(key, unknown=UNKNOWN), prov.rows))
+        columns = {c: prov.column(c, unknown=UNKNOWN) for c in value.columns}
+        return Tracked(value, Prov(None, prov.rows, None, columns))
+
+    def _rows(self, box: Tracked, key: object, value: Any, *, what: str) -> Tracked:
+        """``frame[mask]`` / ``series[mask]``: a row filter when the mask lines up with the rows."""
+        prov = box.prov
+        if _is_mask(key) and self.misaligned(prov.rows, _positions(box), key) is None:
+            return self._same_rows(box, value, key.prov.any_taint())
+        taint = join(deep_unwrap(key)[1], self.taint(what if is_data(key) else f"positional {what}"))
+        return Tracked(value, Prov(join(prov.any_taint(), taint)))
+
+    def _indexed(self, indexer: TrackedIndexer, key: object, value: Any) -> Tracked:
+        owner = indexer.owner
+        if indexer.kind != "loc":
+            taint = join(owner.prov.any_taint(), deep_unwrap(key)[1]) or self.taint(f".{indexer.kind}")
+            return Tracked(value, Prov(taint))
+        rows, columns = _split_loc_key(key)
+        row_taint = self._row_selector(owner, rows)
+        if row_taint is None and isinstance(value, pd.DataFrame):
+            return self._same_rows(owner, value, deep_unwrap(rows)[1])
+        if row_taint is None and isinstance(value, pd.Series):
+            if isinstance(owner.value, pd.Series):
+                return self._same_rows(owner, value, deep_unwrap(rows)[1])
+            if is_scalar(columns) and not is_data(columns):
+                column_taint = join(owner.prov.column(columns, unknown=UNKNOWN), deep_unwrap(rows)[1])
+                return Tracked(value, Prov(column_taint, owner.prov.rows))
+        taint = join(deep_unwrap(key)[1], row_taint, owner.prov.any_taint()) or self.taint(".loc")
+        return Tracked(value, Prov(taint))
+
+    def _row_selector(self, owner: Tracked, rows: object) -> Taint | None:
+        """None when ``rows`` keeps rows by their own values (``:`` or an aligned mask)."""
+        if isinstance(rows, slice) and rows == slice(None):
+            return None
+        if _is_mask(rows):
+            return self.misaligned(owner.prov.rows, _positions(owner), rows)
+        return join(deep_unwrap(rows)[1], self.taint(".loc rows chosen by label or position"))
+
+    def _same_rows(self, box: Tracked, value: Any, extra: Taint | None) -> Tracked:
+        """``value`` holds some of ``box``'s rows, whole: same space, columns keep their taint."""
+        prov = box.prov
+        if isinstance(value, pd.DataFrame):
+            source = prov.columns or {}
+            columns = {
+                c: source.get(c, UNKNOWN) if prov.columns is not None else UNKNOWN for c in value.columns
+            }
+            if isinstance(box.value, pd.Series):
+                columns = dict.fromkeys(value.columns, prov.taint)
+            return Tracked(value, Prov(join(prov.taint, extra), prov.rows, None, columns))
+        if isinstance(value, pd.Series):
+            taint = prov.taint if isinstance(box.value, pd.Series) else prov.any_taint()
+            return Tracked(value, Prov(join(taint, extra), prov.rows))
+        return Tracked(value, Prov(join(prov.any_taint(), extra) or self.taint("a value taken from data")))
+
+    # -- writes ---------------------------------------------------------------------------------------
+    def write(self, obj: object) -> Any:
+        if isinstance(obj, TrackedIndexer):
+            return IndexerWriter(self, obj)
+        if isinstance(obj, Tracked):
+            if isinstance(obj.value, pd.DataFrame):
+                return FrameWriter(self, obj)
+            if isinstance(obj.value, pd.Series):
+                return SeriesWriter(self, obj)
+            return self.guards.write(obj.value)
+        if isinstance(obj, (dict, list)):
+            if self._callback_depth:
+                self._taint_run("a callback that keeps state across rows")
+            return ContainerWriter(obj)
+        return self.guards.write(obj)
+
+    def value_taint(self, frame: Tracked, value: object) -> Taint | None:
+        """Taint of ``value`` written as a column of ``frame`` (scalars broadcast; sequences must line
+        up with the frame's rows)."""
+        if not isinstance(value, Tracked):
+            if is_scalar(value):
+                return None
+            return deep_unwrap(value)[1] or self.taint(
+                "positional values (a list or array not traced to these rows) written"
+            )
+        raw, prov = value.value, value.prov
+        if isinstance(raw, (*_PANDAS, np.ndarray)) and not (isinstance(raw, np.ndarray) and raw.ndim == 0):
+            return join(prov.any_taint(), self.misaligned(frame.prov.rows, _positions(frame), value))
+        return prov.any_taint() or self.taint("a value taken from data")
+
+    def set_column(self, box: Tracked, key: object, value: object) -> None:
+        frame: pd.DataFrame = box.value
+        raw_key, key_taint = deep_unwrap(key)
+        self.guards.refuse_unit_labels(_as_labels(raw_key))
+        taint = join(key_taint, self.value_taint(box, value))
+        frame[raw_key] = deep_unwrap(value)[0]
+        self.mark_columns(box, _as_labels(raw_key), taint, replace_old=True)
+        if is_data(key):
+            box.prov = box.prov.tainted(key_taint or self.taint("a column named by a data value"))
+
+    def mark_columns(
+        self, box: Tracked, labels: Sequence[object], taint: Taint | None, *, replace_old: bool
+    ) -> None:
+        prov = box.prov
+        if prov.columns is None:
+            return
+        columns = dict(prov.columns)
+        for label in labels:
+            old = None if replace_old else columns.get(label, UNKNOWN)
+            columns[label] = join(old, taint)
+        box.prov = replace(prov, columns=columns)
+
+    def state_change(self) -> None:
+        if self._callback_depth:
+            self._taint_run("a callback that keeps state across rows")
+
+    # -- iteration ------------------------------------------------------------------------------------
+    def getiter(self, obj: object) -> Iterator[Any]:
+        if not isinstance(obj, Tracked):
+            return iter(obj)  # type: ignore[call-overload,no-any-return]
+        raw, prov = obj.value, obj.prov
+        if isinstance(raw, pd.DataFrame) and prov.taint is None and prov.columns is not None:
+            return iter(raw)  # column labels: the schema, not data
+        self._taint_run("a loop over values from data (how often it runs depends on data)")
+        return self._items(obj)
+
+    def _items(self, box: Tracked) -> Iterator[Tracked]:
+        item = Prov(box.prov.any_taint() or self.taint("values taken one by one from data"))
+        for value in box.value:
+            yield Tracked(value, item)
+
+    def unpack(self, value: object, spec: Any, _getiter: object = None) -> Any:
+        return _UNPACK(value, spec, self._unpack_iter)
+
+    def iter_unpack(self, value: object, spec: Any, _getiter: object = None) -> Iterator[Any]:
+        for item in self.getiter(value):
+            yield _UNPACK(item, spec, self._unpack_iter)
+
+    def _unpack_iter(self, value: object) -> Iterator[Any]:
+        return self._items(value) if isinstance(value, Tracked) else iter(value)  # type: ignore[call-overload]
+
+    # -- calls ----------------------------------------------------------------------------------------
+    def call(self, function: object, *args: Any, **kwargs: Any) -> Any:
+        from executors.pyjobs.methods import call_function, call_method
+
+        if isinstance(function, TrackedMethod):
+            return call_method(self, function, args, kwargs)
+        if isinstance(function, Tracked):
+            raw_args, taint = deep_unwrap((args, kwargs))
+            result = function.value(*raw_args[0], **raw_args[1])
+            return Tracked(
+                result,
+                Prov(join(function.prov.any_taint(), taint) or self.taint("a function taken from data")),
+            )
+        if is_job_function(function) or isinstance(function, AggregateHook):
+            return function(*args, **kwargs)  # type: ignore[operator]
+        return call_function(self, function, args, kwargs)
+
+    def callback(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """A job function as pandas calls it: per row or element, with plain values; data it brings in
+        from outside its row taints the method's result."""
+
+        def per_row(*args: Any, **kwargs: Any) -> Any:
+            self._callback_depth += 1
+            try:
+                out = function(*args, **kwargs)
+            finally:
+                self._callback_depth -= 1
+            if is_data(out):
+                raw, taint = deep_unwrap(out)
+                self._callback_taint = join(
+                    self._callback_taint, taint or self.taint("a callback returning data")
+                )
+                return raw
+            return out
+
+        return per_row
+
+    def take_callback_taint(self) -> Taint | None:
+        taint, self._callback_taint = self._callback_taint, None
+        return taint
+
+    # -- disclosure notes -----------------------------------------------------------------------------
+    def note_cells(self, what: str, units: int | None, *, extreme: bool) -> None:
+        line = self.line()
+        where = f"line {line}" if line is not None else "job"
+        if units is not None and units < self.min_units:
+            self.cell_findings.append(
+                DisclosureFinding(
+                    "min-units",
+                    "flag",
+                    f"{what} is computed from fewer than {self.min_units} units ({units})",
+                    where,
+                )
+            )
+        if extreme:
+            self.cell_findings.append(
+                DisclosureFinding("extreme-value", "flag", f"{what} is one unit's own value", where)
+            )
+
+    def note_groups(self, small: int | None) -> None:
+        line = self.line()
+        where = f"line {line}" if line is not None else "job"
+        if small is None:
+            self.cell_findings.append(
+                DisclosureFinding(
+                    "min-units", "flag", "units per group could not be counted for this groupby", where
+                )
+            )
+        elif small:
+            self.cell_findings.append(
+                DisclosureFinding(
+                    "min-units",
+                    "flag",
+                    f"{small} group(s) of this groupby have fewer than {self.min_units} units; every value "
+                    "computed from them is flagged",
+                    where,
+                )
+            )
+
+    # -- aggregate() ----------------------------------------------------------------------------------
+    def aggregate_hook(self, aggregator: Aggregator) -> AggregateHook:
+        return AggregateHook(self, aggregator)
+
+    def namespace(self) -> dict[str, Any]:
+        """The hooks by the names the compiled code calls."""
+        return {
+            "_getattr_": self.getattr,
+            "_getitem_": self.getitem,
+            "_write_": self.write,
+            "_getiter_": self.getiter,
+            "_iter_unpack_sequence_": self.iter_unpack,
+            "_unpack_sequence_": self.unpack,
+            "_inplacevar_": self.inplacevar,
+            "_apply_": self.call,
+            "_sbx_call_": self.call,
+            "_sbx_op_": self.op,
+            "_sbx_chain_": self.chain,
+            "_sbx_unary_": self.unary,
+            "_sbx_not_": self.not_,
+            "_sbx_and_": self.and_,
+            "_sbx_or_": self.or_,
+            "_sbx_test_": self.test,
+            "_sbx_caught_": self.caught,
+            "_sbx_fstr_": self.fstring,
+        }
+
+
+class AggregateHook:
+    """``aggregate()`` as the job calls it: the frame's provenance becomes findings of the table."""
+
+    def __init__(self, tracker: Tracker, aggregator: Aggregator) -> None:
+        self._tracker = tracker
+        self._aggregator = aggregator
+
+    def __call__(self, df: object, by: object, aggs: object) -> ReleasableTable:
+        findings = list(self._provenance_findings(df, by, aggs))
+        return self._aggregator(
+            unwrap(df), deep_unwrap(by)[0], deep_unwrap(aggs)[0], provenance=tuple(findings)
+        )
+
+    def _provenance_findings(self, df: object, by: object, aggs: object) -> Iterator[DisclosureFinding]:
+        tracker = self._tracker
+        where = f"aggregate() #{len(self._aggregator.issued) + 1}"
+        if tracker.run_taint is not None:
+            yield DisclosureFinding(
+                "row-dependence", "flag", f"the job's code is steered by data: {tracker.run_taint}", where
+            )
+        if not isinstance(df, Tracked):
+            yield DisclosureFinding(
+                "row-dependence", "flag", "the frame passed to aggregate() is not traced to the inputs", where
+            )
+            return
+        raw_by, by_taint = deep_unwrap(by)
+        raw_aggs, aggs_taint = deep_unwrap(aggs)
+        if is_data(by) or is_data(aggs):
+            taint = join(by_taint, aggs_taint) or Taint("names taken from data")
+            yield DisclosureFinding(
+                "row-dependence", "flag", f"group keys or aggregates are named by data: {taint}", where
+            )
+            return
+        keys = (
+            [raw_by] if isinstance(raw_by, str) else list(raw_by) if isinstance(raw_by, (list, tuple)) else []
+        )
+        columns: list[object] = [*keys]
+        if isinstance(raw_aggs, Mapping):
+            columns += [spec[0] for spec in raw_aggs.values() if isinstance(spec, tuple) and spec]
+        columns.append(tracker.unit)
+        for column in dict.fromkeys(columns):
+            column_taint = df.prov.column(column, unknown=UNKNOWN)
+            if column_taint is not None:
+                yield DisclosureFinding(
+                    "row-dependence",
+                    "flag",
+                    f"column {_label(column)} depends on other rows: {column_taint}",
+                    where,
+                )
+
+
+def _label(column: object) -> str:
+    """A column label as the report shows it: labels are the code's own strings or the schema's
+    (a label computed from data arrives boxed and is refused before this)."""
+    text = repr(column)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _positions(box: Tracked) -> pd.Index | None:
+    raw = box.value
+    if isinstance(raw, _PANDAS):
+        return raw.index
+    return box.prov.positions
+
+
+def _any(operand: object) -> Taint | None:
+    return operand.prov.any_taint() if isinstance(operand, Tracked) else None
+
+
+def _column_taint(operands: Sequence[object], label: object) -> Taint | None:
+    taint: Taint | None = None
+    for operand in operands:
+        if not isinstance(operand, Tracked):
+            continue
+        if isinstance(operand.value, pd.DataFrame):
+            taint = join(taint, operand.prov.column(label, unknown=UNKNOWN))
+        else:
+            taint = join(taint, operand.prov.any_taint())
+    return taint
+
+
+def _is_mask(key: object) -> TypeGuard[Tracked]:
+    if not isinstance(key, Tracked):
+        return False
+    raw = key.value
+    return isinstance(raw, pd.Series) and pd.api.types.is_bool_dtype(raw.dtype)
+
+
+def _labels_only(key: object, columns: pd.Index) -> bool:
+    if isinstance(key, (list, tuple)):
+        return all(is_scalar(k) and k in columns for k in key)
+    return is_scalar(key) and key in columns
+
+
+def _as_labels(key: object) -> list[object]:
+    if isinstance(key, (list, tuple, pd.Index)):
+        return list(key)
+    return [key]
+
+
+def _split_loc_key(key: object) -> tuple[object, object]:
+    raw = key.value if isinstance(key, Tracked) else key
+    if isinstance(raw, tuple) and len(raw) == 2:
+        return raw[0], raw[1]
+    return key, slice(None)
