@@ -164,7 +164,8 @@ class Aggregator:
     def _contribution_findings(
         self, df: pd.DataFrame, keys: list[str], column: str, name: str, call: int
     ) -> list[DisclosureFinding]:
-        """Dominance (n, k) and p% on per-unit absolute contributions, vectorised over groups."""
+        """Dominance (n, k) and p% on per-unit absolute contributions, vectorised over groups, for the
+        cells with at least ``min_units`` units (the others are suppressed by the output check)."""
         n, k, p = self.thresholds.dominance_n, self.thresholds.dominance_k, self.thresholds.p_percent
         per_unit = (
             df.assign(_sbx_abs=df[column].abs())
@@ -194,10 +195,17 @@ class Aggregator:
             .sum()
         )
         top_n, first, second = (s.reindex(total.index, fill_value=0.0) for s in (top_n, first, second))
+        # Only cells the output check will release: a group below k units is suppressed whatever it holds.
+        units = (
+            per_unit[per_unit["_sbx_abs"].notna()]
+            .groupby(keys, dropna=False, sort=True, observed=True)[self.unit_column]
+            .nunique()
+        )
+        released = units.reindex(total.index, fill_value=0).to_numpy() >= self.thresholds.min_units
         totals = total.to_numpy(dtype=float)
-        dominated = (totals > 0) & (top_n.to_numpy(dtype=float) > k * totals)
+        dominated = released & (totals > 0) & (top_n.to_numpy(dtype=float) > k * totals)
         x1 = first.to_numpy(dtype=float)
-        p_rule = (x1 > 0) & ((totals - x1 - second.to_numpy(dtype=float)) < p / 100.0 * x1)
+        p_rule = released & (x1 > 0) & ((totals - x1 - second.to_numpy(dtype=float)) < p / 100.0 * x1)
         where = f"aggregate() #{call}, {name!r}"
         findings = []
         if dominated.any():

@@ -136,7 +136,8 @@ def run_python_job(
     ``pseudonyms``: the set of unit pseudonyms, if the caller has it (it replaced the unit column);
     otherwise it is derived from the inputs when needed.
 
-    >>> frame = pd.DataFrame({"person_id": ["p1", "p2", "p3", "p4"], "g": ["a"] * 4, "x": [1.0, 3.0, 2.0, 2.0]})
+    >>> units = ["p1", "p2", "p3", "p4"]
+    >>> frame = pd.DataFrame({"person_id": units, "g": ["a"] * 4, "x": [1.0, 3.0, 2.0, 2.0]})
     >>> out = run_python_job("result = aggregate(t, by='g', aggs={'m': ('x', 'mean')})",
     ...                      {"t": frame}, unit_column="person_id", modules=[])
     >>> out.table.to_dict("records")
