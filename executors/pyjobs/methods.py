@@ -83,7 +83,37 @@ def call_function(tracker: Tracker, function: Any, args: Sequence[Any], kwargs: 
             operands = [o for o in operands if is_data(o)]
         return tracker.combine(result, operands, what=name)
     result, taint, _raw_args = _invoke(tracker, function, args, kwargs)
+    counted = [_units_behind(a) for a in (*args, *kwargs.values()) if _has_rows(a)]
+    if counted:
+        known = [n for n in counted if n is not None]
+        tracker.note_cells(name, min(known) if known else None, extreme=name in _EXTREME_FUNCTIONS)
     return Tracked(result, Prov(taint or tracker.taint(name)))
+
+
+_EXTREME_FUNCTIONS = frozenset(
+    [
+        "max",
+        "min",
+        "sorted",
+        "numpy.max",
+        "numpy.min",
+        "numpy.amax",
+        "numpy.amin",
+        "numpy.nanmax",
+        "numpy.nanmin",
+        "numpy.sort",
+        "numpy.ptp",
+        "numpy.percentile",
+        "numpy.quantile",
+        "numpy.nanpercentile",
+        "numpy.nanquantile",
+    ]
+)
+
+
+def _has_rows(value: object) -> bool:
+    """A tracked frame, series or positional array: its rows (and their units) are known."""
+    return isinstance(value, Tracked) and value.prov.rows is not None
 
 
 _ELEMENTWISE_FUNCTIONS = frozenset(
@@ -452,7 +482,8 @@ def _units_of_rows(box: Tracked) -> pd.Series | None:
     rows = box.prov.rows
     if rows is None or not rows.people or rows.units is None:
         return None
-    return rows.units.reindex(box.value.index)
+    labels = box.value.index if isinstance(box.value, _PANDAS) else box.prov.positions
+    return None if labels is None else rows.units.reindex(labels)
 
 
 def _units_behind(box: Tracked) -> int | None:
