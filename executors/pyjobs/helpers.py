@@ -11,6 +11,7 @@ that are not this job's pseudonyms (units invented to inflate counts), and it ev
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,9 +72,12 @@ class Aggregator:
         aggs: Mapping[str, tuple[str, str]],
         *,
         provenance: Sequence[DisclosureFinding] = (),
+        traced_keys: AbstractSet[str] = frozenset(),
     ) -> ReleasableTable:
-        """Group, aggregate and count units; ``provenance``: findings about where the frame's columns
-        come from (a flag there withholds the table, like a dominance flag)."""
+        """Group, aggregate and count units. ``provenance``: findings about where the frame's columns
+        come from (a flag there withholds the table, like a dominance flag). ``traced_keys``: group keys
+        the runtime traced, row by row, to group columns of the inputs only (``dt.year`` of a date,
+        a band of an age a SQL job could group by); the others are checked by value."""
         keys = [by] if isinstance(by, str) else list(by)
         self._validate(df, keys, aggs)
         if not self.pseudonyms.all_known(df[self.unit_column]):
@@ -86,7 +90,7 @@ class Aggregator:
         out[UNITS_COLUMN] = grouped[self.unit_column].nunique()
         findings: list[DisclosureFinding] = list(provenance)
         call = len(self.issued) + 1
-        findings.extend(self._key_findings(df, keys, call))
+        findings.extend(self._key_findings(df, [k for k in keys if k not in traced_keys], call))
         for i, (name, (col, fn)) in enumerate(aggs.items(), start=1):
             if bool(df[col].isna().any()):
                 subset = df[df[col].notna()]

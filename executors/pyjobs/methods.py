@@ -19,7 +19,18 @@ import numpy as np
 import pandas as pd
 
 from executors.pyjobs import rules
-from executors.pyjobs.taint import Prov, RowSpace, Taint, Tracked, TrackedMethod, deep_unwrap, is_data, join
+from executors.pyjobs.taint import (
+    Prov,
+    RowSpace,
+    Taint,
+    Tracked,
+    TrackedMethod,
+    deep_unwrap,
+    is_data,
+    join,
+    sources_of,
+    union_sources,
+)
 
 if TYPE_CHECKING:
     from executors.pyjobs.tracking import Tracker
@@ -240,7 +251,8 @@ def _row_local(
     if kwargs.get("inplace"):
         box.prov = box.prov.tainted(taint)
         return None
-    return _like(tracker, box, result, taint)
+    extra = union_sources(*(sources_of(o) for o in operands)) if aligned else frozenset()
+    return _like(tracker, box, result, taint, extra_sources=extra)
 
 
 def _like(
@@ -250,39 +262,49 @@ def _like(
     taint: Taint | None,
     *,
     renamed_from: list[object] | None = None,
+    extra_sources: frozenset[str] | None = frozenset(),
 ) -> Any:
-    """``result`` holds ``box``'s rows (or some of them): same space, columns keep their taint."""
+    """``result`` holds ``box``'s rows (or some of them): same space, columns keep their taint and
+    their sources (plus ``extra_sources``, the sources of the arguments that line up with the rows)."""
+    from executors.pyjobs.tracking import UNKNOWN
+
     prov = box.prov
     if isinstance(result, pd.DataFrame):
+        columns: dict[Any, Taint | None] | None
+        sources: dict[Any, frozenset[str] | None]
         if prov.columns is None:
-            columns = None
+            columns, sources = None, {}
         elif renamed_from is not None and len(renamed_from) == len(result.columns):
-            columns = {
-                new: prov.columns.get(old) for old, new in zip(renamed_from, result.columns, strict=True)
-            }
-        elif isinstance(box.value, pd.Series):
+            pairs = list(zip(renamed_from, result.columns, strict=True))
+            columns = {new: prov.columns.get(old) for old, new in pairs}
+            sources = {new: prov.source_of(old) for old, new in pairs}
+        elif not isinstance(box.value, pd.DataFrame):
             columns = dict.fromkeys(result.columns, prov.taint)
+            sources = dict.fromkeys(result.columns, prov.sources)
         else:
-            from executors.pyjobs.tracking import UNKNOWN
-
             columns = {c: prov.columns.get(c, UNKNOWN) for c in result.columns}
-        return Tracked(
-            result,
-            Prov(
-                join(prov.taint, taint) if isinstance(box.value, pd.DataFrame) else taint,
-                prov.rows,
-                None,
-                columns,
-            ),
-        )
+            sources = {c: prov.source_of(c) for c in result.columns}
+        merged = {c: union_sources(v, extra_sources) for c, v in sources.items()}
+        known = {c: v for c, v in merged.items() if v is not None}
+        own = join(prov.taint, taint) if isinstance(box.value, pd.DataFrame) else taint
+        return Tracked(result, Prov(own, prov.rows, None, columns, column_sources=known))
     if isinstance(result, pd.Series):
-        own = prov.taint if isinstance(box.value, pd.Series) else prov.any_taint()
-        return Tracked(result, Prov(join(own, taint), prov.rows))
+        if not isinstance(box.value, pd.DataFrame):
+            own, own_sources = prov.taint, prov.sources
+        else:
+            own, own_sources = prov.any_taint(), _all_sources(prov, box.value)
+        sources_ = union_sources(own_sources, extra_sources)
+        return Tracked(result, Prov(join(own, taint), prov.rows, sources=sources_))
     if isinstance(result, np.ndarray) and result.ndim >= 1:
         return Tracked(result, Prov(join(prov.any_taint(), taint), prov.rows, box.value.index))
     if result is None:
         return None
     return Tracked(result, Prov(join(prov.any_taint(), taint) or tracker.taint("a value taken from data")))
+
+
+def _all_sources(prov: Prov, frame: pd.DataFrame) -> frozenset[str] | None:
+    """Sources of a value computed from a whole row of ``frame`` (every column)."""
+    return union_sources(*(prov.source_of(c) for c in frame.columns))
 
 
 def _row_subset(
@@ -386,9 +408,9 @@ def _rekeyed(
         for column in added:
             source[column] = tracker.taint(".reset_index (row labels turned into a column)")
     columns = {c: source.get(c, UNKNOWN) for c in result.columns} if prov.columns is not None else None
-    return Tracked(
-        result, Prov(join(prov.taint if isinstance(raw, pd.DataFrame) else None, taint), space, None, columns)
-    )
+    column_sources = prov.sources_for(result.columns)
+    own = join(prov.taint if isinstance(raw, pd.DataFrame) else None, taint)
+    return Tracked(result, Prov(own, space, None, columns, column_sources=column_sources))
 
 
 def _merge(tracker: Tracker, left: object, right: object, kwargs: dict[str, Any]) -> Tracked:
@@ -420,7 +442,46 @@ def _merge(tracker: Tracker, left: object, right: object, kwargs: dict[str, Any]
         )
     units = result[tracker.unit] if tracker.unit in result.columns else None
     space = RowSpace("merged rows", people=left_people or right_people, units=units)
-    return Tracked(result, Prov(taint, space, None, columns))
+    sources = _merged_sources(
+        result, raw_left, raw_right, left_prov, right_prov, keys, on_unit=tracker.unit in keys
+    )
+    return Tracked(result, Prov(taint, space, None, columns, column_sources=sources))
+
+
+def _merged_sources(
+    result: pd.DataFrame,
+    left: pd.DataFrame,
+    right: pd.DataFrame,
+    left_prov: Prov | None,
+    right_prov: Prov | None,
+    keys: set[object],
+    *,
+    on_unit: bool,
+) -> dict[Any, frozenset[str]]:
+    """Input columns behind each merged column. Off the unit, a looked-up value also depends on the
+    key it was looked up by."""
+
+    def source(prov: Prov | None, label: object) -> frozenset[str] | None:
+        return frozenset() if prov is None else prov.source_of(label)
+
+    by_key = (
+        frozenset()
+        if on_unit
+        else union_sources(*(source(left_prov, k) for k in keys), *(source(right_prov, k) for k in keys))
+    )
+    out: dict[Any, frozenset[str]] = {}
+    for column in result.columns:
+        if column in left.columns and column not in right.columns:
+            found = source(left_prov, column)
+        elif column in right.columns and column not in left.columns:
+            found = union_sources(source(right_prov, column), by_key)
+        elif column in keys:
+            found = union_sources(source(left_prov, column), source(right_prov, column))
+        else:
+            found = None  # suffixed duplicates: not traced
+        if found is not None:
+            out[column] = found
+    return out
 
 
 def _merge_keys(kwargs: Mapping[str, Any], left: pd.DataFrame, right: pd.DataFrame) -> set[object]:

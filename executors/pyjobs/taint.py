@@ -15,7 +15,7 @@ re-indexing make a new one), so combining two of them pairs every person with th
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -63,13 +63,27 @@ class Prov:
     ``rows``: the row space a frame, series or positional array is aligned with (None: not aligned
     with any rows, e.g. a scalar). ``positions``: for a positional array, the index labels its
     positions stand for. ``columns``: for a frame, the taint of each column by label; a label
-    missing from it is of unknown origin and counts as tainted.
+    missing from it is of unknown origin and counts as tainted. ``sources`` (of a series or array)
+    and ``column_sources`` (of a frame's columns): the input columns a row-local value is computed
+    from, for the group-key rule (None: not known).
     """
 
     taint: Taint | None = None
     rows: RowSpace | None = None
     positions: pd.Index | None = field(default=None, repr=False)
     columns: Mapping[Any, Taint | None] | None = None
+    sources: frozenset[str] | None = None
+    column_sources: Mapping[Any, frozenset[str]] | None = None
+
+    def source_of(self, label: object) -> frozenset[str] | None:
+        """The input columns a frame's column is computed from (None: not known)."""
+        return None if self.column_sources is None else self.column_sources.get(label)
+
+    def sources_for(self, labels: Iterable[object]) -> dict[Any, frozenset[str]] | None:
+        """``column_sources`` restricted to ``labels`` (those not known are left out)."""
+        if self.column_sources is None:
+            return None
+        return {c: self.column_sources[c] for c in labels if c in self.column_sources}
 
     def column(self, label: object, *, unknown: Taint) -> Taint | None:
         """Taint of one column of a frame (the frame's own taint first)."""
@@ -148,6 +162,29 @@ class TrackedIndexer(Tracked):
         super().__init__(value, owner.prov)
         self.owner = owner
         self.kind = kind
+
+
+def union_sources(*sources: frozenset[str] | None) -> frozenset[str] | None:
+    """All input columns of ``sources`` (None when any is not known).
+
+    >>> sorted(union_sources(frozenset({"a"}), frozenset({"b"}))), union_sources(frozenset({"a"}), None)
+    (['a', 'b'], None)
+    """
+    out: frozenset[str] = frozenset()
+    for part in sources:
+        if part is None:
+            return None
+        out |= part
+    return out
+
+
+def sources_of(value: object) -> frozenset[str] | None:
+    """Input columns behind a series, array or constant (a constant of the code has none)."""
+    if not isinstance(value, Tracked):
+        return frozenset() if is_scalar(value) else None
+    if value.prov.any_taint() is not None:
+        return None
+    return value.prov.sources
 
 
 def unwrap(value: object) -> Any:

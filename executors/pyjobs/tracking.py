@@ -44,6 +44,8 @@ from executors.pyjobs.taint import (
     is_data,
     is_scalar,
     join,
+    sources_of,
+    union_sources,
     unwrap,
 )
 from executors.pyjobs.writers import ContainerWriter, FrameWriter, IndexerWriter, SeriesWriter
@@ -126,7 +128,8 @@ class Tracker:
         """An input table as the job receives it: every column row-local, rows of its own space."""
         units = frame[self.unit] if self.unit in frame.columns else None
         space = RowSpace(name, people=units is not None, units=units)
-        return Tracked(frame, Prov(rows=space, columns=dict.fromkeys(frame.columns)))
+        sources = {c: frozenset({str(c)}) for c in frame.columns}
+        return Tracked(frame, Prov(rows=space, columns=dict.fromkeys(frame.columns), column_sources=sources))
 
     def line(self) -> int | None:
         frame = sys._getframe(1)
@@ -222,12 +225,17 @@ class Tracker:
             taint = join(taint, self.misaligned(base.prov.rows, positions, operand))
         if isinstance(result, pd.DataFrame):
             columns = {c: _column_taint(operands, c) for c in result.columns}
-            return Tracked(result, Prov(taint, base.prov.rows, None, columns))
+            column_sources = {c: _column_sources(operands, c) for c in result.columns}
+            known = {c: s for c, s in column_sources.items() if s is not None}
+            return Tracked(result, Prov(taint, base.prov.rows, None, columns, column_sources=known))
+        sources = union_sources(*(sources_of(o) for o in operands))
         if isinstance(result, pd.Series):
-            return Tracked(result, Prov(join(taint, *(_any(o) for o in operands)), base.prov.rows))
+            return Tracked(
+                result, Prov(join(taint, *(_any(o) for o in operands)), base.prov.rows, sources=sources)
+            )
         if isinstance(result, np.ndarray) and result.ndim >= 1:
             taint = join(taint, *(_any(o) for o in operands))
-            return Tracked(result, Prov(taint, base.prov.rows, positions))
+            return Tracked(result, Prov(taint, base.prov.rows, positions, sources=sources))
         return Tracked(result, Prov(taint or self.taint(what)))
 
     def misaligned(self, rows: RowSpace | None, positions: pd.Index | None, operand: object) -> Taint | None:
@@ -276,7 +284,7 @@ class Tracker:
             if name in {"loc", "iloc", "at", "iat"}:
                 return TrackedIndexer(value, box, name)
             if name in {"str", "dt", "cat"}:
-                return Tracked(value, Prov(prov.any_taint(), prov.rows))
+                return Tracked(value, Prov(prov.any_taint(), prov.rows, sources=prov.sources))
             schema_known = isinstance(raw, pd.Series) or prov.columns is not None
             if name in rules.SCHEMA_PROPERTIES and prov.taint is None and schema_known:
                 return value
@@ -285,7 +293,7 @@ class Tracker:
         if isinstance(raw, _ACCESSORS) and not callable(value):
             if name in rules.ACCESSOR_CROSS_ROW:
                 return Tracked(value, Prov(self.taint(f".{name}")))
-            return Tracked(value, Prov(prov.taint, prov.rows))
+            return Tracked(value, Prov(prov.taint, prov.rows, sources=prov.sources))
         if callable(value) and not isinstance(value, (*_PANDAS, np.ndarray)):
             return TrackedMethod(value, box, name)
         return Tracked(value, Prov(prov.any_taint() or self.taint(f".{name}")))
@@ -305,7 +313,7 @@ class Tracker:
         if isinstance(obj, TrackedIndexer):
             return self._indexed(obj, key, value)
         if isinstance(raw, _ACCESSORS):
-            return Tracked(value, Prov(join(prov.taint, key_taint), prov.rows))
+            return Tracked(value, Prov(join(prov.taint, key_taint), prov.rows, sources=prov.sources))
         if isinstance(raw, pd.DataFrame):
             if not is_data(key) and _labels_only(raw_key, raw.columns):
                 return self._columns(obj, raw_key, value)
@@ -323,9 +331,13 @@ class Tracker:
     def _columns(self, box: Tracked, key: object, value: Any) -> Tracked:
         prov = box.prov
         if isinstance(value, pd.Series):
-            return Tracked(value, Prov(prov.column(key, unknown=UNKNOWN), prov.rows))
+            return Tracked(
+                value, Prov(prov.column(key, unknown=UNKNOWN), prov.rows, sources=prov.source_of(key))
+            )
         columns = {c: prov.column(c, unknown=UNKNOWN) for c in value.columns}
-        return Tracked(value, Prov(None, prov.rows, None, columns))
+        return Tracked(
+            value, Prov(None, prov.rows, None, columns, column_sources=prov.sources_for(value.columns))
+        )
 
     def _rows(self, box: Tracked, key: object, value: Any, *, what: str) -> Tracked:
         """``frame[mask]`` / ``series[mask]``: a row filter when the mask lines up with the rows."""
@@ -349,7 +361,8 @@ class Tracker:
                 return self._same_rows(owner, value, deep_unwrap(rows)[1])
             if is_scalar(columns) and not is_data(columns):
                 column_taint = join(owner.prov.column(columns, unknown=UNKNOWN), deep_unwrap(rows)[1])
-                return Tracked(value, Prov(column_taint, owner.prov.rows))
+                sources = owner.prov.source_of(columns)
+                return Tracked(value, Prov(column_taint, owner.prov.rows, sources=sources))
         taint = join(deep_unwrap(key)[1], row_taint, owner.prov.any_taint()) or self.taint(".loc")
         return Tracked(value, Prov(taint))
 
@@ -369,12 +382,17 @@ class Tracker:
             columns = {
                 c: source.get(c, UNKNOWN) if prov.columns is not None else UNKNOWN for c in value.columns
             }
+            column_sources = prov.sources_for(value.columns)
             if isinstance(box.value, pd.Series):
                 columns = dict.fromkeys(value.columns, prov.taint)
-            return Tracked(value, Prov(join(prov.taint, extra), prov.rows, None, columns))
+                column_sources = None if prov.sources is None else dict.fromkeys(value.columns, prov.sources)
+            return Tracked(
+                value, Prov(join(prov.taint, extra), prov.rows, None, columns, column_sources=column_sources)
+            )
         if isinstance(value, pd.Series):
             taint = prov.taint if isinstance(box.value, pd.Series) else prov.any_taint()
-            return Tracked(value, Prov(join(taint, extra), prov.rows))
+            sources = prov.sources if isinstance(box.value, pd.Series) else None
+            return Tracked(value, Prov(join(taint, extra), prov.rows, sources=sources))
         return Tracked(value, Prov(join(prov.any_taint(), extra) or self.taint("a value taken from data")))
 
     # -- writes ---------------------------------------------------------------------------------------
@@ -413,21 +431,35 @@ class Tracker:
         self.guards.refuse_unit_labels(_as_labels(raw_key))
         taint = join(key_taint, self.value_taint(box, value))
         frame[raw_key] = deep_unwrap(value)[0]
-        self.mark_columns(box, _as_labels(raw_key), taint, replace_old=True)
+        self.mark_columns(box, _as_labels(raw_key), taint, replace_old=True, sources=sources_of(value))
         if is_data(key):
             box.prov = box.prov.tainted(key_taint or self.taint("a column named by a data value"))
 
     def mark_columns(
-        self, box: Tracked, labels: Sequence[object], taint: Taint | None, *, replace_old: bool
+        self,
+        box: Tracked,
+        labels: Sequence[object],
+        taint: Taint | None,
+        *,
+        replace_old: bool,
+        sources: frozenset[str] | None,
     ) -> None:
+        """Columns ``labels`` of ``box`` were written with a value of ``taint`` computed from
+        ``sources``; unless ``replace_old``, the rows not written keep what they had."""
         prov = box.prov
         if prov.columns is None:
             return
         columns = dict(prov.columns)
+        column_sources = dict(prov.column_sources or {})
         for label in labels:
             old = None if replace_old else columns.get(label, UNKNOWN)
             columns[label] = join(old, taint)
-        box.prov = replace(prov, columns=columns)
+            merged = sources if replace_old else union_sources(column_sources.get(label), sources)
+            if merged is None:
+                column_sources.pop(label, None)
+            else:
+                column_sources[label] = merged
+        box.prov = replace(prov, columns=columns, column_sources=column_sources)
 
     def state_change(self) -> None:
         if self._callback_depth:
@@ -575,8 +607,26 @@ class AggregateHook:
     def __call__(self, df: object, by: object, aggs: object) -> ReleasableTable:
         findings = list(self._provenance_findings(df, by, aggs))
         return self._aggregator(
-            unwrap(df), deep_unwrap(by)[0], deep_unwrap(aggs)[0], provenance=tuple(findings)
+            unwrap(df),
+            deep_unwrap(by)[0],
+            deep_unwrap(aggs)[0],
+            provenance=tuple(findings),
+            traced_keys=self._traced_keys(df, by),
         )
+
+    def _traced_keys(self, df: object, by: object) -> frozenset[str]:
+        """Keys computed row by row from group columns of the inputs only (and the code's constants)."""
+        groupable = self._aggregator.key_sources
+        if groupable is None or not isinstance(df, Tracked) or is_data(by):
+            return frozenset()
+        keys = [by] if isinstance(by, str) else list(by) if isinstance(by, (list, tuple)) else []
+        traced = set()
+        for key in keys:
+            sources = df.prov.source_of(key)
+            clean = df.prov.column(key, unknown=UNKNOWN) is None
+            if clean and sources and sources <= set(groupable):
+                traced.add(key)
+        return frozenset(traced)
 
     def _provenance_findings(self, df: object, by: object, aggs: object) -> Iterator[DisclosureFinding]:
         tracker = self._tracker
@@ -632,6 +682,16 @@ def _positions(box: Tracked) -> pd.Index | None:
 
 def _any(operand: object) -> Taint | None:
     return operand.prov.any_taint() if isinstance(operand, Tracked) else None
+
+
+def _column_sources(operands: Sequence[object], label: object) -> frozenset[str] | None:
+    parts: list[frozenset[str] | None] = []
+    for operand in operands:
+        if isinstance(operand, Tracked) and isinstance(operand.value, pd.DataFrame):
+            parts.append(operand.prov.source_of(label))
+        else:
+            parts.append(sources_of(operand))
+    return union_sources(*parts)
 
 
 def _column_taint(operands: Sequence[object], label: object) -> Taint | None:

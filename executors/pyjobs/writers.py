@@ -14,7 +14,17 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
-from executors.pyjobs.taint import Prov, RowSpace, Taint, Tracked, TrackedIndexer, deep_unwrap, is_data, join
+from executors.pyjobs.taint import (
+    Prov,
+    RowSpace,
+    Taint,
+    Tracked,
+    TrackedIndexer,
+    deep_unwrap,
+    is_data,
+    join,
+    sources_of,
+)
 
 if TYPE_CHECKING:
     from executors.pyjobs.tracking import Tracker
@@ -140,7 +150,7 @@ class IndexerWriter:
                 taint or tracker.taint("a write to columns that could not be traced")
             )
             return
-        tracker.mark_columns(owner, labels, taint, replace_old=False)
+        tracker.mark_columns(owner, labels, taint, replace_old=False, sources=sources_of(value))
 
 
 def _selector_taint(tracker: Tracker, box: Tracked, rows: object) -> Taint | None:

@@ -37,8 +37,21 @@ def run_keyed(code: str) -> AggregateOutput | WithheldOutput:
         "sexes = people[['person_id', 'sex']].drop_duplicates()\n"
         "p = people[['person_id', 'income']].merge(sexes, on='person_id')\n"
         "result = aggregate(p, by='sex', aggs={'n': ('income', 'count')})",
+        # Computed row by row from group columns only: a coarser grouping a SQL job could also make.
+        "p = people.assign(half=people['district'].str[0] + '-' + people['sex'].str.upper())\n"
+        "result = aggregate(p, by='half', aggs={'n': ('income', 'count')})",
+        "import numpy as np\n"
+        "p = people.assign(side=np.where(people['district'].isin(['north', 'east']), 'NE', 'SW'))\n"
+        "result = aggregate(p, by='side', aggs={'n': ('income', 'count')})",
     ],
-    ids=["one-key", "two-keys", "filtered-and-sorted", "joined-to-itself"],
+    ids=[
+        "one-key",
+        "two-keys",
+        "filtered-and-sorted",
+        "joined-to-itself",
+        "derived-from-group-columns",
+        "numpy-where",
+    ],
 )
 def test_tables_keyed_by_unmodified_group_columns_are_released(code: str) -> None:
     assert isinstance(run_keyed(code), AggregateOutput)
