@@ -12,6 +12,7 @@ the value, and whether it is one unit's own value (min, max, ...).
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ from executors.pyjobs.taint import (
     sources_of,
     union_sources,
 )
+from executors.pyjobs.units import small_groups, units_behind
 
 if TYPE_CHECKING:
     from executors.pyjobs.tracking import Tracker
@@ -53,10 +55,10 @@ def call_method(
     result, taint, _raw_args = _invoke(tracker, method.value, args, kwargs)
     if name in rules.REDUCTIONS:
         tracker.note_cells(f".{name}", None, extreme=name in rules.EXTREMES)
-    if result is None:
-        return None
-    if result is raw:
-        return box
+    if result is None or result is raw:
+        # Changed in place (a sort, an update): what it holds now depends on whatever was done.
+        box.prov = box.prov.tainted(join(taint, tracker.taint(f".{name} (changed in place)")))
+        return None if result is None else box
     return Tracked(result, Prov(join(box.prov.any_taint(), taint) or tracker.taint(f".{name}")))
 
 
@@ -84,7 +86,13 @@ def call_function(tracker: Tracker, function: Any, args: Sequence[Any], kwargs: 
     name = function_name(function)
     if name == "pandas.merge" and len(args) >= 2:
         return _merge(tracker, args[0], args[1], dict(kwargs))
-    if isinstance(function, np.ufunc) or name in _ELEMENTWISE_FUNCTIONS or _is_fixed_cut(name, args, kwargs):
+    for target in _outputs(kwargs):
+        target.prov = target.prov.tainted(tracker.taint(f"{name} writing into an existing array"))
+    if "out" in kwargs:
+        pass  # results written in place: the generic rule below taints them
+    elif (
+        isinstance(function, np.ufunc) or name in _ELEMENTWISE_FUNCTIONS or _is_fixed_cut(name, args, kwargs)
+    ):
         raw_args, _ = deep_unwrap((list(args), dict(kwargs)))
         result = function(*raw_args[0], **raw_args[1])
         operands = [*args, *kwargs.values()]
@@ -94,7 +102,7 @@ def call_function(tracker: Tracker, function: Any, args: Sequence[Any], kwargs: 
             operands = [o for o in operands if is_data(o)]
         return tracker.combine(result, operands, what=name)
     result, taint, _raw_args = _invoke(tracker, function, args, kwargs)
-    counted = [_units_behind(a) for a in (*args, *kwargs.values()) if _has_rows(a)]
+    counted = [units_behind(a) for a in (*args, *kwargs.values()) if _has_rows(a)]
     if counted:
         known = [n for n in counted if n is not None]
         tracker.note_cells(name, min(known) if known else None, extreme=name in _EXTREME_FUNCTIONS)
@@ -130,6 +138,12 @@ def _has_rows(value: object) -> bool:
 _ELEMENTWISE_FUNCTIONS = frozenset(
     {f"numpy.{n}" for n in rules.NUMPY_ELEMENTWISE} | {f"pandas.{n}" for n in rules.PANDAS_ELEMENTWISE}
 )
+
+
+def _outputs(kwargs: Mapping[str, Any]) -> list[Tracked]:
+    out = kwargs.get("out")
+    targets = out if isinstance(out, tuple) else (out,)
+    return [t for t in targets if isinstance(t, Tracked)]
 
 
 def _is_fixed_cut(name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
@@ -203,11 +217,12 @@ def _frame_method(
         return _row_subset(tracker, box, name, method, args, kwargs)
     result, taint, _raw_args = _invoke(tracker, method, args, kwargs)
     if name in rules.REDUCTIONS:
-        tracker.note_cells(f".{name}", _units_behind(box), extreme=name in rules.EXTREMES)
+        tracker.note_cells(f".{name}", units_behind(box), extreme=name in rules.EXTREMES)
     taint = join(box.prov.any_taint(), taint) or tracker.taint(f".{name}")
-    if kwargs.get("inplace"):
+    if kwargs.get("inplace") or result is None or result is raw:
+        # Changed in place (``update``, ``insert``, ``inplace=True``): the whole frame is suspect.
         box.prov = box.prov.tainted(taint)
-        return None
+        return None if result is None else box
     return Tracked(result, Prov(taint))
 
 
@@ -215,12 +230,29 @@ def _per_element(
     raw: pd.DataFrame | pd.Series, name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
 ) -> bool:
     """``map`` calls its function per element; ``apply`` per element of a series, per row of a frame
-    only with ``axis=1``."""
+    only with ``axis=1``. The function must be one pandas calls that way: the job's own, a lookup
+    written in the code (a dict), a numpy ufunc or a builtin. A name (``'cumsum'``) or another library
+    function may be given the whole column instead."""
+    function = args[0] if args else kwargs.get("func", kwargs.get("arg"))
+    if not _called_per_element(function):
+        return False
     if name == "apply" and isinstance(raw, pd.DataFrame):
         return kwargs.get("axis", args[1] if len(args) > 1 else 0) in (1, "columns")
     if name == "apply":
         return kwargs.get("by_row", "compat") == "compat" and len(args) <= 1 and "args" not in kwargs
     return True
+
+
+def _called_per_element(function: object) -> bool:
+    if isinstance(function, Tracked):
+        return False
+    if _job_function(function) or isinstance(function, np.ufunc):
+        return True
+    if isinstance(function, dict):
+        return not is_data(function)
+    return isinstance(function, (types.BuiltinFunctionType, types.MethodDescriptorType)) and getattr(
+        function, "__module__", "builtins"
+    ) in (None, "builtins")
 
 
 def _row_local(
@@ -237,6 +269,8 @@ def _row_local(
 
     operands = [*args, *kwargs.values()]
     taint: Taint | None = None
+    if name not in rules.PER_ELEMENT_CALLBACKS and any(_job_function(o) for o in operands):
+        taint = tracker.taint(f".{name} with a function (it is given the whole column)")
     for operand in operands:
         if aligned:
             taint = join(
@@ -252,7 +286,8 @@ def _row_local(
         box.prov = box.prov.tainted(taint)
         return None
     extra = union_sources(*(sources_of(o) for o in operands)) if aligned else frozenset()
-    return _like(tracker, box, result, taint, extra_sources=extra)
+    whole_row = name == "apply" and isinstance(box.value, pd.DataFrame)
+    return _like(tracker, box, result, taint, extra_sources=extra, whole_row=whole_row)
 
 
 def _like(
@@ -263,6 +298,7 @@ def _like(
     *,
     renamed_from: list[object] | None = None,
     extra_sources: frozenset[str] | None = frozenset(),
+    whole_row: bool = False,
 ) -> Any:
     """``result`` holds ``box``'s rows (or some of them): same space, columns keep their taint and
     their sources (plus ``extra_sources``, the sources of the arguments that line up with the rows)."""
@@ -281,6 +317,9 @@ def _like(
         elif not isinstance(box.value, pd.DataFrame):
             columns = dict.fromkeys(result.columns, prov.taint)
             sources = dict.fromkeys(result.columns, prov.sources)
+        elif whole_row:  # a function of each whole row: every column may hold any of the row's values
+            columns = dict.fromkeys(result.columns, prov.any_taint())
+            sources = dict.fromkeys(result.columns, _all_sources(prov, box.value))
         else:
             columns = {c: prov.columns.get(c, UNKNOWN) for c in result.columns}
             sources = {c: prov.source_of(c) for c in result.columns}
@@ -535,46 +574,6 @@ def _groupby(
     """Every value computed from a groupby depends on the other rows of its group; the groups below k
     units are counted for the report here, where the rows and their units are known."""
     grouped, taint, raw_args = _invoke(tracker, method, args, kwargs)
-    tracker.note_groups(_small_groups(tracker, box, raw_args))
-    return Tracked(grouped, Prov(join(box.prov.any_taint(), taint) or tracker.taint("groupby")))
-
-
-def _units_of_rows(box: Tracked) -> pd.Series | None:
-    rows = box.prov.rows
-    if rows is None or not rows.people or rows.units is None:
-        return None
-    labels = box.value.index if isinstance(box.value, _PANDAS) else box.prov.positions
-    return None if labels is None else rows.units.reindex(labels)
-
-
-def _units_behind(box: Tracked) -> int | None:
-    units = _units_of_rows(box)
-    return None if units is None else int(units.nunique())
-
-
-def _small_groups(tracker: Tracker, box: Tracked, raw_args: tuple[list[Any], dict[str, Any]]) -> int | None:
-    units = _units_of_rows(box)
-    if units is None:
-        return None
-    frame = box.value
     by = raw_args[1].get("by", raw_args[0][0] if raw_args[0] else None)
-    try:
-        if isinstance(frame, pd.DataFrame):
-            keys = (
-                [by]
-                if isinstance(by, (str, pd.Series))
-                else list(by)
-                if isinstance(by, (list, tuple))
-                else [by]
-            )
-            resolved = [frame[k] if isinstance(k, str) else k for k in keys]
-        else:
-            resolved = by if isinstance(by, list) else [by]
-        counts = (
-            pd.Series(units.to_numpy(), index=frame.index)
-            .groupby(resolved, dropna=False, observed=True)
-            .nunique()
-        )
-    except (KeyError, ValueError, TypeError):
-        return None
-    return int((counts < tracker.min_units).sum())
+    tracker.note_groups(small_groups(box, by, min_units=tracker.min_units))
+    return Tracked(grouped, Prov(join(box.prov.any_taint(), taint) or tracker.taint("groupby")))

@@ -41,6 +41,8 @@ class RowSpace:
     label: str
     people: bool
     units: pd.Series | None = field(default=None, repr=False)  # the unit of each row, by index label
+    # Filled on first use by ``units.unit_codes`` (the units as integers); never compared.
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def join(*taints: Taint | None) -> Taint | None:

@@ -268,6 +268,8 @@ class Tracker:
         return self._attribute(obj, name, value)
 
     def getattr_builtin(self, obj: object, name: str, *default: object) -> Any:
+        if is_data(name):
+            self._taint_run("an attribute chosen by a value from data")
         try:
             return self.getattr(obj, unwrap(name))
         except AttributeError:
@@ -404,6 +406,7 @@ class Tracker:
                 return FrameWriter(self, obj)
             if isinstance(obj.value, pd.Series):
                 return SeriesWriter(self, obj)
+            obj.prov = obj.prov.tainted(self.taint("a value changed in place"))
             return self.guards.write(obj.value)
         if isinstance(obj, (dict, list)):
             if self._callback_depth:
@@ -503,7 +506,7 @@ class Tracker:
                 result,
                 Prov(join(function.prov.any_taint(), taint) or self.taint("a function taken from data")),
             )
-        if is_job_function(function) or isinstance(function, AggregateHook):
+        if is_job_function(function) or isinstance(function, AggregateHook) or _hook_of(self, function):
             return function(*args, **kwargs)  # type: ignore[operator]
         return call_function(self, function, args, kwargs)
 
@@ -664,6 +667,11 @@ class AggregateHook:
                     f"column {_label(column)} depends on other rows: {column_taint}",
                     where,
                 )
+
+
+def _hook_of(tracker: Tracker, function: object) -> bool:
+    """The tracker's own builtins (``getattr``, ``hasattr``): they open the boxes themselves."""
+    return getattr(function, "__self__", None) is tracker
 
 
 def _label(column: object) -> str:

@@ -68,12 +68,15 @@ def test_tables_keyed_by_unmodified_group_columns_are_released(code: str) -> Non
         "result = aggregate(t, by='district', aggs={'n': ('income', 'count')})",
         "t = people.copy()\nt['district'] = list(t['district'])[::-1]\n"
         "result = aggregate(t, by='district', aggs={'n': ('income', 'count')})",
+        "t = people.assign(district=people.apply(lambda r: str(r['age']), axis=1))\n"
+        "result = aggregate(t, by='district', aggs={'n': ('income', 'count')})",
     ],
     ids=[
         "renamed-copy-of-filter-column",
         "bucket-of-aggregate-column",
         "group-column-overwritten",
         "reindexed",
+        "row-function-of-a-filter-column",
     ],
 )
 def test_tables_keyed_by_anything_else_are_withheld_with_the_reason(code: str) -> None:

@@ -195,7 +195,29 @@ CONTROL: list[Attack] = [
     ),
 ]
 
-ATTACKS = POSITIONAL + REDUCTIONS + CROSS_ROW + LOOKUPS + CONTROL
+IN_PLACE: list[Attack] = [
+    Attack(
+        "update_in_place",
+        "other = people[['income']].copy()\nother['income'] = people['income'].max()\npeople.update(other)\n"
+        "people['x'] = people['income']" + BY_SEX,
+        ".max",
+    ),
+    Attack("insert_in_place", "people.insert(0, 'x', people['income'].max())" + BY_SEX, ".max"),
+    Attack(
+        "where_with_a_function",
+        "people['x'] = people['income'].where(lambda s: s >= s.max(), 0.0)" + BY_SEX,
+        ".where",
+    ),
+    Attack("apply_by_name", "people['x'] = people['income'].apply('cumsum')" + BY_SEX, ".apply"),
+    Attack(
+        "method_chosen_by_data",
+        f"dx = people.loc[{TARGET}, 'diagnosis'].iloc[0]\n"
+        "pick = getattr(people['income'], {'rare-x': 'max'}.get(dx, 'min'))\npeople['x'] = pick()" + BY_SEX,
+        "attribute",
+    ),
+]
+
+ATTACKS = POSITIONAL + REDUCTIONS + CROSS_ROW + LOOKUPS + CONTROL + IN_PLACE
 
 
 @pytest.mark.parametrize("attack", ATTACKS, ids=lambda a: a.id)
