@@ -96,6 +96,8 @@ def call_function(tracker: Tracker, function: Any, args: Sequence[Any], kwargs: 
         raw_args, _ = deep_unwrap((list(args), dict(kwargs)))
         result = function(*raw_args[0], **raw_args[1])
         operands = [*args, *kwargs.values()]
+        if name == "numpy.select":  # lists of conditions and of choices: each element is an operand
+            operands = [o for a in operands for o in (a if isinstance(a, list) else [a])]
         if name.startswith("pandas."):
             # Lists given to pandas' element-wise functions are parameters (bin edges, labels, formats),
             # not values lined up with rows; numpy's operands are.
@@ -205,6 +207,14 @@ def _frame_method(
         return _merge(tracker, box, right, kwargs)
     if name == "groupby":
         return _groupby(tracker, box, method, args, kwargs)
+    if (
+        name == "items"
+        and isinstance(raw, pd.DataFrame)
+        and box.prov.taint is None
+        and box.prov.columns is not None
+    ):
+        # A loop over the columns of a frame: the labels are the schema, each column keeps its own taint.
+        return [(label, tracker.getitem(box, label)) for label in raw.columns]
     if name in rules.POSITIONAL:
         result, taint, _ = _invoke(tracker, method, args, kwargs)
         return Tracked(result, Prov(join(box.prov.any_taint(), taint), box.prov.rows, raw.index))

@@ -55,7 +55,7 @@ EXTREMES = _names("min max idxmin idxmax nlargest nsmallest first last")
 SCHEMA_PROPERTIES = _names("columns name dtype dtypes ndim")
 
 #: numpy functions (besides ufuncs, which are all element-wise) that act element by element.
-NUMPY_ELEMENTWISE = _names("where clip round around isnan isfinite isinf nan_to_num")
+NUMPY_ELEMENTWISE = _names("where select clip round around isnan isfinite isinf nan_to_num")
 
 #: pandas functions that act element by element.
 PANDAS_ELEMENTWISE = _names("to_datetime to_numeric to_timedelta isna isnull notna notnull")

@@ -722,7 +722,7 @@ def _is_mask(key: object) -> TypeGuard[Tracked]:
 
 
 def _labels_only(key: object, columns: pd.Index) -> bool:
-    if isinstance(key, (list, tuple)):
+    if isinstance(key, (list, tuple, pd.Index)):
         return all(is_scalar(k) and k in columns for k in key)
     return is_scalar(key) and key in columns
 

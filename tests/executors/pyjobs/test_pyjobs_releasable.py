@@ -170,3 +170,25 @@ def test_loc_assignment_with_a_row_local_mask() -> None:
         mine = [r for r in rows() if r["sex"] == sex]
         assert got.loc[sex, "older"] == len(mine)
         assert got.loc[sex, "mean_age"] == pytest.approx(sum(int(r["age"]) for r in mine) / len(mine))  # type: ignore[call-overload]
+
+
+def test_select_and_a_loop_over_the_columns() -> None:
+    table = released(
+        "import numpy as np\n"
+        "p = people.copy()\n"
+        "for name, column in p[['income', 'age']].items():\n"
+        "    p[name + '_twice'] = column * 2\n"
+        "p['area'] = np.select([p['district'] == 'north', p['district'] == 'south'], ['N', 'S'], 'other')\n"
+        "p = p[[c for c in p.columns if c != 'name']]\n"
+        "aggs = {'n': ('age_twice', 'count'), 'total': ('income_twice', 'sum')}\n"
+        "result = aggregate(p, by='area', aggs=aggs)"
+    )
+    counts: dict[str, int] = defaultdict(int)
+    totals: dict[str, float] = defaultdict(float)
+    for row in rows():
+        area = {"north": "N", "south": "S"}.get(str(row["district"]), "other")
+        counts[area] += 1
+        totals[area] += 2 * float(row["income"])  # type: ignore[arg-type]
+    got = table.set_index("area")
+    assert got["n"].to_dict() == dict(counts)
+    assert got["total"].to_dict() == pytest.approx(dict(totals))

@@ -247,3 +247,13 @@ def test_a_sum_dominated_by_the_target_is_withheld() -> None:
     out = run("result = aggregate(people, by='district', aggs={'total': ('income', 'sum')})")
     assert not isinstance(out, AggregateOutput)
     assert {"dominance", "p-ratio"} <= {f.rule for f in out.report.findings if f.severity == "flag"}
+
+
+def test_a_literal_list_in_numpy_where_is_positional() -> None:
+    code = (
+        "import numpy as np\ns = people.sort_values('age')\n"
+        "s['x'] = np.where(s['age'] > 0, [0.0] * 199 + [1.0], 0.0)"
+    )
+    out = run(code + "\nresult = aggregate(s, by='district', aggs={'m': ('x', 'mean')})")
+    assert isinstance(out, WithheldOutput)
+    assert any("positional" in f.message for f in out.report.findings if f.rule == "row-dependence")
