@@ -185,3 +185,24 @@ def test_date_columns_arrive_as_datetimes(
     assert out.outcome == "aggregate"
     frame = out.table.to_pandas()
     assert dict(zip(frame["year"], frame["people"], strict=True)) == {1950: 100, 1951: 100, 1952: 100}
+
+
+def test_a_column_depending_on_other_rows_comes_back_withheld_with_its_taint(
+    local_executor: LocalExecutor, visits: StoredVersion
+) -> None:
+    """Through the sandbox: the largest cost broadcast into a column and averaged is not an aggregate
+    outcome (which the service would release); the report names the operation and line."""
+    code = (
+        "visits['x'] = visits['cost'].max()\n"
+        "result = aggregate(visits, by='district', aggs={'m': ('x', 'mean')})"
+    )
+    out = run(local_executor, spec(visits, code, job_id="py-taint"))
+    assert out.outcome == "withheld"
+    assert out.withheld is not None
+    findings = out.withheld["report"]["findings"]  # type: ignore[index]
+    assert {
+        "rule": "row-dependence",
+        "severity": "flag",
+        "message": "column 'x' depends on other rows: .max at line 1",
+        "where": "aggregate() #1",
+    } in findings
