@@ -25,7 +25,9 @@ from executors.pyjobs.pseudonyms import PseudonymIndex
 AGGREGATES = frozenset({"count", "nunique", "sum", "mean", "median", "min", "max", "std", "var"})
 #: Aggregates that may be taken of the unit column itself (how many people, how many rows).
 UNIT_AGGREGATES = frozenset({"count", "nunique"})
-_CONTRIBUTION_AGGREGATES = frozenset({"sum", "mean"})
+# Every statistic of a column that one or two units carry can disclose them (the max of a column that is
+# zero except for one person is that person's value), so dominance and p% are judged for all of these.
+_CONTRIBUTION_AGGREGATES = frozenset({"sum", "mean", "median", "min", "max", "std", "var"})
 UNITS_COLUMN = "_sbx_units"
 
 

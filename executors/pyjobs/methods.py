@@ -343,7 +343,7 @@ def _like(
         else:
             own, own_sources = prov.any_taint(), _all_sources(prov, box.value)
         sources_ = union_sources(own_sources, extra_sources)
-        return Tracked(result, Prov(join(own, taint), prov.rows, sources=sources_))
+        return tracker.condition(Tracked(result, Prov(join(own, taint), prov.rows, sources=sources_)))
     if isinstance(result, np.ndarray) and result.ndim >= 1:
         return Tracked(result, Prov(join(prov.any_taint(), taint), prov.rows, box.value.index))
     if result is None:

@@ -48,6 +48,7 @@ from executors.pyjobs.taint import (
     union_sources,
     unwrap,
 )
+from executors.pyjobs.units import condition_sides
 from executors.pyjobs.writers import ContainerWriter, FrameWriter, IndexerWriter, SeriesWriter
 
 UNKNOWN = Taint("a column of unknown origin")
@@ -230,9 +231,8 @@ class Tracker:
             return Tracked(result, Prov(taint, base.prov.rows, None, columns, column_sources=known))
         sources = union_sources(*(sources_of(o) for o in operands))
         if isinstance(result, pd.Series):
-            return Tracked(
-                result, Prov(join(taint, *(_any(o) for o in operands)), base.prov.rows, sources=sources)
-            )
+            prov = Prov(join(taint, *(_any(o) for o in operands)), base.prov.rows, sources=sources)
+            return self.condition(Tracked(result, prov))
         if isinstance(result, np.ndarray) and result.ndim >= 1:
             taint = join(taint, *(_any(o) for o in operands))
             return Tracked(result, Prov(taint, base.prov.rows, positions, sources=sources))
@@ -533,6 +533,19 @@ class Tracker:
     def take_callback_taint(self) -> Taint | None:
         taint, self._callback_taint = self._callback_taint, None
         return taint
+
+    def condition(self, box: Tracked) -> Tracked:
+        """A condition (boolean series) true, or false, for 1 to k-1 people singles them out: used as a
+        filter or inside a value, it lets a result differ from another by those people only (the
+        low-effect rule of Diffix). Such a condition taints what it touches."""
+        sides = condition_sides(box)
+        if sides is not None and 0 < min(sides) < self.min_units:
+            box.prov = box.prov.tainted(
+                self.taint(
+                    f"a condition true or false for fewer than {self.min_units} people (it singles them out)"
+                )
+            )
+        return box
 
     # -- disclosure notes -----------------------------------------------------------------------------
     def note_cells(self, what: str, units: int | None, *, extreme: bool) -> None:

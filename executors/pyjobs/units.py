@@ -76,3 +76,24 @@ def small_groups(box: Tracked, by: Any, *, min_units: int) -> int | None:
         pairs // (int(codes.max(initial=0)) + 1), minlength=int(groups.max(initial=-1)) + 1
     )
     return int((per_group < min_units).sum())
+
+
+def condition_sides(box: Tracked) -> tuple[int, int] | None:
+    """For a boolean series over rows of people: how many units have a row where it is true, and how
+    many a row where it is false (None: not such a series, or units not known).
+
+    >>> from executors.pyjobs.taint import Prov, RowSpace
+    >>> units = pd.Series(["a", "b", "c", "c"])
+    >>> cond = pd.Series([True, False, False, False])
+    >>> condition_sides(Tracked(cond, Prov(rows=RowSpace("t", people=True, units=units))))
+    (1, 2)
+    """
+    raw = box.value
+    if not isinstance(raw, pd.Series) or not pd.api.types.is_bool_dtype(raw.dtype):
+        return None
+    codes = unit_codes(box)
+    if codes is None:
+        return None
+    truth = raw.to_numpy(dtype=bool, na_value=False)
+    known = codes >= 0
+    return int(pd.unique(codes[truth & known]).size), int(pd.unique(codes[~truth & known]).size)

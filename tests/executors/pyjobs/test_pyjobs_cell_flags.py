@@ -69,10 +69,10 @@ def test_a_per_group_maximum_is_flagged_as_one_units_value() -> None:
 
 
 def test_dominance_is_judged_only_on_cells_that_will_be_released() -> None:
-    """'north' holds the target's dominant income; below k (a filter to few people) the cell is
-    suppressed by the output check anyway, so it does not withhold the rest of the table."""
+    """'north' holds the target's dominant income; below k (24 people over 70, fewer than k in each
+    district) the cell is suppressed by the output check anyway, so it does not withhold the table."""
     code = (
-        "few = people[people['age'] >= 77]\n"
+        "few = people[people['age'] >= 70]\n"
         "result = aggregate(few, by='district', aggs={'total': ('income', 'sum')})"
     )
     out = run(code)

@@ -17,12 +17,14 @@ from executors.pyjobs import AggregateOutput, WithheldOutput
 from .attack_fixture import Attack, received, run, shows_target_income
 
 BY_SEX = "\nresult = aggregate(people, by='sex', aggs={'m': ('x', 'mean')})"
-TARGET = "(people['age'] == 95) & (people['district'] == 'north')"
+TARGET = "(people['age'] == 95) & (people['district'] == 'north')"  # a condition true for one person
+# The target is also the oldest person: attacks that test another mechanism reach them by order.
+OLDEST = "people.sort_values('age', ascending=False)"
 
 POSITIONAL: list[Attack] = [
-    Attack("iloc_broadcast", f"people['x'] = people.loc[{TARGET}, 'income'].iloc[0]" + BY_SEX, ".iloc"),
+    Attack("iloc_broadcast", f"people['x'] = {OLDEST}['income'].iloc[0]" + BY_SEX, ".iloc"),
     Attack("iat_first_row", "people['x'] = people['income'].iat[0]" + BY_SEX, ".iat"),
-    Attack("head_after_filter", f"people['x'] = people[{TARGET}]['income'].head(1).sum()" + BY_SEX, ".head"),
+    Attack("head_after_sort", f"people['x'] = {OLDEST}['income'].head(1).sum()" + BY_SEX, ".head"),
     Attack(
         "tail_after_sort", "people['x'] = people.sort_values('age')['income'].tail(1).sum()" + BY_SEX, ".tail"
     ),
@@ -46,15 +48,19 @@ POSITIONAL: list[Attack] = [
 
 REDUCTIONS: list[Attack] = [
     Attack("max_broadcast", "people['x'] = people['income'].max()" + BY_SEX, ".max"),
-    Attack("mean_of_filtered_frame", f"people['x'] = people[{TARGET}]['income'].mean()" + BY_SEX, ".mean"),
-    Attack("sum_of_filtered_frame", f"people['x'] = people.loc[{TARGET}, 'income'].sum()" + BY_SEX, ".sum"),
+    Attack("mean_of_filtered_frame", f"people['x'] = people[{TARGET}]['income'].mean()" + BY_SEX, "singles"),
+    Attack(
+        "sum_of_filtered_frame",
+        "people['x'] = people.loc[people['age'] >= people['age'].max(), 'income'].sum()" + BY_SEX,
+        ".max",
+    ),
     Attack(
         "quantile_threshold",
         "people['x'] = people['income'].where(people['income'] >= people['income'].quantile(0.999), 0)"
         + BY_SEX,
         ".quantile",
     ),
-    Attack("len_of_filtered_frame", f"people['x'] = len(people[{TARGET}]) * 1.0" + BY_SEX, "len"),
+    Attack("len_of_filtered_frame", "people['x'] = len(people[people['age'] > 30]) * 1.0" + BY_SEX, "len"),
     Attack("numpy_max", "import numpy as np\npeople['x'] = np.max(people['income'])" + BY_SEX, "numpy.max"),
     Attack(
         "numpy_sort_positional",
@@ -78,7 +84,9 @@ CROSS_ROW: list[Attack] = [
     Attack("cumsum", "people['x'] = people['income'].cumsum()" + BY_SEX, ".cumsum"),
     Attack("rank", "people['x'] = people['income'].rank()" + BY_SEX, ".rank"),
     Attack("rolling", "people['x'] = people['income'].rolling(2).max()" + BY_SEX, ".rolling"),
-    Attack("ffill", f"people['x'] = people['income'].where({TARGET}).ffill().bfill()" + BY_SEX, ".ffill"),
+    Attack(
+        "ffill", "people['x'] = people['income'].where(people['age'] > 30).ffill().bfill()" + BY_SEX, ".ffill"
+    ),
     Attack(
         "apply_along_columns",
         "people['x'] = people[['income', 'age']].apply(lambda c: c.max())['income']" + BY_SEX,
@@ -102,8 +110,8 @@ LOOKUPS: list[Attack] = [
     ),
     Attack(
         "map_with_series_from_data",
-        "by_district = people[people['age'] == 95].set_index('district')['income']\n"
-        "people['x'] = people['district'].map(by_district)" + BY_SEX,
+        "by_person = people.set_index('person_id')['income']\n"
+        "people['x'] = people['person_id'].map(by_person)" + BY_SEX,
         ".map",
     ),
     Attack(
@@ -120,7 +128,7 @@ LOOKUPS: list[Attack] = [
     ),
     Attack(
         "concat_duplicates_the_target",
-        f"import pandas as pd\nc = pd.concat([people, people[{TARGET}]])\n"
+        "import pandas as pd\nc = pd.concat([people, people[people['age'] > 30]])\n"
         "result = aggregate(c, by='district', aggs={'m': ('income', 'sum')})",
         "pandas.concat",
     ),
@@ -154,30 +162,30 @@ CONTROL: list[Attack] = [
     ),
     Attack(
         "branch_on_a_diagnosis",
-        f"dx = people.loc[{TARGET}, 'diagnosis'].iloc[0]\nif dx == 'rare-x':\n    people['x'] = 1.0\n"
+        f"dx = {OLDEST}['diagnosis'].iloc[0]\nif dx == 'rare-x':\n    people['x'] = 1.0\n"
         "else:\n    people['x'] = 0.0" + BY_SEX,
         "branch",
     ),
     Attack(
         "diagnosis_written_as_zero_one",
-        f"dx = people.loc[{TARGET}, 'diagnosis'].iloc[0]\npeople['x'] = int(dx == 'rare-x') * 1.0" + BY_SEX,
+        f"dx = {OLDEST}['diagnosis'].iloc[0]\npeople['x'] = int(dx == 'rare-x') * 1.0" + BY_SEX,
         ".iloc",
     ),
     Attack(
         "exception_as_a_branch",
-        f"dx = people.loc[{TARGET}, 'diagnosis'].iloc[0]\ntry:\n    v = {{'rare-x': 1.0}}[dx]\n"
+        f"dx = {OLDEST}['diagnosis'].iloc[0]\ntry:\n    v = {{'rare-x': 1.0}}[dx]\n"
         "except KeyError:\n    v = 0.0\npeople['x'] = v" + BY_SEX,
         ".iloc",
     ),
     Attack(
         "formatted_into_a_group_key",
-        f"inc = people.loc[{TARGET}, 'income'].iloc[0]\npeople['g'] = f'band-{{inc}}'\n"
+        f"inc = {OLDEST}['income'].iloc[0]\npeople['g'] = f'band-{{inc}}'\n"
         "result = aggregate(people, by='g', aggs={'n': ('age', 'count')})",
         ".iloc",
     ),
     Attack(
         "percent_formatting_into_a_group_key",
-        f"inc = people.loc[{TARGET}, 'income'].iloc[0]\npeople['g'] = 'band-%s' % inc\n"
+        f"inc = {OLDEST}['income'].iloc[0]\npeople['g'] = 'band-%s' % inc\n"
         "result = aggregate(people, by='g', aggs={'n': ('age', 'count')})",
         ".iloc",
     ),
@@ -188,8 +196,8 @@ CONTROL: list[Attack] = [
     ),
     Attack(
         "tainted_row_filter",
-        f"people['x'] = people['income']\n"
-        f"sel = people[people['income'] >= people.loc[{TARGET}, 'income'].max()]\n"
+        "people['x'] = people['income']\n"
+        "sel = people[people['income'] >= people['income'].max()]\n"
         "result = aggregate(sel, by='sex', aggs={'m': ('x', 'mean')})",
         ".max",
     ),
@@ -211,7 +219,7 @@ IN_PLACE: list[Attack] = [
     Attack("apply_by_name", "people['x'] = people['income'].apply('cumsum')" + BY_SEX, ".apply"),
     Attack(
         "method_chosen_by_data",
-        f"dx = people.loc[{TARGET}, 'diagnosis'].iloc[0]\n"
+        f"dx = {OLDEST}['diagnosis'].iloc[0]\n"
         "pick = getattr(people['income'], {'rare-x': 'max'}.get(dx, 'min'))\npeople['x'] = pick()" + BY_SEX,
         "attribute",
     ),
@@ -257,3 +265,44 @@ def test_a_literal_list_in_numpy_where_is_positional() -> None:
     out = run(code + "\nresult = aggregate(s, by='district', aggs={'m': ('x', 'mean')})")
     assert isinstance(out, WithheldOutput)
     assert any("positional" in f.message for f in out.report.findings if f.rule == "row-dependence")
+
+
+def test_everyone_but_the_target_is_not_released_next_to_everyone() -> None:
+    """Two jobs: counts by sex of everyone, and of everyone except the only person aged 95. Their
+    difference is the target's sex. The first is released; the second is withheld, because its
+    condition is false for one person only."""
+    everyone = run("result = aggregate(people, by='sex', aggs={'n': ('age', 'count')})")
+    but_one = run(
+        "rest = people[people['age'] != 95]\nresult = aggregate(rest, by='sex', aggs={'n': ('age', 'count')})"
+    )
+    assert received(everyone) is not None
+    assert received(but_one) is None
+    assert isinstance(but_one, WithheldOutput)
+    assert any("singles them out" in f.message for f in but_one.report.findings)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "people['x'] = people['income'].where(people['age'] == 95, 0.0)",
+        "people['x'] = people['income'] * (people['age'] == 95)",
+    ],
+    ids=["where", "times-a-condition"],
+)
+def test_a_value_kept_for_one_person_only_is_withheld(code: str) -> None:
+    out = run(code + "\nresult = aggregate(people, by='sex', aggs={'top': ('x', 'max')})")
+    assert received(out) is None
+    assert any("singles them out" in f.message for f in out.report.findings if f.rule == "row-dependence")
+
+
+def test_a_numeric_indicator_of_one_person_is_caught_by_dominance() -> None:
+    """No condition at all: ``max(0, age - 94)`` is 1 for the target and 0 for everyone else. The
+    column is row-local, so only the cell rules can stop it: one unit carries the whole column."""
+    code = (
+        "import numpy as np\npeople['x'] = people['income'] * np.maximum(0, people['age'] - 94)\n"
+        "result = aggregate(people, by='sex', aggs={'top': ('x', 'max')})"
+    )
+    out = run(code)
+    assert received(out) is None
+    assert not [f for f in out.report.findings if f.rule == "row-dependence"]
+    assert {"dominance", "p-ratio"} <= {f.rule for f in out.report.findings if f.severity == "flag"}
