@@ -113,6 +113,14 @@ class SeriesWriter:
         taint = join(box.prov.taint, row_taint, value_taint)
         box.prov = Prov(taint, box.prov.rows)
 
+    def __setattr__(self, name: str, value: object) -> None:
+        tracker: Tracker = object.__getattribute__(self, "_sbx_tracker")
+        box: Tracked = object.__getattribute__(self, "_sbx_box")
+        setattr(tracker.guards.write(box.value), name, deep_unwrap(value)[0])
+        if is_data(value) or name == "index":
+            # New labels: the values no longer line up with the rows they came from.
+            box.prov = Prov(deep_unwrap(value)[1] or tracker.taint(f"{name} set on a series"))
+
 
 class IndexerWriter:
     """``df.loc[rows, cols] = v`` (and ``.iloc``/``.at``/``.iat``) on a tracked frame or series."""
