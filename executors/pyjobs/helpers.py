@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +50,21 @@ class ReleasableTable:
 
     def __repr__(self) -> str:
         return f"<aggregate table>\n{self.frame!r}"
+
+
+@dataclass(frozen=True)
+class _Codes:
+    """Each row's group (in the order of the output rows) and unit, as integers (-1: missing unit)."""
+
+    groups: np.ndarray
+    n_groups: int
+    units: np.ndarray
+
+    @classmethod
+    def of(cls, grouped: Any, units: pd.Series) -> _Codes:
+        groups = np.asarray(grouped.ngroup().to_numpy(), dtype=np.int64)
+        unit_codes, _ = pd.factorize(units, use_na_sentinel=True)
+        return cls(groups, int(grouped.ngroups), np.asarray(unit_codes, dtype=np.int64))
 
 
 #: Attributes job code may read on a ``ReleasableTable``.
@@ -92,6 +108,7 @@ class Aggregator:
         out[UNITS_COLUMN] = grouped[self.unit_column].nunique()
         findings: list[DisclosureFinding] = list(provenance)
         call = len(self.issued) + 1
+        codes: _Codes | None = None
         findings.extend(self._key_findings(df, [k for k in keys if k not in traced_keys], call))
         for i, (name, (col, fn)) in enumerate(aggs.items(), start=1):
             if bool(df[col].isna().any()):
@@ -101,7 +118,8 @@ class Aggregator:
                 ].nunique()
                 out[f"{UNITS_COLUMN}_{i}"] = counts.reindex(out.index, fill_value=0).astype("int64")
             if fn in _CONTRIBUTION_AGGREGATES and pd.api.types.is_numeric_dtype(df[col]):
-                findings.extend(self._contribution_findings(df, keys, col, name, call))
+                codes = codes or _Codes.of(grouped, df[self.unit_column])
+                findings.extend(self._contribution_findings(df, codes, col, name, call))
             if fn in {"min", "max"}:
                 findings.append(
                     DisclosureFinding(
@@ -168,50 +186,32 @@ class Aggregator:
                 raise HelperError(f"aggregate functions are {', '.join(sorted(AGGREGATES))}")
 
     def _contribution_findings(
-        self, df: pd.DataFrame, keys: list[str], column: str, name: str, call: int
+        self, df: pd.DataFrame, codes: _Codes, column: str, name: str, call: int
     ) -> list[DisclosureFinding]:
-        """Dominance (n, k) and p% on per-unit absolute contributions, vectorised over groups, for the
-        cells with at least ``min_units`` units (the others are suppressed by the output check)."""
+        """Dominance (n, k) and p% on per-unit absolute contributions, vectorised over groups (on
+        integer codes: grouping by strings dominated the helper's time), for the cells with at least
+        ``min_units`` units (the others are suppressed by the output check)."""
         n, k, p = self.thresholds.dominance_n, self.thresholds.dominance_k, self.thresholds.p_percent
-        per_unit = (
-            df.assign(_sbx_abs=df[column].abs())
-            .groupby([*keys, self.unit_column], dropna=False, sort=False, observed=True)["_sbx_abs"]
-            .sum()
-            .reset_index()
-            # One stable sort on the contribution; cumcount then ranks within each group in that order.
-            .sort_values("_sbx_abs", ascending=False, kind="stable", na_position="last")
-        )
-        rank = per_unit.groupby(keys, dropna=False, sort=False, observed=True).cumcount()
-        per_unit = per_unit.assign(_sbx_rank=rank.to_numpy())
-        grouped = per_unit.groupby(keys, dropna=False, sort=True, observed=True)
-        total = grouped["_sbx_abs"].sum()
-        top_n = (
-            per_unit[per_unit["_sbx_rank"] < n]
-            .groupby(keys, dropna=False, sort=True, observed=True)["_sbx_abs"]
-            .sum()
-        )
-        first = (
-            per_unit[per_unit["_sbx_rank"] == 0]
-            .groupby(keys, dropna=False, sort=True, observed=True)["_sbx_abs"]
-            .sum()
-        )
-        second = (
-            per_unit[per_unit["_sbx_rank"] == 1]
-            .groupby(keys, dropna=False, sort=True, observed=True)["_sbx_abs"]
-            .sum()
-        )
-        top_n, first, second = (s.reindex(total.index, fill_value=0.0) for s in (top_n, first, second))
+        values = np.abs(df[column].to_numpy(dtype=float, na_value=np.nan))
+        keep = (codes.units >= 0) & ~np.isnan(values)
+        n_units = int(codes.units.max(initial=0)) + 1
+        pair_codes, pairs = pd.factorize(codes.groups[keep] * n_units + codes.units[keep])
+        sums = np.bincount(pair_codes, weights=values[keep], minlength=len(pairs))
+        pair_group = np.asarray(pairs) // n_units
+        order = np.lexsort((-sums, pair_group))  # by group, then largest contribution first
+        groups, contributions = pair_group[order], sums[order]
+        starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]]) if len(groups) else np.array([], int)
+        rank = np.arange(len(groups)) - np.repeat(starts, np.diff(np.r_[starts, len(groups)]))
+
+        def per_group(selected: np.ndarray) -> np.ndarray:
+            return np.bincount(groups[selected], weights=contributions[selected], minlength=codes.n_groups)
+
+        totals = per_group(np.ones(len(groups), dtype=bool))
+        top_n, x1, x2 = per_group(rank < n), per_group(rank == 0), per_group(rank == 1)
         # Only cells the output check will release: a group below k units is suppressed whatever it holds.
-        units = (
-            per_unit[per_unit["_sbx_abs"].notna()]
-            .groupby(keys, dropna=False, sort=True, observed=True)[self.unit_column]
-            .nunique()
-        )
-        released = units.reindex(total.index, fill_value=0).to_numpy() >= self.thresholds.min_units
-        totals = total.to_numpy(dtype=float)
-        dominated = released & (totals > 0) & (top_n.to_numpy(dtype=float) > k * totals)
-        x1 = first.to_numpy(dtype=float)
-        p_rule = released & (x1 > 0) & ((totals - x1 - second.to_numpy(dtype=float)) < p / 100.0 * x1)
+        released = np.bincount(groups, minlength=codes.n_groups) >= self.thresholds.min_units
+        dominated = released & (totals > 0) & (top_n > k * totals)
+        p_rule = released & (x1 > 0) & ((totals - x1 - x2) < p / 100.0 * x1)
         where = f"aggregate() #{call}, {name!r}"
         findings = []
         if dominated.any():
