@@ -21,6 +21,8 @@ import pandas as pd
 
 from executors.pyjobs import rules
 from executors.pyjobs.taint import (
+    ACCESSORS,
+    UNKNOWN,
     Prov,
     RowSpace,
     Taint,
@@ -29,6 +31,7 @@ from executors.pyjobs.taint import (
     deep_unwrap,
     is_data,
     join,
+    positions_of,
     sources_of,
     union_sources,
 )
@@ -48,9 +51,7 @@ def call_method(
     raw = box.value
     if isinstance(raw, _PANDAS):
         return _frame_method(tracker, box, name, method.value, args, dict(kwargs))
-    from executors.pyjobs.tracking import _ACCESSORS  # the accessor types, defined with the hooks
-
-    if isinstance(raw, _ACCESSORS) and name not in rules.ACCESSOR_CROSS_ROW:
+    if isinstance(raw, ACCESSORS) and name not in rules.ACCESSOR_CROSS_ROW:
         return _row_local(tracker, box, name, method.value, args, dict(kwargs), aligned=False)
     result, taint, _raw_args = _invoke(tracker, method.value, args, kwargs)
     if name in rules.REDUCTIONS:
@@ -275,8 +276,6 @@ def _row_local(
     *,
     aligned: bool,
 ) -> Any:
-    from executors.pyjobs.tracking import _positions
-
     operands = [*args, *kwargs.values()]
     taint: Taint | None = None
     if name not in rules.PER_ELEMENT_CALLBACKS and any(_job_function(o) for o in operands):
@@ -284,7 +283,7 @@ def _row_local(
     for operand in operands:
         if aligned:
             taint = join(
-                taint, tracker.misaligned(box.prov.rows, _positions(box), operand), deep_unwrap(operand)[1]
+                taint, tracker.misaligned(box.prov.rows, positions_of(box), operand), deep_unwrap(operand)[1]
             )
         elif is_data(operand):
             taint = join(
@@ -312,7 +311,6 @@ def _like(
 ) -> Any:
     """``result`` holds ``box``'s rows (or some of them): same space, columns keep their taint and
     their sources (plus ``extra_sources``, the sources of the arguments that line up with the rows)."""
-    from executors.pyjobs.tracking import UNKNOWN
 
     prov = box.prov
     if isinstance(result, pd.DataFrame):
@@ -449,7 +447,6 @@ def _rekeyed(
         taint = join(taint, tracker.taint(f".{name} (labels that are not unique)"))
     if isinstance(result, pd.Series):
         return Tracked(result, Prov(join(prov.taint, taint), space))
-    from executors.pyjobs.tracking import UNKNOWN
 
     source = dict(prov.columns) if prov.columns is not None else {}
     if name == "reset_index":
@@ -465,7 +462,6 @@ def _rekeyed(
 def _merge(tracker: Tracker, left: object, right: object, kwargs: dict[str, Any]) -> Tracked:
     """A merge is row-local on the unit (each row joins the same person's rows), or with a table that
     holds no people's rows (a lookup: regions, code lists); any other key combines people."""
-    from executors.pyjobs.tracking import UNKNOWN
 
     raw_left, raw_right = deep_unwrap(left)[0], deep_unwrap(right)[0]
     raw_kwargs, kw_taint = deep_unwrap(kwargs)

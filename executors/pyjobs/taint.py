@@ -21,6 +21,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.core.arrays.categorical import CategoricalAccessor
+from pandas.core.indexes.accessors import Properties
+from pandas.core.strings.accessor import StringMethods
 
 
 @dataclass(frozen=True)
@@ -181,12 +184,33 @@ def union_sources(*sources: frozenset[str] | None) -> frozenset[str] | None:
 
 
 def sources_of(value: object) -> frozenset[str] | None:
-    """Input columns behind a series, array or constant (a constant of the code has none)."""
+    """Input columns behind a series, array or constant (a constant of the code has none).
+
+    >>> sources_of(3), sources_of([1, 2])
+    (frozenset(), None)
+    >>> sources_of(Tracked(pd.Series([1]), Prov(sources=frozenset({"age"}))))
+    frozenset({'age'})
+    """
     if not isinstance(value, Tracked):
         return frozenset() if is_scalar(value) else None
     if value.prov.any_taint() is not None:
         return None
     return value.prov.sources
+
+
+#: The taint of a column whose origin was lost (counts as depending on other rows).
+UNKNOWN = Taint("a column of unknown origin")
+
+#: The ``.str``, ``.dt`` and ``.cat`` accessor types: element-wise views of a series.
+ACCESSORS = (StringMethods, Properties, CategoricalAccessor)
+
+
+def positions_of(box: Tracked) -> pd.Index | None:
+    """The row labels a tracked frame, series or positional array stands for, in order."""
+    raw = box.value
+    if isinstance(raw, (pd.DataFrame, pd.Series)):
+        return raw.index
+    return box.prov.positions
 
 
 def unwrap(value: object) -> Any:
@@ -270,7 +294,11 @@ def is_data(value: object) -> bool:
 
 
 def is_scalar(value: object) -> bool:
-    """A single value that broadcasts to every row (a constant per row, not a sequence)."""
+    """A single value that broadcasts to every row (a constant per row, not a sequence).
+
+    >>> is_scalar(1.5), is_scalar("a"), is_scalar(pd.Timestamp("2024-01-01")), is_scalar([1])
+    (True, True, True, False)
+    """
     return (
         value is None
         or isinstance(value, (bool, int, float, complex, str, bytes, np.generic))

@@ -11,6 +11,10 @@ Three things taint the whole run rather than one value, because they let data st
 a branch or loop on data (``if``, ``while``, ``and``/``or``, a ``for`` over data values), an
 ``except`` block (whether an exception is raised may depend on data), and a callback that changes a
 container (state carried from one row to the next).
+
+The rules live next door: ``indexing`` (item reads), ``writers`` (assignments), ``methods`` (calls of
+methods and library functions), ``aggregate_hook`` (what ``aggregate()`` makes of the provenance),
+``units`` (units behind a value, for the report) and ``rules`` (the allow-list of row-local names).
 """
 
 from __future__ import annotations
@@ -19,21 +23,21 @@ import operator
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, TypeGuard, cast
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from pandas.core.arrays.categorical import CategoricalAccessor
-from pandas.core.indexes.accessors import Properties
-from pandas.core.strings.accessor import StringMethods
 from RestrictedPython.Guards import guarded_unpack_sequence
 
-from executors.pyjobs import rules
+from executors.pyjobs import indexing, rules
+from executors.pyjobs.aggregate_hook import AggregateHook
 from executors.pyjobs.compile import JOB_FILENAME
 from executors.pyjobs.disclosure import DisclosureFinding
 from executors.pyjobs.guards import Guards
 from executors.pyjobs.helpers import Aggregator, ReleasableTable
 from executors.pyjobs.taint import (
+    ACCESSORS,
+    UNKNOWN,
     Prov,
     RowSpace,
     Taint,
@@ -44,14 +48,13 @@ from executors.pyjobs.taint import (
     is_data,
     is_scalar,
     join,
+    positions_of,
     sources_of,
     union_sources,
     unwrap,
 )
 from executors.pyjobs.units import condition_sides
 from executors.pyjobs.writers import ContainerWriter, FrameWriter, IndexerWriter, SeriesWriter
-
-UNKNOWN = Taint("a column of unknown origin")
 
 _OPERATORS: Mapping[str, Callable[[Any, Any], Any]] = {
     "add": operator.add,
@@ -87,7 +90,6 @@ _UNARY: Mapping[str, Callable[[Any], Any]] = {
     "pos": operator.pos,
     "invert": operator.invert,
 }
-_ACCESSORS = (StringMethods, Properties, CategoricalAccessor)
 _PANDAS = (pd.DataFrame, pd.Series)
 _UNPACK: Callable[[Any, Any, Any], Any] = guarded_unpack_sequence
 _CONVERSIONS: Mapping[int, Callable[[Any], str]] = {115: str, 114: repr, 97: ascii}
@@ -221,7 +223,7 @@ class Tracker:
         taint = join(*(deep_unwrap(o)[1] for o in operands))
         if base is None:
             return Tracked(result, Prov(taint or self.taint(what)))
-        positions = _positions(base)
+        positions = positions_of(base)
         for operand in operands:
             taint = join(taint, self.misaligned(base.prov.rows, positions, operand))
         if isinstance(result, pd.DataFrame):
@@ -292,7 +294,7 @@ class Tracker:
                 return value
             if name in {"values", "array"}:
                 return Tracked(value, Prov(prov.any_taint(), prov.rows, raw.index))
-        if isinstance(raw, _ACCESSORS) and not callable(value):
+        if isinstance(raw, ACCESSORS) and not callable(value):
             if name in rules.ACCESSOR_CROSS_ROW:
                 return Tracked(value, Prov(self.taint(f".{name}")))
             return Tracked(value, Prov(prov.taint, prov.rows, sources=prov.sources))
@@ -302,100 +304,7 @@ class Tracker:
 
     # -- items ----------------------------------------------------------------------------------------
     def getitem(self, obj: object, key: object) -> Any:
-        if not isinstance(obj, Tracked):
-            if not is_data(key):
-                return self.guards.getitem(obj, key)
-            raw_key, key_taint = deep_unwrap(key)
-            found = self.guards.getitem(obj, raw_key)
-            taint = join(key_taint, deep_unwrap(found)[1]) or self.taint("a value looked up by a data value")
-            return Tracked(unwrap(found), Prov(taint))
-        raw, prov = obj.value, obj.prov
-        raw_key, key_taint = deep_unwrap(key)
-        value = self.guards.getitem(raw, raw_key)
-        if isinstance(obj, TrackedIndexer):
-            return self._indexed(obj, key, value)
-        if isinstance(raw, _ACCESSORS):
-            return Tracked(value, Prov(join(prov.taint, key_taint), prov.rows, sources=prov.sources))
-        if isinstance(raw, pd.DataFrame):
-            if not is_data(key) and _labels_only(raw_key, raw.columns):
-                return self._columns(obj, raw_key, value)
-            return self._rows(obj, key, value, what="a row selection")
-        if isinstance(raw, pd.Series):
-            return self._rows(obj, key, value, what="a value taken by label")
-        if isinstance(raw, np.ndarray):
-            return Tracked(
-                value, Prov(join(prov.any_taint(), key_taint) or self.taint("positional access to an array"))
-            )
-        return Tracked(
-            value, Prov(join(prov.any_taint(), key_taint) or self.taint("a value taken from data"))
-        )
-
-    def _columns(self, box: Tracked, key: object, value: Any) -> Tracked:
-        prov = box.prov
-        if isinstance(value, pd.Series):
-            return Tracked(
-                value, Prov(prov.column(key, unknown=UNKNOWN), prov.rows, sources=prov.source_of(key))
-            )
-        columns = {c: prov.column(c, unknown=UNKNOWN) for c in value.columns}
-        return Tracked(
-            value, Prov(None, prov.rows, None, columns, column_sources=prov.sources_for(value.columns))
-        )
-
-    def _rows(self, box: Tracked, key: object, value: Any, *, what: str) -> Tracked:
-        """``frame[mask]`` / ``series[mask]``: a row filter when the mask lines up with the rows."""
-        prov = box.prov
-        if _is_mask(key) and self.misaligned(prov.rows, _positions(box), key) is None:
-            return self._same_rows(box, value, key.prov.any_taint())
-        taint = join(deep_unwrap(key)[1], self.taint(what if is_data(key) else f"positional {what}"))
-        return Tracked(value, Prov(join(prov.any_taint(), taint)))
-
-    def _indexed(self, indexer: TrackedIndexer, key: object, value: Any) -> Tracked:
-        owner = indexer.owner
-        if indexer.kind != "loc":
-            taint = join(owner.prov.any_taint(), deep_unwrap(key)[1]) or self.taint(f".{indexer.kind}")
-            return Tracked(value, Prov(taint))
-        rows, columns = _split_loc_key(key)
-        row_taint = self._row_selector(owner, rows)
-        if row_taint is None and isinstance(value, pd.DataFrame):
-            return self._same_rows(owner, value, deep_unwrap(rows)[1])
-        if row_taint is None and isinstance(value, pd.Series):
-            if isinstance(owner.value, pd.Series):
-                return self._same_rows(owner, value, deep_unwrap(rows)[1])
-            if is_scalar(columns) and not is_data(columns):
-                column_taint = join(owner.prov.column(columns, unknown=UNKNOWN), deep_unwrap(rows)[1])
-                sources = owner.prov.source_of(columns)
-                return Tracked(value, Prov(column_taint, owner.prov.rows, sources=sources))
-        taint = join(deep_unwrap(key)[1], row_taint, owner.prov.any_taint()) or self.taint(".loc")
-        return Tracked(value, Prov(taint))
-
-    def _row_selector(self, owner: Tracked, rows: object) -> Taint | None:
-        """None when ``rows`` keeps rows by their own values (``:`` or an aligned mask)."""
-        if isinstance(rows, slice) and rows == slice(None):
-            return None
-        if _is_mask(rows):
-            return self.misaligned(owner.prov.rows, _positions(owner), rows)
-        return join(deep_unwrap(rows)[1], self.taint(".loc rows chosen by label or position"))
-
-    def _same_rows(self, box: Tracked, value: Any, extra: Taint | None) -> Tracked:
-        """``value`` holds some of ``box``'s rows, whole: same space, columns keep their taint."""
-        prov = box.prov
-        if isinstance(value, pd.DataFrame):
-            source = prov.columns or {}
-            columns = {
-                c: source.get(c, UNKNOWN) if prov.columns is not None else UNKNOWN for c in value.columns
-            }
-            column_sources = prov.sources_for(value.columns)
-            if isinstance(box.value, pd.Series):
-                columns = dict.fromkeys(value.columns, prov.taint)
-                column_sources = None if prov.sources is None else dict.fromkeys(value.columns, prov.sources)
-            return Tracked(
-                value, Prov(join(prov.taint, extra), prov.rows, None, columns, column_sources=column_sources)
-            )
-        if isinstance(value, pd.Series):
-            taint = prov.taint if isinstance(box.value, pd.Series) else prov.any_taint()
-            sources = prov.sources if isinstance(box.value, pd.Series) else None
-            return Tracked(value, Prov(join(taint, extra), prov.rows, sources=sources))
-        return Tracked(value, Prov(join(prov.any_taint(), extra) or self.taint("a value taken from data")))
+        return indexing.getitem(self, obj, key)
 
     # -- writes ---------------------------------------------------------------------------------------
     def write(self, obj: object) -> Any:
@@ -425,7 +334,7 @@ class Tracker:
             )
         raw, prov = value.value, value.prov
         if isinstance(raw, (*_PANDAS, np.ndarray)) and not (isinstance(raw, np.ndarray) and raw.ndim == 0):
-            return join(prov.any_taint(), self.misaligned(frame.prov.rows, _positions(frame), value))
+            return join(prov.any_taint(), self.misaligned(frame.prov.rows, positions_of(frame), value))
         return prov.any_taint() or self.taint("a value taken from data")
 
     def set_column(self, box: Tracked, key: object, value: object) -> None:
@@ -613,92 +522,9 @@ class Tracker:
         }
 
 
-class AggregateHook:
-    """``aggregate()`` as the job calls it: the frame's provenance becomes findings of the table."""
-
-    def __init__(self, tracker: Tracker, aggregator: Aggregator) -> None:
-        self._tracker = tracker
-        self._aggregator = aggregator
-
-    def __call__(self, df: object, by: object, aggs: object) -> ReleasableTable:
-        findings = list(self._provenance_findings(df, by, aggs))
-        return self._aggregator(
-            unwrap(df),
-            deep_unwrap(by)[0],
-            deep_unwrap(aggs)[0],
-            provenance=tuple(findings),
-            traced_keys=self._traced_keys(df, by),
-        )
-
-    def _traced_keys(self, df: object, by: object) -> frozenset[str]:
-        """Keys computed row by row from group columns of the inputs only (and the code's constants)."""
-        groupable = self._aggregator.key_sources
-        if groupable is None or not isinstance(df, Tracked) or is_data(by):
-            return frozenset()
-        keys = [by] if isinstance(by, str) else list(by) if isinstance(by, (list, tuple)) else []
-        traced = set()
-        for key in keys:
-            sources = df.prov.source_of(key)
-            clean = df.prov.column(key, unknown=UNKNOWN) is None
-            if clean and sources and sources <= set(groupable):
-                traced.add(key)
-        return frozenset(traced)
-
-    def _provenance_findings(self, df: object, by: object, aggs: object) -> Iterator[DisclosureFinding]:
-        tracker = self._tracker
-        where = f"aggregate() #{len(self._aggregator.issued) + 1}"
-        if tracker.run_taint is not None:
-            yield DisclosureFinding(
-                "row-dependence", "flag", f"the job's code is steered by data: {tracker.run_taint}", where
-            )
-        if not isinstance(df, Tracked):
-            yield DisclosureFinding(
-                "row-dependence", "flag", "the frame passed to aggregate() is not traced to the inputs", where
-            )
-            return
-        raw_by, by_taint = deep_unwrap(by)
-        raw_aggs, aggs_taint = deep_unwrap(aggs)
-        if is_data(by) or is_data(aggs):
-            taint = join(by_taint, aggs_taint) or Taint("names taken from data")
-            yield DisclosureFinding(
-                "row-dependence", "flag", f"group keys or aggregates are named by data: {taint}", where
-            )
-            return
-        keys = (
-            [raw_by] if isinstance(raw_by, str) else list(raw_by) if isinstance(raw_by, (list, tuple)) else []
-        )
-        columns: list[object] = [*keys]
-        if isinstance(raw_aggs, Mapping):
-            columns += [spec[0] for spec in raw_aggs.values() if isinstance(spec, tuple) and spec]
-        columns.append(tracker.unit)
-        for column in dict.fromkeys(columns):
-            column_taint = df.prov.column(column, unknown=UNKNOWN)
-            if column_taint is not None:
-                yield DisclosureFinding(
-                    "row-dependence",
-                    "flag",
-                    f"column {_label(column)} depends on other rows: {column_taint}",
-                    where,
-                )
-
-
 def _hook_of(tracker: Tracker, function: object) -> bool:
     """The tracker's own builtins (``getattr``, ``hasattr``): they open the boxes themselves."""
     return getattr(function, "__self__", None) is tracker
-
-
-def _label(column: object) -> str:
-    """A column label as the report shows it: labels are the code's own strings or the schema's
-    (a label computed from data arrives boxed and is refused before this)."""
-    text = repr(column)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _positions(box: Tracked) -> pd.Index | None:
-    raw = box.value
-    if isinstance(raw, _PANDAS):
-        return raw.index
-    return box.prov.positions
 
 
 def _any(operand: object) -> Taint | None:
@@ -727,27 +553,7 @@ def _column_taint(operands: Sequence[object], label: object) -> Taint | None:
     return taint
 
 
-def _is_mask(key: object) -> TypeGuard[Tracked]:
-    if not isinstance(key, Tracked):
-        return False
-    raw = key.value
-    return isinstance(raw, pd.Series) and pd.api.types.is_bool_dtype(raw.dtype)
-
-
-def _labels_only(key: object, columns: pd.Index) -> bool:
-    if isinstance(key, (list, tuple, pd.Index)):
-        return all(is_scalar(k) and k in columns for k in key)
-    return is_scalar(key) and key in columns
-
-
 def _as_labels(key: object) -> list[object]:
     if isinstance(key, (list, tuple, pd.Index)):
         return list(key)
     return [key]
-
-
-def _split_loc_key(key: object) -> tuple[object, object]:
-    raw = key.value if isinstance(key, Tracked) else key
-    if isinstance(raw, tuple) and len(raw) == 2:
-        return raw[0], raw[1]
-    return key, slice(None)

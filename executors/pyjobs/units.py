@@ -49,7 +49,14 @@ def units_behind(box: Tracked) -> int | None:
 
 
 def small_groups(box: Tracked, by: Any, *, min_units: int) -> int | None:
-    """How many groups of ``box.groupby(by)`` have fewer than ``min_units`` units (None: not known)."""
+    """How many groups of ``box.groupby(by)`` have fewer than ``min_units`` units (None: not known).
+
+    >>> from executors.pyjobs.taint import Prov, RowSpace
+    >>> frame = pd.DataFrame({"u": ["a", "b", "c", "c"], "g": ["x", "x", "y", "y"]})
+    >>> box = Tracked(frame, Prov(rows=RowSpace("t", people=True, units=frame["u"])))
+    >>> small_groups(box, "g", min_units=2)
+    1
+    """
     codes = unit_codes(box)
     if codes is None:
         return None
