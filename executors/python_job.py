@@ -238,7 +238,7 @@ def pseudonymise(values: pa.ChunkedArray | pa.Array, token: Callable[[str], str]
 
 
 def _run_python(program: Program, frames: Mapping[str, tuple[pa.Table, frozenset[str]]]) -> pa.Table:
-    inputs = {name: table.to_pandas() for name, (table, _units) in frames.items()}
+    inputs = {name: job_frame(table) for name, (table, _units) in frames.items()}
     pseudonyms: set[str] = set()
     for _table, units in frames.values():
         pseudonyms |= units
@@ -260,6 +260,19 @@ def _run_python(program: Program, frames: Mapping[str, tuple[pa.Table, frozenset
     if isinstance(outcome, AggregateOutput):
         return _aggregate_table(outcome)
     return _withheld_table(outcome)
+
+
+def job_frame(table: pa.Table) -> pd.DataFrame:
+    """An input table as a Python job receives it: DATE columns as ``datetime64`` (so ``.dt.year``
+    works), not as Python ``date`` objects in an object column.
+
+    >>> import datetime as dt
+    >>> frame = job_frame(pa.table({"d": pa.array([dt.date(1965, 10, 3)])}))
+    >>> str(frame["d"].dtype), int(frame["d"].dt.year.iloc[0])
+    ('datetime64[ms]', 1965)
+    """
+    frame: pd.DataFrame = table.to_pandas(date_as_object=False)
+    return frame
 
 
 def _as_execution_error(exc: PyJobError) -> ExecutionError:

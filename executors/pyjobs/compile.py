@@ -4,7 +4,8 @@ On top of RestrictedPython's rules (no names or attributes starting with ``_``, 
 guarded attribute/item access and writes) the policy refuses constructs analysts do not need and
 that would weaken the guards: class definitions (subclassing pandas types or defining dunder
 methods), bare ``except:`` (would catch the guards' refusals), generators' ``yield`` (frame and
-generator internals), ``with`` blocks, ``global``/``nonlocal`` and ``async`` code.
+generator internals), ``with`` blocks, ``global``/``nonlocal`` and ``async`` code. The tree it leaves
+is then instrumented (``instrument``) so that the runtime can follow where every value comes from.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from RestrictedPython.compile import compile_restricted_exec
 from RestrictedPython.transformer import RestrictingNodeTransformer
 
 from executors.pyjobs.errors import CodeRejected
+from executors.pyjobs.instrument import Instrument
 
 #: File name given to compiled job code; the runtime finds the job's own frames by it.
 JOB_FILENAME = "<job>"
@@ -55,6 +57,15 @@ class JobPolicy(RestrictingNodeTransformer):
     def visit_Global(self, node: ast.Global) -> Any:
         self._refuse(node, "'global' statements")
         return node
+
+    def visit_Module(self, node: ast.Module) -> Any:
+        # RestrictedPython's rules first; then, if the code passed them, route every operation through
+        # the provenance hooks (``instrument``), which need the tree RestrictedPython produced.
+        result = super().visit_Module(node)
+        if not self.errors:
+            Instrument().visit(node)
+            ast.fix_missing_locations(node)
+        return result
 
 
 def compile_job(code: str) -> CodeType:

@@ -4,6 +4,22 @@ The rules are the standard ones of statistical disclosure control (Hundepool et 
 Disclosure Control*, Wiley 2012, §4.2: minimum frequency, dominance (n, k) and p% rules; §6 and the
 SDAP/ONS output-checking guidance for residual degrees of freedom of models). The report never
 decides: it lists findings a person can act on. It quotes no data values, only where they are.
+
+Besides the scan of a finished output here, the runtime adds findings while the job runs, where the
+rows and their units are still known (``tracking``/``methods``): ``min-units`` for every value
+computed from fewer than ``min_units`` units (a reduction, a groupby's small groups, a numpy or
+statistics function over data), ``extreme-value`` for a maximum, minimum or similar (one unit's own
+value), and ``row-dependence`` for an ``aggregate()`` column that depends on other rows.
+
+Why not ACRO (the SACRO project's statistical output checker, ``acro`` 1.0.2 on PyPI): its rules are
+the ones used here (threshold, (n, k) dominance, p-ratio, residual degrees of freedom; its defaults
+are k=0.90 and p=10 %, ours 0.85 and 10 %), but as a dependency it does not fit. It pins
+``pandas<=2.3.3`` (this service runs pandas 3), pulls in matplotlib, statsmodels, rdflib, lxml and
+openpyxl, and it checks tables by wrapping the calls that build them (``acro.crosstab``,
+``acro.pivot_table``, ``acro.ols``) in a session that writes its outputs to files, rather than by
+checking a table or values it is handed. Our jobs build their tables with ``aggregate()`` and pandas
+under the sandbox's guards, so the rules are implemented here on the per-unit contributions the
+helper and the runtime already have.
 """
 
 from __future__ import annotations

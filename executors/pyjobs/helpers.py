@@ -11,7 +11,9 @@ that are not this job's pseudonyms (units invented to inflate counts), and it ev
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,8 +23,12 @@ from executors.pyjobs.errors import HelperError
 from executors.pyjobs.pseudonyms import PseudonymIndex
 
 #: Aggregate functions ``aggregate()`` accepts.
-AGGREGATES = frozenset({"count", "sum", "mean", "median", "min", "max", "std", "var"})
-_CONTRIBUTION_AGGREGATES = frozenset({"sum", "mean"})
+AGGREGATES = frozenset({"count", "nunique", "sum", "mean", "median", "min", "max", "std", "var"})
+#: Aggregates that may be taken of the unit column itself (how many people, how many rows).
+UNIT_AGGREGATES = frozenset({"count", "nunique"})
+# Every statistic of a column that one or two units carry can disclose them (the max of a column that is
+# zero except for one person is that person's value), so dominance and p% are judged for all of these.
+_CONTRIBUTION_AGGREGATES = frozenset({"sum", "mean", "median", "min", "max", "std", "var"})
 UNITS_COLUMN = "_sbx_units"
 
 
@@ -46,6 +52,21 @@ class ReleasableTable:
         return f"<aggregate table>\n{self.frame!r}"
 
 
+@dataclass(frozen=True)
+class _Codes:
+    """Each row's group (in the order of the output rows) and unit, as integers (-1: missing unit)."""
+
+    groups: np.ndarray
+    n_groups: int
+    units: np.ndarray
+
+    @classmethod
+    def of(cls, grouped: Any, units: pd.Series) -> _Codes:
+        groups = np.asarray(grouped.ngroup().to_numpy(), dtype=np.int64)
+        unit_codes, _ = pd.factorize(units, use_na_sentinel=True)
+        return cls(groups, int(grouped.ngroups), np.asarray(unit_codes, dtype=np.int64))
+
+
 #: Attributes job code may read on a ``ReleasableTable``.
 RELEASABLE_ATTRIBUTES = frozenset({"frame"})
 
@@ -63,8 +84,18 @@ class Aggregator:
     issued: list[ReleasableTable] = field(default_factory=list)
 
     def __call__(
-        self, df: pd.DataFrame, by: str | Sequence[str], aggs: Mapping[str, tuple[str, str]]
+        self,
+        df: pd.DataFrame,
+        by: str | Sequence[str],
+        aggs: Mapping[str, tuple[str, str]],
+        *,
+        provenance: Sequence[DisclosureFinding] = (),
+        traced_keys: AbstractSet[str] = frozenset(),
     ) -> ReleasableTable:
+        """Group, aggregate and count units. ``provenance``: findings about where the frame's columns
+        come from (a flag there withholds the table, like a dominance flag). ``traced_keys``: group keys
+        the runtime traced, row by row, to group columns of the inputs only (``dt.year`` of a date,
+        a band of an age a SQL job could group by); the others are checked by value."""
         keys = [by] if isinstance(by, str) else list(by)
         self._validate(df, keys, aggs)
         if not self.pseudonyms.all_known(df[self.unit_column]):
@@ -75,9 +106,10 @@ class Aggregator:
         grouped = df.groupby(keys, dropna=False, sort=True, observed=True)
         out = grouped.agg(**{name: pd.NamedAgg(column=col, aggfunc=fn) for name, (col, fn) in aggs.items()})
         out[UNITS_COLUMN] = grouped[self.unit_column].nunique()
-        findings: list[DisclosureFinding] = []
+        findings: list[DisclosureFinding] = list(provenance)
         call = len(self.issued) + 1
-        findings.extend(self._key_findings(df, keys, call))
+        codes: _Codes | None = None
+        findings.extend(self._key_findings(df, [k for k in keys if k not in traced_keys], call))
         for i, (name, (col, fn)) in enumerate(aggs.items(), start=1):
             if bool(df[col].isna().any()):
                 subset = df[df[col].notna()]
@@ -86,7 +118,8 @@ class Aggregator:
                 ].nunique()
                 out[f"{UNITS_COLUMN}_{i}"] = counts.reindex(out.index, fill_value=0).astype("int64")
             if fn in _CONTRIBUTION_AGGREGATES and pd.api.types.is_numeric_dtype(df[col]):
-                findings.extend(self._contribution_findings(df, keys, col, name, call))
+                codes = codes or _Codes.of(grouped, df[self.unit_column])
+                findings.extend(self._contribution_findings(df, codes, col, name, call))
             if fn in {"min", "max"}:
                 findings.append(
                     DisclosureFinding(
@@ -142,48 +175,43 @@ class Aggregator:
             if not (isinstance(spec, tuple) and len(spec) == 2 and all(isinstance(s, str) for s in spec)):
                 raise HelperError("each aggregate must be a (column, function) pair of strings")
             column, function = spec
-            if column not in df.columns or column == self.unit_column:
-                raise HelperError("aggregate columns must be columns of the frame other than the unit column")
+            if column not in df.columns:
+                raise HelperError("aggregate columns must be columns of the frame")
+            if column == self.unit_column and function not in UNIT_AGGREGATES:
+                raise HelperError(
+                    f"the unit column {self.unit_column!r} can only be counted "
+                    f"({', '.join(sorted(UNIT_AGGREGATES))}): other aggregates of it mean nothing"
+                )
             if function not in AGGREGATES:
                 raise HelperError(f"aggregate functions are {', '.join(sorted(AGGREGATES))}")
 
     def _contribution_findings(
-        self, df: pd.DataFrame, keys: list[str], column: str, name: str, call: int
+        self, df: pd.DataFrame, codes: _Codes, column: str, name: str, call: int
     ) -> list[DisclosureFinding]:
-        """Dominance (n, k) and p% on per-unit absolute contributions, vectorised over groups."""
+        """Dominance (n, k) and p% on per-unit absolute contributions, vectorised over groups (on
+        integer codes: grouping by strings dominated the helper's time), for the cells with at least
+        ``min_units`` units (the others are suppressed by the output check)."""
         n, k, p = self.thresholds.dominance_n, self.thresholds.dominance_k, self.thresholds.p_percent
-        per_unit = (
-            df.assign(_sbx_abs=df[column].abs())
-            .groupby([*keys, self.unit_column], dropna=False, sort=False, observed=True)["_sbx_abs"]
-            .sum()
-            .reset_index()
-            # One stable sort on the contribution; cumcount then ranks within each group in that order.
-            .sort_values("_sbx_abs", ascending=False, kind="stable", na_position="last")
-        )
-        rank = per_unit.groupby(keys, dropna=False, sort=False, observed=True).cumcount()
-        per_unit = per_unit.assign(_sbx_rank=rank.to_numpy())
-        grouped = per_unit.groupby(keys, dropna=False, sort=True, observed=True)
-        total = grouped["_sbx_abs"].sum()
-        top_n = (
-            per_unit[per_unit["_sbx_rank"] < n]
-            .groupby(keys, dropna=False, sort=True, observed=True)["_sbx_abs"]
-            .sum()
-        )
-        first = (
-            per_unit[per_unit["_sbx_rank"] == 0]
-            .groupby(keys, dropna=False, sort=True, observed=True)["_sbx_abs"]
-            .sum()
-        )
-        second = (
-            per_unit[per_unit["_sbx_rank"] == 1]
-            .groupby(keys, dropna=False, sort=True, observed=True)["_sbx_abs"]
-            .sum()
-        )
-        top_n, first, second = (s.reindex(total.index, fill_value=0.0) for s in (top_n, first, second))
-        totals = total.to_numpy(dtype=float)
-        dominated = (totals > 0) & (top_n.to_numpy(dtype=float) > k * totals)
-        x1 = first.to_numpy(dtype=float)
-        p_rule = (x1 > 0) & ((totals - x1 - second.to_numpy(dtype=float)) < p / 100.0 * x1)
+        values = np.abs(df[column].to_numpy(dtype=float, na_value=np.nan))
+        keep = (codes.units >= 0) & ~np.isnan(values)
+        n_units = int(codes.units.max(initial=0)) + 1
+        pair_codes, pairs = pd.factorize(codes.groups[keep] * n_units + codes.units[keep])
+        sums = np.bincount(pair_codes, weights=values[keep], minlength=len(pairs))
+        pair_group = np.asarray(pairs) // n_units
+        order = np.lexsort((-sums, pair_group))  # by group, then largest contribution first
+        groups, contributions = pair_group[order], sums[order]
+        starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]]) if len(groups) else np.array([], int)
+        rank = np.arange(len(groups)) - np.repeat(starts, np.diff(np.r_[starts, len(groups)]))
+
+        def per_group(selected: np.ndarray) -> np.ndarray:
+            return np.bincount(groups[selected], weights=contributions[selected], minlength=codes.n_groups)
+
+        totals = per_group(np.ones(len(groups), dtype=bool))
+        top_n, x1, x2 = per_group(rank < n), per_group(rank == 0), per_group(rank == 1)
+        # Only cells the output check will release: a group below k units is suppressed whatever it holds.
+        released = np.bincount(groups, minlength=codes.n_groups) >= self.thresholds.min_units
+        dominated = released & (totals > 0) & (top_n > k * totals)
+        p_rule = released & (x1 > 0) & ((totals - x1 - x2) < p / 100.0 * x1)
         where = f"aggregate() #{call}, {name!r}"
         findings = []
         if dominated.any():

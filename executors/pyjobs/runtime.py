@@ -30,7 +30,6 @@ from types import FrameType
 from typing import Any
 
 import pandas as pd
-from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
 
 from executors.pyjobs.allowlist import BUILTIN_NAMES, build_allowlist
 from executors.pyjobs.compile import JOB_FILENAME, compile_job
@@ -55,6 +54,8 @@ from executors.pyjobs.guards import GuardDenied, Guards, RunState
 from executors.pyjobs.helpers import RELEASABLE_ATTRIBUTES, Aggregator, ReleasableTable
 from executors.pyjobs.pseudonyms import PseudonymIndex
 from executors.pyjobs.summary import table_to_plain, to_plain
+from executors.pyjobs.taint import deep_unwrap
+from executors.pyjobs.tracking import Tracker
 
 #: Name the job assigns its answer to.
 RESULT_NAME = "result"
@@ -135,11 +136,12 @@ def run_python_job(
     ``pseudonyms``: the set of unit pseudonyms, if the caller has it (it replaced the unit column);
     otherwise it is derived from the inputs when needed.
 
-    >>> frame = pd.DataFrame({"person_id": ["p1", "p2"], "g": ["a", "a"], "x": [1.0, 3.0]})
+    >>> units = ["p1", "p2", "p3", "p4"]
+    >>> frame = pd.DataFrame({"person_id": units, "g": ["a"] * 4, "x": [1.0, 3.0, 2.0, 2.0]})
     >>> out = run_python_job("result = aggregate(t, by='g', aggs={'m': ('x', 'mean')})",
     ...                      {"t": frame}, unit_column="person_id", modules=[])
     >>> out.table.to_dict("records")
-    [{'g': 'a', 'm': 2.0, '_sbx_units': 2}]
+    [{'g': 'a', 'm': 2.0, '_sbx_units': 4}]
     """
     compiled = compile_job(code)
     allowlist = build_allowlist()
@@ -162,21 +164,19 @@ def run_python_job(
         thresholds=thresholds,
         key_sources=None if group_columns is None else _key_sources(inputs, group_columns, unit_column),
     )
+    tracker = Tracker(guards, unit_column=unit_column, min_units=thresholds.min_units)
     # pandas copies on write: a shallow copy keeps the caller's frames unchanged whatever the job does.
-    tables = {name: frame.copy(deep=False) for name, frame in inputs.items()}
+    # Row labels must be unique: the tracker lines rows up by them.
+    tables = {
+        name: tracker.track_input(name, _unique_labels(frame.copy(deep=False)))
+        for name, frame in inputs.items()
+    }
     namespace: dict[str, Any] = {
-        "__builtins__": _builtins(guards),
+        "__builtins__": _builtins(guards, tracker),
         "__name__": "job",
-        "_getattr_": guards.getattr,
-        "_getitem_": guards.getitem,
-        "_write_": guards.write,
-        "_getiter_": iter,
-        "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
-        "_unpack_sequence_": guarded_unpack_sequence,
-        "_inplacevar_": guards.inplacevar,
-        "_apply_": guards.apply,
+        **tracker.namespace(),
         "_print_": guards.print_factory,
-        "aggregate": aggregator,
+        "aggregate": tracker.aggregate_hook(aggregator),
         "tables": dict(tables),
     }
     for name, frame in tables.items():
@@ -187,8 +187,9 @@ def run_python_job(
     if state.violation is not None:
         raise SandboxViolation(state.violation)
     return _classify(
-        namespace.get(RESULT_NAME, _UNSET),
+        deep_unwrap(namespace.get(RESULT_NAME, _UNSET))[0],
         guards=guards,
+        tracker=tracker,
         state=state,
         aggregator=aggregator,
         pseudonyms=index,
@@ -202,7 +203,11 @@ def run_python_job(
 _UNSET = object()
 
 
-def _builtins(guards: Guards) -> dict[str, object]:
+def _unique_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame if frame.index.is_unique else frame.reset_index(drop=True)
+
+
+def _builtins(guards: Guards, tracker: Tracker) -> dict[str, object]:
     import builtins
 
     table: dict[str, object] = {name: getattr(builtins, name) for name in sorted(BUILTIN_NAMES)}
@@ -211,8 +216,8 @@ def _builtins(guards: Guards) -> dict[str, object]:
             "None": None,
             "True": True,
             "False": False,
-            "getattr": guards.getattr_builtin,
-            "hasattr": guards.hasattr_builtin,
+            "getattr": tracker.getattr_builtin,
+            "hasattr": tracker.hasattr_builtin,
             "__import__": guards.import_module,
         }
     )
@@ -309,6 +314,7 @@ def _classify(
     result: object,
     *,
     guards: Guards,
+    tracker: Tracker,
     state: RunState,
     aggregator: Aggregator,
     pseudonyms: PseudonymIndex,
@@ -356,11 +362,12 @@ def _classify(
             if printed
             else None
         )
-        # A table keyed by a derived or copied column is not released automatically either.
-        keyed_off_policy = any(f.rule == "group-key" for f in result._sbx_findings)
-        if not scanned and not keyed_off_policy:
+        # Any flag of the helper withholds the table: a column that depends on other rows, a key that is
+        # not a group column, a dominated cell (dominance, p%). Group keys equal to unit pseudonyms: the
+        # table is row-level in disguise. A person decides.
+        flagged = any(f.severity == "flag" for f in result._sbx_findings)
+        if not scanned and not flagged:
             return AggregateOutput(table=frame.copy(), report=report, printed=withheld_print, mock=mock)
-        # Group keys equal to unit pseudonyms: the table is row-level in disguise, so a person decides.
         return WithheldOutput(summary=plain, printed=printed, report=report.merged(printed_report), mock=mock)
 
     summary: Mapping[str, object] | None = None
@@ -375,6 +382,7 @@ def _classify(
         )
     findings.extend(model_findings(fits, thresholds))
     findings.extend(helper_findings)
+    findings.extend(tracker.cell_findings)
     findings.append(
         DisclosureFinding(
             "not-assessed",

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
 import pytest
 
 from crypto.keyring import LocalKeyring
@@ -11,7 +15,7 @@ from executors.local import LocalExecutor
 from executors.mock import MockColumn, MockDomain, MockTable
 from executors.pyjobs import PyLimits
 from executors.python_job import InputQuery, MockSource, Program, ProgramResult
-from tests.executors.executors_fixtures import StoredVersion, visits_table
+from tests.executors.executors_fixtures import StoredVersion, store_version, visits_table
 
 INPUT = InputQuery(
     name="visits",
@@ -140,3 +144,65 @@ def test_mock_program_gets_no_real_data(
     )
     with pytest.raises(ExecutionFailed, match="mock job must not be given real data"):
         run(local_executor, leaky)
+
+
+def test_date_columns_arrive_as_datetimes(
+    local_executor: LocalExecutor, data_root: Path, keyring: LocalKeyring
+) -> None:
+    """A DATE column reaches the job as datetime64, so ``.dt.year`` works and the table is released."""
+    births = pa.table(
+        {
+            "person_id": list(range(300)),
+            "birth": pa.array(
+                [dt.date(1950 + i % 3, 1 + i % 12, 1 + i % 28) for i in range(300)], pa.date32()
+            ),
+        }
+    )
+    stored = store_version(data_root, keyring, {"births": births}, units={"births": "person_id"}, n_parts=2)
+    query = InputQuery(
+        name="births",
+        sql='SELECT "births"."person_id" AS "person_id", "births"."birth" AS "birth" FROM "births"',
+        unit="person_id",
+        pseudonymise=("person_id",),
+        group_columns=("birth",),
+    )
+    code = (
+        "p = births.assign(year=births['birth'].dt.year)\n"
+        "result = aggregate(p, by='year', aggs={'people': ('person_id', 'nunique')})"
+    )
+    program = Program(
+        kind="python", mode="real", inputs=(query,), pseudonym_key=bytes(32), code=code, modules=("pandas",)
+    )
+    job = JobSpec(
+        job_id="py-dates",
+        sql="",
+        tables=(stored.inputs["births"],),
+        keyed_hash_key=None,
+        limits=LIMITS,
+        program=program,
+    )
+    out = run(local_executor, job)
+    assert out.outcome == "aggregate"
+    frame = out.table.to_pandas()
+    assert dict(zip(frame["year"], frame["people"], strict=True)) == {1950: 100, 1951: 100, 1952: 100}
+
+
+def test_a_column_depending_on_other_rows_comes_back_withheld_with_its_taint(
+    local_executor: LocalExecutor, visits: StoredVersion
+) -> None:
+    """Through the sandbox: the largest cost broadcast into a column and averaged is not an aggregate
+    outcome (which the service would release); the report names the operation and line."""
+    code = (
+        "visits['x'] = visits['cost'].max()\n"
+        "result = aggregate(visits, by='district', aggs={'m': ('x', 'mean')})"
+    )
+    out = run(local_executor, spec(visits, code, job_id="py-taint"))
+    assert out.outcome == "withheld"
+    assert out.withheld is not None
+    findings = out.withheld["report"]["findings"]  # type: ignore[index]
+    assert {
+        "rule": "row-dependence",
+        "severity": "flag",
+        "message": "column 'x' depends on other rows: .max at line 1",
+        "where": "aggregate() #1",
+    } in findings

@@ -87,22 +87,42 @@ def test_linear_regression_with_lstsq() -> None:
     assert values["slope"] == pytest.approx(2.0, abs=0.01)
 
 
-def test_quantile_buckets() -> None:
+def test_buckets_with_edges_written_in_the_code_are_released() -> None:
+    code = (
+        "import pandas as pd\n"
+        "edges = [0, 3000, 6000, 10000]\n"
+        "bands = pd.cut(people['income'], edges, labels=['low', 'mid', 'high'])\n"
+        "p = people.assign(bucket=bands.astype(str))\n"
+        "result = aggregate(p, by='bucket', aggs={'n': ('income', 'count'), 'low': ('income', 'min')})"
+    )
+    out = released(run(code))
+    income = people()["income"]
+    expected = {
+        "low": int((income <= 3000).sum()),
+        "mid": int(((income > 3000) & (income <= 6000)).sum()),
+        "high": int((income > 6000).sum()),
+    }
+    assert out.set_index("bucket")["n"].to_dict() == expected
+    assert out.set_index("bucket")["low"]["low"] == income.min()
+
+
+def test_quantile_buckets_depend_on_other_rows_and_are_withheld() -> None:
+    """qcut's edges are quantiles of every row: a bucket says where a person stands among the others."""
     code = (
         "import pandas as pd\n"
         "labels = ['q1', 'q2', 'q3', 'q4']\n"
         "p = people.assign(bucket=pd.qcut(people['income'], 4, labels=labels).astype(str))\n"
         "result = aggregate(p, by='bucket', aggs={'n': ('income', 'count'), 'low': ('income', 'min')})"
     )
-    out = released(run(code))
+    out = run(code)
+    assert isinstance(out, WithheldOutput)
+    assert any(
+        "pandas.qcut at line 3" in f.message for f in out.report.findings if f.rule == "row-dependence"
+    )
+    rows = {r[0]: r[1] for r in summary(out)["rows"]}
     income = people()["income"].to_numpy()
     edges = np.percentile(income, [0, 25, 50, 75, 100])
-    expected = [
-        int(((income > edges[i]) | ((i == 0) & (income == edges[0]))).sum() - (income > edges[i + 1]).sum())
-        for i in range(4)
-    ]
-    assert out.sort_values("bucket")["n"].tolist() == expected
-    assert out.sort_values("bucket")["low"].iloc[0] == income.min()
+    assert rows["q1"] == int((income <= edges[1]).sum())
 
 
 def test_derived_column_and_loc_assignment() -> None:
@@ -171,15 +191,19 @@ def test_python_loop_over_groups_with_math() -> None:
         assert got[district] == pytest.approx(sum(np.log(group["income"])) / len(group))
 
 
-def test_zscore_transform_then_aggregate() -> None:
+def test_zscore_within_groups_depends_on_other_rows_and_is_withheld() -> None:
     code = (
         "g = people.groupby('district')['income']\n"
         "people['z'] = (people['income'] - g.transform('mean')) / g.transform('std')\n"
         "result = aggregate(people, by='district', aggs={'mean_z': ('z', 'mean'), 'sd_z': ('z', 'std')})"
     )
-    out = released(run(code))
-    assert out["mean_z"].abs().max() == pytest.approx(0.0, abs=1e-9)
-    assert out["sd_z"].tolist() == pytest.approx([1.0] * 4)
+    out = run(code)
+    assert isinstance(out, WithheldOutput)
+    messages = [f.message for f in out.report.findings if f.rule == "row-dependence"]
+    assert messages == ["column 'z' depends on other rows: groupby at line 1"]
+    rows = pd.DataFrame(summary(out)["rows"], columns=summary(out)["columns"])
+    assert rows["mean_z"].abs().max() == pytest.approx(0.0, abs=1e-9)
+    assert rows["sd_z"].tolist() == pytest.approx([1.0] * 4)
 
 
 def test_string_methods_and_merge() -> None:

@@ -37,8 +37,21 @@ def run_keyed(code: str) -> AggregateOutput | WithheldOutput:
         "sexes = people[['person_id', 'sex']].drop_duplicates()\n"
         "p = people[['person_id', 'income']].merge(sexes, on='person_id')\n"
         "result = aggregate(p, by='sex', aggs={'n': ('income', 'count')})",
+        # Computed row by row from group columns only: a coarser grouping a SQL job could also make.
+        "p = people.assign(half=people['district'].str[0] + '-' + people['sex'].str.upper())\n"
+        "result = aggregate(p, by='half', aggs={'n': ('income', 'count')})",
+        "import numpy as np\n"
+        "p = people.assign(side=np.where(people['district'].isin(['north', 'east']), 'NE', 'SW'))\n"
+        "result = aggregate(p, by='side', aggs={'n': ('income', 'count')})",
     ],
-    ids=["one-key", "two-keys", "filtered-and-sorted", "joined-to-itself"],
+    ids=[
+        "one-key",
+        "two-keys",
+        "filtered-and-sorted",
+        "joined-to-itself",
+        "derived-from-group-columns",
+        "numpy-where",
+    ],
 )
 def test_tables_keyed_by_unmodified_group_columns_are_released(code: str) -> None:
     assert isinstance(run_keyed(code), AggregateOutput)
@@ -55,12 +68,15 @@ def test_tables_keyed_by_unmodified_group_columns_are_released(code: str) -> Non
         "result = aggregate(t, by='district', aggs={'n': ('income', 'count')})",
         "t = people.copy()\nt['district'] = list(t['district'])[::-1]\n"
         "result = aggregate(t, by='district', aggs={'n': ('income', 'count')})",
+        "t = people.assign(district=people.apply(lambda r: str(r['age']), axis=1))\n"
+        "result = aggregate(t, by='district', aggs={'n': ('income', 'count')})",
     ],
     ids=[
         "renamed-copy-of-filter-column",
         "bucket-of-aggregate-column",
         "group-column-overwritten",
         "reindexed",
+        "row-function-of-a-filter-column",
     ],
 )
 def test_tables_keyed_by_anything_else_are_withheld_with_the_reason(code: str) -> None:
