@@ -79,6 +79,7 @@ class WithheldOutput:
     printed: str | None  # collected print output, if any
     report: DisclosureReport
     mock: bool = False
+    from_aggregate: bool = False  # an aggregate() table the runtime withheld (a flag of its report)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -86,6 +87,7 @@ class WithheldOutput:
             "printed": self.printed,
             "report": self.report.to_dict(),
             "mock": self.mock,
+            "from_aggregate": self.from_aggregate,
         }
 
 
@@ -368,7 +370,13 @@ def _classify(
         flagged = any(f.severity == "flag" for f in result._sbx_findings)
         if not scanned and not flagged:
             return AggregateOutput(table=frame.copy(), report=report, printed=withheld_print, mock=mock)
-        return WithheldOutput(summary=plain, printed=printed, report=report.merged(printed_report), mock=mock)
+        return WithheldOutput(
+            summary=plain,
+            printed=printed,
+            report=report.merged(printed_report),
+            mock=mock,
+            from_aggregate=True,
+        )
 
     summary: Mapping[str, object] | None = None
     findings: list[DisclosureFinding] = []

@@ -444,11 +444,13 @@ class Tracker:
         return taint
 
     def condition(self, box: Tracked) -> Tracked:
-        """A condition (boolean series) true, or false, for 1 to k-1 people singles them out: used as a
-        filter or inside a value, it lets a result differ from another by those people only (the
-        low-effect rule of Diffix). Such a condition taints what it touches."""
+        """A condition (boolean series) true, or false, for fewer than k people singles them out: used as
+        a filter or inside a value, it lets a result differ from another by those people only (the
+        low-effect rule of Diffix). Such a condition taints what it touches. None counts as fewer than k:
+        otherwise "released" (true for nobody) against "withheld" (true for one person) would itself
+        answer whether that person exists."""
         sides = condition_sides(box)
-        if sides is not None and 0 < min(sides) < self.min_units:
+        if sides is not None and min(sides) < self.min_units:
             box.prov = box.prov.tainted(
                 self.taint(
                     f"a condition true or false for fewer than {self.min_units} people (it singles them out)"

@@ -196,11 +196,19 @@ def _withheld_payload(outcome: ProgramResult, *, mock: bool) -> tuple[WithheldPa
         report=dict(cast(Mapping[str, Any], withheld.get("report") or {})),
     )
     rows = len(payload.table["rows"]) if payload.table is not None else 0
-    reasons = (
-        ["mock data: generated from the declared schema, not the real rows; no suppression applied"]
-        if mock
-        else ["not built with aggregate(): released only by output checkers"]
-    )
+    flags = [
+        f
+        for f in cast(list[Mapping[str, Any]], payload.report.get("findings") or [])
+        if f.get("severity") == "flag"
+    ]
+    if mock:
+        reasons = ["mock data: generated from the declared schema, not the real rows; no suppression applied"]
+    elif withheld.get("from_aggregate"):
+        # An aggregate() table the runtime withheld: say why (the first flag; the review sees them all).
+        first = flags[0] if flags else {"message": "the disclosure report flags it"}
+        reasons = [f"aggregate() table withheld: {first.get('message')}; released only by output checkers"]
+    else:
+        reasons = ["not built with aggregate(): released only by output checkers"]
     return payload, {"rows_in": rows, "rows_released": rows, "mock": mock, "reasons": reasons}
 
 

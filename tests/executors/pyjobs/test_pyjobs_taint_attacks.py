@@ -260,7 +260,7 @@ def test_a_sum_dominated_by_the_target_is_withheld() -> None:
 def test_a_literal_list_in_numpy_where_is_positional() -> None:
     code = (
         "import numpy as np\ns = people.sort_values('age')\n"
-        "s['x'] = np.where(s['age'] > 0, [0.0] * 199 + [1.0], 0.0)"
+        "s['x'] = np.where(s['age'] > 40, [0.0] * 199 + [1.0], 0.0)"
     )
     out = run(code + "\nresult = aggregate(s, by='district', aggs={'m': ('x', 'mean')})")
     assert isinstance(out, WithheldOutput)
@@ -306,3 +306,23 @@ def test_a_numeric_indicator_of_one_person_is_caught_by_dominance() -> None:
     assert received(out) is None
     assert not [f for f in out.report.findings if f.rule == "row-dependence"]
     assert {"dominance", "p-ratio"} <= {f.rule for f in out.report.findings if f.severity == "flag"}
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        TARGET,  # true for exactly the target
+        "people['age'] == 200",  # true for nobody
+        f"~({TARGET})",  # false for exactly the target
+        "people['age'] >= 0",  # false for nobody
+    ],
+)
+def test_whether_a_condition_singles_someone_out_does_not_change_the_outcome(condition: str) -> None:
+    """The fact wanted: does a person aged 95 live in 'north'? A condition true (or false) for one person
+    and one true (or false) for nobody must give the operator the same outcome, or "released" against
+    "withheld" answers the question. Both are withheld: a condition that splits the people into a side
+    of fewer than k (none included) taints what it touches."""
+    code = f"people['x'] = people['income'].where({condition}, 0.0)" + BY_SEX
+    out = run(code)
+    assert isinstance(out, WithheldOutput)
+    assert any("fewer than" in f.message for f in out.report.findings if f.rule == "row-dependence")
