@@ -128,10 +128,17 @@ def _private_environment(tmpdir: str) -> None:
     os.umask(0o077)
 
 
-def _address_space_mb() -> int:
-    with open("/proc/self/statm", encoding="ascii") as handle:  # noqa: PTH123 - procfs, not a data file
-        pages = int(handle.read().split()[0])
-    return pages * os.sysconf("SC_PAGE_SIZE") // 2**20
+@dataclass(frozen=True)
+class Entered:
+    """A process behind its walls: which walls held, and a descriptor on its own ``/proc/self/statm``
+    opened before them (behind the walls of a gateway that is not root there is no ``/proc``)."""
+
+    report: WallReport
+    statm_fd: int
+
+    def address_space_mb(self) -> int:
+        pages = int(os.pread(self.statm_fd, 256, 0).split()[0])
+        return pages * os.sysconf("SC_PAGE_SIZE") // 2**20
 
 
 def address_space_limit_mb(limits: Limits, *, baseline_mb: int) -> int:
@@ -143,7 +150,8 @@ def address_space_limit_mb(limits: Limits, *, baseline_mb: int) -> int:
     return baseline_mb + 2 * limits.memory_mb + AS_HEADROOM_MB
 
 
-def apply_limits(limits: Limits) -> None:
+def apply_limits(limits: Limits, *, address_space_mb: int) -> None:
+    """The job's resource limits; ``address_space_mb``: what the process maps now (``Entered``)."""
     # CPU time counts from here: a warm sandbox has already spent some on its warm-up.
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu = max(1, int(limits.cpu_s)) + int(usage.ru_utime + usage.ru_stime + 0.999)
@@ -152,7 +160,7 @@ def apply_limits(limits: Limits) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a core file would be plaintext on disk
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # no regular file may be written at all
-    space = address_space_limit_mb(limits, baseline_mb=_address_space_mb()) * 2**20
+    space = address_space_limit_mb(limits, baseline_mb=address_space_mb) * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (space, space))
 
 
@@ -225,12 +233,13 @@ def execute(
     return header, ipc
 
 
-def enter_sandbox(tmpdir: str, plan: WallPlan) -> WallReport:
+def enter_sandbox(tmpdir: str, plan: WallPlan) -> Entered:
     """Steps 1-4 of the module docstring: what every sandbox process does first, whatever it runs."""
     _harden_process(_libc())
+    statm_fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
     report = raise_walls(plan, jobdir=tmpdir)
     _private_environment(report.workdir)
-    return report
+    return Entered(report=report, statm_fd=statm_fd)
 
 
 def child_main(conn: Connection, tmpdir: str, warm: bool = False, plan: WallPlan | None = None) -> None:
@@ -241,7 +250,8 @@ def child_main(conn: Connection, tmpdir: str, warm: bool = False, plan: WallPlan
     """
     started_at = time.monotonic()
     try:
-        report = enter_sandbox(tmpdir, plan or WallPlan())
+        entered = enter_sandbox(tmpdir, plan or WallPlan())
+        report = entered.report
         spare = warm_engine() if warm else None
         conn.send_bytes(READY)  # the parent hands a job only to a sandbox that said so
         try:
@@ -251,13 +261,16 @@ def child_main(conn: Connection, tmpdir: str, warm: bool = False, plan: WallPlan
         payload = pickle.loads(message)  # noqa: S301 - from our own parent, over a private pipe
         payload = replace(payload, spec=receive_part_fds(conn, payload.spec))
         received_at = time.monotonic()
-        apply_limits(payload.spec.limits)
+        apply_limits(payload.spec.limits, address_space_mb=entered.address_space_mb())
         header, ipc = execute(payload, spare=spare)
         header["started_at"] = started_at
         header["received_at"] = received_at
         header["warm"] = spare is not None
         header["network"] = network_state(report)
         header["walls"] = report.summary()
+        timings = header.setdefault("timings", {})
+        if isinstance(timings, dict):  # raised before the job came (in a warm sandbox: before warm-up)
+            timings.update({f"wall.{wall}": seconds for wall, seconds in report.seconds.items()})
         header["isolation"] = report.isolation.value
         conn.send_bytes(json.dumps(header).encode())
         conn.send_bytes(ipc)

@@ -28,8 +28,10 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 
 from executors.errors import SandboxWallDown
 from executors.walls import landlock, namespaces, syscalls
@@ -76,6 +78,7 @@ class WallReport:
     missing: tuple[tuple[str, str], ...] = ()
     workdir: str = ""
     details: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # what raising each held wall took
 
     def summary(self) -> str:
         """The held walls as one string for a job's record, e.g. ``"network,mount,uid,seccomp"``.
@@ -100,8 +103,17 @@ class _Builder:
         self.held: list[str] = []
         self.missing: list[tuple[str, str]] = []
         self.details: dict[str, str] = {}
+        self.seconds: dict[str, float] = {}
+        self._since = time.perf_counter()
+
+    def hold(self, wall: str) -> None:
+        now = time.perf_counter()
+        self.held.append(wall)
+        self.seconds[wall] = now - self._since
+        self._since = now
 
     def failed(self, wall: str, reason: str) -> None:
+        self._since = time.perf_counter()
         if self.plan.isolation is Isolation.STRICT:
             raise SandboxWallDown(
                 f"the sandbox's {wall} wall could not be raised ({reason}); the job did not run. Run the "
@@ -120,16 +132,17 @@ def raise_walls(plan: WallPlan, *, jobdir: str) -> WallReport:
     directory the job should work in, as the process now sees it.
     """
     build = _Builder(plan)
+    threads = _thread_count()
     workdir = jobdir
     if plan.isolation is not Isolation.NONE:
         workdir = _namespaces_and_identity(build, jobdir)
     try:
         _prctl(PR_SET_NO_NEW_PRIVS, 1)
-        build.held.append("no_new_privs")
+        build.hold("no_new_privs")
     except WallFailure as exc:
         build.failed("no_new_privs", exc.reason)
     if plan.isolation is not Isolation.NONE:
-        _landlock(build, workdir)
+        _landlock(build, workdir, threads=threads)
         _seccomp(build)
     return WallReport(
         isolation=plan.isolation,
@@ -137,6 +150,7 @@ def raise_walls(plan: WallPlan, *, jobdir: str) -> WallReport:
         missing=tuple(build.missing),
         workdir=workdir,
         details=build.details,
+        seconds=build.seconds,
     )
 
 
@@ -149,7 +163,7 @@ def _namespaces_and_identity(build: _Builder, jobdir: str) -> str:
             build.failed("userns", exc.reason)
     try:
         namespaces.unshare(namespaces.CLONE_NEWNET, "network")
-        build.held.append("network")
+        build.hold("network")
     except WallFailure as exc:
         build.failed("network", exc.reason)
     workdir = jobdir
@@ -166,18 +180,18 @@ def _namespaces_and_identity(build: _Builder, jobdir: str) -> str:
         )
         namespaces.pivot_into(root)
         workdir = namespaces.PRIVATE_DIR
-        build.held.append("mount")
+        build.hold("mount")
     except (WallFailure, OSError) as exc:
         build.failed("mount", getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}")
     uid = build.plan.first_uid + os.getpid() % PID_SPAN
     try:
         if root_gateway:
             namespaces.become(uid, uid, workdir=workdir)
-            build.held.append("uid")
+            build.hold("uid")
             build.details["uid"] = str(uid)
         else:
             namespaces.drop_capabilities()
-            build.held.append("userns")
+            build.hold("userns")
     except (WallFailure, OSError) as exc:
         build.failed("uid", getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}")
     # A change of credentials clears the parent-death signal and the dumpable flag: set them again.
@@ -187,16 +201,29 @@ def _namespaces_and_identity(build: _Builder, jobdir: str) -> str:
     return workdir
 
 
-def _landlock(build: _Builder, workdir: str) -> None:
+def _thread_count() -> int:
+    """Threads of this process now (read before the walls hide the host's /proc)."""
+    try:
+        return sum(1 for _ in Path("/proc/self/task").iterdir())
+    except OSError:
+        return 0  # no /proc: unknown; the kernel still refuses a user namespace to a threaded process
+
+
+def _landlock(build: _Builder, workdir: str, *, threads: int) -> None:
     if landlock.abi_version() == 0:
         build.details["landlock"] = "not offered by this kernel"
         return  # Landlock is a wall only where the kernel offers it
+    if threads > 1:  # landlock_restrict_self confines the calling thread and the threads it starts later
+        build.failed(
+            "landlock", f"the process already runs {threads} threads, which Landlock would not confine"
+        )
+        return
     try:
         abi = landlock.restrict(readable="/", writable=workdir)
     except (landlock.LandlockUnavailable, OSError) as exc:
         build.failed("landlock", getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}")
         return
-    build.held.append("landlock")
+    build.hold("landlock")
     build.details["landlock"] = f"ABI {abi}"
 
 
@@ -206,4 +233,4 @@ def _seccomp(build: _Builder) -> None:
     except OSError as exc:
         build.failed("seccomp", f"loading the filter failed: {exc.strerror}")
         return
-    build.held.append("seccomp")
+    build.hold("seccomp")

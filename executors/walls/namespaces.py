@@ -31,6 +31,7 @@ CLONE_NEWNET = 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
+PR_SET_DUMPABLE = 4
 NOBODY = 65534
 # Where the private directory appears inside (a name no system directory or sys.path entry uses, so that
 # nothing readable lies beneath it).
@@ -77,14 +78,17 @@ def enter_user_namespace() -> None:
     capabilities let the next steps build the mount namespace; :func:`drop_capabilities` ends them."""
     uid, gid = os.getuid(), os.getgid()
     unshare(CLONE_NEWUSER, "user")
+    # A process that is not dumpable cannot open its own /proc files for writing (they belong to root):
+    # dumpable for the three writes, then not again (raise_walls ends with PR_SET_DUMPABLE 0).
+    _check(libc().prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
     try:
         for name, text in (
             ("setgroups", "deny"),
             ("uid_map", f"{NOBODY} {uid} 1"),
             ("gid_map", f"{NOBODY} {gid} 1"),
         ):
-            with open(f"/proc/self/{name}", "w", encoding="ascii") as handle:  # noqa: PTH123 - procfs
-                handle.write(text)
+            with open(f"/proc/self/{name}", "wb") as handle:  # noqa: PTH123 - procfs
+                handle.write(text.encode())  # bytes: no codec to import half-way into a namespace
     except OSError as exc:
         raise WallFailure(f"user namespace map: {exc.strerror}") from exc
 

@@ -10,8 +10,10 @@ the wall, not an accident of the test, stops it.
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -190,6 +192,44 @@ def test_landlock_is_raised_where_the_kernel_offers_it(tmp_path: Path) -> None:
     walls = str(run_inside("result = None", plan=STRICT, tmp_root=tmp_path)["walls"]).split(",")
     assert ("landlock" in walls) is (landlock.abi_version() > 0)
     assert {"network", "mount", "no_new_privs", "seccomp"} <= set(walls)
+
+
+UNPRIVILEGED_GATEWAY = 40_000
+
+
+def test_an_unprivileged_gateway_runs_its_sandboxes_as_nobody_behind_the_same_walls(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    code = f"""
+import socket
+result = {{
+    "uid": os.getuid(),
+    "keyring": attempt(lambda: open("{state_dir}/keyring.json").read()),
+    "socket": attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM)),
+    "fork": attempt(os.fork),
+    "write": attempt(lambda: open("/etc/escape", "w")),
+    "capabilities": [line for line in open("/proc/self/status") if line.startswith("CapEff")]
+    if os.path.exists("/proc/self/status") else "no /proc",
+}}
+"""
+    own = Path(tempfile.mkdtemp(prefix="unprivileged-gateway-"))  # pytest's are private to root
+    own.chmod(0o755)
+    try:
+        outcome = run_inside(code, plan=STRICT, tmp_root=own, gateway_uid=UNPRIVILEGED_GATEWAY)
+    finally:
+        shutil.rmtree(own)
+    assert "error" not in outcome, outcome
+    walls = str(outcome["walls"]).split(",")
+    assert walls[:3] == ["network", "mount", "userns"]
+    assert {"no_new_privs", "seccomp"} <= set(walls)
+    assert outcome["result"] == {
+        "uid": 65534,
+        "keyring": "ENOENT",
+        "socket": "EPERM",
+        "fork": "EPERM",
+        "write": "EROFS",
+        "capabilities": "no /proc",
+    }
 
 
 # -- fail closed ---------------------------------------------------------------------------------------

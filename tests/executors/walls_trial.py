@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from executors.base import Limits
 from executors.forking import LeanForkServerProcess
+from executors.local import PRELOAD
 from executors.sandbox import apply_limits, enter_sandbox
 from executors.walls import WallPlan
 
@@ -43,24 +45,41 @@ def attempt(action):
 """
 
 
-def _trial_main(conn: Connection, jobdir: str, plan: WallPlan, code: str) -> None:
+def _trial_main(conn: Connection, jobdir: str, plan: WallPlan, code: str, gateway_uid: int | None) -> None:
     try:
-        report = enter_sandbox(jobdir, plan)
-        apply_limits(TRIAL_LIMITS)
+        if gateway_uid is not None:  # play a gateway that does not run as root
+            os.chown(jobdir, gateway_uid, gateway_uid)
+            os.setgroups([])
+            os.setresgid(gateway_uid, gateway_uid, gateway_uid)
+            os.setresuid(gateway_uid, gateway_uid, gateway_uid)
+        entered = enter_sandbox(jobdir, plan)
+        apply_limits(TRIAL_LIMITS, address_space_mb=entered.address_space_mb())
         namespace: dict[str, object] = {}
         exec(ATTEMPT + code, namespace)  # the point of the hook: the attacker's code, inside the walls
-        outcome = {"walls": report.summary(), "result": namespace.get("result")}
+        outcome = {"walls": entered.report.summary(), "result": namespace.get("result")}
     except BaseException as exc:  # reported to the test, which asserts on it
         outcome = {"error": type(exc).__name__, "detail": str(exc)}
     conn.send_bytes(json.dumps(outcome).encode())
     conn.close()
 
 
-def run_inside(code: str, *, plan: WallPlan, tmp_root: Path) -> dict[str, object]:
-    """Run ``code`` in a fresh sandbox behind ``plan``'s walls; its outcome (see the module docstring)."""
+def run_inside(
+    code: str, *, plan: WallPlan, tmp_root: Path, gateway_uid: int | None = None
+) -> dict[str, object]:
+    """Run ``code`` in a fresh sandbox behind ``plan``'s walls; its outcome (see the module docstring).
+
+    ``gateway_uid``: enter the sandbox as this unprivileged user, as a gateway not running as root would
+    (the test process must be root to play it)."""
     jobdir = tempfile.mkdtemp(prefix="sbx-trial-", dir=tmp_root)
-    parent, child = multiprocessing.get_context("forkserver").Pipe(duplex=True)
-    process = LeanForkServerProcess(target=_trial_main, args=(child, jobdir, plan, code), daemon=True)
+    context = multiprocessing.get_context("forkserver")
+    # The fork server a job's sandbox comes from (it may be running already, then this changes nothing):
+    # its children start with one thread, as the walls require.
+    context.set_forkserver_preload(list(PRELOAD))
+    multiprocessing.forkserver.ensure_running()
+    parent, child = context.Pipe(duplex=True)
+    process = LeanForkServerProcess(
+        target=_trial_main, args=(child, jobdir, plan, code, gateway_uid), daemon=True
+    )
     try:
         process.start()
         child.close()
