@@ -96,12 +96,16 @@ def enter_user_namespace() -> None:
 def readable_paths(extra: Iterable[str] = ()) -> list[str]:
     """The top-most existing directories (and files) the interpreter and its libraries read.
 
-    >>> "/usr" in readable_paths()
-    True
+    Never ``/`` itself (a gateway started with ``python -m`` from ``/`` has it on ``sys.path``): that
+    would bind the whole host; whatever the sandbox imports from there was imported before the walls.
+
+    >>> paths = readable_paths(["/"])
+    >>> "/usr" in paths, "/" in paths
+    (True, False)
     """
     wanted = {*SYSTEM_PATHS, sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *extra}
     wanted.update(p for p in sys.path if p)
-    existing = sorted({str(Path(p).absolute()) for p in wanted if os.path.lexists(p)})
+    existing = sorted({str(Path(p).absolute()) for p in wanted if os.path.lexists(p)} - {"/"})
     kept: list[str] = []
     for path in existing:  # sorted: an ancestor comes before what it contains
         if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in kept):
