@@ -50,7 +50,7 @@ from executors.errors import (
 )
 from executors.forking import LeanForkServerProcess
 from executors.sandbox import READY, Payload, child_main, send_part_fds
-from executors.storage import part_name
+from executors.storage import part_indices, part_name
 from executors.walls import DEFAULT_FIRST_UID, Isolation, WallPlan
 
 # Imported by the fork server once, so that every forked job starts warm.
@@ -286,8 +286,9 @@ class LocalExecutor:
             sandbox.discard()  # failed or stuck before its job: fork a fresh one instead
             sandbox = None
         fork_at: float | None = None
-        part_fds = _open_parts(spec)
+        part_fds: list[int] = []
         try:
+            part_fds = _open_parts(spec)
             with self._lock:
                 if entry.cancelled:
                     raise ExecutionCancelled(f"job {spec.job_id} was cancelled before it started")
@@ -473,7 +474,7 @@ def _open_parts(spec: JobSpec) -> list[int]:
     fds: list[int] = []
     try:
         for table in spec.tables:
-            for index, part in enumerate(table.parts):
+            for index, part in zip(part_indices(table), table.parts, strict=True):
                 try:
                     fds.append(os.open(part.path, os.O_RDONLY | os.O_CLOEXEC))
                 except OSError as exc:

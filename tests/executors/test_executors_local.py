@@ -7,16 +7,25 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from crypto.keyring import LocalKeyring
-from executors.errors import ExecutionCancelled, ExecutionFailed
+from executors.base import JobSpec
+from executors.errors import DataUnavailable, ExecutionCancelled, ExecutionFailed
 from executors.local import LocalExecutor
 from executors.sandbox import READY
 from executors.walls import DEFAULT_FIRST_UID, landlock
-from tests.executors.executors_contract import AGGREGATE, ENDLESS, ExecutorContract, run_in_thread, spec
+from tests.executors.executors_contract import (
+    AGGREGATE,
+    ENDLESS,
+    SMALL,
+    ExecutorContract,
+    run_in_thread,
+    spec,
+)
 from tests.executors.executors_fixtures import StoredVersion
 
 
@@ -300,3 +309,26 @@ def test_close_right_after_start_leaves_nothing(keyring: LocalKeyring, tmp_path:
             break
         assert time.monotonic() < deadline, f"left behind: {left}"
         time.sleep(0.05)
+
+
+def test_a_missing_part_is_named_and_the_sandbox_it_took_is_not_left_behind(
+    warm_one: LocalExecutor, visits: StoredVersion, tmp_path: Path
+) -> None:
+    (taken,) = _wait_for_warm(warm_one, 1)
+    table = visits.inputs["visits"]
+    gone = replace(table.parts[1], path=str(tmp_path / "gone.enc"))
+    job = JobSpec(
+        job_id="missing-part",
+        sql=AGGREGATE,
+        tables=(replace(table, parts=(table.parts[0], gone, *table.parts[2:])),),
+        keyed_hash_key=None,
+        limits=SMALL,
+    )
+    with pytest.raises(DataUnavailable) as raised:
+        warm_one.run(job)
+    assert "part 1 (part-00001.enc)" in raised.value.detail
+    deadline = time.monotonic() + 10
+    while not _gone(taken):  # the parts are opened by the parent: the waiting sandbox got nothing
+        assert time.monotonic() < deadline, "the sandbox taken for the job was left running"
+        time.sleep(0.02)
+    assert warm_one.run(spec(visits, AGGREGATE, job_id="after-missing")).row_count == 5
