@@ -5,6 +5,9 @@ Two questions, two functions:
 - :func:`check_submission`: may this principal queue one more job? It checks queued jobs, jobs per
   hour and CPU seconds per day, and refuses with a :class:`QuotaRefusal` that names the limit and says
   when it resets (the route turns it into 429 with ``Retry-After``).
+- :func:`check_long_poll`: may this principal open one more long-poll (a request that waits for a
+  job's end)? Each one holds a server thread.
+- :func:`job_limits`: the per-job CPU and wall-clock budget, the deployment's unless a scope lowers it.
 - :func:`next_job`: which queued job should a free runner slot claim? Never one of a principal who
   already runs ``concurrent_jobs`` jobs (so with more slots than that one principal cannot hold them
   all), and among the others round-robin by owner: the owner served longest ago goes first, with their
@@ -18,8 +21,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+
+from executors.base import Limits
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -34,6 +39,7 @@ class QuotaLimits:
     queued_jobs: int = 10
     jobs_per_hour: int = 120
     cpu_seconds_per_day: float = 4 * 3600.0
+    open_long_polls: int = 4
     queue_retry_s: int = 10
 
 
@@ -116,6 +122,42 @@ def check_submission(usage: PrincipalUsage, limits: QuotaLimits, *, now: datetim
             _seconds_until(resets, now),
         )
     return None
+
+
+def check_long_poll(open_now: int, limits: QuotaLimits) -> QuotaRefusal | None:
+    """None if the principal may open one more long-poll; it has ``open_now`` open already.
+
+    >>> check_long_poll(3, QuotaLimits(open_long_polls=4)) is None
+    True
+    >>> check_long_poll(4, QuotaLimits(open_long_polls=4)).limit
+    'open_long_polls'
+    """
+    if open_now < limits.open_long_polls:
+        return None
+    return QuotaRefusal(
+        "open_long_polls",
+        f"you have {open_now} requests waiting for jobs to end, the limit is {limits.open_long_polls}; "
+        "it frees as soon as one of them returns",
+        1,
+    )
+
+
+def job_limits(deployment: Limits, *, scope_cpu_s: int | None, scope_timeout_s: float | None) -> Limits:
+    """The job's budget: the deployment's CPU seconds and wall-clock limit, each lowered (never raised)
+    by the scope's own where it sets one.
+
+    >>> job_limits(Limits(cpu_s=120, timeout_s=60.0), scope_cpu_s=30, scope_timeout_s=None)
+    Limits(timeout_s=60.0, memory_mb=2048, cpu_s=30, threads=2, open_files=256)
+    >>> job_limits(Limits(cpu_s=120, timeout_s=60.0), scope_cpu_s=600, scope_timeout_s=10.0).cpu_s
+    120
+    """
+    return replace(
+        deployment,
+        cpu_s=deployment.cpu_s if scope_cpu_s is None else min(deployment.cpu_s, scope_cpu_s),
+        timeout_s=deployment.timeout_s
+        if scope_timeout_s is None
+        else min(deployment.timeout_s, scope_timeout_s),
+    )
 
 
 def next_job(

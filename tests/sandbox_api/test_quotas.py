@@ -15,13 +15,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from executors.base import Limits
 from sandbox_api.services.quotas import (
     DAY,
     HOUR,
     PrincipalUsage,
     QueuedJob,
     QuotaLimits,
+    check_long_poll,
     check_submission,
+    job_limits,
     next_job,
 )
 
@@ -65,6 +68,24 @@ def test_cpu_seconds_per_day_reset_when_enough_usage_ages_out() -> None:
     assert refusal.retry_after_s == round((at(-80_000) + DAY - T0).total_seconds())
     assert "650 CPU seconds" in refusal.message
     assert check_submission(PrincipalUsage(queued=0, cpu=cpu[1:]), LIMITS, now=T0) is None
+
+
+def test_long_polls_beyond_the_limit_are_refused_until_one_returns() -> None:
+    limits = QuotaLimits(open_long_polls=2)
+    assert check_long_poll(1, limits) is None
+    refusal = check_long_poll(2, limits)
+    assert refusal is not None
+    assert refusal.limit == "open_long_polls"
+    assert "limit is 2" in refusal.message
+
+
+def test_a_scope_lowers_the_job_budget_and_cannot_raise_it() -> None:
+    deployment = Limits(cpu_s=120, timeout_s=300.0, memory_mb=1024)
+    lowered = job_limits(deployment, scope_cpu_s=20, scope_timeout_s=30.0)
+    assert (lowered.cpu_s, lowered.timeout_s, lowered.memory_mb) == (20, 30.0, 1024)
+    raised = job_limits(deployment, scope_cpu_s=10_000, scope_timeout_s=10_000.0)
+    assert (raised.cpu_s, raised.timeout_s) == (120, 300.0)
+    assert job_limits(deployment, scope_cpu_s=None, scope_timeout_s=None) == deployment
 
 
 # -- the next job ----------------------------------------------------------------------------------------
