@@ -161,6 +161,7 @@ class Settings(BaseSettings):
     )
     sandbox_first_uid: PositiveInt = Field(
         2_000_000_000,
+        le=2**32 - 1 - 2**22,  # first_uid + any pid must stay a valid uid
         description=(
             "With a gateway running as root: each sandbox runs as uid and gid `sandbox_first_uid + its "
             "pid`, so the range `[sandbox_first_uid, sandbox_first_uid + 4194304)` must belong to no "
