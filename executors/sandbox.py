@@ -2,7 +2,8 @@
 
 Order of events in the child, each step for a reason:
 
-1. its own process group, so the parent can kill everything the job started at once;
+1. its own process group, so the parent can kill everything the job started at once; every inherited
+   descriptor closed but its pipe, the standard streams on /dev/null;
 2. die with the fork server (``PR_SET_PDEATHSIG``), not dumpable (no core file, no ptrace);
 3. the walls (``executors.walls.raise_walls``): network, mount and identity namespaces, an unprivileged
    uid, no new privileges, Landlock, the seccomp filter; under ``strict`` isolation a wall that cannot
@@ -39,6 +40,7 @@ import time
 from dataclasses import dataclass, replace
 from multiprocessing import reduction
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -233,9 +235,24 @@ def execute(
     return header, ipc
 
 
-def enter_sandbox(tmpdir: str, plan: WallPlan) -> Entered:
-    """Steps 1-4 of the module docstring: what every sandbox process does first, whatever it runs."""
+def close_inherited(keep: int) -> None:
+    """Close every descriptor the process inherited from the fork server but ``keep`` (its pipe), and
+    point the standard streams at /dev/null: the gateway's log streams and the fork server's own pipes
+    (its liveness pipe, the resource tracker's, which would take commands) are not the job's."""
+    null = os.open("/dev/null", os.O_RDWR)
+    for stream in (0, 1, 2):
+        os.dup2(null, stream)
+    os.close(null)
+    for fd in {int(entry.name) for entry in Path("/proc/self/fd").iterdir()} - {0, 1, 2, keep}:
+        with contextlib.suppress(OSError):  # the descriptor the listing itself used is closed already
+            os.close(fd)
+
+
+def enter_sandbox(tmpdir: str, plan: WallPlan, *, pipe: int) -> Entered:
+    """Steps 1-4 of the module docstring: what every sandbox process does first, whatever it runs.
+    ``pipe``: the descriptor of the pipe to the parent, the one inherited descriptor it keeps."""
     _harden_process(_libc())
+    close_inherited(pipe)
     statm_fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
     report = raise_walls(plan, jobdir=tmpdir)
     _private_environment(report.workdir)
@@ -250,7 +267,7 @@ def child_main(conn: Connection, tmpdir: str, warm: bool = False, plan: WallPlan
     """
     started_at = time.monotonic()
     try:
-        entered = enter_sandbox(tmpdir, plan or WallPlan())
+        entered = enter_sandbox(tmpdir, plan or WallPlan(), pipe=conn.fileno())
         report = entered.report
         spare = warm_engine() if warm else None
         conn.send_bytes(READY)  # the parent hands a job only to a sandbox that said so

@@ -172,6 +172,23 @@ result = {
     }
 
 
+def test_no_descriptor_of_the_gateway_or_the_fork_server_is_left_open(tmp_path: Path) -> None:
+    """The gateway's log streams and the fork server's pipes (the resource tracker's takes commands)."""
+    code = """
+result = {}
+for fd in sorted(int(name) for name in os.listdir("/proc/self/fd")):
+    try:
+        result[str(fd)] = os.readlink(f"/proc/self/fd/{fd}").split(":")[0]
+    except OSError:
+        pass  # the descriptor listdir used, closed again
+"""
+    outcome = run_inside(code, plan=STRICT, tmp_root=tmp_path)
+    opened = dict(outcome["result"])  # type: ignore[call-overload]
+    assert [opened.pop(str(fd)) for fd in (0, 1, 2)] == ["/dev/null"] * 3
+    # What is left: the pipe to the parent, and its own statm (for the address-space limit).
+    assert sorted("statm" if v.endswith("/statm") else v for v in opened.values()) == ["socket", "statm"]
+
+
 def test_only_the_sandbox_itself_is_visible_in_proc(tmp_path: Path) -> None:
     code = "result = sorted(int(p) for p in os.listdir('/proc') if p.isdigit()) == [os.getpid()]"
     assert run_inside(code, plan=STRICT, tmp_root=tmp_path)["result"] is True

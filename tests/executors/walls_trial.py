@@ -52,7 +52,7 @@ def _trial_main(conn: Connection, jobdir: str, plan: WallPlan, code: str, gatewa
             os.setgroups([])
             os.setresgid(gateway_uid, gateway_uid, gateway_uid)
             os.setresuid(gateway_uid, gateway_uid, gateway_uid)
-        entered = enter_sandbox(jobdir, plan)
+        entered = enter_sandbox(jobdir, plan, pipe=conn.fileno())
         apply_limits(TRIAL_LIMITS, address_space_mb=entered.address_space_mb())
         namespace: dict[str, object] = {}
         exec(ATTEMPT + code, namespace)  # the point of the hook: the attacker's code, inside the walls
