@@ -8,7 +8,8 @@ Order of events in the child, each step for a reason:
 3. the walls (``executors.walls.raise_walls``): network, mount and identity namespaces, an unprivileged
    uid, no new privileges, Landlock, the seccomp filter; under ``strict`` isolation a wall that cannot
    be raised ends the sandbox with ``SandboxWallDown`` before it is given anything;
-4. an empty environment, ``TMPDIR``, ``HOME`` and the working directory set to the private directory;
+4. an empty environment (the block inherited from the fork server zeroed, see ``walls.environment``),
+   ``TMPDIR``, ``HOME`` and the working directory set to the private directory;
 5. a *warm* sandbox (started before its job is known) now opens its engine and walks a job's path once
    over synthetic data (``warmup.warm_sandbox``); it holds no key and no data until step 7;
 6. it says ``ready``: the parent sends a job only to a sandbox whose walls are up;
@@ -48,7 +49,7 @@ import pyarrow as pa
 from executors import engine, python_job, storage, warmup
 from executors.base import JobSpec, Limits
 from executors.errors import ExecutionError, ExecutionFailed, ResourceExhausted
-from executors.walls import WallPlan, WallReport, raise_walls
+from executors.walls import WallPlan, WallReport, environment, raise_walls
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -254,6 +255,7 @@ def enter_sandbox(tmpdir: str, plan: WallPlan, *, pipe: int) -> Entered:
     _harden_process(_libc())
     close_inherited(pipe)
     statm_fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+    environment.scrub()  # the block the fork server started with (already empty under local.PRELOAD)
     report = raise_walls(plan, jobdir=tmpdir)
     _private_environment(report.workdir)
     return Entered(report=report, statm_fd=statm_fd)

@@ -172,6 +172,20 @@ result = {
     }
 
 
+def test_the_gateway_environment_is_not_in_the_sandbox_memory(tmp_path: Path) -> None:
+    """The fork server started with the gateway's environment (a database password, say), and the
+    kernel keeps that block in every forked child's memory: escaped code reads its own stack."""
+    code = """
+import ctypes
+fields = open("/proc/self/stat").read().rsplit(")", 1)[1].split()
+start, end = int(fields[47]), int(fields[48])  # env_start, env_end: fields 50 and 51 of proc(5)
+result = {"block": ctypes.string_at(start, end - start).strip(bytes(1)).decode(), "env": sorted(os.environ)}
+"""
+    outcome = run_inside(code, plan=STRICT, tmp_root=tmp_path)
+    assert outcome["result"] == {"block": "", "env": ["HOME", "LC_ALL", "TMPDIR"]}
+    assert os.environ.get("PATH")  # the gateway (this test) has one: there was something to leak
+
+
 def test_no_descriptor_of_the_gateway_or_the_fork_server_is_left_open(tmp_path: Path) -> None:
     """The gateway's log streams and the fork server's pipes (the resource tracker's takes commands)."""
     code = """
