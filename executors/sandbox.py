@@ -153,6 +153,11 @@ def address_space_limit_mb(limits: Limits, *, baseline_mb: int) -> int:
     return baseline_mb + 2 * limits.memory_mb + AS_HEADROOM_MB
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def apply_limits(limits: Limits, *, address_space_mb: int) -> None:
     """The job's resource limits; ``address_space_mb``: what the process maps now (``Entered``)."""
     # CPU time counts from here: a warm sandbox has already spent some on its warm-up.
@@ -280,6 +285,7 @@ def child_main(conn: Connection, tmpdir: str, warm: bool = False, plan: WallPlan
         payload = pickle.loads(message)  # noqa: S301 - from our own parent, over a private pipe
         payload = replace(payload, spec=receive_part_fds(conn, payload.spec))
         received_at = time.monotonic()
+        cpu_before = _cpu_seconds()
         apply_limits(payload.spec.limits, address_space_mb=entered.address_space_mb())
         header, ipc = execute(payload, spare=spare)
         header["started_at"] = started_at
@@ -288,8 +294,11 @@ def child_main(conn: Connection, tmpdir: str, warm: bool = False, plan: WallPlan
         header["network"] = network_state(report)
         header["walls"] = report.summary()
         timings = header.setdefault("timings", {})
-        if isinstance(timings, dict):  # raised before the job came (in a warm sandbox: before warm-up)
+        if isinstance(timings, dict):
+            # The walls were raised before the job came (in a warm sandbox: before its warm-up). "cpu":
+            # the CPU seconds the job itself used, for per-principal CPU quotas.
             timings.update({f"wall.{wall}": seconds for wall, seconds in report.seconds.items()})
+            timings["cpu"] = _cpu_seconds() - cpu_before
         header["isolation"] = report.isolation.value
         conn.send_bytes(json.dumps(header).encode())
         conn.send_bytes(ipc)

@@ -156,6 +156,13 @@ def test_concurrency_is_bounded_by_max_workers(own_executor: LocalExecutor, visi
     assert all(outcome[0].row_count == 5 for _, outcome in runs)  # type: ignore[union-attr]
 
 
+def test_the_jobs_own_cpu_seconds_are_reported(local_executor: LocalExecutor, visits: StoredVersion) -> None:
+    busy = "SELECT COUNT(DISTINCT hash(i * 7)) AS n FROM range(3000000) t(i)"
+    light = local_executor.run(spec(visits, AGGREGATE, job_id="cpu-light")).timings["cpu"]
+    heavy = local_executor.run(spec(visits, busy, job_id="cpu-heavy")).timings["cpu"]
+    assert 0 <= light < heavy
+
+
 def test_every_wall_is_recorded(local_executor: LocalExecutor, visits: StoredVersion) -> None:
     engine = local_executor.run(spec(visits, AGGREGATE, job_id="network")).engine
     assert engine["network"] == "isolated"
