@@ -33,6 +33,7 @@ from executors.base import JobSpec, Limits, TableInput
 from executors.engine import run_query
 from executors.local import LocalExecutor
 from executors.storage import version_id_of, write_version
+from executors.walls import Isolation
 from policies import Disclosure, check_output
 
 AGGREGATE = (
@@ -113,14 +114,21 @@ def bench_overhead(
     steps = ("fork", "handoff", "decrypt", "load", "query", "serialize")
     totals: dict[str, list[float]] = {name: [] for name in executors}
     split: dict[str, dict[str, list[float]]] = {name: {k: [] for k in steps} for name in executors}
+    walls_seen: dict[str, dict[str, list[float]]] = {name: {} for name in executors}
+    names = list(executors)
     for i in range(jobs):
-        for name, executor in executors.items():  # interleaved: load on the machine hits both alike
+        # Interleaved, and each job in turn first: load on the machine and the order hit all alike.
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            executor = executors[name]
             time.sleep(gap_s)
             started = time.perf_counter()
             result = executor.run(JobSpec(f"{name}-{i}", sql, (table_input,), None, limits))
             totals[name].append(time.perf_counter() - started)
             for k in steps:
                 split[name][k].append(result.timings.get(k, 0.0))
+            for k, value in result.timings.items():
+                if k.startswith("wall."):
+                    walls_seen[name].setdefault(k, []).append(value)
     inproc = []
     for _ in range(jobs):
         started = time.perf_counter()
@@ -136,6 +144,16 @@ def bench_overhead(
         print(f"    {name:18s} p50 {p50:7.1f}   p95 {p95:7.1f}   ({parts})")
     cold, warm = statistics.median(totals["cold sandbox"]), statistics.median(totals["warm sandbox"])
     print(f"    warm / cold p50 ratio {warm / cold:.2f}")
+    if "warm, no walls" in totals:
+        bare = statistics.median(totals["warm, no walls"])
+        print(f"    warm with walls / warm without p50 ratio {warm / bare:.2f}")
+    walls = sorted({k for name in executors for k in walls_seen[name]})
+    if walls:
+        shown = "  ".join(
+            f"{k.removeprefix('wall.')} {1e3 * statistics.median(walls_seen['cold sandbox'][k]):.2f}"
+            for k in walls
+        )
+        print(f"    wall set-up, median ms (cold sandbox): {shown}")
     p50, p95 = 1e3 * pct(inproc, 0.5), 1e3 * pct(inproc, 0.95)
     print(f"    {'in-process engine':18s} p50 {p50:7.1f}   p95 {p95:7.1f} (engine only)")
 
@@ -207,11 +225,14 @@ def main() -> None:
         keyring = LocalKeyring.open(root / "keyring.json", create=True)
         executor = LocalExecutor(key_provider=keyring, max_workers=1)
         warm = LocalExecutor(key_provider=keyring, max_workers=1, warm_sandboxes=1)
+        unwalled = LocalExecutor(
+            key_provider=keyring, max_workers=1, warm_sandboxes=1, isolation=Isolation.NONE
+        )
         try:
             small = make_visits(args.small_rows)
             small_input, _ = store(root / "small", keyring, small, n_parts=8)
             bench_overhead(
-                {"cold sandbox": executor, "warm sandbox": warm},
+                {"cold sandbox": executor, "warm sandbox": warm, "warm, no walls": unwalled},
                 small_input,
                 small,
                 jobs=args.jobs,
@@ -237,6 +258,7 @@ def main() -> None:
         finally:
             executor.close()
             warm.close()
+            unwalled.close()
 
 
 if __name__ == "__main__":

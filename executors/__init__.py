@@ -10,6 +10,7 @@ from executors.errors import (
     JobStateConflict,
     PartIntegrityError,
     ResourceExhausted,
+    SandboxWallDown,
     StorageError,
 )
 from executors.lifecycle import Job, JobState, advance, can_advance
@@ -33,6 +34,7 @@ __all__ = [
     "PartRef",
     "ResourceExhausted",
     "ResultTable",
+    "SandboxWallDown",
     "StorageError",
     "TableInput",
     "VersionLayout",

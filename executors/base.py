@@ -26,11 +26,14 @@ class PartRef:
     """One encrypted Parquet part on disk.
 
     ``path`` is absolute; ``aad`` is the associated data the part was sealed with
-    (``f"{domain}/{dataset}/{version_id}/{table}/{index}"``).
+    (``f"{domain}/{dataset}/{version_id}/{table}/{index}"``). ``fd``, set only inside a sandbox, is a
+    file descriptor the parent opened on ``path`` and passed through the pipe: the sandbox's walls hide
+    the data directory, so it reads its parts from the descriptors it was handed and from nothing else.
     """
 
     path: str
     aad: bytes
+    fd: int | None = None
 
 
 @dataclass(frozen=True)

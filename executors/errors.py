@@ -70,6 +70,13 @@ class PartIntegrityError(ExecutionError, IntegrityError):
     code = "integrity-error"
 
 
+class SandboxWallDown(ExecutionError):
+    """A wall of the job's sandbox could not be raised, and the deployment's isolation level requires it:
+    the job did not run. The detail names the wall and the kernel's reason (no data is involved)."""
+
+    code = "sandbox-wall-down"
+
+
 class JobStateConflict(ExecutionError):
     """A job state transition that the lifecycle does not allow."""
 
@@ -89,6 +96,7 @@ BY_CODE: Mapping[str, type[ExecutionError]] = MappingProxyType(
             ExecutionFailed,
             DataUnavailable,
             PartIntegrityError,
+            SandboxWallDown,
         )
     }
 )

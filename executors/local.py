@@ -49,7 +49,9 @@ from executors.errors import (
     ResourceExhausted,
 )
 from executors.forking import LeanForkServerProcess
-from executors.sandbox import READY, Payload, child_main
+from executors.sandbox import READY, Payload, child_main, send_part_fds
+from executors.storage import part_indices, part_name
+from executors.walls import DEFAULT_FIRST_UID, Isolation, WallPlan
 
 # Imported by the fork server once, so that every forked job starts warm.
 PRELOAD = (
@@ -58,6 +60,7 @@ PRELOAD = (
     "pyarrow.parquet",
     "duckdb",
     "executors.sandbox",
+    "executors.walls",
     "executors.fork_server_preload",
 )
 _MAX_HEADER_BYTES = 1 << 20
@@ -130,12 +133,20 @@ class LocalExecutor:
         max_workers: int = 2,
         tmp_root: Path | None = None,
         warm_sandboxes: int = 0,
+        isolation: Isolation = Isolation.STRICT,
+        first_uid: int = DEFAULT_FIRST_UID,
+        hidden_paths: tuple[Path, ...] = (),
     ) -> None:
+        """``isolation``, ``first_uid``: see ``executors.walls``. ``hidden_paths``: the state directory,
+        keyring and database, covered in every sandbox should one lie inside a directory it can read."""
         if max_workers < 1:
             raise ExecutionFailed(f"max_workers must be at least 1, got {max_workers}")
         if warm_sandboxes < 0:
             raise ExecutionFailed(f"warm_sandboxes must be 0 or more, got {warm_sandboxes}")
         self._keys = key_provider
+        self._plan = WallPlan(
+            isolation=isolation, first_uid=first_uid, hidden=tuple(str(p.resolve()) for p in hidden_paths)
+        )
         self._warm_target = warm_sandboxes
         self._spares: list[_Sandbox] = []
         self._spares_starting = 0
@@ -275,7 +286,9 @@ class LocalExecutor:
             sandbox.discard()  # failed or stuck before its job: fork a fresh one instead
             sandbox = None
         fork_at: float | None = None
+        part_fds: list[int] = []
         try:
+            part_fds = _open_parts(spec)
             with self._lock:
                 if entry.cancelled:
                     raise ExecutionCancelled(f"job {spec.job_id} was cancelled before it started")
@@ -283,9 +296,12 @@ class LocalExecutor:
                     fork_at = time.monotonic()
                     sandbox = self._start_sandbox(warm=False)
                 entry.process = sandbox.process
+            if fork_at is not None:
+                _await_walls(sandbox, spec, entry)
             sent_at = time.monotonic()
             try:
                 sandbox.conn.send_bytes(message)
+                send_part_fds(sandbox.conn, part_fds)
             except OSError:
                 if entry.cancelled:
                     raise ExecutionCancelled(f"job {spec.job_id} was cancelled") from None
@@ -298,6 +314,8 @@ class LocalExecutor:
                 entry.process = None  # from here on a cancel must not signal this (exiting) process
             done, sandbox = sandbox, None
         finally:
+            for fd in part_fds:
+                os.close(fd)
             if sandbox is not None:
                 sandbox.discard()
             self._replenish()
@@ -324,7 +342,9 @@ class LocalExecutor:
     def _start_sandbox(self, *, warm: bool) -> _Sandbox:
         tmpdir = tempfile.mkdtemp(prefix="sbx-job-", dir=self._tmp_root)
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        process = LeanForkServerProcess(target=child_main, args=(child_conn, tmpdir, warm), daemon=True)
+        process = LeanForkServerProcess(
+            target=child_main, args=(child_conn, tmpdir, warm, self._plan), daemon=True
+        )
         try:
             process.start()
         except BaseException:
@@ -424,6 +444,52 @@ def _ready(sandbox: _Sandbox) -> bool:
         return False
 
 
+def _await_walls(sandbox: _Sandbox, spec: JobSpec, entry: _Running) -> None:
+    """Wait until a freshly forked sandbox says its walls are up; raise what it reported otherwise
+    (``SandboxWallDown`` under strict isolation): the job is sent to no sandbox that is not walled."""
+    conn = sandbox.conn
+    ready = wait([conn, sandbox.process.sentinel], timeout=spec.limits.timeout_s)
+    raw: bytes | None = None
+    if conn in ready:
+        with contextlib.suppress(EOFError, OSError):
+            raw = conn.recv_bytes(_MAX_HEADER_BYTES)
+    if raw == READY:
+        return
+    if entry.cancelled:
+        raise ExecutionCancelled(f"job {spec.job_id} was cancelled")
+    header = _parse_header(raw) if raw is not None else None
+    if header is not None and header.get("status") == "error":
+        cls = BY_CODE.get(str(header.get("code")), ExecutionFailed)
+        raise cls(str(header.get("detail", "the sandbox failed before its job")))
+    if not ready:
+        raise ExecutionTimeout(
+            f"job {spec.job_id}'s sandbox did not get ready within {spec.limits.timeout_s:g} s"
+        )
+    sandbox.process.join(timeout=5)
+    raise _exit_error(spec.job_id, sandbox.process.exitcode)
+
+
+def _open_parts(spec: JobSpec) -> list[int]:
+    """A read-only descriptor on every part of ``spec``, in order: what the sandbox reads its data from."""
+    fds: list[int] = []
+    try:
+        for table in spec.tables:
+            for index, part in zip(part_indices(table), table.parts, strict=True):
+                try:
+                    fds.append(os.open(part.path, os.O_RDONLY | os.O_CLOEXEC))
+                except OSError as exc:
+                    raise DataUnavailable(
+                        f"part {index} ({part_name(index)}) of table {table.table!r} in "
+                        f"{table.domain}/{table.dataset} version {table.version_id} cannot be read: "
+                        f"{exc.strerror}"
+                    ) from exc
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
+
+
 def _noop() -> None:
     return None
 
@@ -462,6 +528,8 @@ def _result(
     engine = {str(k): str(v) for k, v in raw_engine.items()} if isinstance(raw_engine, dict) else {}
     engine["sandbox"] = "local-fork (warm)" if header.get("warm") is True else "local-fork"
     engine["network"] = str(header.get("network", "unknown"))
+    engine["walls"] = str(header.get("walls", "unknown"))
+    engine["isolation"] = str(header.get("isolation", "unknown"))
     row_count = header.get("row_count")
     return ResultTable(
         arrow_ipc=ipc,

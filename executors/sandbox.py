@@ -2,18 +2,24 @@
 
 Order of events in the child, each step for a reason:
 
-1. its own process group, so the parent can kill everything the job started at once;
-2. die with the fork server (``PR_SET_PDEATHSIG``), not dumpable (no core file, no ptrace), no new
-   privileges;
-3. a new network namespace when the platform allows it (recorded in the result either way);
-4. an empty environment, ``TMPDIR`` and the working directory set to the job's private directory;
+1. its own process group, so the parent can kill everything the job started at once; every inherited
+   descriptor closed but its pipe, the standard streams on /dev/null;
+2. die with the fork server (``PR_SET_PDEATHSIG``), not dumpable (no core file, no ptrace);
+3. the walls (``executors.walls.raise_walls``): network, mount and identity namespaces, an unprivileged
+   uid, no new privileges, Landlock, the seccomp filter; under ``strict`` isolation a wall that cannot
+   be raised ends the sandbox with ``SandboxWallDown`` before it is given anything;
+4. an empty environment (the block inherited from the fork server zeroed, see ``walls.environment``),
+   ``TMPDIR``, ``HOME`` and the working directory set to the private directory;
 5. a *warm* sandbox (started before its job is known) now opens its engine and walks a job's path once
-   over synthetic data (``warmup.warm_sandbox``), then waits; it holds no key and no data until step 6;
-6. receive the spec and the plaintext data keys through the pipe (never disk, never arguments);
-7. resource limits: CPU seconds (counted from the job's arrival), open files, no core files, no
+   over synthetic data (``warmup.warm_sandbox``); it holds no key and no data until step 7;
+6. it says ``ready``: the parent sends a job only to a sandbox whose walls are up;
+7. receive the spec, the plaintext data keys and one open file descriptor per encrypted part through the
+   pipe (never disk, never arguments; the data directory itself does not exist behind the walls);
+8. resource limits: CPU seconds (counted from the job's arrival), open files, no core files, no
    regular-file writes, and an address-space backstop well above the engine's own memory limit (a tight
    ``RLIMIT_AS`` crashes DuckDB instead of failing cleanly);
-8. decrypt, load, query in memory; send back a JSON header and the Arrow IPC bytes.
+9. decrypt, load, query in memory; send back a JSON header (with the walls that held) and the Arrow
+   IPC bytes.
 
 A sandbox serves exactly one job, warm or not, and exits.
 
@@ -30,9 +36,12 @@ import os
 import pickle
 import resource
 import signal
+import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from multiprocessing import reduction
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -40,14 +49,14 @@ import pyarrow as pa
 from executors import cohort_sketches, engine, python_job, storage, warmup
 from executors.base import JobSpec, Limits
 from executors.errors import ExecutionError, ExecutionFailed, ResourceExhausted
+from executors.walls import WallPlan, WallReport, environment, raise_walls
 
-CLONE_NEWNET = 0x40000000
-CLONE_NEWUSER = 0x10000000
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
-PR_SET_NO_NEW_PRIVS = 38
+# File descriptors per SCM_RIGHTS message (the kernel's SCM_MAX_FD is 253).
+FDS_PER_MESSAGE = 200
 AS_HEADROOM_MB = 2048  # thread stacks, allocator arenas and the loaded Arrow tables above the engine limit
-READY = b'{"status": "ready"}'  # what a warm sandbox says once it waits for its job
+READY = b'{"status": "ready"}'  # what a sandbox says once its walls are up and it waits for its job
 
 
 @dataclass(frozen=True)
@@ -76,19 +85,43 @@ def _harden_process(libc: ctypes.CDLL | None) -> None:
         return
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 
 
-def isolate_network(libc: ctypes.CDLL | None) -> str:
-    """Move into a fresh network namespace (only a down loopback); say which way it went."""
-    if libc is None:
-        return "shared (no libc)"
-    if libc.unshare(CLONE_NEWNET) == 0:
+def network_state(report: WallReport) -> str:
+    """How the sandbox reaches the network, for the result: never silently the shared network.
+
+    >>> from executors.walls import Isolation
+    >>> network_state(WallReport(Isolation.STRICT, held=("network", "mount")))
+    'isolated'
+    >>> network_state(WallReport(Isolation.RELAXED, held=(), missing=(("network", "unshare: EPERM"),)))
+    'shared (relaxed isolation: unshare: EPERM)'
+    """
+    if "network" in report.held:
         return "isolated"
-    # Without CAP_SYS_ADMIN, an unprivileged user namespace may still allow a network namespace.
-    if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0:
-        return "isolated (user namespace)"
-    return f"shared ({os.strerror(ctypes.get_errno())})"
+    reasons = [reason for wall, reason in report.missing if wall == "network"]
+    return f"shared ({report.isolation.value} isolation{': ' + reasons[0] if reasons else ''})"
+
+
+def send_part_fds(conn: Connection, fds: list[int]) -> None:
+    """Hand ``fds`` (one per encrypted part, in spec order) to the sandbox over its Unix-socket pipe."""
+    with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+        for start in range(0, len(fds), FDS_PER_MESSAGE):
+            reduction.sendfds(sock, fds[start : start + FDS_PER_MESSAGE])
+
+
+def receive_part_fds(conn: Connection, spec: JobSpec) -> JobSpec:
+    """``spec`` with every part carrying the descriptor the parent sent for it (see ``PartRef.fd``)."""
+    count = sum(len(table.parts) for table in spec.tables)
+    fds: list[int] = []
+    with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+        while len(fds) < count:
+            fds.extend(reduction.recvfds(sock, min(FDS_PER_MESSAGE, count - len(fds))))
+    handed = iter(fds)
+    tables = tuple(
+        replace(table, parts=tuple(replace(part, fd=next(handed)) for part in table.parts))
+        for table in spec.tables
+    )
+    return replace(spec, tables=tables)
 
 
 def _private_environment(tmpdir: str) -> None:
@@ -98,10 +131,17 @@ def _private_environment(tmpdir: str) -> None:
     os.umask(0o077)
 
 
-def _address_space_mb() -> int:
-    with open("/proc/self/statm", encoding="ascii") as handle:  # noqa: PTH123 - procfs, not a data file
-        pages = int(handle.read().split()[0])
-    return pages * os.sysconf("SC_PAGE_SIZE") // 2**20
+@dataclass(frozen=True)
+class Entered:
+    """A process behind its walls: which walls held, and a descriptor on its own ``/proc/self/statm``
+    opened before them (behind the walls of a gateway that is not root there is no ``/proc``)."""
+
+    report: WallReport
+    statm_fd: int
+
+    def address_space_mb(self) -> int:
+        pages = int(os.pread(self.statm_fd, 256, 0).split()[0])
+        return pages * os.sysconf("SC_PAGE_SIZE") // 2**20
 
 
 def address_space_limit_mb(limits: Limits, *, baseline_mb: int) -> int:
@@ -113,7 +153,13 @@ def address_space_limit_mb(limits: Limits, *, baseline_mb: int) -> int:
     return baseline_mb + 2 * limits.memory_mb + AS_HEADROOM_MB
 
 
-def apply_limits(limits: Limits) -> None:
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def apply_limits(limits: Limits, *, address_space_mb: int) -> None:
+    """The job's resource limits; ``address_space_mb``: what the process maps now (``Entered``)."""
     # CPU time counts from here: a warm sandbox has already spent some on its warm-up.
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu = max(1, int(limits.cpu_s)) + int(usage.ru_utime + usage.ru_stime + 0.999)
@@ -122,7 +168,7 @@ def apply_limits(limits: Limits) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a core file would be plaintext on disk
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # no regular file may be written at all
-    space = address_space_limit_mb(limits, baseline_mb=_address_space_mb()) * 2**20
+    space = address_space_limit_mb(limits, baseline_mb=address_space_mb) * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (space, space))
 
 
@@ -200,33 +246,65 @@ def execute(
     return header, ipc
 
 
-def child_main(conn: Connection, tmpdir: str, warm: bool = False) -> None:
+def close_inherited(keep: int) -> None:
+    """Close every descriptor the process inherited from the fork server but ``keep`` (its pipe), and
+    point the standard streams at /dev/null: the gateway's log streams and the fork server's own pipes
+    (its liveness pipe, the resource tracker's, which would take commands) are not the job's."""
+    null = os.open("/dev/null", os.O_RDWR)
+    for stream in (0, 1, 2):
+        os.dup2(null, stream)
+    os.close(null)
+    for fd in {int(entry.name) for entry in Path("/proc/self/fd").iterdir()} - {0, 1, 2, keep}:
+        with contextlib.suppress(OSError):  # the descriptor the listing itself used is closed already
+            os.close(fd)
+
+
+def enter_sandbox(tmpdir: str, plan: WallPlan, *, pipe: int) -> Entered:
+    """Steps 1-4 of the module docstring: what every sandbox process does first, whatever it runs.
+    ``pipe``: the descriptor of the pipe to the parent, the one inherited descriptor it keeps."""
+    _harden_process(_libc())
+    close_inherited(pipe)
+    statm_fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+    environment.scrub()  # the block the fork server started with (already empty under local.PRELOAD)
+    report = raise_walls(plan, jobdir=tmpdir)
+    _private_environment(report.workdir)
+    return Entered(report=report, statm_fd=statm_fd)
+
+
+def child_main(conn: Connection, tmpdir: str, warm: bool = False, plan: WallPlan | None = None) -> None:
     """Entry point of the sandbox process; reports through ``conn`` and never raises.
 
-    ``warm``: warm up before waiting for the job (see the module docstring, step 5).
+    ``warm``: warm up before waiting for the job (see the module docstring, step 5). ``plan``: the walls
+    to raise (default: every wall, strict).
     """
     started_at = time.monotonic()
-    libc = _libc()
     try:
-        _harden_process(libc)
-        network = isolate_network(libc)
-        _private_environment(tmpdir)
-        spare = None
-        if warm:
-            spare = warm_engine()
-            conn.send_bytes(READY)  # the parent hands a job only to a sandbox that said so
+        entered = enter_sandbox(tmpdir, plan or WallPlan(), pipe=conn.fileno())
+        report = entered.report
+        spare = warm_engine() if warm else None
+        conn.send_bytes(READY)  # the parent hands a job only to a sandbox that said so
         try:
             message = conn.recv_bytes()
         except EOFError:
             return  # never given a job (the executor closed): nothing to report
         payload = pickle.loads(message)  # noqa: S301 - from our own parent, over a private pipe
+        payload = replace(payload, spec=receive_part_fds(conn, payload.spec))
         received_at = time.monotonic()
-        apply_limits(payload.spec.limits)
+        cpu_before = _cpu_seconds()
+        apply_limits(payload.spec.limits, address_space_mb=entered.address_space_mb())
         header, ipc = execute(payload, spare=spare)
         header["started_at"] = started_at
         header["received_at"] = received_at
         header["warm"] = spare is not None
-        header["network"] = network
+        header["network"] = network_state(report)
+        header["walls"] = report.summary()
+        timings = header.setdefault("timings", {})
+        if isinstance(timings, dict):
+            # The walls were raised before the job came (in a warm sandbox: before its warm-up). "cpu":
+            # the CPU seconds the job itself used, for per-principal CPU quotas.
+            timings.update({f"wall.{wall}": seconds for wall, seconds in report.seconds.items()})
+            timings["cpu"] = _cpu_seconds() - cpu_before
+        header["isolation"] = report.isolation.value
         conn.send_bytes(json.dumps(header).encode())
         conn.send_bytes(ipc)
     except BaseException as exc:

@@ -308,7 +308,7 @@ def _unseal_part(table: TableInput, data_key: bytes, index: int, part: PartRef, 
     if part.aad != expected:
         raise PartIntegrityError(f"{_where(table, index)} is recorded with the wrong associated data")
     try:
-        blob = Path(part.path).read_bytes()
+        blob = _read_part(part)
     except OSError as exc:
         raise DataUnavailable(f"{_where(table, index)} cannot be read: {exc.strerror}") from exc
     try:
@@ -320,6 +320,22 @@ def _unseal_part(table: TableInput, data_key: bytes, index: int, part: PartRef, 
         ) from exc
     except CryptoError as exc:
         raise DataUnavailable(f"{_where(table, index)} cannot be decrypted: {exc.detail}") from exc
+
+
+def _read_part(part: PartRef) -> bytes:
+    """The sealed bytes of ``part``: from its file descriptor inside a sandbox, else from its path."""
+    if part.fd is None:
+        return Path(part.path).read_bytes()
+    size = os.fstat(part.fd).st_size
+    chunks = []
+    offset = 0
+    while offset < size:
+        chunk = os.pread(part.fd, size - offset, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
 
 
 def decrypt_parts(table: TableInput, data_key: bytes, *, threads: int = 1) -> list[bytes]:
@@ -341,7 +357,7 @@ def _stored_bytes(parts: Sequence[PartRef]) -> int:
     total = 0
     for part in parts:
         with contextlib.suppress(OSError):  # a missing part is reported, by name, when it is read
-            total += Path(part.path).stat().st_size
+            total += os.fstat(part.fd).st_size if part.fd is not None else Path(part.path).stat().st_size
     return total
 
 

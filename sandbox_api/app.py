@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
 from crypto.keyring import KeyProvider, LocalKeyring
 from executors.base import Executor, Limits
 from executors.local import LocalExecutor
+from executors.walls import Isolation
 from sandbox_api.app_info import app_version
 from sandbox_api.bootstrap import open_audit_log
 from sandbox_api.clock import Clock, SystemClock
@@ -49,7 +51,20 @@ def local_executor(keys: KeyProvider, settings: Settings) -> Executor:
         key_provider=keys,
         max_workers=settings.max_concurrent_jobs,
         warm_sandboxes=settings.warm_sandboxes,
+        isolation=Isolation(settings.isolation),
+        first_uid=settings.sandbox_first_uid,
+        hidden_paths=sandbox_hidden_paths(settings),
     )
+
+
+def sandbox_hidden_paths(settings: Settings) -> tuple[Path, ...]:
+    """What no sandbox may see even if it lies inside a directory the sandbox reads (the project's, say):
+    the state directory, the keyring and, for SQLite, the database file's directory."""
+    paths = [settings.state_dir, settings.keyring_path, settings.data_dir]
+    url = settings.resolved_database_url
+    if url.startswith("sqlite:///"):
+        paths.append(Path(url.removeprefix("sqlite:///")).parent)
+    return tuple(paths)
 
 
 def ray_executor(keys: KeyProvider, settings: Settings) -> Executor:

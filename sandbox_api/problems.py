@@ -65,6 +65,7 @@ STATUS: Mapping[str, int] = {
     "execution-failed": 500,
     "data-unavailable": 503,
     "storage-error": 500,
+    "sandbox-wall-down": 503,
     "mock-schema-invalid": 422,
     # executors: the Python-job runtime (reach clients inside an execution error's detail)
     "pyjob-error": 500,

@@ -148,6 +148,27 @@ class Settings(BaseSettings):
             "heads. Whichever of the two limits is reached first triggers the checkpoint."
         ),
     )
+    isolation: Literal["strict", "relaxed", "none"] = Field(
+        "strict",
+        description=(
+            "Walls around each job's sandbox process (docs/security.md). `strict`: every wall (network, "
+            "mount and user namespaces, its own unprivileged uid, no new privileges, the seccomp filter, "
+            "Landlock where the kernel offers it) or the job does not run (`sandbox-wall-down`). "
+            "`relaxed`: every wall the platform allows, the others reported in the job's result. `none`: "
+            "no namespaces, uid, seccomp or Landlock (development on platforms without them). Each "
+            "result records its walls in `engine.walls`."
+        ),
+    )
+    sandbox_first_uid: PositiveInt = Field(
+        2_000_000_000,
+        le=2**32 - 1 - 2**22,  # first_uid + any pid must stay a valid uid
+        description=(
+            "With a gateway running as root: each sandbox runs as uid and gid `sandbox_first_uid + its "
+            "pid`, so the range `[sandbox_first_uid, sandbox_first_uid + 4194304)` must belong to no "
+            "user or group. A gateway that is not root runs its sandboxes as `nobody` in a user "
+            "namespace instead."
+        ),
+    )
     job_max_attempts: PositiveInt = Field(
         2,
         description=(

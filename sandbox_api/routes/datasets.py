@@ -1,4 +1,5 @@
-"""Datasets and their versions: declare, upload (streamed multipart), list, read schemas, retire."""
+"""Datasets and their versions: declare, upload (streamed multipart, held in memory), list, read schemas,
+retire."""
 
 from __future__ import annotations
 
@@ -163,6 +164,10 @@ async def upload_version(
         max_fields=4,
         max_part_size=services.settings.max_request_bytes,
     )
+    # No plaintext on disk: a file part is spooled to a temporary file only once it grows past
+    # spool_max_size, and the body is cut off at the upload cap before that can happen, so every file
+    # part stays in memory (at most the cap) until it is encrypted.
+    parser.spool_max_size = limit
     try:
         form = await parser.parse()
     except MultiPartException as exc:

@@ -7,15 +7,25 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from crypto.keyring import LocalKeyring
-from executors.errors import ExecutionCancelled, ExecutionFailed
+from executors.base import JobSpec
+from executors.errors import DataUnavailable, ExecutionCancelled, ExecutionFailed
 from executors.local import LocalExecutor
 from executors.sandbox import READY
-from tests.executors.executors_contract import AGGREGATE, ENDLESS, ExecutorContract, run_in_thread, spec
+from executors.walls import DEFAULT_FIRST_UID, landlock
+from tests.executors.executors_contract import (
+    AGGREGATE,
+    ENDLESS,
+    SMALL,
+    ExecutorContract,
+    run_in_thread,
+    spec,
+)
 from tests.executors.executors_fixtures import StoredVersion
 
 
@@ -146,11 +156,22 @@ def test_concurrency_is_bounded_by_max_workers(own_executor: LocalExecutor, visi
     assert all(outcome[0].row_count == 5 for _, outcome in runs)  # type: ignore[union-attr]
 
 
-def test_network_isolation_is_recorded(local_executor: LocalExecutor, visits: StoredVersion) -> None:
-    network = local_executor.run(spec(visits, AGGREGATE, job_id="network")).engine["network"]
-    # As root (or with user namespaces) the sandbox gets its own network namespace.
-    expected = "isolated" if os.geteuid() == 0 else ("isolated", "shared")
-    assert network.startswith(expected)
+def test_the_jobs_own_cpu_seconds_are_reported(local_executor: LocalExecutor, visits: StoredVersion) -> None:
+    busy = "SELECT COUNT(DISTINCT hash(i * 7)) AS n FROM range(3000000) t(i)"
+    light = local_executor.run(spec(visits, AGGREGATE, job_id="cpu-light")).timings["cpu"]
+    heavy = local_executor.run(spec(visits, busy, job_id="cpu-heavy")).timings["cpu"]
+    assert 0 <= light < heavy
+
+
+def test_every_wall_is_recorded(local_executor: LocalExecutor, visits: StoredVersion) -> None:
+    engine = local_executor.run(spec(visits, AGGREGATE, job_id="network")).engine
+    assert engine["network"] == "isolated"
+    assert engine["isolation"] == "strict"
+    identity = "uid" if os.geteuid() == 0 else "userns"
+    expected = ["network", "mount", identity, "no_new_privs", "seccomp"]
+    if landlock.abi_version() > 0:
+        expected.insert(4, "landlock")
+    assert engine["walls"] == ",".join(expected)
 
 
 def test_sandbox_runs_in_its_own_network_namespace(
@@ -212,18 +233,20 @@ def test_a_warm_sandbox_serves_one_job_and_is_replaced(
     assert again.to_arrow().equals(result.to_arrow())
 
 
-def test_a_warm_sandbox_is_hardened_before_its_job_arrives(warm_one: LocalExecutor, tmp_path: Path) -> None:
+def test_a_warm_sandbox_is_walled_before_its_job_arrives(warm_one: LocalExecutor, tmp_path: Path) -> None:
     (pid,) = _wait_for_warm(warm_one, 1)
     proc = Path(f"/proc/{pid}")
     deadline = time.monotonic() + 10
-    while (proc / "cwd").readlink().parent != tmp_path:  # it moves in right after it starts
-        assert time.monotonic() < deadline, "the warm sandbox never entered its private directory"
+    while "Seccomp:\t2" not in (status := (proc / "status").read_text()):  # the filter is the last wall
+        assert time.monotonic() < deadline, "the warm sandbox never raised its walls"
         time.sleep(0.02)
-    status = (proc / "status").read_text()
     assert "NoNewPrivs:\t1" in status
     assert os.getpgid(pid) == pid  # its own process group: killed as one
-    if os.geteuid() == 0:
-        assert (proc / "ns/net").readlink() != Path("/proc/self/ns/net").readlink()
+    for namespace in ("net", "mnt", "ipc", "uts"):
+        assert (proc / "ns" / namespace).readlink() != Path(f"/proc/self/ns/{namespace}").readlink()
+    uid = DEFAULT_FIRST_UID + pid if os.geteuid() == 0 else os.getuid()  # else: nobody, mapped to us
+    assert f"Uid:\t{uid}\t{uid}\t{uid}\t{uid}" in status
+    assert "CapEff:\t0000000000000000" in status
     (private,) = tmp_path.iterdir()
     assert private.stat().st_mode & 0o077 == 0
 
@@ -293,3 +316,26 @@ def test_close_right_after_start_leaves_nothing(keyring: LocalKeyring, tmp_path:
             break
         assert time.monotonic() < deadline, f"left behind: {left}"
         time.sleep(0.05)
+
+
+def test_a_missing_part_is_named_and_the_sandbox_it_took_is_not_left_behind(
+    warm_one: LocalExecutor, visits: StoredVersion, tmp_path: Path
+) -> None:
+    (taken,) = _wait_for_warm(warm_one, 1)
+    table = visits.inputs["visits"]
+    gone = replace(table.parts[1], path=str(tmp_path / "gone.enc"))
+    job = JobSpec(
+        job_id="missing-part",
+        sql=AGGREGATE,
+        tables=(replace(table, parts=(table.parts[0], gone, *table.parts[2:])),),
+        keyed_hash_key=None,
+        limits=SMALL,
+    )
+    with pytest.raises(DataUnavailable) as raised:
+        warm_one.run(job)
+    assert "part 1 (part-00001.enc)" in raised.value.detail
+    deadline = time.monotonic() + 10
+    while not _gone(taken):  # the parts are opened by the parent: the waiting sandbox got nothing
+        assert time.monotonic() < deadline, "the sandbox taken for the job was left running"
+        time.sleep(0.02)
+    assert warm_one.run(spec(visits, AGGREGATE, job_id="after-missing")).row_count == 5

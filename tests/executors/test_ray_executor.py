@@ -155,6 +155,18 @@ def test_jobs_run_only_on_nodes_of_their_domain(
         assert health.timings["tasks"] == 5  # four parts and the merge, all on the health node
 
 
+def test_ray_tasks_run_behind_the_same_walls_as_local_jobs(
+    ray_executor: RayExecutor, visits: StoredVersion
+) -> None:
+    """Each task forks the local backend's sandbox (strict by default): a result means every wall held."""
+    result = ray_executor.run(spec(visits, AGGREGATE, job_id="walled-on-ray"))
+    assert result.engine["isolation"] == "strict"
+    walls = result.engine["walls"].split(",")
+    assert {"network", "mount", "no_new_privs", "seccomp"} <= set(walls)
+    assert ("uid" in walls) is (os.geteuid() == 0)
+    assert result.engine["network"] == "isolated"
+
+
 def test_a_node_cannot_unwrap_another_domains_keys(ray_executor: RayExecutor, visits: StoredVersion) -> None:
     # Claim the health data belongs to the tax office: Ray places the job on the tax node, whose
     # keyring does not hold the health key, so the data stays unreadable.
