@@ -26,6 +26,7 @@ from sandbox_api.services.catalog import CatalogService
 from sandbox_api.services.jobs import JobService
 from sandbox_api.services.keys import KeyLifecycle
 from sandbox_api.services.principals import PrincipalService
+from sandbox_api.services.quotas import QuotaLimits
 from sandbox_api.services.receipts import ReceiptService
 from sandbox_api.services.release import ReleaseFn, release
 from sandbox_api.services.replay import ReplayService
@@ -131,6 +132,7 @@ def build_services(
         scopes=scopes,
         results_key=keys.secret("results"),
         queue_limit=settings.queue_limit,
+        quotas=quota_limits(settings),
         wake=threading.Event(),
         receipts=receipts,
         release=release_fn,
@@ -176,6 +178,18 @@ def build_services(
             pseudonym_master=keys.secret("pseudonym"),
             jobs=jobs,
         ),
+    )
+
+
+def quota_limits(settings: Settings) -> QuotaLimits:
+    """The per-principal quotas of ``settings`` (``services/quotas.py``): unless set, one principal may
+    run on every runner slot but one when there are several, else on the one."""
+    return QuotaLimits(
+        concurrent_jobs=settings.quota_concurrent_jobs or max(1, settings.max_concurrent_jobs - 1),
+        queued_jobs=settings.quota_queued_jobs,
+        jobs_per_hour=settings.quota_jobs_per_hour,
+        cpu_seconds_per_day=float(settings.quota_cpu_seconds_per_day),
+        open_long_polls=settings.quota_long_polls,
     )
 
 

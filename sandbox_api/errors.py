@@ -85,6 +85,12 @@ class QueueFull(ServiceError):
     code = "queue-full"
 
 
+class QuotaExceeded(ServiceError):
+    """A per-principal quota (``services/quotas.py``): the detail names the limit and when it resets."""
+
+    code = "quota-exceeded"
+
+
 class ServiceUnavailable(ServiceError):
     code = "service-unavailable"
 

@@ -45,6 +45,7 @@ STATUS: Mapping[str, int] = {
     "job-not-ready": 409,
     "job-state-conflict": 409,
     "queue-full": 429,
+    "quota-exceeded": 429,
     "service-unavailable": 503,
     "deployment-not-initialised": 503,
     "request-invalid": 422,

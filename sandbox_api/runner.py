@@ -18,8 +18,9 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from executors.base import Executor, JobSpec, Limits
@@ -31,11 +32,19 @@ from sandbox_api.services.audit import SYSTEM_ACTOR
 from sandbox_api.services.job_kinds import StoredJob, kind_of
 from sandbox_api.services.job_specs import JobSpecs
 from sandbox_api.services.jobs import JobService
+from sandbox_api.services.quotas import QueuedJob, next_job
 from sandbox_api.services.release import Settlement
 from sandbox_api.services.settlement import Settlements
 from sandbox_api.store.models import JobRow
 
 log = logging.getLogger(__name__)
+
+#: A claim looks at the oldest queued jobs up to this many (the queue limit is far below it) and tries
+#: again this often when another gateway took the chosen job meanwhile.
+CLAIM_WINDOW = 2000
+CLAIM_TRIES = 3
+ACTIVE = (JobState.RUNNING.value, JobState.CHECKING.value)
+WAITING = (JobState.SUBMITTED.value, JobState.QUEUED.value)
 
 
 @dataclass(frozen=True)
@@ -158,15 +167,38 @@ class JobRunner:
                     )
 
     def _claim(self) -> StoredJob | None:
+        """The next job, chosen fairly (``services/quotas.next_job``: never an owner already at their
+        concurrency quota, and round-robin by owner, oldest job first), moved to running."""
         jobs = self._jobs
         with jobs.db.write() as session:
-            row = session.execute(
-                select(JobRow)
-                .where(JobRow.state == JobState.QUEUED.value)
-                .order_by(JobRow.created_at, JobRow.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).scalar_one_or_none()
+            row = None
+            for _ in range(CLAIM_TRIES):
+                choice = next_job(
+                    [
+                        QueuedJob(job_id, owner, created_at)
+                        for job_id, owner, created_at in session.execute(
+                            select(JobRow.id, JobRow.owner, JobRow.created_at)
+                            .where(JobRow.state == JobState.QUEUED.value)
+                            .order_by(JobRow.created_at, JobRow.id)
+                            .limit(CLAIM_WINDOW)
+                        )
+                    ],
+                    running=_per_owner(session, func.count(), JobRow.state.in_(ACTIVE)),
+                    last_served=_per_owner(
+                        session, func.max(JobRow.updated_at), JobRow.state.notin_(WAITING)
+                    ),
+                    limits=jobs.quotas,
+                )
+                if choice is None:
+                    return None
+                # Locked only if still queued: another gateway on the same database may have taken it.
+                row = session.execute(
+                    select(JobRow)
+                    .where(JobRow.id == choice.job_id, JobRow.state == JobState.QUEUED.value)
+                    .with_for_update(skip_locked=True)
+                ).scalar_one_or_none()
+                if row is not None:
+                    break
             if row is None:
                 return None
             row.attempts += 1
@@ -253,3 +285,9 @@ class JobRunner:
                 reason=reason,
                 details={} if code is None else {"code": code},
             )
+
+
+def _per_owner(session: Session, value: Any, condition: Any) -> dict[str, Any]:
+    """``value`` (an aggregate) per job owner over the jobs that meet ``condition``."""
+    rows = session.execute(select(JobRow.owner, value).where(condition).group_by(JobRow.owner))
+    return {str(owner): result for owner, result in rows}

@@ -176,6 +176,42 @@ class Settings(BaseSettings):
             " it fails with the reason."
         ),
     )
+    quota_concurrent_jobs: PositiveInt | None = Field(
+        None,
+        description=(
+            "Jobs one principal may have running at once. Unset: every runner slot but one when there are"
+            " several (so one operator's backlog never holds them all), else one. Runner slots go round-"
+            "robin by owner, so another operator's job waits at most one job's time."
+        ),
+    )
+    quota_queued_jobs: PositiveInt = Field(
+        50,
+        description=(
+            "Jobs one principal may have waiting; one more is refused with 429, `Retry-After` and the"
+            " limit's name (the deployment-wide `queue_limit` still applies)."
+        ),
+    )
+    quota_jobs_per_hour: PositiveInt = Field(
+        600,
+        description=(
+            "Jobs one principal may submit in any hour (rejected ones not counted); one more is refused"
+            " with 429 and the moment the window frees a place."
+        ),
+    )
+    quota_cpu_seconds_per_day: PositiveInt = Field(
+        8 * 3600,
+        description=(
+            "CPU seconds one principal's jobs may use in any 24 hours (measured in the sandbox); once"
+            " spent, submissions are refused with 429 until enough has aged out of the window."
+        ),
+    )
+    quota_long_polls: PositiveInt = Field(
+        8,
+        description=(
+            "Requests one principal may hold open waiting for jobs to end (`GET /v1/jobs/{id}?wait=`);"
+            " one more is refused with 429."
+        ),
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

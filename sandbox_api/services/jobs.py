@@ -13,6 +13,7 @@ import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -30,6 +31,7 @@ from sandbox_api.errors import (
     JobStateConflict,
     NotFound,
     QueueFull,
+    QuotaExceeded,
     ScopeNotActive,
 )
 from sandbox_api.services.audit import AuditLog
@@ -37,6 +39,14 @@ from sandbox_api.services.catalog import CatalogService
 from sandbox_api.services.job_kinds import Checked, JobCheck, JobText, kind_of
 from sandbox_api.services.job_signals import JobSignals
 from sandbox_api.services.policy_catalog import PolicyContexts, scope_catalog_versions
+from sandbox_api.services.quotas import (
+    DAY,
+    HOUR,
+    LongPolls,
+    PrincipalUsage,
+    QuotaLimits,
+    check_submission,
+)
 from sandbox_api.services.receipts import ReceiptService
 from sandbox_api.services.release import ReleaseFn, release
 from sandbox_api.services.scopes import ActiveScope, ScopeService
@@ -148,6 +158,10 @@ class JobService:
     results_key: bytes
     queue_limit: int
     wake: threading.Event
+    # Per-principal quotas and the fair claim order (services/quotas.py).
+    quotas: QuotaLimits = field(default_factory=QuotaLimits)
+    # Long-polls open per principal (each holds a request): counted here, capped by ``quotas``.
+    long_polls: LongPolls = field(default_factory=LongPolls)
     # Signs a receipt inside every release transaction (None only in tests of the layers below).
     receipts: ReceiptService | None = None
     # The one release function every settlement goes through (services/release.py); a test build of
@@ -250,6 +264,17 @@ class JobService:
         findings, queued, rejected = checked.findings, checked.queued, checked.rejected
         job_id = secrets.token_hex(16)
         now = self.clock.now()
+        if queued is not None:
+            # Read first, outside the write transaction (a refusal is audited in its own): two submissions
+            # racing past the same last free place can overshoot a quota by one, never the queue limit.
+            with self.db.read() as reading:
+                refusal = check_submission(self._usage(reading, who.name), self.quotas, now=now)
+            if refusal is not None:
+                self._deny(who, action="job.submit", scope=scope, reason=f"quota {refusal.limit}")
+                raise QuotaExceeded(
+                    f"quota {refusal.limit}: {refusal.message}",
+                    extra={"retry_after": refusal.retry_after_s},
+                )
         with self.db.write() as session:
             if queued is not None:
                 waiting = session.execute(
@@ -331,6 +356,10 @@ class JobService:
         """
         if wait_s <= 0:
             return await asyncio.to_thread(self.get, who, job_id)
+        with self.long_polls.held(who.name, self.quotas):
+            return await self._wait(who, job_id, wait_s=wait_s)
+
+    async def _wait(self, who: Principal, job_id: str, *, wait_s: float) -> JobView:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         arrivals: asyncio.Queue[JobView | None] = asyncio.Queue()
@@ -445,6 +474,34 @@ class JobService:
             raise NotFound(f"job {job_id} does not exist")
         return row
 
+    def _usage(self, session: Session, owner: str) -> PrincipalUsage:
+        """``owner``'s queued jobs, submissions of the last hour and CPU seconds of the last day."""
+        now = self.clock.now()
+        queued = session.execute(
+            select(func.count())
+            .select_from(JobRow)
+            .where(JobRow.owner == owner, JobRow.state == JobState.QUEUED.value)
+        ).scalar_one()
+        submitted = session.execute(
+            select(JobRow.created_at).where(
+                JobRow.owner == owner,
+                JobRow.created_at > now - HOUR,
+                JobRow.state != JobState.REJECTED.value,
+            )
+        ).scalars()
+        finished = session.execute(
+            select(JobRow.updated_at, JobRow.timings).where(
+                JobRow.owner == owner,
+                JobRow.updated_at > now - DAY,
+                JobRow.state.in_([s.value for s in TERMINAL | {JobState.WITHHELD}]),
+            )
+        ).all()
+        return PrincipalUsage(
+            queued=int(queued),
+            submitted=[_aware(t) for t in submitted],
+            cpu=[(_aware(t), float((timings or {}).get("cpu", 0.0))) for t, timings in finished],
+        )
+
     def queued_count(self) -> int:
         with self.db.read() as session:
             return int(
@@ -452,3 +509,8 @@ class JobService:
                     select(func.count()).select_from(JobRow).where(JobRow.state == JobState.QUEUED.value)
                 ).scalar_one()
             )
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes for aware columns: they are UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

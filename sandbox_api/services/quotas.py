@@ -1,6 +1,6 @@
 """Quotas per principal and a fair choice of the next job: pure functions, no I/O, the time passed in.
 
-Two questions, two functions:
+The questions, one function each:
 
 - :func:`check_submission`: may this principal queue one more job? It checks queued jobs, jobs per
   hour and CPU seconds per day, and refuses with a :class:`QuotaRefusal` that names the limit and says
@@ -20,11 +20,14 @@ The caller reads usage from the jobs table (see :class:`PrincipalUsage`, :class:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from executors.base import Limits
+from sandbox_api.errors import QuotaExceeded
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -195,3 +198,30 @@ def next_job(
         return (served is not None, served or first, first, owner)
 
     return oldest[min(oldest, key=turn)]
+
+
+@dataclass
+class LongPolls:
+    """The long-polls each principal holds open in this gateway (the one stateful piece here)."""
+
+    open: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def held(self, principal: str, limits: QuotaLimits) -> Iterator[None]:
+        """Count one more long-poll of ``principal`` while the block runs; ``QuotaExceeded`` (429) if
+        they already hold ``limits.open_long_polls``."""
+        with self.lock:
+            refusal = check_long_poll(self.open.get(principal, 0), limits)
+            if refusal is not None:
+                raise QuotaExceeded(
+                    f"quota {refusal.limit}: {refusal.message}", extra={"retry_after": refusal.retry_after_s}
+                )
+            self.open[principal] = self.open.get(principal, 0) + 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.open[principal] -= 1
+                if not self.open[principal]:
+                    del self.open[principal]

@@ -1,0 +1,66 @@
+"""Quotas per principal and fair scheduling, against a live deployment.
+
+The availability attack: one operator fills every runner slot and the queue with heavy jobs (a loop
+that runs until the job's CPU limit ends it); another operator's trivial job must still be released
+within 2 s. Before the fair claim (oldest job first, no per-principal cap) it waited for the whole
+backlog. Every refusal is a 429 with ``Retry-After`` that names the limit and says when it resets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.sandbox_api.api_helpers import World, world
+from tests.sandbox_api.program_helpers import PY_ONE, ensure_python_world, run_job, submit
+
+HEAVY = "x = 0\nwhile x >= 0:\n    x = x + 1\nresult = {'x': x}"
+TRIVIAL = "SELECT sex, COUNT(*) AS n FROM citizens GROUP BY sex"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with world(
+        tmp_path_factory.mktemp("state"), job_timeout_s=30, max_concurrent_jobs=2, quota_jobs_per_hour=8
+    ) as deployment:
+        ensure_python_world(deployment)
+        yield deployment
+
+
+def _cancel(api: World, job_ids: list[str]) -> None:
+    for job_id in job_ids:
+        api.client.post(f"/v1/jobs/{job_id}/cancel", headers=api.h("alice"))
+
+
+def test_a_backlog_of_heavy_jobs_does_not_delay_another_operators_job(api: World) -> None:
+    heavy = [submit(api, {"scope": PY_ONE, "kind": "python", "code": HEAVY}, who="alice") for _ in range(3)]
+    assert [h.status_code for h in heavy] == [202] * 3, [h.text for h in heavy]
+    try:
+        time.sleep(0.5)  # the heavy jobs have claimed what they may
+        started = time.monotonic()
+        job = run_job(api, {"scope": PY_ONE, "sql": TRIVIAL}, who="bob", timeout_s=30)
+        waited = time.monotonic() - started
+        assert job["state"] == "released", job["reason"]
+        assert waited < 2.0, f"bob's trivial job took {waited:.1f} s behind alice's backlog"
+        states = [
+            api.client.get(f"/v1/jobs/{h.json()['job_id']}", headers=api.h("alice")).json()["state"]
+            for h in heavy
+        ]
+        assert states.count("running") == 1  # alice holds one slot of two, never both
+    finally:
+        _cancel(api, [h.json()["job_id"] for h in heavy])
+
+
+def test_a_principal_over_the_hourly_quota_gets_a_429_naming_it(api: World) -> None:
+    answers = [submit(api, {"scope": PY_ONE, "sql": TRIVIAL}, who="bob") for _ in range(8)]
+    refused = [a for a in answers if a.status_code == 429]
+    assert refused, "bob submitted more than 8 jobs in the hour without a refusal"
+    problem = refused[0].json()
+    assert problem["code"] == "quota-exceeded"
+    assert "jobs_per_hour" in problem["detail"]
+    assert "the next one is allowed at" in problem["detail"]
+    assert int(refused[0].headers["Retry-After"]) > 0
+    # Another principal is not affected by bob's quota.
+    assert submit(api, {"scope": PY_ONE, "sql": TRIVIAL}, who="alice").status_code == 202
