@@ -10,8 +10,10 @@ from collections.abc import Iterator
 
 from sqlglot import exp
 
+from policies.analysis.cells import bucket_of
 from policies.analysis.levels import Analysis
 from policies.analysis.lineage import Info, Origin, Shape
+from policies.analysis.markers import GENERATED_META
 from policies.analysis.scopes import SelectScope, walk_same_query
 from policies.analysis.syntax import AGGREGATES
 from policies.context import PolicyContext
@@ -95,7 +97,7 @@ class _Checker:
         if not self.a.has_any(exp.Filter):
             return
         for cell in walk_same_query(node):
-            if isinstance(cell, exp.Filter):
+            if isinstance(cell, exp.Filter) and not cell.meta_get(GENERATED_META):
                 self._add(
                     "filter_placement",
                     "AGG(…) FILTER (WHERE …) is allowed only as an output column (where "
@@ -252,6 +254,13 @@ class _Checker:
             self._add("nested_aggregate", "aggregates cannot be nested", func)
             return
         args = list(func.iter_expressions())
+        bucket = None if isinstance(node, exp.Filter) else bucket_of(func)
+        if bucket is not None:
+            # A one-branch CASE bucket is a FILTER cell in another spelling: its condition is judged
+            # like a predicate, its branches like the aggregate's argument, and the
+            # neutralise_small_subsets pass neutralises it when one side has 1..k-1 units.
+            self.predicate(bucket.condition, scope)
+            args = [a for a in args if a is not func.this] + list(bucket.branches)  # func.this: CASE/TRY
         info = _merge_args([self.a.info(a, scope) for a in args])
         distinct = isinstance(func.this, exp.Distinct)
         for origin, shape in info.lineage.items():
@@ -269,8 +278,9 @@ class _Checker:
         if shape is Shape.COND:
             self._add(
                 "conditional_aggregate",
-                f"{label} is used in a condition inside {name.upper()}(…), which "
-                "computes a cell from a subset; write AGG(…) FILTER (WHERE …) so the subset is counted too",
+                f"{label} is used in a condition inside {name.upper()}(…) that the engine cannot "
+                "neutralise for small subsets; write AGG(…) FILTER (WHERE …) or one bucket per "
+                "aggregate (AGG(CASE WHEN … THEN … ELSE … END) with a single WHEN)",
                 node,
             )
             return
@@ -292,8 +302,9 @@ class _Checker:
             if name != "count":
                 self._add(
                     "group_use",
-                    f"{label} may be grouped on or counted, not {name.upper()}(…) (that would "
-                    "release one person's value); GROUP BY it instead",
+                    f"{label} is a group column: it may be grouped on (GROUP BY {origin.column}) or "
+                    f"counted, not aggregated with {name.upper()}(…); the scope would have to grant it "
+                    "as an aggregate column (use: aggregate) for that",
                     node,
                 )
         else:
