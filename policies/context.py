@@ -20,7 +20,7 @@ from sqlglot.errors import SqlglotError
 from sqlglot.schema import MappingSchema
 
 from policies.analysis.syntax import syntax_findings
-from policies.catalog import Catalog, ColumnSchema, TableSchema
+from policies.catalog import Catalog, ColumnClass, ColumnSchema, TableSchema
 from policies.errors import UnknownReference
 from policies.findings import Finding
 from policies.model import ColumnRule, Disclosure, KeywordMask, Scope, Use
@@ -43,6 +43,8 @@ class ColumnPolicy:
     type: str
     family: str
     rule: ColumnRule
+    #: The steward's class; ``public`` columns may link tables in a join (public dimensions).
+    cls: ColumnClass | None = None
 
     @property
     def use(self) -> Use:
@@ -130,7 +132,7 @@ def compile_context(scope: Scope, catalog: Catalog) -> PolicyContext:
         dataset = "/".join(key.split("/")[:2])
         columns = {
             c.name.lower(): ColumnPolicy(
-                c.name.lower(), c.type, _family(c, grant.rule(c.name)), grant.rule(c.name)
+                c.name.lower(), c.type, _family(c, grant.rule(c.name)), grant.rule(c.name), c.cls
             )
             for c in schema.columns
         }

@@ -22,6 +22,9 @@ from policies.model import Use
 
 _GROUPING = (exp.Rollup, exp.Cube, exp.GroupingSets, exp.Tuple, exp.Paren)
 _KEY_EQUALITIES = (exp.EQ, exp.NullSafeEQ)
+#: The arguments an allowed aggregate may have: its one value (``this``, possibly DISTINCT), and the
+#: parser's own flags. Anything else (``MAX(x, n)``'s count, …) is another function in disguise.
+_AGGREGATE_ARGS = frozenset({"this", "big_int"})
 
 
 def column_uses(analysis: Analysis, ctx: PolicyContext) -> Iterator[Finding]:
@@ -252,6 +255,17 @@ class _Checker:
             return
         if self.a.holds_aggregate(func):
             self._add("nested_aggregate", "aggregates cannot be nested", func)
+            return
+        extra = [key for key, value in func.args.items() if key not in _AGGREGATE_ARGS and value]
+        if extra:
+            # MAX(x, n) / MIN(x, n) return the n largest or smallest values themselves: a list of
+            # single people's values, not an aggregate over them.
+            self._add(
+                "aggregate_arguments",
+                f"{name.upper()}(…) takes exactly one argument here; its multi-argument form returns "
+                f"individual values (a top-n list), not an aggregate; write {name.upper()}(column)",
+                func,
+            )
             return
         args = list(func.iter_expressions())
         bucket = None if isinstance(node, exp.Filter) else bucket_of(func)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 import policies
@@ -65,6 +66,8 @@ def operator_view(
 
 
 def _norm(value: Any) -> Any:
+    if isinstance(value, list | tuple | np.ndarray):
+        return tuple(_norm(v) for v in value)  # a list-valued cell
     key = normalise_key(value)
     return round(key, 6) if isinstance(key, float) else key
 
