@@ -15,7 +15,7 @@ from policies.analysis.levels import Analysis
 from policies.analysis.lineage import Info, Origin, Shape
 from policies.analysis.markers import GENERATED_META
 from policies.analysis.scopes import SelectScope, walk_same_query
-from policies.analysis.syntax import AGGREGATES
+from policies.analysis.syntax import AGGREGATES, window_over_aggregates
 from policies.context import PolicyContext
 from policies.findings import Finding
 from policies.model import Use
@@ -192,6 +192,14 @@ class _Checker:
     def output_expr(self, node: exp.Expr, scope: SelectScope, keys: list[exp.Expr]) -> None:
         """A released value: constants, group keys, allowed aggregates and safe functions of those."""
         if any(node == key for key in keys):
+            return
+        if isinstance(node, exp.Window) and window_over_aggregates(node):
+            # SUM(COUNT(*)) OVER (PARTITION BY key): the released rows combined; judge what it combines.
+            parts = [node.this.this, *(node.args.get("partition_by") or [])]
+            if (order := node.args.get("order")) is not None:
+                parts.extend(o.this for o in order.expressions)
+            for part in parts:
+                self.output_expr(part, scope, keys)
             return
         if isinstance(node, exp.Filter) or type(node) in AGGREGATES:
             self.aggregate(node, scope)

@@ -152,6 +152,14 @@ class _Containment:
         if type(node) in AGGREGATES:
             self.aggregate(node)
             return node
+        if isinstance(node, exp.Window):
+            # Only over aggregates (SUM(COUNT(*)) OVER …): what it combines is above aggregates too.
+            parts = [node.this.this, *(node.args.get("partition_by") or [])]
+            if (order := node.args.get("order")) is not None:
+                parts.extend(o.this for o in order.expressions)
+            for part in parts:
+                _substitute(part, lambda c: self.post(c, keys))
+            return node
         if not _has_aggregate(node):
             _keys_within(node, keys)
             return self.contain(node)

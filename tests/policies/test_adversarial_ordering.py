@@ -38,6 +38,11 @@ def x_is_f() -> Mapping[str, pd.DataFrame]:
     return {"citizens": citizens, "visits": FX.visits}
 
 
+def without_x() -> Mapping[str, pd.DataFrame]:
+    """The world in which the one person of sex 'X' is not in the data at all."""
+    return {"citizens": FX.citizens[FX.citizens["sex"] != "X"], "visits": FX.visits}
+
+
 @dataclass(frozen=True)
 class DatasetAttack:
     """The same query on the real data and on ``other()``, the world without the fact."""
@@ -121,6 +126,13 @@ DATASET_ATTACKS = [
         "GROUP BY district, sex ORDER BY n LIMIT 1",
         "x_is_f",
     ),
+    DatasetAttack(
+        "window_total_over_the_result",
+        "whether someone of sex 'X' exists (a window total; refused before, allowed now over released rows)",
+        "SELECT sex, COUNT(*) AS n, SUM(COUNT(*)) OVER () AS total, 100.0 * COUNT(*) / SUM(COUNT(*)) OVER () "
+        "AS share FROM citizens GROUP BY sex ORDER BY sex",
+        "without_x",
+    ),
 ]
 
 _BY_SEX = "SELECT sex, COUNT(*) AS n FROM citizens GROUP BY sex "
@@ -152,7 +164,8 @@ THRESHOLD_ATTACKS = [
 @pytest.mark.parametrize("attack", DATASET_ATTACKS, ids=lambda a: a.id)
 def test_dataset_attack(attack: DatasetAttack) -> None:
     scope = scope_with(max_rows=str(attack.max_rows)) if attack.max_rows is not None else None
-    other = {"without_rare_diagnosis": without_rare_diagnosis, "x_is_f": x_is_f}[attack.other]()
+    worlds = {"without_rare_diagnosis": without_rare_diagnosis, "x_is_f": x_is_f, "without_x": without_x}
+    other = worlds[attack.other]()
     real = operator_view(attack.sql, scope=scope)
     assert real[0] == "released", f"the attack query should run: {real}"
     assert_worlds_agree(real, operator_view(attack.sql, scope=scope, frames=other), attack.fact)
