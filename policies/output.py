@@ -56,9 +56,9 @@ class SuppressionReport:
             if self.remainder:
                 reasons.insert(
                     1,
-                    "this scope asks for a remainder row; none is released for SQL results: small "
-                    "groups are withheld inside the query, where a remainder could be differenced "
-                    "against the released rows",
+                    "the groups below that are merged, inside the query, into one remainder row (group "
+                    f"keys shown as NULL), released only when it stands for {self.min_units} distinct "
+                    "units of its own",
                 )
         return {
             "rows_released": self.rows_released,

@@ -13,10 +13,9 @@ other ``_sbx_`` column a later pass adds is hidden but not a unit count. The con
 aggregate expressions instead of naming the aliases (HAVING cannot portably refer to an output alias);
 DuckDB computes an aggregate that appears twice in one SELECT once.
 
-``suppression: remainder`` scopes get the same condition: small rows never reach ORDER BY or LIMIT, so
-the output check has nothing left to merge and no remainder row is released. Merging them in SQL is
-left out on purpose until it can be done without letting the remainder be differenced against the
-released rows (see the report's wording in ``policies.output``).
+``suppression: remainder`` scopes get the same condition; ``merge_small_rows`` then adds the remainder
+as a branch of its own, computed from the rows of the small groups, so ORDER BY and LIMIT still never
+see a small group.
 """
 
 from __future__ import annotations
