@@ -7,7 +7,9 @@ the memory a job takes) depend on single rows. So every comparison of values fro
 must be an equality of two join keys (``a.person_id = b.person_id``) or of two ``public`` columns
 (a steward's declared public dimension, such as a facility code), and every JOIN … ON must hold one
 such equality (joins without ON are refused by ``only_known_tables``). Conditions on one source
-(``LEFT JOIN d ON … AND d.sex = 'F'``) only filter it and are judged by ``column_uses`` like WHERE.
+(``LEFT JOIN d ON … AND d.sex = 'F'``) only filter it and are judged by ``column_uses`` like WHERE; so
+do comparisons between sources joined on their privacy units, which compare one person's own rows
+(``v.visit_date > c.birth_date`` after ``ON c.person_id = v.person_id``).
 """
 
 from __future__ import annotations
@@ -57,23 +59,68 @@ def _scope(
         conditions.extend(own)
     if (where := scope.select.args.get("where")) is not None:
         conditions.extend(_conjuncts(where.this))
+    # Sources joined on their privacy units hold the same person's rows: comparing their values
+    # compares one person with themselves (``v.visit_date > c.birth_date``), which links nobody.
+    person = _SamePerson()
+    for condition in conditions:
+        if _unit_link(analysis, ctx, scope, condition):
+            person.join(condition.this.table.lower(), condition.expression.table.lower())
     for condition in conditions:
         if _link(analysis, ctx, scope, condition):
             continue
         for comparison in walk_same_query(condition):
-            if isinstance(comparison, _COMPARISONS) and len(_compared_aliases(comparison)) > 1:
+            if not isinstance(comparison, _COMPARISONS):
+                continue
+            aliases = _compared_aliases(comparison)
+            if len(aliases) > 1 and not person.same(aliases):
                 yield _finding(f"this condition links tables on something else: {_ALLOWED}", comparison)
+
+
+class _SamePerson:
+    """Aliases known to hold the same unit's rows (a union-find over unit equalities)."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, alias: str) -> str:
+        while self.parent.get(alias, alias) != alias:
+            alias = self.parent[alias]
+        return alias
+
+    def join(self, a: str, b: str) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+    def same(self, aliases: set[str]) -> bool:
+        return len({self.find(a) for a in aliases}) == 1
 
 
 def _link(analysis: Analysis, ctx: PolicyContext, scope: SelectScope, condition: exp.Expr) -> bool:
     """Whether ``condition`` is an allowed equality: two join keys, or two public columns."""
-    if not isinstance(condition, exp.EQ | exp.NullSafeEQ):
+    return _kinds(analysis, ctx, scope, condition) in ({"key"}, {"public"})
+
+
+def _unit_link(analysis: Analysis, ctx: PolicyContext, scope: SelectScope, condition: exp.Expr) -> bool:
+    """Whether ``condition`` equates two privacy-unit columns (the same person on both sides)."""
+    if _kinds(analysis, ctx, scope, condition) != {"key"}:
         return False
+    sides = [analysis.info(side, scope).lineage for side in (condition.this, condition.expression)]
+    for lineage in sides:
+        ((origin, _),) = lineage.items()
+        table = ctx.table(origin.table)
+        if table is None or origin.column != table.unit:
+            return False
+    return True
+
+
+def _kinds(
+    analysis: Analysis, ctx: PolicyContext, scope: SelectScope, condition: exp.Expr
+) -> set[str | None] | None:
+    if not isinstance(condition, exp.EQ | exp.NullSafeEQ):
+        return None
     left, right = condition.this, condition.expression
     if not (isinstance(left, exp.Column) and isinstance(right, exp.Column)):
-        return False
-    kinds = {_kind(ctx, analysis.info(left, scope)), _kind(ctx, analysis.info(right, scope))}
-    return kinds in ({"key"}, {"public"})
+        return None
+    return {_kind(ctx, analysis.info(left, scope)), _kind(ctx, analysis.info(right, scope))}
 
 
 def _kind(ctx: PolicyContext, info: Info) -> str | None:

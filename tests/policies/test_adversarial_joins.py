@@ -154,3 +154,22 @@ def test_the_join_refusal_names_what_is_allowed() -> None:
     messages = [f.message for f in report.findings if f.rule == "join_condition"]
     assert messages
     assert all("join keys" in m and "public" in m for m in messages)
+
+
+def test_comparisons_of_one_persons_own_rows_stay_allowed() -> None:
+    """After a join on the privacy unit both sides are the same person: comparing them links nobody."""
+    report = check(
+        "SELECT c.district, COUNT(*) AS n FROM citizens c JOIN visits v ON c.person_id = v.person_id "
+        "WHERE v.visit_date > c.birth_date GROUP BY 1"
+    )
+    assert report.allowed, report.findings
+
+
+def test_comparisons_across_a_public_dimension_link_are_refused() -> None:
+    """Joined on a public facility code, the two sides are different people: comparing them is not a
+    filter on one person."""
+    report = check(
+        "SELECT b.district, COUNT(*) AS n FROM visits a JOIN visits w ON a.facility = w.facility "
+        "JOIN citizens b ON b.person_id = a.person_id WHERE w.visit_date < a.visit_date GROUP BY 1"
+    )
+    assert "join_condition" in {f.rule for f in report.findings}
