@@ -7,17 +7,19 @@ is itself an oracle: ``FILTER (WHERE country <> 'X')``, where X holds one person
 row that person is in. So no row is withheld for it; instead, following Diffix's treatment of
 low-effect conditions, the *cell* is computed as if the condition had no effect on anyone:
 
-* subset of 1..k-1 units: as if the subset were **empty** (``c`` replaced by FALSE);
+* subset of 0..k-1 units (empty included): the cell is **NULL**, "fewer than k", whatever the
+  aggregate (a COUNT too: 0 for an empty subset and NULL for a small one would tell them apart);
 * otherwise, rest of 1..k-1 units: as if the rest were empty, i.e. the condition held for the whole
-  row (``c`` replaced by TRUE);
-* otherwise (both sides empty or at least k): the cell as written.
+  row (``c`` replaced by TRUE), which is exactly what an empty rest gives;
+* otherwise (subset of at least k, rest empty or at least k): the cell as written.
 
-Why these two: a small subset then reads exactly like an empty one, and a small rest exactly like an
-empty rest, so ``SUM(x) - SUM(x) FILTER (WHERE NOT <one person>)`` is 0 whether or not that person is
-in the row, and ``COUNT(*) FILTER (WHERE sex = 'X')`` is 0 whether the one X lives there or not. What a
-cell shows depends only on the row's cohort (at least k units, enforced by ``suppress_small_rows``) and
-on sides of at least k units. When both sides are small (a row of fewer than 2k units) the subset is
-emptied, the first rule. The subset and rest are counted per unit slot, so in a join a condition on any
+Why these: an empty and a small subset read the same (NULL), and so do an empty and a small rest (the
+whole row's aggregate), so ``SUM(x) - SUM(x) FILTER (WHERE NOT <one person>)`` is 0 whether or not that
+person is in the row, and ``COUNT(*) FILTER (WHERE sex = 'X')`` is NULL whether the one X lives there
+or not. What a cell shows depends only on the row's cohort (at least k units, enforced by
+``suppress_small_rows``) and on sides of at least k units. When both sides are small (a row of fewer
+than 2k units) the first rule wins. A one-branch CASE bucket follows the same rules (a rate over a
+subset below k is NULL). The subset and rest are counted per unit slot, so in a join a condition on any
 table is judged by the units of every table behind the row.
 
 This runs after ``add_unit_counts`` and reads the unit slots from its hidden ``_sbx_units*`` columns
@@ -52,8 +54,8 @@ def neutralise_small_subsets(tree: exp.Expr, analysis: Analysis, ctx: PolicyCont
     >>> cell = tree.selects[1].sql(dialect="duckdb").replace('"citizens".', "")
     >>> print(cell.replace(" WHEN", "\\nWHEN").replace(" THEN", "\\n  THEN").replace(" ELSE", "\\nELSE"))
     CASE
-    WHEN COUNT(DISTINCT "person_id") FILTER(WHERE "sex" = 'X') BETWEEN 1 AND 9
-      THEN COUNT(*) FILTER(WHERE FALSE)
+    WHEN COUNT(DISTINCT "person_id") FILTER(WHERE "sex" = 'X') BETWEEN 0 AND 9
+      THEN NULL
     WHEN COUNT(DISTINCT "person_id") FILTER(WHERE ("sex" = 'X') IS NOT TRUE) BETWEEN 1 AND 9
       THEN COUNT(*) FILTER(WHERE TRUE)
     ELSE COUNT(*) FILTER(WHERE "sex" = 'X') END AS "x"
@@ -97,8 +99,8 @@ def _neutralised(cell: exp.Expr, slots: list[exp.Expr], small: int) -> exp.Expr:
     rest = exp.Is(this=exp.Paren(this=condition.copy()), expression=exp.Not(this=exp.true()))
     out = exp.Case(
         ifs=[
-            exp.If(this=_small(slots, condition, small), true=_with(cell, condition, exp.false)),
-            exp.If(this=_small(slots, rest, small), true=_with(cell, condition, exp.true)),
+            exp.If(this=_small(slots, condition, 0, small), true=exp.Null()),
+            exp.If(this=_small(slots, rest, 1, small), true=_with(cell, condition, exp.true)),
         ],
         default=cell.copy(),
     )
@@ -122,14 +124,14 @@ def _with(cell: exp.Expr, condition: exp.Expr, constant: Callable[[], exp.Boolea
     return copy
 
 
-def _small(slots: list[exp.Expr], condition: exp.Expr, small: int) -> exp.Expr:
+def _small(slots: list[exp.Expr], condition: exp.Expr, low: int, small: int) -> exp.Expr:
     tests = [
         exp.Between(
             this=exp.Filter(
                 this=exp.Count(this=exp.Distinct(expressions=[slot.copy()])),
                 expression=exp.Where(this=condition.copy()),
             ),
-            low=exp.Literal.number(1),
+            low=exp.Literal.number(low),
             high=exp.Literal.number(small),
         )
         for slot in slots

@@ -324,12 +324,12 @@ PADDING: list[Attack] = [
 
 
 def cell_neutralised(column: str) -> Callable[[pd.DataFrame], None]:
-    """A FILTER cell whose subset has 1..k-1 people reads as if the subset were empty (0 or NULL)."""
+    """A FILTER cell whose subset has fewer than k people is NULL (the row itself is released)."""
 
     def _check(table: pd.DataFrame) -> None:
         assert len(table) > 0, "the rows themselves are large and must be released"
         values = [v for v in table[column].tolist() if not pd.isna(v)]
-        assert all(v == 0 for v in values), f"a small subset was computed: {values}"
+        assert not values, f"a small subset was computed: {values}"
 
     return _check
 
