@@ -8,6 +8,7 @@ import datetime as dt
 import duckdb
 import pandas as pd
 import pytest
+from sqlglot import exp
 
 from policies import Scope, check_output, prepare
 from policies.examples import example_catalog, example_context, example_scope
@@ -153,3 +154,19 @@ def test_where_on_masked_column_sees_only_the_mask(con: duckdb.DuckDBPyConnectio
 def _scope_with_k(k: int) -> Scope:
     scope = example_scope()
     return scope.model_copy(update={"disclosure": scope.disclosure.model_copy(update={"min_units": k})})
+
+
+def test_other_hidden_columns_are_hidden_but_do_not_count_for_k(con: duckdb.DuckDBPyConnection) -> None:
+    """A later pass may add its own ``_sbx_`` column to the final SELECTs (a released-cohort digest):
+    it is dropped from the output, and only the ``_sbx_units*`` columns decide k."""
+    ctx, tree, analysis = example_context("SELECT district, COUNT(*) AS n FROM citizens GROUP BY district")
+    tree = add_unit_counts(tree, analysis, ctx)
+    tree.append("expressions", exp.alias_(exp.Literal.number(0), "_sbx_cohort", quoted=True))
+    tree = suppress_small_rows(tree, analysis, ctx)
+    having = tree.args["having"].sql()
+    assert "_sbx_cohort" not in having
+    assert "0 >=" not in having
+    raw = con.execute(cap_rows(tree, analysis, ctx).sql(dialect="duckdb")).df()
+    released = check_output(raw, example_scope().disclosure)
+    assert sorted(released.table["district"]) == ["Military Zone", "North", "South"]
+    assert list(released.table.columns) == ["district", "n"]
