@@ -292,12 +292,12 @@ class _Checker:
         self, origin: Origin, shape: Shape, name: str, node: exp.Expr, *, distinct: bool = False
     ) -> None:
         label = f"{origin.table}.{origin.column}"
-        if origin.use is Use.PLAIN:
-            return
         if origin.use is Use.DENY:
             self._denied(origin, node)
             return
         if shape is Shape.COND:
+            # Plain columns too: a condition on any column picks a subset of the row, which may be a
+            # handful of people; only FILTER cells and one-branch buckets are neutralised for that.
             self._add(
                 "conditional_aggregate",
                 f"{label} is used in a condition inside {name.upper()}(…) that the engine cannot "
@@ -305,6 +305,8 @@ class _Checker:
                 "aggregate (AGG(CASE WHEN … THEN … ELSE … END) with a single WHEN)",
                 node,
             )
+            return
+        if origin.use is Use.PLAIN:
             return
         if origin.use is Use.JOIN_KEY:
             if name != "count" or shape is not Shape.PURE or not distinct:

@@ -181,6 +181,23 @@ ATTACKS = [
         released=False,
     ),
     WorldAttack(
+        "case_bucket_on_a_plain_column_laundered_through_a_cte",
+        _ISLE,
+        "WITH t AS (SELECT v.person_id AS p, CASE WHEN v.facility = 'Isle Clinic' THEN 1 ELSE 0 END AS isle "
+        "FROM visits v) SELECT c.sex, SUM(t.isle) AS n FROM citizens c JOIN t ON c.person_id = t.p "
+        "GROUP BY c.sex",
+        "heavy_user_one_visit_less",
+        released=False,
+    ),
+    WorldAttack(
+        "case_bucket_on_a_plain_column_inside_arithmetic",
+        _ISLE,
+        f"SELECT c.sex, SUM(2 * CASE WHEN v.facility = 'Isle Clinic' THEN 1 ELSE 0 END) AS n {_JOIN} "
+        "GROUP BY c.sex",
+        "heavy_user_one_visit_less",
+        released=False,
+    ),
+    WorldAttack(
         "filter_on_a_plain_column_counts_two_people",
         _ISLE,
         f"SELECT c.sex, COUNT(*) FILTER (WHERE v.facility = 'Isle Clinic') AS n {_JOIN} GROUP BY c.sex",
