@@ -23,7 +23,7 @@ from policies.analysis.syntax import syntax_findings
 from policies.catalog import Catalog, ColumnClass, ColumnSchema, TableSchema
 from policies.errors import UnknownReference
 from policies.findings import Finding
-from policies.model import ColumnRule, Disclosure, KeywordMask, Scope, Use
+from policies.model import ColumnRule, Disclosure, GeneralizeMask, KeywordMask, Scope, Use
 
 DIALECT = "duckdb"
 
@@ -84,6 +84,16 @@ class PolicyContext:
 
     def table(self, sql_name: str) -> TablePolicy | None:
         return self.tables.get(sql_name.lower())
+
+    @cached_property
+    def generalised_columns(self) -> frozenset[str]:
+        """Names of the columns masked with ``generalize`` (decided once: the context never changes)."""
+        return frozenset(
+            name
+            for t in self.tables.values()
+            for name, c in t.columns.items()
+            if isinstance(c.rule.mask, GeneralizeMask)
+        )
 
     @cached_property
     def uses_keyed_hash(self) -> bool:

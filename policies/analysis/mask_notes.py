@@ -32,10 +32,19 @@ def mask_notes(analysis: Analysis, ctx: PolicyContext) -> list[Finding]:
     >>> [(n.rule, n.message[:60]) for n in mask_notes(analysis, ctx)]
     [('mask_comparison', 'citizens.birth_date is generalised to its year (the first da')]
     """
-    if not analysis.has_any(*_COMPARISONS):
+    names = ctx.generalised_columns
+    if not names or not analysis.has_any(*_COMPARISONS):
         return []
     out: list[Finding] = []
-    for node in analysis.find_all(*_COMPARISONS):
+    # From the (cached) column references, not a walk of every node: only a comparison whose operand
+    # is a column of a generalised name can need a note.
+    compared = [
+        column.parent
+        for column, _ in analysis.scope_columns()
+        if column.name.lower() in names and isinstance(column.parent, _COMPARISONS)
+    ]
+    for node in compared:
+        assert node is not None
         operands = _operands(node)
         columns = [o for o in operands if isinstance(o, exp.Column)]
         if len(columns) != 1:

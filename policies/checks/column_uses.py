@@ -276,7 +276,9 @@ class _Checker:
             )
             return
         args = list(func.iter_expressions())
-        bucket = None if isinstance(node, exp.Filter) else bucket_of(func)
+        bucket = None
+        if not isinstance(node, exp.Filter) and self.a.has_any(exp.Case, exp.If):
+            bucket = bucket_of(func)
         if bucket is not None:
             # A one-branch CASE bucket is a FILTER cell in another spelling: its condition is judged
             # like a predicate, its branches like the aggregate's argument, and the

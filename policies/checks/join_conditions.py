@@ -48,25 +48,26 @@ def join_conditions(analysis: Analysis, ctx: PolicyContext) -> Iterator[Finding]
 def _scope(
     analysis: Analysis, ctx: PolicyContext, scope: SelectScope, joins: list[exp.Join]
 ) -> Iterator[Finding]:
-    conditions: list[exp.Expr] = []
+    # Each conjunct once: how it links two sources ("unit", "key", "public"), or None.
+    conditions: list[tuple[exp.Expr, str | None]] = []
     for join in joins:
         on = join.args.get("on")
         if on is None:
             continue  # a join without ON is refused by only_known_tables (join_without_condition)
-        own = _conjuncts(on)
-        if not any(_link(analysis, ctx, scope, c) for c in own):
+        own = [(c, _link(analysis, ctx, scope, c)) for c in _conjuncts(on)]
+        if not any(kind for _, kind in own):
             yield _finding(f"{join.this.alias_or_name} is not joined on a key: {_ALLOWED}", join.this)
         conditions.extend(own)
     if (where := scope.select.args.get("where")) is not None:
-        conditions.extend(_conjuncts(where.this))
+        conditions.extend((c, _link(analysis, ctx, scope, c)) for c in _conjuncts(where.this))
     # Sources joined on their privacy units hold the same person's rows: comparing their values
     # compares one person with themselves (``v.visit_date > c.birth_date``), which links nobody.
     person = _SamePerson()
-    for condition in conditions:
-        if _unit_link(analysis, ctx, scope, condition):
+    for condition, kind in conditions:
+        if kind == "unit":
             person.join(condition.this.table.lower(), condition.expression.table.lower())
-    for condition in conditions:
-        if _link(analysis, ctx, scope, condition):
+    for condition, kind in conditions:
+        if kind is not None:
             continue
         for comparison in walk_same_query(condition):
             if not isinstance(comparison, _COMPARISONS):
@@ -94,33 +95,27 @@ class _SamePerson:
         return len({self.find(a) for a in aliases}) == 1
 
 
-def _link(analysis: Analysis, ctx: PolicyContext, scope: SelectScope, condition: exp.Expr) -> bool:
-    """Whether ``condition`` is an allowed equality: two join keys, or two public columns."""
-    return _kinds(analysis, ctx, scope, condition) in ({"key"}, {"public"})
-
-
-def _unit_link(analysis: Analysis, ctx: PolicyContext, scope: SelectScope, condition: exp.Expr) -> bool:
-    """Whether ``condition`` equates two privacy-unit columns (the same person on both sides)."""
-    if _kinds(analysis, ctx, scope, condition) != {"key"}:
-        return False
-    sides = [analysis.info(side, scope).lineage for side in (condition.this, condition.expression)]
-    for lineage in sides:
-        ((origin, _),) = lineage.items()
-        table = ctx.table(origin.table)
-        if table is None or origin.column != table.unit:
-            return False
-    return True
-
-
-def _kinds(
-    analysis: Analysis, ctx: PolicyContext, scope: SelectScope, condition: exp.Expr
-) -> set[str | None] | None:
+def _link(analysis: Analysis, ctx: PolicyContext, scope: SelectScope, condition: exp.Expr) -> str | None:
+    """How an allowed equality links two sources: ``unit`` (two privacy-unit columns: the same person
+    on both sides), ``key`` (two other join keys), ``public`` (two public columns); else ``None``."""
     if not isinstance(condition, exp.EQ | exp.NullSafeEQ):
         return None
     left, right = condition.this, condition.expression
     if not (isinstance(left, exp.Column) and isinstance(right, exp.Column)):
         return None
-    return {_kind(ctx, analysis.info(left, scope)), _kind(ctx, analysis.info(right, scope))}
+    infos = (analysis.info(left, scope), analysis.info(right, scope))
+    kinds = {_kind(ctx, info) for info in infos}
+    if kinds == {"public"}:
+        return "public"
+    if kinds != {"key"}:
+        return None
+    return "unit" if all(_is_unit(ctx, info) for info in infos) else "key"
+
+
+def _is_unit(ctx: PolicyContext, info: Info) -> bool:
+    ((origin, _),) = info.lineage.items()
+    table = ctx.table(origin.table)
+    return table is not None and origin.column == table.unit
 
 
 def _kind(ctx: PolicyContext, info: Info) -> str | None:

@@ -9,9 +9,10 @@ only ever see rows that may be released, so nothing the operator receives depend
 below k exists. The output check still drops rows below k (defence in depth; it then finds none).
 
 Only the hidden ``_sbx_units*`` columns (one per unit slot, from ``add_unit_counts``) count for k; any
-other ``_sbx_`` column a later pass adds is hidden but not a unit count. The condition repeats their
-aggregate expressions instead of naming the aliases (HAVING cannot portably refer to an output alias);
-DuckDB computes an aggregate that appears twice in one SELECT once.
+other ``_sbx_`` column a later pass adds is hidden but not a unit count. The condition names them by
+their output alias (DuckDB resolves select-list aliases in HAVING; the ``_sbx`` prefix is reserved, so
+no name a query writes can shadow them), which keeps the rewritten query small to re-check and
+generate.
 
 ``suppression: remainder`` scopes get the same condition; ``merge_small_rows`` then adds the remainder
 as a branch of its own, computed from the rows of the small groups, so ORDER BY and LIMIT still never
@@ -37,18 +38,24 @@ def suppress_small_rows(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) 
     ...     "SELECT sex, COUNT(*) AS n FROM citizens GROUP BY sex HAVING COUNT(*) > 1 ORDER BY n LIMIT 1")
     >>> tree = suppress_small_rows(add_unit_counts(tree, analysis, ctx), analysis, ctx)
     >>> tree.args["having"].sql(dialect="duckdb")
-    'HAVING COUNT(*) > 1 AND COUNT(DISTINCT "citizens"."person_id") >= 10'
+    'HAVING COUNT(*) > 1 AND "_sbx_units" >= 10'
     """
     k = ctx.disclosure.min_units
     for select in leaves(tree):
-        counts = [p.this for p in select.expressions if isinstance(p, exp.Alias) and is_unit_count(p.alias)]
+        counts = [p.alias for p in select.expressions if isinstance(p, exp.Alias) and is_unit_count(p.alias)]
         if not counts:
             continue
-        conditions = [generated(exp.GTE(this=c.copy(), expression=exp.Literal.number(k))) for c in counts]
+        conditions = [
+            generated(exp.GTE(this=exp.column(name, quoted=True), expression=exp.Literal.number(k)))
+            for name in counts
+        ]
         having = select.args.get("having")
         if having is not None:
             conditions.insert(0, _grouped(having.this))
-        select.set("having", exp.Having(this=exp.and_(*conditions, copy=False)))
+        condition = conditions[0]
+        for more in conditions[1:]:
+            condition = exp.And(this=condition, expression=more)
+        select.set("having", exp.Having(this=condition))
     return tree
 
 
