@@ -45,6 +45,7 @@ class _Checker:
         self.ctx = ctx
         self.findings: list[Finding] = []
         self._allowed_functions: dict[Origin, tuple[str, ...]] = {}
+        self._buckets = analysis.has_any(exp.Case, exp.If)  # decided once: asked for every aggregate
 
     # -- per scope ------------------------------------------------------------------------------
 
@@ -277,7 +278,7 @@ class _Checker:
             return
         args = list(func.iter_expressions())
         bucket = None
-        if not isinstance(node, exp.Filter) and self.a.has_any(exp.Case, exp.If):
+        if self._buckets and not isinstance(node, exp.Filter):
             bucket = bucket_of(func)
         if bucket is not None:
             # A one-branch CASE bucket is a FILTER cell in another spelling: its condition is judged
