@@ -20,10 +20,10 @@ from sqlglot.errors import SqlglotError
 from sqlglot.schema import MappingSchema
 
 from policies.analysis.syntax import syntax_findings
-from policies.catalog import Catalog, ColumnSchema, TableSchema
+from policies.catalog import Catalog, ColumnClass, ColumnSchema, TableSchema
 from policies.errors import UnknownReference
 from policies.findings import Finding
-from policies.model import ColumnRule, Disclosure, KeywordMask, Scope, Use
+from policies.model import ColumnRule, Disclosure, GeneralizeMask, KeywordMask, Scope, Use
 
 DIALECT = "duckdb"
 
@@ -43,6 +43,8 @@ class ColumnPolicy:
     type: str
     family: str
     rule: ColumnRule
+    #: The steward's class; ``public`` columns may link tables in a join (public dimensions).
+    cls: ColumnClass | None = None
 
     @property
     def use(self) -> Use:
@@ -82,6 +84,16 @@ class PolicyContext:
 
     def table(self, sql_name: str) -> TablePolicy | None:
         return self.tables.get(sql_name.lower())
+
+    @cached_property
+    def generalised_columns(self) -> frozenset[str]:
+        """Names of the columns masked with ``generalize`` (decided once: the context never changes)."""
+        return frozenset(
+            name
+            for t in self.tables.values()
+            for name, c in t.columns.items()
+            if isinstance(c.rule.mask, GeneralizeMask)
+        )
 
     @cached_property
     def uses_keyed_hash(self) -> bool:
@@ -130,7 +142,7 @@ def compile_context(scope: Scope, catalog: Catalog) -> PolicyContext:
         dataset = "/".join(key.split("/")[:2])
         columns = {
             c.name.lower(): ColumnPolicy(
-                c.name.lower(), c.type, _family(c, grant.rule(c.name)), grant.rule(c.name)
+                c.name.lower(), c.type, _family(c, grant.rule(c.name)), grant.rule(c.name), c.cls
             )
             for c in schema.columns
         }

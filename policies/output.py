@@ -46,13 +46,20 @@ class SuppressionReport:
         """
         reasons = list(self.reasons)
         if not self.mock:
-            fate = "merged into one remainder row" if self.remainder else "dropped"
             reasons.insert(
                 0,
                 f"every released row stands for at least {self.min_units} distinct units; rows below "
-                f"that are {fate}. How many there were is not disclosed, because that number can itself "
-                "reveal a person; auditors see it in the audit log",
+                "that are withheld inside the query, before ordering, limits and the row cap, so they "
+                "cannot change which rows come back. How many there were is not disclosed, because that "
+                "number can itself reveal a person; auditors see it in the audit log",
             )
+            if self.remainder:
+                reasons.insert(
+                    1,
+                    "the groups below that are merged, inside the query, into one remainder row (group "
+                    f"keys shown as NULL), released only when it stands for {self.min_units} distinct "
+                    "units of its own",
+                )
         return {
             "rows_released": self.rows_released,
             "cells_rounded": self.cells_rounded,
@@ -201,17 +208,28 @@ def _remainder(
 
 
 def _round(table: pd.DataFrame, base: int, additive: Collection[str]) -> tuple[pd.DataFrame, int]:
+    """Round the additive (plain COUNT/SUM) columns to a multiple of ``base``; nothing else.
+
+    Rounding an average, a ratio or a share to a multiple of 5 destroys it (0.47 becomes 0) without
+    protecting anyone, so only the columns the caller names as additive are rounded, and with none
+    named, none is (guessing from dtypes rounded averages too).
+
+    >>> frame = pd.DataFrame({"n": [12, 48], "mean": [0.47, 3.2]})
+    >>> rounded, changed = _round(frame, 5, ["n"])
+    >>> rounded.to_dict("list"), changed
+    ({'n': [10, 50], 'mean': [0.47, 3.2]}, 2)
+    >>> _round(frame, 5, ())[1]
+    0
+    """
     table = table.copy()
     changed = 0
-    targets = (
-        [c for c in table.columns if c in additive]
-        if additive
-        else [
-            c
-            for c in table.columns
-            if pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
-        ]
-    )
+    targets = [
+        c
+        for c in table.columns
+        if c in additive
+        and pd.api.types.is_numeric_dtype(table[c])
+        and not pd.api.types.is_bool_dtype(table[c])
+    ]
     for column in targets:
         before = table[column]
         after = (before / base).round() * base

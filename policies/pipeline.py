@@ -15,6 +15,7 @@ from sqlglot.optimizer.qualify import qualify
 
 from policies.analysis.levels import Analysis
 from policies.analysis.markers import STAR_META
+from policies.analysis.mask_notes import mask_notes
 from policies.analysis.scopes import Base, source_nodes
 from policies.analysis.syntax import syntax_findings
 from policies.catalog import Catalog
@@ -46,6 +47,8 @@ class CheckReport:
     findings: tuple[Finding, ...]
     rewritten_sql: str | None
     applied: tuple[str, ...]
+    #: Explanations that refuse nothing (severity "note"), e.g. what a masked comparison compares.
+    notes: tuple[Finding, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -53,6 +56,7 @@ class CheckReport:
             "findings": [f.to_dict() for f in self.findings],
             "rewritten_sql": self.rewritten_sql,
             "applied": list(self.applied),
+            "notes": [{**n.to_dict(), "severity": "note"} for n in self.notes],
         }
 
 
@@ -68,6 +72,8 @@ class PreparedQuery:
     applied: tuple[str, ...]
     scope_version: str
     additive_columns: tuple[str, ...] = ()  # plain COUNT/SUM outputs: exact to add in a remainder row
+    #: Explanations that refuse nothing (see ``CheckReport.notes``); to be shown with the result.
+    notes: tuple[Finding, ...] = ()
 
 
 def check(sql: str, scope: Scope, catalog: Catalog) -> CheckReport:
@@ -99,7 +105,7 @@ def check_with(sql: str, ctx: PolicyContext) -> CheckReport:
         prepared = prepare_with(sql, ctx)
     except PolicyViolation as exc:
         return CheckReport(False, exc.findings, None, ())
-    return CheckReport(True, (), prepared.sql, prepared.applied)
+    return CheckReport(True, (), prepared.sql, prepared.applied, prepared.notes)
 
 
 def prepare(sql: str, scope: Scope, catalog: Catalog) -> PreparedQuery:
@@ -154,6 +160,7 @@ def _prepare(sql: str, ctx: PolicyContext) -> PreparedQuery:
     )
     tables = _tables(analysis)
     keyed = _uses_keyed_hash(analysis)
+    notes = tuple(mask_notes(analysis, ctx))
     for rewrite in REWRITES:
         tree = rewrite(tree, analysis, ctx)
     recheck = postcondition_findings(tree, analysis, ctx)
@@ -170,6 +177,7 @@ def _prepare(sql: str, ctx: PolicyContext) -> PreparedQuery:
         applied=tuple(r.__name__ for r in REWRITES),
         scope_version=ctx.scope_version,
         additive_columns=additive,
+        notes=notes,
     )
 
 

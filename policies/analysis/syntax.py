@@ -50,6 +50,7 @@ STRUCTURE: frozenset[type[exp.Expr]] = frozenset(
         exp.Paren,
         exp.Var,
         exp.DataType,
+        exp.WindowSpec,  # a frame, only ever inside an allowed window (see window_over_aggregates)
     }
 )
 
@@ -161,7 +162,6 @@ _SPECIFIC: dict[type[exp.Expr], tuple[str, str]] = {
         "whole_row_reference",
         "whole-row references are not allowed; name the columns you need",
     ),
-    exp.Window: ("window_function", "window functions are not allowed; use GROUP BY with aggregates"),
     exp.PositionalColumn: (
         "positional_reference",
         "positional references (#n) are not allowed; name the column",
@@ -221,6 +221,15 @@ def syntax_findings(
                     "names starting with _sbx are reserved for the engine; rename it",
                     node.name,
                 )
+        elif kind is exp.Window:
+            if not window_over_aggregates(node):
+                yield Finding(
+                    "window_function",
+                    "window functions are allowed only over the released rows: SUM, COUNT, AVG, MIN or "
+                    "MAX of an aggregate (e.g. SUM(COUNT(*)) OVER () for a share of the total); use "
+                    "GROUP BY with aggregates",
+                    _fragment(node),
+                )
         elif kind in _SPECIFIC:
             rule, message = _SPECIFIC[kind]
             yield Finding(rule, message, _fragment(node))
@@ -231,6 +240,28 @@ def syntax_findings(
                 )
         elif kind not in ALLOWED:
             yield _not_allowed(node)
+
+
+#: Window functions allowed over the released rows of an aggregating SELECT.
+_WINDOW_AGGREGATES = (exp.Sum, exp.Count, exp.Avg, exp.Min, exp.Max)
+
+
+def window_over_aggregates(node: exp.Expr) -> bool:
+    """Whether ``node`` is a window over the rows of an aggregating SELECT: SUM, COUNT, AVG, MIN or
+    MAX of an expression that holds an aggregate. Such a window runs after GROUP BY and HAVING (where
+    the k rule is), so it combines released rows only; a window over raw rows (ROW_NUMBER, LAG, SUM(x)
+    OVER …) would hand out row-level values and stays refused.
+
+    >>> import sqlglot
+    >>> window_over_aggregates(sqlglot.parse_one("SUM(COUNT(*)) OVER ()"))
+    True
+    >>> window_over_aggregates(sqlglot.parse_one("SUM(income) OVER ()"))
+    False
+    """
+    if not isinstance(node, exp.Window) or type(node.this) not in _WINDOW_AGGREGATES:
+        return False
+    argument = node.this.this
+    return argument is not None and any(type(n) in AGGREGATES for n in argument.walk())
 
 
 def _anonymous(node: exp.Expr, *, generated: bool) -> Iterator[Finding]:

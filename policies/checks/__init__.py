@@ -8,6 +8,7 @@ from policies.analysis.levels import Analysis
 from policies.checks.allowed_syntax import allowed_syntax
 from policies.checks.column_uses import column_uses
 from policies.checks.error_containment import error_containment
+from policies.checks.join_conditions import join_conditions
 from policies.checks.known_columns import known_columns
 from policies.checks.only_known_tables import only_known_tables
 from policies.checks.query_shape import query_shape
@@ -24,6 +25,7 @@ CHECKS: tuple[Check, ...] = (
     known_columns,
     query_shape,
     column_uses,
+    join_conditions,
     type_safety,
     error_containment,
 )

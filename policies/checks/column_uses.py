@@ -10,16 +10,21 @@ from collections.abc import Iterator
 
 from sqlglot import exp
 
+from policies.analysis.cells import bucket_of
 from policies.analysis.levels import Analysis
 from policies.analysis.lineage import Info, Origin, Shape
+from policies.analysis.markers import GENERATED_META
 from policies.analysis.scopes import SelectScope, walk_same_query
-from policies.analysis.syntax import AGGREGATES
+from policies.analysis.syntax import AGGREGATES, window_over_aggregates
 from policies.context import PolicyContext
 from policies.findings import Finding
 from policies.model import Use
 
 _GROUPING = (exp.Rollup, exp.Cube, exp.GroupingSets, exp.Tuple, exp.Paren)
 _KEY_EQUALITIES = (exp.EQ, exp.NullSafeEQ)
+#: The arguments an allowed aggregate may have: its one value (``this``, possibly DISTINCT), and the
+#: parser's own flags. Anything else (``MAX(x, n)``'s count, …) is another function in disguise.
+_AGGREGATE_ARGS = frozenset({"this", "big_int"})
 
 
 def column_uses(analysis: Analysis, ctx: PolicyContext) -> Iterator[Finding]:
@@ -40,6 +45,7 @@ class _Checker:
         self.ctx = ctx
         self.findings: list[Finding] = []
         self._allowed_functions: dict[Origin, tuple[str, ...]] = {}
+        self._buckets = analysis.has_any(exp.Case, exp.If)  # decided once: asked for every aggregate
 
     # -- per scope ------------------------------------------------------------------------------
 
@@ -95,7 +101,7 @@ class _Checker:
         if not self.a.has_any(exp.Filter):
             return
         for cell in walk_same_query(node):
-            if isinstance(cell, exp.Filter):
+            if isinstance(cell, exp.Filter) and not cell.meta_get(GENERATED_META):
                 self._add(
                     "filter_placement",
                     "AGG(…) FILTER (WHERE …) is allowed only as an output column (where "
@@ -188,6 +194,14 @@ class _Checker:
         """A released value: constants, group keys, allowed aggregates and safe functions of those."""
         if any(node == key for key in keys):
             return
+        if isinstance(node, exp.Window) and window_over_aggregates(node):
+            # SUM(COUNT(*)) OVER (PARTITION BY key): the released rows combined; judge what it combines.
+            parts = [node.this.this, *(node.args.get("partition_by") or [])]
+            if (order := node.args.get("order")) is not None:
+                parts.extend(o.this for o in order.expressions)
+            for part in parts:
+                self.output_expr(part, scope, keys)
+            return
         if isinstance(node, exp.Filter) or type(node) in AGGREGATES:
             self.aggregate(node, scope)
             return
@@ -251,7 +265,27 @@ class _Checker:
         if self.a.holds_aggregate(func):
             self._add("nested_aggregate", "aggregates cannot be nested", func)
             return
+        extra = [key for key, value in func.args.items() if key not in _AGGREGATE_ARGS and value]
+        if extra:
+            # MAX(x, n) / MIN(x, n) return the n largest or smallest values themselves: a list of
+            # single people's values, not an aggregate over them.
+            self._add(
+                "aggregate_arguments",
+                f"{name.upper()}(…) takes exactly one argument here; its multi-argument form returns "
+                f"individual values (a top-n list), not an aggregate; write {name.upper()}(column)",
+                func,
+            )
+            return
         args = list(func.iter_expressions())
+        bucket = None
+        if self._buckets and not isinstance(node, exp.Filter):
+            bucket = bucket_of(func)
+        if bucket is not None:
+            # A one-branch CASE bucket is a FILTER cell in another spelling: its condition is judged
+            # like a predicate, its branches like the aggregate's argument, and the
+            # neutralise_small_subsets pass neutralises it when one side has 1..k-1 units.
+            self.predicate(bucket.condition, scope)
+            args = [a for a in args if a is not func.this] + list(bucket.branches)  # func.this: CASE/TRY
         info = _merge_args([self.a.info(a, scope) for a in args])
         distinct = isinstance(func.this, exp.Distinct)
         for origin, shape in info.lineage.items():
@@ -261,18 +295,21 @@ class _Checker:
         self, origin: Origin, shape: Shape, name: str, node: exp.Expr, *, distinct: bool = False
     ) -> None:
         label = f"{origin.table}.{origin.column}"
-        if origin.use is Use.PLAIN:
-            return
         if origin.use is Use.DENY:
             self._denied(origin, node)
             return
         if shape is Shape.COND:
+            # Plain columns too: a condition on any column picks a subset of the row, which may be a
+            # handful of people; only FILTER cells and one-branch buckets are neutralised for that.
             self._add(
                 "conditional_aggregate",
-                f"{label} is used in a condition inside {name.upper()}(…), which "
-                "computes a cell from a subset; write AGG(…) FILTER (WHERE …) so the subset is counted too",
+                f"{label} is used in a condition inside {name.upper()}(…) that the engine cannot "
+                "neutralise for small subsets; write AGG(…) FILTER (WHERE …) or one bucket per "
+                "aggregate (AGG(CASE WHEN … THEN … ELSE … END) with a single WHEN)",
                 node,
             )
+            return
+        if origin.use is Use.PLAIN:
             return
         if origin.use is Use.JOIN_KEY:
             if name != "count" or shape is not Shape.PURE or not distinct:
@@ -292,8 +329,9 @@ class _Checker:
             if name != "count":
                 self._add(
                     "group_use",
-                    f"{label} may be grouped on or counted, not {name.upper()}(…) (that would "
-                    "release one person's value); GROUP BY it instead",
+                    f"{label} is a group column: it may be grouped on (GROUP BY {origin.column}) or "
+                    f"counted, not aggregated with {name.upper()}(…); the scope would have to grant it "
+                    "as an aggregate column (use: aggregate) for that",
                     node,
                 )
         else:

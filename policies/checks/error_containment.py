@@ -46,6 +46,7 @@ _SAFE_ABOVE_AGGREGATES = (
     exp.IntDiv,
     exp.Mod,
     exp.Filter,
+    exp.Window,  # only over aggregates (syntax): SUM/COUNT/AVG/MIN/MAX of released rows, guarded below
 )
 _NESTED_QUERY = (exp.Query, exp.Subquery)
 #: Casts that cannot fail from a number.

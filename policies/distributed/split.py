@@ -99,6 +99,7 @@ class _Splitter:
         self.group_keys: list[exp.Expr] = []
         self.partials: list[exp.Expr] = []  # partial projections (aliased)
         self.partial_of: dict[str, str] = {}  # partial aggregate SQL -> its alias
+        self._output_aliases: frozenset[str] = frozenset()  # names HAVING may refer to
 
     # -- shape -------------------------------------------------------------------------------------
 
@@ -251,7 +252,11 @@ class _Splitter:
             final.set("group", exp.Group(expressions=keys))
         having = select.args.get("having")
         if having is not None:
+            # HAVING may name an output column (the k rule names the hidden unit counts): the final
+            # query has the same output names, so such a reference means the same there.
+            self._output_aliases = frozenset(aliases)
             final.set("having", exp.Having(this=self._merge(having.this, group_sql)))
+            self._output_aliases = frozenset()
         order = select.args.get("order")
         if order is not None:
             final.set("order", self._merge_order(order, group_sql, aliases))
@@ -290,6 +295,8 @@ class _Splitter:
         if isinstance(node, exp.Filter | exp.AggFunc):
             return self._merge_aggregate(node)
         if isinstance(node, exp.Column):
+            if not node.table and node.name.lower() in self._output_aliases:
+                return node.copy()
             raise _Refuse(f"column {text} is neither a group key nor inside an aggregate")
         if isinstance(node, exp.Subquery | exp.Select):
             raise _Refuse("a subquery in the output, HAVING or ORDER BY does not split")

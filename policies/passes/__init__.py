@@ -14,18 +14,33 @@ from policies.passes.apply_row_filters import apply_row_filters
 from policies.passes.cap_rows import cap_rows
 from policies.passes.contain_errors import contain_errors
 from policies.passes.guard_arithmetic import guard_arithmetic
+from policies.passes.merge_small_rows import merge_small_rows
+from policies.passes.neutralise_small_subsets import neutralise_small_subsets
+from policies.passes.suppress_small_rows import suppress_small_rows
 
 Rewrite = Callable[[exp.Expr, Analysis, PolicyContext], exp.Expr]
 
-#: The passes, in the order they run. Row filters come after the unit counts because they replace
-#: table scans by subqueries; the unit columns pass through those unchanged. Error containment
-#: comes after every pass that adds expressions, so that it contains theirs too.
+#: The passes, in the order they run. The k rule (``suppress_small_rows``) comes right after the unit
+#: counts it reads, and before ``cap_rows``: the threshold is a HAVING of every final SELECT, so ORDER
+#: BY, LIMIT, OFFSET, window functions and the cap only ever see rows that may be released (a pass that
+#: adds another hidden column to the final SELECTs may run on either side of it: only ``_sbx_units*``
+#: columns count for k). ``neutralise_small_subsets`` reads the unit slots from the unit counts, so
+#: it runs after them; it withholds nothing, it only rewrites cells. Row filters come after the unit
+#: counts because they replace table scans by subqueries; the unit columns and the HAVING pass through
+#: those unchanged. Error containment comes after every pass that adds expressions, so that it
+#: contains theirs too. ``merge_small_rows`` (remainder scopes only) copies each grouped SELECT's
+#: sources, keys and unit counts into a remainder branch, so it runs after row filters and error
+#: containment (the copies carry both, exactly as the original) and before ``cap_rows``, whose LIMIT
+#: must apply to the whole union.
 REWRITES: tuple[Rewrite, ...] = (
     apply_masks,
     guard_arithmetic,
     add_unit_counts,
+    neutralise_small_subsets,
+    suppress_small_rows,
     apply_row_filters,
     contain_errors,
+    merge_small_rows,
     cap_rows,
 )
 

@@ -2,10 +2,11 @@
 
 Every protected table scan behind the final aggregation contributes one *unit slot*: its unit column,
 carried up through CTEs and subqueries as ``_sbx_u<i>``. The final SELECT gets one
-``COUNT(DISTINCT slot)`` per slot (``_sbx_units``, ``_sbx_units_1``, …) and, for every aggregate with a
-``FILTER (WHERE …)``, one count of the units in that subset and one of its complement within the row.
-The output check takes the minimum, so a row released from a join is backed by k
-people *in each joined table*, and padding rows (joins that repeat a person) cannot inflate it.
+``COUNT(DISTINCT slot)`` per slot (``_sbx_units``, ``_sbx_units_1``, …). The k rule
+(``suppress_small_rows``, and the output check after it) takes the minimum, so a row released from a
+join is backed by k people *in each joined table*, and padding rows (joins that repeat a person) cannot
+inflate it. Conditions inside aggregates (FILTER cells, CASE buckets) withhold nothing: they are
+neutralised by ``neutralise_small_subsets`` instead, which reads the slots from these columns.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class _Units:
         self.exported: dict[int, int] = {}
 
     def top(self, query: exp.Expr) -> None:
-        branches = _leaves(query)
+        branches = leaves(query)
         hidden = [self.hidden(select) for select in branches]
         width = max((len(h) for h in hidden), default=0)
         for select, columns in zip(branches, hidden, strict=True):
@@ -51,26 +52,7 @@ class _Units:
         slots = self.slots(select)
         if not slots:
             return [exp.Literal.number(0)]
-        out: list[exp.Expr] = [_distinct_count(slot) for slot in slots]
-        if not self.analysis.has_any(exp.Filter):
-            return out  # no FILTER cell anywhere in the analysed query (and no pass before adds one)
-        for projection in select.expressions:
-            for cell in projection.find_all(exp.Filter):
-                condition = cell.expression.this
-                for slot in slots:
-                    out.append(_filtered_count(slot, condition.copy()))
-                    # The complement too: otherwise SUM(x) - SUM(x) FILTER (WHERE NOT <one person>)
-                    # reveals that person. An empty complement (the subset is the whole row) is fine.
-                    rest = exp.Is(this=exp.Paren(this=condition.copy()), expression=exp.Not(this=exp.true()))
-                    out.append(
-                        exp.Coalesce(
-                            this=exp.Nullif(
-                                this=_filtered_count(slot, rest), expression=exp.Literal.number(0)
-                            ),
-                            expressions=[_distinct_count(slot)],
-                        )
-                    )
-        return out
+        return [_distinct_count(slot) for slot in slots]
 
     def slots(self, select: exp.Select) -> list[exp.Expr]:
         scope = self.analysis.scope_of(select)
@@ -92,10 +74,10 @@ class _Units:
         key = id(query)
         if key in self.exported:
             return self.exported[key]
-        leaves = _leaves(query)
-        per_leaf = [self.slots(leaf) for leaf in leaves]
+        selects = leaves(query)
+        per_leaf = [self.slots(leaf) for leaf in selects]
         width = max((len(s) for s in per_leaf), default=0)
-        for leaf, slots in zip(leaves, per_leaf, strict=True):
+        for leaf, slots in zip(selects, per_leaf, strict=True):
             filler: list[exp.Expr] = [slots[-1] if slots else exp.Null()] * (width - len(slots))
             for i, slot in enumerate(slots + filler):
                 leaf.append("expressions", generated(exp.Alias(this=slot.copy(), alias=ident(f"_sbx_u{i}"))))
@@ -103,20 +85,21 @@ class _Units:
         return width
 
 
-def _filtered_count(slot: exp.Expr, condition: exp.Expr) -> exp.Expr:
-    return exp.Filter(this=_distinct_count(slot), expression=exp.Where(this=condition))
-
-
 def _distinct_count(slot: exp.Expr) -> exp.Expr:
     return exp.Count(this=exp.Distinct(expressions=[slot.copy()]))
 
 
-def _leaves(query: exp.Expr) -> list[exp.Select]:
-    """The SELECTs whose rows a query returns (through set operations and parentheses)."""
+def leaves(query: exp.Expr) -> list[exp.Select]:
+    """The SELECTs whose rows a query returns (through set operations and parentheses).
+
+    >>> import sqlglot
+    >>> [s.sql() for s in leaves(sqlglot.parse_one("SELECT 1 UNION ALL (SELECT 2)"))]
+    ['SELECT 1', 'SELECT 2']
+    """
     if isinstance(query, exp.Subquery):
-        return _leaves(query.this)
+        return leaves(query.this)
     if isinstance(query, exp.SetOperation):
-        return _leaves(query.left) + _leaves(query.right)
+        return leaves(query.left) + leaves(query.right)
     if isinstance(query, exp.Select):
         return [query]
     return []

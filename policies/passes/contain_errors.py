@@ -152,6 +152,14 @@ class _Containment:
         if type(node) in AGGREGATES:
             self.aggregate(node)
             return node
+        if isinstance(node, exp.Window):
+            # Only over aggregates (SUM(COUNT(*)) OVER …): what it combines is above aggregates too.
+            parts = [node.this.this, *(node.args.get("partition_by") or [])]
+            if (order := node.args.get("order")) is not None:
+                parts.extend(o.this for o in order.expressions)
+            for part in parts:
+                _substitute(part, lambda c: self.post(c, keys))
+            return node
         if not _has_aggregate(node):
             _keys_within(node, keys)
             return self.contain(node)
@@ -265,6 +273,8 @@ def _trivial(node: exp.Expr, analysis: Analysis) -> bool:
     literals of the same type family (combined with AND/OR/NOT)."""
     if isinstance(node, _ATOMS_OR_STAR):
         return True
+    if node.meta_get(GENERATED_META) and isinstance(node, exp.GTE) and _output_alias(node.this):
+        return True  # the k rule: a hidden unit count (an output alias) against an integer
     if isinstance(node, _UNARY):
         return _trivial(node.this, analysis)
     if isinstance(node, _CONNECTORS):
@@ -277,6 +287,10 @@ def _trivial(node: exp.Expr, analysis: Analysis) -> bool:
             return isinstance(node.this, exp.Column)
         return all(_comparable(node.this, value, analysis) for value in node.expressions)
     return False
+
+
+def _output_alias(node: exp.Expr) -> bool:
+    return isinstance(node, exp.Column) and not node.table
 
 
 def _comparable(left: exp.Expr, right: exp.Expr, analysis: Analysis) -> bool:

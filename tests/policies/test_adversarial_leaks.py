@@ -5,6 +5,8 @@ plus the output layer on its own. Judged like ``test_adversarial.py``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import pytest
 
@@ -320,6 +322,18 @@ PADDING: list[Attack] = [
     ),
 ]
 
+
+def cell_neutralised(column: str) -> Callable[[pd.DataFrame], None]:
+    """A FILTER cell whose subset has fewer than k people is NULL (the row itself is released)."""
+
+    def _check(table: pd.DataFrame) -> None:
+        assert len(table) > 0, "the rows themselves are large and must be released"
+        values = [v for v in table[column].tolist() if not pd.isna(v)]
+        assert not values, f"a small subset was computed: {values}"
+
+    return _check
+
+
 _X_IN = units_oracle(citizens_seen, ["district"], where=lambda d: d["sex"] == "X")
 
 FILTER_CLAUSES: list[Attack] = [
@@ -328,27 +342,24 @@ FILTER_CLAUSES: list[Attack] = [
         "SELECT district, COUNT(DISTINCT person_id) AS n, SUM(income) FILTER (WHERE sex = 'X') AS s "
         "FROM citizens GROUP BY district",
         keys=("district",),
-        oracle=min_units_oracle(BY_DISTRICT, _X_IN),
+        oracle=BY_DISTRICT,
+        extra=cell_neutralised("s"),
     ),
     safe(
         "filter_tiny_district",
         "SELECT sex, COUNT(DISTINCT person_id) AS n, COUNT(DISTINCT person_id) FILTER "
         f"(WHERE district = '{TINY_DISTRICT}') AS isle FROM citizens GROUP BY sex",
         keys=("sex",),
-        oracle=min_units_oracle(
-            units_oracle(citizens_seen, ["sex"]),
-            units_oracle(citizens_seen, ["sex"], where=lambda d: d["district"] == TINY_DISTRICT),
-        ),
+        oracle=units_oracle(citizens_seen, ["sex"]),
+        extra=cell_neutralised("isle"),
     ),
     safe(
         "filter_rare_diagnosis",
         "SELECT facility, COUNT(DISTINCT person_id) AS n, SUM(cost) FILTER "
         f"(WHERE diagnosis = '{RARE_DIAGNOSIS}') AS c FROM visits GROUP BY facility",
         keys=("facility",),
-        oracle=min_units_oracle(
-            BY_FACILITY,
-            units_oracle(visits_seen, ["facility"], where=lambda d: d["diagnosis"] == RARE_DIAGNOSIS),
-        ),
+        oracle=BY_FACILITY,
+        extra=cell_neutralised("c"),
     ),
     reject(
         "filter_on_national_id",

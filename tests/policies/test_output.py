@@ -96,3 +96,28 @@ def test_canonical_result_is_order_independent_and_typed() -> None:
     assert canonical_result(a)["rows"] == [["2026-01-02", "0.3"], [None, "1.5"]]
     assert canonical_result(a)["types"] == ["date", "float"]
     assert result_hash(a) != result_hash(a.assign(x=[0.3, 1.6]))
+
+
+def test_rounding_never_touches_averages_or_ratios() -> None:
+    frame = pd.DataFrame(
+        {"n": [12, 48], "share": [0.47, 0.53], "avg_income": [1001.5, 2003.25], "_sbx_units": [12, 48]}
+    )
+    disclosure = Disclosure(min_units=1, rounding=Rounding(base=5))
+    out = check_output(frame, disclosure, additive=["n"])
+    expected = {"n": [10, 50], "share": [0.47, 0.53], "avg_income": [1001.5, 2003.25]}
+    assert out.table.to_dict("list") == expected
+    assert out.report.cells_rounded == 2
+
+
+def test_rounding_without_additive_columns_rounds_nothing() -> None:
+    frame = pd.DataFrame({"n": [12, 48], "share": [0.47, 0.53], "_sbx_units": [12, 48]})
+    out = check_output(frame, Disclosure(min_units=1, rounding=Rounding(base=5)))
+    assert out.table.to_dict("list") == {"n": [12, 48], "share": [0.47, 0.53]}
+    assert out.report.cells_rounded == 0
+
+
+def test_the_report_says_small_rows_are_withheld_before_ordering() -> None:
+    frame = pd.DataFrame({"n": [12], "_sbx_units": [12]})
+    for suppression in ("drop", "remainder"):
+        reasons = check_output(frame, Disclosure(min_units=10, suppression=suppression)).report.to_dict()
+        assert "before ordering, limits and the row cap" in str(reasons["reasons"])

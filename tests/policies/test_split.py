@@ -83,6 +83,9 @@ EXECUTED = (
     "SELECT t.d AS d, SUM(v.y) AS s, AVG(v.y) AS a FROM t LEFT JOIN v ON t.u = v.w GROUP BY t.d",
     "SELECT t.d AS d, COUNT(*) AS n FROM (SELECT * FROM t WHERE x > 10) AS t "
     "GROUP BY t.d ORDER BY n, d LIMIT 3",
+    # The k rule as the engine writes it: HAVING names the hidden unit count, before ORDER BY/LIMIT.
+    'SELECT d AS d, COUNT(*) AS n, COUNT(DISTINCT u) AS "_sbx_units" FROM t GROUP BY d '
+    'HAVING COUNT(*) > 3 AND "_sbx_units" >= 12 ORDER BY n DESC, d LIMIT 2',
 )
 
 

@@ -35,7 +35,7 @@ SELECT COUNT(*) FROM citizens; SELECT 1
 SELECT sbx_keyed_hash(district), COUNT(*) AS _sbx_units FROM citizens GROUP BY 1
 -- expect-error: reserved_name
 -- case: conditional aggregate
-SELECT SUM(CASE WHEN sex = 'F' THEN income END) FROM citizens
+SELECT SUM(CASE WHEN sex = 'F' THEN income WHEN sex = 'M' THEN 0 END) FROM citizens
 -- expect-error: conditional_aggregate
 -- case: group by the unit
 SELECT COUNT(*) FROM citizens GROUP BY person_id

@@ -108,3 +108,10 @@ SELECT d AS d, COUNT(*) AS n FROM t GROUP BY ROLLUP (d)
 SELECT d AS d, COUNT(*) AS n FROM t GROUP BY GROUPING SETS ((d), ())
 -- expect:
 -- not splittable: GROUPING SETS, CUBE and ROLLUP do not split
+-- case: HAVING may name an output column (the k rule names the hidden unit count)
+SELECT d AS d, COUNT(*) AS n, COUNT(DISTINCT t.u) AS _sbx_units FROM t GROUP BY d HAVING _sbx_units >= 5 ORDER BY n LIMIT 3
+-- expect:
+-- partial:
+SELECT d AS "_sbx_g0", COUNT(*) AS "_sbx_p0", COUNT(DISTINCT t.u) AS "_sbx_p1" FROM t GROUP BY d
+-- final:
+SELECT "_sbx_g0" AS d, CAST(SUM("_sbx_p0") AS BIGINT) AS n, CAST(SUM("_sbx_p1") AS BIGINT) AS _sbx_units FROM "_sbx_partials" GROUP BY "_sbx_g0" HAVING _sbx_units >= 5 ORDER BY n LIMIT 3
