@@ -25,6 +25,7 @@ from policies.errors import PolicyViolation
 from policies.findings import Finding
 from policies.model import Scope
 from policies.passes import REWRITES
+from policies.passes.collect_cohorts import collect_cohorts
 
 MAX_SQL_CHARS = 100_000
 #: Complexity limits, checked right after parsing and before any analysis (whose cost grows with
@@ -167,6 +168,13 @@ def _prepare(sql: str, ctx: PolicyContext) -> PreparedQuery:
     if recheck:
         # A rewrite that widens access is an engine bug; refuse rather than run it.
         raise PolicyViolation("the rewritten query failed the checks", findings=recheck)
+    applied = tuple(r.__name__ for r in REWRITES)
+    if ctx.disclosure.dp is None:
+        # After the re-check, by design (see the pass): the released-cohort ledger's unit lists, which
+        # the sandbox turns into sketches before anything leaves it. Scopes with differential privacy
+        # need no ledger.
+        tree = collect_cohorts(tree, analysis, ctx)
+        applied += ("collect_cohorts",)
     return PreparedQuery(
         original_sql=sql,
         # The tree is not used after this: let the generator transform it in place instead of copying.
@@ -174,7 +182,7 @@ def _prepare(sql: str, ctx: PolicyContext) -> PreparedQuery:
         tables=tables,
         output_columns=output_columns,
         uses_keyed_hash=keyed,
-        applied=tuple(r.__name__ for r in REWRITES),
+        applied=applied,
         scope_version=ctx.scope_version,
         additive_columns=additive,
         notes=notes,

@@ -23,6 +23,7 @@ from sandbox_api.problems import install_problem_handlers
 from sandbox_api.routes import ROUTERS
 from sandbox_api.runner import JobRunner
 from sandbox_api.services.catalog import CatalogService
+from sandbox_api.services.cohort_ledger import CohortLedger
 from sandbox_api.services.jobs import JobService
 from sandbox_api.services.keys import KeyLifecycle
 from sandbox_api.services.principals import PrincipalService
@@ -136,6 +137,7 @@ def build_services(
         wake=threading.Event(),
         receipts=receipts,
         release=release_fn,
+        ledger=CohortLedger(master=keys.secret("cohort-ledger"), clock=clock),
     )
     # One executor for the runner and for replays, so both run a job the same way.
     executor = (executor_factory or EXECUTORS[settings.executor])(keys, settings)

@@ -57,6 +57,10 @@ STATUS: Mapping[str, int] = {
     "unknown-reference": 422,
     "output-invalid": 500,
     "pass-order": 500,
+    "dp-error": 422,
+    "dp-result-invalid": 500,
+    "dp-budget-exhausted": 409,
+    "dp-charge-unknown": 404,
     "not-canonical": 500,
     # executors
     "execution-error": 500,

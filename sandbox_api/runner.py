@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from executors.base import Executor, JobSpec, Limits
 from executors.errors import ExecutionCancelled, ExecutionError
 from executors.lifecycle import JobState
+from policies import Scope
 from policies.errors import PolicyError
 from sandbox_api.errors import ScopeExpired, ServiceError
 from sandbox_api.services.audit import SYSTEM_ACTOR
@@ -33,7 +34,7 @@ from sandbox_api.services.job_kinds import StoredJob, kind_of
 from sandbox_api.services.job_specs import JobSpecs
 from sandbox_api.services.jobs import JobService
 from sandbox_api.services.quotas import QueuedJob, next_job
-from sandbox_api.services.release import Settlement
+from sandbox_api.services.release import Candidate, Settlement
 from sandbox_api.services.settlement import Settlements
 from sandbox_api.store.models import JobRow
 
@@ -45,6 +46,15 @@ CLAIM_WINDOW = 2000
 CLAIM_TRIES = 3
 ACTIVE = (JobState.RUNNING.value, JobState.CHECKING.value)
 WAITING = (JobState.SUBMITTED.value, JobState.QUEUED.value)
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A job's result as the release function judged it, before the ledger and the store."""
+
+    candidate: Candidate
+    settlement: Settlement
+    scope: Scope
 
 
 @dataclass(frozen=True)
@@ -70,7 +80,9 @@ class JobRunner:
     ) -> None:
         self._jobs = jobs
         self._executor = executor
-        self._specs = JobSpecs(catalog=jobs.catalog, pseudonym_master=pseudonym_master, limits=limits)
+        self._specs = JobSpecs(
+            catalog=jobs.catalog, pseudonym_master=pseudonym_master, limits=limits, ledger=jobs.ledger
+        )
         self._settlements = Settlements(jobs)
         self._max_concurrent = max_concurrent
         self._max_attempts = max_attempts
@@ -221,7 +233,8 @@ class JobRunner:
             spec: JobSpec = kind.spec(job, scope=scope, specs=self._specs)
             result = self._executor.run(spec)
             executed = time.perf_counter()
-            settlement = self._settlements.decide(kind.candidate(job, result), scope=scope, facts=job.facts)
+            candidate = kind.candidate(job, result)
+            settlement = self._settlements.decide(candidate, scope=scope, facts=job.facts)
         except (ServiceError, PolicyError, ExecutionError) as exc:
             self._fail(job.job_id, exc)
             return
@@ -230,17 +243,21 @@ class JobRunner:
             "execute_s": executed - started,
             "check_s": time.perf_counter() - executed,
         }
-        self._settle(job, settlement, timings=timings)
+        self._settle(job, Decided(candidate, settlement, scope), timings=timings)
 
-    def _settle(self, job: StoredJob, settlement: Settlement, *, timings: dict[str, float]) -> None:
+    def _settle(self, job: StoredJob, decided: Decided, *, timings: dict[str, float]) -> None:
         """Checking and released (or withheld) in one transaction, decided before it: the write lock is
-        held only for the writes. The job was still running meanwhile: a cancel that arrived is
+        held only for the writes and the released-cohort ledger's check, which must see every release
+        of the scope's lineage in order. The job was still running meanwhile: a cancel that arrived is
         honoured here, and a crash before this commit leaves it running, so recovery re-queues or fails
         it with nothing stored."""
         with self._jobs.db.write() as session:
             row = session.get(JobRow, job.job_id)
             if row is None or not self._enter_check(session, row, attempt=job.attempt):
                 return
+            settlement = self._settlements.against_ledger(
+                session, row, decided.candidate, decided.settlement, scope=decided.scope, facts=job.facts
+            )
             self._settlements.store(session, row, settlement, timings=timings)
 
     def _fail(self, job_id: str, exc: ServiceError | PolicyError | ExecutionError) -> None:

@@ -1,7 +1,7 @@
 """The released-cohort ledger, pure: sketches of the unit sets behind released cells and the decision
 to withhold a cell whose units differ from earlier ones by 1..k-1 (DESIGN §5a)."""
 
-from policies.cohorts.cells import cells_of, sketch_columns
+from policies.cohorts.cells import cells_of, releasable_positions, sketch_columns
 from policies.cohorts.ledger import (
     DEFAULT_TRIPLE_BUDGET,
     Cell,
@@ -39,6 +39,7 @@ __all__ = [
     "lineage",
     "lineage_of",
     "power_sums",
+    "releasable_positions",
     "sketch_columns",
     "sketch_of",
     "sums_for",

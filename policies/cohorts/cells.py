@@ -8,8 +8,10 @@ import pandas as pd
 
 from policies.cohorts.ledger import Cell
 from policies.cohorts.sketch import CohortSketch
+from policies.model import Disclosure
 
 SKETCH = "_sbx_sketch"
+UNITS = "_sbx_units"
 
 
 def sketch_columns(columns: Iterable[object]) -> list[str]:
@@ -19,6 +21,21 @@ def sketch_columns(columns: Iterable[object]) -> list[str]:
     ['_sbx_sketch', '_sbx_sketch_1']
     """
     return [str(c) for c in columns if str(c) == SKETCH or str(c).startswith(SKETCH + "_")]
+
+
+def releasable_positions(frame: pd.DataFrame, disclosure: Disclosure) -> list[int]:
+    """The rows of a result that the output check would release: every hidden unit count at least
+    ``min_units`` (the query already removed the others), at most ``max_rows`` of them, in order.
+
+    >>> frame = pd.DataFrame({"n": [40, 3, 12], "_sbx_units": [40, 3, 12]})
+    >>> releasable_positions(frame, Disclosure(min_units=10, max_rows=5))
+    [0, 2]
+    """
+    units = [c for c in frame.columns if str(c) == UNITS or str(c).startswith(UNITS + "_")]
+    if not units:
+        return []
+    counts = frame[units].apply(pd.to_numeric, errors="coerce").fillna(0).min(axis=1)
+    return [i for i, n in enumerate(counts) if n >= disclosure.min_units][: disclosure.max_rows]
 
 
 def cells_of(frame: pd.DataFrame, rows: Iterable[int] | None = None) -> list[Cell]:

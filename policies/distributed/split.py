@@ -327,6 +327,16 @@ class _Splitter:
             if len(aggregate.expressions) > 0:
                 raise _Refuse(f"{aggregate.key.upper()}(…) with several arguments does not split")
             return type(aggregate)(this=partial(aggregate.copy()))
+        if isinstance(aggregate, exp.ArrayAgg) and isinstance(aggregate.this, exp.Distinct):
+            # The released-cohort ledger's unit lists: parts hold disjoint units, so the final list is
+            # the parts' lists one after the other (NULL where no part had one, as in one process).
+            self._require_unit(aggregate.this)
+            lists = partial(aggregate.copy())
+            present = exp.Filter(
+                this=exp.ArrayAgg(this=lists),
+                expression=exp.Where(this=exp.Not(this=exp.Is(this=lists.copy(), expression=exp.Null()))),
+            )
+            return exp.Anonymous(this="FLATTEN", expressions=[present])
         if isinstance(aggregate, exp.Avg):
             total = exp.Sum(this=partial(exp.Sum(this=aggregate.this.copy())))
             count = exp.Sum(this=partial(exp.Count(this=aggregate.this.copy())))

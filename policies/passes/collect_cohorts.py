@@ -21,6 +21,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from policies.analysis.levels import Analysis
+from policies.analysis.markers import GENERATED_META
 from policies.context import PolicyContext
 from policies.errors import PassOrderError
 from policies.passes._build import generated, ident
@@ -40,7 +41,9 @@ def collect_cohorts(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) -> e
     'ARRAY_AGG(DISTINCT "citizens"."person_id") AS "_sbx_cohort"'
     """
     leaves = _leaves(tree)
-    for select in leaves:
+    subsets = [_subset_cohorts(select) for select in leaves]
+    width = max((len(s) for s in subsets), default=0)
+    for select, cells in zip(leaves, subsets, strict=True):
         counts = [p for p in select.expressions if _is_units(p.alias_or_name)]
         if not counts:
             raise PassOrderError("collect_cohorts needs the hidden unit counts: run add_unit_counts first")
@@ -48,7 +51,40 @@ def collect_cohorts(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) -> e
             name = COHORT + projection.alias_or_name.removeprefix(UNITS)
             value = _cohort_of(projection.unalias())
             select.append("expressions", generated(exp.Alias(this=value, alias=ident(name))))
+        # Every branch of a set operation keeps the same columns: NULL where a branch has fewer cells.
+        for i, value in enumerate(cells + [exp.Null()] * (width - len(cells))):
+            select.append("expressions", generated(exp.Alias(this=value, alias=ident(f"{COHORT}_s{i}"))))
     return tree
+
+
+def _subset_cohorts(select: exp.Select) -> list[exp.Expr]:
+    """The cohort each neutralised FILTER cell or CASE bucket of ``select`` releases as written.
+
+    ``neutralise_small_subsets`` computes such a cell over its subset only when the subset has at least
+    k units and the rest none or at least k; otherwise the cell is NULL or the whole row's (whose cohort
+    is the row's own). So the subset's units are listed under exactly that condition, and NULL (no
+    cohort) otherwise: the ledger then sees what each released cell stands for, and a subset that
+    differs from a cohort released earlier by 1..k-1 units is caught like a row.
+    """
+    out: list[exp.Expr] = []
+    for projection in select.expressions:
+        for case in projection.find_all(exp.Case):
+            if not case.meta_get(GENERATED_META):
+                continue
+            guards = [branch.this for branch in case.args.get("ifs") or []]
+            if len(guards) != 2:
+                continue
+            for subset in guards[0].find_all(exp.Filter):
+                listed = _cohort_of(subset)
+                if isinstance(listed, exp.Null):
+                    continue
+                out.append(
+                    exp.Case(
+                        ifs=[exp.If(this=g.copy(), true=exp.Null()) for g in guards],
+                        default=listed,
+                    )
+                )
+    return out
 
 
 def _is_units(name: str) -> bool:

@@ -204,6 +204,7 @@ class SqlJobs:
             uses_keyed_hash=job.uses_keyed_hash,
             pseudonym_master=specs.pseudonym_master,
             limits=specs.limits,
+            cohorts=specs.cohorts(scope),
         )
 
     def candidate(self, job: StoredJob, result: ResultTable) -> Candidate:

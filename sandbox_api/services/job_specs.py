@@ -21,7 +21,9 @@ from executors.base import JobSpec, Limits, TableInput
 from executors.pyjobs import DisclosureThresholds, PyLimits
 from executors.python_job import InputQuery, MockSource, Program
 from policies import Scope, TableRef
+from policies.cohorts import SketchRequest, lineage_of
 from sandbox_api.services.catalog import CatalogService
+from sandbox_api.services.cohort_ledger import CohortLedger
 from sandbox_api.services.mock import mock_sources
 from sandbox_api.services.policy_catalog import build_catalog
 
@@ -46,8 +48,10 @@ def sql_spec(
     uses_keyed_hash: bool,
     pseudonym_master: bytes,
     limits: Limits,
+    cohorts: SketchRequest | None = None,
 ) -> JobSpec:
-    """A SQL job on real data: the rewritten ``sql`` over ``tables``.
+    """A SQL job on real data: the rewritten ``sql`` over ``tables`` (``cohorts``: how its sandbox
+    sketches the cohorts of its rows for the released-cohort ledger).
 
     >>> spec = sql_spec(job_id="j1", sql="SELECT 1", tables=(), scope="flu", uses_keyed_hash=True,
     ...                 pseudonym_master=b"m" * 32, limits=Limits())
@@ -60,6 +64,7 @@ def sql_spec(
         tables=tables,
         keyed_hash_key=scope_hash_key(pseudonym_master, scope) if uses_keyed_hash else None,
         limits=limits,
+        cohorts=cohorts,
     )
 
 
@@ -130,6 +135,13 @@ class JobSpecs:
     catalog: CatalogService
     pseudonym_master: bytes
     limits: Limits
+    ledger: CohortLedger | None = None  # None: no released-cohort ledger (unit tests of other layers)
+
+    def cohorts(self, scope: Scope) -> SketchRequest | None:
+        """What a SQL job's sandbox needs to sketch its cohorts: scopes without differential privacy."""
+        if self.ledger is None or scope.disclosure.dp is not None:
+            return None
+        return self.ledger.request(lineage_of(scope), min_units=scope.disclosure.min_units)
 
     def tables(
         self, inputs: Sequence[Mapping[str, Any]], dataset_versions: Mapping[str, str]

@@ -36,6 +36,7 @@ from sandbox_api.errors import (
 )
 from sandbox_api.services.audit import AuditLog
 from sandbox_api.services.catalog import CatalogService
+from sandbox_api.services.cohort_ledger import CohortLedger
 from sandbox_api.services.job_kinds import Checked, JobCheck, JobText, kind_of
 from sandbox_api.services.job_signals import JobSignals
 from sandbox_api.services.policy_catalog import PolicyContexts, scope_catalog_versions
@@ -167,6 +168,9 @@ class JobService:
     # The one release function every settlement goes through (services/release.py); a test build of
     # the services passes a wrapper that counts what went through it.
     release: ReleaseFn = release
+    # The released-cohort ledger every SQL release of a scope without differential privacy is checked
+    # against (services/cohort_ledger.py); None only in tests of the layers below.
+    ledger: CohortLedger | None = None
     contexts: PolicyContexts = field(default_factory=PolicyContexts)
     # Wakes long-polls once a transition has committed (``advance`` marks the job on the session).
     signals: JobSignals[JobView] = field(default_factory=JobSignals)

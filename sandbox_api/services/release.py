@@ -40,6 +40,8 @@ class TableResult:
 
     table: pd.DataFrame
     engine: Mapping[str, str] = field(default_factory=dict)
+    #: Rows (positions in ``table``) the released-cohort ledger withholds, with its reason for each.
+    ledger_withheld: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -124,19 +126,30 @@ def release(candidate: Candidate, *, scope: Scope, facts: ReleaseFacts) -> Settl
 
 
 def _checked_table(candidate: TableResult, *, scope: Scope, facts: ReleaseFacts) -> Released:
+    table = candidate.table
+    withheld = candidate.ledger_withheld
+    if withheld:
+        table = table.drop(index=table.index[sorted(withheld)]).reset_index(drop=True)
     checked = check_output(
-        candidate.table,
+        table,
         scope.disclosure,
         additive=facts.additive_columns,
         disjoint_groups=facts.disjoint_groups,
     )
     body = json_table(checked.table)
+    report, audit_report = checked.report.to_dict(), checked.report.audit_dict()
+    if withheld:
+        # Which rows, and why, but never by how many people they differ: that number is the leak.
+        reasons = sorted(set(withheld.values()))
+        report["reasons"] = [*cast(list[str], report["reasons"]), *reasons]
+        report["rows_withheld_by_ledger"] = len(withheld)
+        audit_report["ledger_withheld"] = len(withheld)
     return Released(
         columns=body.columns,
         rows=body.rows,
         result_hash=result_hash(checked.table),
-        report=checked.report.to_dict(),
-        audit_report=checked.report.audit_dict(),
+        report=report,
+        audit_report=audit_report,
         column_types=body.types,
         engine=dict(candidate.engine),
     )

@@ -25,6 +25,7 @@ replay with who destroyed the data and when. Each replay is audited (``job.repla
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from crypto.keyring import LocalKeyring
 from executors.base import Executor, JobSpec, Limits, ResultTable
 from executors.errors import ExecutionError
 from policies import Catalog, PolicyError, Scope, prepare
+from policies.cohorts import cells_of, lineage_of, releasable_positions, sketch_columns
 from sandbox_api.auth import Principal
 from sandbox_api.clock import Clock, iso
 from sandbox_api.errors import Conflict, NotFound, ServiceError
@@ -55,7 +57,7 @@ from sandbox_api.services.policy_catalog import (
 )
 from sandbox_api.services.program_inputs import input_plan
 from sandbox_api.services.receipts import ReceiptService, query_facts
-from sandbox_api.services.release import ReleaseFn, Withheld
+from sandbox_api.services.release import ReleaseFn, TableResult, Withheld
 from sandbox_api.services.replay_report import (
     DESTROYED,
     NOT_REPLAYABLE,
@@ -108,11 +110,21 @@ class _Released:
     automatic: bool  # released without a person
 
 
-def _release(result: ResultTable, *, job: StoredJob, scope: Scope, release_fn: ReleaseFn) -> _Released:
+def _release(
+    result: ResultTable,
+    *,
+    job: StoredJob,
+    scope: Scope,
+    release_fn: ReleaseFn,
+    ledger: Callable[[TableResult], Mapping[int, str]],
+) -> _Released:
     """What ``result`` releases for ``job`` under ``scope``: the runner's candidate and the one release
-    function the services were built with, with the facts recorded at submit. A job that was withheld
-    and released by output checkers releases the reviewed payload (its hash, its output object)."""
+    function the services were built with, with the facts recorded at submit, after the released-cohort
+    ledger as it stood before the job (``ledger``: the rows it withheld). A job that was withheld and
+    released by output checkers releases the reviewed payload (its hash, its output object)."""
     candidate = kind_of(job.kind, job.mode).candidate(job, result)
+    if isinstance(candidate, TableResult):
+        candidate = replace(candidate, ledger_withheld=ledger(candidate))
     settlement = release_fn(candidate, scope=scope, facts=job.facts)
     if isinstance(settlement, Withheld):
         payload = settlement.payload
@@ -451,7 +463,10 @@ class ReplayService:
             uses_keyed_hash=keyed,
         )
         specs = JobSpecs(
-            catalog=self.jobs.catalog, pseudonym_master=self.pseudonym_master, limits=self.limits
+            catalog=self.jobs.catalog,
+            pseudonym_master=self.pseudonym_master,
+            limits=self.limits,
+            ledger=self.jobs.ledger,
         )
         try:
             spec = kind_of(job.kind, job.mode).spec(job, scope=scope, specs=specs)
@@ -493,7 +508,15 @@ class ReplayService:
                 )
             raise _Stop from exc
         try:
-            released = _release(result, job=rebuilt.job, scope=scope, release_fn=self.jobs.release)
+            released = _release(
+                result,
+                job=rebuilt.job,
+                scope=scope,
+                release_fn=self.jobs.release,
+                ledger=lambda candidate: self._ledger_withheld(
+                    candidate, scope=scope, job_id=recorded.row.id
+                ),
+            )
         except PolicyError as exc:
             mismatches.append(
                 Mismatch(
@@ -531,6 +554,26 @@ class ReplayService:
         if engine != signed_engine:
             notes.append(f"engine versions differ: the job ran on {signed_engine}, the replay on {engine}")
         return released.result_hash, engine
+
+    def _ledger_withheld(self, candidate: TableResult, *, scope: Scope, job_id: str) -> dict[int, str]:
+        """The rows the released-cohort ledger withheld from the job, decided again against the ledger
+        as it stood before the job (nothing is recorded); none for a job it never checked."""
+        ledger = self.jobs.ledger
+        if ledger is None or scope.disclosure.dp is not None or not sketch_columns(candidate.table.columns):
+            return {}
+        positions = releasable_positions(candidate.table, scope.disclosure)
+        with self.db.read() as session:
+            try:
+                decisions = ledger.replay(
+                    session,
+                    lineage_of(scope),
+                    cells_of(candidate.table, positions),
+                    min_units=scope.disclosure.min_units,
+                    job_id=job_id,
+                )
+            except NotFound:
+                return {}
+        return {p: d.reason for p, d in zip(positions, decisions, strict=True) if not d.released}
 
 
 class _Stop(Exception):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -19,10 +19,11 @@ from sqlalchemy.orm import Session
 from crypto.envelope import seal
 from executors.lifecycle import JobState
 from policies import Scope
+from policies.cohorts import cells_of, lineage_of, releasable_positions, sketch_columns
 from sandbox_api.errors import JobStateConflict
 from sandbox_api.services.audit import SYSTEM_ACTOR
 from sandbox_api.services.jobs import JobService
-from sandbox_api.services.release import Candidate, Released, Settlement, Withheld
+from sandbox_api.services.release import Candidate, Released, Settlement, TableResult, Withheld
 from sandbox_api.services.release_facts import ReleaseFacts
 from sandbox_api.services.withheld import WithheldPayload
 from sandbox_api.store.models import JobRow, ResultRow, WithheldRow
@@ -40,6 +41,41 @@ class Settlements:
     def decide(self, candidate: Candidate, *, scope: Scope, facts: ReleaseFacts) -> Settlement:
         """What ``candidate`` releases: the one release function, as the services were built with it."""
         return self.jobs.release(candidate, scope=scope, facts=facts)
+
+    def against_ledger(
+        self,
+        session: Session,
+        row: JobRow,
+        candidate: Candidate,
+        settlement: Settlement,
+        *,
+        scope: Scope,
+        facts: ReleaseFacts,
+    ) -> Settlement:
+        """``settlement`` once the released-cohort ledger has seen it, in the release's transaction.
+
+        The rows a SQL job would release are decided against every cohort released before in the
+        scope's lineage and against each other; the ledger records the released ones. A row it
+        withholds is dropped by the release function itself (``TableResult.ledger_withheld``), so the
+        result, its hash and its report are what the operator receives.
+        """
+        ledger = self.jobs.ledger
+        if ledger is None or not isinstance(candidate, TableResult) or not isinstance(settlement, Released):
+            return settlement
+        if scope.disclosure.dp is not None or not sketch_columns(candidate.table.columns):
+            return settlement
+        positions = releasable_positions(candidate.table, scope.disclosure)
+        decisions = ledger.check_and_record(
+            session,
+            lineage_of(scope),
+            cells_of(candidate.table, positions),
+            min_units=scope.disclosure.min_units,
+            job_id=row.id,
+        )
+        withheld = {p: d.reason for p, d in zip(positions, decisions, strict=True) if not d.released}
+        if not withheld:
+            return settlement
+        return self.decide(replace(candidate, ledger_withheld=withheld), scope=scope, facts=facts)
 
     def store(
         self,

@@ -46,3 +46,39 @@ def test_each_list_holds_exactly_the_units_its_count_counts(case: GoldenCase) ->
         for listed, n in zip(out[name], count, strict=True):
             if listed is not None:
                 assert len(set(listed)) == len(listed) == n
+
+
+def test_a_filter_subset_released_as_written_has_its_own_cohort_and_a_neutralised_one_none() -> None:
+    """The fact wanted: the income of the one person aged 95 in Central. ``SUM(income) FILTER (WHERE
+    district = 'Central')`` over everyone releases Central's total; a row released earlier holds
+    Central without that person. The ledger can only catch the pair if the FILTER cell's subset is
+    listed as a cohort of its own, exactly when the cell is computed over it (not when it is neutralised:
+    then the cell stands for the whole row, or for nothing)."""
+    from policies import prepare
+    from policies.examples import example_catalog, example_scope
+
+    prepared = prepare(
+        "SELECT sex, SUM(income) FILTER (WHERE district = 'Central') AS central, "
+        "COUNT(*) FILTER (WHERE district = 'Nowhere') AS none FROM citizens GROUP BY sex",
+        example_scope(),
+        example_catalog(),
+    )
+    people = pd.DataFrame(
+        {
+            "person_id": range(40),
+            "sex": ["F"] * 40,
+            "district": ["Central"] * 25 + ["North"] * 15,
+            "income": [1000.0] * 40,
+            "name": ["x"] * 40,
+            "national_id": ["y"] * 40,
+            "phone": ["0"] * 40,
+            "birth_date": pd.to_datetime(["1960-01-01"] * 40),
+            "diagnosis": ["none"] * 40,
+        }
+    )
+    con = duckdb.connect()
+    con.register("citizens", people)
+    frame = con.execute(prepared.sql).fetchdf()
+    (row,) = frame.to_dict("records")
+    assert sorted(row["_sbx_cohort_s0"]) == list(range(25))  # Central, computed as written
+    assert row["_sbx_cohort_s1"] is None  # an empty subset: the cell is NULL, no cohort

@@ -16,7 +16,10 @@ SUBMITTERS = 100
 
 @pytest.fixture(scope="module")
 def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with world(tmp_path_factory.mktemp("busy"), queue_limit=1000, audit_checkpoint_every=50) as deployment:
+    # One principal submits them all: its own queue quota is raised with the deployment's.
+    with world(
+        tmp_path_factory.mktemp("busy"), queue_limit=1000, quota_queued_jobs=1000, audit_checkpoint_every=50
+    ) as deployment:
         yield deployment
 
 

@@ -1,10 +1,11 @@
-"""The disclosure rules that need facts about the query, at the service level (real executor).
+"""The disclosure rules at the service level (real executor).
 
-``suppression: remainder`` merges the rows below k into one remainder row when, together, they are
-backed by at least k people, and drops them otherwise; rounding touches COUNT and SUM columns only,
-never averages or ratios. Both need facts recorded at submit (the additive columns; whether the groups
-are disjoint) and read at release. Before they were passed, no remainder row was ever released and
-rounding rounded averages too: these tests failed then.
+``suppression: remainder`` merges the rows below k into one remainder row inside the query
+(``merge_small_rows``: its counts and averages are computed over the merged rows' own people, exactly)
+when, together, they are backed by at least k people, and drops them otherwise; rounding touches COUNT
+and SUM columns only, never averages or ratios (the additive columns are recorded at submit and read at
+release). Before, no remainder row was ever released and rounding rounded averages too: these tests
+failed then.
 """
 
 from __future__ import annotations
@@ -66,8 +67,10 @@ def test_small_groups_that_together_reach_k_are_released_as_one_remainder_row(
     assert {d: rows[d][1] for d in big} == big
     assert "Harbour" not in rows
     assert "Tiny" not in rows
-    # One remainder row: group key NULL, the counts added up, the average (not additive) withheld.
-    assert rows[None] == [None, int(sizes["Harbour"] + sizes["Tiny"]), None]
+    # One remainder row: group key NULL, its count and its average over the merged groups' people.
+    merged = citizens[citizens["district"].isin(["Harbour", "Tiny"])]
+    assert rows[None][:2] == [None, len(merged)]
+    assert rows[None][2] == pytest.approx(merged["income"].mean(), rel=1e-9)
     assert len(result["rows"]) == len(big) + 1
     assert result["report"]["remainder"] is True
 
@@ -80,9 +83,12 @@ def test_small_groups_that_together_stay_below_k_are_dropped(api: World, citizen
     assert int(sizes["Tiny"]) < 10  # the dropped group really was below k
 
 
-def test_no_remainder_where_a_person_can_be_behind_two_rows(api: World, wide_k: int) -> None:
-    """A FILTER cell counts a subset: its groups are not shown disjoint, so no remainder is released
-    (only the largest small row's count is a safe lower bound, and it is below k)."""
+def test_a_remainder_with_subset_cells_counts_its_own_people(
+    api: World, citizens: pd.DataFrame, wide_k: int
+) -> None:
+    """The remainder is computed inside the query over the merged groups' rows, so a FILTER cell of it
+    counts exactly the people it holds (nothing is added up from rows a person could be behind twice);
+    a subset cell below k reads NULL there as anywhere."""
     sql = (
         "SELECT district, COUNT(*) AS n, COUNT(*) FILTER (WHERE sex = 'F') AS women "
         "FROM citizens GROUP BY district"
@@ -90,8 +96,15 @@ def test_no_remainder_where_a_person_can_be_behind_two_rows(api: World, wide_k: 
     checked = api.client.post("/v1/jobs/check", headers=api.h("alice"), json={"scope": WIDE, "sql": sql})
     assert checked.json()["allowed"], checked.json()["findings"]
     result = released(api, WIDE, sql)
-    assert None not in {row[0] for row in result["rows"]}
-    assert {"Harbour", "Tiny"}.isdisjoint(row[0] for row in result["rows"])
+    rows = {row[0]: row for row in result["rows"]}
+    assert {"Harbour", "Tiny"}.isdisjoint(rows)
+    merged = citizens[citizens["district"].isin(["Harbour", "Tiny"])]
+    women = int((merged["sex"] == "F").sum())
+    assert rows[None][1] == len(merged)
+    others = len(merged) - women
+    # neutralise_small_subsets: a subset below k reads NULL; a rest of 1..k-1 people, the whole row.
+    expected = None if women < wide_k else len(merged) if 0 < others < wide_k else women
+    assert rows[None][2] == expected
 
 
 def test_rounding_touches_counts_and_sums_never_averages_or_ratios(

@@ -20,6 +20,9 @@ from tests.policies.dp.pipeline_dp import prepare_dp
 SAMPLING_SYNTAX = {
     "after rewriting: QUALIFY is not allowed; use HAVING on aggregates",
     "after rewriting: window functions are not allowed; use GROUP BY with aggregates",
+    "after rewriting: window functions are allowed only over the released rows: SUM, COUNT, AVG, MIN or "
+    "MAX of an aggregate (e.g. SUM(COUNT(*)) OVER () for a share of the total); use GROUP BY with "
+    "aggregates",
     "after rewriting: query parameters are not supported; write literals",
 }
 
