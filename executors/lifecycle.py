@@ -1,4 +1,4 @@
-"""Job states and the only allowed transitions (DESIGN §6).
+"""Job states and the only allowed transitions (docs/design.md §6).
 
 ``advance`` is the one function that changes a job's state. It is idempotent (moving a job to the
 state it is already in returns it unchanged, so a replayed step is harmless) and refuses every

@@ -40,7 +40,7 @@ class DatasetCreate(_In):
 
 
 class ScopeCreate(_In):
-    document: str = Field(max_length=200_000, description="the scope document (DESIGN §4)")
+    document: str = Field(max_length=200_000, description="the scope document (docs/design.md §4)")
     format: Literal["yaml", "json"] = "yaml"
 
 

@@ -1,6 +1,6 @@
 """Key lifecycle: publish and rotate signing keys; crypto-shred dataset versions.
 
-Crypto-shredding (DESIGN §9) destroys a version's only data key: the wrapped key is overwritten in the
+Crypto-shredding (docs/design.md §9) destroys a version's only data key: the wrapped key is overwritten in the
 metadata store, whose SQLite connections run with ``PRAGMA secure_delete`` so the old bytes are zeroed
 in the database pages, and the write-ahead log is checkpointed and truncated so no older page image
 keeps a copy. The encrypted parts stay on disk: without the data key they are noise. The version is

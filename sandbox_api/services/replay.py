@@ -1,4 +1,4 @@
-"""Deterministic replay (DESIGN §10): run a released job again in the context it ran under.
+"""Deterministic replay (docs/design.md §10): run a released job again in the context it ran under.
 
 The receipt is the reference. Replay checks it (signature, key validity) and the stored records it
 signed (result hash, query, scope document), then rebuilds exactly the context the job ran under:
