@@ -7,12 +7,10 @@ from executors.errors import (
     ExecutionError,
     ExecutionFailed,
     ExecutionTimeout,
-    JobStateConflict,
     PartIntegrityError,
     ResourceExhausted,
     StorageError,
 )
-from executors.lifecycle import Job, JobState, advance, can_advance
 from executors.local import LocalExecutor
 from executors.storage import read_table, version_id_of, write_version
 
@@ -23,10 +21,7 @@ __all__ = [
     "ExecutionFailed",
     "ExecutionTimeout",
     "Executor",
-    "Job",
     "JobSpec",
-    "JobState",
-    "JobStateConflict",
     "Limits",
     "LocalExecutor",
     "PartIntegrityError",
@@ -36,8 +31,6 @@ __all__ = [
     "StorageError",
     "TableInput",
     "VersionLayout",
-    "advance",
-    "can_advance",
     "read_table",
     "version_id_of",
     "write_version",

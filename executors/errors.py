@@ -70,12 +70,6 @@ class PartIntegrityError(ExecutionError, IntegrityError):
     code = "integrity-error"
 
 
-class JobStateConflict(ExecutionError):
-    """A job state transition that the lifecycle does not allow."""
-
-    code = "job-state-conflict"
-
-
 # The codes a sandbox child may report back; the parent rebuilds only these classes, so a
 # compromised child cannot make the parent raise anything else.
 BY_CODE: Mapping[str, type[ExecutionError]] = MappingProxyType(

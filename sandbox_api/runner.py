@@ -24,12 +24,12 @@ from sqlalchemy.orm import Session
 
 from executors.base import Executor, JobSpec, Limits
 from executors.errors import ExecutionCancelled, ExecutionError
-from executors.lifecycle import JobState
 from policies.errors import PolicyError
 from sandbox_api.errors import ScopeExpired, ServiceError
 from sandbox_api.services.audit import SYSTEM_ACTOR
 from sandbox_api.services.job_kinds import StoredJob, kind_of
 from sandbox_api.services.job_specs import JobSpecs
+from sandbox_api.services.job_states import JobState
 from sandbox_api.services.jobs import JobService
 from sandbox_api.services.release import Settlement
 from sandbox_api.services.settlement import Settlements

@@ -19,7 +19,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crypto.envelope import unseal
-from executors.lifecycle import TERMINAL, JobState, can_advance
 from sandbox_api.auth import Principal, Role
 from sandbox_api.clock import Clock, iso
 from sandbox_api.errors import (
@@ -27,7 +26,6 @@ from sandbox_api.errors import (
     Forbidden,
     JobNotReady,
     JobRejected,
-    JobStateConflict,
     NotFound,
     QueueFull,
     ScopeNotActive,
@@ -36,6 +34,7 @@ from sandbox_api.services.audit import AuditLog
 from sandbox_api.services.catalog import CatalogService
 from sandbox_api.services.job_kinds import Checked, JobCheck, JobText, kind_of
 from sandbox_api.services.job_signals import JobSignals
+from sandbox_api.services.job_states import TERMINAL, JobState, require_transition
 from sandbox_api.services.policy_catalog import PolicyContexts, scope_catalog_versions
 from sandbox_api.services.receipts import ReceiptService
 from sandbox_api.services.release import ReleaseFn, release
@@ -176,8 +175,7 @@ class JobService:
         current = JobState(row.state)
         if current is to:
             return False
-        if not can_advance(current, to):
-            raise JobStateConflict(f"job {row.id} is {current.value}; it cannot become {to.value}")
+        require_transition(row.id, current, to)
         row.state, row.reason, row.updated_at = to.value, reason, self.clock.now()
         event = "job.requeued" if (current, to) == (JobState.RUNNING, JobState.QUEUED) else f"job.{to.value}"
         self.audit.append(

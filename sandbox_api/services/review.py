@@ -23,11 +23,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crypto.envelope import unseal
-from executors.lifecycle import JobState
 from policies import Scope
 from sandbox_api.auth import Principal
 from sandbox_api.clock import iso
 from sandbox_api.errors import Conflict, Forbidden, InvalidInput, NotFound
+from sandbox_api.services.job_states import JobState
 from sandbox_api.services.jobs import JobService
 from sandbox_api.services.release import Reviewed
 from sandbox_api.services.release_facts import ReleaseFacts

@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from crypto.envelope import seal
-from executors.lifecycle import JobState
 from policies import Scope
 from sandbox_api.errors import JobStateConflict
 from sandbox_api.services.audit import SYSTEM_ACTOR
+from sandbox_api.services.job_states import JobState
 from sandbox_api.services.jobs import JobService
 from sandbox_api.services.release import Candidate, Released, Settlement, Withheld
 from sandbox_api.services.release_facts import ReleaseFacts
