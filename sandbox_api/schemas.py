@@ -72,7 +72,7 @@ class JobRequest(_In):
     )
 
     @model_validator(mode="after")
-    def _one_program(self) -> JobRequest:
+    def _one_source(self) -> JobRequest:
         if self.kind == "sql" and (self.sql is None or self.code is not None):
             raise ValueError("a SQL job needs `sql` and no `code`")
         if self.kind == "python" and (self.code is None or self.sql is not None):

@@ -25,13 +25,13 @@ from crypto.hashing import sha256_hex
 from executors.base import JobSpec, ResultTable
 from executors.pyjobs.compile import compile_job
 from executors.pyjobs.errors import CodeRejected
-from executors.python_job import ProgramResult
+from executors.python_job import PythonOrMockResult
 from policies import Finding, PolicyViolation, Scope, check, prepare_with
+from policies.python_inputs import APPLIED, InputPlan, input_plan
 from sandbox_api.services.catalog import VersionView
-from sandbox_api.services.job_specs import JobSpecs, program_spec, sql_spec
+from sandbox_api.services.job_specs import JobSpecs, python_or_mock_spec, sql_spec
 from sandbox_api.services.policy_catalog import PolicyContexts, build_catalog
-from sandbox_api.services.program_inputs import APPLIED, InputPlan, input_plan
-from sandbox_api.services.release import Candidate, ProgramOutcome, TableResult
+from sandbox_api.services.release import Candidate, PythonOrMockOutcome, TableResult
 from sandbox_api.services.release_facts import ReleaseFacts, facts_of, unique_units_of
 from sandbox_api.services.scopes import ActiveScope
 from sandbox_api.store.models import JobRow
@@ -211,7 +211,7 @@ class SqlJobs:
 
 
 @dataclass(frozen=True)
-class ProgramJobs:
+class PythonOrMockJobs:
     """Python jobs (``mock=False``), and jobs of either kind on mock twins (``mock=True``)."""
 
     mock: bool
@@ -240,7 +240,7 @@ class ProgramJobs:
                 "rewritten_sql": report.rewritten_sql,
                 "applied": list(report.applied),
                 "dataset_versions": {d: versions[d].version_id for d in used if d in versions},
-                "inputs": [] if plan is None else program_inputs(plan),
+                "inputs": [] if plan is None else stored_inputs(plan),
                 "uses_keyed_hash": plan is not None and plan.uses_keyed_hash,
                 # aggregate() tables carry no query facts: nothing is added up or shown disjoint.
                 "release_facts": ReleaseFacts().to_json(),
@@ -296,7 +296,7 @@ class ProgramJobs:
         )
 
     def spec(self, job: StoredJob, *, scope: Scope, specs: JobSpecs) -> JobSpec:
-        return program_spec(
+        return python_or_mock_spec(
             job_id=job.job_id,
             kind=job.kind,
             mock=self.mock,
@@ -312,8 +312,8 @@ class ProgramJobs:
         )
 
     def candidate(self, job: StoredJob, result: ResultTable) -> Candidate:
-        return ProgramOutcome(
-            outcome=ProgramResult.from_arrow(result.to_arrow()),
+        return PythonOrMockOutcome(
+            outcome=PythonOrMockResult.from_arrow(result.to_arrow()),
             kind=job.kind,
             mock=self.mock,
             inputs=job.inputs,
@@ -322,8 +322,8 @@ class ProgramJobs:
 
 
 SQL_JOBS = SqlJobs()
-PYTHON_JOBS = ProgramJobs(mock=False)
-MOCK_JOBS = ProgramJobs(mock=True)
+PYTHON_JOBS = PythonOrMockJobs(mock=False)
+MOCK_JOBS = PythonOrMockJobs(mock=True)
 
 
 def kind_of(kind: str, mode: str) -> JobKind:
@@ -357,8 +357,12 @@ def _sql_fields(
     }
 
 
-def program_inputs(plan: InputPlan) -> list[dict[str, str]]:
-    """A Python or mock job's input tables as stored on the job (replay rebuilds them the same way)."""
+def stored_inputs(plan: InputPlan) -> list[dict[str, Any]]:
+    """A Python or mock job's input tables as stored on the job (replay rebuilds them the same way).
+
+    Column lists are stored as lists; rows stored before held comma-joined strings, which
+    ``job_specs.input_queries`` still reads.
+    """
     return [
         {
             "dataset": t.dataset,
@@ -366,8 +370,8 @@ def program_inputs(plan: InputPlan) -> list[dict[str, str]]:
             "sql_name": t.sql_name,
             "sql": q.sql,
             "unit": q.unit,
-            "pseudonymise": ",".join(q.pseudonymise),
-            "group_columns": ",".join(q.group_columns),
+            "pseudonymise": list(q.pseudonymise),
+            "group_columns": list(q.group_columns),
         }
         for t, q in zip(plan.tables, plan.inputs, strict=True)
     ]

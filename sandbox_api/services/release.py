@@ -6,7 +6,7 @@ Every settlement passes here, whatever produced it:
 * :class:`TableResult`: a SQL job's rows as the engine returned them (``_sbx_`` unit counts included);
   the runner, and replay, which calls :func:`release` with exactly what it has (the result table, the
   scope, the job's recorded :class:`ReleaseFacts`);
-* :class:`ProgramOutcome`: a Python job's or a mock job's outcome;
+* :class:`PythonOrMockOutcome`: a Python job's or a mock job's outcome;
 * :class:`Reviewed`: a withheld output that enough output checkers released.
 
 The answer is a :class:`Released` (stored, signed and handed to the operator by
@@ -23,7 +23,7 @@ from typing import Any, Protocol, cast
 
 import pandas as pd
 
-from executors.python_job import ProgramResult
+from executors.python_job import PythonOrMockResult
 from policies import Scope, check_output, result_hash
 from policies.model import Use
 from sandbox_api.services.release_facts import ReleaseFacts
@@ -43,10 +43,10 @@ class TableResult:
 
 
 @dataclass(frozen=True)
-class ProgramOutcome:
+class PythonOrMockOutcome:
     """A Python or mock job's outcome. ``inputs``: the job's stored inputs (to name group keys)."""
 
-    outcome: ProgramResult
+    outcome: PythonOrMockResult
     kind: str  # sql | python (a mock SQL job has no released object)
     mock: bool
     inputs: Sequence[Mapping[str, Any]] = ()
@@ -62,7 +62,7 @@ class Reviewed:
     reason: str = ""
 
 
-Candidate = TableResult | ProgramOutcome | Reviewed
+Candidate = TableResult | PythonOrMockOutcome | Reviewed
 
 
 @dataclass(frozen=True)
@@ -118,8 +118,8 @@ def release(candidate: Candidate, *, scope: Scope, facts: ReleaseFacts) -> Settl
     """
     if isinstance(candidate, TableResult):
         return _checked_table(candidate, scope=scope, facts=facts)
-    if isinstance(candidate, ProgramOutcome):
-        return _program(candidate, scope=scope, facts=facts)
+    if isinstance(candidate, PythonOrMockOutcome):
+        return _python_or_mock(candidate, scope=scope, facts=facts)
     return _reviewed(candidate)
 
 
@@ -162,7 +162,7 @@ def _reviewed(candidate: Reviewed) -> Released:
     )
 
 
-def _program(candidate: ProgramOutcome, *, scope: Scope, facts: ReleaseFacts) -> Settlement:
+def _python_or_mock(candidate: PythonOrMockOutcome, *, scope: Scope, facts: ReleaseFacts) -> Settlement:
     """A clean ``aggregate()`` table with nothing printed is checked like a SQL result and released;
     anything else waits for output checkers. On mock data everything is released, labelled mock."""
     outcome, mock = candidate.outcome, candidate.mock
@@ -170,7 +170,7 @@ def _program(candidate: ProgramOutcome, *, scope: Scope, facts: ReleaseFacts) ->
         payload, report = _withheld_payload(outcome, mock=mock)
         automatic = False
     else:
-        payload, report, automatic = _checked_program_table(candidate, scope=scope, facts=facts)
+        payload, report, automatic = _checked_aggregate_table(candidate, scope=scope, facts=facts)
     if not (mock or automatic):
         return Withheld(payload=payload, required=scope.review.checkers)
     columns, rows = payload.columns_rows()
@@ -186,7 +186,7 @@ def _program(candidate: ProgramOutcome, *, scope: Scope, facts: ReleaseFacts) ->
     )
 
 
-def _withheld_payload(outcome: ProgramResult, *, mock: bool) -> tuple[WithheldPayload, dict[str, Any]]:
+def _withheld_payload(outcome: PythonOrMockResult, *, mock: bool) -> tuple[WithheldPayload, dict[str, Any]]:
     withheld = dict(outcome.withheld or {})
     summary = withheld.get("summary")
     payload = WithheldPayload.build(
@@ -212,8 +212,8 @@ def _withheld_payload(outcome: ProgramResult, *, mock: bool) -> tuple[WithheldPa
     return payload, {"rows_in": rows, "rows_released": rows, "mock": mock, "reasons": reasons}
 
 
-def _checked_program_table(
-    candidate: ProgramOutcome, *, scope: Scope, facts: ReleaseFacts
+def _checked_aggregate_table(
+    candidate: PythonOrMockOutcome, *, scope: Scope, facts: ReleaseFacts
 ) -> tuple[WithheldPayload, dict[str, Any], bool]:
     outcome, mock = candidate.outcome, candidate.mock
     checked = check_output(

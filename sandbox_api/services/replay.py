@@ -38,13 +38,14 @@ from crypto.keyring import LocalKeyring
 from executors.base import Executor, JobSpec, Limits, ResultTable
 from executors.errors import ExecutionError
 from policies import Catalog, PolicyError, Scope, prepare
+from policies.python_inputs import input_plan
 from sandbox_api.auth import Principal
 from sandbox_api.clock import Clock, iso
 from sandbox_api.errors import Conflict, NotFound, ServiceError
 from sandbox_api.receipt_format import result_facts
 from sandbox_api.services.audit import AuditLog
 from sandbox_api.services.catalog import VersionView
-from sandbox_api.services.job_kinds import StoredJob, kind_of, program_inputs
+from sandbox_api.services.job_kinds import StoredJob, kind_of, stored_inputs
 from sandbox_api.services.job_specs import JobSpecs
 from sandbox_api.services.jobs import JobService
 from sandbox_api.services.keys import KeyLifecycle, Shredded
@@ -53,7 +54,6 @@ from sandbox_api.services.policy_catalog import (
     scope_catalog_versions,
     scope_dataset_refs,
 )
-from sandbox_api.services.program_inputs import input_plan
 from sandbox_api.services.receipts import ReceiptService, query_facts
 from sandbox_api.services.release import ReleaseFn, Withheld
 from sandbox_api.services.replay_report import (
@@ -384,10 +384,10 @@ class ReplayService:
         if len(mismatches) > before:
             raise _Stop  # a context with a dataset missing proves nothing: the missing part is named
         used = ", ".join(f"{d.key} {d.version_id}" for d in catalog.datasets)
-        program = row.kind != "sql" or row.mode != "real"
+        python_or_mock = row.kind != "sql" or row.mode != "real"
         refused = f"the recorded job does not pass its scope in the rebuilt context (catalog: {used})"
         try:
-            if program:
+            if python_or_mock:
                 plan = input_plan(scope, catalog)
                 if plan.findings:
                     mismatches.append(
@@ -401,7 +401,7 @@ class ReplayService:
                     )
                     raise _Stop
                 rewritten, refs, keyed = plan.sql_text, plan.tables, plan.uses_keyed_hash
-                inputs = program_inputs(plan)
+                inputs = stored_inputs(plan)
             else:
                 prepared = prepare(row.sql, scope, catalog)
                 rewritten, refs, keyed = prepared.sql, prepared.tables, prepared.uses_keyed_hash

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.sandbox_api.api_helpers import World, citizens_table
-from tests.sandbox_api.program_helpers import (
+from tests.sandbox_api.python_job_helpers import (
     NO_PY,
     PY_ONE,
     ensure_python_world,
