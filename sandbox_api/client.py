@@ -15,8 +15,10 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeAlias, TypeVar
@@ -65,6 +67,12 @@ _WAIT_SLACK_S: Final = 10.0
 # Back-off between polls when a gateway answers a long-poll at once (one that predates ``wait``).
 _POLL_FIRST_S: Final = 0.005
 _POLL_MAX_S: Final = 0.25
+# A 429 (the gateway's queue is full) is retried after the ``Retry-After`` it names, at most this many
+# times and never waiting longer than this at once; then the ``ClientError`` reaches the caller.
+RETRIES_ON_429: Final = 3
+MAX_RETRY_WAIT_S: Final = 60.0
+# When a 429 names no usable ``Retry-After``.
+_DEFAULT_RETRY_WAIT_S: Final = 1.0
 
 
 class ClientError(Exception):
@@ -170,7 +178,10 @@ def typed_frame(
 class SandboxClient:
     """A session with the gateway at ``base_url`` as the principal holding ``token``.
 
-    ``transport`` lets tests talk to an in-process app; everything else goes over HTTP.
+    ``transport`` lets tests talk to an in-process app; everything else goes over HTTP. A request the
+    gateway refuses with 429 (its queue is full; nothing was stored) is sent again after the
+    ``Retry-After`` it names, up to ``retries_on_429`` times and at most ``max_retry_wait_s`` per wait;
+    ``sleep`` is how the client waits (tests pass one that records).
     """
 
     def __init__(
@@ -180,8 +191,14 @@ class SandboxClient:
         *,
         timeout: float = 30,
         transport: httpx.BaseTransport | None = None,
+        retries_on_429: int = RETRIES_ON_429,
+        max_retry_wait_s: float = MAX_RETRY_WAIT_S,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._retries_on_429 = max(0, retries_on_429)
+        self._max_retry_wait_s = max_retry_wait_s
+        self._sleep = sleep
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
@@ -206,17 +223,26 @@ class SandboxClient:
         self._http.close()
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        for _ in range(self._retries_on_429):
+            response = self._request(method, path, **kwargs)
+            if response.status_code != 429:
+                break
+            self._sleep(retry_wait(response.headers.get("Retry-After"), limit=self._max_retry_wait_s))
+        else:
+            response = self._request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise _problem(response)
+        return response
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = self._http.request(method, path, **kwargs)
+            return self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
             raise ClientError(0, "timeout", f"{method} {path} timed out: {exc}") from exc
         except httpx.TransportError as exc:
             raise ClientError(
                 0, "unreachable", f"cannot reach the gateway at {self.base_url}: {exc}"
             ) from exc
-        if response.status_code >= 400:
-            raise _problem(response)
-        return response
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._send(method, path, **kwargs)
@@ -456,6 +482,28 @@ class SandboxClient:
 
     def audit_head(self) -> AuditHeadOut:
         return self._model(AuditHeadOut, "GET", "/v1/audit/head")
+
+
+def retry_wait(header: str | None, *, limit: float, now: datetime | None = None) -> float:
+    """Seconds to wait as a ``Retry-After`` header says (delay-seconds or an HTTP date), within
+    ``[0, limit]``; one second when the header is missing or unreadable (RFC 9110 §10.2.3).
+
+    >>> retry_wait("5", limit=60), retry_wait("600", limit=60), retry_wait(None, limit=60)
+    (5.0, 60.0, 1.0)
+    >>> retry_wait("Sun, 06 Dec 2026 04:00:10 GMT", limit=60, now=datetime(2026, 12, 6, 4, 0, tzinfo=UTC))
+    10.0
+    """
+    if header is None:
+        return float(min(_DEFAULT_RETRY_WAIT_S, limit))
+    text = header.strip()
+    try:
+        seconds = float(text) if text.isdigit() else None
+        if seconds is None:
+            when = parsedate_to_datetime(text)
+            seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    except (TypeError, ValueError):
+        seconds = _DEFAULT_RETRY_WAIT_S
+    return float(min(max(0.0, seconds), limit))
 
 
 def _validate(model: type[M], body: Any, what: str) -> M:
