@@ -44,6 +44,7 @@ from sandbox_api.schemas import (
     PrincipalCreated,
     PrincipalOut,
     ResultOut,
+    ReviewOut,
     ScopeCreated,
     ScopeOut,
     ScopeVersionOut,
@@ -380,20 +381,19 @@ class SandboxClient:
 
     # -- output review (output checkers) ------------------------------------------------------------
 
-    def list_reviews(self) -> list[dict[str, Any]]:
+    def list_reviews(self) -> list[ReviewOut]:
         """Withheld jobs waiting for this checker's decision (never the checker's own)."""
-        body = self._json("GET", "/v1/reviews")
-        return list(body.get("reviews", [])) if isinstance(body, dict) else []
+        return self._models(ReviewOut, "/v1/reviews", key="reviews")
 
-    def get_review(self, job_id: str) -> dict[str, Any]:
+    def get_review(self, job_id: str) -> ReviewOut:
         """One withheld job with its disclosure report and the withheld output."""
-        return dict(self._json("GET", f"/v1/reviews/{job_id}"))
+        return self._model(ReviewOut, "GET", f"/v1/reviews/{job_id}")
 
-    def release_review(self, job_id: str, *, reason: str = "") -> dict[str, Any]:
-        return dict(self._json("POST", f"/v1/reviews/{job_id}/release", json={"reason": reason}))
+    def release_review(self, job_id: str, *, reason: str = "") -> ReviewOut:
+        return self._model(ReviewOut, "POST", f"/v1/reviews/{job_id}/release", json={"reason": reason})
 
-    def deny_review(self, job_id: str, *, reason: str) -> dict[str, Any]:
-        return dict(self._json("POST", f"/v1/reviews/{job_id}/deny", json={"reason": reason}))
+    def deny_review(self, job_id: str, *, reason: str) -> ReviewOut:
+        return self._model(ReviewOut, "POST", f"/v1/reviews/{job_id}/deny", json={"reason": reason})
 
     def get_job(self, job_id: str) -> JobOut:
         return self._model(JobOut, "GET", f"/v1/jobs/{job_id}")

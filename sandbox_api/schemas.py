@@ -315,3 +315,154 @@ class AuditHeadOut(_Out):
     at: str | None
     checkpoint: CheckpointOut | None = Field(description="the head, signed now (keep a copy elsewhere)")
     signing_keys: list[SigningKeyOut]
+
+
+# --- output review -----------------------------------------------------------------------------------
+
+
+class ReviewDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(
+        default="", max_length=2000, description="required to deny; recorded in the audit log"
+    )
+
+
+class DecisionOut(BaseModel):
+    checker: str
+    decision: Literal["release", "deny"]
+    reason: str
+    at: str
+
+
+class ReviewOut(BaseModel):
+    job_id: str
+    owner: str
+    scope: str
+    scope_version: str
+    kind: Literal["sql", "python"]
+    mode: Literal["real", "mock"]
+    state: str
+    reason: str
+    code: str | None
+    sql: str
+    required_checkers: int = Field(description="distinct checkers who must release it")
+    decisions: list[DecisionOut]
+    report: dict[str, Any] = Field(
+        description="automatic disclosure report: {flagged, findings: [{rule, severity, message, where}]}"
+    )
+    created_at: str
+    withheld_at: str
+    output: dict[str, Any] | None = Field(
+        default=None,
+        description="only when reading one review: the withheld `table` ({columns, rows}), object `summary` "
+        "(plain data) and `printed` output",
+    )
+
+
+class ReviewList(BaseModel):
+    reviews: list[ReviewOut]
+
+
+# --- evidence: receipts, bundles, replay -------------------------------------------------------------
+
+
+class ReceiptOut(BaseModel):
+    """A signed receipt; unknown members are kept, since every member but ``signature`` is signed."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    job_id: str
+    operator: str
+    scope: dict[str, Any]
+    datasets: dict[str, str]
+    query: dict[str, Any]
+    engine: dict[str, str]
+    result: dict[str, Any]
+    suppression: dict[str, Any]
+    audit_head: dict[str, Any] | None
+    signed_at: str
+    kid: str
+    signature: str = Field(description="Ed25519 over the canonical JSON of every other member, hex")
+
+
+class AuditBundleOut(BaseModel):
+    format: str
+    exported_at: str
+    exported_by: str
+    head: dict[str, Any] = Field(description="{seq, hash, checkpoint}: the head signed at export time")
+    events: list[dict[str, Any]]
+    checkpoints: list[dict[str, Any]]
+    signing_keys: list[dict[str, Any]]
+
+
+class MismatchOut(BaseModel):
+    field: str
+    expected: Any
+    actual: Any
+    message: str
+    kind: str = Field(
+        description="release-differs (the evidence and the replay disagree: an incident) | "
+        "context-unavailable (replay could not rebuild the job's context: a replay defect)"
+    )
+
+
+class ShreddedOut(BaseModel):
+    dataset: str
+    version_id: str
+    shredded_at: str
+    shredded_by: str
+    reason: str
+
+
+class ReplayOut(BaseModel):
+    job_id: str
+    outcome: str = Field(description="match | mismatch | data-destroyed | not-replayable")
+    match: bool
+    message: str
+    receipt_kid: str
+    expected_result_hash: str
+    actual_result_hash: str | None
+    mismatches: list[MismatchOut]
+    destroyed: list[ShreddedOut]
+    notes: list[str]
+    engine: dict[str, str]
+    replayed_at: str
+    replayed_by: str
+    kind: str | None = Field(
+        description="of a mismatch: release-differs (an incident: tampering or non-determinism) or "
+        "context-unavailable (replay could not rebuild the context; the message says what is missing); "
+        "release-differs wins when both occur; null otherwise"
+    )
+
+
+# --- keys --------------------------------------------------------------------------------------------
+
+
+class SigningKeysOut(BaseModel):
+    format: str
+    keys: list[dict[str, Any]] = Field(
+        description="{kid, public (base64), not_before, not_after (null while current), state}"
+    )
+
+
+class SigningKeyRotated(BaseModel):
+    kid: str
+    not_before: str
+    retired: str | None = Field(description="the previous key, valid until not_before, still published")
+
+
+class ShredRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=2000)
+
+
+class ShredOut(BaseModel):
+    dataset: str
+    version_id: str
+    state: str = "shredded"
+    shredded_at: str
+    shredded_by: str
+    reason: str
