@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ValidationError
 from tqdm import tqdm
 
+from sandbox_api.job_types import Kind, Mode
 from sandbox_api.schemas import (
     JOB_WAIT_MAX_S,
     AuditHeadOut,
@@ -367,13 +368,13 @@ class SandboxClient:
     # -- jobs -----------------------------------------------------------------------------------------
 
     def check_job(
-        self, scope: str, sql: str | None = None, *, code: str | None = None, mode: str = "real"
+        self, scope: str, sql: str | None = None, *, code: str | None = None, mode: Mode | str = Mode.REAL
     ) -> CheckOut:
         """Dry run: findings and rewritten SQL, nothing runs. Pass ``code`` for a Python job."""
         return self._model(CheckOut, "POST", "/v1/jobs/check", json=_job_body(scope, sql, code, mode))
 
     def submit_job(
-        self, scope: str, sql: str | None = None, *, code: str | None = None, mode: str = "real"
+        self, scope: str, sql: str | None = None, *, code: str | None = None, mode: Mode | str = Mode.REAL
     ) -> JobAccepted:
         """Submits a SQL job, or a Python job with ``code`` (202); ``mode="mock"`` runs it on the mock
         twins. A job the policy refuses raises ``ClientError`` with its findings."""
@@ -537,7 +538,8 @@ def _problem(response: httpx.Response) -> ClientError:
     )
 
 
-def _job_body(scope: str, sql: str | None, code: str | None, mode: str) -> dict[str, Any]:
+def _job_body(scope: str, sql: str | None, code: str | None, mode: Mode | str) -> dict[str, Any]:
+    """The request body (an unknown ``mode`` is sent as it is: the gateway names the problem)."""
     if code is not None:
-        return {"scope": scope, "kind": "python", "code": code, "mode": mode}
-    return {"scope": scope, "sql": sql, "mode": mode}
+        return {"scope": scope, "kind": Kind.PYTHON.value, "code": code, "mode": str(mode)}
+    return {"scope": scope, "sql": sql, "mode": str(mode)}

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sandbox_api.auth import Role
+from sandbox_api.job_types import Kind, Mode
 
 # The longest long-poll a client may ask for (``GET /v1/jobs/{id}?wait=``), in seconds.
 JOB_WAIT_MAX_S = 30
@@ -53,9 +54,9 @@ class JobRequest(_In):
     datasets' mock twins (``mode: mock``): moving from mock to real changes only ``mode``."""
 
     scope: str = Field(examples=["flu-study-2026"])
-    kind: Literal["sql", "python"] = "sql"
-    mode: Literal["real", "mock"] = Field(
-        default="real", description="mock: run on synthetic twins, row-level output allowed, nothing spent"
+    kind: Kind = Kind.SQL
+    mode: Mode = Field(
+        default=Mode.REAL, description="mock: run on synthetic twins, row-level output allowed, nothing spent"
     )
     sql: str | None = Field(
         default=None,
@@ -196,15 +197,15 @@ class CheckOut(_Out):
         description="the rewritten SQL; for Python and mock jobs, the SELECTs that build the job's tables"
     )
     applied: list[str]
-    kind: Literal["sql", "python"] = "sql"
-    mode: Literal["real", "mock"] = "real"
+    kind: Kind = Kind.SQL
+    mode: Mode = Mode.REAL
 
 
 class JobAccepted(_Out):
     job_id: str
     state: str
-    kind: Literal["sql", "python"] = "sql"
-    mode: Literal["real", "mock"] = "real"
+    kind: Kind = Kind.SQL
+    mode: Mode = Mode.REAL
 
 
 class JobOut(_Out):
@@ -227,8 +228,8 @@ class JobOut(_Out):
     result_hash: str | None
     created_at: str
     updated_at: str
-    kind: Literal["sql", "python"] = "sql"
-    mode: Literal["real", "mock"] = "real"
+    kind: Kind = Kind.SQL
+    mode: Mode = Mode.REAL
     code: str | None = Field(default=None, description="a Python job's code")
     review: dict[str, Any] | None = Field(
         default=None,
@@ -258,8 +259,8 @@ class ResultOut(_Out):
     report: dict[str, Any] = Field(
         description="the suppression report: what was dropped, merged, rounded, why"
     )
-    kind: Literal["sql", "python"] = "sql"
-    mode: Literal["real", "mock"] = Field(default="real", description="mock: computed on synthetic twins")
+    kind: Kind = Kind.SQL
+    mode: Mode = Field(default=Mode.REAL, description="mock: computed on synthetic twins")
     output: dict[str, Any] | None = Field(
         default=None,
         description="a Python job's released object (`summary`, plain data), `printed` output and the "
@@ -340,8 +341,8 @@ class ReviewOut(BaseModel):
     owner: str
     scope: str
     scope_version: str
-    kind: Literal["sql", "python"]
-    mode: Literal["real", "mock"]
+    kind: Kind
+    mode: Mode
     state: str
     reason: str
     code: str | None

@@ -28,6 +28,7 @@ from executors.pyjobs.errors import CodeRejected
 from executors.python_job import PythonOrMockResult
 from policies import Finding, PolicyViolation, Scope, check, prepare_with
 from policies.python_inputs import APPLIED, InputPlan, input_plan
+from sandbox_api.job_types import Kind, Mode
 from sandbox_api.services.catalog import VersionView
 from sandbox_api.services.job_specs import JobSpecs, python_or_mock_spec, sql_spec
 from sandbox_api.services.policy_catalog import PolicyContexts, build_catalog
@@ -42,8 +43,8 @@ class JobText:
     """What an operator sends: the scope, the kind and mode, and the SQL or the code."""
 
     scope: str
-    kind: str = "sql"  # sql | python
-    mode: str = "real"  # real | mock
+    kind: Kind = Kind.SQL
+    mode: Mode = Mode.REAL
     sql: str | None = None
     code: str | None = None
 
@@ -86,8 +87,8 @@ class StoredJob:
     job_id: str
     scope: str
     scope_version: str
-    kind: str
-    mode: str
+    kind: Kind
+    mode: Mode
     sql: str  # the rewritten SQL (SQL jobs), or the input SELECTs
     source_sql: str  # the operator's SQL (a mock SQL job runs it as written, on the twins)
     code: str  # a Python job's code
@@ -104,8 +105,8 @@ class StoredJob:
             job_id=row.id,
             scope=row.scope,
             scope_version=row.scope_version,
-            kind=row.kind or "sql",
-            mode=row.mode or "real",
+            kind=Kind(row.kind or Kind.SQL),
+            mode=Mode(row.mode or Mode.REAL),
             sql=row.rewritten_sql or "",
             source_sql=row.sql,
             code=row.code or "",
@@ -224,7 +225,8 @@ class PythonOrMockJobs:
         versions: Mapping[str, VersionView],
         contexts: PolicyContexts,
     ) -> Checked:
-        kind, mode = text.kind, "mock" if self.mock else "real"
+        # Stored and audited as plain strings, exactly as before the enums.
+        kind, mode = text.kind.value, (Mode.MOCK if self.mock else Mode.REAL).value
         report, plan = self._check(active.scope, text, versions)
         accepted = report.allowed and plan is not None
         source = text.code if kind == "python" else text.sql
@@ -274,7 +276,7 @@ class PythonOrMockJobs:
         plan = input_plan(scope, catalog)
         findings: list[Finding] = list(plan.findings)
         applied: tuple[str, ...] = ("mock_twins", *APPLIED) if self.mock else APPLIED
-        if text.kind == "python":
+        if text.kind is Kind.PYTHON:
             if not scope.python.allowed:
                 findings.append(
                     Finding(
@@ -326,17 +328,17 @@ PYTHON_JOBS = PythonOrMockJobs(mock=False)
 MOCK_JOBS = PythonOrMockJobs(mock=True)
 
 
-def kind_of(kind: str, mode: str) -> JobKind:
+def kind_of(kind: Kind, mode: Mode) -> JobKind:
     """The strategy for a job of ``kind`` (sql | python) in ``mode`` (real | mock).
 
-    >>> kind_of("sql", "real") is SQL_JOBS, kind_of("python", "real") is PYTHON_JOBS
+    >>> kind_of(Kind.SQL, Mode.REAL) is SQL_JOBS, kind_of(Kind.PYTHON, Mode.REAL) is PYTHON_JOBS
     (True, True)
-    >>> kind_of("sql", "mock") is MOCK_JOBS
+    >>> kind_of(Kind.SQL, Mode.MOCK) is MOCK_JOBS
     True
     """
-    if mode == "mock":
+    if mode is Mode.MOCK:
         return MOCK_JOBS
-    return SQL_JOBS if kind == "sql" else PYTHON_JOBS
+    return SQL_JOBS if kind is Kind.SQL else PYTHON_JOBS
 
 
 def _sql_fields(

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any
 
 from crypto.pseudonym import derive_key
 from executors.base import JobSpec, Limits, TableInput
 from executors.pyjobs import DisclosureThresholds, PyLimits
 from executors.python_job import InputQuery, MockSource, Program
 from policies import Scope, TableRef
+from sandbox_api.job_types import Kind
 from sandbox_api.services.catalog import CatalogService
 from sandbox_api.services.mock_sources import mock_sources
 from sandbox_api.services.policy_catalog import build_catalog
@@ -94,7 +95,7 @@ def stored_columns(value: object) -> tuple[str, ...]:
 def python_or_mock_spec(
     *,
     job_id: str,
-    kind: str,
+    kind: Kind,
     mock: bool,
     code: str,
     sql: str,
@@ -112,7 +113,7 @@ def python_or_mock_spec(
     job_key = job_pseudonym_key(pseudonym_master, job_id)
     timeout = min(limits.timeout_s, float(limits.cpu_s))
     program = Program(
-        kind=cast(Literal["sql", "python"], kind),
+        kind=kind.value,
         mode="mock" if mock else "real",
         inputs=input_queries(inputs),
         pseudonym_key=job_key,
@@ -126,7 +127,7 @@ def python_or_mock_spec(
     )
     return JobSpec(
         job_id=job_id,
-        sql=sql if kind == "sql" else "",
+        sql=sql if kind is Kind.SQL else "",
         tables=() if mock else tables,
         # Mock twins are synthetic: their keyed-hash masks use the job key, never the scope's.
         keyed_hash_key=job_key

@@ -30,6 +30,7 @@ from sandbox_api.errors import (
     QueueFull,
     ScopeNotActive,
 )
+from sandbox_api.job_types import Kind, Mode
 from sandbox_api.services.audit import AuditLog
 from sandbox_api.services.catalog import CatalogService
 from sandbox_api.services.job_kinds import Checked, JobCheck, JobText, kind_of
@@ -74,8 +75,8 @@ class JobView:
     result_hash: str | None
     created_at: str
     updated_at: str
-    kind: str = "sql"  # sql | python
-    mode: str = "real"  # real | mock
+    kind: Kind = Kind.SQL
+    mode: Mode = Mode.REAL
     code: str | None = None  # a Python job's code
     review: dict[str, Any] | None = None  # output review of a withheld job (services/review.py)
 
@@ -91,8 +92,8 @@ class ResultView:
     row_count: int
     result_hash: str
     report: dict[str, Any]
-    kind: str = "sql"
-    mode: str = "real"
+    kind: Kind = Kind.SQL
+    mode: Mode = Mode.REAL
     output: dict[str, Any] | None = None  # a released Python object and/or printed output
     receipt: dict[str, Any] | None = None  # the signed receipt (services/receipts.py)
     # integer | float | boolean | date | timestamp | string per column (services/result_json.py);
@@ -118,8 +119,8 @@ def job_view(row: JobRow) -> JobView:
         result_hash=row.result_hash,
         created_at=iso(row.created_at),
         updated_at=iso(row.updated_at),
-        kind=row.kind or "sql",
-        mode=row.mode or "real",
+        kind=Kind(row.kind or Kind.SQL),
+        mode=Mode(row.mode or Mode.REAL),
         code=row.code,
         review=None if row.review is None else dict(row.review),
     )
@@ -197,8 +198,8 @@ class JobService:
         *,
         scope: str,
         sql: str | None = None,
-        kind: str = "sql",
-        mode: str = "real",
+        kind: Kind = Kind.SQL,
+        mode: Mode = Mode.REAL,
         code: str | None = None,
     ) -> JobCheck:
         """What submitting would do, for any kind of job; nothing runs and nothing is stored."""
@@ -210,8 +211,8 @@ class JobService:
         *,
         scope: str,
         sql: str | None = None,
-        kind: str = "sql",
-        mode: str = "real",
+        kind: Kind = Kind.SQL,
+        mode: Mode = Mode.REAL,
         code: str | None = None,
     ) -> JobView:
         """Persist the job before answering: queued, or rejected with every finding (raises JobRejected).
@@ -385,8 +386,8 @@ class JobService:
                 row_count=stored.row_count,
                 result_hash=stored.result_hash,
                 report=dict(stored.report),
-                kind=row.kind or "sql",
-                mode=row.mode or "real",
+                kind=Kind(row.kind or Kind.SQL),
+                mode=Mode(row.mode or Mode.REAL),
                 output=payload.get("output"),
                 column_types=payload.get("types"),
                 receipt=None if self.receipts is None else self.receipts.load(session, job_id),

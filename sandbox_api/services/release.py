@@ -26,7 +26,9 @@ import pandas as pd
 from executors.python_job import PythonOrMockResult
 from policies import Scope, check_output, result_hash
 from policies.model import Use
+from sandbox_api.job_types import Kind
 from sandbox_api.services.release_facts import ReleaseFacts
+from sandbox_api.services.release_report import ReleaseReport
 from sandbox_api.services.result_json import json_table
 from sandbox_api.services.withheld import WithheldPayload
 
@@ -47,7 +49,7 @@ class PythonOrMockOutcome:
     """A Python or mock job's outcome. ``inputs``: the job's stored inputs (to name group keys)."""
 
     outcome: PythonOrMockResult
-    kind: str  # sql | python (a mock SQL job has no released object)
+    kind: Kind  # a mock SQL job has no released object
     mock: bool
     inputs: Sequence[Mapping[str, Any]] = ()
     engine: Mapping[str, str] = field(default_factory=dict)
@@ -72,7 +74,7 @@ class Released:
     columns: list[str]
     rows: list[list[Any]]
     result_hash: str
-    report: dict[str, Any]  # what the operator sees (and the receipt signs)
+    report: ReleaseReport  # what the operator sees (and the receipt signs)
     audit_report: dict[str, Any] | None = None  # every count, for auditors (None: ``report`` is it)
     column_types: list[str] | None = None
     output: dict[str, Any] | None = None  # a Python job's released object and printed output
@@ -135,7 +137,7 @@ def _checked_table(candidate: TableResult, *, scope: Scope, facts: ReleaseFacts)
         columns=body.columns,
         rows=body.rows,
         result_hash=result_hash(checked.table),
-        report=checked.report.to_dict(),
+        report=ReleaseReport.checked(checked.report),
         audit_report=checked.report.audit_dict(),
         column_types=body.types,
         engine=dict(candidate.engine),
@@ -149,12 +151,7 @@ def _reviewed(candidate: Reviewed) -> Released:
         columns=columns,
         rows=rows,
         result_hash=payload.result_hash,
-        report={
-            "rows_in": len(rows),
-            "rows_released": len(rows),
-            "reviewed_by": list(candidate.checkers),
-            "reasons": [f"released by output checker(s) {checkers} after review"],
-        },
+        report=ReleaseReport.reviewed(len(rows), checkers=candidate.checkers),
         column_types=payload.column_types(),
         output=payload.released_output(),
         engine=dict(payload.engine),
@@ -180,13 +177,13 @@ def _python_or_mock(candidate: PythonOrMockOutcome, *, scope: Scope, facts: Rele
         result_hash=payload.result_hash,
         report=report,
         column_types=payload.column_types(),
-        output=None if candidate.kind == "sql" else payload.released_output(),
+        output=None if candidate.kind is Kind.SQL else payload.released_output(),
         engine=dict(candidate.engine),
         reason=ON_MOCK_DATA if mock else AUTOMATIC,
     )
 
 
-def _withheld_payload(outcome: PythonOrMockResult, *, mock: bool) -> tuple[WithheldPayload, dict[str, Any]]:
+def _withheld_payload(outcome: PythonOrMockResult, *, mock: bool) -> tuple[WithheldPayload, ReleaseReport]:
     withheld = dict(outcome.withheld or {})
     summary = withheld.get("summary")
     payload = WithheldPayload.build(
@@ -209,12 +206,12 @@ def _withheld_payload(outcome: PythonOrMockResult, *, mock: bool) -> tuple[Withh
         reasons = [f"aggregate() table withheld: {first.get('message')}; released only by output checkers"]
     else:
         reasons = ["not built with aggregate(): released only by output checkers"]
-    return payload, {"rows_in": rows, "rows_released": rows, "mock": mock, "reasons": reasons}
+    return payload, ReleaseReport.unchecked(rows, mock=mock, reasons=tuple(reasons))
 
 
 def _checked_aggregate_table(
     candidate: PythonOrMockOutcome, *, scope: Scope, facts: ReleaseFacts
-) -> tuple[WithheldPayload, dict[str, Any], bool]:
+) -> tuple[WithheldPayload, ReleaseReport, bool]:
     outcome, mock = candidate.outcome, candidate.mock
     checked = check_output(
         outcome.table.to_pandas(),
@@ -243,7 +240,7 @@ def _checked_aggregate_table(
         engine=candidate.engine,
     )
     automatic = outcome.outcome == "aggregate" and payload.printed is None and not keys
-    return payload, checked.report.to_dict(), automatic
+    return payload, ReleaseReport.checked(checked.report), automatic
 
 
 def _group_key_findings(

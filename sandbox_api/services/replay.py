@@ -42,6 +42,7 @@ from policies.python_inputs import input_plan
 from sandbox_api.auth import Principal
 from sandbox_api.clock import Clock, iso
 from sandbox_api.errors import Conflict, NotFound, ServiceError
+from sandbox_api.job_types import Kind, Mode
 from sandbox_api.receipt_format import result_facts
 from sandbox_api.services.audit import AuditLog
 from sandbox_api.services.catalog import VersionView
@@ -73,7 +74,7 @@ from sandbox_api.verify import verify_receipt
 __all__ = ["Mismatch", "ReplayReport", "ReplayService"]
 
 # The kinds of job replay rebuilds: (kind, mode) as stored on the job.
-_REPLAYABLE = {("sql", "real"), ("python", "real"), ("sql", "mock"), ("python", "mock")}
+_REPLAYABLE = {(kind.value, mode.value) for kind in Kind for mode in Mode}
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def _release(result: ResultTable, *, job: StoredJob, scope: Scope, release_fn: R
         settlement.columns,
         settlement.rows,
         settlement.result_hash,
-        settlement.report,
+        settlement.report.to_dict(),
         settlement.output,
         automatic=True,
     )
@@ -384,7 +385,7 @@ class ReplayService:
         if len(mismatches) > before:
             raise _Stop  # a context with a dataset missing proves nothing: the missing part is named
         used = ", ".join(f"{d.key} {d.version_id}" for d in catalog.datasets)
-        python_or_mock = row.kind != "sql" or row.mode != "real"
+        python_or_mock = row.kind != Kind.SQL or row.mode != Mode.REAL
         refused = f"the recorded job does not pass its scope in the rebuilt context (catalog: {used})"
         try:
             if python_or_mock:

@@ -78,7 +78,7 @@ class Settlements:
             ResultRow(
                 job_id=row.id,
                 sealed=seal(jobs.results_key, payload, aad=row.id.encode()),
-                report=released.report,
+                report=released.report.to_dict(),
                 result_hash=released.result_hash,
                 row_count=len(released.rows),
                 created_at=jobs.clock.now(),
@@ -86,7 +86,9 @@ class Settlements:
         )
         row.result_hash = released.result_hash
         row.timings = dict(timings)
-        audit_report = released.audit_report if released.audit_report is not None else released.report
+        audit_report = (
+            released.audit_report if released.audit_report is not None else released.report.to_dict()
+        )
         jobs.advance(
             session,
             row,
@@ -109,7 +111,7 @@ class Settlements:
                 columns=released.columns,
                 rows=released.rows,
                 result_hash=released.result_hash,
-                report=released.report,
+                report=released.report.to_dict(),
                 engine=released.engine,
                 output=released.output,
             )
