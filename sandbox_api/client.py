@@ -44,6 +44,7 @@ from sandbox_api.schemas import (
     JobOut,
     PrincipalCreated,
     PrincipalOut,
+    ReleaseReportOut,
     ResultOut,
     ReviewOut,
     ScopeCreated,
@@ -114,7 +115,7 @@ class Result:
 
     job_id: str
     table: pd.DataFrame
-    report: Mapping[str, Any]
+    report: ReleaseReportOut
     receipt: Mapping[str, Any] | None
     raw: ResultOut = field(repr=False)
 
@@ -453,7 +454,7 @@ class SandboxClient:
         return Result(
             job_id=released.job_id,
             table=typed_frame(released.columns, released.rows, released.column_types),
-            report=released.report,
+            report=_validate(ReleaseReportOut, released.report, f"the report of job {job_id}"),
             receipt=dict(receipt) if isinstance(receipt, Mapping) else None,
             raw=released,
         )

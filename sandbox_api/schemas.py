@@ -247,6 +247,24 @@ class CancelOut(_Out):
     stopping: bool = Field(description="true when the job was running and its sandbox is being stopped")
 
 
+class ReleaseReportOut(BaseModel):
+    """The report released with a result (``services/release_report.ReleaseReport``), as a client
+    reads it: ``rows_released`` and ``reasons`` always, the rest where the release path reports it.
+    Unknown members are kept: the receipt signs the report as the gateway wrote it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    rows_released: int
+    reasons: list[str]
+    rows_in: int | None = None
+    cells_rounded: int | None = None
+    rows_capped: int | None = None
+    min_units: int | None = None
+    mock: bool | None = None
+    remainder: bool | None = None
+    reviewed_by: list[str] | None = None
+
+
 class ResultOut(_Out):
     job_id: str
     scope: str
