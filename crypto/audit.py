@@ -4,7 +4,8 @@ Each :class:`AuditEntry` holds the hash of the one before it (the first holds :d
 own hash, the SHA-256 of the canonical JSON of every other field. :func:`verify_chain` recomputes all
 of it and says which event is wrong and how: edited, deleted, inserted, reordered, or the chain cut
 short. A chain alone cannot reveal that its tail was cut off or rewritten with fresh hashes; that needs
-a head kept elsewhere (``expected_head``) or signed :class:`Checkpoint`\\ s of earlier heads (DESIGN §9).
+a head kept elsewhere (``expected_head``) or signed :class:`Checkpoint`\\ s of earlier heads
+(docs/design.md §9).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Key-encryption keys, named secrets and signing keys: the ``KeyProvider`` seam and the local keyring.
 
-Envelope encryption (DESIGN §9): every dataset version has its own random data key; that data key is
+Envelope encryption (docs/design.md §9): every dataset version has its own random data key; that data key is
 stored only *wrapped* (AES-256-GCM encrypted) under its domain's key-encryption key (KEK). A wrapped
 key names the KEK that wrapped it, so after :meth:`KeyProvider.rotate` the older KEKs still unwrap
 and :meth:`KeyProvider.rewrap` moves a data key to the current KEK without touching the data.

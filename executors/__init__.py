@@ -7,13 +7,11 @@ from executors.errors import (
     ExecutionError,
     ExecutionFailed,
     ExecutionTimeout,
-    JobStateConflict,
     PartIntegrityError,
     ResourceExhausted,
     SandboxWallDown,
     StorageError,
 )
-from executors.lifecycle import Job, JobState, advance, can_advance
 from executors.local import LocalExecutor
 from executors.storage import read_table, version_id_of, write_version
 
@@ -24,10 +22,7 @@ __all__ = [
     "ExecutionFailed",
     "ExecutionTimeout",
     "Executor",
-    "Job",
     "JobSpec",
-    "JobState",
-    "JobStateConflict",
     "Limits",
     "LocalExecutor",
     "PartIntegrityError",
@@ -38,8 +33,6 @@ __all__ = [
     "StorageError",
     "TableInput",
     "VersionLayout",
-    "advance",
-    "can_advance",
     "read_table",
     "version_id_of",
     "write_version",

@@ -1,6 +1,6 @@
 """The locked-down DuckDB runtime: one SQL string over in-memory Arrow tables.
 
-Defence in depth (DESIGN §5): even a query that slipped past static analysis cannot read or write a
+Defence in depth (docs/design.md §5): even a query that slipped past static analysis cannot read or write a
 file, open a URL, attach a database, install or load an extension, change a setting, spill plaintext
 to a temporary file, or scan a Python variable by name. The order matters: tables and the keyed-hash
 function are registered first, then external access is switched off and the configuration locked;

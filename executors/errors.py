@@ -77,12 +77,6 @@ class SandboxWallDown(ExecutionError):
     code = "sandbox-wall-down"
 
 
-class JobStateConflict(ExecutionError):
-    """A job state transition that the lifecycle does not allow."""
-
-    code = "job-state-conflict"
-
-
 # The codes a sandbox child may report back; the parent rebuilds only these classes, so a
 # compromised child cannot make the parent raise anything else.
 BY_CODE: Mapping[str, type[ExecutionError]] = MappingProxyType(

@@ -35,7 +35,7 @@ from crypto.pseudonym import keyed_hasher
 from executors import engine, storage
 from executors.base import JobSpec
 from executors.errors import ExecutionError, ExecutionFailed, ResourceExhausted
-from executors.mock import TableLike, mock_table
+from executors.mock_twins import TableLike, mock_table
 from executors.pyjobs import (
     AggregateOutput,
     DisclosureThresholds,
@@ -74,7 +74,7 @@ class MockSource:
     """A mock twin to generate as source table ``name`` (mock mode only)."""
 
     name: str
-    table: TableLike  # a policies.TableSchema or an executors.mock.MockTable
+    table: TableLike  # a policies.TableSchema or an executors.mock_twins.MockTable
     n_rows: int
     seed: int
 
@@ -95,7 +95,7 @@ class Program:
 
 
 @dataclass(frozen=True)
-class ProgramResult:
+class PythonOrMockResult:
     """A program's outcome as the parent reads it back from a ``ResultTable``'s Arrow table."""
 
     outcome: Outcome
@@ -105,7 +105,7 @@ class ProgramResult:
     withheld: Mapping[str, object] | None = None  # WithheldOutput.to_dict() of a withheld job
 
     @classmethod
-    def from_arrow(cls, table: pa.Table) -> ProgramResult:
+    def from_arrow(cls, table: pa.Table) -> PythonOrMockResult:
         meta = table.schema.metadata or {}
         outcome = meta.get(OUTCOME_KEY, b"table").decode()
         if outcome not in ("aggregate", "withheld", "table"):

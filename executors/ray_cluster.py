@@ -2,9 +2,9 @@
 ``ray start`` command lines for a head node and for the worker nodes of a domain.
 
 A node serves a domain when it carries the custom resource ``domain:<name>``; every task of a job on
-that domain's data asks for a sliver of it, so Ray places the task only on such nodes (DESIGN §7). The
+that domain's data asks for a sliver of it, so Ray places the task only on such nodes (docs/design.md §7). The
 data keys of a domain are unwrapped on the node, with the node's own key provider, so a node can only
-read the domains whose key-encryption keys its keyring holds (DESIGN §9).
+read the domains whose key-encryption keys its keyring holds (docs/design.md §9).
 """
 
 from __future__ import annotations

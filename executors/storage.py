@@ -4,7 +4,7 @@ Layout: ``root/<domain>/<dataset>/<version_id>/<table>/part-00000.enc``. Each pa
 (built in memory) sealed with AES-256-GCM under the version's data key, with associated data
 ``f"{domain}/{dataset}/{version_id}/{table}/{i}"``, so a part moved to another index, table, version or
 dataset fails to unseal. Rows are placed by a keyed hash of the privacy unit, so every unit lives in
-exactly one part and per-part distinct counts add up exactly (DESIGN §7).
+exactly one part and per-part distinct counts add up exactly (docs/design.md §7).
 
 Plaintext exists only in memory: parts are encrypted before they touch disk, and reading returns an
 in-memory Arrow table.

@@ -1,4 +1,4 @@
-"""Deterministic form of a result table, for receipts and replay (DESIGN §10)."""
+"""Deterministic form of a result table, for receipts and replay (docs/design.md §10)."""
 
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ class _Frozen(BaseModel):
 
 
 class ColumnClass(StrEnum):
-    """Sensitivity class a steward declares for a column (DESIGN §3)."""
+    """Sensitivity class a steward declares for a column (docs/design.md §3)."""
 
     PUBLIC = "public"
     INTERNAL = "internal"

@@ -1,4 +1,4 @@
-"""The documentation's example: a citizens table and the scope of DESIGN §4 (used by the doctests)."""
+"""The documentation's example: a citizens table and the scope of docs/design.md §4 (used by the doctests)."""
 
 from __future__ import annotations
 

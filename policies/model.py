@@ -1,4 +1,4 @@
-"""The scope document (DESIGN §4): pydantic models, loading from YAML/JSON, canonical form, version id.
+"""The scope document (docs/design.md §4): pydantic models, YAML/JSON loading, canonical form, version id.
 
 A scope is validated with ``extra="forbid"`` everywhere so a typo is an error, never a silently ignored
 setting. A column not named under ``columns:`` is ``deny``.
@@ -31,7 +31,7 @@ class _Strict(BaseModel):
 
 
 class Use(StrEnum):
-    """Column use levels, from most to least restrictive (DESIGN §4)."""
+    """Column use levels, from most to least restrictive (docs/design.md §4)."""
 
     DENY = "deny"
     JOIN_KEY = "join_key"
@@ -180,7 +180,7 @@ PublicKey = str | int | float | bool
 
 
 class DifferentialPrivacy(_Strict):
-    """Differential privacy for every job of the scope (DESIGN §5a): noisy results, a budget that runs out.
+    """Differential privacy for every job of the scope (docs/design.md §5): noisy results, a budget that ends.
 
     In words a policy officer can weigh: *epsilon* bounds how much any one person's presence in the data
     can change what operators see. With ``epsilon_per_job: 0.5`` no released table is more than e^0.5 ≈

@@ -1,4 +1,4 @@
-"""The output check (DESIGN §5, layer 3): pure over a result table.
+"""The output check (docs/design.md §5, layer 3): pure over a result table.
 
 Rows backed by fewer than ``min_units`` distinct privacy units are dropped or merged into one remainder
 row; optional rounding; row cap; float precision capped; hidden ``_sbx_`` columns removed. Every

@@ -1,8 +1,10 @@
 """The auditor's side of the Python client: receipts, signing keys, the audit bundle, replay.
 
-``AuditorClient`` extends ``SandboxClient`` with the auditing endpoints. Receipts and bundles are
-returned as plain JSON values, exactly as signed, so they can be saved and verified offline with
-``sandbox_api.verify`` (or ``sandbox receipt verify`` / ``sandbox audit verify``).
+``AuditorClient`` extends ``SandboxClient`` with the auditing endpoints. Receipts, bundles and the
+published keys are returned as plain JSON values, exactly as signed, so they can be saved and verified
+offline with ``sandbox_api.verify`` (or ``sandbox receipt verify`` / ``sandbox audit verify``): a model
+would drop or reorder members the signature covers. Replay, key rotation and shredding answer typed
+models.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 import httpx
 
 from sandbox_api.client import ClientError, SandboxClient
+from sandbox_api.schemas import ReplayOut, ShredOut, SigningKeyRotated
 
 
 def fetch_signing_keys(
@@ -45,9 +48,9 @@ class AuditorClient(SandboxClient):
         """The published signing keys with their validity (no token needed): save it to verify offline."""
         return self._object("GET", "/v1/keys/signing")
 
-    def rotate_signing_key(self) -> dict[str, Any]:
+    def rotate_signing_key(self) -> SigningKeyRotated:
         """Admins: start signing with a new key; the old one stays published."""
-        return self._object("POST", "/v1/keys/signing/rotate")
+        return self._model(SigningKeyRotated, "POST", "/v1/keys/signing/rotate")
 
     def receipt(self, job_id: str) -> dict[str, Any]:
         """The signed receipt of a released job (its operator, auditors, admins)."""
@@ -57,21 +60,24 @@ class AuditorClient(SandboxClient):
         """The operator's released result as served (columns, rows, result_hash, receipt), unparsed."""
         return self._object("GET", f"/v1/jobs/{job_id}/result")
 
-    def replay(self, job_id: str) -> dict[str, Any]:
+    def replay(self, job_id: str) -> ReplayOut:
         """Auditors: run the job again in the context it ran under; ``outcome`` says how it compared.
 
         On a mismatch, ``kind`` says which one: ``release-differs`` (the evidence and the replay
         disagree: an incident) or ``context-unavailable`` (replay could not rebuild the job's context,
         a replay defect); each entry of ``mismatches`` carries its own ``kind``.
         """
-        return self._object("POST", f"/v1/jobs/{job_id}/replay")
+        return self._model(ReplayOut, "POST", f"/v1/jobs/{job_id}/replay")
 
     def audit_bundle(self) -> dict[str, Any]:
         """Auditors: events, signed checkpoints and public keys in one document (the export is audited)."""
         return self._object("GET", "/v1/audit/bundle")
 
-    def shred_version(self, domain: str, name: str, version: str, *, reason: str = "") -> dict[str, Any]:
+    def shred_version(self, domain: str, name: str, version: str, *, reason: str = "") -> ShredOut:
         """The domain's steward or an admin: destroy a version's data key for good."""
-        return self._object(
-            "POST", f"/v1/datasets/{domain}/{name}/versions/{version}/shred", json={"reason": reason}
+        return self._model(
+            ShredOut,
+            "POST",
+            f"/v1/datasets/{domain}/{name}/versions/{version}/shred",
+            json={"reason": reason},
         )

@@ -372,7 +372,8 @@ def job_result(
 def _print_result(client: SandboxClient, job_id: str) -> None:
     result = client.get_result(job_id)
     typer.echo(result.table.to_string(index=False))
-    typer.echo("suppression report: " + json.dumps(dict(result.report), ensure_ascii=False))
+    shown = result.report.model_dump(exclude_none=True)
+    typer.echo("suppression report: " + json.dumps(shown, ensure_ascii=False))
     if result.receipt is not None:
         typer.echo("receipt: " + json.dumps(dict(result.receipt), ensure_ascii=False))
 

@@ -169,7 +169,7 @@ def keys_export(out: Out = None, url: Url = DEFAULT_URL) -> None:
 def keys_rotate(url: Url = DEFAULT_URL, token: Token = "") -> None:
     """Admins: start signing with a new key; the old one stays published for older receipts."""
     with _remote(url, token) as client:
-        _write(client.rotate_signing_key(), None)
+        _write(client.rotate_signing_key().model_dump(mode="json"), None)
 
 
 def dataset_shred(
@@ -187,7 +187,7 @@ def dataset_shred(
         typer.confirm(f"destroy version {version} of {dataset} for good?", abort=True)
     domain, name = dataset.split("/", 1)
     with _remote(url, token) as client:
-        _write(client.shred_version(domain, name, version, reason=reason), None)
+        _write(client.shred_version(domain, name, version, reason=reason).model_dump(mode="json"), None)
 
 
 # What an auditor does about each kind of mismatch (docs/auditing.md says more).
@@ -213,18 +213,18 @@ def replay(
     with _remote(url, token) as client:
         report = client.replay(job_id)
     if as_json:
-        _write(report, None)
+        _write(report.model_dump(mode="json"), None)
     else:
-        kind = report.get("kind")
-        outcome = str(report.get("outcome", "?")).upper() + (f" ({kind})" if kind else "")
-        typer.echo(f"{outcome}: {report.get('message', '')}")
-        for mismatch in report.get("mismatches", []):
-            typer.echo(f"  - [{mismatch.get('kind')}] {mismatch.get('field')}: {mismatch.get('message')}")
-        for note in report.get("notes", []):
+        kind = report.kind
+        outcome = report.outcome.upper() + (f" ({kind})" if kind else "")
+        typer.echo(f"{outcome}: {report.message}")
+        for mismatch in report.mismatches:
+            typer.echo(f"  - [{mismatch.kind}] {mismatch.field}: {mismatch.message}")
+        for note in report.notes:
             typer.echo(f"  note: {note}")
         if kind in _NEXT_STEP:
             typer.echo(f"  next: {_NEXT_STEP[kind]}")
-    if not report.get("match"):
+    if not report.match:
         raise typer.Exit(1)
 
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeAlias, TypeVar
@@ -28,6 +30,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ValidationError
 from tqdm import tqdm
 
+from sandbox_api.job_types import Kind, Mode
 from sandbox_api.schemas import (
     JOB_WAIT_MAX_S,
     AuditHeadOut,
@@ -41,7 +44,9 @@ from sandbox_api.schemas import (
     JobOut,
     PrincipalCreated,
     PrincipalOut,
+    ReleaseReportOut,
     ResultOut,
+    ReviewOut,
     ScopeCreated,
     ScopeOut,
     ScopeVersionOut,
@@ -65,6 +70,12 @@ _WAIT_SLACK_S: Final = 10.0
 # Back-off between polls when a gateway answers a long-poll at once (one that predates ``wait``).
 _POLL_FIRST_S: Final = 0.005
 _POLL_MAX_S: Final = 0.25
+# A 429 (the gateway's queue is full) is retried after the ``Retry-After`` it names, at most this many
+# times and never waiting longer than this at once; then the ``ClientError`` reaches the caller.
+RETRIES_ON_429: Final = 3
+MAX_RETRY_WAIT_S: Final = 60.0
+# When a 429 names no usable ``Retry-After``.
+_DEFAULT_RETRY_WAIT_S: Final = 1.0
 
 
 class ClientError(Exception):
@@ -104,7 +115,7 @@ class Result:
 
     job_id: str
     table: pd.DataFrame
-    report: Mapping[str, Any]
+    report: ReleaseReportOut
     receipt: Mapping[str, Any] | None
     raw: ResultOut = field(repr=False)
 
@@ -170,7 +181,10 @@ def typed_frame(
 class SandboxClient:
     """A session with the gateway at ``base_url`` as the principal holding ``token``.
 
-    ``transport`` lets tests talk to an in-process app; everything else goes over HTTP.
+    ``transport`` lets tests talk to an in-process app; everything else goes over HTTP. A request the
+    gateway refuses with 429 (its queue is full; nothing was stored) is sent again after the
+    ``Retry-After`` it names, up to ``retries_on_429`` times and at most ``max_retry_wait_s`` per wait;
+    ``sleep`` is how the client waits (tests pass one that records).
     """
 
     def __init__(
@@ -180,8 +194,14 @@ class SandboxClient:
         *,
         timeout: float = 30,
         transport: httpx.BaseTransport | None = None,
+        retries_on_429: int = RETRIES_ON_429,
+        max_retry_wait_s: float = MAX_RETRY_WAIT_S,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._retries_on_429 = max(0, retries_on_429)
+        self._max_retry_wait_s = max_retry_wait_s
+        self._sleep = sleep
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
@@ -206,17 +226,26 @@ class SandboxClient:
         self._http.close()
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        for _ in range(self._retries_on_429):
+            response = self._request(method, path, **kwargs)
+            if response.status_code != 429:
+                break
+            self._sleep(retry_wait(response.headers.get("Retry-After"), limit=self._max_retry_wait_s))
+        else:
+            response = self._request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise _problem(response)
+        return response
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = self._http.request(method, path, **kwargs)
+            return self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
             raise ClientError(0, "timeout", f"{method} {path} timed out: {exc}") from exc
         except httpx.TransportError as exc:
             raise ClientError(
                 0, "unreachable", f"cannot reach the gateway at {self.base_url}: {exc}"
             ) from exc
-        if response.status_code >= 400:
-            raise _problem(response)
-        return response
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._send(method, path, **kwargs)
@@ -340,13 +369,13 @@ class SandboxClient:
     # -- jobs -----------------------------------------------------------------------------------------
 
     def check_job(
-        self, scope: str, sql: str | None = None, *, code: str | None = None, mode: str = "real"
+        self, scope: str, sql: str | None = None, *, code: str | None = None, mode: Mode | str = Mode.REAL
     ) -> CheckOut:
         """Dry run: findings and rewritten SQL, nothing runs. Pass ``code`` for a Python job."""
         return self._model(CheckOut, "POST", "/v1/jobs/check", json=_job_body(scope, sql, code, mode))
 
     def submit_job(
-        self, scope: str, sql: str | None = None, *, code: str | None = None, mode: str = "real"
+        self, scope: str, sql: str | None = None, *, code: str | None = None, mode: Mode | str = Mode.REAL
     ) -> JobAccepted:
         """Submits a SQL job, or a Python job with ``code`` (202); ``mode="mock"`` runs it on the mock
         twins. A job the policy refuses raises ``ClientError`` with its findings."""
@@ -354,20 +383,19 @@ class SandboxClient:
 
     # -- output review (output checkers) ------------------------------------------------------------
 
-    def list_reviews(self) -> list[dict[str, Any]]:
+    def list_reviews(self) -> list[ReviewOut]:
         """Withheld jobs waiting for this checker's decision (never the checker's own)."""
-        body = self._json("GET", "/v1/reviews")
-        return list(body.get("reviews", [])) if isinstance(body, dict) else []
+        return self._models(ReviewOut, "/v1/reviews", key="reviews")
 
-    def get_review(self, job_id: str) -> dict[str, Any]:
+    def get_review(self, job_id: str) -> ReviewOut:
         """One withheld job with its disclosure report and the withheld output."""
-        return dict(self._json("GET", f"/v1/reviews/{job_id}"))
+        return self._model(ReviewOut, "GET", f"/v1/reviews/{job_id}")
 
-    def release_review(self, job_id: str, *, reason: str = "") -> dict[str, Any]:
-        return dict(self._json("POST", f"/v1/reviews/{job_id}/release", json={"reason": reason}))
+    def release_review(self, job_id: str, *, reason: str = "") -> ReviewOut:
+        return self._model(ReviewOut, "POST", f"/v1/reviews/{job_id}/release", json={"reason": reason})
 
-    def deny_review(self, job_id: str, *, reason: str) -> dict[str, Any]:
-        return dict(self._json("POST", f"/v1/reviews/{job_id}/deny", json={"reason": reason}))
+    def deny_review(self, job_id: str, *, reason: str) -> ReviewOut:
+        return self._model(ReviewOut, "POST", f"/v1/reviews/{job_id}/deny", json={"reason": reason})
 
     def get_job(self, job_id: str) -> JobOut:
         return self._model(JobOut, "GET", f"/v1/jobs/{job_id}")
@@ -426,7 +454,7 @@ class SandboxClient:
         return Result(
             job_id=released.job_id,
             table=typed_frame(released.columns, released.rows, released.column_types),
-            report=released.report,
+            report=_validate(ReleaseReportOut, released.report, f"the report of job {job_id}"),
             receipt=dict(receipt) if isinstance(receipt, Mapping) else None,
             raw=released,
         )
@@ -456,6 +484,28 @@ class SandboxClient:
 
     def audit_head(self) -> AuditHeadOut:
         return self._model(AuditHeadOut, "GET", "/v1/audit/head")
+
+
+def retry_wait(header: str | None, *, limit: float, now: datetime | None = None) -> float:
+    """Seconds to wait as a ``Retry-After`` header says (delay-seconds or an HTTP date), within
+    ``[0, limit]``; one second when the header is missing or unreadable (RFC 9110 §10.2.3).
+
+    >>> retry_wait("5", limit=60), retry_wait("600", limit=60), retry_wait(None, limit=60)
+    (5.0, 60.0, 1.0)
+    >>> retry_wait("Sun, 06 Dec 2026 04:00:10 GMT", limit=60, now=datetime(2026, 12, 6, 4, 0, tzinfo=UTC))
+    10.0
+    """
+    if header is None:
+        return float(min(_DEFAULT_RETRY_WAIT_S, limit))
+    text = header.strip()
+    try:
+        seconds = float(text) if text.isdigit() else None
+        if seconds is None:
+            when = parsedate_to_datetime(text)
+            seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    except (TypeError, ValueError):
+        seconds = _DEFAULT_RETRY_WAIT_S
+    return float(min(max(0.0, seconds), limit))
 
 
 def _validate(model: type[M], body: Any, what: str) -> M:
@@ -489,7 +539,8 @@ def _problem(response: httpx.Response) -> ClientError:
     )
 
 
-def _job_body(scope: str, sql: str | None, code: str | None, mode: str) -> dict[str, Any]:
+def _job_body(scope: str, sql: str | None, code: str | None, mode: Mode | str) -> dict[str, Any]:
+    """The request body (an unknown ``mode`` is sent as it is: the gateway names the problem)."""
     if code is not None:
-        return {"scope": scope, "kind": "python", "code": code, "mode": mode}
-    return {"scope": scope, "sql": sql, "mode": mode}
+        return {"scope": scope, "kind": Kind.PYTHON.value, "code": code, "mode": str(mode)}
+    return {"scope": scope, "sql": sql, "mode": str(mode)}

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Final
+from typing import Final
 
 import pandas as pd
 from tqdm import tqdm
@@ -21,7 +21,7 @@ from crypto.audit import AuditEntry, verify_chain
 from crypto.errors import IntegrityError
 from sandbox_api import demo_data
 from sandbox_api.client import ClientError, SandboxClient
-from sandbox_api.schemas import DatasetOut
+from sandbox_api.schemas import DatasetOut, ReleaseReportOut
 
 Say = Callable[[str], None]
 
@@ -92,7 +92,7 @@ class WalkthroughOutcome:
     """What the walkthrough saw, for callers (and tests) that want more than the narration."""
 
     released: pd.DataFrame
-    report: Mapping[str, Any]
+    report: ReleaseReportOut
     rejection: ClientError
     audit_events: int
     audit_head: str
@@ -263,11 +263,11 @@ def walkthrough(
     _role(
         say,
         "gateway",
-        f"suppression report: {suppression.get('rows_released')} rows released, "
-        f"{suppression.get('cells_rounded')} cells rounded, {suppression.get('rows_capped')} rows capped "
-        f"(min_units={suppression.get('min_units')}).",
+        f"suppression report: {suppression.rows_released} rows released, "
+        f"{suppression.cells_rounded} cells rounded, {suppression.rows_capped} rows capped "
+        f"(min_units={suppression.min_units}).",
     )
-    for reason in suppression.get("reasons", []):
+    for reason in suppression.reasons:
         say(textwrap.fill(str(reason), width=100, initial_indent="    - ", subsequent_indent="      "))
     say(
         "    Districts with fewer than 10 influenza patients would be dropped, and the Military Zone never "

@@ -1,4 +1,4 @@
-"""The byte form of a receipt: what is signed, and the digests of a released result (DESIGN §9).
+"""The byte form of a receipt: what is signed, and the digests of a released result (docs/design.md §9).
 
 Pure functions over JSON values, shared by the gateway (which signs) and by offline verification
 (``sandbox_api.verify``), so both build the signed bytes the same way. No I/O, no clock.

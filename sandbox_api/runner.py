@@ -25,13 +25,13 @@ from sqlalchemy.orm import Session
 
 from executors.base import Executor, JobSpec, Limits
 from executors.errors import ExecutionCancelled, ExecutionError
-from executors.lifecycle import JobState
 from policies import Scope
 from policies.errors import PolicyError
 from sandbox_api.errors import ScopeExpired, ServiceError
 from sandbox_api.services.audit import SYSTEM_ACTOR
 from sandbox_api.services.job_kinds import StoredJob, kind_of
 from sandbox_api.services.job_specs import JobSpecs
+from sandbox_api.services.job_states import JobState
 from sandbox_api.services.jobs import JobService
 from sandbox_api.services.quotas import QueuedJob, next_job
 from sandbox_api.services.release import Candidate, Settlement

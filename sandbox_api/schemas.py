@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sandbox_api.auth import Role
+from sandbox_api.job_types import Kind, Mode
 
 # The longest long-poll a client may ask for (``GET /v1/jobs/{id}?wait=``), in seconds.
 JOB_WAIT_MAX_S = 30
@@ -40,7 +41,7 @@ class DatasetCreate(_In):
 
 
 class ScopeCreate(_In):
-    document: str = Field(max_length=200_000, description="the scope document (DESIGN §4)")
+    document: str = Field(max_length=200_000, description="the scope document (docs/design.md §4)")
     format: Literal["yaml", "json"] = "yaml"
 
 
@@ -53,9 +54,9 @@ class JobRequest(_In):
     datasets' mock twins (``mode: mock``): moving from mock to real changes only ``mode``."""
 
     scope: str = Field(examples=["flu-study-2026"])
-    kind: Literal["sql", "python"] = "sql"
-    mode: Literal["real", "mock"] = Field(
-        default="real", description="mock: run on synthetic twins, row-level output allowed, nothing spent"
+    kind: Kind = Kind.SQL
+    mode: Mode = Field(
+        default=Mode.REAL, description="mock: run on synthetic twins, row-level output allowed, nothing spent"
     )
     sql: str | None = Field(
         default=None,
@@ -72,7 +73,7 @@ class JobRequest(_In):
     )
 
     @model_validator(mode="after")
-    def _one_program(self) -> JobRequest:
+    def _one_source(self) -> JobRequest:
         if self.kind == "sql" and (self.sql is None or self.code is not None):
             raise ValueError("a SQL job needs `sql` and no `code`")
         if self.kind == "python" and (self.code is None or self.sql is not None):
@@ -196,15 +197,15 @@ class CheckOut(_Out):
         description="the rewritten SQL; for Python and mock jobs, the SELECTs that build the job's tables"
     )
     applied: list[str]
-    kind: Literal["sql", "python"] = "sql"
-    mode: Literal["real", "mock"] = "real"
+    kind: Kind = Kind.SQL
+    mode: Mode = Mode.REAL
 
 
 class JobAccepted(_Out):
     job_id: str
     state: str
-    kind: Literal["sql", "python"] = "sql"
-    mode: Literal["real", "mock"] = "real"
+    kind: Kind = Kind.SQL
+    mode: Mode = Mode.REAL
 
 
 class JobOut(_Out):
@@ -227,8 +228,8 @@ class JobOut(_Out):
     result_hash: str | None
     created_at: str
     updated_at: str
-    kind: Literal["sql", "python"] = "sql"
-    mode: Literal["real", "mock"] = "real"
+    kind: Kind = Kind.SQL
+    mode: Mode = Mode.REAL
     code: str | None = Field(default=None, description="a Python job's code")
     review: dict[str, Any] | None = Field(
         default=None,
@@ -246,6 +247,24 @@ class CancelOut(_Out):
     stopping: bool = Field(description="true when the job was running and its sandbox is being stopped")
 
 
+class ReleaseReportOut(BaseModel):
+    """The report released with a result (``services/release_report.ReleaseReport``), as a client
+    reads it: ``rows_released`` and ``reasons`` always, the rest where the release path reports it.
+    Unknown members are kept: the receipt signs the report as the gateway wrote it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    rows_released: int
+    reasons: list[str]
+    rows_in: int | None = None
+    cells_rounded: int | None = None
+    rows_capped: int | None = None
+    min_units: int | None = None
+    mock: bool | None = None
+    remainder: bool | None = None
+    reviewed_by: list[str] | None = None
+
+
 class ResultOut(_Out):
     job_id: str
     scope: str
@@ -258,8 +277,8 @@ class ResultOut(_Out):
     report: dict[str, Any] = Field(
         description="the suppression report: what was dropped, merged, rounded, why"
     )
-    kind: Literal["sql", "python"] = "sql"
-    mode: Literal["real", "mock"] = Field(default="real", description="mock: computed on synthetic twins")
+    kind: Kind = Kind.SQL
+    mode: Mode = Field(default=Mode.REAL, description="mock: computed on synthetic twins")
     output: dict[str, Any] | None = Field(
         default=None,
         description="a Python job's released object (`summary`, plain data), `printed` output and the "
@@ -315,3 +334,154 @@ class AuditHeadOut(_Out):
     at: str | None
     checkpoint: CheckpointOut | None = Field(description="the head, signed now (keep a copy elsewhere)")
     signing_keys: list[SigningKeyOut]
+
+
+# --- output review -----------------------------------------------------------------------------------
+
+
+class ReviewDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(
+        default="", max_length=2000, description="required to deny; recorded in the audit log"
+    )
+
+
+class DecisionOut(BaseModel):
+    checker: str
+    decision: Literal["release", "deny"]
+    reason: str
+    at: str
+
+
+class ReviewOut(BaseModel):
+    job_id: str
+    owner: str
+    scope: str
+    scope_version: str
+    kind: Kind
+    mode: Mode
+    state: str
+    reason: str
+    code: str | None
+    sql: str
+    required_checkers: int = Field(description="distinct checkers who must release it")
+    decisions: list[DecisionOut]
+    report: dict[str, Any] = Field(
+        description="automatic disclosure report: {flagged, findings: [{rule, severity, message, where}]}"
+    )
+    created_at: str
+    withheld_at: str
+    output: dict[str, Any] | None = Field(
+        default=None,
+        description="only when reading one review: the withheld `table` ({columns, rows}), object `summary` "
+        "(plain data) and `printed` output",
+    )
+
+
+class ReviewList(BaseModel):
+    reviews: list[ReviewOut]
+
+
+# --- evidence: receipts, bundles, replay -------------------------------------------------------------
+
+
+class ReceiptOut(BaseModel):
+    """A signed receipt; unknown members are kept, since every member but ``signature`` is signed."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    job_id: str
+    operator: str
+    scope: dict[str, Any]
+    datasets: dict[str, str]
+    query: dict[str, Any]
+    engine: dict[str, str]
+    result: dict[str, Any]
+    suppression: dict[str, Any]
+    audit_head: dict[str, Any] | None
+    signed_at: str
+    kid: str
+    signature: str = Field(description="Ed25519 over the canonical JSON of every other member, hex")
+
+
+class AuditBundleOut(BaseModel):
+    format: str
+    exported_at: str
+    exported_by: str
+    head: dict[str, Any] = Field(description="{seq, hash, checkpoint}: the head signed at export time")
+    events: list[dict[str, Any]]
+    checkpoints: list[dict[str, Any]]
+    signing_keys: list[dict[str, Any]]
+
+
+class MismatchOut(BaseModel):
+    field: str
+    expected: Any
+    actual: Any
+    message: str
+    kind: str = Field(
+        description="release-differs (the evidence and the replay disagree: an incident) | "
+        "context-unavailable (replay could not rebuild the job's context: a replay defect)"
+    )
+
+
+class ShreddedOut(BaseModel):
+    dataset: str
+    version_id: str
+    shredded_at: str
+    shredded_by: str
+    reason: str
+
+
+class ReplayOut(BaseModel):
+    job_id: str
+    outcome: str = Field(description="match | mismatch | data-destroyed | not-replayable")
+    match: bool
+    message: str
+    receipt_kid: str
+    expected_result_hash: str
+    actual_result_hash: str | None
+    mismatches: list[MismatchOut]
+    destroyed: list[ShreddedOut]
+    notes: list[str]
+    engine: dict[str, str]
+    replayed_at: str
+    replayed_by: str
+    kind: str | None = Field(
+        description="of a mismatch: release-differs (an incident: tampering or non-determinism) or "
+        "context-unavailable (replay could not rebuild the context; the message says what is missing); "
+        "release-differs wins when both occur; null otherwise"
+    )
+
+
+# --- keys --------------------------------------------------------------------------------------------
+
+
+class SigningKeysOut(BaseModel):
+    format: str
+    keys: list[dict[str, Any]] = Field(
+        description="{kid, public (base64), not_before, not_after (null while current), state}"
+    )
+
+
+class SigningKeyRotated(BaseModel):
+    kid: str
+    not_before: str
+    retired: str | None = Field(description="the previous key, valid until not_before, still published")
+
+
+class ShredRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=2000)
+
+
+class ShredOut(BaseModel):
+    dataset: str
+    version_id: str
+    state: str = "shredded"
+    shredded_at: str
+    shredded_by: str
+    reason: str

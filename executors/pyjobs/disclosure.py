@@ -18,8 +18,9 @@ are k=0.90 and p=10 %, ours 0.85 and 10 %), but as a dependency it does not fit.
 openpyxl, and it checks tables by wrapping the calls that build them (``acro.crosstab``,
 ``acro.pivot_table``, ``acro.ols``) in a session that writes its outputs to files, rather than by
 checking a table or values it is handed. Our jobs build their tables with ``aggregate()`` and pandas
-under the sandbox's guards, so the rules are implemented here on the per-unit contributions the
-helper and the runtime already have.
+under the sandbox's guards, so the rules (``policies/cell_rules.py``, one definition for SQL and
+Python results) are applied here on the per-unit contributions the helper and the runtime already
+have.
 """
 
 from __future__ import annotations
@@ -80,25 +81,6 @@ class DisclosureReport:
 
     def merged(self, other: DisclosureReport) -> DisclosureReport:
         return DisclosureReport(self.findings + other.findings)
-
-
-def violates_dominance(top_n_sum: float, total: float, *, k: float) -> bool:
-    """(n, k) dominance: the n largest contributors hold more than a share k of the cell total.
-
-    >>> violates_dominance(90.0, 100.0, k=0.85), violates_dominance(50.0, 100.0, k=0.85)
-    (True, False)
-    """
-    return total > 0 and top_n_sum > k * total
-
-
-def violates_p_rule(largest: float, second: float, total: float, *, p_percent: float) -> bool:
-    """p% rule: the second-largest contributor could estimate the largest within p% of its value,
-    i.e. what the others contribute (total - x1 - x2) is less than p% of x1.
-
-    >>> violates_p_rule(80.0, 15.0, 100.0, p_percent=10.0), violates_p_rule(40.0, 30.0, 100.0, p_percent=10.0)
-    (True, False)
-    """
-    return largest > 0 and (total - largest - second) < p_percent / 100.0 * largest
 
 
 def model_findings(

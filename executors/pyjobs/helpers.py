@@ -21,6 +21,7 @@ import pandas as pd
 from executors.pyjobs.disclosure import DisclosureFinding, DisclosureThresholds
 from executors.pyjobs.errors import HelperError
 from executors.pyjobs.pseudonyms import PseudonymIndex
+from policies.cell_rules import dominated_cells, p_rule_cells
 
 #: Aggregate functions ``aggregate()`` accepts.
 AGGREGATES = frozenset({"count", "nunique", "sum", "mean", "median", "min", "max", "std", "var"})
@@ -210,8 +211,8 @@ class Aggregator:
         top_n, x1, x2 = per_group(rank < n), per_group(rank == 0), per_group(rank == 1)
         # Only cells the output check will release: a group below k units is suppressed whatever it holds.
         released = np.bincount(groups, minlength=codes.n_groups) >= self.thresholds.min_units
-        dominated = released & (totals > 0) & (top_n > k * totals)
-        p_rule = released & (x1 > 0) & ((totals - x1 - x2) < p / 100.0 * x1)
+        dominated = released & dominated_cells(top_n, totals, k=k)
+        p_rule = released & p_rule_cells(x1, x2, totals, p_percent=p)
         where = f"aggregate() #{call}, {name!r}"
         findings = []
         if dominated.any():

@@ -1,4 +1,4 @@
-"""Enforce every column's ``use`` level where its value ends up (DESIGN §4 table).
+"""Enforce every column's ``use`` level where its value ends up (docs/design.md §4 table).
 
 Lineage carries a column through CTEs, subqueries and set operations, so a value renamed in a CTE is
 judged where it is finally used: in a predicate, a GROUP BY key, an aggregate argument or the output.

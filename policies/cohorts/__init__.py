@@ -1,5 +1,5 @@
 """The released-cohort ledger, pure: sketches of the unit sets behind released cells and the decision
-to withhold a cell whose units differ from earlier ones by 1..k-1 (DESIGN §5a)."""
+to withhold a cell whose units differ from earlier ones by 1..k-1 (docs/design.md §5)."""
 
 from policies.cohorts.cells import cells_of, releasable_positions, sketch_columns
 from policies.cohorts.ledger import (

@@ -1,9 +1,9 @@
 """Split a rewritten query into a per-part partial query and an exact final merge query.
 
 Dataset versions are stored as parts partitioned by a keyed hash of the privacy unit, so every unit
-lives in exactly one part (DESIGN §7). For an aggregate query that reads its tables row by row and joins
-them only on their units, every group's rows in part *i* are exactly the rows of units living in part
-*i*. Each aggregate then combines exactly across parts:
+lives in exactly one part (docs/design.md §7). For an aggregate query that reads its tables row by row
+and joins them only on their units, every group's rows in part *i* are exactly the rows of units living
+in part *i*. Each aggregate then combines exactly across parts:
 
 ==========================  =================================  =========================================
 aggregate                   per part (partial)                 merge (final)

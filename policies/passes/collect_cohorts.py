@@ -1,4 +1,4 @@
-"""Collect, per released row, the set of units behind it, for the released-cohort ledger (DESIGN §5a).
+"""Collect, per released row, the set of units behind it, for the released-cohort ledger (docs/design.md §5).
 
 For every hidden unit count that ``add_unit_counts`` put in a final SELECT, ``COUNT(DISTINCT slot)``
 (optionally with a ``FILTER``), this pass adds ``ARRAY_AGG(DISTINCT slot)`` (DuckDB's ``LIST``) with

@@ -35,7 +35,7 @@ def _column(name: str, type_: str, cls: str, domain: Mapping[str, Any] | None = 
 
 
 def citizens_manifest() -> dict[str, Any]:
-    """What the civil-affairs steward declares for ``citizens`` (upload manifest, DESIGN §3)."""
+    """What the civil-affairs steward declares for ``citizens`` (upload manifest, docs/design.md §3)."""
     districts = [name for name, _, _ in (*DISTRICTS, *TINY_DISTRICTS)]
     return {
         "tables": [
@@ -84,7 +84,7 @@ def visits_manifest() -> dict[str, Any]:
 
 
 def demo_scope_yaml(*, valid_from: date, valid_until: date, operator: str = "alice") -> str:
-    """The demo scope (DESIGN §4) over both demo datasets, granted to ``operator`` and its group.
+    """The demo scope (docs/design.md §4) over both demo datasets, granted to ``operator`` and its group.
 
     >>> text = demo_scope_yaml(valid_from=date(2026, 1, 1), valid_until=date(2026, 12, 31))
     >>> text.splitlines()[0]

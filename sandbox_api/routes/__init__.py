@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from sandbox_api.routes import admin, audit, auditing, datasets, jobs, keys, review, scopes, system
+from sandbox_api.routes import admin, audit_log, datasets, evidence, jobs, keys, review, scopes, system
 
 ROUTERS: tuple[APIRouter, ...] = (
     system.router,
@@ -13,7 +13,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     scopes.router,
     jobs.router,
     review.router,
-    audit.router,
-    auditing.router,
+    audit_log.router,
+    evidence.router,
     keys.router,
 )

@@ -42,7 +42,7 @@ def list_domains(_who: PrincipalDep, services: ServicesDep) -> list[DomainOut]:
 )
 def rotate_domain_key(name: str, who: AdminDep, services: ServicesDep) -> KeyRotated:
     with services.db.write() as session:
-        kek_id, count = services.principals.rotate_domain_key(session, actor=who.name, name=name)
+        kek_id, count = services.lifecycle.rotate_domain_key(session, actor=who.name, name=name)
     return KeyRotated(domain=name, kek_id=kek_id, rewrapped_versions=count)
 
 

@@ -9,45 +9,15 @@ proves nothing.
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox_api.auth import Role
 from sandbox_api.clock import iso
 from sandbox_api.deps import AdminDep, PrincipalDep, ServicesDep, deny
+from sandbox_api.schemas import ShredOut, ShredRequest, SigningKeyRotated, SigningKeysOut
 from sandbox_api.services.keys import keys_document
 
 router = APIRouter(prefix="/v1", tags=["keys"])
-
-
-class SigningKeysOut(BaseModel):
-    format: str
-    keys: list[dict[str, Any]] = Field(
-        description="{kid, public (base64), not_before, not_after (null while current), state}"
-    )
-
-
-class SigningKeyRotated(BaseModel):
-    kid: str
-    not_before: str
-    retired: str | None = Field(description="the previous key, valid until not_before, still published")
-
-
-class ShredRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reason: str = Field(default="", max_length=2000)
-
-
-class ShredOut(BaseModel):
-    dataset: str
-    version_id: str
-    state: str = "shredded"
-    shredded_at: str
-    shredded_by: str
-    reason: str
 
 
 @router.get(

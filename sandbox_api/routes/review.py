@@ -3,62 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox_api.auth import Principal, Role
 from sandbox_api.deps import ServicesDep, require
+from sandbox_api.schemas import ReviewDecision, ReviewList, ReviewOut
 from sandbox_api.services.review import ReviewService, ReviewView
 
 router = APIRouter(prefix="/v1/reviews", tags=["output review"])
 
 CheckerDep = Annotated[Principal, Depends(require(Role.OUTPUT_CHECKER))]
-
-
-class ReviewDecision(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reason: str = Field(
-        default="", max_length=2000, description="required to deny; recorded in the audit log"
-    )
-
-
-class DecisionOut(BaseModel):
-    checker: str
-    decision: Literal["release", "deny"]
-    reason: str
-    at: str
-
-
-class ReviewOut(BaseModel):
-    job_id: str
-    owner: str
-    scope: str
-    scope_version: str
-    kind: Literal["sql", "python"]
-    mode: Literal["real", "mock"]
-    state: str
-    reason: str
-    code: str | None
-    sql: str
-    required_checkers: int = Field(description="distinct checkers who must release it")
-    decisions: list[DecisionOut]
-    report: dict[str, Any] = Field(
-        description="automatic disclosure report: {flagged, findings: [{rule, severity, message, where}]}"
-    )
-    created_at: str
-    withheld_at: str
-    output: dict[str, Any] | None = Field(
-        default=None,
-        description="only when reading one review: the withheld `table` ({columns, rows}), object `summary` "
-        "(plain data) and `printed` output",
-    )
-
-
-class ReviewList(BaseModel):
-    reviews: list[ReviewOut]
 
 
 def reviews(services: ServicesDep) -> ReviewService:

@@ -1,4 +1,4 @@
-"""The audit bundle: events, signed checkpoints and public keys in one JSON document (DESIGN §9).
+"""The audit bundle: events, signed checkpoints and public keys in one JSON document (docs/design.md §9).
 
 ``sandbox audit verify BUNDLE`` (``sandbox_api.verify.verify_bundle``) checks it offline. The export is
 itself audited, and its event is part of the bundle: the bundle ends with a checkpoint of the head

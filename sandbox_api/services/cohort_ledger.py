@@ -1,4 +1,4 @@
-"""The released-cohort ledger (DESIGN §5a): remembers, sealed, the unit sets behind released cells.
+"""The released-cohort ledger (docs/design.md §5): remembers, sealed, the unit sets behind released cells.
 
 Per scope lineage (``policies.cohorts.lineage``: the scope's name and the datasets it names, so a new
 version or a revocation does not reset it, and all grantees share it), the ledger holds a power-sum

@@ -25,13 +25,14 @@ from crypto.hashing import sha256_hex
 from executors.base import JobSpec, ResultTable
 from executors.pyjobs.compile import compile_job
 from executors.pyjobs.errors import CodeRejected
-from executors.python_job import ProgramResult
+from executors.python_job import PythonOrMockResult
 from policies import Finding, PolicyViolation, Scope, check, prepare_with
+from policies.python_inputs import APPLIED, InputPlan, input_plan
+from sandbox_api.job_types import Kind, Mode
 from sandbox_api.services.catalog import VersionView
-from sandbox_api.services.job_specs import JobSpecs, program_spec, sql_spec
+from sandbox_api.services.job_specs import JobSpecs, python_or_mock_spec, sql_spec
 from sandbox_api.services.policy_catalog import PolicyContexts, build_catalog
-from sandbox_api.services.program_inputs import APPLIED, InputPlan, input_plan
-from sandbox_api.services.release import Candidate, ProgramOutcome, TableResult
+from sandbox_api.services.release import Candidate, PythonOrMockOutcome, TableResult
 from sandbox_api.services.release_facts import ReleaseFacts, facts_of, unique_units_of
 from sandbox_api.services.scopes import ActiveScope
 from sandbox_api.store.models import JobRow
@@ -42,8 +43,8 @@ class JobText:
     """What an operator sends: the scope, the kind and mode, and the SQL or the code."""
 
     scope: str
-    kind: str = "sql"  # sql | python
-    mode: str = "real"  # real | mock
+    kind: Kind = Kind.SQL
+    mode: Mode = Mode.REAL
     sql: str | None = None
     code: str | None = None
 
@@ -86,8 +87,8 @@ class StoredJob:
     job_id: str
     scope: str
     scope_version: str
-    kind: str
-    mode: str
+    kind: Kind
+    mode: Mode
     sql: str  # the rewritten SQL (SQL jobs), or the input SELECTs
     source_sql: str  # the operator's SQL (a mock SQL job runs it as written, on the twins)
     code: str  # a Python job's code
@@ -104,8 +105,8 @@ class StoredJob:
             job_id=row.id,
             scope=row.scope,
             scope_version=row.scope_version,
-            kind=row.kind or "sql",
-            mode=row.mode or "real",
+            kind=Kind(row.kind or Kind.SQL),
+            mode=Mode(row.mode or Mode.REAL),
             sql=row.rewritten_sql or "",
             source_sql=row.sql,
             code=row.code or "",
@@ -212,7 +213,7 @@ class SqlJobs:
 
 
 @dataclass(frozen=True)
-class ProgramJobs:
+class PythonOrMockJobs:
     """Python jobs (``mock=False``), and jobs of either kind on mock twins (``mock=True``)."""
 
     mock: bool
@@ -225,7 +226,8 @@ class ProgramJobs:
         versions: Mapping[str, VersionView],
         contexts: PolicyContexts,
     ) -> Checked:
-        kind, mode = text.kind, "mock" if self.mock else "real"
+        # Stored and audited as plain strings, exactly as before the enums.
+        kind, mode = text.kind.value, (Mode.MOCK if self.mock else Mode.REAL).value
         report, plan = self._check(active.scope, text, versions)
         accepted = report.allowed and plan is not None
         source = text.code if kind == "python" else text.sql
@@ -241,7 +243,7 @@ class ProgramJobs:
                 "rewritten_sql": report.rewritten_sql,
                 "applied": list(report.applied),
                 "dataset_versions": {d: versions[d].version_id for d in used if d in versions},
-                "inputs": [] if plan is None else program_inputs(plan),
+                "inputs": [] if plan is None else stored_inputs(plan),
                 "uses_keyed_hash": plan is not None and plan.uses_keyed_hash,
                 # aggregate() tables carry no query facts: nothing is added up or shown disjoint.
                 "release_facts": ReleaseFacts().to_json(),
@@ -275,7 +277,7 @@ class ProgramJobs:
         plan = input_plan(scope, catalog)
         findings: list[Finding] = list(plan.findings)
         applied: tuple[str, ...] = ("mock_twins", *APPLIED) if self.mock else APPLIED
-        if text.kind == "python":
+        if text.kind is Kind.PYTHON:
             if not scope.python.allowed:
                 findings.append(
                     Finding(
@@ -297,7 +299,7 @@ class ProgramJobs:
         )
 
     def spec(self, job: StoredJob, *, scope: Scope, specs: JobSpecs) -> JobSpec:
-        return program_spec(
+        return python_or_mock_spec(
             job_id=job.job_id,
             kind=job.kind,
             mock=self.mock,
@@ -313,8 +315,8 @@ class ProgramJobs:
         )
 
     def candidate(self, job: StoredJob, result: ResultTable) -> Candidate:
-        return ProgramOutcome(
-            outcome=ProgramResult.from_arrow(result.to_arrow()),
+        return PythonOrMockOutcome(
+            outcome=PythonOrMockResult.from_arrow(result.to_arrow()),
             kind=job.kind,
             mock=self.mock,
             inputs=job.inputs,
@@ -323,21 +325,21 @@ class ProgramJobs:
 
 
 SQL_JOBS = SqlJobs()
-PYTHON_JOBS = ProgramJobs(mock=False)
-MOCK_JOBS = ProgramJobs(mock=True)
+PYTHON_JOBS = PythonOrMockJobs(mock=False)
+MOCK_JOBS = PythonOrMockJobs(mock=True)
 
 
-def kind_of(kind: str, mode: str) -> JobKind:
+def kind_of(kind: Kind, mode: Mode) -> JobKind:
     """The strategy for a job of ``kind`` (sql | python) in ``mode`` (real | mock).
 
-    >>> kind_of("sql", "real") is SQL_JOBS, kind_of("python", "real") is PYTHON_JOBS
+    >>> kind_of(Kind.SQL, Mode.REAL) is SQL_JOBS, kind_of(Kind.PYTHON, Mode.REAL) is PYTHON_JOBS
     (True, True)
-    >>> kind_of("sql", "mock") is MOCK_JOBS
+    >>> kind_of(Kind.SQL, Mode.MOCK) is MOCK_JOBS
     True
     """
-    if mode == "mock":
+    if mode is Mode.MOCK:
         return MOCK_JOBS
-    return SQL_JOBS if kind == "sql" else PYTHON_JOBS
+    return SQL_JOBS if kind is Kind.SQL else PYTHON_JOBS
 
 
 def _sql_fields(
@@ -358,8 +360,12 @@ def _sql_fields(
     }
 
 
-def program_inputs(plan: InputPlan) -> list[dict[str, str]]:
-    """A Python or mock job's input tables as stored on the job (replay rebuilds them the same way)."""
+def stored_inputs(plan: InputPlan) -> list[dict[str, Any]]:
+    """A Python or mock job's input tables as stored on the job (replay rebuilds them the same way).
+
+    Column lists are stored as lists; rows stored before held comma-joined strings, which
+    ``job_specs.input_queries`` still reads.
+    """
     return [
         {
             "dataset": t.dataset,
@@ -367,8 +373,8 @@ def program_inputs(plan: InputPlan) -> list[dict[str, str]]:
             "sql_name": t.sql_name,
             "sql": q.sql,
             "unit": q.unit,
-            "pseudonymise": ",".join(q.pseudonymise),
-            "group_columns": ",".join(q.group_columns),
+            "pseudonymise": list(q.pseudonymise),
+            "group_columns": list(q.group_columns),
         }
         for t, q in zip(plan.tables, plan.inputs, strict=True)
     ]

@@ -1,6 +1,6 @@
 """The one way to build an executor ``JobSpec`` for every kind of job (SQL, Python, mock).
 
-The pure builders (:func:`sql_spec`, :func:`program_spec`) take everything as arguments, so replay
+The pure builders (:func:`sql_spec`, :func:`python_or_mock_spec`) take everything as arguments, so replay
 builds its spec with the very function the runner uses; :class:`JobSpecs` only looks up what the
 stored job names (its tables' parts and keys, its pinned catalog versions for mock twins).
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any
 
 from crypto.pseudonym import derive_key
 from executors.base import JobSpec, Limits, TableInput
@@ -22,9 +22,10 @@ from executors.pyjobs import DisclosureThresholds, PyLimits
 from executors.python_job import InputQuery, MockSource, Program
 from policies import Scope, TableRef
 from policies.cohorts import SketchRequest, lineage_of
+from sandbox_api.job_types import Kind
 from sandbox_api.services.catalog import CatalogService
 from sandbox_api.services.cohort_ledger import CohortLedger
-from sandbox_api.services.mock import mock_sources
+from sandbox_api.services.mock_sources import mock_sources
 from sandbox_api.services.policy_catalog import build_catalog
 
 
@@ -75,17 +76,31 @@ def input_queries(inputs: Sequence[Mapping[str, Any]]) -> tuple[InputQuery, ...]
             name=str(i["sql_name"]),
             sql=str(i["sql"]),
             unit=str(i["unit"]),
-            pseudonymise=tuple(p for p in str(i.get("pseudonymise", "")).split(",") if p),
-            group_columns=tuple(c for c in str(i.get("group_columns", "")).split(",") if c),
+            pseudonymise=stored_columns(i.get("pseudonymise")),
+            group_columns=stored_columns(i.get("group_columns")),
         )
         for i in inputs
     )
 
 
-def program_spec(
+def stored_columns(value: object) -> tuple[str, ...]:
+    """A stored list of column names: a list, or a comma-joined string as rows stored before held.
+
+    >>> stored_columns(["person_id", "household"]), stored_columns("person_id,household")
+    (('person_id', 'household'), ('person_id', 'household'))
+    >>> stored_columns(None), stored_columns("")
+    ((), ())
+    """
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else ()
+    return tuple(str(c) for c in items if c)
+
+
+def python_or_mock_spec(
     *,
     job_id: str,
-    kind: str,
+    kind: Kind,
     mock: bool,
     code: str,
     sql: str,
@@ -103,7 +118,7 @@ def program_spec(
     job_key = job_pseudonym_key(pseudonym_master, job_id)
     timeout = min(limits.timeout_s, float(limits.cpu_s))
     program = Program(
-        kind=cast(Literal["sql", "python"], kind),
+        kind=kind.value,
         mode="mock" if mock else "real",
         inputs=input_queries(inputs),
         pseudonym_key=job_key,
@@ -117,7 +132,7 @@ def program_spec(
     )
     return JobSpec(
         job_id=job_id,
-        sql=sql if kind == "sql" else "",
+        sql=sql if kind is Kind.SQL else "",
         tables=() if mock else tables,
         # Mock twins are synthetic: their keyed-hash masks use the job key, never the scope's.
         keyed_hash_key=job_key

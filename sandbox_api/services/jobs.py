@@ -20,7 +20,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crypto.envelope import unseal
-from executors.lifecycle import TERMINAL, JobState, can_advance
 from sandbox_api.auth import Principal, Role
 from sandbox_api.clock import Clock, iso
 from sandbox_api.errors import (
@@ -28,17 +27,18 @@ from sandbox_api.errors import (
     Forbidden,
     JobNotReady,
     JobRejected,
-    JobStateConflict,
     NotFound,
     QueueFull,
     QuotaExceeded,
     ScopeNotActive,
 )
+from sandbox_api.job_types import Kind, Mode
 from sandbox_api.services.audit import AuditLog
 from sandbox_api.services.catalog import CatalogService
 from sandbox_api.services.cohort_ledger import CohortLedger
 from sandbox_api.services.job_kinds import Checked, JobCheck, JobText, kind_of
 from sandbox_api.services.job_signals import JobSignals
+from sandbox_api.services.job_states import TERMINAL, JobState, require_transition
 from sandbox_api.services.policy_catalog import PolicyContexts, scope_catalog_versions
 from sandbox_api.services.quotas import (
     DAY,
@@ -86,8 +86,8 @@ class JobView:
     result_hash: str | None
     created_at: str
     updated_at: str
-    kind: str = "sql"  # sql | python
-    mode: str = "real"  # real | mock
+    kind: Kind = Kind.SQL
+    mode: Mode = Mode.REAL
     code: str | None = None  # a Python job's code
     review: dict[str, Any] | None = None  # output review of a withheld job (services/review.py)
 
@@ -103,8 +103,8 @@ class ResultView:
     row_count: int
     result_hash: str
     report: dict[str, Any]
-    kind: str = "sql"
-    mode: str = "real"
+    kind: Kind = Kind.SQL
+    mode: Mode = Mode.REAL
     output: dict[str, Any] | None = None  # a released Python object and/or printed output
     receipt: dict[str, Any] | None = None  # the signed receipt (services/receipts.py)
     # integer | float | boolean | date | timestamp | string per column (services/result_json.py);
@@ -130,8 +130,8 @@ def job_view(row: JobRow) -> JobView:
         result_hash=row.result_hash,
         created_at=iso(row.created_at),
         updated_at=iso(row.updated_at),
-        kind=row.kind or "sql",
-        mode=row.mode or "real",
+        kind=Kind(row.kind or Kind.SQL),
+        mode=Mode(row.mode or Mode.REAL),
         code=row.code,
         review=None if row.review is None else dict(row.review),
     )
@@ -194,8 +194,7 @@ class JobService:
         current = JobState(row.state)
         if current is to:
             return False
-        if not can_advance(current, to):
-            raise JobStateConflict(f"job {row.id} is {current.value}; it cannot become {to.value}")
+        require_transition(row.id, current, to)
         row.state, row.reason, row.updated_at = to.value, reason, self.clock.now()
         event = "job.requeued" if (current, to) == (JobState.RUNNING, JobState.QUEUED) else f"job.{to.value}"
         self.audit.append(
@@ -217,8 +216,8 @@ class JobService:
         *,
         scope: str,
         sql: str | None = None,
-        kind: str = "sql",
-        mode: str = "real",
+        kind: Kind = Kind.SQL,
+        mode: Mode = Mode.REAL,
         code: str | None = None,
     ) -> JobCheck:
         """What submitting would do, for any kind of job; nothing runs and nothing is stored."""
@@ -230,8 +229,8 @@ class JobService:
         *,
         scope: str,
         sql: str | None = None,
-        kind: str = "sql",
-        mode: str = "real",
+        kind: Kind = Kind.SQL,
+        mode: Mode = Mode.REAL,
         code: str | None = None,
     ) -> JobView:
         """Persist the job before answering: queued, or rejected with every finding (raises JobRejected).
@@ -420,8 +419,8 @@ class JobService:
                 row_count=stored.row_count,
                 result_hash=stored.result_hash,
                 report=dict(stored.report),
-                kind=row.kind or "sql",
-                mode=row.mode or "real",
+                kind=Kind(row.kind or Kind.SQL),
+                mode=Mode(row.mode or Mode.REAL),
                 output=payload.get("output"),
                 column_types=payload.get("types"),
                 receipt=None if self.receipts is None else self.receipts.load(session, job_id),

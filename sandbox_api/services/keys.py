@@ -1,11 +1,11 @@
-"""Key lifecycle: publish and rotate signing keys; crypto-shred dataset versions.
+"""Key lifecycle: publish and rotate signing keys; rotate domain keys; crypto-shred dataset versions.
 
-Crypto-shredding (DESIGN §9) destroys a version's only data key: the wrapped key is overwritten in the
+Crypto-shredding (docs/design.md §9) destroys a version's only data key: the wrapped key is overwritten in the
 metadata store, whose SQLite connections run with ``PRAGMA secure_delete`` so the old bytes are zeroed
 in the database pages, and the write-ahead log is checkpointed and truncated so no older page image
 keeps a copy. The encrypted parts stay on disk: without the data key they are noise. The version is
 marked ``shredded`` and who, when and why is stored and audited, so a replay can say so.
-KEK rotation (re-wrapping data keys, data untouched) lives with the domains in ``principals``.
+A domain's KEK rotation re-wraps every data key of the domain under the new KEK; data is untouched.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from sandbox_api.clock import Clock, as_utc, iso
 from sandbox_api.errors import NotFound
 from sandbox_api.services.audit import AuditLog
 from sandbox_api.store.db import Database
-from sandbox_api.store.models import DatasetRow, DatasetVersionRow, ShredRow
+from sandbox_api.store.models import DatasetRow, DatasetVersionRow, DomainRow, ShredRow
 from sandbox_api.verify import KEYS_FORMAT
 
 SHREDDED = "shredded"
@@ -76,6 +76,32 @@ class KeyLifecycle:
             details={"kid": record.kid, "not_before": iso(record.not_before), "retired": retired},
         )
         return record, retired
+
+    # --- domain keys ------------------------------------------------------------------------------
+    def rotate_domain_key(self, session: Session, *, actor: str, name: str) -> tuple[str, int]:
+        """New current KEK for the domain; every data key of the domain is re-wrapped (data untouched)."""
+        domain = session.get(DomainRow, name)
+        if domain is None:
+            raise NotFound(f"domain {name!r} does not exist")
+        kek_id = self.keys.rotate(name)
+        versions = session.execute(
+            # A crypto-shredded version has no data key left to re-wrap.
+            select(DatasetVersionRow)
+            .join(DatasetRow)
+            .where(DatasetRow.domain == name, DatasetVersionRow.state != "shredded")
+        ).scalars()
+        count = 0
+        for version in versions:
+            version.wrapped_key = self.keys.rewrap(name, version.wrapped_key, aad=version.key_aad.encode())
+            count += 1
+        domain.kek_id = kek_id
+        self.audit.append(
+            session,
+            event="key.rotated",
+            actor=actor,
+            details={"domain": name, "kek_id": kek_id, "rewrapped_versions": count},
+        )
+        return kek_id, count
 
     # --- crypto-shredding --------------------------------------------------------------------------
     def shred(self, *, actor: str, domain: str, name: str, version_id: str, reason: str) -> Shredded:

@@ -1,4 +1,8 @@
-"""Principals, their tokens and domains: the administrative side of the service."""
+"""Principals, their tokens and domains: the administrative side of the service.
+
+A domain's key-encryption key is created here with the domain; rotating it is key work and lives
+with the other keys in ``services/keys.py``.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from sandbox_api.clock import Clock
 from sandbox_api.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
 from sandbox_api.services.audit import AuditLog
 from sandbox_api.store.db import Database
-from sandbox_api.store.models import DatasetRow, DatasetVersionRow, DomainRow, PrincipalRow, TokenRow
+from sandbox_api.store.models import DomainRow, PrincipalRow, TokenRow
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
@@ -131,7 +135,7 @@ class PrincipalService:
     def any_principal(self, session: Session) -> bool:
         return session.execute(select(PrincipalRow.name).limit(1)).first() is not None
 
-    # --- domains and their keys ------------------------------------------------------------------
+    # --- domains ------------------------------------------------------------------------------
     def create_domain(self, session: Session, *, actor: str, name: str, description: str) -> Domain:
         check_name("domain", name)
         if session.get(DomainRow, name) is not None:
@@ -148,28 +152,3 @@ class PrincipalService:
         with self.db.read() as session:
             rows = session.execute(select(DomainRow).order_by(DomainRow.name)).scalars()
             return [Domain(name=r.name, description=r.description, kek_id=r.kek_id) for r in rows]
-
-    def rotate_domain_key(self, session: Session, *, actor: str, name: str) -> tuple[str, int]:
-        """New current KEK for the domain; every data key of the domain is re-wrapped (data untouched)."""
-        domain = session.get(DomainRow, name)
-        if domain is None:
-            raise NotFound(f"domain {name!r} does not exist")
-        kek_id = self.keys.rotate(name)
-        versions = session.execute(
-            # A crypto-shredded version has no data key left to re-wrap.
-            select(DatasetVersionRow)
-            .join(DatasetRow)
-            .where(DatasetRow.domain == name, DatasetVersionRow.state != "shredded")
-        ).scalars()
-        count = 0
-        for version in versions:
-            version.wrapped_key = self.keys.rewrap(name, version.wrapped_key, aad=version.key_aad.encode())
-            count += 1
-        domain.kek_id = kek_id
-        self.audit.append(
-            session,
-            event="key.rotated",
-            actor=actor,
-            details={"domain": name, "kek_id": kek_id, "rewrapped_versions": count},
-        )
-        return kek_id, count

@@ -6,7 +6,7 @@ Every settlement passes here, whatever produced it:
 * :class:`TableResult`: a SQL job's rows as the engine returned them (``_sbx_`` unit counts included);
   the runner, and replay, which calls :func:`release` with exactly what it has (the result table, the
   scope, the job's recorded :class:`ReleaseFacts`);
-* :class:`ProgramOutcome`: a Python job's or a mock job's outcome;
+* :class:`PythonOrMockOutcome`: a Python job's or a mock job's outcome;
 * :class:`Reviewed`: a withheld output that enough output checkers released.
 
 The answer is a :class:`Released` (stored, signed and handed to the operator by
@@ -18,15 +18,17 @@ needs are recorded at submit in :class:`ReleaseFacts` (``services/release_facts.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, cast
 
 import pandas as pd
 
-from executors.python_job import ProgramResult
+from executors.python_job import PythonOrMockResult
 from policies import Scope, check_output, result_hash
 from policies.model import Use
+from sandbox_api.job_types import Kind
 from sandbox_api.services.release_facts import ReleaseFacts
+from sandbox_api.services.release_report import ReleaseReport
 from sandbox_api.services.result_json import json_table
 from sandbox_api.services.withheld import WithheldPayload
 
@@ -45,11 +47,11 @@ class TableResult:
 
 
 @dataclass(frozen=True)
-class ProgramOutcome:
+class PythonOrMockOutcome:
     """A Python or mock job's outcome. ``inputs``: the job's stored inputs (to name group keys)."""
 
-    outcome: ProgramResult
-    kind: str  # sql | python (a mock SQL job has no released object)
+    outcome: PythonOrMockResult
+    kind: Kind  # a mock SQL job has no released object
     mock: bool
     inputs: Sequence[Mapping[str, Any]] = ()
     engine: Mapping[str, str] = field(default_factory=dict)
@@ -64,7 +66,7 @@ class Reviewed:
     reason: str = ""
 
 
-Candidate = TableResult | ProgramOutcome | Reviewed
+Candidate = TableResult | PythonOrMockOutcome | Reviewed
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class Released:
     columns: list[str]
     rows: list[list[Any]]
     result_hash: str
-    report: dict[str, Any]  # what the operator sees (and the receipt signs)
+    report: ReleaseReport  # what the operator sees (and the receipt signs)
     audit_report: dict[str, Any] | None = None  # every count, for auditors (None: ``report`` is it)
     column_types: list[str] | None = None
     output: dict[str, Any] | None = None  # a Python job's released object and printed output
@@ -120,8 +122,8 @@ def release(candidate: Candidate, *, scope: Scope, facts: ReleaseFacts) -> Settl
     """
     if isinstance(candidate, TableResult):
         return _checked_table(candidate, scope=scope, facts=facts)
-    if isinstance(candidate, ProgramOutcome):
-        return _program(candidate, scope=scope, facts=facts)
+    if isinstance(candidate, PythonOrMockOutcome):
+        return _python_or_mock(candidate, scope=scope, facts=facts)
     return _reviewed(candidate)
 
 
@@ -137,12 +139,11 @@ def _checked_table(candidate: TableResult, *, scope: Scope, facts: ReleaseFacts)
         disjoint_groups=facts.disjoint_groups,
     )
     body = json_table(checked.table)
-    report, audit_report = checked.report.to_dict(), checked.report.audit_dict()
+    report, audit_report = ReleaseReport.checked(checked.report), checked.report.audit_dict()
     if withheld:
         # Which rows, and why, but never by how many people they differ: that number is the leak.
-        reasons = sorted(set(withheld.values()))
-        report["reasons"] = [*cast(list[str], report["reasons"]), *reasons]
-        report["rows_withheld_by_ledger"] = len(withheld)
+        reasons = tuple(sorted(set(withheld.values())))
+        report = replace(report, reasons=report.reasons + reasons, rows_withheld_by_ledger=len(withheld))
         audit_report["ledger_withheld"] = len(withheld)
     return Released(
         columns=body.columns,
@@ -162,12 +163,7 @@ def _reviewed(candidate: Reviewed) -> Released:
         columns=columns,
         rows=rows,
         result_hash=payload.result_hash,
-        report={
-            "rows_in": len(rows),
-            "rows_released": len(rows),
-            "reviewed_by": list(candidate.checkers),
-            "reasons": [f"released by output checker(s) {checkers} after review"],
-        },
+        report=ReleaseReport.reviewed(len(rows), checkers=candidate.checkers),
         column_types=payload.column_types(),
         output=payload.released_output(),
         engine=dict(payload.engine),
@@ -175,7 +171,7 @@ def _reviewed(candidate: Reviewed) -> Released:
     )
 
 
-def _program(candidate: ProgramOutcome, *, scope: Scope, facts: ReleaseFacts) -> Settlement:
+def _python_or_mock(candidate: PythonOrMockOutcome, *, scope: Scope, facts: ReleaseFacts) -> Settlement:
     """A clean ``aggregate()`` table with nothing printed is checked like a SQL result and released;
     anything else waits for output checkers. On mock data everything is released, labelled mock."""
     outcome, mock = candidate.outcome, candidate.mock
@@ -183,7 +179,7 @@ def _program(candidate: ProgramOutcome, *, scope: Scope, facts: ReleaseFacts) ->
         payload, report = _withheld_payload(outcome, mock=mock)
         automatic = False
     else:
-        payload, report, automatic = _checked_program_table(candidate, scope=scope, facts=facts)
+        payload, report, automatic = _checked_aggregate_table(candidate, scope=scope, facts=facts)
     if not (mock or automatic):
         return Withheld(payload=payload, required=scope.review.checkers)
     columns, rows = payload.columns_rows()
@@ -193,13 +189,13 @@ def _program(candidate: ProgramOutcome, *, scope: Scope, facts: ReleaseFacts) ->
         result_hash=payload.result_hash,
         report=report,
         column_types=payload.column_types(),
-        output=None if candidate.kind == "sql" else payload.released_output(),
+        output=None if candidate.kind is Kind.SQL else payload.released_output(),
         engine=dict(candidate.engine),
         reason=ON_MOCK_DATA if mock else AUTOMATIC,
     )
 
 
-def _withheld_payload(outcome: ProgramResult, *, mock: bool) -> tuple[WithheldPayload, dict[str, Any]]:
+def _withheld_payload(outcome: PythonOrMockResult, *, mock: bool) -> tuple[WithheldPayload, ReleaseReport]:
     withheld = dict(outcome.withheld or {})
     summary = withheld.get("summary")
     payload = WithheldPayload.build(
@@ -222,12 +218,12 @@ def _withheld_payload(outcome: ProgramResult, *, mock: bool) -> tuple[WithheldPa
         reasons = [f"aggregate() table withheld: {first.get('message')}; released only by output checkers"]
     else:
         reasons = ["not built with aggregate(): released only by output checkers"]
-    return payload, {"rows_in": rows, "rows_released": rows, "mock": mock, "reasons": reasons}
+    return payload, ReleaseReport.unchecked(rows, mock=mock, reasons=tuple(reasons))
 
 
-def _checked_program_table(
-    candidate: ProgramOutcome, *, scope: Scope, facts: ReleaseFacts
-) -> tuple[WithheldPayload, dict[str, Any], bool]:
+def _checked_aggregate_table(
+    candidate: PythonOrMockOutcome, *, scope: Scope, facts: ReleaseFacts
+) -> tuple[WithheldPayload, ReleaseReport, bool]:
     outcome, mock = candidate.outcome, candidate.mock
     checked = check_output(
         outcome.table.to_pandas(),
@@ -256,7 +252,7 @@ def _checked_program_table(
         engine=candidate.engine,
     )
     automatic = outcome.outcome == "aggregate" and payload.printed is None and not keys
-    return payload, checked.report.to_dict(), automatic
+    return payload, ReleaseReport.checked(checked.report), automatic
 
 
 def _group_key_findings(

@@ -19,12 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import SqlglotError
-
 from policies import PreparedQuery, Scope
-from policies.context import DIALECT
+from policies.disjoint_groups import disjoint_groups
 
 
 @dataclass(frozen=True)
@@ -58,71 +54,12 @@ def facts_of(
     """The release facts of a prepared SQL query.
 
     ``unique_units`` says, per ``(dataset, table)``, whether that table holds one row per privacy unit
-    (recorded at upload). Disjointness is derived only where a scope merges small rows into a remainder
-    (the only rule that reads it); elsewhere it is recorded as not shown (False).
+    (recorded at upload); :func:`policies.disjoint_groups.disjoint_groups` decides from it and the SQL.
     """
-    disjoint = False
-    if scope.disclosure.suppression == "remainder" and len(prepared.tables) == 1:
-        only = prepared.tables[0]
-        disjoint = unique_units.get((only.dataset, only.table), False) and plain_grouping(
-            prepared.original_sql
-        )
-    return ReleaseFacts(additive_columns=tuple(prepared.additive_columns), disjoint_groups=disjoint)
-
-
-# Anything that can put one input row behind several output rows, or read more than one row source.
-_FAN_OUT = (
-    exp.Filter,  # FILTER cells count subsets: a unit is behind the row and behind its subset counts
-    exp.Window,
-    exp.Subquery,
-    exp.Union,
-    exp.Intersect,
-    exp.Except,
-    exp.Join,
-    exp.Lateral,
-    exp.Unnest,
-    exp.Explode,
-    exp.Rollup,
-    exp.Cube,
-    exp.GroupingSets,
-    exp.With,
-)
-
-
-def plain_grouping(sql: str) -> bool:
-    """True for one SELECT … GROUP BY over one table, with nothing that fans rows out.
-
-    Over a table with one row per unit, every unit then lands in exactly one group, so no unit is
-    behind two rows. Anything else (joins, FILTER cells, set operations, subqueries, CTEs, windows,
-    UNNEST, ROLLUP/CUBE/GROUPING SETS) is not shown disjoint: conservative.
-
-    >>> plain_grouping("SELECT district, COUNT(*) AS n FROM citizens GROUP BY district")
-    True
-    >>> plain_grouping("SELECT district, COUNT(*) FILTER (WHERE sex = 'F') AS f FROM citizens "
-    ...                "GROUP BY district")
-    False
-    >>> plain_grouping("SELECT c.district, COUNT(*) FROM citizens c JOIN visits v "
-    ...                "ON c.person_id = v.person_id GROUP BY c.district")
-    False
-    >>> plain_grouping("SELECT COUNT(*) FROM citizens")
-    False
-    """
-    try:
-        tree = sqlglot.parse_one(sql, dialect=DIALECT)
-    except SqlglotError:
-        return False
-    if not isinstance(tree, exp.Select) or not tree.args.get("group"):
-        return False
-    source = tree.args.get("from") or tree.args.get("from_")
-    if source is None or not isinstance(source.this, exp.Table):
-        return False
-    if not isinstance(source.this.this, exp.Identifier):  # a table function, not a table
-        return False
-    return not any(True for _ in tree.find_all(*_FAN_OUT)) and _one_select(tree)
-
-
-def _one_select(tree: exp.Expr) -> bool:
-    return sum(1 for _ in tree.find_all(exp.Select)) == 1
+    return ReleaseFacts(
+        additive_columns=tuple(prepared.additive_columns),
+        disjoint_groups=disjoint_groups(prepared, scope, unique_units=unique_units),
+    )
 
 
 def unique_units_of(

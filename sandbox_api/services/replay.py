@@ -1,4 +1,4 @@
-"""Deterministic replay (DESIGN §10): run a released job again in the context it ran under.
+"""Deterministic replay (docs/design.md §10): run a released job again in the context it ran under.
 
 The receipt is the reference. Replay checks it (signature, key validity) and the stored records it
 signed (result hash, query, scope document), then rebuilds exactly the context the job ran under:
@@ -40,13 +40,15 @@ from executors.base import Executor, JobSpec, Limits, ResultTable
 from executors.errors import ExecutionError
 from policies import Catalog, PolicyError, Scope, prepare
 from policies.cohorts import cells_of, lineage_of, releasable_positions, sketch_columns
+from policies.python_inputs import input_plan
 from sandbox_api.auth import Principal
 from sandbox_api.clock import Clock, iso
 from sandbox_api.errors import Conflict, NotFound, ServiceError
+from sandbox_api.job_types import Kind, Mode
 from sandbox_api.receipt_format import result_facts
 from sandbox_api.services.audit import AuditLog
 from sandbox_api.services.catalog import VersionView
-from sandbox_api.services.job_kinds import StoredJob, kind_of, program_inputs
+from sandbox_api.services.job_kinds import StoredJob, kind_of, stored_inputs
 from sandbox_api.services.job_specs import JobSpecs
 from sandbox_api.services.jobs import JobService
 from sandbox_api.services.keys import KeyLifecycle, Shredded
@@ -55,7 +57,6 @@ from sandbox_api.services.policy_catalog import (
     scope_catalog_versions,
     scope_dataset_refs,
 )
-from sandbox_api.services.program_inputs import input_plan
 from sandbox_api.services.receipts import ReceiptService, query_facts
 from sandbox_api.services.release import ReleaseFn, TableResult, Withheld
 from sandbox_api.services.replay_report import (
@@ -75,7 +76,7 @@ from sandbox_api.verify import verify_receipt
 __all__ = ["Mismatch", "ReplayReport", "ReplayService"]
 
 # The kinds of job replay rebuilds: (kind, mode) as stored on the job.
-_REPLAYABLE = {("sql", "real"), ("python", "real"), ("sql", "mock"), ("python", "mock")}
+_REPLAYABLE = {(kind.value, mode.value) for kind in Kind for mode in Mode}
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def _release(
         settlement.columns,
         settlement.rows,
         settlement.result_hash,
-        settlement.report,
+        settlement.report.to_dict(),
         settlement.output,
         automatic=True,
     )
@@ -396,10 +397,10 @@ class ReplayService:
         if len(mismatches) > before:
             raise _Stop  # a context with a dataset missing proves nothing: the missing part is named
         used = ", ".join(f"{d.key} {d.version_id}" for d in catalog.datasets)
-        program = row.kind != "sql" or row.mode != "real"
+        python_or_mock = row.kind != Kind.SQL or row.mode != Mode.REAL
         refused = f"the recorded job does not pass its scope in the rebuilt context (catalog: {used})"
         try:
-            if program:
+            if python_or_mock:
                 plan = input_plan(scope, catalog)
                 if plan.findings:
                     mismatches.append(
@@ -413,7 +414,7 @@ class ReplayService:
                     )
                     raise _Stop
                 rewritten, refs, keyed = plan.sql_text, plan.tables, plan.uses_keyed_hash
-                inputs = program_inputs(plan)
+                inputs = stored_inputs(plan)
             else:
                 prepared = prepare(row.sql, scope, catalog)
                 rewritten, refs, keyed = prepared.sql, prepared.tables, prepared.uses_keyed_hash

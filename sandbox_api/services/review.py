@@ -23,11 +23,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crypto.envelope import unseal
-from executors.lifecycle import JobState
 from policies import Scope
 from sandbox_api.auth import Principal
 from sandbox_api.clock import iso
 from sandbox_api.errors import Conflict, Forbidden, InvalidInput, NotFound
+from sandbox_api.job_types import Kind, Mode
+from sandbox_api.services.job_states import JobState
 from sandbox_api.services.jobs import JobService
 from sandbox_api.services.release import Reviewed
 from sandbox_api.services.release_facts import ReleaseFacts
@@ -45,8 +46,8 @@ class ReviewView:
     owner: str
     scope: str
     scope_version: str
-    kind: str
-    mode: str
+    kind: Kind
+    mode: Mode
     state: str
     reason: str
     code: str | None
@@ -207,8 +208,8 @@ class ReviewService:
             owner=job.owner,
             scope=job.scope,
             scope_version=job.scope_version,
-            kind=job.kind,
-            mode=job.mode,
+            kind=Kind(job.kind or Kind.SQL),
+            mode=Mode(job.mode or Mode.REAL),
             state=job.state,
             reason=job.reason,
             code=job.code,

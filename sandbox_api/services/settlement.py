@@ -17,11 +17,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from crypto.envelope import seal
-from executors.lifecycle import JobState
 from policies import Scope
 from policies.cohorts import cells_of, lineage_of, releasable_positions, sketch_columns
 from sandbox_api.errors import JobStateConflict
 from sandbox_api.services.audit import SYSTEM_ACTOR
+from sandbox_api.services.job_states import JobState
 from sandbox_api.services.jobs import JobService
 from sandbox_api.services.release import Candidate, Released, Settlement, TableResult, Withheld
 from sandbox_api.services.release_facts import ReleaseFacts
@@ -114,7 +114,7 @@ class Settlements:
             ResultRow(
                 job_id=row.id,
                 sealed=seal(jobs.results_key, payload, aad=row.id.encode()),
-                report=released.report,
+                report=released.report.to_dict(),
                 result_hash=released.result_hash,
                 row_count=len(released.rows),
                 created_at=jobs.clock.now(),
@@ -122,7 +122,9 @@ class Settlements:
         )
         row.result_hash = released.result_hash
         row.timings = dict(timings)
-        audit_report = released.audit_report if released.audit_report is not None else released.report
+        audit_report = (
+            released.audit_report if released.audit_report is not None else released.report.to_dict()
+        )
         jobs.advance(
             session,
             row,
@@ -145,7 +147,7 @@ class Settlements:
                 columns=released.columns,
                 rows=released.rows,
                 result_hash=released.result_hash,
-                report=released.report,
+                report=released.report.to_dict(),
                 engine=released.engine,
                 output=released.output,
             )

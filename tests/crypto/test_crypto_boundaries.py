@@ -1,4 +1,4 @@
-"""Only ``crypto`` imports ``cryptography``, and ``crypto`` imports nothing of ours (DESIGN §2)."""
+"""Only ``crypto`` imports ``cryptography``, and ``crypto`` imports nothing of ours (docs/design.md §2)."""
 
 from __future__ import annotations
 

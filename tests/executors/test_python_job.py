@@ -12,9 +12,9 @@ from crypto.keyring import LocalKeyring
 from executors.base import JobSpec, Limits
 from executors.errors import ExecutionFailed, ExecutionTimeout, ResourceExhausted
 from executors.local import LocalExecutor
-from executors.mock import MockColumn, MockDomain, MockTable
+from executors.mock_twins import MockColumn, MockDomain, MockTable
 from executors.pyjobs import PyLimits
-from executors.python_job import InputQuery, MockSource, Program, ProgramResult
+from executors.python_job import InputQuery, MockSource, Program, PythonOrMockResult
 from tests.executors.executors_fixtures import StoredVersion, store_version, visits_table
 
 INPUT = InputQuery(
@@ -50,8 +50,8 @@ def spec(
     )
 
 
-def run(executor: LocalExecutor, job: JobSpec) -> ProgramResult:
-    return ProgramResult.from_arrow(executor.run(job).to_arrow())
+def run(executor: LocalExecutor, job: JobSpec) -> PythonOrMockResult:
+    return PythonOrMockResult.from_arrow(executor.run(job).to_arrow())
 
 
 def test_aggregate_outcome_with_unit_counts(local_executor: LocalExecutor, visits: StoredVersion) -> None:

@@ -13,7 +13,7 @@ from policies import Scope
 from sandbox_api.services.release import Candidate, Released, Settlement, release
 from sandbox_api.services.release_facts import ReleaseFacts
 from tests.sandbox_api.api_helpers import DATASET, DOMAIN, World, bearer, csv_bytes, upload
-from tests.sandbox_api.program_helpers import approve_scope
+from tests.sandbox_api.python_job_helpers import approve_scope
 
 
 @dataclass

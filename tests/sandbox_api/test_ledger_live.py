@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.sandbox_api.api_helpers import SCOPE, World, citizens_table, world
-from tests.sandbox_api.program_helpers import result_of, run_job
+from tests.sandbox_api.python_job_helpers import result_of, run_job
 from tests.sandbox_api.replay_helpers import replay_report
 
 TOTAL = "SELECT COUNT(*) AS n, SUM(income) AS total FROM citizens"

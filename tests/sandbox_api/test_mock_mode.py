@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.sandbox_api.api_helpers import GOOD_SQL, World, citizens_table
-from tests.sandbox_api.program_helpers import PY_ONE, ensure_python_world, result_of, run_job, submit
+from tests.sandbox_api.python_job_helpers import PY_ONE, ensure_python_world, result_of, run_job, submit
 from tests.sandbox_api.replay_helpers import replayed_world
 
 ROWS_SQL = "SELECT person_id, district, sex, birth_date, income FROM citizens"

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World, world
-from tests.sandbox_api.program_helpers import PY_ONE, ensure_python_world, result_of, run_job
+from tests.sandbox_api.python_job_helpers import PY_ONE, ensure_python_world, result_of, run_job
 from tests.sandbox_api.release_helpers import CountingRelease
 from tests.sandbox_api.replay_helpers import released_jobs, replay_report
 
@@ -43,7 +43,7 @@ def test_every_released_result_passed_the_one_release_function(
     )
     assert decided.status_code == 200, decided.text
 
-    assert counter.candidates() == {"TableResult", "ProgramOutcome", "Reviewed"}
+    assert counter.candidates() == {"TableResult", "PythonOrMockOutcome", "Reviewed"}
     listing = api.client.get("/v1/jobs", headers=api.h("audra"), params={"state": "released"}).json()
     released = {j["job_id"]: j["result_hash"] for j in listing["jobs"]}
     assert {sql["job_id"], python["job_id"], mock["job_id"], held["job_id"]} <= set(released)

@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
+from sandbox_api.deps import Services
+from sandbox_api.services.job_specs import input_queries
+from sandbox_api.store.models import JobRow
 from tests.sandbox_api.api_helpers import World, citizens_table
-from tests.sandbox_api.program_helpers import (
+from tests.sandbox_api.python_job_helpers import (
     NO_PY,
     PY_ONE,
     ensure_python_world,
@@ -177,3 +180,22 @@ def test_grouping_by_a_renamed_copy_of_an_aggregate_column_is_withheld_not_relea
     assert job["state"] == "withheld", job
     review = api.client.get(f"/v1/reviews/{job['job_id']}", headers=api.h("chad")).json()
     assert "group-key" in {f["rule"] for f in review["report"]["findings"]}
+
+
+def test_stored_inputs_hold_column_lists_and_rows_stored_with_commas_read_the_same(api: World) -> None:
+    job = run_job(api, python(AGGREGATE))
+    services: Services = api.client.app.state.services  # type: ignore[attr-defined]
+    with services.db.read() as session:
+        row = session.get(JobRow, job["job_id"])
+        assert row is not None
+        stored = [dict(i) for i in row.inputs]
+    assert stored
+    assert all(isinstance(i["pseudonymise"], list) for i in stored)
+    assert all(isinstance(i["group_columns"], list) for i in stored)
+    assert any(i["pseudonymise"] for i in stored)  # the unit column, at least
+    # A row stored before held comma-joined strings: it builds exactly the same input SELECTs.
+    old = [
+        {**i, "pseudonymise": ",".join(i["pseudonymise"]), "group_columns": ",".join(i["group_columns"])}
+        for i in stored
+    ]
+    assert input_queries(old) == input_queries(stored)

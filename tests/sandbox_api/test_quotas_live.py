@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.sandbox_api.api_helpers import World, world
-from tests.sandbox_api.program_helpers import PY_ONE, ensure_python_world, run_job, submit
+from tests.sandbox_api.python_job_helpers import PY_ONE, ensure_python_world, run_job, submit
 
 HEAVY = "x = 0\nwhile x >= 0:\n    x = x + 1\nresult = {'x': x}"
 TRIVIAL = "SELECT sex, COUNT(*) AS n FROM citizens GROUP BY sex"

@@ -18,7 +18,7 @@ from sandbox_api.services.release import Released, TableResult, release
 from sandbox_api.services.release_facts import ReleaseFacts
 from sandbox_api.store.models import JobRow
 from tests.sandbox_api.api_helpers import World, world
-from tests.sandbox_api.program_helpers import approve_scope, run_job
+from tests.sandbox_api.python_job_helpers import approve_scope, run_job
 from tests.sandbox_api.release_helpers import rules_scope_yaml
 
 SCOPE = "rounded-replayed"

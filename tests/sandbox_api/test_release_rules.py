@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from tests.sandbox_api.api_helpers import World, citizens_table, world
-from tests.sandbox_api.program_helpers import approve_scope, result_of, run_job
+from tests.sandbox_api.python_job_helpers import approve_scope, result_of, run_job
 from tests.sandbox_api.release_helpers import rules_scope_yaml
 
 BY_DISTRICT = "SELECT district, COUNT(*) AS n, AVG(income) AS avg_income FROM citizens GROUP BY district"

@@ -13,7 +13,7 @@ import pytest
 from sandbox_api.verify import verify_receipt
 from tests.sandbox_api.api_helpers import DATASET, DOMAIN, SCOPE, World, csv_bytes, upload
 from tests.sandbox_api.auditing_helpers import receipt_of, release, replay, result_of, trusted_keys
-from tests.sandbox_api.program_helpers import PY_ONE, approve_scope, ensure_python_world, run_job
+from tests.sandbox_api.python_job_helpers import PY_ONE, approve_scope, ensure_python_world, run_job
 
 MASKED_SQL = (
     "SELECT sex, birth_date, COUNT(DISTINCT person_id) AS people, AVG(income) AS avg_income "

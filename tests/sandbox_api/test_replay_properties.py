@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from crypto.hashing import sha256_hex
 from tests.sandbox_api.api_helpers import DOMAIN, World, csv_bytes, upload
 from tests.sandbox_api.auditing_helpers import release, replay
-from tests.sandbox_api.program_helpers import approve_scope, run_job
+from tests.sandbox_api.python_job_helpers import approve_scope, run_job
 
 PEOPLE = 400
 

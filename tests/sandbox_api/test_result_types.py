@@ -16,7 +16,7 @@ import pytest
 
 from sandbox_api.client import SandboxClient
 from tests.sandbox_api.api_helpers import SCOPE, World, citizens_table, world
-from tests.sandbox_api.program_helpers import result_of, run_job
+from tests.sandbox_api.python_job_helpers import result_of, run_job
 from tests.sandbox_api.release_helpers import HOUSEHOLDS_SCOPE, ensure_households, households_table
 
 CHILDREN = "SELECT district, SUM(children) AS children, COUNT(*) AS n FROM households GROUP BY district"

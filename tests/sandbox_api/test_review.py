@@ -12,7 +12,7 @@ from sandbox_api.deps import Services
 from sandbox_api.errors import Forbidden
 from sandbox_api.services.review import ReviewService
 from tests.sandbox_api.api_helpers import World
-from tests.sandbox_api.program_helpers import PY_ONE, PY_TWO, ensure_python_world, result_of, run_job
+from tests.sandbox_api.python_job_helpers import PY_ONE, PY_TWO, ensure_python_world, result_of, run_job
 from tests.sandbox_api.replay_helpers import replayed_world
 
 MODEL = """

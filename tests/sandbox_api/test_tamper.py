@@ -197,7 +197,7 @@ def test_a_cut_tail_with_its_checkpoints_removed_needs_the_head_kept_elsewhere(
     end = tampered["events"][-1]["seq"]
     tampered["checkpoints"] = [c for c in tampered["checkpoints"] if c["seq"] <= end]
     tampered.pop("head")
-    assert verify_bundle(tampered).last_seq == end  # undetectable from the bundle alone (DESIGN §9)
+    assert verify_bundle(tampered).last_seq == end  # undetectable from the bundle alone (docs/design.md §9)
     with pytest.raises(
         IntegrityError, match=f"chain truncated or rewritten: the expected head {kept} is not in it"
     ):

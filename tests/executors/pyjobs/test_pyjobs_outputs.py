@@ -14,7 +14,7 @@ from executors.pyjobs import (
     PyLimits,
     WithheldOutput,
 )
-from executors.pyjobs.disclosure import violates_dominance, violates_p_rule
+from policies.cell_rules import violates_dominance, violates_p_rule
 
 from .pyjobs_fixtures import UNIT, people, run
 

@@ -7,7 +7,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from executors.mock import MockColumn, MockDomain, MockSchemaError, MockTable, mock_table
+from executors.mock_twins import MockColumn, MockDomain, MockSchemaError, MockTable, mock_table
 from policies.catalog import ColumnSchema, TableSchema, ValueDomain
 
 SCHEMA = MockTable(

@@ -1,5 +1,7 @@
 """The tables a Python or mock job sees, as one SELECT per table built from the scope (pure).
 
+The service stores each :class:`InputSelect` on the job and the executor runs it in the sandbox.
+
 The SELECTs reuse the policy engine's own pieces, so a Python job sees exactly what a SQL job could
 reach: the row filter as the same filtered subquery ``apply_row_filters`` injects, every masked or
 bounded column through ``apply_masks.mask_expression``, denied columns left out. The privacy unit
@@ -13,18 +15,33 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
-from executors.python_job import InputQuery
-from policies import Catalog, Finding, Scope, TableRef, UnknownReference
-from policies.context import DIALECT, build_context
-from policies.model import KeywordMask, Use
+from policies.catalog import Catalog
+from policies.context import DIALECT, TableRef, build_context
+from policies.errors import UnknownReference
+from policies.findings import Finding
+from policies.model import KeywordMask, Scope, Use
 from policies.passes.apply_masks import mask_expression
+
+
+@dataclass(frozen=True)
+class InputSelect:
+    """One table as the job sees it: ``sql`` reads the source table registered as ``name`` and returns
+    the visible columns; ``pseudonymise`` lists the columns the sandbox replaces by per-job pseudonyms.
+    ``group_columns``: the columns a SQL job could group by (use group or plain); ``aggregate()``
+    releases automatically only tables keyed by these, unmodified."""
+
+    name: str
+    sql: str
+    unit: str
+    pseudonymise: tuple[str, ...] = ()
+    group_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class InputPlan:
     """Every table of the scope as a job input; ``findings`` when the scope does not fit the catalog."""
 
-    inputs: tuple[InputQuery, ...]
+    inputs: tuple[InputSelect, ...]
     tables: tuple[TableRef, ...]
     uses_keyed_hash: bool
     findings: tuple[Finding, ...] = ()
@@ -40,7 +57,7 @@ APPLIED = ("apply_row_filters", "apply_masks", "drop_denied_columns", "pseudonym
 
 
 def input_plan(scope: Scope, catalog: Catalog) -> InputPlan:
-    """One :class:`InputQuery` per table the scope grants.
+    """One :class:`InputSelect` per table the scope grants.
 
     >>> from policies.examples import example_catalog, example_scope
     >>> plan = input_plan(example_scope(), example_catalog())
@@ -48,7 +65,7 @@ def input_plan(scope: Scope, catalog: Catalog) -> InputPlan:
     (['citizens'], False)
     """
     ctx, findings = build_context(scope, catalog)
-    inputs: list[InputQuery] = []
+    inputs: list[InputSelect] = []
     tables: list[TableRef] = []
     keyed = False
     for key in scope.datasets:
@@ -90,7 +107,7 @@ def input_plan(scope: Scope, catalog: Catalog) -> InputPlan:
         query = exp.select(*projections).from_(source)
         unit = next((c.name for c in schema.columns if c.name.lower() == policy.unit), schema.unit)
         inputs.append(
-            InputQuery(
+            InputSelect(
                 name=name,
                 sql=query.sql(dialect=DIALECT),
                 unit=unit,

@@ -1,20 +1,18 @@
-"""Job states and the only allowed transitions (DESIGN §6).
+"""Job states and the only allowed transitions (docs/design.md §6), owned by the service layer.
 
-``advance`` is the one function that changes a job's state. It is idempotent (moving a job to the
-state it is already in returns it unchanged, so a replayed step is harmless) and refuses every
-transition not listed in ``NEXT``. The service stores jobs its own way and can call ``can_advance``
-on the states alone.
+The service stores jobs in its metadata database; :func:`require_transition` is the one check every
+state change passes (``JobService.transition``). Staying in the same state is always allowed, so a
+replayed step is harmless; every transition not listed in ``NEXT`` is refused with the service's
+:class:`~sandbox_api.errors.JobStateConflict`.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from datetime import datetime
 from types import MappingProxyType
 
-from executors.errors import JobStateConflict
+from sandbox_api.errors import JobStateConflict
 
 
 class JobState(enum.StrEnum):
@@ -59,16 +57,6 @@ NEXT: Mapping[JobState, frozenset[JobState]] = MappingProxyType(
 )
 
 
-@dataclass(frozen=True)
-class Job:
-    """The part of a job the lifecycle cares about."""
-
-    id: str
-    state: JobState
-    reason: str
-    updated_at: datetime
-
-
 def can_advance(current: JobState, to: JobState) -> bool:
     """True if ``current -> to`` is allowed (staying in the same state always is).
 
@@ -78,16 +66,14 @@ def can_advance(current: JobState, to: JobState) -> bool:
     return current is to or to in NEXT[current]
 
 
-def advance(job: Job, to: JobState, *, reason: str, at: datetime) -> Job:
-    """``job`` moved to ``to``; the same job if it is already there; ``JobStateConflict`` otherwise.
+def require_transition(job_id: str, current: JobState, to: JobState) -> None:
+    """Nothing if ``current -> to`` is allowed; :class:`JobStateConflict` naming both states otherwise.
 
-    >>> from datetime import UTC
-    >>> job = Job("j1", JobState.QUEUED, "accepted", datetime(2026, 1, 1, tzinfo=UTC))
-    >>> advance(job, JobState.RUNNING, reason="started", at=job.updated_at).state
-    <JobState.RUNNING: 'running'>
+    >>> require_transition("j1", JobState.QUEUED, JobState.RUNNING)
+    >>> require_transition("j1", JobState.RELEASED, JobState.QUEUED)
+    Traceback (most recent call last):
+    ...
+    sandbox_api.errors.JobStateConflict: job j1 is released; it cannot become queued
     """
-    if job.state is to:
-        return job
-    if to not in NEXT[job.state]:
-        raise JobStateConflict(f"job {job.id}: {job.state.value} -> {to.value} is not allowed")
-    return replace(job, state=to, reason=reason, updated_at=at)
+    if not can_advance(current, to):
+        raise JobStateConflict(f"job {job_id} is {current.value}; it cannot become {to.value}")
