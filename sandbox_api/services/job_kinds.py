@@ -27,6 +27,7 @@ from executors.pyjobs.compile import compile_job
 from executors.pyjobs.errors import CodeRejected
 from executors.python_job import ProgramResult
 from policies import Finding, PolicyViolation, Scope, check, prepare_with
+from policies.cohorts import lineage_of
 from sandbox_api.services.catalog import VersionView
 from sandbox_api.services.job_specs import JobSpecs, program_spec, sql_spec
 from sandbox_api.services.policy_catalog import PolicyContexts, build_catalog
@@ -205,6 +206,7 @@ class SqlJobs:
             pseudonym_master=specs.pseudonym_master,
             limits=specs.limits,
             cohorts=specs.cohorts(scope),
+            dp_lineage=lineage_of(scope).id if job.facts.dp_plan is not None else None,
         )
 
     def candidate(self, job: StoredJob, result: ResultTable) -> Candidate:

@@ -18,14 +18,20 @@ needs are recorded at submit in :class:`ReleaseFacts` (``services/release_facts.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, cast
 
 import pandas as pd
 
+from executors.dp_sampler import draw
 from executors.python_job import ProgramResult
 from policies import Scope, check_output, result_hash
-from policies.model import Use
+from policies.dp.cost import cost_of
+from policies.dp.noise import DpRelease, Sampler, release_dp
+from policies.dp.plan import DpPlan
+from policies.dp.replay import sealed_record
+from policies.model import DifferentialPrivacy, Use
+from policies.output import cap_noised
 from sandbox_api.services.release_facts import ReleaseFacts
 from sandbox_api.services.result_json import json_table
 from sandbox_api.services.withheld import WithheldPayload
@@ -42,6 +48,9 @@ class TableResult:
     engine: Mapping[str, str] = field(default_factory=dict)
     #: Rows (positions in ``table``) the released-cohort ledger withholds, with its reason for each.
     ledger_withheld: Mapping[int, str] = field(default_factory=dict)
+    #: A differentially private job's sealed record (``policies.dp.replay.sealed_record``), given on
+    #: replay: the release is rebuilt from it instead of drawing new noise (OpenDP cannot be seeded).
+    dp_record: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,8 @@ class Released:
     output: dict[str, Any] | None = None  # a Python job's released object and printed output
     engine: dict[str, str] = field(default_factory=dict)
     reason: str = AUTOMATIC
+    #: Differential privacy: exact values and noise to seal with the result for replay (never shown).
+    dp_record: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,8 +111,11 @@ class ReleaseFn(Protocol):
     def __call__(self, candidate: Candidate, *, scope: Scope, facts: ReleaseFacts) -> Settlement: ...
 
 
-def release(candidate: Candidate, *, scope: Scope, facts: ReleaseFacts) -> Settlement:
+def release(candidate: Candidate, *, scope: Scope, facts: ReleaseFacts, sample: Sampler = draw) -> Settlement:
     """What ``candidate`` releases under ``scope``, with the facts recorded when the job was submitted.
+
+    ``sample`` draws differential-privacy noise (an OpenDP measurement on its input): the only
+    randomness here, passed in so that a test can pass a deterministic one.
 
     >>> from policies import load_scope
     >>> scope = load_scope('''
@@ -118,8 +132,13 @@ def release(candidate: Candidate, *, scope: Scope, facts: ReleaseFacts) -> Settl
     >>> out.rows
     [['a', 40], [None, 11]]
     """
+    dp = scope.disclosure.dp
     if isinstance(candidate, TableResult):
+        if dp is not None and facts.dp_plan is not None:
+            return _noised_table(candidate, scope=scope, plan=facts.dp_plan, dp=dp, sample=sample)
         return _checked_table(candidate, scope=scope, facts=facts)
+    if isinstance(candidate, ProgramOutcome) and dp is not None and not candidate.mock:
+        return _dp_withheld(candidate, scope=scope)
     if isinstance(candidate, ProgramOutcome):
         return _program(candidate, scope=scope, facts=facts)
     return _reviewed(candidate)
@@ -153,6 +172,85 @@ def _checked_table(candidate: TableResult, *, scope: Scope, facts: ReleaseFacts)
         column_types=body.types,
         engine=dict(candidate.engine),
     )
+
+
+def _noised_table(
+    candidate: TableResult, *, scope: Scope, plan: DpPlan, dp: DifferentialPrivacy, sample: Sampler
+) -> Released:
+    """A SQL job under differential privacy: no k rule (partition selection or the public domain decides
+    the keys), OpenDP noise on every aggregate, then the row cap and the float cap."""
+    if candidate.dp_record is not None:
+        noised = _sealed_release(candidate.dp_record, plan, dp)
+    else:
+        noised = release_dp(candidate.table, plan, dp, sample=sample)
+    table, capped = cap_noised(noised.table, scope.disclosure)
+    body = json_table(table)
+    reasons = list(noised.reasons())
+    if capped:
+        reasons.append(f"{capped} rows beyond max_rows={scope.disclosure.max_rows} were cut after the noise")
+    cost = noised.cost
+    report: dict[str, Any] = {
+        "rows_released": len(table),
+        "cells_rounded": 0,
+        "rows_capped": capped,
+        "min_units": scope.disclosure.min_units,
+        "mock": False,
+        "remainder": False,
+        "differential_privacy": {
+            "epsilon": cost.epsilon,
+            "delta": cost.delta,
+            "mechanism": cost.mechanism,
+            "columns": {
+                q.column if q.part == "value" else f"{q.column}.{q.part}": q.mechanism
+                for q in cost.quantities
+            },
+        },
+        "reasons": reasons,
+    }
+    return Released(
+        columns=body.columns,
+        rows=body.rows,
+        result_hash=result_hash(table),
+        report=report,
+        column_types=body.types,
+        engine=dict(candidate.engine),
+        reason="released with differential privacy noise (OpenDP)",
+        dp_record=sealed_record(noised),
+    )
+
+
+def _sealed_release(record: Mapping[str, Any], plan: DpPlan, dp: DifferentialPrivacy) -> DpRelease:
+    """The release a sealed record holds (replay: the noise is never drawn again)."""
+    keys = [c.name for c in plan.columns]
+    released = pd.DataFrame(record["released"])
+    return DpRelease(
+        table=released[keys] if len(released.columns) else pd.DataFrame(columns=keys),
+        exact=pd.DataFrame(record["exact"]),
+        noise=pd.DataFrame(record["noise"]),
+        cost=cost_of(plan, dp),
+    )
+
+
+def _dp_withheld(candidate: ProgramOutcome, *, scope: Scope) -> Withheld:
+    """A Python job under differential privacy: never released automatically. No DP helper exists for
+    programs yet, so whatever it computed waits for output checkers, whose review is the protection."""
+    outcome = candidate.outcome
+    if outcome.outcome == "withheld":
+        payload, _ = _withheld_payload(outcome, mock=False)
+    else:
+        payload, _, _ = _checked_program_table(candidate, scope=scope, facts=ReleaseFacts())
+    findings = [
+        *cast(list[Any], payload.report.get("findings") or []),
+        {
+            "rule": "dp-python",
+            "severity": "flag",
+            "message": "the scope uses differential privacy, which Python jobs do not apply: released only "
+            "by output checkers",
+            "where": "scope",
+        },
+    ]
+    flagged = replace(payload, report={**payload.report, "flagged": True, "findings": findings})
+    return Withheld(payload=flagged, required=scope.review.checkers)
 
 
 def _reviewed(candidate: Reviewed) -> Released:
