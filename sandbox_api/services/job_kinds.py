@@ -28,6 +28,7 @@ from executors.pyjobs.errors import CodeRejected
 from executors.python_job import ProgramResult
 from policies import Finding, PolicyViolation, Scope, check, prepare_with
 from policies.cohorts import lineage_of
+from policies.dp.cost import cost_of
 from sandbox_api.services.catalog import VersionView
 from sandbox_api.services.job_specs import JobSpecs, program_spec, sql_spec
 from sandbox_api.services.policy_catalog import PolicyContexts, build_catalog
@@ -57,6 +58,10 @@ class JobCheck:
     findings: tuple[Any, ...]  # ``policies.Finding`` (or plain dicts with rule, message, fragment)
     rewritten_sql: str | None
     applied: tuple[str, ...]
+    #: Differential privacy: what the job would spend and how noisy each column would be
+    #: (``policies.dp.cost.DpCost.to_dict``), and what the caller has left (filled in by the service).
+    dp: Mapping[str, Any] | None = None
+    budget_left: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -170,8 +175,14 @@ class SqlJobs:
             active.scope,
             unique_units=unique_units_of(versions, [(t.dataset, t.table) for t in prepared.tables]),
         )
+        dp = active.scope.disclosure.dp
+        preview = (
+            cost_of(prepared.dp_plan, dp).to_dict()
+            if dp is not None and prepared.dp_plan is not None
+            else None
+        )
         return Checked(
-            report=JobCheck(True, (), prepared.sql, prepared.applied),
+            report=JobCheck(True, (), prepared.sql, prepared.applied, dp=preview),
             findings=[],
             fields={
                 **_sql_fields(
