@@ -166,7 +166,8 @@ def check_output(
             reasons.append(f"{rounded} cells were rounded to a multiple of {disclosure.rounding.base}")
     if disclosure.dp is not None:
         reasons.append(
-            "differential privacy is configured for this scope but not applied yet: no noise added"
+            "differential privacy noises SQL results only: this table carries no noise, so it is "
+            "released only by output checkers"
         )
     report = SuppressionReport(
         rows_in=rows_in,

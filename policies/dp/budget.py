@@ -96,9 +96,10 @@ def refreshes(dp: DifferentialPrivacy, today: date) -> str:
     >>> from policies.model import PeriodicRefresh
     >>> refreshes(DifferentialPrivacy(epsilon_per_job=1, budget=2), date(2026, 3, 1))
     'it never refreshes'
-    >>> dp = DifferentialPrivacy(epsilon_per_job=1, budget=2, refresh=PeriodicRefresh(every_days=30))
+    >>> monthly = PeriodicRefresh(every_days=30, risk_accepted="the register is replaced every month")
+    >>> dp = DifferentialPrivacy(epsilon_per_job=1, budget=2, refresh=monthly)
     >>> refreshes(dp, date(2026, 3, 1))
-    'it refreshes on 2026-03-12'
+    'it refreshes on 2026-03-08'
     """
     if not isinstance(dp.refresh, PeriodicRefresh):
         return "it never refreshes"

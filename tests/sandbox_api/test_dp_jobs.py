@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
+from sandbox_api.client import SandboxClient
 from tests.sandbox_api.api_helpers import DATASET, DISTRICTS, DOMAIN, World, citizens_table
 from tests.sandbox_api.program_helpers import approve_scope, result_of, run_job, submit
 from tests.sandbox_api.replay_helpers import replay_report, replayed_world
@@ -168,3 +170,24 @@ def test_the_auditor_replays_a_dp_job_to_its_receipt_without_new_noise(api: Worl
     for job_id in [j for j in released if j not in refunded]:
         report = replay_report(api.client, api.h("audra"), job_id)
         assert report["outcome"] == "match", report
+
+
+def test_the_python_client_shows_the_preview_and_the_budget_left(api: World) -> None:
+    def forward(request: httpx.Request) -> httpx.Response:
+        answer: httpx.Response = api.client.request(
+            request.method,
+            request.url.raw_path.decode(),
+            headers=dict(request.headers),
+            content=request.content,
+        )
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+    with SandboxClient(
+        "http://gateway.test", api.tokens["bob"], transport=httpx.MockTransport(forward)
+    ) as client:
+        report = client.check_job(DP_SCOPE, COUNT_AND_TOTAL)
+    assert report.dp is not None
+    assert report.dp["epsilon"] == 1.0
+    assert {c["column"] for c in report.dp["columns"]} == {"n", "total"}
+    assert report.budget_left is not None
+    assert report.budget_left["epsilon"] > 0
