@@ -117,6 +117,10 @@ def test_a_dp_job_is_released_with_noise_and_a_report_naming_the_mechanism(api: 
     assert not any("distinct units" in r for r in report["reasons"])  # no k rule under DP
     charged = [e for e in api.audit_events("dp.charged") if e["details"]["job"] == job["job_id"]]
     assert len(charged) == 1
+    receipt = api.client.get(f"/v1/jobs/{job['job_id']}/receipt", headers=api.h("alice"))
+    assert receipt.status_code == 200, receipt.text
+    signed = receipt.json()["suppression"]["differential_privacy"]
+    assert (signed["epsilon"], signed["delta"], signed["mechanism"]) == (1.0, 0.0, "laplace")
     assert _check(api, COUNT_AND_TOTAL, who="alice")["budget_left"]["epsilon"] == pytest.approx(1.5)
 
 
