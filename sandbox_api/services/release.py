@@ -1,5 +1,6 @@
 """The one release function: what a job's result releases, decided from the result and the facts
-recorded when the job was submitted. Pure: no database, no clock, no keys.
+recorded when the job was submitted. Pure: no database, no clock, no keys; its one source of randomness,
+differential privacy's noise, is the ``sample`` argument (OpenDP's samplers unless a test passes another).
 
 Every settlement passes here, whatever produced it:
 
@@ -8,6 +9,12 @@ Every settlement passes here, whatever produced it:
   scope, the job's recorded :class:`ReleaseFacts`);
 * :class:`ProgramOutcome`: a Python job's or a mock job's outcome;
 * :class:`Reviewed`: a withheld output that enough output checkers released.
+
+Under a scope with ``disclosure.dp`` a SQL result is not k-suppressed: ``policies.dp.noise.release_dp``
+noises it under the DP plan recorded at submit (``ReleaseFacts.dp_plan``), the report says per column
+what was noised and clamped, and the exact values and noise go back in ``Released.dp_record`` to be
+sealed with the result for replay (which passes that record in, so no noise is drawn again). Python
+jobs under such a scope are always withheld for output checkers.
 
 The answer is a :class:`Released` (stored, signed and handed to the operator by
 ``services/settlement.py``) or a :class:`Withheld` (sealed for output checkers). A rule added at the
