@@ -10,14 +10,21 @@ before the job runs; here the noise on the total is far larger than any one inco
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from crypto.envelope import seal, unseal
+from crypto.keyring import LocalKeyring
 from sandbox_api.client import SandboxClient
-from tests.sandbox_api.api_helpers import DATASET, DISTRICTS, DOMAIN, World, citizens_table
+from sandbox_api.services.settlement import dp_record_aad
+from sandbox_api.store.db import open_database
+from sandbox_api.store.models import ResultRow
+from tests.sandbox_api.api_helpers import DATASET, DISTRICTS, DOMAIN, World, citizens_table, world
 from tests.sandbox_api.program_helpers import approve_scope, result_of, run_job, submit
 from tests.sandbox_api.replay_helpers import replay_report, replayed_world
 
@@ -195,3 +202,29 @@ def test_the_python_client_shows_the_preview_and_the_budget_left(api: World) -> 
     assert {c["column"] for c in report.dp["columns"]} == {"n", "total"}
     assert report.budget_left is not None
     assert report.budget_left["epsilon"] > 0
+
+
+def test_replay_catches_a_sealed_record_whose_exact_values_were_changed(tmp_path: Path) -> None:
+    """Attack: someone with the database and the results key wants a released count to look honest
+    although it is not: they move one unit from the sealed noise to the sealed exact value (exact + noise
+    still equals the release, so the receipt still matches). The auditor's re-run computes the exact
+    values again and names the difference."""
+    with world(tmp_path) as api:
+        approve_scope(api, dp_scope_yaml(), DP_SCOPE)
+        job = run_job(api, {"scope": DP_SCOPE, "sql": "SELECT COUNT(*) AS n FROM citizens"})
+        assert job["state"] == "released", job["reason"]
+        job_id = job["job_id"]
+        assert replay_report(api.client, api.h("audra"), job_id)["outcome"] == "match"
+        results_key = LocalKeyring.open(api.settings.keyring_path).secret("results")
+        db = open_database(api.settings.resolved_database_url)
+        with db.write() as session:
+            stored = session.get(ResultRow, job_id)
+            assert stored is not None
+            assert stored.dp_sealed is not None
+            record = json.loads(unseal(results_key, stored.dp_sealed, aad=dp_record_aad(job_id)))
+            record["exact"]["n"][0] += 1
+            record["noise"]["n"][0] -= 1
+            stored.dp_sealed = seal(results_key, json.dumps(record).encode(), aad=dp_record_aad(job_id))
+        report = replay_report(api.client, api.h("audra"), job_id)
+        assert report["outcome"] == "mismatch"
+        assert "n: the re-run's exact values differ from the sealed ones" in json.dumps(report)
