@@ -19,14 +19,18 @@ import httpx
 import pytest
 
 from crypto.envelope import seal, unseal
-from crypto.keyring import LocalKeyring
+from crypto.keyring import KeyProvider, LocalKeyring
+from executors.base import Executor
+from executors.local import LocalExecutor
 from sandbox_api.client import SandboxClient
 from sandbox_api.services.settlement import dp_record_aad
+from sandbox_api.settings import Settings
 from sandbox_api.store.db import open_database
 from sandbox_api.store.models import ResultRow
 from tests.sandbox_api.api_helpers import DATASET, DISTRICTS, DOMAIN, World, citizens_table, world
 from tests.sandbox_api.program_helpers import approve_scope, result_of, run_job, submit
 from tests.sandbox_api.replay_helpers import replay_report, replayed_world
+from tests.sandbox_api.test_job_control import GatedExecutor
 
 DP_SCOPE = "flu-dp"
 INCOME_HIGH = 150_000
@@ -228,3 +232,26 @@ def test_replay_catches_a_sealed_record_whose_exact_values_were_changed(tmp_path
         report = replay_report(api.client, api.h("audra"), job_id)
         assert report["outcome"] == "mismatch"
         assert "n: the re-run's exact values differ from the sealed ones" in json.dumps(report)
+
+
+def test_cancelled_jobs_queued_or_running_get_their_budget_back(tmp_path: Path) -> None:
+    holder: list[GatedExecutor] = []
+
+    def factory(keys: KeyProvider, settings: Settings) -> Executor:
+        holder.append(GatedExecutor(LocalExecutor(key_provider=keys, max_workers=1)))
+        return holder[0]
+
+    with world(tmp_path, executor_factory=factory, max_concurrent_jobs=1) as api:
+        approve_scope(api, dp_scope_yaml(), DP_SCOPE)
+        executor = holder[0]
+        body = {"scope": DP_SCOPE, "sql": "SELECT COUNT(*) AS n FROM citizens"}
+        running = submit(api, body).json()["job_id"]
+        assert executor.waiting.acquire(timeout=10)  # holds the only worker
+        queued = submit(api, body).json()["job_id"]
+        assert _check(api, COUNT_AND_TOTAL, who="alice")["budget_left"]["epsilon"] == pytest.approx(0.5)
+        for job_id in (queued, running):
+            assert api.client.post(f"/v1/jobs/{job_id}/cancel", headers=api.h("alice")).status_code == 200
+            assert api.wait(job_id)["state"] == "cancelled"
+        refunded = {e["details"]["job"] for e in api.audit_events("dp.refunded")}
+        assert refunded == {queued, running}
+        assert _check(api, COUNT_AND_TOTAL, who="alice")["budget_left"]["epsilon"] == pytest.approx(2.5)
