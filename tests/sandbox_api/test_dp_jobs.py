@@ -164,6 +164,15 @@ def test_a_python_job_under_dp_waits_for_an_output_checker(api: World) -> None:
     assert not [e for e in api.audit_events("dp.charged") if e["details"]["job"] == job["job_id"]]
 
 
+def test_a_mock_job_under_dp_spends_nothing(api: World) -> None:
+    before = _check(api, COUNT_AND_TOTAL, who="bob")["budget_left"]
+    job = run_job(api, {"scope": DP_SCOPE, "sql": COUNT_AND_TOTAL, "mode": "mock"}, who="bob")
+    assert job["state"] == "released", job["reason"]
+    assert result_of(api, job["job_id"], who="bob")["report"]["mock"] is True
+    assert not [e for e in api.audit_events("dp.charged") if e["details"]["job"] == job["job_id"]]
+    assert _check(api, COUNT_AND_TOTAL, who="bob")["budget_left"] == before
+
+
 def test_a_job_that_fails_gets_its_budget_back(api: World) -> None:
     """A public domain written with numbers for a text key fails the release (nothing is released)."""
     approve_scope(api, dp_scope_yaml(purpose="DP with a broken sex domain", sex_domain="1, 2"), DP_SCOPE)
