@@ -89,6 +89,9 @@ class JobSpec:
     # The released-cohort ledger's element secret and sketch size (``executors.cohort_sketches``);
     # None: the hidden unit lists are dropped in the sandbox and no sketch comes back.
     cohorts: SketchRequest | None = None
+    # Named parameters the statement uses (``{"sbx_dp_key": …}`` for a differentially private query's
+    # keyed sample); None when it uses none (the engine refuses a parameter the statement lacks).
+    parameters: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -217,6 +217,7 @@ def run_query(
     keyed_hash_key: bytes | None,
     limits: Limits,
     spare: duckdb.DuckDBPyConnection | None = None,
+    parameters: Mapping[str, str] | None = None,
 ) -> pa.Table:
     """Run ``sql`` on a locked-down in-memory engine over ``tables``; the result as an Arrow table.
 
@@ -225,11 +226,15 @@ def run_query(
     ...                 {"t": t}, keyed_hash_key=None, limits=Limits(memory_mb=256, threads=1))
     >>> out.to_pylist()
     [{'district': 'a', 'n': 2}, {'district': 'b', 'n': 1}]
+    >>> run_query("SELECT hash($k, 1) = hash($k, 1) AS same", {}, keyed_hash_key=None,
+    ...           limits=Limits(memory_mb=256, threads=1), parameters={"k": "secret"}).to_pylist()
+    [{'same': True}]
     """
     con = open_locked(tables, keyed_hash_key=keyed_hash_key, limits=limits, spare=spare)
     try:
         _require_one_select(con, sql)
-        result: pa.Table = con.sql(sql).to_arrow_table()
+        relation = con.sql(sql, params=dict(parameters)) if parameters else con.sql(sql)
+        result: pa.Table = relation.to_arrow_table()
     except ExecutionError:
         raise
     except (duckdb.Error, MemoryError, CryptoError) as exc:

@@ -222,7 +222,12 @@ def execute(
 
     started = time.perf_counter()
     result = engine.run_query(
-        spec.sql, tables, keyed_hash_key=spec.keyed_hash_key, limits=spec.limits, spare=spare
+        spec.sql,
+        tables,
+        keyed_hash_key=spec.keyed_hash_key,
+        limits=spec.limits,
+        spare=spare,
+        parameters=spec.parameters,
     )
     timings["query"] = time.perf_counter() - started
 

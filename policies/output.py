@@ -166,7 +166,8 @@ def check_output(
             reasons.append(f"{rounded} cells were rounded to a multiple of {disclosure.rounding.base}")
     if disclosure.dp is not None:
         reasons.append(
-            "differential privacy is configured for this scope but not applied yet: no noise added"
+            "differential privacy noises SQL results only: this table carries no noise, so it is "
+            "released only by output checkers"
         )
     report = SuppressionReport(
         rows_in=rows_in,
@@ -181,6 +182,20 @@ def check_output(
         small_group_reasons=tuple(small_group_reasons),
     )
     return ReleasedResult(_cap_floats(table), report)
+
+
+def cap_noised(table: pd.DataFrame, disclosure: Disclosure) -> tuple[pd.DataFrame, int]:
+    """A differentially private release after its noise: the row cap and the float precision cap, no k
+    rule (which keys appear is partition selection's or the public domain's decision, not a count's).
+    Returns the table and how many rows the cap cut.
+
+    >>> out, cut = cap_noised(pd.DataFrame({"k": ["a", "b", "c"], "s": [1.0000000000001, 2.0, 3.0]}),
+    ...                       Disclosure(min_units=10, max_rows=2))
+    >>> out.to_dict("list"), cut
+    ({'k': ['a', 'b'], 's': [1.0, 2.0]}, 1)
+    """
+    capped = max(0, len(table) - disclosure.max_rows)
+    return _cap_floats(table.head(disclosure.max_rows).reset_index(drop=True)), capped
 
 
 def _remainder(

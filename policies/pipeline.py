@@ -21,6 +21,7 @@ from policies.analysis.syntax import syntax_findings
 from policies.catalog import Catalog
 from policies.checks import CHECKS
 from policies.context import PolicyContext, TableRef, compile_context
+from policies.dp.plan import DpPlan, plan_dp
 from policies.errors import PolicyViolation
 from policies.findings import Finding
 from policies.model import Scope
@@ -75,6 +76,8 @@ class PreparedQuery:
     additive_columns: tuple[str, ...] = ()  # plain COUNT/SUM outputs: exact to add in a remainder row
     #: Explanations that refuse nothing (see ``CheckReport.notes``); to be shown with the result.
     notes: tuple[Finding, ...] = ()
+    #: Under a scope with ``disclosure.dp``: what the release must noise and how (``None`` without dp).
+    dp_plan: DpPlan | None = None
 
 
 def check(sql: str, scope: Scope, catalog: Catalog) -> CheckReport:
@@ -162,6 +165,8 @@ def _prepare(sql: str, ctx: PolicyContext) -> PreparedQuery:
     tables = _tables(analysis)
     keyed = _uses_keyed_hash(analysis)
     notes = tuple(mask_notes(analysis, ctx))
+    # From the operator's query, before any pass: the plan bounds what the query asks for.
+    dp_plan = plan_dp(analysis, ctx) if ctx.disclosure.dp is not None else None
     for rewrite in REWRITES:
         tree = rewrite(tree, analysis, ctx)
     recheck = postcondition_findings(tree, analysis, ctx)
@@ -186,6 +191,7 @@ def _prepare(sql: str, ctx: PolicyContext) -> PreparedQuery:
         scope_version=ctx.scope_version,
         additive_columns=additive,
         notes=notes,
+        dp_plan=dp_plan,
     )
 
 

@@ -24,6 +24,7 @@ from sandbox_api.routes import ROUTERS
 from sandbox_api.runner import JobRunner
 from sandbox_api.services.catalog import CatalogService
 from sandbox_api.services.cohort_ledger import CohortLedger
+from sandbox_api.services.dp_budget import DpBudgetService
 from sandbox_api.services.jobs import JobService
 from sandbox_api.services.keys import KeyLifecycle
 from sandbox_api.services.principals import PrincipalService
@@ -138,6 +139,7 @@ def build_services(
         receipts=receipts,
         release=release_fn,
         ledger=CohortLedger(master=keys.secret("cohort-ledger"), clock=clock),
+        budget=DpBudgetService(db=db, audit=audit, clock=clock),
     )
     # One executor for the runner and for replays, so both run a job the same way.
     executor = (executor_factory or EXECUTORS[settings.executor])(keys, settings)

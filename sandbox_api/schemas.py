@@ -199,6 +199,14 @@ class CheckOut(_Out):
     applied: list[str]
     kind: Kind = Kind.SQL
     mode: Mode = Mode.REAL
+    dp: dict[str, Any] | None = Field(
+        default=None,
+        description="differential privacy: the epsilon (and delta) the job would spend, the mechanism, per "
+        "noised column its noise scale and 95% interval half-width, and the clamped inputs",
+    )
+    budget_left: dict[str, float] | None = Field(
+        default=None, description="differential privacy: the epsilon and delta you have left in this scope"
+    )
 
 
 class JobAccepted(_Out):

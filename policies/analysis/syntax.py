@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 
 from sqlglot import exp
 
+from policies.analysis.markers import GENERATED_META
 from policies.findings import Finding
 
 #: Query structure.
@@ -140,6 +141,14 @@ ALLOWED: frozenset[type[exp.Expr]] = STRUCTURE | SCALAR | frozenset(AGGREGATES)
 #: Functions the rewrite emits itself; a user query naming them is refused.
 GENERATED_FUNCTIONS = frozenset({"sbx_keyed_hash"})
 
+#: The keyed per-unit sample of the differential-privacy bounding passes (``policies.dp.passes``):
+#: node kinds and functions refused in a query, accepted in the re-check only where the engine marked
+#: them generated. Defined here (and re-exported by the passes) so the analysis imports no pass.
+DP_SAMPLING_SYNTAX: frozenset[type[exp.Expr]] = frozenset(
+    {exp.Qualify, exp.Window, exp.RowNumber, exp.DenseRank, exp.Placeholder}
+)
+DP_SAMPLING_FUNCTIONS = frozenset({"hash"})
+
 #: Casts a query may write (only ever on values that no protected column flows into).
 CAST_TYPES = frozenset(
     {
@@ -212,6 +221,8 @@ def syntax_findings(
         kind = type(node)
         if kind in plain:
             continue  # the common case, decided by one lookup
+        if generated and _dp_sampling(node):
+            continue
         if kind is exp.Anonymous:
             yield from _anonymous(node, generated=generated)
         elif kind is exp.Identifier:
@@ -262,6 +273,15 @@ def window_over_aggregates(node: exp.Expr) -> bool:
         return False
     argument = node.this.this
     return argument is not None and any(type(n) in AGGREGATES for n in argument.walk())
+
+
+def _dp_sampling(node: exp.Expr) -> bool:
+    """The engine's own DP sampling syntax (marked generated), never an operator's."""
+    if not node.meta_get(GENERATED_META):
+        return False
+    if isinstance(node, exp.Anonymous):
+        return node.name.lower() in DP_SAMPLING_FUNCTIONS
+    return type(node) in DP_SAMPLING_SYNTAX
 
 
 def _anonymous(node: exp.Expr, *, generated: bool) -> Iterator[Finding]:

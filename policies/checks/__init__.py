@@ -14,6 +14,7 @@ from policies.checks.only_known_tables import only_known_tables
 from policies.checks.query_shape import query_shape
 from policies.checks.type_safety import type_safety
 from policies.context import PolicyContext
+from policies.dp.plan import dp_query_shape
 from policies.findings import Finding
 
 Check = Callable[[Analysis, PolicyContext], Iterator[Finding]]
@@ -28,6 +29,7 @@ CHECKS: tuple[Check, ...] = (
     join_conditions,
     type_safety,
     error_containment,
+    dp_query_shape,
 )
 
 __all__ = ["CHECKS", "Check"]

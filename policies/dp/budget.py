@@ -23,7 +23,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from policies.dp.cost import DpCost
 from policies.dp.errors import DpError
@@ -88,6 +88,24 @@ def ledger_key(scope: Scope, grantee: str, today: date) -> LedgerKey:
     if isinstance(dp.refresh, PeriodicRefresh):
         period = (today - _EPOCH).days // dp.refresh.every_days
     return LedgerKey(lineage_of(scope), scope.name, tuple(sorted(scope.datasets)), grantee, period)
+
+
+def refreshes(dp: DifferentialPrivacy, today: date) -> str:
+    """When the budget of the period holding ``today`` starts again, in words.
+
+    >>> from policies.model import PeriodicRefresh
+    >>> refreshes(DifferentialPrivacy(epsilon_per_job=1, budget=2), date(2026, 3, 1))
+    'it never refreshes'
+    >>> monthly = PeriodicRefresh(every_days=30, risk_accepted="the register is replaced every month")
+    >>> dp = DifferentialPrivacy(epsilon_per_job=1, budget=2, refresh=monthly)
+    >>> refreshes(dp, date(2026, 3, 1))
+    'it refreshes on 2026-03-08'
+    """
+    if not isinstance(dp.refresh, PeriodicRefresh):
+        return "it never refreshes"
+    every = dp.refresh.every_days
+    period = (today - _EPOCH).days // every
+    return f"it refreshes on {(_EPOCH + timedelta(days=(period + 1) * every)).isoformat()}"
 
 
 def limit_of(dp: DifferentialPrivacy) -> Amount:

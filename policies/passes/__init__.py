@@ -8,6 +8,7 @@ from sqlglot import exp
 
 from policies.analysis.levels import Analysis
 from policies.context import PolicyContext
+from policies.dp.passes import bound_groups_per_unit, bound_rows_per_unit, clamp_values, expose_mean_parts
 from policies.passes.add_unit_counts import add_unit_counts
 from policies.passes.apply_masks import apply_masks
 from policies.passes.apply_row_filters import apply_row_filters
@@ -32,13 +33,24 @@ Rewrite = Callable[[exp.Expr, Analysis, PolicyContext], exp.Expr]
 #: sources, keys and unit counts into a remainder branch, so it runs after row filters and error
 #: containment (the copies carry both, exactly as the original) and before ``cap_rows``, whose LIMIT
 #: must apply to the whole union.
+#:
+#: The differential-privacy passes (``policies.dp.passes``, no-ops without ``disclosure.dp``) clamp and
+#: split the aggregates once masks and guards are in place, and bound each unit's rows and groups around
+#: the filtered scans. Under DP the k passes (``neutralise_small_subsets``, ``suppress_small_rows``,
+#: ``merge_small_rows``) and ``cap_rows`` are no-ops instead: which keys are released is DP partition
+#: selection's decision (or the public domain's) and the cap applies after the noise, so no exact count
+#: decides which rows leave.
 REWRITES: tuple[Rewrite, ...] = (
     apply_masks,
     guard_arithmetic,
+    clamp_values,
+    expose_mean_parts,
     add_unit_counts,
     neutralise_small_subsets,
     suppress_small_rows,
     apply_row_filters,
+    bound_groups_per_unit,
+    bound_rows_per_unit,
     contain_errors,
     merge_small_rows,
     cap_rows,

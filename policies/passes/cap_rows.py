@@ -17,6 +17,8 @@ def cap_rows(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) -> exp.Expr
     >>> cap_rows(tree, analysis, ctx).sql(dialect="duckdb")
     'SELECT COUNT(*) AS "_col_0" FROM "citizens" AS "citizens" LIMIT 101'
     """
+    if ctx.disclosure.dp is not None:
+        return tree  # DP: capped after the noise, so that exact values never decide which rows leave
     cap = ctx.disclosure.max_rows + 1
     limit = tree.args.get("limit")
     value = limit.expression if isinstance(limit, exp.Limit) else None

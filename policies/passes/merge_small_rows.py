@@ -70,6 +70,8 @@ def merge_small_rows(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) -> 
     """
     if ctx.disclosure.suppression != "remainder" or not isinstance(tree, exp.Select | exp.Union):
         return tree  # drop scopes; INTERSECT/EXCEPT are refused by the checks
+    if ctx.disclosure.dp is not None:
+        return tree  # DP: no remainder of small groups; partition selection or the domain decides keys
     k = ctx.disclosure.min_units
     branches = leaves(tree)
     if isinstance(tree, exp.Select):

@@ -60,6 +60,8 @@ def neutralise_small_subsets(tree: exp.Expr, analysis: Analysis, ctx: PolicyCont
       THEN COUNT(*) FILTER(WHERE TRUE)
     ELSE COUNT(*) FILTER(WHERE "sex" = 'X') END AS "x"
     """
+    if ctx.disclosure.dp is not None:
+        return tree  # DP: every released cell is noised; no exact unit count may decide a cell
     if not analysis.has_any(exp.Filter, exp.Case, exp.If):
         return tree  # no condition inside any aggregate (and no pass before adds one)
     small = ctx.disclosure.min_units - 1

@@ -40,6 +40,8 @@ def suppress_small_rows(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) 
     >>> tree.args["having"].sql(dialect="duckdb")
     'HAVING COUNT(*) > 1 AND "_sbx_units" >= 10'
     """
+    if ctx.disclosure.dp is not None:
+        return tree  # DP: released keys are the public domain's or DP partition selection's, not k's
     k = ctx.disclosure.min_units
     for select in leaves(tree):
         counts = [p.alias for p in select.expressions if isinstance(p, exp.Alias) and is_unit_count(p.alias)]

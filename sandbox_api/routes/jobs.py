@@ -41,6 +41,8 @@ def check_job(body: JobRequest, who: OperatorDep, services: ServicesDep) -> Chec
         applied=list(report.applied),
         kind=body.kind,
         mode=body.mode,
+        dp=dict(report.dp) if report.dp is not None else None,
+        budget_left=dict(report.budget_left) if report.budget_left is not None else None,
     )
 
 

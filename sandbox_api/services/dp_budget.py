@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from policies.dp.budget import Amount, LedgerKey, charge_of, ledger_key, limit_of, remaining
+from policies.dp.budget import Amount, LedgerKey, charge_of, ledger_key, limit_of, refreshes, remaining
 from policies.dp.cost import DpCost
 from policies.dp.errors import BudgetEntryUnknown, BudgetExhausted, DpError
 from policies.model import DifferentialPrivacy, Scope
@@ -107,53 +107,62 @@ class DpBudgetService:
             f"this job needs epsilon {need['epsilon']:g}"
             + (f" and delta {need['delta']:g}" if amount.delta else "")
             + f"; the budget of scope {scope.name!r} has epsilon {status.left['epsilon']:g} and delta "
-            f"{status.left['delta']:g} left for you" + (" in this period" if key.period else "")
+            f"{status.left['delta']:g} left for you"
+            + (" in this period" if key.period else "")
+            + f"; {refreshes(dp, today(self.clock))}",
         )
 
     def refund(self, *, job_id: str, reason: str, actor: str = SYSTEM_ACTOR) -> bool:
         """Give back job ``job_id``'s charge (it failed or was cancelled); ``False`` if already refunded."""
         with self.db.write() as session:
-            charge = session.get(DpChargeRow, job_id)
-            if charge is None:
+            if session.get(DpChargeRow, job_id) is None:
                 raise BudgetEntryUnknown(f"job {job_id} has no differential-privacy charge to refund")
-            flipped = session.execute(
-                update(DpChargeRow)
-                .where(DpChargeRow.job_id == job_id, DpChargeRow.refunded_at.is_(None))
-                .values(refunded_at=self.clock.now(), refund_reason=reason[:2000])
-                .execution_options(synchronize_session=False)
+            return self.refund_in(session, job_id=job_id, reason=reason, actor=actor)
+
+    def refund_in(self, session: Session, *, job_id: str, reason: str, actor: str = SYSTEM_ACTOR) -> bool:
+        """``refund`` in the caller's transaction (the job's own failed or cancelled transition, so the
+        refund commits with it); ``False`` when the job has no charge or it was refunded already."""
+        charge = session.get(DpChargeRow, job_id)
+        if charge is None:
+            return False
+        flipped = session.execute(
+            update(DpChargeRow)
+            .where(DpChargeRow.job_id == job_id, DpChargeRow.refunded_at.is_(None))
+            .values(refunded_at=self.clock.now(), refund_reason=reason[:2000])
+            .execution_options(synchronize_session=False)
+        )
+        if _rowcount(flipped) != 1:
+            return False
+        session.execute(
+            update(DpLedgerRow)
+            .where(
+                DpLedgerRow.id == charge.ledger_id,
+                DpLedgerRow.spent_epsilon >= charge.epsilon,
+                DpLedgerRow.spent_delta >= charge.delta,
             )
-            if _rowcount(flipped) != 1:
-                return False
-            session.execute(
-                update(DpLedgerRow)
-                .where(
-                    DpLedgerRow.id == charge.ledger_id,
-                    DpLedgerRow.spent_epsilon >= charge.epsilon,
-                    DpLedgerRow.spent_delta >= charge.delta,
-                )
-                .values(
-                    spent_epsilon=DpLedgerRow.spent_epsilon - charge.epsilon,
-                    spent_delta=DpLedgerRow.spent_delta - charge.delta,
-                )
-                .execution_options(synchronize_session=False)
+            .values(
+                spent_epsilon=DpLedgerRow.spent_epsilon - charge.epsilon,
+                spent_delta=DpLedgerRow.spent_delta - charge.delta,
             )
-            entry = session.get(DpLedgerRow, charge.ledger_id, populate_existing=True)
-            assert entry is not None  # the foreign key guarantees it
-            self.audit.append(
-                session,
-                event="dp.refunded",
-                actor=actor,
-                details={
-                    "job": job_id,
-                    "scope": entry.scope_name,
-                    "grantee": entry.grantee,
-                    "period": entry.period,
-                    **_prefixed("refunded", Amount(charge.epsilon, charge.delta)),
-                    **_prefixed("spent", Amount(entry.spent_epsilon, entry.spent_delta)),
-                    "reason": reason[:2000],
-                },
-            )
-            return True
+            .execution_options(synchronize_session=False)
+        )
+        entry = session.get(DpLedgerRow, charge.ledger_id, populate_existing=True)
+        assert entry is not None  # the foreign key guarantees it
+        self.audit.append(
+            session,
+            event="dp.refunded",
+            actor=actor,
+            details={
+                "job": job_id,
+                "scope": entry.scope_name,
+                "grantee": entry.grantee,
+                "period": entry.period,
+                **_prefixed("refunded", Amount(charge.epsilon, charge.delta)),
+                **_prefixed("spent", Amount(entry.spent_epsilon, entry.spent_delta)),
+                "reason": reason[:2000],
+            },
+        )
+        return True
 
     def left(self, *, scope: Scope, grantee: str) -> BudgetStatus:
         """What ``grantee`` has left in ``scope``'s lineage now (for the dry run)."""

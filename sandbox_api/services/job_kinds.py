@@ -27,6 +27,8 @@ from executors.pyjobs.compile import compile_job
 from executors.pyjobs.errors import CodeRejected
 from executors.python_job import PythonOrMockResult
 from policies import Finding, PolicyViolation, Scope, check, prepare_with
+from policies.cohorts import lineage_of
+from policies.dp.cost import cost_of
 from policies.python_inputs import APPLIED, InputPlan, input_plan
 from sandbox_api.job_types import Kind, Mode
 from sandbox_api.services.catalog import VersionView
@@ -57,6 +59,10 @@ class JobCheck:
     findings: tuple[Any, ...]  # ``policies.Finding`` (or plain dicts with rule, message, fragment)
     rewritten_sql: str | None
     applied: tuple[str, ...]
+    #: Differential privacy: what the job would spend and how noisy each column would be
+    #: (``policies.dp.cost.DpCost.to_dict``), and what the caller has left (filled in by the service).
+    dp: Mapping[str, Any] | None = None
+    budget_left: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -170,8 +176,14 @@ class SqlJobs:
             active.scope,
             unique_units=unique_units_of(versions, [(t.dataset, t.table) for t in prepared.tables]),
         )
+        dp = active.scope.disclosure.dp
+        preview = (
+            cost_of(prepared.dp_plan, dp).to_dict()
+            if dp is not None and prepared.dp_plan is not None
+            else None
+        )
         return Checked(
-            report=JobCheck(True, (), prepared.sql, prepared.applied),
+            report=JobCheck(True, (), prepared.sql, prepared.applied, dp=preview),
             findings=[],
             fields={
                 **_sql_fields(
@@ -206,6 +218,7 @@ class SqlJobs:
             pseudonym_master=specs.pseudonym_master,
             limits=specs.limits,
             cohorts=specs.cohorts(scope),
+            dp_lineage=lineage_of(scope).id if job.facts.dp_plan is not None else None,
         )
 
     def candidate(self, job: StoredJob, result: ResultTable) -> Candidate:

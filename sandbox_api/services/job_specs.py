@@ -8,6 +8,9 @@ Keys are derived, never stored, so a replay derives them again:
 
 * a scope's keyed-hash key (``sbx_keyed_hash`` masks): ``derive_key(master, "scope:" + scope name)``;
 * a Python or mock job's pseudonym key: ``derive_key(master, "job:" + job id)``.
+* a differentially private job's sampling key (``$sbx_dp_key``, which rows of each unit the bounding
+  passes keep): ``derive_key(master, "dp:" + scope lineage id)``, so every job and every version of
+  the scope over the same datasets keeps the same rows of each person.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from executors.pyjobs import DisclosureThresholds, PyLimits
 from executors.python_job import InputQuery, MockSource, Program
 from policies import Scope, TableRef
 from policies.cohorts import SketchRequest, lineage_of
+from policies.dp.passes._sample import KEY_PARAMETER
 from sandbox_api.job_types import Kind
 from sandbox_api.services.catalog import CatalogService
 from sandbox_api.services.cohort_ledger import CohortLedger
@@ -40,6 +44,16 @@ def job_pseudonym_key(pseudonym_master: bytes, job_id: str) -> bytes:
     return derive_key(pseudonym_master, "job:" + job_id)
 
 
+def dp_sampling_key(pseudonym_master: bytes, lineage_id: str) -> str:
+    """The ``$sbx_dp_key`` of a scope lineage (hex), bound as a parameter, never written in the SQL.
+
+    >>> key = dp_sampling_key(b"m" * 32, "abc")
+    >>> key == dp_sampling_key(b"m" * 32, "abc") != dp_sampling_key(b"m" * 32, "x")
+    True
+    """
+    return derive_key(pseudonym_master, "dp:" + lineage_id).hex()
+
+
 def sql_spec(
     *,
     job_id: str,
@@ -50,9 +64,11 @@ def sql_spec(
     pseudonym_master: bytes,
     limits: Limits,
     cohorts: SketchRequest | None = None,
+    dp_lineage: str | None = None,
 ) -> JobSpec:
     """A SQL job on real data: the rewritten ``sql`` over ``tables`` (``cohorts``: how its sandbox
-    sketches the cohorts of its rows for the released-cohort ledger).
+    sketches the cohorts of its rows for the released-cohort ledger; ``dp_lineage``: the scope lineage
+    id of a differentially private job, whose sampling key is bound as ``$sbx_dp_key``).
 
     >>> spec = sql_spec(job_id="j1", sql="SELECT 1", tables=(), scope="flu", uses_keyed_hash=True,
     ...                 pseudonym_master=b"m" * 32, limits=Limits())
@@ -66,6 +82,9 @@ def sql_spec(
         keyed_hash_key=scope_hash_key(pseudonym_master, scope) if uses_keyed_hash else None,
         limits=limits,
         cohorts=cohorts,
+        parameters=None
+        if dp_lineage is None
+        else {KEY_PARAMETER: dp_sampling_key(pseudonym_master, dp_lineage)},
     )
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crypto.envelope import unseal
+from policies.dp.cost import cost_of
 from sandbox_api.auth import Principal, Role
 from sandbox_api.clock import Clock, iso
 from sandbox_api.errors import (
@@ -36,6 +37,7 @@ from sandbox_api.job_types import Kind, Mode
 from sandbox_api.services.audit import AuditLog
 from sandbox_api.services.catalog import CatalogService
 from sandbox_api.services.cohort_ledger import CohortLedger
+from sandbox_api.services.dp_budget import DpBudgetService
 from sandbox_api.services.job_kinds import Checked, JobCheck, JobText, kind_of
 from sandbox_api.services.job_signals import JobSignals
 from sandbox_api.services.job_states import TERMINAL, JobState, require_transition
@@ -50,6 +52,7 @@ from sandbox_api.services.quotas import (
 )
 from sandbox_api.services.receipts import ReceiptService
 from sandbox_api.services.release import ReleaseFn, release
+from sandbox_api.services.release_facts import ReleaseFacts
 from sandbox_api.services.scopes import ActiveScope, ScopeService
 from sandbox_api.store.db import Database
 from sandbox_api.store.models import JobRow, ResultRow
@@ -59,6 +62,8 @@ RETRY_AFTER_S = 5
 
 # States in which a waiting client stops waiting: final ones, and withheld (only a person moves it on).
 SETTLED: frozenset[JobState] = TERMINAL | {JobState.WITHHELD}
+#: Ends without a release: a differential-privacy charge taken at submit is given back.
+_REFUNDED = frozenset({JobState.FAILED, JobState.CANCELLED, JobState.REJECTED})
 
 # How often a long-poll re-reads its job even without a signal: a change committed by another process
 # (a second gateway on the same database, a recovery run) wakes no waiter of this one. The pause grows
@@ -172,6 +177,9 @@ class JobService:
     # against (services/cohort_ledger.py); None only in tests of the layers below.
     ledger: CohortLedger | None = None
     contexts: PolicyContexts = field(default_factory=PolicyContexts)
+    # The differential-privacy budget (services/dp_budget.py): charged at submit for real SQL jobs
+    # under a DP scope, refunded when such a job fails, is cancelled or rejected. None: no DP scopes.
+    budget: DpBudgetService | None = None
     # Wakes long-polls once a transition has committed (``advance`` marks the job on the session).
     signals: JobSignals[JobView] = field(default_factory=JobSignals)
 
@@ -203,6 +211,10 @@ class JobService:
             actor=actor,
             details={"job": row.id, "from": current.value, "reason": reason, **(details or {})},
         )
+        if self.budget is not None and to in _REFUNDED:
+            # In the transition's own transaction: the budget comes back exactly when the job ends
+            # without a release (nothing to refund for a job that was never charged).
+            self.budget.refund_in(session, job_id=row.id, reason=f"job {to.value}: {reason}", actor=actor)
         if to in SETTLED:
             # Only the states a waiting client stops at: a wake-up for any other would make the waiter
             # re-read the job (in the middle of the runner's work) and wait again.
@@ -220,8 +232,14 @@ class JobService:
         mode: Mode = Mode.REAL,
         code: str | None = None,
     ) -> JobCheck:
-        """What submitting would do, for any kind of job; nothing runs and nothing is stored."""
-        return self._check(who, JobText(scope, kind, mode, sql, code), action="job.check").report
+        """What submitting would do, for any kind of job; nothing runs and nothing is stored (under a
+        DP scope: the cost preview and the caller's budget left, from the ledger, never from data)."""
+        active = self._granted_scope(who, scope, action="job.check")
+        report = self._checked(JobText(scope, kind, mode, sql, code), active).report
+        if report.dp is None or self.budget is None:
+            return report
+        left = self.budget.left(scope=active.scope, grantee=who.name).left
+        return replace(report, budget_left=left)
 
     def submit(
         self,
@@ -264,7 +282,7 @@ class JobService:
         ``checked.queued`` is None for a job the policy refused: it is stored as rejected and
         ``JobRejected`` is raised with every finding.
         """
-        findings, queued, rejected = checked.findings, checked.queued, checked.rejected
+        queued = checked.queued
         job_id = secrets.token_hex(16)
         now = self.clock.now()
         if queued is not None:
@@ -278,6 +296,27 @@ class JobService:
                     f"quota {refusal.limit}: {refusal.message}",
                     extra={"retry_after": refusal.retry_after_s},
                 )
+        plan = ReleaseFacts.from_json(checked.fields.get("release_facts")).dp_plan
+        dp = active.scope.disclosure.dp
+        charged = False
+        if queued is not None and plan is not None and dp is not None and self.budget is not None:
+            # Before the job is stored as queued (BudgetExhausted: 409, nothing stored).
+            self.budget.charge(
+                job_id=job_id, scope=active.scope, grantee=who.name, cost=cost_of(plan, dp), actor=who.name
+            )
+            charged = True
+        try:
+            return self._store(who, scope=scope, active=active, checked=checked, job_id=job_id, now=now)
+        except Exception:
+            if charged:
+                assert self.budget is not None
+                self.budget.refund(job_id=job_id, reason="the job could not be queued")
+            raise
+
+    def _store(
+        self, who: Principal, *, scope: str, active: ActiveScope, checked: Checked, job_id: str, now: datetime
+    ) -> JobView:
+        findings, queued, rejected = checked.findings, checked.queued, checked.rejected
         with self.db.write() as session:
             if queued is not None:
                 waiting = session.execute(

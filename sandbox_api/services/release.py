@@ -1,5 +1,6 @@
 """The one release function: what a job's result releases, decided from the result and the facts
-recorded when the job was submitted. Pure: no database, no clock, no keys.
+recorded when the job was submitted. Pure: no database, no clock, no keys; its one source of randomness,
+differential privacy's noise, is the ``sample`` argument (OpenDP's samplers unless a test passes another).
 
 Every settlement passes here, whatever produced it:
 
@@ -8,6 +9,12 @@ Every settlement passes here, whatever produced it:
   scope, the job's recorded :class:`ReleaseFacts`);
 * :class:`PythonOrMockOutcome`: a Python job's or a mock job's outcome;
 * :class:`Reviewed`: a withheld output that enough output checkers released.
+
+Under a scope with ``disclosure.dp`` a SQL result is not k-suppressed: ``policies.dp.noise.release_dp``
+noises it under the DP plan recorded at submit (``ReleaseFacts.dp_plan``), the report says per column
+what was noised and clamped, and the exact values and noise go back in ``Released.dp_record`` to be
+sealed with the result for replay (which passes that record in, so no noise is drawn again). Python
+jobs under such a scope are always withheld for output checkers.
 
 The answer is a :class:`Released` (stored, signed and handed to the operator by
 ``services/settlement.py``) or a :class:`Withheld` (sealed for output checkers). A rule added at the
@@ -23,9 +30,15 @@ from typing import Any, Protocol, cast
 
 import pandas as pd
 
+from executors.dp_sampler import draw
 from executors.python_job import PythonOrMockResult
 from policies import Scope, check_output, result_hash
-from policies.model import Use
+from policies.dp.cost import cost_of
+from policies.dp.noise import DpRelease, Sampler, release_dp
+from policies.dp.plan import DpPlan
+from policies.dp.replay import sealed_record
+from policies.model import DifferentialPrivacy, Use
+from policies.output import cap_noised
 from sandbox_api.job_types import Kind
 from sandbox_api.services.release_facts import ReleaseFacts
 from sandbox_api.services.release_report import ReleaseReport
@@ -44,6 +57,9 @@ class TableResult:
     engine: Mapping[str, str] = field(default_factory=dict)
     #: Rows (positions in ``table``) the released-cohort ledger withholds, with its reason for each.
     ledger_withheld: Mapping[int, str] = field(default_factory=dict)
+    #: A differentially private job's sealed record (``policies.dp.replay.sealed_record``), given on
+    #: replay: the release is rebuilt from it instead of drawing new noise (OpenDP cannot be seeded).
+    dp_record: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +98,8 @@ class Released:
     output: dict[str, Any] | None = None  # a Python job's released object and printed output
     engine: dict[str, str] = field(default_factory=dict)
     reason: str = AUTOMATIC
+    #: Differential privacy: exact values and noise to seal with the result for replay (never shown).
+    dp_record: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,8 +120,11 @@ class ReleaseFn(Protocol):
     def __call__(self, candidate: Candidate, *, scope: Scope, facts: ReleaseFacts) -> Settlement: ...
 
 
-def release(candidate: Candidate, *, scope: Scope, facts: ReleaseFacts) -> Settlement:
+def release(candidate: Candidate, *, scope: Scope, facts: ReleaseFacts, sample: Sampler = draw) -> Settlement:
     """What ``candidate`` releases under ``scope``, with the facts recorded when the job was submitted.
+
+    ``sample`` draws differential-privacy noise (an OpenDP measurement on its input): the only
+    randomness here, passed in so that a test can pass a deterministic one.
 
     >>> from policies import load_scope
     >>> scope = load_scope('''
@@ -120,8 +141,13 @@ def release(candidate: Candidate, *, scope: Scope, facts: ReleaseFacts) -> Settl
     >>> out.rows
     [['a', 40], [None, 11]]
     """
+    dp = scope.disclosure.dp
     if isinstance(candidate, TableResult):
+        if dp is not None and facts.dp_plan is not None:
+            return _noised_table(candidate, scope=scope, plan=facts.dp_plan, dp=dp, sample=sample)
         return _checked_table(candidate, scope=scope, facts=facts)
+    if isinstance(candidate, PythonOrMockOutcome) and dp is not None and not candidate.mock:
+        return _dp_withheld(candidate, scope=scope)
     if isinstance(candidate, PythonOrMockOutcome):
         return _python_or_mock(candidate, scope=scope, facts=facts)
     return _reviewed(candidate)
@@ -154,6 +180,85 @@ def _checked_table(candidate: TableResult, *, scope: Scope, facts: ReleaseFacts)
         column_types=body.types,
         engine=dict(candidate.engine),
     )
+
+
+def _noised_table(
+    candidate: TableResult, *, scope: Scope, plan: DpPlan, dp: DifferentialPrivacy, sample: Sampler
+) -> Released:
+    """A SQL job under differential privacy: no k rule (partition selection or the public domain decides
+    the keys), OpenDP noise on every aggregate, then the row cap and the float cap."""
+    if candidate.dp_record is not None:
+        noised = _sealed_release(candidate.dp_record, plan, dp)
+    else:
+        noised = release_dp(candidate.table, plan, dp, sample=sample)
+    table, capped = cap_noised(noised.table, scope.disclosure)
+    body = json_table(table)
+    reasons = list(noised.reasons())
+    if capped:
+        reasons.append(f"{capped} rows beyond max_rows={scope.disclosure.max_rows} were cut after the noise")
+    cost = noised.cost
+    report = ReleaseReport(
+        rows_released=len(table),
+        reasons=tuple(reasons),
+        cells_rounded=0,
+        rows_capped=capped,
+        min_units=scope.disclosure.min_units,
+        mock=False,
+        remainder=False,
+        differential_privacy={
+            "epsilon": cost.epsilon,
+            "delta": cost.delta,
+            "mechanism": cost.mechanism,
+            "columns": {
+                q.column if q.part == "value" else f"{q.column}.{q.part}": q.mechanism
+                for q in cost.quantities
+            },
+        },
+    )
+    return Released(
+        columns=body.columns,
+        rows=body.rows,
+        result_hash=result_hash(table),
+        report=report,
+        column_types=body.types,
+        engine=dict(candidate.engine),
+        reason="released with differential privacy noise (OpenDP)",
+        dp_record=sealed_record(noised),
+    )
+
+
+def _sealed_release(record: Mapping[str, Any], plan: DpPlan, dp: DifferentialPrivacy) -> DpRelease:
+    """The release a sealed record holds (replay: the noise is never drawn again)."""
+    keys = [c.name for c in plan.columns]
+    released = pd.DataFrame(record["released"])
+    return DpRelease(
+        table=released[keys] if len(released.columns) else pd.DataFrame(columns=keys),
+        exact=pd.DataFrame(record["exact"]),
+        noise=pd.DataFrame(record["noise"]),
+        cost=cost_of(plan, dp),
+    )
+
+
+def _dp_withheld(candidate: PythonOrMockOutcome, *, scope: Scope) -> Withheld:
+    """A Python job under differential privacy: never released automatically. No DP helper exists for
+    programs yet, so whatever it computed waits for output checkers, whose review is the protection."""
+    outcome = candidate.outcome
+    if outcome.outcome == "withheld":
+        payload, _ = _withheld_payload(outcome, mock=False)
+    else:
+        payload, _, _ = _checked_aggregate_table(candidate, scope=scope, facts=ReleaseFacts())
+    findings = [
+        *cast(list[Any], payload.report.get("findings") or []),
+        {
+            "rule": "dp-python",
+            "severity": "flag",
+            "message": "the scope uses differential privacy, which Python jobs do not apply: released only "
+            "by output checkers",
+            "where": "scope",
+        },
+    ]
+    flagged = replace(payload, report={**payload.report, "flagged": True, "findings": findings})
+    return Withheld(payload=flagged, required=scope.review.checkers)
 
 
 def _reviewed(candidate: Reviewed) -> Released:

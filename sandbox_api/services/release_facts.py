@@ -7,6 +7,10 @@ The output check reads the result table only; some rules need facts about the qu
 * ``disjoint_groups``: no privacy unit can be behind two rows, so the units behind a remainder row are
   the sum of its rows' (otherwise only the largest row's count is a safe lower bound, and no remainder
   row can ever reach k).
+* ``dp_plan``: under a scope with differential privacy, the query's DP plan (``PreparedQuery.dp_plan``:
+  which columns are keys, which are noised, their bounds and the contribution bounds). Recorded rather
+  than re-derived from the stored SQL: the plan is computed from the operator's query before the
+  rewrite, and a replay must noise-check against the very plan the job was released under.
 
 They are stored with the job (``jobs.release_facts``) and read back at release by
 ``services/release.py``, by the runner and by replay alike, so a replay checks its result exactly as
@@ -21,31 +25,89 @@ from typing import Any
 
 from policies import PreparedQuery, Scope
 from policies.disjoint_groups import disjoint_groups
+from policies.dp.plan import Cell, DpColumn, DpPlan
 
 
 @dataclass(frozen=True)
 class ReleaseFacts:
     additive_columns: tuple[str, ...] = ()
     disjoint_groups: bool = False
+    dp_plan: DpPlan | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"additive_columns": list(self.additive_columns), "disjoint_groups": self.disjoint_groups}
+        out: dict[str, Any] = {
+            "additive_columns": list(self.additive_columns),
+            "disjoint_groups": self.disjoint_groups,
+        }
+        if self.dp_plan is not None:
+            out["dp_plan"] = plan_to_json(self.dp_plan)
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> ReleaseFacts:
         """The facts stored with a job (None for a job stored before they were recorded: none known).
 
         >>> ReleaseFacts.from_json({"additive_columns": ["n"], "disjoint_groups": True})
-        ReleaseFacts(additive_columns=('n',), disjoint_groups=True)
+        ReleaseFacts(additive_columns=('n',), disjoint_groups=True, dp_plan=None)
         >>> ReleaseFacts.from_json(None)
-        ReleaseFacts(additive_columns=(), disjoint_groups=False)
+        ReleaseFacts(additive_columns=(), disjoint_groups=False, dp_plan=None)
         """
         if not data:
             return cls()
         return cls(
             additive_columns=tuple(str(c) for c in data.get("additive_columns", ())),
             disjoint_groups=bool(data.get("disjoint_groups", False)),
+            dp_plan=plan_from_json(data["dp_plan"]) if data.get("dp_plan") else None,
         )
+
+
+def plan_to_json(plan: DpPlan) -> dict[str, Any]:
+    """A DP plan as JSON (``plan_from_json`` reads it back equal).
+
+    >>> columns = (DpColumn("d", Cell.KEY, 0, source="t.d"), DpColumn("s", Cell.SUM, 1, "t.x", (0.0, 9.0)))
+    >>> plan = DpPlan(columns, rows_per_unit=2, groups_per_unit=1, group_bound_table="t",
+    ...               public_keys=(("a", "b"),))
+    >>> plan_from_json(plan_to_json(plan)) == plan
+    True
+    """
+    return {
+        "columns": [
+            {
+                "name": c.name,
+                "cell": c.cell.value,
+                "position": c.position,
+                "source": c.source,
+                "bounds": list(c.bounds) if c.bounds is not None else None,
+            }
+            for c in plan.columns
+        ],
+        "rows_per_unit": plan.rows_per_unit,
+        "groups_per_unit": plan.groups_per_unit,
+        "group_bound_table": plan.group_bound_table,
+        "public_keys": [list(keys) for keys in plan.public_keys] if plan.public_keys is not None else None,
+    }
+
+
+def plan_from_json(data: Mapping[str, Any]) -> DpPlan:
+    """The DP plan stored with a job."""
+    columns = tuple(
+        DpColumn(
+            name=str(c["name"]),
+            cell=Cell(c["cell"]),
+            position=int(c["position"]),
+            source=c.get("source"),
+            bounds=(float(c["bounds"][0]), float(c["bounds"][1])) if c.get("bounds") else None,
+        )
+        for c in data["columns"]
+    )
+    public = data.get("public_keys")
+    return DpPlan(
+        columns=columns,
+        rows_per_unit=int(data["rows_per_unit"]),
+        groups_per_unit=int(data["groups_per_unit"]),
+        group_bound_table=data.get("group_bound_table"),
+        public_keys=tuple(tuple(keys) for keys in public) if public is not None else None,
+    )
 
 
 def facts_of(
@@ -59,6 +121,7 @@ def facts_of(
     return ReleaseFacts(
         additive_columns=tuple(prepared.additive_columns),
         disjoint_groups=disjoint_groups(prepared, scope, unique_units=unique_units),
+        dp_plan=prepared.dp_plan,
     )
 
 

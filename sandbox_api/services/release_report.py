@@ -38,6 +38,8 @@ class ReleaseReport:
     reviewed_by: tuple[str, ...] | None = None
     #: Rows the released-cohort ledger withheld (their reasons are among ``reasons``).
     rows_withheld_by_ledger: int | None = None
+    #: Differential privacy (SQL under a DP scope): epsilon, delta, mechanism, and per column its mechanism.
+    differential_privacy: dict[str, Any] | None = None
 
     @classmethod
     def checked(cls, report: SuppressionReport) -> ReleaseReport:
@@ -94,6 +96,7 @@ class ReleaseReport:
             "remainder": self.remainder,
             "reviewed_by": None if self.reviewed_by is None else list(self.reviewed_by),
             "rows_withheld_by_ledger": self.rows_withheld_by_ledger,
+            "differential_privacy": self.differential_privacy,
             "reasons": list(self.reasons),
         }
         return {k: v for k, v in members.items() if v is not None}

@@ -24,6 +24,7 @@ replay with who destroyed the data and when. Each replay is audited (``job.repla
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -33,6 +34,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from crypto.envelope import unseal
 from crypto.errors import CryptoError, IntegrityError
 from crypto.hashing import sha256_hex
 from crypto.keyring import LocalKeyring
@@ -40,6 +42,7 @@ from executors.base import Executor, JobSpec, Limits, ResultTable
 from executors.errors import ExecutionError
 from policies import Catalog, PolicyError, Scope, prepare
 from policies.cohorts import cells_of, lineage_of, releasable_positions, sketch_columns
+from policies.dp.replay import replay_problems
 from policies.python_inputs import input_plan
 from sandbox_api.auth import Principal
 from sandbox_api.clock import Clock, iso
@@ -69,6 +72,7 @@ from sandbox_api.services.replay_report import (
     context_missing,
 )
 from sandbox_api.services.scopes import parse_stored
+from sandbox_api.services.settlement import dp_record_aad
 from sandbox_api.store.db import Database
 from sandbox_api.store.models import DatasetRow, DatasetVersionRow, JobRow, ResultRow, ScopeVersionRow
 from sandbox_api.verify import verify_receipt
@@ -89,6 +93,7 @@ class _Recorded:
     scope_document: str | None
     versions: dict[str, DatasetVersionRow]  # the versions the job read (the receipt's)
     destroyed: list[Shredded]
+    dp_sealed: bytes | None = None  # a DP job's sealed exact values and noise
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,8 @@ class _Released:
     report: dict[str, Any] | None  # None: released by output checkers (their decision, not recomputed)
     output: dict[str, Any] | None
     automatic: bool  # released without a person
+    #: Differential privacy: how the re-run's exact values disagree with the sealed record (empty: none).
+    dp_problems: tuple[str, ...] = ()
 
 
 def _release(
@@ -118,14 +125,23 @@ def _release(
     scope: Scope,
     release_fn: ReleaseFn,
     ledger: Callable[[TableResult], Mapping[int, str]],
+    dp_record: Mapping[str, Any] | None = None,
 ) -> _Released:
     """What ``result`` releases for ``job`` under ``scope``: the runner's candidate and the one release
     function the services were built with, with the facts recorded at submit, after the released-cohort
     ledger as it stood before the job (``ledger``: the rows it withheld). A job that was withheld and
-    released by output checkers releases the reviewed payload (its hash, its output object)."""
+    released by output checkers releases the reviewed payload (its hash, its output object).
+
+    A differentially private job's noise cannot be drawn again (OpenDP cannot be seeded): its sealed
+    ``dp_record`` is given to the release function, which rebuilds the release from it, and the re-run's
+    exact values must be the sealed ones (``replay_problems``)."""
     candidate = kind_of(job.kind, job.mode).candidate(job, result)
+    problems: tuple[str, ...] = ()
     if isinstance(candidate, TableResult):
         candidate = replace(candidate, ledger_withheld=ledger(candidate))
+        if dp_record is not None and job.facts.dp_plan is not None:
+            problems = tuple(replay_problems(candidate.table, job.facts.dp_plan, dict(dp_record)))
+            candidate = replace(candidate, dp_record=dp_record)
     settlement = release_fn(candidate, scope=scope, facts=job.facts)
     if isinstance(settlement, Withheld):
         payload = settlement.payload
@@ -138,6 +154,7 @@ def _release(
         settlement.report.to_dict(),
         settlement.output,
         automatic=True,
+        dp_problems=problems,
     )
 
 
@@ -210,6 +227,7 @@ class ReplayService:
                 scope_document=None if scope_row is None else scope_row.document,
                 versions=versions,
                 destroyed=destroyed,
+                dp_sealed=None if stored is None else stored.dp_sealed,
             )
 
     # --- the replay itself -------------------------------------------------------------------------
@@ -508,6 +526,7 @@ class ReplayService:
                     )
                 )
             raise _Stop from exc
+        record = self._dp_record(recorded, rebuilt.job, scope, mismatches)
         try:
             released = _release(
                 result,
@@ -517,6 +536,7 @@ class ReplayService:
                 ledger=lambda candidate: self._ledger_withheld(
                     candidate, scope=scope, job_id=recorded.row.id
                 ),
+                dp_record=record,
             )
         except PolicyError as exc:
             mismatches.append(
@@ -525,6 +545,10 @@ class ReplayService:
                 )
             )
             raise _Stop from exc
+        mismatches.extend(
+            Mismatch("dp.exact", "the sealed exact values", "different values", problem)
+            for problem in released.dp_problems
+        )
         reviewed = list(dict(receipt.get("suppression") or {}).get("reviewed_by") or [])
         if released.automatic == bool(reviewed):
             mismatches.append(
@@ -555,6 +579,34 @@ class ReplayService:
         if engine != signed_engine:
             notes.append(f"engine versions differ: the job ran on {signed_engine}, the replay on {engine}")
         return released.result_hash, engine
+
+    def _dp_record(
+        self, recorded: _Recorded, job: StoredJob, scope: Scope, mismatches: list[Mismatch]
+    ) -> dict[str, Any] | None:
+        """A DP job's sealed record (exact values, noise), unsealed under the results key."""
+        if job.facts.dp_plan is None or scope.disclosure.dp is None:
+            return None
+        if recorded.dp_sealed is None:
+            mismatches.append(
+                Mismatch(
+                    "dp.record",
+                    "sealed",
+                    "missing",
+                    "the job was released with differential privacy but its sealed noise record is missing",
+                )
+            )
+            raise _Stop
+        try:
+            plain = unseal(self.jobs.results_key, recorded.dp_sealed, aad=dp_record_aad(recorded.row.id))
+        except CryptoError as exc:
+            mismatches.append(
+                Mismatch(
+                    "dp.record", "readable", exc.code, f"the sealed noise record cannot be read: {exc.detail}"
+                )
+            )
+            raise _Stop from exc
+        record: dict[str, Any] = json.loads(plain)
+        return record
 
     def _ledger_withheld(self, candidate: TableResult, *, scope: Scope, job_id: str) -> dict[int, str]:
         """The rows the released-cohort ledger withheld from the job, decided again against the ledger

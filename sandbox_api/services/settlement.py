@@ -34,6 +34,11 @@ def withheld_aad(job_id: str) -> bytes:
     return f"withheld:{job_id}".encode()
 
 
+def dp_record_aad(job_id: str) -> bytes:
+    """The associated data a DP job's sealed exact values and noise are sealed with."""
+    return f"dp-record:{job_id}".encode()
+
+
 @dataclass(frozen=True)
 class Settlements:
     jobs: JobService
@@ -118,6 +123,13 @@ class Settlements:
                 result_hash=released.result_hash,
                 row_count=len(released.rows),
                 created_at=jobs.clock.now(),
+                dp_sealed=None
+                if released.dp_record is None
+                else seal(
+                    jobs.results_key,
+                    json.dumps(released.dp_record, separators=(",", ":")).encode(),
+                    aad=dp_record_aad(row.id),
+                ),
             )
         )
         row.result_hash = released.result_hash

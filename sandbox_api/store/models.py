@@ -185,6 +185,9 @@ class ResultRow(Base):
     result_hash: Mapped[str] = mapped_column(String(64))
     row_count: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: Differential privacy: the exact values and the noise (``policies.dp.replay.sealed_record``),
+    #: sealed under the results key with ``dp_record_aad(job id)``, for replay only; NULL otherwise.
+    dp_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, default=None)
 
 
 class AuditEventRow(Base):

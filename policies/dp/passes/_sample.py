@@ -16,15 +16,14 @@ from __future__ import annotations
 from sqlglot import exp
 
 from policies.analysis.markers import FILTERED_SCAN_META
+from policies.analysis.syntax import DP_SAMPLING_FUNCTIONS, DP_SAMPLING_SYNTAX
 from policies.passes._build import generated, ident
 
 KEY_PARAMETER = "sbx_dp_key"
 #: Node kinds (and functions) only these passes generate; the re-check after rewriting must accept
 #: them where they carry the generated mark.
-GENERATED_SYNTAX: frozenset[type[exp.Expr]] = frozenset(
-    {exp.Qualify, exp.Window, exp.RowNumber, exp.DenseRank, exp.Placeholder}
-)
-GENERATED_FUNCTIONS = frozenset({"hash"})
+GENERATED_SYNTAX: frozenset[type[exp.Expr]] = DP_SAMPLING_SYNTAX
+GENERATED_FUNCTIONS = DP_SAMPLING_FUNCTIONS
 
 
 def keyed_hash(values: list[exp.Expr]) -> exp.Expr:

@@ -1,8 +1,8 @@
 """Attack: the analyst wants P0042's income. Two jobs that differ only by P0042 (a WHERE on the masked
 phone, whose last two digits are P0042's alone) subtracted give it.
 
-Without DP (the path scopes take today, where ``dp`` is accepted but not applied) both jobs pass the
-k-threshold and the difference is P0042's income to the cent: the attack succeeds (checked below).
+Without DP (the same scope with ``dp`` removed) both jobs pass the k-threshold and the difference is
+P0042's income to the cent: the attack succeeds (checked below).
 Under DP the released sums carry noise whose 95 % interval, stated in the report before anything runs,
 is wider than the whole range incomes may take: whatever the operator computes from the two releases,
 every income from 0 to 100,000 stays plausible.
@@ -49,7 +49,8 @@ def _con() -> duckdb.DuckDBPyConnection:
 
 
 def test_without_dp_two_jobs_subtracted_give_p0042s_income() -> None:
-    scope, catalog, con = dp_scope(), dp_catalog(), _con()
+    with_dp, catalog, con = dp_scope(), dp_catalog(), _con()
+    scope = with_dp.model_copy(update={"disclosure": with_dp.disclosure.model_copy(update={"dp": None})})
     released = []
     for sql in (ALL, ALL_BUT_P0042):
         prepared = prepare(sql, scope, catalog)
