@@ -28,7 +28,7 @@ from sandbox_api.settings import Settings
 from sandbox_api.store.db import open_database
 from sandbox_api.store.models import ResultRow
 from tests.sandbox_api.api_helpers import DATASET, DISTRICTS, DOMAIN, World, citizens_table, world
-from tests.sandbox_api.program_helpers import approve_scope, result_of, run_job, submit
+from tests.sandbox_api.python_job_helpers import approve_scope, result_of, run_job, submit
 from tests.sandbox_api.replay_helpers import replay_report, replayed_world
 from tests.sandbox_api.test_job_control import GatedExecutor
 
