@@ -12,6 +12,7 @@ leaks and why. They pass (as expected failures) while the hole is open, and turn
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,13 +66,53 @@ WOMEN = "SELECT COUNT(*) AS n, SUM(income) AS total FROM citizens WHERE sex = 'F
 # --- differencing across jobs that the ledger must catch --------------------------------------------
 
 
-def test_women_without_tiny_after_all_women_is_withheld(api: World) -> None:
-    """Pair. The fact: the target's income. Jobs: all women; all women outside 'Tiny'."""
-    scope = new_scope(api, "rt-pair")
+@pytest.mark.parametrize(
+    "but_one",
+    [
+        WOMEN + " AND district <> 'Tiny'",
+        "SELECT COUNT(*) AS n, SUM(income) AS total FROM citizens WHERE sex = 'F' AND person_id IN "
+        "(SELECT person_id FROM citizens WHERE district <> 'Tiny')",
+        "WITH w AS (SELECT person_id, sex, income FROM citizens WHERE district <> 'Tiny') "
+        "SELECT COUNT(*) AS n, SUM(income) AS total FROM w WHERE sex = 'F'",
+        "SELECT AVG(income) AS mean, COUNT(*) AS n FROM citizens WHERE sex = 'F' AND district <> 'Tiny'",
+        "SELECT COUNT(*) AS n, SUM(income) AS total FROM citizens WHERE sex = 'F' "
+        "AND district IN ('North', 'South', 'East', 'West', 'Harbour')",
+    ],
+    ids=["where", "in-subquery", "cte", "avg-instead-of-sum", "in-list"],
+)
+def test_women_without_tiny_after_all_women_is_withheld(api: World, but_one: str) -> None:
+    """Pair. The fact: the target's income. Jobs: all women; all women outside 'Tiny', phrased as a
+    WHERE, a semi-join on the unit, a CTE, an average instead of a sum, an IN list."""
+    scope = new_scope(api, f"rt-pair-{zlib.crc32(but_one.encode()):08x}")
     first = outcome(api, scope, WOMEN)
-    second = outcome(api, scope, WOMEN + " AND district <> 'Tiny'")
+    second = outcome(api, scope, but_one)
     assert first is not None
     assert second is None
+
+
+def test_a_tracker_of_three_large_cohorts_is_caught(api: World) -> None:
+    """Denning's tracker, three jobs, every cohort large: all women (N); women of North or the target
+    (X = C + T); women outside North or the target (Y = C + not-T). X + Y - N is the target: the third
+    is a complement of the first two and is withheld."""
+    scope = new_scope(api, "rt-tracker")
+    target = "(district = 'Tiny')"
+    assert outcome(api, scope, WOMEN) is not None
+    assert outcome(api, scope, WOMEN + f" AND (district = 'North' OR {target})") is not None
+    assert outcome(api, scope, WOMEN + f" AND (district <> 'North' OR {target})") is None
+
+
+def test_a_new_row_filter_in_the_same_lineage_is_compared_with_earlier_rows(api: World) -> None:
+    """Row filters. Version 1 has none: all women. Version 2 adds ``row_filter: district <> 'Tiny'``
+    (an officer's ordinary change): the same query now leaves out the target and is withheld."""
+    scope = new_scope(api, "rt-row-filter")
+    assert outcome(api, scope, WOMEN) is not None
+    filtered = scope_yaml(name=scope).replace(
+        "    unit: person_id\n    columns:",
+        "    unit: person_id\n    row_filter: \"district <> 'Tiny'\"\n    columns:",
+    )
+    assert "row_filter" in filtered
+    approve_scope(api, filtered, scope)
+    assert outcome(api, scope, WOMEN) is None
 
 
 def test_women_as_the_union_of_two_released_parts_is_withheld(api: World) -> None:
@@ -287,6 +328,27 @@ def test_count_distinct_of_a_group_column_does_not_tell_whether_the_target_match
         for year in (TARGET_YEAR - 1, TARGET_YEAR)
     }
     assert answers[TARGET_YEAR - 1] == answers[TARGET_YEAR]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ORDER BY COUNT(DISTINCT district) ranks the rows by how many districts they hold, one of which "
+    "can be a single person: which row comes first (or survives LIMIT 1) says whether the target is in",
+)
+def test_order_by_a_distinct_count_does_not_rank_by_the_target(api: World) -> None:
+    """The fact: the target's birth year. One job per candidate year Y (fresh scopes): citizens outside
+    'Tiny' or born in Y, by sex, ``ORDER BY COUNT(DISTINCT district) DESC, sex DESC LIMIT 1``. The
+    women's row holds six districts (and comes first) only when the target was born in Y."""
+    first_rows = {}
+    for year in (TARGET_YEAR - 1, TARGET_YEAR):
+        rows = outcome(
+            api,
+            new_scope(api, f"rt-order-{year}"),
+            "SELECT sex, COUNT(*) AS n FROM citizens WHERE district <> 'Tiny' OR YEAR(birth_date) = "
+            f"{year} GROUP BY sex ORDER BY COUNT(DISTINCT district) DESC, sex DESC LIMIT 1",
+        )
+        first_rows[year] = None if rows is None else rows[0][0]
+    assert first_rows[TARGET_YEAR - 1] == first_rows[TARGET_YEAR]
 
 
 @pytest.mark.parametrize(
