@@ -19,19 +19,31 @@ OFFSET = 10_000_000.0
 
 @pytest.mark.xfail(
     strict=True,
-    reason="a row-local column income * max(0, age - 94) + 1e7 is not tainted (no condition, no other "
+    reason="a row-local column income * <0/1 indicator from age> + 1e7 is not tainted (no condition, "
+    "no other "
     "rows) and the offset dilutes the target's share below the dominance/p% thresholds, so sum - 1e7 * n "
     "is the target's income to the cent",
 )
-def test_a_row_local_indicator_behind_a_large_offset_does_not_release_the_income() -> None:
-    """The fact: the target's income. One job: ``x = income * max(0, age - 94) + 1e7`` (the target's
-    income for the only person aged 95, 0 for everyone else, plus the same large constant for all),
+@pytest.mark.parametrize(
+    "indicator",
+    [
+        "np.maximum(0, people['age'] - 94)",
+        "np.floor(people['age'] / 95)",
+        "people['age'] // 95",
+        "np.clip(people['age'] - 94, 0, 1)",
+    ],
+    ids=["maximum", "floor", "floordiv", "clip"],
+)
+def test_a_row_local_indicator_behind_a_large_offset_does_not_release_the_income(indicator: str) -> None:
+    """The fact: the target's income. One job: ``x = income * indicator + 1e7``, the indicator a
+    row-local number that is 1 for the only person aged 95 and 0 for everyone else (``max(0, age - 94)``,
+    ``floor(age / 95)``, ...), plus the same large constant for all;
     ``aggregate(people, by='sex', aggs={'s': ('x', 'sum'), 'n': ('x', 'count')})``. Every cell has
     many units and no one dominates, so the table is released; ``s - 1e7 * n`` of the target's sex
     is their income."""
     code = (
         "import numpy as np\n"
-        f"people['x'] = people['income'] * np.maximum(0, people['age'] - 94) + {OFFSET}\n"
+        f"people['x'] = people['income'] * ({indicator}) + {OFFSET}\n"
         "result = aggregate(people, by='sex', aggs={'s': ('x', 'sum'), 'n': ('x', 'count')})"
     )
     table = received(run(code))
