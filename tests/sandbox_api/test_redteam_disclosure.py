@@ -534,3 +534,56 @@ def test_a_python_job_one_person_apart_from_a_sql_row_is_withheld(api: World) ->
     job = run_job(api, {"scope": scope, "kind": "python", "mode": "real", "code": code})
     rows = result_of(api, job["job_id"])["rows"] if job["state"] == "released" else []
     assert not any(near(sql[0][1] - row[2], TARGET_INCOME) for row in rows)
+
+
+def test_swapping_the_target_for_another_person_is_withheld(api: World) -> None:
+    """A symmetric difference with an unchanged count. Jobs: all women; the women outside 'Tiny' plus
+    the man of 'Tiny' (the same count). Their difference is one man's income minus the target's."""
+    scope = new_scope(api, "rt-swap")
+    assert outcome(api, scope, WOMEN) is not None
+    swapped = (
+        "SELECT COUNT(*) AS n, SUM(income) AS total FROM citizens WHERE (sex = 'F' AND district <> 'Tiny') "
+        "OR (sex = 'M' AND district = 'Tiny')"
+    )
+    assert outcome(api, scope, swapped) is None
+
+
+def test_a_swap_padded_with_a_large_group_is_caught_as_a_complement(api: World) -> None:
+    """Padding the swap: all women; women outside 'Tiny' plus the men of 'Tiny' and Harbour (released,
+    far from everything); then the men of Harbour, which with the first two isolates the swap."""
+    scope = new_scope(api, "rt-swap-padded")
+    assert outcome(api, scope, WOMEN) is not None
+    padded = (
+        "SELECT COUNT(*) AS n, SUM(income) AS total FROM citizens WHERE (sex = 'F' AND district <> 'Tiny') "
+        "OR (sex = 'M' AND district IN ('Tiny', 'Harbour'))"
+    )
+    assert outcome(api, scope, padded) is not None
+    harbour_men = (
+        "SELECT COUNT(*) AS n, SUM(income) AS total FROM citizens WHERE sex = 'M' AND district = 'Harbour'"
+    )
+    assert outcome(api, scope, harbour_men) is None
+
+
+def test_the_dry_run_says_the_same_whatever_the_target_holds(api: World) -> None:
+    """Dry runs. The fact: the target's birth year. The dry run of a query true only for her (if born
+    in Y) answers the same for the true year and another: it never reads the data."""
+    scope = new_scope(api, "rt-dry-run")
+    answers = []
+    for year in (TARGET_YEAR, TARGET_YEAR + 1):
+        sql = f"SELECT COUNT(*) AS n FROM citizens WHERE district = 'Tiny' AND YEAR(birth_date) = {year}"
+        answer = api.client.post("/v1/jobs/check", headers=api.h("alice"), json={"scope": scope, "sql": sql})
+        answers.append((answer.status_code, answer.text.replace(str(year), "Y")))
+    assert answers[0] == answers[1]
+
+
+def test_a_window_count_counts_only_released_rows(api: World) -> None:
+    """``COUNT(COUNT(*)) OVER ()`` over a GROUP BY: the number of groups it reports is the number released,
+    so it does not say that a district below k exists."""
+    scope = new_scope(api, "rt-window-count")
+    rows = outcome(
+        api,
+        scope,
+        "SELECT district, COUNT(*) AS n, COUNT(COUNT(*)) OVER () AS groups FROM citizens GROUP BY district",
+    )
+    assert rows is not None
+    assert {row[2] for row in rows} == {len(rows)}
