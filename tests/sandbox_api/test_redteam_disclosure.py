@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.sandbox_api.api_helpers import World, citizens_table, scope_yaml, world
-from tests.sandbox_api.program_helpers import approve_scope, python_scope_yaml, result_of, run_job, submit
+from tests.sandbox_api.python_job_helpers import approve_scope, python_scope_yaml, result_of, run_job, submit
 
 TARGET_INCOME = 35001.04  # the only woman of 'Tiny'
 TARGET_YEAR = 1968
