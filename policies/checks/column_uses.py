@@ -309,6 +309,17 @@ class _Checker:
                 node,
             )
             return
+        if distinct and origin.use is not Use.JOIN_KEY:
+            # COUNT(DISTINCT district) counts values, and a value held by one person counts as much as
+            # one held by thousands: whether one person's district is the only 'Tiny' one changes it.
+            self._add(
+                "distinct_values",
+                f"{name.upper()}(DISTINCT {origin.column}) counts values that may each be held by fewer "
+                f"than k people, so it can change with one person; count people with COUNT(DISTINCT "
+                f"<unit>), or GROUP BY {origin.column} to count the people behind each value",
+                node,
+            )
+            return
         if origin.use is Use.PLAIN:
             return
         if origin.use is Use.JOIN_KEY:

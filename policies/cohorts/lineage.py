@@ -1,11 +1,12 @@
-"""A scope lineage: the ledger's unit of memory.
+"""A lineage: the ledger's unit of memory.
 
-A lineage is the scope's *name* and the sorted set of datasets it names (``domain/dataset``), not a
-scope version: a new version (another threshold, more columns, other grantees) and a revocation
-followed by a re-issue keep the name and the datasets, so they keep the ledger, and what was released
-under one version still constrains the next. Grantees are not part of it: every grantee of the scope
-reads from the same ledger, so two operators cannot split a differencing attack between them. Naming
-another dataset set starts another lineage, because cohorts over other data are not comparable.
+A lineage is identified by the sorted set of datasets a scope names (``domain/dataset``), not by the
+scope's name nor its version: a new version (another threshold, more columns, other grantees), a
+revocation followed by a re-issue, and *another scope over the same datasets* all share one ledger, so
+what was released under one still constrains the others (a second scope with a fresh name must not
+start with an empty memory). Grantees are not part of it either: two operators cannot split a
+differencing attack between them. A scope that names another set of datasets has another lineage (the
+limit: docs/disclosure.md). The scope's name is kept for messages only.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ class Lineage:
 
     @property
     def id(self) -> str:
-        """SHA-256 of the canonical JSON of name and datasets: stable, and the same in every process.
+        """SHA-256 of the canonical JSON of the datasets: stable, the same in every process, and the same
+        for every scope over those datasets.
 
-        >>> Lineage("flu", ("b/x", "a/y")).id == lineage("flu", ["a/y", "b/x"]).id
+        >>> Lineage("flu", ("b/x", "a/y")).id == lineage("another-study", ["a/y", "b/x"]).id
         True
+        >>> Lineage("flu", ("a/y",)).id == lineage("flu", ["a/y", "b/x"]).id
+        False
         """
-        body = json.dumps({"datasets": sorted(self.datasets), "scope": self.scope}, separators=(",", ":"))
+        body = json.dumps({"datasets": sorted(self.datasets)}, separators=(",", ":"))
         return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 

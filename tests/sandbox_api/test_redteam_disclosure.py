@@ -25,8 +25,10 @@ TARGET_INCOME = 35001.04  # the only woman of 'Tiny'
 TARGET_YEAR = 1968
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    # One deployment per attack: every scope over the same data shares one released-cohort ledger, so
+    # the cohorts one attack released would otherwise decide the next attack's jobs.
     with world(tmp_path_factory.mktemp("state")) as deployment:
         yield deployment
 
@@ -47,9 +49,14 @@ def new_scope(api: World, name: str, **options: Any) -> str:
     return name
 
 
-def outcome(api: World, scope: str, sql: str, *, who: str = "alice") -> list[list[Any]] | None:
-    """The rows the operator receives, or None when the job (or every row of it) was withheld."""
-    job = run_job(api, {"scope": scope, "sql": sql}, who=who)
+def outcome(api: World, scope: str, sql: str, *, who: str = "alice") -> list[list[Any]] | str | None:
+    """The rows the operator receives, None when the job (or every row of it) was withheld, or the
+    rules that refused it at submission."""
+    answer = submit(api, {"scope": scope, "sql": sql}, who=who)
+    if answer.status_code == 422:
+        return "refused: " + ", ".join(sorted({f["rule"] for f in answer.json()["findings"]}))
+    assert answer.status_code == 202, answer.text
+    job = api.wait(answer.json()["job_id"], who=who, timeout_s=60.0)
     if job["state"] != "released":
         return None
     rows: list[list[Any]] = result_of(api, job["job_id"], who=who)["rows"]
@@ -239,12 +246,6 @@ def test_the_union_check_cannot_be_outrun_by_filler_jobs(api: World) -> None:
     assert not leaked
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the lineage is the scope's name and datasets: a second scope with another name over the "
-    "same dataset and the same grantee has an empty ledger, so the pair the first scope would withhold "
-    "is released there",
-)
 def test_a_second_scope_over_the_same_data_does_not_reset_the_ledger(api: World) -> None:
     """The fact: the target's income. Jobs: all women under scope A; women outside 'Tiny' under scope
     B (same dataset, same operator, another name)."""
@@ -308,12 +309,6 @@ def test_the_ledger_decision_does_not_tell_the_birth_year(api: World) -> None:
 # --- single-job oracles -------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="COUNT(DISTINCT district) counts every district present, including one held by a single "
-    "person (the value is not suppressed, only the row's cohort is checked): 6 against 5 says whether "
-    "the target is in the cohort (here: whether she was born in 1968), in one job per year",
-)
 def test_count_distinct_of_a_group_column_does_not_tell_whether_the_target_matches(api: World) -> None:
     """The fact: the target's birth year. One job per candidate year (each under a fresh scope, so the
     ledger plays no part): ``COUNT(DISTINCT district)`` of the women outside 'Tiny' or born in that
@@ -330,11 +325,6 @@ def test_count_distinct_of_a_group_column_does_not_tell_whether_the_target_match
     assert answers[TARGET_YEAR - 1] == answers[TARGET_YEAR]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ORDER BY COUNT(DISTINCT district) ranks the rows by how many districts they hold, one of which "
-    "can be a single person: which row comes first (or survives LIMIT 1) says whether the target is in",
-)
 def test_order_by_a_distinct_count_does_not_rank_by_the_target(api: World) -> None:
     """The fact: the target's birth year. One job per candidate year Y (fresh scopes): citizens outside
     'Tiny' or born in Y, by sex, ``ORDER BY COUNT(DISTINCT district) DESC, sex DESC LIMIT 1``. The
