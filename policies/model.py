@@ -263,6 +263,13 @@ class Disclosure(_Strict):
     dp: DifferentialPrivacy | None = None
 
 
+class JobBudget(_Strict):
+    """A scope's own per-job budget: it can lower the deployment's limits, never raise them."""
+
+    cpu_s: Annotated[int, Field(ge=1, le=86_400)] | None = None
+    timeout_s: Annotated[float, Field(gt=0, le=86_400)] | None = None
+
+
 class PythonSettings(_Strict):
     allowed: bool = False
     modules: tuple[str, ...] = ()
@@ -305,6 +312,8 @@ class Scope(_Strict):
     python: PythonSettings = Field(default_factory=PythonSettings)
     approvals: Approvals = Field(default_factory=Approvals)
     review: Review = Field(default_factory=Review)
+    # Optional: CPU seconds and wall-clock seconds each job of this scope may use (lowers the deployment's).
+    job_budget: JobBudget = Field(default_factory=JobBudget)
 
     @field_validator("name")
     @classmethod

@@ -216,7 +216,7 @@ class SqlJobs:
             scope=job.scope,
             uses_keyed_hash=job.uses_keyed_hash,
             pseudonym_master=specs.pseudonym_master,
-            limits=specs.limits,
+            limits=specs.limits_for(scope),
             cohorts=specs.cohorts(scope),
             dp_lineage=lineage_of(scope).id if job.facts.dp_plan is not None else None,
         )
@@ -324,7 +324,7 @@ class PythonOrMockJobs:
             uses_keyed_hash=job.uses_keyed_hash,
             sources=specs.mock_sources(job.inputs, job.dataset_versions) if self.mock else (),
             pseudonym_master=specs.pseudonym_master,
-            limits=specs.limits,
+            limits=specs.limits_for(scope),
         )
 
     def candidate(self, job: StoredJob, result: ResultTable) -> Candidate:

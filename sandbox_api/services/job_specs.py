@@ -31,6 +31,7 @@ from sandbox_api.services.catalog import CatalogService
 from sandbox_api.services.cohort_ledger import CohortLedger
 from sandbox_api.services.mock_sources import mock_sources
 from sandbox_api.services.policy_catalog import build_catalog
+from sandbox_api.services.quotas import job_limits
 
 
 def scope_hash_key(pseudonym_master: bytes, scope: str) -> bytes:
@@ -170,6 +171,12 @@ class JobSpecs:
     pseudonym_master: bytes
     limits: Limits
     ledger: CohortLedger | None = None  # None: no released-cohort ledger (unit tests of other layers)
+
+    def limits_for(self, scope: Scope) -> Limits:
+        """The deployment's per-job limits, lowered (never raised) by the scope's own ``job_budget``."""
+        return job_limits(
+            self.limits, scope_cpu_s=scope.job_budget.cpu_s, scope_timeout_s=scope.job_budget.timeout_s
+        )
 
     def cohorts(self, scope: Scope) -> SketchRequest | None:
         """What a SQL job's sandbox needs to sketch its cohorts: scopes without differential privacy."""

@@ -14,7 +14,14 @@ from collections.abc import Iterator
 import pytest
 
 from tests.sandbox_api.api_helpers import World, world
-from tests.sandbox_api.python_job_helpers import PY_ONE, ensure_python_world, run_job, submit
+from tests.sandbox_api.python_job_helpers import (
+    PY_ONE,
+    approve_scope,
+    ensure_python_world,
+    python_scope_yaml,
+    run_job,
+    submit,
+)
 
 HEAVY = "x = 0\nwhile x >= 0:\n    x = x + 1\nresult = {'x': x}"
 TRIVIAL = "SELECT sex, COUNT(*) AS n FROM citizens GROUP BY sex"
@@ -64,3 +71,15 @@ def test_a_principal_over_the_hourly_quota_gets_a_429_naming_it(api: World) -> N
     assert int(refused[0].headers["Retry-After"]) > 0
     # Another principal is not affected by bob's quota.
     assert submit(api, {"scope": PY_ONE, "sql": TRIVIAL}, who="alice").status_code == 202
+
+
+def test_a_scope_lowers_the_per_job_budget(api: World) -> None:
+    """A scope's ``job_budget`` lowers the deployment's limits (30 s here) for its jobs: a runaway loop
+    under a 3-second budget ends within seconds, with the limit named."""
+    document = python_scope_yaml("py-tight", checkers=1) + "job_budget: {timeout_s: 3, cpu_s: 3}\n"
+    approve_scope(api, document, "py-tight")
+    started = time.monotonic()
+    job = run_job(api, {"scope": "py-tight", "kind": "python", "code": HEAVY}, who="alice", timeout_s=30)
+    assert job["state"] == "failed", job
+    assert time.monotonic() - started < 15
+    assert "CPU seconds" in job["reason"], job["reason"]  # 0.8 of the 3 s budget: the language-level alarm
