@@ -255,6 +255,10 @@ class DifferentialPrivacy(_Strict):
         return self.delta * math.floor(self.budget / self.epsilon_per_job + 1e-9)
 
 
+#: The DP settings of the first scope format, always part of a scope's canonical form.
+_FIRST_DP_SETTINGS = frozenset({"epsilon_per_job", "budget", "delta"})
+
+
 class Disclosure(_Strict):
     min_units: Annotated[int, Field(ge=1)] = 10
     suppression: Literal["drop", "remainder"] = "drop"
@@ -348,6 +352,16 @@ class Scope(_Strict):
         if self.review == Review():
             # Added after the first scopes were approved: left out at its default so their ids stay.
             del data["review"]
+        if self.job_budget == JobBudget():
+            del data["job_budget"]  # likewise
+        dp = self.disclosure.dp
+        if dp is not None:
+            # The settings added after the first three (epsilon per job, budget, delta) likewise.
+            defaults = DifferentialPrivacy(epsilon_per_job=dp.epsilon_per_job, budget=dp.budget)
+            shown = data["disclosure"]["dp"]
+            for name in DifferentialPrivacy.model_fields:
+                if name not in _FIRST_DP_SETTINGS and getattr(dp, name) == getattr(defaults, name):
+                    shown.pop(DifferentialPrivacy.model_fields[name].alias or name, None)
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     @cached_property
