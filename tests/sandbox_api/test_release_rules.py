@@ -118,7 +118,12 @@ def test_rounding_touches_counts_and_sums_never_averages_or_ratios(
     assert result["columns"] == ["district", "n", "total", "avg_income", "per_person"]
     truth = citizens.groupby("district")["income"].agg(["count", "sum", "mean"])
     rows = {row[0]: row[1:] for row in result["rows"]}
-    assert set(rows) == {d for d, c in truth["count"].items() if c >= 10}
+    # Every district of 10 people or more, except one the released-cohort ledger withheld because an
+    # earlier test of this module released it merged with a smaller one (every scope over the same
+    # data shares one ledger).
+    expected = {d for d, c in truth["count"].items() if c >= 10}
+    assert set(rows) <= expected
+    assert len(expected - set(rows)) == result["report"].get("rows_withheld_by_ledger", 0)
     for district, (n, total, mean, per_person) in rows.items():
         expected = truth.loc[district]
         assert n == int(np.round(expected["count"] / 5) * 5)
