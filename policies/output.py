@@ -51,7 +51,7 @@ class SuppressionReport:
                 f"every released row stands for at least {self.min_units} distinct units; rows below "
                 "that are withheld inside the query, before ordering, limits and the row cap, so they "
                 "cannot change which rows come back. How many there were is not disclosed, because that "
-                "number can itself reveal a person; auditors see it in the audit log",
+                "number can itself reveal a person",
             )
             if self.remainder:
                 reasons.insert(
