@@ -178,7 +178,6 @@ def build_services(
             lifecycle=lifecycle,
             executor=executor,
             limits=limits,
-            data_dir=settings.data_dir,
             pseudonym_master=keys.secret("pseudonym"),
             jobs=jobs,
         ),

@@ -25,14 +25,16 @@ from __future__ import annotations
 
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto.envelope import seal, unseal
 from crypto.pseudonym import derive_key
+from policies import Scope
 from policies.cohorts import (
     DEFAULT_TRIPLE_BUDGET,
     Cell,
@@ -41,7 +43,11 @@ from policies.cohorts import (
     Decision,
     Lineage,
     SketchRequest,
+    cells_of,
     decide,
+    lineage_of,
+    releasable_positions,
+    sketch_columns,
     sums_for,
 )
 from policies.errors import OutputInvalid
@@ -196,3 +202,20 @@ class CohortLedger:
 
 def _aad(lineage: Lineage, seq: int) -> bytes:
     return f"cohort-ledger/{lineage.id}/{seq}".encode()
+
+
+#: How the ledger decides a job's cells: ``CohortLedger.check_and_record`` at release, ``.replay`` at replay.
+Decide = Callable[[Lineage, Sequence[Cell], int], list[Decision]]
+
+
+def ledger_withheld(table: pd.DataFrame, scope: Scope, decide: Decide) -> dict[int, str]:
+    """The rows of a SQL result (positions in ``table``) the ledger withholds, with its reason for each.
+
+    Only the rows the output check would release are decided (every other one never leaves); a scope
+    with differential privacy, or a result without cohort sketches, has no ledger.
+    """
+    if scope.disclosure.dp is not None or not sketch_columns(table.columns):
+        return {}
+    positions = releasable_positions(table, scope.disclosure)
+    decisions = decide(lineage_of(scope), cells_of(table, positions), scope.disclosure.min_units)
+    return {p: d.reason for p, d in zip(positions, decisions, strict=True) if not d.released}

@@ -204,3 +204,7 @@ def compare_result(
             )
         )
     return found
+
+
+class ReplayStopped(Exception):
+    """The replay cannot go on; the reason is already in the mismatches."""

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from crypto.envelope import seal
 from policies import Scope
-from policies.cohorts import cells_of, lineage_of, releasable_positions, sketch_columns
 from sandbox_api.errors import JobStateConflict
 from sandbox_api.services.audit import SYSTEM_ACTOR
+from sandbox_api.services.cohort_ledger import ledger_withheld
 from sandbox_api.services.job_states import JobState
 from sandbox_api.services.jobs import JobService
 from sandbox_api.services.release import Candidate, Released, Settlement, TableResult, Withheld
@@ -67,17 +67,13 @@ class Settlements:
         ledger = self.jobs.ledger
         if ledger is None or not isinstance(candidate, TableResult) or not isinstance(settlement, Released):
             return settlement
-        if scope.disclosure.dp is not None or not sketch_columns(candidate.table.columns):
-            return settlement
-        positions = releasable_positions(candidate.table, scope.disclosure)
-        decisions = ledger.check_and_record(
-            session,
-            lineage_of(scope),
-            cells_of(candidate.table, positions),
-            min_units=scope.disclosure.min_units,
-            job_id=row.id,
+        withheld = ledger_withheld(
+            candidate.table,
+            scope,
+            lambda lineage, cells, k: ledger.check_and_record(
+                session, lineage, cells, min_units=k, job_id=row.id
+            ),
         )
-        withheld = {p: d.reason for p, d in zip(positions, decisions, strict=True) if not d.released}
         if not withheld:
             return settlement
         return self.decide(replace(candidate, ledger_withheld=withheld), scope=scope, facts=facts)
