@@ -101,10 +101,13 @@ def scope_yaml(
     valid_from: str = "2020-01-01",
     valid_until: str = "2099-12-31",
     min_units: int = 10,
+    suppression: str = "drop",
+    rounding: str = "none",
+    purpose: str = "Seasonal influenza burden by district",
 ) -> str:
     return f"""
 scope: {name}
-purpose: "Seasonal influenza burden by district"
+purpose: "{purpose}"
 grantees: [{", ".join(grantees)}]
 valid: {{from: {valid_from}, until: {valid_until}}}
 datasets:
@@ -119,7 +122,8 @@ datasets:
       income: {{use: aggregate, functions: [sum, avg, count], bounds: [0, 1000000]}}
 disclosure:
   min_units: {min_units}
-  suppression: drop
+  suppression: {suppression}
+  rounding: {rounding}
   max_rows: 1000
 """
 

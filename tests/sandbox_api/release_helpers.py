@@ -12,7 +12,7 @@ import pyarrow as pa
 from policies import Scope
 from sandbox_api.services.release import Candidate, Released, Settlement, release
 from sandbox_api.services.release_facts import ReleaseFacts
-from tests.sandbox_api.api_helpers import DATASET, DOMAIN, World, bearer, csv_bytes, upload
+from tests.sandbox_api.api_helpers import DOMAIN, World, bearer, csv_bytes, scope_yaml, upload
 from tests.sandbox_api.python_job_helpers import approve_scope
 
 
@@ -40,27 +40,14 @@ class CountingRelease:
 
 def rules_scope_yaml(name: str, *, min_units: int, suppression: str = "drop", rounding: str = "none") -> str:
     """The world's citizens grant with the given disclosure rules."""
-    return f"""
-scope: {name}
-purpose: "Disclosure rules at release"
-grantees: [operator:alice]
-valid: {{from: 2020-01-01, until: 2099-12-31}}
-datasets:
-  {DOMAIN}/{DATASET}:
-    unit: person_id
-    columns:
-      person_id: {{use: join_key}}
-      name: {{use: deny}}
-      district: {{use: group}}
-      sex: {{use: group}}
-      birth_date: {{mask: {{generalize: year}}, use: group}}
-      income: {{use: aggregate, functions: [sum, avg, count], bounds: [0, 1000000]}}
-disclosure:
-  min_units: {min_units}
-  suppression: {suppression}
-  rounding: {rounding}
-  max_rows: 1000
-"""
+    return scope_yaml(
+        name=name,
+        grantees=("operator:alice",),
+        min_units=min_units,
+        suppression=suppression,
+        rounding=rounding,
+        purpose="Disclosure rules at release",
+    )
 
 
 HOUSEHOLDS = "households"
