@@ -185,19 +185,24 @@ class JobRunner:
         with jobs.db.write() as session:
             row = None
             for _ in range(CLAIM_TRIES):
+                queued = [
+                    QueuedJob(job_id, owner, created_at)
+                    for job_id, owner, created_at in session.execute(
+                        select(JobRow.id, JobRow.owner, JobRow.created_at)
+                        .where(JobRow.state == JobState.QUEUED.value)
+                        .order_by(JobRow.created_at, JobRow.id)
+                        .limit(CLAIM_WINDOW)
+                    )
+                ]
+                if not queued:
+                    return None  # the idle poll: one query, as before fair scheduling
+                # Only the owners waiting matter: their running jobs and when each was last served.
+                owners = JobRow.owner.in_({job.owner for job in queued})
                 choice = next_job(
-                    [
-                        QueuedJob(job_id, owner, created_at)
-                        for job_id, owner, created_at in session.execute(
-                            select(JobRow.id, JobRow.owner, JobRow.created_at)
-                            .where(JobRow.state == JobState.QUEUED.value)
-                            .order_by(JobRow.created_at, JobRow.id)
-                            .limit(CLAIM_WINDOW)
-                        )
-                    ],
-                    running=_per_owner(session, func.count(), JobRow.state.in_(ACTIVE)),
+                    queued,
+                    running=_per_owner(session, func.count(), owners & JobRow.state.in_(ACTIVE)),
                     last_served=_per_owner(
-                        session, func.max(JobRow.updated_at), JobRow.state.notin_(WAITING)
+                        session, func.max(JobRow.updated_at), owners & JobRow.state.notin_(WAITING)
                     ),
                     limits=jobs.quotas,
                 )

@@ -204,3 +204,20 @@ def test_with_one_slot_a_backlog_delays_another_job_by_at_most_one_job(backlog: 
     heavy = [Submission(0.1 * i, f"heavy-{i}", "mallory", HEAVY_S) for i in range(backlog)]
     finished = simulate([*heavy, Submission(1.0, "trivial", "alice", 0.3)], slots=1, choose=fair)
     assert finished["trivial"] <= HEAVY_S + 0.3  # only the heavy job already running was ahead
+
+
+def test_a_principal_cannot_hold_more_long_polls_than_the_quota() -> None:
+    """Each open long-poll holds a request: one principal's waits are capped, another's are not, and a
+    finished wait frees its place."""
+    from sandbox_api.errors import QuotaExceeded
+    from sandbox_api.services.quotas import LongPolls, QuotaLimits
+
+    polls, limits = LongPolls(), QuotaLimits(open_long_polls=2)
+    with polls.held("alice", limits), polls.held("alice", limits):
+        with pytest.raises(QuotaExceeded, match="open_long_polls"), polls.held("alice", limits):
+            pass
+        with polls.held("bob", limits):
+            pass
+    with polls.held("alice", limits):
+        assert polls.open == {"alice": 1}
+    assert polls.open == {}
