@@ -64,7 +64,7 @@ class StoredVersion:
     created: bool
 
 
-def _version_view(row: DatasetVersionRow) -> VersionView:
+def version_view(row: DatasetVersionRow) -> VersionView:
     return VersionView(
         version_id=row.version_id,
         state=row.state,
@@ -180,7 +180,7 @@ class CatalogService:
                         "rows": {t["name"]: t["row_count"] for t in described},
                     },
                 )
-                view = _version_view(row)
+                view = version_view(row)
         except BaseException:
             # Nothing registered: remove the parts so a failed upload leaves no trace.
             shutil.rmtree(version_dir, ignore_errors=True)
@@ -312,7 +312,7 @@ class CatalogService:
             name=row.name,
             description=row.description,
             created_at=iso(as_utc(row.created_at)),
-            versions=[_version_view(v) for v in versions],
+            versions=[version_view(v) for v in versions],
         )
 
 

@@ -17,17 +17,15 @@ from crypto.hashing import sha256_hex
 from executors.base import JobSpec, Limits
 from policies import Catalog, PolicyError, Scope, prepare
 from policies.python_inputs import input_plan
-from sandbox_api.clock import iso
 from sandbox_api.errors import ServiceError
 from sandbox_api.job_types import Kind, Mode
-from sandbox_api.services.catalog import VersionView
+from sandbox_api.services.catalog import version_view
 from sandbox_api.services.job_kinds import StoredJob, kind_of, stored_inputs
 from sandbox_api.services.job_specs import JobSpecs
 from sandbox_api.services.jobs import JobService
 from sandbox_api.services.policy_catalog import build_catalog, scope_catalog_versions, scope_dataset_refs
 from sandbox_api.services.replay_records import Recorded, version_row
 from sandbox_api.services.replay_report import Mismatch, ReplayStopped, context_missing
-from sandbox_api.store.models import DatasetVersionRow
 
 
 @dataclass(frozen=True)
@@ -141,7 +139,7 @@ def _catalog(
 ) -> Catalog:
     """The catalog the job was checked against: every dataset the scope names, at its version then."""
     row = recorded.row
-    views = {ref: _view(v) for ref, v in recorded.versions.items()}
+    views = {ref: version_view(v) for ref, v in recorded.versions.items()}
     if row.catalog_versions is None:
         current = {ref: v for ref, v in jobs.catalog.current_versions().items() if ref not in views}
         filled = scope_catalog_versions(scope, {ref: v.version_id for ref, v in current.items()})
@@ -174,15 +172,5 @@ def _catalog(
                     )
                 )
                 continue
-            views[ref] = _view(version)
+            views[ref] = version_view(version)
     return build_catalog(views)
-
-
-def _view(version: DatasetVersionRow) -> VersionView:
-    return VersionView(
-        version_id=version.version_id,
-        state=version.state,
-        created_at=iso(version.created_at),
-        created_by=version.created_by,
-        tables=list(version.manifest),
-    )
