@@ -78,6 +78,14 @@ def test_a_scope_lowers_the_per_job_budget(api: World) -> None:
     under a 3-second budget ends within seconds, with the limit named."""
     document = python_scope_yaml("py-tight", checkers=1) + "job_budget: {timeout_s: 3, cpu_s: 3}\n"
     approve_scope(api, document, "py-tight")
+    # Alice's cancelled heavy jobs of the first test may still hold her one slot: wait for them, so
+    # that only this job's own run is timed.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        jobs = api.client.get("/v1/jobs", headers=api.h("alice")).json()["jobs"]
+        if not any(j["state"] in {"queued", "running", "checking"} for j in jobs):
+            break
+        time.sleep(0.2)
     started = time.monotonic()
     job = run_job(api, {"scope": "py-tight", "kind": "python", "code": HEAVY}, who="alice", timeout_s=30)
     assert job["state"] == "failed", job
