@@ -37,10 +37,10 @@ from policies import Disclosure, check_output
 from policies.cohorts import Cell, CohortSketch, lineage, sums_for
 from policies.cohorts.cells import cells_of
 from policies.cohorts.sketch import BUCKETS, P
-from sandbox_api.services.cohort_ledger import CohortLedger
-from sandbox_api.store.db import open_database
-from sandbox_api.store.migrate import upgrade
-from sandbox_api.store.models import CohortLedgerBatchRow
+from sandbox_api.server.services.cohort_ledger import CohortLedger
+from sandbox_api.server.store.db import open_database
+from sandbox_api.server.store.migrate import upgrade
+from sandbox_api.server.store.models import CohortLedgerBatchRow
 
 K = 10
 LINEAGE = lineage("bench-scope", ["health-bureau/visits"])

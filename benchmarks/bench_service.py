@@ -29,9 +29,9 @@ from pathlib import Path
 import httpx
 
 from sandbox_api import demo, demo_data
-from sandbox_api.bootstrap import init_deployment
-from sandbox_api.client import SandboxClient
-from sandbox_api.settings import Settings
+from sandbox_api.client.api_client import SandboxClient
+from sandbox_api.server.bootstrap import init_deployment
+from sandbox_api.server.settings import Settings
 
 SMALL_JOB = """\
 SELECT sex, COUNT(DISTINCT person_id) AS people, AVG(income) AS avg_income

@@ -27,18 +27,18 @@ from crypto.audit import AuditEntry, verify_chain
 from crypto.errors import CryptoError, IntegrityError
 from crypto.keyring import LocalKeyring
 from sandbox_api import demo, demo_data
-from sandbox_api.auth import Role
-from sandbox_api.bootstrap import init_deployment, open_audit_log
 from sandbox_api.cli_audit import register as register_auditor_commands
-from sandbox_api.client import ClientError, SandboxClient
+from sandbox_api.client.api_client import ClientError, SandboxClient
 from sandbox_api.clock import Clock, SystemClock
 from sandbox_api.cluster_cli import cluster_app
 from sandbox_api.errors import Conflict, DeploymentNotInitialised, ServiceError
-from sandbox_api.services.principals import PrincipalService
-from sandbox_api.settings import Settings, unknown_environment
-from sandbox_api.store import migrate
-from sandbox_api.store.db import open_database
-from sandbox_api.store.models import PrincipalRow
+from sandbox_api.roles import Role
+from sandbox_api.server.bootstrap import init_deployment, open_audit_log
+from sandbox_api.server.services.principals import PrincipalService
+from sandbox_api.server.settings import Settings, unknown_environment
+from sandbox_api.server.store import migrate
+from sandbox_api.server.store.db import open_database
+from sandbox_api.server.store.models import PrincipalRow
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -94,7 +94,7 @@ def _settings(state_dir: Path | None, **overrides: Any) -> Settings:
 def _create_app(settings: Settings) -> FastAPI:
     # Imported here, not at the top: the gateway pulls in the whole policy engine and executor, which
     # commands such as `token create` or `audit verify` do not need and should not wait for.
-    from sandbox_api.app import create_app
+    from sandbox_api.server.app import create_app
 
     return create_app(settings)
 

@@ -23,9 +23,9 @@ from typing import Annotated, Any, Final
 import typer
 
 from crypto.errors import CryptoError
-from sandbox_api.auditor import AuditorClient, fetch_signing_keys
-from sandbox_api.client import ClientError
-from sandbox_api.verify import (
+from sandbox_api.client.api_client import ClientError
+from sandbox_api.client.auditor import AuditorClient, fetch_signing_keys
+from sandbox_api.client.verify import (
     load_keys,
     read_json,
     verify_bundle,

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from crypto.audit import AuditEntry, verify_chain
 from crypto.errors import IntegrityError
 from sandbox_api import demo_data
-from sandbox_api.client import ClientError, SandboxClient
+from sandbox_api.client.api_client import ClientError, SandboxClient
 from sandbox_api.schemas import DatasetOut, ReleaseReportOut
 
 Say = Callable[[str], None]

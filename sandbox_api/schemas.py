@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sandbox_api.auth import Role
 from sandbox_api.job_types import Kind, Mode
+from sandbox_api.roles import Role
 
 # The longest long-poll a client may ask for (``GET /v1/jobs/{id}?wait=``), in seconds.
 JOB_WAIT_MAX_S = 30

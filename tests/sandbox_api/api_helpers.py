@@ -24,10 +24,10 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from starlette.testclient import TestClient
 
-from sandbox_api.app import create_app
-from sandbox_api.bootstrap import init_deployment
-from sandbox_api.services.release import ReleaseFn, release
-from sandbox_api.settings import Settings
+from sandbox_api.server.app import create_app
+from sandbox_api.server.bootstrap import init_deployment
+from sandbox_api.server.services.release import ReleaseFn, release
+from sandbox_api.server.settings import Settings
 
 DOMAIN = "health-bureau"
 OTHER_DOMAIN = "civil-affairs"

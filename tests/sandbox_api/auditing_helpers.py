@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from crypto.signing import SigningKeyRecord
-from sandbox_api.verify import parse_keys
+from sandbox_api.client.verify import parse_keys
 from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 
 from sandbox_api import demo
-from sandbox_api.bootstrap import init_deployment
-from sandbox_api.client import SandboxClient
-from sandbox_api.settings import Settings
+from sandbox_api.client.api_client import SandboxClient
+from sandbox_api.server.bootstrap import init_deployment
+from sandbox_api.server.settings import Settings
 from tests.sandbox_api.replay_helpers import replay_live
 
 AUDITOR = "audrey"  # the demo cast's auditor

@@ -10,8 +10,8 @@ from typing import Any
 import pyarrow as pa
 
 from policies import Scope
-from sandbox_api.services.release import Candidate, Released, Settlement, release
-from sandbox_api.services.release_facts import ReleaseFacts
+from sandbox_api.server.services.release import Candidate, Released, Settlement, release
+from sandbox_api.server.services.release_facts import ReleaseFacts
 from tests.sandbox_api.api_helpers import DOMAIN, World, bearer, csv_bytes, scope_yaml, upload
 from tests.sandbox_api.python_job_helpers import approve_scope
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from crypto.audit import AuditEntry, chain
 from sandbox_api.cli import app, open_principal_service
 from sandbox_api.errors import NotAuthenticated
-from sandbox_api.settings import Settings
+from sandbox_api.server.settings import Settings
 
 runner = CliRunner()
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from sandbox_api import demo_data
 from sandbox_api.cli import DEMO_TOKENS_FILE, app
-from sandbox_api.client import SandboxClient
+from sandbox_api.client.api_client import SandboxClient
 from sandbox_api.demo import CAST
 from tests.sandbox_api.live_gateway import AUDITOR, serve_gateway
 from tests.sandbox_api.replay_helpers import replay_live

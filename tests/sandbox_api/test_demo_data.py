@@ -12,7 +12,7 @@ import pytest
 from policies.model import load_scope
 from sandbox_api import demo_data
 from sandbox_api.manifest import Manifest
-from sandbox_api.services.ingest import target_schema
+from sandbox_api.server.services.ingest import target_schema
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,165 @@
+"""The byte form of a receipt: what is signed, and the digests of a released result (docs/design.md §9).
+
+Pure functions over JSON values, shared by the gateway (which signs) and by offline verification
+(``sandbox_api.client.verify``), so both build the signed bytes the same way. No I/O, no clock.
+
+A receipt is one JSON object. Every member except ``signature`` is signed: the signature is Ed25519
+(RFC 8032) over the canonical JSON of the receipt without its ``signature`` member. The canonical form
+depends on the receipt's ``type``: ``data-sandbox/receipt/v2`` (issued now) uses RFC 8785 (JCS,
+``crypto.hashing.jcs_json``), so any language with a JCS library can check it; ``.../v1`` (issued before)
+uses ``crypto.hashing.canonical_json`` and is still accepted. Under v2, the digests of released rows
+write an integer outside I-JSON's exact range (beyond ±(2**53 - 1), RFC 7493 §2.2) as its decimal
+string, because RFC 8785 has no form for it. ``kid`` names the signing key, ``signed_at`` is the
+release time, which must fall inside that key's validity period.
+
+The result is bound twice: ``result.hash`` is ``policies.result_hash`` of the released table (the
+order- and representation-independent canonical form that replay recomputes), and
+``result.content_sha256`` plus one ``row_digests`` entry per row bind the exact JSON the operator
+received (``columns`` and ``rows`` of ``GET /v1/jobs/{id}/result``), so a saved result file can be
+checked offline and an edited row is named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from crypto.errors import IntegrityError
+from crypto.hashing import canonical_json, jcs_json, sha256_hex
+from crypto.signing import SigningKeyPair, sign
+
+RECEIPT_TYPE_V1 = "data-sandbox/receipt/v1"
+RECEIPT_TYPE_V2 = "data-sandbox/receipt/v2"
+#: The format new receipts are issued in.
+RECEIPT_TYPE = RECEIPT_TYPE_V2
+Canonical = Callable[[object], bytes]
+#: The canonical JSON form each receipt format signs and hashes with.
+FORMS: Mapping[str, Canonical] = {RECEIPT_TYPE_V1: canonical_json, RECEIPT_TYPE_V2: jcs_json}
+_EXACT_INT = 2**53 - 1
+ROW_DIGEST_HEX = 16
+# Members a well-formed receipt has; ``signature`` is the only unsigned one.
+RECEIPT_FIELDS = (
+    "type",
+    "job_id",
+    "operator",
+    "scope",
+    "datasets",
+    "query",
+    "engine",
+    "result",
+    "suppression",
+    "audit_head",
+    "signed_at",
+    "kid",
+    "signature",
+)
+
+
+def form_of(receipt_type: object) -> Canonical:
+    """The canonical form of a receipt format; ``IntegrityError`` for a format this code does not know.
+
+    >>> form_of("data-sandbox/receipt/v2") is jcs_json, form_of("data-sandbox/receipt/v1") is canonical_json
+    (True, True)
+    """
+    form = FORMS.get(str(receipt_type))
+    if form is None:
+        known = ", ".join(sorted(FORMS))
+        raise IntegrityError(f"unknown receipt format {receipt_type!r}; this verifier knows {known}")
+    return form
+
+
+def signed_bytes(receipt: Mapping[str, Any]) -> bytes:
+    """The exact bytes the signature covers: canonical JSON of every member but ``signature``, in the
+    form of the receipt's ``type``.
+
+    >>> signed_bytes({"type": RECEIPT_TYPE_V2, "b": 1.0, "a": [1.5], "signature": "00"})
+    b'{"a":[1.5],"b":1,"type":"data-sandbox/receipt/v2"}'
+    >>> signed_bytes({"type": RECEIPT_TYPE_V1, "b": 1.0, "signature": "00"})
+    b'{"b":1.0,"type":"data-sandbox/receipt/v1"}'
+    """
+    return form_of(receipt.get("type"))({k: v for k, v in receipt.items() if k != "signature"})
+
+
+def _exact(value: Any) -> Any:
+    """``value`` with every integer beyond I-JSON's exact range written as its decimal string."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and abs(value) > _EXACT_INT:
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_exact(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _exact(v) for k, v in value.items()}
+    return value
+
+
+def _digest_form(form: Canonical) -> Canonical:
+    return (lambda value: jcs_json(_exact(value))) if form is jcs_json else form
+
+
+def content_sha256(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], *, form: Canonical = jcs_json
+) -> str:
+    """SHA-256 of the canonical JSON of the released table exactly as served (columns, rows in order).
+
+    >>> content_sha256(["n"], [[1]]) == content_sha256(["n"], [[1]])
+    True
+    """
+    body = {"columns": list(columns), "rows": [list(r) for r in rows]}
+    return sha256_hex(_digest_form(form)(body))
+
+
+def row_digest(row: Sequence[Any], *, form: Canonical = jcs_json) -> str:
+    """A short digest of one released row (first 16 hex characters of SHA-256 of its canonical JSON).
+
+    >>> row_digest(["North", 12, 3.5], form=canonical_json)
+    '8d84f8ce8d03d77f'
+    >>> row_digest(["North", 12, 3.5]) == row_digest(["North", 12.0, 3.5])  # RFC 8785: 12.0 is 12
+    True
+    """
+    return sha256_hex(_digest_form(form)(list(row)))[:ROW_DIGEST_HEX]
+
+
+def output_sha256(output: Mapping[str, Any], *, form: Canonical = jcs_json) -> str:
+    """SHA-256 of the canonical JSON of a Python job's released ``output`` object."""
+    return sha256_hex(_digest_form(form)(dict(output)))
+
+
+def result_facts(
+    *,
+    canonical_hash: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    output: Mapping[str, Any] | None = None,
+    form: Canonical = jcs_json,
+) -> dict[str, Any]:
+    """The ``result`` member of a receipt (``output_sha256`` only for a result with an ``output``)."""
+    facts: dict[str, Any] = {
+        "hash": canonical_hash,
+        "content_sha256": content_sha256(columns, rows, form=form),
+        "row_count": len(rows),
+        "columns": list(columns),
+        "row_digests": [row_digest(r, form=form) for r in rows],
+    }
+    if output is not None:
+        facts["output_sha256"] = output_sha256(output, form=form)
+    return facts
+
+
+def sign_receipt(pair: SigningKeyPair, body: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` (every member but ``kid`` and ``signature``) signed with ``pair``.
+
+    >>> from crypto.signing import generate_signing_key, verify
+    >>> pair = generate_signing_key()
+    >>> receipt = sign_receipt(pair, {"type": RECEIPT_TYPE, "job_id": "j1"})
+    >>> verify(pair.public, signed_bytes(receipt), bytes.fromhex(receipt["signature"]))
+    """
+    unsigned = {**body, "kid": pair.kid}
+    signature = sign(pair.private, signed_bytes(unsigned))
+    return {**unsigned, "signature": signature.hex()}
+
+
+def receipt_digest(receipt: Mapping[str, Any]) -> str:
+    """SHA-256 of the whole receipt (signature included), in its format's form: what the audit log
+    records."""
+    return sha256_hex(form_of(receipt.get("type"))(dict(receipt)))

@@ -1,0 +1,286 @@
+"""Offline verification of receipts and audit bundles: no server, no database, no trust in the service.
+
+Everything here reads JSON files an auditor holds and the public signing keys, and raises a
+``crypto`` error whose detail names what is wrong and where:
+
+- :class:`crypto.errors.IntegrityError`: an edited receipt, result or audit event, a deleted, inserted
+  or reordered event, a truncated chain, a forged checkpoint;
+- :class:`crypto.errors.UnknownKey`: a signature by a key that is not among the trusted keys;
+- :class:`crypto.errors.KeyNotValid`: a signature dated outside its key's validity period (for example
+  a receipt signed with a key after it was retired).
+
+The trusted keys come from ``GET /v1/keys/signing`` (or ``sandbox keys export``), kept by the auditor.
+An audit bundle carries the service's keys too; pass your own copy to make the check independent of
+the bundle.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from crypto.audit import AuditEntry, Checkpoint, verify_chain, verify_checkpoint
+from crypto.errors import CryptoError, IntegrityError, KeyNotValid, UnknownKey
+from crypto.signing import ED25519_KEY_BYTES, SigningKeyRecord, key_id, verify
+from sandbox_api.client.receipt_format import (
+    FORMS,
+    RECEIPT_FIELDS,
+    RECEIPT_TYPE_V2,
+    Canonical,
+    content_sha256,
+    form_of,
+    output_sha256,
+    row_digest,
+    signed_bytes,
+)
+
+KEYS_FORMAT = "data-sandbox/signing-keys/v1"
+BUNDLE_FORMAT = "data-sandbox/audit-bundle/v1"
+# A bare public key given on the command line has no published period: accept any signing time.
+_OPEN_START = datetime(1970, 1, 1, tzinfo=UTC)
+
+TrustedKeys = Mapping[str, SigningKeyRecord]
+
+
+@dataclass(frozen=True)
+class ReceiptReport:
+    job_id: str
+    kid: str
+    signed_at: str
+    result_hash: str
+    result_checked: bool
+
+
+@dataclass(frozen=True)
+class BundleReport:
+    count: int
+    last_seq: int
+    head_hash: str
+    checkpoints: int
+    keys: tuple[str, ...]
+
+
+# --- keys ------------------------------------------------------------------------------------------
+
+
+def _record(data: Mapping[str, Any]) -> SigningKeyRecord:
+    """A published key record; ``public`` in base64 (``SigningKeyRecord.to_dict``) or hex (audit head)."""
+    public = str(data.get("public", ""))
+    if len(public) == 2 * ED25519_KEY_BYTES and all(c in "0123456789abcdefABCDEF" for c in public):
+        data = {**data, "public": base64.b64encode(bytes.fromhex(public)).decode("ascii")}
+    return SigningKeyRecord.from_dict(data)
+
+
+def _bare_key(text: str) -> SigningKeyRecord:
+    raw: bytes | None = None
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raw = None
+    if raw is None or len(raw) != ED25519_KEY_BYTES:
+        raise CryptoError(
+            "a public key must be a keys file (sandbox keys export), a JSON key record, or 32 bytes "
+            "in hex or base64"
+        )
+    return SigningKeyRecord(
+        kid=key_id(raw), public=raw, not_before=_OPEN_START, not_after=None, state="given"
+    )
+
+
+def parse_keys(value: object) -> dict[str, SigningKeyRecord]:
+    """Trusted keys by id, from a keys document, a bundle, a list of records, one record, or a bare key.
+
+    >>> parse_keys("00" * 32)  # doctest: +ELLIPSIS
+    {'66687aadf862bd77': SigningKeyRecord(kid='66687aadf862bd77', ...)}
+    """
+    if isinstance(value, str):
+        return {(r := _bare_key(value.strip())).kid: r}
+    if isinstance(value, Mapping):
+        if "keys" in value:
+            return parse_keys(value["keys"])
+        if "signing_keys" in value:
+            return parse_keys(value["signing_keys"])
+        return {(r := _record(value)).kid: r}
+    if isinstance(value, Sequence):
+        records = [_record(item) for item in value if isinstance(item, Mapping)]
+        if len(records) != len(value):
+            raise CryptoError("a list of keys must hold key records (objects with kid and public)")
+        return {r.kid: r for r in records}
+    raise CryptoError(f"cannot read signing keys from a {type(value).__name__}")
+
+
+def load_keys(source: str | Path) -> dict[str, SigningKeyRecord]:
+    """Keys from a JSON file, or from a literal hex/base64 public key."""
+    path = Path(source)
+    if path.is_file():
+        return parse_keys(read_json(path, what="keys file"))
+    return parse_keys(str(source))
+
+
+def read_json(path: Path, *, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IntegrityError(f"{what} {path.name} is not readable JSON ({type(exc).__name__})") from exc
+
+
+def _moment(text: object, what: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(str(text))
+    except ValueError as exc:
+        raise IntegrityError(f"{what} is not an ISO timestamp: {text!r}") from exc
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+# --- receipts --------------------------------------------------------------------------------------
+
+
+def verify_receipt(
+    receipt: Mapping[str, Any], keys: TrustedKeys, *, result: Mapping[str, Any] | None = None
+) -> ReceiptReport:
+    """Check the receipt's signature and key validity, and (if given) that ``result`` is what it signed.
+
+    ``result`` is the body of ``GET /v1/jobs/{id}/result`` (at least ``columns`` and ``rows``).
+    """
+    missing = [f for f in RECEIPT_FIELDS if f not in receipt]
+    if missing:
+        raise IntegrityError(f"receipt is malformed: it lacks {', '.join(missing)}")
+    job = str(receipt["job_id"])
+    if receipt["type"] not in FORMS:
+        known = " or ".join(sorted(FORMS))
+        raise IntegrityError(f"receipt for job {job}: type {receipt['type']!r} is not {known}")
+    kid = str(receipt["kid"])
+    record = keys.get(kid)
+    if record is None:
+        known = ", ".join(sorted(keys)) or "none"
+        raise UnknownKey(
+            f"receipt for job {job} is signed by key {kid}, which is not a trusted key (trusted: {known})"
+        )
+    try:
+        signature = bytes.fromhex(str(receipt["signature"]))
+        verify(record.public, signed_bytes(receipt), signature)
+    except (ValueError, IntegrityError) as exc:
+        raise IntegrityError(
+            f"receipt for job {job}: signature does not verify under key {kid}; the receipt was edited "
+            "after it was signed (or signed by someone else)"
+        ) from exc
+    signed_at = _moment(receipt["signed_at"], f"receipt for job {job}: signed_at")
+    try:
+        record.require_valid_at(signed_at)
+    except KeyNotValid as exc:
+        raise KeyNotValid(
+            f"receipt for job {job}: {exc.detail}; the key was not valid when it signed"
+        ) from exc
+    facts = receipt["result"]
+    if result is not None:
+        check_result(job, facts, result=result, form=form_of(receipt["type"]))
+    return ReceiptReport(
+        job_id=job,
+        kid=kid,
+        signed_at=signed_at.isoformat(),
+        result_hash=str(facts.get("hash")),
+        result_checked=result is not None,
+    )
+
+
+def check_result(
+    job: str, facts: Mapping[str, Any], *, result: Mapping[str, Any], form: Canonical | None = None
+) -> None:
+    """``result`` (columns and rows as served) against the ``result`` member of a verified receipt
+    (``form``: the canonical form of the receipt's format; RFC 8785 unless given)."""
+    form = form or form_of(RECEIPT_TYPE_V2)
+    if "job_id" in result and result["job_id"] != job:
+        raise IntegrityError(f"the result is for job {result['job_id']}, the receipt for job {job}")
+    columns, rows = result.get("columns"), result.get("rows")
+    if not isinstance(columns, list) or not isinstance(rows, list):
+        raise IntegrityError("the result is malformed: it needs `columns` and `rows` lists")
+    if columns != facts["columns"]:
+        raise IntegrityError(
+            f"result of job {job}: columns {columns} differ from the signed columns {facts['columns']}"
+        )
+    if len(rows) != facts["row_count"]:
+        raise IntegrityError(
+            f"result of job {job}: {len(rows)} rows, the receipt signed {facts['row_count']}; rows were "
+            "added or removed"
+        )
+    for index, (row, digest) in enumerate(zip(rows, facts["row_digests"], strict=True)):
+        if not isinstance(row, list) or row_digest(row, form=form) != digest:
+            raise IntegrityError(
+                f"result of job {job}: row {index} differs from the row the receipt signed; the result "
+                "was edited"
+            )
+    if content_sha256(columns, rows, form=form) != facts["content_sha256"]:
+        raise IntegrityError(f"result of job {job}: content hash differs from the receipt's")
+    if "output_sha256" in facts:
+        output = result.get("output")
+        if not isinstance(output, Mapping) or output_sha256(output, form=form) != facts["output_sha256"]:
+            raise IntegrityError(f"result of job {job}: the `output` object differs from the signed one")
+    if "result_hash" in result and result["result_hash"] != facts["hash"]:
+        raise IntegrityError(
+            f"result of job {job}: result_hash {result['result_hash']} differs from the signed "
+            f"canonical hash {facts['hash']}"
+        )
+
+
+# --- audit bundles ---------------------------------------------------------------------------------
+
+
+def _checkpoint(data: Mapping[str, Any]) -> Checkpoint:
+    return Checkpoint.from_json(json.dumps(dict(data)))
+
+
+def verify_bundle(
+    bundle: Mapping[str, Any],
+    *,
+    expected_head: str | None = None,
+    trusted_keys: TrustedKeys | None = None,
+) -> BundleReport:
+    """Verify every event, every checkpoint signature (and its key's validity) and the chain's tail.
+
+    ``expected_head`` is a head hash kept outside the service: a bundle whose chain does not contain it
+    was truncated or rewritten. ``trusted_keys`` replaces the keys the bundle carries.
+    """
+    if bundle.get("format") != BUNDLE_FORMAT:
+        raise IntegrityError(f"not an audit bundle: format is {bundle.get('format')!r}, not {BUNDLE_FORMAT}")
+    keys = dict(trusted_keys) if trusted_keys is not None else parse_keys(bundle.get("signing_keys", []))
+    events = bundle.get("events")
+    if not isinstance(events, list):
+        raise IntegrityError("audit bundle is malformed: `events` is not a list")
+    entries = [AuditEntry.from_json(json.dumps(e)) for e in events]
+    checkpoints = [_checkpoint(c) for c in bundle.get("checkpoints", [])]
+    head = bundle.get("head") or {}
+    if isinstance(head, Mapping) and isinstance(head.get("checkpoint"), Mapping):
+        checkpoints.append(_checkpoint(head["checkpoint"]))
+    publics = {kid: r.public for kid, r in keys.items()}
+    for cp in checkpoints:
+        verify_checkpoint(cp, publics)
+        try:
+            keys[cp.kid].require_valid_at(_moment(cp.at, f"checkpoint at seq {cp.seq}: at"))
+        except KeyNotValid as exc:
+            raise KeyNotValid(f"checkpoint at seq {cp.seq}: {exc.detail}") from exc
+    report = verify_chain(entries, expected_head=expected_head, checkpoints=checkpoints)
+    return BundleReport(
+        count=report.count,
+        last_seq=report.last_seq,
+        head_hash=report.head_hash,
+        checkpoints=len(checkpoints),
+        keys=tuple(sorted(keys)),
+    )
+
+
+def verify_export_lines(lines: Sequence[str], *, expected_head: str | None = None) -> BundleReport:
+    """A JSON Lines export (``GET /v1/audit/export``): the chain only, no checkpoints or keys."""
+    entries = [AuditEntry.from_json(line) for line in lines if line.strip()]
+    report = verify_chain(entries, expected_head=expected_head)
+    return BundleReport(
+        count=report.count, last_seq=report.last_seq, head_hash=report.head_hash, checkpoints=0, keys=()
+    )

@@ -1,1 +1,0 @@
-"""Alembic migrations of the metadata database, run programmatically (see sandbox_api.store.migrate)."""

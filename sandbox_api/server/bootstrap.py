@@ -1,0 +1,62 @@
+"""Initialise a deployment: state directory, keyring (0600), database schema, the first admin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from crypto.keyring import LocalKeyring
+from sandbox_api.clock import Clock, SystemClock
+from sandbox_api.roles import Role
+from sandbox_api.server.services.audit import SYSTEM_ACTOR, AuditLog
+from sandbox_api.server.services.principals import PrincipalService
+from sandbox_api.server.settings import Settings
+from sandbox_api.server.store import migrate
+from sandbox_api.server.store.db import Database, open_database
+
+
+@dataclass(frozen=True)
+class InitResult:
+    admin_token: str | None
+    created: bool
+
+
+def open_audit_log(settings: Settings, *, db: Database, keys: LocalKeyring, clock: Clock) -> AuditLog:
+    """The deployment's audit log, checkpointed and signed as the settings say (one place builds it)."""
+    return AuditLog(
+        db=db,
+        clock=clock,
+        checkpoint_every=settings.audit_checkpoint_every,
+        checkpoint_minutes=settings.audit_checkpoint_minutes,
+        signing_key=lambda: keys.ensure_signing_key(now=clock.now()),
+    )
+
+
+def init_deployment(
+    settings: Settings, *, admin_name: str = "admin", clock: Clock | None = None
+) -> InitResult:
+    """Create what is missing; a second call changes nothing and returns ``admin_token=None``."""
+    clock = clock or SystemClock()
+    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    keys = LocalKeyring.open(settings.keyring_path, create=True, clock=clock.now)
+    keys.ensure_signing_key(now=clock.now())
+    db = open_database(settings.resolved_database_url)
+    try:
+        migrate.upgrade(db)
+        audit = open_audit_log(settings, db=db, keys=keys, clock=clock)
+        principals = PrincipalService(db=db, audit=audit, clock=clock, keys=keys)
+        with db.write() as session:
+            if principals.any_principal(session):
+                return InitResult(admin_token=None, created=False)
+            audit.append(
+                session,
+                event="deployment.initialised",
+                actor=SYSTEM_ACTOR,
+                details={"database": db.engine.dialect.name, "executor": settings.executor},
+            )
+            _, token = principals.create_principal(
+                session, actor=SYSTEM_ACTOR, name=admin_name, role=Role.ADMIN, domain=None, groups=()
+            )
+            return InitResult(admin_token=token, created=True)
+    finally:
+        db.dispose()

@@ -1,0 +1,116 @@
+"""FastAPI dependencies: the services bundle, the authenticated principal, role checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from crypto.keyring import LocalKeyring
+from sandbox_api.clock import Clock
+from sandbox_api.errors import Forbidden, NotAuthenticated
+from sandbox_api.roles import Role
+from sandbox_api.server.auth import Principal, parse_bearer
+from sandbox_api.server.runner import JobRunner
+from sandbox_api.server.services.audit import AuditLog
+from sandbox_api.server.services.catalog import CatalogService
+from sandbox_api.server.services.jobs import JobService
+from sandbox_api.server.services.keys import KeyLifecycle
+from sandbox_api.server.services.principals import PrincipalService
+from sandbox_api.server.services.receipts import ReceiptService
+from sandbox_api.server.services.replay import ReplayService
+from sandbox_api.server.services.scopes import ScopeService
+from sandbox_api.server.settings import Settings
+from sandbox_api.server.store.db import Database
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    db: Database
+    clock: Clock
+    keys: LocalKeyring
+    audit: AuditLog
+    principals: PrincipalService
+    catalog: CatalogService
+    scopes: ScopeService
+    jobs: JobService
+    runner: JobRunner
+    receipts: ReceiptService
+    lifecycle: KeyLifecycle
+    replay: ReplayService
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def current_principal(
+    request: Request,
+    services: ServicesDep,
+    authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
+) -> Principal:
+    token = parse_bearer(authorization)
+    try:
+        if token is None:
+            raise NotAuthenticated("send `Authorization: Bearer <token>`; an admin issues tokens")
+        return services.principals.authenticate(token)
+    except NotAuthenticated as exc:
+        services.audit.record(
+            event="auth.failed",
+            actor="anonymous",
+            details={"method": request.method, "path": request.url.path, "reason": exc.detail},
+        )
+        raise
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def deny(services: Services, request: Request, who: Principal, reason: str) -> Forbidden:
+    """Audit a refused request and return the error to raise."""
+    services.audit.record(
+        event="request.denied",
+        actor=who.name,
+        details={
+            "method": request.method,
+            "path": request.url.path,
+            "role": who.role.value,
+            "reason": reason,
+        },
+    )
+    return Forbidden(reason)
+
+
+def require(*roles: Role) -> Callable[..., Principal]:
+    allowed = frozenset(roles)
+
+    def check(request: Request, services: ServicesDep, who: PrincipalDep) -> Principal:
+        if who.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise deny(services, request, who, f"role {who.role.value} may not do this; allowed: {names}")
+        return who
+
+    return check
+
+
+AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
+StewardDep = Annotated[Principal, Depends(require(Role.STEWARD))]
+OfficerDep = Annotated[Principal, Depends(require(Role.POLICY_OFFICER))]
+OperatorDep = Annotated[Principal, Depends(require(Role.OPERATOR))]
+AuditorDep = Annotated[Principal, Depends(require(Role.AUDITOR))]
+CatalogReaderDep = Annotated[
+    Principal,
+    Depends(require(Role.STEWARD, Role.POLICY_OFFICER, Role.ADMIN, Role.AUDITOR, Role.OPERATOR)),
+]
+ScopeReaderDep = Annotated[
+    Principal, Depends(require(Role.POLICY_OFFICER, Role.ADMIN, Role.AUDITOR, Role.OPERATOR))
+]
+JobReaderDep = Annotated[Principal, Depends(require(Role.OPERATOR, Role.ADMIN, Role.AUDITOR))]
+JobCancellerDep = Annotated[Principal, Depends(require(Role.OPERATOR, Role.ADMIN))]

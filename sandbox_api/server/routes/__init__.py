@@ -1,0 +1,19 @@
+"""HTTP routes, one module per resource."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from sandbox_api.server.routes import admin, audit_log, datasets, evidence, jobs, keys, review, scopes, system
+
+ROUTERS: tuple[APIRouter, ...] = (
+    system.router,
+    admin.router,
+    datasets.router,
+    scopes.router,
+    jobs.router,
+    review.router,
+    audit_log.router,
+    evidence.router,
+    keys.router,
+)

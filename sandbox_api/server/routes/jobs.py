@@ -1,0 +1,112 @@
+"""Jobs: dry run, submit, list, read, result, cancel."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from sandbox_api.schemas import (
+    JOB_WAIT_MAX_S,
+    CancelOut,
+    CheckOut,
+    FindingOut,
+    JobAccepted,
+    JobList,
+    JobOut,
+    JobRequest,
+    ResultOut,
+)
+from sandbox_api.server.deps import JobCancellerDep, JobReaderDep, OperatorDep, ServicesDep
+from sandbox_api.server.services.job_kinds import finding_dicts
+from sandbox_api.server.services.jobs import JobView
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+def job_out(view: JobView) -> JobOut:
+    return JobOut.model_validate(asdict(view))
+
+
+@router.post("/check", summary="Dry run: findings and the rewritten SQL, nothing runs or is stored")
+def check_job(body: JobRequest, who: OperatorDep, services: ServicesDep) -> CheckOut:
+    report = services.jobs.dry_run(
+        who, scope=body.scope, kind=body.kind, mode=body.mode, sql=body.sql, code=body.code
+    )
+    return CheckOut(
+        allowed=report.allowed,
+        findings=[FindingOut.model_validate(f) for f in finding_dicts(report.findings)],
+        rewritten_sql=report.rewritten_sql,
+        applied=list(report.applied),
+        kind=body.kind,
+        mode=body.mode,
+        dp=dict(report.dp) if report.dp is not None else None,
+        budget_left=dict(report.budget_left) if report.budget_left is not None else None,
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Submit a job: stored before the answer; 202 queued, or 422 rejected with every finding",
+    responses={
+        422: {"description": "rejected: the problem document carries `job_id` and `findings`"},
+        429: {"description": "the queue is full; retry after `Retry-After` seconds"},
+    },
+)
+def submit_job(body: JobRequest, who: OperatorDep, services: ServicesDep) -> JobAccepted:
+    view = services.jobs.submit(
+        who, scope=body.scope, kind=body.kind, mode=body.mode, sql=body.sql, code=body.code
+    )
+    return JobAccepted(job_id=view.job_id, state=view.state, kind=body.kind, mode=body.mode)
+
+
+@router.get("", summary="Jobs (operators: their own; auditors and admins: all), newest first")
+def list_jobs(
+    who: JobReaderDep,
+    services: ServicesDep,
+    state: Annotated[str | None, Query(description="only jobs in this state")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobList:
+    return JobList(
+        jobs=[job_out(v) for v in services.jobs.list_jobs(who, state=state, limit=limit, offset=offset)]
+    )
+
+
+@router.get(
+    "/{job_id}",
+    summary="One job: state, reason, findings, timings (admins and auditors only); `wait` long-polls for "
+    "its end",
+)
+async def get_job(
+    job_id: str,
+    who: JobReaderDep,
+    services: ServicesDep,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=JOB_WAIT_MAX_S,
+            allow_inf_nan=False,
+            description="seconds to wait for the job to finish or be withheld for review before answering "
+            "(0: answer at once); the answer is the job as it is then",
+        ),
+    ] = 0,
+) -> JobOut:
+    # Async so that a waiting request holds no worker thread (JobService.wait reads in short hops).
+    return job_out(await services.jobs.wait(who, job_id, wait_s=wait))
+
+
+@router.get("/{job_id}/result", summary="The released table with its suppression report (the owner only)")
+def get_result(job_id: str, who: OperatorDep, services: ServicesDep) -> ResultOut:
+    return ResultOut.model_validate(asdict(services.jobs.result(who, job_id)))
+
+
+@router.post("/{job_id}/cancel", summary="Cancel a queued or running job")
+def cancel_job(job_id: str, who: JobCancellerDep, services: ServicesDep) -> CancelOut:
+    view, running = services.jobs.cancel(who, job_id)
+    if running:
+        services.runner.cancel(job_id)
+    return CancelOut(job=job_out(view), stopping=running)

@@ -1,0 +1,315 @@
+"""The durable job runner: worker threads that take queued jobs from the database and run them.
+
+The database is the queue, so a restart loses nothing: queued jobs simply wait for a worker. Jobs that
+were running when the gateway stopped are re-queued once (nothing was released, the attempt counter
+grows) or failed with the reason; a job in its output check is failed, since a result is stored and
+released in one transaction and cannot be released twice.
+
+Every kind of job takes the same path (``_run``): claim, build the spec, execute, settle. What differs
+between SQL, Python and mock jobs is a strategy (``services/job_kinds.py``); what a result releases is
+decided by the one release function (``services/release.py``) before the write transaction, and the
+job stays ``running`` in the database meanwhile: ``checking`` and ``released`` (or ``withheld``) are
+committed together, so a stop during the check finds it running (re-queued, nothing stored).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from executors.base import Executor, JobSpec, Limits
+from executors.errors import ExecutionCancelled, ExecutionError
+from policies import Scope
+from policies.errors import PolicyError
+from sandbox_api.errors import ScopeExpired, ServiceError
+from sandbox_api.server.services.audit import SYSTEM_ACTOR
+from sandbox_api.server.services.job_kinds import StoredJob, kind_of
+from sandbox_api.server.services.job_specs import JobSpecs
+from sandbox_api.server.services.job_states import JobState
+from sandbox_api.server.services.jobs import JobService
+from sandbox_api.server.services.quotas import QueuedJob, next_job
+from sandbox_api.server.services.release import Candidate, Settlement
+from sandbox_api.server.services.settlement import Settlements
+from sandbox_api.server.store.models import JobRow
+
+log = logging.getLogger(__name__)
+
+#: A claim looks at the oldest queued jobs up to this many (the queue limit is far below it) and tries
+#: again this often when another gateway took the chosen job meanwhile.
+CLAIM_WINDOW = 2000
+CLAIM_TRIES = 3
+ACTIVE = (JobState.RUNNING.value, JobState.CHECKING.value)
+WAITING = (JobState.SUBMITTED.value, JobState.QUEUED.value)
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A job's result as the release function judged it, before the ledger and the store."""
+
+    candidate: Candidate
+    settlement: Settlement
+    scope: Scope
+
+
+@dataclass(frozen=True)
+class Recovery:
+    requeued: list[str]
+    failed: list[str]
+    queued: int
+
+
+class JobRunner:
+    """``max_concurrent`` threads, each running one job at a time through the executor."""
+
+    def __init__(
+        self,
+        *,
+        jobs: JobService,
+        executor: Executor,
+        pseudonym_master: bytes,
+        limits: Limits,
+        max_concurrent: int,
+        max_attempts: int,
+        poll_s: float = 1.0,
+    ) -> None:
+        self._jobs = jobs
+        self._executor = executor
+        self._specs = JobSpecs(
+            catalog=jobs.catalog, pseudonym_master=pseudonym_master, limits=limits, ledger=jobs.ledger
+        )
+        self._settlements = Settlements(jobs)
+        self._max_concurrent = max_concurrent
+        self._max_attempts = max_attempts
+        self._poll_s = poll_s
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def running(self) -> bool:
+        return bool(self._threads) and not self._stop.is_set()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> Recovery:
+        recovery = self.recover()
+        for index in range(self._max_concurrent):
+            thread = threading.Thread(target=self._loop, name=f"sandbox-job-runner-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._jobs.wake.set()
+        return recovery
+
+    def stop(self, *, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._jobs.wake.set()
+        self._executor.close()
+        for thread in self._threads:
+            thread.join(timeout_s)
+        self._threads.clear()
+
+    def recover(self) -> Recovery:
+        """Make the job table consistent after a stop (clean or not)."""
+        requeued: list[str] = []
+        failed: list[str] = []
+        jobs = self._jobs
+        with jobs.db.write() as session:
+            rows = session.execute(
+                select(JobRow).where(JobRow.state.in_([JobState.RUNNING.value, JobState.CHECKING.value]))
+            ).scalars()
+            for row in rows:
+                if row.state == JobState.RUNNING.value and row.cancel_requested:
+                    jobs.advance(session, row, JobState.CANCELLED, actor=SYSTEM_ACTOR, reason="cancelled")
+                    failed.append(row.id)
+                elif row.state == JobState.RUNNING.value and row.attempts < self._max_attempts:
+                    jobs.advance(
+                        session,
+                        row,
+                        JobState.QUEUED,
+                        actor=SYSTEM_ACTOR,
+                        reason=f"interrupted by a gateway restart; re-queued (attempt {row.attempts} "
+                        f"of {self._max_attempts} used)",
+                    )
+                    requeued.append(row.id)
+                else:
+                    jobs.advance(
+                        session,
+                        row,
+                        JobState.FAILED,
+                        actor=SYSTEM_ACTOR,
+                        reason=f"interrupted by a gateway restart while {row.state} after {row.attempts} "
+                        "attempt(s); nothing was released, submit it again",
+                    )
+                    failed.append(row.id)
+        return Recovery(requeued=requeued, failed=failed, queued=jobs.queued_count())
+
+    def cancel(self, job_id: str) -> bool:
+        return self._executor.cancel(job_id)
+
+    # --- the worker loop ---------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            # Clear before looking, so a submit that lands while we look is not lost.
+            self._jobs.wake.clear()
+            try:
+                claim = self._claim()
+            except Exception:  # a database hiccup must not kill the worker
+                log.exception("claiming a job failed")
+                claim = None
+            if claim is None:
+                self._jobs.wake.wait(self._poll_s)
+                continue
+            try:
+                self._run(claim)
+            except Exception as exc:
+                # Only the error's type: its message or traceback could quote a cell of the result
+                # before the output check removed it, and logs are files.
+                log.error("job %s failed unexpectedly: %s", claim.job_id, type(exc).__name__)
+                try:
+                    self._finish(
+                        claim.job_id, JobState.FAILED, reason=f"internal error ({type(exc).__name__})"
+                    )
+                except Exception as again:  # the worker thread must outlive a database hiccup
+                    log.error(
+                        "recording the failure of job %s failed: %s", claim.job_id, type(again).__name__
+                    )
+
+    def _claim(self) -> StoredJob | None:
+        """The next job, chosen fairly (``services/quotas.next_job``: never an owner already at their
+        concurrency quota, and round-robin by owner, oldest job first), moved to running."""
+        jobs = self._jobs
+        with jobs.db.write() as session:
+            row = None
+            for _ in range(CLAIM_TRIES):
+                queued = [
+                    QueuedJob(job_id, owner, created_at)
+                    for job_id, owner, created_at in session.execute(
+                        select(JobRow.id, JobRow.owner, JobRow.created_at)
+                        .where(JobRow.state == JobState.QUEUED.value)
+                        .order_by(JobRow.created_at, JobRow.id)
+                        .limit(CLAIM_WINDOW)
+                    )
+                ]
+                if not queued:
+                    return None  # the idle poll: one query, as before fair scheduling
+                # Only the owners waiting matter: their running jobs and when each was last served.
+                owners = JobRow.owner.in_({job.owner for job in queued})
+                choice = next_job(
+                    queued,
+                    running=_per_owner(session, func.count(), owners & JobRow.state.in_(ACTIVE)),
+                    last_served=_per_owner(
+                        session, func.max(JobRow.updated_at), owners & JobRow.state.notin_(WAITING)
+                    ),
+                    limits=jobs.quotas,
+                )
+                if choice is None:
+                    return None
+                # Locked only if still queued: another gateway on the same database may have taken it.
+                row = session.execute(
+                    select(JobRow)
+                    .where(JobRow.id == choice.job_id, JobRow.state == JobState.QUEUED.value)
+                    .with_for_update(skip_locked=True)
+                ).scalar_one_or_none()
+                if row is not None:
+                    break
+            if row is None:
+                return None
+            row.attempts += 1
+            jobs.advance(
+                session,
+                row,
+                JobState.RUNNING,
+                actor=SYSTEM_ACTOR,
+                reason="running",
+                details={"attempt": row.attempts},
+            )
+            return StoredJob.of(row)
+
+    def _run(self, job: StoredJob) -> None:
+        """Claimed -> spec -> execute -> release decision -> settled (or failed with the reason)."""
+        started = time.perf_counter()
+        kind = kind_of(job.kind, job.mode)
+        try:
+            scope = self._jobs.scopes.active(job.scope, version_id=job.scope_version).scope
+            spec: JobSpec = kind.spec(job, scope=scope, specs=self._specs)
+            result = self._executor.run(spec)
+            executed = time.perf_counter()
+            candidate = kind.candidate(job, result)
+            settlement = self._settlements.decide(candidate, scope=scope, facts=job.facts)
+        except (ServiceError, PolicyError, ExecutionError) as exc:
+            self._fail(job.job_id, exc)
+            return
+        timings = {
+            **{k: float(v) for k, v in result.timings.items()},
+            "execute_s": executed - started,
+            "check_s": time.perf_counter() - executed,
+        }
+        self._settle(job, Decided(candidate, settlement, scope), timings=timings)
+
+    def _settle(self, job: StoredJob, decided: Decided, *, timings: dict[str, float]) -> None:
+        """Checking and released (or withheld) in one transaction, decided before it: the write lock is
+        held only for the writes and the released-cohort ledger's check, which must see every release
+        of the scope's lineage in order. The job was still running meanwhile: a cancel that arrived is
+        honoured here, and a crash before this commit leaves it running, so recovery re-queues or fails
+        it with nothing stored."""
+        with self._jobs.db.write() as session:
+            row = session.get(JobRow, job.job_id)
+            if row is None or not self._enter_check(session, row, attempt=job.attempt):
+                return
+            settlement = self._settlements.against_ledger(
+                session, row, decided.candidate, decided.settlement, scope=decided.scope, facts=job.facts
+            )
+            self._settlements.store(session, row, settlement, timings=timings)
+
+    def _fail(self, job_id: str, exc: ServiceError | PolicyError | ExecutionError) -> None:
+        """End a job that could not run or be checked, with the error's reason (no result exists)."""
+        if isinstance(exc, ScopeExpired):
+            self._finish(job_id, JobState.EXPIRED, reason=exc.detail)
+        elif isinstance(exc, ExecutionCancelled):
+            self._finish(job_id, JobState.CANCELLED, reason=exc.detail)
+        elif isinstance(exc, ServiceError):
+            self._finish(job_id, JobState.FAILED, reason=f"{exc.code}: {exc.detail}")
+        else:
+            self._finish(job_id, JobState.FAILED, reason=f"{exc.code}: {exc.detail}", code=exc.code)
+
+    def _enter_check(self, session: Session, row: JobRow, *, attempt: int) -> bool:
+        """Move a running job to checking in ``session``; cancelled instead if a cancel was asked for.
+
+        Only the attempt this worker claimed: if the job was re-queued and claimed again meanwhile (a
+        recovery by another gateway on the same database), that attempt's worker settles it.
+        """
+        jobs = self._jobs
+        if row.state != JobState.RUNNING.value or row.attempts != attempt:
+            return False
+        if row.cancel_requested:
+            jobs.advance(session, row, JobState.CANCELLED, actor=SYSTEM_ACTOR, reason="cancelled")
+            return False
+        jobs.advance(session, row, JobState.CHECKING, actor=SYSTEM_ACTOR, reason="output check")
+        return True
+
+    def _finish(self, job_id: str, to: JobState, *, reason: str, code: str | None = None) -> None:
+        jobs = self._jobs
+        with jobs.db.write() as session:
+            row = session.get(JobRow, job_id)
+            if row is None or row.state in {JobState.CANCELLED.value, to.value}:
+                return
+            if row.cancel_requested and to is JobState.FAILED:
+                to, reason = JobState.CANCELLED, "cancelled"
+            jobs.advance(
+                session,
+                row,
+                to,
+                actor=SYSTEM_ACTOR,
+                reason=reason,
+                details={} if code is None else {"code": code},
+            )
+
+
+def _per_owner(session: Session, value: Any, condition: Any) -> dict[str, Any]:
+    """``value`` (an aggregate) per job owner over the jobs that meet ``condition``."""
+    rows = session.execute(select(JobRow.owner, value).where(condition).group_by(JobRow.owner))
+    return {str(owner): result for owner, result in rows}

@@ -1,0 +1,176 @@
+"""The hash-chained audit log in the metadata database.
+
+Every append happens inside the caller's write transaction, so a state change and its event commit or
+roll back together. Appends serialize on the audit head row: SQLite's ``BEGIN IMMEDIATE`` (store/db.py)
+already holds the write lock; on PostgreSQL ``FOR UPDATE`` locks the head row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crypto.audit import GENESIS, AuditEntry, Checkpoint, chain, sign_checkpoint
+from crypto.signing import SigningKeyPair
+from sandbox_api.clock import Clock, iso
+from sandbox_api.server.store.db import Database
+from sandbox_api.server.store.models import AuditCheckpointRow, AuditEventRow, AuditHeadRow
+
+SYSTEM_ACTOR = "system"
+
+
+@dataclass(frozen=True)
+class AuditHead:
+    count: int
+    last_seq: int | None
+    hash: str
+    at: str | None
+
+
+def to_entry(row: AuditEventRow) -> AuditEntry:
+    return AuditEntry(
+        seq=row.seq,
+        at=row.at,
+        event=row.event,
+        actor=row.actor,
+        details=dict(row.details),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+@dataclass(frozen=True)
+class AuditLog:
+    db: Database
+    clock: Clock
+    checkpoint_every: int
+    signing_key: Callable[[], SigningKeyPair]
+    # Also checkpoint the first event appended this many minutes after the last checkpoint (None: off).
+    checkpoint_minutes: int | None = None
+    # When the last checkpoint (or the first event) was, as this process last read or wrote it. Only
+    # ever older than the truth (checkpoints only get newer), so "not overdue yet" is safe to answer
+    # from it; "overdue" is confirmed from the database. Saves a query on almost every append.
+    _since: dict[str, datetime] = field(default_factory=dict, compare=False, repr=False)
+
+    def append(
+        self, session: Session, *, event: str, actor: str, details: Mapping[str, object]
+    ) -> AuditEntry:
+        """Chain one event after the current head, in the caller's transaction."""
+        head = session.execute(
+            select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()
+        ).scalar_one_or_none()
+        # The head row is the last event's seq and hash, kept in the same transactions as the events.
+        entry = chain(head, at=iso(self.clock.now()), event=event, actor=actor, details=dict(details))
+        session.add(
+            AuditEventRow(
+                seq=entry.seq,
+                at=entry.at,
+                event=entry.event,
+                actor=entry.actor,
+                details=dict(entry.details),
+                prev_hash=entry.prev_hash,
+                hash=entry.hash,
+            )
+        )
+        if head is None:
+            session.add(AuditHeadRow(id=1, seq=entry.seq, hash=entry.hash))
+        else:
+            head.seq, head.hash = entry.seq, entry.hash
+        session.flush()
+        if (entry.seq + 1) % self.checkpoint_every == 0 or self._checkpoint_overdue(session, entry):
+            # Periodic signed checkpoints: truncation of the chain is only detectable against a head
+            # kept elsewhere, and a signed one cannot be forged by whoever can write the database.
+            checkpoint = self.sign_head(seq=entry.seq, head_hash=entry.hash)
+            session.add(AuditCheckpointRow(seq=entry.seq, line=checkpoint.to_json()))
+        return entry
+
+    def _checkpoint_overdue(self, session: Session, entry: AuditEntry) -> bool:
+        """Whether ``checkpoint_minutes`` have passed since the last checkpoint (or the first event)."""
+        if self.checkpoint_minutes is None:
+            return False
+        period = timedelta(minutes=self.checkpoint_minutes)
+        at = datetime.fromisoformat(entry.at)
+        known = self._since.get("at")
+        if known is not None and at - known < period:
+            return False
+        # Columns, not rows: loading ORM objects doubled the cost of this read.
+        last = session.execute(
+            select(AuditCheckpointRow.line).order_by(AuditCheckpointRow.seq.desc()).limit(1)
+        ).scalar_one_or_none()
+        if last is not None:
+            since = Checkpoint.from_json(last).at
+        else:
+            first = session.execute(
+                select(AuditEventRow.at).where(AuditEventRow.seq == 0)
+            ).scalar_one_or_none()
+            since = entry.at if first is None else first
+        mark = datetime.fromisoformat(since)
+        # Only what the database says: a checkpoint signed below may still roll back with its
+        # transaction, and the next append then reads again and finds out.
+        self._since["at"] = mark
+        return at - mark >= period
+
+    def sign_head(self, *, seq: int, head_hash: str) -> Checkpoint:
+        return sign_checkpoint(self.signing_key(), seq=seq, head_hash=head_hash, at=iso(self.clock.now()))
+
+    def checkpoints(self, *, since_seq: int | None = None, limit: int = 100) -> list[Checkpoint]:
+        with self.db.read() as session:
+            query = select(AuditCheckpointRow).order_by(AuditCheckpointRow.seq).limit(limit)
+            if since_seq is not None:
+                query = query.where(AuditCheckpointRow.seq > since_seq)
+            return [Checkpoint.from_json(row.line) for row in session.execute(query).scalars()]
+
+    def record(self, *, event: str, actor: str, details: Mapping[str, object]) -> AuditEntry:
+        """Append one event in its own transaction (for reads and refusals, which change nothing else)."""
+        with self.db.write() as session:
+            return self.append(session, event=event, actor=actor, details=details)
+
+    def head(self) -> AuditHead:
+        with self.db.read() as session:
+            head = session.get(AuditHeadRow, 1)
+            if head is None:
+                return AuditHead(count=0, last_seq=None, hash=GENESIS, at=None)
+            row = session.get(AuditEventRow, head.seq)
+            return AuditHead(
+                count=head.seq + 1, last_seq=head.seq, hash=head.hash, at=None if row is None else row.at
+            )
+
+    def events(
+        self,
+        *,
+        event: str | None = None,
+        actor: str | None = None,
+        since_seq: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        """Events after ``since_seq`` (exclusive), oldest first.
+
+        ``event`` matches a name exactly, or every name under a prefix that ends in '.' (``job.``).
+        """
+        with self.db.read() as session:
+            query = select(AuditEventRow).order_by(AuditEventRow.seq).limit(limit)
+            if since_seq is not None:
+                query = query.where(AuditEventRow.seq > since_seq)
+            if event is not None:
+                query = query.where(
+                    AuditEventRow.event.startswith(event, autoescape=True)
+                    if event.endswith(".")
+                    else AuditEventRow.event == event
+                )
+            if actor is not None:
+                query = query.where(AuditEventRow.actor == actor)
+            return [to_entry(row) for row in session.execute(query).scalars()]
+
+    def iter_all(self, *, batch: int = 1000) -> Iterator[AuditEntry]:
+        """Every event in order, fetched in batches so an export never holds the whole log."""
+        last: int | None = None
+        while True:
+            page = self.events(since_seq=last, limit=batch)
+            yield from page
+            if len(page) < batch:
+                return
+            last = page[-1].seq
