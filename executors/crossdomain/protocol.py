@@ -1,0 +1,91 @@
+"""One cross-domain job, run end to end, with every message that crosses a boundary on record.
+
+The order of the steps (Ion et al. 2020's private intersection-sum, with the gateway as the party that
+matches and adds, so that neither domain learns which of its people the other one holds):
+
+1. each domain blinds its units, batch by batch (one batch per group key, padded, shuffled), and
+   sends them to the other domain;
+2. each domain raises the other's tokens to its own key and forwards them to the gateway;
+3. each domain sends the gateway its group keys and, when its values are needed, its per-person
+   values encrypted under its own Paillier key, aligned with its tokens;
+4. the gateway matches doubly blinded tokens per pair of batches, counts matched people per cell, and
+   for each cell of at least ``min_units`` people adds the matched ciphertexts and masks each sum;
+5. each domain decrypts the masked sums of its own values; the gateway removes the masks.
+
+Here every party runs in this process, one object each, and holds only its own keys; a deployment
+runs each domain's part on that domain's executor and carries the same messages between them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import pandas as pd
+
+from executors.crossdomain.domain_party import DomainParty
+from executors.crossdomain.gateway_party import Gateway
+from executors.crossdomain.messages import Message
+from executors.crossdomain.plan import CrossDomainPlan, Function, Side
+from executors.crossdomain.records import per_person
+
+GATEWAY = "gateway"
+M = TypeVar("M", bound=Message)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message, from one party to another (``left``, ``right`` or ``gateway``)."""
+
+    sender: str
+    recipient: str
+    message: Message
+
+
+@dataclass
+class Transcript:
+    """Every delivery of a run, in order: what each party received is its whole view of the others."""
+
+    deliveries: list[Delivery] = field(default_factory=list)
+
+    def send(self, sender: str, recipient: str, message: M) -> M:
+        self.deliveries.append(Delivery(sender, recipient, message))
+        return message
+
+    def received_by(self, party: str) -> tuple[Message, ...]:
+        return tuple(d.message for d in self.deliveries if d.recipient == party)
+
+
+@dataclass(frozen=True)
+class CrossDomainRun:
+    """The result table (with ``_sbx_units``, for the release function) and the run's transcript."""
+
+    table: pd.DataFrame
+    transcript: Transcript
+
+
+def run_in_process(
+    plan: CrossDomainPlan, left_rows: pd.DataFrame, right_rows: pd.DataFrame, *, min_units: int
+) -> CrossDomainRun:
+    """Run ``plan`` on each domain's own (filtered, masked) rows; see the module docstring for the steps."""
+    counts_rows = any(a.function is Function.COUNT for a in plan.aggregates)
+    parties = {}
+    for side, rows in ((Side.LEFT, left_rows), (Side.RIGHT, right_rows)):
+        people = per_person(rows, plan.side(side))
+        needs_values = bool(plan.side(side).sums) or (counts_rows and not people.one_row_per_unit)
+        parties[side] = DomainParty(side, people, encrypt_values=needs_values)
+    gateway = Gateway(plan, min_units=min_units)
+    transcript = Transcript()
+    left, right = parties[Side.LEFT], parties[Side.RIGHT]
+    for sender, receiver in ((left, right), (right, left)):
+        blinded = transcript.send(sender.side.value, receiver.side.value, sender.blinded())
+        gateway.receive_tokens(transcript.send(receiver.side.value, GATEWAY, receiver.reblinded(blinded)))
+    for party in (left, right):
+        gateway.receive_payloads(transcript.send(party.side.value, GATEWAY, party.payloads()))
+    pending = gateway.match()
+    replies = {}
+    for side, request in pending.requests.items():
+        transcript.send(GATEWAY, side.value, request)
+        replies[side] = parties[side].decrypted(request)
+        transcript.send(side.value, GATEWAY, replies[side])
+    return CrossDomainRun(gateway.table(pending, replies), transcript)
