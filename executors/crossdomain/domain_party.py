@@ -12,8 +12,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+import pandas as pd
+
 from crypto.paillier import PaillierKeyPair, decrypt, encrypt, new_keypair
-from crypto.psi import blind, new_blinding_key, reblind
+from crypto.psi import BlindingKey, blind, new_blinding_key, reblind
 from executors.crossdomain.errors import CrossDomainProtocolError
 from executors.crossdomain.messages import (
     BlindedBatches,
@@ -25,8 +27,8 @@ from executors.crossdomain.messages import (
 )
 from executors.crossdomain.packing import pack
 from executors.crossdomain.padding import bucket
-from executors.crossdomain.plan import Side
-from executors.crossdomain.records import Person, PersonGroups
+from executors.crossdomain.plan import CrossDomainPlan, Function, Side
+from executors.crossdomain.records import Person, PersonGroups, per_person
 
 #: A dummy unit is 128 random bits: it matches nothing on the other side but looks like any token.
 _DUMMY_BYTES = 16
@@ -40,12 +42,15 @@ class _Batch:
 
 
 class DomainParty:
-    """The executor of one domain for one job. ``encrypt_values``: whether the gateway needs its values."""
+    """The executor of one domain for one job, with its own keys: ``paillier`` only when the gateway
+    needs this domain's values (``new_party`` decides and makes fresh keys)."""
 
-    def __init__(self, side: Side, people: PersonGroups, *, encrypt_values: bool) -> None:
+    def __init__(
+        self, side: Side, people: PersonGroups, *, blinding: BlindingKey, paillier: PaillierKeyPair | None
+    ) -> None:
         self.side = side
-        self._blinding = new_blinding_key()
-        self._paillier: PaillierKeyPair | None = new_keypair() if encrypt_values else None
+        self._blinding = blinding
+        self._paillier = paillier
         self._one_row = people.one_row_per_unit
         self._batches = tuple(_padded(key, members) for key, members in _shuffled(people.groups.items()))
         self._slots = len(next(iter(people.groups.values()))[0].slots) if people.groups else 1
@@ -88,6 +93,27 @@ class DomainParty:
     def _tokens(self, batch: _Batch) -> tuple[bytes, ...]:
         units = [secrets.token_hex(_DUMMY_BYTES) if p is None else p.unit for p in batch.people]
         return blind(self._blinding, units)
+
+
+def new_party(
+    plan: CrossDomainPlan,
+    side: Side,
+    rows: pd.DataFrame,
+    *,
+    blinding: BlindingKey | None = None,
+    paillier: PaillierKeyPair | None = None,
+) -> DomainParty:
+    """``side``'s party over its own ``rows``, with fresh keys unless given: a Paillier key only when its
+    values are summed, or counted because it has several rows per unit."""
+    people = per_person(rows, plan.side(side))
+    counts_rows = any(a.function is Function.COUNT for a in plan.aggregates)
+    needs_values = bool(plan.side(side).sums) or (counts_rows and not people.one_row_per_unit)
+    return DomainParty(
+        side,
+        people,
+        blinding=blinding or new_blinding_key(),
+        paillier=(paillier or new_keypair()) if needs_values else None,
+    )
 
 
 def _padded(key: GroupKey, members: Sequence[Person]) -> _Batch:

@@ -23,11 +23,11 @@ from typing import TypeVar
 
 import pandas as pd
 
-from executors.crossdomain.domain_party import DomainParty
+from executors.crossdomain.domain_party import DomainParty, new_party
+from executors.crossdomain.errors import CrossDomainProtocolError
 from executors.crossdomain.gateway_party import Gateway
 from executors.crossdomain.messages import Message
-from executors.crossdomain.plan import CrossDomainPlan, Function, Side
-from executors.crossdomain.records import per_person
+from executors.crossdomain.plan import CrossDomainPlan, Side
 
 GATEWAY = "gateway"
 M = TypeVar("M", bound=Message)
@@ -64,19 +64,13 @@ class CrossDomainRun:
     transcript: Transcript
 
 
-def run_in_process(
-    plan: CrossDomainPlan, left_rows: pd.DataFrame, right_rows: pd.DataFrame, *, min_units: int
-) -> CrossDomainRun:
-    """Run ``plan`` on each domain's own (filtered, masked) rows; see the module docstring for the steps."""
-    counts_rows = any(a.function is Function.COUNT for a in plan.aggregates)
-    parties = {}
-    for side, rows in ((Side.LEFT, left_rows), (Side.RIGHT, right_rows)):
-        people = per_person(rows, plan.side(side))
-        needs_values = bool(plan.side(side).sums) or (counts_rows and not people.one_row_per_unit)
-        parties[side] = DomainParty(side, people, encrypt_values=needs_values)
-    gateway = Gateway(plan, min_units=min_units)
+def run_in_process(left: DomainParty, right: DomainParty, gateway: Gateway) -> CrossDomainRun:
+    """Run one job between two domains' parties (``domain_party.new_party``) and the gateway; see the
+    module docstring for the steps."""
+    if (left.side, right.side) != (Side.LEFT, Side.RIGHT):
+        raise CrossDomainProtocolError("run_in_process takes the left party, then the right party")
+    parties = {Side.LEFT: left, Side.RIGHT: right}
     transcript = Transcript()
-    left, right = parties[Side.LEFT], parties[Side.RIGHT]
     for sender, receiver in ((left, right), (right, left)):
         blinded = transcript.send(sender.side.value, receiver.side.value, sender.blinded())
         gateway.receive_tokens(transcript.send(receiver.side.value, GATEWAY, receiver.reblinded(blinded)))
@@ -89,3 +83,14 @@ def run_in_process(
         replies[side] = parties[side].decrypted(request)
         transcript.send(side.value, GATEWAY, replies[side])
     return CrossDomainRun(gateway.table(pending, replies), transcript)
+
+
+def run_plan(
+    plan: CrossDomainPlan, left_rows: pd.DataFrame, right_rows: pd.DataFrame, *, min_units: int
+) -> CrossDomainRun:
+    """``plan`` on each domain's own (filtered, masked) rows, with fresh keys for every party."""
+    return run_in_process(
+        new_party(plan, Side.LEFT, left_rows),
+        new_party(plan, Side.RIGHT, right_rows),
+        Gateway(plan, min_units=min_units),
+    )
