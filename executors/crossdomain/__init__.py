@@ -5,6 +5,7 @@ from executors.crossdomain.domain_party import DomainParty, new_party
 from executors.crossdomain.errors import CrossDomainProtocolError, CrossDomainUnsupported
 from executors.crossdomain.gateway_party import Gateway
 from executors.crossdomain.plan import Aggregate, CrossDomainPlan, Function, Side, SidePlan
+from executors.crossdomain.protection import Protection
 from executors.crossdomain.protocol import CrossDomainRun, Transcript, run_in_process, run_plan
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "DomainParty",
     "Function",
     "Gateway",
+    "Protection",
     "Side",
     "SidePlan",
     "Transcript",

@@ -11,15 +11,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
+import numpy as np
 import pandas as pd
 
 from crypto.paillier import PaillierPublicKey, add, add_plain, random_mask
+from crypto.sharing import Shares, combine
 from executors.crossdomain.errors import CrossDomainProtocolError, CrossDomainUnsupported
-from executors.crossdomain.messages import DecryptReply, DecryptRequest, Payloads, ReblindedBatches
+from executors.crossdomain.messages import (
+    DecryptReply,
+    DecryptRequest,
+    Payloads,
+    ReblindedBatches,
+    Reply,
+    Request,
+    ShareSumReply,
+    ShareSumRequest,
+)
 from executors.crossdomain.packing import MAX_PEOPLE_BITS, unpack
 from executors.crossdomain.plan import Aggregate, CrossDomainPlan, Function, Side
 
+R = TypeVar("R", DecryptReply, ShareSumReply)
 UNITS = "_sbx_units"  # the hidden distinct-unit column the output check reads (policies.output.UNITS)
 
 
@@ -39,15 +52,17 @@ class Cell:
 
 @dataclass(frozen=True)
 class Pending:
-    """Released cells whose sums await decryption, with the masks that hide them from the domains."""
+    """Released cells whose sums await a domain's answer: ``requests`` by the domain that answers,
+    ``masks`` (Paillier) and ``own_sums`` (the gateway's share sums) by the side whose values they are."""
 
     cells: tuple[Cell, ...]
-    requests: Mapping[Side, DecryptRequest]
+    requests: tuple[tuple[Side, Request], ...]
     masks: Mapping[Side, tuple[int, ...]]
+    own_sums: Mapping[Side, Shares]
 
 
 class Gateway:
-    """The matcher and combiner; ``min_units``: the scope's k (cells below it are never decrypted)."""
+    """The matcher and combiner; ``min_units``: the scope's k (cells below it are never summed)."""
 
     def __init__(self, plan: CrossDomainPlan, *, min_units: int) -> None:
         self._plan = plan
@@ -62,41 +77,43 @@ class Gateway:
         self._payloads[message.origin] = message
 
     def match(self) -> Pending:
-        """Match every pair of batches, refuse what cannot be computed exactly, and mask the sums of
-        the cells that reach ``min_units``."""
+        """Match every pair of batches, refuse what cannot be computed exactly, and ask for the sums of
+        the cells that reach ``min_units`` (masked, or as share sums)."""
         if set(self._tokens) != set(Side) or set(self._payloads) != set(Side):
             raise CrossDomainProtocolError("the gateway needs both domains' tokens and payloads first")
         _refuse_inexact(self._plan, self._payloads)
         cells = _cells(self._tokens[Side.LEFT].batches, self._tokens[Side.RIGHT].batches)
         released = tuple(c for c in cells if c.units >= self._min_units)
         if any(c.units >= 1 << MAX_PEOPLE_BITS for c in released):
-            raise CrossDomainUnsupported("a cell holds too many people for exact encrypted sums")
-        requests: dict[Side, DecryptRequest] = {}
+            raise CrossDomainUnsupported("a cell holds too many people for exact sums")
+        requests: list[tuple[Side, Request]] = []
         masks: dict[Side, tuple[int, ...]] = {}
+        own_sums: dict[Side, Shares] = {}
         for side, payload in self._payloads.items():
-            if payload.paillier_n is None:
-                continue
-            public = PaillierPublicKey(payload.paillier_n)
-            side_masks = tuple(random_mask(public) for _ in released)
-            requests[side] = DecryptRequest(
-                tuple(
-                    add_plain(public, add(public, _matched(payload, cell, side)), mask)
-                    for cell, mask in zip(released, side_masks, strict=True)
+            if payload.paillier_n is not None:
+                public = PaillierPublicKey(payload.paillier_n)
+                masks[side] = tuple(random_mask(public) for _ in released)
+                ciphertexts = tuple(
+                    add_plain(public, add(public, _matched(payload.ciphertexts, cell, side)), mask)
+                    for cell, mask in zip(released, masks[side], strict=True)
                 )
-            )
-            masks[side] = side_masks
-        return Pending(cells=cells, requests=requests, masks=masks)
+                requests.append((side, DecryptRequest(side, ciphertexts)))
+            elif payload.gateway_shares:
+                shares = [
+                    np.frombuffer(raw, dtype=np.uint64).reshape(-1, payload.slots)
+                    for raw in payload.gateway_shares
+                ]
+                own_sums[side] = np.asarray(
+                    [_positions_sum(shares, cell, side) for cell in released], dtype=np.uint64
+                ).reshape(len(released), payload.slots)
+                positions = tuple(_batch_positions(cell, side) for cell in released)
+                requests.append((_other(side), ShareSumRequest(side, positions)))
+        return Pending(cells=cells, requests=tuple(requests), masks=masks, own_sums=own_sums)
 
-    def table(self, pending: Pending, replies: Mapping[Side, DecryptReply]) -> pd.DataFrame:
+    def table(self, pending: Pending, replies: Sequence[Reply]) -> pd.DataFrame:
         """The result table: group keys, aggregates and ``_sbx_units``; a cell below ``min_units`` has
         its count of people only (the output check drops it) and no values."""
-        sums: dict[Side, list[tuple[int, ...]]] = {}
-        for side, reply in replies.items():
-            payload = self._payloads[side]
-            masks = pending.masks[side]
-            if len(reply.masked) != len(masks):
-                raise CrossDomainProtocolError("a decrypt reply does not answer its request")
-            sums[side] = [unpack(m - r, payload.slots) for m, r in zip(reply.masked, masks, strict=True)]
+        sums = self._sums(pending, replies)
         rows: list[list[object]] = []
         released = 0
         for cell in pending.cells:
@@ -126,6 +143,21 @@ class Gateway:
         # Canonical row order (batches arrive shuffled): replay must give the same bytes.
         order = [*self._plan.left.group_by, *self._plan.right.group_by]
         return table.sort_values(order, kind="stable").reset_index(drop=True) if order else table
+
+    def _sums(self, pending: Pending, replies: Sequence[Reply]) -> dict[Side, list[tuple[int, ...]]]:
+        """Per side with values, per released cell, the summed slots: unmasked, or both shares added."""
+        sums: dict[Side, list[tuple[int, ...]]] = {}
+        for side, masks in pending.masks.items():
+            decrypted = _answer(replies, DecryptReply, side)
+            if len(decrypted.masked) != len(masks):
+                raise CrossDomainProtocolError("a decrypt reply does not answer its request")
+            slots = self._payloads[side].slots
+            sums[side] = [unpack(m - r, slots) for m, r in zip(decrypted.masked, masks, strict=True)]
+        for side, own in pending.own_sums.items():
+            reply = _answer(replies, ShareSumReply, side)
+            theirs = np.frombuffer(reply.sums, dtype=np.uint64).reshape(own.shape)
+            sums[side] = [tuple(int(v) for v in row) for row in combine(own, theirs)]
+        return sums
 
     def _aggregate(self, aggregate: Aggregate, cell: Cell, sums: Mapping[Side, tuple[int, ...]]) -> float:
         if aggregate.function is Function.COUNT_UNITS:
@@ -160,13 +192,28 @@ def _cells(left: Sequence[Sequence[bytes]], right: Sequence[Sequence[bytes]]) ->
     )
 
 
-def _matched(payload: Payloads, cell: Cell, side: Side) -> list[int]:
-    batch, positions = (
-        (cell.left_batch, cell.left_positions)
-        if side is Side.LEFT
-        else (cell.right_batch, cell.right_positions)
-    )
-    return [payload.ciphertexts[batch][p] for p in positions]
+def _answer(replies: Sequence[Reply], kind: type[R], side: Side) -> R:
+    answers = [r for r in replies if isinstance(r, kind) and r.origin is side]
+    if len(answers) != 1:
+        raise CrossDomainProtocolError(f"no single answer came back for the {side.value} domain's values")
+    return answers[0]
+
+
+def _batch_positions(cell: Cell, side: Side) -> tuple[int, tuple[int, ...]]:
+    if side is Side.LEFT:
+        return cell.left_batch, cell.left_positions
+    return cell.right_batch, cell.right_positions
+
+
+def _matched(ciphertexts: Sequence[Sequence[int]], cell: Cell, side: Side) -> list[int]:
+    batch, positions = _batch_positions(cell, side)
+    return [ciphertexts[batch][p] for p in positions]
+
+
+def _positions_sum(shares: Sequence[Shares], cell: Cell, side: Side) -> Shares:
+    batch, positions = _batch_positions(cell, side)
+    total: Shares = shares[batch][list(positions)].sum(axis=0, dtype=np.uint64)
+    return total
 
 
 def _many_rows_side(payloads: Mapping[Side, Payloads]) -> Side | None:
@@ -194,7 +241,7 @@ def _refuse_inexact(plan: CrossDomainPlan, payloads: Mapping[Side, Payloads]) ->
                 "instead"
             )
         needs = _many_rows_side(payloads) if aggregate.function is Function.COUNT else aggregate.side
-        if needs is not None and payloads[needs].paillier_n is None:
+        if needs is not None and payloads[needs].paillier_n is None and not payloads[needs].gateway_shares:
             raise CrossDomainProtocolError(f"{aggregate.output}: the {needs.value} domain sent no values")
 
 

@@ -10,7 +10,9 @@ matches and adds, so that neither domain learns which of its people the other on
    values encrypted under its own Paillier key, aligned with its tokens;
 4. the gateway matches doubly blinded tokens per pair of batches, counts matched people per cell, and
    for each cell of at least ``min_units`` people adds the matched ciphertexts and masks each sum;
-5. each domain decrypts the masked sums of its own values; the gateway removes the masks.
+5. each domain decrypts the masked sums of its own values, and the gateway removes the masks; or,
+   under secret sharing (``protection.Protection.SHARES``), the other domain adds up its shares of the
+   matched positions of each released cell, and the gateway adds its own.
 
 Here every party runs in this process, one object each, and holds only its own keys; a deployment
 runs each domain's part on that domain's executor and carries the same messages between them.
@@ -28,6 +30,7 @@ from executors.crossdomain.errors import CrossDomainProtocolError
 from executors.crossdomain.gateway_party import Gateway
 from executors.crossdomain.messages import Message
 from executors.crossdomain.plan import CrossDomainPlan, Side
+from executors.crossdomain.protection import Protection
 
 GATEWAY = "gateway"
 M = TypeVar("M", bound=Message)
@@ -77,20 +80,24 @@ def run_in_process(left: DomainParty, right: DomainParty, gateway: Gateway) -> C
     for party in (left, right):
         gateway.receive_payloads(transcript.send(party.side.value, GATEWAY, party.payloads()))
     pending = gateway.match()
-    replies = {}
-    for side, request in pending.requests.items():
+    replies = []
+    for side, request in pending.requests:
         transcript.send(GATEWAY, side.value, request)
-        replies[side] = parties[side].decrypted(request)
-        transcript.send(side.value, GATEWAY, replies[side])
+        replies.append(transcript.send(side.value, GATEWAY, parties[side].answer(request)))
     return CrossDomainRun(gateway.table(pending, replies), transcript)
 
 
 def run_plan(
-    plan: CrossDomainPlan, left_rows: pd.DataFrame, right_rows: pd.DataFrame, *, min_units: int
+    plan: CrossDomainPlan,
+    left_rows: pd.DataFrame,
+    right_rows: pd.DataFrame,
+    *,
+    min_units: int,
+    protection: Protection = Protection.PAILLIER,
 ) -> CrossDomainRun:
     """``plan`` on each domain's own (filtered, masked) rows, with fresh keys for every party."""
     return run_in_process(
-        new_party(plan, Side.LEFT, left_rows),
-        new_party(plan, Side.RIGHT, right_rows),
+        new_party(plan, Side.LEFT, left_rows, protection=protection),
+        new_party(plan, Side.RIGHT, right_rows, protection=protection),
         Gateway(plan, min_units=min_units),
     )

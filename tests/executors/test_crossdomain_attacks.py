@@ -12,17 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from crypto.paillier import PaillierKeyPair, new_keypair
 from crypto.psi import BlindingKey, blind, new_blinding_key, reblind
-from executors.crossdomain import CrossDomainRun, Gateway, Side, new_party, run_in_process
+from executors.crossdomain import CrossDomainRun, Gateway, Protection, Side, new_party, run_in_process
 from executors.crossdomain.messages import (
     BlindedBatches,
     DecryptRequest,
     Message,
+    Payloads,
     ReblindedBatches,
+    ShareSumRequest,
 )
 from tests.executors.crossdomain_world import COUNT_ONLY, DEMO_PLAN, TARGET, K, citizens, visits
 
@@ -174,3 +177,44 @@ def test_the_health_bureau_cannot_tell_one_citizen_in_a_district_from_two() -> N
 
     assert sizes(one) == sizes(two)
     assert all(size >= 8 for size in sizes(one))
+
+
+@pytest.fixture(scope="module")
+def shared_run(keys: dict[Side, BlindingKey]) -> CrossDomainRun:
+    return run_in_process(
+        new_party(DEMO_PLAN, Side.LEFT, CITIZENS, blinding=keys[Side.LEFT], protection=Protection.SHARES),
+        new_party(DEMO_PLAN, Side.RIGHT, VISITS, blinding=keys[Side.RIGHT], protection=Protection.SHARES),
+        Gateway(DEMO_PLAN, min_units=K),
+    )
+
+
+def test_the_domain_holding_shares_cannot_read_p0042s_costs_without_the_gateway(
+    shared_run: CrossDomainRun, keys: dict[Side, BlindingKey]
+) -> None:
+    """Under secret sharing, civil-affairs holds one share of each visitor's values. Grant it even the
+    position of P0042's token (which it cannot find: the token is blinded by the health bureau's key):
+    its share is uniform; only with the gateway's share (collusion, outside the threat model) is it the
+    value."""
+    target_cents = round(VISITS.loc[VISITS["person_id"] == TARGET, "cost"].sum() * 100)
+    received = _sent_by_other(shared_run, Side.LEFT)
+    (payload,) = [
+        m
+        for m in shared_run.transcript.received_by("gateway")
+        if isinstance(m, Payloads) and m.origin is Side.RIGHT
+    ]
+    token = blind(keys[Side.RIGHT], [TARGET])[0]
+    batch = next(i for i, tokens in enumerate(received.batches) if token in tokens)
+    position = received.batches[batch].index(token)
+
+    def share(raw: bytes) -> np.ndarray:
+        return np.frombuffer(raw, dtype=np.uint64).reshape(len(received.batches[batch]), -1)[position]
+
+    held = share(received.helper_shares[batch])
+    assert target_cents not in held.tolist()
+    assert (held + share(payload.gateway_shares[batch]))[1] == target_cents
+
+
+def test_the_domain_holding_shares_learns_only_the_released_cells_sizes(shared_run: CrossDomainRun) -> None:
+    (request,) = [m for m in shared_run.transcript.received_by("left") if isinstance(m, ShareSumRequest)]
+    released = shared_run.table[shared_run.table["_sbx_units"] >= K]["patients"].tolist()
+    assert sorted(len(positions) for _, positions in request.cells) == sorted(released)

@@ -10,18 +10,19 @@ from executors.crossdomain import (
     CrossDomainPlan,
     CrossDomainRun,
     CrossDomainUnsupported,
+    Protection,
     SidePlan,
     run_plan,
 )
-from executors.crossdomain.messages import DecryptRequest, Payloads
+from executors.crossdomain.messages import DecryptRequest, Payloads, ShareSumRequest
 from policies.model import Disclosure
 from policies.output import check_output
 from tests.executors.crossdomain_world import DEMO_PLAN, K, citizens, plain_join, visits
 
 
-@pytest.fixture(scope="module")
-def demo_run() -> CrossDomainRun:
-    return run_plan(DEMO_PLAN, citizens(), visits(), min_units=K)
+@pytest.fixture(scope="module", params=list(Protection), ids=lambda p: f"values-as-{p.value}")
+def demo_run(request: pytest.FixtureRequest) -> CrossDomainRun:
+    return run_plan(DEMO_PLAN, citizens(), visits(), min_units=K, protection=request.param)
 
 
 def test_released_cells_equal_the_plain_join(demo_run: CrossDomainRun) -> None:
@@ -37,17 +38,21 @@ def test_a_cell_below_k_carries_its_count_of_people_and_no_values(demo_run: Cros
     assert tiny[["patients", "visits", "avg_cost", "total_cost"]].isna().all(axis=None)
 
 
-def test_only_cells_of_k_people_are_ever_decrypted(demo_run: CrossDomainRun) -> None:
-    requests = [m for m in demo_run.transcript.received_by("right") if isinstance(m, DecryptRequest)]
-    released_cells = int((demo_run.table["_sbx_units"] >= K).sum())
-    assert [len(r.ciphertexts) for r in requests] == [released_cells]
+def test_only_cells_of_k_people_are_ever_summed(demo_run: CrossDomainRun) -> None:
+    received = demo_run.transcript.received_by("right") + demo_run.transcript.received_by("left")
+    asked = [len(m.ciphertexts) for m in received if isinstance(m, DecryptRequest)]
+    asked += [len(m.cells) for m in received if isinstance(m, ShareSumRequest)]
+    assert asked == [int((demo_run.table["_sbx_units"] >= K).sum())]
 
 
-def test_the_side_without_summed_columns_encrypts_nothing(demo_run: CrossDomainRun) -> None:
+def test_the_side_without_summed_columns_hands_over_no_values(demo_run: CrossDomainRun) -> None:
     payloads = {m.origin: m for m in demo_run.transcript.received_by("gateway") if isinstance(m, Payloads)}
-    assert payloads["left"].paillier_n is None
-    assert payloads["left"].ciphertexts == ()
-    assert payloads["right"].paillier_n is not None
+    assert (payloads["left"].paillier_n, payloads["left"].ciphertexts, payloads["left"].gateway_shares) == (
+        None,
+        (),
+        (),
+    )
+    assert payloads["right"].ciphertexts or payloads["right"].gateway_shares
 
 
 def test_both_sides_with_several_rows_per_unit_refuse_counts_and_name_what_is_supported() -> None:
