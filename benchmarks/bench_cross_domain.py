@@ -2,16 +2,16 @@
 
 For each size (citizens, visits = 5 x citizens, the demo's ratio) it runs the demo question, patients,
 visits and average cost per district, through the protocol's steps one by one and times each: per-person
-pre-aggregation in each domain, blinding, re-blinding, Paillier encryption, matching and homomorphic
+pre-aggregation in each domain, blinding, re-blinding, Paillier encryption or secret sharing, matching and
 adding at the gateway, decryption of the masked sums, and the bytes each step would carry. Beside it, the
 same query within one domain (DuckDB on both tables in one process), and the ratio. A second table does
 the same for COUNT(DISTINCT unit) alone, which needs no encryption.
 
-Every party runs in this process, one after another, on one core: a deployment runs the two domains'
-parts on their own executors in parallel.
+Every party runs in this process, one after another: ``cpu`` adds every step up, ``2 cores`` adds, per
+step, the slower of the two domains (a deployment runs their parts on their own executors at once).
 
-    python benchmarks/bench_cross_domain.py                      # three sizes of the figures
-    python benchmarks/bench_cross_domain.py --sizes 2000 --count-sizes 20000
+    python benchmarks/bench_cross_domain.py      # the figures: three sizes with shares, three with Paillier
+    python benchmarks/bench_cross_domain.py --shares-sizes 2000 --paillier-sizes 300
 """
 
 from __future__ import annotations
@@ -19,13 +19,22 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TypeVar
 
 import duckdb
 import pandas as pd
 
-from executors.crossdomain import Aggregate, CrossDomainPlan, Function, Gateway, Side, SidePlan, new_party
-from executors.crossdomain.domain_party import DomainParty
+from executors.crossdomain import (
+    Aggregate,
+    CrossDomainPlan,
+    Function,
+    Gateway,
+    Protection,
+    Side,
+    SidePlan,
+    new_party,
+)
 from sandbox_api.demo_data import demo_datasets
 
 T = TypeVar("T")
@@ -51,37 +60,45 @@ GROUP BY c.district HAVING COUNT(DISTINCT v.person_id) >= 10
 """
 
 
-def timed(phases: dict[str, float], name: str, step: Callable[[], T]) -> T:
+def timed(phases: dict[str, list[float]], name: str, step: Callable[[], T]) -> T:
     start = time.perf_counter()
     out = step()
-    phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
+    phases.setdefault(name, []).append(time.perf_counter() - start)
     return out
 
 
-def cross_domain(plan: CrossDomainPlan, citizens: pd.DataFrame, visits: pd.DataFrame) -> dict[str, float]:
-    phases: dict[str, float] = {}
-    left: DomainParty = timed(phases, "pre-aggregate", lambda: new_party(plan, Side.LEFT, citizens))
-    right: DomainParty = timed(phases, "pre-aggregate", lambda: new_party(plan, Side.RIGHT, visits))
+def cross_domain(
+    plan: CrossDomainPlan, citizens: pd.DataFrame, visits: pd.DataFrame, protection: Protection
+) -> dict[str, float]:
+    """Seconds per step, summed over the parties (``cpu``) and along the critical path when the two
+    domains run their steps at the same time (``2 cores``), and the megabytes carried."""
+    phases: dict[str, list[float]] = {}
+    left = timed(phases, "pre-aggregate", lambda: new_party(plan, Side.LEFT, citizens, protection=protection))
+    right = timed(phases, "pre-aggregate", lambda: new_party(plan, Side.RIGHT, visits, protection=protection))
     gateway = Gateway(plan, min_units=10)
     left_blinded = timed(phases, "blind", left.blinded)
     right_blinded = timed(phases, "blind", right.blinded)
     gateway.receive_tokens(timed(phases, "re-blind", lambda: right.reblinded(left_blinded)))
     gateway.receive_tokens(timed(phases, "re-blind", lambda: left.reblinded(right_blinded)))
-    payloads = [timed(phases, "encrypt", p.payloads) for p in (left, right)]
+    payloads = [timed(phases, "protect values", p.payloads) for p in (left, right)]
     for payload in payloads:
         gateway.receive_payloads(payload)
     pending = timed(phases, "match + add", gateway.match)
     parties = {Side.LEFT: left, Side.RIGHT: right}
-    replies = {}
-    for side, request in pending.requests.items():
-        replies[side] = timed(phases, "decrypt", lambda: parties[side].decrypted(request))  # noqa: B023
+    replies = [
+        timed(phases, "answer", partial(parties[side].answer, request)) for side, request in pending.requests
+    ]
     timed(phases, "table", lambda: gateway.table(pending, replies))
     tokens = sum(len(b) for m in (left_blinded, right_blinded) for b in m.batches)
     ciphertexts = sum(len(b) for p in payloads for b in p.ciphertexts)
+    shares = sum(len(raw) for p in payloads for raw in p.gateway_shares)
+    shares += sum(len(raw) for m in (left_blinded, right_blinded) for raw in m.helper_shares)
+    out = {name: sum(times) for name, times in phases.items()}
+    out["cpu"] = sum(out.values())
+    out["2 cores"] = sum(max(times) for times in phases.values())
     # Each token crosses twice (to the other domain, then to the gateway); a ciphertext is 2 x 2048 bits.
-    phases["MB carried"] = (2 * 33 * tokens + 512 * ciphertexts) / 1e6
-    phases["total"] = sum(v for k, v in phases.items() if k != "MB carried")
-    return phases
+    out["MB carried"] = (2 * 33 * tokens + 512 * ciphertexts + shares) / 1e6
+    return out
 
 
 def one_domain(citizens: pd.DataFrame, visits: pd.DataFrame) -> float:
@@ -93,35 +110,36 @@ def one_domain(citizens: pd.DataFrame, visits: pd.DataFrame) -> float:
     return time.perf_counter() - start
 
 
-def report(plan: CrossDomainPlan, sizes: list[int], title: str) -> None:
+def report(plan: CrossDomainPlan, sizes: list[int], protection: Protection, title: str) -> None:
     print(f"\n{title}")
     header = None
     for n in sizes:
         citizens_ds, visits_ds = demo_datasets(citizens_n=n, visits_n=5 * n)
         citizens, visits = citizens_ds.frame, visits_ds.frame
-        phases = cross_domain(plan, citizens, visits)
+        phases = cross_domain(plan, citizens, visits, protection)
         base = one_domain(citizens, visits)
         if header is None:
-            header = ["citizens", "visits", "visitors", *phases, "one domain s", "ratio"]
+            header = ["citizens", "visits", "visitors", *phases, "one domain", "ratio (2 cores)"]
             print(" | ".join(header))
         visitors = visits["person_id"].nunique()
         cells = [f"{v:.2f}" for v in phases.values()]
-        print(
-            " | ".join(
-                [str(n), str(5 * n), str(visitors), *cells, f"{base:.3f}", f"{phases['total'] / base:.0f}x"]
-            )
-        )
+        ratio = f"{phases['2 cores'] / base:.0f}x"
+        print(" | ".join([str(n), str(5 * n), str(visitors), *cells, f"{base:.3f}", ratio]), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 2000, 4000])
-    parser.add_argument("--count-sizes", type=int, nargs="*", default=[10_000, 20_000, 40_000])
+    parser.add_argument("--shares-sizes", type=int, nargs="*", default=[20_000, 60_000, 200_000])
+    parser.add_argument("--paillier-sizes", type=int, nargs="*", default=[500, 1000, 2000])
+    parser.add_argument("--count-sizes", type=int, nargs="*", default=[])
     args = parser.parse_args()
-    report(DEMO, args.sizes, "patients, visits, avg cost by district (Paillier for the sums), seconds")
-    report(COUNT_ONLY, args.count_sizes, "COUNT(DISTINCT unit) by district (no encryption), seconds")
+    report(DEMO, args.shares_sizes, Protection.SHARES, "the demo question, values as shares; seconds")
+    report(
+        DEMO, args.paillier_sizes, Protection.PAILLIER, "the demo question, values under Paillier; seconds"
+    )
+    report(COUNT_ONLY, args.count_sizes, Protection.SHARES, "COUNT(DISTINCT unit) by district alone; seconds")
 
 
 if __name__ == "__main__":
