@@ -3,61 +3,27 @@ released: the same cells as the single-process query; other shapes refused with 
 
 from __future__ import annotations
 
-from datetime import date
-
 import duckdb
 import pandas as pd
 import pytest
 
 from executors.crossdomain import Protection, Side, new_party, run_in_process
 from executors.crossdomain.gateway_party import Gateway
-from executors.crossdomain.split import RULE, DomainPart, SplitQuery, split
-from policies import PolicyViolation, PreparedQuery, Scope, load_scope, prepare
-from policies.catalog import Catalog, ColumnSchema, DatasetSchema, TableSchema
+from executors.crossdomain.split import RULE
+from policies import PolicyViolation, PreparedQuery, prepare
 from sandbox_api.demo import FLU_BY_DISTRICT
+from sandbox_api.demo_cross_domain import demo_catalog, demo_scope, run_domain_part, split_prepared
 from sandbox_api.demo_data import demo_datasets
-from sandbox_api.demo_data.manifests import citizens_manifest, demo_scope_yaml, visits_manifest
 from sandbox_api.services.release import Released, TableResult, release
 from sandbox_api.services.release_facts import ReleaseFacts
 
-DOMAINS = {"civil-affairs/citizens": "civil-affairs", "health-bureau/visits": "health-bureau"}
-
-
-def _dataset(key: str, manifest: dict[str, object]) -> DatasetSchema:
-    (table,) = manifest["tables"]  # type: ignore[misc]
-    columns = tuple(ColumnSchema(name=c["name"], type=c["type"], cls=c["class"]) for c in table["columns"])
-    domain, name = key.split("/")
-    schema = TableSchema(name=table["name"], unit=table["unit"], columns=columns, row_count=1000)
-    return DatasetSchema(domain=domain, name=name, tables=(schema,))
-
-
-CATALOG = Catalog(
-    datasets=(
-        _dataset("civil-affairs/citizens", citizens_manifest()),
-        _dataset("health-bureau/visits", visits_manifest()),
-    )
-)
-SCOPE: Scope = load_scope(demo_scope_yaml(valid_from=date(2026, 1, 1), valid_until=date(2026, 12, 31)))
+SCOPE, CATALOG = demo_scope(), demo_catalog()
 
 
 @pytest.fixture(scope="module")
 def tables() -> dict[str, pd.DataFrame]:
     citizens, visits = demo_datasets(citizens_n=3000, visits_n=6000)
     return {"citizens": citizens.frame, "visits": visits.frame}
-
-
-def _split(prepared: PreparedQuery) -> SplitQuery:
-    return split(
-        prepared.sql, datasets={t.dataset.split("/")[1]: t.dataset for t in prepared.tables}, domains=DOMAINS
-    )
-
-
-def _in_domain(part: DomainPart, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One domain's executor: a DuckDB that holds that domain's table and nothing else."""
-    name = part.dataset.split("/")[1]
-    con = duckdb.connect()
-    con.register(name, tables[name])
-    return con.execute(part.sql).df()
 
 
 def _released(table: pd.DataFrame, prepared: PreparedQuery) -> Released:
@@ -76,11 +42,11 @@ def test_the_demo_query_across_domains_releases_the_single_process_cells(
         one_process.register(name, frame)
     expected = _released(one_process.execute(prepared.sql).df(), prepared)
 
-    query = _split(prepared)
+    query = split_prepared(prepared)
     # Values as shares: the Paillier path gives the same sums (test_crossdomain_protocol.py), slower.
     run = run_in_process(
-        new_party(query.plan, Side.LEFT, _in_domain(query.left, tables), protection=Protection.SHARES),
-        new_party(query.plan, Side.RIGHT, _in_domain(query.right, tables), protection=Protection.SHARES),
+        new_party(query.plan, Side.LEFT, run_domain_part(query.left, tables), protection=Protection.SHARES),
+        new_party(query.plan, Side.RIGHT, run_domain_part(query.right, tables), protection=Protection.SHARES),
         Gateway(query.plan, min_units=SCOPE.disclosure.min_units),
     )
     got = _released(run.table, prepared)
@@ -97,7 +63,7 @@ def test_the_demo_query_across_domains_releases_the_single_process_cells(
 
 
 def test_each_domain_part_reads_only_its_own_table_with_the_scope_applied() -> None:
-    query = _split(prepare(FLU_BY_DISTRICT, SCOPE, CATALOG))
+    query = split_prepared(prepare(FLU_BY_DISTRICT, SCOPE, CATALOG))
     parts = {part.dataset: part.sql for part in (query.left, query.right)}
     assert "citizens" not in parts["health-bureau/visits"]
     assert "visits" not in parts["civil-affairs/citizens"]
@@ -124,7 +90,7 @@ def test_each_domain_part_reads_only_its_own_table_with_the_scope_applied() -> N
 )
 def test_other_shapes_are_refused_with_the_supported_one(sql: str, fragment: str) -> None:
     with pytest.raises(PolicyViolation) as raised:
-        _split(prepare(sql, SCOPE, CATALOG))
+        split_prepared(prepare(sql, SCOPE, CATALOG))
     (finding,) = raised.value.findings
     assert finding.rule == RULE
     assert "the supported shape is" in finding.message
