@@ -21,8 +21,8 @@ import pandas as pd
 
 from executors.crossdomain import CrossDomainRun, Gateway, Protection, Side, new_party, run_in_process
 from executors.crossdomain.messages import BlindedBatches, Payloads, ReblindedBatches
-from executors.crossdomain.split import DomainPart, SplitQuery, split
-from policies import PreparedQuery, Scope, load_scope, prepare
+from executors.crossdomain.split import DomainPart, SplitQuery, disclosure_findings, split
+from policies import PolicyViolation, PreparedQuery, Scope, load_scope, prepare
 from policies.catalog import Catalog, ColumnSchema, DatasetSchema, TableSchema
 from sandbox_api.demo import FLU_BY_DISTRICT
 from sandbox_api.demo_data import demo_datasets
@@ -85,6 +85,11 @@ def run_demo(
 ) -> CrossDomainDemo:
     """Run the flu question across both domains on ``tables`` (``citizens`` and ``visits``), narrating."""
     scope, catalog = demo_scope(), demo_catalog()
+    refused = disclosure_findings(scope.disclosure)
+    if refused:
+        raise PolicyViolation(
+            "the scope's disclosure settings do not fit a cross-domain job", findings=refused
+        )
     say(f"The operator asks, under scope {scope.name!r}:\n{FLU_BY_DISTRICT}\n")
     prepared = prepare(FLU_BY_DISTRICT, scope, catalog)
     query = split_prepared(prepared)

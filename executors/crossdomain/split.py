@@ -17,6 +17,7 @@ from sqlglot import exp
 
 from executors.crossdomain.plan import Aggregate, CrossDomainPlan, Function, Side, SidePlan
 from policies import Finding, PolicyViolation
+from policies.model import Disclosure
 
 HIDDEN = "_sbx_"
 UNIT_ALIAS = "_xd_unit"
@@ -142,6 +143,37 @@ def split(sql: str, *, datasets: Mapping[str, str], domains: Mapping[str, str]) 
         order_by=_order_by(tree),
         limit=_limit(tree),
     )
+
+
+def disclosure_findings(disclosure: Disclosure) -> tuple[Finding, ...]:
+    """What a scope's disclosure settings ask that cross-domain jobs do not provide yet, each with what
+    the policy officer can change (an empty tuple: the scope fits).
+
+    >>> disclosure_findings(Disclosure(min_units=10))
+    ()
+    >>> [f.fragment for f in disclosure_findings(Disclosure(suppression="remainder"))]
+    ['suppression: remainder']
+    """
+    findings = []
+    if disclosure.suppression == "remainder":
+        findings.append(
+            Finding(
+                RULE,
+                "a remainder row needs the sums of suppressed cells, which a cross-domain job never "
+                "decrypts; use suppression: drop for scopes that join across domains",
+                "suppression: remainder",
+            )
+        )
+    if disclosure.dp is not None:
+        findings.append(
+            Finding(
+                RULE,
+                "differential privacy is not applied to cross-domain cells yet; grant this question "
+                "under a scope without dp, or ask each domain for its own noised aggregates",
+                "dp",
+            )
+        )
+    return tuple(findings)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ import pytest
 
 from executors.crossdomain import Protection, Side, new_party, run_in_process
 from executors.crossdomain.gateway_party import Gateway
-from executors.crossdomain.split import RULE
+from executors.crossdomain.split import RULE, disclosure_findings
 from policies import PolicyViolation, PreparedQuery, prepare
+from policies.model import DifferentialPrivacy, Disclosure
 from sandbox_api.demo import FLU_BY_DISTRICT
 from sandbox_api.demo_cross_domain import demo_catalog, demo_scope, run_domain_part, split_prepared
 from sandbox_api.demo_data import demo_datasets
@@ -18,6 +19,7 @@ from sandbox_api.services.release import Released, TableResult, release
 from sandbox_api.services.release_facts import ReleaseFacts
 
 SCOPE, CATALOG = demo_scope(), demo_catalog()
+DP = DifferentialPrivacy(epsilon_per_job=0.5, budget=5.0)
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +97,17 @@ def test_other_shapes_are_refused_with_the_supported_one(sql: str, fragment: str
     assert finding.rule == RULE
     assert "the supported shape is" in finding.message
     assert fragment in finding.fragment
+
+
+@pytest.mark.parametrize(
+    ("disclosure", "fragment"),
+    [(Disclosure(suppression="remainder"), "suppression: remainder"), (Disclosure(dp=DP), "dp")],
+    ids=["remainder rows", "differential privacy"],
+)
+def test_disclosure_settings_a_cross_domain_job_lacks_are_named(
+    disclosure: Disclosure, fragment: str
+) -> None:
+    (finding,) = disclosure_findings(disclosure)
+    assert finding.rule == RULE
+    assert finding.fragment == fragment
+    assert "use suppression: drop" in finding.message or "without dp" in finding.message
