@@ -7,8 +7,10 @@ adding at the gateway, decryption of the masked sums, and the bytes each step wo
 same query within one domain (DuckDB on both tables in one process), and the ratio. A second table does
 the same for COUNT(DISTINCT unit) alone, which needs no encryption.
 
-Every party runs in this process, one after another: ``cpu`` adds every step up, ``2 cores`` adds, per
-step, the slower of the two domains (a deployment runs their parts on their own executors at once).
+Times are CPU seconds of this process (``time.process_time``), so that other load on the machine does
+not inflate them; the single-domain query's DuckDB threads are all counted. Every party runs in this
+process, one after another: ``cpu`` adds every step up, ``2 cores`` adds, per step, the slower of the
+two domains (a deployment runs their parts on their own executors at once).
 
     python benchmarks/bench_cross_domain.py      # the figures: three sizes with shares, three with Paillier
     python benchmarks/bench_cross_domain.py --shares-sizes 2000 --paillier-sizes 300
@@ -61,9 +63,9 @@ GROUP BY c.district HAVING COUNT(DISTINCT v.person_id) >= 10
 
 
 def timed(phases: dict[str, list[float]], name: str, step: Callable[[], T]) -> T:
-    start = time.perf_counter()
+    start = time.process_time()
     out = step()
-    phases.setdefault(name, []).append(time.perf_counter() - start)
+    phases.setdefault(name, []).append(time.process_time() - start)
     return out
 
 
@@ -105,9 +107,9 @@ def one_domain(citizens: pd.DataFrame, visits: pd.DataFrame) -> float:
     con = duckdb.connect()
     con.register("citizens", citizens[["person_id", "district"]])
     con.register("visits", visits[["person_id", "cost"]])
-    start = time.perf_counter()
+    start = time.process_time()
     con.execute(ONE_DOMAIN).fetchall()
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def report(plan: CrossDomainPlan, sizes: list[int], protection: Protection, title: str) -> None:
