@@ -241,8 +241,12 @@ def _refuse_inexact(plan: CrossDomainPlan, payloads: Mapping[Side, Payloads]) ->
                 "instead"
             )
         needs = _many_rows_side(payloads) if aggregate.function is Function.COUNT else aggregate.side
-        if needs is not None and payloads[needs].paillier_n is None and not payloads[needs].gateway_shares:
-            raise CrossDomainProtocolError(f"{aggregate.output}: the {needs.value} domain sent no values")
+        sent = payloads[needs] if needs is not None else None
+        # A domain with no people after its filters has no batches, so nothing to hand over.
+        if sent is not None and sent.group_keys and sent.paillier_n is None and not sent.gateway_shares:
+            raise CrossDomainProtocolError(
+                f"{aggregate.output}: the {sent.origin.value} domain sent no values"
+            )
 
 
 def _other(side: Side) -> Side:

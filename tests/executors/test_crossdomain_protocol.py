@@ -71,3 +71,17 @@ def test_null_values_in_a_summed_column_are_refused_with_the_filter_to_add() -> 
     rows.loc[0, "cost"] = None
     with pytest.raises(CrossDomainUnsupported, match="WHERE cost IS NOT NULL"):
         run_plan(DEMO_PLAN, citizens(20), rows, min_units=K)
+
+
+@pytest.mark.parametrize("protection", list(Protection))
+def test_a_domain_with_no_rows_after_its_filters_gives_an_empty_result(protection: Protection) -> None:
+    out = run_plan(DEMO_PLAN, citizens(30), visits(5).iloc[0:0], min_units=K, protection=protection)
+    assert out.table.empty
+    assert list(out.table.columns) == [
+        "district",
+        "patients",
+        "visits",
+        "avg_cost",
+        "total_cost",
+        "_sbx_units",
+    ]
