@@ -1,10 +1,11 @@
 """The gateway's part of a cross-domain job: match doubly blinded tokens, add ciphertexts, release cells.
 
 It holds no blinding key and no Paillier private key. It sees tokens blinded by both domains' keys (so
-neither it nor either domain alone can tell whose they are), ciphertexts it cannot decrypt, and, for
-cells that reach ``min_units`` distinct people only, the decrypted sums. A cell below ``min_units`` is
-never decrypted by anyone: its values exist nowhere in the clear, only its count of matched people,
-which the disclosure rule itself needs (Ion et al. 2020 leak this intersection size to one party too).
+neither it nor either domain alone can tell whose they are), ciphertexts it cannot decrypt or uniform
+shares, and, for cells that reach ``min_units`` distinct people only, their sums. A cell below
+``min_units`` is never summed by anyone: its values exist nowhere in the clear, only its count of
+matched people, which the disclosure rule itself needs (Ion et al. 2020 leak this intersection size to
+one party too).
 """
 
 from __future__ import annotations
@@ -111,24 +112,19 @@ class Gateway:
         return Pending(cells=cells, requests=tuple(requests), masks=masks, own_sums=own_sums)
 
     def table(self, pending: Pending, replies: Sequence[Reply]) -> pd.DataFrame:
-        """The result table: group keys, aggregates and ``_sbx_units``; a cell below ``min_units`` has
-        its count of people only (the output check drops it) and no values."""
+        """The result table of the cells of at least ``min_units`` people: group keys, aggregates and
+        ``_sbx_units``. A smaller cell is left out here, before any ordering or limit, as the rewritten
+        query of a single-domain job leaves it out inside the query (its values were never summed)."""
         sums = self._sums(pending, replies)
+        released = [cell for cell in pending.cells if cell.units >= self._min_units]
         rows: list[list[object]] = []
-        released = 0
-        for cell in pending.cells:
+        for index, cell in enumerate(released):
             keys = (
                 *self._payloads[Side.LEFT].group_keys[cell.left_batch],
                 *self._payloads[Side.RIGHT].group_keys[cell.right_batch],
             )
-            if cell.units >= self._min_units:
-                cell_sums = {side: values[released] for side, values in sums.items()}
-                released += 1
-                values: list[float | None] = [
-                    self._aggregate(a, cell, cell_sums) for a in self._plan.aggregates
-                ]
-            else:
-                values = [None] * len(self._plan.aggregates)
+            cell_sums = {side: values[index] for side, values in sums.items()}
+            values = [self._aggregate(a, cell, cell_sums) for a in self._plan.aggregates]
             rows.append([*keys, *values, cell.units])
         columns = [
             *self._plan.left.group_by,
@@ -139,7 +135,7 @@ class Gateway:
         table = pd.DataFrame(rows, columns=columns)
         for aggregate in self._plan.aggregates:
             if aggregate.function in (Function.COUNT_UNITS, Function.COUNT):
-                table[aggregate.output] = table[aggregate.output].astype("Int64")
+                table[aggregate.output] = table[aggregate.output].astype("int64")
         # Canonical row order (batches arrive shuffled): replay must give the same bytes.
         order = [*self._plan.left.group_by, *self._plan.right.group_by]
         return table.sort_values(order, kind="stable").reset_index(drop=True) if order else table
