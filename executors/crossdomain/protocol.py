@@ -7,9 +7,11 @@ matches and adds, so that neither domain learns which of its people the other on
    sends them to the other domain;
 2. each domain raises the other's tokens to its own key and forwards them to the gateway;
 3. each domain sends the gateway its group keys and, when its values are needed, its per-person
-   values encrypted under its own Paillier key, aligned with its tokens;
+   values aligned with its tokens: encrypted under its own Paillier key, or the gateway's shares of
+   them (the other domain got the other shares with the tokens in step 1);
 4. the gateway matches doubly blinded tokens per pair of batches, counts matched people per cell, and
-   for each cell of at least ``min_units`` people adds the matched ciphertexts and masks each sum;
+   for each cell of at least ``min_units`` people adds the matched ciphertexts and masks each sum, or
+   adds up its own shares of the matched positions;
 5. each domain decrypts the masked sums of its own values, and the gateway removes the masks; or,
    under secret sharing (``protection.Protection.SHARES``), the other domain adds up its shares of the
    matched positions of each released cell, and the gateway adds its own.
