@@ -72,6 +72,9 @@ STATUS: Mapping[str, int] = {
     "storage-error": 500,
     "sandbox-wall-down": 503,
     "mock-schema-invalid": 422,
+    # executors: cross-domain jobs (docs/cross-domain.md)
+    "cross-domain-unsupported": 422,
+    "cross-domain-protocol-error": 500,
     # executors: the Python-job runtime (reach clients inside an execution error's detail)
     "pyjob-error": 500,
     "pyjob-code-rejected": 422,

@@ -1,0 +1,292 @@
+"""Split a prepared cross-domain query into each domain's own part and the plan of the private join.
+
+Input: the policy engine's rewritten SQL (masks, clamps and row filters already applied, so each
+domain's part inherits them) and which domain holds each table. Output: for each side, one SELECT over
+that domain's table only (its unit, its group keys, the arguments of its sums, under its own WHERE
+conjuncts), to run on that domain's executor; and the :class:`CrossDomainPlan` for the protocol.
+Anything outside the supported shape is refused with findings that say what is supported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+
+from executors.crossdomain.plan import Aggregate, CrossDomainPlan, Function, Side, SidePlan
+from policies import Finding, PolicyViolation
+from policies.model import Disclosure
+
+HIDDEN = "_sbx_"
+UNIT_ALIAS = "_xd_unit"
+RULE = "cross_domain_shape"
+SUPPORTED = (
+    "Across domains the supported shape is: SELECT <group keys of either side>, COUNT(DISTINCT unit), "
+    "COUNT(*), SUM(<column of one side>), AVG(<column of one side>) FROM a JOIN b ON a.unit = b.unit "
+    "[WHERE <conditions each on one side's columns>] GROUP BY <those keys> [ORDER BY <output columns>] "
+    "[LIMIT n]."
+)
+
+
+@dataclass(frozen=True)
+class DomainPart:
+    """One domain's part: the dataset it reads and the SELECT its own executor runs on it."""
+
+    dataset: str
+    sql: str
+
+
+@dataclass(frozen=True)
+class SplitQuery:
+    """Both parts, the protocol's plan, and the ordering and limit to apply to the released rows."""
+
+    left: DomainPart
+    right: DomainPart
+    plan: CrossDomainPlan
+    order_by: tuple[tuple[str, bool], ...]  # (output column, descending)
+    limit: int | None
+
+
+def split(sql: str, *, datasets: Mapping[str, str], domains: Mapping[str, str]) -> SplitQuery:
+    """Split the rewritten ``sql``; ``datasets`` maps each table's SQL name to its dataset, ``domains``
+    each dataset to its domain. Raises :class:`PolicyViolation` with every finding.
+
+    >>> sql = ('SELECT c.district AS district, COUNT(DISTINCT v.pid) AS n FROM visits AS v '
+    ...        'JOIN citizens AS c ON v.pid = c.pid WHERE v.dx = 1 GROUP BY c.district')
+    >>> out = split(sql, datasets={"visits": "h/visits", "citizens": "c/citizens"},
+    ...             domains={"h/visits": "h", "c/citizens": "c"})
+    >>> out.left.sql
+    'SELECT v.pid AS "_xd_unit" FROM visits AS v WHERE v.dx = 1'
+    >>> out.right.sql
+    'SELECT c.pid AS "_xd_unit", c.district AS "district" FROM citizens AS c'
+    >>> out.plan.aggregates[0].function.value, out.plan.right.group_by
+    ('count_units', ('district',))
+    """
+    tree = sqlglot.parse_one(sql, dialect="duckdb")
+    if not isinstance(tree, exp.Select):
+        raise _refused("only one SELECT is supported", tree)
+    sides = _sides(tree, datasets=datasets, domains=domains)
+    findings: list[Finding] = []
+    where: dict[str, list[exp.Expr]] = {alias: [] for alias in sides}
+    for conjunct in _conjuncts(tree.args.get("where")):
+        owner = _owner(conjunct, sides)
+        if owner is None:
+            findings.append(_finding("a condition must use the columns of one side only", conjunct))
+        else:
+            where[owner].append(conjunct)
+    groups = {alias: [] for alias in sides}  # type: dict[str, list[tuple[str, exp.Expr]]]
+    group_sql = {g.sql(dialect="duckdb") for g in (tree.args.get("group") or exp.Group()).expressions}
+    sums = {alias: [] for alias in sides}  # type: dict[str, list[exp.Expr]]
+    aggregates: list[tuple[str, Function, str | None, int | None]] = []
+    for item in tree.expressions:
+        name = item.alias_or_name
+        if name.startswith(HIDDEN):
+            continue
+        value = item.this if isinstance(item, exp.Alias) else item
+        if value.sql(dialect="duckdb") in group_sql:
+            owner = _owner(value, sides)
+            if owner is None:
+                findings.append(_finding("a group key must come from one side", value))
+            else:
+                groups[owner].append((name, value))
+            continue
+        shaped = _aggregate(value, sides)
+        if isinstance(shaped, Finding):
+            findings.append(shaped)
+            continue
+        function, owner, argument = shaped
+        index = None
+        if owner is not None and argument is not None:
+            index = len(sums[owner])
+            sums[owner].append(argument)
+        aggregates.append((name, function, owner, index))
+    if tree.args.get("having") is not None and _operator_having(tree.args["having"]):
+        findings.append(_finding("HAVING is not supported across domains", tree.args["having"]))
+    if findings:
+        raise PolicyViolation("the cross-domain query is outside the supported shape", findings=findings)
+    aliases = list(sides)
+    side_of = {aliases[0]: Side.LEFT, aliases[1]: Side.RIGHT}
+    parts = {
+        alias: DomainPart(
+            dataset=sides[alias].dataset,
+            sql=_part_sql(sides[alias], groups[alias], sums[alias], where[alias]),
+        )
+        for alias in aliases
+    }
+    plans = {
+        alias: SidePlan(
+            unit=UNIT_ALIAS,
+            group_by=tuple(name for name, _ in groups[alias]),
+            sums=tuple(f"_xd_sum_{i}" for i in range(len(sums[alias]))),
+        )
+        for alias in aliases
+    }
+    plan = CrossDomainPlan(
+        left=plans[aliases[0]],
+        right=plans[aliases[1]],
+        aggregates=tuple(
+            Aggregate(
+                name,
+                function,
+                None if owner is None else side_of[owner],
+                None if index is None else f"_xd_sum_{index}",
+            )
+            for name, function, owner, index in aggregates
+        ),
+    )
+    return SplitQuery(
+        left=parts[aliases[0]],
+        right=parts[aliases[1]],
+        plan=plan,
+        order_by=_order_by(tree),
+        limit=_limit(tree),
+    )
+
+
+def disclosure_findings(disclosure: Disclosure) -> tuple[Finding, ...]:
+    """What a scope's disclosure settings ask that cross-domain jobs do not provide yet, each with what
+    the policy officer can change (an empty tuple: the scope fits).
+
+    >>> disclosure_findings(Disclosure(min_units=10))
+    ()
+    >>> [f.fragment for f in disclosure_findings(Disclosure(suppression="remainder"))]
+    ['suppression: remainder']
+    """
+    findings = []
+    if disclosure.suppression == "remainder":
+        findings.append(
+            Finding(
+                RULE,
+                "a remainder row needs the sums of suppressed cells, which a cross-domain job never "
+                "decrypts; use suppression: drop for scopes that join across domains",
+                "suppression: remainder",
+            )
+        )
+    if disclosure.dp is not None:
+        findings.append(
+            Finding(
+                RULE,
+                "differential privacy is not applied to cross-domain cells yet; grant this question "
+                "under a scope without dp, or ask each domain for its own noised aggregates",
+                "dp",
+            )
+        )
+    return tuple(findings)
+
+
+@dataclass(frozen=True)
+class _Source:
+    alias: str
+    dataset: str
+    node: exp.Expr  # the FROM/JOIN source as rewritten (a table, or the row filter's subquery)
+    unit: exp.Column
+
+
+def _sides(
+    tree: exp.Select, *, datasets: Mapping[str, str], domains: Mapping[str, str]
+) -> dict[str, _Source]:
+    joins = tree.args.get("joins") or []
+    source = tree.args.get("from_") or tree.args.get("from")
+    if source is None or len(joins) != 1:
+        raise _refused("exactly two tables, joined once", tree)
+    join = joins[0]
+    if join.args.get("kind") or join.side or not isinstance(join.args.get("on"), exp.EQ):
+        raise _refused("an inner JOIN ... ON a.unit = b.unit", join)
+    on = join.args["on"]
+    if not (isinstance(on.this, exp.Column) and isinstance(on.expression, exp.Column)):
+        raise _refused("the join condition compares the two units", on)
+    units = {on.this.table: on.this, on.expression.table: on.expression}
+    out: dict[str, _Source] = {}
+    for node in (source.this, join.this):
+        alias = node.alias_or_name
+        tables = list(node.find_all(exp.Table))
+        if len(tables) != 1 or alias not in units:
+            raise _refused("each side reads one table and joins on its unit", node)
+        dataset = datasets.get(tables[0].name)
+        if dataset is None:
+            raise _refused("a table of the scope", node)
+        out[alias] = _Source(alias, dataset, node, units[alias])
+    if len({domains.get(s.dataset) for s in out.values()}) != 2:
+        raise _refused("two tables of two different domains (one domain's joins run as usual)", tree)
+    return out
+
+
+def _conjuncts(where: exp.Expr | None) -> list[exp.Expr]:
+    if where is None:
+        return []
+    return list(where.this.flatten()) if isinstance(where.this, exp.And) else [where.this]
+
+
+def _owner(node: exp.Expr, sides: Mapping[str, _Source]) -> str | None:
+    tables = {column.table for column in node.find_all(exp.Column)}
+    if len(tables) == 1 and next(iter(tables)) in sides:
+        return next(iter(tables))
+    return None
+
+
+def _aggregate(
+    value: exp.Expr, sides: Mapping[str, _Source]
+) -> tuple[Function, str | None, exp.Expr | None] | Finding:
+    if isinstance(value, exp.Count):
+        argument = value.this
+        if isinstance(argument, exp.Star):
+            return Function.COUNT, None, None
+        if isinstance(argument, exp.Distinct) and len(argument.expressions) == 1:
+            column = argument.expressions[0]
+            if isinstance(column, exp.Column) and any(column == s.unit for s in sides.values()):
+                return Function.COUNT_UNITS, None, None
+        return _finding("COUNT is supported as COUNT(*) or COUNT(DISTINCT <unit>)", value)
+    if isinstance(value, exp.Sum | exp.Avg):
+        owner = _owner(value.this, sides)
+        if owner is None:
+            return _finding("SUM and AVG take an expression of one side's columns", value)
+        return (Function.SUM if isinstance(value, exp.Sum) else Function.AVG), owner, value.this
+    return _finding("an output column must be a group key or a supported aggregate", value)
+
+
+def _operator_having(having: exp.Expr) -> bool:
+    """Whether HAVING holds more than the rewrite's own unit thresholds on ``_sbx_`` columns."""
+    return any(not c.name.startswith(HIDDEN) for c in having.find_all(exp.Column))
+
+
+def _part_sql(
+    source: _Source, groups: list[tuple[str, exp.Expr]], sums: list[exp.Expr], where: list[exp.Expr]
+) -> str:
+    columns = [exp.alias_(source.unit.copy(), UNIT_ALIAS, quoted=True)]
+    columns += [exp.alias_(value.copy(), name, quoted=True) for name, value in groups]
+    columns += [exp.alias_(value.copy(), f"_xd_sum_{i}", quoted=True) for i, value in enumerate(sums)]
+    select = exp.select(*columns).from_(source.node.copy())
+    if where:
+        select = select.where(exp.and_(*(c.copy() for c in where)))
+    return select.sql(dialect="duckdb")
+
+
+def _order_by(tree: exp.Select) -> tuple[tuple[str, bool], ...]:
+    order = tree.args.get("order")
+    if order is None:
+        return ()
+    out = []
+    for key in order.expressions:
+        if not isinstance(key.this, exp.Column) or key.this.table:
+            raise _refused("ORDER BY output columns by name", key)
+        out.append((key.this.name, bool(key.args.get("desc"))))
+    return tuple(out)
+
+
+def _limit(tree: exp.Select) -> int | None:
+    limit = tree.args.get("limit")
+    value = limit.expression if limit is not None else None
+    return int(value.name) if isinstance(value, exp.Literal) and value.is_int else None
+
+
+def _finding(what: str, node: exp.Expr) -> Finding:
+    return Finding(RULE, f"{what}. {SUPPORTED}", node.sql(dialect="duckdb")[:200])
+
+
+def _refused(what: str, node: exp.Expr) -> PolicyViolation:
+    finding = Finding(
+        RULE, f"a cross-domain query needs {what}. {SUPPORTED}", node.sql(dialect="duckdb")[:200]
+    )
+    return PolicyViolation("the cross-domain query is outside the supported shape", findings=[finding])
