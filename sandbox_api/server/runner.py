@@ -36,6 +36,7 @@ from sandbox_api.server.services.jobs import JobService
 from sandbox_api.server.services.quotas import QueuedJob, next_job
 from sandbox_api.server.services.release import Candidate, Settlement
 from sandbox_api.server.services.settlement import Settlements
+from sandbox_api.server.store.leases import JobLeases, Lease
 from sandbox_api.server.store.models import JobRow
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class JobRunner:
             catalog=jobs.catalog, pseudonym_master=pseudonym_master, limits=limits, ledger=jobs.ledger
         )
         self._settlements = Settlements(jobs)
+        self._leases = JobLeases(jobs.db)
         self._max_concurrent = max_concurrent
         self._max_attempts = max_attempts
         self._poll_s = poll_s
@@ -122,6 +124,8 @@ class JobRunner:
                 select(JobRow).where(JobRow.state.in_([JobState.RUNNING.value, JobState.CHECKING.value]))
             ).scalars()
             for row in rows:
+                if not self._leases.orphaned(session, row.id):
+                    continue  # another gateway on the same database is running it
                 if row.state == JobState.RUNNING.value and row.cancel_requested:
                     jobs.advance(session, row, JobState.CANCELLED, actor=SYSTEM_ACTOR, reason="cancelled")
                     failed.append(row.id)
@@ -156,29 +160,31 @@ class JobRunner:
             # Clear before looking, so a submit that lands while we look is not lost.
             self._jobs.wake.clear()
             try:
-                claim = self._claim()
+                claimed = self._claim()
             except Exception:  # a database hiccup must not kill the worker
                 log.exception("claiming a job failed")
-                claim = None
-            if claim is None:
+                claimed = None
+            if claimed is None:
                 self._jobs.wake.wait(self._poll_s)
                 continue
-            try:
-                self._run(claim)
-            except Exception as exc:
-                # Only the error's type: its message or traceback could quote a cell of the result
-                # before the output check removed it, and logs are files.
-                log.error("job %s failed unexpectedly: %s", claim.job_id, type(exc).__name__)
-                try:
-                    self._finish(
-                        claim.job_id, JobState.FAILED, reason=f"internal error ({type(exc).__name__})"
-                    )
-                except Exception as again:  # the worker thread must outlive a database hiccup
-                    log.error(
-                        "recording the failure of job %s failed: %s", claim.job_id, type(again).__name__
-                    )
+            job, lease = claimed
+            with lease:  # held until the job is settled, so no other gateway takes it meanwhile
+                self._run_safely(job)
 
-    def _claim(self) -> StoredJob | None:
+    def _run_safely(self, job: StoredJob) -> None:
+        """``_run``, with an unexpected error recorded as the job's failure instead of killing the worker."""
+        try:
+            self._run(job)
+        except Exception as exc:
+            # Only the error's type: its message or traceback could quote a cell of the result
+            # before the output check removed it, and logs are files.
+            log.error("job %s failed unexpectedly: %s", job.job_id, type(exc).__name__)
+            try:
+                self._finish(job.job_id, JobState.FAILED, reason=f"internal error ({type(exc).__name__})")
+            except Exception as again:  # the worker thread must outlive a database hiccup
+                log.error("recording the failure of job %s failed: %s", job.job_id, type(again).__name__)
+
+    def _claim(self) -> tuple[StoredJob, Lease] | None:
         """The next job, chosen fairly (``services/quotas.next_job``: never an owner already at their
         concurrency quota, and round-robin by owner, oldest job first), moved to running."""
         jobs = self._jobs
@@ -218,16 +224,23 @@ class JobRunner:
                     break
             if row is None:
                 return None
-            row.attempts += 1
-            jobs.advance(
-                session,
-                row,
-                JobState.RUNNING,
-                actor=SYSTEM_ACTOR,
-                reason="running",
-                details={"attempt": row.attempts},
-            )
-            return StoredJob.of(row)
+            # Held before the claim commits: no other gateway ever sees it running without its lease.
+            lease = self._leases.take(row.id)
+            try:
+                row.attempts += 1
+                jobs.advance(
+                    session,
+                    row,
+                    JobState.RUNNING,
+                    actor=SYSTEM_ACTOR,
+                    reason="running",
+                    details={"attempt": row.attempts},
+                )
+                claimed = StoredJob.of(row)
+            except BaseException:
+                lease.release()
+                raise
+        return claimed, lease
 
     def _run(self, job: StoredJob) -> None:
         """Claimed -> spec -> execute -> release decision -> settled (or failed with the reason)."""
@@ -257,7 +270,8 @@ class JobRunner:
         honoured here, and a crash before this commit leaves it running, so recovery re-queues or fails
         it with nothing stored."""
         with self._jobs.db.write() as session:
-            row = session.get(JobRow, job.job_id)
+            # Locked (FOR UPDATE on PostgreSQL): a cancel or another gateway's recovery waits for this.
+            row = session.get(JobRow, job.job_id, with_for_update=True)
             if row is None or not self._enter_check(session, row, attempt=job.attempt):
                 return
             settlement = self._settlements.against_ledger(
@@ -294,7 +308,7 @@ class JobRunner:
     def _finish(self, job_id: str, to: JobState, *, reason: str, code: str | None = None) -> None:
         jobs = self._jobs
         with jobs.db.write() as session:
-            row = session.get(JobRow, job_id)
+            row = session.get(JobRow, job_id, with_for_update=True)
             if row is None or row.state in {JobState.CANCELLED.value, to.value}:
                 return
             if row.cancel_requested and to is JobState.FAILED:

@@ -471,7 +471,7 @@ class JobService:
     def cancel(self, who: Principal, job_id: str) -> tuple[JobView, bool]:
         """Cancel a queued job at once; ask the runner to stop a running one (second value: running)."""
         with self.db.write() as session:
-            row = self._visible_row(session, who, job_id)
+            row = self._visible_row(session, who, job_id, for_update=True)
             state = JobState(row.state)
             if state in {JobState.QUEUED, JobState.SUBMITTED, JobState.WITHHELD}:
                 self.advance(
@@ -510,8 +510,10 @@ class JobService:
         )
 
     @staticmethod
-    def _visible_row(session: Session, who: Principal, job_id: str) -> JobRow:
-        row = session.get(JobRow, job_id)
+    def _visible_row(session: Session, who: Principal, job_id: str, *, for_update: bool = False) -> JobRow:
+        """``for_update``: lock the row (``FOR UPDATE`` on PostgreSQL; SQLite's write transaction already
+        excludes other writers) so that a cancel and a settlement on two gateways serialise."""
+        row = session.get(JobRow, job_id, with_for_update=for_update)
         # Another operator's job answers like a missing one: ids must not be probeable.
         if row is None or (who.role is Role.OPERATOR and row.owner != who.name):
             raise NotFound(f"job {job_id} does not exist")

@@ -97,7 +97,7 @@ class ReviewService:
         self._refuse_author(who, job_id, action=f"review.{decision}")
         try:
             with jobs.db.write() as session:
-                job, held = self._load(session, job_id)
+                job, held = self._load(session, job_id, for_update=True)
                 if job.owner == who.name:  # re-checked under the write lock
                     raise Forbidden(f"{who.name} wrote job {job_id}; it needs another output checker")
                 if job.state != JobState.WITHHELD.value:
@@ -194,8 +194,10 @@ class ReviewService:
         return parse_stored(stored.document)
 
     @staticmethod
-    def _load(session: Session, job_id: str) -> tuple[JobRow, WithheldRow]:
-        job = session.get(JobRow, job_id)
+    def _load(session: Session, job_id: str, *, for_update: bool = False) -> tuple[JobRow, WithheldRow]:
+        """``for_update``: lock the job row, so that two checkers deciding at once on two gateways
+        serialise (PostgreSQL; SQLite's write transaction already excludes other writers)."""
+        job = session.get(JobRow, job_id, with_for_update=for_update)
         held = session.get(WithheldRow, job_id)
         if job is None or held is None:
             raise NotFound(f"job {job_id} has no output under review")

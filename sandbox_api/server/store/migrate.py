@@ -13,8 +13,7 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def alembic_config(db: Database) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config = _script_config()
     config.set_main_option("sqlalchemy.url", db.engine.url.render_as_string(hide_password=False))
     return config
 
@@ -24,6 +23,28 @@ def upgrade(db: Database, *, revision: str = "head") -> None:
     with db.engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def downgrade(db: Database, *, revision: str) -> None:
+    """Undo migrations down to ``revision`` (``"base"``: an empty database). Back up first."""
+    config = alembic_config(db)
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
+def revisions() -> list[str]:
+    """Every revision, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_script_config())
+    return [revision.revision for revision in reversed(list(script.walk_revisions()))]
+
+
+def _script_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
 
 
 def current_revision(db: Database) -> str | None:

@@ -1,4 +1,4 @@
-"""End-to-end flows per role against the real app (SQLite, encrypted files, sandboxed executor)."""
+"""End-to-end flows per role against the real app (SQLite and PostgreSQL, encrypted files, sandbox)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from tests.sandbox_api.api_helpers import (
     parquet_bytes,
     upload,
 )
+from tests.sandbox_api.stores import on_both_stores
+
+store = on_both_stores
 
 
 def test_operator_job_is_released_with_its_suppression_report(api: World) -> None:

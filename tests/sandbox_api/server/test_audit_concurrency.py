@@ -10,15 +10,22 @@ import pytest
 
 from crypto.audit import AuditEntry, verify_chain
 from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World, world
+from tests.sandbox_api.stores import NewStore, on_both_stores
+
+store = on_both_stores
 
 SUBMITTERS = 100
 
 
 @pytest.fixture(scope="module")
-def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def busy(tmp_path_factory: pytest.TempPathFactory, store: NewStore) -> Iterator[World]:
     # One principal submits them all: its own queue quota is raised with the deployment's.
     with world(
-        tmp_path_factory.mktemp("busy"), queue_limit=1000, quota_queued_jobs=1000, audit_checkpoint_every=50
+        tmp_path_factory.mktemp("busy"),
+        queue_limit=1000,
+        quota_queued_jobs=1000,
+        audit_checkpoint_every=50,
+        database_url=store(),
     ) as deployment:
         yield deployment
 

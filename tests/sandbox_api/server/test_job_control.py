@@ -21,6 +21,9 @@ from sandbox_api.server.settings import Settings
 from sandbox_api.server.store.db import open_database
 from sandbox_api.server.store.models import JobRow
 from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World, world
+from tests.sandbox_api.stores import NewStore, on_both_stores
+
+store = on_both_stores
 
 # Runs for minutes unless stopped: proves the timeout and cancel reach the sandbox process.
 ENDLESS = "SELECT COUNT(*) AS n, 100 AS _sbx_units FROM range(1000000000000) t(i)"
@@ -58,7 +61,7 @@ class GatedExecutor:
 
 
 @pytest.fixture
-def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, GatedExecutor]]:
+def gated(tmp_path_factory: pytest.TempPathFactory, store: NewStore) -> Iterator[tuple[World, GatedExecutor]]:
     holder: list[GatedExecutor] = []
 
     def factory(keys: KeyProvider, settings: Settings) -> Executor:
@@ -66,7 +69,9 @@ def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, Gat
         return holder[0]
 
     state = tmp_path_factory.mktemp("state")
-    with world(state, executor_factory=factory, max_concurrent_jobs=1, job_timeout_s=2) as api:
+    with world(
+        state, executor_factory=factory, max_concurrent_jobs=1, job_timeout_s=2, database_url=store()
+    ) as api:
         yield api, holder[0]
 
 
@@ -159,10 +164,13 @@ def test_a_stale_attempt_does_not_settle_a_job_claimed_again(gated: tuple[World,
     job_id = _submit(api)
     assert executor.waiting.acquire(timeout=10)  # attempt 1 is running
     db = open_database(api.settings.resolved_database_url)
-    with db.write() as session:  # as if another gateway had recovered the job and claimed it again
-        row = session.get(JobRow, job_id)
-        assert row is not None
-        row.attempts += 1
+    try:
+        with db.write() as session:  # as if another gateway had recovered the job and claimed it again
+            row = session.get(JobRow, job_id)
+            assert row is not None
+            row.attempts += 1
+    finally:
+        db.dispose()
     executor.gate.set()
     deadline = time.monotonic() + 30
     while not executor.finished:

@@ -1,11 +1,12 @@
-"""Kill a real uvicorn gateway with jobs queued and running, restart it: nothing lost or released twice."""
+"""Kill a real uvicorn gateway with jobs queued and running, restart it: nothing lost or released twice.
+
+On both stores: SQLite in the state folder, and a real PostgreSQL database."""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,10 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import create_engine, text
 
 from crypto.audit import AuditEntry, verify_chain
 from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World, bearer, wait_for_job, world
 from tests.sandbox_api.replay_helpers import assert_every_release_replays
+from tests.sandbox_api.stores import NewStore, on_both_stores
+
+store = on_both_stores
 
 JOBS = 8
 
@@ -35,6 +40,8 @@ def _start(api: World, port: int) -> subprocess.Popen[bytes]:
         "SANDBOX_MAX_CONCURRENT_JOBS": "1",
         "SANDBOX_N_PARTS": "4",
     }
+    if api.settings.database_url is not None:
+        env["SANDBOX_DATABASE_URL"] = api.settings.database_url
     process = subprocess.Popen(
         [
             sys.executable,
@@ -66,9 +73,17 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
     process.wait(10)
 
 
-def _states(db: Path) -> dict[str, tuple[str, int]]:
-    with sqlite3.connect(db) as conn:
-        return {row[0]: (row[1], row[2]) for row in conn.execute("SELECT id, state, attempts FROM jobs")}
+def _query(url: str, sql: str) -> list[Any]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(text(sql)))
+    finally:
+        engine.dispose()
+
+
+def _states(url: str) -> dict[str, tuple[str, int]]:
+    return {row[0]: (row[1], row[2]) for row in _query(url, "SELECT id, state, attempts FROM jobs")}
 
 
 def _crash_with_work_in_flight(
@@ -96,21 +111,23 @@ def _crash_with_work_in_flight(
                 break
             time.sleep(0.005)
         _kill(process)
-        states = Counter(state for state, _ in _states(api.settings.state_dir / "metadata.db").values())
+        states = Counter(state for state, _ in _states(api.settings.resolved_database_url).values())
         if states["running"] and states["queued"]:
             return process, ids
     raise AssertionError("could not catch a job running with others queued")
 
 
-def test_restart_resumes_queued_requeues_running_and_never_releases_twice(tmp_path: Path) -> None:
-    with world(tmp_path / "state") as api:
+def test_restart_resumes_queued_requeues_running_and_never_releases_twice(
+    tmp_path: Path, store: NewStore
+) -> None:
+    with world(tmp_path / "state", database_url=store()) as api:
         tokens = dict(api.tokens)
         expected_dataset = api.dataset_version
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     headers = bearer(tokens["alice"])
     _, _ = _crash_with_work_in_flight(api, base, headers)
-    at_kill = _states(api.settings.state_dir / "metadata.db")
+    at_kill = _states(api.settings.resolved_database_url)
     interrupted = [job for job, (state, _) in at_kill.items() if state == "running"]
 
     process = _start(api, port)
@@ -137,7 +154,7 @@ def test_restart_resumes_queued_requeues_running_and_never_releases_twice(tmp_pa
     assert released == Counter(dict.fromkeys(at_kill, 1))  # never twice
     requeued = {e.details["job"] for e in entries if e.event == "job.requeued"}
     assert requeued == set(interrupted)
-    with sqlite3.connect(api.settings.state_dir / "metadata.db") as conn:
-        results: list[Any] = conn.execute("SELECT job_id, COUNT(*) FROM results GROUP BY job_id").fetchall()
+    count_results = "SELECT job_id, COUNT(*) FROM results GROUP BY job_id"
+    results = _query(api.settings.resolved_database_url, count_results)
     assert all(count == 1 for _, count in results)
     assert {job for job, _ in results} >= set(at_kill)

@@ -1,0 +1,88 @@
+"""Which gateway runs a job, so that a gateway starting beside a live one never takes its jobs.
+
+Several gateways may share one PostgreSQL database. A job that is ``running`` or ``checking`` when a
+gateway starts is either orphaned (its gateway died: re-queue or fail it) or alive on another gateway
+(leave it alone). The runner that claims a job takes a PostgreSQL session advisory lock keyed by the job
+on a connection it keeps until the job is settled; PostgreSQL drops the lock by itself when that
+connection or its process dies. Recovery asks for the same lock inside its own transaction and treats
+the job as orphaned only when it gets it. No heartbeat to tune, no clock to trust.
+
+SQLite serves one gateway (a second one on the same file is not supported), so every active job a
+starting gateway finds is orphaned and the lease is a no-op.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from sandbox_api.server.store.db import Database
+
+# Advisory locks share one key space per database: the high bits name this use (an arbitrary constant).
+_NAMESPACE = 0x5BC0_0000_0000_0000
+_KEY_BITS = 58
+
+
+def lease_key(job_id: str) -> int:
+    """The advisory-lock key of a job: a signed 64-bit integer, as PostgreSQL takes it.
+
+    >>> lease_key("0" * 32) == lease_key("0" * 32) != lease_key("f" * 32)
+    True
+    >>> -(2**63) <= lease_key("f" * 32) < 2**63
+    True
+    """
+    low = int(job_id[:16], 16) & ((1 << _KEY_BITS) - 1)
+    key = _NAMESPACE | low
+    return key - (1 << 64) if key >= 1 << 63 else key
+
+
+class Lease:
+    """A held job lease; released when the job is settled (``with lease:``) or its claim rolled back."""
+
+    def __init__(self, connection: Connection | None) -> None:
+        self._connection = connection
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if self._connection is not None:
+            # Closing returns the connection to the pool; the lock must go first, or the pool keeps it.
+            self._connection.execute(select(func.pg_advisory_unlock_all()))
+            self._connection.commit()
+            self._connection.close()
+            self._connection = None
+
+
+class JobLeases:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def take(self, job_id: str) -> Lease:
+        """Hold ``job_id``'s lease on a connection of its own (PostgreSQL); call before the claim commits,
+        so that no other gateway ever sees the job running without its lease held."""
+        if self._db.is_sqlite:
+            return Lease(None)
+        connection = self._db.engine.connect()
+        try:
+            connection.execute(select(func.pg_advisory_lock(lease_key(job_id))))
+            connection.commit()
+        except BaseException:
+            connection.close()
+            raise
+        return Lease(connection)
+
+    def orphaned(self, session: Session, job_id: str) -> bool:
+        """True when no live gateway holds ``job_id``'s lease (always on SQLite). The probe's lock lasts
+        only until ``session``'s transaction ends."""
+        if self._db.is_sqlite:
+            return True
+        return bool(session.execute(select(func.pg_try_advisory_xact_lock(lease_key(job_id)))).scalar_one())

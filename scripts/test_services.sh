@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the real services some tests start themselves (from the system packages, when missing):
+# PostgreSQL binaries (initdb, pg_ctl) for the store tests. Needs root and apt; otherwise says what to do.
+set -euo pipefail
+missing=()
+if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    missing+=(postgresql)
+fi
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "Installing ${missing[*]} from the system packages (the tests start them on loopback)..."
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    echo "Missing for the tests: ${missing[*]}. Install these system packages, then run the tests again." >&2
+    exit 1
+fi
