@@ -397,6 +397,26 @@ class LocalKeyring:
 
         return self._mutate(change)
 
+    def existing_secret(self, name: str) -> bytes | None:
+        """The named secret, or None when it never existed or was destroyed; never creates one."""
+        _check_name(name, "secret name")
+        with self._lock:
+            found = self._state().secrets.get(name)
+        return None if found is None else found.key
+
+    def destroy_secret(self, name: str) -> bool:
+        """Forget a named secret for good (crypto-shredding); True if it existed. The keyring file is
+        rewritten without it (replaced atomically, like every write)."""
+        _check_name(name, "secret name")
+
+        def change(state: _State) -> tuple[_State, bool]:
+            if name not in state.secrets:
+                return state, False
+            kept = {key: value for key, value in state.secrets.items() if key != name}
+            return replace(state, secrets=kept), True
+
+        return self._mutate(change)
+
     # -- inspection --------------------------------------------------------------------------------
 
     def domains(self) -> list[str]:

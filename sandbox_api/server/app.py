@@ -10,6 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from crypto.keyring import KeyProvider, LocalKeyring
+from crypto.shredding import VersionKeys
 from executors.base import Executor, Limits
 from executors.local import LocalExecutor
 from executors.walls import Isolation
@@ -121,6 +122,7 @@ def build_services(
         audit=audit,
         clock=clock,
         keys=keys,
+        version_keys=VersionKeys(keys),
         partition_key=keys.secret("partition"),
         data_dir=settings.data_dir,
         n_parts=settings.n_parts,

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from crypto.envelope import new_data_key
 from crypto.keyring import KeyProvider
+from crypto.shredding import VersionKeys
 from executors.base import PartRef, TableInput
 from executors.storage import version_id_of, write_version
 from sandbox_api.clock import Clock, as_utc, iso
@@ -80,6 +81,7 @@ class CatalogService:
     audit: AuditLog
     clock: Clock
     keys: KeyProvider
+    version_keys: VersionKeys
     partition_key: bytes
     data_dir: Path
     n_parts: int
@@ -149,7 +151,8 @@ class CatalogService:
             n_parts=self.n_parts,
         )
         try:
-            wrapped = self.keys.wrap(domain, data_key, aad=key_aad.encode())
+            # Sealed once more under the version's own secret: shredding destroys it (crypto/shredding.py).
+            wrapped = self.version_keys.seal(key_aad, self.keys.wrap(domain, data_key, aad=key_aad.encode()))
             with self.db.write() as session:
                 dataset_row = self._dataset_row(session, domain, name)
                 if dataset_row is None:
@@ -240,7 +243,7 @@ class CatalogService:
                 dataset=name,
                 version_id=version_id,
                 table=table,
-                wrapped_key=row.wrapped_key,
+                wrapped_key=self.version_keys.open(row.key_aad, row.wrapped_key),
                 key_aad=row.key_aad.encode(),
                 parts=tuple(
                     PartRef(path=str((self.data_dir / p["path"]).resolve()), aad=str(p["aad"]).encode())

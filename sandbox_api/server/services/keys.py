@@ -1,10 +1,13 @@
 """Key lifecycle: publish and rotate signing keys; rotate domain keys; crypto-shred dataset versions.
 
-Crypto-shredding (docs/design.md §9) destroys a version's only data key: the wrapped key is overwritten in the
-metadata store, whose SQLite connections run with ``PRAGMA secure_delete`` so the old bytes are zeroed
-in the database pages, and the write-ahead log is checkpointed and truncated so no older page image
-keeps a copy. The encrypted parts stay on disk: without the data key they are noise. The version is
-marked ``shredded`` and who, when and why is stored and audited, so a replay can say so.
+Crypto-shredding (docs/design.md §9) destroys a version's only data key. The stored key is sealed under
+a secret of the version's own that lives only in the key provider (``crypto/shredding.py``); shredding
+destroys that secret, so every copy of the stored key that a store keeps where no overwrite reaches it
+(PostgreSQL's dead tuples and write-ahead log, backups, replicas) is noise. The stored value is also
+overwritten; on SQLite the connections run with ``PRAGMA secure_delete`` so the old bytes are zeroed in
+the database pages, and the write-ahead log is checkpointed and truncated. The encrypted parts stay on
+disk: without the data key they are noise. The version is marked ``shredded`` and who, when and why is
+stored and audited, so a replay can say so.
 A domain's KEK rotation re-wraps every data key of the domain under the new KEK; data is untouched.
 """
 
@@ -17,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto.keyring import LocalKeyring
+from crypto.shredding import VersionKeys
 from crypto.signing import SigningKeyRecord
 from sandbox_api.client.verify import KEYS_FORMAT
 from sandbox_api.clock import Clock, as_utc, iso
@@ -91,8 +95,12 @@ class KeyLifecycle:
             .where(DatasetRow.domain == name, DatasetVersionRow.state != "shredded")
         ).scalars()
         count = 0
+        version_keys = VersionKeys(self.keys)
         for version in versions:
-            version.wrapped_key = self.keys.rewrap(name, version.wrapped_key, aad=version.key_aad.encode())
+            wrapped = version_keys.open(version.key_aad, version.wrapped_key)
+            rewrapped = self.keys.rewrap(name, wrapped, aad=version.key_aad.encode())
+            # A version stored before the version layer existed gains it here.
+            version.wrapped_key = version_keys.seal(version.key_aad, rewrapped)
             count += 1
         domain.kek_id = kek_id
         self.audit.append(
@@ -126,6 +134,9 @@ class KeyLifecycle:
                 details={"dataset": dataset, "version": version_id, "reason": reason},
             )
             view = shred_view(dataset, version_id, shred)
+            # Last, so that a failure before it changes nothing; a failure after it (before the
+            # commit) leaves the key destroyed and the shredding to be asked again, which completes it.
+            VersionKeys(self.keys).destroy(row.key_aad)
         self._purge_wal()
         return view
 

@@ -15,6 +15,7 @@ import pytest
 
 from crypto.errors import CryptoError
 from crypto.keyring import LocalKeyring, kek_id_of
+from crypto.shredding import VersionKeys
 from tests.sandbox_api.api_helpers import DATASET, DOMAIN, OTHER_DOMAIN, World, world
 from tests.sandbox_api.auditing_helpers import receipt_of, release, replay, result_of
 
@@ -51,10 +52,14 @@ def _encodings(secret: bytes) -> set[bytes]:
     }
 
 
+def _kek_wrapped(api: World, version: str, stored: bytes) -> bytes:
+    """The KEK-wrapped data key inside a stored value (sealed under the version's own secret)."""
+    return VersionKeys(_keyring(api)).open(f"{DOMAIN}/{DATASET}/{version}", stored)
+
+
 def _data_key(api: World, version: str) -> bytes:
-    return _keyring(api).unwrap(
-        DOMAIN, _wrapped_keys(api)[version], aad=f"{DOMAIN}/{DATASET}/{version}".encode()
-    )
+    wrapped = _kek_wrapped(api, version, _wrapped_keys(api)[version])
+    return _keyring(api).unwrap(DOMAIN, wrapped, aad=f"{DOMAIN}/{DATASET}/{version}".encode())
 
 
 def test_kek_rotation_rewraps_data_keys_and_leaves_the_data_untouched(api: World) -> None:
@@ -71,11 +76,12 @@ def test_kek_rotation_rewraps_data_keys_and_leaves_the_data_untouched(api: World
     assert _files(api.settings.data_dir) == data_before  # not one byte of data re-encrypted
     wrapped_after = _wrapped_keys(api)
     assert wrapped_after[api.dataset_version] != wrapped_before[api.dataset_version]
-    assert kek_id_of(wrapped_after[api.dataset_version]) == new_kek
+    version = api.dataset_version
+    assert kek_id_of(_kek_wrapped(api, version, wrapped_after[version])) == new_kek
     assert _data_key(api, api.dataset_version) == key_before  # the same data key, wrapped anew
     states = {k.kid: k.state for k in _keyring(api).domain_keys(DOMAIN)}
     assert states[new_kek] == "current"
-    assert states[kek_id_of(wrapped_before[api.dataset_version])] == "retired"
+    assert states[kek_id_of(_kek_wrapped(api, version, wrapped_before[version]))] == "retired"
 
     job_after = release(api)
     assert result_of(api, job_after)["result_hash"] == result_of(api, job_before)["result_hash"]
@@ -185,6 +191,14 @@ def test_a_shredded_version_is_unrecoverable_with_everything_left_on_disk(api: W
             with pytest.raises(CryptoError):
                 keyring.unwrap(DOMAIN, blob[start : start + length], aad=aad)
         start = blob.find(b"DSW1", start + 1)
+    # And every stored-key header (the version layer): its secret is gone, so none opens.
+    version_keys = VersionKeys(keyring)
+    start = blob.find(b"DSV1")
+    while start != -1:
+        for length in range(60, 160):
+            with pytest.raises(CryptoError):
+                version_keys.open(aad.decode(), blob[start : start + length])
+        start = blob.find(b"DSV1", start + 1)
 
     again = api.client.post(
         f"/v1/datasets/{DOMAIN}/{DATASET}/versions/{version}/shred", headers=api.h("admin"), json={}
