@@ -28,8 +28,8 @@ from pathlib import Path
 
 import httpx
 
-from sandbox_api import demo, demo_data
 from sandbox_api.bootstrap import init_deployment
+from sandbox_api.cli import demo, demo_data
 from sandbox_api.client import SandboxClient
 from sandbox_api.settings import Settings
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from sandbox_api import demo
 from sandbox_api.bootstrap import init_deployment
+from sandbox_api.cli import demo
 from sandbox_api.client import SandboxClient
 from sandbox_api.settings import Settings
 from tests.sandbox_api.replay_helpers import replay_live

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from crypto.keyring import LocalKeyring
-from sandbox_api.cli_audit import build_app
+from sandbox_api.cli.audit import build_app
 from sandbox_api.services.audit import AuditLog
 from sandbox_api.store import migrate
 from sandbox_api.store.db import open_database

@@ -19,8 +19,8 @@ import pytest
 from typer.testing import CliRunner
 
 from crypto.audit import AuditEntry, verify_chain
-from sandbox_api import demo, demo_data
-from sandbox_api.cli import app
+from sandbox_api.cli import demo, demo_data
+from sandbox_api.cli.main import app
 from sandbox_api.client import ClientError, SandboxClient
 from tests.sandbox_api.live_gateway import free_port, seeded_gateway
 

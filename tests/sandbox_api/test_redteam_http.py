@@ -31,8 +31,8 @@ import pyarrow as pa
 import pytest
 
 from crypto.audit import AuditEntry, verify_chain
-from sandbox_api import demo, demo_data
 from sandbox_api.bootstrap import init_deployment
+from sandbox_api.cli import demo, demo_data
 from sandbox_api.client import SandboxClient
 from sandbox_api.settings import Settings
 from tests.sandbox_api.api_helpers import parquet_bytes

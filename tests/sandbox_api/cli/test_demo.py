@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sandbox_api import demo_data
-from sandbox_api.cli import DEMO_TOKENS_FILE, app
+from sandbox_api.cli import demo_data
+from sandbox_api.cli.demo import CAST
+from sandbox_api.cli.main import DEMO_TOKENS_FILE, app
 from sandbox_api.client import SandboxClient
-from sandbox_api.demo import CAST
 from tests.sandbox_api.live_gateway import AUDITOR, serve_gateway
 from tests.sandbox_api.replay_helpers import replay_live
 

@@ -26,13 +26,13 @@ import uvicorn
 from crypto.audit import AuditEntry, verify_chain
 from crypto.errors import CryptoError, IntegrityError
 from crypto.keyring import LocalKeyring
-from sandbox_api import demo, demo_data
 from sandbox_api.auth import Role
 from sandbox_api.bootstrap import init_deployment, open_audit_log
-from sandbox_api.cli_audit import register as register_auditor_commands
+from sandbox_api.cli import demo, demo_data
+from sandbox_api.cli.audit import register as register_auditor_commands
+from sandbox_api.cli.cluster import cluster_app
 from sandbox_api.client import ClientError, SandboxClient
 from sandbox_api.clock import Clock, SystemClock
-from sandbox_api.cluster_cli import cluster_app
 from sandbox_api.errors import Conflict, DeploymentNotInitialised, ServiceError
 from sandbox_api.services.principals import PrincipalService
 from sandbox_api.settings import Settings, unknown_environment
