@@ -21,14 +21,10 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, Self, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeAlias, TypeVar
 
 import httpx
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ValidationError
-from tqdm import tqdm
 
 from sandbox_api.job_types import Kind, Mode
 from sandbox_api.schemas import (
@@ -42,6 +38,7 @@ from sandbox_api.schemas import (
     Health,
     JobAccepted,
     JobOut,
+    KeyRotated,
     PrincipalCreated,
     PrincipalOut,
     ReleaseReportOut,
@@ -55,8 +52,14 @@ from sandbox_api.schemas import (
     VersionStored,
 )
 
+if TYPE_CHECKING:
+    # pandas and pyarrow are imported where tables are built, not here: a command line that only lists
+    # jobs should not wait a second for them (``sandbox_api/cli`` imports this module).
+    import pandas as pd
+    import pyarrow as pa
+
 M = TypeVar("M", bound=BaseModel)
-TableSource: TypeAlias = Path | str | pd.DataFrame | pa.Table
+TableSource: TypeAlias = "Path | str | pd.DataFrame | pa.Table"
 
 # States after which a job never changes again, and ``withheld``, after which only a person moves it.
 TERMINAL_STATES: Final = frozenset({"released", "rejected", "denied", "failed", "cancelled", "expired"})
@@ -121,6 +124,9 @@ class Result:
 
 
 def _parquet_bytes(source: pd.DataFrame | pa.Table) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     table = source if isinstance(source, pa.Table) else pa.Table.from_pandas(source, preserve_index=False)
     # Drop pandas' schema metadata: the gateway hashes canonical content, not how the frame was built.
     table = table.replace_schema_metadata(None)
@@ -130,7 +136,7 @@ def _parquet_bytes(source: pd.DataFrame | pa.Table) -> bytes:
 
 
 def _upload_part(table: str, source: TableSource) -> tuple[str, tuple[str, bytes, str]]:
-    if isinstance(source, pd.DataFrame | pa.Table):
+    if not isinstance(source, Path | str):
         return table, (f"{table}.parquet", _parquet_bytes(source), "application/vnd.apache.parquet")
     path = Path(source)
     suffix = path.suffix.lower()
@@ -162,6 +168,8 @@ def typed_frame(
     >>> int(frame["year"].dt.year.iloc[0])
     1965
     """
+    import pandas as pd
+
     frame = pd.DataFrame.from_records([list(row) for row in rows], columns=list(columns))
     if types is None or len(types) != len(columns):  # a result from before types were recorded
         return frame
@@ -285,6 +293,10 @@ class SandboxClient:
     def list_domains(self) -> list[DomainOut]:
         return self._models(DomainOut, "/v1/domains", key="domains")
 
+    def rotate_domain_key(self, name: str) -> KeyRotated:
+        """Admins: a new key-encryption key for the domain; every version's data key is re-wrapped."""
+        return self._model(KeyRotated, "POST", f"/v1/domains/{name}/keys/rotate")
+
     def create_principal(
         self,
         name: str,
@@ -400,15 +412,28 @@ class SandboxClient:
     def get_job(self, job_id: str) -> JobOut:
         return self._model(JobOut, "GET", f"/v1/jobs/{job_id}")
 
-    def list_jobs(self, *, state: str | None = None) -> list[JobOut]:
-        return self._models(JobOut, "/v1/jobs", key="jobs", params={"state": state})
+    def list_jobs(self, *, state: str | None = None, limit: int = 100, offset: int = 0) -> list[JobOut]:
+        """Jobs, newest first (operators: their own); ``limit`` at most 1000, ``offset`` to page on."""
+        params = {"state": state, "limit": limit, "offset": offset}
+        return self._models(JobOut, "/v1/jobs", key="jobs", params=params)
 
-    def wait_for_job(self, job_id: str, *, timeout: float = 300.0, progress: bool = False) -> JobOut:
+    def wait_for_job(
+        self,
+        job_id: str,
+        *,
+        timeout: float = 300.0,
+        progress: bool = False,
+        on_change: Callable[[JobOut], None] | None = None,
+    ) -> JobOut:
         """Waits until the job is finished (or withheld for review); ``ClientError`` with code
-        ``wait-timeout`` if that takes longer than ``timeout`` seconds.
+        ``wait-timeout`` if that takes longer than ``timeout`` seconds. ``on_change`` is called with the
+        job each time its state changes (the first answer included), for a caller that shows phases.
 
         Long-polls ``GET /v1/jobs/{id}?wait=``: the gateway answers as soon as the job settles, so the
         answer arrives without polling delay."""
+        from tqdm import tqdm
+
+        watching = progress or on_change is not None
         deadline = time.monotonic() + timeout
         delay = _POLL_FIRST_S
         bar = tqdm(desc=f"job {job_id}", disable=not progress, bar_format="{desc} [{elapsed}]", leave=False)
@@ -416,13 +441,15 @@ class SandboxClient:
             state = ""
             while True:
                 wait = max(
-                    0.0, min(deadline - time.monotonic(), _PROGRESS_WAIT_S if progress else JOB_WAIT_MAX_S)
+                    0.0, min(deadline - time.monotonic(), _PROGRESS_WAIT_S if watching else JOB_WAIT_MAX_S)
                 )
                 asked = time.monotonic()
                 job = self._long_poll(job_id, wait)
                 if job.state != state:
                     state = job.state
                     bar.set_description_str(f"job {job_id}: {state}")
+                    if on_change is not None:
+                        on_change(job)
                 else:
                     bar.refresh()
                 if job.state in WAITING_STATES:

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from sandbox_api.cli import demo_data
 from sandbox_api.cli.demo import CAST
-from sandbox_api.cli.main import DEMO_TOKENS_FILE, app
+from sandbox_api.cli.demo_run import DEMO_TOKENS_FILE
+from sandbox_api.cli.main import app
 from sandbox_api.client import SandboxClient
 from tests.sandbox_api.live_gateway import AUDITOR, serve_gateway
 from tests.sandbox_api.replay_helpers import replay_live

@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from crypto.audit import AuditEntry, chain
-from sandbox_api.cli.main import app, open_principal_service
+from sandbox_api.cli.deployment import open_principal_service
+from sandbox_api.cli.main import app
 from sandbox_api.errors import NotAuthenticated
 from sandbox_api.settings import Settings
 
