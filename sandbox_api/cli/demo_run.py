@@ -128,10 +128,9 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def how_to_run_sandbox() -> str:
-    """How to call ``sandbox`` from this shell: itself when on the PATH, else the environment's copy."""
-    on_path = shutil.which("sandbox")
-    beside = Path(sys.executable).parent / "sandbox"
+def how_to_run_sandbox(*, on_path: str | None, beside: Path) -> str:
+    """How to call ``sandbox`` from a shell: by name when ``on_path`` (what the PATH finds) is this
+    environment's copy ``beside``, else by that copy's path (a fresh clone has not activated it)."""
     if on_path is not None and Path(on_path).resolve() == beside.resolve():
         return "sandbox"
     if beside.exists():
@@ -219,7 +218,9 @@ def demo_command(
 
 
 def _print_next_steps(url: str, tokens_file: Path, operator_token: str) -> None:
-    sandbox = how_to_run_sandbox()
+    sandbox = how_to_run_sandbox(
+        on_path=shutil.which("sandbox"), beside=Path(sys.executable).parent / "sandbox"
+    )
     typer.echo("")
     typer.echo(f"Serving at {url}: OpenAPI docs at {url}/docs. Ctrl-C stops it.")
     typer.echo(
