@@ -40,12 +40,23 @@ STATE_ENTRIES: Final = frozenset(
         "metadata.db-journal",
         "keyring.json",
         "keyring.json.lock",
-        "keyring.json.tmp",
         "data",
         "uploads",
         DEMO_TOKENS_FILE,
     }
 )
+
+
+def written_by_a_deployment(name: str) -> bool:
+    """Whether a deployment (or the demo) writes an entry of this name into its state directory: the
+    known files, and the keyring's temporary copies (``.keyring.json.<hex>.tmp``) a crash may leave.
+
+    >>> written_by_a_deployment("keyring.json.lock"), written_by_a_deployment(".keyring.json.9f2c.tmp")
+    (True, True)
+    >>> written_by_a_deployment("thesis.tex")
+    False
+    """
+    return name in STATE_ENTRIES or (name.startswith(".keyring.json.") and name.endswith(".tmp"))
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -112,7 +123,7 @@ def reset_state_dir(state_dir: Path) -> None:
     """Delete a previous demo deployment, but never a directory that holds anything else."""
     if not state_dir.exists():
         return
-    unexpected = sorted(p.name for p in state_dir.iterdir() if p.name not in STATE_ENTRIES)
+    unexpected = sorted(p.name for p in state_dir.iterdir() if not written_by_a_deployment(p.name))
     if unexpected:
         raise fail(
             f"--fresh refuses to delete {state_dir}: it holds {unexpected}, which a deployment never writes"

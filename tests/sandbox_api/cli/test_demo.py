@@ -111,6 +111,7 @@ def test_fresh_deletes_what_a_demo_left_lock_files_included(
     copy = tmp_path / "state"
     shutil.copytree(state_dir, copy)
     (copy / "keyring.json.lock").touch()
+    (copy / ".keyring.json.0123abcd.tmp").touch()  # left by a crash while the keyring was saved
     result = runner.invoke(app, ["demo", "--state-dir", str(copy), "--fresh", *SMALL])
     assert result.exit_code == 0, result.output
     assert "Reusing" not in result.output
