@@ -127,6 +127,14 @@ def audit_verify(
         source = "given with --public-key" if public_key is not None else "carried by the bundle"
         line += f"; {report.checkpoints} signed checkpoints verified (keys {keys}, {source})"
     typer.echo(line + ("" if expected_head is None else "; the expected head is in the chain"))
+    if expected_head is None:
+        typer.secho(
+            "warning: not verified: that no events were cut off the end (head included). Keep the head "
+            "elsewhere (`sandbox audit head --out head.json`, on another machine) and pass its hash "
+            "with --expected-head",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
 
 
 def _json_object(text: str) -> dict[str, Any] | None:
