@@ -16,6 +16,7 @@ import io
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -135,13 +136,37 @@ def _parquet_bytes(source: pd.DataFrame | pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def _upload_part(table: str, source: TableSource) -> tuple[str, tuple[str, bytes, str]]:
+class _ReportingReader(io.BufferedReader):
+    """A table file that the multipart encoder reads in chunks, telling ``on_read`` each chunk's size
+    (negative when the encoder rewinds it to send it again, after a 429)."""
+
+    def __init__(self, path: Path, on_read: Callable[[int], None]) -> None:
+        super().__init__(io.FileIO(path, "r"))
+        self._on_read = on_read
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        chunk = super().read(size)
+        self._on_read(len(chunk))
+        return chunk
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
+        before = self.tell()
+        after = super().seek(offset, whence)
+        self._on_read(after - before)
+        return after
+
+
+def _upload_part(
+    table: str, source: TableSource, *, stack: ExitStack, on_read: Callable[[int], None] | None
+) -> tuple[str, tuple[str, bytes | io.BufferedReader, str]]:
     if not isinstance(source, Path | str):
         return table, (f"{table}.parquet", _parquet_bytes(source), "application/vnd.apache.parquet")
     path = Path(source)
     suffix = path.suffix.lower()
     media = "text/csv" if suffix == ".csv" else "application/vnd.apache.parquet"
-    return table, (path.name, path.read_bytes(), media)
+    if on_read is None:
+        return table, (path.name, path.read_bytes(), media)
+    return table, (path.name, stack.enter_context(_ReportingReader(path, on_read)), media)
 
 
 # The pandas dtype of each released column type (``ResultOut.column_types``): nullable integers and
@@ -333,17 +358,25 @@ class SandboxClient:
         *,
         manifest: Mapping[str, Any],
         tables: Mapping[str, TableSource],
+        on_progress: Callable[[int], None] | None = None,
     ) -> VersionStored:
         """Uploads a new version: ``tables`` maps each table to a CSV/Parquet path or a DataFrame/Arrow
-        table (encoded to Parquet in memory); ``manifest`` declares columns, classes and units."""
-        files = [_upload_part(table, source) for table, source in tables.items()]
-        return self._model(
-            VersionStored,
-            "POST",
-            f"/v1/datasets/{domain}/{name}/versions",
-            data={"manifest": json.dumps(manifest)},
-            files=files,
-        )
+        table (encoded to Parquet in memory); ``manifest`` declares columns, classes and units.
+
+        ``on_progress`` is told the size of each chunk of a file as it is sent (files given by path
+        are then streamed rather than read into memory first), for a progress bar."""
+        with ExitStack() as stack:
+            files = [
+                _upload_part(table, source, stack=stack, on_read=on_progress)
+                for table, source in tables.items()
+            ]
+            return self._model(
+                VersionStored,
+                "POST",
+                f"/v1/datasets/{domain}/{name}/versions",
+                data={"manifest": json.dumps(manifest)},
+                files=files,
+            )
 
     def list_datasets(self) -> list[DatasetOut]:
         return self._models(DatasetOut, "/v1/datasets", key="datasets")

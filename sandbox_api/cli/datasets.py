@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
@@ -49,6 +51,7 @@ _ARROW_TYPES: Final = (
     ("date", "DATE"),
     ("timestamp", "TIMESTAMP"),
 )
+_KIBIBYTE: Final = 1024
 _MEBIBYTE: Final = 1024 * 1024
 
 
@@ -144,17 +147,26 @@ def dataset_upload(
     with remote(url, token) as client:
         if create:
             client.create_dataset(domain, name, description=description)
-        note(f"uploading {len(tables)} table(s), {size / _MEBIBYTE:.1f} MiB, to {domain}/{name}…")
+        note(f"uploading {len(tables)} table(s), {human_size(size)}, to {domain}/{name}…")
         started = time.monotonic()
+        sent = [0]
         try:
-            stored = client.upload_version(domain, name, manifest=manifest_body, tables=tables)
+            with _upload_bar(size) as advance:
+
+                def progress(count: int) -> None:
+                    sent[0] += count
+                    advance(count)
+
+                stored = client.upload_version(
+                    domain, name, manifest=manifest_body, tables=tables, on_progress=progress
+                )
         except ClientError as refused:
             hint = None
             if refused.status == 404 and not create:
                 hint = f"is {domain}/{name} declared? Add --create to declare it with this upload"
             raise fail(refusal(refused, hint=hint)) from None
     took = max(time.monotonic() - started, 1e-6)
-    note(f"sent {size / _MEBIBYTE:.1f} MiB in {took:.1f} s ({size / _MEBIBYTE / took:.1f} MiB/s)")
+    note(f"sent {human_size(sent[0])} in {took:.1f} s ({human_size(round(sent[0] / took))}/s)")
     version = stored.version
     rows = [(t.name, t.row_count, t.unit, len(t.columns)) for t in version.tables]
     shown = Shown(
@@ -166,6 +178,32 @@ def dataset_upload(
     )
     emit(shown, as_json=as_json)
     note("next: a policy officer grants it in a scope: sandbox scope create SCOPE.yaml")
+
+
+@contextmanager
+def _upload_bar(total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar with size and rate on a terminal's standard error; nothing elsewhere."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    console = Console(stderr=True)
+    columns = (TextColumn("uploading"), BarColumn(), DownloadColumn(binary_units=True), TransferSpeedColumn())
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("upload", total=total)
+        yield lambda count: bar.advance(task, count)
+
+
+def human_size(count: int) -> str:
+    """A byte count as a person reads it.
+
+    >>> human_size(512), human_size(20_480), human_size(3 * 1024 * 1024)
+    ('512 B', '20.0 KiB', '3.0 MiB')
+    """
+    if count < _KIBIBYTE:
+        return f"{count} B"
+    if count < _MEBIBYTE:
+        return f"{count / _KIBIBYTE:.1f} KiB"
+    return f"{count / _MEBIBYTE:.1f} MiB"
 
 
 def _table_files(items: list[str]) -> dict[str, Path]:

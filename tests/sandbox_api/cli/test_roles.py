@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from sandbox_api.cli import demo, demo_data
+from sandbox_api.cli.datasets import human_size
 from sandbox_api.cli.main import app
 from tests.sandbox_api.live_gateway import seeded_gateway
 
@@ -112,7 +113,8 @@ def test_steward_infers_a_manifest_uploads_shows_and_retires(gateway: Gateway, t
     assert "--create" in missing  # the hint
     stored = gateway.run("carol", *upload, "--create")
     assert "300" in ok(stored)
-    assert "MiB/s" in stored.output  # size and rate of the upload
+    assert f"sent {human_size(csv.stat().st_size)} in " in stored.output  # every byte counted as sent
+    assert "/s)" in stored.output  # and the rate
     shown = ok(gateway.run("carol", "dataset", "show", dataset))
     assert "identifying" in shown
     version = json.loads(ok(gateway.run("carol", "dataset", "show", dataset, "--json")))["current_version"]
