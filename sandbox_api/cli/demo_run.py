@@ -188,8 +188,8 @@ def demo_command(
     except BaseException:
         listener.close()
         raise
-    server.start()
     try:
+        server.start()
         if result.created:
             if result.admin_token is None:
                 raise fail("the new deployment gave no admin token")
