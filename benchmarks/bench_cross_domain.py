@@ -37,7 +37,7 @@ from executors.crossdomain import (
     SidePlan,
     new_party,
 )
-from sandbox_api.demo_data import demo_datasets
+from sandbox_api.cli.demo_data import demo_datasets
 
 T = TypeVar("T")
 

@@ -16,19 +16,16 @@ import io
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, Self, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeAlias, TypeVar
 
 import httpx
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ValidationError
-from tqdm import tqdm
 
 from sandbox_api.job_types import Kind, Mode
 from sandbox_api.schemas import (
@@ -42,6 +39,7 @@ from sandbox_api.schemas import (
     Health,
     JobAccepted,
     JobOut,
+    KeyRotated,
     PrincipalCreated,
     PrincipalOut,
     ReleaseReportOut,
@@ -55,8 +53,14 @@ from sandbox_api.schemas import (
     VersionStored,
 )
 
+if TYPE_CHECKING:
+    # pandas and pyarrow are imported where tables are built, not here: a command line that only lists
+    # jobs should not wait a second for them (``sandbox_api/cli`` imports this module).
+    import pandas as pd
+    import pyarrow as pa
+
 M = TypeVar("M", bound=BaseModel)
-TableSource: TypeAlias = Path | str | pd.DataFrame | pa.Table
+TableSource: TypeAlias = "Path | str | pd.DataFrame | pa.Table"
 
 # States after which a job never changes again, and ``withheld``, after which only a person moves it.
 TERMINAL_STATES: Final = frozenset({"released", "rejected", "denied", "failed", "cancelled", "expired"})
@@ -121,6 +125,9 @@ class Result:
 
 
 def _parquet_bytes(source: pd.DataFrame | pa.Table) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     table = source if isinstance(source, pa.Table) else pa.Table.from_pandas(source, preserve_index=False)
     # Drop pandas' schema metadata: the gateway hashes canonical content, not how the frame was built.
     table = table.replace_schema_metadata(None)
@@ -129,13 +136,37 @@ def _parquet_bytes(source: pd.DataFrame | pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def _upload_part(table: str, source: TableSource) -> tuple[str, tuple[str, bytes, str]]:
-    if isinstance(source, pd.DataFrame | pa.Table):
+class _ReportingReader(io.BufferedReader):
+    """A table file that the multipart encoder reads in chunks, telling ``on_read`` each chunk's size
+    (negative when the encoder rewinds it to send it again, after a 429)."""
+
+    def __init__(self, path: Path, on_read: Callable[[int], None]) -> None:
+        super().__init__(io.FileIO(path, "r"))
+        self._on_read = on_read
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        chunk = super().read(size)
+        self._on_read(len(chunk))
+        return chunk
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
+        before = self.tell()
+        after = super().seek(offset, whence)
+        self._on_read(after - before)
+        return after
+
+
+def _upload_part(
+    table: str, source: TableSource, *, stack: ExitStack, on_read: Callable[[int], None] | None
+) -> tuple[str, tuple[str, bytes | io.BufferedReader, str]]:
+    if not isinstance(source, Path | str):
         return table, (f"{table}.parquet", _parquet_bytes(source), "application/vnd.apache.parquet")
     path = Path(source)
     suffix = path.suffix.lower()
     media = "text/csv" if suffix == ".csv" else "application/vnd.apache.parquet"
-    return table, (path.name, path.read_bytes(), media)
+    if on_read is None:
+        return table, (path.name, path.read_bytes(), media)
+    return table, (path.name, stack.enter_context(_ReportingReader(path, on_read)), media)
 
 
 # The pandas dtype of each released column type (``ResultOut.column_types``): nullable integers and
@@ -162,6 +193,8 @@ def typed_frame(
     >>> int(frame["year"].dt.year.iloc[0])
     1965
     """
+    import pandas as pd
+
     frame = pd.DataFrame.from_records([list(row) for row in rows], columns=list(columns))
     if types is None or len(types) != len(columns):  # a result from before types were recorded
         return frame
@@ -285,6 +318,10 @@ class SandboxClient:
     def list_domains(self) -> list[DomainOut]:
         return self._models(DomainOut, "/v1/domains", key="domains")
 
+    def rotate_domain_key(self, name: str) -> KeyRotated:
+        """Admins: a new key-encryption key for the domain; every version's data key is re-wrapped."""
+        return self._model(KeyRotated, "POST", f"/v1/domains/{name}/keys/rotate")
+
     def create_principal(
         self,
         name: str,
@@ -321,17 +358,25 @@ class SandboxClient:
         *,
         manifest: Mapping[str, Any],
         tables: Mapping[str, TableSource],
+        on_progress: Callable[[int], None] | None = None,
     ) -> VersionStored:
         """Uploads a new version: ``tables`` maps each table to a CSV/Parquet path or a DataFrame/Arrow
-        table (encoded to Parquet in memory); ``manifest`` declares columns, classes and units."""
-        files = [_upload_part(table, source) for table, source in tables.items()]
-        return self._model(
-            VersionStored,
-            "POST",
-            f"/v1/datasets/{domain}/{name}/versions",
-            data={"manifest": json.dumps(manifest)},
-            files=files,
-        )
+        table (encoded to Parquet in memory); ``manifest`` declares columns, classes and units.
+
+        ``on_progress`` is told the size of each chunk of a file as it is sent (files given by path
+        are then streamed rather than read into memory first), for a progress bar."""
+        with ExitStack() as stack:
+            files = [
+                _upload_part(table, source, stack=stack, on_read=on_progress)
+                for table, source in tables.items()
+            ]
+            return self._model(
+                VersionStored,
+                "POST",
+                f"/v1/datasets/{domain}/{name}/versions",
+                data={"manifest": json.dumps(manifest)},
+                files=files,
+            )
 
     def list_datasets(self) -> list[DatasetOut]:
         return self._models(DatasetOut, "/v1/datasets", key="datasets")
@@ -400,15 +445,28 @@ class SandboxClient:
     def get_job(self, job_id: str) -> JobOut:
         return self._model(JobOut, "GET", f"/v1/jobs/{job_id}")
 
-    def list_jobs(self, *, state: str | None = None) -> list[JobOut]:
-        return self._models(JobOut, "/v1/jobs", key="jobs", params={"state": state})
+    def list_jobs(self, *, state: str | None = None, limit: int = 100, offset: int = 0) -> list[JobOut]:
+        """Jobs, newest first (operators: their own); ``limit`` at most 1000, ``offset`` to page on."""
+        params = {"state": state, "limit": limit, "offset": offset}
+        return self._models(JobOut, "/v1/jobs", key="jobs", params=params)
 
-    def wait_for_job(self, job_id: str, *, timeout: float = 300.0, progress: bool = False) -> JobOut:
+    def wait_for_job(
+        self,
+        job_id: str,
+        *,
+        timeout: float = 300.0,
+        progress: bool = False,
+        on_change: Callable[[JobOut], None] | None = None,
+    ) -> JobOut:
         """Waits until the job is finished (or withheld for review); ``ClientError`` with code
-        ``wait-timeout`` if that takes longer than ``timeout`` seconds.
+        ``wait-timeout`` if that takes longer than ``timeout`` seconds. ``on_change`` is called with the
+        job each time its state changes (the first answer included), for a caller that shows phases.
 
         Long-polls ``GET /v1/jobs/{id}?wait=``: the gateway answers as soon as the job settles, so the
         answer arrives without polling delay."""
+        from tqdm import tqdm
+
+        watching = progress or on_change is not None
         deadline = time.monotonic() + timeout
         delay = _POLL_FIRST_S
         bar = tqdm(desc=f"job {job_id}", disable=not progress, bar_format="{desc} [{elapsed}]", leave=False)
@@ -416,13 +474,15 @@ class SandboxClient:
             state = ""
             while True:
                 wait = max(
-                    0.0, min(deadline - time.monotonic(), _PROGRESS_WAIT_S if progress else JOB_WAIT_MAX_S)
+                    0.0, min(deadline - time.monotonic(), _PROGRESS_WAIT_S if watching else JOB_WAIT_MAX_S)
                 )
                 asked = time.monotonic()
                 job = self._long_poll(job_id, wait)
                 if job.state != state:
                     state = job.state
                     bar.set_description_str(f"job {job_id}: {state}")
+                    if on_change is not None:
+                        on_change(job)
                 else:
                     bar.refresh()
                 if job.state in WAITING_STATES:

@@ -12,9 +12,9 @@ from executors.crossdomain.gateway_party import Gateway
 from executors.crossdomain.split import RULE, disclosure_findings
 from policies import PolicyViolation, PreparedQuery, prepare
 from policies.model import DifferentialPrivacy, Disclosure
-from sandbox_api.demo import FLU_BY_DISTRICT
-from sandbox_api.demo_cross_domain import demo_catalog, demo_scope, run_domain_part, split_prepared
-from sandbox_api.demo_data import demo_datasets
+from sandbox_api.cli.demo import FLU_BY_DISTRICT
+from sandbox_api.cli.demo_cross_domain import demo_catalog, demo_scope, run_domain_part, split_prepared
+from sandbox_api.cli.demo_data import demo_datasets
 from sandbox_api.server.services.release import Released, TableResult, release
 from sandbox_api.server.services.release_facts import ReleaseFacts
 

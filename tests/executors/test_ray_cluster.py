@@ -20,7 +20,7 @@ from executors.ray_cluster import (
     head_command,
     worker_command,
 )
-from sandbox_api.cluster_cli import cluster_app
+from sandbox_api.cli.cluster import cluster_app
 
 
 def test_domain_resource_refuses_names_that_could_smuggle_json() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from sandbox_api import demo
+from sandbox_api.cli import demo
 from sandbox_api.client.api_client import SandboxClient
 from sandbox_api.server.bootstrap import init_deployment
 from sandbox_api.server.settings import Settings

@@ -19,8 +19,8 @@ import pytest
 from typer.testing import CliRunner
 
 from crypto.audit import AuditEntry, verify_chain
-from sandbox_api import demo, demo_data
-from sandbox_api.cli import app
+from sandbox_api.cli import demo, demo_data
+from sandbox_api.cli.main import app
 from sandbox_api.client.api_client import ClientError, SandboxClient
 from tests.sandbox_api.live_gateway import free_port, seeded_gateway
 
@@ -305,20 +305,20 @@ def _remote(gateway: Gateway, name: str) -> list[str]:
 
 
 def test_cli_lists_datasets_and_scopes(gateway: Gateway) -> None:
-    datasets = runner.invoke(app, ["dataset", "list", *_remote(gateway, "alice")])
-    scopes = runner.invoke(app, ["scope", "list", *_remote(gateway, "alice")])
+    datasets = runner.invoke(app, ["dataset", "list", "--json", *_remote(gateway, "alice")])
+    scopes = runner.invoke(app, ["scope", "list", "--json", *_remote(gateway, "alice")])
     assert datasets.exit_code == 0, datasets.output
     assert scopes.exit_code == 0, scopes.output
-    assert {d["name"] for d in json.loads(datasets.output)} == {"citizens", "visits"}
-    assert [s["name"] for s in json.loads(scopes.output)] == [SCOPE]
+    assert {d["name"] for d in json.loads(datasets.stdout)} == {"citizens", "visits"}
+    assert [s["name"] for s in json.loads(scopes.stdout)] == [SCOPE]
 
 
 def test_cli_job_check_and_submit(gateway: Gateway) -> None:
     checked = runner.invoke(
-        app, ["job", "check", "--scope", SCOPE, demo.SINGLE_OUT, *_remote(gateway, "alice")]
+        app, ["job", "check", "--scope", SCOPE, demo.SINGLE_OUT, "--json", *_remote(gateway, "alice")]
     )
     assert checked.exit_code == 1
-    assert json.loads(checked.output)["allowed"] is False
+    assert json.loads(checked.stdout)["allowed"] is False
     submitted = runner.invoke(
         app, ["job", "submit", "--scope", SCOPE, demo.RARE_DIAGNOSES, *_remote(gateway, "alice")]
     )

@@ -14,12 +14,12 @@ import pytest
 from nbclient import NotebookClient
 from typer.testing import CliRunner
 
-from sandbox_api import demo, demo_data
-from sandbox_api.cli_audit import build_app
+from sandbox_api.cli import demo, demo_data
+from sandbox_api.cli.audit import build_app
 from sandbox_api.client.auditor import AuditorClient
 from tests.sandbox_api.live_gateway import seeded_gateway
 
-NOTEBOOK = Path(__file__).resolve().parents[3] / "notebooks" / "auditor_walkthrough.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "auditor_walkthrough.ipynb"
 cli = CliRunner()
 
 

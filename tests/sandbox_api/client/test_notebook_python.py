@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from sandbox_api import demo_data
+from sandbox_api.cli import demo_data
 from tests.sandbox_api.live_gateway import seeded_gateway
 
 NOTEBOOK = Path(__file__).resolve().parents[3] / "notebooks" / "python_walkthrough.ipynb"

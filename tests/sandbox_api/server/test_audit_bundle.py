@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from crypto.keyring import LocalKeyring
-from sandbox_api.cli_audit import build_app
+from sandbox_api.cli.audit import build_app
 from sandbox_api.client.verify import verify_bundle
 from sandbox_api.server.services.audit import AuditLog
 from sandbox_api.server.store import migrate

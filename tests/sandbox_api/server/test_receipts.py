@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from crypto.hashing import sha256_hex
-from sandbox_api.cli_audit import build_app
+from sandbox_api.cli.audit import build_app
 from sandbox_api.client.receipt_format import RECEIPT_TYPE, receipt_digest, signed_bytes
 from sandbox_api.client.verify import verify_receipt
 from tests.sandbox_api.api_helpers import DATASET, DOMAIN, SCOPE, World

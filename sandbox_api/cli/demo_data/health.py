@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from sandbox_api.demo_data.columns import as_frame, labels, prefixed_ids, weights
-from sandbox_api.demo_data.names import (
+from sandbox_api.cli.demo_data.columns import as_frame, labels, prefixed_ids, weights
+from sandbox_api.cli.demo_data.names import (
     DEFAULT_SEED,
 )
-from sandbox_api.demo_data.vocabulary import (
+from sandbox_api.cli.demo_data.vocabulary import (
     CHECK_UP,
     CHILDBIRTH,
     CITY_FACILITIES,

@@ -7,9 +7,9 @@ import duckdb
 import pandas as pd
 
 from policies import prepare
-from sandbox_api.demo import FLU_BY_DISTRICT
-from sandbox_api.demo_cross_domain import demo_catalog, demo_scope, run_demo
-from sandbox_api.demo_data import demo_datasets
+from sandbox_api.cli.demo import FLU_BY_DISTRICT
+from sandbox_api.cli.demo_cross_domain import demo_catalog, demo_scope, run_demo
+from sandbox_api.cli.demo_data import demo_datasets
 from sandbox_api.server.services.release import Released, TableResult, release
 from sandbox_api.server.services.release_facts import ReleaseFacts
 

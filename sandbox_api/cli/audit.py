@@ -1,44 +1,30 @@
-"""The auditor's commands: verify receipts and audit bundles offline, export keys and bundles, replay.
+"""The auditor's commands: verify receipts and audit bundles offline, read the log, export keys, replay.
 
 ``register(app)`` mounts them on the ``sandbox`` command line:
 
-- ``sandbox receipt verify RESULT RECEIPT --public-key KEYS`` (offline)
+- ``sandbox receipt verify RESULT [RECEIPT] --public-key KEYS`` (offline; a result saved with
+  ``sandbox job result --out`` carries its receipt)
 - ``sandbox audit verify BUNDLE [--expected-head HASH] [--public-key KEYS]`` (offline; also reads a
   JSON Lines export)
-- ``sandbox audit bundle --out FILE`` (auditor), ``sandbox keys export [--out FILE]`` (no token),
-  ``sandbox keys rotate`` (admin), ``sandbox dataset shred DOMAIN/NAME VERSION`` (steward, admin)
+- ``sandbox audit events / head / export / bundle`` (auditors), ``sandbox keys export [--out FILE]`` (no
+  token), ``sandbox keys rotate`` (admin)
 - ``sandbox replay JOB_ID`` (auditor)
 
-Offline commands exit 0 when everything verifies and 1 with the reason (what and where) when not.
+Offline commands exit 0 when everything verifies and 1 with the reason (what and where) when not. The
+verifier is imported inside the commands, so the rest of the command line starts without it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 import typer
 
-from crypto.errors import CryptoError
-from sandbox_api.client.api_client import ClientError
-from sandbox_api.client.auditor import AuditorClient, fetch_signing_keys
-from sandbox_api.client.verify import (
-    load_keys,
-    read_json,
-    verify_bundle,
-    verify_export_lines,
-    verify_receipt,
-)
+from sandbox_api.cli.common import DEFAULT_URL, Token, Url, fail, job_id, refusal, remote
+from sandbox_api.cli.output import AsCsv, AsJson, OutFile, Shown, emit
 
-DEFAULT_URL: Final = "http://127.0.0.1:8000"
-
-Url = Annotated[str, typer.Option("--url", envvar="SANDBOX_URL", help="Gateway address.")]
-Token = Annotated[
-    str, typer.Option("--token", envvar="SANDBOX_TOKEN", help="Bearer token.", show_default=False)
-]
 PublicKey = Annotated[
     str | None,
     typer.Option(
@@ -48,10 +34,9 @@ PublicKey = Annotated[
 ]
 Out = Annotated[Path | None, typer.Option("--out", help="Write to this file instead of standard output.")]
 
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(message, err=True, fg=typer.colors.RED)
-    return typer.Exit(1)
+audit_app = typer.Typer(help="The audit log: read it, export it, verify it offline.", no_args_is_help=True)
+receipt_app = typer.Typer(help="Signed receipts of released results.", no_args_is_help=True)
+keys_app = typer.Typer(help="Signing keys: export the public keys, rotate.", no_args_is_help=True)
 
 
 def _write(value: Any, out: Path | None) -> None:
@@ -63,45 +48,49 @@ def _write(value: Any, out: Path | None) -> None:
         typer.echo(f"wrote {out}")
 
 
-@contextmanager
-def _remote(url: str, token: str) -> Iterator[AuditorClient]:
-    try:
-        with AuditorClient(url, token, timeout=600.0) as client:
-            yield client
-    except ClientError as refused:
-        raise _fail(f"{refused.status} {refused.code}: {refused.describe()}") from None
-
-
 # --- offline verification ----------------------------------------------------------------------------
 
 
+@receipt_app.command("verify")
 def receipt_verify(
     result: Annotated[
-        Path, typer.Argument(exists=True, dir_okay=False, help="The result as served (JSON: columns, rows).")
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, help="The result as served (JSON: `sandbox job result --out`)."
+        ),
     ],
-    receipt: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The receipt (JSON).")],
+    receipt: Annotated[
+        Path | None,
+        typer.Argument(
+            exists=True, dir_okay=False, help="The receipt (JSON); default: the one the result carries."
+        ),
+    ] = None,
     public_key: PublicKey = None,
 ) -> None:
     """Verify a receipt's signature and key validity, and that RESULT is the result it signed."""
+    from crypto.errors import CryptoError
+    from sandbox_api.client.verify import load_keys, read_json, verify_receipt
+
     if public_key is None:
-        raise _fail("give --public-key: the keys you trust (sandbox keys export), not the gateway's word")
+        raise fail("give --public-key: the keys you trust (sandbox keys export), not the gateway's word")
     try:
         keys = load_keys(public_key)
         body = read_json(result, what="result")
-        signed = read_json(receipt, what="receipt")
+        signed = body if receipt is None else read_json(receipt, what="receipt")
         if not isinstance(body, dict) or not isinstance(signed, dict):
-            raise _fail("INVALID: the result and the receipt must be JSON objects")
+            raise fail("INVALID: the result and the receipt must be JSON objects")
         if "signature" not in signed and isinstance(signed.get("receipt"), dict):
             signed = signed["receipt"]  # a result as served carries its receipt
         report = verify_receipt(signed, keys, result=body)
     except CryptoError as broken:
-        raise _fail(f"INVALID: {broken.detail}") from None
+        raise fail(f"INVALID: {broken.detail}") from None
     typer.echo(
         f"OK: receipt for job {report.job_id} signed by key {report.kid} at {report.signed_at}; "
         f"the result matches (canonical hash {report.result_hash})"
     )
 
 
+@audit_app.command("verify")
 def audit_verify(
     bundle: Annotated[
         Path,
@@ -116,10 +105,13 @@ def audit_verify(
     public_key: PublicKey = None,
 ) -> None:
     """Verify the chain, every checkpoint signature and, against a kept head, truncation."""
+    from crypto.errors import CryptoError
+    from sandbox_api.client.verify import load_keys, verify_bundle, verify_export_lines
+
     try:
         text = bundle.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise _fail(f"BROKEN: {bundle.name} is not UTF-8 text") from None
+        raise fail(f"BROKEN: {bundle.name} is not UTF-8 text") from None
     try:
         document = _json_object(text)
         if document is None:
@@ -128,13 +120,21 @@ def audit_verify(
             trusted = None if public_key is None else load_keys(public_key)
             report = verify_bundle(document, expected_head=expected_head, trusted_keys=trusted)
     except CryptoError as broken:
-        raise _fail(f"BROKEN: {broken.detail}") from None
+        raise fail(f"BROKEN: {broken.detail}") from None
     line = f"OK: {report.count} events, last seq {report.last_seq}, head {report.head_hash}"
     if document is not None:
         keys = ", ".join(report.keys) or "none"
         source = "given with --public-key" if public_key is not None else "carried by the bundle"
         line += f"; {report.checkpoints} signed checkpoints verified (keys {keys}, {source})"
     typer.echo(line + ("" if expected_head is None else "; the expected head is in the chain"))
+    if expected_head is None:
+        typer.secho(
+            "warning: not verified: that no events were cut off the end (head included). Keep the head "
+            "elsewhere (`sandbox audit head --out head.json`, on another machine) and pass its hash "
+            "with --expected-head",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
 
 
 def _json_object(text: str) -> dict[str, Any] | None:
@@ -151,43 +151,31 @@ def _json_object(text: str) -> dict[str, Any] | None:
 # --- talking to the gateway ---------------------------------------------------------------------------
 
 
+@audit_app.command("bundle")
 def audit_bundle(out: Out = None, url: Url = DEFAULT_URL, token: Token = "") -> None:
     """Download the audit bundle (events, checkpoints, keys); the export itself is audited."""
-    with _remote(url, token) as client:
+    with remote(url, token) as client:
         _write(client.audit_bundle(), out)
 
 
+@keys_app.command("export")
 def keys_export(out: Out = None, url: Url = DEFAULT_URL) -> None:
     """Save the published signing keys (no token needed) to pass as --public-key."""
+    from sandbox_api.client.api_client import ClientError
+    from sandbox_api.client.auditor import fetch_signing_keys
+
     try:
         keys = fetch_signing_keys(url)
     except ClientError as refused:
-        raise _fail(f"{refused.status} {refused.code}: {refused.describe()}") from None
+        raise fail(refusal(refused)) from None
     _write(keys, out)
 
 
+@keys_app.command("rotate")
 def keys_rotate(url: Url = DEFAULT_URL, token: Token = "") -> None:
     """Admins: start signing with a new key; the old one stays published for older receipts."""
-    with _remote(url, token) as client:
+    with remote(url, token) as client:
         _write(client.rotate_signing_key().model_dump(mode="json"), None)
-
-
-def dataset_shred(
-    dataset: Annotated[str, typer.Argument(help="domain/name")],
-    version: Annotated[str, typer.Argument(help="The version id to destroy.")],
-    reason: Annotated[str, typer.Option(help="Why (recorded in the audit log).")] = "",
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
-    url: Url = DEFAULT_URL,
-    token: Token = "",
-) -> None:
-    """Crypto-shred a dataset version: its data key is destroyed and the data can never be read again."""
-    if "/" not in dataset:
-        raise _fail("give the dataset as domain/name")
-    if not yes:
-        typer.confirm(f"destroy version {version} of {dataset} for good?", abort=True)
-    domain, name = dataset.split("/", 1)
-    with _remote(url, token) as client:
-        _write(client.shred_version(domain, name, version, reason=reason).model_dump(mode="json"), None)
 
 
 # What an auditor does about each kind of mismatch (docs/auditing.md says more).
@@ -200,7 +188,7 @@ _NEXT_STEP = {
 
 
 def replay(
-    job_id: Annotated[str, typer.Argument(help="The released job to replay.")],
+    job: Annotated[str, typer.Argument(help="The released job to replay (id or unique prefix).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON.")] = False,
     url: Url = DEFAULT_URL,
     token: Token = "",
@@ -210,8 +198,8 @@ def replay(
     A mismatch says its kind: ``release-differs`` (the evidence and the replay disagree: an incident)
     or ``context-unavailable`` (replay could not rebuild the job's context: a replay defect).
     """
-    with _remote(url, token) as client:
-        report = client.replay(job_id)
+    with remote(url, token) as client:
+        report = client.replay(job_id(client, job))
     if as_json:
         _write(report.model_dump(mode="json"), None)
     else:
@@ -228,36 +216,62 @@ def replay(
         raise typer.Exit(1)
 
 
+# --- reading the log ----------------------------------------------------------------------------------
+
+
+@audit_app.command("events")
+def audit_events(
+    event: Annotated[str | None, typer.Option(help="This event, or a prefix ending in '.' (job.).")] = None,
+    actor: Annotated[str | None, typer.Option(help="Only events by this principal.")] = None,
+    since_seq: Annotated[int | None, typer.Option(help="Only events after this sequence number.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many, oldest first.")] = 100,
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+    as_json: AsJson = False,
+    as_csv: AsCsv = False,
+    out: OutFile = None,
+) -> None:
+    """Audit events, oldest first (auditors); the last line says how to read the next page."""
+    with remote(url, token) as client:
+        page = client.audit_events(event=event, actor=actor, since_seq=since_seq, limit=limit)
+    notes = [] if page.next_since_seq is None else [f"more: --since-seq {page.next_since_seq}"]
+    shown = Shown(
+        columns=("seq", "at", "event", "actor", "details"),
+        rows=[(e.seq, e.at, e.event, e.actor, e.details) for e in page.events],
+        document=page.model_dump(mode="json"),
+        notes=notes,
+    )
+    emit(shown, as_json=as_json, as_csv=as_csv, out=out)
+
+
+@audit_app.command("head")
+def audit_head(url: Url = DEFAULT_URL, token: Token = "", out: Out = None) -> None:
+    """The chain's head, signed now: keep a copy elsewhere to detect a cut-off tail later."""
+    with remote(url, token) as client:
+        head = client.audit_head()
+    _write(head.model_dump(mode="json"), out)
+
+
+@audit_app.command("export")
+def audit_export(url: Url = DEFAULT_URL, token: Token = "", out: Out = None) -> None:
+    """The whole chain as JSON Lines (auditors), for `sandbox audit verify`."""
+    with remote(url, token) as client:
+        text = client.audit_export()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {out}")
+
+
 # --- mounting ----------------------------------------------------------------------------------------
-
-
-def _group(app: typer.Typer, name: str, help_text: str) -> typer.Typer:
-    """The sub-command group ``name`` of ``app``, created if it does not exist yet."""
-    for info in app.registered_groups:
-        if info.name == name and info.typer_instance is not None:
-            return info.typer_instance
-    group = typer.Typer(help=help_text, no_args_is_help=True)
-    app.add_typer(group, name=name)
-    return group
-
-
-def _put(group: typer.Typer, name: str, command: Callable[..., None]) -> None:
-    """Register ``command`` as ``name``, replacing a command of that name (``audit verify`` grows up)."""
-    group.registered_commands = [c for c in group.registered_commands if c.name != name]
-    group.command(name)(command)
 
 
 def register(app: typer.Typer) -> None:
     """Mount the auditor's commands on ``app`` (the ``sandbox`` command line)."""
-    _put(_group(app, "receipt", "Signed receipts of released results."), "verify", receipt_verify)
-    audit = _group(app, "audit", "The audit log.")
-    _put(audit, "verify", audit_verify)
-    _put(audit, "bundle", audit_bundle)
-    keys = _group(app, "keys", "Signing keys: export the public keys, rotate.")
-    _put(keys, "export", keys_export)
-    _put(keys, "rotate", keys_rotate)
-    _put(_group(app, "dataset", "Datasets in the catalog."), "shred", dataset_shred)
-    app.registered_commands = [c for c in app.registered_commands if c.name != "replay"]
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(receipt_app, name="receipt")
+    app.add_typer(keys_app, name="keys")
     app.command("replay")(replay)
 
 

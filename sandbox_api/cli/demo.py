@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from crypto.audit import AuditEntry, verify_chain
 from crypto.errors import IntegrityError
-from sandbox_api import demo_data
+from sandbox_api.cli import demo_data
 from sandbox_api.client.api_client import ClientError, SandboxClient
 from sandbox_api.schemas import DatasetOut, ReleaseReportOut
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import socket
 import stat
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from sandbox_api import demo_data
-from sandbox_api.cli import DEMO_TOKENS_FILE, app
+from sandbox_api.cli import demo_data, demo_run
+from sandbox_api.cli.demo import CAST
+from sandbox_api.cli.demo_run import DEMO_TOKENS_FILE
+from sandbox_api.cli.main import app
 from sandbox_api.client.api_client import SandboxClient
-from sandbox_api.demo import CAST
 from tests.sandbox_api.live_gateway import AUDITOR, serve_gateway
 from tests.sandbox_api.replay_helpers import replay_live
 
@@ -98,3 +101,44 @@ def test_demo_refuses_a_deployment_it_did_not_set_up(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", "--state-dir", str(state_dir), *SMALL])
     assert result.exit_code == 1
     assert "not set up by the demo" in result.output
+
+
+def test_fresh_deletes_what_a_demo_left_lock_files_included(
+    first_run: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A first run leaves keyring.json.lock beside the keyring; --fresh used to refuse to delete it."""
+    state_dir, _ = first_run
+    copy = tmp_path / "state"
+    shutil.copytree(state_dir, copy)
+    (copy / "keyring.json.lock").touch()
+    (copy / ".keyring.json.0123abcd.tmp").touch()  # left by a crash while the keyring was saved
+    result = runner.invoke(app, ["demo", "--state-dir", str(copy), "--fresh", *SMALL])
+    assert result.exit_code == 0, result.output
+    assert "Reusing" not in result.output
+
+
+def test_a_busy_port_fails_at_once_and_makes_nothing(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["demo", "--state-dir", str(state_dir), *SMALL[:4], "--port", str(port), "--no-serve"]
+        result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    assert "nothing was created" in result.output
+    assert not state_dir.exists()
+
+
+def test_the_demo_names_match_the_data_generators() -> None:
+    assert (demo_run.DEMO_SCOPE, demo_run.DEFAULT_SEED) == (demo_data.DEMO_SCOPE_NAME, demo_data.DEFAULT_SEED)
+
+
+def test_the_demo_says_how_to_call_sandbox_when_it_is_not_on_the_path(tmp_path: Path) -> None:
+    beside = tmp_path / ".venv" / "bin" / "sandbox"
+    beside.parent.mkdir(parents=True)
+    beside.touch()
+    assert demo_run.how_to_run_sandbox(on_path=None, beside=beside) == str(beside)
+    assert demo_run.how_to_run_sandbox(on_path=str(beside), beside=beside) == "sandbox"
+    assert demo_run.how_to_run_sandbox(on_path="/usr/bin/sandbox", beside=beside) == str(beside)

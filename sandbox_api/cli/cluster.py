@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from executors.errors import ExecutionError
-from executors.ray_cluster import NodeCommand, head_command, worker_command
+if TYPE_CHECKING:
+    # Imported inside the commands: the executors package loads the engine, which `sandbox --help` and
+    # every other command should not wait for.
+    from executors.ray_cluster import NodeCommand
 
 cluster_app = typer.Typer(help="Ray cluster nodes: a head, and workers per domain.", no_args_is_help=True)
 
@@ -40,6 +42,9 @@ def _run(command: NodeCommand) -> None:
 def _commands(
     *, address: str, port: int, domains: list[str], keyring: str, num_cpus: int | None
 ) -> tuple[NodeCommand, NodeCommand]:
+    from executors.errors import ExecutionError
+    from executors.ray_cluster import head_command, worker_command
+
     try:
         return (
             head_command(port=port, num_cpus=0),
@@ -71,6 +76,8 @@ def start_head(
     port: Annotated[int, typer.Option(help="The port to listen on.")] = 6379,
 ) -> None:
     """Start this machine as the cluster's head node (serving no domain)."""
+    from executors.ray_cluster import head_command
+
     _run(head_command(port=port, num_cpus=0))
 
 

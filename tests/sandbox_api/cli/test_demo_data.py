@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from policies.model import load_scope
-from sandbox_api import demo_data
+from sandbox_api.cli import demo_data
 from sandbox_api.manifest import Manifest
 from sandbox_api.server.services.ingest import target_schema
 

@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from crypto.audit import AuditEntry, chain
-from sandbox_api.cli import app, open_principal_service
+from sandbox_api.cli.deployment import open_principal_service
+from sandbox_api.cli.main import app
 from sandbox_api.errors import NotAuthenticated
 from sandbox_api.server.settings import Settings
 
@@ -198,3 +199,15 @@ def test_audit_verify_refuses_a_binary_file(tmp_path: Path) -> None:
     result = runner.invoke(app, ["audit", "verify", str(export)])
     assert result.exit_code == 1
     assert "BROKEN" in result.output
+
+
+def test_audit_verify_without_a_kept_head_says_what_it_could_not_check(tmp_path: Path) -> None:
+    """Cutting the last events (head included) off an export still verifies: the chain that is left is
+    intact. Without --expected-head the command must say so, not only "OK"."""
+    entries = _chain(6)
+    export = _write(tmp_path / "audit.jsonl", [e.to_json() for e in entries[:4]])
+    result = runner.invoke(app, ["audit", "verify", str(export)])
+    assert result.exit_code == 0
+    assert "OK: 4 events" in result.stdout
+    assert "not verified" in result.stderr
+    assert "--expected-head" in result.stderr

@@ -27,10 +27,10 @@ from typing import Any
 
 import pandas as pd
 
-from sandbox_api.demo_data.columns import national_id_is_valid
-from sandbox_api.demo_data.health import visits
-from sandbox_api.demo_data.manifests import citizens_manifest, demo_scope_yaml, visits_manifest
-from sandbox_api.demo_data.names import (
+from sandbox_api.cli.demo_data.columns import national_id_is_valid
+from sandbox_api.cli.demo_data.health import visits
+from sandbox_api.cli.demo_data.manifests import citizens_manifest, demo_scope_yaml, visits_manifest
+from sandbox_api.cli.demo_data.names import (
     CITIZENS_DATASET,
     CIVIL_AFFAIRS,
     DEFAULT_SEED,
@@ -38,7 +38,7 @@ from sandbox_api.demo_data.names import (
     HEALTH_BUREAU,
     VISITS_DATASET,
 )
-from sandbox_api.demo_data.people import citizens
+from sandbox_api.cli.demo_data.people import citizens
 
 __all__ = [
     "CITIZENS_DATASET",

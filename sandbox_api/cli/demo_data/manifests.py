@@ -6,14 +6,14 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from sandbox_api.demo_data.names import (
+from sandbox_api.cli.demo_data.names import (
     CITIZENS_DATASET,
     CIVIL_AFFAIRS,
     DEMO_SCOPE_NAME,
     HEALTH_BUREAU,
     VISITS_DATASET,
 )
-from sandbox_api.demo_data.vocabulary import (
+from sandbox_api.cli.demo_data.vocabulary import (
     CITY_FACILITIES,
     DIAGNOSES,
     DISTRICTS,

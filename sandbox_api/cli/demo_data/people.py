@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from sandbox_api.demo_data.columns import (
+from sandbox_api.cli.demo_data.columns import (
     as_frame,
     ascii_digits,
     fixed_width_strings,
@@ -15,10 +15,10 @@ from sandbox_api.demo_data.columns import (
     prefixed_ids,
     weights,
 )
-from sandbox_api.demo_data.names import (
+from sandbox_api.cli.demo_data.names import (
     DEFAULT_SEED,
 )
-from sandbox_api.demo_data.vocabulary import (
+from sandbox_api.cli.demo_data.vocabulary import (
     DISTRICTS,
     EPOCH_2025,
     GIVEN_FEMALE,

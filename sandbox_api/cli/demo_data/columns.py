@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sandbox_api.demo_data.vocabulary import CHECK_CHARS, ID_WEIGHTS
+from sandbox_api.cli.demo_data.vocabulary import CHECK_CHARS, ID_WEIGHTS
 
 # ---------------------------------------------------------------------------------------------------
 # Small vectorised helpers

@@ -6,7 +6,7 @@ holds only its own table, pre-aggregates per person and takes part in the privat
 (``executors.crossdomain``); the gateway's cells go through the one release function. Every party runs
 in this process, each with only its own keys; the narration says what crossed at each step.
 
-    python -m sandbox_api.demo_cross_domain --citizens 20000 --visits 100000
+    python -m sandbox_api.cli.demo_cross_domain --citizens 20000 --visits 100000
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from executors.crossdomain.messages import BlindedBatches, Payloads, ReblindedBa
 from executors.crossdomain.split import DomainPart, SplitQuery, disclosure_findings, split
 from policies import PolicyViolation, PreparedQuery, Scope, load_scope, prepare
 from policies.catalog import Catalog, ColumnSchema, DatasetSchema, TableSchema
-from sandbox_api.demo import FLU_BY_DISTRICT
-from sandbox_api.demo_data import demo_datasets
-from sandbox_api.demo_data.manifests import citizens_manifest, demo_scope_yaml, visits_manifest
-from sandbox_api.demo_data.names import CITIZENS_DATASET, CIVIL_AFFAIRS, HEALTH_BUREAU, VISITS_DATASET
+from sandbox_api.cli.demo import FLU_BY_DISTRICT
+from sandbox_api.cli.demo_data import demo_datasets
+from sandbox_api.cli.demo_data.manifests import citizens_manifest, demo_scope_yaml, visits_manifest
+from sandbox_api.cli.demo_data.names import CITIZENS_DATASET, CIVIL_AFFAIRS, HEALTH_BUREAU, VISITS_DATASET
 from sandbox_api.manifest import TableDecl
 from sandbox_api.server.services.release import Released, TableResult, release
 from sandbox_api.server.services.release_facts import ReleaseFacts

@@ -1,0 +1,5 @@
+"""``python -m sandbox_api.cli``: the same as the ``sandbox`` console script."""
+
+from sandbox_api.cli.main import main
+
+main()
