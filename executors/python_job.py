@@ -45,6 +45,8 @@ from executors.pyjobs import (
     WithheldOutput,
     run_python_job,
 )
+from executors.pyjobs_cohorts import sketch_aggregate_cohorts, stored_units
+from policies.cohorts.sketch import SketchRequest
 
 #: Schema-metadata keys of a program's result.
 OUTCOME_KEY = b"sbx.outcome"
@@ -169,7 +171,8 @@ def execute_program(spec: JobSpec, data_keys: tuple[bytes, ...], timings: dict[s
     timings["load"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    frames = prepare_inputs(program, sources, keyed_hash_key=spec.keyed_hash_key, spec=spec)
+    units: list[tuple[pa.Array, pa.Array]] = []
+    frames = prepare_inputs(program, sources, keyed_hash_key=spec.keyed_hash_key, spec=spec, stored=units)
     del sources
     timings["inputs"] = time.perf_counter() - started
 
@@ -179,7 +182,9 @@ def execute_program(spec: JobSpec, data_keys: tuple[bytes, ...], timings: dict[s
         result = engine.run_query(spec.sql, arrow_inputs, keyed_hash_key=None, limits=spec.limits)
         out = result.replace_schema_metadata({OUTCOME_KEY: b"table"})
     else:
-        out = _run_python(program, frames)
+        # Mock twins are synthetic: their cohorts mean nothing to the ledger.
+        request = spec.cohorts if program.mode == "real" else None
+        out = _run_python(program, frames, units=stored_units(units), cohorts=request)
     timings["query"] = time.perf_counter() - started
     return out
 
@@ -196,9 +201,15 @@ def _sources(spec: JobSpec, program: Program, data_keys: tuple[bytes, ...]) -> d
 
 
 def prepare_inputs(
-    program: Program, sources: Mapping[str, pa.Table], *, keyed_hash_key: bytes | None, spec: JobSpec
+    program: Program,
+    sources: Mapping[str, pa.Table],
+    *,
+    keyed_hash_key: bytes | None,
+    spec: JobSpec,
+    stored: list[tuple[pa.Array, pa.Array]] | None = None,
 ) -> dict[str, tuple[pa.Table, frozenset[str]]]:
-    """Each input query on the locked engine, then pseudonyms; ``{name: (table, unit pseudonyms)}``."""
+    """Each input query on the locked engine, then pseudonyms; ``{name: (table, unit pseudonyms)}``.
+    ``stored``, when given, receives each table's (pseudonyms, unit values) columns (for the ledger)."""
     token = keyed_hasher(program.pseudonym_key)
     out: dict[str, tuple[pa.Table, frozenset[str]]] = {}
     for query in program.inputs:
@@ -212,7 +223,10 @@ def prepare_inputs(
             index = table.schema.get_field_index(column)
             if index < 0:
                 continue
-            tokens = pseudonymise(table.column(index), token)
+            raw = table.column(index)
+            tokens = pseudonymise(raw, token)
+            if column == query.unit and stored is not None:
+                stored.append((tokens, raw.combine_chunks()))
             table = table.set_column(index, pa.field(column, pa.string()), tokens)
             if column == query.unit:
                 units = frozenset(str(v) for v in pc.unique(tokens).to_pylist() if v is not None)
@@ -237,11 +251,17 @@ def pseudonymise(values: pa.ChunkedArray | pa.Array, token: Callable[[str], str]
     return taken
 
 
-def _run_python(program: Program, frames: Mapping[str, tuple[pa.Table, frozenset[str]]]) -> pa.Table:
+def _run_python(
+    program: Program,
+    frames: Mapping[str, tuple[pa.Table, frozenset[str]]],
+    *,
+    units: pa.Table,
+    cohorts: SketchRequest | None,
+) -> pa.Table:
     inputs = {name: job_frame(table) for name, (table, _units) in frames.items()}
     pseudonyms: set[str] = set()
-    for _table, units in frames.values():
-        pseudonyms |= units
+    for _table, tokens in frames.values():
+        pseudonyms |= tokens
     unit = program.inputs[0].unit if program.inputs else ""
     try:
         outcome = run_python_job(
@@ -258,7 +278,7 @@ def _run_python(program: Program, frames: Mapping[str, tuple[pa.Table, frozenset
     except PyJobError as exc:
         raise _as_execution_error(exc) from None
     if isinstance(outcome, AggregateOutput):
-        return _aggregate_table(outcome)
+        return _aggregate_table(outcome, units=units, cohorts=cohorts)
     return _withheld_table(outcome)
 
 
@@ -285,9 +305,10 @@ def _as_execution_error(exc: PyJobError) -> ExecutionError:
     return ExecutionFailed(detail)
 
 
-def _aggregate_table(outcome: AggregateOutput) -> pa.Table:
+def _aggregate_table(outcome: AggregateOutput, *, units: pa.Table, cohorts: SketchRequest | None) -> pa.Table:
     frame: pd.DataFrame = outcome.table
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    # The unit lists become ledger sketches here, or are dropped: no pseudonym leaves the sandbox.
+    table = sketch_aggregate_cohorts(pa.Table.from_pandas(frame, preserve_index=False), units, cohorts)
     meta = {OUTCOME_KEY: b"aggregate", REPORT_KEY: _json(outcome.report.to_dict())}
     if outcome.printed is not None:
         meta[PRINTED_KEY] = _json(outcome.printed.to_dict())

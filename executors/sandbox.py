@@ -46,7 +46,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from executors import cohort_sketches, engine, python_job, storage, warmup
+from executors import cohort_sketches, contribution_summaries, engine, python_job, storage, warmup
 from executors.base import JobSpec, Limits
 from executors.errors import ExecutionError, ExecutionFailed, ResourceExhausted
 from executors.walls import WallPlan, WallReport, environment, raise_walls
@@ -234,6 +234,8 @@ def execute(
     started = time.perf_counter()
     # The unit lists never leave the sandbox: sketched under the ledger's secret, or dropped.
     result = cohort_sketches.sketch_cohorts(result, spec.cohorts, threads=threads)
+    # Likewise the (unit, value) lists of the dominance rules: only numbers per row leave.
+    result = contribution_summaries.summarise_contributions(result)
     timings["sketch"] = time.perf_counter() - started
 
     started = time.perf_counter()

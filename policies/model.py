@@ -259,12 +259,28 @@ class DifferentialPrivacy(_Strict):
 _FIRST_DP_SETTINGS = frozenset({"epsilon_per_job", "budget", "delta"})
 
 
+class Dominance(_Strict):
+    """Dominance (n, k) and p% rules on SQL results (``policies/cell_rules.py``): a row whose sum or
+    mean a few units dominate, or in which fewer than ``min_units`` units' values differ from the row's
+    typical value, is withheld. Python jobs' ``aggregate()`` applies the same rules always.
+
+    >>> Dominance().n, Dominance().k, Dominance().p_percent
+    (2, 0.85, 10.0)
+    """
+
+    n: Annotated[int, Field(ge=1, le=5)] = 2
+    k: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.85
+    p_percent: Annotated[float, Field(ge=0.0, le=100.0)] = 10.0
+
+
 class Disclosure(_Strict):
     min_units: Annotated[int, Field(ge=1)] = 10
     suppression: Literal["drop", "remainder"] = "drop"
     rounding: Literal["none"] | Rounding = "none"
     max_rows: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
     dp: DifferentialPrivacy | None = None
+    #: Off (None) by default; ``{}`` turns the rules on with their defaults.
+    dominance: Dominance | None = None
 
 
 class JobBudget(_Strict):
@@ -354,6 +370,8 @@ class Scope(_Strict):
             del data["review"]
         if self.job_budget == JobBudget():
             del data["job_budget"]  # likewise
+        if self.disclosure.dominance is None:
+            del data["disclosure"]["dominance"]  # likewise
         dp = self.disclosure.dp
         if dp is not None:
             # The settings added after the first three (epsilon per job, budget, delta) likewise.

@@ -27,6 +27,7 @@ from policies.findings import Finding
 from policies.model import Scope
 from policies.passes import REWRITES
 from policies.passes.collect_cohorts import collect_cohorts
+from policies.passes.collect_contributions import collect_contributions
 
 MAX_SQL_CHARS = 100_000
 #: Complexity limits, checked right after parsing and before any analysis (whose cost grows with
@@ -180,6 +181,11 @@ def _prepare(sql: str, ctx: PolicyContext) -> PreparedQuery:
         # need no ledger.
         tree = collect_cohorts(tree, analysis, ctx)
         applied += ("collect_cohorts",)
+        if ctx.disclosure.dominance is not None:
+            # Likewise after the re-check: each unit's contributions to the sums and means, for the
+            # dominance and p% rules of the output check (the sandbox keeps only numbers of them).
+            tree = collect_contributions(tree, analysis, ctx)
+            applied += ("collect_contributions",)
     return PreparedQuery(
         original_sql=sql,
         # The tree is not used after this: let the generator transform it in place instead of copying.

@@ -3,9 +3,10 @@
 It groups, aggregates, and counts the distinct privacy units behind every row itself, from the unit
 column of the frame it is given, into the hidden ``_sbx_units`` column (and ``_sbx_units_<i>`` for an
 aggregate computed from fewer units because its column has missing values), so the table goes
-through ``policies.check_output`` exactly like a SQL result. It refuses a unit column holding values
-that are not this job's pseudonyms (units invented to inflate counts), and it evaluates the dominance
-(n, k) and p% rules on the per-unit contributions to every sum and mean.
+through ``policies.check_output`` exactly like a SQL result, and lists those units per row
+(``_sbx_cohort``) for the released-cohort ledger (``executors/pyjobs_cohorts.py``). It refuses a unit
+column holding values that are not this job's pseudonyms (units invented to inflate counts), and it
+evaluates the dominance (n, k) and p% rules on the per-unit contributions to every sum and mean.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pandas as pd
 from executors.pyjobs.disclosure import DisclosureFinding, DisclosureThresholds
 from executors.pyjobs.errors import HelperError
 from executors.pyjobs.pseudonyms import PseudonymIndex
-from policies.cell_rules import dominated_cells, p_rule_cells
+from policies.cell_rules import CellRules, contributions, judge
 
 #: Aggregate functions ``aggregate()`` accepts.
 AGGREGATES = frozenset({"count", "nunique", "sum", "mean", "median", "min", "max", "std", "var"})
@@ -31,6 +32,8 @@ UNIT_AGGREGATES = frozenset({"count", "nunique"})
 # zero except for one person is that person's value), so dominance and p% are judged for all of these.
 _CONTRIBUTION_AGGREGATES = frozenset({"sum", "mean", "median", "min", "max", "std", "var"})
 UNITS_COLUMN = "_sbx_units"
+#: The units behind each row, as pseudonyms (mapped back and sketched in the sandbox: never released).
+COHORT_COLUMN = "_sbx_cohort"
 
 
 class ReleasableTable:
@@ -60,12 +63,34 @@ class _Codes:
     groups: np.ndarray
     n_groups: int
     units: np.ndarray
+    labels: np.ndarray  # the unit of each code
 
     @classmethod
     def of(cls, grouped: Any, units: pd.Series) -> _Codes:
         groups = np.asarray(grouped.ngroup().to_numpy(), dtype=np.int64)
-        unit_codes, _ = pd.factorize(units, use_na_sentinel=True)
-        return cls(groups, int(grouped.ngroups), np.asarray(unit_codes, dtype=np.int64))
+        unit_codes, labels = pd.factorize(units, use_na_sentinel=True)
+        return cls(
+            groups,
+            int(grouped.ngroups),
+            np.asarray(unit_codes, dtype=np.int64),
+            np.asarray(labels, dtype=object),
+        )
+
+    def pairs(self, keep: np.ndarray | None = None) -> np.ndarray:
+        """The distinct (group, unit) pairs of the rows in ``keep`` (all with a unit by default) as
+        ``group * n_units + unit``, sorted: grouped by output row."""
+        known = self.units >= 0 if keep is None else (self.units >= 0) & keep
+        keys = np.sort(self.groups[known] * max(len(self.labels), 1) + self.units[known])
+        return keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
+
+    def cohorts(self, keep: np.ndarray | None = None) -> list[np.ndarray]:
+        """The distinct units behind each output row (those in ``keep``), in row order: the
+        released-cohort ledger's view of the row, like a SQL row's ``ARRAY_AGG(DISTINCT unit)``."""
+        n = max(len(self.labels), 1)
+        keys = self.pairs(keep)
+        bounds = np.searchsorted(keys // n, np.arange(self.n_groups + 1))
+        members = self.labels[keys % n]
+        return [members[bounds[i] : bounds[i + 1]] for i in range(self.n_groups)]
 
 
 #: Attributes job code may read on a ``ReleasableTable``.
@@ -107,9 +132,10 @@ class Aggregator:
         grouped = df.groupby(keys, dropna=False, sort=True, observed=True)
         out = grouped.agg(**{name: pd.NamedAgg(column=col, aggfunc=fn) for name, (col, fn) in aggs.items()})
         out[UNITS_COLUMN] = grouped[self.unit_column].nunique()
+        codes = _Codes.of(grouped, df[self.unit_column])
+        out[COHORT_COLUMN] = pd.Series(codes.cohorts(), index=out.index, dtype=object)
         findings: list[DisclosureFinding] = list(provenance)
         call = len(self.issued) + 1
-        codes: _Codes | None = None
         findings.extend(self._key_findings(df, [k for k in keys if k not in traced_keys], call))
         for i, (name, (col, fn)) in enumerate(aggs.items(), start=1):
             if bool(df[col].isna().any()):
@@ -118,8 +144,11 @@ class Aggregator:
                     self.unit_column
                 ].nunique()
                 out[f"{UNITS_COLUMN}_{i}"] = counts.reindex(out.index, fill_value=0).astype("int64")
+                with_value = df[col].notna().to_numpy()
+                out[f"{COHORT_COLUMN}_{i}"] = pd.Series(
+                    codes.cohorts(with_value), index=out.index, dtype=object
+                )
             if fn in _CONTRIBUTION_AGGREGATES and pd.api.types.is_numeric_dtype(df[col]):
-                codes = codes or _Codes.of(grouped, df[self.unit_column])
                 findings.extend(self._contribution_findings(df, codes, col, name, call))
             if fn in {"min", "max"}:
                 findings.append(
@@ -189,51 +218,46 @@ class Aggregator:
     def _contribution_findings(
         self, df: pd.DataFrame, codes: _Codes, column: str, name: str, call: int
     ) -> list[DisclosureFinding]:
-        """Dominance (n, k) and p% on per-unit absolute contributions, vectorised over groups (on
-        integer codes: grouping by strings dominated the helper's time), for the cells with at least
-        ``min_units`` units (the others are suppressed by the output check)."""
-        n, k, p = self.thresholds.dominance_n, self.thresholds.dominance_k, self.thresholds.p_percent
-        values = np.abs(df[column].to_numpy(dtype=float, na_value=np.nan))
-        keep = (codes.units >= 0) & ~np.isnan(values)
-        n_units = int(codes.units.max(initial=0)) + 1
-        pair_codes, pairs = pd.factorize(codes.groups[keep] * n_units + codes.units[keep])
-        sums = np.bincount(pair_codes, weights=values[keep], minlength=len(pairs))
-        pair_group = np.asarray(pairs) // n_units
-        order = np.lexsort((-sums, pair_group))  # by group, then largest contribution first
-        groups, contributions = pair_group[order], sums[order]
-        starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]]) if len(groups) else np.array([], int)
-        rank = np.arange(len(groups)) - np.repeat(starts, np.diff(np.r_[starts, len(groups)]))
-
-        def per_group(selected: np.ndarray) -> np.ndarray:
-            return np.bincount(groups[selected], weights=contributions[selected], minlength=codes.n_groups)
-
-        totals = per_group(np.ones(len(groups), dtype=bool))
-        top_n, x1, x2 = per_group(rank < n), per_group(rank == 0), per_group(rank == 1)
+        """Dominance (n, k), p% and the contributor threshold (``policies.cell_rules.judge``) on the
+        per-unit contributions and their deviations from each cell's median, for the cells with at
+        least ``min_units`` units (the others are suppressed by the output check)."""
+        t = self.thresholds
+        rules = CellRules(
+            min_units=t.min_units, dominance_n=t.dominance_n, dominance_k=t.dominance_k, p_percent=t.p_percent
+        )
+        values = df[column].to_numpy(dtype=float, na_value=np.nan)
+        verdicts = judge(contributions(codes.groups, codes.units, values, n_groups=codes.n_groups), rules)
         # Only cells the output check will release: a group below k units is suppressed whatever it holds.
-        released = np.bincount(groups, minlength=codes.n_groups) >= self.thresholds.min_units
-        dominated = released & dominated_cells(top_n, totals, k=k)
-        p_rule = released & p_rule_cells(x1, x2, totals, p_percent=p)
+        released = _cell_units(codes, values) >= t.min_units
         where = f"aggregate() #{call}, {name!r}"
-        findings = []
-        if dominated.any():
-            rows = ", ".join(str(r) for r in np.flatnonzero(dominated)[:10])
-            findings.append(
-                DisclosureFinding(
+        return [
+            DisclosureFinding(rule, "flag", f"{int(cells.sum())} cell(s) {what} (rows {_rows(cells)})", where)
+            for rule, cells, what in (
+                (
                     "dominance",
-                    "flag",
-                    f"{int(dominated.sum())} cell(s) where the {n} largest units hold more than {k:.0%} "
-                    f"(rows {rows})",
-                    where,
-                )
+                    released & verdicts.dominated,
+                    f"where the {t.dominance_n} largest units hold more than {t.dominance_k:.0%} of the "
+                    "values, or of their deviations from the cell's typical value",
+                ),
+                ("p-ratio", released & verdicts.p_rule, f"fail the p% rule with p={t.p_percent:g}"),
+                (
+                    "few-contributors",
+                    released & verdicts.few_contributors,
+                    f"where fewer than {t.min_units} units' values differ from the cell's typical value "
+                    "(none included): it would describe those few units, or whether any exists; aggregate a "
+                    "column that varies across at least that many units (for a constant, count rows instead)",
+                ),
             )
-        if p_rule.any():
-            rows = ", ".join(str(r) for r in np.flatnonzero(p_rule)[:10])
-            findings.append(
-                DisclosureFinding(
-                    "p-ratio",
-                    "flag",
-                    f"{int(p_rule.sum())} cell(s) fail the p% rule with p={p:g} (rows {rows})",
-                    where,
-                )
-            )
-        return findings
+            if cells.any()
+        ]
+
+
+def _cell_units(codes: _Codes, values: np.ndarray) -> np.ndarray:
+    """Distinct units with a value per cell (what the output check counts for this aggregate)."""
+    pairs = codes.pairs(~np.isnan(values))
+    return np.bincount(pairs // max(len(codes.labels), 1), minlength=codes.n_groups)
+
+
+def _rows(cells: np.ndarray) -> str:
+    rows = np.flatnonzero(cells)
+    return ", ".join(str(r) for r in rows[:10]) + (" …" if len(rows) > 10 else "")

@@ -325,6 +325,7 @@ class PythonOrMockJobs:
             sources=specs.mock_sources(job.inputs, job.dataset_versions) if self.mock else (),
             pseudonym_master=specs.pseudonym_master,
             limits=specs.limits_for(scope),
+            cohorts=None if self.mock else specs.cohorts(scope),
         )
 
     def candidate(self, job: StoredJob, result: ResultTable) -> Candidate:

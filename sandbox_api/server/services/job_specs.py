@@ -131,9 +131,11 @@ def python_or_mock_spec(
     sources: tuple[MockSource, ...],
     pseudonym_master: bytes,
     limits: Limits,
+    cohorts: SketchRequest | None = None,
 ) -> JobSpec:
     """A Python job, or a job of either kind on mock twins (``tables`` unused in mock mode; ``sources``
     only in mock mode). ``sql``: the operator's SQL, which a mock SQL job runs as written on the twins.
+    ``cohorts``: how a real Python job's sandbox sketches its ``aggregate()`` rows for the ledger.
     """
     job_key = job_pseudonym_key(pseudonym_master, job_id)
     timeout = min(limits.timeout_s, float(limits.cpu_s))
@@ -144,7 +146,7 @@ def python_or_mock_spec(
         pseudonym_key=job_key,
         code=code,
         modules=tuple(scope.python.modules),
-        thresholds=DisclosureThresholds(min_units=scope.disclosure.min_units),
+        thresholds=_thresholds(scope),
         # The language-level CPU alarm ends a runaway job with a clear reason before the sandbox's
         # wall-clock limit has to kill it.
         py_limits=PyLimits(cpu_s=max(1.0, 0.8 * timeout)),
@@ -160,6 +162,21 @@ def python_or_mock_spec(
         else (scope_hash_key(pseudonym_master, scope.name) if uses_keyed_hash else None),
         limits=limits,
         program=program,
+        cohorts=None if mock else cohorts,
+    )
+
+
+def _thresholds(scope: Scope) -> DisclosureThresholds:
+    """The Python runtime's thresholds: the scope's ``min_units``, and its dominance and p% settings
+    where it has them (else the runtime's defaults, which ``aggregate()`` always applies)."""
+    dominance = scope.disclosure.dominance
+    if dominance is None:
+        return DisclosureThresholds(min_units=scope.disclosure.min_units)
+    return DisclosureThresholds(
+        min_units=scope.disclosure.min_units,
+        dominance_n=dominance.n,
+        dominance_k=dominance.k,
+        p_percent=dominance.p_percent,
     )
 
 
@@ -179,7 +196,8 @@ class JobSpecs:
         )
 
     def cohorts(self, scope: Scope) -> SketchRequest | None:
-        """What a SQL job's sandbox needs to sketch its cohorts: scopes without differential privacy."""
+        """What a SQL or Python job's sandbox needs to sketch its cohorts: scopes without differential
+        privacy."""
         if self.ledger is None or scope.disclosure.dp is not None:
             return None
         return self.ledger.request(lineage_of(scope), min_units=scope.disclosure.min_units)

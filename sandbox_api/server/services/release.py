@@ -33,6 +33,7 @@ import pandas as pd
 from executors.dp_sampler import draw
 from executors.python_job import PythonOrMockResult
 from policies import Scope, check_output, result_hash
+from policies.contribution_check import contribution_withheld
 from policies.dp.cost import cost_of
 from policies.dp.noise import DpRelease, Sampler, release_dp
 from policies.dp.plan import DpPlan
@@ -71,6 +72,8 @@ class PythonOrMockOutcome:
     mock: bool
     inputs: Sequence[Mapping[str, Any]] = ()
     engine: Mapping[str, str] = field(default_factory=dict)
+    #: Rows of an ``aggregate()`` table the released-cohort ledger withholds, with its reason for each.
+    ledger_withheld: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,26 @@ class Reviewed:
 
 
 Candidate = TableResult | PythonOrMockOutcome | Reviewed
+
+
+def ledger_table(candidate: Candidate) -> pd.DataFrame | None:
+    """The table whose rows the released-cohort ledger decides: a SQL result, or a Python job's
+    ``aggregate()`` table on real data (both carry ``_sbx_sketch`` cohorts made in the sandbox);
+    None for anything else (mock data, outputs for review).
+
+    >>> ledger_table(TableResult(pd.DataFrame({"n": [1]}))).columns.tolist()
+    ['n']
+    """
+    if isinstance(candidate, TableResult):
+        return candidate.table
+    if (
+        isinstance(candidate, PythonOrMockOutcome)
+        and not candidate.mock
+        and candidate.outcome.outcome == "aggregate"
+    ):
+        frame: pd.DataFrame = candidate.outcome.table.to_pandas()
+        return frame
+    return None
 
 
 @dataclass(frozen=True)
@@ -156,8 +179,11 @@ def release(candidate: Candidate, *, scope: Scope, facts: ReleaseFacts, sample: 
 def _checked_table(candidate: TableResult, *, scope: Scope, facts: ReleaseFacts) -> Released:
     table = candidate.table
     withheld = candidate.ledger_withheld
-    if withheld:
-        table = table.drop(index=table.index[sorted(withheld)]).reset_index(drop=True)
+    # The dominance and p% rules where the scope asks for them (the ledger still saw these rows: a
+    # withheld cell constrains later ones like a released one).
+    dominated = {p: r for p, r in contribution_withheld(table, scope.disclosure).items() if p not in withheld}
+    if withheld or dominated:
+        table = table.drop(index=table.index[sorted({*withheld, *dominated})]).reset_index(drop=True)
     checked = check_output(
         table,
         scope.disclosure,
@@ -171,6 +197,9 @@ def _checked_table(candidate: TableResult, *, scope: Scope, facts: ReleaseFacts)
         reasons = tuple(sorted(set(withheld.values())))
         report = replace(report, reasons=report.reasons + reasons, rows_withheld_by_ledger=len(withheld))
         audit_report["ledger_withheld"] = len(withheld)
+    if dominated:
+        report = replace(report, reasons=report.reasons + tuple(sorted(set(dominated.values()))))
+        audit_report["dominance_withheld"] = len(dominated)
     return Released(
         columns=body.columns,
         rows=body.rows,
@@ -330,8 +359,11 @@ def _checked_aggregate_table(
     candidate: PythonOrMockOutcome, *, scope: Scope, facts: ReleaseFacts
 ) -> tuple[WithheldPayload, ReleaseReport, bool]:
     outcome, mock = candidate.outcome, candidate.mock
+    table, withheld = outcome.table.to_pandas(), candidate.ledger_withheld
+    if withheld:
+        table = table.drop(index=table.index[sorted(withheld)]).reset_index(drop=True)
     checked = check_output(
-        outcome.table.to_pandas(),
+        table,
         scope.disclosure,
         mock=mock,
         additive=facts.additive_columns,
@@ -357,7 +389,12 @@ def _checked_aggregate_table(
         engine=candidate.engine,
     )
     automatic = outcome.outcome == "aggregate" and payload.printed is None and not keys
-    return payload, ReleaseReport.checked(checked.report), automatic
+    report = ReleaseReport.checked(checked.report)
+    if withheld:
+        # As for SQL rows: which rows and why, never by how many people they differ.
+        reasons = tuple(sorted(set(withheld.values())))
+        report = replace(report, reasons=report.reasons + reasons, rows_withheld_by_ledger=len(withheld))
+    return payload, report, automatic
 
 
 def _group_key_findings(

@@ -33,6 +33,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import pandas as pd
+
 from crypto.envelope import unseal
 from crypto.errors import CryptoError, IntegrityError
 from crypto.keyring import LocalKeyring
@@ -50,7 +52,13 @@ from sandbox_api.server.services.cohort_ledger import ledger_withheld
 from sandbox_api.server.services.job_kinds import StoredJob, kind_of
 from sandbox_api.server.services.jobs import JobService
 from sandbox_api.server.services.keys import KeyLifecycle
-from sandbox_api.server.services.release import ReleaseFn, TableResult, Withheld
+from sandbox_api.server.services.release import (
+    PythonOrMockOutcome,
+    ReleaseFn,
+    TableResult,
+    Withheld,
+    ledger_table,
+)
 from sandbox_api.server.services.replay_context import Rebuilt, rebuild
 from sandbox_api.server.services.replay_records import Recorded, check_records, load_recorded, recorded_scope
 from sandbox_api.server.services.replay_report import (
@@ -92,7 +100,7 @@ def _release(
     job: StoredJob,
     scope: Scope,
     release_fn: ReleaseFn,
-    ledger: Callable[[TableResult], Mapping[int, str]],
+    ledger: Callable[[pd.DataFrame], Mapping[int, str]],
     dp_record: Mapping[str, Any] | None = None,
 ) -> _Released:
     """What ``result`` releases for ``job`` under ``scope``: the runner's candidate and the one release
@@ -105,11 +113,12 @@ def _release(
     exact values must be the sealed ones (``replay_problems``)."""
     candidate = kind_of(job.kind, job.mode).candidate(job, result)
     problems: tuple[str, ...] = ()
-    if isinstance(candidate, TableResult):
-        candidate = replace(candidate, ledger_withheld=ledger(candidate))
-        if dp_record is not None and job.facts.dp_plan is not None:
-            problems = tuple(replay_problems(candidate.table, job.facts.dp_plan, dict(dp_record)))
-            candidate = replace(candidate, dp_record=dp_record)
+    table = ledger_table(candidate)
+    if isinstance(candidate, TableResult | PythonOrMockOutcome) and table is not None:
+        candidate = replace(candidate, ledger_withheld=ledger(table))
+    if isinstance(candidate, TableResult) and dp_record is not None and job.facts.dp_plan is not None:
+        problems = tuple(replay_problems(candidate.table, job.facts.dp_plan, dict(dp_record)))
+        candidate = replace(candidate, dp_record=dp_record)
     settlement = release_fn(candidate, scope=scope, facts=job.facts)
     if isinstance(settlement, Withheld):
         payload = settlement.payload
@@ -244,9 +253,7 @@ class ReplayService:
                 job=rebuilt.job,
                 scope=scope,
                 release_fn=self.jobs.release,
-                ledger=lambda candidate: self._ledger_withheld(
-                    candidate, scope=scope, job_id=recorded.row.id
-                ),
+                ledger=lambda table: self._ledger_withheld(table, scope=scope, job_id=recorded.row.id),
                 dp_record=record,
             )
         except PolicyError as exc:
@@ -319,7 +326,7 @@ class ReplayService:
         record: dict[str, Any] = json.loads(plain)
         return record
 
-    def _ledger_withheld(self, table: TableResult, *, scope: Scope, job_id: str) -> dict[int, str]:
+    def _ledger_withheld(self, table: pd.DataFrame, *, scope: Scope, job_id: str) -> dict[int, str]:
         """The rows the released-cohort ledger withheld from the job, decided again against the ledger
         as it stood before the job (nothing is recorded); none for a job it never checked."""
         ledger = self.jobs.ledger
@@ -328,7 +335,7 @@ class ReplayService:
         with self.db.read() as session:
             try:
                 return ledger_withheld(
-                    table.table,
+                    table,
                     scope,
                     lambda lineage, cells, k: ledger.replay(
                         session, lineage, cells, min_units=k, job_id=job_id

@@ -23,7 +23,15 @@ from sandbox_api.server.services.audit import SYSTEM_ACTOR
 from sandbox_api.server.services.cohort_ledger import ledger_withheld
 from sandbox_api.server.services.job_states import JobState
 from sandbox_api.server.services.jobs import JobService
-from sandbox_api.server.services.release import Candidate, Released, Settlement, TableResult, Withheld
+from sandbox_api.server.services.release import (
+    Candidate,
+    PythonOrMockOutcome,
+    Released,
+    Settlement,
+    TableResult,
+    Withheld,
+    ledger_table,
+)
 from sandbox_api.server.services.release_facts import ReleaseFacts
 from sandbox_api.server.services.withheld import WithheldPayload
 from sandbox_api.server.store.models import JobRow, ResultRow, WithheldRow
@@ -59,16 +67,19 @@ class Settlements:
     ) -> Settlement:
         """``settlement`` once the released-cohort ledger has seen it, in the release's transaction.
 
-        The rows a SQL job would release are decided against every cohort released before in the
-        scope's lineage and against each other; the ledger records the released ones. A row it
-        withholds is dropped by the release function itself (``TableResult.ledger_withheld``), so the
-        result, its hash and its report are what the operator receives.
+        The rows a SQL job or a Python job's ``aggregate()`` would release are decided against every
+        cohort released before in the scope's lineage (by either kind of job) and against each other;
+        the ledger records the released ones. A row it withholds is dropped by the release function
+        itself (``ledger_withheld`` of the candidate), so the result, its hash and its report are what
+        the operator receives.
         """
         ledger = self.jobs.ledger
-        if ledger is None or not isinstance(candidate, TableResult) or not isinstance(settlement, Released):
+        table = ledger_table(candidate)
+        if ledger is None or table is None or not isinstance(settlement, Released):
             return settlement
+        assert isinstance(candidate, TableResult | PythonOrMockOutcome)  # what ledger_table accepts
         withheld = ledger_withheld(
-            candidate.table,
+            table,
             scope,
             lambda lineage, cells, k: ledger.check_and_record(
                 session, lineage, cells, min_units=k, job_id=row.id

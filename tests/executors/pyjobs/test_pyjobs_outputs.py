@@ -58,6 +58,24 @@ def test_sbx_units_counts_distinct_units_and_subsets_with_missing_values() -> No
     assert "_sbx_units_2" not in table.columns  # age has no missing values
 
 
+def test_each_row_lists_the_units_behind_it_for_the_ledger() -> None:
+    """The cohort lists mirror the unit counts (``_sbx_cohort_<i>`` where ``_sbx_units_<i>`` is)."""
+    frame = people()
+    frame.loc[frame.index[:200], "income"] = np.nan
+    out = run(
+        "result = aggregate(people, by=['district'], "
+        "aggs={'avg': ('income', 'mean'), 'n': ('age', 'count')})",
+        {"people": frame},
+    )
+    assert isinstance(out, AggregateOutput)
+    table = out.table.set_index("district")
+    everyone = frame.groupby("district")[UNIT].agg(lambda u: sorted(set(u)))
+    with_income = frame[frame["income"].notna()].groupby("district")[UNIT].agg(lambda u: sorted(set(u)))
+    assert table["_sbx_cohort"].map(sorted).to_dict() == everyone.to_dict()
+    assert table["_sbx_cohort_1"].map(sorted).to_dict() == with_income.to_dict()
+    assert "_sbx_cohort_2" not in table.columns
+
+
 def test_printed_output_is_withheld_and_scanned_for_pseudonyms() -> None:
     out = run(
         "print(people['person_id'].head(3).tolist())\n"
@@ -118,10 +136,23 @@ def test_dominance_and_p_rule_flags_withhold_a_dominated_sum() -> None:
 
 
 def test_even_contributions_pass_dominance_and_p_rule() -> None:
-    frame = pd.DataFrame({UNIT: [f"u{i}" for i in range(20)], "g": ["a"] * 20, "x": [10.0] * 20})
+    frame = pd.DataFrame(
+        {UNIT: [f"u{i}" for i in range(20)], "g": ["a"] * 20, "x": [10.0 + i % 4 for i in range(20)]}
+    )
     out = run("result = aggregate(people, by='g', aggs={'total': ('x', 'sum')})", {"people": frame})
     assert isinstance(out, AggregateOutput)
     assert not out.report.flagged
+
+
+def test_a_sum_of_a_constant_is_withheld_with_a_reason_that_says_to_count_instead() -> None:
+    """A constant cell gets the answer a cell with one exception gets (else "released" would say that
+    nobody is the exception); the reason says what to do instead."""
+    frame = pd.DataFrame({UNIT: [f"u{i}" for i in range(20)], "g": ["a"] * 20, "x": [10.0] * 20})
+    out = run("result = aggregate(people, by='g', aggs={'total': ('x', 'sum')})", {"people": frame})
+    assert isinstance(out, WithheldOutput)
+    messages = [f.message for f in out.report.findings if f.rule == "few-contributors"]
+    assert len(messages) == 1
+    assert "count rows instead" in messages[0]
 
 
 @pytest.mark.parametrize(

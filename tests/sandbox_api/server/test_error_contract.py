@@ -33,7 +33,12 @@ SKIPPED_MODULES = ("executors.ray_executor", "executors.fork_server_preload")
 def _import_all() -> None:
     for package in (crypto, policies, executors, sandbox_api):
         for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-            if not module.name.startswith(SKIPPED_MODULES) and ".migrations." not in module.name:
+            # A ``__main__`` module runs its program when imported; it defines no errors.
+            if (
+                not module.name.startswith(SKIPPED_MODULES)
+                and ".migrations." not in module.name
+                and not module.name.endswith(".__main__")
+            ):
                 importlib.import_module(module.name)
 
 

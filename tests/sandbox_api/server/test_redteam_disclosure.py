@@ -504,11 +504,6 @@ def test_a_remainder_row_without_the_target_is_withheld(api: World) -> None:
     assert not (others and near(remainder[0][3] - others[0][3], TARGET_INCOME))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Python aggregate() results never reach the released-cohort ledger (against_ledger only "
-    "decides SQL TableResults), so a Python job one person apart from a released SQL row is released",
-)
 def test_a_python_job_one_person_apart_from_a_sql_row_is_withheld(api: World) -> None:
     """The fact: the target's income. Under a Python-enabled scope (its row filter drops 'Harbour'):
     SQL, the women outside West; Python, ``aggregate()`` of the women outside West and 'Tiny' (a mask
