@@ -73,6 +73,14 @@ BAD_UPLOADS: dict[str, tuple[bytes, str]] = {
         "declared column type",
     ),
     "missing-column": (b"person_id,name,district,sex,income\nP1,A,North,F,10\n", "missing columns"),
+    "undeclared-category": (
+        b"person_id,name,district,sex,birth_date,income\nP1,A,North,F,1970-01-01,10\nP2,B,Atlantis,F,1970-01-01,10\n",
+        "column 'district': 1 value(s) outside the declared categories",
+    ),
+    "out-of-range": (
+        b"person_id,name,district,sex,birth_date,income\nP1,A,North,F,1970-01-01,-5\nP2,B,North,M,1970-01-01,900000\n",
+        "column 'income': 2 value(s) outside the declared range [0.0, 200000.0]",
+    ),
     "empty-unit": (
         b"person_id,name,district,sex,birth_date,income\n,A,North,F,1970-01-01,10\n",
         "unit column",
