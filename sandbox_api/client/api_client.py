@@ -42,6 +42,7 @@ from sandbox_api.schemas import (
     KeyRotated,
     PrincipalCreated,
     PrincipalOut,
+    PrincipalStatus,
     ReleaseReportOut,
     ResultOut,
     ReviewOut,
@@ -49,6 +50,7 @@ from sandbox_api.schemas import (
     ScopeOut,
     ScopeVersionOut,
     TokenCreated,
+    TokenOut,
     TokensRevoked,
     VersionStored,
 )
@@ -339,11 +341,28 @@ class SandboxClient:
     def list_principals(self) -> list[PrincipalOut]:
         return self._models(PrincipalOut, "/v1/principals", key="principals")
 
-    def create_token(self, name: str) -> TokenCreated:
-        return self._model(TokenCreated, "POST", f"/v1/principals/{name}/tokens")
+    def create_token(
+        self, name: str, *, token_name: str = "", expires_in_days: int | None = None
+    ) -> TokenCreated:
+        """A new token for ``name``, shown this once, with its id and expiry."""
+        body = {"name": token_name, "expires_in_days": expires_in_days}
+        return self._model(TokenCreated, "POST", f"/v1/principals/{name}/tokens", json=body)
+
+    def list_tokens(self, name: str) -> list[TokenOut]:
+        """The principal's tokens: ids, names and dates (the gateway never returns a secret again)."""
+        return self._models(TokenOut, f"/v1/principals/{name}/tokens", key="tokens")
 
     def revoke_tokens(self, name: str) -> TokensRevoked:
         return self._model(TokensRevoked, "DELETE", f"/v1/principals/{name}/tokens")
+
+    def revoke_token(self, name: str, token_id: str) -> TokenOut:
+        return self._model(TokenOut, "DELETE", f"/v1/principals/{name}/tokens/{token_id}")
+
+    def disable_principal(self, name: str) -> PrincipalStatus:
+        return self._model(PrincipalStatus, "POST", f"/v1/principals/{name}/disable")
+
+    def enable_principal(self, name: str) -> PrincipalStatus:
+        return self._model(PrincipalStatus, "POST", f"/v1/principals/{name}/enable")
 
     # -- catalog --------------------------------------------------------------------------------------
 

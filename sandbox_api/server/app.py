@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -165,7 +166,14 @@ def build_services(
         clock=clock,
         keys=keys,
         audit=audit,
-        principals=PrincipalService(db=db, audit=audit, clock=clock, keys=keys),
+        principals=PrincipalService(
+            db=db,
+            audit=audit,
+            clock=clock,
+            keys=keys,
+            token_ttl=timedelta(days=settings.token_ttl_days),
+            token_max_ttl=timedelta(days=settings.token_max_ttl_days),
+        ),
         catalog=catalog,
         scopes=scopes,
         jobs=jobs,

@@ -101,6 +101,8 @@ def require(*roles: Role) -> Callable[..., Principal]:
 
 
 AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
+# Admins, and domain administrators for their own domain (the target is checked by the route).
+PrincipalManagerDep = Annotated[Principal, Depends(require(Role.ADMIN, Role.DOMAIN_ADMIN))]
 StewardDep = Annotated[Principal, Depends(require(Role.STEWARD))]
 OfficerDep = Annotated[Principal, Depends(require(Role.POLICY_OFFICER))]
 OperatorDep = Annotated[Principal, Depends(require(Role.OPERATOR))]

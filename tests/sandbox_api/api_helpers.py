@@ -215,7 +215,8 @@ def make_settings(state_dir: Path, **overrides: Any) -> Settings:
 def world(
     state_dir: Path, *, executor_factory: Any = None, release_fn: ReleaseFn = release, **overrides: Any
 ) -> Iterator[World]:
-    """Initialise, start the app, and set up every role (admin, stu, olga, oscar, alice, bob, chad, audra).
+    """Initialise, start the app, and set up every role (admin, stu, cleo, dana, olga, oscar, alice, bob, chad,
+    audra).
 
     ``release_fn``: the release function the services are built with (a test passes a counting wrapper).
     """
@@ -231,6 +232,7 @@ def world(
         people = [
             ("stu", "steward", DOMAIN, []),
             ("cleo", "steward", OTHER_DOMAIN, []),
+            ("dana", "domain_admin", DOMAIN, []),
             ("olga", "policy_officer", None, []),
             ("oscar", "policy_officer", None, []),
             ("alice", "operator", None, ["analysts"]),
