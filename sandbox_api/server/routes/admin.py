@@ -191,8 +191,10 @@ def disable_principal(
     with services.db.write() as session:
         record = services.principals.set_disabled(session, actor=who.name, name=name, disabled=True)
         jobs = services.jobs.settle_for_disabled(session, owner=name, actor=who.name)
+    for job_id in jobs.stopping:  # after the commit, as a cancel does: the runner stops the sandbox
+        services.runner.cancel(job_id)
     return PrincipalStatus(
-        principal=_out(record), jobs_cancelled=jobs["cancelled"], jobs_stopping=jobs["stopping"]
+        principal=_out(record), jobs_cancelled=len(jobs.cancelled), jobs_stopping=len(jobs.stopping)
     )
 
 

@@ -489,15 +489,17 @@ class JobService:
                 return for_reader(job_view(row), who), False
             raise Conflict(f"job {job_id} is {state.value}; only queued or running jobs can be cancelled")
 
-    def settle_for_disabled(self, session: Session, *, owner: str, actor: str) -> dict[str, int]:
+    def settle_for_disabled(self, session: Session, *, owner: str, actor: str) -> DisabledOwnerJobs:
         """The jobs of a principal being disabled, in the caller's transaction.
 
         Queued (and submitted) jobs are cancelled: nobody should spend the cluster, or a DP budget
         (refunded by ``advance``), on work its owner may no longer collect. Running jobs are asked to
-        stop, as an operator's own cancel would. Withheld jobs stay with the output checkers: their
+        stop, as an operator's own cancel would (the caller tells the runner once this commits). Withheld
+        jobs stay with the output checkers: their
         decision is still owed and is audited, and the owner cannot read a release while disabled.
         """
-        cancelled = running = 0
+        cancelled: list[str] = []
+        running: list[str] = []
         rows = session.execute(
             select(JobRow)
             .where(
@@ -517,10 +519,10 @@ class JobService:
                         actor=actor,
                         details={"job": row.id, "reason": reason},
                     )
-                running += 1
+                running.append(row.id)
             elif self.advance(session, row, JobState.CANCELLED, actor=actor, reason=reason):
-                cancelled += 1
-        return {"cancelled": cancelled, "stopping": running}
+                cancelled.append(row.id)
+        return DisabledOwnerJobs(cancelled=tuple(cancelled), stopping=tuple(running))
 
     # --- helpers -----------------------------------------------------------------------------
     def _granted_scope(self, who: Principal, scope: str, *, action: str) -> ActiveScope:
@@ -587,6 +589,14 @@ class JobService:
                     select(func.count()).select_from(JobRow).where(JobRow.state == JobState.QUEUED.value)
                 ).scalar_one()
             )
+
+
+@dataclass(frozen=True)
+class DisabledOwnerJobs:
+    """What disabling a principal did to its jobs: ids cancelled at once, and running ids told to stop."""
+
+    cancelled: tuple[str, ...]
+    stopping: tuple[str, ...]
 
 
 def _aware(moment: datetime) -> datetime:
