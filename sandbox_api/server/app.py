@@ -36,6 +36,7 @@ from sandbox_api.server.services.release import ReleaseFn, release
 from sandbox_api.server.services.replay import ReplayService
 from sandbox_api.server.services.scopes import ScopeService
 from sandbox_api.server.settings import Settings
+from sandbox_api.server.sso import SingleSignOn
 from sandbox_api.server.store import migrate
 from sandbox_api.server.store.db import open_database
 
@@ -191,6 +192,7 @@ def build_services(
             pseudonym_master=keys.secret("pseudonym"),
             jobs=jobs,
         ),
+        sso=SingleSignOn.from_settings(settings),
     )
 
 

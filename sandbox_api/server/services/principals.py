@@ -135,11 +135,25 @@ class PrincipalService:
                 )
         return who
 
-    def is_disabled(self, name: str) -> bool:
-        """Whether a principal of that name exists and is disabled (single sign-on identities too)."""
+    def admit_sso(self, who: Principal) -> Principal:
+        """A single sign-on identity, unless a local principal of that name says otherwise.
+
+        A local principal of the same name must have the same role and domain (an issuer cannot hand
+        someone a local principal's name, with its jobs and grants, under another role), and must not
+        be disabled: that is how an admin locks one single sign-on identity out at the gateway.
+        """
         with self.db.read() as session:
-            row = session.get(PrincipalRow, name)
-            return row is not None and row.disabled_at is not None
+            row = session.get(PrincipalRow, who.name)
+            if row is None:
+                return who
+            if row.disabled_at is not None:
+                raise NotAuthenticated(f"principal {who.name} is disabled; ask an admin")
+            if (row.role, row.domain) != (who.role.value, who.domain):
+                raise NotAuthenticated(
+                    f"{who.name} is a local principal with another role or domain; the single sign-on "
+                    "identity cannot take its name"
+                )
+            return who
 
     def _expiry(self, row: TokenRow) -> datetime:
         if row.expires_at is not None:
