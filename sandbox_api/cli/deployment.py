@@ -94,12 +94,20 @@ def serve(
             err=True,
             fg=typer.colors.YELLOW,
         )
+    from sandbox_api.errors import ServiceError
+    from sandbox_api.server import tls
+
+    try:
+        tls_options = tls.server_options(settings)
+    except ServiceError as failed:
+        raise fail(f"{failed.code}: {failed.detail}") from None
     uvicorn.run(
         create_gateway(settings),
         host=settings.host,
         port=settings.port,
         log_level="info",
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        **tls_options,
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
@@ -219,7 +220,7 @@ class SandboxClient:
     ``transport`` lets tests talk to an in-process app; everything else goes over HTTP. A request the
     gateway refuses with 429 (its queue is full; nothing was stored) is sent again after the
     ``Retry-After`` it names, up to ``retries_on_429`` times and at most ``max_retry_wait_s`` per wait;
-    ``sleep`` is how the client waits (tests pass one that records).
+    ``sleep`` is how the client waits (tests pass one that records). ``tls``: see ``client/tls.py``.
     """
 
     def __init__(
@@ -232,6 +233,7 @@ class SandboxClient:
         retries_on_429: int = RETRIES_ON_429,
         max_retry_wait_s: float = MAX_RETRY_WAIT_S,
         sleep: Callable[[float], None] = time.sleep,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._retries_on_429 = max(0, retries_on_429)
@@ -242,6 +244,9 @@ class SandboxClient:
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             timeout=timeout,
             transport=transport,
+            # ``tls``: a context that trusts the deployment's own authority and may carry a client
+            # certificate (``client/tls.py``); None keeps the system's trust store.
+            verify=True if tls is None else tls,
         )
 
     # -- plumbing ----------------------------------------------------------------------------------

@@ -18,8 +18,18 @@ ASYMMETRIC_JWT_ALGORITHMS = frozenset(
 )
 
 #: ``SANDBOX_`` variables that are not deployment settings: the CLI and the client read them (the
-#: gateway's address and a bearer token), the Ray node launcher reads the node keyring's path.
-CLIENT_VARIABLES = frozenset({"SANDBOX_URL", "SANDBOX_TOKEN", "SANDBOX_NODE_KEYRING"})
+#: gateway's address, a bearer token, the authority to trust and a client certificate), the Ray node
+#: launcher reads the node keyring's path.
+CLIENT_VARIABLES = frozenset(
+    {
+        "SANDBOX_URL",
+        "SANDBOX_TOKEN",
+        "SANDBOX_NODE_KEYRING",
+        "SANDBOX_CA_BUNDLE",
+        "SANDBOX_CLIENT_CERT",
+        "SANDBOX_CLIENT_KEY",
+    }
+)
 
 # Passwords that show up in tutorials and templates: a production deployment must not run with them.
 PLACEHOLDER_SECRETS = frozenset(
@@ -220,6 +230,32 @@ class Settings(BaseSettings):
         ),
     )
 
+    tls_cert_file: Path | None = Field(
+        None,
+        description=(
+            "Certificate chain (PEM) `sandbox serve` presents. With `tls_key_file` the gateway speaks "
+            "HTTPS only (TLS 1.2 or newer); unset: plain HTTP, for loopback or behind a TLS proxy."
+        ),
+    )
+    tls_key_file: Path | None = Field(
+        None,
+        description="Private key (PEM) of `tls_cert_file`; keep it readable by the gateway's user only.",
+    )
+    tls_client_ca_file: Path | None = Field(
+        None,
+        description=(
+            "Certificate authorities (PEM) that client certificates must chain to, with `tls_client_cert`."
+        ),
+    )
+    tls_client_cert: Literal["none", "optional", "required"] = Field(
+        "none",
+        description=(
+            "Client certificates at the TLS handshake: `none`; `optional` (checked against "
+            "`tls_client_ca_file` when sent); `required` (a client without one from that authority "
+            "cannot connect: for gateways only executors, nodes and known machines reach). A bearer "
+            "token is still needed on top."
+        ),
+    )
     token_ttl_days: PositiveInt = Field(
         90,
         description=(
@@ -310,6 +346,16 @@ class Settings(BaseSettings):
         if password is not None and password.lower() in PLACEHOLDER_SECRETS:
             raise ValueError(
                 "SANDBOX_DATABASE_URL uses a placeholder password; set a real one or enable SANDBOX_DEV_MODE"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TLS needs both tls_cert_file and tls_key_file (or neither)")
+        if self.tls_client_cert != "none" and (self.tls_cert_file is None or self.tls_client_ca_file is None):
+            raise ValueError(
+                "tls_client_cert needs TLS on (tls_cert_file, tls_key_file) and tls_client_ca_file"
             )
         return self
 

@@ -221,8 +221,8 @@ def world(
     clock: Clock | None = None,
     **overrides: Any,
 ) -> Iterator[World]:
-    """Initialise, start the app, and set up every role (admin, stu, cleo, dana, olga, oscar, alice, bob, chad,
-    audra).
+    """Initialise, start the app, and set up every role (admin, stu, cleo, dana, olga, oscar, alice, bob,
+    chad, audra).
 
     ``release_fn``: the release function the services are built with (a test passes a counting wrapper).
     ``clock``: the deployment's clock (a test that moves time passes its own).
