@@ -65,7 +65,8 @@ class KeySet:
             found = self._find(self._keys(refresh=True), kid)
             if found is not None:
                 return found
-        raise NotAuthenticated(f"the token's key id {kid!r} is not among the issuer's current keys")
+        # Only a bounded prefix of the caller's kid goes into the refusal (and so into the audit log).
+        raise NotAuthenticated(f"the token's key id {kid[:64]!r} is not among the issuer's current keys")
 
     def _keys(self, *, refresh: bool) -> list[PyJWK]:
         try:
@@ -128,14 +129,13 @@ class SingleSignOn:
         algorithm, kid = header.get("alg"), header.get("kid")
         if not isinstance(algorithm, str) or algorithm not in self.algorithms:
             allowed = ", ".join(sorted(self.algorithms))
-            raise NotAuthenticated(
-                f"the token's algorithm {algorithm!r} is not accepted (accepted: {allowed})"
-            )
+            shown = algorithm[:16] if isinstance(algorithm, str) else type(algorithm).__name__
+            raise NotAuthenticated(f"the token's algorithm {shown!r} is not accepted (accepted: {allowed})")
         if not isinstance(kid, str) or not kid:
             raise NotAuthenticated("the token names no key id (kid); the issuer's keys are chosen by it")
         key = self.keys.key(kid)
         if _KEY_TYPE_FOR.get(algorithm[:2]) != key.key_type:
-            raise NotAuthenticated(f"key {kid!r} does not verify {algorithm} signatures")
+            raise NotAuthenticated(f"key {kid[:64]!r} does not verify {algorithm} signatures")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
