@@ -234,7 +234,8 @@ class Settings(BaseSettings):
         None,
         description=(
             "Certificate chain (PEM) `sandbox serve` presents. With `tls_key_file` the gateway speaks "
-            "HTTPS only (TLS 1.2 or newer); unset: plain HTTP, for loopback or behind a TLS proxy."
+            "HTTPS only (protocol versions and ciphers: the system OpenSSL's defaults); unset: plain "
+            "HTTP, for loopback or behind a TLS proxy."
         ),
     )
     tls_key_file: Path | None = Field(

@@ -1,8 +1,8 @@
 """TLS for ``sandbox serve``: the settings turned into the options of the HTTP server (uvicorn).
 
-The server's context is built by uvicorn from these options (``ssl.SSLContext`` with
-``PROTOCOL_TLS_SERVER``: TLS 1.2 or newer with the system OpenSSL's defaults); a client certificate, when
-asked for, must chain to ``tls_client_ca_file``. Files are checked here, at start-up, so a typo in a
+uvicorn builds the server's context from these options (``ssl.SSLContext`` with
+``PROTOCOL_TLS_SERVER``, the system OpenSSL's defaults for versions and ciphers); a client certificate,
+when asked for, must chain to ``tls_client_ca_file``. Files are checked here, at start-up, so a typo in a
 path stops the gateway with a message instead of a handshake failure for every client.
 """
 
