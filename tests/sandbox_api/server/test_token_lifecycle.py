@@ -130,6 +130,11 @@ def test_a_new_token_expires_after_the_configured_lifetime_and_says_so(
     assert re.fullmatch(r"[0-9a-f]{12}", body["token_id"])
     issued = api.client.post("/v1/principals/ex1/tokens", headers=api.h("admin"), json={"expires_in_days": 2})
     assert abs(_when(issued.json()["expires_at"]) - (clock.now() + timedelta(days=2))) < timedelta(minutes=1)
+    logged = [e["details"] for e in api.audit_events("token.created") if e["details"]["principal"] == "ex1"]
+    assert [(d["token_id"], _when(d["expires_at"])) for d in logged] == [
+        (body["token_id"], _when(body["expires_at"])),
+        (issued.json()["token_id"], _when(issued.json()["expires_at"])),
+    ]
 
 
 def test_an_expired_token_is_refused_and_the_refusal_is_audited(api: World, clock: MovableClock) -> None:
@@ -241,7 +246,7 @@ def test_disabling_an_operator_cancels_its_queued_jobs_and_stops_its_running_one
     api: World, gates: list[GatedExecutor]
 ) -> None:
     token = _principal(api, "busy", groups=["analysts"])
-    gate = gates[0]
+    gate = gates[-1]  # this store's deployment (the fixture list outlives one parametrisation)
     gate.gate.clear()
     try:
         ids = []
@@ -275,6 +280,8 @@ def test_a_domain_administrator_manages_their_own_domains_stewards_and_operators
         "/v1/principals", headers=api.h("dana"), json={"name": "op-dana", "role": "operator"}
     ).json()
     assert operator["principal"]["domain"] == DOMAIN  # her operators belong to her domain
+    created = {e["details"]["name"]: e["actor"] for e in api.audit_events("principal.created")}
+    assert (created["stu2"], created["op-dana"]) == ("dana", "dana")
     assert _whoami(api, steward) == 200
     listed = {p["name"] for p in api.client.get("/v1/principals", headers=api.h("dana")).json()}
     assert {"stu", "stu2", "op-dana"} <= listed
