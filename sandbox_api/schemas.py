@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -30,8 +31,21 @@ class DomainCreate(_In):
 class PrincipalCreate(_In):
     name: str = Field(examples=["alice"])
     role: Role
-    domain: str | None = Field(default=None, description="required for stewards, forbidden otherwise")
+    domain: str | None = Field(
+        default=None,
+        description=(
+            "required for stewards and domain administrators, optional for operators (the domain whose "
+            "administrators manage them), forbidden otherwise"
+        ),
+    )
     groups: list[str] = Field(default_factory=list, max_length=64)
+
+
+class TokenCreate(_In):
+    name: str = Field(default="", max_length=63, description="a label, e.g. the machine that holds it")
+    expires_in_days: int | None = Field(
+        default=None, ge=1, description="lifetime; unset: the deployment's `token_ttl_days`"
+    )
 
 
 class DatasetCreate(_In):
@@ -92,16 +106,40 @@ class PrincipalOut(_Out):
     role: Role
     domain: str | None
     groups: list[str]
+    disabled: bool = False
 
 
 class PrincipalCreated(_Out):
     principal: PrincipalOut
     token: str = Field(description="shown once; only its hash is stored")
+    token_id: str = ""
+    expires_at: datetime | None = None
 
 
 class TokenCreated(_Out):
     principal: str
     token: str = Field(description="shown once; only its hash is stored")
+    token_id: str = ""
+    name: str = ""
+    expires_at: datetime | None = None
+
+
+class TokenOut(_Out):
+    """A token as listed: its public id and dates, never the secret."""
+
+    id: str
+    principal: str
+    name: str
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class PrincipalStatus(_Out):
+    principal: PrincipalOut
+    jobs_cancelled: int = 0
+    jobs_stopping: int = 0
 
 
 class TokensRevoked(_Out):
