@@ -299,6 +299,15 @@ def test_expired_scope_refuses_jobs_and_the_refusal_is_audited(api: World) -> No
 
 def test_revoked_scope_refuses_jobs(api: World) -> None:
     version = _approved_scope(api, "short-lived")
+    for reason in ("", "   "):  # a revocation, like a rejection, says why; nothing changes without one
+        blank = api.client.post(
+            f"/v1/scopes/short-lived/versions/{version}/revoke",
+            headers=api.h("olga"),
+            json={"reason": reason},
+        )
+        assert "needs a reason" in _problem(blank, 422, "invalid-input")["detail"]
+    still = api.client.get("/v1/scopes/short-lived", headers=api.h("olga")).json()
+    assert still["active_version"] == version
     revoked = api.client.post(
         f"/v1/scopes/short-lived/versions/{version}/revoke", headers=api.h("olga"), json={"reason": "ended"}
     )
