@@ -33,10 +33,7 @@ def _many_batches(rows: int, *, batches: int) -> pa.Table:
 
 def _bits(table: pa.Table) -> list[tuple[object, ...]]:
     """Every value exactly: floats by their hex form, so a change in the last bit shows."""
-    return [
-        tuple(v.hex() if isinstance(v, float) else v for v in row.values())
-        for row in table.to_pylist()
-    ]
+    return [tuple(v.hex() if isinstance(v, float) else v for v in row.values()) for row in table.to_pylist()]
 
 
 def test_a_float_aggregate_gives_the_same_bits_every_run_whatever_the_jobs_threads() -> None:

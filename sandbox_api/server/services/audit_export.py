@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from crypto.audit import Checkpoint
 from crypto.keyring import LocalKeyring
-from sandbox_api.client.verify import BUNDLE_FORMAT
+from sandbox_api.bundle_format import BUNDLE_FORMAT
 from sandbox_api.clock import Clock, iso
 from sandbox_api.server.services.audit import AuditLog, to_entry
 from sandbox_api.server.store.models import AuditCheckpointRow, AuditEventRow

@@ -1,7 +1,9 @@
 """The byte form of a receipt: what is signed, and the digests of a released result (docs/design.md §9).
 
 Pure functions over JSON values, shared by the gateway (which signs) and by offline verification
-(``sandbox_api.client.verify``), so both build the signed bytes the same way. No I/O, no clock.
+(``sandbox_api.client.verify``), so both build the signed bytes the same way. No I/O, no clock. It sits
+outside both rooms because both use it: the server never imports the client, and the client never the
+server (``tests/sandbox_api/test_import_boundaries.py``).
 
 A receipt is one JSON object. Every member except ``signature`` is signed: the signature is Ed25519
 (RFC 8032) over the canonical JSON of the receipt without its ``signature`` member. The canonical form
