@@ -28,7 +28,7 @@ from typing import Any
 from crypto.audit import AuditEntry, Checkpoint, verify_chain, verify_checkpoint
 from crypto.errors import CryptoError, IntegrityError, KeyNotValid
 from crypto.signing import ED25519_KEY_BYTES, SigningKeyRecord, key_id
-from sandbox_api.bundle_format import BUNDLE_FORMAT, KEYS_FORMAT
+from sandbox_api.bundle_format import BUNDLE_FORMAT, BUNDLE_FORMATS, KEYS_FORMAT
 from sandbox_api.receipt_check import ReceiptReport, TrustedKeys, check_result, moment, verify_receipt
 
 # The receipt check lives beside the receipt format, where the gateway's replay uses it too; it is part
@@ -134,6 +134,24 @@ def _checkpoint(data: Mapping[str, Any]) -> Checkpoint:
     return Checkpoint.from_json(json.dumps(dict(data)))
 
 
+def _require_formats(bundle_format: str, entries: list[AuditEntry], checkpoints: list[Checkpoint]) -> None:
+    """A v1 bundle was written before v2 events existed: one that holds them was not written so."""
+    only = BUNDLE_FORMATS[bundle_format]
+    if only is None:
+        return
+    event_format, checkpoint_type = only
+    for entry in entries:
+        if entry.format != event_format:
+            raise IntegrityError(
+                f"seq {entry.seq}: a {bundle_format} bundle cannot hold a {entry.format} event"
+            )
+    for cp in checkpoints:
+        if cp.type != checkpoint_type:
+            raise IntegrityError(
+                f"checkpoint at seq {cp.seq}: a {bundle_format} bundle cannot hold a {cp.type}"
+            )
+
+
 def verify_bundle(
     bundle: Mapping[str, Any],
     *,
@@ -145,8 +163,10 @@ def verify_bundle(
     ``expected_head`` is a head hash kept outside the service: a bundle whose chain does not contain it
     was truncated or rewritten. ``trusted_keys`` replaces the keys the bundle carries.
     """
-    if bundle.get("format") != BUNDLE_FORMAT:
-        raise IntegrityError(f"not an audit bundle: format is {bundle.get('format')!r}, not {BUNDLE_FORMAT}")
+    bundle_format = bundle.get("format")
+    if bundle_format not in BUNDLE_FORMATS:
+        known = " or ".join(sorted(BUNDLE_FORMATS))
+        raise IntegrityError(f"not an audit bundle: format is {bundle_format!r}, not {known}")
     keys = dict(trusted_keys) if trusted_keys is not None else parse_keys(bundle.get("signing_keys", []))
     events = bundle.get("events")
     if not isinstance(events, list):
@@ -156,6 +176,7 @@ def verify_bundle(
     head = bundle.get("head") or {}
     if isinstance(head, Mapping) and isinstance(head.get("checkpoint"), Mapping):
         checkpoints.append(_checkpoint(head["checkpoint"]))
+    _require_formats(str(bundle_format), entries, checkpoints)
     publics = {kid: r.public for kid, r in keys.items()}
     for cp in checkpoints:
         verify_checkpoint(cp, publics)

@@ -22,16 +22,6 @@ from sandbox_api.server.store.models import AuditCheckpointRow, AuditEventRow
 _BATCH = 1000
 
 
-def checkpoint_dict(cp: Checkpoint) -> dict[str, Any]:
-    return {
-        "seq": cp.seq,
-        "head_hash": cp.head_hash,
-        "at": cp.at,
-        "kid": cp.kid,
-        "signature": cp.signature.hex(),
-    }
-
-
 def build_bundle(audit: AuditLog, keys: LocalKeyring, clock: Clock, *, actor: str) -> dict[str, Any]:
     """Log the export, then return everything up to and including that event, signed at the head."""
     exported = audit.record(event="audit.exported", actor=actor, details={"format": "bundle"})
@@ -56,13 +46,13 @@ def build_bundle(audit: AuditLog, keys: LocalKeyring, clock: Clock, *, actor: st
             .where(AuditCheckpointRow.seq <= exported.seq)
             .order_by(AuditCheckpointRow.seq)
         ).scalars():
-            checkpoints.append(checkpoint_dict(Checkpoint.from_json(row.line)))
+            checkpoints.append(Checkpoint.from_json(row.line).to_dict())
     head = audit.sign_head(seq=exported.seq, head_hash=exported.hash)
     return {
         "format": BUNDLE_FORMAT,
         "exported_at": iso(clock.now()),
         "exported_by": actor,
-        "head": {"seq": exported.seq, "hash": exported.hash, "checkpoint": checkpoint_dict(head)},
+        "head": {"seq": exported.seq, "hash": exported.hash, "checkpoint": head.to_dict()},
         "events": events,
         "checkpoints": checkpoints,
         "signing_keys": [record.to_dict() for record in keys.signing_keys()],
