@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from crypto.errors import IntegrityError, UnknownKey
-from crypto.hashing import canonical_json, jcs_json, sha256_hex
+from crypto.hashing import canonical_json, exact_integers, jcs_json, sha256_hex
 from crypto.signing import SigningKeyPair, sign, verify
 
 GENESIS = "0" * 64
@@ -173,7 +173,10 @@ def chain(
     (1, True, 2)
     """
     # A JSON round trip both rejects non-JSON details early and detaches them from the caller's dict.
-    frozen_details = json.loads(canonical_json(dict(details)))
+    # RFC 8785 has no form for an integer beyond I-JSON's exact range: v2 records it as its decimal
+    # string, so no event can fail to be written for the size of a number in it.
+    plain = exact_integers(dict(details)) if format != EVENT_FORMAT_V1 else dict(details)
+    frozen_details = json.loads(canonical_json(plain))
     draft = AuditEntry(
         seq=0 if prev is None else prev.seq + 1,
         at=at,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 
 import rfc8785
 
@@ -47,6 +48,28 @@ def canonical_json(obj: object) -> bytes:
     except (TypeError, ValueError) as exc:
         raise NotCanonical(f"value has no canonical JSON form: {exc}") from exc
     return text.encode("utf-8")
+
+
+#: The largest integer magnitude I-JSON (RFC 7493 §2.2) and so RFC 8785 represent exactly.
+EXACT_INT = 2**53 - 1
+
+
+def exact_integers(value: object) -> object:
+    """``value`` with every integer beyond :data:`EXACT_INT` in magnitude written as its decimal string,
+    which RFC 8785 can serialise (it has no form for such a number); tuples become lists.
+
+    >>> exact_integers({"n": 2**60, "m": [1, True, 2.5]})
+    {'n': '1152921504606846976', 'm': [1, True, 2.5]}
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and abs(value) > EXACT_INT:
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [exact_integers(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): exact_integers(v) for k, v in value.items()}
+    return value
 
 
 def jcs_json(obj: object) -> bytes:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from crypto.errors import IntegrityError
-from crypto.hashing import canonical_json, jcs_json, sha256_hex
+from crypto.hashing import canonical_json, exact_integers, jcs_json, sha256_hex
 from crypto.signing import SigningKeyPair, sign
 
 RECEIPT_TYPE_V1 = "data-sandbox/receipt/v1"
@@ -37,7 +37,6 @@ RECEIPT_TYPE = RECEIPT_TYPE_V2
 Canonical = Callable[[object], bytes]
 #: The canonical JSON form each receipt format signs and hashes with.
 FORMS: Mapping[str, Canonical] = {RECEIPT_TYPE_V1: canonical_json, RECEIPT_TYPE_V2: jcs_json}
-_EXACT_INT = 2**53 - 1
 ROW_DIGEST_HEX = 16
 # Members a well-formed receipt has; ``signature`` is the only unsigned one.
 RECEIPT_FIELDS = (
@@ -82,21 +81,8 @@ def signed_bytes(receipt: Mapping[str, Any]) -> bytes:
     return form_of(receipt.get("type"))({k: v for k, v in receipt.items() if k != "signature"})
 
 
-def _exact(value: Any) -> Any:
-    """``value`` with every integer beyond I-JSON's exact range written as its decimal string."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and abs(value) > _EXACT_INT:
-        return str(value)
-    if isinstance(value, list | tuple):
-        return [_exact(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _exact(v) for k, v in value.items()}
-    return value
-
-
 def _digest_form(form: Canonical) -> Canonical:
-    return (lambda value: jcs_json(_exact(value))) if form is jcs_json else form
+    return (lambda value: jcs_json(exact_integers(value))) if form is jcs_json else form
 
 
 def content_sha256(
