@@ -78,7 +78,33 @@ def jcs_json(obj: object) -> bytes:
     >>> jcs_json({"b": [1, 2.5, 1.0, 1e-7], "a": "é"}).decode("utf-8")
     '{"a":"é","b":[1,2.5,1,1e-7]}'
     """
+    if _same_as_sorted_json(obj):
+        # Without floats, out-of-range integers and keys outside the Basic Multilingual Plane, RFC 8785
+        # is exactly sorted compact JSON (same escapes, and code-point order is UTF-16 order within the
+        # BMP); the standard library writes it several times faster than the reference implementation.
+        # ``tests/crypto/test_crypto_hashing.py`` compares both on generated values.
+        try:
+            text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: let the reference implementation refuse it
     try:
         return rfc8785.dumps(obj)  # type: ignore[arg-type]  # any JSON value; others raise
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise NotCanonical(f"value has no RFC 8785 form: {type(exc).__name__}") from exc
+
+
+def _same_as_sorted_json(value: object) -> bool:
+    """Whether sorted compact JSON of ``value`` is its RFC 8785 form (see :func:`jcs_json`)."""
+    if value is None or isinstance(value, bool | str):
+        return True
+    if isinstance(value, int):
+        return abs(value) <= EXACT_INT
+    if isinstance(value, list | tuple):
+        return all(_same_as_sorted_json(v) for v in value)
+    if isinstance(value, dict):
+        return all(
+            isinstance(k, str) and (not k or max(k) < "\U00010000") and _same_as_sorted_json(v)
+            for k, v in value.items()
+        )
+    return False  # floats, and anything JSON cannot hold: the reference implementation decides
