@@ -117,3 +117,33 @@ def test_the_shared_modules_beside_the_rooms_import_none_of_them() -> None:
         if any(_under(target, room) for room in ROOMS)
     )
     assert offenders == []
+
+
+# The base distribution (client and verifier) installs without these (pyproject.toml's extras).
+SERVER_LIBRARIES = (
+    "fastapi",
+    "starlette",
+    "sqlalchemy",
+    "alembic",
+    "duckdb",
+    "ray",
+    "uvicorn",
+    "sqlglot",
+    "opendp",
+)
+
+
+def test_the_client_room_imports_no_library_of_the_server() -> None:
+    offenders = sorted(
+        f"{name} imports {target}"
+        for name, targets in MODULES.items()
+        if _under(name, "sandbox_api.client")
+        for target in targets
+        if any(_under(target, library) for library in (*SERVER_LIBRARIES, "executors"))
+    )
+    assert offenders == []
+
+
+def test_only_the_ray_backend_imports_ray() -> None:
+    importers = sorted(name for name, targets in MODULES.items() if any(_under(t, "ray") for t in targets))
+    assert importers == ["executors.ray_executor"]
