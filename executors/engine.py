@@ -138,10 +138,11 @@ def open_spare() -> duckdb.DuckDBPyConnection:
 
     Opening an engine costs a small job 10-15 ms (the catalog of built-in functions is built per
     database), so a warm sandbox pays it ahead of time. Only the connect-time settings hold yet: the
-    job's memory limit is set by :func:`open_locked`, which then registers, locks and
-    verifies exactly as for a fresh connection. One thread until then, so nothing runs in the background.
+    job's memory limit is set by :func:`open_locked`, which then registers, locks and verifies exactly
+    as for a fresh connection. One thread, as every query has (:data:`QUERY_THREADS`), so nothing runs
+    in the background meanwhile.
     """
-    return duckdb.connect(":memory:", config={**_CONNECT_CONFIG, "threads": 1})
+    return duckdb.connect(":memory:", config={**_CONNECT_CONFIG, "threads": QUERY_THREADS})
 
 
 def open_locked(
