@@ -18,7 +18,7 @@ from policies.cohorts.sketch import SketchRequest
 if TYPE_CHECKING:
     import pandas
 
-    from executors.python_job import Program
+    from executors.python_job import PythonOrMockJob
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class JobSpec:
     keyed_hash_key: bytes | None
     limits: Limits = field(default_factory=Limits)
     # A Python job or a job on mock twins (``executors.python_job``); None for a rewritten SQL query.
-    program: Program | None = None
+    python_or_mock: PythonOrMockJob | None = None
     # The released-cohort ledger's element secret and sketch size (``executors.cohort_sketches``);
     # None: the hidden unit lists are dropped in the sandbox and no sketch comes back.
     cohorts: SketchRequest | None = None

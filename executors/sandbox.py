@@ -195,10 +195,10 @@ def execute(
     ``spare``: the warm sandbox's engine (consumed), or None to open one.
     """
     spec = payload.spec
-    if spec.program is not None:  # a Python job or a job on mock twins: same sandbox, other engine
+    if spec.python_or_mock is not None:  # a Python job or a job on mock twins: same sandbox, other engine
         if spare is not None:
             spare.close()
-        return python_job.run_program(spec, payload.data_keys)
+        return python_job.run_python_or_mock(spec, payload.data_keys)
     timings: dict[str, float] = {}
     engine.use_job_memory_pool()  # measurably faster load and scan in a fresh child (see there)
     threads = spec.limits.threads

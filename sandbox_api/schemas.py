@@ -350,6 +350,7 @@ class AuditEventOut(_Out):
     details: dict[str, Any]
     prev_hash: str
     hash: str
+    format: str = Field(description="how the hash is computed: data-sandbox/audit-event/v2 (RFC 8785) or v1")
 
 
 class AuditPage(_Out):
@@ -363,6 +364,7 @@ class CheckpointOut(_Out):
     at: str
     kid: str
     signature: str
+    type: str = Field(description="what is signed: data-sandbox/audit-checkpoint/v2 (RFC 8785) or v1")
 
 
 class SigningKeyOut(_Out):

@@ -100,7 +100,10 @@ class Settings(BaseSettings):
     )
     job_threads: PositiveInt = Field(
         2,
-        description=("Threads one job's engine may use."),
+        description=(
+            "Threads one job may use to decrypt, decode and sketch its data; its query runs on one "
+            "thread, so float sums replay bit for bit."
+        ),
     )
     max_concurrent_jobs: PositiveInt = Field(
         2,

@@ -42,10 +42,10 @@ from executors.base import Executor, Limits, ResultTable
 from executors.errors import ExecutionError
 from policies import PolicyError, Scope
 from policies.dp.replay import replay_problems
-from sandbox_api.client.receipt_format import result_facts
 from sandbox_api.clock import Clock, iso
 from sandbox_api.errors import NotFound
 from sandbox_api.job_types import Kind, Mode
+from sandbox_api.receipt_format import result_facts
 from sandbox_api.server.auth import Principal
 from sandbox_api.server.services.audit import AuditLog
 from sandbox_api.server.services.cohort_ledger import ledger_withheld

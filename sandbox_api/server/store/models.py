@@ -208,6 +208,8 @@ class AuditEventRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # How the event is hashed (crypto.audit): rows from before migration 0009 are all v1.
+    format: Mapped[str] = mapped_column(String(40), server_default="data-sandbox/audit-event/v1")
 
 
 class AuditHeadRow(Base):

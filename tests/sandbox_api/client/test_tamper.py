@@ -18,8 +18,8 @@ from crypto.audit import AuditEntry
 from crypto.errors import IntegrityError, KeyNotValid, UnknownKey
 from crypto.keyring import LocalKeyring
 from crypto.signing import generate_signing_key
-from sandbox_api.client.receipt_format import sign_receipt
 from sandbox_api.client.verify import parse_keys, verify_bundle, verify_receipt
+from sandbox_api.receipt_format import sign_receipt
 from tests.sandbox_api.api_helpers import (
     CITIZENS_MANIFEST,
     DATASET,
