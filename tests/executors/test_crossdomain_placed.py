@@ -1,0 +1,202 @@
+"""A cross-domain job on a real local executor: each domain's part in its own sandboxes, with only its
+own key and data, and nothing but protocol messages between the parties."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from crypto.keyring import LocalKeyring
+from executors.base import JobSpec, ResultTable
+from executors.crossdomain import wire
+from executors.crossdomain.job import CrossDomainJob, DomainPartSpec
+from executors.crossdomain.messages import BlindedBatches, Payloads, ShareSumRequest
+from executors.crossdomain.placed import Crossing, run_cross_domain
+from executors.crossdomain.plan import Side
+from executors.crossdomain.split import split
+from executors.local import LocalExecutor
+from tests.executors.crossdomain_world import K, TARGET, citizens, plain_join, visits
+from tests.executors.executors_fixtures import store_version
+
+SQL = (
+    "SELECT c.district AS district, COUNT(DISTINCT v.person_id) AS patients, COUNT(*) AS visits, "
+    "SUM(v.cost) AS total_cost FROM visits AS v JOIN citizens AS c ON v.person_id = c.person_id "
+    "GROUP BY c.district"
+)
+
+
+@dataclass
+class Probe:
+    """A test-only probe at the executor's door: every spec a sandbox received and every result it
+    sent back, and which domains' data keys the key provider unwrapped for each."""
+
+    inner: LocalExecutor
+    specs: list[JobSpec] = field(default_factory=list)
+    results: list[ResultTable] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self, spec: JobSpec) -> ResultTable:
+        with self.lock:
+            self.specs.append(spec)
+        result = self.inner.run(spec)
+        with self.lock:
+            self.results.append(result)
+        return result
+
+    def cancel(self, job_id: str) -> bool:
+        return self.inner.cancel(job_id)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class UnwrapProbe(LocalKeyring):
+    """The key provider, recording the domain of every data key it unwraps."""
+
+    unwrapped: list[str]
+
+    def unwrap(self, domain: str, wrapped: bytes, *, aad: bytes) -> bytes:
+        self.unwrapped.append(domain)
+        return super().unwrap(domain, wrapped, aad=aad)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[JobSpec, pd.DataFrame, pd.DataFrame, Path]:
+    root = tmp_path_factory.mktemp("xd")
+    keyring = LocalKeyring.open(root / "keyring.json", create=True)
+    left, right = citizens(), visits()
+    stored_c = store_version(
+        root,
+        keyring,
+        {"citizens": pa.Table.from_pandas(left, preserve_index=False)},
+        units={"citizens": "person_id"},
+        n_parts=2,
+        domain="civil-affairs",
+        dataset="citizens",
+    )
+    stored_v = store_version(
+        root,
+        keyring,
+        {"visits": pa.Table.from_pandas(right, preserve_index=False)},
+        units={"visits": "person_id"},
+        n_parts=2,
+        domain="health-bureau",
+        dataset="visits",
+    )
+    query = split(
+        SQL,
+        datasets={"visits": "health-bureau/visits", "citizens": "civil-affairs/citizens"},
+        domains={"health-bureau/visits": "health-bureau", "civil-affairs/citizens": "civil-affairs"},
+    )
+    job = CrossDomainJob(
+        plan=query.plan,
+        left=DomainPartSpec("health-bureau", "health-bureau/visits", query.left.sql, ("visits",), os.urandom(32)),
+        right=DomainPartSpec(
+            "civil-affairs", "civil-affairs/citizens", query.right.sql, ("citizens",), os.urandom(32)
+        ),
+        min_units=K,
+        columns=("district", "patients", "visits", "total_cost"),
+    )
+    spec = JobSpec(
+        job_id="xd-job-1",
+        sql=SQL,
+        tables=(stored_v.inputs["visits"], stored_c.inputs["citizens"]),
+        keyed_hash_key=None,
+        cross_domain=job,
+    )
+    return spec, left, right, root / "keyring.json"
+
+
+@pytest.fixture(scope="module")
+def ran(world: tuple[JobSpec, pd.DataFrame, pd.DataFrame, Path]) -> tuple[Probe, UnwrapProbe, list[Crossing], ResultTable]:
+    spec, _, _, keyring_path = world
+    keys = UnwrapProbe.open(keyring_path)
+    keys.unwrapped = []
+    probe = Probe(LocalExecutor(key_provider=keys, max_workers=2))
+    crossings: list[Crossing] = []
+    try:
+        result = run_cross_domain(probe, spec, observe=crossings.append)
+    finally:
+        probe.close()
+    return probe, keys, crossings, result
+
+
+def test_the_joint_result_is_the_plain_join_above_k(world, ran) -> None:
+    _, left, right, _ = world
+    result = ran[3].to_pandas()
+    oracle = plain_join(left, right)
+    oracle = oracle[oracle["patients"] >= K].sort_values("district").reset_index(drop=True)
+    assert result["district"].tolist() == oracle["district"].tolist()
+    assert result["patients"].tolist() == oracle["patients"].tolist()
+    assert result["visits"].tolist() == oracle["visits"].tolist()
+    assert result["total_cost"].round(2).tolist() == oracle["total_cost"].round(2).tolist()
+    assert result["_sbx_units"].tolist() == oracle["patients"].tolist()
+    assert "Tiny" not in result["district"].tolist()  # P0042's one-person district is never summed
+
+
+def test_no_sandbox_receives_two_domains_tables_or_keys(ran) -> None:
+    probe, keys, _, _ = ran
+    assert len(probe.specs) == 5  # two blind, two re-blind, one answer (only visits has values)
+    for spec in probe.specs:
+        assert spec.party is not None and spec.cross_domain is None
+        assert len({t.domain for t in spec.tables}) == 1, spec.job_id
+        assert spec.party.side.value in spec.job_id
+    domains = {side: {t.domain for s in probe.specs if s.party and s.party.side is side for t in s.tables}
+               for side in Side}
+    assert domains == {Side.LEFT: {"health-bureau"}, Side.RIGHT: {"civil-affairs"}}
+    # Every data key unwrapped went to a sandbox whose spec names that domain's tables only.
+    assert sorted(set(keys.unwrapped)) == ["civil-affairs", "health-bureau"]
+    assert len(keys.unwrapped) == len(probe.specs)
+
+
+def test_each_domain_state_key_reaches_only_its_own_sandboxes(world, ran) -> None:
+    spec = world[0]
+    probe = ran[0]
+    job = spec.cross_domain
+    assert job is not None
+    for round_spec in probe.specs:
+        assert round_spec.party is not None
+        own = job.part(round_spec.party.side)
+        assert round_spec.party.state_key == own.state_key
+        assert round_spec.party.state_key != job.part(round_spec.party.side.other).state_key
+
+
+def test_what_leaves_a_sandbox_is_messages_only(ran) -> None:
+    probe = ran[0]
+    for result in probe.results:
+        assert result.to_arrow().column_names == ["recipient", "message"]
+
+
+def test_no_message_holds_a_unit_id_or_a_raw_value(world, ran) -> None:
+    _, left, right, _ = world
+    crossings = ran[2]
+    assert {(c.sender, c.recipient) for c in crossings} >= {
+        ("left", "right"),
+        ("right", "left"),
+        ("left", "gateway"),
+        ("right", "gateway"),
+    }
+    units = set(left["person_id"]) | set(right["person_id"])
+    costs = {f"{c:.2f}" for c in right["cost"]} | {str(int(round(c * 100))) for c in right["cost"]}
+    for crossing in crossings:
+        text = crossing.data.decode("ascii")
+        assert TARGET not in text
+        assert not any(u in text for u in units)
+        message = wire.decode(crossing.data)
+        if isinstance(message, Payloads):
+            # Group keys go to the gateway only (it releases them); values only as uniform shares.
+            assert crossing.recipient == "gateway" and not message.ciphertexts
+            for key in message.group_keys:
+                assert all(str(v) not in units for v in key)
+        if isinstance(message, BlindedBatches):
+            assert crossing.recipient in ("left", "right")
+        if isinstance(message, ShareSumRequest):
+            assert all(len(p) >= K for _, p in message.cells)  # only released cells are summed
+        decoded = repr(message)
+        assert not any(f"'{c}'" in decoded for c in costs)
