@@ -48,9 +48,9 @@ import pyarrow as pa
 
 from executors import cohort_sketches, contribution_summaries, engine, python_job, storage, warmup
 from executors.base import JobSpec, Limits
+from executors.crossdomain.rounds import run_round
 from executors.errors import ExecutionError, ExecutionFailed, ResourceExhausted
 from executors.walls import WallPlan, WallReport, environment, raise_walls
-from executors.crossdomain.rounds import run_round
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4

@@ -216,4 +216,3 @@ def _ipc(table: pd.DataFrame) -> bytes:
     with pa.ipc.new_stream(sink, arrow.schema) as writer:
         writer.write_table(arrow)
     return bytes(sink.getvalue().to_pybytes())
-

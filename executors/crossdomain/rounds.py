@@ -58,9 +58,7 @@ def run_round(spec: JobSpec, data_keys: tuple[bytes, ...]) -> tuple[dict[str, ob
         party.hold(_expect(wire.decode(round_.held), BlindedBatches))
         rows = [(GATEWAY, wire.encode(party.answer(request)))]
     timings[round_.step.value] = time.perf_counter() - started
-    table = pa.table(
-        {"recipient": [r for r, _ in rows], "message": [m for _, m in rows]}, schema=SCHEMA
-    )
+    table = pa.table({"recipient": [r for r, _ in rows], "message": [m for _, m in rows]}, schema=SCHEMA)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)

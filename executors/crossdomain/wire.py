@@ -201,4 +201,3 @@ def _bool(value: object) -> bool:
     if not isinstance(value, bool):
         raise CrossDomainProtocolError("a protocol message is malformed (boolean expected)")
     return value
-

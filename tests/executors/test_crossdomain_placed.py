@@ -21,7 +21,7 @@ from executors.crossdomain.placed import Crossing, run_cross_domain
 from executors.crossdomain.plan import Side
 from executors.crossdomain.split import split
 from executors.local import LocalExecutor
-from tests.executors.crossdomain_world import K, TARGET, citizens, plain_join, visits
+from tests.executors.crossdomain_world import TARGET, K, citizens, plain_join, visits
 from tests.executors.executors_fixtures import store_version
 
 SQL = (
@@ -96,7 +96,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[JobSpec, pd.DataFra
     )
     job = CrossDomainJob(
         plan=query.plan,
-        left=DomainPartSpec("health-bureau", "health-bureau/visits", query.left.sql, ("visits",), os.urandom(32)),
+        left=DomainPartSpec(
+            "health-bureau", "health-bureau/visits", query.left.sql, ("visits",), os.urandom(32)
+        ),
         right=DomainPartSpec(
             "civil-affairs", "civil-affairs/citizens", query.right.sql, ("citizens",), os.urandom(32)
         ),
@@ -114,7 +116,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[JobSpec, pd.DataFra
 
 
 @pytest.fixture(scope="module")
-def ran(world: tuple[JobSpec, pd.DataFrame, pd.DataFrame, Path]) -> tuple[Probe, UnwrapProbe, list[Crossing], ResultTable]:
+def ran(
+    world: tuple[JobSpec, pd.DataFrame, pd.DataFrame, Path],
+) -> tuple[Probe, UnwrapProbe, list[Crossing], ResultTable]:
     spec, _, _, keyring_path = world
     keys = UnwrapProbe.open(keyring_path)
     keys.unwrapped = []
@@ -144,11 +148,14 @@ def test_no_sandbox_receives_two_domains_tables_or_keys(ran) -> None:
     probe, keys, _, _ = ran
     assert len(probe.specs) == 5  # two blind, two re-blind, one answer (only visits has values)
     for spec in probe.specs:
-        assert spec.party is not None and spec.cross_domain is None
+        assert spec.party is not None
+        assert spec.cross_domain is None
         assert len({t.domain for t in spec.tables}) == 1, spec.job_id
         assert spec.party.side.value in spec.job_id
-    domains = {side: {t.domain for s in probe.specs if s.party and s.party.side is side for t in s.tables}
-               for side in Side}
+    domains = {
+        side: {t.domain for s in probe.specs if s.party and s.party.side is side for t in s.tables}
+        for side in Side
+    }
     assert domains == {Side.LEFT: {"health-bureau"}, Side.RIGHT: {"civil-affairs"}}
     # Every data key unwrapped went to a sandbox whose spec names that domain's tables only.
     assert sorted(set(keys.unwrapped)) == ["civil-affairs", "health-bureau"]
@@ -183,7 +190,7 @@ def test_no_message_holds_a_unit_id_or_a_raw_value(world, ran) -> None:
         ("right", "gateway"),
     }
     units = set(left["person_id"]) | set(right["person_id"])
-    costs = {f"{c:.2f}" for c in right["cost"]} | {str(int(round(c * 100))) for c in right["cost"]}
+    costs = {f"{c:.2f}" for c in right["cost"]} | {str(round(c * 100)) for c in right["cost"]}
     for crossing in crossings:
         text = crossing.data.decode("ascii")
         assert TARGET not in text
@@ -191,7 +198,8 @@ def test_no_message_holds_a_unit_id_or_a_raw_value(world, ran) -> None:
         message = wire.decode(crossing.data)
         if isinstance(message, Payloads):
             # Group keys go to the gateway only (it releases them); values only as uniform shares.
-            assert crossing.recipient == "gateway" and not message.ciphertexts
+            assert crossing.recipient == "gateway"
+            assert not message.ciphertexts
             for key in message.group_keys:
                 assert all(str(v) not in units for v in key)
         if isinstance(message, BlindedBatches):
