@@ -150,7 +150,7 @@ def _submit(api: World, body: dict[str, Any]) -> Any:
 
 @pytest.fixture(scope="module")
 def released(probe_and_api: tuple[Probe, World]) -> dict[str, Any]:
-    probe, api = probe_and_api
+    _, api = probe_and_api
     answer = _submit(api, {"scope": XD, "kind": "cross-domain", "sql": SQL})
     assert answer.status_code == 202, answer.text
     assert answer.json()["kind"] == "cross-domain"
