@@ -24,8 +24,8 @@ class Step(StrEnum):
 class PartyRound:
     """One round of one domain's party, run in a sandbox of that domain.
 
-    ``state_key``: this domain's per-job key, which seals its blinding key between its own rounds (no
-    other party's sandbox receives it); ``sealed_state``: what its ``BLIND`` round sealed;
+    ``sealed_state``: what its ``BLIND`` round sealed (its blinding key, under a key the sandbox derives
+    from its own domain's data key, which neither the gateway nor the other domain holds);
     ``incoming``: the message this round answers (``wire.encode``); ``held``: for ``ANSWER``, the other
     domain's blinded batches, which carry this domain's shares of the other's values.
     """
@@ -34,7 +34,6 @@ class PartyRound:
     step: Step
     side: Side
     plan: CrossDomainPlan
-    state_key: bytes = field(repr=False)
     sealed_state: bytes = field(default=b"", repr=False)
     incoming: bytes = field(default=b"", repr=False)
     held: bytes = field(default=b"", repr=False)
@@ -48,7 +47,6 @@ class DomainPartSpec:
     dataset: str
     sql: str
     sql_names: tuple[str, ...]
-    state_key: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)

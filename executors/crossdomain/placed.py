@@ -168,7 +168,6 @@ class _Run:
                 step=step,
                 side=side,
                 plan=self._job.plan,
-                state_key=part.state_key,
                 sealed_state=sealed,
                 incoming=incoming,
                 held=held,

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from crypto.envelope import seal, unseal
 from crypto.errors import CryptoError
+from crypto.pseudonym import derive_key
 from crypto.psi import BlindingKey, new_blinding_key
 from executors import engine, storage
 from executors.base import JobSpec
@@ -37,6 +38,15 @@ def state_aad(round_: PartyRound) -> bytes:
     return f"xd-state:{round_.job_id}:{round_.side.value}".encode()
 
 
+def state_key(round_: PartyRound, data_keys: tuple[bytes, ...]) -> bytes:
+    """The key that seals this domain's blinding key between its rounds: derived (HKDF) from its own
+    data key, which only its own executors unwrap; on Ray, only its own nodes. The gateway relays the
+    sealed blob and cannot open it."""
+    if not data_keys:
+        raise CrossDomainProtocolError("a domain's round runs with its own data key")
+    return derive_key(data_keys[0], f"xd-state:{round_.job_id}:{round_.side.value}")
+
+
 def run_round(spec: JobSpec, data_keys: tuple[bytes, ...]) -> tuple[dict[str, object], bytes]:
     """What ``sandbox.execute`` returns for a party round: the JSON-able header and the Arrow bytes."""
     round_ = spec.party
@@ -48,7 +58,7 @@ def run_round(spec: JobSpec, data_keys: tuple[bytes, ...]) -> tuple[dict[str, ob
         rows = _blind(spec, round_, data_keys, timings)
     elif round_.step is Step.REBLIND:
         other = _expect(wire.decode(round_.incoming), BlindedBatches)
-        party = DomainParty(round_.side, PersonGroups({}, True), blinding=_blinding(round_))
+        party = DomainParty(round_.side, PersonGroups({}, True), blinding=_blinding(round_, data_keys))
         rows = [(GATEWAY, wire.encode(party.reblinded(other)))]
     else:
         request = wire.decode(round_.incoming)
@@ -92,7 +102,7 @@ def _blind(
     blinding = new_blinding_key()
     party = new_party(round_.plan, round_.side, rows, protection=Protection.SHARES, blinding=blinding)
     del rows
-    sealed = seal(round_.state_key, blinding.secret, aad=state_aad(round_))
+    sealed = seal(state_key(round_, data_keys), blinding.secret, aad=state_aad(round_))
     return [
         (OTHER, wire.encode(party.blinded())),
         (GATEWAY, wire.encode(party.payloads())),
@@ -100,9 +110,10 @@ def _blind(
     ]
 
 
-def _blinding(round_: PartyRound) -> BlindingKey:
+def _blinding(round_: PartyRound, data_keys: tuple[bytes, ...]) -> BlindingKey:
     try:
-        return BlindingKey(unseal(round_.state_key, round_.sealed_state, aad=state_aad(round_)))
+        key = state_key(round_, data_keys)
+        return BlindingKey(unseal(key, round_.sealed_state, aad=state_aad(round_)))
     except CryptoError as exc:
         raise CrossDomainProtocolError("the domain's sealed round state does not open") from exc
 

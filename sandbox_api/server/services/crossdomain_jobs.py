@@ -13,7 +13,6 @@ the one release function like any SQL result.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -148,9 +147,6 @@ class CrossDomainJobs:
                 dataset=part.dataset,
                 sql=part.sql,
                 sql_names=tuple(name for name, dataset in inputs.items() if dataset == part.dataset),
-                # Fresh for every run and held only by this domain's sandboxes and the coordinator in
-                # memory: it seals the domain's blinding key between its own rounds.
-                state_key=secrets.token_bytes(32),
             )
             for part in (query.left, query.right)
         }
