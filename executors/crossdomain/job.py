@@ -15,6 +15,7 @@ from executors.crossdomain.plan import CrossDomainPlan, Side
 
 
 class Step(StrEnum):
+    HELLO = "hello"  # publish this domain's per-job public key, to which the other seals its shares
     BLIND = "blind"  # run the part over the domain's own data; blind, share, send
     REBLIND = "reblind"  # raise the other domain's tokens to this domain's key
     ANSWER = "answer"  # add up this domain's shares of the other's values for released cells
@@ -27,7 +28,10 @@ class PartyRound:
     ``sealed_state``: what its ``BLIND`` round sealed (its blinding key, under a key the sandbox derives
     from its own domain's data key, which neither the gateway nor the other domain holds);
     ``incoming``: the message this round answers (``wire.encode``); ``held``: for ``ANSWER``, the other
-    domain's blinded batches, which carry this domain's shares of the other's values.
+    domain's blinded batches, which carry this domain's shares of the other's values, sealed to it;
+    ``peer_public``: for ``BLIND``, the other domain's public key of this job (its ``HELLO``), to which
+    the shares that travel with the tokens are sealed, so that the gateway, which carries them, cannot
+    add them to its own.
     """
 
     job_id: str
@@ -37,6 +41,7 @@ class PartyRound:
     sealed_state: bytes = field(default=b"", repr=False)
     incoming: bytes = field(default=b"", repr=False)
     held: bytes = field(default=b"", repr=False)
+    peer_public: bytes = b""
 
 
 @dataclass(frozen=True)

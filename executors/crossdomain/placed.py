@@ -66,7 +66,10 @@ def run_cross_domain(executor: Executor, spec: JobSpec, *, observe: Observer | N
     run = _Run(executor, spec, job, observe)
     sides = (Side.LEFT, Side.RIGHT)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"xd-{spec.job_id[:8]}") as pool:
-        blind = dict(zip(sides, pool.map(run.blind, sides), strict=True))
+        public = dict(zip(sides, pool.map(run.hello, sides), strict=True))
+        blind = dict(
+            zip(sides, pool.map(lambda side: run.blind(side, public[side.other]), sides), strict=True)
+        )
         blinded = {side: out[OTHER] for side, out in blind.items()}
         reblinded = list(pool.map(lambda side: run.reblind(side, blinded[side.other]), sides))
         gateway = Gateway(job.plan, min_units=job.min_units)
@@ -112,8 +115,13 @@ class _Run:
         self.timings: dict[str, float] = {}
         self.engine: dict[str, str] = {}
 
-    def blind(self, side: Side) -> dict[str, bytes]:
-        out = self._round(side, Step.BLIND)
+    def hello(self, side: Side) -> bytes:
+        out = self._round(side, Step.HELLO)
+        self._cross(side.value, side.other.value, Step.HELLO, out[OTHER])
+        return out[OTHER]
+
+    def blind(self, side: Side, peer_public: bytes) -> dict[str, bytes]:
+        out = self._round(side, Step.BLIND, peer_public=peer_public)
         self._sealed[side] = out[OWN]
         self._cross(side.value, side.other.value, Step.BLIND, out[OTHER])
         self._cross(side.value, GATEWAY, Step.BLIND, out[GATEWAY])
@@ -149,7 +157,14 @@ class _Run:
         }
 
     def _round(
-        self, side: Side, step: Step, *, incoming: bytes = b"", sealed: bytes = b"", held: bytes = b""
+        self,
+        side: Side,
+        step: Step,
+        *,
+        incoming: bytes = b"",
+        sealed: bytes = b"",
+        held: bytes = b"",
+        peer_public: bytes = b"",
     ) -> dict[str, bytes]:
         part = self._job.part(side)
         tables = tuple(t for t in self._spec.tables if t.sql_name in part.sql_names)
@@ -171,6 +186,7 @@ class _Run:
                 sealed_state=sealed,
                 incoming=incoming,
                 held=held,
+                peer_public=peer_public,
             ),
         )
         result = self._executor.run(spec)

@@ -10,6 +10,7 @@ an Arrow table of ``(recipient, message)`` rows: protocol messages only (``wire`
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import TypeVar
 
 import pyarrow as pa
@@ -18,6 +19,7 @@ from crypto.envelope import seal, unseal
 from crypto.errors import CryptoError
 from crypto.pseudonym import derive_key
 from crypto.psi import BlindingKey, new_blinding_key
+from crypto.sealed_box import box_keys, open_sealed, seal_to
 from executors import engine, storage
 from executors.base import JobSpec
 from executors.crossdomain import wire
@@ -25,6 +27,7 @@ from executors.crossdomain.domain_party import DomainParty, new_party
 from executors.crossdomain.errors import CrossDomainProtocolError
 from executors.crossdomain.job import PartyRound, Step
 from executors.crossdomain.messages import BlindedBatches, Request
+from executors.crossdomain.plan import Side
 from executors.crossdomain.protection import Protection
 from executors.crossdomain.records import PersonGroups
 
@@ -54,10 +57,13 @@ def run_round(spec: JobSpec, data_keys: tuple[bytes, ...]) -> tuple[dict[str, ob
         raise CrossDomainProtocolError("the spec holds no party round")
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    if round_.step is Step.BLIND:
+    if round_.step is Step.HELLO:
+        rows = [(OTHER, box_keys(state_key(round_, data_keys), "shares")[1])]
+    elif round_.step is Step.BLIND:
         rows = _blind(spec, round_, data_keys, timings)
     elif round_.step is Step.REBLIND:
-        other = _expect(wire.decode(round_.incoming), BlindedBatches)
+        # The shares are not this round's business (they are sealed to this domain, for ANSWER).
+        other = replace(_expect(wire.decode(round_.incoming), BlindedBatches), helper_shares=())
         party = DomainParty(round_.side, PersonGroups({}, True), blinding=_blinding(round_, data_keys))
         rows = [(GATEWAY, wire.encode(party.reblinded(other)))]
     else:
@@ -65,7 +71,7 @@ def run_round(spec: JobSpec, data_keys: tuple[bytes, ...]) -> tuple[dict[str, ob
         if not isinstance(request, Request):
             raise CrossDomainProtocolError("an answer round needs a request")
         party = DomainParty(round_.side, PersonGroups({}, True), blinding=new_blinding_key())
-        party.hold(_expect(wire.decode(round_.held), BlindedBatches))
+        party.hold(_opened(_expect(wire.decode(round_.held), BlindedBatches), round_, data_keys))
         rows = [(GATEWAY, wire.encode(party.answer(request)))]
     timings[round_.step.value] = time.perf_counter() - started
     table = pa.table({"recipient": [r for r, _ in rows], "message": [m for _, m in rows]}, schema=SCHEMA)
@@ -103,11 +109,41 @@ def _blind(
     party = new_party(round_.plan, round_.side, rows, protection=Protection.SHARES, blinding=blinding)
     del rows
     sealed = seal(state_key(round_, data_keys), blinding.secret, aad=state_aad(round_))
+    blinded = party.blinded()
+    if blinded.helper_shares:
+        if not round_.peer_public:
+            raise CrossDomainProtocolError("shares travel only sealed to the other domain's key")
+        blinded = replace(
+            blinded,
+            helper_shares=tuple(
+                seal_to(round_.peer_public, share, info=_share_info(round_, round_.side, i))
+                for i, share in enumerate(blinded.helper_shares)
+            ),
+        )
     return [
-        (OTHER, wire.encode(party.blinded())),
+        (OTHER, wire.encode(blinded)),
         (GATEWAY, wire.encode(party.payloads())),
         (OWN, sealed),
     ]
+
+
+def _share_info(round_: PartyRound, origin: Side, index: int) -> bytes:
+    return f"xd-shares:{round_.job_id}:{origin.value}:{index}".encode()
+
+
+def _opened(held: BlindedBatches, round_: PartyRound, data_keys: tuple[bytes, ...]) -> BlindedBatches:
+    """The other domain's batches with this domain's shares opened (sealed to this domain's key)."""
+    private = box_keys(state_key(round_, data_keys), "shares")[0]
+    try:
+        shares = tuple(
+            open_sealed(private, blob, info=_share_info(round_, held.origin, i))
+            for i, blob in enumerate(held.helper_shares)
+        )
+    except CryptoError as exc:
+        raise CrossDomainProtocolError(
+            "the other domain's shares do not open with this domain's key"
+        ) from exc
+    return replace(held, helper_shares=shares)
 
 
 def _blinding(round_: PartyRound, data_keys: tuple[bytes, ...]) -> BlindingKey:

@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -148,7 +149,7 @@ def test_the_joint_result_is_the_plain_join_above_k(world, ran) -> None:
 
 def test_no_sandbox_receives_two_domains_tables_or_keys(ran) -> None:
     probe, keys, _, _ = ran
-    assert len(probe.specs) == 5  # two blind, two re-blind, one answer (only visits has values)
+    assert len(probe.specs) == 7  # hello, blind, re-blind on each side; one answer (only visits is summed)
     for spec in probe.specs:
         assert spec.party is not None
         assert spec.cross_domain is None
@@ -199,6 +200,9 @@ def test_no_message_holds_a_unit_id_or_a_raw_value(world, ran) -> None:
     units = set(left["person_id"]) | set(right["person_id"])
     costs = {f"{c:.2f}" for c in right["cost"]} | {str(round(c * 100)) for c in right["cost"]}
     for crossing in crossings:
+        if crossing.step == "hello":  # an X25519 public key of this job, to seal shares to
+            assert len(crossing.data) == 32
+            continue
         text = crossing.data.decode("ascii")
         assert TARGET not in text
         assert not any(u in text for u in units)
@@ -215,3 +219,29 @@ def test_no_message_holds_a_unit_id_or_a_raw_value(world, ran) -> None:
             assert all(len(p) >= K for _, p in message.cells)  # only released cells are summed
         decoded = repr(message)
         assert not any(f"'{c}'" in decoded for c in costs)
+
+
+def _visit_counts_from(gateway_view: list[Crossing]) -> list[int] | None:
+    """The attack: the gateway carries the visits domain's tokens to the citizens domain, with the
+    citizens domain's shares of every visitor's values; it adds them to its own shares (from the
+    payloads) and reads each visitor's number of visits. None when the relayed shares are not
+    shares it can add (the fix: they are sealed to the citizens domain)."""
+    relayed = [wire.decode(c.data) for c in gateway_view if c.step == "blind" and c.recipient == "right"]
+    payloads = [wire.decode(c.data) for c in gateway_view if c.step == "blind" and c.recipient == "gateway"]
+    (blinded,) = [m for m in relayed if isinstance(m, BlindedBatches)]
+    (own,) = [m for m in payloads if isinstance(m, Payloads) and m.origin is blinded.origin]
+    counts: list[int] = []
+    for helper, mine in zip(blinded.helper_shares, own.gateway_shares, strict=True):
+        if len(helper) != len(mine):
+            return None
+        a = np.frombuffer(helper, dtype=np.uint64)
+        b = np.frombuffer(mine, dtype=np.uint64)
+        counts += [int(v) for v in (a + b).reshape(-1, own.slots)[:, 0] if v]
+    return sorted(counts)
+
+
+def test_the_gateway_cannot_add_the_shares_it_carries_to_its_own(world, ran) -> None:
+    _, _, right, _ = world
+    truth = sorted(right.groupby("person_id").size().tolist())
+    assert _visit_counts_from(ran[2]) != truth
+    assert _visit_counts_from(ran[2]) is None
