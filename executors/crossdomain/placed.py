@@ -16,6 +16,7 @@ LIMIT apply afterwards, to cells that may be released only.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ from executors.crossdomain.job import CrossDomainJob, PartyRound, Step
 from executors.crossdomain.messages import Payloads, ReblindedBatches, Reply
 from executors.crossdomain.plan import Side
 from executors.crossdomain.rounds import GATEWAY, OTHER, OWN
+from executors.errors import ExecutionCancelled
 
 PROTOCOL = "ecdh-psi+intersection-sum (additive shares)"
 
@@ -54,6 +56,75 @@ def run_job(executor: Executor, spec: JobSpec) -> ResultTable:
     if spec.cross_domain is not None:
         return run_cross_domain(executor, spec)
     return executor.run(spec)
+
+
+class Placing:
+    """An executor that runs cross-domain jobs as rounds on ``inner`` (``Executor`` protocol), so that
+    cancelling such a job stops the round running and starts no other."""
+
+    def __init__(self, inner: Executor) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+        self._rounds: dict[str, set[str]] = {}  # cross-domain job id -> ids of its rounds running
+        self._cancelled: set[str] = set()
+
+    def run(self, spec: JobSpec) -> ResultTable:
+        if spec.cross_domain is None:
+            return self._inner.run(spec)
+        with self._lock:
+            self._rounds[spec.job_id] = set()
+            self._cancelled.discard(spec.job_id)
+        try:
+            return run_cross_domain(_Tracked(self, spec.job_id), spec)
+        finally:
+            with self._lock:
+                self._rounds.pop(spec.job_id, None)
+                self._cancelled.discard(spec.job_id)
+
+    def cancel(self, job_id: str) -> bool:
+        with self._lock:
+            rounds = self._rounds.get(job_id)
+            if rounds is None:
+                return self._inner.cancel(job_id)
+            self._cancelled.add(job_id)
+            running = list(rounds)
+        for round_id in running:
+            self._inner.cancel(round_id)
+        return True
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def _start(self, job_id: str, round_id: str) -> None:
+        with self._lock:
+            if job_id in self._cancelled:
+                raise ExecutionCancelled(f"job {job_id} was cancelled")
+            self._rounds.setdefault(job_id, set()).add(round_id)
+
+    def _end(self, job_id: str, round_id: str) -> None:
+        with self._lock:
+            self._rounds.get(job_id, set()).discard(round_id)
+
+
+@dataclass(frozen=True)
+class _Tracked:
+    """The rounds of one job, run on the inner executor with their ids on record."""
+
+    placing: Placing
+    job_id: str
+
+    def run(self, spec: JobSpec) -> ResultTable:
+        self.placing._start(self.job_id, spec.job_id)
+        try:
+            return self.placing._inner.run(spec)
+        finally:
+            self.placing._end(self.job_id, spec.job_id)
+
+    def cancel(self, job_id: str) -> bool:
+        return self.placing._inner.cancel(job_id)
+
+    def close(self) -> None:
+        return None
 
 
 def run_cross_domain(executor: Executor, spec: JobSpec, *, observe: Observer | None = None) -> ResultTable:

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from executors.base import Executor, JobSpec, Limits
-from executors.crossdomain.placed import run_job
+from executors.crossdomain.placed import Placing
 from executors.errors import ExecutionCancelled, ExecutionError
 from policies import Scope
 from policies.errors import PolicyError
@@ -84,7 +84,8 @@ class JobRunner:
         poll_s: float = 1.0,
     ) -> None:
         self._jobs = jobs
-        self._executor = executor
+        # Cross-domain jobs run as rounds, one domain each; cancelling one stops its running round.
+        self._executor = Placing(executor)
         self._specs = JobSpecs(
             catalog=jobs.catalog, pseudonym_master=pseudonym_master, limits=limits, ledger=jobs.ledger
         )
@@ -253,7 +254,7 @@ class JobRunner:
         try:
             scope = self._jobs.scopes.active(job.scope, version_id=job.scope_version).scope
             spec: JobSpec = kind.spec(job, scope=scope, specs=self._specs)
-            result = run_job(self._executor, spec)  # a cross-domain job: rounds, each domain on its own
+            result = self._executor.run(spec)  # a cross-domain job: rounds, each domain on its own
             executed = time.perf_counter()
             candidate = kind.candidate(job, result)
             settlement = self._settlements.decide(candidate, scope=scope, facts=job.facts)

@@ -19,10 +19,11 @@ from executors.base import JobSpec, ResultTable
 from executors.crossdomain import wire
 from executors.crossdomain.job import CrossDomainJob, DomainPartSpec, Step
 from executors.crossdomain.messages import BlindedBatches, Payloads, ShareSumRequest
-from executors.crossdomain.placed import Crossing, run_cross_domain
+from executors.crossdomain.placed import Crossing, Placing, run_cross_domain
 from executors.crossdomain.plan import Side
 from executors.crossdomain.rounds import state_aad, state_key
 from executors.crossdomain.split import split
+from executors.errors import ExecutionCancelled
 from executors.local import LocalExecutor
 from tests.executors.crossdomain_world import TARGET, K, citizens, plain_join, visits
 from tests.executors.executors_fixtures import store_version
@@ -245,3 +246,49 @@ def test_the_gateway_cannot_add_the_shares_it_carries_to_its_own(world, ran) -> 
     truth = sorted(right.groupby("person_id").size().tolist())
     assert _visit_counts_from(ran[2]) != truth
     assert _visit_counts_from(ran[2]) is None
+
+
+@dataclass
+class Blocking:
+    """An inner executor whose rounds wait until cancelled (a cancel ends a waiting round at once)."""
+
+    started: threading.Event = field(default_factory=threading.Event)
+    cancelled: list[str] = field(default_factory=list)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def run(self, spec: JobSpec) -> ResultTable:
+        self.started.set()
+        self.released.wait(10)
+        raise ExecutionCancelled(f"job {spec.job_id} was cancelled")
+
+    def cancel(self, job_id: str) -> bool:
+        self.cancelled.append(job_id)
+        self.released.set()
+        return True
+
+    def close(self) -> None:
+        return None
+
+
+def test_cancelling_a_cross_domain_job_stops_its_running_rounds(world) -> None:
+    spec = world[0]
+    inner = Blocking()
+    placing = Placing(inner)
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            placing.run(spec)
+        except ExecutionCancelled as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert inner.started.wait(10)
+    assert placing.cancel(spec.job_id) is True
+    worker.join(10)
+    assert outcome, "the job ended cancelled"
+    assert inner.cancelled
+    assert all(c.startswith(spec.job_id + "#") for c in inner.cancelled)
+    placing.cancel(spec.job_id)  # once it ended, a cancel is the inner executor's, for that id alone
+    assert inner.cancelled[-1] == spec.job_id
