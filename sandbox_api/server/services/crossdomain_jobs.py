@@ -22,7 +22,8 @@ from sqlglot import exp
 from crypto.hashing import sha256_hex
 from executors.base import JobSpec, ResultTable
 from executors.crossdomain.job import CrossDomainJob, DomainPartSpec
-from executors.crossdomain.split import SplitQuery, disclosure_findings, split
+from executors.crossdomain.plan import Function
+from executors.crossdomain.split import RULE, SplitQuery, disclosure_findings, split
 from policies import Finding, PolicyViolation, Scope, prepare_with
 from sandbox_api.job_types import Kind, Mode
 from sandbox_api.server.services.catalog import VersionView
@@ -77,6 +78,11 @@ class CrossDomainJobs:
                     "the scope's disclosure settings do not fit a cross-domain job", findings=refused
                 )
             query = split_prepared(prepared.sql, {t.sql_name: t.dataset for t in prepared.tables})
+            dominance = _dominance_findings(scope, query)
+            if dominance:
+                raise PolicyViolation(
+                    "the scope's dominance rules cannot judge these sums", findings=dominance
+                )
         except PolicyViolation as exc:
             findings = finding_dicts(exc.findings) or [
                 {"rule": "policy", "message": exc.detail, "fragment": ""}
@@ -168,6 +174,26 @@ class CrossDomainJobs:
 
 
 CROSS_DOMAIN_JOBS = CrossDomainJobs()
+
+
+def _dominance_findings(scope: Scope, query: SplitQuery) -> tuple[Finding, ...]:
+    """The dominance and p% rules judge a sum by each person's contribution to it, which no party
+    holds in the clear across domains: under such a scope, a cross-domain SUM or AVG is refused rather
+    than released unjudged."""
+    if scope.disclosure.dominance is None:
+        return ()
+    summed = [a.output for a in query.plan.aggregates if a.function in (Function.SUM, Function.AVG)]
+    if not summed:
+        return ()
+    return (
+        Finding(
+            RULE,
+            "the scope's dominance and p% rules judge each sum by the contributions of the people behind "
+            "it, which no party holds across domains; ask COUNT(DISTINCT unit) and COUNT(*) across "
+            "domains, or grant the sums under a scope without dominance",
+            ", ".join(summed),
+        ),
+    )
 
 
 def _visible_columns(sql: str) -> tuple[str, ...]:

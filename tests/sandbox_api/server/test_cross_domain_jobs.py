@@ -68,9 +68,9 @@ def _benefits(n: int = 2400, *, people: int = 1500, seed: int = 5) -> pa.Table:
     )
 
 
-def _scope(*, suppression: str = "drop") -> str:
+def _scope(*, name: str = XD, dominance: bool = False) -> str:
     return f"""
-scope: {XD}
+scope: {name}
 purpose: "Benefit payments by district"
 grantees: [operator:alice]
 valid: {{from: 2020-01-01, until: 2099-12-31}}
@@ -87,8 +87,9 @@ datasets:
       amount: {{use: aggregate, functions: [sum, avg, count], bounds: [0, 5000]}}
 disclosure:
   min_units: 10
-  suppression: {suppression}
+  suppression: drop
   max_rows: 1000
+{"  dominance: {}" if dominance else ""}
 """
 
 
@@ -300,3 +301,17 @@ def test_the_dry_run_names_the_split(probe_and_api: tuple[Probe, World]) -> None
     assert answer.status_code == 200, answer.text
     assert answer.json()["allowed"] is True
     assert "cross_domain_split" in answer.json()["applied"]
+
+
+def test_sums_under_dominance_rules_are_refused_not_released_unjudged(
+    probe_and_api: tuple[Probe, World],
+) -> None:
+    _, api = probe_and_api
+    approve_scope(api, _scope(name="xd-dominance", dominance=True), "xd-dominance")
+    answer = _submit(api, {"scope": "xd-dominance", "kind": "cross-domain", "sql": SQL})
+    assert answer.status_code == 422, answer.text
+    (finding,) = answer.json()["findings"]
+    assert "dominance" in finding["message"]
+    assert finding["fragment"] == "total"
+    counts = SQL.replace(", SUM(b.amount) AS total", "")
+    assert _submit(api, {"scope": "xd-dominance", "kind": "cross-domain", "sql": counts}).status_code == 202
