@@ -3,8 +3,9 @@
 The sandbox holds the data key of its own domain's tables only (the spec names no other table). The
 ``BLIND`` round decrypts them, runs the domain's part (the policy engine's rewrite, split per domain),
 pre-aggregates per person and produces the messages for the other domain and the gateway, plus its
-blinding key sealed under its own per-job state key. The other rounds decrypt nothing. What leaves is
-an Arrow table of ``(recipient, message)`` rows: protocol messages only (``wire``), never a row.
+blinding key sealed under a key derived from its own data key (``state_key``). The other rounds
+(``HELLO``: its public key of the job; ``REBLIND``; ``ANSWER``) decrypt no data. What leaves is an
+Arrow table of ``(recipient, message)`` rows: protocol messages only (``wire``), never a row.
 """
 
 from __future__ import annotations
