@@ -65,7 +65,9 @@ class Decision(_In):
 
 class JobRequest(_In):
     """A SQL job (``sql``) or a Python job (``kind: python`` with ``code``), on the real data or on the
-    datasets' mock twins (``mode: mock``): moving from mock to real changes only ``mode``."""
+    datasets' mock twins (``mode: mock``): moving from mock to real changes only ``mode``. A
+    ``kind: cross-domain`` job is SQL joining two domains' datasets, run as a private join (real
+    data only)."""
 
     scope: str = Field(examples=["flu-study-2026"])
     kind: Kind = Kind.SQL
@@ -92,6 +94,12 @@ class JobRequest(_In):
             raise ValueError("a SQL job needs `sql` and no `code`")
         if self.kind == "python" and (self.code is None or self.sql is not None):
             raise ValueError("a Python job (kind: python) needs `code` and no `sql`")
+        if self.kind == "cross-domain" and (self.sql is None or self.code is not None):
+            raise ValueError("a cross-domain job needs `sql` and no `code`")
+        if self.kind == "cross-domain" and self.mode == "mock":
+            raise ValueError(
+                "a cross-domain job runs on real data only; on mock twins, submit the same SQL as kind sql"
+            )
         return self
 
 

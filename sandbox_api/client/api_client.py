@@ -438,17 +438,33 @@ class SandboxClient:
     # -- jobs -----------------------------------------------------------------------------------------
 
     def check_job(
-        self, scope: str, sql: str | None = None, *, code: str | None = None, mode: Mode | str = Mode.REAL
+        self,
+        scope: str,
+        sql: str | None = None,
+        *,
+        code: str | None = None,
+        mode: Mode | str = Mode.REAL,
+        cross_domain: bool = False,
     ) -> CheckOut:
-        """Dry run: findings and rewritten SQL, nothing runs. Pass ``code`` for a Python job."""
-        return self._model(CheckOut, "POST", "/v1/jobs/check", json=_job_body(scope, sql, code, mode))
+        """Dry run: findings and rewritten SQL, nothing runs. Pass ``code`` for a Python job,
+        ``cross_domain=True`` for SQL joining two domains' datasets as a private join."""
+        body = _job_body(scope, sql, code, mode, cross_domain=cross_domain)
+        return self._model(CheckOut, "POST", "/v1/jobs/check", json=body)
 
     def submit_job(
-        self, scope: str, sql: str | None = None, *, code: str | None = None, mode: Mode | str = Mode.REAL
+        self,
+        scope: str,
+        sql: str | None = None,
+        *,
+        code: str | None = None,
+        mode: Mode | str = Mode.REAL,
+        cross_domain: bool = False,
     ) -> JobAccepted:
         """Submits a SQL job, or a Python job with ``code`` (202); ``mode="mock"`` runs it on the mock
-        twins. A job the policy refuses raises ``ClientError`` with its findings."""
-        return self._model(JobAccepted, "POST", "/v1/jobs", json=_job_body(scope, sql, code, mode))
+        twins; ``cross_domain=True`` runs SQL joining two domains' datasets as a private join, each
+        domain computing its own part. A job the policy refuses raises ``ClientError`` with its findings."""
+        body = _job_body(scope, sql, code, mode, cross_domain=cross_domain)
+        return self._model(JobAccepted, "POST", "/v1/jobs", json=body)
 
     # -- output review (output checkers) ------------------------------------------------------------
 
@@ -623,8 +639,12 @@ def _problem(response: httpx.Response) -> ClientError:
     )
 
 
-def _job_body(scope: str, sql: str | None, code: str | None, mode: Mode | str) -> dict[str, Any]:
+def _job_body(
+    scope: str, sql: str | None, code: str | None, mode: Mode | str, *, cross_domain: bool = False
+) -> dict[str, Any]:
     """The request body (an unknown ``mode`` is sent as it is: the gateway names the problem)."""
     if code is not None:
         return {"scope": scope, "kind": Kind.PYTHON.value, "code": code, "mode": str(mode)}
+    if cross_domain:
+        return {"scope": scope, "kind": Kind.CROSS_DOMAIN.value, "sql": sql, "mode": str(mode)}
     return {"scope": scope, "sql": sql, "mode": str(mode)}

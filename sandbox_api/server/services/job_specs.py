@@ -140,7 +140,8 @@ def python_or_mock_spec(
     job_key = job_pseudonym_key(pseudonym_master, job_id)
     timeout = min(limits.timeout_s, float(limits.cpu_s))
     python_or_mock = PythonOrMockJob(
-        kind=kind.value,
+        # A mock job runs SQL or Python; a cross-domain job never reaches here (real data only).
+        kind="python" if kind is Kind.PYTHON else "sql",
         mode="mock" if mock else "real",
         inputs=input_queries(inputs),
         pseudonym_key=job_key,
