@@ -190,6 +190,27 @@ class FindingOut(_Out):
     fragment: str = ""
 
 
+class ProblemOut(_Out):
+    """An error, as ``application/problem+json`` (RFC 9457): ``code`` is stable and is what a program
+    should branch on; ``detail`` says what went wrong and what to do; ``findings`` lists every reason.
+    Routes add members (``job_id`` and ``state`` of a stored, rejected job; ``retry_after`` seconds beside
+    the ``Retry-After`` header); unknown members may appear and should be ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="urn:sandbox:<code>", examples=["urn:sandbox:not-found"])
+    title: str = Field(description="the HTTP status in words")
+    status: int = Field(description="the HTTP status, repeated")
+    detail: str = Field(description="what went wrong and what to do, for a person")
+    code: str = Field(description="stable, for programs (see docs/api.md)", examples=["not-found"])
+    findings: list[FindingOut] = Field(description="every reason, not the first")
+    job_id: str | None = Field(default=None, description="job-rejected: the stored, rejected job")
+    state: str | None = Field(default=None, description="job-rejected: the job's state (rejected)")
+    retry_after: int | None = Field(
+        default=None, description="queue-full, quota-exceeded: seconds to wait (also the Retry-After header)"
+    )
+
+
 class CheckOut(_Out):
     allowed: bool
     findings: list[FindingOut]

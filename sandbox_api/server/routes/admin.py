@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
+from sandbox_api.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, NotFound
 from sandbox_api.schemas import (
     DomainCreate,
     DomainOut,
@@ -15,11 +16,17 @@ from sandbox_api.schemas import (
     TokensRevoked,
 )
 from sandbox_api.server.deps import AdminDep, PrincipalDep, ServicesDep
+from sandbox_api.server.problems import raises
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 
 
-@router.post("/domains", status_code=status.HTTP_201_CREATED, summary="Create a domain (and its key)")
+@router.post(
+    "/domains",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a domain (and its key)",
+    responses=raises(NotAuthenticated, Forbidden, Conflict, InvalidInput),
+)
 def create_domain(body: DomainCreate, who: AdminDep, services: ServicesDep) -> DomainOut:
     with services.db.write() as session:
         domain = services.principals.create_domain(
@@ -28,7 +35,7 @@ def create_domain(body: DomainCreate, who: AdminDep, services: ServicesDep) -> D
     return DomainOut(name=domain.name, description=domain.description, kek_id=domain.kek_id)
 
 
-@router.get("/domains", summary="List domains")
+@router.get("/domains", summary="List domains", responses=raises(NotAuthenticated))
 def list_domains(_who: PrincipalDep, services: ServicesDep) -> list[DomainOut]:
     return [
         DomainOut(name=d.name, description=d.description, kek_id=d.kek_id)
@@ -39,6 +46,7 @@ def list_domains(_who: PrincipalDep, services: ServicesDep) -> list[DomainOut]:
 @router.post(
     "/domains/{name}/keys/rotate",
     summary="Rotate the domain's key-encryption key; data keys are re-wrapped, data is untouched",
+    responses=raises(NotAuthenticated, Forbidden, NotFound),
 )
 def rotate_domain_key(name: str, who: AdminDep, services: ServicesDep) -> KeyRotated:
     with services.db.write() as session:
@@ -50,6 +58,7 @@ def rotate_domain_key(name: str, who: AdminDep, services: ServicesDep) -> KeyRot
     "/principals",
     status_code=status.HTTP_201_CREATED,
     summary="Create a principal; the answer holds its first token (shown once)",
+    responses=raises(NotAuthenticated, Forbidden, Conflict, InvalidInput, NotFound),
 )
 def create_principal(body: PrincipalCreate, who: AdminDep, services: ServicesDep) -> PrincipalCreated:
     with services.db.write() as session:
@@ -64,7 +73,7 @@ def create_principal(body: PrincipalCreate, who: AdminDep, services: ServicesDep
     )
 
 
-@router.get("/principals", summary="List principals")
+@router.get("/principals", summary="List principals", responses=raises(NotAuthenticated, Forbidden))
 def list_principals(_who: AdminDep, services: ServicesDep) -> list[PrincipalOut]:
     return [
         PrincipalOut(name=p.name, role=p.role, domain=p.domain, groups=list(p.groups))
@@ -76,6 +85,7 @@ def list_principals(_who: AdminDep, services: ServicesDep) -> list[PrincipalOut]
     "/principals/{name}/tokens",
     status_code=status.HTTP_201_CREATED,
     summary="Issue another token (shown once)",
+    responses=raises(NotAuthenticated, Forbidden, NotFound),
 )
 def create_token(name: str, who: AdminDep, services: ServicesDep) -> TokenCreated:
     with services.db.write() as session:
@@ -83,7 +93,11 @@ def create_token(name: str, who: AdminDep, services: ServicesDep) -> TokenCreate
     return TokenCreated(principal=name, token=token)
 
 
-@router.delete("/principals/{name}/tokens", summary="Revoke every token of a principal")
+@router.delete(
+    "/principals/{name}/tokens",
+    summary="Revoke every token of a principal",
+    responses=raises(NotAuthenticated, Forbidden, NotFound),
+)
 def revoke_tokens(name: str, who: AdminDep, services: ServicesDep) -> TokensRevoked:
     with services.db.write() as session:
         count = services.principals.revoke_tokens(session, actor=who.name, name=name)
