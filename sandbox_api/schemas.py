@@ -303,7 +303,7 @@ class ResultOut(_Out):
     rows: list[list[Any]]
     row_count: int
     result_hash: str
-    report: dict[str, Any] = Field(
+    report: ReleaseReportOut = Field(
         description="the suppression report: what was dropped, merged, rounded, why"
     )
     kind: Kind = Kind.SQL
@@ -313,7 +313,7 @@ class ResultOut(_Out):
         description="a Python job's released object (`summary`, plain data), `printed` output and the "
         "disclosure `report` the checker saw",
     )
-    receipt: dict[str, Any] | None = Field(
+    receipt: ReceiptOut | None = Field(
         default=None,
         description="the signed receipt (also at GET /v1/jobs/{id}/receipt); verify it offline with "
         "`sandbox receipt verify`",
@@ -488,11 +488,21 @@ class ReplayOut(BaseModel):
 # --- keys --------------------------------------------------------------------------------------------
 
 
+class PublishedKeyOut(BaseModel):
+    """One published signing key (``crypto.signing.SigningKeyRecord.to_dict``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kid: str
+    public: str = Field(description="the Ed25519 public key, standard base64")
+    not_before: str
+    not_after: str | None = Field(description="null while the key is current")
+    state: str
+
+
 class SigningKeysOut(BaseModel):
     format: str
-    keys: list[dict[str, Any]] = Field(
-        description="{kid, public (base64), not_before, not_after (null while current), state}"
-    )
+    keys: list[PublishedKeyOut]
 
 
 class SigningKeyRotated(BaseModel):

@@ -64,6 +64,7 @@ def _finish_operation(path: str, method: str, operation: dict[str, Any]) -> None
     generic = responses.get("422", {}).get("content", {}).get("application/json", {}).get("schema", {})
     if generic.get("$ref") == _FASTAPI_VALIDATION:
         del responses["422"]
+    if operation.get("parameters") or "requestBody" in operation:
         shared += INPUT_CODES
     if "{" in path:
         shared.append("not-found")

@@ -7,14 +7,14 @@ wrong and what to do), ``code`` (stable, for programs) and ``findings`` (every r
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Route
+from starlette.routing import BaseRoute, Match, Route
 
 from crypto.errors import CryptoError
 from executors.errors import ExecutionError
@@ -317,10 +317,20 @@ def allowed_methods(request: Request) -> list[str]:
     """Every method some route answers on this path. Starlette's own ``Allow`` names only the first
     route whose path matched, and one path often has a route per method (POST and DELETE of tokens)."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE:
+    for route in flat_routes(request.app.router.routes):
+        if route.matches(request.scope)[0] is not Match.NONE:
             methods |= route.methods or set()
     return sorted(methods)
+
+
+def flat_routes(routes: Iterable[BaseRoute]) -> Iterator[Route]:
+    """Every plain route, also inside included routers (FastAPI keeps those nested)."""
+    for route in routes:
+        if isinstance(route, Route):
+            yield route
+        nested = getattr(route, "original_router", None)
+        if nested is not None:
+            yield from flat_routes(nested.routes)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

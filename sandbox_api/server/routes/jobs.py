@@ -146,6 +146,8 @@ async def get_job(
 @router.get(
     "/{job_id}/result",
     summary="The released table with its suppression report (the owner only)",
+    # Members the gateway did not write stay absent: the receipt signs the report as written.
+    response_model_exclude_unset=True,
     responses=raises(NotAuthenticated, Forbidden, NotFound, JobNotReady),
 )
 def get_result(job_id: str, who: OperatorDep, services: ServicesDep) -> ResultOut:
