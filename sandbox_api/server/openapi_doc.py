@@ -7,7 +7,8 @@ module adds what every route shares and FastAPI cannot know:
   ``application/json``, the type of the route's success answer);
 - FastAPI's generic 422 (``HTTPValidationError``) becomes the problem the gateway really answers
   (``request-invalid``, and the parser's ``input-too-complex`` and ``invalid-text``);
-- a body-carrying route can answer 413 and 415 (the body limits in ``middleware.py``);
+- a body-carrying route can answer 400 (a body that does not parse), 413 and 415 (the body limits in
+  ``middleware.py``);
 - a route with path parameters can answer 404 (a value holding ``/`` routes nowhere);
 
 Routes that take a token say so through the ``bearer`` security scheme (``deps.current_principal``).
@@ -25,7 +26,7 @@ from sandbox_api.server.problems import PROBLEM_JSON, problem_responses
 BODY_METHODS = frozenset({"post", "put", "patch", "delete"})
 # What the request parser and validation answer for any route that takes input.
 INPUT_CODES = ("request-invalid", "input-too-complex", "invalid-text")
-BODY_CODES = ("payload-too-large", "unsupported-media-type")
+BODY_CODES = ("request-malformed", "payload-too-large", "unsupported-media-type")
 _FASTAPI_VALIDATION = "#/components/schemas/HTTPValidationError"
 
 

@@ -51,6 +51,7 @@ STATUS: Mapping[str, int] = {
     "service-unavailable": 503,
     "deployment-not-initialised": 503,
     "request-invalid": 422,
+    "request-malformed": 400,
     "method-not-allowed": 405,
     # policies
     "policy-error": 500,
@@ -140,6 +141,7 @@ ADVICE: Mapping[str, str] = {
     "service-unavailable": "try again later",
     "deployment-not-initialised": "run `sandbox init` on the gateway's state directory",
     "request-invalid": "fix the fields named in `findings` (`fragment` is the field's path)",
+    "request-malformed": "send a body that parses: well-formed JSON (or multipart for uploads)",
     "method-not-allowed": "use one of the methods in the `Allow` header",
     "policy-error": "report it; the policy engine failed",
     "policy-violation": "change the query as `findings` say (each names the rule and what is allowed)",
@@ -356,7 +358,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, f"http-{exc.status_code}")
+        code = {400: "request-malformed", 404: "not-found", 405: "method-not-allowed"}.get(
+            exc.status_code, f"http-{exc.status_code}"
+        )
         detail = "no such endpoint; see /docs" if exc.status_code == 404 else str(exc.detail)
         headers = dict(exc.headers or {})
         if exc.status_code == 405:

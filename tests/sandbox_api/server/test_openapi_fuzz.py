@@ -1,0 +1,119 @@
+"""The gateway answers exactly what its OpenAPI document says, for generated requests (schemathesis).
+
+A live gateway (uvicorn on loopback, over a deployment with real storage, a dataset and an approved
+scope) receives requests generated from the document for every operation, valid and invalid, as an
+admin, a policy officer and an operator. Every answer is checked: no server error, a declared status, a
+declared content type, the declared headers and a body matching the declared schema. A route whose
+answers the document does not describe fails here.
+
+Bounded: a fixed number of examples per operation, derandomised, so a run takes the same time each time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+import uvicorn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import FailureGroup
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.sandbox_api.api_helpers import World
+from tests.sandbox_api.live_gateway import free_port
+
+ROLES = ("admin", "olga", "alice")  # an admin, a policy officer, an operator
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+EXAMPLES = {GenerationMode.POSITIVE: 6, GenerationMode.NEGATIVE: 3}
+# Operations that change the deployment for every later test, whatever the input: fuzzed for their
+# refusals (an id that does not exist), never with the caller's real resources.
+STATE_CHANGING = {"POST /v1/keys/signing/rotate"}
+
+
+@pytest.fixture(scope="module")
+def gateway(api: World) -> Iterator[str]:
+    """The module's deployment served over loopback (its runner already runs in the test client)."""
+    port = free_port()
+    config = uvicorn.Config(api.client.app, host="127.0.0.1", port=port, lifespan="off", log_level="error")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        thread.join(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def schema(api: World) -> Any:
+    return schemathesis.openapi.from_dict(api.client.app.openapi())  # type: ignore[attr-defined]
+
+
+def operations(schema: Any) -> Iterator[Any]:
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if operation.label not in STATE_CHANGING:
+            yield operation
+
+
+def fuzz(operation: Any, mode: GenerationMode, *, url: str, headers: dict[str, str]) -> list[str]:
+    failures: list[str] = []
+
+    @settings(
+        max_examples=EXAMPLES[mode],
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(data=st.data())
+    def run(data: st.DataObject) -> None:
+        case = data.draw(operation.as_strategy(generation_mode=mode))
+        try:
+            case.call_and_validate(base_url=url, headers=headers, checks=CHECKS, timeout=30)
+        except FailureGroup as failure:
+            failures.append(f"{operation.label} ({mode.value}): {str(failure).strip()[:1500]}")
+
+    try:
+        run()
+    except Unsatisfiable:
+        # Nothing about the operation can be invalid (no parameters, no body): no negative case.
+        assert mode is GenerationMode.NEGATIVE, operation.label
+    return failures
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_answer_matches_the_document(api: World, gateway: str, schema: Any, role: str) -> None:
+    failures: list[str] = []
+    for operation in operations(schema):
+        for mode in EXAMPLES:
+            failures += fuzz(operation, mode, url=gateway, headers=api.h(role))
+    assert not failures, f"{len(failures)} answers differ from the document:\n\n" + "\n\n".join(failures)
+
+
+def test_anonymous_callers_get_documented_refusals(gateway: str, schema: Any) -> None:
+    failures: list[str] = []
+    for operation in operations(schema):
+        failures += fuzz(operation, GenerationMode.POSITIVE, url=gateway, headers={})
+    assert not failures, "\n\n".join(failures)
