@@ -21,7 +21,7 @@ from sandbox_api.server.bootstrap import open_audit_log
 from sandbox_api.server.deps import Services
 from sandbox_api.server.docs_pages import install_docs_pages
 from sandbox_api.server.middleware import JsonBodyLimits
-from sandbox_api.server.openapi_doc import install_openapi
+from sandbox_api.server.openapi_doc import install_openapi, operation_id
 from sandbox_api.server.problems import install_problem_handlers
 from sandbox_api.server.routes import ROUTERS
 from sandbox_api.server.runner import JobRunner
@@ -230,6 +230,7 @@ def create_app(
         docs_url=None,  # served offline by docs_pages
         redoc_url=None,
         openapi_url="/openapi.json",
+        generate_unique_id_function=operation_id,
     )
     app.state.services = services
     install_problem_handlers(app)

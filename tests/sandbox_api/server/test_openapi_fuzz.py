@@ -11,13 +11,11 @@ Bounded: a fixed number of examples per operation, derandomised, so a run takes 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
@@ -32,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.sandbox_api.api_helpers import World
-from tests.sandbox_api.live_gateway import free_port
+from tests.sandbox_api.loopback import served
 
 ROLES = ("admin", "olga", "alice")  # an admin, a policy officer, an operator
 CHECKS = [
@@ -50,19 +48,8 @@ STATE_CHANGING = {"POST /v1/keys/signing/rotate"}
 
 @pytest.fixture(scope="module")
 def gateway(api: World) -> Iterator[str]:
-    """The module's deployment served over loopback (its runner already runs in the test client)."""
-    port = free_port()
-    config = uvicorn.Config(api.client.app, host="127.0.0.1", port=port, lifespan="off", log_level="error")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        thread.join(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with served(api.client.app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
