@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import fastapi_offline
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -23,8 +23,8 @@ def install_docs_pages(app: FastAPI, *, openapi_url: str = "/openapi.json") -> N
     """``/docs`` and ``/redoc``, with their assets under ``/docs-assets`` (none of them in the document)."""
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS_DIR), name="docs-assets")
 
-    @app.get("/docs", include_in_schema=False)
-    def swagger_ui() -> HTMLResponse:
+    # Plain routes, as FastAPI's own pages are: not operations of the API.
+    async def swagger_ui(_request: Request) -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url=openapi_url,
             title=f"{app.title} – API",
@@ -33,8 +33,7 @@ def install_docs_pages(app: FastAPI, *, openapi_url: str = "/openapi.json") -> N
             swagger_favicon_url=f"{ASSETS_URL}/favicon.png",
         )
 
-    @app.get("/redoc", include_in_schema=False)
-    def redoc() -> HTMLResponse:
+    async def redoc(_request: Request) -> HTMLResponse:
         return get_redoc_html(
             openapi_url=openapi_url,
             title=f"{app.title} – API reference",
@@ -42,3 +41,6 @@ def install_docs_pages(app: FastAPI, *, openapi_url: str = "/openapi.json") -> N
             redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
             with_google_fonts=False,
         )
+
+    app.add_route("/docs", swagger_ui, include_in_schema=False)
+    app.add_route("/redoc", redoc, include_in_schema=False)
