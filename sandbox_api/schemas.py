@@ -237,6 +237,16 @@ class JobAccepted(_Out):
     mode: Mode = Mode.REAL
 
 
+class JobReviewOut(_Out):
+    """The output review of a withheld job, as its record stands."""
+
+    model_config = ConfigDict(extra="allow")
+
+    required: int = Field(description="distinct output checkers who must release it")
+    decisions: list[DecisionOut]
+    flags: int | None = Field(default=None, description="small cells the disclosure report flagged")
+
+
 class JobOut(_Out):
     job_id: str
     owner: str
@@ -260,11 +270,7 @@ class JobOut(_Out):
     kind: Kind = Kind.SQL
     mode: Mode = Mode.REAL
     code: str | None = Field(default=None, description="a Python job's code")
-    review: dict[str, Any] | None = Field(
-        default=None,
-        description="output review of a withheld job: "
-        "{required, decisions: [{checker, decision, reason, at}], flags}",
-    )
+    review: JobReviewOut | None = Field(default=None, description="output review of a withheld job")
 
 
 class JobList(_Out):

@@ -31,6 +31,12 @@ BODY_CODES = ("request-malformed", "payload-too-large", "unsupported-media-type"
 _FASTAPI_VALIDATION = "#/components/schemas/HTTPValidationError"
 
 
+def link(operation: str, **parameters: str) -> dict[str, Any]:
+    """An OpenAPI link: how a value of this answer feeds the next call (generated clients and the
+    stateful fuzzer follow them), e.g. ``link("get_job", job_id="$response.body#/job_id")``."""
+    return {"operationId": operation, "parameters": parameters}
+
+
 def operation_id(route: APIRoute) -> str:
     """The handler's name (``submit_job``): what a generated client calls the method."""
     return route.name

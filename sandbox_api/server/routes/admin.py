@@ -16,9 +16,13 @@ from sandbox_api.schemas import (
     TokensRevoked,
 )
 from sandbox_api.server.deps import AdminDep, PrincipalDep, ServicesDep
+from sandbox_api.server.openapi_doc import link
 from sandbox_api.server.problems import raises
 
 router = APIRouter(prefix="/v1", tags=["admin"])
+
+# What a new principal leads to (OpenAPI links).
+TOKEN_LINKS = (("CreateToken", "create_token"), ("RevokeTokens", "revoke_tokens"))
 
 
 @router.post(
@@ -58,7 +62,14 @@ def rotate_domain_key(name: str, who: AdminDep, services: ServicesDep) -> KeyRot
     "/principals",
     status_code=status.HTTP_201_CREATED,
     summary="Create a principal; the answer holds its first token (shown once)",
-    responses=raises(NotAuthenticated, Forbidden, Conflict, InvalidInput, NotFound),
+    responses={
+        **raises(NotAuthenticated, Forbidden, Conflict, InvalidInput, NotFound),
+        201: {
+            "links": {
+                name: link(target, name="$response.body#/principal/name") for name, target in TOKEN_LINKS
+            }
+        },
+    },
 )
 def create_principal(body: PrincipalCreate, who: AdminDep, services: ServicesDep) -> PrincipalCreated:
     with services.db.write() as session:

@@ -29,6 +29,7 @@ from sandbox_api.roles import Role
 from sandbox_api.schemas import DatasetCreate, DatasetOut, VersionOut, VersionStored
 from sandbox_api.server.auth import Principal
 from sandbox_api.server.deps import CatalogReaderDep, Services, ServicesDep, StewardDep, deny
+from sandbox_api.server.openapi_doc import link
 from sandbox_api.server.problems import raises
 from sandbox_api.server.services.catalog import DatasetView, VersionView
 from sandbox_api.server.services.ingest import UploadedFile
@@ -104,7 +105,16 @@ def _visible(services: Services, who: Principal) -> set[str] | None:
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Declare a dataset in the steward's domain",
-    responses=raises(NotAuthenticated, Forbidden, Conflict, InvalidInput, NotFound),
+    responses={
+        **raises(NotAuthenticated, Forbidden, Conflict, InvalidInput, NotFound),
+        201: {
+            "links": {
+                "GetDataset": link(
+                    "get_dataset", domain="$response.body#/domain", name="$response.body#/name"
+                )
+            }
+        },
+    },
 )
 def create_dataset(
     body: DatasetCreate, request: Request, who: StewardDep, services: ServicesDep

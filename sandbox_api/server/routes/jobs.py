@@ -34,11 +34,16 @@ from sandbox_api.schemas import (
     ResultOut,
 )
 from sandbox_api.server.deps import JobCancellerDep, JobReaderDep, OperatorDep, ServicesDep
+from sandbox_api.server.openapi_doc import link
 from sandbox_api.server.problems import raises
 from sandbox_api.server.services.job_kinds import finding_dicts
 from sandbox_api.server.services.jobs import JobView
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+# What a submitted job's id leads to (OpenAPI links).
+JOB_ID = "$response.body#/job_id"
+JOB_LINKS = (("GetJob", "get_job"), ("GetResult", "get_result"), ("CancelJob", "cancel_job"))
 
 
 def job_out(view: JobView) -> JobOut:
@@ -81,18 +86,21 @@ def check_job(body: JobRequest, who: OperatorDep, services: ServicesDep) -> Chec
     status_code=status.HTTP_202_ACCEPTED,
     summary="Submit a job: stored before the answer; 202 queued, or 422 rejected with every finding",
     # job-rejected (422) carries `job_id` and `findings`; queue-full and quota-exceeded (429) `Retry-After`.
-    responses=raises(
-        NotAuthenticated,
-        Forbidden,
-        NotFound,
-        InvalidInput,
-        ScopeNotActive,
-        ScopeExpired,
-        ScopeInconsistent,
-        JobRejected,
-        QueueFull,
-        QuotaExceeded,
-    ),
+    responses={
+        **raises(
+            NotAuthenticated,
+            Forbidden,
+            NotFound,
+            InvalidInput,
+            ScopeNotActive,
+            ScopeExpired,
+            ScopeInconsistent,
+            JobRejected,
+            QueueFull,
+            QuotaExceeded,
+        ),
+        202: {"links": {name: link(target, job_id=JOB_ID) for name, target in JOB_LINKS}},
+    },
 )
 def submit_job(body: JobRequest, who: OperatorDep, services: ServicesDep) -> JobAccepted:
     view = services.jobs.submit(

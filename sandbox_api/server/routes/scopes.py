@@ -19,10 +19,19 @@ from sandbox_api.errors import (
 from sandbox_api.roles import Role
 from sandbox_api.schemas import Decision, ScopeCreate, ScopeCreated, ScopeOut, ScopeVersionOut
 from sandbox_api.server.deps import OfficerDep, ScopeReaderDep, ServicesDep
+from sandbox_api.server.openapi_doc import link
 from sandbox_api.server.problems import raises
 from sandbox_api.server.services.scopes import ScopeVersionView
 
 router = APIRouter(prefix="/v1/scopes", tags=["scopes"])
+
+# What a proposed version leads to (OpenAPI links).
+VERSION = {"name": "$response.body#/version/name", "version_id": "$response.body#/version/version_id"}
+VERSION_LINKS = (
+    ("ApproveScope", "approve_scope"),
+    ("RejectScope", "reject_scope"),
+    ("RevokeScope", "revoke_scope"),
+)
 
 
 def version_out(view: ScopeVersionView) -> ScopeVersionOut:
@@ -45,6 +54,7 @@ def grouped(views: list[ScopeVersionView]) -> list[ScopeOut]:
     responses={
         **raises(NotAuthenticated, Forbidden, Conflict, InvalidInput, ScopeInvalid, UnknownReference),
         200: {"description": "this exact version already existed", "model": ScopeCreated},
+        201: {"links": {name: link(target, **VERSION) for name, target in VERSION_LINKS}},
     },
 )
 def create_scope(

@@ -43,7 +43,6 @@ FREE_FORM: dict[str, str] = {
     "AuditEventOut.details": "each event kind records its own details",
     "CheckOut.dp": "the mechanism's own report; its members depend on the mechanism",
     "ColumnOut.domain": "the declared value domain: categories or a range (docs/design.md §3)",
-    "JobOut.review": "the review record of a withheld job, as the checkers wrote it",
     "MismatchOut.expected": "a replayed field's value: any JSON value",
     "MismatchOut.actual": "a replayed field's value: any JSON value",
     "ReceiptOut.scope": "signed: kept exactly as the gateway signed it",

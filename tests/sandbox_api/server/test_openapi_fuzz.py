@@ -99,6 +99,31 @@ def test_every_answer_matches_the_document(api: World, gateway: str, schema: Any
     assert not failures, f"{len(failures)} answers differ from the document:\n\n" + "\n\n".join(failures)
 
 
+@pytest.mark.parametrize("role", ["olga", "alice"])
+def test_linked_calls_answer_what_the_document_says(api: World, gateway: str, schema: Any, role: str) -> None:
+    """Sequences that follow the document's links: propose a scope and approve, reject or revoke it (a
+    policy officer); submit a job and read it, its result, or cancel it (an operator)."""
+    headers = api.h(role)
+
+    class Linked(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"base_url": gateway, "headers": headers, "timeout": 30}
+
+        def validate_response(self, response: Any, case: Any, *_args: Any, **_kwargs: Any) -> None:
+            case.validate_response(response, checks=CHECKS, headers=headers)
+
+    Linked.run(
+        settings=settings(
+            max_examples=8,
+            stateful_step_count=4,
+            derandomize=True,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+
+
 def test_anonymous_callers_get_documented_refusals(gateway: str, schema: Any) -> None:
     failures: list[str] = []
     for operation in operations(schema):
