@@ -61,10 +61,10 @@ def install_openapi(app: FastAPI) -> None:
 
 
 def finish(document: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI's document with the shared problem answers added to every operation (in place)."""
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
-            if method in BODY_METHODS or method == "get":
-                _finish_operation(path, method, operation)
+            _finish_operation(path, method, operation)
     schemas = document.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)

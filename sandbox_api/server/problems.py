@@ -202,7 +202,7 @@ def raises(*errors: type[Exception]) -> dict[int | str, dict[str, Any]]:
 
 
 def code_of(error: type[Exception]) -> str:
-    code = vars(error).get("code")
+    code = getattr(error, "code", None)
     if not isinstance(code, str) or code not in STATUS:
         raise TypeError(f"{error.__qualname__} has no `code` with a status in problems.STATUS")
     return code
