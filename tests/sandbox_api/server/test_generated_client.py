@@ -56,8 +56,11 @@ def generated(api: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.fixture(scope="module")
 def client(api: World, generated: ModuleType) -> Iterator[Any]:
-    with served(api.client.app) as url:
-        yield generated.AuthenticatedClient(base_url=url, token=api.tokens["alice"])
+    with (
+        served(api.client.app) as url,
+        generated.AuthenticatedClient(base_url=url, token=api.tokens["alice"]) as client,
+    ):
+        yield client
 
 
 def module(name: str) -> Any:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -56,6 +57,13 @@ def gateway(api: World) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def session() -> Iterator[requests.Session]:
+    """One connection pool for every call, closed at the end (no socket left to the collector)."""
+    with requests.Session() as pool:
+        yield pool
+
+
+@pytest.fixture(scope="module")
 def schema(api: World) -> Any:
     return schemathesis.openapi.from_dict(api.client.app.openapi())  # type: ignore[attr-defined]
 
@@ -67,7 +75,9 @@ def operations(schema: Any) -> Iterator[Any]:
             yield operation
 
 
-def fuzz(operation: Any, mode: GenerationMode, *, url: str, headers: dict[str, str]) -> list[str]:
+def fuzz(
+    operation: Any, mode: GenerationMode, *, url: str, headers: dict[str, str], session: requests.Session
+) -> list[str]:
     failures: list[str] = []
 
     @settings(
@@ -81,7 +91,7 @@ def fuzz(operation: Any, mode: GenerationMode, *, url: str, headers: dict[str, s
     def run(data: st.DataObject) -> None:
         case = data.draw(operation.as_strategy(generation_mode=mode))
         try:
-            case.call_and_validate(base_url=url, headers=headers, checks=CHECKS, timeout=30)
+            case.call_and_validate(base_url=url, session=session, headers=headers, checks=CHECKS, timeout=30)
         except FailureGroup as failure:
             failures.append(f"{operation.label} ({mode.value}): {str(failure).strip()[:1500]}")
 
@@ -94,23 +104,27 @@ def fuzz(operation: Any, mode: GenerationMode, *, url: str, headers: dict[str, s
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_every_answer_matches_the_document(api: World, gateway: str, schema: Any, role: str) -> None:
+def test_every_answer_matches_the_document(
+    api: World, gateway: str, schema: Any, session: requests.Session, role: str
+) -> None:
     failures: list[str] = []
     for operation in operations(schema):
         for mode in EXAMPLES:
-            failures += fuzz(operation, mode, url=gateway, headers=api.h(role))
+            failures += fuzz(operation, mode, url=gateway, headers=api.h(role), session=session)
     assert not failures, f"{len(failures)} answers differ from the document:\n\n" + "\n\n".join(failures)
 
 
 @pytest.mark.parametrize("role", ["olga", "alice"])
-def test_linked_calls_answer_what_the_document_says(api: World, gateway: str, schema: Any, role: str) -> None:
+def test_linked_calls_answer_what_the_document_says(
+    api: World, gateway: str, schema: Any, session: requests.Session, role: str
+) -> None:
     """Sequences that follow the document's links: propose a scope and approve, reject or revoke it (a
     policy officer); submit a job and read it, its result, or cancel it (an operator)."""
     headers = api.h(role)
 
     class Linked(schema.as_state_machine()):  # type: ignore[misc]
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
-            return {"base_url": gateway, "headers": headers, "timeout": 30}
+            return {"base_url": gateway, "session": session, "headers": headers, "timeout": 30}
 
         def validate_response(self, response: Any, case: Any, *_args: Any, **_kwargs: Any) -> None:
             case.validate_response(response, checks=CHECKS, headers=headers)
@@ -127,8 +141,10 @@ def test_linked_calls_answer_what_the_document_says(api: World, gateway: str, sc
     )
 
 
-def test_anonymous_callers_get_documented_refusals(gateway: str, schema: Any) -> None:
+def test_anonymous_callers_get_documented_refusals(
+    gateway: str, schema: Any, session: requests.Session
+) -> None:
     failures: list[str] = []
     for operation in operations(schema):
-        failures += fuzz(operation, GenerationMode.POSITIVE, url=gateway, headers={})
+        failures += fuzz(operation, GenerationMode.POSITIVE, url=gateway, headers={}, session=session)
     assert not failures, "\n\n".join(failures)
