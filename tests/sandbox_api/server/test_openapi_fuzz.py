@@ -7,6 +7,11 @@ declared content type, the declared headers and a body matching the declared sch
 answers the document does not describe fails here.
 
 Bounded: a fixed number of examples per operation, derandomised, so a run takes the same time each time.
+
+Not yet on: schemathesis's ``positive_data_acceptance`` (every schema-valid request is accepted). Some
+rules are checked by the service, not written in the schema: the characters of domain, principal and
+group names, and "a SQL job has `sql`, a Python job `code`". Invalid requests must be refused
+(``negative_data_rejection`` is on).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -43,6 +49,7 @@ CHECKS = [
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
+    negative_data_rejection,
 ]
 EXAMPLES = {GenerationMode.POSITIVE: 5, GenerationMode.NEGATIVE: 2}
 # Left out: it takes no input, so every admin call would start a new signing key (test_keys.py covers
