@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -11,6 +11,11 @@ from sandbox_api.roles import Role
 
 # The longest long-poll a client may ask for (``GET /v1/jobs/{id}?wait=``), in seconds.
 JOB_WAIT_MAX_S = 30
+
+# Names of domains, principals, groups and datasets. Written into the OpenAPI document so that clients
+# can check a name before sending it; the service checks it (and says what is allowed when it is not).
+NAME_REGEX = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+_NAME: dict[str, Any] = {"pattern": NAME_REGEX}
 
 
 class _In(BaseModel):
@@ -23,20 +28,20 @@ class _Out(BaseModel):
 
 # --- requests --------------------------------------------------------------------------------------
 class DomainCreate(_In):
-    name: str = Field(examples=["health-bureau"])
+    name: str = Field(examples=["health-bureau"], json_schema_extra=_NAME)
     description: str = Field(default="", max_length=2000)
 
 
 class PrincipalCreate(_In):
-    name: str = Field(examples=["alice"])
+    name: str = Field(examples=["alice"], json_schema_extra=_NAME)
     role: Role
     domain: str | None = Field(default=None, description="required for stewards, forbidden otherwise")
-    groups: list[str] = Field(default_factory=list, max_length=64)
+    groups: list[Annotated[str, Field(json_schema_extra=_NAME)]] = Field(default_factory=list, max_length=64)
 
 
 class DatasetCreate(_In):
     domain: str
-    name: str = Field(examples=["citizens"])
+    name: str = Field(examples=["citizens"], json_schema_extra=_NAME)
     description: str = Field(default="", max_length=2000)
 
 

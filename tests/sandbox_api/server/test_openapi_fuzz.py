@@ -8,10 +8,10 @@ answers the document does not describe fails here.
 
 Bounded: a fixed number of examples per operation, derandomised, so a run takes the same time each time.
 
-Not yet on: schemathesis's ``positive_data_acceptance`` (every schema-valid request is accepted). Some
-rules are checked by the service, not written in the schema: the characters of domain, principal and
-group names, and "a SQL job has `sql`, a Python job `code`". Invalid requests must be refused
-(``negative_data_rejection`` is on).
+Off on purpose: schemathesis's ``positive_data_acceptance`` (every schema-valid request is accepted). A
+schema-valid SQL query or scope document can still break the policy, and the documented answer to that
+is a 422 with findings (``job-rejected``, ``scope-invalid``); so is a request that names both or neither
+of ``sql`` and ``code``. Invalid requests must be refused (``negative_data_rejection`` is on).
 """
 
 from __future__ import annotations
