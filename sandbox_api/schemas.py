@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -12,6 +12,11 @@ from sandbox_api.roles import Role
 
 # The longest long-poll a client may ask for (``GET /v1/jobs/{id}?wait=``), in seconds.
 JOB_WAIT_MAX_S = 30
+
+# Names of domains, principals, groups and datasets. Written into the OpenAPI document so that clients
+# can check a name before sending it; the service checks it (and says what is allowed when it is not).
+NAME_REGEX = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+_NAME: dict[str, Any] = {"pattern": NAME_REGEX}
 
 
 class _In(BaseModel):
@@ -24,12 +29,12 @@ class _Out(BaseModel):
 
 # --- requests --------------------------------------------------------------------------------------
 class DomainCreate(_In):
-    name: str = Field(examples=["health-bureau"])
+    name: str = Field(examples=["health-bureau"], json_schema_extra=_NAME)
     description: str = Field(default="", max_length=2000)
 
 
 class PrincipalCreate(_In):
-    name: str = Field(examples=["alice"])
+    name: str = Field(examples=["alice"], json_schema_extra=_NAME)
     role: Role
     domain: str | None = Field(
         default=None,
@@ -38,7 +43,7 @@ class PrincipalCreate(_In):
             "administrators manage them), forbidden otherwise"
         ),
     )
-    groups: list[str] = Field(default_factory=list, max_length=64)
+    groups: list[Annotated[str, Field(json_schema_extra=_NAME)]] = Field(default_factory=list, max_length=64)
 
 
 class TokenCreate(_In):
@@ -50,7 +55,7 @@ class TokenCreate(_In):
 
 class DatasetCreate(_In):
     domain: str
-    name: str = Field(examples=["citizens"])
+    name: str = Field(examples=["citizens"], json_schema_extra=_NAME)
     description: str = Field(default="", max_length=2000)
 
 
@@ -236,6 +241,27 @@ class FindingOut(_Out):
     fragment: str = ""
 
 
+class ProblemOut(_Out):
+    """An error, as ``application/problem+json`` (RFC 9457): ``code`` is stable and is what a program
+    should branch on; ``detail`` says what went wrong and what to do; ``findings`` lists every reason.
+    Routes add members (``job_id`` and ``state`` of a stored, rejected job; ``retry_after`` seconds beside
+    the ``Retry-After`` header); unknown members may appear and should be ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="urn:sandbox:<code>", examples=["urn:sandbox:not-found"])
+    title: str = Field(description="the HTTP status in words")
+    status: int = Field(description="the HTTP status, repeated")
+    detail: str = Field(description="what went wrong and what to do, for a person")
+    code: str = Field(description="stable, for programs (see docs/api.md)", examples=["not-found"])
+    findings: list[FindingOut] = Field(description="every reason, not the first")
+    job_id: str | None = Field(default=None, description="job-rejected: the stored, rejected job")
+    state: str | None = Field(default=None, description="job-rejected: the job's state (rejected)")
+    retry_after: int | None = Field(
+        default=None, description="queue-full, quota-exceeded: seconds to wait (also the Retry-After header)"
+    )
+
+
 class CheckOut(_Out):
     allowed: bool
     findings: list[FindingOut]
@@ -262,6 +288,16 @@ class JobAccepted(_Out):
     mode: Mode = Mode.REAL
 
 
+class JobReviewOut(_Out):
+    """The output review of a withheld job, as its record stands."""
+
+    model_config = ConfigDict(extra="allow")
+
+    required: int = Field(description="distinct output checkers who must release it")
+    decisions: list[DecisionOut]
+    flags: int | None = Field(default=None, description="small cells the disclosure report flagged")
+
+
 class JobOut(_Out):
     job_id: str
     owner: str
@@ -285,11 +321,7 @@ class JobOut(_Out):
     kind: Kind = Kind.SQL
     mode: Mode = Mode.REAL
     code: str | None = Field(default=None, description="a Python job's code")
-    review: dict[str, Any] | None = Field(
-        default=None,
-        description="output review of a withheld job: "
-        "{required, decisions: [{checker, decision, reason, at}], flags}",
-    )
+    review: JobReviewOut | None = Field(default=None, description="output review of a withheld job")
 
 
 class JobList(_Out):
@@ -328,7 +360,7 @@ class ResultOut(_Out):
     rows: list[list[Any]]
     row_count: int
     result_hash: str
-    report: dict[str, Any] = Field(
+    report: ReleaseReportOut = Field(
         description="the suppression report: what was dropped, merged, rounded, why"
     )
     kind: Kind = Kind.SQL
@@ -338,7 +370,7 @@ class ResultOut(_Out):
         description="a Python job's released object (`summary`, plain data), `printed` output and the "
         "disclosure `report` the checker saw",
     )
-    receipt: dict[str, Any] | None = Field(
+    receipt: ReceiptOut | None = Field(
         default=None,
         description="the signed receipt (also at GET /v1/jobs/{id}/receipt); verify it offline with "
         "`sandbox receipt verify`",
@@ -515,11 +547,21 @@ class ReplayOut(BaseModel):
 # --- keys --------------------------------------------------------------------------------------------
 
 
+class PublishedKeyOut(BaseModel):
+    """One published signing key (``crypto.signing.SigningKeyRecord.to_dict``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kid: str
+    public: str = Field(description="the Ed25519 public key, standard base64")
+    not_before: str
+    not_after: str | None = Field(description="null while the key is current")
+    state: str
+
+
 class SigningKeysOut(BaseModel):
     format: str
-    keys: list[dict[str, Any]] = Field(
-        description="{kid, public (base64), not_before, not_after (null while current), state}"
-    )
+    keys: list[PublishedKeyOut]
 
 
 class SigningKeyRotated(BaseModel):

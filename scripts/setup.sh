@@ -19,3 +19,9 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+# The client generator runs in its own environment: it pins typer below the CLI's version.
+if [ ! -x .venv-codegen/bin/python ] || too_old .venv-codegen/bin/python; then
+    rm -rf .venv-codegen
+    "$PYTHON" -m venv .venv-codegen
+fi
+.venv-codegen/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-codegen.lock

@@ -20,7 +20,9 @@ from sandbox_api.errors import DeploymentNotInitialised
 from sandbox_api.server.app_info import app_version
 from sandbox_api.server.bootstrap import open_audit_log
 from sandbox_api.server.deps import Services
+from sandbox_api.server.docs_pages import install_docs_pages
 from sandbox_api.server.middleware import JsonBodyLimits
+from sandbox_api.server.openapi_doc import install_openapi, operation_id
 from sandbox_api.server.problems import install_problem_handlers
 from sandbox_api.server.routes import ROUTERS
 from sandbox_api.server.runner import JobRunner
@@ -48,7 +50,8 @@ officers approve; only results that pass the disclosure checks come out, and eve
 hash-chained audit event.
 
 Authenticate with `Authorization: Bearer <token>`. Errors are `application/problem+json` with a stable
-`code`, a `detail` that says what to do, and every `finding`.
+`code`, a `detail` that says what to do, and every `finding`; each operation lists the codes it can
+answer (`x-codes`), and docs/api.md says what a client should do with each.
 """
 
 
@@ -234,11 +237,15 @@ def create_app(
         version=app_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served offline by docs_pages
+        redoc_url=None,
         openapi_url="/openapi.json",
+        generate_unique_id_function=operation_id,
     )
     app.state.services = services
     install_problem_handlers(app)
+    install_openapi(app)
+    install_docs_pages(app)
     app.add_middleware(JsonBodyLimits, max_bytes=settings.max_request_bytes)
     for router in ROUTERS:
         app.include_router(router)

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from crypto.keyring import LocalKeyring
 from sandbox_api.clock import Clock
@@ -53,12 +54,17 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+# Declares the bearer scheme in the OpenAPI document (generated clients send the token); the header
+# itself is read below, so that a missing or malformed one is audited and answered as a problem.
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="a token an admin issued (sbx_…)")
+
+
 def current_principal(
     request: Request,
     services: ServicesDep,
-    authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
 ) -> Principal:
-    token = parse_bearer(authorization)
+    token = parse_bearer(request.headers.get("authorization"))
     try:
         if token is None:
             raise NotAuthenticated("send `Authorization: Bearer <token>`; an admin issues tokens")

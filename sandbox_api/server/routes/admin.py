@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Request, status
 
+from sandbox_api.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, NotFound
 from sandbox_api.roles import Role
 from sandbox_api.schemas import (
     DomainCreate,
@@ -23,12 +24,26 @@ from sandbox_api.schemas import (
 from sandbox_api.server import admin_scope
 from sandbox_api.server.auth import Principal
 from sandbox_api.server.deps import AdminDep, PrincipalDep, PrincipalManagerDep, Services, ServicesDep, deny
+from sandbox_api.server.openapi_doc import link
+from sandbox_api.server.problems import raises
 from sandbox_api.server.services.principals import PrincipalRecord, TokenInfo
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 
+# What a new principal leads to (OpenAPI links).
+TOKEN_LINKS = (
+    ("CreateToken", "create_token"),
+    ("ListTokens", "list_tokens"),
+    ("RevokeTokens", "revoke_tokens"),
+)
 
-@router.post("/domains", status_code=status.HTTP_201_CREATED, summary="Create a domain (and its key)")
+
+@router.post(
+    "/domains",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a domain (and its key)",
+    responses=raises(NotAuthenticated, Forbidden, Conflict, InvalidInput),
+)
 def create_domain(body: DomainCreate, who: AdminDep, services: ServicesDep) -> DomainOut:
     with services.db.write() as session:
         domain = services.principals.create_domain(
@@ -37,7 +52,7 @@ def create_domain(body: DomainCreate, who: AdminDep, services: ServicesDep) -> D
     return DomainOut(name=domain.name, description=domain.description, kek_id=domain.kek_id)
 
 
-@router.get("/domains", summary="List domains")
+@router.get("/domains", summary="List domains", responses=raises(NotAuthenticated))
 def list_domains(_who: PrincipalDep, services: ServicesDep) -> list[DomainOut]:
     return [
         DomainOut(name=d.name, description=d.description, kek_id=d.kek_id)
@@ -48,6 +63,7 @@ def list_domains(_who: PrincipalDep, services: ServicesDep) -> list[DomainOut]:
 @router.post(
     "/domains/{name}/keys/rotate",
     summary="Rotate the domain's key-encryption key; data keys are re-wrapped, data is untouched",
+    responses=raises(NotAuthenticated, Forbidden, NotFound),
 )
 def rotate_domain_key(name: str, who: AdminDep, services: ServicesDep) -> KeyRotated:
     with services.db.write() as session:
@@ -91,6 +107,14 @@ def _managed(services: Services, request: Request, who: Principal, name: str) ->
     "/principals",
     status_code=status.HTTP_201_CREATED,
     summary="Create a principal; the answer holds its first token (shown once)",
+    responses={
+        **raises(NotAuthenticated, Forbidden, Conflict, InvalidInput, NotFound),
+        201: {
+            "links": {
+                name: link(target, name="$response.body#/principal/name") for name, target in TOKEN_LINKS
+            }
+        },
+    },
 )
 def create_principal(
     body: PrincipalCreate, request: Request, who: PrincipalManagerDep, services: ServicesDep
@@ -115,7 +139,11 @@ def create_principal(
     )
 
 
-@router.get("/principals", summary="List principals (a domain administrator sees their domain's)")
+@router.get(
+    "/principals",
+    summary="List principals (a domain administrator sees their domain's)",
+    responses=raises(NotAuthenticated, Forbidden),
+)
 def list_principals(who: PrincipalManagerDep, services: ServicesDep) -> list[PrincipalOut]:
     if who.role is Role.ADMIN:
         records = services.principals.list_principals()
@@ -132,6 +160,7 @@ def list_principals(who: PrincipalManagerDep, services: ServicesDep) -> list[Pri
     "/principals/{name}/tokens",
     status_code=status.HTTP_201_CREATED,
     summary="Issue another token (shown once) with its expiry",
+    responses=raises(NotAuthenticated, Forbidden, NotFound, InvalidInput),
 )
 def create_token(
     name: str,
@@ -152,7 +181,11 @@ def create_token(
     )
 
 
-@router.get("/principals/{name}/tokens", summary="List a principal's tokens (ids and dates, never secrets)")
+@router.get(
+    "/principals/{name}/tokens",
+    summary="List a principal's tokens (ids and dates, never secrets)",
+    responses=raises(NotAuthenticated, Forbidden, NotFound),
+)
 def list_tokens(
     name: str, request: Request, who: PrincipalManagerDep, services: ServicesDep
 ) -> list[TokenOut]:
@@ -160,7 +193,11 @@ def list_tokens(
     return [_token_out(t) for t in services.principals.list_tokens(name)]
 
 
-@router.delete("/principals/{name}/tokens", summary="Revoke every token of a principal")
+@router.delete(
+    "/principals/{name}/tokens",
+    summary="Revoke every token of a principal",
+    responses=raises(NotAuthenticated, Forbidden, NotFound),
+)
 def revoke_tokens(
     name: str, request: Request, who: PrincipalManagerDep, services: ServicesDep
 ) -> TokensRevoked:
@@ -170,7 +207,11 @@ def revoke_tokens(
     return TokensRevoked(principal=name, revoked=count)
 
 
-@router.delete("/principals/{name}/tokens/{token_id}", summary="Revoke one token by its id")
+@router.delete(
+    "/principals/{name}/tokens/{token_id}",
+    summary="Revoke one token by its id",
+    responses=raises(NotAuthenticated, Forbidden, NotFound),
+)
 def revoke_token(
     name: str, token_id: str, request: Request, who: PrincipalManagerDep, services: ServicesDep
 ) -> TokenOut:
@@ -183,6 +224,7 @@ def revoke_token(
 @router.post(
     "/principals/{name}/disable",
     summary="Disable a principal: no token of it works; its queued jobs are cancelled, running ones stopped",
+    responses=raises(NotAuthenticated, Forbidden, NotFound, Conflict),
 )
 def disable_principal(
     name: str, request: Request, who: PrincipalManagerDep, services: ServicesDep
@@ -198,7 +240,11 @@ def disable_principal(
     )
 
 
-@router.post("/principals/{name}/enable", summary="Enable a disabled principal: its live tokens work again")
+@router.post(
+    "/principals/{name}/enable",
+    summary="Enable a disabled principal: its live tokens work again",
+    responses=raises(NotAuthenticated, Forbidden, NotFound, Conflict),
+)
 def enable_principal(
     name: str, request: Request, who: PrincipalManagerDep, services: ServicesDep
 ) -> PrincipalStatus:

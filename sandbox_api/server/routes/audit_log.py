@@ -11,8 +11,10 @@ from fastapi.responses import StreamingResponse
 
 from crypto.audit import AuditEntry
 from sandbox_api.clock import iso
+from sandbox_api.errors import Forbidden, NotAuthenticated
 from sandbox_api.schemas import AuditEventOut, AuditHeadOut, AuditPage, CheckpointOut, SigningKeyOut
 from sandbox_api.server.deps import AuditorDep, ServicesDep
+from sandbox_api.server.problems import raises
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -30,7 +32,11 @@ def event_out(entry: AuditEntry) -> AuditEventOut:
     )
 
 
-@router.get("/events", summary="Audit events, oldest first, after `since_seq`")
+@router.get(
+    "/events",
+    summary="Audit events, oldest first, after `since_seq`",
+    responses=raises(NotAuthenticated, Forbidden),
+)
 def list_events(
     who: AuditorDep,
     services: ServicesDep,
@@ -55,7 +61,7 @@ def list_events(
     "/export",
     summary="The whole chain as JSON Lines (one canonical event per line), streamed",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/x-ndjson": {}}}},
+    responses={**raises(NotAuthenticated, Forbidden), 200: {"content": {"application/x-ndjson": {}}}},
 )
 def export_events(who: AuditorDep, services: ServicesDep) -> StreamingResponse:
     # The export's own audit event comes first, so the exported chain contains it.
@@ -72,7 +78,11 @@ def export_events(who: AuditorDep, services: ServicesDep) -> StreamingResponse:
     )
 
 
-@router.get("/head", summary="The chain head, signed now: keep a copy elsewhere to detect truncation")
+@router.get(
+    "/head",
+    summary="The chain head, signed now: keep a copy elsewhere to detect truncation",
+    responses=raises(NotAuthenticated, Forbidden),
+)
 def audit_head(who: AuditorDep, services: ServicesDep) -> AuditHeadOut:
     services.audit.record(event="audit.read", actor=who.name, details={"what": "head"})
     head = services.audit.head()

@@ -14,12 +14,23 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from sandbox_api.errors import InvalidUpload, NotFound, PayloadTooLarge, UnsupportedMediaType
+from sandbox_api.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    InvalidUpload,
+    NotAuthenticated,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from sandbox_api.manifest import Manifest
 from sandbox_api.roles import Role
 from sandbox_api.schemas import DatasetCreate, DatasetOut, VersionOut, VersionStored
 from sandbox_api.server.auth import Principal
 from sandbox_api.server.deps import CatalogReaderDep, Services, ServicesDep, StewardDep, deny
+from sandbox_api.server.openapi_doc import link
+from sandbox_api.server.problems import raises
 from sandbox_api.server.services.catalog import DatasetView, VersionView
 from sandbox_api.server.services.ingest import UploadedFile
 from sandbox_api.server.services.scopes import parse_stored_view
@@ -90,7 +101,21 @@ def _visible(services: Services, who: Principal) -> set[str] | None:
     return None
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Declare a dataset in the steward's domain")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Declare a dataset in the steward's domain",
+    responses={
+        **raises(NotAuthenticated, Forbidden, Conflict, InvalidInput, NotFound),
+        201: {
+            "links": {
+                "GetDataset": link(
+                    "get_dataset", domain="$response.body#/domain", name="$response.body#/name"
+                )
+            }
+        },
+    },
+)
 def create_dataset(
     body: DatasetCreate, request: Request, who: StewardDep, services: ServicesDep
 ) -> DatasetOut:
@@ -102,7 +127,11 @@ def create_dataset(
     return dataset_out(view)
 
 
-@router.get("", summary="List datasets: schemas, classes, versions, row counts (never rows)")
+@router.get(
+    "",
+    summary="List datasets: schemas, classes, versions, row counts (never rows)",
+    responses=raises(NotAuthenticated, Forbidden),
+)
 def list_datasets(who: CatalogReaderDep, services: ServicesDep) -> list[DatasetOut]:
     domain = who.domain if who.role is Role.STEWARD else None
     views = services.catalog.list_datasets(domain=domain)
@@ -110,7 +139,11 @@ def list_datasets(who: CatalogReaderDep, services: ServicesDep) -> list[DatasetO
     return [dataset_out(v) for v in views if visible is None or v.ref in visible]
 
 
-@router.get("/{domain}/{name}", summary="One dataset: schema, classes, versions, row counts (never rows)")
+@router.get(
+    "/{domain}/{name}",
+    summary="One dataset: schema, classes, versions, row counts (never rows)",
+    responses=raises(NotAuthenticated, Forbidden, NotFound),
+)
 def get_dataset(
     domain: str, name: str, request: Request, who: CatalogReaderDep, services: ServicesDep
 ) -> DatasetOut:
@@ -132,7 +165,18 @@ def get_dataset(
     "Bodies above `max_upload_mb` are refused with 413 while streaming; files that do not parse or do not "
     "match the manifest are refused with 422 and nothing is stored.",
     openapi_extra=UPLOAD_BODY,
-    responses={200: {"description": "identical content was already stored", "model": VersionStored}},
+    responses={
+        **raises(
+            NotAuthenticated,
+            Forbidden,
+            NotFound,
+            Conflict,
+            InvalidUpload,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+        ),
+        200: {"description": "identical content was already stored", "model": VersionStored},
+    },
 )
 async def upload_version(
     domain: str, name: str, request: Request, response: Response, who: StewardDep, services: ServicesDep
@@ -225,6 +269,7 @@ def _manifest(values: list[Any]) -> Manifest:
 @router.post(
     "/{domain}/{name}/versions/{version}/retire",
     summary="Retire a version: new jobs no longer read it",
+    responses=raises(NotAuthenticated, Forbidden, NotFound, Conflict),
 )
 def retire_version(
     domain: str, name: str, version: str, request: Request, who: StewardDep, services: ServicesDep

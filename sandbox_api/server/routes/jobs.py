@@ -7,6 +7,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from policies.errors import PolicyViolation, UnknownReference
+from sandbox_api.errors import (
+    Forbidden,
+    InvalidInput,
+    JobNotReady,
+    JobRejected,
+    JobStateConflict,
+    NotAuthenticated,
+    NotFound,
+    QueueFull,
+    QuotaExceeded,
+    ScopeExpired,
+    ScopeInconsistent,
+    ScopeNotActive,
+)
 from sandbox_api.schemas import (
     JOB_WAIT_MAX_S,
     CancelOut,
@@ -19,17 +34,37 @@ from sandbox_api.schemas import (
     ResultOut,
 )
 from sandbox_api.server.deps import JobCancellerDep, JobReaderDep, OperatorDep, ServicesDep
+from sandbox_api.server.openapi_doc import link
+from sandbox_api.server.problems import raises
 from sandbox_api.server.services.job_kinds import finding_dicts
 from sandbox_api.server.services.jobs import JobView
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+# What a submitted job's id leads to (OpenAPI links).
+JOB_ID = "$response.body#/job_id"
+JOB_LINKS = (("GetJob", "get_job"), ("GetResult", "get_result"), ("CancelJob", "cancel_job"))
 
 
 def job_out(view: JobView) -> JobOut:
     return JobOut.model_validate(asdict(view))
 
 
-@router.post("/check", summary="Dry run: findings and the rewritten SQL, nothing runs or is stored")
+@router.post(
+    "/check",
+    summary="Dry run: findings and the rewritten SQL, nothing runs or is stored",
+    responses=raises(
+        NotAuthenticated,
+        Forbidden,
+        NotFound,
+        InvalidInput,
+        ScopeNotActive,
+        ScopeExpired,
+        ScopeInconsistent,
+        PolicyViolation,
+        UnknownReference,
+    ),
+)
 def check_job(body: JobRequest, who: OperatorDep, services: ServicesDep) -> CheckOut:
     report = services.jobs.dry_run(
         who, scope=body.scope, kind=body.kind, mode=body.mode, sql=body.sql, code=body.code
@@ -50,9 +85,21 @@ def check_job(body: JobRequest, who: OperatorDep, services: ServicesDep) -> Chec
     "",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Submit a job: stored before the answer; 202 queued, or 422 rejected with every finding",
+    # job-rejected (422) carries `job_id` and `findings`; queue-full and quota-exceeded (429) `Retry-After`.
     responses={
-        422: {"description": "rejected: the problem document carries `job_id` and `findings`"},
-        429: {"description": "the queue is full; retry after `Retry-After` seconds"},
+        **raises(
+            NotAuthenticated,
+            Forbidden,
+            NotFound,
+            InvalidInput,
+            ScopeNotActive,
+            ScopeExpired,
+            ScopeInconsistent,
+            JobRejected,
+            QueueFull,
+            QuotaExceeded,
+        ),
+        202: {"links": {name: link(target, job_id=JOB_ID) for name, target in JOB_LINKS}},
     },
 )
 def submit_job(body: JobRequest, who: OperatorDep, services: ServicesDep) -> JobAccepted:
@@ -62,7 +109,11 @@ def submit_job(body: JobRequest, who: OperatorDep, services: ServicesDep) -> Job
     return JobAccepted(job_id=view.job_id, state=view.state, kind=body.kind, mode=body.mode)
 
 
-@router.get("", summary="Jobs (operators: their own; auditors and admins: all), newest first")
+@router.get(
+    "",
+    summary="Jobs (operators: their own; auditors and admins: all), newest first",
+    responses=raises(NotAuthenticated, Forbidden),
+)
 def list_jobs(
     who: JobReaderDep,
     services: ServicesDep,
@@ -79,6 +130,7 @@ def list_jobs(
     "/{job_id}",
     summary="One job: state, reason, findings, timings (admins and auditors only); `wait` long-polls for "
     "its end",
+    responses=raises(NotAuthenticated, Forbidden, NotFound, QuotaExceeded),
 )
 async def get_job(
     job_id: str,
@@ -99,12 +151,22 @@ async def get_job(
     return job_out(await services.jobs.wait(who, job_id, wait_s=wait))
 
 
-@router.get("/{job_id}/result", summary="The released table with its suppression report (the owner only)")
+@router.get(
+    "/{job_id}/result",
+    summary="The released table with its suppression report (the owner only)",
+    # Members the gateway did not write stay absent: the receipt signs the report as written.
+    response_model_exclude_unset=True,
+    responses=raises(NotAuthenticated, Forbidden, NotFound, JobNotReady),
+)
 def get_result(job_id: str, who: OperatorDep, services: ServicesDep) -> ResultOut:
     return ResultOut.model_validate(asdict(services.jobs.result(who, job_id)))
 
 
-@router.post("/{job_id}/cancel", summary="Cancel a queued or running job")
+@router.post(
+    "/{job_id}/cancel",
+    summary="Cancel a queued or running job",
+    responses=raises(NotAuthenticated, Forbidden, NotFound, JobStateConflict),
+)
 def cancel_job(job_id: str, who: JobCancellerDep, services: ServicesDep) -> CancelOut:
     view, running = services.jobs.cancel(who, job_id)
     if running:

@@ -12,9 +12,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from sandbox_api.clock import iso
+from sandbox_api.errors import Conflict, Forbidden, NotAuthenticated, NotFound
 from sandbox_api.roles import Role
 from sandbox_api.schemas import ShredOut, ShredRequest, SigningKeyRotated, SigningKeysOut
 from sandbox_api.server.deps import AdminDep, PrincipalDep, ServicesDep, deny
+from sandbox_api.server.problems import raises
 from sandbox_api.server.services.keys import keys_document
 
 router = APIRouter(prefix="/v1", tags=["keys"])
@@ -23,6 +25,7 @@ router = APIRouter(prefix="/v1", tags=["keys"])
 @router.get(
     "/keys/signing",
     summary="Public signing keys with their validity periods (no token needed); save it to verify offline",
+    responses=raises(),
 )
 def signing_keys(services: ServicesDep) -> SigningKeysOut:
     document = keys_document(services.lifecycle.signing_keys())
@@ -32,6 +35,7 @@ def signing_keys(services: ServicesDep) -> SigningKeysOut:
 @router.post(
     "/keys/signing/rotate",
     summary="Start signing with a new key; the old one stays published with its end date",
+    responses=raises(NotAuthenticated, Forbidden),
 )
 def rotate_signing_key(who: AdminDep, services: ServicesDep) -> SigningKeyRotated:
     record, retired = services.lifecycle.rotate_signing_key(actor=who.name)
@@ -41,6 +45,7 @@ def rotate_signing_key(who: AdminDep, services: ServicesDep) -> SigningKeyRotate
 @router.post(
     "/datasets/{domain}/{name}/versions/{version}/shred",
     summary="Crypto-shred a version: its data key is destroyed and its data can never be read again",
+    responses=raises(NotAuthenticated, Forbidden, NotFound, Conflict),
 )
 def shred_version(
     domain: str,

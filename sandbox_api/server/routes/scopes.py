@@ -7,13 +7,31 @@ from itertools import groupby
 
 from fastapi import APIRouter, Response, status
 
-from sandbox_api.errors import NotFound
+from policies.errors import ScopeInvalid, UnknownReference
+from sandbox_api.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    ScopeInconsistent,
+)
 from sandbox_api.roles import Role
 from sandbox_api.schemas import Decision, ScopeCreate, ScopeCreated, ScopeOut, ScopeVersionOut
 from sandbox_api.server.deps import OfficerDep, ScopeReaderDep, ServicesDep
+from sandbox_api.server.openapi_doc import link
+from sandbox_api.server.problems import raises
 from sandbox_api.server.services.scopes import ScopeVersionView
 
 router = APIRouter(prefix="/v1/scopes", tags=["scopes"])
+
+# What a proposed version leads to (OpenAPI links).
+VERSION = {"name": "$response.body#/version/name", "version_id": "$response.body#/version/version_id"}
+VERSION_LINKS = (
+    ("ApproveScope", "approve_scope"),
+    ("RejectScope", "reject_scope"),
+    ("RevokeScope", "revoke_scope"),
+)
 
 
 def version_out(view: ScopeVersionView) -> ScopeVersionOut:
@@ -33,7 +51,11 @@ def grouped(views: list[ScopeVersionView]) -> list[ScopeOut]:
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Propose a scope version (pending until another officer approves)",
-    responses={200: {"description": "this exact version already existed", "model": ScopeCreated}},
+    responses={
+        **raises(NotAuthenticated, Forbidden, Conflict, InvalidInput, ScopeInvalid, UnknownReference),
+        200: {"description": "this exact version already existed", "model": ScopeCreated},
+        201: {"links": {name: link(target, **VERSION) for name, target in VERSION_LINKS}},
+    },
 )
 def create_scope(
     body: ScopeCreate, response: Response, who: OfficerDep, services: ServicesDep
@@ -45,14 +67,22 @@ def create_scope(
     return ScopeCreated(created=created, version=version_out(view))
 
 
-@router.get("", summary="Scopes and their versions (operators: only their active scopes)")
+@router.get(
+    "",
+    summary="Scopes and their versions (operators: only their active scopes)",
+    responses=raises(NotAuthenticated, Forbidden),
+)
 def list_scopes(who: ScopeReaderDep, services: ServicesDep) -> list[ScopeOut]:
     if who.role is Role.OPERATOR:
         return grouped(services.scopes.granted_to(who))
     return grouped(services.scopes.list_versions())
 
 
-@router.get("/{name}", summary="One scope with its versions and their states")
+@router.get(
+    "/{name}",
+    summary="One scope with its versions and their states",
+    responses=raises(NotAuthenticated, Forbidden, NotFound),
+)
 def get_scope(name: str, who: ScopeReaderDep, services: ServicesDep) -> ScopeOut:
     views = services.scopes.granted_to(who) if who.role is Role.OPERATOR else services.scopes.list_versions()
     found = grouped([v for v in views if v.name == name])
@@ -64,7 +94,11 @@ def get_scope(name: str, who: ScopeReaderDep, services: ServicesDep) -> ScopeOut
     return found[0]
 
 
-@router.post("/{name}/versions/{version_id}/approve", summary="Approve (never the author, never a grantee)")
+@router.post(
+    "/{name}/versions/{version_id}/approve",
+    summary="Approve (never the author, never a grantee)",
+    responses=raises(NotAuthenticated, Forbidden, NotFound, Conflict, ScopeInconsistent),
+)
 def approve_scope(
     name: str, version_id: str, body: Decision, who: OfficerDep, services: ServicesDep
 ) -> ScopeVersionOut:
@@ -72,7 +106,11 @@ def approve_scope(
     return version_out(view)
 
 
-@router.post("/{name}/versions/{version_id}/reject", summary="Reject a pending version")
+@router.post(
+    "/{name}/versions/{version_id}/reject",
+    summary="Reject a pending version",
+    responses=raises(NotAuthenticated, Forbidden, NotFound, Conflict),
+)
 def reject_scope(
     name: str, version_id: str, body: Decision, who: OfficerDep, services: ServicesDep
 ) -> ScopeVersionOut:
@@ -83,7 +121,11 @@ def reject_scope(
     return version_out(view)
 
 
-@router.post("/{name}/versions/{version_id}/revoke", summary="Revoke a version: no new job may use it")
+@router.post(
+    "/{name}/versions/{version_id}/revoke",
+    summary="Revoke a version: no new job may use it",
+    responses=raises(NotAuthenticated, Forbidden, NotFound, Conflict),
+)
 def revoke_scope(
     name: str, version_id: str, body: Decision, who: OfficerDep, services: ServicesDep
 ) -> ScopeVersionOut:

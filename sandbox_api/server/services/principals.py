@@ -23,12 +23,13 @@ from crypto.keyring import KeyProvider
 from sandbox_api.clock import Clock
 from sandbox_api.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
 from sandbox_api.roles import Role
+from sandbox_api.schemas import NAME_REGEX
 from sandbox_api.server.auth import Principal, hash_token, hashes_match, new_token
 from sandbox_api.server.services.audit import AuditLog
 from sandbox_api.server.store.db import Database
 from sandbox_api.server.store.models import DomainRow, PrincipalRow, TokenRow
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+NAME_PATTERN = re.compile(NAME_REGEX)
 
 
 def check_name(kind: str, name: str) -> None:
