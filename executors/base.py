@@ -92,6 +92,9 @@ class JobSpec:
     # Named parameters the statement uses (``{"sbx_dp_key": …}`` for a differentially private query's
     # keyed sample); None when it uses none (the engine refuses a parameter the statement lacks).
     parameters: Mapping[str, str] | None = None
+    # The W3C trace context (``traceparent``) of the span that asked for this job, so that the executor's
+    # spans join the job's trace wherever it runs (``executors.tracing``); None: not traced.
+    trace_context: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)

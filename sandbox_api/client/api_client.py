@@ -42,6 +42,7 @@ from sandbox_api.schemas import (
     KeyRotated,
     PrincipalCreated,
     PrincipalOut,
+    Readiness,
     ReleaseReportOut,
     ResultOut,
     ReviewOut,
@@ -308,6 +309,18 @@ class SandboxClient:
 
     def health(self) -> Health:
         return self._model(Health, "GET", "/v1/health")
+
+    def liveness(self) -> Health:
+        """``GET /livez``: the gateway process answers."""
+        return self._model(Health, "GET", "/livez")
+
+    def readiness(self) -> Readiness:
+        """``GET /readyz``: ready, or a ``ClientError`` (503) with one finding per failing check."""
+        return self._model(Readiness, "GET", "/readyz")
+
+    def metrics_text(self) -> str:
+        """``GET /metrics`` (admin or auditor): the Prometheus text exposition."""
+        return self._send("GET", "/metrics").text
 
     def whoami(self) -> PrincipalOut:
         return self._model(PrincipalOut, "GET", "/v1/whoami")
