@@ -238,7 +238,8 @@ class SandboxClient:
         self._sleep = sleep
         self._http = httpx.Client(
             base_url=self.base_url,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            # No token, no header: the probes (``/livez``, ``/readyz``) are answered without one.
+            headers={"Accept": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {}),
             timeout=timeout,
             transport=transport,
         )

@@ -213,16 +213,24 @@ def make_settings(state_dir: Path, **overrides: Any) -> Settings:
 
 @contextmanager
 def world(
-    state_dir: Path, *, executor_factory: Any = None, release_fn: ReleaseFn = release, **overrides: Any
+    state_dir: Path,
+    *,
+    executor_factory: Any = None,
+    release_fn: ReleaseFn = release,
+    span_exporter: Any = None,
+    **overrides: Any,
 ) -> Iterator[World]:
     """Initialise, start the app, and set up every role (admin, stu, olga, oscar, alice, bob, chad, audra).
 
     ``release_fn``: the release function the services are built with (a test passes a counting wrapper).
+    ``span_exporter``: where the gateway's spans go (an in-memory exporter; default: the settings').
     """
     settings = make_settings(state_dir, **overrides)
     admin_token = init_deployment(settings).admin_token
     assert admin_token is not None
-    app = create_app(settings, executor_factory=executor_factory, release_fn=release_fn)
+    app = create_app(
+        settings, executor_factory=executor_factory, release_fn=release_fn, span_exporter=span_exporter
+    )
     with TestClient(app, raise_server_exceptions=True) as client:
         tokens = {"admin": admin_token}
         admin = bearer(admin_token)

@@ -18,6 +18,7 @@ is OpenTelemetry's no-op tracer, so spans cost next to nothing.
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -81,7 +82,8 @@ class Tracing:
         if exporter is not None:
             processor = SimpleSpanProcessor(exporter)
         elif settings.trace_exporter == "console":
-            processor = BatchSpanProcessor(ConsoleSpanExporter())
+            # The standard output of now (the exporter's default is the one of its import).
+            processor = BatchSpanProcessor(ConsoleSpanExporter(out=sys.stdout))
         else:
             processor = None
         if processor is None:
