@@ -1,0 +1,173 @@
+"""What metrics and tracing cost a small job: the same job through ``sandbox serve`` with them on and off.
+
+One state directory seeded with a small copy of the demo data; then, in alternating rounds, a gateway
+with observability **off** (``metrics_enabled=false``, ``trace_exporter=off``) and one with everything
+**on** (metrics, every span recorded and exported as JSON to standard output, which is discarded), each
+running the same small aggregate job one after another, timed from the submit request until the client
+sees it released. Alternating rounds spread the machine's other load over both sides.
+
+    .venv/bin/python benchmarks/bench_observability.py                     # 4 rounds x 40 jobs per side
+    .venv/bin/python benchmarks/bench_observability.py --rounds 2 --jobs 20
+
+Prints one JSON object: p50 and p95 per side and the ratio of the medians (on / off).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+import httpx
+
+from sandbox_api.cli import demo, demo_data
+from sandbox_api.client.api_client import SandboxClient
+from sandbox_api.server.bootstrap import init_deployment
+from sandbox_api.server.settings import Settings
+
+SMALL_JOB = """\
+SELECT sex, COUNT(DISTINCT person_id) AS people, AVG(income) AS avg_income
+FROM citizens
+GROUP BY sex"""
+
+SIDES: Mapping[str, Mapping[str, str]] = {
+    "off": {"SANDBOX_METRICS_ENABLED": "false", "SANDBOX_TRACE_EXPORTER": "off"},
+    "on": {
+        "SANDBOX_METRICS_ENABLED": "true",
+        "SANDBOX_TRACE_EXPORTER": "console",
+        "SANDBOX_TRACE_SAMPLE_RATIO": "1",
+    },
+}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def gateway(state_dir: Path, settings: Mapping[str, str]) -> Iterator[str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")} | dict(settings)
+    command = [
+        sys.executable,
+        "-m",
+        "sandbox_api.cli",
+        "serve",
+        "--state-dir",
+        str(state_dir),
+        "--port",
+        str(port),
+    ]
+    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as server:
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("the gateway did not start")
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+            yield url
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def timed_jobs(url: str, token: str, *, jobs: int, warmup: int) -> list[float]:
+    latencies = []
+    with SandboxClient(url, token, timeout=120) as operator:
+        for i in range(warmup + jobs):
+            began = time.perf_counter()
+            job = operator.submit_job(demo_data.DEMO_SCOPE_NAME, SMALL_JOB)
+            finished = operator.wait_for_job(job.job_id, timeout=120)
+            elapsed = time.perf_counter() - began
+            if finished.state != "released":
+                raise SystemExit(f"job {job.job_id} ended {finished.state}: {finished.reason}")
+            if i >= warmup:
+                latencies.append(elapsed * 1000)
+    return latencies
+
+
+def run(args: argparse.Namespace, state_dir: Path) -> dict[str, object]:
+    admin_token = init_deployment(Settings(state_dir=state_dir)).admin_token
+    assert admin_token is not None
+    with gateway(state_dir, SIDES["off"]) as url, SandboxClient(url, admin_token, timeout=600) as admin:
+        cast = demo.provision(
+            admin,
+            admin_token=admin_token,
+            citizens_n=args.citizens,
+            visits_n=args.visits,
+            today=date.today(),
+            say=lambda _line: None,
+            progress=False,
+        )
+    operator_token = cast.tokens["alice"]
+    latencies: dict[str, list[float]] = {side: [] for side in SIDES}
+    for _ in range(args.rounds):
+        for side, settings in SIDES.items():
+            with gateway(state_dir, settings) as url:
+                latencies[side] += timed_jobs(url, operator_token, jobs=args.jobs, warmup=args.warmup)
+                if side == "on":  # the metrics were really collected: one scrape per round
+                    scraped = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {admin_token}"})
+                    assert "sandbox_job_phase_seconds_count" in scraped.text
+    summary = {
+        side: {
+            "jobs": len(values),
+            "p50_ms": round(statistics.median(values), 1),
+            "p95_ms": round(percentile(values, 0.95), 1),
+        }
+        for side, values in latencies.items()
+    }
+    return {
+        "benchmark": "small job over HTTP, submit -> released, observability on vs off",
+        "query": SMALL_JOB,
+        "citizens": args.citizens,
+        "visits": args.visits,
+        "rounds": args.rounds,
+        **summary,
+        "ratio_p50_on_over_off": round(
+            statistics.median(latencies["on"]) / statistics.median(latencies["off"]), 3
+        ),
+        "ratio_p95_on_over_off": round(
+            percentile(latencies["on"], 0.95) / percentile(latencies["off"], 0.95), 3
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--citizens", type=int, default=20_000)
+    parser.add_argument("--visits", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--jobs", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="sandbox-bench-") as scratch:
+        print(json.dumps(run(args, Path(scratch) / "state"), indent=2))
+
+
+if __name__ == "__main__":
+    main()
