@@ -1,13 +1,13 @@
 """What metrics and tracing cost a small job: the same job through ``sandbox serve`` with them on and off.
 
-One state directory seeded with a small copy of the demo data; then, in alternating rounds, a gateway
-with observability **off** (``metrics_enabled=false``, ``trace_exporter=off``) and one with everything
-**on** (metrics, every span recorded and exported as JSON to standard output, which is discarded), each
-running the same small aggregate job one after another, timed from the submit request until the client
-sees it released. Alternating rounds spread the machine's other load over both sides.
+Two deployments seeded alike with a small copy of the demo data, each with its gateway: one with
+observability **off** (``metrics_enabled=false``, ``trace_exporter=off``), one with everything **on**
+(metrics, every span recorded and exported as JSON to standard output, which is discarded). The same
+small aggregate job runs on each in turn, job by job, timed from the submit request until the client
+sees it released, so both sides see the same machine load.
 
-    .venv/bin/python benchmarks/bench_observability.py                     # 4 rounds x 40 jobs per side
-    .venv/bin/python benchmarks/bench_observability.py --rounds 2 --jobs 20
+    .venv/bin/python benchmarks/bench_observability.py               # 150 jobs per side
+    .venv/bin/python benchmarks/bench_observability.py --jobs 40
 
 Prints one JSON object: p50 and p95 per side and the ratio of the medians (on / off).
 """
@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -94,22 +94,8 @@ def gateway(state_dir: Path, settings: Mapping[str, str]) -> Iterator[str]:
             server.wait(timeout=30)
 
 
-def timed_jobs(url: str, token: str, *, jobs: int, warmup: int) -> list[float]:
-    latencies = []
-    with SandboxClient(url, token, timeout=120) as operator:
-        for i in range(warmup + jobs):
-            began = time.perf_counter()
-            job = operator.submit_job(demo_data.DEMO_SCOPE_NAME, SMALL_JOB)
-            finished = operator.wait_for_job(job.job_id, timeout=120)
-            elapsed = time.perf_counter() - began
-            if finished.state != "released":
-                raise SystemExit(f"job {job.job_id} ended {finished.state}: {finished.reason}")
-            if i >= warmup:
-                latencies.append(elapsed * 1000)
-    return latencies
-
-
-def run(args: argparse.Namespace, state_dir: Path) -> dict[str, object]:
+def seeded(state_dir: Path, args: argparse.Namespace) -> tuple[str, str]:
+    """A deployment in ``state_dir`` with a small copy of the demo data; the admin's and operator's tokens."""
     admin_token = init_deployment(Settings(state_dir=state_dir)).admin_token
     assert admin_token is not None
     with gateway(state_dir, SIDES["off"]) as url, SandboxClient(url, admin_token, timeout=600) as admin:
@@ -122,15 +108,42 @@ def run(args: argparse.Namespace, state_dir: Path) -> dict[str, object]:
             say=lambda _line: None,
             progress=False,
         )
-    operator_token = cast.tokens["alice"]
+    return admin_token, cast.tokens["alice"]
+
+
+def one_job(operator: SandboxClient) -> float:
+    began = time.perf_counter()
+    job = operator.submit_job(demo_data.DEMO_SCOPE_NAME, SMALL_JOB)
+    finished = operator.wait_for_job(job.job_id, timeout=120)
+    elapsed = time.perf_counter() - began
+    if finished.state != "released":
+        raise SystemExit(f"job {job.job_id} ended {finished.state}: {finished.reason}")
+    return elapsed * 1000
+
+
+def run(args: argparse.Namespace, scratch: Path) -> dict[str, object]:
+    tokens = {side: seeded(scratch / side, args) for side in SIDES}
     latencies: dict[str, list[float]] = {side: [] for side in SIDES}
-    for _ in range(args.rounds):
-        for side, settings in SIDES.items():
-            with gateway(state_dir, settings) as url:
-                latencies[side] += timed_jobs(url, operator_token, jobs=args.jobs, warmup=args.warmup)
-                if side == "on":  # the metrics were really collected: one scrape per round
-                    scraped = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {admin_token}"})
-                    assert "sandbox_job_phase_seconds_count" in scraped.text
+    with ExitStack() as stack:
+        operators = {
+            side: stack.enter_context(
+                SandboxClient(
+                    stack.enter_context(gateway(scratch / side, settings)), tokens[side], timeout=120
+                )
+            )
+            for side, settings in SIDES.items()
+        }
+        for i in range(args.warmup + args.jobs):
+            # Job by job, alternating which side goes first: both see the same machine load.
+            order = list(SIDES) if i % 2 == 0 else list(reversed(SIDES))
+            for side in order:
+                elapsed = one_job(operators[side])
+                if i >= args.warmup:
+                    latencies[side].append(elapsed)
+        # The metrics were really collected on the "on" side.
+        admin = {"Authorization": f"Bearer {tokens['on'][0]}"}
+        scraped = httpx.get(f"{operators['on'].base_url}/metrics", headers=admin)
+        assert "sandbox_job_phase_seconds_count" in scraped.text
     summary = {
         side: {
             "jobs": len(values),
@@ -140,11 +153,10 @@ def run(args: argparse.Namespace, state_dir: Path) -> dict[str, object]:
         for side, values in latencies.items()
     }
     return {
-        "benchmark": "small job over HTTP, submit -> released, observability on vs off",
+        "benchmark": "small job over HTTP, submit -> released, observability on vs off (alternating jobs)",
         "query": SMALL_JOB,
         "citizens": args.citizens,
         "visits": args.visits,
-        "rounds": args.rounds,
         **summary,
         "ratio_p50_on_over_off": round(
             statistics.median(latencies["on"]) / statistics.median(latencies["off"]), 3
@@ -161,12 +173,11 @@ def main() -> None:
     )
     parser.add_argument("--citizens", type=int, default=20_000)
     parser.add_argument("--visits", type=int, default=50_000)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--jobs", type=int, default=40)
+    parser.add_argument("--jobs", type=int, default=150, help="jobs per side")
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sandbox-bench-") as scratch:
-        print(json.dumps(run(args, Path(scratch) / "state"), indent=2))
+        print(json.dumps(run(args, Path(scratch)), indent=2))
 
 
 if __name__ == "__main__":

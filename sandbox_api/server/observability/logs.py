@@ -22,7 +22,12 @@ REQUEST_ID: ContextVar[str | None] = ContextVar("sandbox_request_id", default=No
 #: What a caller's id may look like: anything else (too long, spaces, quotes) is replaced, so a log line
 #: never carries text a caller chose beyond an id.
 _ACCEPTABLE_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_STANDARD_FIELDS: Final = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# A record's own attributes, and uvicorn's terminal-coloured copy of its message: not extra fields.
+_STANDARD_FIELDS: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 def request_id_from(value: str | None) -> str:
