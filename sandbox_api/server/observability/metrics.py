@@ -31,7 +31,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
-from sandbox_api.server.services.job_states import JobState
+from sandbox_api.job_types import Kind
+from sandbox_api.server.services.job_states import TERMINAL, JobState
 from sandbox_api.server.store.db import Database
 from sandbox_api.server.store.models import DpLedgerRow, JobRow
 
@@ -45,9 +46,9 @@ SANDBOX_PHASES: Final = ("unwrap", "decrypt", "load", "query", "serialize")
 EPSILON_UNIT: Final = 1e-9
 DELTA_UNIT: Final = 1e-18
 log = logging.getLogger(__name__)
-_FINAL = frozenset(
-    {JobState.RELEASED, JobState.WITHHELD, JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED}
-)
+#: Where a job's way ends, or pauses for a person (withheld, then released or denied by review: each
+#: counted under its state).
+_SETTLED = (TERMINAL - {JobState.REJECTED}) | {JobState.WITHHELD}
 
 
 @runtime_checkable
@@ -66,7 +67,6 @@ class DeploymentCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         jobs = GaugeMetricFamily("sandbox_jobs", "Jobs in each state, by kind", labels=["state", "kind"])
-        queued = 0
         spent_epsilon = GaugeMetricFamily(
             "sandbox_dp_budget_spent_epsilon",
             "Differential-privacy epsilon spent, all grantees and periods, by scope",
@@ -90,7 +90,7 @@ class DeploymentCollector(Collector):
             ).all()
         seen = {(str(state), str(kind)): int(n) for state, kind, n in counts}
         for state in JobState:
-            for kind in sorted({k for _, k in seen} | {"sql"}):
+            for kind in sorted({k for _, k in seen} | {kind.value for kind in Kind}):
                 jobs.add_metric([state.value, kind], seen.get((state.value, kind), 0))
         queued = sum(n for (state, _), n in seen.items() if state == JobState.QUEUED.value)
         yield jobs
@@ -165,8 +165,11 @@ class Metrics:
         elif to is JobState.RUNNING and current is JobState.QUEUED:
             waited = _seconds_between(row.created_at, self.clock())
             after_commit(session, lambda: self.phases.labels(phase="queue", kind=kind).observe(waited))
-        elif to in _FINAL:
-            timings = {k: float(v) for k, v in (row.timings or {}).items() if isinstance(v, int | float)}
+        elif to in _SETTLED:
+            # Phases only from the runner's settlement (out of checking): a review's later release or
+            # denial has no phases of its own.
+            stored = (row.timings or {}) if current is JobState.CHECKING else {}
+            timings = {k: float(v) for k, v in stored.items() if isinstance(v, int | float)}
             total = _seconds_between(row.created_at, self.clock())
             after_commit(session, lambda: self._settled(kind, to, timings, total))
 
@@ -176,6 +179,8 @@ class Metrics:
 
     def _settled(self, kind: str, to: JobState, timings: Mapping[str, float], total: float) -> None:
         self.settled.labels(state=to.value, kind=kind).inc()
+        if not timings:
+            return
         for phase in SANDBOX_PHASES:
             if phase in timings:
                 self.phases.labels(phase=phase, kind=kind).observe(timings[phase])
