@@ -128,7 +128,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, object]:
         operators = {
             side: stack.enter_context(
                 SandboxClient(
-                    stack.enter_context(gateway(scratch / side, settings)), tokens[side], timeout=120
+                    stack.enter_context(gateway(scratch / side, settings)), tokens[side][1], timeout=120
                 )
             )
             for side, settings in SIDES.items()
