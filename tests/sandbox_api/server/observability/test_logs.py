@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,3 +120,27 @@ def test_sandbox_serve_writes_json_lines_and_the_system_commands_probe_and_scrap
     assert access["logger"] == "sandbox_api.access"
     assert access["route"] == "/v1/whoami"
     assert any(line["logger"].startswith("uvicorn") for line in lines)  # uvicorn's own lines are JSON too
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_the_serve_logging_configuration_applies_in_a_fresh_process(log_format: str) -> None:
+    # In a child process: the configuration replaces the process's logging, which a test must not do here.
+    program = (
+        "import logging, logging.config\n"
+        "from sandbox_api.server.observability.logs import REQUEST_ID, logging_config\n"
+        f"logging.config.dictConfig(logging_config({log_format!r}, 'info'))\n"
+        "REQUEST_ID.set('req-7')\n"
+        "logging.getLogger('sandbox_api.test').info('hello %s', 'there')\n"
+        "logging.getLogger('sandbox_api.test').debug('not at info')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
+    )
+    (line,) = done.stderr.splitlines()
+    if log_format == "json":
+        parsed = json.loads(line)
+        assert parsed["message"] == "hello there"
+        assert parsed["request_id"] == "req-7"
+        assert parsed["logger"] == "sandbox_api.test"
+    else:
+        assert line.endswith("INFO sandbox_api.test: hello there [request req-7]")

@@ -9,6 +9,7 @@ from starlette.testclient import TestClient
 from sandbox_api.server.app import create_app
 from sandbox_api.server.store.models import DpLedgerRow
 from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World, make_settings
+from tests.sandbox_api.python_job_helpers import PY_ONE, ensure_python_world, run_job
 from tests.sandbox_api.server.observability.conftest import Observed
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -129,3 +130,37 @@ def test_metrics_off_collects_nothing_and_the_route_answers_404(observed: Observ
     finally:
         services.runner.executor.close()
         services.db.dispose()
+
+
+def test_a_withheld_job_counts_when_withheld_and_again_when_a_review_releases_it(observed: Observed) -> None:
+    api = observed.api
+    ensure_python_world(api)
+    before = scrape(api)
+    job = run_job(
+        api, {"scope": PY_ONE, "kind": "python", "code": "result = float(citizens['income'].max())"}
+    )
+    assert job["state"] == "withheld", job["reason"]
+    held = scrape(api)
+    total = "sandbox_job_phase_seconds_count"
+    assert value(held, "sandbox_jobs_settled_total", state="withheld", kind="python") == (
+        value(before, "sandbox_jobs_settled_total", state="withheld", kind="python") + 1
+    )
+    assert (
+        value(held, total, phase="total", kind="python")
+        == value(before, total, phase="total", kind="python") + 1
+    )
+    released = api.client.post(
+        f"/v1/reviews/{job['job_id']}/release", headers=api.h("chad"), json={"reason": "one maximum, checked"}
+    )
+    assert released.status_code == 200, released.text
+    after = scrape(api)
+    assert value(after, "sandbox_jobs_settled_total", state="released", kind="python") == (
+        value(held, "sandbox_jobs_settled_total", state="released", kind="python") + 1
+    )
+    # The review added no phases: the job's time was measured once, when the runner settled it.
+    assert value(after, total, phase="total", kind="python") == value(
+        held, total, phase="total", kind="python"
+    )
+    assert value(after, total, phase="execute", kind="python") == value(
+        held, total, phase="execute", kind="python"
+    )
