@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tests.sandbox_api.api_helpers import World
 from tests.sandbox_api.replay_helpers import replayed_world
+from tests.sandbox_api.stores import NewStore
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,15 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
+def observed(tmp_path_factory: pytest.TempPathFactory, store: NewStore) -> Iterator[Observed]:
+    """On the module's store (SQLite unless the module asks for both)."""
     spans = InMemorySpanExporter()
     port = free_port()
     with replayed_world(
-        tmp_path_factory.mktemp("observed"), span_exporter=spans, metrics_port=port, warm_sandboxes=1
+        tmp_path_factory.mktemp("observed"),
+        database_url=store(),
+        span_exporter=spans,
+        metrics_port=port,
+        warm_sandboxes=1,
     ) as api:
         yield Observed(api=api, spans=spans, metrics_port=port)

@@ -18,7 +18,8 @@ from tests.sandbox_api.server.observability.conftest import Observed
 
 @contextmanager
 def idle_gateway(state_dir: Path) -> Iterator[tuple[FastAPI, TestClient]]:
-    """A gateway built but not started (as between its construction and its lifespan's start)."""
+    """A gateway built but not started (as between its construction and its lifespan's start), on the
+    SQLite store in ``state_dir`` (this module's store)."""
     app = create_app(make_settings(state_dir, warm_sandboxes=0))
     try:
         yield app, TestClient(app)

@@ -1,4 +1,6 @@
-"""Prometheus metrics: what a scrape says after real jobs, who may scrape, the loopback port, off."""
+"""Prometheus metrics: what a scrape says after real jobs, who may scrape, the loopback port, off.
+
+On both stores: the gauges are queries on the metadata database."""
 
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ from sandbox_api.server.store.models import DpLedgerRow
 from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World, make_settings
 from tests.sandbox_api.python_job_helpers import PY_ONE, ensure_python_world, run_job
 from tests.sandbox_api.server.observability.conftest import Observed
+from tests.sandbox_api.stores import on_both_stores
+
+store = on_both_stores
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -117,7 +122,12 @@ def test_the_loopback_port_serves_the_same_metrics_without_a_token(observed: Obs
 
 
 def test_metrics_off_collects_nothing_and_the_route_answers_404(observed: Observed) -> None:
-    settings = make_settings(observed.api.settings.state_dir, metrics_enabled=False, warm_sandboxes=0)
+    settings = make_settings(
+        observed.api.settings.state_dir,
+        database_url=observed.api.settings.database_url,
+        metrics_enabled=False,
+        warm_sandboxes=0,
+    )
     app = create_app(settings)  # not started: the route answers without the runner
     services = app.state.services
     try:
