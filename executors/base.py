@@ -98,6 +98,9 @@ class JobSpec:
     cross_domain: CrossDomainJob | None = None
     # One round of one domain's party in a cross-domain job (``executors.crossdomain.rounds``).
     party: PartyRound | None = None
+    # The W3C trace context (``traceparent``) of the span that asked for this job, so that the executor's
+    # spans join the job's trace wherever it runs (``executors.tracing``); None: not traced.
+    trace_context: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)

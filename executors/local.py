@@ -34,6 +34,8 @@ from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
+from opentelemetry.trace import Tracer
+
 from crypto.errors import CryptoError, IntegrityError
 from crypto.keyring import KeyProvider
 from executors.base import JobSpec, ResultTable
@@ -51,6 +53,7 @@ from executors.errors import (
 from executors.forking import LeanForkServerProcess
 from executors.sandbox import READY, Payload, child_main, send_part_fds
 from executors.storage import part_indices, part_name
+from executors.tracing import job_span, record_timings
 from executors.walls import DEFAULT_FIRST_UID, Isolation, WallPlan
 
 # Imported by the fork server once, so that every forked job starts warm.
@@ -136,9 +139,13 @@ class LocalExecutor:
         isolation: Isolation = Isolation.STRICT,
         first_uid: int = DEFAULT_FIRST_UID,
         hidden_paths: tuple[Path, ...] = (),
+        tracer: Tracer | None = None,
     ) -> None:
         """``isolation``, ``first_uid``: see ``executors.walls``. ``hidden_paths``: the state directory,
-        keyring and database, covered in every sandbox should one lie inside a directory it can read."""
+        keyring and database, covered in every sandbox should one lie inside a directory it can read.
+        ``tracer``: where the executor's spans go (``executors.tracing``; default the process's global
+        tracer, a no-op one unless the process configured tracing)."""
+        self._tracer = tracer
         if max_workers < 1:
             raise ExecutionFailed(f"max_workers must be at least 1, got {max_workers}")
         if warm_sandboxes < 0:
@@ -173,6 +180,16 @@ class LocalExecutor:
     def run(self, spec: JobSpec, *, arrow_tables: Mapping[str, bytes] | None = None) -> ResultTable:
         """Run ``spec`` in a fresh sandbox; ``arrow_tables`` (name to Arrow IPC) are extra in-memory
         inputs, used by the Ray backend to merge partial aggregates inside a sandbox."""
+        with job_span(self._tracer, spec, "executor.run", attributes={"sandbox.executor": "local"}) as span:
+            result = self._run(spec, arrow_tables=arrow_tables)
+            record_timings(span, result.timings)
+            return result
+
+    def trace_with(self, tracer: Tracer) -> None:
+        """Send this executor's spans to ``tracer`` (the gateway's own provider) from now on."""
+        self._tracer = tracer
+
+    def _run(self, spec: JobSpec, *, arrow_tables: Mapping[str, bytes] | None) -> ResultTable:
         started = time.perf_counter()
         spec = with_projection(spec)  # parse only the columns the query can read (in the child)
         data_keys = self._unwrap(spec)
@@ -225,6 +242,13 @@ class LocalExecutor:
             spares, self._spares = self._spares, []
         for spare in spares:
             spare.discard()
+
+    def readiness(self) -> str | None:
+        """None when jobs can run here now, else why not (for a readiness probe)."""
+        # A fork server that died is started again by the next fork, so only a closed executor is
+        # unable to run jobs.
+        with self._lock:
+            return "the local executor is closed" if self._closed else None
 
     def warm_sandboxes(self) -> tuple[int, ...]:
         """Process ids of the warm sandboxes waiting for a job now (for operators and tests)."""

@@ -35,6 +35,7 @@ from typing import Any
 import pyarrow as pa
 import ray
 import ray.exceptions
+from opentelemetry.trace import Tracer
 
 from crypto.envelope import new_data_key, seal, unseal
 from crypto.errors import CryptoError, IntegrityError
@@ -52,6 +53,7 @@ from executors.errors import (
 )
 from executors.local import LocalExecutor
 from executors.ray_cluster import DOMAIN_SHARE, KeySource, NodeKeyring, domain_resource
+from executors.tracing import current_trace_context, job_span, record_timings
 from policies.distributed import SplitQuery, split_query
 
 # Added to a job's own wall-clock limit for scheduling and for a cold fork server on a fresh worker.
@@ -209,6 +211,7 @@ class RayExecutor:
         local_cpus: int | None = None,
         local_domains: Sequence[str] = (),
         object_store_mb: int | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         if retries < 0:
             raise ExecutionFailed(f"retries must be at least 0, got {retries}")
@@ -216,6 +219,7 @@ class RayExecutor:
         self._default_source: KeySource = default_key_source or NodeKeyring()
         self._timeout_s = timeout_s
         self._retries = retries
+        self._tracer = tracer
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}
         self._closed = False
@@ -235,6 +239,30 @@ class RayExecutor:
     # -- the Executor protocol ---------------------------------------------------------------------
 
     def run(self, spec: JobSpec) -> ResultTable:
+        with job_span(self._tracer, spec, "executor.run", attributes={"sandbox.executor": "ray"}) as span:
+            # The nodes' spans (their LocalExecutor's) continue this span: the spec carries it there.
+            result = self._run(replace(spec, trace_context=current_trace_context()))
+            record_timings(span, result.timings)
+            return result
+
+    def readiness(self) -> str | None:
+        """None when the cluster is connected and has a node with CPUs, else why not."""
+        with self._lock:
+            if self._closed:
+                return "the Ray executor is closed"
+        if not ray.is_initialized():
+            return "not connected to a Ray cluster"
+        try:
+            cpus = _alive_resources().get("CPU", 0.0)
+        except Exception as exc:  # the cluster's own error, whatever it is: not ready
+            return f"the Ray cluster does not answer ({type(exc).__name__})"
+        return None if cpus > 0 else "no Ray node with CPUs is alive"
+
+    def trace_with(self, tracer: Tracer) -> None:
+        """Send the gateway side's spans to ``tracer`` from now on (nodes use their own tracing)."""
+        self._tracer = tracer
+
+    def _run(self, spec: JobSpec) -> ResultTable:
         started = time.perf_counter()
         job = self._register(spec.job_id)
         try:

@@ -114,6 +114,13 @@ class Health(_Out):
     version: str
 
 
+class Readiness(_Out):
+    """``GET /readyz``: every check passed (a failing one answers 503 with the reasons)."""
+
+    status: Literal["ready"] = "ready"
+    checks: dict[str, str]
+
+
 class PrincipalOut(_Out):
     name: str
     role: Role

@@ -80,6 +80,7 @@ def serve(
     """Run the gateway (OpenAPI documentation at /docs)."""
     import uvicorn
 
+    from sandbox_api.server.observability.logs import logging_config
     from sandbox_api.server.settings import unknown_environment
 
     overrides: dict[str, Any] = {}
@@ -105,7 +106,10 @@ def serve(
         create_gateway(settings),
         host=settings.host,
         port=settings.port,
-        log_level="info",
+        # JSON lines with request ids (settings log_format, log_level): the gateway's and uvicorn's own.
+        log_config=logging_config(settings.log_format, settings.log_level),
+        log_level=settings.log_level,
+        access_log=False,  # the gateway writes one line per request itself, with its id
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         **tls_options,
     )

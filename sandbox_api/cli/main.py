@@ -17,6 +17,7 @@ from sandbox_api.cli.jobs import job_app
 from sandbox_api.cli.principals import domain_app, principal_app, token_app, whoami
 from sandbox_api.cli.review import review_app
 from sandbox_api.cli.scopes import scope_app
+from sandbox_api.cli.system import system_app
 
 
 def build() -> typer.Typer:
@@ -42,6 +43,7 @@ def build() -> typer.Typer:
     app.add_typer(review_app, name="review")
     audit.register(app)
     app.add_typer(cluster_app, name="cluster")
+    app.add_typer(system_app, name="system")
     return app
 
 

@@ -44,6 +44,7 @@ from sandbox_api.schemas import (
     PrincipalCreated,
     PrincipalOut,
     PrincipalStatus,
+    Readiness,
     ReleaseReportOut,
     ResultOut,
     ReviewOut,
@@ -241,7 +242,8 @@ class SandboxClient:
         self._sleep = sleep
         self._http = httpx.Client(
             base_url=self.base_url,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            # No token, no header: the probes (``/livez``, ``/readyz``) are answered without one.
+            headers={"Accept": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {}),
             timeout=timeout,
             transport=transport,
             # ``tls``: a context that trusts the deployment's own authority and may carry a client
@@ -315,6 +317,18 @@ class SandboxClient:
 
     def health(self) -> Health:
         return self._model(Health, "GET", "/v1/health")
+
+    def liveness(self) -> Health:
+        """``GET /livez``: the gateway process answers."""
+        return self._model(Health, "GET", "/livez")
+
+    def readiness(self) -> Readiness:
+        """``GET /readyz``: ready, or a ``ClientError`` (503) with one finding per failing check."""
+        return self._model(Readiness, "GET", "/readyz")
+
+    def metrics_text(self) -> str:
+        """``GET /metrics`` (admin or auditor): the Prometheus text exposition."""
+        return self._send("GET", "/metrics").text
 
     def whoami(self) -> PrincipalOut:
         return self._model(PrincipalOut, "GET", "/v1/whoami")

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from crypto.keyring import KeyProvider, LocalKeyring
 from crypto.shredding import VersionKeys
@@ -22,6 +23,8 @@ from sandbox_api.server.bootstrap import open_audit_log
 from sandbox_api.server.deps import Services
 from sandbox_api.server.docs_pages import install_docs_pages
 from sandbox_api.server.middleware import JsonBodyLimits
+from sandbox_api.server.observability.bundle import Observability
+from sandbox_api.server.observability.wiring import install_observability
 from sandbox_api.server.openapi_doc import install_openapi, operation_id
 from sandbox_api.server.problems import install_problem_handlers
 from sandbox_api.server.routes import ROUTERS
@@ -108,9 +111,11 @@ def build_services(
     clock: Clock,
     executor_factory: ExecutorFactory | None = None,
     release_fn: ReleaseFn = release,
+    span_exporter: SpanExporter | None = None,
 ) -> Services:
     """Every service, wired. ``release_fn`` is the one release function every settlement goes through
-    (``services/release.py``); a test build passes a wrapper that counts what went through it."""
+    (``services/release.py``); a test build passes a wrapper that counts what went through it.
+    ``span_exporter`` replaces the trace exporter the settings name (tests pass an in-memory one)."""
     if not settings.keyring_path.exists():
         raise DeploymentNotInitialised(
             f"no deployment in {settings.state_dir}: run `sandbox init` first "
@@ -133,6 +138,11 @@ def build_services(
         n_parts=settings.n_parts,
     )
     scopes = ScopeService(db=db, audit=audit, clock=clock, catalog=catalog)
+    # One executor for the runner and for replays, so both run a job the same way.
+    executor = (executor_factory or EXECUTORS[settings.executor])(keys, settings)
+    observability = Observability.create(
+        settings, db=db, executor=executor, clock=clock.now, span_exporter=span_exporter
+    )
     jobs = JobService(
         db=db,
         audit=audit,
@@ -147,9 +157,8 @@ def build_services(
         release=release_fn,
         ledger=CohortLedger(master=keys.secret("cohort-ledger"), clock=clock),
         budget=DpBudgetService(db=db, audit=audit, clock=clock),
+        observer=observability.transition,
     )
-    # One executor for the runner and for replays, so both run a job the same way.
-    executor = (executor_factory or EXECUTORS[settings.executor])(keys, settings)
     limits = Limits(
         timeout_s=float(settings.job_timeout_s),
         memory_mb=settings.job_memory_mb,
@@ -163,6 +172,7 @@ def build_services(
         limits=limits,
         max_concurrent=settings.max_concurrent_jobs,
         max_attempts=settings.job_max_attempts,
+        tracing=observability.tracing,
     )
     return Services(
         settings=settings,
@@ -196,6 +206,7 @@ def build_services(
             jobs=jobs,
         ),
         sso=SingleSignOn.from_settings(settings),
+        observability=observability,
     )
 
 
@@ -217,19 +228,28 @@ def create_app(
     clock: Clock | None = None,
     executor_factory: ExecutorFactory | None = None,
     release_fn: ReleaseFn = release,
+    span_exporter: SpanExporter | None = None,
 ) -> FastAPI:
     """The gateway for an initialised deployment (see ``bootstrap.init_deployment``)."""
     services = build_services(
-        settings, clock=clock or SystemClock(), executor_factory=executor_factory, release_fn=release_fn
+        settings,
+        clock=clock or SystemClock(),
+        executor_factory=executor_factory,
+        release_fn=release_fn,
+        span_exporter=span_exporter,
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        metrics_port = services.observability.serve_metrics_port()
         services.runner.start()
         try:
             yield
         finally:
             services.runner.stop()
+            if metrics_port is not None:
+                metrics_port.close()
+            services.observability.close()
             services.db.dispose()
 
     app = FastAPI(
@@ -249,6 +269,7 @@ def create_app(
     app.add_middleware(JsonBodyLimits, max_bytes=settings.max_request_bytes)
     for router in ROUTERS:
         app.include_router(router)
+    install_observability(app, services)
     return app
 
 

@@ -14,6 +14,7 @@ from sandbox_api.clock import Clock
 from sandbox_api.errors import Forbidden, NotAuthenticated
 from sandbox_api.roles import Role
 from sandbox_api.server.auth import Principal, parse_bearer
+from sandbox_api.server.observability.bundle import Observability
 from sandbox_api.server.runner import JobRunner
 from sandbox_api.server.services.audit import AuditLog
 from sandbox_api.server.services.catalog import CatalogService
@@ -43,6 +44,7 @@ class Services:
     receipts: ReceiptService
     lifecycle: KeyLifecycle
     replay: ReplayService
+    observability: Observability
     sso: SingleSignOn | None = None  # None: single sign-on is off
 
 

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import func, select
@@ -27,9 +27,11 @@ from sqlalchemy.orm import Session
 from executors.base import Executor, JobSpec, Limits
 from executors.crossdomain.placed import Placing
 from executors.errors import ExecutionCancelled, ExecutionError
+from executors.tracing import current_trace_context
 from policies import Scope
 from policies.errors import PolicyError
 from sandbox_api.errors import ScopeExpired, ServiceError
+from sandbox_api.server.observability.tracing import Tracing
 from sandbox_api.server.services.audit import SYSTEM_ACTOR
 from sandbox_api.server.services.job_kinds import StoredJob, kind_of
 from sandbox_api.server.services.job_specs import JobSpecs
@@ -82,10 +84,14 @@ class JobRunner:
         max_concurrent: int,
         max_attempts: int,
         poll_s: float = 1.0,
+        tracing: Tracing | None = None,
     ) -> None:
+        """``tracing``: where a job's spans go (``observability/tracing.py``); None: not traced."""
         self._jobs = jobs
+        self._tracing = tracing
         # Cross-domain jobs run as rounds, one domain each; cancelling one stops its running round.
         self._executor = Placing(executor)
+        self._base_executor = executor
         self._specs = JobSpecs(
             catalog=jobs.catalog, pseudonym_master=pseudonym_master, limits=limits, ledger=jobs.ledger
         )
@@ -96,6 +102,11 @@ class JobRunner:
         self._poll_s = poll_s
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    @property
+    def executor(self) -> Executor:
+        """The executor jobs run on (readiness asks it whether it can take jobs)."""
+        return self._base_executor
 
     @property
     def running(self) -> bool:
@@ -248,12 +259,30 @@ class JobRunner:
         return claimed, lease
 
     def _run(self, job: StoredJob) -> None:
+        """``_run_job`` inside the job's ``job.run`` span (in the job's own trace: ``job_context``)."""
+        if self._tracing is None:
+            self._run_job(job)
+            return
+        with self._tracing.tracer.start_as_current_span(
+            "job.run",
+            context=self._tracing.job_context(job.job_id),
+            attributes={
+                "sandbox.job_id": job.job_id,
+                "sandbox.job.kind": job.kind.value,
+                "sandbox.job.attempt": job.attempt,
+            },
+        ):
+            self._run_job(job)
+
+    def _run_job(self, job: StoredJob) -> None:
         """Claimed -> spec -> execute -> release decision -> settled (or failed with the reason)."""
         started = time.perf_counter()
         kind = kind_of(job.kind, job.mode)
         try:
             scope = self._jobs.scopes.active(job.scope, version_id=job.scope_version).scope
             spec: JobSpec = kind.spec(job, scope=scope, specs=self._specs)
+            # The trace context crosses to the executor inside the spec, as it would to another process.
+            spec = replace(spec, trace_context=current_trace_context())
             result = self._executor.run(spec)  # a cross-domain job: rounds, each domain on its own
             executed = time.perf_counter()
             candidate = kind.candidate(job, result)

@@ -23,6 +23,10 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from ray.cluster_utils import Cluster
 
 from crypto.keyring import LocalKeyring
@@ -36,6 +40,7 @@ from executors.errors import (
 from executors.local import LocalExecutor
 from executors.ray_cluster import NODE_KEYRING_ENV, KeyringFile
 from executors.ray_executor import RayExecutor
+from executors.tracing import current_trace_context
 from policies import prepare, result_hash
 from policies.examples import example_catalog, example_scope
 from tests.executors.executors_contract import AGGREGATE, ENDLESS, ExecutorContract, run_in_thread, spec
@@ -153,6 +158,27 @@ def test_jobs_run_only_on_nodes_of_their_domain(
         assert health.engine["ray_nodes"] == ray_cluster.health_node
         assert tax.engine["ray_nodes"] == ray_cluster.tax_node
         assert health.timings["tasks"] == 5  # four parts and the merge, all on the health node
+
+
+def test_the_gateway_side_span_continues_the_specs_trace_and_readiness_says_ready(
+    ray_executor: RayExecutor, visits: StoredVersion
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    assert ray_executor.readiness() is None
+    with tracer.start_as_current_span("job.run") as run:
+        job = replace(spec(visits, AGGREGATE, job_id="traced-ray"), trace_context=current_trace_context())
+    ray_executor.trace_with(tracer)
+    try:
+        ray_executor.run(job)
+    finally:
+        ray_executor.trace_with(trace.NoOpTracer())
+    (executed,) = [s for s in exporter.get_finished_spans() if s.name == "executor.run"]
+    assert executed.parent is not None
+    assert executed.parent.span_id == run.get_span_context().span_id
+    assert (executed.attributes or {})["sandbox.executor"] == "ray"
 
 
 def test_ray_tasks_run_behind_the_same_walls_as_local_jobs(

@@ -219,6 +219,7 @@ def world(
     executor_factory: Any = None,
     release_fn: ReleaseFn = release,
     clock: Clock | None = None,
+    span_exporter: Any = None,
     **overrides: Any,
 ) -> Iterator[World]:
     """Initialise, start the app, and set up every role (admin, stu, cleo, dana, olga, oscar, alice, bob,
@@ -226,11 +227,18 @@ def world(
 
     ``release_fn``: the release function the services are built with (a test passes a counting wrapper).
     ``clock``: the deployment's clock (a test that moves time passes its own).
+    ``span_exporter``: where the gateway's spans go (an in-memory exporter; default: the settings').
     """
     settings = make_settings(state_dir, **overrides)
     admin_token = init_deployment(settings, clock=clock).admin_token
     assert admin_token is not None
-    app = create_app(settings, clock=clock, executor_factory=executor_factory, release_fn=release_fn)
+    app = create_app(
+        settings,
+        clock=clock,
+        executor_factory=executor_factory,
+        release_fn=release_fn,
+        span_exporter=span_exporter,
+    )
     with TestClient(app, raise_server_exceptions=True) as client:
         tokens = {"admin": admin_token}
         admin = bearer(admin_token)

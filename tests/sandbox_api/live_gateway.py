@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -44,10 +45,13 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], *, timeout: float =
 
 
 @contextmanager
-def serve_gateway(state_dir: Path, *, settings: Mapping[str, str] | None = None) -> Iterator[str]:
+def serve_gateway(
+    state_dir: Path, *, settings: Mapping[str, str] | None = None, log_to: Path | None = None
+) -> Iterator[str]:
     """``sandbox serve`` on an initialised state directory, in a subprocess; yields its URL.
 
-    ``settings``: extra ``SANDBOX_*`` environment variables for the gateway (others are dropped)."""
+    ``settings``: extra ``SANDBOX_*`` environment variables for the gateway (others are dropped).
+    ``log_to``: a file that receives the gateway's standard error (its log lines); default: discarded."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")} | dict(settings or {})
@@ -61,13 +65,15 @@ def serve_gateway(state_dir: Path, *, settings: Mapping[str, str] | None = None)
         "--port",
         str(port),
     ]
-    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
-        try:
-            wait_healthy(url, process)
-            yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    with contextlib.ExitStack() as files:
+        stderr = subprocess.DEVNULL if log_to is None else files.enter_context(log_to.open("wb"))
+        with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr) as process:
+            try:
+                wait_healthy(url, process)
+                yield url
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ import contextlib
 import json
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -64,6 +64,9 @@ RETRY_AFTER_S = 5
 # States in which a waiting client stops waiting: final ones, and withheld (only a person moves it on).
 SETTLED: frozenset[JobState] = TERMINAL | {JobState.WITHHELD}
 #: Ends without a release: a differential-privacy charge taken at submit is given back.
+#: Called by ``advance`` with the session, the row (already moved), the state it left, the state it
+#: entered and the transition's details.
+TransitionObserver = Callable[[Session, JobRow, JobState, JobState, Mapping[str, object]], None]
 _REFUNDED = frozenset({JobState.FAILED, JobState.CANCELLED, JobState.REJECTED})
 
 # How often a long-poll re-reads its job even without a signal: a change committed by another process
@@ -183,6 +186,9 @@ class JobService:
     budget: DpBudgetService | None = None
     # Wakes long-polls once a transition has committed (``advance`` marks the job on the session).
     signals: JobSignals[JobView] = field(default_factory=JobSignals)
+    # Told of every transition inside its transaction (metrics and traces: server/observability/); it
+    # must defer anything that should only count once the transaction commits.
+    observer: TransitionObserver | None = None
 
     # --- the one transition function ---------------------------------------------------------
     def advance(
@@ -216,6 +222,8 @@ class JobService:
             # In the transition's own transaction: the budget comes back exactly when the job ends
             # without a release (nothing to refund for a job that was never charged).
             self.budget.refund_in(session, job_id=row.id, reason=f"job {to.value}: {reason}", actor=actor)
+        if self.observer is not None:
+            self.observer(session, row, current, to, details or {})
         if to in SETTLED:
             # Only the states a waiting client stops at: a wake-up for any other would make the waiter
             # re-read the job (in the middle of the runner's work) and wait again.

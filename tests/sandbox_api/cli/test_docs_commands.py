@@ -1,4 +1,4 @@
-"""Every ``sandbox`` command line in the README and docs/cli.md names a real command and real options.
+"""Every ``sandbox`` command line in the README and the docs names a real command and real options.
 
 The commands themselves run against a live gateway in ``test_roles``; this keeps the documentation from
 drifting away from them (a renamed command or option fails here).
@@ -17,7 +17,7 @@ import typer
 from sandbox_api.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[3]
-DOCUMENTS = ("README.md", "docs/cli.md", "docs/auditing.md")
+DOCUMENTS = ("README.md", "docs/cli.md", "docs/auditing.md", "docs/operations.md")
 
 
 def _command_lines() -> list[tuple[str, str]]:

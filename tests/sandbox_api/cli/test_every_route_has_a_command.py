@@ -57,6 +57,10 @@ COMMANDS: dict[tuple[str, str], str] = {
     ("GET", "/v1/audit/bundle"): "audit bundle",
     ("GET", "/v1/keys/signing"): "keys export",
     ("POST", "/v1/keys/signing/rotate"): "keys rotate",
+    # Outside /v1 (probes and the scrape route), yet still a command each: operations staff need no curl.
+    ("GET", "/livez"): "system health",
+    ("GET", "/readyz"): "system health",
+    ("GET", "/metrics"): "system metrics",
 }
 
 

@@ -87,9 +87,17 @@ MATRIX: dict[tuple[str, str], tuple[str, Any, frozenset[str]]] = {
         {},
         frozenset({"stu", "admin"}),
     ),
+    # Outside /v1 (OUTSIDE_V1): the probes need no token, the metrics are for admins and auditors.
+    ("GET", "/livez"): ("/livez", None, ALL),
+    ("GET", "/readyz"): ("/readyz", None, ALL),
+    ("GET", "/metrics"): ("/metrics", None, frozenset({"admin", "audra"})),
 }
-# Public signing keys need no token: whoever holds a receipt must be able to verify it.
-PUBLIC = {("GET", "/v1/health"), ("GET", "/v1/keys/signing")}
+# Public signing keys need no token: whoever holds a receipt must be able to verify it. Probes come from
+# orchestrators, which hold no token.
+PUBLIC = {("GET", "/v1/health"), ("GET", "/v1/keys/signing"), ("GET", "/livez"), ("GET", "/readyz")}
+# The only routes outside the versioned API: probes and the scrape route, at the paths orchestrators and
+# Prometheus look for (server/observability/health.py). Everything people call is under /v1.
+OUTSIDE_V1 = {("GET", "/livez"), ("GET", "/readyz"), ("GET", "/metrics")}
 
 
 def _walk(routes: Iterable[Any]) -> Iterator[tuple[str, str]]:
@@ -115,6 +123,10 @@ def _call(api: World, key: tuple[str, str], headers: dict[str, str]) -> int:
 def test_matrix_covers_every_route(api: World) -> None:
     routes = _routes(api)
     assert routes == set(MATRIX)
+
+
+def test_only_probes_and_metrics_are_outside_v1() -> None:
+    assert {key for key in MATRIX if not key[1].startswith("/v1/")} == OUTSIDE_V1
 
 
 def test_every_route_is_documented_in_openapi(api: World) -> None:
