@@ -8,12 +8,14 @@ answers with "database is locked" instead of waiting). On PostgreSQL the audit h
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 _BUSY_TIMEOUT_MS = 60_000
@@ -59,6 +61,7 @@ class Database:
 def open_database(url: str) -> Database:
     """Create the engine; SQLite gets WAL, foreign keys, a busy timeout and explicit BEGINs."""
     if url.startswith("sqlite"):
+        _create_private(url)
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": _BUSY_TIMEOUT_MS / 1000},
@@ -70,6 +73,17 @@ def open_database(url: str) -> Database:
     else:
         engine = create_engine(url, pool_pre_ping=True)
     return Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+
+
+def _create_private(url: str) -> None:
+    """Create the SQLite file readable by its owner only (0600) before SQLite does (it would use the
+    umask, typically 0644); SQLite gives its -wal and -shm files the database file's permissions."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.exists() and path.parent.is_dir():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def _configure_sqlite(engine: Engine) -> None:
