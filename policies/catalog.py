@@ -98,6 +98,10 @@ class TableSchema(_Frozen):
     unit: str
     columns: tuple[ColumnSchema, ...]
     row_count: int | None = None
+    #: Every unit has at most one row in this table (measured when the version was stored, and
+    #: required of the upload where the steward declared it): differential privacy's per-unit
+    #: sample has nothing to cut here and is left out.
+    one_row_per_unit: bool = False
 
     @model_validator(mode="after")
     def _unit_is_a_column(self) -> Self:

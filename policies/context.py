@@ -59,6 +59,8 @@ class TablePolicy:
     row_filter: str | None
     #: ``row_filter`` parsed once; the rewrite inserts copies of it, never the tree itself.
     row_filter_condition: exp.Expr | None = None
+    #: The catalog's ``one_row_per_unit``: the DP bounding passes need not sample this table.
+    one_row_per_unit: bool = False
 
     def column(self, name: str) -> ColumnPolicy | None:
         return self.columns.get(name.lower())
@@ -163,6 +165,7 @@ def compile_context(scope: Scope, catalog: Catalog) -> PolicyContext:
             columns=MappingProxyType(columns),
             row_filter=grant.row_filter,
             row_filter_condition=condition,
+            one_row_per_unit=schema.one_row_per_unit,
         )
     mapping: dict[str, object] = {
         name: {c.name: c.type for c in t.columns.values()} for name, t in tables.items()

@@ -21,6 +21,8 @@ def build_catalog(versions: Mapping[str, VersionView]) -> Catalog:
                 name=table["name"],
                 unit=table["unit"],
                 row_count=table.get("row_count"),
+                # Measured at upload (``unique_units``): the version is immutable, so the fact holds.
+                one_row_per_unit=bool(table.get("unique_units")),
                 columns=tuple(
                     ColumnSchema(
                         name=column["name"],
