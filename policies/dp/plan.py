@@ -409,7 +409,9 @@ def rows_per_unit(analysis: Analysis, dp: DifferentialPrivacy) -> int:
     >>> rows_per_unit(analysis, ctx.disclosure.dp)
     6
     """
-    return math.prod(table_rows_per_unit(analysis.ctx, dp, name) for name in sorted(set(read_tables(analysis))))
+    return math.prod(
+        table_rows_per_unit(analysis.ctx, dp, name) for name in sorted(set(read_tables(analysis)))
+    )
 
 
 def table_rows_per_unit(ctx: PolicyContext, dp: DifferentialPrivacy, name: str) -> int:

@@ -62,7 +62,9 @@ def sampled_scan(
     condition = conditions[0]
     for more in conditions[1:]:
         condition = exp.And(this=condition, expression=more)
-    inner = exp.Select(expressions=[exp.Star()], from_=exp.From(this=scan), qualify=exp.Qualify(this=condition))
+    inner = exp.Select(
+        expressions=[exp.Star()], from_=exp.From(this=scan), qualify=exp.Qualify(this=condition)
+    )
     wrapped = exp.Subquery(this=inner, alias=exp.TableAlias(this=ident(alias)))
     generated(wrapped)
     wrapped.meta[FILTERED_SCAN_META] = table

@@ -56,7 +56,7 @@ def bound_groups_per_unit(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext
         return tree
     keys = [_key(k, tree) for k in group.expressions]
     table = source.table
-    read = [column(name, alias) for name in read_columns(tree, alias, list(table.columns))]
+    read: list[exp.Expr] = [column(name, alias) for name in read_columns(tree, alias, list(table.columns))]
     groups = [keyed_hash(keys), *(k.copy() for k in keys)]
     rows = [*(g.copy() for g in groups), keyed_hash(read)]
     placeholder = exp.Null()

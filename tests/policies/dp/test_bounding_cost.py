@@ -60,9 +60,13 @@ def _run(sql: str, citizens: pd.DataFrame, visits: pd.DataFrame | None = None) -
     con = duckdb.connect()
     con.register("c_df", citizens)
     con.execute("CREATE TABLE citizens AS SELECT * FROM c_df")
-    con.register("v_df", visits if visits is not None else pd.DataFrame({"person_id": [], "ward": [], "cost": []}))
-    con.execute("CREATE TABLE visits AS SELECT person_id::BIGINT AS person_id, ward::VARCHAR AS ward, "
-                "cost::DOUBLE AS cost FROM v_df")
+    con.register(
+        "v_df", visits if visits is not None else pd.DataFrame({"person_id": [], "ward": [], "cost": []})
+    )
+    con.execute(
+        "CREATE TABLE visits AS SELECT person_id::BIGINT AS person_id, ward::VARCHAR AS ward, "
+        "cost::DOUBLE AS cost FROM v_df"
+    )
     params = KEY if "$sbx_dp_key" in sql else None
     return con.execute(sql, params).df()
 
@@ -71,7 +75,8 @@ def test_a_table_with_one_row_per_unit_is_not_sampled_and_counts_one_row() -> No
     sql = "SELECT district, COUNT(*) AS n, SUM(income) AS s FROM citizens GROUP BY district"
     sampled = prepare_dp(sql, compile_context(dp_scope(), dp_catalog()))
     register = prepare_dp(sql, compile_context(dp_scope(), _one_row_catalog()))
-    assert "QUALIFY" in sampled.sql and "QUALIFY" not in register.sql
+    assert "QUALIFY" in sampled.sql
+    assert "QUALIFY" not in register.sql
     assert (sampled.plan.rows_per_unit, register.plan.rows_per_unit) == (2, 1)
     # Without the sample, one person (one row) still moves each quantity by at most the plan's bound.
     people = _citizens(200, seed=1)
@@ -79,7 +84,9 @@ def test_a_table_with_one_row_per_unit_is_not_sampled_and_counts_one_row() -> No
     without = _run(register.sql, people[people.person_id != 7]).set_index("district")
     diff = with_them.sub(without, fill_value=0)
     assert diff["n"].abs().sum() <= register.plan.sensitivity(register.plan.columns[1].cell).l1
-    assert diff["s"].abs().sum() <= register.plan.sensitivity(register.plan.columns[2].cell, (0.0, 100000.0)).l1
+    assert (
+        diff["s"].abs().sum() <= register.plan.sensitivity(register.plan.columns[2].cell, (0.0, 100000.0)).l1
+    )
 
 
 def test_a_join_with_a_register_samples_only_the_other_table() -> None:
@@ -88,7 +95,8 @@ def test_a_join_with_a_register_samples_only_the_other_table() -> None:
         "GROUP BY c.district"
     )
     prepared = prepare_dp(sql, compile_context(dp_scope(), _one_row_catalog()))
-    assert prepared.sql.count("QUALIFY") == 1 and '"visits" AS "v" QUALIFY' in prepared.sql
+    assert prepared.sql.count("QUALIFY") == 1
+    assert '"visits" AS "v" QUALIFY' in prepared.sql
     assert prepared.plan.rows_per_unit == 3  # 1 citizen row × 3 visits
 
 
@@ -122,5 +130,7 @@ def test_public_keys_need_no_distinct_unit_count_and_data_keys_do() -> None:
     ctx = compile_context(dp_scope(), dp_catalog())
     public = prepare_dp("SELECT district, COUNT(*) AS n FROM citizens GROUP BY district", ctx)
     from_data = prepare_dp("SELECT ward, COUNT(*) AS n FROM visits GROUP BY ward", ctx)
-    assert "COUNT(DISTINCT" not in public.sql and not public.plan.selects_keys
-    assert "COUNT(DISTINCT" in from_data.sql and from_data.plan.selects_keys
+    assert "COUNT(DISTINCT" not in public.sql
+    assert not public.plan.selects_keys
+    assert "COUNT(DISTINCT" in from_data.sql
+    assert from_data.plan.selects_keys

@@ -53,7 +53,7 @@ def test_demo_narrates_release_rejection_and_audit(first_run: tuple[Path, str]) 
     assert "suppression report" in output
     assert "job-rejected" in output
     assert "every hash links to the one before" in output
-    assert "Lighthouse Island" not in output.split("3. An allowed aggregate")[1].split("4. A query")[0]
+    assert "Lighthouse Island" not in output.split("3. An allowed aggregate")[1].split("5. A query")[0]
 
 
 def test_demo_keeps_its_tokens_owner_readable_only(first_run: tuple[Path, str]) -> None:
