@@ -53,7 +53,19 @@ def test_demo_narrates_release_rejection_and_audit(first_run: tuple[Path, str]) 
     assert "suppression report" in output
     assert "job-rejected" in output
     assert "every hash links to the one before" in output
-    assert "Lighthouse Island" not in output.split("3. An allowed aggregate")[1].split("5. A query")[0]
+    assert "Lighthouse Island" not in output.split("3. An allowed aggregate")[1].split("4. Differential")[0]
+
+
+def test_demo_walks_through_a_dp_job_its_cost_first_and_the_budget_left(first_run: tuple[Path, str]) -> None:
+    _, output = first_run
+    section = output.split("4. Differential privacy")[1].split("5. A query")[0]
+    assert "this job would spend epsilon 1 (laplace); you have epsilon 5, delta 5e-09 left" in section
+    assert "95 % of releases within" in section
+    assert "clamped before aggregating: visits.cost to [0, 2000]" in section
+    assert "this job spent epsilon 1 (laplace)" in section
+    assert "budget left in flu-study-2026-dp: epsilon 4 of 5" in section
+    # Every district of the public domain is released, the tiny one too: with noise, not suppressed.
+    assert "Lighthouse Island" in section
 
 
 def test_demo_keeps_its_tokens_owner_readable_only(first_run: tuple[Path, str]) -> None:
