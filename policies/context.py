@@ -59,8 +59,10 @@ class TablePolicy:
     row_filter: str | None
     #: ``row_filter`` parsed once; the rewrite inserts copies of it, never the tree itself.
     row_filter_condition: exp.Expr | None = None
-    #: The catalog's ``one_row_per_unit``: the DP bounding passes need not sample this table.
+    #: The catalog's ``one_row_per_unit`` (declared): DP counts one row per unit in this table.
     one_row_per_unit: bool = False
+    #: Declared or measured (``unique_units``): the DP bounding passes need not sample this table.
+    unsampled: bool = False
 
     def column(self, name: str) -> ColumnPolicy | None:
         return self.columns.get(name.lower())
@@ -166,6 +168,7 @@ def compile_context(scope: Scope, catalog: Catalog) -> PolicyContext:
             row_filter=grant.row_filter,
             row_filter_condition=condition,
             one_row_per_unit=schema.one_row_per_unit,
+            unsampled=schema.one_row_per_unit or schema.unique_units,
         )
     mapping: dict[str, object] = {
         name: {c.name: c.type for c in t.columns.values()} for name, t in tables.items()

@@ -43,8 +43,12 @@ def bound_groups_per_unit(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext
     dp = ctx.disclosure.dp
     if dp is None or not isinstance(tree, exp.Select):
         return tree
-    if group_bound_table(analysis) is None or dp.max_groups_per_unit >= rows_per_unit(analysis, dp):
+    bounded = group_bound_table(analysis)
+    if bounded is None or dp.max_groups_per_unit >= rows_per_unit(analysis, dp):
         return tree  # the rows bound already keeps every unit within max_groups_per_unit groups
+    policy = ctx.table(bounded)
+    if policy is not None and policy.unsampled:
+        return tree  # one row per unit: one group per unit, the sample would keep every row
     top = analysis.scope_of_select(tree)
     group = tree.args.get("group")
     if top is None or group is None:

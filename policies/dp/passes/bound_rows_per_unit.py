@@ -4,8 +4,9 @@ Every scan of a granted table, inside CTEs and subqueries too, keeps for each un
 first in the order of a keyed hash of the columns the query reads from it (deterministic: equal hashes
 mean, but for a 2^-64 chance, rows the query cannot tell apart). Runs after ``apply_row_filters``: the
 allowance is spent on rows the scope lets the query see. Left alone: a table with one row per unit
-(``one_row_per_unit`` in the catalog: there is nothing to cut), and a scan ``bound_groups_per_unit``
-already sampled (its one window bounds the rows too).
+(declared ``one_row_per_unit`` or measured ``unique_units`` in the catalog: the sample would keep every
+row, and one row reaches one group), and a scan ``bound_groups_per_unit`` already sampled (its one
+window bounds the rows too).
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ def bound_rows_per_unit(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) 
             if not isinstance(source, Base) or not _is_scan(node, source):
                 continue
             table = source.table
-            if table.one_row_per_unit:
-                continue  # every unit has one row here: the bound holds without a sample
+            if table.unsampled:
+                continue  # every unit has one row here: the sample would keep every row
             read = read_columns(scope.select, alias, list(table.columns))
             columns: list[exp.Expr] = [column(name, alias) for name in read]
             placeholder = exp.Null()

@@ -22,16 +22,15 @@ from tests.policies.dp.pipeline_dp import prepare_dp
 KEY = {"sbx_dp_key": "a key sealed per scope lineage"}
 
 
-def _one_row_catalog() -> Catalog:
-    """The DP example catalog with ``citizens`` a register: one row per person."""
+def _one_row_catalog(**facts: bool) -> Catalog:
+    """The DP example catalog with ``citizens`` a register: one row per person (declared, unless
+    ``facts`` say otherwise)."""
     catalog = dp_catalog()
+    update = facts or {"one_row_per_unit": True, "unique_units": True}
     datasets = tuple(
         d.model_copy(
             update={
-                "tables": tuple(
-                    t.model_copy(update={"one_row_per_unit": True}) if t.name == "citizens" else t
-                    for t in d.tables
-                )
+                "tables": tuple(t.model_copy(update=update) if t.name == "citizens" else t for t in d.tables)
             }
         )
         for d in catalog.datasets
@@ -87,6 +86,17 @@ def test_a_table_with_one_row_per_unit_is_not_sampled_and_counts_one_row() -> No
     assert (
         diff["s"].abs().sum() <= register.plan.sensitivity(register.plan.columns[2].cell, (0.0, 100000.0)).l1
     )
+
+
+def test_a_measured_register_is_not_sampled_but_its_noise_does_not_shrink() -> None:
+    # Measured at upload, not declared: the sample would keep every row, so it is left out, but the
+    # plan (and so the noise) must not depend on a fact measured on the data.
+    sql = "SELECT district, COUNT(*) AS n, SUM(income) AS s FROM citizens GROUP BY district"
+    declared = prepare_dp(sql, compile_context(dp_scope(), _one_row_catalog()))
+    measured = prepare_dp(sql, compile_context(dp_scope(), _one_row_catalog(unique_units=True)))
+    assert "QUALIFY" not in measured.sql
+    assert measured.sql == declared.sql
+    assert (measured.plan.rows_per_unit, declared.plan.rows_per_unit) == (2, 1)
 
 
 def test_a_join_with_a_register_samples_only_the_other_table() -> None:
