@@ -408,7 +408,11 @@ class RayExecutor:
         gathered = self._gather(spec.job_id, job, submitted, deadline, keep_data_remote=True)
         parts = [outcome for outcome, _ in gathered]
         self._set_status(job, "merging", f"merging {n_parts} partial results")
-        merge_spec = replace(spec, job_id=f"{spec.job_id}#merge", sql=plan.final_sql, tables=())
+        # The merge reads only the partial results: the statement's parameters (a DP sampling key) were
+        # for the part queries, and DuckDB refuses a parameter a statement does not use.
+        merge_spec = replace(
+            spec, job_id=f"{spec.job_id}#merge", sql=plan.final_sql, tables=(), parameters=None
+        )
         merged = self._submit(
             merge_spec,
             source,

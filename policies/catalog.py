@@ -98,6 +98,14 @@ class TableSchema(_Frozen):
     unit: str
     columns: tuple[ColumnSchema, ...]
     row_count: int | None = None
+    #: The steward declared that every unit has at most one row in this table (a register), and the
+    #: upload was refused otherwise. A public promise about the data, like its schema: differential
+    #: privacy counts one row per unit here, and the per-unit sample is left out.
+    one_row_per_unit: bool = False
+    #: Measured when the version was stored: no unit has two rows (declared or not). Only lets the
+    #: per-unit sample be left out (it would keep every row); never lowers the noise, which must not
+    #: depend on a fact measured on the data.
+    unique_units: bool = False
 
     @model_validator(mode="after")
     def _unit_is_a_column(self) -> Self:

@@ -59,6 +59,10 @@ class TablePolicy:
     row_filter: str | None
     #: ``row_filter`` parsed once; the rewrite inserts copies of it, never the tree itself.
     row_filter_condition: exp.Expr | None = None
+    #: The catalog's ``one_row_per_unit`` (declared): DP counts one row per unit in this table.
+    one_row_per_unit: bool = False
+    #: Declared or measured (``unique_units``): the DP bounding passes need not sample this table.
+    unsampled: bool = False
 
     def column(self, name: str) -> ColumnPolicy | None:
         return self.columns.get(name.lower())
@@ -163,6 +167,8 @@ def compile_context(scope: Scope, catalog: Catalog) -> PolicyContext:
             columns=MappingProxyType(columns),
             row_filter=grant.row_filter,
             row_filter_condition=condition,
+            one_row_per_unit=schema.one_row_per_unit,
+            unsampled=schema.one_row_per_unit or schema.unique_units,
         )
     mapping: dict[str, object] = {
         name: {c.name: c.type for c in t.columns.values()} for name, t in tables.items()

@@ -34,6 +34,12 @@ class TableDecl(BaseModel):
     name: str = Field(pattern=IDENTIFIER)
     unit: str = Field(description="the privacy-unit column, e.g. person_id")
     columns: list[ColumnDecl] = Field(min_length=1)
+    one_row_per_unit: bool = Field(
+        default=False,
+        description="the steward's promise that no unit has two rows in this table (a register of "
+        "people, say): an upload that breaks it is refused. Differential privacy then needs no per-unit "
+        "sample of the table (whether declared or not, the fact is measured on every upload)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> TableDecl:

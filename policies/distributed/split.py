@@ -18,7 +18,10 @@ aggregate                   per part (partial)                 merge (final)
 ``MIN(x)``, ``MAX(x)``      the same                           ``MIN(p)``, ``MAX(p)``
 ==========================  =================================  =========================================
 
-A ``FILTER (WHERE …)`` stays on the partial aggregate (it decides per row). Group keys are computed per
+A ``FILTER (WHERE …)`` stays on the partial aggregate (it decides per row). A derived table may filter
+its rows with windows partitioned by its privacy unit (``QUALIFY ROW_NUMBER() OVER (PARTITION BY unit
+…) <= n``: differential privacy's per-unit sample): such a window sees one unit's rows only, which all
+live in one part, so each part keeps exactly the rows one process would. Group keys are computed per
 part under generated aliases and grouped again; HAVING, ORDER BY and LIMIT run only in the final query.
 Anything else (another aggregate, ``COUNT(DISTINCT`` of a non-unit column, window functions, set
 operations, GROUPING SETS, joins not on the units, a derived table that aggregates) is
@@ -100,6 +103,7 @@ class _Splitter:
         self.partials: list[exp.Expr] = []  # partial projections (aliased)
         self.partial_of: dict[str, str] = {}  # partial aggregate SQL -> its alias
         self._output_aliases: frozenset[str] = frozenset()  # names HAVING may refer to
+        self._unit_windows: set[int] = set()  # ids of windows checked to partition by their unit
 
     # -- shape -------------------------------------------------------------------------------------
 
@@ -111,11 +115,12 @@ class _Splitter:
         for key in ("distinct", "qualify", "windows", "prewhere", "connect", "match", "laterals", "pivots"):
             if select.args.get(key):
                 raise _Refuse(f"{key.upper()} at the top level does not split")
-        if any(select.find_all(exp.Window)):
-            raise _Refuse("window functions do not split")
         if select.args.get("offset") and not select.args.get("limit"):
             raise _Refuse("OFFSET without LIMIT does not split")
         self._read_sources(select)
+        # After the sources: only the per-unit windows of derived tables, checked there, may remain.
+        if any(id(w) not in self._unit_windows for w in select.find_all(exp.Window)):
+            raise _Refuse("window functions do not split")
         group = select.args.get("group")
         if group is not None:
             grouping = any(group.args.get(k) for k in ("grouping_sets", "cube", "rollup", "totals"))
@@ -193,11 +198,36 @@ class _Splitter:
     def _require_row_level(self, query: exp.Expr, *, where: str) -> None:
         if not isinstance(query, exp.Select):
             raise _Refuse(f"{where} is not a plain SELECT")
+        per_unit = self._per_unit_windows(query)
         for key in ("group", "having", "distinct", "limit", "offset", "qualify", "order", "with_", "with"):
-            if query.args.get(key):
+            if query.args.get(key) and not (key == "qualify" and per_unit):
                 raise _Refuse(f"{where} is not row-level ({key.upper()})")
-        if any(query.find_all(exp.AggFunc)) or any(query.find_all(exp.Window)):
+        windowed = {id(w.this) for w in query.find_all(exp.Window)}
+        if any(id(a) not in windowed for a in query.find_all(exp.AggFunc)):
             raise _Refuse(f"{where} aggregates")
+        if any(id(w) not in self._unit_windows for w in query.find_all(exp.Window)):
+            raise _Refuse(f"{where} aggregates")
+
+    def _per_unit_windows(self, query: exp.Select) -> bool:
+        """Whether ``query`` has windows of its own and every one is partitioned by its source's unit
+        (then it is recorded as splittable); deeper derived tables are checked on their own."""
+        own = [w for w in query.find_all(exp.Window) if w.find_ancestor(exp.Select) is query]
+        if not own:
+            return False
+        from_ = query.args.get("from_") or query.args.get("from")
+        if from_ is None or query.args.get("joins"):
+            return False
+        alias = from_.this.alias_or_name.lower()
+        unit = self._unit_of_source(from_.this)
+        for window in own:
+            keys = window.args.get("partition_by") or []
+            if not any(
+                isinstance(k, exp.Column) and k.name.lower() == unit and k.table.lower() in ("", alias)
+                for k in keys
+            ):
+                return False
+        self._unit_windows.update(id(w) for w in own)
+        return True
 
     def _joins_on_unit(self, on: exp.Expr | None, alias: str, unit: str) -> bool:
         if on is None:

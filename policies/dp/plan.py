@@ -400,13 +400,54 @@ def read_tables(analysis: Analysis) -> list[str]:
 def rows_per_unit(analysis: Analysis, dp: DifferentialPrivacy) -> int:
     """M: the most rows one unit can have in the final aggregation's input (product over the tables).
 
+    A table whose every unit has one row (``one_row_per_unit``, measured when its version was stored)
+    counts 1, whatever ``max_rows_per_unit`` allows: nothing is sampled there, and less noise is needed.
+
     >>> from policies.dp.examples import dp_context
     >>> ctx, _, analysis = dp_context("SELECT COUNT(*) AS n FROM citizens c JOIN visits v "
     ...                               "ON c.person_id = v.person_id")
     >>> rows_per_unit(analysis, ctx.disclosure.dp)
     6
     """
-    return math.prod(dp.rows_per_unit(name) for name in sorted(set(read_tables(analysis))))
+    return math.prod(
+        table_rows_per_unit(analysis.ctx, dp, name) for name in sorted(set(read_tables(analysis)))
+    )
+
+
+def table_rows_per_unit(ctx: PolicyContext, dp: DifferentialPrivacy, name: str) -> int:
+    """``m_t``: rows of one unit kept from table ``name`` (1 where the table has one row per unit)."""
+    table = ctx.table(name)
+    if table is not None and table.one_row_per_unit:
+        return 1
+    return dp.rows_per_unit(name)
+
+
+def keys_from_data(analysis: Analysis, ctx: PolicyContext) -> bool:
+    """Whether a DP query releases group keys that no public domain lists: only then does the release
+    need each group's distinct-unit count (the noisy threshold of DP partition selection), so only then
+    does the rewrite compute it (``COUNT(DISTINCT unit)`` is the dearest part of an aggregate).
+
+    >>> from policies.dp.examples import dp_context
+    >>> ctx, _, analysis = dp_context("SELECT district, COUNT(*) AS n FROM citizens GROUP BY district")
+    >>> keys_from_data(analysis, ctx)
+    False
+    >>> ctx, _, analysis = dp_context("SELECT ward, COUNT(*) AS n FROM visits GROUP BY ward")
+    >>> keys_from_data(analysis, ctx)
+    True
+    """
+    dp = ctx.disclosure.dp
+    tree = analysis.tree
+    top = analysis.scope_of_select(tree) if isinstance(tree, exp.Select) else None
+    if dp is None or top is None or not isinstance(tree, exp.Select):
+        return True  # not a plan DP accepts; counting costs only time
+    for position, projection in enumerate(tree.expressions):
+        info = analysis.info(projection, top)
+        if info.aggregate:
+            continue
+        key = DpColumn(projection.alias_or_name, Cell.KEY, position, source=_pure_source(info.lineage))
+        if _domain(key, dp) is None:
+            return True
+    return False
 
 
 def group_bound_table(analysis: Analysis) -> str | None:

@@ -7,6 +7,11 @@ carried up through CTEs and subqueries as ``_sbx_u<i>``. The final SELECT gets o
 join is backed by k people *in each joined table*, and padding rows (joins that repeat a person) cannot
 inflate it. Conditions inside aggregates (FILTER cells, CASE buckets) withhold nothing: they are
 neutralised by ``neutralise_small_subsets`` instead, which reads the slots from these columns.
+
+Under differential privacy no k rule applies; the one reader of the counts is DP partition selection
+(the noisy threshold that decides which keys from the data are released). A DP query whose keys all
+come from public domains, or that has none, therefore gets no unit counts: ``COUNT(DISTINCT unit)``
+costs several times the rest of an aggregate.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from sqlglot import exp
 from policies.analysis.levels import Analysis
 from policies.analysis.scopes import Base, Derived, source_nodes
 from policies.context import PolicyContext
+from policies.dp.plan import keys_from_data
 from policies.passes._build import column, generated, ident
 
 UNITS = "_sbx_units"
@@ -29,6 +35,8 @@ def add_unit_counts(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) -> e
     >>> add_unit_counts(tree, analysis, ctx).selects[-1].sql(dialect="duckdb")
     'COUNT(DISTINCT "citizens"."person_id") AS "_sbx_units"'
     """
+    if ctx.disclosure.dp is not None and not keys_from_data(analysis, ctx):
+        return tree
     _Units(analysis).top(tree)
     return tree
 

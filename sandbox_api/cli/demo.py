@@ -20,6 +20,7 @@ from tqdm import tqdm
 from crypto.audit import AuditEntry, verify_chain
 from crypto.errors import IntegrityError
 from sandbox_api.cli import demo_data
+from sandbox_api.cli.dp_summary import preview_lines, report_lines
 from sandbox_api.client.api_client import ClientError, SandboxClient
 from sandbox_api.schemas import DatasetOut, ReleaseReportOut
 
@@ -62,6 +63,14 @@ SELECT diagnosis, COUNT(DISTINCT person_id) AS patients, SUM(cost) AS total_cost
 FROM visits
 GROUP BY diagnosis"""
 
+DP_FLU_BY_DISTRICT: Final = """\
+SELECT c.district,
+       COUNT(*)    AS flu_visits,
+       AVG(v.cost) AS avg_cost
+FROM visits v JOIN citizens c ON v.person_id = c.person_id
+WHERE v.diagnosis = 'J11 Influenza'
+GROUP BY c.district"""
+
 SINGLE_OUT: Final = """\
 SELECT name, national_id, phone, income
 FROM citizens
@@ -96,6 +105,8 @@ class WalkthroughOutcome:
     rejection: ClientError
     audit_events: int
     audit_head: str
+    #: The differentially private release (``None`` when the demo's DP budget was already spent).
+    dp_released: pd.DataFrame | None = None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -203,6 +214,20 @@ def provision(
             demo_data.DEMO_SCOPE_NAME, version_id, reason="reviewed against the study protocol"
         )
         _role(say, "peter", f"approved version {version_id[:16]}…: the scope is now active.")
+        dp_document = demo_data.dp_scope_yaml(
+            valid_from=date(today.year, 1, 1), valid_until=date(today.year + 1, 12, 31)
+        )
+        dp_version = olga.create_scope(dp_document).version.version_id
+        _role(
+            say,
+            "olga",
+            f"wrote scope {demo_data.DP_SCOPE_NAME!r}: the same study with differential privacy. Every "
+            "released number carries OpenDP noise; each job spends epsilon 1 of a budget of 5 per analyst "
+            "that no new version can reset; a person counts with at most 4 visits; costs are clamped to "
+            "[0, 2000]; every district is released, empty ones too (docs/dp.md).",
+        )
+        peter.approve_scope(demo_data.DP_SCOPE_NAME, dp_version, reason="epsilon and bounds as agreed")
+        _role(say, "peter", f"approved version {dp_version[:16]}…: the DP scope is active too.")
     return cast
 
 
@@ -282,7 +307,9 @@ def walkthrough(
     if result.receipt:
         _role(say, "gateway", "signed receipt: " + json.dumps(dict(result.receipt), ensure_ascii=False)[:300])
 
-    _heading(say, "4. A query that would single people out is rejected, with reasons")
+    dp_released = _differential_privacy(operator, say=say, progress=progress)
+
+    _heading(say, "5. A query that would single people out is rejected, with reasons")
     say(_indent(SINGLE_OUT))
     try:
         operator.submit_job(demo_data.DEMO_SCOPE_NAME, SINGLE_OUT)
@@ -293,7 +320,7 @@ def walkthrough(
     _role(say, "gateway", f"{rejection.status} {rejection.code}:")
     say(_indent(rejection.describe()))
 
-    _heading(say, "5. The auditor verifies the whole audit chain offline")
+    _heading(say, "6. The auditor verifies the whole audit chain offline")
     export = auditor.audit_export()
     entries = [AuditEntry.from_json(line) for line in export.splitlines() if line.strip()]
     try:
@@ -314,7 +341,55 @@ def walkthrough(
         rejection=rejection,
         audit_events=report.count,
         audit_head=report.head_hash,
+        dp_released=dp_released,
     )
+
+
+def _differential_privacy(operator: SandboxClient, *, say: Say, progress: bool) -> pd.DataFrame | None:
+    """Step 4: the cost shown before a DP job runs, the noisy release, and the budget left after it.
+    ``None`` when the budget is already spent (a demo state reused five times): that refusal is shown."""
+    _heading(say, "4. Differential privacy: the cost before running, a noisy release, the budget left")
+    say(_indent(DP_FLU_BY_DISTRICT))
+    preview = operator.check_job(demo_data.DP_SCOPE_NAME, DP_FLU_BY_DISTRICT)
+    if not preview.allowed or preview.dp is None:
+        raise ClientError(
+            0, "demo-failed", f"the DP dry run refused: {[f.message for f in preview.findings]}"
+        )
+    _role(say, "alice", "dry run under the DP scope (nothing runs, no data is read, nothing is spent):")
+    for line in preview_lines(preview.dp, preview.budget_left):
+        say("    " + line)
+    try:
+        job = operator.submit_job(demo_data.DP_SCOPE_NAME, DP_FLU_BY_DISTRICT)
+    except ClientError as refused:
+        if refused.code != "dp-budget-exhausted":
+            raise
+        _role(say, "gateway", f"{refused.status} {refused.code}: {refused.detail}")
+        say("    The budget of this scope is spent for alice, for good: that is what bounds what all of her")
+        say("    jobs together can reveal about anyone. (sandbox demo --fresh starts a new deployment.)")
+        return None
+    finished = operator.wait_for_job(job.job_id, timeout=600.0, progress=progress)
+    if finished.state != "released":
+        raise ClientError(0, "demo-failed", f"job {job.job_id} ended {finished.state}: {finished.reason}")
+    result = operator.get_result(job.job_id)
+    _role(say, "alice", f"job {job.job_id} released {len(result.table)} rows, each number with noise:")
+    say(_table(result.table))
+    spent = result.report.model_dump().get("differential_privacy")
+    if spent is not None:
+        for line in report_lines(spent):
+            _role(say, "gateway", line)
+    for reason in result.report.reasons:
+        say(textwrap.fill(str(reason), width=100, initial_indent="    - ", subsequent_indent="      "))
+    after = operator.check_job(demo_data.DP_SCOPE_NAME, DP_FLU_BY_DISTRICT)
+    left = after.budget_left or {}
+    _role(
+        say,
+        "alice",
+        f"budget left in {demo_data.DP_SCOPE_NAME}: epsilon {left.get('epsilon', 0.0):g} of 5 "
+        "(a failed or cancelled job is refunded; mock jobs spend nothing; nothing ever resets it). "
+        "Lighthouse Island is listed like every district although only a few people live there: "
+        "its numbers are mostly noise, and that is the protection.",
+    )
+    return result.table
 
 
 def run_walkthrough(cast: DemoCast, *, say: Say = print, progress: bool = True) -> WalkthroughOutcome:

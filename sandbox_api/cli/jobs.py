@@ -96,7 +96,10 @@ def job_check(
             typer.echo("the gateway would run:")
             typer.echo("  " + report.rewritten_sql.replace("\n", "\n  "))
         if report.dp is not None:
-            typer.echo("differential privacy: " + as_json_text(report.dp).replace("\n", "\n  "))
+            from sandbox_api.cli.dp_summary import preview_lines
+
+            for line in preview_lines(report.dp, report.budget_left):
+                typer.echo(line)
     if not report.allowed:
         raise typer.Exit(1)
 
@@ -280,10 +283,19 @@ def _show_result(
 def _report_lines(document: dict[str, Any]) -> list[str]:
     """The suppression report and a Python job's output, for people."""
     report = document.get("report") or {}
+    spent = report.get("differential_privacy")
     lines = [
         "suppression report: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(report.items()) if k != "reasons" and v is not None)
+        + ", ".join(
+            f"{k} {v}"
+            for k, v in sorted(report.items())
+            if k not in ("reasons", "differential_privacy") and v is not None
+        )
     ]
+    if spent is not None:
+        from sandbox_api.cli.dp_summary import report_lines
+
+        lines += report_lines(spent)
     lines += [f"  - {reason}" for reason in report.get("reasons", [])]
     output = document.get("output") or {}
     if output.get("summary") is not None:

@@ -21,6 +21,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 from opentelemetry import trace
@@ -42,7 +43,11 @@ from executors.ray_cluster import NODE_KEYRING_ENV, KeyringFile
 from executors.ray_executor import RayExecutor
 from executors.tracing import current_trace_context
 from policies import prepare, result_hash
+from policies.context import compile_context
+from policies.dp.examples import dp_catalog, dp_scope
+from policies.dp.noise import release_dp
 from policies.examples import example_catalog, example_scope
+from policies.pipeline import prepare_with
 from tests.executors.executors_contract import AGGREGATE, ENDLESS, ExecutorContract, run_in_thread, spec
 from tests.executors.executors_fixtures import StoredVersion, store_version, visits_table
 
@@ -458,3 +463,53 @@ def test_concurrent_split_jobs_do_not_mix(ray_executor: RayExecutor, visits: Sto
     for thread in threads:
         thread.join(timeout=60)
     assert results == expected
+
+
+# -- differential privacy on the split path --------------------------------------------------------
+
+DP_QUERIES = (
+    # Public group keys: the groups and rows bounds share one sample; no distinct-unit count.
+    "SELECT district, COUNT(*) AS n, SUM(income) AS s, AVG(income) AS a FROM citizens GROUP BY district",
+    # Keys from the data: the distinct-unit count that partition selection reads, summed over parts.
+    "SELECT sex, COUNT(*) AS n, COUNT(DISTINCT person_id) AS p FROM citizens GROUP BY sex",
+    # One global row: the rows bound alone.
+    "SELECT COUNT(*) AS n, SUM(income) AS s FROM citizens",
+)
+
+
+@pytest.mark.parametrize("query", DP_QUERIES, ids=[f"dp-{i}" for i in range(len(DP_QUERIES))])
+def test_a_dp_job_on_ray_has_the_same_pre_noise_result_and_release_as_one_process(
+    ray_executor: RayExecutor, keyring: LocalKeyring, citizens: dict[int, TableInput], query: str
+) -> None:
+    # The per-unit sample partitions by the unit, and every unit lives in exactly one part: each part
+    # keeps the same rows of its units as one process does, so the exact values, and the release drawn
+    # from them (sealed noise added), are the same on every backend and every number of parts.
+    ctx = compile_context(dp_scope(), dp_catalog())
+    prepared = prepare_with(query, ctx)
+    assert prepared.dp_plan is not None
+    assert ctx.disclosure.dp is not None
+    limits = Limits(timeout_s=60, memory_mb=512, cpu_s=60, threads=1)
+    key = {"sbx_dp_key": "a key sealed per scope lineage"}
+    local = LocalExecutor(key_provider=keyring, max_workers=1)
+    try:
+        expected = local.run(
+            JobSpec("dp-one-process", prepared.sql, (citizens[16],), None, limits, parameters=key)
+        ).to_pandas()
+    finally:
+        local.close()
+
+    def exact_release(frame: pd.DataFrame) -> pd.DataFrame:
+        # A stand-in for the draw that adds nothing (the real noise is sealed, not drawn again).
+        plan, dp = prepared.dp_plan, ctx.disclosure.dp
+        assert plan is not None
+        assert dp is not None
+        return release_dp(frame, plan, dp, sample=lambda _measurement, data: data).table
+
+    for n_parts, table in citizens.items():
+        job = JobSpec(
+            f"dp-split-{n_parts}-{abs(hash(query))}", prepared.sql, (table,), None, limits, parameters=key
+        )
+        result = ray_executor.run(job)
+        assert result.timings["tasks"] == (1 if n_parts == 1 else n_parts + 1), "the DP job was not split"
+        assert result_hash(result.to_pandas()) == result_hash(expected), f"{n_parts} parts"
+        pd.testing.assert_frame_equal(exact_release(result.to_pandas()), exact_release(expected))

@@ -1,9 +1,12 @@
 """Keep at most ``max_rows_per_unit`` rows of each privacy unit in every scan of a table (DP only).
 
 Every scan of a granted table, inside CTEs and subqueries too, keeps for each unit the rows that come
-first in the order of a keyed hash of the whole row (deterministic: equal hashes mean, but for a
-2^-64 chance, identical rows). Runs after ``apply_row_filters``: the allowance is spent on rows the
-scope lets the query see.
+first in the order of a keyed hash of the columns the query reads from it (deterministic: equal hashes
+mean, but for a 2^-64 chance, rows the query cannot tell apart). Runs after ``apply_row_filters``: the
+allowance is spent on rows the scope lets the query see. Left alone: a table with one row per unit
+(declared ``one_row_per_unit`` or measured ``unique_units`` in the catalog: the sample would keep every
+row, and one row reaches one group), and a scan ``bound_groups_per_unit`` already sampled (its one
+window bounds the rows too).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from policies.analysis.levels import Analysis
 from policies.analysis.markers import FILTERED_SCAN_META
 from policies.analysis.scopes import Base, source_nodes
 from policies.context import PolicyContext
-from policies.dp.passes._sample import keyed_hash, sampled_scan
+from policies.dp.passes._sample import SAMPLED_META, keyed_hash, read_columns, sampled_scan
 from policies.passes._build import column
 
 
@@ -22,12 +25,11 @@ def bound_rows_per_unit(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) 
     """Wrap every table scan in a per-unit ROW_NUMBER sample of ``max_rows_per_unit`` rows.
 
     >>> from policies.dp.examples import dp_context
-    >>> ctx, tree, analysis = dp_context("SELECT COUNT(*) AS n FROM visits v")
+    >>> ctx, tree, analysis = dp_context("SELECT SUM(cost) AS s FROM visits v")
     >>> sql = bound_rows_per_unit(tree, analysis, ctx).sql(dialect="duckdb")
     >>> print(sql)  # doctest: +NORMALIZE_WHITESPACE
-    SELECT COUNT(*) AS "n" FROM (SELECT * FROM "visits" AS "v" QUALIFY ROW_NUMBER() OVER
-    (PARTITION BY "v"."person_id" ORDER BY HASH($sbx_dp_key, "v"."cost", "v"."person_id", "v"."ward")) <= 3)
-    AS "v"
+    SELECT SUM("v"."cost") AS "s" FROM (SELECT * FROM "visits" AS "v" QUALIFY ROW_NUMBER() OVER
+    (PARTITION BY "v"."person_id" ORDER BY HASH($sbx_dp_key, "v"."cost")) <= 3) AS "v"
     """
     dp = ctx.disclosure.dp
     if dp is None:
@@ -39,7 +41,10 @@ def bound_rows_per_unit(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) 
             if not isinstance(source, Base) or not _is_scan(node, source):
                 continue
             table = source.table
-            columns: list[exp.Expr] = [column(name, alias) for name in sorted(table.columns)]
+            if table.unsampled:
+                continue  # every unit has one row here: the sample would keep every row
+            read = read_columns(scope.select, alias, list(table.columns))
+            columns: list[exp.Expr] = [column(name, alias) for name in read]
             placeholder = exp.Null()
             node.replace(placeholder)  # detached, the scan itself moves inside the sample (no copy)
             placeholder.replace(
@@ -48,9 +53,7 @@ def bound_rows_per_unit(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) 
                     alias=alias,
                     table=table.ref.sql_name,
                     unit=table.unit,
-                    rank=exp.RowNumber(),
-                    order=[keyed_hash(columns)],
-                    limit=dp.rows_per_unit(table.ref.sql_name),
+                    bounds=[(exp.RowNumber(), [keyed_hash(columns)], dp.rows_per_unit(table.ref.sql_name))],
                 )
             )
     return tree
@@ -58,4 +61,6 @@ def bound_rows_per_unit(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) 
 
 def _is_scan(node: exp.Expr, source: Base) -> bool:
     """The table itself, or the filtered scan ``apply_row_filters`` put in its place."""
+    if node.meta_get(SAMPLED_META):
+        return False
     return node is source.node or bool(isinstance(node, exp.Subquery) and node.meta_get(FILTERED_SCAN_META))

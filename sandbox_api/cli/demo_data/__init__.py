@@ -29,12 +29,18 @@ import pandas as pd
 
 from sandbox_api.cli.demo_data.columns import national_id_is_valid
 from sandbox_api.cli.demo_data.health import visits
-from sandbox_api.cli.demo_data.manifests import citizens_manifest, demo_scope_yaml, visits_manifest
+from sandbox_api.cli.demo_data.manifests import (
+    citizens_manifest,
+    demo_scope_yaml,
+    dp_scope_yaml,
+    visits_manifest,
+)
 from sandbox_api.cli.demo_data.names import (
     CITIZENS_DATASET,
     CIVIL_AFFAIRS,
     DEFAULT_SEED,
     DEMO_SCOPE_NAME,
+    DP_SCOPE_NAME,
     HEALTH_BUREAU,
     VISITS_DATASET,
 )
@@ -45,6 +51,7 @@ __all__ = [
     "CIVIL_AFFAIRS",
     "DEFAULT_SEED",
     "DEMO_SCOPE_NAME",
+    "DP_SCOPE_NAME",
     "HEALTH_BUREAU",
     "VISITS_DATASET",
     "DemoDataset",
@@ -52,6 +59,7 @@ __all__ = [
     "citizens_manifest",
     "demo_datasets",
     "demo_scope_yaml",
+    "dp_scope_yaml",
     "national_id_is_valid",
     "visits",
     "visits_manifest",

@@ -10,6 +10,7 @@ from sandbox_api.cli.demo_data.names import (
     CITIZENS_DATASET,
     CIVIL_AFFAIRS,
     DEMO_SCOPE_NAME,
+    DP_SCOPE_NAME,
     HEALTH_BUREAU,
     VISITS_DATASET,
 )
@@ -42,6 +43,9 @@ def citizens_manifest() -> dict[str, Any]:
             {
                 "name": "citizens",
                 "unit": "person_id",
+                # A register: one row per person. The upload is refused if that is not so, and
+                # differential privacy needs no per-person sample of this table.
+                "one_row_per_unit": True,
                 "columns": [
                     _column("person_id", "VARCHAR", "identifying"),
                     _column("national_id", "VARCHAR", "identifying"),
@@ -126,3 +130,55 @@ disclosure:
 python: {{allowed: true, modules: [pandas, numpy, math, statistics]}}
 approvals: {{required: 2}}
 """
+
+
+def dp_scope_yaml(*, valid_from: date, valid_until: date, operator: str = "alice") -> str:
+    """The demo's differentially private scope (docs/dp.md): the flu study for analysts who need no
+    exact numbers, with noise from OpenDP and a budget of five jobs per analyst that never comes back.
+
+    >>> text = dp_scope_yaml(valid_from=date(2026, 1, 1), valid_until=date(2026, 12, 31))
+    >>> text.splitlines()[0], "epsilon_per_job: 1.0" in text
+    ('scope: flu-study-2026-dp', True)
+    """
+    districts = sorted(name for name, _, _ in (*DISTRICTS, *TINY_DISTRICTS) if name != "Military Zone")
+    return f"""\
+scope: {DP_SCOPE_NAME}
+purpose: "Influenza visits and their cost by district, with differential privacy"
+grantees: [operator:{operator}, group:cdc-analysts]
+valid: {{from: {valid_from.isoformat()}, until: {valid_until.isoformat()}}}
+datasets:
+  {CIVIL_AFFAIRS}/{CITIZENS_DATASET}:
+    unit: person_id
+    row_filter: "district <> 'Military Zone'"
+    columns:
+      person_id:   {{use: join_key}}
+      sex:         {{use: group}}
+      district:    {{use: group}}
+      income:      {{use: aggregate, functions: [sum, avg, count], bounds: [0, 200000]}}
+  {HEALTH_BUREAU}/{VISITS_DATASET}:
+    unit: person_id
+    columns:
+      person_id:   {{use: join_key}}
+      diagnosis:   {{use: filter}}
+      cost:        {{use: aggregate, functions: [sum, avg, count], bounds: [0, 2000]}}
+disclosure:
+  min_units: 10
+  max_rows: 10000
+  dp:
+    epsilon_per_job: 1.0
+    budget: 5.0
+    delta: 1.0e-9
+    mechanism: laplace
+    refresh: none
+    max_rows_per_unit: {{visits: 4}}
+    max_groups_per_unit: 1
+    public_groups:
+      district: [{", ".join(_yaml_string(d) for d in districts)}]
+      sex: [F, M]
+python: {{allowed: false}}
+approvals: {{required: 2}}
+"""
+
+
+def _yaml_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -9,4 +9,6 @@ HEALTH_BUREAU: Final = "health-bureau"
 CITIZENS_DATASET: Final = "citizens"
 VISITS_DATASET: Final = "visits"
 DEMO_SCOPE_NAME: Final = "flu-study-2026"
+#: The same study under differential privacy: noisy results and a budget that ends.
+DP_SCOPE_NAME: Final = "flu-study-2026-dp"
 DEFAULT_SEED: Final = 20260101

@@ -277,6 +277,7 @@ class CatalogService:
                 "unique_units": pc.count_distinct(tables[t.name].column(t.unit)).as_py()
                 == tables[t.name].num_rows,
                 "columns": [c.model_dump(mode="json", by_alias=True) for c in t.columns],
+                **({"one_row_per_unit": True} if t.one_row_per_unit else {}),
             }
             for t in sorted(manifest.tables, key=lambda t: t.name)
         ]

@@ -196,6 +196,13 @@ def _check_unit(parsed: pa.Table, table: TableDecl) -> None:
             f"table {table.name!r}: the unit column {table.unit!r} has {nulls} empty values; "
             "every row must belong to a privacy unit"
         )
+    if table.one_row_per_unit and pc.count_distinct(column).as_py() != parsed.num_rows:
+        # A broken promise would let differential privacy skip the per-unit sample of a table whose
+        # units have several rows, and its noise would then be too small: refuse the upload.
+        raise InvalidUpload(
+            f"table {table.name!r} is declared one_row_per_unit, but some {table.unit!r} values occur in "
+            "more than one row; remove the declaration or the repeated rows"
+        )
 
 
 def _check_domains(parsed: pa.Table, table: TableDecl) -> None:

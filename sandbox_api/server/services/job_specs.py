@@ -83,8 +83,11 @@ def sql_spec(
         keyed_hash_key=scope_hash_key(pseudonym_master, scope) if uses_keyed_hash else None,
         limits=limits,
         cohorts=cohorts,
+        # Only where the rewrite sampled a table: a query over registers alone (one row per unit) has no
+        # sample, and DuckDB refuses a parameter the statement does not use. The operator cannot write
+        # the placeholder (the syntax check accepts it only where the engine generated it).
         parameters=None
-        if dp_lineage is None
+        if dp_lineage is None or f"${KEY_PARAMETER}" not in sql
         else {KEY_PARAMETER: dp_sampling_key(pseudonym_master, dp_lineage)},
     )
 

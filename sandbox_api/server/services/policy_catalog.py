@@ -21,6 +21,10 @@ def build_catalog(versions: Mapping[str, VersionView]) -> Catalog:
                 name=table["name"],
                 unit=table["unit"],
                 row_count=table.get("row_count"),
+                # The steward's declaration (checked at upload), and the fact measured at upload (the
+                # version is immutable, so it holds): see policies.catalog.TableSchema.
+                one_row_per_unit=bool(table.get("one_row_per_unit")),
+                unique_units=bool(table.get("unique_units")),
                 columns=tuple(
                     ColumnSchema(
                         name=column["name"],

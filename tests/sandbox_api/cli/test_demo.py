@@ -53,7 +53,19 @@ def test_demo_narrates_release_rejection_and_audit(first_run: tuple[Path, str]) 
     assert "suppression report" in output
     assert "job-rejected" in output
     assert "every hash links to the one before" in output
-    assert "Lighthouse Island" not in output.split("3. An allowed aggregate")[1].split("4. A query")[0]
+    assert "Lighthouse Island" not in output.split("3. An allowed aggregate")[1].split("4. Differential")[0]
+
+
+def test_demo_walks_through_a_dp_job_its_cost_first_and_the_budget_left(first_run: tuple[Path, str]) -> None:
+    _, output = first_run
+    section = output.split("4. Differential privacy")[1].split("5. A query")[0]
+    assert "this job would spend epsilon 1 (laplace); you have epsilon 5, delta 5e-09 left" in section
+    assert "95 % of releases within" in section
+    assert "clamped before aggregating: visits.cost to [0, 2000]" in section
+    assert "this job spent epsilon 1 (laplace)" in section
+    assert "budget left in flu-study-2026-dp: epsilon 4 of 5" in section
+    # Every district of the public domain is released, the tiny one too: with noise, not suppressed.
+    assert "Lighthouse Island" in section
 
 
 def test_demo_keeps_its_tokens_owner_readable_only(first_run: tuple[Path, str]) -> None:
@@ -142,3 +154,27 @@ def test_the_demo_says_how_to_call_sandbox_when_it_is_not_on_the_path(tmp_path: 
     assert demo_run.how_to_run_sandbox(on_path=None, beside=beside) == str(beside)
     assert demo_run.how_to_run_sandbox(on_path=str(beside), beside=beside) == "sandbox"
     assert demo_run.how_to_run_sandbox(on_path="/usr/bin/sandbox", beside=beside) == str(beside)
+
+
+def test_the_cli_shows_a_dp_jobs_cost_before_it_runs_and_its_spending_after(
+    first_run: tuple[Path, str],
+) -> None:
+    state_dir, _ = first_run
+    tokens = json.loads((state_dir / DEMO_TOKENS_FILE).read_text())["tokens"]
+    sql = "SELECT sex, COUNT(*) AS people, AVG(income) AS mean_income FROM citizens GROUP BY sex"
+    with serve_gateway(state_dir) as url:
+        where = ["--url", url, "--token", tokens["alice"]]
+        check = runner.invoke(app, ["job", "check", "--scope", demo_data.DP_SCOPE_NAME, sql, *where])
+        assert check.exit_code == 0, check.output
+        assert (
+            "differential privacy: this job would spend epsilon 1 (laplace); you have epsilon" in check.output
+        )
+        assert "mean_income (sum)" in check.output
+        assert "95 % of releases within" in check.output
+        assert "clamped before aggregating: citizens.income to [0, 200000]" in check.output
+        submitted = runner.invoke(app, ["job", "submit", "--scope", demo_data.DP_SCOPE_NAME, sql, *where])
+        assert submitted.exit_code == 0, submitted.output
+        assert "differential privacy: this job spent epsilon 1 (laplace) on people, mean_income.sum" in (
+            submitted.output
+        )
+        assert "laplace noise of scale" in submitted.output

@@ -17,7 +17,7 @@ import typer
 from sandbox_api.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[3]
-DOCUMENTS = ("README.md", "docs/cli.md", "docs/auditing.md", "docs/operations.md")
+DOCUMENTS = ("README.md", "docs/cli.md", "docs/auditing.md", "docs/operations.md", "docs/dp.md")
 
 
 def _command_lines() -> list[tuple[str, str]]:

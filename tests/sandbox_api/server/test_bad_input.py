@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from tests.sandbox_api.api_helpers import (
@@ -367,3 +368,17 @@ def test_manifest_copy_is_not_shared(api: World) -> None:
     # Guard for the helpers above: the module-level manifest must not be mutated by the tests.
     assert copy.deepcopy(CITIZENS_MANIFEST) == CITIZENS_MANIFEST
     assert Path(api.settings.state_dir).is_dir()
+
+
+def test_a_table_declared_one_row_per_unit_with_a_repeated_unit_is_refused(small: World) -> None:
+    # The declaration lets differential privacy skip the per-unit sample: a broken one would make its
+    # noise too small, so the upload is refused, and kept where the promise holds.
+    manifest = copy.deepcopy(CITIZENS_MANIFEST)
+    manifest["tables"][0]["one_row_per_unit"] = True
+    table = citizens_table(40)
+    repeated = table.set_column(0, "person_id", pa.array(["P0000001"] * 2 + table.column(0).to_pylist()[2:]))
+    before = _stored_state(small)
+    problem = _problem(_csv_upload(small, csv_bytes(repeated), manifest=manifest), 422, "invalid-upload")
+    assert "one_row_per_unit" in problem["detail"]
+    assert _stored_state(small) == before
+    assert _csv_upload(small, csv_bytes(table), manifest=manifest).status_code == 201

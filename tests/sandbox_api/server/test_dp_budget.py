@@ -1,5 +1,5 @@
 """The DP budget ledger: exhaustion, refunds, lineage, per-grantee budgets, audit events, and two
-gateways spending concurrently from one database without overspending."""
+gateways spending concurrently from one database without overspending, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ from sandbox_api.server.services.dp_budget import DpBudgetService
 from sandbox_api.server.store import migrate
 from sandbox_api.server.store.db import Database, open_database
 from sandbox_api.server.store.models import AuditEventRow
+from tests.sandbox_api.stores import NewStore, on_both_stores
+
+store = on_both_stores
 
 #: 2.0 epsilon in all, 0.5 per job: exactly four jobs fit.
 FOUR_JOBS = DP_SCOPE.replace("epsilon_per_job: 1.0", "epsilon_per_job: 0.5").replace(
@@ -38,13 +41,13 @@ class _Clock:
 
 @dataclass
 class Ledger:
-    path: Path
+    url: str
     keys: LocalKeyring
     databases: list[Database]
 
     def gateway(self) -> DpBudgetService:
         """A service on its own engine, as a second gateway on the same database would have."""
-        db = open_database(f"sqlite:///{self.path}")
+        db = open_database(self.url)
         self.databases.append(db)
         clock = _Clock()
         audit = AuditLog(
@@ -64,11 +67,11 @@ class Ledger:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    path = tmp_path / "metadata.db"
+def ledger(tmp_path: Path, store: NewStore) -> Iterator[Ledger]:
+    url = store() or f"sqlite:///{tmp_path / 'metadata.db'}"
     keys = LocalKeyring.open(tmp_path / "keyring.json", create=True, clock=_Clock().now)
-    state = Ledger(path, keys, [])
-    first = open_database(f"sqlite:///{path}")
+    state = Ledger(url, keys, [])
+    first = open_database(url)
     migrate.upgrade(first)
     state.databases.append(first)
     yield state
