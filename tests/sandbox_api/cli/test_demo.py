@@ -143,6 +143,25 @@ def test_a_busy_port_fails_at_once_and_makes_nothing(tmp_path: Path) -> None:
     assert not state_dir.exists()
 
 
+def test_a_first_run_stopped_half_way_removes_the_state_it_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refusal in the middle of provisioning (here: the stewards' step) leaves no half-made deployment
+    that only ``rm -rf`` would clear, and says so."""
+    from sandbox_api.cli import demo
+    from sandbox_api.client.api_client import ClientError
+
+    def refuse(*_args: object, **_kwargs: object) -> demo.DemoCast:
+        raise ClientError(503, "service-unavailable", "the gateway went away")
+
+    monkeypatch.setattr(demo, "provision", refuse)
+    state_dir = tmp_path / "state"
+    result = runner.invoke(app, ["demo", "--state-dir", str(state_dir), *SMALL])
+    assert result.exit_code == 1
+    assert "the half-made state directory was removed" in result.output
+    assert not state_dir.exists()
+
+
 def test_the_demo_names_match_the_data_generators() -> None:
     assert (demo_run.DEMO_SCOPE, demo_run.DEFAULT_SEED) == (demo_data.DEMO_SCOPE_NAME, demo_data.DEFAULT_SEED)
 
