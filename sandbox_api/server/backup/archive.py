@@ -83,7 +83,7 @@ def _empty_or_absent(folder: Path) -> bool:
 def _place(staged: Path, final: Path) -> None:
     if final.exists():
         final.rmdir()  # empty, checked before; rmdir refuses anything else
-    os.replace(staged, final)
+    staged.replace(final)
 
 
 # --- backup ------------------------------------------------------------------------------------------
@@ -208,6 +208,6 @@ def restore_backup(source: Path, deployment: Deployment, *, passphrase: str) -> 
             metadata.restore_postgres(deployment.database_url, dump)
         _place(staged, deployment.state_dir)
         if staged_db is not None and sqlite_target is not None:
-            os.replace(deployment.state_dir / staged_db.name, sqlite_target)
+            (deployment.state_dir / staged_db.name).replace(sqlite_target)
     total = sum(size for size, _ in manifest.files.values())
     return Summary(store=kind, data_files=len(data_files), total_bytes=total)

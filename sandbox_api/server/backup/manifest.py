@@ -93,5 +93,6 @@ def check_file(folder: Path, relative: str, expected: tuple[int, str]) -> None:
         raise BackupDamaged(f"the backup is damaged: {relative} is missing")
     if path.stat().st_size != expected[0] or file_sha256(path) != expected[1]:
         raise BackupDamaged(
-            f"the backup is damaged: {relative} does not match its hash in the manifest (changed or truncated)"
+            f"the backup is damaged: {relative} does not match its hash in the manifest "
+            "(changed or truncated)"
         )

@@ -98,7 +98,8 @@ def _connection(database_url: str) -> tuple[list[str], dict[str, str]]:
 
 def _run(tool: str, args: list[str], env: dict[str, str]) -> None:
     try:
-        subprocess.run(
+        # The tool is found by name (PATH or the Debian folder); its arguments are built above.
+        subprocess.run(  # noqa: S603
             [str(find_tool(tool)), *args],
             env=env,
             check=True,
