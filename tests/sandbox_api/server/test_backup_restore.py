@@ -127,8 +127,8 @@ def test_a_restore_gives_back_the_deployment_as_it_was_at_the_backup(drill: Dril
     assert result_of(api, again)["rows"] == drill.before_result["rows"]
 
 
-def _refused(drill: Drill, tmp_path: Path, backup: Path, secret: Path, message: str) -> None:
-    url = drill.new_store()
+def _refused(tmp_path: Path, backup: Path, secret: Path, message: str, *, url: str | None) -> None:
+    """A restore into a new state folder and the store ``url`` fails with ``message``, changing nothing."""
     state = tmp_path / "state"
     answer = run_cli("restore", "--from", str(backup), state_dir=state, database_url=url, secret=secret)
     assert answer.exit_code == 1
@@ -155,13 +155,8 @@ def _copy(drill: Drill, tmp_path: Path) -> Path:
 
 def test_a_wrong_passphrase_restores_nothing(drill: Drill, tmp_path: Path) -> None:
     wrong = passphrase_file(tmp_path, "not the operators passphrase")
-    _refused(
-        drill,
-        tmp_path,
-        drill.backup,
-        wrong,
-        "backup-wrong-passphrase: the keyring in the backup does not open",
-    )
+    message = "backup-wrong-passphrase: the keyring in the backup does not open"
+    _refused(tmp_path, drill.backup, wrong, message, url=drill.new_store())
 
 
 def test_a_changed_data_file_restores_nothing(drill: Drill, tmp_path: Path) -> None:
@@ -171,7 +166,13 @@ def test_a_changed_data_file_restores_nothing(drill: Drill, tmp_path: Path) -> N
     blob[len(blob) // 2] ^= 0x01
     part.write_bytes(bytes(blob))
     changed = part.relative_to(copy).as_posix()
-    _refused(drill, tmp_path, copy, drill.secret, f"{changed} does not match its hash in the manifest")
+    _refused(
+        tmp_path,
+        copy,
+        drill.secret,
+        f"{changed} does not match its hash in the manifest",
+        url=drill.new_store(),
+    )
 
 
 def test_a_manifest_edited_to_match_a_changed_database_restores_nothing(drill: Drill, tmp_path: Path) -> None:
@@ -182,7 +183,13 @@ def test_a_manifest_edited_to_match_a_changed_database_restores_nothing(drill: D
     (copy / dump).write_bytes((copy / dump).read_bytes() + b"\0")
     manifest["files"][dump] = {"bytes": (copy / dump).stat().st_size, "sha256": file_sha256(copy / dump)}
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    _refused(drill, tmp_path, copy, drill.secret, "the passphrase is wrong, or the manifest was changed")
+    _refused(
+        tmp_path,
+        copy,
+        drill.secret,
+        "the passphrase is wrong, or the manifest was changed",
+        url=drill.new_store(),
+    )
 
 
 def test_a_restore_into_a_state_directory_in_use_is_refused(drill: Drill, tmp_path: Path) -> None:
@@ -200,3 +207,13 @@ def test_a_restore_into_a_state_directory_in_use_is_refused(drill: Drill, tmp_pa
     assert answer.exit_code == 1
     assert "restore-target-not-empty" in answer.output
     assert (state / "keyring.json").read_text() == "{}"
+
+
+def test_a_backup_of_one_store_is_not_restored_into_the_other(
+    drill: Drill, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    backed_up_sqlite = drill.new_store() is None
+    other = request.getfixturevalue("postgres").new_database() if backed_up_sqlite else None
+    kinds = ("sqlite", "postgresql") if backed_up_sqlite else ("postgresql", "sqlite")
+    message = "the backup holds a {} database; this deployment uses {}".format(*kinds)
+    _refused(tmp_path, drill.backup, drill.secret, message, url=other)
