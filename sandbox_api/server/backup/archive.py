@@ -27,7 +27,7 @@ from typing import Final
 
 from crypto.errors import CryptoError, IntegrityError
 from crypto.keyring import LocalKeyring
-from crypto.passphrase import open_with_passphrase, seal_with_passphrase
+from crypto.passphrase import MIN_PASSPHRASE_CHARS, open_with_passphrase, seal_with_passphrase
 from sandbox_api.server.backup import metadata
 from sandbox_api.server.backup.errors import BackupError, RestoreTargetNotEmpty, WrongPassphrase
 from sandbox_api.server.backup.manifest import MANIFEST_NAME, Manifest, check_file, file_sha256, read_manifest
@@ -93,6 +93,9 @@ def create_backup(deployment: Deployment, out: Path, *, passphrase: str) -> Summ
         raise BackupError(f"no deployment in {deployment.state_dir}: it has no keyring")
     if not _empty_or_absent(out):
         raise BackupError(f"{out} is not empty: a backup goes into a new folder")
+    if len(passphrase) < MIN_PASSPHRASE_CHARS:
+        # Checked first: a dump of a large database should not run only to be thrown away.
+        raise BackupError(f"a backup passphrase must have at least {MIN_PASSPHRASE_CHARS} characters")
     kind = metadata.store_kind(deployment.database_url)
     with _staging(out, "partial") as staged:
         staged.chmod(0o700)

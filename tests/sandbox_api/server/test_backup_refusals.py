@@ -1,0 +1,68 @@
+"""A backup that cannot be made leaves nothing behind that looks like a backup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sandbox_api.server.backup.archive import Deployment, create_backup
+from sandbox_api.server.backup.errors import BackupError, DatabaseToolFailed
+from sandbox_api.server.bootstrap import init_deployment
+from tests.sandbox_api.api_helpers import make_settings
+from tests.sandbox_api.backup_helpers import PASSPHRASE, passphrase_file, run_cli
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+    settings = make_settings(tmp_path_factory.mktemp("deployment") / "state")
+    init_deployment(settings)
+    return Deployment(state_dir=settings.state_dir, database_url=settings.resolved_database_url)
+
+
+def _nothing_written(tmp_path: Path, out: Path) -> None:
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(f".{out.name}")] == []
+
+
+def test_a_short_passphrase_is_refused_before_anything_is_written(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    secret = passphrase_file(tmp_path, "too short")
+    answer = run_cli(
+        "backup",
+        "--out",
+        str(tmp_path / "b"),
+        state_dir=deployment.state_dir,
+        database_url=None,
+        secret=secret,
+    )
+    assert answer.exit_code == 1
+    assert "at least 12 characters" in answer.output
+    _nothing_written(tmp_path, tmp_path / "b")
+
+
+def test_a_backup_goes_into_a_new_folder_only(deployment: Deployment, tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "earlier.txt").write_text("kept")
+    with pytest.raises(BackupError, match="is not empty"):
+        create_backup(deployment, out, passphrase=PASSPHRASE)
+    assert [p.name for p in out.iterdir()] == ["earlier.txt"]
+
+
+def test_a_state_folder_without_a_deployment_is_refused(tmp_path: Path) -> None:
+    empty = Deployment(state_dir=tmp_path / "none", database_url=f"sqlite:///{tmp_path / 'none.db'}")
+    with pytest.raises(BackupError, match="no deployment"):
+        create_backup(empty, tmp_path / "b", passphrase=PASSPHRASE)
+    _nothing_written(tmp_path, tmp_path / "b")
+
+
+def test_a_database_dump_that_fails_leaves_no_partial_backup(deployment: Deployment, tmp_path: Path) -> None:
+    # Nothing listens on port 1: pg_dump fails, and says why.
+    unreachable = Deployment(
+        state_dir=deployment.state_dir, database_url="postgresql+psycopg://nobody:pw@127.0.0.1:1/sandbox"
+    )
+    with pytest.raises(DatabaseToolFailed, match="pg_dump failed"):
+        create_backup(unreachable, tmp_path / "b", passphrase=PASSPHRASE)
+    _nothing_written(tmp_path, tmp_path / "b")
