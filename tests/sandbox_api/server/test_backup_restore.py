@@ -11,19 +11,20 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 from starlette.exceptions import StarletteDeprecationWarning
 
 from sandbox_api.receipt_check import verify_receipt
 from sandbox_api.server.app import create_app
 from sandbox_api.server.backup.manifest import file_sha256
-from tests.sandbox_api.api_helpers import GOOD_SQL, World, make_settings, world
+from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World, make_settings, world
 from tests.sandbox_api.auditing_helpers import release, result_of, trusted_keys
 from tests.sandbox_api.backup_helpers import exported_chain, jobs_in, passphrase_file, run_cli
 from tests.sandbox_api.stores import NewStore, on_both_stores
@@ -217,3 +218,66 @@ def test_a_backup_of_one_store_is_not_restored_into_the_other(
     kinds = ("sqlite", "postgresql") if backed_up_sqlite else ("postgresql", "sqlite")
     message = "the backup holds a {} database; this deployment uses {}".format(*kinds)
     _refused(tmp_path, drill.backup, drill.secret, message, url=other)
+
+
+def _job_states(database_url: str) -> dict[str, str]:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return {
+                str(row[0]): str(row[1]) for row in connection.execute(text("SELECT id, state FROM jobs"))
+            }
+    finally:
+        engine.dispose()
+
+
+def test_a_backup_taken_while_jobs_run_restores_a_deployment_that_finishes_them(
+    tmp_path: Path, store: NewStore
+) -> None:
+    secret = passphrase_file(tmp_path)
+    url = store()
+    with world(tmp_path / "state", database_url=url) as api:
+        submitted = []
+        for index in range(6):
+            sql = f"{GOOD_SQL} HAVING COUNT(*) > {index}"
+            answer = api.client.post("/v1/jobs", headers=api.h("alice"), json={"scope": SCOPE, "sql": sql})
+            assert answer.status_code == 202, answer.text
+            submitted.append(answer.json()["job_id"])
+        backed_up = run_cli(
+            "backup",
+            "--out",
+            str(tmp_path / "backup"),
+            state_dir=tmp_path / "state",
+            database_url=url,
+            secret=secret,
+        )
+        assert backed_up.exit_code == 0, backed_up.output
+        tokens = dict(api.tokens)
+    restored_url = store()
+    answer = run_cli(
+        "restore",
+        "--from",
+        str(tmp_path / "backup"),
+        state_dir=tmp_path / "restored",
+        database_url=restored_url,
+        secret=secret,
+    )
+    assert answer.exit_code == 0, answer.output
+    settings = make_settings(tmp_path / "restored", database_url=restored_url)
+    # The snapshot caught work in flight: jobs that were queued or running at the backup.
+    at_backup = _job_states(settings.resolved_database_url)
+    assert set(at_backup) == set(submitted)
+    assert any(state in ("queued", "running") for state in at_backup.values())
+    with TestClient(create_app(settings)) as client:
+        restored = World(
+            settings=settings, client=client, tokens=tokens, scope_version="", dataset_version=""
+        )
+        final = {job: restored.wait(job)["state"] for job in submitted}
+        keys = trusted_keys(restored)
+        for job in submitted:
+            result = result_of(restored, job)
+            assert verify_receipt(result["receipt"], keys, result=result).result_checked
+        chain = exported_chain(restored)
+    assert final == dict.fromkeys(submitted, "released")
+    released = Counter(entry.details["job"] for entry in chain if entry.event == "job.released")
+    assert released == Counter(dict.fromkeys(submitted, 1))  # each once, in one chain
