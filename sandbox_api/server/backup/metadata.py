@@ -47,7 +47,11 @@ def dump_name(kind: str) -> str:
 
 # --- SQLite ------------------------------------------------------------------------------------------
 def backup_sqlite(database_url: str, out: Path) -> None:
-    source = sqlite3.connect(sqlite_path(database_url))
+    path = sqlite_path(database_url)
+    if not path.is_file():
+        raise DatabaseToolFailed(f"the metadata database {path} does not exist")
+    # mode=rw: never create an empty database where the real one was expected.
+    source = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True)
     target = sqlite3.connect(out)
     try:
         with target:
@@ -82,18 +86,23 @@ def find_tool(name: str) -> Path:
 
 
 def _connection(database_url: str) -> tuple[list[str], dict[str, str]]:
+    """The libpq URI for the tools (host, port, user, database and query options such as ``sslmode``)
+    without the password, which goes into the environment."""
     url: URL = make_url(database_url)
-    args = [f"--dbname={url.database or ''}"]
-    if url.host:
-        args.append(f"--host={url.host}")
-    if url.port:
-        args.append(f"--port={url.port}")
-    if url.username:
-        args.append(f"--username={url.username}")
+    # Built afresh: ``URL.set(password=None)`` keeps the password it was meant to drop.
+    bare = URL.create(
+        "postgresql",
+        username=url.username,
+        host=url.host,
+        port=url.port,
+        database=url.database,
+        query=url.query,
+    )
+    uri = bare.render_as_string(hide_password=False)
     env = {**os.environ}
     if url.password is not None:
         env["PGPASSWORD"] = str(url.password)
-    return args, env
+    return [f"--dbname={uri}"], env
 
 
 def _run(tool: str, args: list[str], env: dict[str, str]) -> None:
