@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import stat
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -104,6 +105,7 @@ def test_the_backup_holds_a_manifest_a_sealed_keyring_and_no_readable_key(drill:
     manifest = json.loads((drill.backup / "manifest.json").read_text())
     assert {"keyring", "files", "store"} <= set(manifest)
     assert any(path.startswith("data/") for path in manifest["files"])
+    assert stat.S_IMODE(drill.backup.stat().st_mode) == 0o700  # private, like the state folder
     sealed = (drill.backup / "keyring.sealed").read_bytes()
     assert b"signing_keys" not in sealed
     assert b"data-sandbox-keyring" not in sealed
@@ -111,6 +113,11 @@ def test_the_backup_holds_a_manifest_a_sealed_keyring_and_no_readable_key(drill:
 
 def test_a_restore_gives_back_the_deployment_as_it_was_at_the_backup(drill: Drill, restored: World) -> None:
     api = restored
+    state = api.settings.state_dir
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert stat.S_IMODE((state / "keyring.json").stat().st_mode) == 0o600
+    if api.settings.database_url is None:
+        assert stat.S_IMODE((state / "metadata.db").stat().st_mode) == 0o600
     # The job released after the backup is absent; the one before it is there, released.
     assert api.client.get(f"/v1/jobs/{drill.after}", headers=api.h("alice")).status_code == 404
     assert api.client.get(f"/v1/jobs/{drill.before}", headers=api.h("alice")).json()["state"] == "released"
