@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, inspect
 
-from sandbox_api.server.backup.archive import Deployment, create_backup
+from sandbox_api.server.backup.archive import Deployment, create_backup, restore_backup
 from sandbox_api.server.backup.errors import BackupError, DatabaseToolFailed
 from sandbox_api.server.bootstrap import init_deployment
 from tests.sandbox_api.api_helpers import make_settings
 from tests.sandbox_api.backup_helpers import PASSPHRASE, passphrase_file, run_cli
+from tests.sandbox_api.postgres_cluster import PostgresCluster
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +68,28 @@ def test_a_database_dump_that_fails_leaves_no_partial_backup(deployment: Deploym
     with pytest.raises(DatabaseToolFailed, match="pg_dump failed"):
         create_backup(unreachable, tmp_path / "b", passphrase=PASSPHRASE)
     _nothing_written(tmp_path, tmp_path / "b")
+
+
+def test_a_postgresql_restore_that_fails_half_way_leaves_the_database_empty(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    settings = make_settings(tmp_path / "state", database_url=postgres.new_database())
+    init_deployment(settings)
+    source = Deployment(state_dir=settings.state_dir, database_url=settings.resolved_database_url)
+    create_backup(source, tmp_path / "backup", passphrase=PASSPHRASE)
+    # A database without tables passes the emptiness check, but a view named like a table makes
+    # pg_restore fail after it has created the tables that come before it in the dump.
+    target_url = postgres.new_database()
+    with postgres.connect(target_url.rsplit("/", 1)[1]) as connection:
+        connection.execute("CREATE VIEW jobs AS SELECT 1 AS id")
+    target = Deployment(state_dir=tmp_path / "restored", database_url=target_url)
+    with pytest.raises(DatabaseToolFailed, match="pg_restore failed"):
+        restore_backup(tmp_path / "backup", target, passphrase=PASSPHRASE)
+    assert not target.state_dir.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".restored")] == []
+    engine = create_engine(target_url)
+    try:
+        with engine.connect() as connection:
+            assert inspect(connection).get_table_names() == []  # one transaction: nothing stayed
+    finally:
+        engine.dispose()
