@@ -29,7 +29,12 @@ from crypto.errors import CryptoError, IntegrityError
 from crypto.keyring import LocalKeyring
 from crypto.passphrase import MIN_PASSPHRASE_CHARS, open_with_passphrase, seal_with_passphrase
 from sandbox_api.server.backup import metadata
-from sandbox_api.server.backup.errors import BackupError, RestoreTargetNotEmpty, WrongPassphrase
+from sandbox_api.server.backup.errors import (
+    BackupDamaged,
+    BackupError,
+    RestoreTargetNotEmpty,
+    WrongPassphrase,
+)
 from sandbox_api.server.backup.manifest import MANIFEST_NAME, Manifest, check_file, file_sha256, read_manifest
 
 KEYRING_NAME: Final = "keyring.sealed"
@@ -108,6 +113,7 @@ def create_backup(deployment: Deployment, out: Path, *, passphrase: str) -> Summ
         keyring_json = deployment.keyring_path.read_bytes()
         files = {dump.name: (dump.stat().st_size, file_sha256(dump))}
         files.update(_copy_data(deployment.data_dir, staged / DATA_FOLDER))
+        # The keyring's own entry is not part of what it is sealed to: it is filled in once sealed.
         manifest = Manifest(
             store=kind, created_at=datetime.now(UTC).isoformat(), files=files, keyring=(0, "")
         )
@@ -157,11 +163,11 @@ def check_backup(source: Path, *, passphrase: str) -> tuple[Manifest, bytes]:
     check_file(source, KEYRING_NAME, manifest.keyring)
     listed = set(manifest.files) | {KEYRING_NAME, MANIFEST_NAME}
     if metadata.dump_name(manifest.store) not in manifest.files:
-        raise BackupError(f"the backup {source} lists no metadata database")
+        raise BackupDamaged(f"the backup {source} lists no metadata database")
     extra = sorted(p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file())
     unlisted = [p for p in extra if p not in listed]
     if unlisted:
-        raise BackupError(f"the backup is damaged: {unlisted[0]} is not in its manifest")
+        raise BackupDamaged(f"the backup is damaged: {unlisted[0]} is not in its manifest")
     try:
         keyring_json = open_with_passphrase(
             (source / KEYRING_NAME).read_bytes(), passphrase, aad=_keyring_aad(manifest)
@@ -201,12 +207,16 @@ def restore_backup(source: Path, deployment: Deployment, *, passphrase: str) -> 
             destination = staged / relative
             destination.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             shutil.copyfile(source / relative, destination)
+            # The copy is checked too: what is restored is what the manifest lists, even if the
+            # backup's folder changed after the checks above.
+            check_file(staged, relative, manifest.files[relative])
         dump = source / metadata.dump_name(kind)
         staged_db: Path | None = None
         if sqlite_target is not None:
             staged_db = staged / ".metadata.restoring"
             shutil.copyfile(dump, staged_db)
             staged_db.chmod(0o600)
+            check_file(staged, staged_db.name, manifest.files[dump.name])
         else:
             metadata.restore_postgres(deployment.database_url, dump)
         _place(staged, deployment.state_dir)

@@ -183,6 +183,13 @@ def test_a_changed_data_file_restores_nothing(drill: Drill, tmp_path: Path) -> N
     )
 
 
+def test_a_file_slipped_into_the_backup_restores_nothing(drill: Drill, tmp_path: Path) -> None:
+    copy = _copy(drill, tmp_path)
+    (copy / "data" / "extra.parquet").write_bytes(b"not from the deployment")
+    message = "data/extra.parquet is not in its manifest"
+    _refused(tmp_path, copy, drill.secret, message, url=drill.new_store())
+
+
 def test_a_manifest_edited_to_match_a_changed_database_restores_nothing(drill: Drill, tmp_path: Path) -> None:
     # The attack a hash list alone would let through: change a file, then write its new hash in.
     copy = _copy(drill, tmp_path)
