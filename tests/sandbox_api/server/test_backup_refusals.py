@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import create_engine, inspect
 
 from sandbox_api.server.backup.archive import Deployment, create_backup, restore_backup
-from sandbox_api.server.backup.errors import BackupError, DatabaseToolFailed
+from sandbox_api.server.backup.errors import BackupError, DatabaseToolFailed, RestoreTargetNotEmpty
 from sandbox_api.server.bootstrap import init_deployment
 from tests.sandbox_api.api_helpers import make_settings
 from tests.sandbox_api.backup_helpers import PASSPHRASE, passphrase_file, run_cli
@@ -70,13 +70,17 @@ def test_a_database_dump_that_fails_leaves_no_partial_backup(deployment: Deploym
     _nothing_written(tmp_path, tmp_path / "b")
 
 
-def test_a_postgresql_restore_that_fails_half_way_leaves_the_database_empty(
+def test_a_postgresql_restore_into_a_database_in_use_or_failing_half_way_leaves_it_as_it_was(
     tmp_path: Path, postgres: PostgresCluster
 ) -> None:
     settings = make_settings(tmp_path / "state", database_url=postgres.new_database())
     init_deployment(settings)
     source = Deployment(state_dir=settings.state_dir, database_url=settings.resolved_database_url)
     create_backup(source, tmp_path / "backup", passphrase=PASSPHRASE)
+    # A database in use is refused outright (the state folder is new and empty).
+    in_use = Deployment(state_dir=tmp_path / "restored", database_url=source.database_url)
+    with pytest.raises(RestoreTargetNotEmpty, match="a restore needs an empty database"):
+        restore_backup(tmp_path / "backup", in_use, passphrase=PASSPHRASE)
     # A database without tables passes the emptiness check, but a view named like a table makes
     # pg_restore fail after it has created the tables that come before it in the dump.
     target_url = postgres.new_database()
