@@ -32,7 +32,10 @@ from sandbox_api.server.backup import metadata
 from sandbox_api.server.backup.errors import (
     BackupDamaged,
     BackupError,
-    RestoreTargetNotEmpty,
+    NoDeployment,
+    StoreMismatch,
+    TargetNotEmpty,
+    WeakPassphrase,
     WrongPassphrase,
 )
 from sandbox_api.server.backup.manifest import MANIFEST_NAME, Manifest, check_file, file_sha256, read_manifest
@@ -95,12 +98,12 @@ def _place(staged: Path, final: Path) -> None:
 def create_backup(deployment: Deployment, out: Path, *, passphrase: str) -> Summary:
     """Back ``deployment`` up into the new folder ``out`` (absent or empty)."""
     if not deployment.keyring_path.exists():
-        raise BackupError(f"no deployment in {deployment.state_dir}: it has no keyring")
+        raise NoDeployment(f"no deployment in {deployment.state_dir}: it has no keyring")
     if not _empty_or_absent(out):
-        raise BackupError(f"{out} is not empty: a backup goes into a new folder")
+        raise TargetNotEmpty(f"{out} is not empty: a backup goes into a new folder")
     if len(passphrase) < MIN_PASSPHRASE_CHARS:
         # Checked first: a dump of a large database should not run only to be thrown away.
-        raise BackupError(f"a backup passphrase must have at least {MIN_PASSPHRASE_CHARS} characters")
+        raise WeakPassphrase(f"a backup passphrase must have at least {MIN_PASSPHRASE_CHARS} characters")
     kind = metadata.store_kind(deployment.database_url)
     with _staging(out, "partial") as staged:
         staged.chmod(0o700)
@@ -185,9 +188,9 @@ def restore_backup(source: Path, deployment: Deployment, *, passphrase: str) -> 
     manifest, keyring_json = check_backup(source, passphrase=passphrase)
     kind = metadata.store_kind(deployment.database_url)
     if kind != manifest.store:
-        raise BackupError(f"the backup holds a {manifest.store} database; this deployment uses {kind}")
+        raise StoreMismatch(f"the backup holds a {manifest.store} database; this deployment uses {kind}")
     if not _empty_or_absent(deployment.state_dir):
-        raise RestoreTargetNotEmpty(f"the state directory {deployment.state_dir} is not empty")
+        raise TargetNotEmpty(f"the state directory {deployment.state_dir} is not empty")
     sqlite_target = metadata.check_sqlite_target(deployment.database_url) if kind == "sqlite" else None
     if kind == "postgresql":
         metadata.check_postgres_target(deployment.database_url)
@@ -200,7 +203,7 @@ def restore_backup(source: Path, deployment: Deployment, *, passphrase: str) -> 
         try:
             LocalKeyring.open(keyring_path)  # parses and validates: a sealed non-keyring is refused
         except CryptoError as failed:
-            raise BackupError(f"the keyring in the backup is not usable: {failed.detail}") from None
+            raise BackupDamaged(f"the keyring in the backup is not usable: {failed.detail}") from None
         data_files = [p for p in manifest.files if p.startswith(f"{DATA_FOLDER}/")]
         (staged / DATA_FOLDER).mkdir(mode=0o700)
         for relative in data_files:

@@ -1,40 +1,51 @@
-"""The backup package's one error family. Backups are local operations, never HTTP: the CLI prints
-the code and the detail."""
+"""The backup package's errors: ``BackupError`` and its kinds, each also the service error it is.
+
+Backups are local operations, never HTTP, but they belong to the service's one error family: each kind
+takes the stable code of the service error it is (``invalid-input`` for a damaged backup or a weak
+passphrase, ``not-authenticated`` for a wrong passphrase, ``conflict`` for a target in use or another
+store, ``service-unavailable`` for a database tool that fails, ``deployment-not-initialised`` for
+nothing to back up), and its detail says exactly what went wrong. The CLI prints both.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from sandbox_api.errors import (
+    Conflict,
+    DeploymentNotInitialised,
+    InvalidInput,
+    NotAuthenticated,
+    ServiceError,
+    ServiceUnavailable,
+)
 
 
-class BackupError(Exception):
+class BackupError(ServiceError):
     """Base of every failure of a backup or a restore."""
 
-    code: ClassVar[str] = "backup-error"
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
+class NoDeployment(BackupError, DeploymentNotInitialised):
+    """A state directory without a deployment (no keyring) to back up."""
 
 
-class BackupDamaged(BackupError):
-    """A backup whose files do not match its manifest, or whose manifest does not read."""
-
-    code = "backup-damaged"
+class BackupDamaged(BackupError, InvalidInput):
+    """A backup whose files do not match its manifest, or whose manifest or keyring does not read."""
 
 
-class WrongPassphrase(BackupError):
+class WeakPassphrase(BackupError, InvalidInput):
+    """A passphrase too short to protect the keyring."""
+
+
+class WrongPassphrase(BackupError, NotAuthenticated):
     """The keyring in the backup does not open with the passphrase given (or its listing changed)."""
 
-    code = "backup-wrong-passphrase"
+
+class TargetNotEmpty(BackupError, Conflict):
+    """A backup goes into a new folder; a restore only into an empty state directory and database."""
 
 
-class RestoreTargetNotEmpty(BackupError):
-    """A restore goes only into an empty state directory and an empty database."""
-
-    code = "restore-target-not-empty"
+class StoreMismatch(BackupError, Conflict):
+    """A backup of one kind of metadata store restored into the other."""
 
 
-class DatabaseToolFailed(BackupError):
-    """pg_dump or pg_restore is missing or failed."""
-
-    code = "backup-database-tool-failed"
+class DatabaseToolFailed(BackupError, ServiceUnavailable):
+    """pg_dump or pg_restore is missing or failed, or the database cannot be read."""

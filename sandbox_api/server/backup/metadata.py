@@ -19,7 +19,7 @@ from typing import Final
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import URL, make_url
 
-from sandbox_api.server.backup.errors import DatabaseToolFailed, RestoreTargetNotEmpty
+from sandbox_api.server.backup.errors import DatabaseToolFailed, TargetNotEmpty
 
 SQLITE_NAME: Final = "metadata.sqlite"
 POSTGRES_NAME: Final = "metadata.pgdump"
@@ -64,7 +64,7 @@ def backup_sqlite(database_url: str, out: Path) -> None:
 def check_sqlite_target(database_url: str) -> Path:
     path = sqlite_path(database_url)
     if path.exists() and path.stat().st_size > 0:
-        raise RestoreTargetNotEmpty(f"the metadata database {path} exists: a restore needs an empty store")
+        raise TargetNotEmpty(f"the metadata database {path} exists: a restore needs an empty store")
     return path
 
 
@@ -137,7 +137,7 @@ def check_postgres_target(database_url: str) -> None:
     finally:
         engine.dispose()
     if tables:
-        raise RestoreTargetNotEmpty(
+        raise TargetNotEmpty(
             f"the metadata database holds {len(tables)} tables: a restore needs an empty database"
         )
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import create_engine, inspect
 
 from sandbox_api.server.backup.archive import Deployment, create_backup, restore_backup
-from sandbox_api.server.backup.errors import BackupError, DatabaseToolFailed, RestoreTargetNotEmpty
+from sandbox_api.server.backup.errors import BackupError, DatabaseToolFailed, TargetNotEmpty
 from sandbox_api.server.bootstrap import init_deployment
 from tests.sandbox_api.api_helpers import make_settings
 from tests.sandbox_api.backup_helpers import PASSPHRASE, passphrase_file, run_cli
@@ -79,7 +79,7 @@ def test_a_postgresql_restore_into_a_database_in_use_or_failing_half_way_leaves_
     create_backup(source, tmp_path / "backup", passphrase=PASSPHRASE)
     # A database in use is refused outright (the state folder is new and empty).
     in_use = Deployment(state_dir=tmp_path / "restored", database_url=source.database_url)
-    with pytest.raises(RestoreTargetNotEmpty, match="a restore needs an empty database"):
+    with pytest.raises(TargetNotEmpty, match="a restore needs an empty database"):
         restore_backup(tmp_path / "backup", in_use, passphrase=PASSPHRASE)
     # A database without tables passes the emptiness check, but a view named like a table makes
     # pg_restore fail after it has created the tables that come before it in the dump.

@@ -163,7 +163,7 @@ def _copy(drill: Drill, tmp_path: Path) -> Path:
 
 def test_a_wrong_passphrase_restores_nothing(drill: Drill, tmp_path: Path) -> None:
     wrong = passphrase_file(tmp_path, "not the operators passphrase")
-    message = "backup-wrong-passphrase: the keyring in the backup does not open"
+    message = "not-authenticated: the keyring in the backup does not open"
     _refused(tmp_path, drill.backup, wrong, message, url=drill.new_store())
 
 
@@ -220,7 +220,7 @@ def test_a_restore_into_a_state_directory_in_use_is_refused(drill: Drill, tmp_pa
         secret=drill.secret,
     )
     assert answer.exit_code == 1
-    assert "restore-target-not-empty" in answer.output
+    assert "conflict: the state directory" in answer.output
     assert (state / "keyring.json").read_text() == "{}"
 
 
