@@ -18,6 +18,7 @@ from sandbox_api.clock import Clock, SystemClock
 from sandbox_api.errors import DeploymentNotInitialised
 from sandbox_api.server.app_info import app_version
 from sandbox_api.server.bootstrap import open_audit_log
+from sandbox_api.server.console import install_console
 from sandbox_api.server.deps import Services
 from sandbox_api.server.middleware import JsonBodyLimits
 from sandbox_api.server.problems import install_problem_handlers
@@ -232,6 +233,7 @@ def create_app(
     app.add_middleware(JsonBodyLimits, max_bytes=settings.max_request_bytes)
     for router in ROUTERS:
         app.include_router(router)
+    install_console(app)
     return app
 
 

@@ -1,0 +1,49 @@
+"""The schema browser (classes, uses, versions and row counts, never rows) and the steward's versions
+page with retire. What each principal sees is what ``GET /v1/datasets`` shows them."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from sandbox_api.roles import Role
+from sandbox_api.server.console.web import PREFIX, CatalogV, StewardV
+from sandbox_api.server.deps import deny
+from sandbox_api.server.services.scopes import parse_stored_view
+
+router = APIRouter(prefix=PREFIX + "/datasets", include_in_schema=False)
+
+
+@router.get("")
+def datasets_page(who: CatalogV) -> Response:
+    principal = who.who
+    services = who.services
+    views = services.catalog.list_datasets(domain=principal.domain if principal.role is Role.STEWARD else None)
+    if principal.role is Role.OPERATOR:
+        # An operator sees the datasets of their active scopes, and how each scope lets them use a column.
+        grants = {}
+        for view in services.scopes.granted_to(principal):
+            for ref, grant in parse_stored_view(view).datasets.items():
+                grants.setdefault("/".join(ref.split("/")[:2]), []).append((view.name, grant))
+        views = [v for v in views if v.ref in grants]
+        return who.page("datasets.html", datasets=views, grants=grants)
+    return who.page("datasets.html", datasets=views, grants={})
+
+
+@router.post("/{domain}/{name}/versions/{version}/retire")
+def retire_version(domain: str, name: str, version: str, who: StewardV) -> Response:
+    principal = who.who
+    if principal.domain != domain:
+        raise deny(
+            who.services,
+            who.request,
+            principal,
+            f"steward of {principal.domain!r} cannot manage data of domain {domain!r}",
+        )
+    with who.services.db.write() as session:
+        who.services.catalog.retire_version(
+            session, actor=principal.name, domain=domain, name=name, version_id=version
+        )
+    return who.redirect(PREFIX + "/datasets")
+
+
