@@ -26,7 +26,7 @@ from sandbox_api.server.console import (
 )
 from sandbox_api.server.console.i18n import load_translations
 from sandbox_api.server.console.rendering import Renderer, new_environment
-from sandbox_api.server.console.session import SessionKeys
+from sandbox_api.server.console.session import SessionKeys, SignedOut
 from sandbox_api.server.console.web import PREFIX, ConsoleState, language_of
 from sandbox_api.server.deps import Services
 
@@ -53,6 +53,7 @@ def install_console(app: FastAPI) -> None:
             seal_key=services.keys.secret("console-session"),
             csrf_key=services.keys.secret("console-csrf"),
         ),
+        signed_out=SignedOut(),
     )
     app.state.console = state
     for router in ROUTERS:

@@ -64,6 +64,7 @@ def sign_out(who: Anyone) -> Response:
     who.services.audit.record(
         event="console.signed_out", actor=who.who.name, details={"role": who.who.role.value}
     )
+    who.state.signed_out.add(who.session)
     who.start_session(who.state.keys.new_session(now=time.time()))
     who.principal = None
     return who.redirect(PREFIX + "/sign-in")

@@ -17,6 +17,8 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 from crypto.envelope import seal, unseal
@@ -73,3 +75,29 @@ class SessionKeys:
         return presented is not None and hmac.compare_digest(
             self.csrf_token(session).encode("ascii"), presented.encode("ascii", "replace")
         )
+
+
+class SignedOut:
+    """Nonces of sessions signed out before they expired: a copied cookie stops working at sign-out.
+
+    Kept in this gateway process (dropped when they would have expired anyway); with several gateway
+    processes behind one address, sign-out clears the browser's cookie everywhere but refuses a copy of
+    it only on the process that handled the sign-out (docs/console.md).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until: dict[str, float] = {}
+
+    def add(self, session: Session) -> None:
+        with self._lock:
+            self._until[session.nonce] = session.expires
+
+    def __contains__(self, session: object) -> bool:
+        if not isinstance(session, Session):
+            return False
+        now = time.time()
+        with self._lock:
+            for nonce in [n for n, until in self._until.items() if until <= now]:
+                del self._until[nonce]
+            return session.nonce in self._until

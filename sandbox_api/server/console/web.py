@@ -20,7 +20,7 @@ from sandbox_api.roles import Role
 from sandbox_api.server.auth import Principal
 from sandbox_api.server.console.i18n import LANGUAGES, Language, negotiate
 from sandbox_api.server.console.rendering import Renderer
-from sandbox_api.server.console.session import COOKIE, LANG_COOKIE, Session, SessionKeys
+from sandbox_api.server.console.session import COOKIE, LANG_COOKIE, Session, SessionKeys, SignedOut
 from sandbox_api.server.deps import Services, ServicesDep, deny
 
 PREFIX = "/console"
@@ -33,6 +33,7 @@ class ConsoleState:
 
     renderer: Renderer
     keys: SessionKeys
+    signed_out: SignedOut
 
 
 def console_state(request: Request) -> ConsoleState:
@@ -97,6 +98,8 @@ def set_cookie(response: Response, name: str, value: str, *, max_age: int | None
 def visitor(request: Request, services: ServicesDep, state: StateDep) -> Visitor:
     now = time.time()
     session = state.keys.load(request.cookies.get(COOKIE), now=now)
+    if session is not None and session in state.signed_out:
+        session = None
     fresh = session is None
     if session is None:
         session = state.keys.new_session(now=now)
