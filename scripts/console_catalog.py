@@ -1,7 +1,7 @@
 """Keeps the console's message catalogue in step with its templates.
 
-    python scripts/console_catalog.py            # update messages.po from the templates, compile messages.mo
-    python scripts/console_catalog.py --check    # exit 1 when a string lacks a translation or the .mo is stale
+    python scripts/console_catalog.py          # update messages.po from the templates, compile the .mo
+    python scripts/console_catalog.py --check  # exit 1: a string lacks a translation or the .mo is stale
 
 New strings are added to the .po untranslated (and fail --check until a translator fills them in);
 strings no longer in any template are dropped. The compiled .mo is committed, so a fresh clone needs no

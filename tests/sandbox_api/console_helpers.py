@@ -51,5 +51,6 @@ def sign_in(client: Any, token: str) -> ConsoleSession:
     cookie = session_cookie(answer)
     home = client.get("/console/home", headers={"Cookie": f"{COOKIE}={cookie}"})
     found = CSRF_FIELD.search(home.text)
-    assert home.status_code == 200 and found, home.text
+    assert home.status_code == 200, home.text
+    assert found, home.text
     return ConsoleSession(cookie=cookie, csrf=found.group(1))

@@ -7,9 +7,11 @@ identically. See docs/console.md.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.responses import RedirectResponse, Response
@@ -41,7 +43,7 @@ ROUTERS = (
     pages_admin.router,
 )
 
-Handler = Callable[[Request, Exception], Awaitable[Response]]
+Handler = Callable[[Request, Any], Response | Awaitable[Response]]
 
 
 def install_console(app: FastAPI) -> None:
@@ -67,8 +69,10 @@ def _as_page(original: Handler, state: ConsoleState) -> Handler:
     """The API's handler, answered as a page on console paths: the same status, detail and findings
     (problems.py stays the one place that maps errors to statuses)."""
 
-    async def handler(request: Request, exc: Exception) -> Response:
-        answer = await original(request, exc)
+    async def handler(request: Request, exc: Any) -> Response:
+        answer = original(request, exc)
+        if inspect.isawaitable(answer):
+            answer = await answer
         if not request.url.path.startswith(PREFIX + "/") and request.url.path != PREFIX:
             return answer
         if answer.status_code == 401 and request.method in ("GET", "HEAD"):

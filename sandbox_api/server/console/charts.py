@@ -65,5 +65,6 @@ def _is_text_column(rows: Sequence[Sequence[Any]], at: int) -> bool:
 
 def _is_number_column(rows: Sequence[Sequence[Any]], at: int) -> bool:
     return all(
-        row[at] is None or (isinstance(row[at], int | float) and not isinstance(row[at], bool)) for row in rows
+        row[at] is None or (isinstance(row[at], int | float) and not isinstance(row[at], bool))
+        for row in rows
     ) and any(row[at] is not None for row in rows)

@@ -31,7 +31,10 @@ def audit_page(
     services.audit.record(
         event="audit.read",
         actor=who.who.name,
-        details={"filters": {"event": event, "actor": actor, "since_seq": None, "limit": PAGE}, "via": "console"},
+        details={
+            "filters": {"event": event, "actor": actor, "since_seq": None, "limit": PAGE},
+            "via": "console",
+        },
     )
     events = services.audit.events(event=event, actor=actor, since_seq=None, limit=PAGE)
     try:

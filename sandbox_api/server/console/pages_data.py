@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from policies.model import DatasetGrant
 from sandbox_api.roles import Role
 from sandbox_api.server.console.web import PREFIX, CatalogV, StewardV
 from sandbox_api.server.deps import deny
@@ -18,10 +19,12 @@ router = APIRouter(prefix=PREFIX + "/datasets", include_in_schema=False)
 def datasets_page(who: CatalogV) -> Response:
     principal = who.who
     services = who.services
-    views = services.catalog.list_datasets(domain=principal.domain if principal.role is Role.STEWARD else None)
+    views = services.catalog.list_datasets(
+        domain=principal.domain if principal.role is Role.STEWARD else None
+    )
     if principal.role is Role.OPERATOR:
         # An operator sees the datasets of their active scopes, and how each scope lets them use a column.
-        grants = {}
+        grants: dict[str, list[tuple[str, DatasetGrant]]] = {}
         for view in services.scopes.granted_to(principal):
             for ref, grant in parse_stored_view(view).datasets.items():
                 grants.setdefault("/".join(ref.split("/")[:2]), []).append((view.name, grant))
@@ -45,5 +48,3 @@ def retire_version(domain: str, name: str, version: str, who: StewardV) -> Respo
             session, actor=principal.name, domain=domain, name=name, version_id=version
         )
     return who.redirect(PREFIX + "/datasets")
-
-

@@ -90,9 +90,7 @@ class Visitor:
 
 def set_cookie(response: Response, name: str, value: str, *, max_age: int | None = None) -> None:
     # __Host- cookies: Secure, Path=/, no Domain, so no other host or path can set or read them.
-    response.set_cookie(
-        name, value, max_age=max_age, path="/", secure=True, httponly=True, samesite="strict"
-    )
+    response.set_cookie(name, value, max_age=max_age, path="/", secure=True, httponly=True, samesite="strict")
 
 
 def visitor(request: Request, services: ServicesDep, state: StateDep) -> Visitor:
@@ -177,9 +175,7 @@ CatalogV = Annotated[
     Visitor,
     Depends(signed_in(Role.STEWARD, Role.POLICY_OFFICER, Role.ADMIN, Role.AUDITOR, Role.OPERATOR)),
 ]
-ScopeV = Annotated[
-    Visitor, Depends(signed_in(Role.POLICY_OFFICER, Role.ADMIN, Role.AUDITOR, Role.OPERATOR))
-]
+ScopeV = Annotated[Visitor, Depends(signed_in(Role.POLICY_OFFICER, Role.ADMIN, Role.AUDITOR, Role.OPERATOR))]
 JobReaderV = Annotated[Visitor, Depends(signed_in(Role.OPERATOR, Role.ADMIN, Role.AUDITOR))]
 
 

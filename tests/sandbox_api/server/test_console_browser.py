@@ -64,7 +64,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(
                     executable_path=CHROMIUM,
-                    args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+                    args=[
+                        "--no-sandbox",
+                        "--disable-gpu",
+                        "--no-first-run",
+                        "--disable-background-networking",
+                    ],
                 )
                 try:
                     yield Live(api, f"http://127.0.0.1:{port}", browser)
@@ -143,7 +148,8 @@ def test_operator_fixes_a_refused_query_submits_it_and_reads_the_release(live: L
     assert desk.violations == []
     desk.close()
     events = [(e["event"], e["actor"]) for e in live.api.audit_events("console.")]
-    assert ("console.signed_in", "alice") in events and ("console.signed_out", "alice") in events
+    assert ("console.signed_in", "alice") in events
+    assert ("console.signed_out", "alice") in events
 
 
 def test_output_checker_releases_one_output_and_denies_another(live: Live) -> None:

@@ -139,7 +139,10 @@ CONSOLE: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
         C + "/admin/principals/matrix-none/tokens",
         frozenset({"admin"}),
     ),
-    ("POST", C + "/admin/domains/{name}/rotate"): (C + "/admin/domains/matrix-none/rotate", frozenset({"admin"})),
+    ("POST", C + "/admin/domains/{name}/rotate"): (
+        C + "/admin/domains/matrix-none/rotate",
+        frozenset({"admin"}),
+    ),
 }
 # Pages a signed-out visitor may use (with the CSRF token of their anonymous session).
 CONSOLE_OPEN = {("GET", C + "/sign-in"), ("POST", C + "/sign-in"), ("POST", C + "/language")}
