@@ -1,0 +1,155 @@
+"""The web console's sessions, CSRF, headers, languages and visibility, without a browser.
+
+The browser flows are in ``test_console_browser.py``; which role may open which page is in the role
+matrix (``CONSOLE``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from types import ModuleType
+
+from sandbox_api.server.console.rendering import CSP
+from sandbox_api.server.console.session import COOKIE, SessionKeys
+from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World
+from tests.sandbox_api.console_helpers import ConsoleSession, anonymous, session_cookie, sign_in
+
+ROOT = Path(__file__).resolve().parents[3]
+TEMPLATES = ROOT / "sandbox_api" / "server" / "console" / "templates"
+
+
+def _catalog_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("console_catalog", ROOT / "scripts" / "console_catalog.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_session_cookie_is_host_only_secure_httponly_and_strict(api: World) -> None:
+    page = api.client.get("/console/sign-in")
+    cookie = next(h for h in page.headers.get_list("set-cookie") if h.startswith(COOKIE + "="))
+    flags = {part.strip().lower() for part in cookie.split(";")[1:]}
+    assert {"httponly", "secure", "samesite=strict", "path=/"} <= flags
+    assert not any(flag.startswith("domain=") for flag in flags)
+
+
+def test_every_page_carries_a_strict_content_security_policy(api: World) -> None:
+    page = api.client.get("/console/sign-in")
+    assert page.headers["content-security-policy"] == CSP
+    assert "'unsafe-inline'" not in CSP
+    assert "'unsafe-eval'" not in CSP
+    assert page.headers["x-frame-options"] == "DENY"
+
+
+def test_no_template_has_inline_script_style_or_handler() -> None:
+    for template in TEMPLATES.rglob("*.html"):
+        text = template.read_text(encoding="utf-8")
+        assert not re.search(r"<script(?![^>]*\bsrc=)", text), template
+        assert not re.search(r"\sstyle=", text), template
+        assert not re.search(r"<style", text), template
+        assert not re.search(r"\son[a-z]+=|hx-on", text), template
+
+
+def test_every_template_string_is_translated_and_the_compiled_catalogue_is_current() -> None:
+    assert _catalog_script().problems() == []
+
+
+def test_a_tampered_or_foreign_cookie_is_a_signed_out_visitor(api: World) -> None:
+    alice = sign_in(api.client, api.tokens["alice"])
+    flipped = alice.cookie[:-6] + ("A" if alice.cookie[-6] != "A" else "B") + alice.cookie[-5:]
+    foreign = SessionKeys(seal_key=b"k" * 32, csrf_key=b"c" * 32)
+    forged = foreign.dump(foreign.new_session(now=4e9, token=api.tokens["admin"]))
+    for cookie in (flipped, forged, "", "not-base64!"):
+        answer = ConsoleSession(cookie=cookie, csrf=alice.csrf).get(api.client, "/console/home")
+        assert (answer.status_code, answer.headers["location"]) == (303, "/console/sign-in")
+
+
+def test_a_wrong_token_is_refused_and_audited(api: World) -> None:
+    before = len(api.audit_events("auth.failed"))
+    answer = anonymous(api.client).post(api.client, "/console/sign-in", {"token": "sbx_not-a-real-token"})
+    assert answer.status_code == 401
+    assert "unknown or revoked" in answer.text
+    assert len(api.audit_events("auth.failed")) == before + 1
+
+
+def test_sign_in_and_out_are_audited_and_a_copied_cookie_dies_at_sign_out(api: World) -> None:
+    olga = sign_in(api.client, api.tokens["olga"])
+    out = olga.post(api.client, "/console/sign-out")
+    assert (out.status_code, out.headers["location"]) == (303, "/console/sign-in")
+    assert session_cookie(out) != olga.cookie
+    assert olga.get(api.client, "/console/home").headers["location"] == "/console/sign-in"
+    events = [(e["event"], e["actor"]) for e in api.audit_events("console.")]
+    assert ("console.signed_in", "olga") in events
+    assert ("console.signed_out", "olga") in events
+
+
+def test_signing_in_replaces_the_anonymous_session(api: World) -> None:
+    visitor = anonymous(api.client)
+    answer = visitor.post(api.client, "/console/sign-in", {"token": api.tokens["audra"]})
+    # A session planted before sign-in (session fixation) is not the one that is signed in.
+    assert session_cookie(answer) != visitor.cookie
+    assert visitor.get(api.client, "/console/home").headers["location"] == "/console/sign-in"
+
+
+def test_revoking_a_principals_tokens_ends_their_console_sessions(api: World) -> None:
+    created = api.client.post(
+        "/v1/principals", headers=api.h("admin"), json={"name": "temp-console", "role": "auditor"}
+    ).json()
+    session = sign_in(api.client, created["token"])
+    assert session.get(api.client, "/console/audit").status_code == 200
+    api.client.delete("/v1/principals/temp-console/tokens", headers=api.h("admin"))
+    assert session.get(api.client, "/console/audit").headers["location"] == "/console/sign-in"
+
+
+def test_an_operator_never_sees_another_operators_job(api: World) -> None:
+    submitted = api.client.post("/v1/jobs", headers=api.h("alice"), json={"scope": SCOPE, "sql": GOOD_SQL})
+    job_id = submitted.json()["job_id"]
+    api.wait(job_id)
+    bob = sign_in(api.client, api.tokens["bob"])
+    assert bob.get(api.client, f"/console/jobs/{job_id}").status_code == 404
+    assert bob.get(api.client, f"/console/jobs/{job_id}/result.csv").status_code == 404
+    assert job_id[:12] not in bob.get(api.client, "/console/jobs").text
+    # Its owner gets the same CSV the API's result holds.
+    alice = sign_in(api.client, api.tokens["alice"])
+    csv_text = alice.get(api.client, f"/console/jobs/{job_id}/result.csv").text
+    result = api.client.get(f"/v1/jobs/{job_id}/result", headers=api.h("alice")).json()
+    assert csv_text.splitlines()[0] == ",".join(result["columns"])
+    assert len(csv_text.splitlines()) == result["row_count"] + 1
+
+
+def test_the_dry_run_marks_each_finding_on_its_fragment(api: World) -> None:
+    alice = sign_in(api.client, api.tokens["alice"])
+    sql = "SELECT name, COUNT(*) AS n FROM citizens GROUP BY name"
+    answer = alice.post(api.client, "/console/jobs/check", {"scope": SCOPE, "sql": sql})
+    assert answer.status_code == 200
+    assert re.search(r"<mark [^>]*>name<sup>\d</sup></mark>", answer.text)
+    assert "column_denied" in answer.text
+
+
+def test_the_language_follows_the_browser_then_the_switch(api: World) -> None:
+    alice = sign_in(api.client, api.tokens["alice"])
+    chinese = api.client.get("/console/jobs", headers={**alice.headers, "Accept-Language": "zh-CN,zh;q=0.9"})
+    assert '<html lang="zh-Hans">' in chinese.text
+    assert "我的作业" in chinese.text
+    switched = alice.post(api.client, "/console/language", {"to": "en", "back": "/console/jobs"})
+    assert switched.headers["location"] == "/console/jobs"
+    lang_cookie = next(h for h in switched.headers.get_list("set-cookie") if "sbx_lang=en" in h)
+    assert "HttpOnly" in lang_cookie
+    assert "Secure" in lang_cookie
+
+
+def test_the_language_switch_never_redirects_off_the_console(api: World) -> None:
+    alice = sign_in(api.client, api.tokens["alice"])
+    for back in ("//evil.example/console", "https://evil.example/", "/v1/whoami", "/console\\..\\x"):
+        answer = alice.post(api.client, "/console/language", {"to": "zh", "back": back})
+        assert answer.headers["location"] == "/console", back
+
+
+def test_forms_are_accepted_on_console_paths_only(api: World) -> None:
+    answer = api.client.post(
+        "/v1/jobs/check", headers=api.h("alice"), data={"scope": SCOPE, "sql": GOOD_SQL}
+    )
+    assert answer.status_code == 415
