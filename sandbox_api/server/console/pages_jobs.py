@@ -9,6 +9,8 @@ import io
 import re
 from typing import Annotated, Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from fastapi import APIRouter, Form
 from starlette.responses import Response
 
@@ -39,6 +41,12 @@ MAX_SQL = 20_000
 SqlField = Annotated[str, Form(max_length=MAX_SQL)]
 ScopeField = Annotated[str, Form(max_length=200)]
 ModeField = Annotated[Mode, Form()]
+KindField = Annotated[Kind, Form()]
+
+
+def _text(kind: Kind, text: str) -> dict[str, str | None]:
+    """The editor has one text box: SQL for an SQL job, code for a Python job."""
+    return {"sql": text, "code": None} if kind is Kind.SQL else {"sql": None, "code": text}
 
 
 @router.get("")
@@ -54,10 +62,16 @@ def jobs_page(who: JobReaderV) -> Response:
 
 
 @router.post("/check")
-def check_job(who: OperatorV, scope: ScopeField, sql: SqlField, mode: ModeField = Mode.REAL) -> Response:
+def check_job(
+    who: OperatorV,
+    scope: ScopeField,
+    sql: SqlField,
+    mode: ModeField = Mode.REAL,
+    kind: KindField = Kind.SQL,
+) -> Response:
     """The dry run, as an htmx fragment under the editor: every finding on its fragment, what to write
     instead, the rewritten SQL and the privacy-budget preview where the scope has one."""
-    report = who.services.jobs.dry_run(who.who, scope=scope, kind=Kind.SQL, mode=mode, sql=sql)
+    report = who.services.jobs.dry_run(who.who, scope=scope, kind=kind, mode=mode, **_text(kind, sql))
     return who.page(
         "fragments/dry_run.html",
         report=report,
@@ -67,9 +81,15 @@ def check_job(who: OperatorV, scope: ScopeField, sql: SqlField, mode: ModeField 
 
 
 @router.post("")
-def submit_job(who: OperatorV, scope: ScopeField, sql: SqlField, mode: ModeField = Mode.REAL) -> Response:
+def submit_job(
+    who: OperatorV,
+    scope: ScopeField,
+    sql: SqlField,
+    mode: ModeField = Mode.REAL,
+    kind: KindField = Kind.SQL,
+) -> Response:
     try:
-        view = who.services.jobs.submit(who.who, scope=scope, kind=Kind.SQL, mode=mode, sql=sql)
+        view = who.services.jobs.submit(who.who, scope=scope, kind=kind, mode=mode, **_text(kind, sql))
     except JobRejected as exc:
         # Rejected jobs are stored with every finding: show them on the job's own page.
         job_id = exc.extra.get("job_id")
@@ -109,6 +129,19 @@ def result_csv(job_id: str, who: OperatorV) -> Response:
         "Content-Disposition": f'attachment; filename="result-{result.job_id}.csv"',
     }
     return who.finish(Response(sink.getvalue(), media_type="text/csv; charset=utf-8", headers=headers))
+
+
+@router.get("/{job_id}/result.parquet")
+def result_parquet(job_id: str, who: OperatorV) -> Response:
+    result = who.services.jobs.result(who.who, job_id)
+    columns = {name: [row[i] for row in result.rows] for i, name in enumerate(result.columns)}
+    sink = io.BytesIO()
+    pq.write_table(pa.table(columns), sink)
+    headers = {
+        **SECURITY_HEADERS,
+        "Content-Disposition": f'attachment; filename="result-{result.job_id}.parquet"',
+    }
+    return who.finish(Response(sink.getvalue(), media_type="application/vnd.apache.parquet", headers=headers))
 
 
 def mark_fragments(sql: str, findings: list[dict[str, Any]]) -> list[tuple[str, int | None]]:

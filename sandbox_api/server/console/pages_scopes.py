@@ -3,13 +3,16 @@ they type), versions, approval (never their own: four eyes is the service's rule
 
 from __future__ import annotations
 
+import difflib
+import json
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Form
 from starlette.responses import Response
 
 from policies.errors import ScopeInvalid
-from policies.model import load_scope
+from policies.model import Scope, load_scope
 from sandbox_api.roles import Role
 from sandbox_api.server.console.web import PREFIX, OfficerV, ScopeV
 from sandbox_api.server.services.scopes import ScopeVersionView, parse_stored_view
@@ -71,6 +74,37 @@ def revoke_scope(name: str, version_id: str, who: OfficerV, reason: ReasonField 
     return who.redirect(PREFIX + "/scopes")
 
 
-def described(views: list[ScopeVersionView]) -> list[tuple[ScopeVersionView, object]]:
-    """Each version with its parsed scope, so the page can say its rules in words."""
-    return [(view, parse_stored_view(view)) for view in sorted(views, key=lambda v: (v.name, v.created_at))]
+@dataclass(frozen=True)
+class Described:
+    view: ScopeVersionView
+    scope: Scope
+    # For a pending version: what changed since the scope's previous version (unified diff lines), so
+    # the approving officer reads the change, not only the result.
+    diff: tuple[str, ...]
+
+
+def described(views: list[ScopeVersionView]) -> list[Described]:
+    """Each version with its parsed scope (its rules in words) and, when pending, its diff."""
+    ordered = sorted(views, key=lambda v: (v.name, v.created_at))
+    out = []
+    for at, view in enumerate(ordered):
+        earlier = [v for v in ordered[:at] if v.name == view.name]
+        diff = version_diff(earlier[-1], view) if view.state == "pending" and earlier else ()
+        out.append(Described(view, parse_stored_view(view), diff))
+    return out
+
+
+def version_diff(old: ScopeVersionView, new: ScopeVersionView) -> tuple[str, ...]:
+    """Line diff of two versions' documents (as indented JSON, keys sorted: stable whatever the
+    officers' YAML layout was).
+
+    >>> a = ScopeVersionView("s", "1", "approved", "o", [], 2, "", "", None, {"k": 10}, True, None)
+    >>> b = ScopeVersionView("s", "2", "pending", "o", [], 2, "", "", None, {"k": 5}, False, None)
+    >>> [line for line in version_diff(a, b) if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    ['-  "k": 10', '+  "k": 5']
+    """
+    before = json.dumps(old.document, indent=2, sort_keys=True).splitlines()
+    after = json.dumps(new.document, indent=2, sort_keys=True).splitlines()
+    return tuple(
+        difflib.unified_diff(before, after, old.version_id[:12], new.version_id[:12], lineterm="", n=2)
+    )

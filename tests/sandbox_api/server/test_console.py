@@ -6,14 +6,18 @@ matrix (``CONSOLE``)."""
 from __future__ import annotations
 
 import importlib.util
+import io
 import re
 from pathlib import Path
 from types import ModuleType
 
+import pyarrow.parquet as pq
+
 from sandbox_api.server.console.rendering import CSP
 from sandbox_api.server.console.session import COOKIE, SessionKeys
-from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World
+from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World, scope_yaml
 from tests.sandbox_api.console_helpers import ConsoleSession, anonymous, session_cookie, sign_in
+from tests.sandbox_api.python_job_helpers import PY_ONE, ensure_python_world
 
 ROOT = Path(__file__).resolve().parents[3]
 TEMPLATES = ROOT / "sandbox_api" / "server" / "console" / "templates"
@@ -149,7 +153,56 @@ def test_the_language_switch_never_redirects_off_the_console(api: World) -> None
 
 
 def test_forms_are_accepted_on_console_paths_only(api: World) -> None:
-    answer = api.client.post(
-        "/v1/jobs/check", headers=api.h("alice"), data={"scope": SCOPE, "sql": GOOD_SQL}
-    )
+    answer = api.client.post("/v1/jobs/check", headers=api.h("alice"), data={"scope": SCOPE, "sql": GOOD_SQL})
     assert answer.status_code == 415
+
+
+def test_the_owner_downloads_the_same_rows_as_parquet(api: World) -> None:
+    submitted = api.client.post("/v1/jobs", headers=api.h("alice"), json={"scope": SCOPE, "sql": GOOD_SQL})
+    job_id = submitted.json()["job_id"]
+    api.wait(job_id)
+    alice = sign_in(api.client, api.tokens["alice"])
+    table = pq.read_table(io.BytesIO(alice.get(api.client, f"/console/jobs/{job_id}/result.parquet").content))
+    result = api.client.get(f"/v1/jobs/{job_id}/result", headers=api.h("alice")).json()
+    assert table.column_names == result["columns"]
+    assert [list(row.values()) for row in table.to_pylist()] == result["rows"]
+
+
+def test_officers_edit_check_and_approve_a_scope_with_four_eyes_and_a_diff(api: World) -> None:
+    olga = sign_in(api.client, api.tokens["olga"])
+    typo = scope_yaml(name="console-study").replace("min_units:", "min_unitz:")
+    checked = olga.post(api.client, "/console/scopes/check", {"document": typo})
+    assert "The document has problems" in checked.text
+    assert "min_unitz" in checked.text
+    first = scope_yaml(name="console-study")
+    assert olga.post(api.client, "/console/scopes", {"document": first}).status_code == 303
+    oscar = sign_in(api.client, api.tokens["oscar"])
+    version = _pending_version(api, "console-study")
+    approve = f"/console/scopes/console-study/versions/{version}/approve"
+    # Four eyes: the author's own approval is refused by the service, as on the API.
+    assert olga.post(api.client, approve, {"reason": "mine"}).status_code == 403
+    assert oscar.post(api.client, approve, {"reason": "checked"}).status_code == 303
+
+    second = olga.post(
+        api.client, "/console/scopes", {"document": scope_yaml(name="console-study", min_units=5)}
+    )
+    assert second.status_code == 303, second.text[-1500:]
+    page = oscar.get(api.client, "/console/scopes").text
+    assert '<span class="removed">-    &#34;min_units&#34;: 10,</span>' in page
+    assert '<span class="added">+    &#34;min_units&#34;: 5,</span>' in page
+
+
+def _pending_version(api: World, name: str) -> str:
+    scope = api.client.get(f"/v1/scopes/{name}", headers=api.h("olga")).json()
+    return str(next(v["version_id"] for v in scope["versions"] if v["state"] == "pending"))
+
+
+def test_an_operator_submits_a_python_job_that_waits_for_a_checker(api: World) -> None:
+    ensure_python_world(api)
+    alice = sign_in(api.client, api.tokens["alice"])
+    code = "import numpy as np\nresult = {'mean': float(np.mean(citizens['income'].to_numpy()))}\n"
+    answer = alice.post(api.client, "/console/jobs", {"scope": PY_ONE, "kind": "python", "sql": code})
+    assert answer.status_code == 303
+    job_id = answer.headers["location"].rsplit("/", 1)[1]
+    assert api.wait(job_id)["state"] == "withheld"
+    assert "withheld for review" in alice.get(api.client, answer.headers["location"]).text

@@ -116,7 +116,7 @@ def test_operator_fixes_a_refused_query_submits_it_and_reads_the_release(live: L
     desk = Desk(live, "alice")
     page = desk.go("/console/jobs")
     page.get_by_label("Scope").select_option(SCOPE)
-    page.get_by_label("SQL", exact=True).fill("SELECT name, COUNT(*) AS n FROM citizens GROUP BY name")
+    page.get_by_label("SQL or Python code").fill("SELECT name, COUNT(*) AS n FROM citizens GROUP BY name")
     page.get_by_role("button", name="Dry run").click()
     refused = page.locator("#dry-run")
     expect(refused).to_contain_text("Refused")
@@ -124,7 +124,7 @@ def test_operator_fixes_a_refused_query_submits_it_and_reads_the_release(live: L
     expect(refused.locator(".findings li").first).to_contain_text("column_denied")
     desk.shot("operator-dry-run")
 
-    page.get_by_label("SQL", exact=True).fill(GOOD_SQL)
+    page.get_by_label("SQL or Python code").fill(GOOD_SQL)
     page.get_by_role("button", name="Dry run").click()
     expect(refused).to_contain_text("Allowed")
     page.get_by_role("button", name="Submit").click()

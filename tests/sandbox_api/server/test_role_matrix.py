@@ -114,6 +114,7 @@ CONSOLE: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
     ("POST", C + "/jobs"): (C + "/jobs", OPERATOR),
     ("GET", C + "/jobs/{job_id}"): (CJ, JOB_READERS),
     ("GET", C + "/jobs/{job_id}/result.csv"): (CJ + "/result.csv", OPERATOR),
+    ("GET", C + "/jobs/{job_id}/result.parquet"): (CJ + "/result.parquet", OPERATOR),
     ("POST", C + "/jobs/{job_id}/replay"): (CJ + "/replay", frozenset({"audra"})),
     ("GET", C + "/reviews"): (C + "/reviews", CHECKERS),
     ("GET", C + "/reviews/{job_id}"): (CR, CHECKERS),
