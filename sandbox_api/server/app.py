@@ -225,7 +225,9 @@ def create_app(
         version=app_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        # /docs and /redoc are served by the console from vendored assets (console/api_docs.py).
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
     app.state.services = services

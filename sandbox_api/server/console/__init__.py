@@ -26,6 +26,7 @@ from sandbox_api.server.console import (
     pages_review,
     pages_scopes,
 )
+from sandbox_api.server.console.api_docs import install_api_docs
 from sandbox_api.server.console.i18n import load_translations
 from sandbox_api.server.console.rendering import Renderer, new_environment
 from sandbox_api.server.console.session import SessionKeys, SignedOut
@@ -47,7 +48,8 @@ Handler = Callable[[Request, Any], Response | Awaitable[Response]]
 
 
 def install_console(app: FastAPI) -> None:
-    """Mount the console on ``app`` (after the problem handlers: it wraps them for its own paths)."""
+    """Mount the console on ``app`` (after the problem handlers: it wraps them for its own paths), and
+    serve ``/docs`` and ``/redoc`` from the vendored assets."""
     services: Services = app.state.services
     state = ConsoleState(
         renderer=Renderer(env=new_environment(), translations=load_translations()),
@@ -61,6 +63,7 @@ def install_console(app: FastAPI) -> None:
     for router in ROUTERS:
         app.include_router(router)
     app.mount(PREFIX + "/static", StaticFiles(directory=STATIC), name="console-static")
+    install_api_docs(app)
     for family, original in list(app.exception_handlers.items()):
         app.add_exception_handler(family, _as_page(original, state))
 

@@ -206,3 +206,12 @@ def test_an_operator_submits_a_python_job_that_waits_for_a_checker(api: World) -
     job_id = answer.headers["location"].rsplit("/", 1)[1]
     assert api.wait(job_id)["state"] == "withheld"
     assert "withheld for review" in alice.get(api.client, answer.headers["location"]).text
+
+
+def test_the_api_docs_load_only_vendored_assets(api: World) -> None:
+    for page in ("/docs", "/redoc"):
+        html = api.client.get(page).text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert assets, page
+        assert all(a.startswith("/console/static/apidocs/") for a in assets), assets
+        assert all(api.client.get(a).status_code == 200 for a in assets)

@@ -219,3 +219,24 @@ def test_every_page_passes_axe_and_its_content_security_policy(live: Live) -> No
             problems[f"{who} csp"] = desk.violations
         desk.close()
     assert problems == {}, json.dumps(problems, indent=1)
+
+
+def test_the_api_docs_render_with_nothing_from_outside(live: Live) -> None:
+    context = live.browser.new_context()
+    outside: list[str] = []
+
+    def only_loopback(route: Any) -> None:
+        if route.request.url.startswith(live.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_loopback)
+    page = context.new_page()
+    page.goto(f"{live.url}/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Data Sandbox", timeout=20_000)
+    page.goto(f"{live.url}/redoc")
+    expect(page.locator("h1").first).to_contain_text("Data Sandbox", timeout=20_000)
+    context.close()
+    assert outside == []
