@@ -3,12 +3,15 @@ page with retire. What each principal sees is what ``GET /v1/datasets`` shows th
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form
 from starlette.responses import Response
 
 from policies.model import DatasetGrant
+from sandbox_api.errors import InvalidInput
 from sandbox_api.roles import Role
-from sandbox_api.server.console.web import PREFIX, CatalogV, StewardV
+from sandbox_api.server.console.web import PREFIX, CatalogV, StewardV, Visitor, signed_in
 from sandbox_api.server.deps import deny
 from sandbox_api.server.services.scopes import parse_stored_view
 
@@ -47,4 +50,38 @@ def retire_version(domain: str, name: str, version: str, who: StewardV) -> Respo
         who.services.catalog.retire_version(
             session, actor=principal.name, domain=domain, name=name, version_id=version
         )
+    return who.redirect(PREFIX + "/datasets")
+
+
+ShredderV = Annotated[Visitor, Depends(signed_in(Role.STEWARD, Role.ADMIN))]
+CONFIRM_CHARS = 12
+
+
+@router.post("/{domain}/{name}/versions/{version}/shred")
+def shred_version(
+    domain: str,
+    name: str,
+    version: str,
+    who: ShredderV,
+    confirm: Annotated[str, Form(max_length=200)] = "",
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """Crypto-shred a version (the data key is destroyed: irreversible), after the steward typed the
+    start of its id: a slip of the mouse must not destroy data."""
+    principal = who.who
+    if principal.role is Role.STEWARD and principal.domain != domain:
+        raise deny(
+            who.services,
+            who.request,
+            principal,
+            f"only a steward of domain {domain!r} or an admin may crypto-shred its data",
+        )
+    if confirm.strip() != version[:CONFIRM_CHARS]:
+        raise InvalidInput(
+            f"type the first {CONFIRM_CHARS} characters of the version id ({version[:CONFIRM_CHARS]}) "
+            "to confirm: shredding cannot be undone"
+        )
+    who.services.lifecycle.shred(
+        actor=principal.name, domain=domain, name=name, version_id=version, reason=reason
+    )
     return who.redirect(PREFIX + "/datasets")

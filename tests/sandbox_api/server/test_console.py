@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from sandbox_api.server.console.rendering import CSP
 from sandbox_api.server.console.session import COOKIE, SessionKeys
-from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World, scope_yaml
+from tests.sandbox_api.api_helpers import DOMAIN, GOOD_SQL, SCOPE, World, scope_yaml, upload
 from tests.sandbox_api.console_helpers import ConsoleSession, anonymous, session_cookie, sign_in
 from tests.sandbox_api.python_job_helpers import PY_ONE, ensure_python_world
 
@@ -215,3 +215,25 @@ def test_the_api_docs_load_only_vendored_assets(api: World) -> None:
         assert assets, page
         assert all(a.startswith("/console/static/apidocs/") for a in assets), assets
         assert all(api.client.get(a).status_code == 200 for a in assets)
+
+
+def test_a_steward_crypto_shreds_a_version_only_after_typing_its_id(api: World) -> None:
+    created = api.client.post(
+        "/v1/datasets", headers=api.h("stu"), json={"domain": DOMAIN, "name": "shred-me"}
+    )
+    assert created.status_code == 201, created.text
+    version = upload(api.client, api.tokens["stu"], dataset="shred-me").json()["version"]["version_id"]
+    stu = sign_in(api.client, api.tokens["stu"])
+    path = f"/console/datasets/{DOMAIN}/shred-me/versions/{version}/shred"
+    slip = stu.post(api.client, path, {"confirm": "yes", "reason": "consent withdrawn"})
+    assert slip.status_code == 422
+    assert version[:12] in slip.text
+    assert (
+        api.client.get(f"/v1/datasets/{DOMAIN}/shred-me", headers=api.h("stu")).json()["versions"][0]["state"]
+        == "active"
+    )
+    done = stu.post(api.client, path, {"confirm": version[:12], "reason": "consent withdrawn"})
+    assert done.status_code == 303
+    dataset = api.client.get(f"/v1/datasets/{DOMAIN}/shred-me", headers=api.h("stu")).json()
+    assert dataset["versions"][0]["state"] == "shredded"
+    assert any(e["actor"] == "stu" for e in api.audit_events("dataset.version.shredded"))

@@ -132,6 +132,10 @@ CONSOLE: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
         f"{C}/datasets/{DOMAIN}/matrix-none/versions/abc/retire",
         frozenset({"stu"}),
     ),
+    ("POST", C + "/datasets/{domain}/{name}/versions/{version}/shred"): (
+        f"{C}/datasets/{DOMAIN}/matrix-none/versions/abc/shred",
+        frozenset({"stu", "admin"}),
+    ),
     ("GET", C + "/audit"): (C + "/audit", frozenset({"audra"})),
     ("GET", C + "/audit/export"): (C + "/audit/export", frozenset({"audra"})),
     ("GET", C + "/admin"): (C + "/admin", frozenset({"admin"})),
