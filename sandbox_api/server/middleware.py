@@ -19,8 +19,9 @@ FORM_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded"}
 
 
 def is_upload_path(path: str) -> bool:
-    """Uploads stream their own body (multipart, larger cap): see routes/datasets.py."""
-    return path.startswith("/v1/datasets/") and path.endswith("/versions")
+    """Uploads stream their own body (multipart, larger cap): see routes/datasets.py (the console's
+    upload page calls the same function)."""
+    return path.startswith(("/v1/datasets/", "/console/datasets/")) and path.endswith("/versions")
 
 
 class JsonBodyLimits:

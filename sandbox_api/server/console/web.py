@@ -125,7 +125,9 @@ async def check_csrf(request: Request, who: VisitorDep) -> Visitor:
     if request.method in SAFE_METHODS:
         return who
     presented = request.headers.get("x-csrf-token")
-    if presented is None:
+    multipart = request.headers.get("content-type", "").lower().startswith("multipart/")
+    # An upload streams its own body (never spooled to disk): its token comes in the header only.
+    if presented is None and not multipart:
         form = await request.form()
         value = form.get("csrf")
         presented = value if isinstance(value, str) else None

@@ -5,6 +5,7 @@ matrix (``CONSOLE``)."""
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import io
 import re
@@ -15,7 +16,16 @@ import pyarrow.parquet as pq
 
 from sandbox_api.server.console.rendering import CSP
 from sandbox_api.server.console.session import COOKIE, SessionKeys
-from tests.sandbox_api.api_helpers import DOMAIN, GOOD_SQL, SCOPE, World, scope_yaml, upload
+from tests.sandbox_api.api_helpers import (
+    DOMAIN,
+    GOOD_SQL,
+    SCOPE,
+    World,
+    citizens_table,
+    csv_bytes,
+    scope_yaml,
+    upload,
+)
 from tests.sandbox_api.console_helpers import ConsoleSession, anonymous, session_cookie, sign_in
 from tests.sandbox_api.python_job_helpers import PY_ONE, ensure_python_world
 
@@ -237,3 +247,31 @@ def test_a_steward_crypto_shreds_a_version_only_after_typing_its_id(api: World) 
     dataset = api.client.get(f"/v1/datasets/{DOMAIN}/shred-me", headers=api.h("stu")).json()
     assert dataset["versions"][0]["state"] == "shredded"
     assert any(e["actor"] == "stu" for e in api.audit_events("dataset.version.shredded"))
+
+
+def test_a_steward_uploads_a_version_from_the_drafted_manifest(api: World) -> None:
+    api.client.post("/v1/datasets", headers=api.h("stu"), json={"domain": DOMAIN, "name": "upload-me"})
+    upload(api.client, api.tokens["stu"], dataset="upload-me")
+    stu = sign_in(api.client, api.tokens["stu"])
+    page = stu.get(api.client, "/console/datasets").text
+    drafted = re.search(r'name="manifest"[^>]*>([^<]*)</textarea>', page[page.index("upload-me") :])
+    assert drafted is not None
+    manifest = html.unescape(drafted.group(1))
+    files = {"citizens": ("c.csv", csv_bytes(citizens_table(300, seed=3)), "text/csv")}
+    path = f"/console/datasets/{DOMAIN}/upload-me/versions"
+    # The token travels in a header: the multipart body is streamed to the upload, never parsed twice.
+    without = api.client.post(path, headers=stu.headers, data={"manifest": manifest}, files=files)
+    assert without.status_code == 403
+    answer = api.client.post(
+        path, headers={**stu.headers, "X-CSRF-Token": stu.csrf}, data={"manifest": manifest}, files=files
+    )
+    assert answer.status_code == 200, answer.text
+    assert "Stored a new version" in answer.text
+    versions = api.client.get(f"/v1/datasets/{DOMAIN}/upload-me", headers=api.h("stu")).json()["versions"]
+    assert len(versions) == 2
+    # Another domain's steward is refused by the same gate as on the API.
+    cleo = sign_in(api.client, api.tokens["cleo"])
+    refused = api.client.post(
+        path, headers={**cleo.headers, "X-CSRF-Token": cleo.csrf}, data={"manifest": manifest}, files=files
+    )
+    assert refused.status_code == 403

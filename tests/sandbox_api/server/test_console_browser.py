@@ -2,8 +2,10 @@
 
 One flow per desk that the console must carry end to end: an operator dry-runs, fixes and submits SQL and
 reads the result, chart, suppression report and receipt; an output checker releases one output and denies
-another. Every page any role can open is checked with axe-core (vendored beside this file) and must raise
-no Content-Security-Policy violation. Screenshots are kept under ``build/console-screenshots``.
+another; a steward uploads a version with a progress bar. Every page any role can open is checked with
+axe-core (vendored beside this file) and must raise no Content-Security-Policy violation; /docs and
+/redoc render with every request to another host blocked. Screenshots are kept under
+``build/console-screenshots``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
-from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World
+from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World, citizens_table, csv_bytes
 from tests.sandbox_api.python_job_helpers import PY_ONE, ensure_python_world, submit
 from tests.sandbox_api.replay_helpers import replayed_world
 
@@ -240,3 +242,25 @@ def test_the_api_docs_render_with_nothing_from_outside(live: Live) -> None:
     expect(page.locator("h1").first).to_contain_text("Data Sandbox", timeout=20_000)
     context.close()
     assert outside == []
+
+
+def test_steward_uploads_a_version_with_a_progress_bar(live: Live) -> None:
+    desk = Desk(live, "stu")
+    page = desk.go("/console/datasets")
+    section = page.locator("section.dataset").first
+    section.locator("details.upload summary").click()
+    section.locator("input[type=file]").set_input_files(
+        files=[
+            {
+                "name": "citizens.csv",
+                "mimeType": "text/csv",
+                "buffer": csv_bytes(citizens_table(400, seed=11)),
+            }
+        ]
+    )
+    section.get_by_role("button", name="Upload").click()
+    expect(section.get_by_role("status")).to_contain_text("Stored a new version", timeout=30_000)
+    expect(section.locator("progress")).to_have_attribute("value", "100")
+    desk.shot("steward-upload")
+    assert desk.violations == []
+    desk.close()
