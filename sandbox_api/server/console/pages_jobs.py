@@ -14,13 +14,16 @@ import pyarrow.parquet as pq
 from fastapi import APIRouter, Form
 from starlette.responses import Response
 
+from crypto.errors import CryptoError
+from sandbox_api.client.verify import verify_receipt
 from sandbox_api.errors import JobRejected
 from sandbox_api.job_types import Kind, Mode
 from sandbox_api.roles import Role
 from sandbox_api.server.console.rendering import SECURITY_HEADERS
-from sandbox_api.server.console.web import PREFIX, JobReaderV, OperatorV
+from sandbox_api.server.console.web import PREFIX, JobReaderV, OperatorV, Visitor
 from sandbox_api.server.services.job_kinds import finding_dicts
 from sandbox_api.server.services.job_states import JobState
+from sandbox_api.server.services.jobs import ResultView
 
 router = APIRouter(prefix=PREFIX + "/jobs", include_in_schema=False)
 
@@ -104,17 +107,35 @@ def job_page(job_id: str, who: JobReaderV) -> Response:
     principal = who.who
     job = who.services.jobs.get(principal, job_id)
     result = receipt = None
-    if job.state == JobState.RELEASED.value and principal.role is Role.OPERATOR:
-        result = who.services.jobs.result(principal, job_id)
-        receipt = result.receipt
+    if job.state == JobState.RELEASED.value:
+        if principal.role is Role.OPERATOR:
+            result = who.services.jobs.result(principal, job_id)
+            receipt = result.receipt
+        else:  # auditors and admins read receipts (audited), never results: as on the API
+            receipt = who.services.receipts.read(principal, job_id)
     return who.page(
         "job.html",
         job=job,
         settled=job.state in SETTLED,
         result=result,
         receipt=receipt,
+        verified=receipt_status(who, receipt, result),
         marked=mark_fragments(job.sql, job.findings),
     )
+
+
+def receipt_status(who: Visitor, receipt: dict[str, Any] | None, result: ResultView | None) -> dict[str, Any]:
+    """The receipt checked as an offline verifier would: signature, key validity and (for the owner,
+    who holds the result) that the released table is the one it signed."""
+    if receipt is None:
+        return {}
+    keys = {record.kid: record for record in who.services.keys.signing_keys()}
+    table = None if result is None else {"columns": result.columns, "rows": result.rows}
+    try:
+        report = verify_receipt(receipt, keys, result=table)
+    except CryptoError as exc:
+        return {"ok": False, "problem": str(exc)}
+    return {"ok": True, "kid": report.kid, "result_checked": report.result_checked}
 
 
 @router.get("/{job_id}/result.csv")

@@ -132,6 +132,12 @@ def test_an_operator_never_sees_another_operators_job(api: World) -> None:
     result = api.client.get(f"/v1/jobs/{job_id}/result", headers=api.h("alice")).json()
     assert csv_text.splitlines()[0] == ",".join(result["columns"])
     assert len(csv_text.splitlines()) == result["row_count"] + 1
+    # The receipt is verified on the page: for the owner against the table, for an auditor the signature.
+    assert "the table above is the one it signed" in alice.get(api.client, f"/console/jobs/{job_id}").text
+    audra = sign_in(api.client, api.tokens["audra"])
+    audited = audra.get(api.client, f"/console/jobs/{job_id}").text
+    assert "Signature verified with key" in audited
+    assert 'id="result-table"' not in audited
 
 
 def test_the_dry_run_marks_each_finding_on_its_fragment(api: World) -> None:
