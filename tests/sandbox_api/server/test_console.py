@@ -13,9 +13,11 @@ from pathlib import Path
 from types import ModuleType
 
 import pyarrow.parquet as pq
+from sqlalchemy import update
 
 from sandbox_api.server.console.rendering import CSP
 from sandbox_api.server.console.session import COOKIE, SessionKeys
+from sandbox_api.server.store.models import AuditEventRow
 from tests.sandbox_api.api_helpers import (
     DOMAIN,
     GOOD_SQL,
@@ -25,6 +27,7 @@ from tests.sandbox_api.api_helpers import (
     csv_bytes,
     scope_yaml,
     upload,
+    world,
 )
 from tests.sandbox_api.console_helpers import ConsoleSession, anonymous, session_cookie, sign_in
 from tests.sandbox_api.python_job_helpers import PY_ONE, ensure_python_world
@@ -281,3 +284,17 @@ def test_a_steward_uploads_a_version_from_the_drafted_manifest(api: World) -> No
         path, headers={**cleo.headers, "X-CSRF-Token": cleo.csrf}, data={"manifest": manifest}, files=files
     )
     assert refused.status_code == 403
+
+
+def test_the_auditor_sees_the_chain_verified_and_a_rewritten_event_caught(tmp_path: Path) -> None:
+    with world(tmp_path / "state") as own:
+        audra = sign_in(own.client, own.tokens["audra"])
+        page = audra.get(own.client, "/console/audit").text
+        assert re.search(r'id="chain-status">Verified from genesis: [\d,]+ events', page)
+        services = own.client.app.state.services  # type: ignore[attr-defined]
+        with services.db.write() as session:
+            session.execute(
+                update(AuditEventRow).where(AuditEventRow.seq == 3).values(details={"rewritten": True})
+            )
+        page = audra.get(own.client, "/console/audit").text
+        assert 'id="chain-status" role="alert">The chain does not verify' in page
