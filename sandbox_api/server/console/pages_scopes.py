@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -43,7 +44,7 @@ def check_scope(who: OfficerV, document: DocumentField) -> Response:
         try:
             load_scope(document, fmt="yaml")
         except ScopeInvalid as exc:
-            findings = [f.to_dict() for f in exc.findings]
+            findings = [{**f.to_dict(), "line": line_of(document, f.fragment)} for f in exc.findings]
     return who.page("fragments/scope_check.html", findings=findings, checked=bool(document.strip()))
 
 
@@ -108,3 +109,24 @@ def version_diff(old: ScopeVersionView, new: ScopeVersionView) -> tuple[str, ...
     return tuple(
         difflib.unified_diff(before, after, old.version_id[:12], new.version_id[:12], lineterm="", n=2)
     )
+
+
+def line_of(document: str, field: str) -> int | None:
+    r"""The 1-based line of the YAML key that ``field`` (a dotted path such as ``disclosure.min_units``)
+    names, looking for each part below the line of the one before; None when it cannot be placed.
+
+    >>> line_of("scope: a\ndisclosure:\n  min_unitz: 3\n", "disclosure.min_unitz")
+    3
+    >>> line_of("scope: a\n", "purpose") is None
+    True
+    """
+    lines = document.splitlines()
+    at = 0
+    found = None
+    for part in [p for p in field.split(".") if p and not p.isdigit()]:
+        pattern = re.compile(r"^\s*(-\s*)?[\"']?" + re.escape(part) + r"[\"']?\s*:")
+        hit = next((i for i in range(at, len(lines)) if pattern.match(lines[i])), None)
+        if hit is None:
+            return found
+        found, at = hit + 1, hit + 1
+    return found

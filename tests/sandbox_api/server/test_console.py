@@ -193,6 +193,8 @@ def test_officers_edit_check_and_approve_a_scope_with_four_eyes_and_a_diff(api: 
     checked = olga.post(api.client, "/console/scopes/check", {"document": typo})
     assert "The document has problems" in checked.text
     assert "min_unitz" in checked.text
+    typo_line = typo.splitlines().index(next(x for x in typo.splitlines() if "min_unitz" in x)) + 1
+    assert f"<strong>line {typo_line}</strong>" in checked.text
     first = scope_yaml(name="console-study")
     assert olga.post(api.client, "/console/scopes", {"document": first}).status_code == 303
     oscar = sign_in(api.client, api.tokens["oscar"])
