@@ -54,6 +54,15 @@ def issue_token(name: str, who: AdminV) -> Response:
     return _page(who, issued=(name, token))
 
 
+@router.post("/domains")
+def create_domain(
+    who: AdminV, name: NameField, description: Annotated[str, Form(max_length=2000)] = ""
+) -> Response:
+    with who.services.db.write() as session:
+        who.services.principals.create_domain(session, actor=who.who.name, name=name, description=description)
+    return who.redirect(PREFIX + "/admin")
+
+
 @router.post("/domains/{name}/rotate")
 def rotate_domain_key(name: str, who: AdminV) -> Response:
     with who.services.db.write() as session:

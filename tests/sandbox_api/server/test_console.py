@@ -300,3 +300,17 @@ def test_the_auditor_sees_the_chain_verified_and_a_rewritten_event_caught(tmp_pa
             )
         page = audra.get(own.client, "/console/audit").text
         assert 'id="chain-status" role="alert">The chain does not verify' in page
+
+
+def test_the_admin_creates_a_domain_and_a_principal_whose_token_is_shown_once(api: World) -> None:
+    admin = sign_in(api.client, api.tokens["admin"])
+    assert admin.post(api.client, "/console/admin/domains", {"name": "tax-office"}).status_code == 303
+    created = admin.post(
+        api.client, "/console/admin/principals", {"name": "tess", "role": "steward", "domain": "tax-office"}
+    )
+    token = re.search(r"<code>(sbx_[\w-]+)</code>", created.text)
+    assert token is not None
+    assert token.group(1) not in admin.get(api.client, "/console/admin").text
+    whoami = api.client.get("/v1/whoami", headers={"Authorization": f"Bearer {token.group(1)}"}).json()
+    assert (whoami["role"], whoami["domain"]) == ("steward", "tax-office")
+    assert any(e["actor"] == "admin" for e in api.audit_events("domain.created"))

@@ -144,6 +144,7 @@ CONSOLE: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
     ("GET", C + "/audit/export"): (C + "/audit/export", frozenset({"audra"})),
     ("GET", C + "/admin"): (C + "/admin", frozenset({"admin"})),
     ("POST", C + "/admin/principals"): (C + "/admin/principals", frozenset({"admin"})),
+    ("POST", C + "/admin/domains"): (C + "/admin/domains", frozenset({"admin"})),
     ("POST", C + "/admin/principals/{name}/tokens"): (
         C + "/admin/principals/matrix-none/tokens",
         frozenset({"admin"}),
