@@ -1,7 +1,19 @@
 """The tamper-evident audit log: a SHA-256 hash chain with signed checkpoints.
 
 Each :class:`AuditEntry` holds the hash of the one before it (the first holds :data:`GENESIS`) and its
-own hash, the SHA-256 of the canonical JSON of every other field. :func:`verify_chain` recomputes all
+own hash, the SHA-256 of the canonical JSON of every other field.
+
+Two formats, one per entry, so a chain begun under the first goes on under the second without
+re-hashing anything (docs/auditing.md, "Formats"):
+
+* ``data-sandbox/audit-event/v2`` (written now): the hashed body carries ``"format"`` itself and is
+  serialised by RFC 8785 (JCS, :func:`crypto.hashing.jcs_json`), so an auditor can recompute every hash
+  in any language with a JCS library. Checkpoints ``data-sandbox/audit-checkpoint/v2`` sign JCS bytes.
+* ``data-sandbox/audit-event/v1`` (written before): no ``format`` member; the body is serialised by
+  :func:`crypto.hashing.canonical_json`. Checkpoints ``.../audit-checkpoint/v1`` likewise. Still verified.
+
+The format is inside what is hashed (v2) or told by the absence of the member (v1), so relabelling an
+entry changes its hash: a v1 entry cannot pass as v2 or the reverse. :func:`verify_chain` recomputes all
 of it and says which event is wrong and how: edited, deleted, inserted, reordered, or the chain cut
 short. A chain alone cannot reveal that its tail was cut off or rewritten with fresh hashes; that needs
 a head kept elsewhere (``expected_head``) or signed :class:`Checkpoint`\\ s of earlier heads
@@ -12,21 +24,44 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from crypto.errors import IntegrityError, UnknownKey
-from crypto.hashing import canonical_json, sha256_hex
+from crypto.hashing import canonical_json, exact_integers, jcs_json, sha256_hex
 from crypto.signing import SigningKeyPair, sign, verify
 
 GENESIS = "0" * 64
-CHECKPOINT_TYPE = "data-sandbox/audit-checkpoint/v1"
+EVENT_FORMAT_V1 = "data-sandbox/audit-event/v1"
+EVENT_FORMAT_V2 = "data-sandbox/audit-event/v2"
+#: The format new events are written in.
+EVENT_FORMAT = EVENT_FORMAT_V2
+CHECKPOINT_TYPE_V1 = "data-sandbox/audit-checkpoint/v1"
+CHECKPOINT_TYPE_V2 = "data-sandbox/audit-checkpoint/v2"
+#: The format new checkpoints are signed in.
+CHECKPOINT_TYPE = CHECKPOINT_TYPE_V2
+Canonical = Callable[[object], bytes]
+_EVENT_FORMS: Mapping[str, Canonical] = {EVENT_FORMAT_V1: canonical_json, EVENT_FORMAT_V2: jcs_json}
+_CHECKPOINT_FORMS: Mapping[str, Canonical] = {
+    CHECKPOINT_TYPE_V1: canonical_json,
+    CHECKPOINT_TYPE_V2: jcs_json,
+}
+
+
+def _form(forms: Mapping[str, Canonical], name: str, what: str) -> Canonical:
+    form = forms.get(name)
+    if form is None:
+        raise IntegrityError(
+            f"{what} has format {name!r}, which this verifier does not know ({', '.join(forms)})"
+        )
+    return form
 
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One event of the chain. ``details`` must be JSON data; treat it as read-only."""
+    """One event of the chain. ``details`` must be JSON data; treat it as read-only. ``format`` says how
+    it is hashed (module docstring); v1 is the default only so that events stored before v2 read back."""
 
     seq: int
     at: str
@@ -35,9 +70,10 @@ class AuditEntry:
     details: Mapping[str, object]
     prev_hash: str
     hash: str = ""
+    format: str = EVENT_FORMAT_V1
 
     def _body(self) -> dict[str, object]:
-        return {
+        body: dict[str, object] = {
             "seq": self.seq,
             "at": self.at,
             "event": self.event,
@@ -45,14 +81,28 @@ class AuditEntry:
             "details": dict(self.details),
             "prev_hash": self.prev_hash,
         }
+        if self.format != EVENT_FORMAT_V1:  # v1 bodies had no format member; their hashes stay
+            body["format"] = self.format
+        return body
+
+    def _form(self) -> Canonical:
+        return _form(_EVENT_FORMS, self.format, f"audit event seq {self.seq}")
 
     def digest(self) -> str:
-        """SHA-256 of the canonical JSON of every field but ``hash``."""
-        return sha256_hex(canonical_json(self._body()))
+        """SHA-256 of the canonical JSON (in this entry's format) of every field but ``hash``.
+
+        >>> v2 = AuditEntry(seq=0, at="t", event="e", actor="a", details={"x": 1.0}, prev_hash=GENESIS,
+        ...                 format=EVENT_FORMAT_V2)
+        >>> v2.digest() == sha256_hex(jcs_json(v2._body()))
+        True
+        >>> v2.digest() == replace(v2, details={"x": 1}).digest()  # RFC 8785: 1.0 is 1
+        True
+        """
+        return sha256_hex(self._form()(self._body()))
 
     def to_json(self) -> str:
-        """One canonical JSON line (the export format); :meth:`from_json` reads it back."""
-        return canonical_json({**self._body(), "hash": self.hash}).decode("utf-8")
+        """One canonical JSON line (the export format), in this entry's format; :meth:`from_json` reads it."""
+        return self._form()({**self._body(), "hash": self.hash}).decode("utf-8")
 
     @classmethod
     def from_json(cls, line: str) -> AuditEntry:
@@ -67,19 +117,20 @@ class AuditEntry:
                 details=data["details"],
                 prev_hash=data["prev_hash"],
                 hash=data["hash"],
+                format=data.get("format", EVENT_FORMAT_V1),
             )
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise IntegrityError(f"audit line is not a well-formed event ({type(exc).__name__})") from exc
+        texts = (entry.at, entry.event, entry.actor, entry.prev_hash, entry.hash, entry.format)
         types_ok = (
             isinstance(entry.seq, int)
             and not isinstance(entry.seq, bool)
-            and all(
-                isinstance(v, str) for v in (entry.at, entry.event, entry.actor, entry.prev_hash, entry.hash)
-            )
+            and all(isinstance(v, str) for v in texts)
             and isinstance(entry.details, dict)
         )
         if not types_ok:
             raise IntegrityError(f"audit line for seq {data.get('seq')!r} has a field of the wrong type")
+        entry._form()  # an unknown format is refused here, not at the first digest
         return entry
 
 
@@ -103,10 +154,17 @@ class ChainLink(Protocol):
 
 
 def chain(
-    prev: ChainLink | None, *, at: str, event: str, actor: str, details: Mapping[str, object]
+    prev: ChainLink | None,
+    *,
+    at: str,
+    event: str,
+    actor: str,
+    details: Mapping[str, object],
+    format: str = EVENT_FORMAT,
 ) -> AuditEntry:
     """The entry that follows ``prev`` (an entry, or a stored head with its ``seq`` and ``hash``; None
-    starts the chain), with its hash filled in.
+    starts the chain), with its hash filled in. ``format``: :data:`EVENT_FORMAT` unless a test needs the
+    old one.
 
     >>> first = chain(None, at="2026-01-01T00:00:00Z", event="scope.approved", actor="bob", details={})
     >>> second = chain(first, at="2026-01-01T00:01:00Z", event="job.released", actor="alice",
@@ -115,7 +173,10 @@ def chain(
     (1, True, 2)
     """
     # A JSON round trip both rejects non-JSON details early and detaches them from the caller's dict.
-    frozen_details = json.loads(canonical_json(dict(details)))
+    # RFC 8785 has no form for an integer beyond I-JSON's exact range: v2 records it as its decimal
+    # string, so no event can fail to be written for the size of a number in it.
+    plain = exact_integers(dict(details)) if format != EVENT_FORMAT_V1 else dict(details)
+    frozen_details = json.loads(canonical_json(plain))
     draft = AuditEntry(
         seq=0 if prev is None else prev.seq + 1,
         at=at,
@@ -123,6 +184,7 @@ def chain(
         actor=actor,
         details=frozen_details,
         prev_hash=GENESIS if prev is None else prev.hash,
+        format=format,
     )
     return replace(draft, hash=draft.digest())
 
@@ -216,19 +278,25 @@ def verify_chain(
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A signed statement that the chain's head at ``seq`` was ``head_hash`` (Ed25519, RFC 8032)."""
+    """A signed statement that the chain's head at ``seq`` was ``head_hash`` (Ed25519, RFC 8032).
+    ``type`` says how the signed bytes are serialised (module docstring)."""
 
     seq: int
     head_hash: str
     at: str
     kid: str
     signature: bytes = field(repr=False)
+    type: str = CHECKPOINT_TYPE_V1
+
+    def _form(self) -> Canonical:
+        return _form(_CHECKPOINT_FORMS, self.type, f"checkpoint at seq {self.seq}")
 
     def message(self) -> bytes:
-        """The exact bytes that are signed: canonical JSON of type, seq, head_hash, at and kid."""
-        return canonical_json(
+        """The exact bytes that are signed: canonical JSON (in the checkpoint's format) of type, seq,
+        head_hash, at and kid."""
+        return self._form()(
             {
-                "type": CHECKPOINT_TYPE,
+                "type": self.type,
                 "seq": self.seq,
                 "head_hash": self.head_hash,
                 "at": self.at,
@@ -236,17 +304,22 @@ class Checkpoint:
             }
         )
 
+    def to_dict(self) -> dict[str, object]:
+        """The JSON object of :meth:`to_json` (``type`` only from v2 on: v1 lines had none)."""
+        data: dict[str, object] = {
+            "seq": self.seq,
+            "head_hash": self.head_hash,
+            "at": self.at,
+            "kid": self.kid,
+            "signature": self.signature.hex(),
+        }
+        if self.type != CHECKPOINT_TYPE_V1:
+            data["type"] = self.type
+        return data
+
     def to_json(self) -> str:
-        """One canonical JSON line; the signature in hex."""
-        return canonical_json(
-            {
-                "seq": self.seq,
-                "head_hash": self.head_hash,
-                "at": self.at,
-                "kid": self.kid,
-                "signature": self.signature.hex(),
-            }
-        ).decode("utf-8")
+        """One canonical JSON line (in the checkpoint's format); the signature in hex."""
+        return self._form()(self.to_dict()).decode("utf-8")
 
     @classmethod
     def from_json(cls, line: str) -> Checkpoint:
@@ -259,14 +332,19 @@ class Checkpoint:
                 at=str(data["at"]),
                 kid=str(data["kid"]),
                 signature=bytes.fromhex(str(data["signature"])),
+                type=str(data.get("type", CHECKPOINT_TYPE_V1)),
             )
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise IntegrityError(f"checkpoint line is malformed ({type(exc).__name__})") from exc
+        cp._form()  # an unknown format is refused here
         return cp
 
 
-def sign_checkpoint(pair: SigningKeyPair, *, seq: int, head_hash: str, at: str) -> Checkpoint:
-    """Sign the head ``head_hash`` of the chain at ``seq``.
+def sign_checkpoint(
+    pair: SigningKeyPair, *, seq: int, head_hash: str, at: str, type: str = CHECKPOINT_TYPE
+) -> Checkpoint:
+    """Sign the head ``head_hash`` of the chain at ``seq`` (``type``: :data:`CHECKPOINT_TYPE` unless a
+    test needs the old format).
 
     >>> from crypto.signing import generate_signing_key
     >>> pair = generate_signing_key()
@@ -277,7 +355,7 @@ def sign_checkpoint(pair: SigningKeyPair, *, seq: int, head_hash: str, at: str) 
     ...
     crypto.errors.IntegrityError: checkpoint at seq 40: signature does not verify ...
     """
-    unsigned = Checkpoint(seq=seq, head_hash=head_hash, at=at, kid=pair.kid, signature=b"")
+    unsigned = Checkpoint(seq=seq, head_hash=head_hash, at=at, kid=pair.kid, signature=b"", type=type)
     return replace(unsigned, signature=sign(pair.private, unsigned.message()))
 
 

@@ -1,5 +1,13 @@
 """Additive secret sharing over the integers modulo 2**64 (e.g. Cramer, Damgård and Nielsen, "Secure
-Multiparty Computation and Secret Sharing", 2015, §3.2; the sharing MPyC and SPDZ-style protocols use).
+Multiparty Computation and Secret Sharing", 2015, §3.2; the sharing SPDZ-style protocols use).
+
+Why not a library such as MPyC: the private join needs 2-out-of-2 sharing (the gateway and the other
+domain each hold one share, and neither alone may learn anything). MPyC shares with Shamir's threshold
+scheme and tolerates ``t < m/2`` corrupt parties, so with two share holders its threshold is 0: each
+share would be the value itself. Additive sharing has no such floor, and it is not a cryptographic
+primitive to get wrong: a value minus a uniform draw from the operating system's secure source (a
+one-time pad over ``Z_{2^64}``), secure without any computational assumption; the numbers are
+numpy's wrapping ``uint64`` arithmetic.
 
 A value ``v`` is split into ``a`` drawn uniformly at random and ``b = v - a (mod 2**64)``: either share
 alone is uniformly distributed and says nothing about ``v``; sums of shares are shares of the sum, so two

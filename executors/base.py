@@ -18,7 +18,8 @@ from policies.cohorts.sketch import SketchRequest
 if TYPE_CHECKING:
     import pandas
 
-    from executors.python_job import Program
+    from executors.crossdomain.job import CrossDomainJob, PartyRound
+    from executors.python_job import PythonOrMockJob
 
 
 @dataclass(frozen=True)
@@ -85,13 +86,18 @@ class JobSpec:
     keyed_hash_key: bytes | None
     limits: Limits = field(default_factory=Limits)
     # A Python job or a job on mock twins (``executors.python_job``); None for a rewritten SQL query.
-    program: Program | None = None
+    python_or_mock: PythonOrMockJob | None = None
     # The released-cohort ledger's element secret and sketch size (``executors.cohort_sketches``);
     # None: the hidden unit lists are dropped in the sandbox and no sketch comes back.
     cohorts: SketchRequest | None = None
     # Named parameters the statement uses (``{"sbx_dp_key": …}`` for a differentially private query's
     # keyed sample); None when it uses none (the engine refuses a parameter the statement lacks).
     parameters: Mapping[str, str] | None = None
+    # A cross-domain job (``executors.crossdomain.placed.run_cross_domain`` runs it as rounds, each of
+    # one domain's tables only); None for every other job.
+    cross_domain: CrossDomainJob | None = None
+    # One round of one domain's party in a cross-domain job (``executors.crossdomain.rounds``).
+    party: PartyRound | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,9 @@ class ResultTable:
     row_count: int
     timings: Mapping[str, float]
     engine: Mapping[str, str]
+    #: A cross-domain job's parts, one per domain (what ran where, on which inputs, what it sent), for
+    #: the audit log; empty for every other job.
+    parts: tuple[Mapping[str, object], ...] = ()
 
     def to_arrow(self) -> pa.Table:
         with pa.ipc.open_stream(self.arrow_ipc) as reader:

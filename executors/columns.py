@@ -81,7 +81,7 @@ def with_projection(spec: JobSpec) -> JobSpec:
 
     Python jobs and tables whose caller already chose ``columns`` are left as they are.
     """
-    if spec.program is not None or all(t.columns is not None for t in spec.tables):
+    if spec.python_or_mock is not None or all(t.columns is not None for t in spec.tables):
         return spec
     names = referenced_names(spec.sql)
     if names is None:

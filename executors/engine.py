@@ -103,6 +103,15 @@ def _memory_bytes(text: str) -> float:
     return float(match.group(1)) * scale[match.group(2)]
 
 
+# DuckDB combines per-thread partial aggregates in whichever order the threads finish, and floating-point
+# addition is not associative: with several threads a SUM or AVG over DOUBLE differs in its last bits
+# from run to run (DuckDB's "non-deterministic behavior" notes; measured: 20 runs of a 2-million-row
+# grouped SUM gave 17 different results on 2 threads, one on 1 thread). Replay must reproduce the
+# released bytes, so the query runs on one thread; a job's ``threads`` still parallelise decryption,
+# Parquet decoding and cohort sketching around it (``executors.sandbox``).
+QUERY_THREADS = 1
+
+
 def verify_lockdown(con: duckdb.DuckDBPyConnection, limits: Limits) -> None:
     """Read every protective setting back; raise if any did not take effect."""
     names = [*_EXPECTED_FLAGS, "memory_limit", "threads", "temp_directory"]
@@ -114,7 +123,7 @@ def verify_lockdown(con: duckdb.DuckDBPyConnection, limits: Limits) -> None:
     wrong = [
         name for name, flag in _EXPECTED_FLAGS.items() if actual.get(name, "").lower() != str(flag).lower()
     ]
-    if actual.get("threads") != str(limits.threads):
+    if actual.get("threads") != str(QUERY_THREADS):
         wrong.append("threads")
     if abs(_memory_bytes(actual.get("memory_limit", "0 B")) - limits.memory_mb * 2**20) > 2**20:
         wrong.append("memory_limit")
@@ -129,10 +138,11 @@ def open_spare() -> duckdb.DuckDBPyConnection:
 
     Opening an engine costs a small job 10-15 ms (the catalog of built-in functions is built per
     database), so a warm sandbox pays it ahead of time. Only the connect-time settings hold yet: the
-    job's threads and memory limit are set by :func:`open_locked`, which then registers, locks and
-    verifies exactly as for a fresh connection. One thread until then, so nothing runs in the background.
+    job's memory limit is set by :func:`open_locked`, which then registers, locks and verifies exactly
+    as for a fresh connection. One thread, as every query has (:data:`QUERY_THREADS`), so nothing runs
+    in the background meanwhile.
     """
-    return duckdb.connect(":memory:", config={**_CONNECT_CONFIG, "threads": 1})
+    return duckdb.connect(":memory:", config={**_CONNECT_CONFIG, "threads": QUERY_THREADS})
 
 
 def open_locked(
@@ -151,7 +161,7 @@ def open_locked(
     if spare is None:
         config: dict[str, str | bool | int | float | list[str]] = {
             **_CONNECT_CONFIG,
-            "threads": limits.threads,
+            "threads": QUERY_THREADS,
             "memory_limit": f"{limits.memory_mb}MiB",
         }
         con = duckdb.connect(":memory:", config=config)
@@ -159,7 +169,7 @@ def open_locked(
         con = spare
     try:
         if spare is not None:
-            con.execute(f"SET threads = {int(limits.threads)}")
+            con.execute(f"SET threads = {QUERY_THREADS}")
             con.execute(f"SET memory_limit = '{int(limits.memory_mb)}MiB'")
         for name, table in tables.items():
             con.register(name, table)

@@ -1,6 +1,7 @@
-"""Programs a sandbox child runs instead of one rewritten SQL query: Python jobs, and jobs on mock twins.
+"""What a sandbox child runs instead of one rewritten SQL query: Python jobs, and jobs on mock twins.
 
-A :class:`Program` rides on ``JobSpec.program`` and is executed by :func:`execute_program` inside the
+A :class:`PythonOrMockJob` rides on ``JobSpec.python_or_mock`` and is executed by
+:func:`execute_python_or_mock` inside the
 same forked, hardened sandbox process as SQL jobs (limits, timeout and cancel unchanged). Steps:
 
 1. the *source* tables: decrypted parts of the real version (real mode), or mock twins generated
@@ -48,7 +49,7 @@ from executors.pyjobs import (
 from executors.pyjobs_cohorts import sketch_aggregate_cohorts, stored_units
 from policies.cohorts.sketch import SketchRequest
 
-#: Schema-metadata keys of a program's result.
+#: Schema-metadata keys of a Python or mock job's result.
 OUTCOME_KEY = b"sbx.outcome"
 REPORT_KEY = b"sbx.report"
 PRINTED_KEY = b"sbx.printed"
@@ -82,7 +83,7 @@ class MockSource:
 
 
 @dataclass(frozen=True)
-class Program:
+class PythonOrMockJob:
     """What a Python or mock job runs. ``JobSpec.sql`` carries the operator's SQL for a mock SQL job."""
 
     kind: Literal["sql", "python"]
@@ -98,7 +99,7 @@ class Program:
 
 @dataclass(frozen=True)
 class PythonOrMockResult:
-    """A program's outcome as the parent reads it back from a ``ResultTable``'s Arrow table."""
+    """A Python or mock job's outcome as the parent reads it back from a ``ResultTable``'s Arrow table."""
 
     outcome: Outcome
     table: pa.Table
@@ -130,10 +131,11 @@ class PythonOrMockResult:
         )
 
 
-def run_program(spec: JobSpec, data_keys: tuple[bytes, ...]) -> tuple[dict[str, object], bytes]:
-    """What ``sandbox.execute`` returns for a program: the JSON-able header and the Arrow IPC bytes."""
+def run_python_or_mock(spec: JobSpec, data_keys: tuple[bytes, ...]) -> tuple[dict[str, object], bytes]:
+    """What ``sandbox.execute`` returns for a Python or mock job: the JSON-able header and the Arrow IPC
+    bytes."""
     timings: dict[str, float] = {}
-    out = execute_program(spec, data_keys, timings)
+    out = execute_python_or_mock(spec, data_keys, timings)
     started = time.perf_counter()
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, out.schema) as writer:
@@ -141,7 +143,7 @@ def run_program(spec: JobSpec, data_keys: tuple[bytes, ...]) -> tuple[dict[str, 
     ipc = sink.getvalue().to_pybytes()
     timings["serialize"] = time.perf_counter() - started
     versions = engine.engine_versions()
-    if spec.program is not None and spec.program.kind == "python":
+    if spec.python_or_mock is not None and spec.python_or_mock.kind == "python":
         versions["restricted_python"] = _restricted_python_version()
     header: dict[str, object] = {
         "status": "ok",
@@ -161,39 +163,41 @@ def _restricted_python_version() -> str:
         return "unknown"
 
 
-def execute_program(spec: JobSpec, data_keys: tuple[bytes, ...], timings: dict[str, float]) -> pa.Table:
-    """Run ``spec.program`` in the current (sandbox) process; the outcome as an Arrow table."""
-    program = spec.program
-    if program is None:
-        raise ExecutionFailed("the job has no program to run")
+def execute_python_or_mock(
+    spec: JobSpec, data_keys: tuple[bytes, ...], timings: dict[str, float]
+) -> pa.Table:
+    """Run ``spec.python_or_mock`` in the current (sandbox) process; the outcome as an Arrow table."""
+    job = spec.python_or_mock
+    if job is None:
+        raise ExecutionFailed("the job is not a Python or mock job")
     started = time.perf_counter()
-    sources = _sources(spec, program, data_keys)
+    sources = _sources(spec, job, data_keys)
     timings["load"] = time.perf_counter() - started
 
     started = time.perf_counter()
     units: list[tuple[pa.Array, pa.Array]] = []
-    frames = prepare_inputs(program, sources, keyed_hash_key=spec.keyed_hash_key, spec=spec, stored=units)
+    frames = prepare_inputs(job, sources, keyed_hash_key=spec.keyed_hash_key, spec=spec, stored=units)
     del sources
     timings["inputs"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    if program.kind == "sql":
+    if job.kind == "sql":
         arrow_inputs = {name: table for name, (table, _units) in frames.items()}
         result = engine.run_query(spec.sql, arrow_inputs, keyed_hash_key=None, limits=spec.limits)
         out = result.replace_schema_metadata({OUTCOME_KEY: b"table"})
     else:
         # Mock twins are synthetic: their cohorts mean nothing to the ledger.
-        request = spec.cohorts if program.mode == "real" else None
-        out = _run_python(program, frames, units=stored_units(units), cohorts=request)
+        request = spec.cohorts if job.mode == "real" else None
+        out = _run_python(job, frames, units=stored_units(units), cohorts=request)
     timings["query"] = time.perf_counter() - started
     return out
 
 
-def _sources(spec: JobSpec, program: Program, data_keys: tuple[bytes, ...]) -> dict[str, pa.Table]:
-    if program.mode == "mock":
+def _sources(spec: JobSpec, job: PythonOrMockJob, data_keys: tuple[bytes, ...]) -> dict[str, pa.Table]:
+    if job.mode == "mock":
         if spec.tables or data_keys:
             raise ExecutionFailed("a mock job must not be given real data")
-        return {s.name: mock_table(s.table, s.n_rows, s.seed) for s in program.mock_sources}
+        return {s.name: mock_table(s.table, s.n_rows, s.seed) for s in job.mock_sources}
     tables: dict[str, pa.Table] = {}
     for table, key in zip(spec.tables, data_keys, strict=True):
         tables[table.sql_name] = storage.load_parts(storage.decrypt_parts(table, key))
@@ -201,7 +205,7 @@ def _sources(spec: JobSpec, program: Program, data_keys: tuple[bytes, ...]) -> d
 
 
 def prepare_inputs(
-    program: Program,
+    job: PythonOrMockJob,
     sources: Mapping[str, pa.Table],
     *,
     keyed_hash_key: bytes | None,
@@ -210,9 +214,9 @@ def prepare_inputs(
 ) -> dict[str, tuple[pa.Table, frozenset[str]]]:
     """Each input query on the locked engine, then pseudonyms; ``{name: (table, unit pseudonyms)}``.
     ``stored``, when given, receives each table's (pseudonyms, unit values) columns (for the ledger)."""
-    token = keyed_hasher(program.pseudonym_key)
+    token = keyed_hasher(job.pseudonym_key)
     out: dict[str, tuple[pa.Table, frozenset[str]]] = {}
-    for query in program.inputs:
+    for query in job.inputs:
         if query.name not in sources:
             raise ExecutionFailed(f"input table {query.name!r} was not loaded")
         table = engine.run_query(
@@ -252,7 +256,7 @@ def pseudonymise(values: pa.ChunkedArray | pa.Array, token: Callable[[str], str]
 
 
 def _run_python(
-    program: Program,
+    job: PythonOrMockJob,
     frames: Mapping[str, tuple[pa.Table, frozenset[str]]],
     *,
     units: pa.Table,
@@ -262,18 +266,18 @@ def _run_python(
     pseudonyms: set[str] = set()
     for _table, tokens in frames.values():
         pseudonyms |= tokens
-    unit = program.inputs[0].unit if program.inputs else ""
+    unit = job.inputs[0].unit if job.inputs else ""
     try:
         outcome = run_python_job(
-            program.code,
+            job.code,
             inputs,
             unit_column=unit,
-            modules=program.modules,
-            thresholds=program.thresholds,
-            limits=program.py_limits,
-            mock=program.mode == "mock",
+            modules=job.modules,
+            thresholds=job.thresholds,
+            limits=job.py_limits,
+            mock=job.mode == "mock",
             pseudonyms=frozenset(pseudonyms),
-            group_columns={q.name: frozenset(q.group_columns) for q in program.inputs},
+            group_columns={q.name: frozenset(q.group_columns) for q in job.inputs},
         )
     except PyJobError as exc:
         raise _as_execution_error(exc) from None

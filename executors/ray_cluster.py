@@ -97,12 +97,44 @@ class NodeCommand:
         return " ".join([*assigns, *(shlex.quote(arg) for arg in self.argv)])
 
 
+@dataclass(frozen=True)
+class RayTls:
+    """TLS for Ray's own traffic (gRPC between the head, the workers and the gateway's driver).
+
+    Ray reads it from the environment of every Ray process (``RAY_USE_TLS`` and the ``RAY_TLS_*``
+    variables of Ray's TLS guide): each node presents ``cert`` (valid for its address, usable for both
+    server and client authentication) and trusts only ``ca``. Every node and the gateway must use it
+    together: a node without TLS cannot join a cluster with it.
+    """
+
+    ca: str
+    cert: str
+    key: str
+
+    def env(self) -> dict[str, str]:
+        """
+        >>> sorted(RayTls(ca="/ca.pem", cert="/node.pem", key="/node.key").env())
+        ['RAY_TLS_CA_CERT', 'RAY_TLS_SERVER_CERT', 'RAY_TLS_SERVER_KEY', 'RAY_USE_TLS']
+        """
+        return {
+            "RAY_USE_TLS": "1",
+            "RAY_TLS_CA_CERT": self.ca,
+            "RAY_TLS_SERVER_CERT": self.cert,
+            "RAY_TLS_SERVER_KEY": self.key,
+        }
+
+
 def _resources(domains: Sequence[str], slots: int) -> str:
     return json.dumps({domain_resource(d): slots for d in domains}, sort_keys=True, separators=(",", ":"))
 
 
 def head_command(
-    *, port: int = 6379, num_cpus: int | None = None, domains: Sequence[str] = (), keyring: str | None = None
+    *,
+    port: int = 6379,
+    num_cpus: int | None = None,
+    domains: Sequence[str] = (),
+    keyring: str | None = None,
+    tls: RayTls | None = None,
 ) -> NodeCommand:
     """``ray start --head``: the cluster's head. It serves no domain unless ``domains`` says so, so
     by default no job's data is decrypted on it.
@@ -114,14 +146,19 @@ def head_command(
     if num_cpus is not None:
         argv += ["--num-cpus", str(num_cpus)]
     argv += ["--resources", _resources(domains, 1)]
-    env = {"RAY_AUTH_MODE": "token"}
+    env = {"RAY_AUTH_MODE": "token", **(tls.env() if tls is not None else {})}
     if keyring is not None:
         env[NODE_KEYRING_ENV] = keyring
     return NodeCommand(argv=tuple(argv), env=env)
 
 
 def worker_command(
-    *, address: str, domains: Sequence[str], keyring: str, num_cpus: int | None = None
+    *,
+    address: str,
+    domains: Sequence[str],
+    keyring: str,
+    num_cpus: int | None = None,
+    tls: RayTls | None = None,
 ) -> NodeCommand:
     """``ray start --address``: a worker node serving ``domains`` with the keyring at ``keyring``
     (which must hold those domains' keys and no others).
@@ -138,4 +175,5 @@ def worker_command(
     if num_cpus is not None:
         argv += ["--num-cpus", str(num_cpus)]
     argv += ["--resources", _resources(domains, 1)]
-    return NodeCommand(argv=tuple(argv), env={"RAY_AUTH_MODE": "token", NODE_KEYRING_ENV: keyring})
+    env = {"RAY_AUTH_MODE": "token", NODE_KEYRING_ENV: keyring, **(tls.env() if tls is not None else {})}
+    return NodeCommand(argv=tuple(argv), env=env)

@@ -463,7 +463,9 @@ def _plan(spec: JobSpec) -> SplitQuery | None:
     """Split only when every table is one and the same version (co-partitioned by construction) with
     a known unit and more than one part; otherwise one task over all parts."""
     tables = spec.tables
-    if spec.program is not None:  # Python and mock jobs run whole, in one sandbox
+    if (
+        spec.python_or_mock is not None or spec.party is not None
+    ):  # Python/mock jobs and party rounds run whole
         return None
     if not tables or any(t.unit is None or t.part_indices for t in tables):
         return None

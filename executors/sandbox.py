@@ -48,6 +48,7 @@ import pyarrow as pa
 
 from executors import cohort_sketches, contribution_summaries, engine, python_job, storage, warmup
 from executors.base import JobSpec, Limits
+from executors.crossdomain.rounds import run_round
 from executors.errors import ExecutionError, ExecutionFailed, ResourceExhausted
 from executors.walls import WallPlan, WallReport, environment, raise_walls
 
@@ -195,10 +196,14 @@ def execute(
     ``spare``: the warm sandbox's engine (consumed), or None to open one.
     """
     spec = payload.spec
-    if spec.program is not None:  # a Python job or a job on mock twins: same sandbox, other engine
+    if spec.party is not None:  # one round of one domain's part of a cross-domain job
         if spare is not None:
             spare.close()
-        return python_job.run_program(spec, payload.data_keys)
+        return run_round(spec, payload.data_keys)
+    if spec.python_or_mock is not None:  # a Python job or a job on mock twins: same sandbox, other engine
+        if spare is not None:
+            spare.close()
+        return python_job.run_python_or_mock(spec, payload.data_keys)
     timings: dict[str, float] = {}
     engine.use_job_memory_pool()  # measurably faster load and scan in a fresh child (see there)
     threads = spec.limits.threads

@@ -15,6 +15,9 @@ import enum
 class Kind(enum.StrEnum):
     SQL = "sql"
     PYTHON = "python"
+    #: SQL joining datasets of two domains, run as a private join: each domain computes on its own
+    #: rows in its own sandboxes, and only protocol messages and released cells cross (docs/cross-domain.md).
+    CROSS_DOMAIN = "cross-domain"
 
 
 class Mode(enum.StrEnum):

@@ -20,7 +20,11 @@ class ColumnDecl(BaseModel):
     type: ColumnType
     cls: ColumnClassName = Field(alias="class")
     domain: ValueDomain | None = Field(
-        default=None, description="optional declared value domain (categories or range), used for mock data"
+        default=None,
+        description=(
+            "optional declared value domain (categories or range): every uploaded value must lie in it; "
+            "mock data is drawn from it"
+        ),
     )
 
 

@@ -11,6 +11,8 @@ import enum
 
 class Role(enum.StrEnum):
     ADMIN = "admin"
+    # Bound to one domain: creates and manages that domain's stewards and operators, nothing else.
+    DOMAIN_ADMIN = "domain_admin"
     STEWARD = "steward"
     POLICY_OFFICER = "policy_officer"
     OPERATOR = "operator"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -30,8 +31,21 @@ class DomainCreate(_In):
 class PrincipalCreate(_In):
     name: str = Field(examples=["alice"])
     role: Role
-    domain: str | None = Field(default=None, description="required for stewards, forbidden otherwise")
+    domain: str | None = Field(
+        default=None,
+        description=(
+            "required for stewards and domain administrators, optional for operators (the domain whose "
+            "administrators manage them), forbidden otherwise"
+        ),
+    )
     groups: list[str] = Field(default_factory=list, max_length=64)
+
+
+class TokenCreate(_In):
+    name: str = Field(default="", max_length=63, description="a label, e.g. the machine that holds it")
+    expires_in_days: int | None = Field(
+        default=None, ge=1, description="lifetime; unset: the deployment's `token_ttl_days`"
+    )
 
 
 class DatasetCreate(_In):
@@ -51,7 +65,9 @@ class Decision(_In):
 
 class JobRequest(_In):
     """A SQL job (``sql``) or a Python job (``kind: python`` with ``code``), on the real data or on the
-    datasets' mock twins (``mode: mock``): moving from mock to real changes only ``mode``."""
+    datasets' mock twins (``mode: mock``): moving from mock to real changes only ``mode``. A
+    ``kind: cross-domain`` job is SQL joining two domains' datasets, run as a private join (real
+    data only)."""
 
     scope: str = Field(examples=["flu-study-2026"])
     kind: Kind = Kind.SQL
@@ -78,6 +94,12 @@ class JobRequest(_In):
             raise ValueError("a SQL job needs `sql` and no `code`")
         if self.kind == "python" and (self.code is None or self.sql is not None):
             raise ValueError("a Python job (kind: python) needs `code` and no `sql`")
+        if self.kind == "cross-domain" and (self.sql is None or self.code is not None):
+            raise ValueError("a cross-domain job needs `sql` and no `code`")
+        if self.kind == "cross-domain" and self.mode == "mock":
+            raise ValueError(
+                "a cross-domain job runs on real data only; on mock twins, submit the same SQL as kind sql"
+            )
         return self
 
 
@@ -92,16 +114,40 @@ class PrincipalOut(_Out):
     role: Role
     domain: str | None
     groups: list[str]
+    disabled: bool = False
 
 
 class PrincipalCreated(_Out):
     principal: PrincipalOut
     token: str = Field(description="shown once; only its hash is stored")
+    token_id: str = ""
+    expires_at: datetime | None = None
 
 
 class TokenCreated(_Out):
     principal: str
     token: str = Field(description="shown once; only its hash is stored")
+    token_id: str = ""
+    name: str = ""
+    expires_at: datetime | None = None
+
+
+class TokenOut(_Out):
+    """A token as listed: its public id and dates, never the secret."""
+
+    id: str
+    principal: str
+    name: str
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class PrincipalStatus(_Out):
+    principal: PrincipalOut
+    jobs_cancelled: int = 0
+    jobs_stopping: int = 0
 
 
 class TokensRevoked(_Out):
@@ -312,6 +358,7 @@ class AuditEventOut(_Out):
     details: dict[str, Any]
     prev_hash: str
     hash: str
+    format: str = Field(description="how the hash is computed: data-sandbox/audit-event/v2 (RFC 8785) or v1")
 
 
 class AuditPage(_Out):
@@ -325,6 +372,7 @@ class CheckpointOut(_Out):
     at: str
     kid: str
     signature: str
+    type: str = Field(description="what is signed: data-sandbox/audit-checkpoint/v2 (RFC 8785) or v1")
 
 
 class SigningKeyOut(_Out):

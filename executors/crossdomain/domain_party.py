@@ -90,6 +90,12 @@ class DomainParty:
 
     def reblinded(self, other: BlindedBatches) -> ReblindedBatches:
         """Step 2 (to the gateway): the other domain's tokens raised to this domain's key, order kept."""
+        self.hold(other)
+        return ReblindedBatches(other.origin, tuple(reblind(self._blinding, b) for b in other.batches))
+
+    def hold(self, other: BlindedBatches) -> None:
+        """Keep this domain's shares of the other domain's values, which came with its tokens (a party
+        run round by round, in a fresh process each time, is handed them again to answer)."""
         if other.origin is self.side:
             raise CrossDomainProtocolError("a domain re-blinds only the other domain's tokens")
         if other.helper_shares:
@@ -97,7 +103,6 @@ class DomainParty:
                 np.frombuffer(raw, dtype=np.uint64).reshape(len(batch), -1)
                 for raw, batch in zip(other.helper_shares, other.batches, strict=True)
             )
-        return ReblindedBatches(other.origin, tuple(reblind(self._blinding, b) for b in other.batches))
 
     def payloads(self) -> Payloads:
         """Step 3 (to the gateway): group keys, and the protected values aligned with the tokens."""

@@ -16,6 +16,10 @@ class Side(StrEnum):
     LEFT = "left"
     RIGHT = "right"
 
+    @property
+    def other(self) -> Side:
+        return Side.RIGHT if self is Side.LEFT else Side.LEFT
+
 
 class Function(StrEnum):
     COUNT_UNITS = "count_units"  # COUNT(DISTINCT unit): the number of matched people in the cell

@@ -142,8 +142,10 @@ def run_python_job(
     >>> frame = pd.DataFrame({"person_id": units, "g": ["a"] * 4, "x": [1.0, 3.0, 2.0, 2.0]})
     >>> out = run_python_job("result = aggregate(t, by='g', aggs={'m': ('x', 'mean')})",
     ...                      {"t": frame}, unit_column="person_id", modules=[])
-    >>> out.table.to_dict("records")
+    >>> out.table[["g", "m", "_sbx_units"]].to_dict("records")
     [{'g': 'a', 'm': 2.0, '_sbx_units': 4}]
+    >>> sorted(out.table["_sbx_cohort"][0])  # the units behind the row, for the released-cohort ledger
+    ['p1', 'p2', 'p3', 'p4']
     """
     compiled = compile_job(code)
     allowlist = build_allowlist()

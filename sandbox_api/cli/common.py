@@ -6,6 +6,7 @@ a gateway, not when this module is imported, so ``sandbox --help`` does not wait
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Final
@@ -71,9 +72,16 @@ def remote(url: str, token: str) -> Iterator[AuditorClient]:
     """A client of the gateway at ``url``; a refusal ends the command with its reasons and exit code 1."""
     from sandbox_api.client.api_client import ClientError
     from sandbox_api.client.auditor import AuditorClient
+    from sandbox_api.client.tls import context_from_environment
 
     try:
-        with AuditorClient(url, token, timeout=REQUEST_TIMEOUT_S) as client:
+        tls = context_from_environment(os.environ)
+    except (OSError, ValueError) as unreadable:  # ssl.SSLError is an OSError
+        raise fail(
+            f"the TLS files named by SANDBOX_CA_BUNDLE / SANDBOX_CLIENT_CERT cannot be read: {unreadable}"
+        ) from None
+    try:
+        with AuditorClient(url, token, timeout=REQUEST_TIMEOUT_S, tls=tls) as client:
             yield client
     except ClientError as refused:
         raise fail(refusal(refused)) from None

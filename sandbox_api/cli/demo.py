@@ -250,9 +250,14 @@ def walkthrough(
     _role(say, "alice", f"scopes granted to me: {[scope.name for scope in scopes]}")
     say(_summary(operator.get_dataset(demo_data.HEALTH_BUREAU, demo_data.VISITS_DATASET)))
 
-    _heading(say, "3. An allowed aggregate: influenza patients by district")
+    _heading(say, "3. An allowed aggregate across two domains: influenza patients by district")
     say(_indent(FLU_BY_DISTRICT))
-    dry_run = operator.check_job(demo_data.DEMO_SCOPE_NAME, FLU_BY_DISTRICT)
+    say(
+        "    Visits belong to health-bureau, districts to civil-affairs: submitted as a cross-domain job, "
+        "each domain decrypts and computes only its own rows in its own sandboxes; between them cross "
+        "only blinded tokens, secret shares and the released cells."
+    )
+    dry_run = operator.check_job(demo_data.DEMO_SCOPE_NAME, FLU_BY_DISTRICT, cross_domain=True)
     _role(
         say,
         "alice",
@@ -260,9 +265,10 @@ def walkthrough(
         + ("allowed." if dry_run.allowed else f"refused: {[f.message for f in dry_run.findings]}"),
     )
     if dry_run.rewritten_sql:
-        say("    The gateway will run this rewritten SQL (masks, row filter, hidden unit counts):")
+        say("    The policy engine rewrites it (masks, row filter, hidden unit counts), then splits it")
+        say("    into each domain's own part:")
         say(_indent(_indent(dry_run.rewritten_sql)))
-    job = operator.submit_job(demo_data.DEMO_SCOPE_NAME, FLU_BY_DISTRICT)
+    job = operator.submit_job(demo_data.DEMO_SCOPE_NAME, FLU_BY_DISTRICT, cross_domain=True)
     finished = operator.wait_for_job(job.job_id, timeout=600.0, progress=progress)
     if finished.state != "released":
         raise ClientError(0, "demo-failed", f"job {job.job_id} ended {finished.state}: {finished.reason}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
@@ -93,12 +94,20 @@ def serve(
             err=True,
             fg=typer.colors.YELLOW,
         )
+    from sandbox_api.errors import ServiceError
+    from sandbox_api.server import tls
+
+    try:
+        tls_options = tls.server_options(settings)
+    except ServiceError as failed:
+        raise fail(f"{failed.code}: {failed.detail}") from None
     uvicorn.run(
         create_gateway(settings),
         host=settings.host,
         port=settings.port,
         log_level="info",
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        **tls_options,
     )
 
 
@@ -144,7 +153,14 @@ def open_principal_service(settings: Settings, *, clock: Clock | None = None) ->
     try:
         migrate.upgrade(db)
         audit = open_audit_log(settings, db=db, keys=keys, clock=clock)
-        yield PrincipalService(db=db, audit=audit, clock=clock, keys=keys)
+        yield PrincipalService(
+            db=db,
+            audit=audit,
+            clock=clock,
+            keys=keys,
+            token_ttl=timedelta(days=settings.token_ttl_days),
+            token_max_ttl=timedelta(days=settings.token_max_ttl_days),
+        )
     finally:
         db.dispose()
 
@@ -169,11 +185,11 @@ def issue_token_offline(
             _, token = principals.create_principal(
                 session, actor=_CLI_ACTOR, name=name, role=role, domain=domain, groups=groups
             )
-            return token
+            return token.secret
         if existing.role != role.value or (domain is not None and existing.domain != domain):
             where = f" in domain {existing.domain}" if existing.domain else ""
             raise Conflict(
                 f"principal {name!r} exists with role {existing.role}{where}; "
                 "a new token keeps the principal's role: use that role or another name"
             )
-        return principals.issue_token(session, actor=_CLI_ACTOR, name=name)
+        return principals.issue_token(session, actor=_CLI_ACTOR, name=name).secret

@@ -35,6 +35,14 @@ PythonFile = Annotated[
 ]
 ModeOpt = Annotated[Mode, typer.Option("--mode", help="real data, or the datasets' mock twins.")]
 Timeout = Annotated[float, typer.Option(help="Seconds to wait.")]
+CrossDomain = Annotated[
+    bool,
+    typer.Option(
+        "--cross-domain",
+        help="SQL joining two domains' datasets, run as a private join: each domain computes its own "
+        "part and only protocol messages and released cells cross.",
+    ),
+]
 
 # Only a released job has a result; withheld waits for an output checker.
 _RELEASED: Final = "released"
@@ -68,6 +76,7 @@ def job_check(
     sql: SqlText = None,
     python: PythonFile = None,
     mode: ModeOpt = Mode.REAL,
+    cross_domain: CrossDomain = False,
     url: Url = DEFAULT_URL,
     token: Token = "",
     as_json: AsJson = False,
@@ -75,7 +84,7 @@ def job_check(
     """Dry run: findings and the rewritten SQL, nothing executes. Exit code 1 if refused."""
     text, code = _source(sql, python)
     with remote(url, token) as client:
-        report = client.check_job(scope, text, code=code, mode=mode)
+        report = client.check_job(scope, text, code=code, mode=mode, cross_domain=cross_domain)
     if as_json:
         emit(Shown.fields({}, document=report.model_dump(mode="json")), as_json=True)
     else:
@@ -98,6 +107,7 @@ def job_submit(
     sql: SqlText = None,
     python: PythonFile = None,
     mode: ModeOpt = Mode.REAL,
+    cross_domain: CrossDomain = False,
     wait: Annotated[bool, typer.Option(help="Wait for the job to finish and print its result.")] = True,
     timeout: Timeout = 600.0,
     url: Url = DEFAULT_URL,
@@ -106,10 +116,11 @@ def job_submit(
     as_csv: AsCsv = False,
     out: OutFile = None,
 ) -> None:
-    """Submit a SQL or Python job; with --wait (the default) follow it and print its result."""
+    """Submit a SQL or Python job (--cross-domain: SQL joining two domains, run as a private join);
+    with --wait (the default) follow it and print its result."""
     text, code = _source(sql, python)
     with remote(url, token) as client:
-        job = client.submit_job(scope, text, code=code, mode=mode)
+        job = client.submit_job(scope, text, code=code, mode=mode, cross_domain=cross_domain)
         if not wait:
             typer.echo(job.job_id)
             note(f"job {job.job_id} is {job.state}; follow it with: sandbox job wait {job.job_id[:8]}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
@@ -42,6 +43,7 @@ from sandbox_api.schemas import (
     KeyRotated,
     PrincipalCreated,
     PrincipalOut,
+    PrincipalStatus,
     ReleaseReportOut,
     ResultOut,
     ReviewOut,
@@ -49,6 +51,7 @@ from sandbox_api.schemas import (
     ScopeOut,
     ScopeVersionOut,
     TokenCreated,
+    TokenOut,
     TokensRevoked,
     VersionStored,
 )
@@ -217,7 +220,7 @@ class SandboxClient:
     ``transport`` lets tests talk to an in-process app; everything else goes over HTTP. A request the
     gateway refuses with 429 (its queue is full; nothing was stored) is sent again after the
     ``Retry-After`` it names, up to ``retries_on_429`` times and at most ``max_retry_wait_s`` per wait;
-    ``sleep`` is how the client waits (tests pass one that records).
+    ``sleep`` is how the client waits (tests pass one that records). ``tls``: see ``client/tls.py``.
     """
 
     def __init__(
@@ -230,6 +233,7 @@ class SandboxClient:
         retries_on_429: int = RETRIES_ON_429,
         max_retry_wait_s: float = MAX_RETRY_WAIT_S,
         sleep: Callable[[float], None] = time.sleep,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._retries_on_429 = max(0, retries_on_429)
@@ -240,6 +244,9 @@ class SandboxClient:
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             timeout=timeout,
             transport=transport,
+            # ``tls``: a context that trusts the deployment's own authority and may carry a client
+            # certificate (``client/tls.py``); None keeps the system's trust store.
+            verify=True if tls is None else tls,
         )
 
     # -- plumbing ----------------------------------------------------------------------------------
@@ -339,11 +346,28 @@ class SandboxClient:
     def list_principals(self) -> list[PrincipalOut]:
         return self._models(PrincipalOut, "/v1/principals", key="principals")
 
-    def create_token(self, name: str) -> TokenCreated:
-        return self._model(TokenCreated, "POST", f"/v1/principals/{name}/tokens")
+    def create_token(
+        self, name: str, *, token_name: str = "", expires_in_days: int | None = None
+    ) -> TokenCreated:
+        """A new token for ``name``, shown this once, with its id and expiry."""
+        body = {"name": token_name, "expires_in_days": expires_in_days}
+        return self._model(TokenCreated, "POST", f"/v1/principals/{name}/tokens", json=body)
+
+    def list_tokens(self, name: str) -> list[TokenOut]:
+        """The principal's tokens: ids, names and dates (the gateway never returns a secret again)."""
+        return self._models(TokenOut, f"/v1/principals/{name}/tokens", key="tokens")
 
     def revoke_tokens(self, name: str) -> TokensRevoked:
         return self._model(TokensRevoked, "DELETE", f"/v1/principals/{name}/tokens")
+
+    def revoke_token(self, name: str, token_id: str) -> TokenOut:
+        return self._model(TokenOut, "DELETE", f"/v1/principals/{name}/tokens/{token_id}")
+
+    def disable_principal(self, name: str) -> PrincipalStatus:
+        return self._model(PrincipalStatus, "POST", f"/v1/principals/{name}/disable")
+
+    def enable_principal(self, name: str) -> PrincipalStatus:
+        return self._model(PrincipalStatus, "POST", f"/v1/principals/{name}/enable")
 
     # -- catalog --------------------------------------------------------------------------------------
 
@@ -414,17 +438,33 @@ class SandboxClient:
     # -- jobs -----------------------------------------------------------------------------------------
 
     def check_job(
-        self, scope: str, sql: str | None = None, *, code: str | None = None, mode: Mode | str = Mode.REAL
+        self,
+        scope: str,
+        sql: str | None = None,
+        *,
+        code: str | None = None,
+        mode: Mode | str = Mode.REAL,
+        cross_domain: bool = False,
     ) -> CheckOut:
-        """Dry run: findings and rewritten SQL, nothing runs. Pass ``code`` for a Python job."""
-        return self._model(CheckOut, "POST", "/v1/jobs/check", json=_job_body(scope, sql, code, mode))
+        """Dry run: findings and rewritten SQL, nothing runs. Pass ``code`` for a Python job,
+        ``cross_domain=True`` for SQL joining two domains' datasets as a private join."""
+        body = _job_body(scope, sql, code, mode, cross_domain=cross_domain)
+        return self._model(CheckOut, "POST", "/v1/jobs/check", json=body)
 
     def submit_job(
-        self, scope: str, sql: str | None = None, *, code: str | None = None, mode: Mode | str = Mode.REAL
+        self,
+        scope: str,
+        sql: str | None = None,
+        *,
+        code: str | None = None,
+        mode: Mode | str = Mode.REAL,
+        cross_domain: bool = False,
     ) -> JobAccepted:
         """Submits a SQL job, or a Python job with ``code`` (202); ``mode="mock"`` runs it on the mock
-        twins. A job the policy refuses raises ``ClientError`` with its findings."""
-        return self._model(JobAccepted, "POST", "/v1/jobs", json=_job_body(scope, sql, code, mode))
+        twins; ``cross_domain=True`` runs SQL joining two domains' datasets as a private join, each
+        domain computing its own part. A job the policy refuses raises ``ClientError`` with its findings."""
+        body = _job_body(scope, sql, code, mode, cross_domain=cross_domain)
+        return self._model(JobAccepted, "POST", "/v1/jobs", json=body)
 
     # -- output review (output checkers) ------------------------------------------------------------
 
@@ -599,8 +639,12 @@ def _problem(response: httpx.Response) -> ClientError:
     )
 
 
-def _job_body(scope: str, sql: str | None, code: str | None, mode: Mode | str) -> dict[str, Any]:
+def _job_body(
+    scope: str, sql: str | None, code: str | None, mode: Mode | str, *, cross_domain: bool = False
+) -> dict[str, Any]:
     """The request body (an unknown ``mode`` is sent as it is: the gateway names the problem)."""
     if code is not None:
         return {"scope": scope, "kind": Kind.PYTHON.value, "code": code, "mode": str(mode)}
+    if cross_domain:
+        return {"scope": scope, "kind": Kind.CROSS_DOMAIN.value, "sql": sql, "mode": str(mode)}
     return {"scope": scope, "sql": sql, "mode": str(mode)}

@@ -26,35 +26,29 @@ from pathlib import Path
 from typing import Any
 
 from crypto.audit import AuditEntry, Checkpoint, verify_chain, verify_checkpoint
-from crypto.errors import CryptoError, IntegrityError, KeyNotValid, UnknownKey
-from crypto.signing import ED25519_KEY_BYTES, SigningKeyRecord, key_id, verify
-from sandbox_api.client.receipt_format import (
-    FORMS,
-    RECEIPT_FIELDS,
-    RECEIPT_TYPE_V2,
-    Canonical,
-    content_sha256,
-    form_of,
-    output_sha256,
-    row_digest,
-    signed_bytes,
-)
+from crypto.errors import CryptoError, IntegrityError, KeyNotValid
+from crypto.signing import ED25519_KEY_BYTES, SigningKeyRecord, key_id
+from sandbox_api.bundle_format import BUNDLE_FORMAT, BUNDLE_FORMATS, KEYS_FORMAT
+from sandbox_api.receipt_check import ReceiptReport, TrustedKeys, check_result, moment, verify_receipt
 
-KEYS_FORMAT = "data-sandbox/signing-keys/v1"
-BUNDLE_FORMAT = "data-sandbox/audit-bundle/v1"
+# The receipt check lives beside the receipt format, where the gateway's replay uses it too; it is part
+# of this verifier's interface.
+__all__ = [
+    "BUNDLE_FORMAT",
+    "KEYS_FORMAT",
+    "BundleReport",
+    "ReceiptReport",
+    "TrustedKeys",
+    "check_result",
+    "load_keys",
+    "parse_keys",
+    "read_json",
+    "verify_bundle",
+    "verify_export_lines",
+    "verify_receipt",
+]
 # A bare public key given on the command line has no published period: accept any signing time.
 _OPEN_START = datetime(1970, 1, 1, tzinfo=UTC)
-
-TrustedKeys = Mapping[str, SigningKeyRecord]
-
-
-@dataclass(frozen=True)
-class ReceiptReport:
-    job_id: str
-    kid: str
-    signed_at: str
-    result_hash: str
-    result_checked: bool
 
 
 @dataclass(frozen=True)
@@ -133,109 +127,29 @@ def read_json(path: Path, *, what: str) -> Any:
         raise IntegrityError(f"{what} {path.name} is not readable JSON ({type(exc).__name__})") from exc
 
 
-def _moment(text: object, what: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(str(text))
-    except ValueError as exc:
-        raise IntegrityError(f"{what} is not an ISO timestamp: {text!r}") from exc
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-# --- receipts --------------------------------------------------------------------------------------
-
-
-def verify_receipt(
-    receipt: Mapping[str, Any], keys: TrustedKeys, *, result: Mapping[str, Any] | None = None
-) -> ReceiptReport:
-    """Check the receipt's signature and key validity, and (if given) that ``result`` is what it signed.
-
-    ``result`` is the body of ``GET /v1/jobs/{id}/result`` (at least ``columns`` and ``rows``).
-    """
-    missing = [f for f in RECEIPT_FIELDS if f not in receipt]
-    if missing:
-        raise IntegrityError(f"receipt is malformed: it lacks {', '.join(missing)}")
-    job = str(receipt["job_id"])
-    if receipt["type"] not in FORMS:
-        known = " or ".join(sorted(FORMS))
-        raise IntegrityError(f"receipt for job {job}: type {receipt['type']!r} is not {known}")
-    kid = str(receipt["kid"])
-    record = keys.get(kid)
-    if record is None:
-        known = ", ".join(sorted(keys)) or "none"
-        raise UnknownKey(
-            f"receipt for job {job} is signed by key {kid}, which is not a trusted key (trusted: {known})"
-        )
-    try:
-        signature = bytes.fromhex(str(receipt["signature"]))
-        verify(record.public, signed_bytes(receipt), signature)
-    except (ValueError, IntegrityError) as exc:
-        raise IntegrityError(
-            f"receipt for job {job}: signature does not verify under key {kid}; the receipt was edited "
-            "after it was signed (or signed by someone else)"
-        ) from exc
-    signed_at = _moment(receipt["signed_at"], f"receipt for job {job}: signed_at")
-    try:
-        record.require_valid_at(signed_at)
-    except KeyNotValid as exc:
-        raise KeyNotValid(
-            f"receipt for job {job}: {exc.detail}; the key was not valid when it signed"
-        ) from exc
-    facts = receipt["result"]
-    if result is not None:
-        check_result(job, facts, result=result, form=form_of(receipt["type"]))
-    return ReceiptReport(
-        job_id=job,
-        kid=kid,
-        signed_at=signed_at.isoformat(),
-        result_hash=str(facts.get("hash")),
-        result_checked=result is not None,
-    )
-
-
-def check_result(
-    job: str, facts: Mapping[str, Any], *, result: Mapping[str, Any], form: Canonical | None = None
-) -> None:
-    """``result`` (columns and rows as served) against the ``result`` member of a verified receipt
-    (``form``: the canonical form of the receipt's format; RFC 8785 unless given)."""
-    form = form or form_of(RECEIPT_TYPE_V2)
-    if "job_id" in result and result["job_id"] != job:
-        raise IntegrityError(f"the result is for job {result['job_id']}, the receipt for job {job}")
-    columns, rows = result.get("columns"), result.get("rows")
-    if not isinstance(columns, list) or not isinstance(rows, list):
-        raise IntegrityError("the result is malformed: it needs `columns` and `rows` lists")
-    if columns != facts["columns"]:
-        raise IntegrityError(
-            f"result of job {job}: columns {columns} differ from the signed columns {facts['columns']}"
-        )
-    if len(rows) != facts["row_count"]:
-        raise IntegrityError(
-            f"result of job {job}: {len(rows)} rows, the receipt signed {facts['row_count']}; rows were "
-            "added or removed"
-        )
-    for index, (row, digest) in enumerate(zip(rows, facts["row_digests"], strict=True)):
-        if not isinstance(row, list) or row_digest(row, form=form) != digest:
-            raise IntegrityError(
-                f"result of job {job}: row {index} differs from the row the receipt signed; the result "
-                "was edited"
-            )
-    if content_sha256(columns, rows, form=form) != facts["content_sha256"]:
-        raise IntegrityError(f"result of job {job}: content hash differs from the receipt's")
-    if "output_sha256" in facts:
-        output = result.get("output")
-        if not isinstance(output, Mapping) or output_sha256(output, form=form) != facts["output_sha256"]:
-            raise IntegrityError(f"result of job {job}: the `output` object differs from the signed one")
-    if "result_hash" in result and result["result_hash"] != facts["hash"]:
-        raise IntegrityError(
-            f"result of job {job}: result_hash {result['result_hash']} differs from the signed "
-            f"canonical hash {facts['hash']}"
-        )
-
-
 # --- audit bundles ---------------------------------------------------------------------------------
 
 
 def _checkpoint(data: Mapping[str, Any]) -> Checkpoint:
     return Checkpoint.from_json(json.dumps(dict(data)))
+
+
+def _require_formats(bundle_format: str, entries: list[AuditEntry], checkpoints: list[Checkpoint]) -> None:
+    """A v1 bundle was written before v2 events existed: one that holds them was not written so."""
+    only = BUNDLE_FORMATS[bundle_format]
+    if only is None:
+        return
+    event_format, checkpoint_type = only
+    for entry in entries:
+        if entry.format != event_format:
+            raise IntegrityError(
+                f"seq {entry.seq}: a {bundle_format} bundle cannot hold a {entry.format} event"
+            )
+    for cp in checkpoints:
+        if cp.type != checkpoint_type:
+            raise IntegrityError(
+                f"checkpoint at seq {cp.seq}: a {bundle_format} bundle cannot hold a {cp.type}"
+            )
 
 
 def verify_bundle(
@@ -249,8 +163,10 @@ def verify_bundle(
     ``expected_head`` is a head hash kept outside the service: a bundle whose chain does not contain it
     was truncated or rewritten. ``trusted_keys`` replaces the keys the bundle carries.
     """
-    if bundle.get("format") != BUNDLE_FORMAT:
-        raise IntegrityError(f"not an audit bundle: format is {bundle.get('format')!r}, not {BUNDLE_FORMAT}")
+    bundle_format = bundle.get("format")
+    if bundle_format not in BUNDLE_FORMATS:
+        known = " or ".join(sorted(BUNDLE_FORMATS))
+        raise IntegrityError(f"not an audit bundle: format is {bundle_format!r}, not {known}")
     keys = dict(trusted_keys) if trusted_keys is not None else parse_keys(bundle.get("signing_keys", []))
     events = bundle.get("events")
     if not isinstance(events, list):
@@ -260,11 +176,12 @@ def verify_bundle(
     head = bundle.get("head") or {}
     if isinstance(head, Mapping) and isinstance(head.get("checkpoint"), Mapping):
         checkpoints.append(_checkpoint(head["checkpoint"]))
+    _require_formats(str(bundle_format), entries, checkpoints)
     publics = {kid: r.public for kid, r in keys.items()}
     for cp in checkpoints:
         verify_checkpoint(cp, publics)
         try:
-            keys[cp.kid].require_valid_at(_moment(cp.at, f"checkpoint at seq {cp.seq}: at"))
+            keys[cp.kid].require_valid_at(moment(cp.at, f"checkpoint at seq {cp.seq}: at"))
         except KeyNotValid as exc:
             raise KeyNotValid(f"checkpoint at seq {cp.seq}: {exc.detail}") from exc
     report = verify_chain(entries, expected_head=expected_head, checkpoints=checkpoints)

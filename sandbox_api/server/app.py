@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -36,6 +37,7 @@ from sandbox_api.server.services.release import ReleaseFn, release
 from sandbox_api.server.services.replay import ReplayService
 from sandbox_api.server.services.scopes import ScopeService
 from sandbox_api.server.settings import Settings
+from sandbox_api.server.sso import SingleSignOn
 from sandbox_api.server.store import migrate
 from sandbox_api.server.store.db import open_database
 
@@ -166,7 +168,14 @@ def build_services(
         clock=clock,
         keys=keys,
         audit=audit,
-        principals=PrincipalService(db=db, audit=audit, clock=clock, keys=keys),
+        principals=PrincipalService(
+            db=db,
+            audit=audit,
+            clock=clock,
+            keys=keys,
+            token_ttl=timedelta(days=settings.token_ttl_days),
+            token_max_ttl=timedelta(days=settings.token_max_ttl_days),
+        ),
         catalog=catalog,
         scopes=scopes,
         jobs=jobs,
@@ -184,6 +193,7 @@ def build_services(
             pseudonym_master=keys.secret("pseudonym"),
             jobs=jobs,
         ),
+        sso=SingleSignOn.from_settings(settings),
     )
 
 

@@ -2,6 +2,7 @@
 
 A token is 32 random bytes (URL-safe base64, prefixed ``sbx_`` so leaked tokens are easy to grep for).
 Only its SHA-256 is stored; the presented token is hashed and the stored hash compared in constant time.
+With single sign-on on (``sso.py``), a bearer token may instead be a JWT from the configured issuer.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from sandbox_api.roles import Role
 
 TOKEN_PREFIX = "sbx_"  # noqa: S105 - a public marker, not a secret
+# Longest bearer token read: an ID token with many group claims runs to a few KiB; a service token is 47.
+MAX_BEARER_CHARS = 8192
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,6 @@ def parse_bearer(header: str | None) -> str | None:
         return None
     scheme, _, token = header.partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token or len(token) > 200:
+    if scheme.lower() != "bearer" or not token or len(token) > MAX_BEARER_CHARS:
         return None
     return token

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from crypto.keyring import LocalKeyring
 from sandbox_api.clock import Clock, SystemClock
@@ -44,7 +45,14 @@ def init_deployment(
     try:
         migrate.upgrade(db)
         audit = open_audit_log(settings, db=db, keys=keys, clock=clock)
-        principals = PrincipalService(db=db, audit=audit, clock=clock, keys=keys)
+        principals = PrincipalService(
+            db=db,
+            audit=audit,
+            clock=clock,
+            keys=keys,
+            token_ttl=timedelta(days=settings.token_ttl_days),
+            token_max_ttl=timedelta(days=settings.token_max_ttl_days),
+        )
         with db.write() as session:
             if principals.any_principal(session):
                 return InitResult(admin_token=None, created=False)
@@ -57,6 +65,6 @@ def init_deployment(
             _, token = principals.create_principal(
                 session, actor=SYSTEM_ACTOR, name=admin_name, role=Role.ADMIN, domain=None, groups=()
             )
-            return InitResult(admin_token=token, created=True)
+            return InitResult(admin_token=token.secret, created=True)
     finally:
         db.dispose()

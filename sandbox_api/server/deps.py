@@ -23,6 +23,7 @@ from sandbox_api.server.services.receipts import ReceiptService
 from sandbox_api.server.services.replay import ReplayService
 from sandbox_api.server.services.scopes import ScopeService
 from sandbox_api.server.settings import Settings
+from sandbox_api.server.sso import SingleSignOn, looks_like_jwt
 from sandbox_api.server.store.db import Database
 
 
@@ -41,6 +42,7 @@ class Services:
     receipts: ReceiptService
     lifecycle: KeyLifecycle
     replay: ReplayService
+    sso: SingleSignOn | None = None  # None: single sign-on is off
 
 
 def get_services(request: Request) -> Services:
@@ -60,6 +62,8 @@ def current_principal(
     try:
         if token is None:
             raise NotAuthenticated("send `Authorization: Bearer <token>`; an admin issues tokens")
+        if services.sso is not None and looks_like_jwt(token):
+            return services.principals.admit_sso(services.sso.authenticate(token))
         return services.principals.authenticate(token)
     except NotAuthenticated as exc:
         services.audit.record(
@@ -101,6 +105,8 @@ def require(*roles: Role) -> Callable[..., Principal]:
 
 
 AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
+# Admins, and domain administrators for their own domain (the target is checked by the route).
+PrincipalManagerDep = Annotated[Principal, Depends(require(Role.ADMIN, Role.DOMAIN_ADMIN))]
 StewardDep = Annotated[Principal, Depends(require(Role.STEWARD))]
 OfficerDep = Annotated[Principal, Depends(require(Role.POLICY_OFFICER))]
 OperatorDep = Annotated[Principal, Depends(require(Role.OPERATOR))]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from executors.base import Executor, JobSpec, Limits
+from executors.crossdomain.placed import Placing
 from executors.errors import ExecutionCancelled, ExecutionError
 from policies import Scope
 from policies.errors import PolicyError
@@ -56,6 +58,8 @@ class Decided:
     candidate: Candidate
     settlement: Settlement
     scope: Scope
+    #: A cross-domain job's parts, one per domain (``ResultTable.parts``), each audited on its own.
+    parts: tuple[Mapping[str, object], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,8 @@ class JobRunner:
         poll_s: float = 1.0,
     ) -> None:
         self._jobs = jobs
-        self._executor = executor
+        # Cross-domain jobs run as rounds, one domain each; cancelling one stops its running round.
+        self._executor = Placing(executor)
         self._specs = JobSpecs(
             catalog=jobs.catalog, pseudonym_master=pseudonym_master, limits=limits, ledger=jobs.ledger
         )
@@ -249,7 +254,7 @@ class JobRunner:
         try:
             scope = self._jobs.scopes.active(job.scope, version_id=job.scope_version).scope
             spec: JobSpec = kind.spec(job, scope=scope, specs=self._specs)
-            result = self._executor.run(spec)
+            result = self._executor.run(spec)  # a cross-domain job: rounds, each domain on its own
             executed = time.perf_counter()
             candidate = kind.candidate(job, result)
             settlement = self._settlements.decide(candidate, scope=scope, facts=job.facts)
@@ -261,7 +266,7 @@ class JobRunner:
             "execute_s": executed - started,
             "check_s": time.perf_counter() - executed,
         }
-        self._settle(job, Decided(candidate, settlement, scope), timings=timings)
+        self._settle(job, Decided(candidate, settlement, scope, parts=result.parts), timings=timings)
 
     def _settle(self, job: StoredJob, decided: Decided, *, timings: dict[str, float]) -> None:
         """Checking and released (or withheld) in one transaction, decided before it: the write lock is
@@ -272,7 +277,18 @@ class JobRunner:
         with self._jobs.db.write() as session:
             # Locked (FOR UPDATE on PostgreSQL): a cancel or another gateway's recovery waits for this.
             row = session.get(JobRow, job.job_id, with_for_update=True)
-            if row is None or not self._enter_check(session, row, attempt=job.attempt):
+            if row is None or row.state != JobState.RUNNING.value or row.attempts != job.attempt:
+                return
+            for part in decided.parts:
+                # One event per domain: what ran there, on which inputs (their content hashes), and
+                # how many bytes of protocol messages it sent to whom.
+                self._jobs.audit.append(
+                    session,
+                    event="job.domain_part",
+                    actor=f"domain:{part['domain']}",
+                    details={"job_id": job.job_id, "attempt": job.attempt, **part},
+                )
+            if not self._enter_check(session, row, attempt=job.attempt):
                 return
             settlement = self._settlements.against_ledger(
                 session, row, decided.candidate, decided.settlement, scope=decided.scope, facts=job.facts

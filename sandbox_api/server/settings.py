@@ -10,9 +10,26 @@ from urllib.parse import urlsplit
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sandbox_api.roles import Role
+
+#: JWT signature algorithms single sign-on may accept: public-key ones only (RFC 7518 section 3, RFC 8037).
+ASYMMETRIC_JWT_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
 #: ``SANDBOX_`` variables that are not deployment settings: the CLI and the client read them (the
-#: gateway's address and a bearer token), the Ray node launcher reads the node keyring's path.
-CLIENT_VARIABLES = frozenset({"SANDBOX_URL", "SANDBOX_TOKEN", "SANDBOX_NODE_KEYRING"})
+#: gateway's address, a bearer token, the authority to trust and a client certificate), the Ray node
+#: launcher reads the node keyring's path.
+CLIENT_VARIABLES = frozenset(
+    {
+        "SANDBOX_URL",
+        "SANDBOX_TOKEN",
+        "SANDBOX_NODE_KEYRING",
+        "SANDBOX_CA_BUNDLE",
+        "SANDBOX_CLIENT_CERT",
+        "SANDBOX_CLIENT_KEY",
+    }
+)
 
 # Passwords that show up in tutorials and templates: a production deployment must not run with them.
 PLACEHOLDER_SECRETS = frozenset(
@@ -83,7 +100,10 @@ class Settings(BaseSettings):
     )
     job_threads: PositiveInt = Field(
         2,
-        description=("Threads one job's engine may use."),
+        description=(
+            "Threads one job may use to decrypt, decode and sketch its data; its query runs on one "
+            "thread, so float sums replay bit for bit."
+        ),
     )
     max_concurrent_jobs: PositiveInt = Field(
         2,
@@ -213,6 +233,115 @@ class Settings(BaseSettings):
         ),
     )
 
+    tls_cert_file: Path | None = Field(
+        None,
+        description=(
+            "Certificate chain (PEM) `sandbox serve` presents. With `tls_key_file` the gateway speaks "
+            "HTTPS only (protocol versions and ciphers: the system OpenSSL's defaults); unset: plain "
+            "HTTP, for loopback or behind a TLS proxy."
+        ),
+    )
+    tls_key_file: Path | None = Field(
+        None,
+        description="Private key (PEM) of `tls_cert_file`; keep it readable by the gateway's user only.",
+    )
+    tls_client_ca_file: Path | None = Field(
+        None,
+        description=(
+            "Certificate authorities (PEM) that client certificates must chain to, with `tls_client_cert`."
+        ),
+    )
+    tls_client_cert: Literal["none", "optional", "required"] = Field(
+        "none",
+        description=(
+            "Client certificates at the TLS handshake: `none`; `optional` (checked against "
+            "`tls_client_ca_file` when sent); `required` (a client without one from that authority "
+            "cannot connect: for gateways only executors, nodes and known machines reach). A bearer "
+            "token is still needed on top."
+        ),
+    )
+    token_ttl_days: PositiveInt = Field(
+        90,
+        description=(
+            "Lifetime of a bearer token issued without an explicit one (`sandbox token issue --days`); "
+            "each token's expiry is shown when it is issued and in `sandbox token list`. Tokens issued "
+            "before expiries existed expire this many days after their creation."
+        ),
+    )
+    token_max_ttl_days: PositiveInt = Field(
+        365,
+        description="Longest lifetime an administrator may give a bearer token, in days.",
+    )
+    oidc_issuer: str | None = Field(
+        None,
+        description=(
+            "Single sign-on: the OpenID Connect issuer (`iss`) whose signed JWTs are accepted as bearer "
+            "tokens beside the service's own. Unset: single sign-on is off. Needs `oidc_audience` and "
+            "`oidc_jwks_url` (docs/security.md)."
+        ),
+    )
+    oidc_audience: str | None = Field(
+        None,
+        description="Single sign-on: the audience (`aud`) a JWT must name: this service's client id.",
+    )
+    oidc_jwks_url: str | None = Field(
+        None,
+        description=(
+            "Single sign-on: the issuer's JSON Web Key Set (`jwks_uri`). Must be `https://` unless the "
+            "host is loopback."
+        ),
+    )
+    oidc_algorithms: tuple[str, ...] = Field(
+        ("RS256", "ES256"),
+        description=(
+            "Single sign-on: signature algorithms accepted, asymmetric only (RS*, PS*, ES*, EdDSA); "
+            "`HS*` and `none` are refused so a public key can never serve as an HMAC secret."
+        ),
+    )
+    oidc_name_claim: str = Field(
+        "preferred_username",
+        description="Single sign-on: the claim that names the principal (audit actor, job owner, grantee).",
+    )
+    oidc_role_claim: str = Field(
+        "roles",
+        description=(
+            "Single sign-on: the claim (a string or a list) whose values `oidc_role_map` maps to a role."
+        ),
+    )
+    oidc_role_map: dict[str, str] = Field(
+        {},
+        description=(
+            'Single sign-on: claim value to role, e.g. `{"sandbox-analyst": "operator"}`. A token whose '
+            "values map to no role, or to two different roles, is refused."
+        ),
+    )
+    oidc_domain_claim: str = Field(
+        "domain",
+        description="Single sign-on: the claim that gives a steward's or domain administrator's domain.",
+    )
+    oidc_groups_claim: str = Field(
+        "groups",
+        description="Single sign-on: the claim (a list of names) that gives the principal's groups.",
+    )
+    oidc_leeway_s: NonNegativeInt = Field(
+        30,
+        description="Single sign-on: clock skew allowed on `exp`, `nbf` and `iat`, in seconds.",
+    )
+    oidc_jwks_cache_s: PositiveInt = Field(
+        300,
+        description=(
+            "Single sign-on: how long the issuer's keys are cached, in seconds. A token signed by an "
+            "unknown key id refetches the set at once (key rotation), at most every `oidc_jwks_refetch_s`."
+        ),
+    )
+    oidc_jwks_refetch_s: PositiveInt = Field(
+        10,
+        description=(
+            "Single sign-on: least time between two fetches of the key set caused by unknown key ids, so "
+            "made-up key ids cannot turn every request into a request to the issuer."
+        ),
+    )
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.dev_mode or self.database_url is None:
@@ -222,6 +351,37 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SANDBOX_DATABASE_URL uses a placeholder password; set a real one or enable SANDBOX_DEV_MODE"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TLS needs both tls_cert_file and tls_key_file (or neither)")
+        if self.tls_client_cert != "none" and (self.tls_cert_file is None or self.tls_client_ca_file is None):
+            raise ValueError(
+                "tls_client_cert needs TLS on (tls_cert_file, tls_key_file) and tls_client_ca_file"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_single_sign_on(self) -> Settings:
+        for algorithm in self.oidc_algorithms:
+            if algorithm not in ASYMMETRIC_JWT_ALGORITHMS:
+                raise ValueError(
+                    f"oidc_algorithms: {algorithm!r} is refused; use asymmetric ones: "
+                    + ", ".join(sorted(ASYMMETRIC_JWT_ALGORITHMS))
+                )
+        roles = {r.value for r in Role}
+        for value, role in self.oidc_role_map.items():
+            if role not in roles:
+                raise ValueError(f"oidc_role_map: {value!r} maps to {role!r}, which is no role")
+        if self.oidc_issuer is None:
+            return self
+        if not self.oidc_audience or not self.oidc_jwks_url:
+            raise ValueError("single sign-on (oidc_issuer) needs oidc_audience and oidc_jwks_url")
+        parts = urlsplit(self.oidc_jwks_url)
+        if parts.scheme != "https" and parts.hostname not in {"127.0.0.1", "::1", "localhost"}:
+            raise ValueError("oidc_jwks_url must be https:// (plain http only on loopback)")
         return self
 
     @property

@@ -6,11 +6,12 @@ import hashlib
 import math
 
 import pytest
+import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crypto.errors import NotCanonical
-from crypto.hashing import canonical_json, sha256_hex
+from crypto.hashing import canonical_json, jcs_json, sha256_hex
 
 
 def test_sha256_matches_fips_180_vector() -> None:
@@ -50,3 +51,32 @@ def test_property_key_order_does_not_change_the_bytes(value: dict[str, object]) 
     reordered = dict(reversed(list(value.items())))
     assert canonical_json(reordered) == canonical_json(value)
     assert sha256_hex(canonical_json(value)) == hashlib.sha256(canonical_json(reordered)).hexdigest()
+
+
+# Every JSON value without floats, including keys and strings from the whole of Unicode (non-BMP keys,
+# control characters, lone surrogates) and integers on both sides of the exact range.
+_ANY_TEXT = st.text(alphabet=st.characters(exclude_categories=()))  # surrogates included
+_JSON_WITHOUT_FLOATS = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**60), max_value=2**60) | _ANY_TEXT,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_ANY_TEXT, children, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(_JSON_WITHOUT_FLOATS)
+@settings(max_examples=400, deadline=None)
+def test_jcs_json_fast_path_writes_exactly_the_reference_bytes(value: object) -> None:
+    try:
+        expected: bytes | type[Exception] = rfc8785.dumps(value)  # type: ignore[arg-type]
+    except (rfc8785.CanonicalizationError, TypeError, ValueError):
+        expected = NotCanonical
+    if expected is NotCanonical:
+        with pytest.raises(NotCanonical):
+            jcs_json(value)
+    else:
+        assert jcs_json(value) == expected
+
+
+def test_jcs_json_sorts_non_bmp_keys_by_utf16_code_units() -> None:
+    # U+1F600 is the surrogate pair D83D DE00, which sorts before U+FB33 in UTF-16 (not in code points).
+    assert jcs_json({"\ufb33": 1, "\U0001f600": 2}).decode("utf-8") == '{"\U0001f600":2,"\ufb33":1}'

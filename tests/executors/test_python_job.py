@@ -1,4 +1,4 @@
-"""Python and mock programs in the real fork-per-job sandbox: inputs, outcomes, limits, survival."""
+"""Python and mock jobs in the real fork-per-job sandbox: inputs, outcomes, limits, survival."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from executors.errors import ExecutionFailed, ExecutionTimeout, ResourceExhauste
 from executors.local import LocalExecutor
 from executors.mock_twins import MockColumn, MockDomain, MockTable
 from executors.pyjobs import PyLimits
-from executors.python_job import InputQuery, MockSource, Program, PythonOrMockResult
+from executors.python_job import InputQuery, MockSource, PythonOrMockJob, PythonOrMockResult
 from tests.executors.executors_fixtures import StoredVersion, store_version, visits_table
 
 INPUT = InputQuery(
@@ -31,7 +31,7 @@ LIMITS = Limits(timeout_s=30, memory_mb=512, threads=1)
 def spec(
     visits: StoredVersion, code: str, *, job_id: str, limits: Limits = LIMITS, cpu_s: float = 20
 ) -> JobSpec:
-    program = Program(
+    python_or_mock = PythonOrMockJob(
         kind="python",
         mode="real",
         inputs=(INPUT,),
@@ -46,7 +46,7 @@ def spec(
         tables=(visits.inputs["visits"],),
         keyed_hash_key=None,
         limits=limits,
-        program=program,
+        python_or_mock=python_or_mock,
     )
 
 
@@ -115,7 +115,7 @@ def test_mock_program_gets_no_real_data(
         ),
         unit="person_id",
     )
-    program = Program(
+    python_or_mock = PythonOrMockJob(
         kind="sql",
         mode="mock",
         inputs=(INPUT,),
@@ -128,7 +128,7 @@ def test_mock_program_gets_no_real_data(
         tables=(),
         keyed_hash_key=None,
         limits=LIMITS,
-        program=program,
+        python_or_mock=python_or_mock,
     )
     out = run(local_executor, job)
     assert out.outcome == "table"
@@ -140,7 +140,7 @@ def test_mock_program_gets_no_real_data(
         tables=(visits.inputs["visits"],),
         keyed_hash_key=None,
         limits=LIMITS,
-        program=program,
+        python_or_mock=python_or_mock,
     )
     with pytest.raises(ExecutionFailed, match="mock job must not be given real data"):
         run(local_executor, leaky)
@@ -170,7 +170,7 @@ def test_date_columns_arrive_as_datetimes(
         "p = births.assign(year=births['birth'].dt.year)\n"
         "result = aggregate(p, by='year', aggs={'people': ('person_id', 'nunique')})"
     )
-    program = Program(
+    python_or_mock = PythonOrMockJob(
         kind="python", mode="real", inputs=(query,), pseudonym_key=bytes(32), code=code, modules=("pandas",)
     )
     job = JobSpec(
@@ -179,7 +179,7 @@ def test_date_columns_arrive_as_datetimes(
         tables=(stored.inputs["births"],),
         keyed_hash_key=None,
         limits=LIMITS,
-        program=program,
+        python_or_mock=python_or_mock,
     )
     out = run(local_executor, job)
     assert out.outcome == "aggregate"

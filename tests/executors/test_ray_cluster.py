@@ -16,6 +16,7 @@ from executors.ray_cluster import (
     NODE_KEYRING_ENV,
     KeyringFile,
     NodeKeyring,
+    RayTls,
     domain_resource,
     head_command,
     worker_command,
@@ -89,3 +90,33 @@ def test_cluster_commands_prints_head_and_worker_lines() -> None:
 def test_cluster_commands_refuses_a_bad_domain() -> None:
     result = CliRunner().invoke(cluster_app, ["commands", "--domain", "../x", "--keyring", "/k"])
     assert result.exit_code == 2
+
+
+def test_ray_tls_goes_into_every_nodes_environment() -> None:
+    tls = RayTls(ca="/pki/ca.pem", cert="/pki/node.pem", key="/pki/node.key")
+    expected = {
+        "RAY_USE_TLS": "1",
+        "RAY_TLS_CA_CERT": "/pki/ca.pem",
+        "RAY_TLS_SERVER_CERT": "/pki/node.pem",
+        "RAY_TLS_SERVER_KEY": "/pki/node.key",
+    }
+    head = head_command(num_cpus=0, tls=tls)
+    worker = worker_command(address="h:1", domains=["health"], keyring="/k", tls=tls)
+    for command in (head, worker):
+        assert expected.items() <= command.env.items()
+        assert "RAY_USE_TLS=1" in command.shell()
+    assert "RAY_USE_TLS" not in head_command(num_cpus=0).env
+
+
+def test_cluster_commands_print_tls_only_when_all_three_files_are_given() -> None:
+    runner = CliRunner()
+    base = ["commands", "--domain", "health", "--keyring", "/k.json"]
+    tls = ["--tls-ca", "/ca.pem", "--tls-cert", "/n.pem", "--tls-key", "/n.key"]
+    printed = runner.invoke(cluster_app, [*base, *tls])
+    assert printed.exit_code == 0, printed.output
+    commands = [line for line in printed.stdout.splitlines() if not line.startswith("#")]
+    assert len(commands) == 2
+    assert all("RAY_USE_TLS=1" in line and "RAY_TLS_CA_CERT=/ca.pem" in line for line in commands)
+    partial = runner.invoke(cluster_app, [*base, "--tls-ca", "/ca.pem"])
+    assert partial.exit_code == 2
+    assert "all of --tls-ca" in partial.output

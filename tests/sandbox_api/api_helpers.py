@@ -24,6 +24,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from starlette.testclient import TestClient
 
+from sandbox_api.clock import Clock
 from sandbox_api.server.app import create_app
 from sandbox_api.server.bootstrap import init_deployment
 from sandbox_api.server.services.release import ReleaseFn, release
@@ -213,16 +214,23 @@ def make_settings(state_dir: Path, **overrides: Any) -> Settings:
 
 @contextmanager
 def world(
-    state_dir: Path, *, executor_factory: Any = None, release_fn: ReleaseFn = release, **overrides: Any
+    state_dir: Path,
+    *,
+    executor_factory: Any = None,
+    release_fn: ReleaseFn = release,
+    clock: Clock | None = None,
+    **overrides: Any,
 ) -> Iterator[World]:
-    """Initialise, start the app, and set up every role (admin, stu, olga, oscar, alice, bob, chad, audra).
+    """Initialise, start the app, and set up every role (admin, stu, cleo, dana, olga, oscar, alice, bob,
+    chad, audra).
 
     ``release_fn``: the release function the services are built with (a test passes a counting wrapper).
+    ``clock``: the deployment's clock (a test that moves time passes its own).
     """
     settings = make_settings(state_dir, **overrides)
-    admin_token = init_deployment(settings).admin_token
+    admin_token = init_deployment(settings, clock=clock).admin_token
     assert admin_token is not None
-    app = create_app(settings, executor_factory=executor_factory, release_fn=release_fn)
+    app = create_app(settings, clock=clock, executor_factory=executor_factory, release_fn=release_fn)
     with TestClient(app, raise_server_exceptions=True) as client:
         tokens = {"admin": admin_token}
         admin = bearer(admin_token)
@@ -231,6 +239,7 @@ def world(
         people = [
             ("stu", "steward", DOMAIN, []),
             ("cleo", "steward", OTHER_DOMAIN, []),
+            ("dana", "domain_admin", DOMAIN, []),
             ("olga", "policy_officer", None, []),
             ("oscar", "policy_officer", None, []),
             ("alice", "operator", None, ["analysts"]),

@@ -26,6 +26,7 @@ def event_out(entry: AuditEntry) -> AuditEventOut:
         details=dict(entry.details),
         prev_hash=entry.prev_hash,
         hash=entry.hash,
+        format=entry.format,
     )
 
 

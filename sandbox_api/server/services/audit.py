@@ -40,6 +40,7 @@ def to_entry(row: AuditEventRow) -> AuditEntry:
         details=dict(row.details),
         prev_hash=row.prev_hash,
         hash=row.hash,
+        format=row.format,
     )
 
 
@@ -74,6 +75,7 @@ class AuditLog:
                 details=dict(entry.details),
                 prev_hash=entry.prev_hash,
                 hash=entry.hash,
+                format=entry.format,
             )
         )
         if head is None:

@@ -14,22 +14,12 @@ from sqlalchemy import select
 
 from crypto.audit import Checkpoint
 from crypto.keyring import LocalKeyring
-from sandbox_api.client.verify import BUNDLE_FORMAT
+from sandbox_api.bundle_format import BUNDLE_FORMAT
 from sandbox_api.clock import Clock, iso
 from sandbox_api.server.services.audit import AuditLog, to_entry
 from sandbox_api.server.store.models import AuditCheckpointRow, AuditEventRow
 
 _BATCH = 1000
-
-
-def checkpoint_dict(cp: Checkpoint) -> dict[str, Any]:
-    return {
-        "seq": cp.seq,
-        "head_hash": cp.head_hash,
-        "at": cp.at,
-        "kid": cp.kid,
-        "signature": cp.signature.hex(),
-    }
 
 
 def build_bundle(audit: AuditLog, keys: LocalKeyring, clock: Clock, *, actor: str) -> dict[str, Any]:
@@ -56,13 +46,13 @@ def build_bundle(audit: AuditLog, keys: LocalKeyring, clock: Clock, *, actor: st
             .where(AuditCheckpointRow.seq <= exported.seq)
             .order_by(AuditCheckpointRow.seq)
         ).scalars():
-            checkpoints.append(checkpoint_dict(Checkpoint.from_json(row.line)))
+            checkpoints.append(Checkpoint.from_json(row.line).to_dict())
     head = audit.sign_head(seq=exported.seq, head_hash=exported.hash)
     return {
         "format": BUNDLE_FORMAT,
         "exported_at": iso(clock.now()),
         "exported_by": actor,
-        "head": {"seq": exported.seq, "hash": exported.hash, "checkpoint": checkpoint_dict(head)},
+        "head": {"seq": exported.seq, "hash": exported.hash, "checkpoint": head.to_dict()},
         "events": events,
         "checkpoints": checkpoints,
         "signing_keys": [record.to_dict() for record in keys.signing_keys()],

@@ -72,6 +72,7 @@ def read_upload(upload: UploadedFile, table: TableDecl) -> pa.Table:
     upload.stream.seek(0)
     parsed = _read_csv(upload, table) if fmt == "csv" else _read_parquet(upload, table)
     _check_unit(parsed, table)
+    _check_domains(parsed, table)
     return parsed
 
 
@@ -195,6 +196,62 @@ def _check_unit(parsed: pa.Table, table: TableDecl) -> None:
             f"table {table.name!r}: the unit column {table.unit!r} has {nulls} empty values; "
             "every row must belong to a privacy unit"
         )
+
+
+def _check_domains(parsed: pa.Table, table: TableDecl) -> None:
+    """Every value lies in its column's declared domain (categories, or a low..high range).
+
+    The declared domain is what mock twins are drawn from and what DP bounds and scope reviews rely on; a
+    value outside it would make them wrong without anyone noticing, so the upload is refused instead.
+    Missing values are not outside the domain. The examples come from the steward's own file."""
+    problems = []
+    for column in table.columns:
+        if column.domain is None:
+            continue
+        values = parsed.column(column.name)
+        domain = column.domain
+        outside: pa.ChunkedArray | None = None
+        if domain.categories is not None:
+            # Categories are declared as text: compare the column's text form.
+            text = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
+            allowed = pa.array(list(domain.categories), type=pa.string())
+            outside = pc.invert(pc.fill_null(pc.is_in(text, value_set=allowed), True))
+        else:
+            for limit, compare in ((domain.low, pc.less), (domain.high, pc.greater)):
+                if limit is None:
+                    continue
+                beyond = pc.fill_null(compare(values, _as_scalar(limit, values.type, column.name)), False)
+                outside = beyond if outside is None else pc.or_(outside, beyond)
+        if outside is None:
+            continue
+        count = pc.sum(outside).as_py() or 0
+        if count:
+            examples = sorted({str(v) for v in pc.filter(values, outside).to_pylist()[:200]})[:3]
+            declared = (
+                f"categories {list(domain.categories)}"
+                if domain.categories is not None
+                else f"range [{domain.low}, {domain.high}]"
+            )
+            problems.append(
+                f"column {column.name!r}: {count} value(s) outside the declared {declared}, e.g. {examples}"
+            )
+    if problems:
+        raise InvalidUpload(
+            f"table {table.name!r} does not match its manifest's value domains: "
+            + "; ".join(problems)
+            + " (correct the file, or widen the declared domain in the manifest)",
+            findings=[{"rule": "domain", "message": p} for p in problems],
+        )
+
+
+def _as_scalar(limit: object, type_: pa.DataType, column: str) -> pa.Scalar:
+    try:
+        return pa.scalar(limit).cast(type_)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise InvalidUpload(
+            f"column {column!r}: the declared range limit {limit!r} is not a {type_} value; "
+            "correct the manifest"
+        ) from exc
 
 
 def _first_line(exc: BaseException) -> str:

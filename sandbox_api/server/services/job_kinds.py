@@ -344,7 +344,7 @@ MOCK_JOBS = PythonOrMockJobs(mock=True)
 
 
 def kind_of(kind: Kind, mode: Mode) -> JobKind:
-    """The strategy for a job of ``kind`` (sql | python) in ``mode`` (real | mock).
+    """The strategy for a job of ``kind`` (sql | python | cross-domain) in ``mode`` (real | mock).
 
     >>> kind_of(Kind.SQL, Mode.REAL) is SQL_JOBS, kind_of(Kind.PYTHON, Mode.REAL) is PYTHON_JOBS
     (True, True)
@@ -353,6 +353,11 @@ def kind_of(kind: Kind, mode: Mode) -> JobKind:
     """
     if mode is Mode.MOCK:
         return MOCK_JOBS
+    if kind is Kind.CROSS_DOMAIN:
+        # Imported here: that strategy builds on this module's types (a module-level import is a cycle).
+        from sandbox_api.server.services.crossdomain_jobs import CROSS_DOMAIN_JOBS
+
+        return CROSS_DOMAIN_JOBS
     return SQL_JOBS if kind is Kind.SQL else PYTHON_JOBS
 
 

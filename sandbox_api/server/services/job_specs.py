@@ -22,7 +22,7 @@ from typing import Any
 from crypto.pseudonym import derive_key
 from executors.base import JobSpec, Limits, TableInput
 from executors.pyjobs import DisclosureThresholds, PyLimits
-from executors.python_job import InputQuery, MockSource, Program
+from executors.python_job import InputQuery, MockSource, PythonOrMockJob
 from policies import Scope, TableRef
 from policies.cohorts import SketchRequest, lineage_of
 from policies.dp.passes._sample import KEY_PARAMETER
@@ -73,7 +73,7 @@ def sql_spec(
 
     >>> spec = sql_spec(job_id="j1", sql="SELECT 1", tables=(), scope="flu", uses_keyed_hash=True,
     ...                 pseudonym_master=b"m" * 32, limits=Limits())
-    >>> spec.keyed_hash_key == scope_hash_key(b"m" * 32, "flu"), spec.program is None
+    >>> spec.keyed_hash_key == scope_hash_key(b"m" * 32, "flu"), spec.python_or_mock is None
     (True, True)
     """
     return JobSpec(
@@ -139,8 +139,9 @@ def python_or_mock_spec(
     """
     job_key = job_pseudonym_key(pseudonym_master, job_id)
     timeout = min(limits.timeout_s, float(limits.cpu_s))
-    program = Program(
-        kind=kind.value,
+    python_or_mock = PythonOrMockJob(
+        # A mock job runs SQL or Python; a cross-domain job never reaches here (real data only).
+        kind="python" if kind is Kind.PYTHON else "sql",
         mode="mock" if mock else "real",
         inputs=input_queries(inputs),
         pseudonym_key=job_key,
@@ -161,7 +162,7 @@ def python_or_mock_spec(
         if mock
         else (scope_hash_key(pseudonym_master, scope.name) if uses_keyed_hash else None),
         limits=limits,
-        program=program,
+        python_or_mock=python_or_mock,
         cohorts=None if mock else cohorts,
     )
 

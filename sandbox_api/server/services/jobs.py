@@ -489,6 +489,41 @@ class JobService:
                 return for_reader(job_view(row), who), False
             raise Conflict(f"job {job_id} is {state.value}; only queued or running jobs can be cancelled")
 
+    def settle_for_disabled(self, session: Session, *, owner: str, actor: str) -> DisabledOwnerJobs:
+        """The jobs of a principal being disabled, in the caller's transaction.
+
+        Queued (and submitted) jobs are cancelled: nobody should spend the cluster, or a DP budget
+        (refunded by ``advance``), on work its owner may no longer collect. Running jobs are asked to
+        stop, as an operator's own cancel would (the caller tells the runner once this commits). Withheld
+        jobs stay with the output checkers: their
+        decision is still owed and is audited, and the owner cannot read a release while disabled.
+        """
+        cancelled: list[str] = []
+        running: list[str] = []
+        rows = session.execute(
+            select(JobRow)
+            .where(
+                JobRow.owner == owner,
+                JobRow.state.in_([JobState.QUEUED.value, JobState.SUBMITTED.value, JobState.RUNNING.value]),
+            )
+            .with_for_update()
+        ).scalars()
+        reason = f"owner {owner} was disabled by {actor}"
+        for row in rows:
+            if JobState(row.state) is JobState.RUNNING:
+                if not row.cancel_requested:
+                    row.cancel_requested = True
+                    self.audit.append(
+                        session,
+                        event="job.cancel.requested",
+                        actor=actor,
+                        details={"job": row.id, "reason": reason},
+                    )
+                running.append(row.id)
+            elif self.advance(session, row, JobState.CANCELLED, actor=actor, reason=reason):
+                cancelled.append(row.id)
+        return DisabledOwnerJobs(cancelled=tuple(cancelled), stopping=tuple(running))
+
     # --- helpers -----------------------------------------------------------------------------
     def _granted_scope(self, who: Principal, scope: str, *, action: str) -> ActiveScope:
         try:
@@ -554,6 +589,14 @@ class JobService:
                     select(func.count()).select_from(JobRow).where(JobRow.state == JobState.QUEUED.value)
                 ).scalar_one()
             )
+
+
+@dataclass(frozen=True)
+class DisabledOwnerJobs:
+    """What disabling a principal did to its jobs: ids cancelled at once, and running ids told to stop."""
+
+    cancelled: tuple[str, ...]
+    stopping: tuple[str, ...]
 
 
 def _aware(moment: datetime) -> datetime:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from crypto.keyring import LocalKeyring
 from crypto.shredding import VersionKeys
 from crypto.signing import SigningKeyRecord
-from sandbox_api.client.verify import KEYS_FORMAT
+from sandbox_api.bundle_format import KEYS_FORMAT
 from sandbox_api.clock import Clock, as_utc, iso
 from sandbox_api.errors import NotFound
 from sandbox_api.server.services.audit import AuditLog

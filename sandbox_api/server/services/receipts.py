@@ -1,6 +1,6 @@
 """Signed receipts: issued inside the release transaction, stored, served, and re-checked on replay.
 
-A receipt (format in ``sandbox_api.client.receipt_format``) signs what an auditor needs to prove a release:
+A receipt (format in ``sandbox_api.receipt_format``) signs what an auditor needs to prove a release:
 job, operator, scope version, dataset versions, query hashes, engine versions, the canonical result
 hash, the suppression report and the audit head at release. It is written in the same transaction as
 the result and the ``job.released`` event, so a released job without a receipt cannot exist; the
@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 from crypto.hashing import canonical_json, sha256_hex
 from crypto.keyring import LocalKeyring
 from crypto.signing import SigningKeyPair
-from sandbox_api.client.receipt_format import RECEIPT_TYPE, receipt_digest, result_facts, sign_receipt
 from sandbox_api.clock import Clock, iso
 from sandbox_api.errors import NotFound
+from sandbox_api.receipt_format import RECEIPT_TYPE, receipt_digest, result_facts, sign_receipt
 from sandbox_api.roles import Role
 from sandbox_api.server.auth import Principal
 from sandbox_api.server.services.audit import SYSTEM_ACTOR, AuditLog

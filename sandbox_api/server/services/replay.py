@@ -39,13 +39,14 @@ from crypto.envelope import unseal
 from crypto.errors import CryptoError, IntegrityError
 from crypto.keyring import LocalKeyring
 from executors.base import Executor, Limits, ResultTable
+from executors.crossdomain.placed import run_job
 from executors.errors import ExecutionError
 from policies import PolicyError, Scope
 from policies.dp.replay import replay_problems
-from sandbox_api.client.receipt_format import result_facts
 from sandbox_api.clock import Clock, iso
 from sandbox_api.errors import NotFound
 from sandbox_api.job_types import Kind, Mode
+from sandbox_api.receipt_format import result_facts
 from sandbox_api.server.auth import Principal
 from sandbox_api.server.services.audit import AuditLog
 from sandbox_api.server.services.cohort_ledger import ledger_withheld
@@ -227,7 +228,7 @@ class ReplayService:
     ) -> tuple[str, dict[str, str]]:
         receipt = recorded.receipt
         try:
-            result = self.executor.run(rebuilt.spec)
+            result = run_job(self.executor, rebuilt.spec)
         except (ExecutionError, CryptoError) as exc:
             if isinstance(exc, IntegrityError):
                 # A part that fails authentication was altered or swapped: the data differs.

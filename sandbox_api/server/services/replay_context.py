@@ -57,7 +57,7 @@ def rebuild(
     if len(mismatches) > before:
         raise ReplayStopped  # a context with a dataset missing proves nothing: the missing part is named
     used = ", ".join(f"{d.key} {d.version_id}" for d in catalog.datasets)
-    python_or_mock = row.kind != Kind.SQL or row.mode != Mode.REAL
+    python_or_mock = row.kind not in (Kind.SQL, Kind.CROSS_DOMAIN) or row.mode != Mode.REAL
     refused = f"the recorded job does not pass its scope in the rebuilt context (catalog: {used})"
     try:
         if python_or_mock:

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from crypto.errors import CryptoError
 from crypto.signing import SigningKeyRecord
 from policies import PolicyError, Scope
-from sandbox_api.client.verify import verify_receipt
 from sandbox_api.errors import Conflict, NotFound
+from sandbox_api.receipt_check import verify_receipt
 from sandbox_api.server.services.keys import KeyLifecycle, Shredded
 from sandbox_api.server.services.receipts import ReceiptService, query_facts
 from sandbox_api.server.services.replay_report import Mismatch, context_missing

@@ -19,6 +19,7 @@ from sandbox_api.clock import Clock, iso, today
 from sandbox_api.errors import (
     Conflict,
     Forbidden,
+    InvalidInput,
     NotFound,
     ScopeExpired,
     ScopeInconsistent,
@@ -170,6 +171,8 @@ class ScopeService:
     def reject(
         self, session: Session, *, actor: Principal, name: str, version_id: str, reason: str
     ) -> ScopeVersionView:
+        if not reason.strip():
+            raise InvalidInput("a rejection needs a reason the author can act on")
         row = self._row(session, name, version_id)
         if row.state == REJECTED:
             return self._view(row)
@@ -189,6 +192,8 @@ class ScopeService:
     def revoke(
         self, session: Session, *, actor: Principal, name: str, version_id: str, reason: str
     ) -> ScopeVersionView:
+        if not reason.strip():
+            raise InvalidInput("revoking a scope needs a reason its grantees and auditors can read")
         row = self._row(session, name, version_id)
         if row.state == REVOKED:
             return self._view(row)

@@ -42,15 +42,23 @@ class PrincipalRow(Base):
     groups: Mapped[list[Any]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str] = mapped_column(String(64))
+    # Set while the principal is disabled: none of its tokens (nor its single sign-on identity) work.
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    disabled_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class TokenRow(Base):
     __tablename__ = "tokens"
 
+    # The first 12 hex digits of the hash are the token's public id (listed, revoked, logged).
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     principal: Mapped[str] = mapped_column(String(64), ForeignKey("principals.name"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    name: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # NULL only for tokens issued before expiries existed: they expire ``token_ttl_days`` after creation.
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class DomainRow(Base):
@@ -200,6 +208,8 @@ class AuditEventRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # How the event is hashed (crypto.audit): rows from before migration 0009 are all v1.
+    format: Mapped[str] = mapped_column(String(40), server_default="data-sandbox/audit-event/v1")
 
 
 class AuditHeadRow(Base):

@@ -22,7 +22,11 @@ COMMANDS: dict[tuple[str, str], str] = {
     ("POST", "/v1/principals"): "principal create",
     ("GET", "/v1/principals"): "principal list",
     ("POST", "/v1/principals/{name}/tokens"): "token issue",
+    ("GET", "/v1/principals/{name}/tokens"): "token list",
     ("DELETE", "/v1/principals/{name}/tokens"): "token revoke",
+    ("DELETE", "/v1/principals/{name}/tokens/{token_id}"): "token revoke",  # with --id
+    ("POST", "/v1/principals/{name}/disable"): "principal disable",
+    ("POST", "/v1/principals/{name}/enable"): "principal enable",
     ("POST", "/v1/datasets"): "dataset upload",  # with --create
     ("GET", "/v1/datasets"): "dataset list",
     ("GET", "/v1/datasets/{domain}/{name}"): "dataset show",

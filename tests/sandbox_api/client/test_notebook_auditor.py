@@ -19,7 +19,7 @@ from sandbox_api.cli.audit import build_app
 from sandbox_api.client.auditor import AuditorClient
 from tests.sandbox_api.live_gateway import seeded_gateway
 
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "auditor_walkthrough.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[3] / "notebooks" / "auditor_walkthrough.ipynb"
 cli = CliRunner()
 
 

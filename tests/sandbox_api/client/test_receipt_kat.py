@@ -14,7 +14,8 @@ import pytest
 from crypto.errors import IntegrityError
 from crypto.hashing import canonical_json, jcs_json, sha256_hex
 from crypto.signing import SigningKeyPair, SigningKeyRecord
-from sandbox_api.client.receipt_format import (
+from sandbox_api.client.verify import verify_receipt
+from sandbox_api.receipt_format import (
     RECEIPT_TYPE_V1,
     RECEIPT_TYPE_V2,
     result_facts,
@@ -22,7 +23,6 @@ from sandbox_api.client.receipt_format import (
     sign_receipt,
     signed_bytes,
 )
-from sandbox_api.client.verify import verify_receipt
 
 # RFC 8785 §3.2.2.3 (numbers) and §3.2.3 (sorting), and Appendix B's number examples.
 RFC8785_VECTORS = [

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from crypto.audit import CHECKPOINT_TYPE_V2, EVENT_FORMAT_V2, Checkpoint, verify_checkpoint
 from crypto.keyring import LocalKeyring
+from sandbox_api.bundle_format import BUNDLE_FORMAT_V2
 from sandbox_api.cli.audit import build_app
-from sandbox_api.client.verify import verify_bundle
+from sandbox_api.client.verify import parse_keys, verify_bundle
 from sandbox_api.server.services.audit import AuditLog
 from sandbox_api.server.store import migrate
 from sandbox_api.server.store.db import open_database
@@ -58,6 +60,24 @@ def test_a_bundle_verifies_and_ends_with_its_own_audited_export(api: World) -> N
     assert isinstance(checkpoints, list)
     assert [c["seq"] for c in checkpoints] == list(range(EVERY - 1, last["seq"] + 1, EVERY))
     assert report.checkpoints == len(checkpoints) + 1
+
+
+def test_the_gateway_writes_every_event_and_checkpoint_in_the_rfc8785_formats(api: World) -> None:
+    bundle = _bundle(api)
+    assert bundle["format"] == BUNDLE_FORMAT_V2
+    events, checkpoints = bundle["events"], bundle["checkpoints"]
+    assert isinstance(events, list)
+    assert isinstance(checkpoints, list)
+    assert {e["format"] for e in events} == {EVENT_FORMAT_V2}
+    assert {c["type"] for c in checkpoints} == {CHECKPOINT_TYPE_V2}
+    # The listing says how each hash is computed, and the head's checkpoint verifies offline as served.
+    listed = api.client.get("/v1/audit/events", headers=api.h("audra")).json()["events"]
+    assert {e["format"] for e in listed} == {EVENT_FORMAT_V2}
+    head = api.client.get("/v1/audit/head", headers=api.h("audra")).json()
+    keys = parse_keys(api.client.get("/v1/keys/signing").json())
+    verify_checkpoint(
+        Checkpoint.from_json(json.dumps(head["checkpoint"])), {k: r.public for k, r in keys.items()}
+    )
 
 
 def test_the_cli_verifies_a_bundle_against_a_head_kept_elsewhere(api: World, tmp_path: Path) -> None:

@@ -73,6 +73,14 @@ BAD_UPLOADS: dict[str, tuple[bytes, str]] = {
         "declared column type",
     ),
     "missing-column": (b"person_id,name,district,sex,income\nP1,A,North,F,10\n", "missing columns"),
+    "undeclared-category": (
+        b"person_id,name,district,sex,birth_date,income\nP1,A,North,F,1970-01-01,10\nP2,B,Atlantis,F,1970-01-01,10\n",
+        "column 'district': 1 value(s) outside the declared categories",
+    ),
+    "out-of-range": (
+        b"person_id,name,district,sex,birth_date,income\nP1,A,North,F,1970-01-01,-5\nP2,B,North,M,1970-01-01,900000\n",
+        "column 'income': 2 value(s) outside the declared range [0.0, 200000.0]",
+    ),
     "empty-unit": (
         b"person_id,name,district,sex,birth_date,income\n,A,North,F,1970-01-01,10\n",
         "unit column",
@@ -291,6 +299,15 @@ def test_expired_scope_refuses_jobs_and_the_refusal_is_audited(api: World) -> No
 
 def test_revoked_scope_refuses_jobs(api: World) -> None:
     version = _approved_scope(api, "short-lived")
+    for reason in ("", "   "):  # a revocation, like a rejection, says why; nothing changes without one
+        blank = api.client.post(
+            f"/v1/scopes/short-lived/versions/{version}/revoke",
+            headers=api.h("olga"),
+            json={"reason": reason},
+        )
+        assert "needs a reason" in _problem(blank, 422, "invalid-input")["detail"]
+    still = api.client.get("/v1/scopes/short-lived", headers=api.h("olga")).json()
+    assert still["active_version"] == version
     revoked = api.client.post(
         f"/v1/scopes/short-lived/versions/{version}/revoke", headers=api.h("olga"), json={"reason": "ended"}
     )

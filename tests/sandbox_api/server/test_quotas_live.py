@@ -90,4 +90,8 @@ def test_a_scope_lowers_the_per_job_budget(api: World) -> None:
     job = run_job(api, {"scope": "py-tight", "kind": "python", "code": HEAVY}, who="alice", timeout_s=30)
     assert job["state"] == "failed", job
     assert time.monotonic() - started < 15
-    assert "CPU seconds" in job["reason"], job["reason"]  # 0.8 of the 3 s budget: the language-level alarm
+    # Either limit of the scope's budget may end it first: the language-level alarm at 0.8 of the 3 CPU
+    # seconds, or, when the machine is busy and the job gets less than a core, the 3 s wall clock. Both
+    # are the scope's limits, not the deployment's 30 s.
+    reason = job["reason"]
+    assert "CPU seconds" in reason or "wall-clock limit of 3 s" in reason, reason

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from executors.walls import landlock
-from sandbox_api.client.receipt_format import signed_bytes
+from sandbox_api.receipt_format import signed_bytes
 from tests.sandbox_api.api_helpers import World
 from tests.sandbox_api.auditing_helpers import receipt_of, release
 

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from crypto.hashing import sha256_hex
 from sandbox_api.cli.audit import build_app
-from sandbox_api.client.receipt_format import RECEIPT_TYPE, receipt_digest, signed_bytes
 from sandbox_api.client.verify import verify_receipt
+from sandbox_api.receipt_format import RECEIPT_TYPE, receipt_digest, signed_bytes
 from tests.sandbox_api.api_helpers import DATASET, DOMAIN, SCOPE, World
 from tests.sandbox_api.auditing_helpers import receipt_of, release, result_of, trusted_keys
 

@@ -1,7 +1,9 @@
 """The byte form of a receipt: what is signed, and the digests of a released result (docs/design.md §9).
 
 Pure functions over JSON values, shared by the gateway (which signs) and by offline verification
-(``sandbox_api.client.verify``), so both build the signed bytes the same way. No I/O, no clock.
+(``sandbox_api.client.verify``), so both build the signed bytes the same way. No I/O, no clock. It sits
+outside both rooms because both use it: the server never imports the client, and the client never the
+server (``tests/sandbox_api/test_import_boundaries.py``).
 
 A receipt is one JSON object. Every member except ``signature`` is signed: the signature is Ed25519
 (RFC 8032) over the canonical JSON of the receipt without its ``signature`` member. The canonical form
@@ -25,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from crypto.errors import IntegrityError
-from crypto.hashing import canonical_json, jcs_json, sha256_hex
+from crypto.hashing import canonical_json, exact_integers, jcs_json, sha256_hex
 from crypto.signing import SigningKeyPair, sign
 
 RECEIPT_TYPE_V1 = "data-sandbox/receipt/v1"
@@ -35,7 +37,6 @@ RECEIPT_TYPE = RECEIPT_TYPE_V2
 Canonical = Callable[[object], bytes]
 #: The canonical JSON form each receipt format signs and hashes with.
 FORMS: Mapping[str, Canonical] = {RECEIPT_TYPE_V1: canonical_json, RECEIPT_TYPE_V2: jcs_json}
-_EXACT_INT = 2**53 - 1
 ROW_DIGEST_HEX = 16
 # Members a well-formed receipt has; ``signature`` is the only unsigned one.
 RECEIPT_FIELDS = (
@@ -80,21 +81,8 @@ def signed_bytes(receipt: Mapping[str, Any]) -> bytes:
     return form_of(receipt.get("type"))({k: v for k, v in receipt.items() if k != "signature"})
 
 
-def _exact(value: Any) -> Any:
-    """``value`` with every integer beyond I-JSON's exact range written as its decimal string."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and abs(value) > _EXACT_INT:
-        return str(value)
-    if isinstance(value, list | tuple):
-        return [_exact(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _exact(v) for k, v in value.items()}
-    return value
-
-
 def _digest_form(form: Canonical) -> Canonical:
-    return (lambda value: jcs_json(_exact(value))) if form is jcs_json else form
+    return (lambda value: jcs_json(exact_integers(value))) if form is jcs_json else form
 
 
 def content_sha256(

@@ -1,0 +1,304 @@
+"""Running a cross-domain job on executors: each domain's part on its own sandboxes, the gateway here.
+
+``run_cross_domain(executor, spec)`` takes a spec with ``cross_domain`` set and runs the protocol
+(``protocol.py`` for the steps) as rounds. Each round is an ordinary ``JobSpec`` naming the tables
+of **one** domain only, so the executor unwraps that domain's data key alone and hands it to a fresh
+sandbox of its own; on Ray the round is placed on a node holding that domain's resource, as any job
+on that domain's data. Between rounds only protocol messages move (``wire``: blinded tokens, shares,
+share sums, group keys), and each domain's blinding key travels only sealed under that domain's own
+per-job key. This process plays the gateway: it matches, adds its own shares and builds the table
+with its ``_sbx_units`` column, which goes through the one release function like any SQL result.
+
+Cells below ``min_units`` are never summed and never enter the table; the operator's ORDER BY and
+LIMIT apply afterwards, to cells that may be released only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+import pandas as pd
+import pyarrow as pa
+
+from executors.base import Executor, JobSpec, ResultTable
+from executors.crossdomain import wire
+from executors.crossdomain.errors import CrossDomainProtocolError
+from executors.crossdomain.gateway_party import Gateway
+from executors.crossdomain.job import CrossDomainJob, PartyRound, Step
+from executors.crossdomain.messages import Payloads, ReblindedBatches, Reply
+from executors.crossdomain.plan import Side
+from executors.crossdomain.rounds import GATEWAY, OTHER, OWN
+from executors.errors import ExecutionCancelled
+
+PROTOCOL = "ecdh-psi+intersection-sum (additive shares)"
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """One message as it crossed: from which party to which, in which round, and its bytes."""
+
+    sender: str  # "left", "right" or "gateway"
+    recipient: str
+    step: str
+    data: bytes
+
+
+Observer = Callable[[Crossing], None]
+
+
+def run_job(executor: Executor, spec: JobSpec) -> ResultTable:
+    """Run any job: a cross-domain one as rounds (below), every other one as the executor runs it."""
+    if spec.cross_domain is not None:
+        return run_cross_domain(executor, spec)
+    return executor.run(spec)
+
+
+class Placing:
+    """An executor that runs cross-domain jobs as rounds on ``inner`` (``Executor`` protocol), so that
+    cancelling such a job stops the round running and starts no other."""
+
+    def __init__(self, inner: Executor) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+        self._rounds: dict[str, set[str]] = {}  # cross-domain job id -> ids of its rounds running
+        self._cancelled: set[str] = set()
+
+    def run(self, spec: JobSpec) -> ResultTable:
+        if spec.cross_domain is None:
+            return self._inner.run(spec)
+        with self._lock:
+            self._rounds[spec.job_id] = set()
+            self._cancelled.discard(spec.job_id)
+        try:
+            return run_cross_domain(_Tracked(self, spec.job_id), spec)
+        finally:
+            with self._lock:
+                self._rounds.pop(spec.job_id, None)
+                self._cancelled.discard(spec.job_id)
+
+    def cancel(self, job_id: str) -> bool:
+        with self._lock:
+            rounds = self._rounds.get(job_id)
+            if rounds is None:
+                return self._inner.cancel(job_id)
+            self._cancelled.add(job_id)
+            running = list(rounds)
+        for round_id in running:
+            self._inner.cancel(round_id)
+        return True
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def _start(self, job_id: str, round_id: str) -> None:
+        with self._lock:
+            if job_id in self._cancelled:
+                raise ExecutionCancelled(f"job {job_id} was cancelled")
+            self._rounds.setdefault(job_id, set()).add(round_id)
+
+    def _end(self, job_id: str, round_id: str) -> None:
+        with self._lock:
+            self._rounds.get(job_id, set()).discard(round_id)
+
+
+@dataclass(frozen=True)
+class _Tracked:
+    """The rounds of one job, run on the inner executor with their ids on record."""
+
+    placing: Placing
+    job_id: str
+
+    def run(self, spec: JobSpec) -> ResultTable:
+        self.placing._start(self.job_id, spec.job_id)
+        try:
+            return self.placing._inner.run(spec)
+        finally:
+            self.placing._end(self.job_id, spec.job_id)
+
+    def cancel(self, job_id: str) -> bool:
+        return self.placing._inner.cancel(job_id)
+
+    def close(self) -> None:
+        return None
+
+
+def run_cross_domain(executor: Executor, spec: JobSpec, *, observe: Observer | None = None) -> ResultTable:
+    """The gateway's table of ``spec``'s cross-domain job; ``observe`` sees every message that crosses
+    a party boundary (tests read them as the receivers would)."""
+    job = spec.cross_domain
+    if job is None:
+        raise CrossDomainProtocolError("the spec is not a cross-domain job")
+    started = time.perf_counter()
+    run = _Run(executor, spec, job, observe)
+    sides = (Side.LEFT, Side.RIGHT)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"xd-{spec.job_id[:8]}") as pool:
+        public = dict(zip(sides, pool.map(run.hello, sides), strict=True))
+        blind = dict(
+            zip(sides, pool.map(lambda side: run.blind(side, public[side.other]), sides), strict=True)
+        )
+        blinded = {side: out[OTHER] for side, out in blind.items()}
+        reblinded = list(pool.map(lambda side: run.reblind(side, blinded[side.other]), sides))
+        gateway = Gateway(job.plan, min_units=job.min_units)
+        for data in reblinded:
+            tokens = wire.decode(data)
+            if not isinstance(tokens, ReblindedBatches):
+                raise CrossDomainProtocolError("the gateway expected re-blinded batches")
+            gateway.receive_tokens(tokens)
+        for side in sides:
+            payloads = wire.decode(blind[side][GATEWAY])
+            if not isinstance(payloads, Payloads) or payloads.origin is not side:
+                raise CrossDomainProtocolError("the gateway expected a domain's own payloads")
+            gateway.receive_payloads(payloads)
+        pending = gateway.match()
+        replies = list(
+            pool.map(
+                lambda item: run.answer(item[0], wire.encode(item[1]), blinded[item[1].origin]),
+                pending.requests,
+            )
+        )
+    table = _ordered(gateway.table(pending, replies), job)
+    engine = {**run.engine, "cross_domain": PROTOCOL}
+    timings = {**run.timings, "cross_domain_s": time.perf_counter() - started}
+    return ResultTable(
+        arrow_ipc=_ipc(table),
+        row_count=len(table),
+        timings=timings,
+        engine=engine,
+        parts=tuple(run.part_record(side) for side in sides),
+    )
+
+
+class _Run:
+    """The rounds of one job, with what each domain sent (for the audit record of its part)."""
+
+    def __init__(self, executor: Executor, spec: JobSpec, job: CrossDomainJob, observe: Observer | None):
+        self._executor = executor
+        self._spec = spec
+        self._job = job
+        self._observe = observe
+        self._sealed: dict[Side, bytes] = {}
+        self._sent: dict[Side, dict[str, int]] = {side: {} for side in Side}
+        self.timings: dict[str, float] = {}
+        self.engine: dict[str, str] = {}
+
+    def hello(self, side: Side) -> bytes:
+        out = self._round(side, Step.HELLO)
+        self._cross(side.value, side.other.value, Step.HELLO, out[OTHER])
+        return out[OTHER]
+
+    def blind(self, side: Side, peer_public: bytes) -> dict[str, bytes]:
+        out = self._round(side, Step.BLIND, peer_public=peer_public)
+        self._sealed[side] = out[OWN]
+        self._cross(side.value, side.other.value, Step.BLIND, out[OTHER])
+        self._cross(side.value, GATEWAY, Step.BLIND, out[GATEWAY])
+        return out
+
+    def reblind(self, side: Side, other_blinded: bytes) -> bytes:
+        out = self._round(side, Step.REBLIND, incoming=other_blinded, sealed=self._sealed[side])
+        self._cross(side.value, GATEWAY, Step.REBLIND, out[GATEWAY])
+        return out[GATEWAY]
+
+    def answer(self, side: Side, request: bytes, held: bytes) -> Reply:
+        self._cross(GATEWAY, side.value, Step.ANSWER, request)
+        out = self._round(side, Step.ANSWER, incoming=request, held=held)
+        self._cross(side.value, GATEWAY, Step.ANSWER, out[GATEWAY])
+        reply = wire.decode(out[GATEWAY])
+        if not isinstance(reply, Reply):
+            raise CrossDomainProtocolError("an answer round returned no reply")
+        return reply
+
+    def part_record(self, side: Side) -> Mapping[str, object]:
+        part = self._job.part(side)
+        tables = [t for t in self._spec.tables if t.sql_name in part.sql_names]
+        return {
+            "side": side.value,
+            "domain": part.domain,
+            "dataset": part.dataset,
+            "inputs": [
+                {"dataset": f"{t.domain}/{t.dataset}", "table": t.table, "version_id": t.version_id}
+                for t in tables
+            ],
+            "part_sql_sha256": hashlib.sha256(part.sql.encode()).hexdigest(),
+            "sent_bytes": dict(sorted(self._sent[side].items())),
+        }
+
+    def _round(
+        self,
+        side: Side,
+        step: Step,
+        *,
+        incoming: bytes = b"",
+        sealed: bytes = b"",
+        held: bytes = b"",
+        peer_public: bytes = b"",
+    ) -> dict[str, bytes]:
+        part = self._job.part(side)
+        tables = tuple(t for t in self._spec.tables if t.sql_name in part.sql_names)
+        if not tables or any(t.domain != part.domain for t in tables):
+            raise CrossDomainProtocolError(f"the {side.value} part must read its own domain's tables only")
+        spec = replace(
+            self._spec,
+            job_id=f"{self._spec.job_id}#{side.value}-{step.value}",
+            sql=part.sql,
+            tables=tables,
+            python_or_mock=None,
+            cohorts=None,
+            cross_domain=None,
+            party=PartyRound(
+                job_id=self._spec.job_id,
+                step=step,
+                side=side,
+                plan=self._job.plan,
+                sealed_state=sealed,
+                incoming=incoming,
+                held=held,
+                peer_public=peer_public,
+            ),
+        )
+        result = self._executor.run(spec)
+        for name, seconds in result.timings.items():
+            key = f"{side.value}_{name}"
+            self.timings[key] = self.timings.get(key, 0.0) + float(seconds)
+        self.engine.update({k: str(v) for k, v in result.engine.items()})
+        table = result.to_arrow()
+        if table.column_names != ["recipient", "message"]:
+            raise CrossDomainProtocolError("a domain's round returned something other than messages")
+        out: dict[str, bytes] = {}
+        for recipient, message in zip(
+            table.column("recipient").to_pylist(), table.column("message").to_pylist(), strict=True
+        ):
+            out[str(recipient)] = bytes(message)
+        return out
+
+    def _cross(self, sender: str, recipient: str, step: Step, data: bytes) -> None:
+        if sender in (Side.LEFT.value, Side.RIGHT.value):
+            sent = self._sent[Side(sender)]
+            sent[recipient] = sent.get(recipient, 0) + len(data)
+        if self._observe is not None:
+            self._observe(Crossing(sender, recipient, step.value, data))
+
+
+def _ordered(table: pd.DataFrame, job: CrossDomainJob) -> pd.DataFrame:
+    """The operator's ORDER BY and LIMIT, over cells of at least ``min_units`` people only."""
+    if job.order_by:
+        table = table.sort_values(
+            [c for c, _ in job.order_by], ascending=[not d for _, d in job.order_by], kind="stable"
+        )
+    if job.limit is not None:
+        table = table.head(job.limit)
+    if job.columns:  # the operator's column order, then the hidden unit count
+        table = table[[*job.columns, *(c for c in table.columns if c not in job.columns)]]
+    return table.reset_index(drop=True)
+
+
+def _ipc(table: pd.DataFrame) -> bytes:
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, arrow.schema) as writer:
+        writer.write_table(arrow)
+    return bytes(sink.getvalue().to_pybytes())

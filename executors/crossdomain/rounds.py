@@ -1,0 +1,161 @@
+"""Inside a domain's sandbox: one round of that domain's party (``job.PartyRound``).
+
+The sandbox holds the data key of its own domain's tables only (the spec names no other table). The
+``BLIND`` round decrypts them, runs the domain's part (the policy engine's rewrite, split per domain),
+pre-aggregates per person and produces the messages for the other domain and the gateway, plus its
+blinding key sealed under a key derived from its own data key (``state_key``). The other rounds
+(``HELLO``: its public key of the job; ``REBLIND``; ``ANSWER``) decrypt no data. What leaves is an
+Arrow table of ``(recipient, message)`` rows: protocol messages only (``wire``), never a row.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import TypeVar
+
+import pyarrow as pa
+
+from crypto.envelope import seal, unseal
+from crypto.errors import CryptoError
+from crypto.pseudonym import derive_key
+from crypto.psi import BlindingKey, new_blinding_key
+from crypto.sealed_box import box_keys, open_sealed, seal_to
+from executors import engine, storage
+from executors.base import JobSpec
+from executors.crossdomain import wire
+from executors.crossdomain.domain_party import DomainParty, new_party
+from executors.crossdomain.errors import CrossDomainProtocolError
+from executors.crossdomain.job import PartyRound, Step
+from executors.crossdomain.messages import BlindedBatches, Request
+from executors.crossdomain.plan import Side
+from executors.crossdomain.protection import Protection
+from executors.crossdomain.records import PersonGroups
+
+#: Recipients of a round's messages: the other domain, the gateway, or this domain's next round.
+OTHER, GATEWAY, OWN = "other", "gateway", "own"
+T = TypeVar("T")
+SCHEMA = pa.schema([("recipient", pa.string()), ("message", pa.binary())])
+
+
+def state_aad(round_: PartyRound) -> bytes:
+    return f"xd-state:{round_.job_id}:{round_.side.value}".encode()
+
+
+def state_key(round_: PartyRound, data_keys: tuple[bytes, ...]) -> bytes:
+    """The key that seals this domain's blinding key between its rounds: derived (HKDF) from its own
+    data key, which only its own executors unwrap; on Ray, only its own nodes. The gateway relays the
+    sealed blob and cannot open it."""
+    if not data_keys:
+        raise CrossDomainProtocolError("a domain's round runs with its own data key")
+    return derive_key(data_keys[0], f"xd-state:{round_.job_id}:{round_.side.value}")
+
+
+def run_round(spec: JobSpec, data_keys: tuple[bytes, ...]) -> tuple[dict[str, object], bytes]:
+    """What ``sandbox.execute`` returns for a party round: the JSON-able header and the Arrow bytes."""
+    round_ = spec.party
+    if round_ is None:
+        raise CrossDomainProtocolError("the spec holds no party round")
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    if round_.step is Step.HELLO:
+        rows = [(OTHER, box_keys(state_key(round_, data_keys), "shares")[1])]
+    elif round_.step is Step.BLIND:
+        rows = _blind(spec, round_, data_keys, timings)
+    elif round_.step is Step.REBLIND:
+        # The shares are not this round's business (they are sealed to this domain, for ANSWER).
+        other = replace(_expect(wire.decode(round_.incoming), BlindedBatches), helper_shares=())
+        party = DomainParty(round_.side, PersonGroups({}, True), blinding=_blinding(round_, data_keys))
+        rows = [(GATEWAY, wire.encode(party.reblinded(other)))]
+    else:
+        request = wire.decode(round_.incoming)
+        if not isinstance(request, Request):
+            raise CrossDomainProtocolError("an answer round needs a request")
+        party = DomainParty(round_.side, PersonGroups({}, True), blinding=new_blinding_key())
+        party.hold(_opened(_expect(wire.decode(round_.held), BlindedBatches), round_, data_keys))
+        rows = [(GATEWAY, wire.encode(party.answer(request)))]
+    timings[round_.step.value] = time.perf_counter() - started
+    table = pa.table({"recipient": [r for r, _ in rows], "message": [m for _, m in rows]}, schema=SCHEMA)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    header: dict[str, object] = {
+        "status": "ok",
+        "row_count": table.num_rows,
+        "timings": timings,
+        "engine": engine.engine_versions(),
+    }
+    return header, sink.getvalue().to_pybytes()
+
+
+def _blind(
+    spec: JobSpec, round_: PartyRound, data_keys: tuple[bytes, ...], timings: dict[str, float]
+) -> list[tuple[str, bytes]]:
+    started = time.perf_counter()
+    threads = spec.limits.threads
+    tables = {
+        table.sql_name: storage.load_parts(
+            storage.decrypt_parts(table, key, threads=threads), columns=table.columns, threads=threads
+        )
+        for table, key in zip(spec.tables, data_keys, strict=True)
+    }
+    timings["load"] = time.perf_counter() - started
+    started = time.perf_counter()
+    rows = engine.run_query(
+        spec.sql, tables, keyed_hash_key=spec.keyed_hash_key, limits=spec.limits, parameters=spec.parameters
+    ).to_pandas()
+    del tables
+    timings["query"] = time.perf_counter() - started
+    blinding = new_blinding_key()
+    party = new_party(round_.plan, round_.side, rows, protection=Protection.SHARES, blinding=blinding)
+    del rows
+    sealed = seal(state_key(round_, data_keys), blinding.secret, aad=state_aad(round_))
+    blinded = party.blinded()
+    if blinded.helper_shares:
+        if not round_.peer_public:
+            raise CrossDomainProtocolError("shares travel only sealed to the other domain's key")
+        blinded = replace(
+            blinded,
+            helper_shares=tuple(
+                seal_to(round_.peer_public, share, info=_share_info(round_, round_.side, i))
+                for i, share in enumerate(blinded.helper_shares)
+            ),
+        )
+    return [
+        (OTHER, wire.encode(blinded)),
+        (GATEWAY, wire.encode(party.payloads())),
+        (OWN, sealed),
+    ]
+
+
+def _share_info(round_: PartyRound, origin: Side, index: int) -> bytes:
+    return f"xd-shares:{round_.job_id}:{origin.value}:{index}".encode()
+
+
+def _opened(held: BlindedBatches, round_: PartyRound, data_keys: tuple[bytes, ...]) -> BlindedBatches:
+    """The other domain's batches with this domain's shares opened (sealed to this domain's key)."""
+    private = box_keys(state_key(round_, data_keys), "shares")[0]
+    try:
+        shares = tuple(
+            open_sealed(private, blob, info=_share_info(round_, held.origin, i))
+            for i, blob in enumerate(held.helper_shares)
+        )
+    except CryptoError as exc:
+        raise CrossDomainProtocolError(
+            "the other domain's shares do not open with this domain's key"
+        ) from exc
+    return replace(held, helper_shares=shares)
+
+
+def _blinding(round_: PartyRound, data_keys: tuple[bytes, ...]) -> BlindingKey:
+    try:
+        key = state_key(round_, data_keys)
+        return BlindingKey(unseal(key, round_.sealed_state, aad=state_aad(round_)))
+    except CryptoError as exc:
+        raise CrossDomainProtocolError("the domain's sealed round state does not open") from exc
+
+
+def _expect(message: object, kind: type[T]) -> T:
+    if not isinstance(message, kind):
+        raise CrossDomainProtocolError(f"this round needs a {kind.__name__} message")
+    return message

@@ -1,0 +1,234 @@
+"""Cross-domain jobs (``kind: cross-domain``): SQL joining two domains' datasets, run as a private join.
+
+The strategy for the one job pipeline (``services/job_kinds.py``). At submit, the operator's SQL is
+checked and rewritten by the policy engine exactly as a SQL job's (masks, clamps, row filters, column
+uses), then split into each domain's own SELECT and the plan of the private join
+(``executors.crossdomain.split``); a query outside the supported shape, a scope whose disclosure
+settings cross-domain cells cannot meet (remainder rows, differential privacy), or a join within one
+domain is rejected with findings that say what is supported. At run time the spec carries both parts
+(``executors.crossdomain.job.CrossDomainJob``) and ``executors.crossdomain.placed`` runs each domain's
+part in that domain's own sandboxes; the gateway's table, with its ``_sbx_units`` column, goes through
+the one release function like any SQL result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+import sqlglot
+from sqlglot import exp
+
+from crypto.hashing import sha256_hex
+from executors.base import JobSpec, ResultTable
+from executors.crossdomain.job import CrossDomainJob, DomainPartSpec
+from executors.crossdomain.plan import Function
+from executors.crossdomain.split import RULE, SplitQuery, disclosure_findings, split
+from policies import Finding, PolicyViolation, Scope, prepare_with
+from sandbox_api.job_types import Kind, Mode
+from sandbox_api.server.services.catalog import VersionView
+from sandbox_api.server.services.job_kinds import (
+    Checked,
+    JobCheck,
+    JobText,
+    StoredJob,
+    Transition,
+    finding_dicts,
+)
+from sandbox_api.server.services.job_specs import JobSpecs, sql_spec
+from sandbox_api.server.services.policy_catalog import PolicyContexts
+from sandbox_api.server.services.release import Candidate, TableResult
+from sandbox_api.server.services.release_facts import facts_of, unique_units_of
+from sandbox_api.server.services.scopes import ActiveScope
+
+#: The pass the split adds to the policy engine's, as listed in a job's ``applied``.
+SPLIT_STEP = "cross_domain_split"
+REJECTED = "the cross-domain query breaks the scope's rules or the supported shape; see findings"
+
+
+def split_prepared(sql: str, inputs: Mapping[str, str]) -> SplitQuery:
+    """The rewritten ``sql`` split per domain; ``inputs`` maps each table's SQL name to its dataset
+    (``domain/name``). Raises ``PolicyViolation`` with findings."""
+    return split(sql, datasets=dict(inputs), domains={d: d.split("/", 1)[0] for d in inputs.values()})
+
+
+class CrossDomainJobs:
+    """The strategy of ``kind: cross-domain`` on real data."""
+
+    def check(
+        self,
+        text: JobText,
+        *,
+        active: ActiveScope,
+        versions: Mapping[str, VersionView],
+        contexts: PolicyContexts,
+    ) -> Checked:
+        sql = text.sql or ""
+        submitted = {
+            "kind": Kind.CROSS_DOMAIN.value,
+            "mode": Mode.REAL.value,
+            "sql_sha256": sha256_hex(sql.encode()),
+        }
+        scope = active.scope
+        try:
+            prepared = prepare_with(sql, contexts.get(scope, versions))
+            refused = disclosure_findings(scope.disclosure)
+            if refused:
+                raise PolicyViolation(
+                    "the scope's disclosure settings do not fit a cross-domain job", findings=refused
+                )
+            query = split_prepared(prepared.sql, {t.sql_name: t.dataset for t in prepared.tables})
+            dominance = _dominance_findings(scope, query)
+            if dominance:
+                raise PolicyViolation(
+                    "the scope's dominance rules cannot judge these sums", findings=dominance
+                )
+        except PolicyViolation as exc:
+            findings = finding_dicts(exc.findings) or [
+                {"rule": "policy", "message": exc.detail, "fragment": ""}
+            ]
+            return Checked(
+                report=JobCheck(False, tuple(exc.findings) or (Finding("policy", exc.detail),), None, ()),
+                findings=findings,
+                fields=_fields(sql, None, (), [], {}),
+                submitted=submitted,
+                queued=None,
+                rejected=Transition(REJECTED, {"kind": Kind.CROSS_DOMAIN.value}),
+                broken="the query breaks",
+            )
+        used = sorted({t.dataset for t in prepared.tables})
+        facts = facts_of(
+            prepared,
+            scope,
+            unique_units=unique_units_of(versions, [(t.dataset, t.table) for t in prepared.tables]),
+        )
+        applied = (*prepared.applied, SPLIT_STEP)
+        return Checked(
+            report=JobCheck(True, (), prepared.sql, applied),
+            findings=[],
+            fields={
+                **_fields(
+                    sql,
+                    prepared.sql,
+                    applied,
+                    [
+                        {"dataset": t.dataset, "table": t.table, "sql_name": t.sql_name}
+                        for t in prepared.tables
+                    ],
+                    {d: versions[d].version_id for d in used if d in versions},
+                ),
+                "uses_keyed_hash": bool(prepared.uses_keyed_hash),
+                "release_facts": facts.to_json(),
+            },
+            submitted=submitted,
+            queued=Transition(
+                "accepted (cross-domain: each domain computes its own part; only protocol messages cross)",
+                {
+                    "kind": Kind.CROSS_DOMAIN.value,
+                    "mode": Mode.REAL.value,
+                    "rewritten_sha256": sha256_hex(prepared.sql.encode()),
+                    "passes": list(applied),
+                    "parts": _part_digests(query),
+                },
+            ),
+            rejected=Transition(REJECTED, {"kind": Kind.CROSS_DOMAIN.value}),
+            broken="the query breaks",
+        )
+
+    def spec(self, job: StoredJob, *, scope: Scope, specs: JobSpecs) -> JobSpec:
+        inputs = {str(i["sql_name"]): str(i["dataset"]) for i in job.inputs}
+        query = split_prepared(job.sql, inputs)
+        base = sql_spec(
+            job_id=job.job_id,
+            sql=job.sql,
+            tables=specs.tables(job.inputs, job.dataset_versions),
+            scope=job.scope,
+            uses_keyed_hash=job.uses_keyed_hash,
+            pseudonym_master=specs.pseudonym_master,
+            limits=specs.limits_for(scope),
+        )
+        parts = {
+            part.dataset: DomainPartSpec(
+                domain=part.dataset.split("/", 1)[0],
+                dataset=part.dataset,
+                sql=part.sql,
+                sql_names=tuple(name for name, dataset in inputs.items() if dataset == part.dataset),
+            )
+            for part in (query.left, query.right)
+        }
+        return replace(
+            base,
+            cross_domain=CrossDomainJob(
+                plan=query.plan,
+                left=parts[query.left.dataset],
+                right=parts[query.right.dataset],
+                min_units=scope.disclosure.min_units,
+                order_by=query.order_by,
+                limit=query.limit,
+                columns=_visible_columns(job.sql),
+            ),
+        )
+
+    def candidate(self, job: StoredJob, result: ResultTable) -> Candidate:
+        return TableResult(table=result.to_pandas(), engine=dict(result.engine))
+
+
+CROSS_DOMAIN_JOBS = CrossDomainJobs()
+
+
+def _dominance_findings(scope: Scope, query: SplitQuery) -> tuple[Finding, ...]:
+    """The dominance and p% rules judge a sum by each person's contribution to it, which no party
+    holds in the clear across domains: under such a scope, a cross-domain SUM or AVG is refused rather
+    than released unjudged."""
+    if scope.disclosure.dominance is None:
+        return ()
+    summed = [a.output for a in query.plan.aggregates if a.function in (Function.SUM, Function.AVG)]
+    if not summed:
+        return ()
+    return (
+        Finding(
+            RULE,
+            "the scope's dominance and p% rules judge each sum by the contributions of the people behind "
+            "it, which no party holds across domains; ask COUNT(DISTINCT unit) and COUNT(*) across "
+            "domains, or grant the sums under a scope without dominance",
+            ", ".join(summed),
+        ),
+    )
+
+
+def _visible_columns(sql: str) -> tuple[str, ...]:
+    """The operator's output columns, in order (the rewritten SQL's, less the hidden ``_sbx_`` ones)."""
+    tree = sqlglot.parse_one(sql, dialect="duckdb")
+    if not isinstance(tree, exp.Select):
+        return ()
+    return tuple(e.alias_or_name for e in tree.expressions if not e.alias_or_name.startswith("_sbx_"))
+
+
+def _part_digests(query: SplitQuery) -> list[dict[str, str]]:
+    return [
+        {
+            "dataset": part.dataset,
+            "domain": part.dataset.split("/", 1)[0],
+            "part_sql_sha256": sha256_hex(part.sql.encode()),
+        }
+        for part in (query.left, query.right)
+    ]
+
+
+def _fields(
+    sql: str,
+    rewritten: str | None,
+    applied: tuple[str, ...],
+    inputs: list[dict[str, str]],
+    versions: Mapping[str, str],
+) -> dict[str, object]:
+    return {
+        "sql": sql,
+        "kind": Kind.CROSS_DOMAIN.value,
+        "mode": Mode.REAL.value,
+        "rewritten_sql": rewritten,
+        "applied": list(applied),
+        "dataset_versions": dict(versions),
+        "inputs": inputs,
+        "uses_keyed_hash": False,
+    }

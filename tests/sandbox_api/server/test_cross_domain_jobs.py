@@ -1,0 +1,317 @@
+"""Cross-domain jobs through the API: submitted like any job (``kind: cross-domain``), each domain's part
+run in that domain's own sandboxes, released through the one release function, audited per domain,
+signed and replayed. At the end of the module every released job replays to its receipt."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from crypto.keyring import KeyProvider
+from executors.base import Executor, JobSpec, ResultTable
+from executors.local import LocalExecutor
+from sandbox_api.server.services.release import release
+from sandbox_api.server.settings import Settings
+from tests.sandbox_api.api_helpers import (
+    DATASET,
+    DOMAIN,
+    OTHER_DOMAIN,
+    World,
+    citizens_table,
+    csv_bytes,
+    upload,
+)
+from tests.sandbox_api.auditing_helpers import receipt_of, replay, result_of
+from tests.sandbox_api.python_job_helpers import approve_scope
+from tests.sandbox_api.replay_helpers import replayed_world
+
+XD = "citizens-and-benefits"
+BENEFITS = "benefits"
+SQL = (
+    "SELECT c.district AS district, COUNT(DISTINCT c.person_id) AS people, COUNT(*) AS payments, "
+    "SUM(b.amount) AS total FROM citizens AS c JOIN benefits AS b ON c.person_id = b.person_id "
+    "GROUP BY c.district"
+)
+BENEFITS_MANIFEST = {
+    "tables": [
+        {
+            "name": BENEFITS,
+            "unit": "person_id",
+            "columns": [
+                {"name": "person_id", "type": "VARCHAR", "class": "identifying"},
+                {
+                    "name": "amount",
+                    "type": "DOUBLE",
+                    "class": "sensitive",
+                    "domain": {"low": 0, "high": 5000},
+                },
+            ],
+        }
+    ]
+}
+
+
+def _benefits(n: int = 2400, *, people: int = 1500, seed: int = 5) -> pa.Table:
+    rng = random.Random(seed)
+    return pa.table(
+        {
+            # Some payees are not in the citizens table (P0002000 and up): they must match nothing.
+            "person_id": [f"P{rng.randrange(people + 300):07d}" for _ in range(n)],
+            "amount": [round(rng.uniform(10, 2000), 2) for _ in range(n)],
+        }
+    )
+
+
+def _scope(*, name: str = XD, dominance: bool = False) -> str:
+    return f"""
+scope: {name}
+purpose: "Benefit payments by district"
+grantees: [operator:alice]
+valid: {{from: 2020-01-01, until: 2099-12-31}}
+datasets:
+  {DOMAIN}/{DATASET}:
+    unit: person_id
+    columns:
+      person_id: {{use: join_key}}
+      district: {{use: group}}
+  {OTHER_DOMAIN}/{BENEFITS}:
+    unit: person_id
+    columns:
+      person_id: {{use: join_key}}
+      amount: {{use: aggregate, functions: [sum, avg, count], bounds: [0, 5000]}}
+disclosure:
+  min_units: 10
+  suppression: drop
+  max_rows: 1000
+{"  dominance: {}" if dominance else ""}
+"""
+
+
+@dataclass
+class Probe:
+    """A test-only probe between the gateway and the executor: every spec a sandbox was handed and every
+    result it handed back."""
+
+    inner: LocalExecutor
+    specs: list[JobSpec] = field(default_factory=list)
+    results: list[ResultTable] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self, spec: JobSpec) -> ResultTable:
+        result = self.inner.run(spec)
+        with self.lock:
+            self.specs.append(spec)
+            self.results.append(result)
+        return result
+
+    def cancel(self, job_id: str) -> bool:
+        return self.inner.cancel(job_id)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.fixture(scope="module")
+def probe_and_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Probe, World]]:
+    probes: list[Probe] = []
+
+    def factory(keys: KeyProvider, settings: Settings) -> Executor:
+        probes.append(Probe(LocalExecutor(key_provider=keys, max_workers=2)))
+        return probes[-1]
+
+    with replayed_world(
+        tmp_path_factory.mktemp("state"), executor_factory=factory, release_fn=release
+    ) as api:
+        created = api.client.post(
+            "/v1/datasets", headers=api.h("cleo"), json={"domain": OTHER_DOMAIN, "name": BENEFITS}
+        )
+        assert created.status_code == 201, created.text
+        stored = upload(
+            api.client,
+            api.tokens["cleo"],
+            manifest=BENEFITS_MANIFEST,
+            files={BENEFITS: ("benefits.csv", csv_bytes(_benefits()), "text/csv")},
+            domain=OTHER_DOMAIN,
+            dataset=BENEFITS,
+        )
+        assert stored.status_code == 201, stored.text
+        approve_scope(api, _scope(), XD)
+        yield probes[0], api
+
+
+def _submit(api: World, body: dict[str, Any]) -> Any:
+    return api.client.post("/v1/jobs", headers=api.h("alice"), json=body)
+
+
+@pytest.fixture(scope="module")
+def released(probe_and_api: tuple[Probe, World]) -> dict[str, Any]:
+    _, api = probe_and_api
+    answer = _submit(api, {"scope": XD, "kind": "cross-domain", "sql": SQL})
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["kind"] == "cross-domain"
+    job = api.wait(answer.json()["job_id"])
+    assert job["state"] == "released", job
+    return job
+
+
+def _oracle() -> dict[str, tuple[int, int, float]]:
+    citizens = citizens_table().to_pandas()
+    benefits = _benefits().to_pandas()
+    joined = benefits.merge(citizens, on="person_id")
+    grouped = joined.groupby("district").agg(
+        people=("person_id", "nunique"), payments=("amount", "size"), total=("amount", "sum")
+    )
+    return {
+        str(d): (int(r.people), int(r.payments), round(float(r.total), 2))
+        for d, r in grouped.iterrows()
+        if r.people >= 10
+    }
+
+
+def test_the_joint_result_is_the_join_with_small_cells_dropped(
+    probe_and_api: tuple[Probe, World], released: dict[str, Any]
+) -> None:
+    _, api = probe_and_api
+    result = result_of(api, released["job_id"])
+    assert result["columns"] == ["district", "people", "payments", "total"]
+    got = {row[0]: (row[1], row[2], round(row[3], 2)) for row in result["rows"]}
+    assert got == _oracle()
+    assert "Tiny" not in got  # the district below min_units is never summed, never shown
+    assert result["kind"] == "cross-domain"
+    assert any("min_units" in reason or "10" in reason for reason in result["report"]["reasons"])
+
+
+def test_each_domain_part_ran_in_sandboxes_holding_only_that_domain(
+    probe_and_api: tuple[Probe, World], released: dict[str, Any]
+) -> None:
+    probe, _ = probe_and_api
+    rounds = [s for s in probe.specs if s.job_id.startswith(released["job_id"] + "#")]
+    assert len(rounds) == 7  # hello, blind and re-blind on each side; one answer (only benefits are summed)
+    for spec in rounds:
+        assert spec.party is not None
+        assert len({t.domain for t in spec.tables}) == 1, spec.job_id
+    domains = {spec.party.side.value: spec.tables[0].domain for spec in rounds if spec.party is not None}
+    assert sorted(domains.values()) == [OTHER_DOMAIN, DOMAIN]
+    # No sandbox of this job was handed both domains' tables (the gateway never runs the join itself).
+    assert not [s for s in probe.specs if s.job_id == released["job_id"]]
+
+
+def test_what_crosses_holds_no_unit_id_and_no_amount(
+    probe_and_api: tuple[Probe, World], released: dict[str, Any]
+) -> None:
+    probe, _ = probe_and_api
+    units = {f"P{i:07d}" for i in range(1800)}
+    amounts = {f"{a:.2f}" for a in _benefits().column("amount").to_pylist()}
+    outs = [
+        r
+        for s, r in zip(probe.specs, probe.results, strict=True)
+        if s.job_id.startswith(released["job_id"] + "#")
+    ]
+    for result in outs:
+        table = result.to_arrow()
+        assert table.column_names == ["recipient", "message"]
+        for recipient, message in zip(
+            table.column("recipient").to_pylist(), table.column("message").to_pylist(), strict=True
+        ):
+            if len(message) == 32 and recipient == "other":  # a hello: the domain's public key
+                continue
+            text = message.decode("latin-1")
+            assert not any(u in text for u in units)
+            assert not any(f'"{a}"' in text or f":{a}," in text for a in amounts)
+
+
+def test_each_domain_part_is_an_audit_event_with_its_inputs(
+    probe_and_api: tuple[Probe, World], released: dict[str, Any]
+) -> None:
+    _, api = probe_and_api
+    parts = [e for e in api.audit_events("job.domain_part") if e["details"]["job_id"] == released["job_id"]]
+    assert sorted(e["actor"] for e in parts) == [f"domain:{OTHER_DOMAIN}", f"domain:{DOMAIN}"]
+    versions = released["dataset_versions"]
+    for event in parts:
+        details = event["details"]
+        (read,) = details["inputs"]
+        assert details["dataset"] == read["dataset"]
+        assert read["version_id"] == versions[read["dataset"]]
+        assert len(details["part_sql_sha256"]) == 64
+        assert set(details["sent_bytes"]) <= {"left", "right", "gateway"}
+    assert {e["event"] for e in api.audit_events("job.")} >= {"job.domain_part", "job.released"}
+
+
+def test_the_receipt_covers_both_domains_and_replay_matches(
+    probe_and_api: tuple[Probe, World], released: dict[str, Any]
+) -> None:
+    _, api = probe_and_api
+    receipt = receipt_of(api, released["job_id"])
+    text = str(receipt)
+    assert f"{DOMAIN}/{DATASET}" in text
+    assert f"{OTHER_DOMAIN}/{BENEFITS}" in text
+    report = replay(api, released["job_id"])
+    assert report["outcome"] == "match", report
+    assert report["expected_result_hash"] == report["actual_result_hash"] == released["result_hash"]
+
+
+@pytest.mark.parametrize(
+    ("sql", "rule"),
+    [
+        # An outer join, and MIN, are outside the supported shape.
+        (SQL.replace(" JOIN ", " LEFT JOIN "), "cross_domain_shape"),
+        (SQL.replace("SUM(b.amount)", "MIN(b.amount)"), None),
+    ],
+)
+def test_other_shapes_are_rejected_with_what_is_supported(
+    probe_and_api: tuple[Probe, World], sql: str, rule: str | None
+) -> None:
+    _, api = probe_and_api
+    answer = _submit(api, {"scope": XD, "kind": "cross-domain", "sql": sql})
+    assert answer.status_code == 422, answer.text
+    body = answer.json()
+    assert body["code"] == "job-rejected"
+    assert body["findings"]
+    if rule is not None:
+        assert {f["rule"] for f in body["findings"]} == {rule}
+        assert "supported shape" in body["findings"][0]["message"]
+
+
+def test_a_join_within_one_domain_is_not_a_cross_domain_job(probe_and_api: tuple[Probe, World]) -> None:
+    _, api = probe_and_api
+    sql = "SELECT district, COUNT(DISTINCT person_id) AS n FROM citizens GROUP BY district"
+    answer = _submit(api, {"scope": XD, "kind": "cross-domain", "sql": sql})
+    assert answer.status_code == 422, answer.text
+    assert "two tables" in answer.json()["findings"][0]["message"]
+
+
+def test_a_mock_cross_domain_job_is_a_request_error(probe_and_api: tuple[Probe, World]) -> None:
+    _, api = probe_and_api
+    answer = _submit(api, {"scope": XD, "kind": "cross-domain", "mode": "mock", "sql": SQL})
+    assert answer.status_code == 422
+    assert answer.json()["code"] == "request-invalid"
+
+
+def test_the_dry_run_names_the_split(probe_and_api: tuple[Probe, World]) -> None:
+    _, api = probe_and_api
+    answer = api.client.post(
+        "/v1/jobs/check", headers=api.h("alice"), json={"scope": XD, "kind": "cross-domain", "sql": SQL}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["allowed"] is True
+    assert "cross_domain_split" in answer.json()["applied"]
+
+
+def test_sums_under_dominance_rules_are_refused_not_released_unjudged(
+    probe_and_api: tuple[Probe, World],
+) -> None:
+    _, api = probe_and_api
+    approve_scope(api, _scope(name="xd-dominance", dominance=True), "xd-dominance")
+    answer = _submit(api, {"scope": "xd-dominance", "kind": "cross-domain", "sql": SQL})
+    assert answer.status_code == 422, answer.text
+    (finding,) = answer.json()["findings"]
+    assert "dominance" in finding["message"]
+    assert finding["fragment"] == "total"
+    counts = SQL.replace(", SUM(b.amount) AS total", "")
+    assert _submit(api, {"scope": "xd-dominance", "kind": "cross-domain", "sql": counts}).status_code == 202
