@@ -44,14 +44,14 @@ def create_principal(
             session, actor=who.who.name, name=name, role=role, domain=domain or None, groups=()
         )
     # The token is shown once, on this answer only, as on the API.
-    return _page(who, issued=(principal.name, token))
+    return _page(who, issued=(principal.name, token.secret))
 
 
 @router.post("/principals/{name}/tokens")
 def issue_token(name: str, who: AdminV) -> Response:
     with who.services.db.write() as session:
         token = who.services.principals.issue_token(session, actor=who.who.name, name=name)
-    return _page(who, issued=(name, token))
+    return _page(who, issued=(name, token.secret))
 
 
 @router.post("/domains")

@@ -15,9 +15,9 @@ from fastapi import APIRouter, Form
 from starlette.responses import Response
 
 from crypto.errors import CryptoError
-from sandbox_api.client.verify import verify_receipt
 from sandbox_api.errors import JobRejected
 from sandbox_api.job_types import Kind, Mode
+from sandbox_api.receipt_check import verify_receipt
 from sandbox_api.roles import Role
 from sandbox_api.server.console.rendering import SECURITY_HEADERS
 from sandbox_api.server.console.web import PREFIX, JobReaderV, OperatorV, Visitor

@@ -199,4 +199,5 @@ def home_of(role: Role) -> str:
         Role.AUDITOR: "/audit",
         Role.ADMIN: "/admin",
     }
-    return PREFIX + pages[role]
+    # A role without a desk of its own in the console (a domain administrator) starts at who am I.
+    return PREFIX + pages.get(role, "/home")
