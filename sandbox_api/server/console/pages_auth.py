@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form
 from starlette.responses import Response
 
 from sandbox_api.errors import NotAuthenticated
-from sandbox_api.server.auth import parse_bearer
+from sandbox_api.server.auth import MAX_BEARER_CHARS, parse_bearer
 from sandbox_api.server.console.session import LANG_COOKIE
 from sandbox_api.server.console.web import (
     PREFIX,
@@ -19,8 +19,13 @@ from sandbox_api.server.console.web import (
     home_of,
     known_language,
 )
+from sandbox_api.server.deps import authenticate_token
+from sandbox_api.server.sso import looks_like_jwt
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+MAX_COOKIE_CHARS = 4000
+TOO_LONG = "this token is too long to keep in a browser cookie; sign in with a bearer token an admin issues"
 
 
 @router.get("")
@@ -34,13 +39,13 @@ def sign_in_page(who: VisitorDep) -> Response:
 
 
 @router.post("/sign-in")
-def sign_in(who: CsrfVisitorDep, token: Annotated[str, Form(max_length=200)]) -> Response:
+def sign_in(who: CsrfVisitorDep, token: Annotated[str, Form(max_length=MAX_BEARER_CHARS)]) -> Response:
     services = who.services
     presented = parse_bearer(f"Bearer {token.strip()}")
     try:
         if presented is None:
             raise NotAuthenticated("paste the token an admin issued you")
-        principal = services.principals.authenticate(presented)
+        principal = authenticate_token(services, presented)
     except NotAuthenticated as exc:
         services.audit.record(
             event="auth.failed",
@@ -49,12 +54,16 @@ def sign_in(who: CsrfVisitorDep, token: Annotated[str, Form(max_length=200)]) ->
         )
         return who.page("sign_in.html", status_code=401, error=exc.detail)
     # A fresh nonce on sign-in: a session planted before sign-in is worth nothing after it.
-    who.start_session(who.state.keys.new_session(now=time.time(), token=presented))
+    session = who.state.keys.new_session(now=time.time(), token=presented)
+    if len(who.state.keys.dump(session)) > MAX_COOKIE_CHARS:
+        # Browsers drop a larger cookie silently: say so rather than sign in to nothing.
+        return who.page("sign_in.html", status_code=422, error=TOO_LONG)
+    who.start_session(session)
     who.principal = principal
     services.audit.record(
         event="console.signed_in",
         actor=principal.name,
-        details={"role": principal.role.value, "method": "token"},
+        details={"role": principal.role.value, "method": "sso" if looks_like_jwt(presented) else "token"},
     )
     return who.redirect(home_of(principal.role))
 

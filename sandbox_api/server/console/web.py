@@ -21,7 +21,7 @@ from sandbox_api.server.auth import Principal
 from sandbox_api.server.console.i18n import LANGUAGES, Language, negotiate
 from sandbox_api.server.console.rendering import Renderer
 from sandbox_api.server.console.session import COOKIE, LANG_COOKIE, Session, SessionKeys, SignedOut
-from sandbox_api.server.deps import Services, ServicesDep, deny
+from sandbox_api.server.deps import Services, ServicesDep, authenticate_token, deny
 
 PREFIX = "/console"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
@@ -105,7 +105,7 @@ def visitor(request: Request, services: ServicesDep, state: StateDep) -> Visitor
     found = Visitor(request, services, state, session, language, fresh)
     if session.token is not None:
         try:
-            found.principal = services.principals.authenticate(session.token)
+            found.principal = authenticate_token(services, session.token)
         except NotAuthenticated as exc:
             services.audit.record(
                 event="auth.failed",
