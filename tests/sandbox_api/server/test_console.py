@@ -314,3 +314,15 @@ def test_the_admin_creates_a_domain_and_a_principal_whose_token_is_shown_once(ap
     whoami = api.client.get("/v1/whoami", headers={"Authorization": f"Bearer {token.group(1)}"}).json()
     assert (whoami["role"], whoami["domain"]) == ("steward", "tax-office")
     assert any(e["actor"] == "admin" for e in api.audit_events("domain.created"))
+
+
+def test_the_auditor_replays_a_released_job_and_reads_the_outcome(api: World) -> None:
+    submitted = api.client.post("/v1/jobs", headers=api.h("alice"), json={"scope": SCOPE, "sql": GOOD_SQL})
+    job_id = submitted.json()["job_id"]
+    assert api.wait(job_id)["state"] == "released"
+    audra = sign_in(api.client, api.tokens["audra"])
+    assert "Replay this job" in audra.get(api.client, f"/console/jobs/{job_id}").text
+    answer = audra.post(api.client, f"/console/jobs/{job_id}/replay")
+    assert answer.status_code == 200
+    assert "<strong>match</strong>" in answer.text
+    assert any(e["details"].get("job") == job_id for e in api.audit_events("job.replayed"))
