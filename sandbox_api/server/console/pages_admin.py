@@ -15,7 +15,13 @@ router = APIRouter(prefix=PREFIX + "/admin", include_in_schema=False)
 NameField = Annotated[str, Form(min_length=1, max_length=100)]
 
 
-def _page(who: AdminV, *, issued: tuple[str, str] | None = None, rotated: str | None = None) -> Response:
+def _page(
+    who: AdminV,
+    *,
+    issued: tuple[str, str] | None = None,
+    rotated: str | None = None,
+    revoked: tuple[str, int] | None = None,
+) -> Response:
     services = who.services
     return who.page(
         "admin.html",
@@ -24,6 +30,7 @@ def _page(who: AdminV, *, issued: tuple[str, str] | None = None, rotated: str | 
         roles=list(Role),
         issued=issued,
         rotated=rotated,
+        revoked=revoked,
     )
 
 
@@ -52,6 +59,13 @@ def issue_token(name: str, who: AdminV) -> Response:
     with who.services.db.write() as session:
         token = who.services.principals.issue_token(session, actor=who.who.name, name=name)
     return _page(who, issued=(name, token.secret))
+
+
+@router.post("/principals/{name}/tokens/revoke")
+def revoke_tokens(name: str, who: AdminV) -> Response:
+    with who.services.db.write() as session:
+        count = who.services.principals.revoke_tokens(session, actor=who.who.name, name=name)
+    return _page(who, revoked=(name, count))
 
 
 @router.post("/domains")

@@ -314,6 +314,11 @@ def test_the_admin_creates_a_domain_and_a_principal_whose_token_is_shown_once(ap
     whoami = api.client.get("/v1/whoami", headers={"Authorization": f"Bearer {token.group(1)}"}).json()
     assert (whoami["role"], whoami["domain"]) == ("steward", "tax-office")
     assert any(e["actor"] == "admin" for e in api.audit_events("domain.created"))
+    revoked = admin.post(api.client, "/console/admin/principals/tess/tokens/revoke")
+    assert "Tokens revoked for" in revoked.text
+    assert (
+        api.client.get("/v1/whoami", headers={"Authorization": f"Bearer {token.group(1)}"}).status_code == 401
+    )
 
 
 def test_the_auditor_replays_a_released_job_and_reads_the_outcome(api: World) -> None:

@@ -144,6 +144,10 @@ CONSOLE: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
     ("GET", C + "/admin"): (C + "/admin", frozenset({"admin"})),
     ("POST", C + "/admin/principals"): (C + "/admin/principals", frozenset({"admin"})),
     ("POST", C + "/admin/domains"): (C + "/admin/domains", frozenset({"admin"})),
+    ("POST", C + "/admin/principals/{name}/tokens/revoke"): (
+        C + "/admin/principals/matrix-none/tokens/revoke",
+        frozenset({"admin"}),
+    ),
     ("POST", C + "/admin/principals/{name}/tokens"): (
         C + "/admin/principals/matrix-none/tokens",
         frozenset({"admin"}),
