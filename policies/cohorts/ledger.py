@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from policies.cohorts.difference import within_many
+from policies.cohorts.margins import margins_of
 from policies.cohorts.sketch import CohortSketch, P
 
 DEFAULT_TRIPLE_BUDGET = 5_000
@@ -51,10 +52,16 @@ _WITHHELD = (
     "earlier query exactly; how many units differ is not disclosed"
 )
 _WHAT = {
-    "pair": "a row",
+    "pair": "a row (or a sum of rows of one result)",
     "union": "the union of two rows",
     "complement": "the difference of two rows",
 }
+_SECONDARY = (
+    "withheld (secondary suppression): the rows released beside it add up to within {k} units "
+    "(min_units) of a row released in this result or earlier under this scope, so their difference "
+    "would give rows suppressed below min_units; the smallest row of that sum is withheld with them. "
+    "How many units differ is not disclosed"
+)
 
 
 def sums_for(min_units: int) -> int:
@@ -68,9 +75,19 @@ def sums_for(min_units: int) -> int:
 
 @dataclass(frozen=True)
 class Cell:
-    """One row a job would release, with the cohorts behind it."""
+    """One row a job would release, with the cohorts behind it.
+
+    ``slots`` names each cohort's slot (the hidden column it came from) and ``row`` holds the row's
+    visible values: together they say which rows add up to a margin (``margins``). A cell without
+    them takes part in no margin.
+    """
 
     cohorts: tuple[CohortSketch, ...]
+    slots: tuple[str, ...] = ()
+    row: tuple[object, ...] = ()
+
+    def slot(self, name: str) -> CohortSketch | None:
+        return next((c for s, c in zip(self.slots, self.cohorts, strict=False) if s == name), None)
 
 
 @dataclass(frozen=True)
@@ -336,7 +353,9 @@ def decide(
     triple_budget: int = DEFAULT_TRIPLE_BUDGET,
 ) -> Outcome:
     """Decide each cell in order against ``index``, adding each released cell's cohorts to it, so
-    that the cells of one job are compared with each other too. ``index`` is updated in place.
+    that the cells of one job are compared with each other too; then the job's margins (sums of its
+    released rows, ``margins``), withholding the smallest row of a margin that is within 1..k-1 of a
+    released cohort (secondary suppression). ``index`` is updated in place.
 
     >>> import numpy as np
     >>> from policies.cohorts.sketch import element_key, sketch_of
@@ -348,10 +367,10 @@ def decide(
     ([True, False, True], 1)
     """
     decisions: list[Decision] = []
-    recorded: list[CohortSketch] = []
+    fresh_of: dict[int, list[CohortSketch]] = {}
     unchecked = 0
     job = CohortIndex()  # this job's released cohorts so far: compared like the earlier ones
-    for cell in cells:
+    for position, cell in enumerate(cells):
         kind = ""
         # A cell's cohorts are compared with each other too (two FILTER subsets one person apart):
         # each joins the job's index as soon as it is checked, and all leave again if it is withheld.
@@ -371,7 +390,89 @@ def decide(
             job.restore(before)
             decisions.append(Decision(False, _WITHHELD.format(k=min_units, what=_WHAT[kind]), kind))
             continue
-        recorded.extend(fresh)
+        fresh_of[position] = fresh
         decisions.append(Decision(True, "released: no earlier row of this scope is within min_units of it"))
+    kept, sums, skipped = _secondary(
+        index, cells, list(fresh_of), fresh_of, min_units=min_units, budget=triple_budget
+    )
+    unchecked += skipped
+    for position in fresh_of:
+        if position not in kept:
+            decisions[position] = Decision(False, _SECONDARY.format(k=min_units), "margin")
+    recorded = [c for p in kept for c in fresh_of[p]] + sums
     index.add(recorded)
     return Outcome(tuple(decisions), tuple(recorded), unchecked)
+
+
+def _secondary(
+    index: CohortIndex,
+    cells: Sequence[Cell],
+    released: list[int],
+    fresh_of: dict[int, list[CohortSketch]],
+    *,
+    min_units: int,
+    budget: int,
+) -> tuple[list[int], list[CohortSketch], int]:
+    """Secondary suppression: ``(kept, margins, unchecked)``. The released cells that stay released,
+    and the margins (sums of them) to record, once no margin is within 1..k-1 units of a held cohort,
+    of a cohort of this job, or of another margin, and no margin is one of its own rows twice give or
+    take 1..k-1 (a subtotal released beside its parts, as ``ROLLUP`` or a ``UNION ALL`` does).
+
+    Each failing margin withholds its smallest row (by units: a choice that depends only on released
+    cohorts) and everything is decided again; a row less changes every margin that held it.
+    """
+    kept = list(released)
+    rows = [c.row for c in cells]
+    slots = [c.slots for c in cells]
+    while True:
+        found, unchecked = margins_of(rows, slots, kept)
+        job = CohortIndex([c for p in kept for c in fresh_of[p]])
+        accepted: list[CohortSketch] = []
+        culprit: int | None = None
+        for margin in found:
+            parts = [c for c in (cells[i].slot(margin.slot) for i in margin.members) if c is not None]
+            total = _total(parts)
+            if total is None:
+                continue
+            kind, repeat, skipped = index.match(total, min_units=min_units, budget=budget, also=job)
+            unchecked += skipped
+            if kind or _twice_a_part(total, parts, min_units):
+                sizes = {i: c.units for i in margin.members if (c := cells[i].slot(margin.slot)) is not None}
+                culprit = min(sizes, key=lambda i: (sizes[i], i))
+                break
+            if not repeat:
+                job.add([total])
+                accepted.append(total)
+        if culprit is None:
+            return kept, accepted, unchecked
+        kept.remove(culprit)
+
+
+def _total(parts: Sequence[CohortSketch]) -> CohortSketch | None:
+    """The sketch of the multiset union of ``parts`` (sketches are additive); None without parts."""
+    if not parts:
+        return None
+    width = min(len(c.sums) for c in parts)
+    nbuckets = min(len(c.buckets) for c in parts)
+    sums = np.sum([c.sums[:width] for c in parts], axis=0, dtype=np.int64) % P
+    buckets = np.sum([c.buckets[:nbuckets] for c in parts], axis=0, dtype=np.int64) % 2**16
+    return CohortSketch(
+        sum(c.units for c in parts), tuple(int(v) for v in sums), tuple(int(b) for b in buckets)
+    )
+
+
+def _twice_a_part(total: CohortSketch, parts: Sequence[CohortSketch], min_units: int) -> bool:
+    """Whether ``total - 2 * part`` holds 1..k-1 units for a part: the part is a subtotal of the others."""
+    width, d = _capacity(len(total.sums), total, min_units)
+    d = min(d, min((_capacity(len(p.sums), p, min_units)[1] for p in parts), default=d))
+    if d < 1:
+        return False
+    units = np.array([p.units for p in parts], dtype=np.int64)
+    delta = total.units - 2 * units
+    near = np.abs(delta) <= d
+    if not near.any():
+        return False
+    held = np.array([p.sums[:width] for p in parts], dtype=np.int64)[near]
+    diff = (np.array(total.sums[:width], dtype=np.int64)[None, :] - 2 * held) % P
+    exact = (delta[near] == 0) & ~np.any(diff != 0, axis=1)
+    return bool((within_many(diff, delta[near], d) & ~exact).any())
