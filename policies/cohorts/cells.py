@@ -48,8 +48,8 @@ def cells_of(frame: pd.DataFrame, rows: Iterable[int] | None = None) -> list[Cel
     >>> from policies.cohorts.sketch import CohortSketch
     >>> blob = CohortSketch(12, (1, 2, 3)).to_bytes()
     >>> cells = cells_of(pd.DataFrame({"n": [12, 3], "_sbx_sketch": [blob, None]}))
-    >>> [(c.cohorts, c.slots, c.row) for c in cells]  # doctest: +NORMALIZE_WHITESPACE
-    [((CohortSketch(units=12, sums=(1, 2, 3), buckets=()),), ('_sbx_sketch',), (12,)), ((), (), (3,))]
+    >>> [([c.units for c in cell.cohorts], cell.slots, cell.row) for cell in cells]
+    [([12], ('_sbx_sketch',), (12,)), ([], (), (3,))]
     """
     names = sketch_columns(frame.columns)
     visible = [c for c in frame.columns if not str(c).startswith(HIDDEN)]

@@ -44,6 +44,8 @@ DEFAULT_TRIPLE_BUDGET = 5_000
 RECENT = 400
 #: Power sums beyond the two spare equations: a sketch of ``m`` sums decides differences up to m - 2.
 SPARE_SUMS = 2
+#: The sketch width every threshold up to COMMON_SUMS - 1 shares (``sums_for``).
+COMMON_SUMS = 16
 
 _WITHHELD = (
     "withheld: the units behind this row differ by fewer than {k} (min_units) from those behind {what} "
@@ -65,12 +67,24 @@ _SECONDARY = (
 
 
 def sums_for(min_units: int) -> int:
-    """How many power sums a cohort keeps under ``min_units``: k - 1 units, plus the spare equations.
+    """How many power sums a cohort keeps under ``min_units``: at least ``COMMON_SUMS``, so that every
+    threshold up to ``COMMON_SUMS - 1`` writes sketches of one width (a new ``min_units`` must not put
+    the cohorts released before it out of reach), and more for a larger k (k - 1 units plus the spare
+    equations). A decision reads only the sums its k needs.
 
-    >>> sums_for(10)
-    11
+    >>> sums_for(10), sums_for(11), sums_for(40)
+    (16, 16, 41)
     """
-    return max(1, min_units - 1) + SPARE_SUMS
+    return max(COMMON_SUMS, max(1, min_units - 1) + SPARE_SUMS)
+
+
+def least_for(min_units: int) -> int:
+    """How many least elements a cohort keeps: one more than the largest difference its sums decide.
+
+    >>> least_for(10), least_for(40)
+    (15, 40)
+    """
+    return sums_for(min_units) - SPARE_SUMS + 1
 
 
 @dataclass(frozen=True)
@@ -107,35 +121,43 @@ class Outcome:
     unchecked: int = 0
 
 
-_Layout = tuple[int, int]  # power sums, prefilter buckets
-_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+_Layout = tuple[int, int, bool]  # power sums, prefilter buckets, whether least elements are kept
+_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass
 class _Group:
-    """Cohorts of one sketch layout, sorted by unit count: counts, power sums, bucket counts, and the
-    order in which each was released (``seqs``)."""
+    """Cohorts of one sketch layout, sorted by unit count: counts, power sums, bucket counts, the
+    order in which each was released (``seqs``) and least elements (0-padded to ``width - 1``)."""
 
     layout: _Layout
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     sums: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
     marks: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
     seqs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    least: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+
+    @property
+    def nleast(self) -> int:
+        width, _, kept = self.layout
+        return max(0, width - SPARE_SUMS + 1) if kept else 0
 
     def add(self, cohorts: Sequence[CohortSketch], seqs: Sequence[int]) -> None:
-        width, nbuckets = self.layout
+        width, nbuckets, _ = self.layout
         pairs = sorted(zip(cohorts, seqs, strict=True), key=lambda p: p[0].units)
         ordered = [c for c, _ in pairs]
         counts = np.array([c.units for c in ordered], dtype=np.int64)
         # Inserted in place (one copy), not re-sorted: a release adds a few cohorts to thousands.
         at = np.searchsorted(self.counts, counts, side="right")
+        held, h = len(self.counts), self.nleast
         self.counts = np.insert(self.counts, at, counts)
-        self.sums = np.insert(self.sums.reshape(-1, width), at, _sums(ordered, width), axis=0)
-        self.marks = np.insert(self.marks.reshape(-1, nbuckets), at, _marks(ordered, nbuckets), axis=0)
+        self.sums = np.insert(self.sums.reshape(held, width), at, _sums(ordered, width), axis=0)
+        self.marks = np.insert(self.marks.reshape(held, nbuckets), at, _marks(ordered, nbuckets), axis=0)
         self.seqs = np.insert(self.seqs, at, np.array([q for _, q in pairs], dtype=np.int64))
+        self.least = np.insert(self.least.reshape(held, h), at, _least(ordered, h), axis=0)
 
     def arrays(self) -> _Arrays:
-        return self.counts, self.sums, self.marks, self.seqs
+        return self.counts, self.sums, self.marks, self.seqs, self.least
 
 
 def _sums(cohorts: Sequence[CohortSketch], width: int) -> np.ndarray:
@@ -147,8 +169,47 @@ def _marks(cohorts: Sequence[CohortSketch], nbuckets: int) -> np.ndarray:
     return np.array(rows, dtype=np.int64).reshape(len(cohorts), nbuckets)
 
 
+def _least(cohorts: Sequence[CohortSketch], h: int) -> np.ndarray:
+    rows = [(tuple(c.least[:h]) + (0,) * h)[:h] for c in cohorts]
+    return np.array(rows, dtype=np.int64).reshape(len(cohorts), h)
+
+
 def _layout(cohort: CohortSketch) -> _Layout:
-    return len(cohort.sums), len(cohort.buckets)
+    return len(cohort.sums), len(cohort.buckets), bool(cohort.least)
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """Cohorts of several groups cut to ``use`` power sums, sorted by unit count, for combinations."""
+
+    counts: np.ndarray
+    sums: np.ndarray
+    marks: np.ndarray
+    least: np.ndarray  # the first d + 1 least elements, 0 where none is kept
+    recent: np.ndarray  # among the RECENT latest of the lineage (or of the job being decided)
+
+    @classmethod
+    def empty(cls, use: int, nbuckets: int, h: int) -> _Pool:
+        return cls(
+            np.zeros(0, dtype=np.int64),
+            np.zeros((0, use), dtype=np.int64),
+            np.zeros((0, nbuckets), dtype=np.int64),
+            np.zeros((0, h), dtype=np.int64),
+            np.zeros(0, dtype=bool),
+        )
+
+    def merged(self, other: _Pool) -> _Pool:
+        """Both pools, still sorted by count (the other is small: inserted, not re-sorted)."""
+        if not len(other.counts):
+            return self
+        at = np.searchsorted(self.counts, other.counts, side="right")
+        return _Pool(
+            np.insert(self.counts, at, other.counts),
+            np.insert(self.sums, at, other.sums, axis=0),
+            np.insert(self.marks, at, other.marks, axis=0),
+            np.insert(self.least, at, other.least, axis=0),
+            np.insert(self.recent, at, other.recent),
+        )
 
 
 class CohortIndex:
@@ -158,6 +219,7 @@ class CohortIndex:
     def __init__(self, cohorts: Sequence[CohortSketch] = ()) -> None:
         self._groups: dict[_Layout, _Group] = {}
         self._size = 0
+        self._pools: dict[tuple[int, int, int, int], _Pool] = {}
         self.add(cohorts)
 
     def __len__(self) -> int:
@@ -169,10 +231,11 @@ class CohortIndex:
 
     def restore(self, state: tuple[int, dict[_Layout, _Arrays]]) -> None:
         self._size, arrays = state
+        self._pools = {}
         self._groups = {k: g for k, g in self._groups.items() if k in arrays}
-        for layout, (counts, sums, marks, seqs) in arrays.items():
+        for layout, (counts, sums, marks, seqs, least) in arrays.items():
             group = self._groups[layout]
-            group.counts, group.sums, group.marks, group.seqs = counts, sums, marks, seqs
+            group.counts, group.sums, group.marks, group.seqs, group.least = counts, sums, marks, seqs, least
 
     def add(self, cohorts: Sequence[CohortSketch]) -> None:
         by_layout: dict[_Layout, tuple[list[CohortSketch], list[int]]] = {}
@@ -183,6 +246,8 @@ class CohortIndex:
             self._size += 1
         for layout, (group, seqs) in by_layout.items():
             self._groups.setdefault(layout, _Group(layout)).add(group, seqs)
+        if by_layout:
+            self._pools = {}
 
     def match(
         self, cohort: CohortSketch, *, min_units: int, budget: int, also: CohortIndex | None = None
@@ -193,48 +258,115 @@ class CohortIndex:
         never copied while a job is decided."""
         repeat = False
         for index in (self, also):
-            for (width, nbuckets), group in ({} if index is None else index._groups).items():
-                shared, d = _capacity(width, cohort, min_units)
+            for (width, nbuckets, _), group in ({} if index is None else index._groups).items():
+                use, d = _capacity(width, cohort, min_units)
                 if d < 1 or not len(group.counts):
                     continue
-                mine = _Candidate(cohort, shared, nbuckets)
-                kind, same = _pairs(mine, group.counts, group.sums[:, :shared], group.marks, d)
+                mine = _Candidate(cohort, use, nbuckets)
+                kind, same = _pairs(mine, group.counts, group.sums[:, :use], group.marks, d)
                 repeat |= same
                 if kind:
                     return kind, repeat, 0
         kind, unchecked = self._combinations(cohort, min_units=min_units, budget=budget, also=also)
         return kind, repeat, unchecked
 
-    def _recent(self, layout: _Layout, latest: int) -> _Arrays | None:
-        group = self._groups.get(layout)
-        if group is None:
-            return None
-        keep = group.seqs >= self._size - latest
-        return group.counts[keep], group.sums[keep], group.marks[keep], group.seqs[keep]
+    def pool(self, use: int, nbuckets: int, h: int, *, latest: int) -> _Pool:
+        """The cohorts of every group with at least ``use`` sums and ``nbuckets`` buckets, cut to
+        ``use`` sums and ``h`` least elements, sorted by count; ``recent`` marks the ``latest``."""
+        key = (use, nbuckets, h, latest)
+        cached = self._pools.get(key)
+        if cached is not None:
+            return cached
+        groups = [g for (w, b, _), g in self._groups.items() if w >= use and b == nbuckets and len(g.counts)]
+        if not groups:
+            built = _Pool.empty(use, nbuckets, h)
+        else:
+            counts = np.concatenate([g.counts for g in groups])
+            order = np.argsort(counts, kind="stable")
+            least = [
+                g.least[:, :h] if g.least.shape[1] >= h else np.zeros((len(g.counts), h), dtype=np.int64)
+                for g in groups
+            ]
+            built = _Pool(
+                counts[order],
+                np.concatenate([g.sums[:, :use] for g in groups])[order],
+                np.concatenate([g.marks for g in groups])[order],
+                np.concatenate(least)[order],
+                (np.concatenate([g.seqs for g in groups]) >= self._size - latest)[order],
+            )
+        self._pools[key] = built
+        return built
 
     def _combinations(
         self, cohort: CohortSketch, *, min_units: int, budget: int, also: CohortIndex | None
     ) -> tuple[str, int]:
-        """Unions and complements of two of the ``RECENT`` latest cohorts and those of ``also``."""
-        width, d = _capacity(len(cohort.sums), cohort, min_units)
-        parts = [self._recent(_layout(cohort), RECENT)]
-        if also is not None:
-            parts.append(also._recent(_layout(cohort), len(also)))
-        present = [p for p in parts if p is not None]
-        if d < 1 or sum(len(p[0]) for p in present) < 2:
-            return "", 0
-        counts = np.concatenate([p[0] for p in present])
-        order = np.argsort(counts, kind="stable")
-        counts = counts[order]
-        held = np.concatenate([p[1] for p in present])[order][:, :width]
-        marks = np.concatenate([p[2] for p in present])[order]
-        mine = _Candidate(cohort, width, len(cohort.buckets))
+        """Unions and complements of two earlier cohorts (of this index and ``also``).
+
+        At the cohort's own width, and again at each narrower width held (sketches written under
+        another ``min_units`` before sketches had a common width: compared on the sums they share,
+        so on a smaller difference).
+        """
+        use, d = _capacity(len(cohort.sums), cohort, min_units)
+        widths = {w for index in (self, also) if index is not None for (w, _, _) in index._groups}
+        narrower = sorted((w for w in widths if SPARE_SUMS < w < use), reverse=True)
         unchecked = 0
-        for kind, combos in (("union", _unions), ("complement", _complements)):
-            left, right, skipped = combos(cohort.units, counts, d, budget)
+        for width in [use, *narrower]:
+            d_here = min(d, width - SPARE_SUMS)
+            if d_here < 1:
+                continue
+            kind, skipped = self._combinations_at(
+                cohort, use=d_here + SPARE_SUMS, d=d_here, budget=budget, also=also
+            )
             unchecked += skipped
-            sign = -1 if kind == "union" else 1
-            if len(left) and _any_within(mine, counts, held, marks, left, right, d, sign=sign):
+            if kind:
+                return kind, unchecked
+        return "", unchecked
+
+    def _combinations_at(
+        self, cohort: CohortSketch, *, use: int, d: int, budget: int, also: CohortIndex | None
+    ) -> tuple[str, int]:
+        """Two searches over the cohorts of width ``use`` or more:
+
+        - **keyed**, over the whole lineage: the earlier cohorts that share one of their d + 1 least
+          elements with the new cohort's d + 1 least, each with every cohort whose count completes it;
+        - **recent**: every pair among the ``RECENT`` latest cohorts whose counts add up (or
+          subtract) to the new cohort's, which also covers cohorts stored without least elements.
+
+        Why the keyed search finds every union ``N = A + B +- D`` (|D| <= d): of the d + 1 least
+        elements of ``A + B``, at least one (u) is not among the at most d that ``D`` removes; u is
+        then in N, and below it N holds only elements that ``D`` added, so u is among N's d + 1
+        least; and u is among the d + 1 least of the part (A or B) it belongs to. So the part holding
+        u shares a least element with N. The same argument finds a complement ``N = A - B +- D``
+        whenever that element u of ``N + B`` lies in N (A then shares it with N); when it lies in B,
+        only the recent search looks.
+        """
+        nbuckets = len(cohort.buckets)
+        h = d + 1
+        pool = self.pool(use, nbuckets, h, latest=RECENT)
+        if also is not None:
+            pool = pool.merged(also.pool(use, nbuckets, h, latest=len(also)))
+        if len(pool.counts) < 2:
+            return "", 0
+        mine = _Candidate(cohort, use, nbuckets)
+        unchecked = 0
+        least = np.array([v for v in cohort.least[:h] if v], dtype=np.int64)
+        hits = np.zeros(0, dtype=np.int64)
+        if len(least):
+            shared = np.isin(pool.least, least).sum(axis=1)
+            hits = np.nonzero(shared)[0]
+            # The most similar first: if the budget runs out, it runs out on the least related.
+            hits = hits[np.argsort(-shared[hits], kind="stable")]
+        recent = np.nonzero(pool.recent)[0]
+        for kind, sign in (("union", -1), ("complement", 1)):
+            left, right, skipped = _keyed(cohort.units, pool.counts, hits, d, budget, sign=sign)
+            unchecked += skipped
+            if len(left) and _any_within(mine, pool.counts, pool.sums, pool.marks, left, right, d, sign=sign):
+                return kind, unchecked
+            combos = _unions if kind == "union" else _complements
+            first, second, skipped = combos(cohort.units, pool.counts[recent], d, budget)
+            unchecked += skipped
+            left, right = recent[first], recent[second]
+            if len(left) and _any_within(mine, pool.counts, pool.sums, pool.marks, left, right, d, sign=sign):
                 return kind, unchecked
         return "", unchecked
 
@@ -254,9 +386,11 @@ class _Candidate:
 
 
 def _capacity(width: int, cohort: CohortSketch, min_units: int) -> tuple[int, int]:
-    """The sums two sketches share, and the largest difference they decide (k - 1 at most)."""
+    """The sums a decision reads (those two sketches share, no more than k - 1 needs) and the
+    largest difference it decides (k - 1 at most)."""
     shared = min(width, len(cohort.sums))
-    return shared, min(min_units - 1, shared - SPARE_SUMS)
+    d = min(min_units - 1, shared - SPARE_SUMS)
+    return d + SPARE_SUMS, d
 
 
 def _close_marks(marks: np.ndarray, d: int) -> np.ndarray:
@@ -320,6 +454,24 @@ def _complements(n: int, counts: np.ndarray, d: int, budget: int) -> tuple[np.nd
     starts, ends = _ranges(counts, n + counts - d, n + counts + d)
     right, left, skipped = _expand(seconds, starts, ends, budget)
     return left, right, skipped
+
+
+def _keyed(
+    n: int, counts: np.ndarray, hits: np.ndarray, d: int, budget: int, *, sign: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Pairs (A, B), A among ``hits``, B any other cohort, with ``|n - c_A + sign * c_B| <= d``: for a
+    union (sign -1) B completes A up to n, for a complement (sign 1) A less B is n."""
+    if not len(hits):
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, 0
+    a = counts[hits]
+    if sign < 0:
+        starts, ends = _ranges(counts, n - a - d, n - a + d)
+    else:
+        starts, ends = _ranges(counts, a - n - d, a - n + d)
+    left, right, skipped = _expand(hits, starts, ends, budget)
+    other = left != right
+    return left[other], right[other], skipped
 
 
 def _any_within(
@@ -449,15 +601,21 @@ def _secondary(
 
 
 def _total(parts: Sequence[CohortSketch]) -> CohortSketch | None:
-    """The sketch of the multiset union of ``parts`` (sketches are additive); None without parts."""
+    """The sketch of the multiset union of ``parts`` (sums and counts add up; the least elements of
+    the union are the least of the parts' least elements, when every part keeps them); None without
+    parts."""
     if not parts:
         return None
     width = min(len(c.sums) for c in parts)
     nbuckets = min(len(c.buckets) for c in parts)
     sums = np.sum([c.sums[:width] for c in parts], axis=0, dtype=np.int64) % P
     buckets = np.sum([c.buckets[:nbuckets] for c in parts], axis=0, dtype=np.int64) % 2**16
+    least: tuple[int, ...] = ()
+    if all(c.least for c in parts):
+        h = width - SPARE_SUMS + 1  # what ``least_for`` keeps at this width
+        least = tuple(sorted({v for c in parts for v in c.least}))[:h]
     return CohortSketch(
-        sum(c.units for c in parts), tuple(int(v) for v in sums), tuple(int(b) for b in buckets)
+        sum(c.units for c in parts), tuple(int(v) for v in sums), tuple(int(b) for b in buckets), least
     )
 
 

@@ -276,12 +276,6 @@ def test_a_partition_without_suppressed_cells_is_released_in_full(api: World) ->
     assert women[1] == sum(row[2] for row in cells if row[1] == "F")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="unions and complements are checked only against the RECENT (400) latest cohorts of the "
-    "lineage: ~20 cheap jobs of year windows push the two parts out of the window, and the whole is "
-    "released; whole minus parts is the target",
-)
 def test_the_union_check_cannot_be_outrun_by_filler_jobs(api: World) -> None:
     """The fact: the target's income. Jobs: women of North and South; women of East, West, Harbour;
     then filler jobs grouping by windows of birth years (about 420 new cohorts, each 20+ people
@@ -317,12 +311,6 @@ def test_a_second_scope_over_the_same_data_does_not_reset_the_ledger(api: World)
     assert not leaked
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="unions and complements are drawn only from cohorts of the same sketch layout, which depends "
-    "on min_units: after a new scope version with another min_units, the parts released under the old "
-    "one are never combined, and the whole is released",
-)
 def test_a_new_min_units_does_not_hide_earlier_parts_from_the_union_check(api: World) -> None:
     """The fact: the target's income. Jobs under version 1 (k = 10): women of North and South; women of
     East, West, Harbour. Version 2 (k = 11): all women."""
