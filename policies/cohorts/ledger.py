@@ -30,6 +30,7 @@ Those need differential privacy.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -198,18 +199,52 @@ class _Pool:
             np.zeros(0, dtype=bool),
         )
 
-    def merged(self, other: _Pool) -> _Pool:
-        """Both pools, still sorted by count (the other is small: inserted, not re-sorted)."""
-        if not len(other.counts):
-            return self
-        at = np.searchsorted(self.counts, other.counts, side="right")
+    @functools.cached_property
+    def latest(self) -> _Pool:
+        """The rows among the RECENT latest, sorted by count."""
+        return self.take(np.nonzero(self.recent)[0])
+
+    def take(self, rows: np.ndarray) -> _Pool:
+        """The ``rows`` (sorted by count when ``rows`` are)."""
         return _Pool(
-            np.insert(self.counts, at, other.counts),
-            np.insert(self.sums, at, other.sums, axis=0),
-            np.insert(self.marks, at, other.marks, axis=0),
-            np.insert(self.least, at, other.least, axis=0),
-            np.insert(self.recent, at, other.recent),
+            self.counts[rows], self.sums[rows], self.marks[rows], self.least[rows], self.recent[rows]
         )
+
+    @functools.cached_property
+    def _by_least(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every (least element, row) pair, sorted by element: the keyed lookup's table."""
+        flat = self.least.ravel()
+        rows = np.repeat(np.arange(len(self.counts)), self.least.shape[1])
+        order = np.argsort(flat, kind="stable")
+        return flat[order], rows[order]
+
+    def sharing(self, least: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows that share one of ``least`` (nonzero elements) among their own, and how many."""
+        if len(self.counts) < _SMALL_POOL:  # a job's own cohorts: no table worth sorting
+            shared = np.isin(self.least, least).sum(axis=1)
+            hits = np.nonzero(shared)[0]
+            return hits, shared[hits]
+        values, rows = self._by_least
+        lo = np.searchsorted(values, least, side="left")
+        hi = np.searchsorted(values, least, side="right")
+        found = np.concatenate([rows[i:j] for i, j in zip(lo, hi, strict=True)]) if len(least) else rows[:0]
+        hits, shared = np.unique(found, return_counts=True)
+        return hits, shared
+
+
+def _joined(first: _Pool, second: _Pool) -> _Pool:
+    """Two pools as one (rows of ``second`` after those of ``first``; not sorted by count)."""
+    return _Pool(
+        np.concatenate([first.counts, second.counts]),
+        np.concatenate([first.sums, second.sums]),
+        np.concatenate([first.marks, second.marks]),
+        np.concatenate([first.least, second.least]),
+        np.concatenate([first.recent, second.recent]),
+    )
+
+
+_SMALL_POOL = 256  #: below this many cohorts, the keyed lookup compares directly
+_State = tuple[int, dict[_Layout, _Arrays], dict[tuple[int, int, int, int], "_Pool"]]
 
 
 class CohortIndex:
@@ -225,13 +260,14 @@ class CohortIndex:
     def __len__(self) -> int:
         return self._size
 
-    def snapshot(self) -> tuple[int, dict[_Layout, _Arrays]]:
-        """What :meth:`restore` needs to undo later additions (the arrays are replaced, never edited)."""
-        return self._size, {k: g.arrays() for k, g in self._groups.items()}
+    def snapshot(self) -> _State:
+        """What :meth:`restore` needs to undo later additions (the arrays are replaced, never edited;
+        the pools built from them come back too, so an undone check does not rebuild them)."""
+        return self._size, {k: g.arrays() for k, g in self._groups.items()}, dict(self._pools)
 
-    def restore(self, state: tuple[int, dict[_Layout, _Arrays]]) -> None:
-        self._size, arrays = state
-        self._pools = {}
+    def restore(self, state: _State) -> None:
+        self._size, arrays, pools = state
+        self._pools = dict(pools)
         self._groups = {k: g for k, g in self._groups.items() if k in arrays}
         for layout, (counts, sums, marks, seqs, least) in arrays.items():
             group = self._groups[layout]
@@ -342,33 +378,74 @@ class CohortIndex:
         """
         nbuckets = len(cohort.buckets)
         h = d + 1
-        pool = self.pool(use, nbuckets, h, latest=RECENT)
-        if also is not None:
-            pool = pool.merged(also.pool(use, nbuckets, h, latest=len(also)))
-        if len(pool.counts) < 2:
+        big = self.pool(use, nbuckets, h, latest=RECENT)
+        small = (
+            _Pool.empty(use, nbuckets, h) if also is None else also.pool(use, nbuckets, h, latest=len(also))
+        )
+        if len(big.counts) + len(small.counts) < 2:
             return "", 0
         mine = _Candidate(cohort, use, nbuckets)
         unchecked = 0
         least = np.array([v for v in cohort.least[:h] if v], dtype=np.int64)
         hits = np.zeros(0, dtype=np.int64)
         if len(least):
-            shared = np.isin(pool.least, least).sum(axis=1)
-            hits = np.nonzero(shared)[0]
+            # Rows of the job's pool count after the lineage's: one numbering for both.
+            found = [big.sharing(least), small.sharing(least)]
+            hits = np.concatenate([found[0][0], found[1][0] + len(big.counts)])
+            shared = np.concatenate([found[0][1], found[1][1]])
             # The most similar first: if the budget runs out, it runs out on the least related.
-            hits = hits[np.argsort(-shared[hits], kind="stable")]
-        recent = np.nonzero(pool.recent)[0]
+            hits = hits[np.argsort(-shared, kind="stable")]
+        # The recent search: the RECENT latest of the lineage and the job's cohorts, as one small pool.
+        near = _joined(big.latest, small)
+        near = near.take(np.argsort(near.counts, kind="stable"))
         for kind, sign in (("union", -1), ("complement", 1)):
-            left, right, skipped = _keyed(cohort.units, pool.counts, hits, d, budget, sign=sign)
+            left, right, skipped = _keyed(cohort.units, big, small, hits, d, budget, sign=sign)
             unchecked += skipped
-            if len(left) and _any_within(mine, pool.counts, pool.sums, pool.marks, left, right, d, sign=sign):
+            if len(left) and _keyed_within(mine, big, small, left, right, d, sign=sign):
                 return kind, unchecked
             combos = _unions if kind == "union" else _complements
-            first, second, skipped = combos(cohort.units, pool.counts[recent], d, budget)
+            first, second, skipped = combos(cohort.units, near.counts, d, budget)
             unchecked += skipped
-            left, right = recent[first], recent[second]
-            if len(left) and _any_within(mine, pool.counts, pool.sums, pool.marks, left, right, d, sign=sign):
+            if len(first) and _pairs_within(mine, near.take(first), near.take(second), d, sign=sign):
                 return kind, unchecked
         return "", unchecked
+
+
+def _gather(big: np.ndarray, small: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Rows ``ids`` of ``big`` followed by ``small`` (one numbering), without joining the arrays."""
+    inside = ids < len(big)
+    out = np.empty((len(ids), *big.shape[1:]), dtype=big.dtype)
+    out[inside] = big[ids[inside]]
+    out[~inside] = small[ids[~inside] - len(big)]
+    return out
+
+
+def _keyed_within(
+    mine: _Candidate, big: _Pool, small: _Pool, left: np.ndarray, right: np.ndarray, d: int, *, sign: int
+) -> bool:
+    """:func:`_pairs_within` for pairs numbered over both pools: bucket counts first, then the sums
+    of the few pairs left (most candidates never have their sums read)."""
+    if mine.marks.size:
+        marks = _gather(big.marks, small.marks, left) - sign * _gather(big.marks, small.marks, right)
+        close = np.nonzero(_close_marks(mine.marks[None, :] - marks, d))[0]
+        left, right = left[close], right[close]
+        if not len(left):
+            return False
+    first = _Pool(
+        _gather(big.counts, small.counts, left),
+        _gather(big.sums, small.sums, left),
+        np.zeros((len(left), 0), dtype=np.int64),
+        np.zeros((len(left), 0), dtype=np.int64),
+        np.zeros(len(left), dtype=bool),
+    )
+    second = _Pool(
+        _gather(big.counts, small.counts, right),
+        _gather(big.sums, small.sums, right),
+        first.marks,
+        first.least,
+        first.recent,
+    )
+    return _pairs_within(_Candidate.bare(mine), first, second, d, sign=sign)
 
 
 @dataclass(frozen=True)
@@ -378,6 +455,14 @@ class _Candidate:
     units: int
     sums: np.ndarray
     marks: np.ndarray
+
+    def bare(self) -> _Candidate:
+        """The same without bucket counts (already compared)."""
+        out = object.__new__(_Candidate)
+        object.__setattr__(out, "units", self.units)
+        object.__setattr__(out, "sums", self.sums)
+        object.__setattr__(out, "marks", self.marks[:0])
+        return out
 
     def __init__(self, cohort: CohortSketch, width: int, nbuckets: int) -> None:
         object.__setattr__(self, "units", cohort.units)
@@ -457,42 +542,44 @@ def _complements(n: int, counts: np.ndarray, d: int, budget: int) -> tuple[np.nd
 
 
 def _keyed(
-    n: int, counts: np.ndarray, hits: np.ndarray, d: int, budget: int, *, sign: int
+    n: int, big: _Pool, small: _Pool, hits: np.ndarray, d: int, budget: int, *, sign: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Pairs (A, B), A among ``hits``, B any other cohort, with ``|n - c_A + sign * c_B| <= d``: for a
-    union (sign -1) B completes A up to n, for a complement (sign 1) A less B is n."""
+    """Pairs (A, B), A among ``hits``, B any other cohort of either pool (rows of ``small`` numbered
+    after ``big``'s), with ``|n - c_A + sign * c_B| <= d``: for a union (sign -1) B completes A up to
+    n, for a complement (sign 1) A less B is n."""
+    empty = np.zeros(0, dtype=np.int64)
     if not len(hits):
-        empty = np.zeros(0, dtype=np.int64)
         return empty, empty, 0
-    a = counts[hits]
-    if sign < 0:
-        starts, ends = _ranges(counts, n - a - d, n - a + d)
-    else:
-        starts, ends = _ranges(counts, a - n - d, a - n + d)
-    left, right, skipped = _expand(hits, starts, ends, budget)
+    offset = len(big.counts)
+    a = np.zeros(len(hits), dtype=np.int64)
+    inside = hits < offset
+    a[inside] = big.counts[hits[inside]]
+    a[~inside] = small.counts[hits[~inside] - offset]
+    lows, highs = (n - a - d, n - a + d) if sign < 0 else (a - n - d, a - n + d)
+    lefts: list[np.ndarray] = []
+    rights: list[np.ndarray] = []
+    skipped = taken = 0
+    for pool, shift in ((big, 0), (small, offset)):
+        starts, ends = _ranges(pool.counts, lows, highs)
+        left, right, missed = _expand(hits, starts + shift, ends + shift, max(0, budget - taken))
+        taken += len(left)
+        lefts.append(left)
+        rights.append(right)
+        skipped += missed
+    left, right = np.concatenate(lefts), np.concatenate(rights)
     other = left != right
     return left[other], right[other], skipped
 
 
-def _any_within(
-    mine: _Candidate,
-    counts: np.ndarray,
-    held: np.ndarray,
-    marks: np.ndarray,
-    left: np.ndarray,
-    right: np.ndarray,
-    d: int,
-    *,
-    sign: int,
-) -> bool:
-    """Whether ``N - A[left] + sign * B[right]`` holds 1..d units for some candidate."""
+def _pairs_within(mine: _Candidate, first: _Pool, second: _Pool, d: int, *, sign: int) -> bool:
+    """Whether ``N - first[i] + sign * second[i]`` holds 1..d units for some i."""
     if mine.marks.size:
-        close = _close_marks(mine.marks[None, :] - marks[left] + sign * marks[right], d)
-        left, right = left[close], right[close]
-        if not len(left):
+        close = _close_marks(mine.marks[None, :] - first.marks + sign * second.marks, d)
+        if not close.any():
             return False
-    diff = (mine.sums[None, :] - held[left] + sign * held[right]) % P
-    delta = mine.units - counts[left] + sign * counts[right]
+        first, second = first.take(np.nonzero(close)[0]), second.take(np.nonzero(close)[0])
+    diff = (mine.sums[None, :] - first.sums + sign * second.sums) % P
+    delta = mine.units - first.counts + sign * second.counts
     exact = (delta == 0) & ~np.any(diff != 0, axis=1)
     return bool((within_many(diff, delta, d) & ~exact).any())
 
@@ -608,8 +695,8 @@ def _total(parts: Sequence[CohortSketch]) -> CohortSketch | None:
         return None
     width = min(len(c.sums) for c in parts)
     nbuckets = min(len(c.buckets) for c in parts)
-    sums = np.sum([c.sums[:width] for c in parts], axis=0, dtype=np.int64) % P
-    buckets = np.sum([c.buckets[:nbuckets] for c in parts], axis=0, dtype=np.int64) % 2**16
+    sums = np.array([c.sums[:width] for c in parts], dtype=np.int64).sum(axis=0) % P
+    buckets = np.array([c.buckets[:nbuckets] for c in parts], dtype=np.int64).sum(axis=0) % 2**16
     least: tuple[int, ...] = ()
     if all(c.least for c in parts):
         h = width - SPARE_SUMS + 1  # what ``least_for`` keeps at this width
