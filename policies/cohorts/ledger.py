@@ -123,7 +123,7 @@ class Outcome:
 
 
 _Layout = tuple[int, int, bool]  # power sums, prefilter buckets, whether least elements are kept
-_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -137,6 +137,10 @@ class _Group:
     marks: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
     seqs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     least: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    #: Every nonzero least element with the seq of its cohort, sorted by element: the keyed lookup's
+    #: table, kept up to date on insert so that a check never sorts the whole lineage.
+    table_values: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    table_seqs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def nleast(self) -> int:
@@ -155,10 +159,18 @@ class _Group:
         self.sums = np.insert(self.sums.reshape(held, width), at, _sums(ordered, width), axis=0)
         self.marks = np.insert(self.marks.reshape(held, nbuckets), at, _marks(ordered, nbuckets), axis=0)
         self.seqs = np.insert(self.seqs, at, np.array([q for _, q in pairs], dtype=np.int64))
-        self.least = np.insert(self.least.reshape(held, h), at, _least(ordered, h), axis=0)
+        fresh = _least(ordered, h)
+        self.least = np.insert(self.least.reshape(held, h), at, fresh, axis=0)
+        values = fresh.ravel()
+        owners = np.repeat(np.array([q for _, q in pairs], dtype=np.int64), h)
+        order = np.argsort(values[values != 0], kind="stable")
+        values, owners = values[values != 0][order], owners[values != 0][order]
+        where = np.searchsorted(self.table_values, values, side="right")
+        self.table_values = np.insert(self.table_values, where, values)
+        self.table_seqs = np.insert(self.table_seqs, where, owners)
 
     def arrays(self) -> _Arrays:
-        return self.counts, self.sums, self.marks, self.seqs, self.least
+        return self.counts, self.sums, self.marks, self.seqs, self.least, self.table_values, self.table_seqs
 
 
 def _sums(cohorts: Sequence[CohortSketch], width: int) -> np.ndarray:
@@ -188,6 +200,8 @@ class _Pool:
     marks: np.ndarray
     least: np.ndarray  # the first d + 1 least elements, 0 where none is kept
     recent: np.ndarray  # among the RECENT latest of the lineage (or of the job being decided)
+    #: A prebuilt lookup table (element, row), sorted by element; built on demand when None.
+    table: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def empty(cls, use: int, nbuckets: int, h: int) -> _Pool:
@@ -205,7 +219,7 @@ class _Pool:
         return self.take(np.nonzero(self.recent)[0])
 
     def take(self, rows: np.ndarray) -> _Pool:
-        """The ``rows`` (sorted by count when ``rows`` are)."""
+        """The ``rows`` (sorted by count when ``rows`` are); the lookup table is rebuilt on demand."""
         return _Pool(
             self.counts[rows], self.sums[rows], self.marks[rows], self.least[rows], self.recent[rows]
         )
@@ -213,6 +227,8 @@ class _Pool:
     @functools.cached_property
     def _by_least(self) -> tuple[np.ndarray, np.ndarray]:
         """Every (least element, row) pair, sorted by element: the keyed lookup's table."""
+        if self.table is not None:
+            return self.table
         flat = self.least.ravel()
         rows = np.repeat(np.arange(len(self.counts)), self.least.shape[1])
         order = np.argsort(flat, kind="stable")
@@ -269,9 +285,10 @@ class CohortIndex:
         self._size, arrays, pools = state
         self._pools = dict(pools)
         self._groups = {k: g for k, g in self._groups.items() if k in arrays}
-        for layout, (counts, sums, marks, seqs, least) in arrays.items():
+        for layout, (counts, sums, marks, seqs, least, values, owners) in arrays.items():
             group = self._groups[layout]
             group.counts, group.sums, group.marks, group.seqs, group.least = counts, sums, marks, seqs, least
+            group.table_values, group.table_seqs = values, owners
 
     def add(self, cohorts: Sequence[CohortSketch]) -> None:
         by_layout: dict[_Layout, tuple[list[CohortSketch], list[int]]] = {}
@@ -316,6 +333,21 @@ class CohortIndex:
         groups = [g for (w, b, _), g in self._groups.items() if w >= use and b == nbuckets and len(g.counts)]
         if not groups:
             built = _Pool.empty(use, nbuckets, h)
+        elif len(groups) == 1 and groups[0].least.shape[1] >= h:
+            # One layout (every lineage written with the common width): views of the group's arrays,
+            # already sorted by count, and its lookup table, which lists all of a cohort's least
+            # elements (more than d + 1: more candidates, never fewer).
+            group = groups[0]
+            row_of = np.zeros(self._size, dtype=np.int64)
+            row_of[group.seqs] = np.arange(len(group.seqs))
+            built = _Pool(
+                group.counts,
+                group.sums[:, :use],
+                group.marks,
+                group.least[:, :h],
+                group.seqs >= self._size - latest,
+                (group.table_values, row_of[group.table_seqs]),
+            )
         else:
             counts = np.concatenate([g.counts for g in groups])
             order = np.argsort(counts, kind="stable")
