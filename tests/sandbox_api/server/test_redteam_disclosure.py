@@ -337,7 +337,10 @@ def test_a_new_min_units_still_catches_a_pair(api: World) -> None:
     strict=True,
     reason="released-vs-withheld is an oracle: a cohort 'women outside Tiny, plus Tiny women born in Y' "
     "equals the released cohort of all women (a repeat, released) exactly when the target was born in "
-    "Y, and differs by one person (withheld) otherwise",
+    "Y, and differs by one person (withheld) otherwise. Any deterministic rule that releases an exact "
+    "repeat and withholds a 1..k-1 difference answers 'is the difference empty?'; withholding every "
+    "repeat reached by another query instead would refuse ordinary re-aggregations (the women's row of "
+    "GROUP BY sex after a count of the women). Left to differential privacy (docs/disclosure.md)",
 )
 def test_the_ledger_decision_does_not_tell_the_birth_year(api: World) -> None:
     """The fact: the target's birth year. Jobs: all women; then, for each candidate year Y, the women
