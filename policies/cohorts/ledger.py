@@ -303,7 +303,7 @@ class CohortIndex:
         else:
             counts = np.concatenate([g.counts for g in groups])
             order = np.argsort(counts, kind="stable")
-            least = [
+            parts = [
                 g.least[:, :h] if g.least.shape[1] >= h else np.zeros((len(g.counts), h), dtype=np.int64)
                 for g in groups
             ]
@@ -311,7 +311,7 @@ class CohortIndex:
                 counts[order],
                 np.concatenate([g.sums[:, :use] for g in groups])[order],
                 np.concatenate([g.marks for g in groups])[order],
-                np.concatenate(least)[order],
+                np.concatenate(parts)[order],
                 (np.concatenate([g.seqs for g in groups]) >= self._size - latest)[order],
             )
         self._pools[key] = built
