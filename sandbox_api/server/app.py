@@ -18,6 +18,7 @@ from executors.local import LocalExecutor
 from executors.walls import Isolation
 from sandbox_api.clock import Clock, SystemClock
 from sandbox_api.errors import DeploymentNotInitialised
+from sandbox_api.server.access_trace import install_access_trace
 from sandbox_api.server.app_info import app_version
 from sandbox_api.server.bootstrap import open_audit_log
 from sandbox_api.server.deps import Services
@@ -269,6 +270,7 @@ def create_app(
     app.add_middleware(JsonBodyLimits, max_bytes=settings.max_request_bytes)
     for router in ROUTERS:
         app.include_router(router)
+    install_access_trace(app, services)
     install_observability(app, services)
     return app
 

@@ -71,8 +71,9 @@ def current_principal(
         if token is None:
             raise NotAuthenticated("send `Authorization: Bearer <token>`; an admin issues tokens")
         if services.sso is not None and looks_like_jwt(token):
-            return services.principals.admit_sso(services.sso.authenticate(token))
-        return services.principals.authenticate(token)
+            principal = services.principals.admit_sso(services.sso.authenticate(token))
+        else:
+            principal = services.principals.authenticate(token)
     except NotAuthenticated as exc:
         services.audit.record(
             event="auth.failed",
@@ -80,6 +81,9 @@ def current_principal(
             details={"method": request.method, "path": request.url.path, "reason": exc.detail},
         )
         raise
+    # The access trace (access_trace.py) names who asked; the request's state is its only carrier.
+    request.state.principal = principal
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]

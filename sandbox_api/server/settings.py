@@ -168,6 +168,25 @@ class Settings(BaseSettings):
             "heads. Whichever of the two limits is reached first triggers the checkpoint."
         ),
     )
+    audit_read_trace: bool = Field(
+        True,
+        description=(
+            "Record every authenticated read (each GET under /v1, and dry runs) as a `read.*` audit "
+            "event naming who asked, for which ids and filters, and the answer's status "
+            "(docs/governance.md). Off only where another layer keeps the same trace."
+        ),
+    )
+    audit_read_flush_ms: PositiveInt = Field(
+        200,
+        description=(
+            "Read events wait at most this many milliseconds before one transaction chains them, so "
+            "reads cost no write of their own; a crash loses at most this window's reads."
+        ),
+    )
+    audit_read_flush_events: PositiveInt = Field(
+        256,
+        description="Read events are also chained as soon as this many are waiting.",
+    )
     isolation: Literal["strict", "relaxed", "none"] = Field(
         "strict",
         description=(

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from crypto.audit import GENESIS, AuditEntry, Checkpoint, chain, sign_checkpoint
 from crypto.signing import SigningKeyPair
 from sandbox_api.clock import Clock, iso
+from sandbox_api.server.services.read_buffer import PendingRead, ReadBuffer
 from sandbox_api.server.store.db import Database
 from sandbox_api.server.store.models import AuditCheckpointRow, AuditEventRow, AuditHeadRow
 
@@ -56,6 +57,17 @@ class AuditLog:
     # ever older than the truth (checkpoints only get newer), so "not overdue yet" is safe to answer
     # from it; "overdue" is confirmed from the database. Saves a query on almost every append.
     _since: dict[str, datetime] = field(default_factory=dict, compare=False, repr=False)
+    # The access trace (``trace``): read events wait at most this long, or until this many wait,
+    # before one transaction chains them (services/read_buffer.py).
+    read_flush_ms: int = 200
+    read_flush_events: int = 256
+    _reads: ReadBuffer = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        reads = ReadBuffer(
+            flush=self.flush_reads, window_s=self.read_flush_ms / 1000, max_events=self.read_flush_events
+        )
+        object.__setattr__(self, "_reads", reads)
 
     def append(
         self, session: Session, *, event: str, actor: str, details: Mapping[str, object]
@@ -127,9 +139,30 @@ class AuditLog:
             return [Checkpoint.from_json(row.line) for row in session.execute(query).scalars()]
 
     def record(self, *, event: str, actor: str, details: Mapping[str, object]) -> AuditEntry:
-        """Append one event in its own transaction (for reads and refusals, which change nothing else)."""
-        with self.db.write() as session:
+        """Append one event in its own transaction (for reads and refusals, which change nothing else).
+
+        Read events still waiting in the trace are chained first, in the same transaction: whatever an
+        auditor reads after this (the audit routes record before they read) includes every earlier read.
+        """
+        with self._reads.taking() as waiting, self.db.write() as session:
+            self._chain_reads(session, waiting)
             return self.append(session, event=event, actor=actor, details=details)
+
+    def trace(self, *, event: str, actor: str, details: Mapping[str, object]) -> None:
+        """Queue a read event: chained within ``read_flush_ms`` (or sooner), never in the caller's time."""
+        self._reads.add(PendingRead(event=event, actor=actor, details=details))
+
+    def flush_reads(self) -> int:
+        """Chain every waiting read event now (the background thread, shutdown); how many."""
+        with self._reads.taking() as waiting:
+            if waiting:
+                with self.db.write() as session:
+                    self._chain_reads(session, waiting)
+            return len(waiting)
+
+    def _chain_reads(self, session: Session, waiting: list[PendingRead]) -> None:
+        for read in waiting:
+            self.append(session, event=read.event, actor=read.actor, details=read.details)
 
     def head(self) -> AuditHead:
         with self.db.read() as session:
