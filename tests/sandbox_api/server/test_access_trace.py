@@ -74,9 +74,8 @@ def test_a_refused_read_is_traced_too(api: World) -> None:
 
 
 def test_asking_for_another_operators_job_answers_404_and_is_recorded(api: World) -> None:
-    job_id = api.client.post("/v1/jobs", headers=api.h("alice"), json={"scope": SCOPE, "sql": GOOD_SQL}).json()[
-        "job_id"
-    ]
+    submitted = api.client.post("/v1/jobs", headers=api.h("alice"), json={"scope": SCOPE, "sql": GOOD_SQL})
+    job_id = submitted.json()["job_id"]
     for suffix, event in (("", "read.jobs.get"), ("/result", "read.jobs.result")):
         assert api.client.get(f"/v1/jobs/{job_id}{suffix}", headers=api.h("bob")).status_code == 404
         last = reads(api, event)[-1]
@@ -159,10 +158,17 @@ def test_a_failed_write_puts_the_events_back_in_order() -> None:
     buffer = ReadBuffer(flush=lambda: None, window_s=60, max_events=100)
     first, second, third = (PendingRead(event=f"read.{n}", actor="t", details={}) for n in "abc")
     buffer._items.extend([first, second])  # no thread: the test drives the flushes itself
-    with pytest.raises(RuntimeError), buffer.taking() as waiting:
-        assert waiting == [first, second]
-        buffer._items.append(third)  # arrived while the write was failing
-        raise RuntimeError("database unavailable")
+    taken: list[PendingRead] = []
+
+    def failing_write() -> None:
+        with buffer.taking() as waiting:
+            taken.extend(waiting)
+            buffer._items.append(third)  # arrived while the write was failing
+            raise RuntimeError("database unavailable")
+
+    with pytest.raises(RuntimeError):
+        failing_write()
+    assert taken == [first, second]
     with buffer.taking() as waiting:
         assert waiting == [first, second, third]
 
