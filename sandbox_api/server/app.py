@@ -21,6 +21,7 @@ from sandbox_api.errors import DeploymentNotInitialised
 from sandbox_api.server.access_trace import install_access_trace
 from sandbox_api.server.app_info import app_version
 from sandbox_api.server.bootstrap import open_audit_log
+from sandbox_api.server.classification import deployment_levels
 from sandbox_api.server.deps import Services
 from sandbox_api.server.docs_pages import install_docs_pages
 from sandbox_api.server.middleware import JsonBodyLimits
@@ -138,7 +139,9 @@ def build_services(
         data_dir=settings.data_dir,
         n_parts=settings.n_parts,
     )
-    scopes = ScopeService(db=db, audit=audit, clock=clock, catalog=catalog)
+    scopes = ScopeService(
+        db=db, audit=audit, clock=clock, catalog=catalog, levels=deployment_levels(settings)
+    )
     # One executor for the runner and for replays, so both run a job the same way.
     executor = (executor_factory or EXECUTORS[settings.executor])(keys, settings)
     observability = Observability.create(

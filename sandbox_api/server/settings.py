@@ -168,6 +168,22 @@ class Settings(BaseSettings):
             "heads. Whichever of the two limits is reached first triggers the checkpoint."
         ),
     )
+    classification_levels_file: Path | None = Field(
+        None,
+        description=(
+            "A YAML or JSON file defining the deployment's classification levels and the floors each "
+            "sets (minimum k, uses per column class, masks, differential privacy, Python, approvals) and "
+            "the default level of data whose manifest declares none (docs/governance.md). Unset: the "
+            "built-in levels L1 (public) to L4 (highly sensitive), default L3."
+        ),
+    )
+    classification_default_level: str | None = Field(
+        None,
+        description=(
+            "The level of a dataset version whose manifest declares none, overriding the levels' own "
+            "default; it must be one of the defined levels."
+        ),
+    )
     audit_read_trace: bool = Field(
         True,
         description=(
