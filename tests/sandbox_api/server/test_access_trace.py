@@ -197,3 +197,17 @@ def test_the_trace_can_be_turned_off(tmp_path_factory: pytest.TempPathFactory) -
         services = services_of(deployment)
         services.audit.flush_reads()
         assert not [e for e in services.audit.iter_all() if e.event.startswith("read.")]
+
+
+def test_a_batch_signs_the_checkpoints_one_append_at_a_time_would(api: World) -> None:
+    audit = slow_log(services_of(api), checkpoint_every=7)
+    for i in range(30):
+        audit.trace(event="read.batch", actor="t", details={"i": i})
+    assert audit.flush_reads() == 30
+    batch = [e for e in audit.iter_all() if e.event == "read.batch"]
+    assert [e.details["i"] for e in batch] == list(range(30))
+    expected = {e.seq for e in batch if (e.seq + 1) % 7 == 0}
+    signed = {c.seq for c in audit.checkpoints(since_seq=batch[0].seq - 1, limit=1000)}
+    assert expected <= signed
+    report = verify_chain(list(audit.iter_all()), checkpoints=audit.checkpoints(limit=10_000))
+    assert report.last_seq >= batch[-1].seq
