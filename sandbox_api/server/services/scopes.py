@@ -287,6 +287,15 @@ class ScopeService:
         problem = validity_problem(scope, today(self.clock))
         if problem is not None:
             raise ScopeExpired(f"scope {name!r} is not valid today: {problem}")
+        # Floors bind approved versions too: data re-classified upwards (a new version at a higher
+        # level) stops the scopes below its floors until an officer approves one that meets them.
+        breaches = self._floor_breaches(scope, build_catalog(self.catalog.current_versions()))
+        if breaches:
+            raise ScopeNotActive(
+                f"scope {name!r} is below the floors of its datasets' classification levels now; a policy "
+                "officer must approve a version that meets the floors listed in findings",
+                findings=breaches,
+            )
         return ActiveScope(scope=scope, version_id=row.version_id)
 
     def version_state(self, name: str, version_id: str) -> str:

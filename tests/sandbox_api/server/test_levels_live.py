@@ -15,6 +15,8 @@ import pytest
 from tests.sandbox_api.api_helpers import (
     CITIZENS_MANIFEST,
     DATASET,
+    GOOD_SQL,
+    SCOPE,
     World,
     citizens_table,
     csv_bytes,
@@ -86,3 +88,8 @@ def test_approval_rechecks_the_floors_against_the_current_level(api: World) -> N
     assert "level_dp_required" in refused[0]["details"]["floors"]
     listed = api.client.get("/v1/scopes/before-l4", headers=api.h("olga")).json()
     assert listed["versions"][0]["state"] == "pending"  # the refusal changed nothing
+    # The scope approved before the re-classification binds no more: its jobs are refused, floor named.
+    job = api.client.post("/v1/jobs", headers=api.h("alice"), json={"scope": SCOPE, "sql": GOOD_SQL})
+    assert job.status_code == 403
+    assert job.json()["code"] == "scope-not-active"
+    assert "level_dp_required" in {f["rule"] for f in job.json()["findings"]}
