@@ -15,6 +15,7 @@ import pytest
 from tests.sandbox_api.api_helpers import (
     CITIZENS_MANIFEST,
     DATASET,
+    DOMAIN,
     GOOD_SQL,
     SCOPE,
     World,
@@ -93,3 +94,10 @@ def test_approval_rechecks_the_floors_against_the_current_level(api: World) -> N
     assert job.status_code == 403
     assert job.json()["code"] == "scope-not-active"
     assert "level_dp_required" in {f["rule"] for f in job.json()["findings"]}
+
+
+def test_a_version_shows_its_declared_level(api: World) -> None:
+    dataset = api.client.get(f"/v1/datasets/{DOMAIN}/{DATASET}", headers=api.h("olga")).json()
+    levels = {v["version_id"]: v["tables"][0]["level"] for v in dataset["versions"]}
+    assert levels[api.dataset_version] is None  # undeclared: the deployment's default
+    assert "L4" in levels.values()  # the version the approval test uploaded
