@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from crypto.audit import GENESIS, AuditEntry, Checkpoint, chain, sign_checkpoint
 from crypto.signing import SigningKeyPair
 from sandbox_api.clock import Clock, iso
-from sandbox_api.server.services.read_buffer import PendingRead, ReadBuffer
+from sandbox_api.server.services.read_buffer import PendingRead, ReadBuffer, safe_details, safe_text
 from sandbox_api.server.store.db import Database
 from sandbox_api.server.store.models import AuditCheckpointRow, AuditEventRow, AuditHeadRow
 
@@ -152,7 +152,9 @@ class AuditLog:
 
     def trace(self, *, event: str, actor: str, details: Mapping[str, object]) -> None:
         """Queue a read event: chained within ``read_flush_ms`` (or sooner), never in the caller's time."""
-        self._reads.add(PendingRead(event=event, actor=actor, details=details))
+        # Made encodable here, so that no request can put a batch in the queue that fails to chain.
+        read = PendingRead(event=event, actor=safe_text(actor), details=safe_details(details))
+        self._reads.add(read)
 
     def flush_reads(self) -> int:
         """Chain every waiting read event now (the background thread, shutdown); how many."""

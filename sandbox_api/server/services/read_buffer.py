@@ -14,6 +14,7 @@ or drops them while the process lives.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -24,6 +25,38 @@ LOG = logging.getLogger(__name__)
 # After this many failed flushes in a row the thread stops retrying; the next read (or any synchronous
 # audit record, or shutdown) tries again. The events stay waiting either way.
 MAX_FAILED_FLUSHES = 5
+
+
+def safe_details(details: Mapping[str, object]) -> dict[str, object]:
+    """``details`` as plain JSON data that the chain can always encode.
+
+    A read's details come from the request (ids, filters, a dry run's scope name): text that is not
+    valid Unicode (a lone surrogate such as ``\\ud800``) or a float that JSON cannot hold would make the
+    batch that carries it fail to chain, and every batch after it, since a failed batch is put back.
+    Such text is kept with the offending code points escaped (``\\ud800``), so the evidence survives.
+
+    >>> safe_details({"scope": "\\ud800x", "n": float("nan"), "ids": ("a", 1)})
+    {'scope': '\\\\ud800x', 'n': 'nan', 'ids': ['a', 1]}
+    """
+    return {safe_text(str(k)): _safe(v) for k, v in details.items()}
+
+
+def safe_text(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _safe(value: object) -> object:
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return safe_details(value)
+    if isinstance(value, list | tuple):
+        return [_safe(v) for v in value]
+    return safe_text(str(value))
 
 
 @dataclass(frozen=True)

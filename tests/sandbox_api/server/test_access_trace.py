@@ -211,3 +211,14 @@ def test_a_batch_signs_the_checkpoints_one_append_at_a_time_would(api: World) ->
     assert expected <= signed
     report = verify_chain(list(audit.iter_all()), checkpoints=audit.checkpoints(limit=10_000))
     assert report.last_seq >= batch[-1].seq
+
+
+def test_text_that_is_not_unicode_cannot_jam_the_queue(api: World) -> None:
+    # A dry run naming a scope with a lone surrogate: the trace records it; chaining must not fail on
+    # it (a failed batch is put back, so one such read would block every audit write after it).
+    body = b'{"scope": "\\ud800", "sql": "SELECT 1"}'
+    headers = {**api.h("alice"), "Content-Type": "application/json"}
+    assert api.client.post("/v1/jobs/check", content=body, headers=headers).status_code in (403, 404, 422)
+    assert api.client.get("/v1/audit/head", headers=api.h("audra")).status_code == 200
+    last = reads(api, "read.jobs.check")[-1]
+    assert last.details["scope"] == "\\ud800"
