@@ -5,8 +5,10 @@
    temporary directory: median and p95 added time per job release (a job of ``--job-cells`` rows),
    the first check after a restart (every batch unsealed once), and storage per released cell (the
    sealed payload, and the database file's growth). The earlier cells' unit counts are log-uniform
-   between k and ``--population``; their sketches are those of random sets, which is what keyed
-   sketches of distinct sets look like to the decision.
+   between k and ``--population``; their power sums are those of random sets, which is what keyed
+   sketches of distinct sets look like to the decision, and their least elements those of random
+   subsets of one population (so large cohorts share them, as in a real lineage). Each job's rows
+   carry two group keys, so their margins are checked and recorded too.
 2. Cost in the large aggregate: the 10-million-row GROUP BY of ``bench_executor.py`` through the
    LocalExecutor, bare DuckDB on the same plaintext, the same job without the ledger, and with it
    (``ARRAY_AGG(DISTINCT person_id)`` per row, sketched in the sandbox), interleaved, medians.
@@ -34,7 +36,7 @@ from crypto.keyring import LocalKeyring
 from executors.base import JobSpec, Limits
 from executors.local import LocalExecutor
 from policies import Disclosure, check_output
-from policies.cohorts import Cell, CohortSketch, lineage, sums_for
+from policies.cohorts import Cell, CohortSketch, least_for, lineage, sums_for
 from policies.cohorts.cells import cells_of
 from policies.cohorts.sketch import BUCKETS, P
 from sandbox_api.server.services.cohort_ledger import CohortLedger
@@ -52,8 +54,31 @@ class _Clock:
         return datetime.now(UTC)
 
 
+_ELEMENTS: dict[int, np.ndarray] = {}
+
+
+def population_elements(population: int) -> np.ndarray:
+    """The keyed elements of a population, ascending (drawn once per size)."""
+    if population not in _ELEMENTS:
+        rng = np.random.default_rng(11)
+        _ELEMENTS[population] = np.unique(rng.integers(1, P, population, dtype=np.int64))
+    return _ELEMENTS[population]
+
+
+def least_of_subset(rng: np.random.Generator, n: int, population: int, h: int) -> tuple[int, ...]:
+    """The ``h`` least elements of a random ``n``-subset of the population: every cohort of a lineage
+    is a subset of the same people, so large cohorts share their least elements (the keyed search's
+    worst case), drawn by geometric gaps without building the subset."""
+    gaps = rng.geometric(min(1.0, n / population), size=min(h, n))
+    at = np.cumsum(gaps) - 1
+    elements = population_elements(population)
+    return tuple(int(v) for v in elements[at[at < len(elements)]])
+
+
 def random_cells(rng: np.random.Generator, count: int, *, population: int) -> list[Cell]:
-    """Cells of random cohorts: log-uniform sizes, random power sums, multinomial bucket counts."""
+    """Cells of random cohorts of one population: log-uniform sizes, random power sums, multinomial
+    bucket counts, and least elements as those of a random subset. A job's rows come with two
+    group keys, so the ledger also checks and records their margins (8 for 10 rows)."""
     sizes = np.exp(rng.uniform(np.log(K), np.log(population), count)).astype(np.int64)
     sums = rng.integers(0, P, (count, sums_for(K)))
     return [
@@ -63,10 +88,14 @@ def random_cells(rng: np.random.Generator, count: int, *, population: int) -> li
                     int(n),
                     tuple(int(v) for v in row),
                     tuple(int(b) for b in rng.multinomial(n, [1 / BUCKETS] * BUCKETS)),
+                    least_of_subset(rng, int(n), population, least_for(K)),
                 ),
-            )
+            ),
+            slots=("_sbx_sketch",),
+            # Two group keys, as a GROUP BY a, b releases them: the job's rows have margins.
+            row=(f"a{i % 2}", f"b{i // 2}", int(n)),
         )
-        for n, row in zip(sizes, sums, strict=True)
+        for i, (n, row) in enumerate(zip(sizes, sums, strict=True))
     ]
 
 
@@ -123,7 +152,8 @@ def bench_check(root: Path, *, cells: int, job_cells: int, jobs: int, population
     print(f"    first check after a restart (unseal everything): {1e3 * cold:.1f} ms")
     print(
         f"    storage per released cell: sealed payload {sealed / held:.1f} bytes "
-        f"(sketch {5 + 4 * sums_for(K) + 2 * BUCKETS} bytes), database file {grown / held:.1f} bytes"
+        f"(sketch {6 + 4 * sums_for(K) + 2 * BUCKETS + 4 * least_for(K)} bytes at most), "
+        f"database file {grown / held:.1f} bytes"
     )
 
 

@@ -25,6 +25,7 @@ from policies.cohorts.sketch import (
     bucket_counts,
     element_key,
     elements,
+    least_elements,
     power_sums,
 )
 
@@ -55,13 +56,15 @@ def sketch_cohorts(table: pa.Table, request: SketchRequest | None, *, threads: i
         return table.drop_columns(names)
     key = element_key(request.secret)
     for name in names:
-        sketches = _sketch_column(table.column(name), key=key, m=request.power_sums, threads=threads)
+        sketches = _sketch_column(
+            table.column(name), key=key, m=request.power_sums, h=request.least, threads=threads
+        )
         at = table.column_names.index(name)
         table = table.set_column(at, SKETCH + name.removeprefix(COHORT), sketches)
     return table
 
 
-def _sketch_column(column: pa.ChunkedArray, *, key: ElementKey, m: int, threads: int) -> pa.Array:
+def _sketch_column(column: pa.ChunkedArray, *, key: ElementKey, m: int, h: int, threads: int) -> pa.Array:
     """One sketch per row: the row's non-NULL units, in vectorised passes over all rows at once. The
     lists come from ``ARRAY_AGG(DISTINCT …)``: no unit appears twice in one."""
     rows = len(column)
@@ -75,33 +78,39 @@ def _sketch_column(column: pa.ChunkedArray, *, key: ElementKey, m: int, threads:
     parents = pc.filter(pc.list_parent_indices(lists), present).to_numpy(zero_copy_only=False)
     starts = np.searchsorted(parents, np.arange(rows), side="left")
     sizes = np.diff(np.append(starts, len(parents)))
-    sums, buckets = _chunked(units, starts, key=key, m=m, threads=threads)
+    sums, buckets, least = _chunked(units, starts, key=key, m=m, h=h, threads=threads)
     valid = lists.is_valid().to_numpy(zero_copy_only=False)
     return pa.array(
         [
-            CohortSketch(int(size), tuple(int(v) for v in row), tuple(int(c) for c in counts)).to_bytes()
+            CohortSketch(
+                int(size),
+                tuple(int(v) for v in row),
+                tuple(int(c) for c in counts),
+                tuple(int(v) for v in smallest if v),
+            ).to_bytes()
             if ok and size
             else None
-            for ok, size, row, counts in zip(valid, sizes, sums, buckets, strict=True)
+            for ok, size, row, counts, smallest in zip(valid, sizes, sums, buckets, least, strict=True)
         ],
         pa.binary(),
     )
 
 
 def _chunked(
-    units: np.ndarray, starts: np.ndarray, *, key: ElementKey, m: int, threads: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Power sums and bucket counts per segment, from ``threads`` contiguous chunks of the units.
+    units: np.ndarray, starts: np.ndarray, *, key: ElementKey, m: int, h: int, threads: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Power sums, bucket counts and least elements per segment, from ``threads`` contiguous chunks.
 
     A chunk sees every segment, clipped to itself (a segment outside it is empty there), so the
-    per-chunk results add up to the whole.
+    per-chunk sums and counts add up to the whole, and the least elements of the whole are the least
+    of the chunks' least elements (a unit is listed once per segment, so no element repeats).
     """
     bounds = np.linspace(0, len(units), max(1, threads) + 1).astype(np.int64)
 
-    def one(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    def one(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         clipped = np.clip(starts - lo, 0, hi - lo)
         xs = elements(units[lo:hi], key)
-        return power_sums(xs, clipped, m), bucket_counts(xs, clipped)
+        return power_sums(xs, clipped, m), bucket_counts(xs, clipped), least_elements(xs, clipped, h)
 
     if len(bounds) == 2:
         return one(0, len(units))
@@ -109,4 +118,6 @@ def _chunked(
         parts = list(pool.map(one, bounds[:-1], bounds[1:]))
     sums = np.sum([p[0] for p in parts], axis=0) % P
     counts = np.sum([p[1] for p in parts], axis=0)
-    return sums, counts
+    merged = np.concatenate([p[2] for p in parts], axis=1)
+    merged = np.sort(np.where(merged == 0, P, merged), axis=1)[:, :h]
+    return sums, counts, np.where(merged == P, 0, merged)

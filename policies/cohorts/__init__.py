@@ -9,6 +9,7 @@ from policies.cohorts.ledger import (
     Decision,
     Outcome,
     decide,
+    least_for,
     sums_for,
 )
 from policies.cohorts.lineage import Lineage, lineage, lineage_of
@@ -36,6 +37,7 @@ __all__ = [
     "decide",
     "element_key",
     "elements",
+    "least_for",
     "lineage",
     "lineage_of",
     "power_sums",

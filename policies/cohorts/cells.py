@@ -12,6 +12,7 @@ from policies.model import Disclosure
 
 SKETCH = "_sbx_sketch"
 UNITS = "_sbx_units"
+HIDDEN = "_sbx_"
 
 
 def sketch_columns(columns: Iterable[object]) -> list[str]:
@@ -40,17 +41,29 @@ def releasable_positions(frame: pd.DataFrame, disclosure: Disclosure) -> list[in
 
 def cells_of(frame: pd.DataFrame, rows: Iterable[int] | None = None) -> list[Cell]:
     """One :class:`Cell` per row of ``frame`` (or per position in ``rows``: only the rows that would be
-    released), from its sketch columns; a NULL sketch (no cohort in that slot) is left out.
+    released), from its sketch columns; a NULL sketch (no cohort in that slot) is left out. Each cell
+    also keeps its slot names and the row's visible values (every column but the hidden ``_sbx_``
+    ones), which say what its rows add up to (``margins``).
 
     >>> from policies.cohorts.sketch import CohortSketch
     >>> blob = CohortSketch(12, (1, 2, 3)).to_bytes()
-    >>> cells_of(pd.DataFrame({"n": [12, 3], "_sbx_sketch": [blob, None]}))
-    [Cell(cohorts=(CohortSketch(units=12, sums=(1, 2, 3), buckets=()),)), Cell(cohorts=())]
+    >>> cells = cells_of(pd.DataFrame({"n": [12, 3], "_sbx_sketch": [blob, None]}))
+    >>> [([c.units for c in cell.cohorts], cell.slots, cell.row) for cell in cells]
+    [([12], ('_sbx_sketch',), (12,)), ([], (), (3,))]
     """
     names = sketch_columns(frame.columns)
+    visible = [c for c in frame.columns if not str(c).startswith(HIDDEN)]
     positions = range(len(frame)) if rows is None else rows
+    values = frame[visible].astype(object).where(frame[visible].notna(), None)
     out = []
     for position in positions:
-        blobs = [frame[name].iloc[position] for name in names]
-        out.append(Cell(tuple(CohortSketch.from_bytes(bytes(b)) for b in blobs if isinstance(b, bytes))))
+        blobs = [(name, frame[name].iloc[position]) for name in names]
+        present = [(name, bytes(b)) for name, b in blobs if isinstance(b, bytes)]
+        out.append(
+            Cell(
+                tuple(CohortSketch.from_bytes(b) for _, b in present),
+                slots=tuple(name for name, _ in present),
+                row=tuple(values.iloc[position].tolist()),
+            )
+        )
     return out

@@ -45,6 +45,7 @@ from policies.errors import OutputInvalid
 P = 2**31 - 1  #: the field's prime (a Mersenne prime: products of two elements fit in 62 bits)
 BUCKETS = 16  #: keyed buckets per cohort for the ledger's prefilter
 _ORDER = P - 1  #: elements are 1 + (something mod P - 1), never 0
+_FORMAT_2 = 0x80  #: the high bit of a sketch's first byte: the format with least elements
 _MIN_KEY_BYTES = 16
 
 
@@ -136,47 +137,102 @@ def power_sums(xs: np.ndarray, offsets: np.ndarray, m: int) -> np.ndarray:
 @dataclass(frozen=True)
 class SketchRequest:
     """What a job's sandbox needs to sketch its cohorts: the lineage's element secret (32 bytes, never
-    stored with the sketches) and how many power sums to keep (``ledger.sums_for(min_units)``)."""
+    stored with the sketches), how many power sums to keep (``ledger.sums_for(min_units)``) and how
+    many least elements (``ledger.least_for(min_units)``; 0 keeps none, the first format)."""
 
     secret: bytes = field(repr=False)
     power_sums: int
+    least: int = 0
 
 
 @dataclass(frozen=True)
 class CohortSketch:
-    """A cohort: how many units, the power sums ``s_1..s_m`` of their elements (mod p), and how many
-    of its units fall in each of ``BUCKETS`` keyed buckets (mod 2**16).
+    """A cohort: how many units, the power sums ``s_1..s_m`` of their elements (mod p), how many of
+    its units fall in each of ``BUCKETS`` keyed buckets (mod 2**16), and its ``least`` elements.
 
     The bucket counts are a cheap filter, not part of the decision: a combination of at most ``d``
     units changes the buckets by at most ``d`` in total, so a candidate whose bucket counts differ by
     more is dismissed without solving anything (most candidates of a large ledger). Kept modulo
     2**16: a true difference of at most ``d`` is still read exactly as a signed 16-bit number.
+
+    ``least`` (format 2) holds the cohort's smallest keyed elements, ascending: the keys by which the
+    ledger finds, among all earlier cohorts, the parts a new cohort could be the union of
+    (``ledger``). They are keyed elements, not identifiers: only the holder of the domain's keyring,
+    which decrypts the data itself, could tell whose they are.
     """
 
     units: int
     sums: tuple[int, ...]
     buckets: tuple[int, ...] = ()
+    least: tuple[int, ...] = ()
 
     def to_bytes(self) -> bytes:
-        """Bucket count (1 byte), ``units`` (4), each sum (4), each bucket (2), big-endian.
+        """Format 1 (no ``least``): bucket count (1 byte), ``units`` (4), each sum (4), each bucket (2),
+        big-endian. Format 2: the first byte's high bit set, then the number of least elements (1),
+        and after the buckets each least element (4).
 
         >>> CohortSketch.from_bytes(CohortSketch(12, (1, 2, 3), (4, 5)).to_bytes())
-        CohortSketch(units=12, sums=(1, 2, 3), buckets=(4, 5))
+        CohortSketch(units=12, sums=(1, 2, 3), buckets=(4, 5), least=())
+        >>> CohortSketch.from_bytes(CohortSketch(12, (1, 2, 3), (4, 5), (7, 9)).to_bytes())
+        CohortSketch(units=12, sums=(1, 2, 3), buckets=(4, 5), least=(7, 9))
         """
-        head = struct.pack(f">BI{len(self.sums)}I", len(self.buckets), self.units, *self.sums)
-        return head + struct.pack(f">{len(self.buckets)}H", *(b % 2**16 for b in self.buckets))
+        marks = struct.pack(f">{len(self.buckets)}H", *(b % 2**16 for b in self.buckets))
+        if not self.least:
+            head = struct.pack(f">BI{len(self.sums)}I", len(self.buckets), self.units, *self.sums)
+            return head + marks
+        head = struct.pack(
+            f">BBI{len(self.sums)}I", _FORMAT_2 | len(self.buckets), len(self.least), self.units, *self.sums
+        )
+        return head + marks + struct.pack(f">{len(self.least)}I", *self.least)
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> CohortSketch:
-        nbuckets = blob[0] if blob else 0
-        body = len(blob) - 5 - 2 * nbuckets
-        if len(blob) < 9 or body < 0 or body % 4:
+        first = blob[0] if blob else 0
+        nbuckets, nleast, start = first & ~_FORMAT_2, 0, 1
+        if first & _FORMAT_2:
+            nleast, start = (blob[1] if len(blob) > 1 else 0), 2
+        body = len(blob) - start - 4 - 2 * nbuckets - 4 * nleast
+        if len(blob) < start + 8 or body < 0 or body % 4:
             raise OutputInvalid(f"a cohort sketch of {len(blob)} bytes does not have the sketch layout")
-        units, *sums = struct.unpack_from(f">I{body // 4}I", blob, 1)
+        units, *sums = struct.unpack_from(f">I{body // 4}I", blob, start)
         if any(v >= P for v in sums):
             raise OutputInvalid("a cohort sketch holds a power sum outside the field")
-        buckets = struct.unpack_from(f">{nbuckets}H", blob, 5 + body)
-        return cls(units=units, sums=tuple(sums), buckets=tuple(buckets))
+        at = start + 4 + body
+        buckets = struct.unpack_from(f">{nbuckets}H", blob, at)
+        least = struct.unpack_from(f">{nleast}I", blob, at + 2 * nbuckets)
+        return cls(units=units, sums=tuple(sums), buckets=tuple(buckets), least=tuple(least))
+
+
+def least_elements(xs: np.ndarray, offsets: np.ndarray, h: int) -> np.ndarray:
+    """The ``h`` smallest elements of each segment, ascending, 0-padded; shape ``(segments, h)``.
+
+    Without sorting everything: the minimum of each of ``4h`` keyed bins per segment (one unbuffered
+    ``minimum.at`` pass) gives a threshold, the ``h``-th smallest bin minimum, below which the ``h``
+    smallest elements must lie; only those few candidates are sorted.
+
+    >>> least_elements(np.array([9, 4, 7, 1, 5, 8]), np.array([0, 4]), 2).tolist()
+    [[1, 4], [5, 8]]
+    >>> least_elements(np.array([3]), np.array([0, 1]), 2).tolist()
+    [[3, 0], [0, 0]]
+    """
+    segments = len(offsets)
+    out = np.zeros((segments, h), dtype=np.int64)
+    if not segments or not len(xs) or h < 1:
+        return out
+    x = np.asarray(xs, dtype=np.int64)
+    starts = np.asarray(offsets, dtype=np.int64)
+    parents = np.repeat(np.arange(segments), np.diff(np.append(starts, len(x))))
+    bins = 4 * h
+    minima = np.full(segments * bins, P, dtype=np.int64)
+    np.minimum.at(minima, parents * bins + (x * 0x9E3779B1 % P) % bins, x)
+    threshold = np.sort(minima.reshape(segments, bins), axis=1)[:, h - 1]  # P where fewer bins are filled
+    keep = x <= threshold[parents]
+    order = np.lexsort((x[keep], parents[keep]))
+    px, pp = x[keep][order], parents[keep][order]
+    rank = np.arange(len(pp)) - np.searchsorted(pp, pp, side="left")
+    take = rank < h
+    out[pp[take], rank[take]] = px[take]
+    return out
 
 
 def bucket_counts(xs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -195,8 +251,9 @@ def bucket_counts(xs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return flat.reshape(segments, BUCKETS)
 
 
-def sketch_of(units: np.ndarray, key: ElementKey, m: int) -> CohortSketch:
-    """The sketch of one set of unit values (duplicates are the caller's to remove).
+def sketch_of(units: np.ndarray, key: ElementKey, m: int, least: int = 0) -> CohortSketch:
+    """The sketch of one set of unit values (duplicates are the caller's to remove), with its
+    ``least`` smallest elements (none by default).
 
     >>> key = element_key(bytes(32))
     >>> s = sketch_of(np.array([7, 8, 9]), key, 4)
@@ -206,4 +263,10 @@ def sketch_of(units: np.ndarray, key: ElementKey, m: int) -> CohortSketch:
     xs = elements(units, key)
     row = power_sums(xs, np.array([0]), m)[0]
     buckets = bucket_counts(xs, np.array([0]))[0]
-    return CohortSketch(len(units), tuple(int(v) for v in row), tuple(int(b) for b in buckets))
+    smallest = least_elements(xs, np.array([0]), least)[0]
+    return CohortSketch(
+        len(units),
+        tuple(int(v) for v in row),
+        tuple(int(b) for b in buckets),
+        tuple(int(v) for v in smallest if v),
+    )

@@ -240,6 +240,16 @@ def print_tokens(cast: DemoCast, *, say: Say = print) -> None:
         purpose = "creates domains, principals and tokens" if member is None else member.why
         say(f"  {name:<7} {label:<30} {token}")
         say(f"  {'':<7} {purpose}")
+    say(f"  Web console: {console_url(cast.base_url)} (sign in as any of them by pasting their token)")
+
+
+def console_url(base_url: str) -> str:
+    """Where the gateway serves its web console.
+
+    >>> console_url("http://127.0.0.1:8000/")
+    'http://127.0.0.1:8000/console'
+    """
+    return base_url.rstrip("/") + "/console"
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -235,6 +235,10 @@ def _print_next_steps(url: str, tokens_file: Path, operator_token: str) -> None:
     typer.echo("")
     typer.echo(f"Serving at {url}: OpenAPI docs at {url}/docs. Ctrl-C stops it.")
     typer.echo(
+        f"Web console at {url.rstrip('/')}/console: each role signs in there by pasting its token "
+        "(listed above; alice is the operator, audrey the auditor)."
+    )
+    typer.echo(
         f"Tokens are kept (owner-readable only) in {tokens_file}. In another shell, as operator alice:"
     )
     if sandbox != "sandbox":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from sandbox_api.cli import audit, demo_run, deployment
+from sandbox_api.cli import audit, backup, demo_run, deployment
 from sandbox_api.cli.cluster import cluster_app
 from sandbox_api.cli.datasets import dataset_app
 from sandbox_api.cli.jobs import job_app
@@ -32,6 +32,8 @@ def build() -> typer.Typer:
     )
     app.command()(deployment.init)
     app.command()(deployment.serve)
+    app.command("backup")(backup.backup)
+    app.command("restore")(backup.restore)
     app.command("demo")(demo_run.demo_command)
     app.command()(whoami)
     app.add_typer(domain_app, name="domain")

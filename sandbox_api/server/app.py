@@ -22,8 +22,8 @@ from sandbox_api.server.access_trace import install_access_trace
 from sandbox_api.server.app_info import app_version
 from sandbox_api.server.bootstrap import open_audit_log
 from sandbox_api.server.classification import deployment_levels
+from sandbox_api.server.console import install_console
 from sandbox_api.server.deps import Services
-from sandbox_api.server.docs_pages import install_docs_pages
 from sandbox_api.server.middleware import JsonBodyLimits
 from sandbox_api.server.observability.bundle import Observability
 from sandbox_api.server.observability.wiring import install_observability
@@ -261,7 +261,8 @@ def create_app(
         version=app_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url=None,  # served offline by docs_pages
+        # /docs and /redoc are served by the console from vendored assets (console/api_docs.py).
+        docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
         generate_unique_id_function=operation_id,
@@ -269,12 +270,12 @@ def create_app(
     app.state.services = services
     install_problem_handlers(app)
     install_openapi(app)
-    install_docs_pages(app)
     app.add_middleware(JsonBodyLimits, max_bytes=settings.max_request_bytes)
     for router in ROUTERS:
         app.include_router(router)
     install_access_trace(app, services)
     install_observability(app, services)
+    install_console(app)
     return app
 
 

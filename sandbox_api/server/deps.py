@@ -70,10 +70,7 @@ def current_principal(
     try:
         if token is None:
             raise NotAuthenticated("send `Authorization: Bearer <token>`; an admin issues tokens")
-        if services.sso is not None and looks_like_jwt(token):
-            principal = services.principals.admit_sso(services.sso.authenticate(token))
-        else:
-            principal = services.principals.authenticate(token)
+        principal = authenticate_token(services, token)
     except NotAuthenticated as exc:
         services.audit.record(
             event="auth.failed",
@@ -84,6 +81,14 @@ def current_principal(
     # The access trace (access_trace.py) names who asked; the request's state is its only carrier.
     request.state.principal = principal
     return principal
+
+
+def authenticate_token(services: Services, token: str) -> Principal:
+    """A bearer token or, where single sign-on is configured, an OIDC ID token (a JWT): the one check
+    the API and the web console both make."""
+    if services.sso is not None and looks_like_jwt(token):
+        return services.principals.admit_sso(services.sso.authenticate(token))
+    return services.principals.authenticate(token)
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]

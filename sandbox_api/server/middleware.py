@@ -10,9 +10,18 @@ from sandbox_api.server.problems import problem
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
+def accepts_forms(path: str) -> bool:
+    """The web console posts HTML forms (URL-encoded), under the same size cap as JSON."""
+    return path == "/console" or path.startswith("/console/")
+
+
+FORM_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded"})
+
+
 def is_upload_path(path: str) -> bool:
-    """Uploads stream their own body (multipart, larger cap): see routes/datasets.py."""
-    return path.startswith("/v1/datasets/") and path.endswith("/versions")
+    """Uploads stream their own body (multipart, larger cap): see routes/datasets.py (the console's
+    upload page calls the same function)."""
+    return path.startswith(("/v1/datasets/", "/console/datasets/")) and path.endswith("/versions")
 
 
 class JsonBodyLimits:
@@ -47,7 +56,8 @@ class JsonBodyLimits:
                 await self._too_large(scope, receive, send)
                 return
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if body and content_type != "application/json":
+        allowed = FORM_TYPES if accepts_forms(scope["path"]) else {"application/json"}
+        if body and content_type not in allowed:
             response = problem(
                 415,
                 code="unsupported-media-type",

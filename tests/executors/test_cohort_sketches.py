@@ -8,9 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from executors.cohort_sketches import sketch_cohorts
-from policies.cohorts import CohortSketch, SketchRequest, element_key, sketch_of
+from policies.cohorts import CohortSketch, SketchRequest, element_key, elements, sketch_of
 
 REQUEST = SketchRequest(secret=bytes(range(32)), power_sums=11)
+KEYED = SketchRequest(secret=bytes(range(32)), power_sums=16, least=15)
 
 rows = st.lists(
     # ARRAY_AGG(DISTINCT …): no unit twice in a list, at most one NULL.
@@ -34,6 +35,23 @@ def test_every_row_gets_the_sketch_of_its_own_units_whatever_the_threads(
             assert blob is None
         else:
             assert CohortSketch.from_bytes(blob) == sketch_of(np.array(units), key, REQUEST.power_sums)
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows, st.integers(1, 4))
+def test_the_least_elements_are_the_units_smallest_whatever_the_threads(
+    lists: list[list[int | None] | None], threads: int
+) -> None:
+    """Format 2: the sketch also holds the row's 15 smallest keyed elements, ascending, exactly."""
+    table = pa.table({"_sbx_cohort": pa.array(lists, pa.list_(pa.int64()))})
+    out = sketch_cohorts(table, KEYED, threads=threads)
+    key = element_key(KEYED.secret)
+    for listed, blob in zip(lists, out.column("_sbx_sketch").to_pylist(), strict=True):
+        units = sorted({u for u in listed or [] if u is not None})
+        if units:
+            sketch = CohortSketch.from_bytes(blob)
+            assert sketch == sketch_of(np.array(units), key, 16, 15)
+            assert list(sketch.least) == sorted(elements(np.array(units), key).tolist())[:15]
 
 
 def test_text_units_and_a_column_of_nulls() -> None:

@@ -45,6 +45,7 @@ from policies.cohorts import (
     SketchRequest,
     cells_of,
     decide,
+    least_for,
     lineage_of,
     releasable_positions,
     sketch_columns,
@@ -55,28 +56,54 @@ from sandbox_api.clock import Clock
 from sandbox_api.errors import NotFound
 from sandbox_api.server.store.models import CohortLedgerBatchRow, CohortLedgerHeadRow
 
-_FORMAT = 1  # first byte of a sealed batch: the layout below
-_HEADER = struct.Struct(">BHBI")  # format, power sums and buckets per sketch, sketches in the batch
+_FORMAT_1 = 1  # the first layout: one sketch layout per batch, fixed size per sketch
+_FORMAT = 2  # first byte of a sealed batch: the layout below
+_HEADER_1 = struct.Struct(">BHBI")  # format, power sums and buckets per sketch, sketches in the batch
+_HEADER = struct.Struct(">BI")  # format, sketches in the batch; then each as a 2-byte length and its bytes
+_LENGTH = struct.Struct(">H")
 
 
 def pack(cohorts: Sequence[CohortSketch]) -> bytes:
-    """A batch's plaintext: format, widths, count, then each sketch (``CohortSketch.to_bytes``).
+    """A batch's plaintext: format, count, then each sketch (``CohortSketch.to_bytes``) after its length
+    (sketches of one job differ in length: a small cohort has fewer least elements).
 
-    >>> unpack(pack([CohortSketch(12, (1, 2)), CohortSketch(40, (3, 4))]))
-    [CohortSketch(units=12, sums=(1, 2), buckets=()), CohortSketch(units=40, sums=(3, 4), buckets=())]
+    >>> unpack(pack([CohortSketch(12, (1, 2)), CohortSketch(40, (3, 4), (1,), (5, 9))]))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [CohortSketch(units=12, sums=(1, 2), buckets=(), least=()),
+     CohortSketch(units=40, sums=(3, 4), buckets=(1,), least=(5, 9))]
     """
-    width = len(cohorts[0].sums) if cohorts else 0
-    nbuckets = len(cohorts[0].buckets) if cohorts else 0
-    if any(len(c.sums) != width or len(c.buckets) != nbuckets for c in cohorts):
-        raise OutputInvalid("a ledger batch holds sketches of one layout (one job, one min_units)")
-    return _HEADER.pack(_FORMAT, width, nbuckets, len(cohorts)) + b"".join(c.to_bytes() for c in cohorts)
+    blobs = [c.to_bytes() for c in cohorts]
+    return _HEADER.pack(_FORMAT, len(blobs)) + b"".join(_LENGTH.pack(len(b)) + b for b in blobs)
 
 
 def unpack(blob: bytes) -> list[CohortSketch]:
-    fmt, width, nbuckets, count = _HEADER.unpack_from(blob)
+    """The sketches of a batch, of either format (batches written before format 2 stay readable).
+
+    >>> old = _HEADER_1.pack(1, 2, 0, 1) + CohortSketch(12, (1, 2)).to_bytes()
+    >>> unpack(old)
+    [CohortSketch(units=12, sums=(1, 2), buckets=(), least=())]
+    """
+    if blob[:1] == bytes([_FORMAT_1]):
+        return _unpack_1(blob)
+    fmt, count = _HEADER.unpack_from(blob)
+    if fmt != _FORMAT:
+        raise OutputInvalid(f"unknown cohort batch layout (format {fmt})")
+    out: list[CohortSketch] = []
+    at = _HEADER.size
+    for _ in range(count):
+        (size,) = _LENGTH.unpack_from(blob, at)
+        out.append(CohortSketch.from_bytes(blob[at + _LENGTH.size : at + _LENGTH.size + size]))
+        at += _LENGTH.size + size
+    if at != len(blob):
+        raise OutputInvalid(f"a cohort batch of {len(blob)} bytes does not hold {count} sketches")
+    return out
+
+
+def _unpack_1(blob: bytes) -> list[CohortSketch]:
+    fmt, width, nbuckets, count = _HEADER_1.unpack_from(blob)
     size = 5 + 4 * width + 2 * nbuckets
-    body = blob[_HEADER.size :]
-    if fmt != _FORMAT or len(body) != size * count:
+    body = blob[_HEADER_1.size :]
+    if fmt != _FORMAT_1 or len(body) != size * count:
         raise OutputInvalid(f"unknown cohort batch layout (format {fmt}, {len(body)} bytes)")
     return [CohortSketch.from_bytes(body[i * size : (i + 1) * size]) for i in range(count)]
 
@@ -99,7 +126,11 @@ class CohortLedger:
 
     def request(self, lineage: Lineage, *, min_units: int) -> SketchRequest:
         """What a job's sandbox needs to sketch its cohorts (put it in ``JobSpec.cohorts``)."""
-        return SketchRequest(secret=self._element_secret(lineage), power_sums=sums_for(min_units))
+        return SketchRequest(
+            secret=self._element_secret(lineage),
+            power_sums=sums_for(min_units),
+            least=least_for(min_units),
+        )
 
     def check_and_record(
         self, session: Session, lineage: Lineage, cells: Sequence[Cell], *, min_units: int, job_id: str

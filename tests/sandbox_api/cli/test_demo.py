@@ -45,6 +45,7 @@ def test_demo_prints_a_token_for_every_role(first_run: tuple[Path, str]) -> None
     }
     tokens = set(re.findall(r"(?<![\w])sbx_[\w-]{40,}", output))
     assert len(tokens) == len(CAST) + 1  # and the admin
+    assert re.search(r"Web console: http://127\.0\.0\.1:\d+/console ", output)
 
 
 def test_demo_narrates_release_rejection_and_audit(first_run: tuple[Path, str]) -> None:

@@ -2,6 +2,10 @@
 
 "Allowed" means the role gate let the request through (any answer but 401/403: dummy ids give 404, an
 empty body 422). A new route without an entry here fails ``test_matrix_covers_every_route``.
+
+The web console's pages are in ``CONSOLE``: signed in with each principal's token (a cookie session),
+every page answers or refuses exactly as the API route it stands beside, and refusals are audited the
+same way.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from tests.sandbox_api.api_helpers import DOMAIN, World
+from tests.sandbox_api.console_helpers import ConsoleSession, anonymous, sign_in
 
 ALL = frozenset({"admin", "stu", "cleo", "dana", "olga", "alice", "chad", "audra"})
 # dana administers DOMAIN: the principal routes let her in; the target is then checked (a missing one: 404).
@@ -92,6 +97,73 @@ MATRIX: dict[tuple[str, str], tuple[str, Any, frozenset[str]]] = {
     ("GET", "/readyz"): ("/readyz", None, ALL),
     ("GET", "/metrics"): ("/metrics", None, frozenset({"admin", "audra"})),
 }
+C = "/console"
+CJ = C + "/jobs/" + "0" * 32
+CR = C + "/reviews/" + "0" * 32
+CS = C + "/scopes/matrix-none/versions/" + "0" * 64
+OFFICER = frozenset({"olga"})
+OPERATOR = frozenset({"alice"})
+# (method, route path) -> (concrete path, principals allowed); POSTs send only the CSRF token, so an
+# allowed principal gets 422 (a missing field) or 404 (a dummy id), never 401 or 403.
+CONSOLE: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
+    ("GET", C): (C, ALL),
+    ("GET", C + "/sign-in"): (C + "/sign-in", ALL),
+    ("POST", C + "/sign-in"): (C + "/sign-in", ALL),
+    ("POST", C + "/sign-out"): (C + "/sign-out", ALL),
+    ("POST", C + "/language"): (C + "/language", ALL),
+    ("GET", C + "/home"): (C + "/home", ALL),
+    ("GET", C + "/jobs"): (C + "/jobs", JOB_READERS),
+    ("POST", C + "/jobs/check"): (C + "/jobs/check", OPERATOR),
+    ("POST", C + "/jobs"): (C + "/jobs", OPERATOR),
+    ("GET", C + "/jobs/{job_id}"): (CJ, JOB_READERS),
+    ("GET", C + "/jobs/{job_id}/result.csv"): (CJ + "/result.csv", OPERATOR),
+    ("GET", C + "/jobs/{job_id}/result.parquet"): (CJ + "/result.parquet", OPERATOR),
+    ("POST", C + "/jobs/{job_id}/replay"): (CJ + "/replay", frozenset({"audra"})),
+    ("GET", C + "/reviews"): (C + "/reviews", CHECKERS),
+    ("GET", C + "/reviews/{job_id}"): (CR, CHECKERS),
+    ("POST", C + "/reviews/{job_id}/release"): (CR + "/release", CHECKERS),
+    ("POST", C + "/reviews/{job_id}/deny"): (CR + "/deny", CHECKERS),
+    ("GET", C + "/scopes"): (C + "/scopes", SCOPE_READERS),
+    ("POST", C + "/scopes/check"): (C + "/scopes/check", OFFICER),
+    ("POST", C + "/scopes"): (C + "/scopes", OFFICER),
+    ("POST", C + "/scopes/{name}/versions/{version_id}/approve"): (CS + "/approve", OFFICER),
+    ("POST", C + "/scopes/{name}/versions/{version_id}/reject"): (CS + "/reject", OFFICER),
+    ("POST", C + "/scopes/{name}/versions/{version_id}/revoke"): (CS + "/revoke", OFFICER),
+    ("GET", C + "/datasets"): (C + "/datasets", READERS),
+    # A steward of another domain (cleo) is refused by the domain gate, as on the API.
+    ("POST", C + "/datasets/{domain}/{name}/versions/{version}/retire"): (
+        f"{C}/datasets/{DOMAIN}/matrix-none/versions/abc/retire",
+        frozenset({"stu"}),
+    ),
+    ("POST", C + "/datasets/{domain}/{name}/versions"): (
+        f"{C}/datasets/{DOMAIN}/matrix-none/versions",
+        frozenset({"stu"}),
+    ),
+    ("POST", C + "/datasets/{domain}/{name}/versions/{version}/shred"): (
+        f"{C}/datasets/{DOMAIN}/matrix-none/versions/abc/shred",
+        frozenset({"stu", "admin"}),
+    ),
+    ("GET", C + "/audit"): (C + "/audit", frozenset({"audra"})),
+    ("GET", C + "/audit/export"): (C + "/audit/export", frozenset({"audra"})),
+    ("GET", C + "/admin"): (C + "/admin", frozenset({"admin"})),
+    ("POST", C + "/admin/principals"): (C + "/admin/principals", frozenset({"admin"})),
+    ("POST", C + "/admin/domains"): (C + "/admin/domains", frozenset({"admin"})),
+    ("POST", C + "/admin/principals/{name}/tokens/revoke"): (
+        C + "/admin/principals/matrix-none/tokens/revoke",
+        frozenset({"admin"}),
+    ),
+    ("POST", C + "/admin/principals/{name}/tokens"): (
+        C + "/admin/principals/matrix-none/tokens",
+        frozenset({"admin"}),
+    ),
+    ("POST", C + "/admin/domains/{name}/rotate"): (
+        C + "/admin/domains/matrix-none/rotate",
+        frozenset({"admin"}),
+    ),
+}
+# Pages a signed-out visitor may use (with the CSRF token of their anonymous session).
+CONSOLE_OPEN = {("GET", C + "/sign-in"), ("POST", C + "/sign-in"), ("POST", C + "/language")}
+
 # Public signing keys need no token: whoever holds a receipt must be able to verify it. Probes come from
 # orchestrators, which hold no token.
 PUBLIC = {("GET", "/v1/health"), ("GET", "/v1/keys/signing"), ("GET", "/livez"), ("GET", "/readyz")}
@@ -122,7 +194,7 @@ def _call(api: World, key: tuple[str, str], headers: dict[str, str]) -> int:
 
 def test_matrix_covers_every_route(api: World) -> None:
     routes = _routes(api)
-    assert routes == set(MATRIX)
+    assert routes == set(MATRIX) | set(CONSOLE)
 
 
 def test_only_probes_and_metrics_are_outside_v1() -> None:
@@ -186,3 +258,63 @@ def test_revoked_token_stops_working(api: World) -> None:
     assert api.client.get("/v1/whoami", headers=token).status_code == 401
     fresh = api.client.post("/v1/principals/temp-op/tokens", headers=api.h("admin")).json()["token"]
     assert api.client.get("/v1/whoami", headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
+
+
+def _console_call(api: World, key: tuple[str, str], visitor: ConsoleSession) -> Any:
+    path, _ = CONSOLE[key]
+    if key[0] == "GET":
+        return visitor.get(api.client, path)
+    return visitor.post(api.client, path)
+
+
+def _refused(answer: Any) -> bool:
+    """Refused: 401, 403, or a page sent back to sign-in (sign-out's own answer goes there too)."""
+    sent_back = answer.request.method == "GET" and answer.headers.get("location") == C + "/sign-in"
+    return answer.status_code in (401, 403) or sent_back
+
+
+def test_every_console_page_allows_exactly_the_intended_principals(api: World) -> None:
+    def denials() -> Counter[str]:
+        return Counter(e["actor"] for e in api.audit_events("request.denied"))
+
+    before = denials()
+    expected_denials: Counter[str] = Counter()
+    wrong = []
+    for who in sorted(ALL):
+        session = sign_in(api.client, api.tokens[who])
+        for key in sorted(CONSOLE):
+            # Signing out ends its session: it gets one of its own.
+            signing_out = key == ("POST", C + "/sign-out")
+            answer = _console_call(api, key, sign_in(api.client, api.tokens[who]) if signing_out else session)
+            allowed = CONSOLE[key][1]
+            if who in allowed and _refused(answer):
+                wrong.append(f"{who} refused {answer.status_code} on {key}")
+            if who not in allowed:
+                expected_denials[who] += 1
+                if answer.status_code != 403:
+                    wrong.append(f"{who} got {answer.status_code} on {key}, expected 403")
+    assert wrong == []
+    after = denials()
+    assert {who: after[who] - before[who] for who in ALL} == {who: expected_denials[who] for who in ALL}
+
+
+def test_every_console_page_but_sign_in_needs_a_session(api: World) -> None:
+    visitor = anonymous(api.client)
+    for key in sorted(CONSOLE):
+        answer = _console_call(api, key, visitor)
+        if key in CONSOLE_OPEN:
+            assert not _refused(answer), key
+        elif key[0] == "GET":
+            assert (answer.status_code, answer.headers["location"]) == (303, C + "/sign-in"), key
+        else:
+            assert answer.status_code == 401, key
+
+
+def test_every_console_form_needs_its_csrf_token(api: World) -> None:
+    alice = sign_in(api.client, api.tokens["alice"])
+    before = len(api.audit_events("console.csrf_refused"))
+    posts = sorted(key for key in CONSOLE if key[0] == "POST")
+    for key in posts:
+        forged = ConsoleSession(cookie=alice.cookie, csrf="0" * 64)
+        assert _console_call(api, key, forged).status_code == 403, key
+    assert len(api.audit_events("console.csrf_refused")) - before == len(posts)

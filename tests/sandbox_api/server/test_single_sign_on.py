@@ -20,6 +20,7 @@ from sandbox_api.errors import NotAuthenticated, ServiceUnavailable
 from sandbox_api.server.settings import Settings
 from sandbox_api.server.sso import KeySet
 from tests.sandbox_api.api_helpers import DOMAIN, GOOD_SQL, SCOPE, World, bearer, world
+from tests.sandbox_api.console_helpers import anonymous, sign_in
 from tests.sandbox_api.local_issuer import AUDIENCE, LocalIssuer, local_issuer, new_key
 
 ROLE_MAP = {"analyst": "operator", "hb-steward": "steward", "audit-team": "auditor"}
@@ -254,3 +255,14 @@ def test_the_refetch_limit_holds_per_window(issuer: LocalIssuer) -> None:
 def test_unsafe_single_sign_on_settings_are_refused(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         Settings(**overrides)
+
+
+def test_the_web_console_signs_in_with_an_id_token_and_audits_it(api: World, issuer: LocalIssuer) -> None:
+    session = sign_in(api.client, issuer.token())
+    assert "sso-ann" in session.get(api.client, "/console/home").text
+    signed_in = [e for e in api.audit_events("console.signed_in") if e["actor"] == "sso-ann"]
+    assert signed_in[-1]["details"]["method"] == "sso"
+    expired = anonymous(api.client).post(
+        api.client, "/console/sign-in", {"token": issuer.token(exp=int(time.time()) - 60)}
+    )
+    assert expired.status_code == 401

@@ -1,0 +1,253 @@
+"""Candidate search for the ledger, pure arrays: which earlier cohorts a new one is compared with.
+
+``ledger.CohortIndex`` keeps the cohorts of a lineage; this module holds what a check reads from it
+(a :class:`_Pool` of cohorts cut to one width, sorted by count, with a lookup table of their least
+elements) and the searches over it: pairs by count, unions and complements by count (``_unions``,
+``_complements``) or by shared least elements (``_keyed``), each narrowed by the bucket counts before
+any power sum is read, then decided exactly (``difference.within_many``).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from policies.cohorts.difference import within_many
+from policies.cohorts.sketch import CohortSketch, P
+
+_SMALL_POOL = 256  #: below this many cohorts, the keyed lookup compares directly
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """Cohorts of several groups cut to ``use`` power sums, sorted by unit count, for combinations."""
+
+    counts: np.ndarray
+    sums: np.ndarray
+    marks: np.ndarray
+    least: np.ndarray  # the first d + 1 least elements, 0 where none is kept
+    recent: np.ndarray  # among the RECENT latest of the lineage (or of the job being decided)
+    #: A prebuilt lookup table (element, row), sorted by element; built on demand when None.
+    table: tuple[np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def empty(cls, use: int, nbuckets: int, h: int) -> _Pool:
+        return cls(
+            np.zeros(0, dtype=np.int64),
+            np.zeros((0, use), dtype=np.int64),
+            np.zeros((0, nbuckets), dtype=np.int64),
+            np.zeros((0, h), dtype=np.int64),
+            np.zeros(0, dtype=bool),
+        )
+
+    @functools.cached_property
+    def latest(self) -> _Pool:
+        """The rows among the RECENT latest, sorted by count."""
+        return self.take(np.nonzero(self.recent)[0])
+
+    def take(self, rows: np.ndarray) -> _Pool:
+        """The ``rows`` (sorted by count when ``rows`` are); the lookup table is rebuilt on demand."""
+        return _Pool(
+            self.counts[rows], self.sums[rows], self.marks[rows], self.least[rows], self.recent[rows]
+        )
+
+    @functools.cached_property
+    def _by_least(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every (least element, row) pair, sorted by element: the keyed lookup's table."""
+        if self.table is not None:
+            return self.table
+        flat = self.least.ravel()
+        rows = np.repeat(np.arange(len(self.counts)), self.least.shape[1])
+        order = np.argsort(flat, kind="stable")
+        return flat[order], rows[order]
+
+    def sharing(self, least: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows that share one of ``least`` (nonzero elements) among their own, and how many."""
+        if len(self.counts) < _SMALL_POOL:  # a job's own cohorts: no table worth sorting
+            shared = np.isin(self.least, least).sum(axis=1)
+            hits = np.nonzero(shared)[0]
+            return hits, shared[hits]
+        values, rows = self._by_least
+        lo = np.searchsorted(values, least, side="left")
+        hi = np.searchsorted(values, least, side="right")
+        found = np.concatenate([rows[i:j] for i, j in zip(lo, hi, strict=True)]) if len(least) else rows[:0]
+        hits, shared = np.unique(found, return_counts=True)
+        return hits, shared
+
+
+def _joined(first: _Pool, second: _Pool) -> _Pool:
+    """Two pools as one (rows of ``second`` after those of ``first``; not sorted by count)."""
+    return _Pool(
+        np.concatenate([first.counts, second.counts]),
+        np.concatenate([first.sums, second.sums]),
+        np.concatenate([first.marks, second.marks]),
+        np.concatenate([first.least, second.least]),
+        np.concatenate([first.recent, second.recent]),
+    )
+
+
+def _gather(big: np.ndarray, small: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Rows ``ids`` of ``big`` followed by ``small`` (one numbering), without joining the arrays."""
+    inside = ids < len(big)
+    out = np.empty((len(ids), *big.shape[1:]), dtype=big.dtype)
+    out[inside] = big[ids[inside]]
+    out[~inside] = small[ids[~inside] - len(big)]
+    return out
+
+
+def _keyed_within(
+    mine: _Candidate, big: _Pool, small: _Pool, left: np.ndarray, right: np.ndarray, d: int, *, sign: int
+) -> bool:
+    """:func:`_pairs_within` for pairs numbered over both pools: bucket counts first, then the sums
+    of the few pairs left (most candidates never have their sums read)."""
+    if mine.marks.size:
+        marks = _gather(big.marks, small.marks, left) - sign * _gather(big.marks, small.marks, right)
+        close = np.nonzero(_close_marks(mine.marks[None, :] - marks, d))[0]
+        left, right = left[close], right[close]
+        if not len(left):
+            return False
+    first = _Pool(
+        _gather(big.counts, small.counts, left),
+        _gather(big.sums, small.sums, left),
+        np.zeros((len(left), 0), dtype=np.int64),
+        np.zeros((len(left), 0), dtype=np.int64),
+        np.zeros(len(left), dtype=bool),
+    )
+    second = _Pool(
+        _gather(big.counts, small.counts, right),
+        _gather(big.sums, small.sums, right),
+        first.marks,
+        first.least,
+        first.recent,
+    )
+    return _pairs_within(_Candidate.bare(mine), first, second, d, sign=sign)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """The new cohort as arrays, cut to what it shares with a group."""
+
+    units: int
+    sums: np.ndarray
+    marks: np.ndarray
+
+    def bare(self) -> _Candidate:
+        """The same without bucket counts (already compared)."""
+        out = object.__new__(_Candidate)
+        object.__setattr__(out, "units", self.units)
+        object.__setattr__(out, "sums", self.sums)
+        object.__setattr__(out, "marks", self.marks[:0])
+        return out
+
+    def __init__(self, cohort: CohortSketch, width: int, nbuckets: int) -> None:
+        object.__setattr__(self, "units", cohort.units)
+        object.__setattr__(self, "sums", np.array(cohort.sums[:width], dtype=np.int64))
+        object.__setattr__(self, "marks", np.array(cohort.buckets[:nbuckets], dtype=np.int64))
+
+
+def _close_marks(marks: np.ndarray, d: int) -> np.ndarray:
+    """Rows whose bucket differences (mod 2**16, read as signed) add up to at most ``d`` in size."""
+    if marks.shape[1] == 0:
+        return np.ones(len(marks), dtype=bool)
+    signed = (marks + 2**15) % 2**16 - 2**15
+    close: np.ndarray = np.abs(signed).sum(axis=1) <= d
+    return close
+
+
+def _pairs(
+    mine: _Candidate, counts: np.ndarray, held: np.ndarray, marks: np.ndarray, d: int
+) -> tuple[str, bool]:
+    lo, hi = np.searchsorted(counts, [mine.units - d, mine.units + d + 1])
+    if lo == hi:
+        return "", False
+    close = _close_marks(mine.marks[None, :] - marks[lo:hi], d) if mine.marks.size == marks.shape[1] else None
+    rows = np.arange(lo, hi) if close is None else np.arange(lo, hi)[close]
+    if not len(rows):
+        return "", False
+    diff = (mine.sums[None, :] - held[rows]) % P
+    delta = mine.units - counts[rows]
+    same = (delta == 0) & ~np.any(diff != 0, axis=1)
+    near = within_many(diff, delta, d) & ~same
+    return ("pair" if bool(near.any()) else ""), bool(same.any())
+
+
+def _ranges(counts: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    starts = np.searchsorted(counts, lows, side="left")
+    ends = np.searchsorted(counts, highs, side="right")
+    return starts, np.maximum(ends, starts)
+
+
+def _expand(
+    firsts: np.ndarray, starts: np.ndarray, ends: np.ndarray, budget: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """All (first, second) index pairs with second in [start, end) for each first, up to ``budget``."""
+    sizes = ends - starts
+    total = int(sizes.sum())
+    if total > budget:
+        keep = np.cumsum(sizes) <= budget
+        firsts, starts, sizes = firsts[keep], starts[keep], sizes[keep]
+    left = np.repeat(firsts, sizes)
+    offsets = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    right = np.repeat(starts, sizes) + offsets
+    return left, right, total - len(left)
+
+
+def _unions(n: int, counts: np.ndarray, d: int, budget: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Unordered pairs i < j with ``|n - c_i - c_j| <= d``."""
+    firsts = np.arange(len(counts))
+    starts, ends = _ranges(counts, n - counts - d, n - counts + d)
+    starts = np.maximum(starts, firsts + 1)
+    return _expand(firsts, starts, np.maximum(ends, starts), budget)
+
+
+def _complements(n: int, counts: np.ndarray, d: int, budget: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Ordered pairs (i, j), i the larger, with ``|n - c_i + c_j| <= d`` (never i = j: n > d)."""
+    seconds = np.arange(len(counts))
+    starts, ends = _ranges(counts, n + counts - d, n + counts + d)
+    right, left, skipped = _expand(seconds, starts, ends, budget)
+    return left, right, skipped
+
+
+def _keyed(
+    n: int, big: _Pool, small: _Pool, hits: np.ndarray, d: int, budget: int, *, sign: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Pairs (A, B), A among ``hits``, B any other cohort of either pool (rows of ``small`` numbered
+    after ``big``'s), with ``|n - c_A + sign * c_B| <= d``: for a union (sign -1) B completes A up to
+    n, for a complement (sign 1) A less B is n."""
+    empty = np.zeros(0, dtype=np.int64)
+    if not len(hits):
+        return empty, empty, 0
+    offset = len(big.counts)
+    a = np.zeros(len(hits), dtype=np.int64)
+    inside = hits < offset
+    a[inside] = big.counts[hits[inside]]
+    a[~inside] = small.counts[hits[~inside] - offset]
+    lows, highs = (n - a - d, n - a + d) if sign < 0 else (a - n - d, a - n + d)
+    lefts: list[np.ndarray] = []
+    rights: list[np.ndarray] = []
+    skipped = taken = 0
+    for pool, shift in ((big, 0), (small, offset)):
+        starts, ends = _ranges(pool.counts, lows, highs)
+        left, right, missed = _expand(hits, starts + shift, ends + shift, max(0, budget - taken))
+        taken += len(left)
+        lefts.append(left)
+        rights.append(right)
+        skipped += missed
+    left, right = np.concatenate(lefts), np.concatenate(rights)
+    other = left != right
+    return left[other], right[other], skipped
+
+
+def _pairs_within(mine: _Candidate, first: _Pool, second: _Pool, d: int, *, sign: int) -> bool:
+    """Whether ``N - first[i] + sign * second[i]`` holds 1..d units for some i."""
+    if mine.marks.size:
+        close = _close_marks(mine.marks[None, :] - first.marks + sign * second.marks, d)
+        if not close.any():
+            return False
+        first, second = first.take(np.nonzero(close)[0]), second.take(np.nonzero(close)[0])
+    diff = (mine.sums[None, :] - first.sums + sign * second.sums) % P
+    delta = mine.units - first.counts + sign * second.counts
+    exact = (delta == 0) & ~np.any(diff != 0, axis=1)
+    return bool((within_many(diff, delta, d) & ~exact).any())

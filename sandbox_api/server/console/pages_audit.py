@@ -1,0 +1,79 @@
+"""The auditor's desk: the audit timeline with filters, the chain's verification status and signed head,
+replay with its outcome, and the export (the same JSON Lines as ``GET /v1/audit/export``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from starlette.responses import Response, StreamingResponse
+
+from crypto.audit import verify_chain, verify_checkpoint
+from crypto.errors import CryptoError
+from sandbox_api.server.console.rendering import SECURITY_HEADERS
+from sandbox_api.server.console.web import PREFIX, AuditorV, Visitor
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+PAGE = 200
+MAX_CHECKPOINTS = 100_000
+
+
+@router.get("/audit")
+def audit_page(
+    who: AuditorV,
+    event: Annotated[str | None, Query(max_length=100)] = None,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    services = who.services
+    event = event or None
+    actor = actor or None
+    services.audit.record(
+        event="audit.read",
+        actor=who.who.name,
+        details={
+            "filters": {"event": event, "actor": actor, "since_seq": None, "limit": PAGE},
+            "via": "console",
+        },
+    )
+    events = services.audit.events(event=event, actor=actor, since_seq=None, limit=PAGE)
+    return who.page(
+        "audit.html", events=events, chain=chain_status(who), event=event or "", actor=actor or ""
+    )
+
+
+def chain_status(who: Visitor) -> dict[str, Any]:
+    """The chain verified from genesis against the stored head, and every signed checkpoint: its
+    signature under the published keys and its match with the chain (a rewritten tail fails here)."""
+    services = who.services
+    keys = {record.kid: record.public for record in services.keys.signing_keys()}
+    try:
+        checkpoints = services.audit.checkpoints(limit=MAX_CHECKPOINTS)
+        for checkpoint in checkpoints:
+            verify_checkpoint(checkpoint, keys)
+        report = verify_chain(
+            services.audit.iter_all(), expected_head=services.audit.head().hash, checkpoints=checkpoints
+        )
+    except CryptoError as exc:
+        return {"ok": False, "problem": str(exc)}
+    return {"ok": True, "count": report.count, "head": report.head_hash, "checkpoints": len(checkpoints)}
+
+
+@router.get("/audit/export")
+def audit_export(who: AuditorV) -> Response:
+    services = who.services
+    services.audit.record(event="audit.exported", actor=who.who.name, details={"via": "console"})
+
+    def lines() -> Iterator[bytes]:
+        for entry in services.audit.iter_all():
+            yield (entry.to_json() + "\n").encode("utf-8")
+
+    headers = {**SECURITY_HEADERS, "Content-Disposition": 'attachment; filename="audit.jsonl"'}
+    return who.finish(StreamingResponse(lines(), media_type="application/x-ndjson", headers=headers))
+
+
+@router.post("/jobs/{job_id}/replay")
+def replay_job(job_id: str, who: AuditorV) -> Response:
+    report = who.services.replay.replay(who.who, job_id)
+    return who.page("fragments/replay.html", report=report)

@@ -1,0 +1,121 @@
+"""The schema browser (classes, uses, versions and row counts, never rows) and the steward's versions
+page with retire. What each principal sees is what ``GET /v1/datasets`` shows them."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form
+from starlette.requests import Request
+from starlette.responses import Response
+
+from policies.model import DatasetGrant
+from sandbox_api.errors import InvalidInput
+from sandbox_api.roles import Role
+from sandbox_api.server.console.web import PREFIX, CatalogV, StewardV, Visitor, signed_in
+from sandbox_api.server.deps import deny
+from sandbox_api.server.routes.datasets import upload_version
+from sandbox_api.server.services.catalog import DatasetView
+from sandbox_api.server.services.scopes import parse_stored_view
+
+router = APIRouter(prefix=PREFIX + "/datasets", include_in_schema=False)
+
+
+@router.get("")
+def datasets_page(who: CatalogV) -> Response:
+    principal = who.who
+    services = who.services
+    views = services.catalog.list_datasets(
+        domain=principal.domain if principal.role is Role.STEWARD else None
+    )
+    if principal.role is Role.OPERATOR:
+        # An operator sees the datasets of their active scopes, and how each scope lets them use a column.
+        grants: dict[str, list[tuple[str, DatasetGrant]]] = {}
+        for view in services.scopes.granted_to(principal):
+            for ref, grant in parse_stored_view(view).datasets.items():
+                grants.setdefault("/".join(ref.split("/")[:2]), []).append((view.name, grant))
+        views = [v for v in views if v.ref in grants]
+        return who.page("datasets.html", datasets=views, grants=grants, manifests={})
+    return who.page("datasets.html", datasets=views, grants={}, manifests=drafted_manifests(views))
+
+
+@router.post("/{domain}/{name}/versions/{version}/retire")
+def retire_version(domain: str, name: str, version: str, who: StewardV) -> Response:
+    principal = who.who
+    if principal.domain != domain:
+        raise deny(
+            who.services,
+            who.request,
+            principal,
+            f"steward of {principal.domain!r} cannot manage data of domain {domain!r}",
+        )
+    with who.services.db.write() as session:
+        who.services.catalog.retire_version(
+            session, actor=principal.name, domain=domain, name=name, version_id=version
+        )
+    return who.redirect(PREFIX + "/datasets")
+
+
+ShredderV = Annotated[Visitor, Depends(signed_in(Role.STEWARD, Role.ADMIN))]
+CONFIRM_CHARS = 12
+
+
+@router.post("/{domain}/{name}/versions/{version}/shred")
+def shred_version(
+    domain: str,
+    name: str,
+    version: str,
+    who: ShredderV,
+    confirm: Annotated[str, Form(max_length=200)] = "",
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """Crypto-shred a version (the data key is destroyed: irreversible), after the steward typed the
+    start of its id: a slip of the mouse must not destroy data."""
+    principal = who.who
+    if principal.role is Role.STEWARD and principal.domain != domain:
+        raise deny(
+            who.services,
+            who.request,
+            principal,
+            f"only a steward of domain {domain!r} or an admin may crypto-shred its data",
+        )
+    if confirm.strip() != version[:CONFIRM_CHARS]:
+        raise InvalidInput(
+            f"type the first {CONFIRM_CHARS} characters of the version id ({version[:CONFIRM_CHARS]}) "
+            "to confirm: shredding cannot be undone"
+        )
+    who.services.lifecycle.shred(
+        actor=principal.name, domain=domain, name=name, version_id=version, reason=reason
+    )
+    return who.redirect(PREFIX + "/datasets")
+
+
+@router.post("/{domain}/{name}/versions")
+async def upload(domain: str, name: str, request: Request, who: StewardV) -> Response:
+    """A new version from the browser (htmx posts the form with a progress bar): the API's own upload
+    function, so the caps, the domain gate and the no-plaintext-on-disk rule are the same."""
+    stored = await upload_version(domain, name, request, Response(), who.who, who.services)
+    return who.page("fragments/uploaded.html", stored=stored)
+
+
+def drafted_manifests(views: list[DatasetView]) -> dict[str, str]:
+    """For each dataset, its current version's manifest as the draft of the next one."""
+    out = {}
+    for view in views:
+        current = view.current
+        if current is None:
+            continue
+        tables = [
+            {
+                "name": t["name"],
+                "unit": t["unit"],
+                "columns": [
+                    {k: v for k, v in c.items() if k in ("name", "type", "class", "domain") and v is not None}
+                    for c in t["columns"]
+                ],
+            }
+            for t in current.tables
+        ]
+        out[view.ref] = json.dumps({"tables": tables}, indent=2, ensure_ascii=False)
+    return out

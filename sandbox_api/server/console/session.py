@@ -1,0 +1,103 @@
+"""Console sessions: a sealed cookie that holds the bearer token, and the CSRF token derived from it.
+
+The cookie is AES-256-GCM sealed under a keyring secret (``console-session``), so the browser holds
+neither the token in clear nor anything it could forge. Every request opens the cookie and
+authenticates its token again through the principal service: revoking a principal's tokens ends their
+console sessions at once, exactly as it ends their API access.
+
+A session carries a random ``nonce``; the CSRF token is an HMAC of that nonce under a second secret. A
+signed-out visitor gets an anonymous session too (no token), so the sign-in form is protected as well,
+and signing in issues a fresh nonce (no session fixation).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from crypto.envelope import seal, unseal
+from crypto.errors import CryptoError
+
+COOKIE = "__Host-sbx_console"
+LANG_COOKIE = "__Host-sbx_lang"
+SESSION_AAD = b"console-session/v1"
+SESSION_HOURS = 8
+
+
+@dataclass(frozen=True)
+class Session:
+    nonce: str
+    expires: float  # UNIX seconds
+    token: str | None = None  # None: signed out
+
+    @property
+    def signed_in(self) -> bool:
+        return self.token is not None
+
+
+@dataclass(frozen=True)
+class SessionKeys:
+    """The two console secrets: one seals cookies, one derives CSRF tokens."""
+
+    seal_key: bytes
+    csrf_key: bytes
+
+    def new_session(self, *, now: float, token: str | None = None) -> Session:
+        return Session(nonce=secrets.token_urlsafe(18), expires=now + SESSION_HOURS * 3600, token=token)
+
+    def dump(self, session: Session) -> str:
+        payload = json.dumps({"n": session.nonce, "e": session.expires, "t": session.token}).encode()
+        return base64.urlsafe_b64encode(seal(self.seal_key, payload, aad=SESSION_AAD)).decode("ascii")
+
+    def load(self, cookie: str | None, *, now: float) -> Session | None:
+        """The session in ``cookie``, or None when absent, tampered with, sealed under another key or
+        expired."""
+        if not cookie or len(cookie) > 4096:
+            return None
+        try:
+            raw = unseal(self.seal_key, base64.urlsafe_b64decode(cookie.encode("ascii")), aad=SESSION_AAD)
+            data = json.loads(raw)
+            session = Session(nonce=str(data["n"]), expires=float(data["e"]), token=data["t"])
+        except (CryptoError, ValueError, KeyError, TypeError):
+            return None
+        return session if session.expires > now else None
+
+    def csrf_token(self, session: Session) -> str:
+        return hmac.new(self.csrf_key, session.nonce.encode("ascii"), hashlib.sha256).hexdigest()
+
+    def csrf_ok(self, session: Session, presented: str | None) -> bool:
+        return presented is not None and hmac.compare_digest(
+            self.csrf_token(session).encode("ascii"), presented.encode("ascii", "replace")
+        )
+
+
+class SignedOut:
+    """Nonces of sessions signed out before they expired: a copied cookie stops working at sign-out.
+
+    Kept in this gateway process (dropped when they would have expired anyway); with several gateway
+    processes behind one address, sign-out clears the browser's cookie everywhere but refuses a copy of
+    it only on the process that handled the sign-out (docs/console.md).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until: dict[str, float] = {}
+
+    def add(self, session: Session) -> None:
+        with self._lock:
+            self._until[session.nonce] = session.expires
+
+    def __contains__(self, session: object) -> bool:
+        if not isinstance(session, Session):
+            return False
+        now = time.time()
+        with self._lock:
+            for nonce in [n for n, until in self._until.items() if until <= now]:
+                del self._until[nonce]
+            return session.nonce in self._until
