@@ -106,6 +106,9 @@ class TableSchema(_Frozen):
     #: per-unit sample be left out (it would keep every row); never lowers the noise, which must not
     #: depend on a fact measured on the data.
     unique_units: bool = False
+    #: The classification level the steward declared for the version (None: the deployment's default).
+    #: It decides the floors no scope on this table may go below (policies/levels.py).
+    level: str | None = None
 
     @model_validator(mode="after")
     def _unit_is_a_column(self) -> Self:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from policies.catalog import ValueDomain
+from policies.levels import LEVEL_NAME
 
 ColumnType = Literal["VARCHAR", "BIGINT", "INTEGER", "DOUBLE", "DATE", "BOOLEAN", "TIMESTAMP"]
 ColumnClassName = Literal["public", "internal", "sensitive", "identifying"]
@@ -55,11 +56,17 @@ class TableDecl(BaseModel):
 
 
 class Manifest(BaseModel):
-    """``{"tables": [{"name", "unit", "columns": [{"name", "type", "class", "domain"?}]}]}``."""
+    """``{"tables": [{"name", "unit", "columns": [{"name", "type", "class", "domain"?}]}], "level"?}``."""
 
     model_config = ConfigDict(extra="forbid")
 
     tables: list[TableDecl] = Field(min_length=1, max_length=32)
+    level: str | None = Field(
+        default=None,
+        pattern=LEVEL_NAME,
+        description="the version's classification level (e.g. L4), one the deployment defines; it sets "
+        "the floors no scope on this data can go below. Unset: the deployment's default level",
+    )
 
     @model_validator(mode="after")
     def _unique_tables(self) -> Manifest:

@@ -191,6 +191,11 @@ class TableOut(_Out):
     unit: str
     row_count: int
     columns: list[ColumnOut]
+    level: str | None = Field(
+        default=None,
+        description="the classification level the manifest declared (docs/governance.md); null: the "
+        "deployment's default level",
+    )
 
 
 class VersionOut(_Out):

@@ -18,8 +18,10 @@ from executors.local import LocalExecutor
 from executors.walls import Isolation
 from sandbox_api.clock import Clock, SystemClock
 from sandbox_api.errors import DeploymentNotInitialised
+from sandbox_api.server.access_trace import install_access_trace
 from sandbox_api.server.app_info import app_version
 from sandbox_api.server.bootstrap import open_audit_log
+from sandbox_api.server.classification import deployment_levels
 from sandbox_api.server.console import install_console
 from sandbox_api.server.deps import Services
 from sandbox_api.server.middleware import JsonBodyLimits
@@ -137,7 +139,9 @@ def build_services(
         data_dir=settings.data_dir,
         n_parts=settings.n_parts,
     )
-    scopes = ScopeService(db=db, audit=audit, clock=clock, catalog=catalog)
+    scopes = ScopeService(
+        db=db, audit=audit, clock=clock, catalog=catalog, levels=deployment_levels(settings)
+    )
     # One executor for the runner and for replays, so both run a job the same way.
     executor = (executor_factory or EXECUTORS[settings.executor])(keys, settings)
     observability = Observability.create(
@@ -269,6 +273,7 @@ def create_app(
     app.add_middleware(JsonBodyLimits, max_bytes=settings.max_request_bytes)
     for router in ROUTERS:
         app.include_router(router)
+    install_access_trace(app, services)
     install_observability(app, services)
     install_console(app)
     return app

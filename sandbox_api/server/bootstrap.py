@@ -28,6 +28,8 @@ def open_audit_log(settings: Settings, *, db: Database, keys: LocalKeyring, cloc
         clock=clock,
         checkpoint_every=settings.audit_checkpoint_every,
         checkpoint_minutes=settings.audit_checkpoint_minutes,
+        read_flush_ms=settings.audit_read_flush_ms,
+        read_flush_events=settings.audit_read_flush_events,
         signing_key=lambda: keys.ensure_signing_key(now=clock.now()),
     )
 

@@ -70,7 +70,7 @@ def current_principal(
     try:
         if token is None:
             raise NotAuthenticated("send `Authorization: Bearer <token>`; an admin issues tokens")
-        return authenticate_token(services, token)
+        principal = authenticate_token(services, token)
     except NotAuthenticated as exc:
         services.audit.record(
             event="auth.failed",
@@ -78,6 +78,9 @@ def current_principal(
             details={"method": request.method, "path": request.url.path, "reason": exc.detail},
         )
         raise
+    # The access trace (access_trace.py) names who asked; the request's state is its only carrier.
+    request.state.principal = principal
+    return principal
 
 
 def authenticate_token(services: Services, token: str) -> Principal:

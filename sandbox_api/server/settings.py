@@ -168,6 +168,41 @@ class Settings(BaseSettings):
             "heads. Whichever of the two limits is reached first triggers the checkpoint."
         ),
     )
+    classification_levels_file: Path | None = Field(
+        None,
+        description=(
+            "A YAML or JSON file defining the deployment's classification levels and the floors each "
+            "sets (minimum k, uses per column class, masks, differential privacy, Python, approvals) and "
+            "the default level of data whose manifest declares none (docs/governance.md). Unset: the "
+            "built-in levels L1 (public) to L4 (highly sensitive), default L3."
+        ),
+    )
+    classification_default_level: str | None = Field(
+        None,
+        description=(
+            "The level of a dataset version whose manifest declares none, overriding the levels' own "
+            "default; it must be one of the defined levels."
+        ),
+    )
+    audit_read_trace: bool = Field(
+        True,
+        description=(
+            "Record every authenticated read (each GET under /v1, and dry runs) as a `read.*` audit "
+            "event naming who asked, for which ids and filters, and the answer's status "
+            "(docs/governance.md). Off only where another layer keeps the same trace."
+        ),
+    )
+    audit_read_flush_ms: PositiveInt = Field(
+        200,
+        description=(
+            "Read events wait at most this many milliseconds before one transaction chains them, so "
+            "reads cost no write of their own; a crash loses at most this window's reads."
+        ),
+    )
+    audit_read_flush_events: PositiveInt = Field(
+        256,
+        description="Read events are also chained as soon as this many are waiting.",
+    )
     isolation: Literal["strict", "relaxed", "none"] = Field(
         "strict",
         description=(

@@ -219,6 +219,12 @@ async def upload_version(
         raise InvalidUpload(f"the multipart body is malformed: {exc.message}") from exc
     try:
         manifest = _manifest(form.getlist("manifest"))
+        if manifest.level is not None and manifest.level not in services.scopes.levels.levels:
+            defined = ", ".join(services.scopes.levels.levels)
+            raise InvalidUpload(
+                f"level {manifest.level!r} is not defined in this deployment; use one of {defined}",
+                findings=[{"rule": "manifest.level", "message": f"defined: {defined}", "fragment": "level"}],
+            )
         files = [
             UploadedFile(
                 field=field,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 
+from crypto.hashing import sha256_hex
 from policies.errors import PolicyViolation, UnknownReference
 from sandbox_api.errors import (
     Forbidden,
@@ -33,6 +34,7 @@ from sandbox_api.schemas import (
     JobRequest,
     ResultOut,
 )
+from sandbox_api.server.access_trace import TRACE_DETAILS
 from sandbox_api.server.deps import JobCancellerDep, JobReaderDep, OperatorDep, ServicesDep
 from sandbox_api.server.openapi_doc import link
 from sandbox_api.server.problems import raises
@@ -65,10 +67,18 @@ def job_out(view: JobView) -> JobOut:
         UnknownReference,
     ),
 )
-def check_job(body: JobRequest, who: OperatorDep, services: ServicesDep) -> CheckOut:
+def check_job(body: JobRequest, request: Request, who: OperatorDep, services: ServicesDep) -> CheckOut:
+    # The access trace's `read.jobs.check` names what was tried: hashes of the text, never the text.
+    traced: dict[str, object] = {"scope": body.scope, "kind": body.kind.value, "mode": body.mode.value}
+    for name, text in (("sql_sha256", body.sql), ("code_sha256", body.code)):
+        if text is not None:
+            traced[name] = sha256_hex(text.encode("utf-8"))
+    setattr(request.state, TRACE_DETAILS, traced)
     report = services.jobs.dry_run(
         who, scope=body.scope, kind=body.kind, mode=body.mode, sql=body.sql, code=body.code
     )
+    traced["allowed"] = report.allowed
+    traced["rules"] = sorted({finding.rule for finding in report.findings})
     return CheckOut(
         allowed=report.allowed,
         findings=[FindingOut.model_validate(f) for f in finding_dicts(report.findings)],

@@ -52,7 +52,15 @@ def grouped(views: list[ScopeVersionView]) -> list[ScopeOut]:
     status_code=status.HTTP_201_CREATED,
     summary="Propose a scope version (pending until another officer approves)",
     responses={
-        **raises(NotAuthenticated, Forbidden, Conflict, InvalidInput, ScopeInvalid, UnknownReference),
+        **raises(
+            NotAuthenticated,
+            Forbidden,
+            Conflict,
+            InvalidInput,
+            ScopeInvalid,
+            ScopeInconsistent,
+            UnknownReference,
+        ),
         200: {"description": "this exact version already existed", "model": ScopeCreated},
         201: {"links": {name: link(target, **VERSION) for name, target in VERSION_LINKS}},
     },

@@ -278,6 +278,8 @@ class CatalogService:
                 == tables[t.name].num_rows,
                 "columns": [c.model_dump(mode="json", by_alias=True) for c in t.columns],
                 **({"one_row_per_unit": True} if t.one_row_per_unit else {}),
+                # Stored per table, since a scope grants tables; absent when undeclared (default level).
+                **({"level": manifest.level} if manifest.level is not None else {}),
             }
             for t in sorted(manifest.tables, key=lambda t: t.name)
         ]

@@ -25,6 +25,7 @@ def build_catalog(versions: Mapping[str, VersionView]) -> Catalog:
                 # version is immutable, so it holds): see policies.catalog.TableSchema.
                 one_row_per_unit=bool(table.get("one_row_per_unit")),
                 unique_units=bool(table.get("unique_units")),
+                level=table.get("level"),
                 columns=tuple(
                     ColumnSchema(
                         name=column["name"],

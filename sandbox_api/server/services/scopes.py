@@ -15,6 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from policies import Scope, check_scope, load_scope
+from policies.catalog import Catalog
+from policies.findings import Finding
+from policies.levels import DEFAULT_LEVELS, Levels, level_findings
 from sandbox_api.clock import Clock, iso, today
 from sandbox_api.errors import (
     Conflict,
@@ -76,6 +79,8 @@ class ScopeService:
     audit: AuditLog
     clock: Clock
     catalog: CatalogService
+    # The deployment's classification levels (policies/levels.py): floors no scope can go below.
+    levels: Levels = DEFAULT_LEVELS
 
     # --- proposing -----------------------------------------------------------------------------
     def create(
@@ -83,12 +88,14 @@ class ScopeService:
     ) -> tuple[ScopeVersionView, bool]:
         """Validate and store a pending version; an identical document answers the stored version."""
         scope = load_scope(document, fmt=fmt)  # raises ScopeInvalid with findings
-        findings = check_scope(scope, build_catalog(self.catalog.current_versions()))
+        catalog = build_catalog(self.catalog.current_versions())
+        findings = check_scope(scope, catalog)
         if findings:
             raise ScopeInconsistent(
                 f"scope {scope.name!r} does not match the catalog; fix the listed datasets and columns",
                 findings=findings,
             )
+        self._enforce_floors(scope, catalog)
         existing = self._row(session, scope.name, scope.version_id, required=False)
         if existing is not None:
             return self._view(existing), False
@@ -129,6 +136,23 @@ class ScopeService:
                 details={"action": "scope.approve", "scope": name, "version": version_id, "reason": refusal},
             )
             raise Forbidden(refusal)
+        if row.state == PENDING:
+            # The floors again: a dataset may have a new version of a higher level since the proposal,
+            # or the deployment may have raised its floors. A refusal is audited and changes nothing.
+            breaches = self._floor_breaches(
+                parse_stored(row.document), build_catalog(self.catalog.current_versions())
+            )
+            if breaches:
+                self.audit.record(
+                    event="scope.approval.refused",
+                    actor=actor.name,
+                    details={
+                        "scope": name,
+                        "version": version_id,
+                        "floors": sorted({f.rule for f in breaches}),
+                    },
+                )
+                raise self._floors_error(name, breaches)
         with self.db.write() as session:
             row = self._row(session, name, version_id)
             if row.state == APPROVED and actor.name in row.approvals:
@@ -159,6 +183,22 @@ class ScopeService:
                     details={"scope": name, "version": version_id, "approvals": [row.author, *row.approvals]},
                 )
             return self._view(row)
+
+    def _floor_breaches(self, scope: Scope, catalog: Catalog) -> tuple[Finding, ...]:
+        return level_findings(scope, catalog, self.levels)
+
+    def _enforce_floors(self, scope: Scope, catalog: Catalog) -> None:
+        breaches = self._floor_breaches(scope, catalog)
+        if breaches:
+            raise self._floors_error(scope.name, breaches)
+
+    @staticmethod
+    def _floors_error(name: str, breaches: tuple[Finding, ...]) -> ScopeInconsistent:
+        return ScopeInconsistent(
+            f"scope {name!r} goes below the floors of its datasets' classification levels; raise it to "
+            "the floors listed in findings (docs/governance.md)",
+            findings=breaches,
+        )
 
     @staticmethod
     def _approval_refusal(actor: Principal, row: ScopeVersionRow) -> str | None:
@@ -247,6 +287,15 @@ class ScopeService:
         problem = validity_problem(scope, today(self.clock))
         if problem is not None:
             raise ScopeExpired(f"scope {name!r} is not valid today: {problem}")
+        # Floors bind approved versions too: data re-classified upwards (a new version at a higher
+        # level) stops the scopes below its floors until an officer approves one that meets them.
+        breaches = self._floor_breaches(scope, build_catalog(self.catalog.current_versions()))
+        if breaches:
+            raise ScopeNotActive(
+                f"scope {name!r} is below the floors of its datasets' classification levels now; a policy "
+                "officer must approve a version that meets the floors listed in findings",
+                findings=breaches,
+            )
         return ActiveScope(scope=scope, version_id=row.version_id)
 
     def version_state(self, name: str, version_id: str) -> str:

@@ -99,5 +99,9 @@ def test_the_policy_officer_notebook(
     assert "pending, needs 2 approvals" in text
     assert "approved, approved by" in text
     assert "active: True" in text
-    assert "rejected: min_units 3 is below" in text
+    assert (
+        "422 scope-inconsistent: civil-affairs/citizens is L3: disclosure.min_units must be at least 10"
+        in text
+    )
+    assert "rejected: min_units 12 is below" in text
     assert "revoked: the budget study has ended; active: False" in text

@@ -205,12 +205,12 @@ def test_officers_edit_check_and_approve_a_scope_with_four_eyes_and_a_diff(api: 
     assert oscar.post(api.client, approve, {"reason": "checked"}).status_code == 303
 
     second = olga.post(
-        api.client, "/console/scopes", {"document": scope_yaml(name="console-study", min_units=5)}
+        api.client, "/console/scopes", {"document": scope_yaml(name="console-study", min_units=12)}
     )
     assert second.status_code == 303, second.text[-1500:]
     page = oscar.get(api.client, "/console/scopes").text
     assert '<span class="removed">-    &#34;min_units&#34;: 10,</span>' in page
-    assert '<span class="added">+    &#34;min_units&#34;: 5,</span>' in page
+    assert '<span class="added">+    &#34;min_units&#34;: 12,</span>' in page
 
 
 def _pending_version(api: World, name: str) -> str:

@@ -62,6 +62,8 @@ def _frame(table: Table, *, seed: int) -> pa.Table:
 
 def _manifest(table: Table) -> dict[str, object]:
     return {
+        # L2 (internal): its floor of k is 5, so the cases may draw min_units 5 as well as 10.
+        "level": "L2",
         "tables": [
             {
                 "name": table.name,
@@ -72,7 +74,7 @@ def _manifest(table: Table) -> dict[str, object]:
                     {"name": table.value, "type": "DOUBLE", "class": "sensitive"},
                 ],
             }
-        ]
+        ],
     }
 
 
