@@ -25,6 +25,7 @@ from policies.analysis.markers import GENERATED_META
 from policies.context import PolicyContext
 from policies.errors import PassOrderError
 from policies.passes._build import generated, ident
+from policies.passes.add_unit_counts import leaves
 
 UNITS = "_sbx_units"
 COHORT = "_sbx_cohort"
@@ -40,10 +41,10 @@ def collect_cohorts(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) -> e
     >>> tree.selects[-1].sql(dialect="duckdb")
     'ARRAY_AGG(DISTINCT "citizens"."person_id") AS "_sbx_cohort"'
     """
-    leaves = _leaves(tree)
-    subsets = [_subset_cohorts(select) for select in leaves]
+    selects = leaves(tree)
+    subsets = [_subset_cohorts(select) for select in selects]
     width = max((len(s) for s in subsets), default=0)
-    for select, cells in zip(leaves, subsets, strict=True):
+    for select, cells in zip(selects, subsets, strict=True):
         counts = [p for p in select.expressions if _is_units(p.alias_or_name)]
         if not counts:
             raise PassOrderError("collect_cohorts needs the hidden unit counts: run add_unit_counts first")
@@ -107,14 +108,3 @@ def _cohort_of(count: exp.Expr) -> exp.Expr:
     if condition is not None:
         listed = exp.Filter(this=listed, expression=condition.copy())
     return listed
-
-
-def _leaves(query: exp.Expr) -> list[exp.Select]:
-    """The SELECTs whose rows a query returns (through set operations and parentheses)."""
-    if isinstance(query, exp.Subquery):
-        return _leaves(query.this)
-    if isinstance(query, exp.SetOperation):
-        return _leaves(query.left) + _leaves(query.right)
-    if isinstance(query, exp.Select):
-        return [query]
-    return []

@@ -24,6 +24,7 @@ from policies.analysis.levels import Analysis
 from policies.context import PolicyContext
 from policies.errors import PassOrderError
 from policies.passes._build import cast, generated, ident
+from policies.passes.add_unit_counts import leaves
 
 UNITS = "_sbx_units"
 CONTRIBUTIONS = "_sbx_contrib"
@@ -40,10 +41,10 @@ def collect_contributions(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext
     >>> print(tree.selects[-1].sql(dialect="duckdb"))
     ARRAY_AGG({'u': "citizens"."person_id", 'v': CAST("citizens"."income" AS DOUBLE)}) AS "_sbx_contrib_0"
     """
-    leaves = _leaves(tree)
-    lists = [_contribution_lists(select) for select in leaves]
+    selects = leaves(tree)
+    lists = [_contribution_lists(select) for select in selects]
     width = max((len(found) for found in lists), default=0)
-    for select, found in zip(leaves, lists, strict=True):
+    for select, found in zip(selects, lists, strict=True):
         for i, value in enumerate(found + [exp.Null()] * (width - len(found))):
             select.append(
                 "expressions", generated(exp.Alias(this=value, alias=ident(f"{CONTRIBUTIONS}_{i}")))
@@ -127,14 +128,3 @@ def _guarded(node: exp.Expr, listed: exp.Expr) -> exp.Expr:
                 out = exp.Case(ifs=[exp.If(this=c.this.copy(), true=exp.Null()) for c in ifs], default=out)
         current = parent
     return out
-
-
-def _leaves(query: exp.Expr) -> list[exp.Select]:
-    """The SELECTs whose rows a query returns (through set operations and parentheses)."""
-    if isinstance(query, exp.Subquery):
-        return _leaves(query.this)
-    if isinstance(query, exp.SetOperation):
-        return _leaves(query.left) + _leaves(query.right)
-    if isinstance(query, exp.Select):
-        return [query]
-    return []

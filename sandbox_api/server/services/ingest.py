@@ -233,7 +233,7 @@ def _check_domains(parsed: pa.Table, table: TableDecl) -> None:
             continue
         count = pc.sum(outside).as_py() or 0
         if count:
-            examples = sorted({str(v) for v in pc.filter(values, outside).to_pylist()[:200]})[:3]
+            examples = sorted({str(v) for v in pc.filter(values, outside).slice(0, 200).to_pylist()})[:3]
             declared = (
                 f"categories {list(domain.categories)}"
                 if domain.categories is not None
