@@ -1,0 +1,187 @@
+"""The keyring file's contents: the in-memory state and its JSON form, written and parsed.
+
+The file holds, per domain, a list of KEKs (``kid``, ``key``, ``created_at``, ``state``, newest
+``current``, older ``retired``), named 32-byte secrets, and Ed25519 signing keys (``kid``, ``private``,
+``public``, ``not_before``, ``not_after``, ``state``). The JSON is written with sorted keys and a
+two-space indent so that the same state always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from crypto.envelope import DATA_KEY_BYTES
+from crypto.errors import KeyringError
+from crypto.signing import ED25519_KEY_BYTES, SigningKeyRecord, key_id, public_key_of
+
+__all__ = [
+    "CURRENT",
+    "FILE_FORMAT",
+    "FILE_VERSION",
+    "RETIRED",
+    "SECRET_BYTES",
+    "Kek",
+    "KeyringState",
+    "Secret",
+    "SigningEntry",
+    "parse_state",
+]
+
+FILE_FORMAT = "data-sandbox-keyring"
+FILE_VERSION = 1
+SECRET_BYTES = 32
+CURRENT = "current"
+RETIRED = "retired"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Kek:
+    """One key-encryption key of a domain, with its key material."""
+
+    kid: str
+    key: bytes = field(repr=False)
+    created_at: str
+    state: str
+
+
+@dataclass(frozen=True)
+class Secret:
+    """One named secret, with its key material."""
+
+    key: bytes = field(repr=False)
+    created_at: str
+
+
+@dataclass(frozen=True)
+class SigningEntry:
+    """One Ed25519 signing key, private half included, with the window it signs in."""
+
+    kid: str
+    private: bytes = field(repr=False)
+    public: bytes
+    not_before: datetime
+    not_after: datetime | None
+    state: str
+
+    def record(self) -> SigningKeyRecord:
+        return SigningKeyRecord(
+            kid=self.kid,
+            public=self.public,
+            not_before=self.not_before,
+            not_after=self.not_after,
+            state=self.state,
+        )
+
+
+@dataclass(frozen=True)
+class KeyringState:
+    """Everything the keyring file holds; immutable, so a change builds a new state."""
+
+    domains: Mapping[str, tuple[Kek, ...]] = field(default_factory=dict)
+    secrets: Mapping[str, Secret] = field(default_factory=dict)
+    signing: tuple[SigningEntry, ...] = ()
+
+    def to_json(self) -> bytes:
+        doc = {
+            "format": FILE_FORMAT,
+            "version": FILE_VERSION,
+            "domains": {
+                name: [
+                    {"kid": k.kid, "key": _b64(k.key), "created_at": k.created_at, "state": k.state}
+                    for k in keks
+                ]
+                for name, keks in self.domains.items()
+            },
+            "secrets": {
+                name: {"key": _b64(s.key), "created_at": s.created_at} for name, s in self.secrets.items()
+            },
+            "signing_keys": [
+                {
+                    "kid": s.kid,
+                    "private": _b64(s.private),
+                    "public": _b64(s.public),
+                    "not_before": s.not_before.isoformat(),
+                    "not_after": None if s.not_after is None else s.not_after.isoformat(),
+                    "state": s.state,
+                }
+                for s in self.signing
+            ],
+        }
+        return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def parse_state(raw: bytes, path: Path) -> KeyringState:
+    """Parse and validate the file; errors name the file and the problem, never a value."""
+
+    def bad(what: str) -> KeyringError:
+        return KeyringError(f"keyring file {path} is malformed: {what}; restore it from a backup")
+
+    def key_bytes(entry: Mapping[str, object], name: str, size: int, where: str) -> bytes:
+        try:
+            value = base64.b64decode(str(entry[name]), validate=True)
+        except (KeyError, binascii.Error) as exc:
+            raise bad(f"{where}: field {name!r} is missing or not base64") from exc
+        if len(value) != size:
+            raise bad(f"{where}: field {name!r} must be {size} bytes")
+        return value
+
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # The decoder's message quotes the document, which holds keys: report only the position.
+        raise bad(f"not valid JSON (at byte {getattr(exc, 'pos', '?')})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FILE_FORMAT:
+        raise bad("it is not a Data Sandbox keyring")
+    if doc.get("version") != FILE_VERSION:
+        raise bad(f"unsupported version {doc.get('version')!r} (this build reads version {FILE_VERSION})")
+    try:
+        domains: dict[str, tuple[Kek, ...]] = {}
+        for name, entries in dict(doc["domains"]).items():
+            keks = tuple(
+                Kek(
+                    kid=str(e["kid"]),
+                    key=key_bytes(e, "key", DATA_KEY_BYTES, f"domain {name!r}"),
+                    created_at=str(e["created_at"]),
+                    state=str(e["state"]),
+                )
+                for e in entries
+            )
+            if [k.state for k in keks].count(CURRENT) != 1 or keks[-1].state != CURRENT:
+                raise bad(f"domain {name!r} must have exactly one current key-encryption key, the newest")
+            domains[str(name)] = keks
+        secret_map = {
+            str(name): Secret(
+                key=key_bytes(e, "key", SECRET_BYTES, f"secret {name!r}"), created_at=str(e["created_at"])
+            )
+            for name, e in dict(doc["secrets"]).items()
+        }
+        signing: list[SigningEntry] = []
+        for e in doc["signing_keys"]:
+            where = f"signing key {e.get('kid')!r}"
+            private = key_bytes(e, "private", ED25519_KEY_BYTES, where)
+            public = key_bytes(e, "public", ED25519_KEY_BYTES, where)
+            if public_key_of(private) != public or key_id(public) != e["kid"]:
+                raise bad(f"{where}: private key, public key and id do not belong together")
+            signing.append(
+                SigningEntry(
+                    kid=str(e["kid"]),
+                    private=private,
+                    public=public,
+                    not_before=datetime.fromisoformat(str(e["not_before"])),
+                    not_after=None if e["not_after"] is None else datetime.fromisoformat(str(e["not_after"])),
+                    state=str(e["state"]),
+                )
+            )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise bad(f"unexpected structure ({type(exc).__name__})") from None
+    return KeyringState(domains=domains, secrets=secret_map, signing=tuple(signing))
