@@ -3,7 +3,7 @@
 pandas' own JSON writer turns the engine's exact integer sums (``DECIMAL(38,0)`` objects) into
 strings and DATE values into timestamps (``2020-01-01T00:00:00.000``). Here an integral decimal column
 becomes JSON integers, any other decimal column JSON numbers, and a DATE column ``YYYY-MM-DD``; the
-type names let a client rebuild the same dtypes (``sandbox_api/client/api_client.py``).
+type names let a client rebuild the same dtypes (``sandbox_api/client/results.py``).
 """
 
 from __future__ import annotations
