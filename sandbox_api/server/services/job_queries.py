@@ -1,0 +1,125 @@
+"""Reading jobs: one job, a long-poll until it settles, the listing, a released result, the queue.
+
+Every read by id goes through ``visible_row`` (``services/job_views.py``) and every view through
+``for_reader``: what an operator may see of a job is decided in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+from sqlalchemy import func, select
+
+from crypto.envelope import unseal
+from sandbox_api.errors import JobNotReady, NotFound
+from sandbox_api.job_types import Kind, Mode
+from sandbox_api.roles import Role
+from sandbox_api.server.auth import Principal
+from sandbox_api.server.services.job_states import TERMINAL, JobState
+from sandbox_api.server.services.job_transitions import SETTLED, JobTransitions
+from sandbox_api.server.services.job_views import JobView, ResultView, for_reader, job_view, visible_row
+from sandbox_api.server.store.models import JobRow, ResultRow
+
+# How often a long-poll re-reads its job even without a signal: a change committed by another process
+# (a second gateway on the same database, a recovery run) wakes no waiter of this one. The pause grows
+# from the first to the last value: this process's own changes arrive as signals, and a few hundred
+# open waits must not keep the database busy.
+WAIT_RECHECK_S = 0.25
+WAIT_RECHECK_MAX_S = 2.0
+
+
+class JobQueries(JobTransitions):
+    """``get``, ``wait``, ``list_jobs``, ``result`` and ``queued_count`` (part of ``JobService``)."""
+
+    def get(self, who: Principal, job_id: str) -> JobView:
+        with self.db.read() as session:
+            return for_reader(job_view(visible_row(session, who, job_id)), who)
+
+    async def wait(self, who: Principal, job_id: str, *, wait_s: float) -> JobView:
+        """The job as soon as it is settled (final or withheld), else as it is after ``wait_s`` seconds.
+
+        A long-poll: ``signals`` hands over the job as committed by a settling transition; without a
+        signal the database is re-read, every ``WAIT_RECHECK_S`` at first, then less often. Each read
+        is short and runs in a worker thread: no session stays open and no thread is held while waiting.
+        Visibility is ``get``'s (another operator's job: NotFound at once).
+        """
+        if wait_s <= 0:
+            return await asyncio.to_thread(self.get, who, job_id)
+        with self.long_polls.held(who.name, self.quotas):
+            return await self._wait(who, job_id, wait_s=wait_s)
+
+    async def _wait(self, who: Principal, job_id: str, *, wait_s: float) -> JobView:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        arrivals: asyncio.Queue[JobView | None] = asyncio.Queue()
+
+        def wake(committed: JobView | None) -> None:  # runs in the committing thread
+            loop.call_soon_threadsafe(arrivals.put_nowait, committed)
+
+        # Subscribed before the first read: a job that settles during it is not missed.
+        with self.signals.subscribe(job_id, wake):
+            view = await asyncio.to_thread(self.get, who, job_id)
+            pause = WAIT_RECHECK_S
+            while JobState(view.state) not in SETTLED and (remaining := deadline - loop.time()) > 0:
+                committed = None
+                with contextlib.suppress(TimeoutError):
+                    committed = await asyncio.wait_for(arrivals.get(), min(remaining, pause))
+                view = (
+                    for_reader(committed, who)
+                    if committed is not None
+                    else await asyncio.to_thread(self.get, who, job_id)
+                )
+                pause = min(pause * 2, WAIT_RECHECK_MAX_S)
+            return view
+
+    def list_jobs(
+        self, who: Principal, *, state: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[JobView]:
+        with self.db.read() as session:
+            query = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id).limit(limit).offset(offset)
+            if who.role is Role.OPERATOR:
+                query = query.where(JobRow.owner == who.name)
+            if state is not None:
+                query = query.where(JobRow.state == state)
+            return [for_reader(job_view(row), who) for row in session.execute(query).scalars()]
+
+    def result(self, who: Principal, job_id: str) -> ResultView:
+        with self.db.read() as session:
+            row = visible_row(session, who, job_id)
+            if row.state != JobState.RELEASED.value:
+                raise JobNotReady(
+                    f"job {job_id} is {row.state}; a result exists only once it is released"
+                    + ("" if row.state not in TERMINAL else f" ({row.reason})")
+                )
+            stored = session.get(ResultRow, job_id)
+            if stored is None:
+                raise NotFound(f"job {job_id} has no stored result")
+            payload = json.loads(unseal(self.results_key, stored.sealed, aad=job_id.encode()))
+            view = ResultView(
+                job_id=job_id,
+                scope=row.scope,
+                scope_version=row.scope_version,
+                dataset_versions=dict(row.dataset_versions),
+                columns=list(payload["columns"]),
+                rows=list(payload["rows"]),
+                row_count=stored.row_count,
+                result_hash=stored.result_hash,
+                report=dict(stored.report),
+                kind=Kind(row.kind or Kind.SQL),
+                mode=Mode(row.mode or Mode.REAL),
+                output=payload.get("output"),
+                column_types=payload.get("types"),
+                receipt=None if self.receipts is None else self.receipts.load(session, job_id),
+            )
+        self.audit.record(event="job.result.read", actor=who.name, details={"job": job_id})
+        return view
+
+    def queued_count(self) -> int:
+        with self.db.read() as session:
+            return int(
+                session.execute(
+                    select(func.count()).select_from(JobRow).where(JobRow.state == JobState.QUEUED.value)
+                ).scalar_one()
+            )
