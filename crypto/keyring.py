@@ -43,7 +43,7 @@ from crypto.keyring_format import (
     Secret,
     SigningEntry,
 )
-from crypto.signing import SigningKeyPair, SigningKeyRecord, generate_signing_key
+from crypto.signing import ED25519, SigningKeyPair, SigningKeyRecord, generate_signing_key
 from crypto.wrapped_key import join_wrapped, kek_id_of, split_wrapped, wrap_aad
 
 __all__ = [
@@ -209,23 +209,28 @@ class LocalKeyring:
                 "the keyring has no signing key yet; create one with rotate_signing_key(now=...)"
             )
         current = signing[-1]
-        return SigningKeyPair(kid=current.kid, private=current.private, public=current.public)
+        return SigningKeyPair(
+            kid=current.kid, private=current.private, public=current.public, algorithm=current.algorithm
+        )
 
-    def ensure_signing_key(self, *, now: datetime) -> SigningKeyPair:
-        """The current signing key, creating the first one (valid from ``now``) if there is none."""
+    def ensure_signing_key(self, *, now: datetime, algorithm: str = ED25519) -> SigningKeyPair:
+        """The current signing key, creating the first one (valid from ``now``, of ``algorithm``) if there
+        is none. An existing key is returned whatever its algorithm: the caller checks it against the
+        deployment's profile (:meth:`crypto.profile.CryptoProfile.require_signer`)."""
         _aware(now)
 
         def change(state: KeyringState) -> tuple[KeyringState, None]:
             if state.signing:
                 return state, None
-            return replace(state, signing=(self._new_signing(now),)), None
+            return replace(state, signing=(self._new_signing(now, algorithm),)), None
 
         if not self._file.state().signing:
             self._file.mutate(change)
         return self.current_signing_key()
 
     def rotate_signing_key(self, *, now: datetime) -> SigningKeyPair:
-        """Make a new signing key current from ``now``; the old one ends at ``now`` but stays published."""
+        """Make a new signing key current from ``now``; the old one ends at ``now`` but stays published.
+        The new key has the algorithm of the one it replaces (a deployment's profile does not change)."""
         _aware(now)
 
         def change(state: KeyringState) -> tuple[KeyringState, None]:
@@ -238,7 +243,8 @@ class LocalKeyring:
             retired = tuple(
                 replace(e, state=RETIRED, not_after=now if e.not_after is None else e.not_after) for e in old
             )
-            return replace(state, signing=(*retired, self._new_signing(now))), None
+            algorithm = old[-1].algorithm if old else ED25519
+            return replace(state, signing=(*retired, self._new_signing(now, algorithm))), None
 
         self._file.mutate(change)
         return self.current_signing_key()
@@ -252,8 +258,8 @@ class LocalKeyring:
         return Kek(kid=_random.token_hex(8), key=new_data_key(), created_at=self._stamp(), state=CURRENT)
 
     @staticmethod
-    def _new_signing(now: datetime) -> SigningEntry:
-        pair = generate_signing_key()
+    def _new_signing(now: datetime, algorithm: str) -> SigningEntry:
+        pair = generate_signing_key(algorithm)
         return SigningEntry(
             kid=pair.kid,
             private=pair.private,
@@ -261,6 +267,7 @@ class LocalKeyring:
             not_before=now,
             not_after=None,
             state=CURRENT,
+            algorithm=algorithm,
         )
 
     def _find_kek(self, domain: str, kid: str) -> Kek:

@@ -53,13 +53,23 @@ def create_gateway(settings: Settings) -> FastAPI:
 def init(
     state_dir: StateDir = None,
     admin_name: Annotated[str, typer.Option(help="Name of the first admin.")] = "admin",
+    crypto_profile: Annotated[
+        str | None,
+        typer.Option(
+            help="Algorithms: `international` or `gm` (SM2/SM3/SM4); default SANDBOX_CRYPTO_PROFILE. "
+            "Fixed once initialised: serve the deployment with the same SANDBOX_CRYPTO_PROFILE."
+        ),
+    ] = None,
 ) -> None:
     """Initialise a deployment: state directory, metadata database, keyring, first admin token."""
     from crypto.errors import CryptoError
     from sandbox_api.errors import ServiceError
     from sandbox_api.server.bootstrap import init_deployment
 
-    settings = settings_for(state_dir)
+    if crypto_profile not in (None, "international", "gm"):
+        raise fail(f"unknown crypto profile {crypto_profile!r}: choose international or gm")
+    chosen = {} if crypto_profile is None else {"crypto_profile": crypto_profile}
+    settings = settings_for(state_dir, **chosen)
     try:
         result = init_deployment(settings, admin_name=admin_name)
     except (ServiceError, CryptoError) as failed:

@@ -127,7 +127,7 @@ def build_services(
     db = open_database(settings.resolved_database_url)
     migrate.upgrade(db)  # a no-op when current; brings an older deployment up to date
     audit = open_audit_log(settings, db=db, keys=keys, clock=clock)
-    receipts = ReceiptService(db=db, audit=audit, clock=clock, keys=keys)
+    receipts = ReceiptService(db=db, audit=audit, clock=clock, keys=keys, profile=audit.profile)
     lifecycle = KeyLifecycle(db=db, audit=audit, clock=clock, keys=keys)
     catalog = CatalogService(
         db=db,

@@ -1,0 +1,101 @@
+"""Algorithm profiles: which hash, AEAD and signature a deployment uses, chosen once at ``sandbox init``.
+
+* ``international`` (the default, and everything written before profiles existed): SHA-256 (FIPS
+  180-4), AES-256-GCM (NIST SP 800-38D), Ed25519 (RFC 8032).
+* ``gm`` (the Chinese national algorithms, :mod:`crypto.sm`): SM3 (GB/T 32905), SM4-GCM (GB/T 32907
+  with GCM as RFC 8998 §3.1 specifies), SM2 with SM3 (GB/T 32918.2).
+
+A profile is data (a frozen :class:`CryptoProfile`), passed in like any setting; nothing reads a global.
+What a profile writes names itself, so verification never needs to be told the profile: an audit event's
+``format``, a checkpoint's ``type`` and a receipt's ``type`` say which hash and signature they use
+(:data:`EVENT_FORMAT_BY_PROFILE` and friends in :mod:`crypto.audit`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from crypto import envelope, sm
+from crypto.errors import CryptoError
+from crypto.hashing import sha256_hex
+from crypto.signing import ED25519, SM2, Signer
+
+INTERNATIONAL = "international"
+GM = "gm"
+
+
+@dataclass(frozen=True)
+class Aead:
+    """An authenticated cipher with bound associated data; blobs are ``nonce || ciphertext || tag``."""
+
+    name: str
+    key_bytes: int
+    new_key: Callable[[], bytes]
+    seal: Callable[..., bytes]  # (key, plaintext, *, aad) -> blob
+    unseal: Callable[..., bytes]  # (key, blob, *, aad) -> plaintext; IntegrityError if tampered
+
+
+AES_256_GCM = Aead(
+    name="AES-256-GCM",
+    key_bytes=envelope.DATA_KEY_BYTES,
+    new_key=envelope.new_data_key,
+    seal=envelope.seal,
+    unseal=envelope.unseal,
+)
+SM4_GCM = Aead(
+    name="SM4-GCM",
+    key_bytes=sm.SM4_KEY_BYTES,
+    new_key=sm.new_sm4_key,
+    seal=sm.sm4_gcm_seal,
+    unseal=sm.sm4_gcm_unseal,
+)
+
+
+@dataclass(frozen=True)
+class CryptoProfile:
+    """The algorithms of one profile: ``hash_hex`` (lowercase hex, 256 bits in both profiles), ``aead``
+    for envelopes and ``signature`` (an algorithm name of :mod:`crypto.signing`)."""
+
+    name: str
+    hash_name: str
+    hash_hex: Callable[[bytes], str]
+    aead: Aead
+    signature: str
+
+    def require_signer(self, signer: Signer) -> Signer:
+        """``signer`` itself if it signs with this profile's algorithm; :class:`CryptoError` otherwise
+        (a deployment initialised under one profile and started under the other).
+
+        >>> from crypto.signing import generate_signing_key
+        >>> PROFILES["gm"].require_signer(generate_signing_key())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        crypto.errors.CryptoError: signing key ... is ed25519, but the gm profile signs with sm2; ...
+        """
+        if signer.algorithm != self.signature:
+            raise CryptoError(
+                f"signing key {signer.kid} is {signer.algorithm}, but the {self.name} profile signs with "
+                f"{self.signature}; the deployment was initialised under another profile"
+            )
+        return signer
+
+
+PROFILES: Mapping[str, CryptoProfile] = {
+    INTERNATIONAL: CryptoProfile(
+        name=INTERNATIONAL, hash_name="SHA-256", hash_hex=sha256_hex, aead=AES_256_GCM, signature=ED25519
+    ),
+    GM: CryptoProfile(name=GM, hash_name="SM3", hash_hex=sm.sm3_hex, aead=SM4_GCM, signature=SM2),
+}
+
+
+def profile_named(name: str) -> CryptoProfile:
+    """The profile called ``name``; :class:`CryptoError` for an unknown one.
+
+    >>> profile_named("gm").hash_hex(b"abc")[:8], profile_named("international").hash_hex(b"abc")[:8]
+    ('66c7f0f4', 'ba7816bf')
+    """
+    profile = PROFILES.get(name)
+    if profile is None:
+        raise CryptoError(f"unknown crypto profile {name!r} (known: {', '.join(PROFILES)})")
+    return profile
