@@ -19,6 +19,7 @@ from pathlib import Path
 from crypto.envelope import DATA_KEY_BYTES
 from crypto.errors import KeyringError
 from crypto.signing import ED25519, KEY_BYTES, SigningKeyRecord, key_id, public_key_of
+from crypto.sm import SM4_KEY_BYTES
 
 __all__ = [
     "CURRENT",
@@ -131,13 +132,14 @@ def parse_state(raw: bytes, path: Path) -> KeyringState:
     def bad(what: str) -> KeyringError:
         return KeyringError(f"keyring file {path} is malformed: {what}; restore it from a backup")
 
-    def key_bytes(entry: Mapping[str, object], name: str, size: int, where: str) -> bytes:
+    def key_bytes(entry: Mapping[str, object], name: str, size: int | tuple[int, ...], where: str) -> bytes:
+        sizes = size if isinstance(size, tuple) else (size,)
         try:
             value = base64.b64decode(str(entry[name]), validate=True)
         except (KeyError, binascii.Error) as exc:
             raise bad(f"{where}: field {name!r} is missing or not base64") from exc
-        if len(value) != size:
-            raise bad(f"{where}: field {name!r} must be {size} bytes")
+        if len(value) not in sizes:
+            raise bad(f"{where}: field {name!r} must be {' or '.join(map(str, sizes))} bytes")
         return value
 
     try:
@@ -155,7 +157,8 @@ def parse_state(raw: bytes, path: Path) -> KeyringState:
             keks = tuple(
                 Kek(
                     kid=str(e["kid"]),
-                    key=key_bytes(e, "key", DATA_KEY_BYTES, f"domain {name!r}"),
+                    # AES-256 KEKs (international) or SM4 KEKs (gm): crypto.profile.aead_for_key
+                    key=key_bytes(e, "key", (DATA_KEY_BYTES, SM4_KEY_BYTES), f"domain {name!r}"),
                     created_at=str(e["created_at"]),
                     state=str(e["state"]),
                 )

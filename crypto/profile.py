@@ -52,6 +52,39 @@ SM4_GCM = Aead(
 )
 
 
+#: Data keys and key-encryption keys name their cipher by their length: the profile chose the cipher
+#: when it made the key (``Aead.new_key``), and every seal and unseal with that key follows it. AES-128
+#: is no cipher of ours, so a 16-byte key is always SM4 and a 32-byte key always AES-256.
+_AEAD_BY_KEY_BYTES: Mapping[int, Aead] = {AES_256_GCM.key_bytes: AES_256_GCM, SM4_GCM.key_bytes: SM4_GCM}
+
+
+def aead_for_key(key: bytes) -> Aead:
+    """The cipher a data key or key-encryption key was made for; :class:`CryptoError` for another length.
+
+    >>> aead_for_key(bytes(32)).name, aead_for_key(bytes(16)).name
+    ('AES-256-GCM', 'SM4-GCM')
+    """
+    aead = _AEAD_BY_KEY_BYTES.get(len(key))
+    if aead is None:
+        raise CryptoError(f"a data key is 32 bytes (AES-256-GCM) or 16 bytes (SM4-GCM), got {len(key)} bytes")
+    return aead
+
+
+def seal_data(key: bytes, plaintext: bytes, *, aad: bytes) -> bytes:
+    """:func:`crypto.envelope.seal` or :func:`crypto.sm.sm4_gcm_seal`, as the key was made for.
+
+    >>> sm4_key = PROFILES["gm"].aead.new_key()
+    >>> unseal_data(sm4_key, seal_data(sm4_key, b"rows", aad=b"p0"), aad=b"p0")
+    b'rows'
+    """
+    return aead_for_key(key).seal(key, plaintext, aad=aad)
+
+
+def unseal_data(key: bytes, blob: bytes, *, aad: bytes) -> bytes:
+    """Inverse of :func:`seal_data`; :class:`IntegrityError` on a wrong key, wrong aad or any tamper."""
+    return aead_for_key(key).unseal(key, blob, aad=aad)
+
+
 @dataclass(frozen=True)
 class CryptoProfile:
     """The algorithms of one profile: ``hash_hex`` (lowercase hex, 256 bits in both profiles), ``aead``
@@ -79,6 +112,17 @@ class CryptoProfile:
                 f"{self.signature}; the deployment was initialised under another profile"
             )
         return signer
+
+    def aead_key(self, secret: bytes) -> bytes:
+        """A key of this profile's cipher from a 32-byte random keyring secret (its first
+        ``aead.key_bytes`` bytes: a uniformly random secret gives a uniformly random key).
+
+        >>> len(PROFILES["gm"].aead_key(bytes(32))), len(PROFILES["international"].aead_key(bytes(32)))
+        (16, 32)
+        """
+        if len(secret) < self.aead.key_bytes:
+            raise CryptoError(f"a secret of {len(secret)} bytes is too short for {self.aead.name}")
+        return secret[: self.aead.key_bytes]
 
 
 PROFILES: Mapping[str, CryptoProfile] = {

@@ -33,8 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from crypto.envelope import seal, unseal
 from crypto.errors import CryptoError, IntegrityError
+from crypto.profile import seal_data, unseal_data
 from crypto.pseudonym import partitioner
 from executors.base import PartRef, TableInput, VersionLayout
 from executors.errors import DataUnavailable, PartIntegrityError, StorageError
@@ -256,7 +256,7 @@ def _write_table(
         rows = grouped.slice(offset, per_part[index])
         offset += per_part[index]
         aad = part_aad(domain=domain, dataset=dataset, version_id=version_id, table=table_name, index=index)
-        _write_atomic(table_dir / part_name(index), seal(data_key, parquet_bytes(rows), aad=aad))
+        _write_atomic(table_dir / part_name(index), seal_data(data_key, parquet_bytes(rows), aad=aad))
         refs.append(PartRef(path=str(final_dir / table_name / part_name(index)), aad=aad))
     return tuple(refs)
 
@@ -312,7 +312,7 @@ def _unseal_part(table: TableInput, data_key: bytes, index: int, part: PartRef, 
     except OSError as exc:
         raise DataUnavailable(f"{_where(table, index)} cannot be read: {exc.strerror}") from exc
     try:
-        return unseal(data_key, blob, aad=expected)
+        return unseal_data(data_key, blob, aad=expected)
     except IntegrityError as exc:
         raise PartIntegrityError(
             f"{_where(table, index)} failed authentication: tampered, truncated, or moved from "

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from crypto.keyring import KeyProvider, LocalKeyring
+from crypto.profile import profile_named
 from crypto.shredding import VersionKeys
 from executors.base import Executor, Limits
 from executors.local import LocalExecutor
@@ -123,7 +124,8 @@ def build_services(
             f"no deployment in {settings.state_dir}: run `sandbox init` first "
             "(it creates the keyring and the database)"
         )
-    keys = LocalKeyring.open(settings.keyring_path, clock=clock.now)
+    profile = profile_named(settings.crypto_profile)
+    keys = LocalKeyring.open(settings.keyring_path, clock=clock.now, new_kek=profile.aead.new_key)
     db = open_database(settings.resolved_database_url)
     migrate.upgrade(db)  # a no-op when current; brings an older deployment up to date
     audit = open_audit_log(settings, db=db, keys=keys, clock=clock)
@@ -138,6 +140,7 @@ def build_services(
         partition_key=keys.secret("partition"),
         data_dir=settings.data_dir,
         n_parts=settings.n_parts,
+        new_data_key=profile.aead.new_key,
     )
     scopes = ScopeService(
         db=db, audit=audit, clock=clock, catalog=catalog, levels=deployment_levels(settings)
@@ -153,7 +156,7 @@ def build_services(
         clock=clock,
         catalog=catalog,
         scopes=scopes,
-        results_key=keys.secret("results"),
+        results_key=profile.aead_key(keys.secret("results")),
         queue_limit=settings.queue_limit,
         quotas=quota_limits(settings),
         wake=threading.Event(),

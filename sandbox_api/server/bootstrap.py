@@ -52,7 +52,8 @@ def init_deployment(
     clock = clock or SystemClock()
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    keys = LocalKeyring.open(settings.keyring_path, create=True, clock=clock.now)
+    chosen = profile_named(settings.crypto_profile)
+    keys = LocalKeyring.open(settings.keyring_path, create=True, clock=clock.now, new_kek=chosen.aead.new_key)
     profile = deployment_profile(settings, keys, clock=clock)
     db = open_database(settings.resolved_database_url)
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,8 @@ class CatalogService:
     partition_key: bytes
     data_dir: Path
     n_parts: int
+    # Makes each version's data key: the profile's cipher (crypto.profile), AES-256-GCM by default.
+    new_data_key: Callable[[], bytes] = new_data_key
 
     # --- datasets --------------------------------------------------------------------------------
     def create_dataset(
@@ -137,7 +139,7 @@ class CatalogService:
             # Parts without a registered version (a crash between writing and committing): their data
             # key was never stored, so they are unreadable garbage and safe to replace.
             shutil.rmtree(version_dir)
-        data_key = new_data_key()
+        data_key = self.new_data_key()
         key_aad = f"{domain}/{name}/{version_id}"
         layout = write_version(
             self.data_dir,

@@ -3,6 +3,9 @@ offline, an SM3 audit chain with SM2 checkpoints verified offline, and replay to
 
 from __future__ import annotations
 
+import base64
+import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,11 +13,14 @@ import pytest
 
 from crypto.audit import CHECKPOINT_TYPE_GM, EVENT_FORMAT_GM
 from crypto.errors import CryptoError, IntegrityError
+from crypto.keyring import LocalKeyring
+from crypto.profile import aead_for_key
+from crypto.shredding import VersionKeys
 from crypto.signing import SM2
 from sandbox_api.client.verify import verify_bundle, verify_receipt
 from sandbox_api.receipt_format import RECEIPT_TYPE_GM, RECEIPT_TYPE_V2
 from sandbox_api.server.app import create_app
-from tests.sandbox_api.api_helpers import World, make_settings
+from tests.sandbox_api.api_helpers import DOMAIN, World, make_settings
 from tests.sandbox_api.auditing_helpers import receipt_of, release, replay, result_of, trusted_keys
 from tests.sandbox_api.replay_helpers import replayed_world
 
@@ -79,3 +85,15 @@ def test_a_gm_deployment_refuses_to_start_under_the_international_profile(gm: Wo
     settings = make_settings(Path(gm.settings.state_dir), crypto_profile="international")
     with pytest.raises(CryptoError, match="initialised under another profile"):
         create_app(settings)
+
+
+def test_gm_data_keys_and_key_encryption_keys_are_sm4_keys_and_unwrap(gm: World) -> None:
+    state = Path(gm.settings.state_dir)
+    keys = LocalKeyring.open(state / "keyring.json")
+    with sqlite3.connect(state / "metadata.db") as db:
+        stored, key_aad = db.execute("SELECT wrapped_key, key_aad FROM dataset_versions").fetchone()
+    wrapped = VersionKeys(keys).open(key_aad, stored)
+    data_key = keys.unwrap(DOMAIN, wrapped, aad=key_aad.encode())
+    assert aead_for_key(data_key).name == "SM4-GCM"
+    document = json.loads((state / "keyring.json").read_text())
+    assert {len(base64.b64decode(k["key"])) for k in document["domains"][DOMAIN]} == {16}
