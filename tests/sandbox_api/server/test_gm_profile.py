@@ -97,3 +97,19 @@ def test_gm_data_keys_and_key_encryption_keys_are_sm4_keys_and_unwrap(gm: World)
     assert aead_for_key(data_key).name == "SM4-GCM"
     document = json.loads((state / "keyring.json").read_text())
     assert {len(base64.b64decode(k["key"])) for k in document["domains"][DOMAIN]} == {16}
+
+
+def test_a_rotated_gm_signing_key_is_sm2_and_receipts_of_the_old_key_still_verify(
+    tmp_path: Path,
+) -> None:
+    with replayed_world(tmp_path, crypto_profile="gm") as deployment:
+        before = release(deployment)
+        rotated = deployment.client.post("/v1/keys/signing/rotate", headers=deployment.h("admin"))
+        assert rotated.status_code == 200, rotated.text
+        after = release(deployment)
+        keys = trusted_keys(deployment)
+        assert {k.algorithm for k in keys.values()} == {SM2} and len(keys) == 2
+        old, new = receipt_of(deployment, before), receipt_of(deployment, after)
+        assert old["kid"] != new["kid"]
+        for receipt in (old, new):
+            assert verify_receipt(receipt, keys).profile == "gm"
