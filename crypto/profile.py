@@ -13,8 +13,10 @@ What a profile writes names itself, so verification never needs to be told the p
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from crypto import envelope, sm
 from crypto.errors import CryptoError
@@ -23,6 +25,14 @@ from crypto.signing import ED25519, SM2, Signer
 
 INTERNATIONAL = "international"
 GM = "gm"
+
+
+class Hasher(Protocol):
+    """An incremental hash: ``hashlib.sha256()`` or :class:`crypto.sm.Sm3`."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -87,12 +97,14 @@ def unseal_data(key: bytes, blob: bytes, *, aad: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class CryptoProfile:
-    """The algorithms of one profile: ``hash_hex`` (lowercase hex, 256 bits in both profiles), ``aead``
-    for envelopes and ``signature`` (an algorithm name of :mod:`crypto.signing`)."""
+    """The algorithms of one profile: ``hash_hex`` (lowercase hex, 256 bits in both profiles) and
+    ``new_hash`` (the same hash, incremental), ``aead`` for envelopes and ``signature`` (an algorithm
+    name of :mod:`crypto.signing`)."""
 
     name: str
     hash_name: str
     hash_hex: Callable[[bytes], str]
+    new_hash: Callable[[], Hasher]
     aead: Aead
     signature: str
 
@@ -127,9 +139,16 @@ class CryptoProfile:
 
 PROFILES: Mapping[str, CryptoProfile] = {
     INTERNATIONAL: CryptoProfile(
-        name=INTERNATIONAL, hash_name="SHA-256", hash_hex=sha256_hex, aead=AES_256_GCM, signature=ED25519
+        name=INTERNATIONAL,
+        hash_name="SHA-256",
+        hash_hex=sha256_hex,
+        new_hash=hashlib.sha256,
+        aead=AES_256_GCM,
+        signature=ED25519,
     ),
-    GM: CryptoProfile(name=GM, hash_name="SM3", hash_hex=sm.sm3_hex, aead=SM4_GCM, signature=SM2),
+    GM: CryptoProfile(
+        name=GM, hash_name="SM3", hash_hex=sm.sm3_hex, new_hash=sm.Sm3, aead=SM4_GCM, signature=SM2
+    ),
 }
 
 

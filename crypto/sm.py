@@ -53,6 +53,28 @@ def sm3_hex(data: bytes) -> str:
     return digest.finalize().hex()
 
 
+class Sm3:
+    """An incremental SM3 with ``hashlib``'s ``update``/``hexdigest`` shape (a large table is hashed
+    as it is written, without a copy).
+
+    >>> h = Sm3()
+    >>> h.update(b"a"); h.update(b"bc")
+    >>> h.hexdigest() == sm3_hex(b"abc")
+    True
+    """
+
+    def __init__(self) -> None:
+        self._hash = hashes.Hash(hashes.SM3())
+
+    def update(self, data: bytes) -> None:
+        # ``cryptography`` takes unsigned-byte buffers only; a pyarrow buffer is signed ("b"): view it as
+        # bytes without copying.
+        self._hash.update(memoryview(data).cast("B"))
+
+    def hexdigest(self) -> str:
+        return self._hash.copy().finalize().hex()
+
+
 def new_sm4_key() -> bytes:
     """A fresh random 128-bit SM4 key from the operating system's CSPRNG.
 

@@ -140,7 +140,7 @@ def build_services(
         partition_key=keys.secret("partition"),
         data_dir=settings.data_dir,
         n_parts=settings.n_parts,
-        new_data_key=profile.aead.new_key,
+        profile=profile,
     )
     scopes = ScopeService(
         db=db, audit=audit, clock=clock, catalog=catalog, levels=deployment_levels(settings)
