@@ -36,7 +36,7 @@ from crypto.sm import (
 ED25519 = "ed25519"
 SM2 = "sm2"
 #: The signature algorithms, with the length of a private and of a public key of each.
-KEY_BYTES: dict[str, tuple[int, int]] = {ED25519: (32, 32), SM2: (SM2_PRIVATE_BYTES, SM2_PUBLIC_BYTES)}
+KEY_BYTES: Mapping[str, tuple[int, int]] = {ED25519: (32, 32), SM2: (SM2_PRIVATE_BYTES, SM2_PUBLIC_BYTES)}
 ED25519_KEY_BYTES = 32
 ED25519_SIGNATURE_BYTES = 64
 KID_HEX_CHARS = 16

@@ -150,6 +150,7 @@ def token_create(
 def open_principal_service(settings: Settings, *, clock: Clock | None = None) -> Iterator[PrincipalService]:
     """The principal service straight on the state directory, for work without a running gateway."""
     from crypto.keyring import LocalKeyring
+    from crypto.profile import profile_named
     from sandbox_api.clock import SystemClock
     from sandbox_api.errors import DeploymentNotInitialised
     from sandbox_api.server.bootstrap import open_audit_log
@@ -162,7 +163,8 @@ def open_principal_service(settings: Settings, *, clock: Clock | None = None) ->
         raise DeploymentNotInitialised(
             f"no deployment in {settings.state_dir}; run `sandbox init` first (or pass --state-dir)"
         )
-    keys = LocalKeyring.open(settings.keyring_path, clock=clock.now)
+    profile = profile_named(settings.crypto_profile)
+    keys = LocalKeyring.open(settings.keyring_path, clock=clock.now, new_kek=profile.aead.new_key)
     db = open_database(settings.resolved_database_url)
     try:
         migrate.upgrade(db)
