@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from crypto.errors import IntegrityError, UnknownKey
+from crypto.errors import CryptoError, IntegrityError, UnknownKey
 from crypto.hashing import canonical_json, exact_integers, jcs_json, sha256_hex
 from crypto.signing import ED25519, SM2, Signer, verify
 from crypto.sm import sm3_hex
@@ -394,7 +394,7 @@ def verify_checkpoint(cp: Checkpoint, public_keys: Mapping[str, bytes]) -> None:
     algorithm = _CHECKPOINT_SIGNATURES.get(cp.type, ED25519)
     try:
         verify(public, cp.message(), cp.signature, algorithm=algorithm)
-    except IntegrityError as exc:
+    except CryptoError as exc:  # a bad signature, or a key of the other algorithm (a relabelled type)
         raise IntegrityError(
             f"checkpoint at seq {cp.seq}: signature does not verify under key {cp.kid} (forged or edited)"
         ) from exc

@@ -3,11 +3,14 @@ profile's round trips, tampers and refusals."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from crypto.audit import (
     CHECKPOINT_TYPE_GM,
+    CHECKPOINT_TYPE_V2,
     EVENT_FORMAT_GM,
     chain,
     sign_checkpoint,
@@ -145,6 +148,9 @@ def test_gm_checkpoint_is_sm2_signed_and_an_ed25519_key_cannot_sign_it() -> None
     verify_checkpoint(cp, {pair.kid: pair.public})
     with pytest.raises(IntegrityError):
         sign_checkpoint(generate_signing_key(), seq=3, head_hash="ab" * 32, at="t", type=CHECKPOINT_TYPE_GM)
+    relabelled = replace(cp, type=CHECKPOINT_TYPE_V2)  # now claims Ed25519 under an SM2 key
+    with pytest.raises(IntegrityError, match="checkpoint at seq 3: signature does not verify"):
+        verify_checkpoint(relabelled, {pair.kid: pair.public})
 
 
 def test_profiles_name_their_algorithms_and_an_unknown_profile_is_refused() -> None:
