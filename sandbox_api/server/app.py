@@ -143,7 +143,12 @@ def build_services(
         profile=profile,
     )
     scopes = ScopeService(
-        db=db, audit=audit, clock=clock, catalog=catalog, levels=deployment_levels(settings)
+        db=db,
+        audit=audit,
+        clock=clock,
+        catalog=catalog,
+        levels=deployment_levels(settings),
+        profile=profile,
     )
     # One executor for the runner and for replays, so both run a job the same way.
     executor = (executor_factory or EXECUTORS[settings.executor])(keys, settings)

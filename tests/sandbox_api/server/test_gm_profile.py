@@ -17,10 +17,12 @@ from crypto.keyring import LocalKeyring
 from crypto.profile import aead_for_key
 from crypto.shredding import VersionKeys
 from crypto.signing import SM2
+from crypto.sm import sm3_hex
 from sandbox_api.client.verify import verify_bundle, verify_receipt
 from sandbox_api.receipt_format import RECEIPT_TYPE_GM, RECEIPT_TYPE_V2
 from sandbox_api.server.app import create_app
-from tests.sandbox_api.api_helpers import DOMAIN, World, make_settings
+from sandbox_api.server.services.scopes import parse_stored
+from tests.sandbox_api.api_helpers import DOMAIN, SCOPE, World, make_settings
 from tests.sandbox_api.auditing_helpers import receipt_of, release, replay, result_of, trusted_keys
 from tests.sandbox_api.replay_helpers import replayed_world
 
@@ -114,3 +116,15 @@ def test_a_rotated_gm_signing_key_is_sm2_and_receipts_of_the_old_key_still_verif
         assert old["kid"] != new["kid"]
         for receipt in (old, new):
             assert verify_receipt(receipt, keys).profile == "gm"
+
+
+def test_gm_scope_version_ids_are_sm3_of_the_canonical_scope(gm: World) -> None:
+    answer = gm.client.get(f"/v1/scopes/{SCOPE}", headers=gm.h("olga"))
+    assert answer.status_code == 200, answer.text
+    with sqlite3.connect(Path(gm.settings.state_dir) / "metadata.db") as db:
+        (document,) = db.execute(
+            "SELECT document FROM scope_versions WHERE version_id = ?", (gm.scope_version,)
+        ).fetchone()
+    scope = parse_stored(document)
+    assert gm.scope_version == sm3_hex(scope.canonical_json().encode("utf-8"))
+    assert gm.scope_version != scope.version_id  # the international (SHA-256) id of the same scope
