@@ -35,6 +35,18 @@ class Hasher(Protocol):
     def hexdigest(self) -> str: ...
 
 
+class SealFn(Protocol):
+    """``seal(key, plaintext, *, aad) -> nonce || ciphertext || tag`` (:func:`crypto.envelope.seal`)."""
+
+    def __call__(self, key: bytes, plaintext: bytes, /, *, aad: bytes) -> bytes: ...
+
+
+class UnsealFn(Protocol):
+    """``unseal(key, blob, *, aad) -> plaintext``; :class:`IntegrityError` if anything was tampered."""
+
+    def __call__(self, key: bytes, blob: bytes, /, *, aad: bytes) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class Aead:
     """An authenticated cipher with bound associated data; blobs are ``nonce || ciphertext || tag``."""
@@ -42,8 +54,8 @@ class Aead:
     name: str
     key_bytes: int
     new_key: Callable[[], bytes]
-    seal: Callable[..., bytes]  # (key, plaintext, *, aad) -> blob
-    unseal: Callable[..., bytes]  # (key, blob, *, aad) -> plaintext; IntegrityError if tampered
+    seal: SealFn
+    unseal: UnsealFn
 
 
 AES_256_GCM = Aead(
