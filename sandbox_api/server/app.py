@@ -130,13 +130,13 @@ def build_services(
     migrate.upgrade(db)  # a no-op when current; brings an older deployment up to date
     audit = open_audit_log(settings, db=db, keys=keys, clock=clock)
     receipts = ReceiptService(db=db, audit=audit, clock=clock, keys=keys, profile=audit.profile)
-    lifecycle = KeyLifecycle(db=db, audit=audit, clock=clock, keys=keys)
+    lifecycle = KeyLifecycle(db=db, audit=audit, clock=clock, keys=keys, profile=profile)
     catalog = CatalogService(
         db=db,
         audit=audit,
         clock=clock,
         keys=keys,
-        version_keys=VersionKeys(keys),
+        version_keys=VersionKeys(keys, key_of=profile.aead_key),
         partition_key=keys.secret("partition"),
         data_dir=settings.data_dir,
         n_parts=settings.n_parts,

@@ -14,7 +14,7 @@ import pytest
 from crypto.audit import CHECKPOINT_TYPE_GM, EVENT_FORMAT_GM
 from crypto.errors import CryptoError, IntegrityError
 from crypto.keyring import LocalKeyring
-from crypto.profile import aead_for_key
+from crypto.profile import aead_for_key, profile_named
 from crypto.shredding import VersionKeys
 from crypto.signing import SM2
 from crypto.sm import sm3_hex
@@ -89,19 +89,21 @@ def test_a_gm_deployment_refuses_to_start_under_the_international_profile(gm: Wo
         create_app(settings)
 
 
-def test_gm_data_keys_and_key_encryption_keys_are_sm4_keys_and_unwrap(gm: World) -> None:
+def test_gm_data_keys_key_encryption_keys_and_the_shredding_layer_are_sm4(gm: World) -> None:
     state = Path(gm.settings.state_dir)
     keys = LocalKeyring.open(state / "keyring.json")
     with sqlite3.connect(state / "metadata.db") as db:
         stored, key_aad = db.execute("SELECT wrapped_key, key_aad FROM dataset_versions").fetchone()
-    wrapped = VersionKeys(keys).open(key_aad, stored)
+    with pytest.raises(IntegrityError):  # the shredding layer is SM4 too: no AES-256 key opens it
+        VersionKeys(keys).open(key_aad, stored)
+    wrapped = VersionKeys(keys, key_of=profile_named("gm").aead_key).open(key_aad, stored)
     data_key = keys.unwrap(DOMAIN, wrapped, aad=key_aad.encode())
     assert aead_for_key(data_key).name == "SM4-GCM"
     document = json.loads((state / "keyring.json").read_text())
     assert {len(base64.b64decode(k["key"])) for k in document["domains"][DOMAIN]} == {16}
 
 
-def test_a_rotated_gm_signing_key_is_sm2_and_receipts_of_the_old_key_still_verify(
+def test_gm_rotations_keep_sm2_and_sm4_and_what_was_signed_or_sealed_before_still_verifies(
     tmp_path: Path,
 ) -> None:
     with replayed_world(tmp_path, crypto_profile="gm") as deployment:
@@ -116,6 +118,14 @@ def test_a_rotated_gm_signing_key_is_sm2_and_receipts_of_the_old_key_still_verif
         assert old["kid"] != new["kid"]
         for receipt in (old, new):
             assert verify_receipt(receipt, keys).profile == "gm"
+        # A domain key rotation re-wraps every data key under a new SM4 KEK, behind the SM4 shredding
+        # layer; the released jobs still replay to a match when the deployment closes.
+        rotated_kek = deployment.client.post(
+            f"/v1/domains/{DOMAIN}/keys/rotate", headers=deployment.h("admin")
+        )
+        assert rotated_kek.status_code == 200, rotated_kek.text
+        document = json.loads((tmp_path / "keyring.json").read_text())
+        assert [len(base64.b64decode(k["key"])) for k in document["domains"][DOMAIN]] == [16, 16]
 
 
 def test_gm_scope_version_ids_are_sm3_of_the_canonical_scope(gm: World) -> None:
