@@ -9,6 +9,9 @@ re-hashing anything (docs/auditing.md, "Formats"):
 * ``data-sandbox/audit-event/v2`` (written now): the hashed body carries ``"format"`` itself and is
   serialised by RFC 8785 (JCS, :func:`crypto.hashing.jcs_json`), so an auditor can recompute every hash
   in any language with a JCS library. Checkpoints ``data-sandbox/audit-checkpoint/v2`` sign JCS bytes.
+* ``data-sandbox/audit-event/gm/v1`` (written under the ``gm`` profile, :mod:`crypto.profile`): the v2
+  body (with its ``format`` member) hashed with SM3 (GB/T 32905) instead of SHA-256. Its checkpoints,
+  ``data-sandbox/audit-checkpoint/gm/v1``, sign JCS bytes with SM2 (GB/T 32918.2).
 * ``data-sandbox/audit-event/v1`` (written before): no ``format`` member; the body is serialised by
   :func:`crypto.hashing.canonical_json`. Checkpoints ``.../audit-checkpoint/v1`` likewise. Still verified.
 
@@ -28,9 +31,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from crypto.errors import IntegrityError, UnknownKey
+from crypto.errors import CryptoError, IntegrityError, UnknownKey
 from crypto.hashing import canonical_json, exact_integers, jcs_json, sha256_hex
-from crypto.signing import SigningKeyPair, sign, verify
+from crypto.signing import ED25519, SM2, Signer, verify
+from crypto.sm import sm3_hex
 
 GENESIS = "0" * 64
 EVENT_FORMAT_V1 = "data-sandbox/audit-event/v1"
@@ -41,12 +45,26 @@ CHECKPOINT_TYPE_V1 = "data-sandbox/audit-checkpoint/v1"
 CHECKPOINT_TYPE_V2 = "data-sandbox/audit-checkpoint/v2"
 #: The format new checkpoints are signed in.
 CHECKPOINT_TYPE = CHECKPOINT_TYPE_V2
+EVENT_FORMAT_GM = "data-sandbox/audit-event/gm/v1"
+CHECKPOINT_TYPE_GM = "data-sandbox/audit-checkpoint/gm/v1"
+#: The event format and checkpoint type each profile writes (``crypto.profile``).
+EVENT_FORMAT_BY_PROFILE: Mapping[str, str] = {"international": EVENT_FORMAT, "gm": EVENT_FORMAT_GM}
+CHECKPOINT_TYPE_BY_PROFILE: Mapping[str, str] = {"international": CHECKPOINT_TYPE, "gm": CHECKPOINT_TYPE_GM}
 Canonical = Callable[[object], bytes]
-_EVENT_FORMS: Mapping[str, Canonical] = {EVENT_FORMAT_V1: canonical_json, EVENT_FORMAT_V2: jcs_json}
+_EVENT_FORMS: Mapping[str, Canonical] = {
+    EVENT_FORMAT_V1: canonical_json,
+    EVENT_FORMAT_V2: jcs_json,
+    EVENT_FORMAT_GM: jcs_json,
+}
+#: The hash each event format chains with.
+_EVENT_HASHES: Mapping[str, Callable[[bytes], str]] = {EVENT_FORMAT_GM: sm3_hex}
 _CHECKPOINT_FORMS: Mapping[str, Canonical] = {
     CHECKPOINT_TYPE_V1: canonical_json,
     CHECKPOINT_TYPE_V2: jcs_json,
+    CHECKPOINT_TYPE_GM: jcs_json,
 }
+#: The signature algorithm each checkpoint type is signed with.
+_CHECKPOINT_SIGNATURES: Mapping[str, str] = {CHECKPOINT_TYPE_GM: SM2}
 
 
 def _form(forms: Mapping[str, Canonical], name: str, what: str) -> Canonical:
@@ -89,7 +107,8 @@ class AuditEntry:
         return _form(_EVENT_FORMS, self.format, f"audit event seq {self.seq}")
 
     def digest(self) -> str:
-        """SHA-256 of the canonical JSON (in this entry's format) of every field but ``hash``.
+        """SHA-256 (SM3 for the gm format) of the canonical JSON (in this entry's format) of every field
+        but ``hash``.
 
         >>> v2 = AuditEntry(seq=0, at="t", event="e", actor="a", details={"x": 1.0}, prev_hash=GENESIS,
         ...                 format=EVENT_FORMAT_V2)
@@ -97,8 +116,12 @@ class AuditEntry:
         True
         >>> v2.digest() == replace(v2, details={"x": 1}).digest()  # RFC 8785: 1.0 is 1
         True
+        >>> gm = replace(v2, format=EVENT_FORMAT_GM)
+        >>> gm.digest() == sm3_hex(jcs_json(gm._body()))
+        True
         """
-        return sha256_hex(self._form()(self._body()))
+        body = self._form()(self._body())
+        return _EVENT_HASHES.get(self.format, sha256_hex)(body)
 
     def to_json(self) -> str:
         """One canonical JSON line (the export format), in this entry's format; :meth:`from_json` reads it."""
@@ -278,8 +301,8 @@ def verify_chain(
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A signed statement that the chain's head at ``seq`` was ``head_hash`` (Ed25519, RFC 8032).
-    ``type`` says how the signed bytes are serialised (module docstring)."""
+    """A signed statement that the chain's head at ``seq`` was ``head_hash`` (Ed25519, RFC 8032; SM2
+    for the gm type). ``type`` says how the signed bytes are serialised and signed (module docstring)."""
 
     seq: int
     head_hash: str
@@ -341,10 +364,11 @@ class Checkpoint:
 
 
 def sign_checkpoint(
-    pair: SigningKeyPair, *, seq: int, head_hash: str, at: str, type: str = CHECKPOINT_TYPE
+    pair: Signer, *, seq: int, head_hash: str, at: str, type: str = CHECKPOINT_TYPE
 ) -> Checkpoint:
     """Sign the head ``head_hash`` of the chain at ``seq`` (``type``: :data:`CHECKPOINT_TYPE` unless a
-    test needs the old format).
+    test needs the old format, or :data:`CHECKPOINT_TYPE_GM` under the gm profile). The signer's
+    algorithm must be the one the type names.
 
     >>> from crypto.signing import generate_signing_key
     >>> pair = generate_signing_key()
@@ -356,7 +380,10 @@ def sign_checkpoint(
     crypto.errors.IntegrityError: checkpoint at seq 40: signature does not verify ...
     """
     unsigned = Checkpoint(seq=seq, head_hash=head_hash, at=at, kid=pair.kid, signature=b"", type=type)
-    return replace(unsigned, signature=sign(pair.private, unsigned.message()))
+    expected = _CHECKPOINT_SIGNATURES.get(type, ED25519)
+    if pair.algorithm != expected:
+        raise IntegrityError(f"a {type} checkpoint is signed with {expected}, not {pair.algorithm}")
+    return replace(unsigned, signature=pair.sign(unsigned.message()))
 
 
 def verify_checkpoint(cp: Checkpoint, public_keys: Mapping[str, bytes]) -> None:
@@ -364,9 +391,10 @@ def verify_checkpoint(cp: Checkpoint, public_keys: Mapping[str, bytes]) -> None:
     public = public_keys.get(cp.kid)
     if public is None:
         raise UnknownKey(f"checkpoint at seq {cp.seq} is signed by unknown key {cp.kid}")
+    algorithm = _CHECKPOINT_SIGNATURES.get(cp.type, ED25519)
     try:
-        verify(public, cp.message(), cp.signature)
-    except IntegrityError as exc:
+        verify(public, cp.message(), cp.signature, algorithm=algorithm)
+    except CryptoError as exc:  # a bad signature, or a key of the other algorithm (a relabelled type)
         raise IntegrityError(
             f"checkpoint at seq {cp.seq}: signature does not verify under key {cp.kid} (forged or edited)"
         ) from exc

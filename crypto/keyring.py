@@ -30,7 +30,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from crypto.envelope import new_data_key, seal, unseal
+from crypto.envelope import new_data_key
 from crypto.errors import CryptoError, IntegrityError, KeyringError, UnknownKey
 from crypto.key_provider import KekRecord, KeyProvider
 from crypto.keyring_file import KeyringFile
@@ -43,7 +43,8 @@ from crypto.keyring_format import (
     Secret,
     SigningEntry,
 )
-from crypto.signing import SigningKeyPair, SigningKeyRecord, generate_signing_key
+from crypto.profile import seal_data, unseal_data
+from crypto.signing import ED25519, SigningKeyPair, SigningKeyRecord, generate_signing_key
 from crypto.wrapped_key import join_wrapped, kek_id_of, split_wrapped, wrap_aad
 
 __all__ = [
@@ -68,9 +69,12 @@ def _utc_now() -> datetime:
 class LocalKeyring:
     """The embedded :class:`KeyProvider`: one JSON file with mode 0600. Build with :meth:`open`."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, path: Path, *, clock: Callable[[], datetime], new_kek: Callable[[], bytes] = new_data_key
+    ) -> None:
         self._file = KeyringFile(path)
         self._clock = clock
+        self._new_kek_key = new_kek
 
     def __repr__(self) -> str:
         return f"LocalKeyring(path={str(self._file.path)!r})"
@@ -81,14 +85,21 @@ class LocalKeyring:
 
     @classmethod
     def open(
-        cls, path: Path, *, create: bool = False, clock: Callable[[], datetime] | None = None
+        cls,
+        path: Path,
+        *,
+        create: bool = False,
+        clock: Callable[[], datetime] | None = None,
+        new_kek: Callable[[], bytes] = new_data_key,
     ) -> LocalKeyring:
         """Open the keyring at ``path``; with ``create=True`` make an empty one (mode 0600) if missing.
+        ``new_kek`` makes new key-encryption keys: the profile's cipher (``crypto.profile``); a KEK
+        wraps with the cipher it was made for, whatever made it.
 
         Raises :class:`KeyringError` if the file is missing (without ``create``), malformed, or readable
         or writable by group or others.
         """
-        keyring = cls(Path(path), clock=clock or _utc_now)
+        keyring = cls(Path(path), clock=clock or _utc_now, new_kek=new_kek)
         if create:
             keyring._file.create_if_missing()
         elif not keyring._file.exists():
@@ -131,14 +142,14 @@ class LocalKeyring:
         if not keks:
             raise UnknownKey(f"domain {domain!r} has no key-encryption key; call ensure_domain first")
         current = keks[-1]
-        sealed = seal(current.key, data_key, aad=wrap_aad(domain, current.kid, aad))
+        sealed = seal_data(current.key, data_key, aad=wrap_aad(domain, current.kid, aad))
         return join_wrapped(current.kid, sealed)
 
     def unwrap(self, domain: str, wrapped: bytes, *, aad: bytes) -> bytes:
         kid, sealed = split_wrapped(wrapped)
         kek = self._find_kek(domain, kid)
         try:
-            return unseal(kek.key, sealed, aad=wrap_aad(domain, kid, aad))
+            return unseal_data(kek.key, sealed, aad=wrap_aad(domain, kid, aad))
         except IntegrityError as exc:
             raise IntegrityError(
                 f"wrapped data key for domain {domain!r} (key-encryption key {kid}) failed authentication: "
@@ -209,23 +220,28 @@ class LocalKeyring:
                 "the keyring has no signing key yet; create one with rotate_signing_key(now=...)"
             )
         current = signing[-1]
-        return SigningKeyPair(kid=current.kid, private=current.private, public=current.public)
+        return SigningKeyPair(
+            kid=current.kid, private=current.private, public=current.public, algorithm=current.algorithm
+        )
 
-    def ensure_signing_key(self, *, now: datetime) -> SigningKeyPair:
-        """The current signing key, creating the first one (valid from ``now``) if there is none."""
+    def ensure_signing_key(self, *, now: datetime, algorithm: str = ED25519) -> SigningKeyPair:
+        """The current signing key, creating the first one (valid from ``now``, of ``algorithm``) if there
+        is none. An existing key is returned whatever its algorithm: the caller checks it against the
+        deployment's profile (:meth:`crypto.profile.CryptoProfile.require_signer`)."""
         _aware(now)
 
         def change(state: KeyringState) -> tuple[KeyringState, None]:
             if state.signing:
                 return state, None
-            return replace(state, signing=(self._new_signing(now),)), None
+            return replace(state, signing=(self._new_signing(now, algorithm),)), None
 
         if not self._file.state().signing:
             self._file.mutate(change)
         return self.current_signing_key()
 
     def rotate_signing_key(self, *, now: datetime) -> SigningKeyPair:
-        """Make a new signing key current from ``now``; the old one ends at ``now`` but stays published."""
+        """Make a new signing key current from ``now``; the old one ends at ``now`` but stays published.
+        The new key has the algorithm of the one it replaces (a deployment's profile does not change)."""
         _aware(now)
 
         def change(state: KeyringState) -> tuple[KeyringState, None]:
@@ -238,7 +254,8 @@ class LocalKeyring:
             retired = tuple(
                 replace(e, state=RETIRED, not_after=now if e.not_after is None else e.not_after) for e in old
             )
-            return replace(state, signing=(*retired, self._new_signing(now))), None
+            algorithm = old[-1].algorithm if old else ED25519
+            return replace(state, signing=(*retired, self._new_signing(now, algorithm))), None
 
         self._file.mutate(change)
         return self.current_signing_key()
@@ -249,11 +266,11 @@ class LocalKeyring:
         return self._clock().isoformat()
 
     def _new_kek(self) -> Kek:
-        return Kek(kid=_random.token_hex(8), key=new_data_key(), created_at=self._stamp(), state=CURRENT)
+        return Kek(kid=_random.token_hex(8), key=self._new_kek_key(), created_at=self._stamp(), state=CURRENT)
 
     @staticmethod
-    def _new_signing(now: datetime) -> SigningEntry:
-        pair = generate_signing_key()
+    def _new_signing(now: datetime, algorithm: str) -> SigningEntry:
+        pair = generate_signing_key(algorithm)
         return SigningEntry(
             kid=pair.kid,
             private=pair.private,
@@ -261,6 +278,7 @@ class LocalKeyring:
             not_before=now,
             not_after=None,
             state=CURRENT,
+            algorithm=algorithm,
         )
 
     def _find_kek(self, domain: str, kid: str) -> Kek:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from crypto.envelope import DATA_KEY_BYTES
 from crypto.errors import KeyringError
-from crypto.signing import ED25519_KEY_BYTES, SigningKeyRecord, key_id, public_key_of
+from crypto.signing import ED25519, KEY_BYTES, SigningKeyRecord, key_id, public_key_of
+from crypto.sm import SM4_KEY_BYTES
 
 __all__ = [
     "CURRENT",
@@ -64,7 +65,8 @@ class Secret:
 
 @dataclass(frozen=True)
 class SigningEntry:
-    """One Ed25519 signing key, private half included, with the window it signs in."""
+    """One signing key (Ed25519, or SM2 under the ``gm`` profile), private half included, with the
+    window it signs in."""
 
     kid: str
     private: bytes = field(repr=False)
@@ -72,6 +74,7 @@ class SigningEntry:
     not_before: datetime
     not_after: datetime | None
     state: str
+    algorithm: str = ED25519
 
     def record(self) -> SigningKeyRecord:
         return SigningKeyRecord(
@@ -80,6 +83,7 @@ class SigningEntry:
             not_before=self.not_before,
             not_after=self.not_after,
             state=self.state,
+            algorithm=self.algorithm,
         )
 
 
@@ -113,6 +117,8 @@ class KeyringState:
                     "not_before": s.not_before.isoformat(),
                     "not_after": None if s.not_after is None else s.not_after.isoformat(),
                     "state": s.state,
+                    # Only non-Ed25519 keys name their algorithm: files written before stay byte-identical.
+                    **({} if s.algorithm == ED25519 else {"algorithm": s.algorithm}),
                 }
                 for s in self.signing
             ],
@@ -126,13 +132,14 @@ def parse_state(raw: bytes, path: Path) -> KeyringState:
     def bad(what: str) -> KeyringError:
         return KeyringError(f"keyring file {path} is malformed: {what}; restore it from a backup")
 
-    def key_bytes(entry: Mapping[str, object], name: str, size: int, where: str) -> bytes:
+    def key_bytes(entry: Mapping[str, object], name: str, size: int | tuple[int, ...], where: str) -> bytes:
+        sizes = size if isinstance(size, tuple) else (size,)
         try:
             value = base64.b64decode(str(entry[name]), validate=True)
         except (KeyError, binascii.Error) as exc:
             raise bad(f"{where}: field {name!r} is missing or not base64") from exc
-        if len(value) != size:
-            raise bad(f"{where}: field {name!r} must be {size} bytes")
+        if len(value) not in sizes:
+            raise bad(f"{where}: field {name!r} must be {' or '.join(map(str, sizes))} bytes")
         return value
 
     try:
@@ -150,7 +157,8 @@ def parse_state(raw: bytes, path: Path) -> KeyringState:
             keks = tuple(
                 Kek(
                     kid=str(e["kid"]),
-                    key=key_bytes(e, "key", DATA_KEY_BYTES, f"domain {name!r}"),
+                    # AES-256 KEKs (international) or SM4 KEKs (gm): crypto.profile.aead_for_key
+                    key=key_bytes(e, "key", (DATA_KEY_BYTES, SM4_KEY_BYTES), f"domain {name!r}"),
                     created_at=str(e["created_at"]),
                     state=str(e["state"]),
                 )
@@ -168,9 +176,13 @@ def parse_state(raw: bytes, path: Path) -> KeyringState:
         signing: list[SigningEntry] = []
         for e in doc["signing_keys"]:
             where = f"signing key {e.get('kid')!r}"
-            private = key_bytes(e, "private", ED25519_KEY_BYTES, where)
-            public = key_bytes(e, "public", ED25519_KEY_BYTES, where)
-            if public_key_of(private) != public or key_id(public) != e["kid"]:
+            algorithm = str(e.get("algorithm", ED25519))
+            if algorithm not in KEY_BYTES:
+                raise bad(f"{where}: unknown signature algorithm {algorithm!r}")
+            private_bytes, public_bytes = KEY_BYTES[algorithm]
+            private = key_bytes(e, "private", private_bytes, where)
+            public = key_bytes(e, "public", public_bytes, where)
+            if public_key_of(private, algorithm=algorithm) != public or key_id(public) != e["kid"]:
                 raise bad(f"{where}: private key, public key and id do not belong together")
             signing.append(
                 SigningEntry(
@@ -180,6 +192,7 @@ def parse_state(raw: bytes, path: Path) -> KeyringState:
                     not_before=datetime.fromisoformat(str(e["not_before"])),
                     not_after=None if e["not_after"] is None else datetime.fromisoformat(str(e["not_after"])),
                     state=str(e["state"]),
+                    algorithm=algorithm,
                 )
             )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -12,10 +12,11 @@ read; they gain the layer when their domain's KEK is rotated.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from crypto.envelope import seal, unseal
 from crypto.errors import IntegrityError, KeyDestroyed
+from crypto.profile import seal_data, unseal_data
 
 _MAGIC = b"DSV1"
 _AAD_LABEL = b"data-sandbox/version-key/v1|"
@@ -59,13 +60,19 @@ def is_sealed(stored: bytes) -> bool:
 class VersionKeys:
     """Seal, open and destroy the version layer of stored data keys."""
 
-    def __init__(self, secrets: ShreddableSecrets) -> None:
+    def __init__(
+        self, secrets: ShreddableSecrets, *, key_of: Callable[[bytes], bytes] = lambda secret: secret
+    ) -> None:
+        """``key_of`` turns a version's 32-byte secret into the key that seals its layer: the profile's
+        (``crypto.profile.CryptoProfile.aead_key``; an SM4 key under ``gm``), the secret itself by
+        default (AES-256-GCM)."""
         self._secrets = secrets
+        self._key_of = key_of
 
     def seal(self, key_aad: str, wrapped: bytes) -> bytes:
         """What the store keeps for a version whose KEK-wrapped data key is ``wrapped``."""
         secret = self._secrets.secret(secret_name(key_aad))
-        return _MAGIC + seal(secret, wrapped, aad=_AAD_LABEL + key_aad.encode("utf-8"))
+        return _MAGIC + seal_data(self._key_of(secret), wrapped, aad=_AAD_LABEL + key_aad.encode("utf-8"))
 
     def open(self, key_aad: str, stored: bytes) -> bytes:
         """The KEK-wrapped data key; :class:`KeyDestroyed` once the version was shredded."""
@@ -75,7 +82,8 @@ class VersionKeys:
         if secret is None:
             raise KeyDestroyed(f"the key of dataset version {key_aad} was destroyed (crypto-shredded)")
         try:
-            return unseal(secret, stored[len(_MAGIC) :], aad=_AAD_LABEL + key_aad.encode("utf-8"))
+            key = self._key_of(secret)
+            return unseal_data(key, stored[len(_MAGIC) :], aad=_AAD_LABEL + key_aad.encode("utf-8"))
         except IntegrityError as exc:
             raise IntegrityError(
                 f"the stored key of dataset version {key_aad} failed authentication: tampered bytes"

@@ -33,8 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from crypto.envelope import seal, unseal
 from crypto.errors import CryptoError, IntegrityError
+from crypto.profile import Hasher, seal_data, unseal_data
 from crypto.pseudonym import partitioner
 from executors.base import PartRef, TableInput, VersionLayout
 from executors.errors import DataUnavailable, PartIntegrityError, StorageError
@@ -86,10 +86,10 @@ def _canonical(table: pa.Table) -> pa.Table:
 
 
 class _HashSink:
-    """A write-only file object that feeds SHA-256, so a large table is hashed without a copy."""
+    """A write-only file object that feeds a hash, so a large table is hashed without a copy."""
 
-    def __init__(self) -> None:
-        self.digest = hashlib.sha256()
+    def __init__(self, digest: Hasher) -> None:
+        self.digest = digest
         self.closed = False
 
     def write(self, data: bytes) -> int:
@@ -103,8 +103,9 @@ class _HashSink:
         self.closed = True
 
 
-def version_id_of(tables: Mapping[str, pa.Table]) -> str:
-    """SHA-256 (hex) of the canonical plaintext of ``tables`` (see the module docstring).
+def version_id_of(tables: Mapping[str, pa.Table], *, new_hash: Callable[[], Hasher] = hashlib.sha256) -> str:
+    """SHA-256 (hex; ``new_hash``: the profile's hash, SM3 under ``gm``) of the canonical plaintext of
+    ``tables`` (see the module docstring).
 
     >>> a = pa.table({"id": [2, 1, 3], "x": ["b", "a", "c"]})
     >>> b = pa.table({"id": [3, 1, 2], "x": ["c", "a", "b"]})
@@ -113,7 +114,7 @@ def version_id_of(tables: Mapping[str, pa.Table]) -> str:
     >>> version_id_of({"t": a}) == version_id_of({"u": a})
     False
     """
-    sink = _HashSink()
+    sink = _HashSink(new_hash())
     for name in sorted(tables):
         encoded = name.encode("utf-8")
         sink.write(b"table\x00" + len(encoded).to_bytes(8, "big") + encoded)
@@ -256,7 +257,7 @@ def _write_table(
         rows = grouped.slice(offset, per_part[index])
         offset += per_part[index]
         aad = part_aad(domain=domain, dataset=dataset, version_id=version_id, table=table_name, index=index)
-        _write_atomic(table_dir / part_name(index), seal(data_key, parquet_bytes(rows), aad=aad))
+        _write_atomic(table_dir / part_name(index), seal_data(data_key, parquet_bytes(rows), aad=aad))
         refs.append(PartRef(path=str(final_dir / table_name / part_name(index)), aad=aad))
     return tuple(refs)
 
@@ -312,7 +313,7 @@ def _unseal_part(table: TableInput, data_key: bytes, index: int, part: PartRef, 
     except OSError as exc:
         raise DataUnavailable(f"{_where(table, index)} cannot be read: {exc.strerror}") from exc
     try:
-        return unseal(data_key, blob, aad=expected)
+        return unseal_data(data_key, blob, aad=expected)
     except IntegrityError as exc:
         raise PartIntegrityError(
             f"{_where(table, index)} failed authentication: tampered, truncated, or moved from "

@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Callable
 from datetime import date
 from enum import StrEnum
 from functools import cached_property
@@ -386,6 +387,17 @@ class Scope(_Strict):
     def version_id(self) -> str:
         """SHA-256 (hex) of the canonical form."""
         return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+
+    def version_id_with(self, hash_hex: Callable[[bytes], str]) -> str:
+        """The version id under another hash of the canonical form: a deployment's crypto profile passes
+        its own (``crypto.profile``: SM3 under ``gm``); :attr:`version_id` is the SHA-256 one.
+
+        >>> from policies.dp.examples import dp_scope
+        >>> scope = dp_scope()
+        >>> scope.version_id_with(lambda data: hashlib.sha256(data).hexdigest()) == scope.version_id
+        True
+        """
+        return hash_hex(self.canonical_json().encode("utf-8"))
 
     def is_grantee(
         self, principal_name: str, groups: tuple[str, ...] | list[str], role: str = "operator"

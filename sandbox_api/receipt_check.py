@@ -27,6 +27,7 @@ from sandbox_api.receipt_format import (
     content_sha256,
     form_of,
     output_sha256,
+    profile_of,
     row_digest,
     signed_bytes,
 )
@@ -41,6 +42,8 @@ class ReceiptReport:
     signed_at: str
     result_hash: str
     result_checked: bool
+    #: The profile that signed the receipt (``international`` or ``gm``), from its ``type``.
+    profile: str = "international"
 
 
 def moment(text: object, what: str) -> datetime:
@@ -70,6 +73,9 @@ def verify_receipt(
     if receipt["type"] not in FORMS:
         known = " or ".join(sorted(FORMS))
         raise IntegrityError(f"receipt for job {job}: type {receipt['type']!r} is not {known}")
+    profile, algorithm = profile_of(receipt["type"])
+    if profile != "international" and receipt.get("profile") != profile:
+        raise IntegrityError(f"receipt for job {job}: a {receipt['type']} receipt says profile {profile}")
     kid = str(receipt["kid"])
     record = keys.get(kid)
     if record is None:
@@ -77,9 +83,14 @@ def verify_receipt(
         raise UnknownKey(
             f"receipt for job {job} is signed by key {kid}, which is not a trusted key (trusted: {known})"
         )
+    if record.algorithm != algorithm:
+        raise IntegrityError(
+            f"receipt for job {job}: a {receipt['type']} receipt is signed with {algorithm}, but key {kid} "
+            f"is an {record.algorithm} key"
+        )
     try:
         signature = bytes.fromhex(str(receipt["signature"]))
-        verify(record.public, signed_bytes(receipt), signature)
+        verify(record.public, signed_bytes(receipt), signature, algorithm=algorithm)
     except (ValueError, IntegrityError) as exc:
         raise IntegrityError(
             f"receipt for job {job}: signature does not verify under key {kid}; the receipt was edited "
@@ -101,6 +112,7 @@ def verify_receipt(
         signed_at=signed_at.isoformat(),
         result_hash=str(facts.get("hash")),
         result_checked=result is not None,
+        profile=profile,
     )
 
 

@@ -6,7 +6,10 @@ outside both rooms because both use it: the server never imports the client, and
 server (``tests/sandbox_api/test_import_boundaries.py``).
 
 A receipt is one JSON object. Every member except ``signature`` is signed: the signature is Ed25519
-(RFC 8032) over the canonical JSON of the receipt without its ``signature`` member. The canonical form
+(RFC 8032) over the canonical JSON of the receipt without its ``signature`` member, or SM2 (GB/T
+32918.2, with SM3) for ``data-sandbox/receipt/gm/v1``, the format of the ``gm`` profile
+(``crypto.profile``), which is v2 with that signature and a ``profile`` member. The ``type`` says which
+profile signed a receipt (:func:`profile_of`): v1 and v2 are ``international``. The canonical form
 depends on the receipt's ``type``: ``data-sandbox/receipt/v2`` (issued now) uses RFC 8785 (JCS,
 ``crypto.hashing.jcs_json``), so any language with a JCS library can check it; ``.../v1`` (issued before)
 uses ``crypto.hashing.canonical_json`` and is still accepted. Under v2, the digests of released rows
@@ -28,15 +31,28 @@ from typing import Any
 
 from crypto.errors import IntegrityError
 from crypto.hashing import canonical_json, exact_integers, jcs_json, sha256_hex
-from crypto.signing import SigningKeyPair, sign
+from crypto.signing import ED25519, SM2, Signer
 
 RECEIPT_TYPE_V1 = "data-sandbox/receipt/v1"
 RECEIPT_TYPE_V2 = "data-sandbox/receipt/v2"
-#: The format new receipts are issued in.
+RECEIPT_TYPE_GM = "data-sandbox/receipt/gm/v1"
+#: The format new receipts are issued in (under the international profile).
 RECEIPT_TYPE = RECEIPT_TYPE_V2
+#: The format each profile issues receipts in.
+RECEIPT_TYPE_BY_PROFILE: Mapping[str, str] = {"international": RECEIPT_TYPE_V2, "gm": RECEIPT_TYPE_GM}
 Canonical = Callable[[object], bytes]
 #: The canonical JSON form each receipt format signs and hashes with.
-FORMS: Mapping[str, Canonical] = {RECEIPT_TYPE_V1: canonical_json, RECEIPT_TYPE_V2: jcs_json}
+FORMS: Mapping[str, Canonical] = {
+    RECEIPT_TYPE_V1: canonical_json,
+    RECEIPT_TYPE_V2: jcs_json,
+    RECEIPT_TYPE_GM: jcs_json,
+}
+#: The profile, and the signature algorithm, of each receipt format.
+PROFILES: Mapping[str, tuple[str, str]] = {
+    RECEIPT_TYPE_V1: ("international", ED25519),
+    RECEIPT_TYPE_V2: ("international", ED25519),
+    RECEIPT_TYPE_GM: ("gm", SM2),
+}
 ROW_DIGEST_HEX = 16
 # Members a well-formed receipt has; ``signature`` is the only unsigned one.
 RECEIPT_FIELDS = (
@@ -67,6 +83,16 @@ def form_of(receipt_type: object) -> Canonical:
         known = ", ".join(sorted(FORMS))
         raise IntegrityError(f"unknown receipt format {receipt_type!r}; this verifier knows {known}")
     return form
+
+
+def profile_of(receipt_type: object) -> tuple[str, str]:
+    """The profile that signs receipts of this format, and its signature algorithm.
+
+    >>> profile_of("data-sandbox/receipt/gm/v1"), profile_of("data-sandbox/receipt/v2")
+    (('gm', 'sm2'), ('international', 'ed25519'))
+    """
+    form_of(receipt_type)  # an unknown format is refused with the same message everywhere
+    return PROFILES[str(receipt_type)]
 
 
 def signed_bytes(receipt: Mapping[str, Any]) -> bytes:
@@ -134,16 +160,20 @@ def result_facts(
     return facts
 
 
-def sign_receipt(pair: SigningKeyPair, body: Mapping[str, Any]) -> dict[str, Any]:
-    """``body`` (every member but ``kid`` and ``signature``) signed with ``pair``.
+def sign_receipt(pair: Signer, body: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` (every member but ``kid`` and ``signature``) signed with ``pair``, whose algorithm must be
+    the one the body's ``type`` names.
 
     >>> from crypto.signing import generate_signing_key, verify
     >>> pair = generate_signing_key()
     >>> receipt = sign_receipt(pair, {"type": RECEIPT_TYPE, "job_id": "j1"})
     >>> verify(pair.public, signed_bytes(receipt), bytes.fromhex(receipt["signature"]))
     """
+    _, algorithm = profile_of(body.get("type"))
+    if pair.algorithm != algorithm:
+        raise IntegrityError(f"a {body.get('type')} receipt is signed with {algorithm}, not {pair.algorithm}")
     unsigned = {**body, "kid": pair.kid}
-    signature = sign(pair.private, signed_bytes(unsigned))
+    signature = pair.sign(signed_bytes(unsigned))
     return {**unsigned, "signature": signature.hex()}
 
 

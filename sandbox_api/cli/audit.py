@@ -85,8 +85,8 @@ def receipt_verify(
     except CryptoError as broken:
         raise fail(f"INVALID: {broken.detail}") from None
     typer.echo(
-        f"OK: receipt for job {report.job_id} signed by key {report.kid} at {report.signed_at}; "
-        f"the result matches (canonical hash {report.result_hash})"
+        f"OK: receipt for job {report.job_id} signed by key {report.kid} at {report.signed_at} "
+        f"({report.profile} profile); the result matches (canonical hash {report.result_hash})"
     )
 
 

@@ -53,13 +53,23 @@ def create_gateway(settings: Settings) -> FastAPI:
 def init(
     state_dir: StateDir = None,
     admin_name: Annotated[str, typer.Option(help="Name of the first admin.")] = "admin",
+    crypto_profile: Annotated[
+        str | None,
+        typer.Option(
+            help="Algorithms: `international` or `gm` (SM2/SM3/SM4); default SANDBOX_CRYPTO_PROFILE. "
+            "Fixed once initialised: serve the deployment with the same SANDBOX_CRYPTO_PROFILE."
+        ),
+    ] = None,
 ) -> None:
     """Initialise a deployment: state directory, metadata database, keyring, first admin token."""
     from crypto.errors import CryptoError
     from sandbox_api.errors import ServiceError
     from sandbox_api.server.bootstrap import init_deployment
 
-    settings = settings_for(state_dir)
+    if crypto_profile not in (None, "international", "gm"):
+        raise fail(f"unknown crypto profile {crypto_profile!r}: choose international or gm")
+    chosen = {} if crypto_profile is None else {"crypto_profile": crypto_profile}
+    settings = settings_for(state_dir, **chosen)
     try:
         result = init_deployment(settings, admin_name=admin_name)
     except (ServiceError, CryptoError) as failed:
@@ -140,6 +150,7 @@ def token_create(
 def open_principal_service(settings: Settings, *, clock: Clock | None = None) -> Iterator[PrincipalService]:
     """The principal service straight on the state directory, for work without a running gateway."""
     from crypto.keyring import LocalKeyring
+    from crypto.profile import profile_named
     from sandbox_api.clock import SystemClock
     from sandbox_api.errors import DeploymentNotInitialised
     from sandbox_api.server.bootstrap import open_audit_log
@@ -152,7 +163,8 @@ def open_principal_service(settings: Settings, *, clock: Clock | None = None) ->
         raise DeploymentNotInitialised(
             f"no deployment in {settings.state_dir}; run `sandbox init` first (or pass --state-dir)"
         )
-    keys = LocalKeyring.open(settings.keyring_path, clock=clock.now)
+    profile = profile_named(settings.crypto_profile)
+    keys = LocalKeyring.open(settings.keyring_path, clock=clock.now, new_kek=profile.aead.new_key)
     db = open_database(settings.resolved_database_url)
     try:
         migrate.upgrade(db)

@@ -27,7 +27,8 @@ from typing import Any
 
 from crypto.audit import AuditEntry, Checkpoint, verify_chain, verify_checkpoint
 from crypto.errors import CryptoError, IntegrityError, KeyNotValid
-from crypto.signing import ED25519_KEY_BYTES, SigningKeyRecord, key_id
+from crypto.signing import ED25519, ED25519_KEY_BYTES, SM2, SigningKeyRecord, key_id
+from crypto.sm import SM2_PUBLIC_BYTES
 from sandbox_api.bundle_format import BUNDLE_FORMAT, BUNDLE_FORMATS, KEYS_FORMAT
 from sandbox_api.receipt_check import ReceiptReport, TrustedKeys, check_result, moment, verify_receipt
 
@@ -66,7 +67,8 @@ class BundleReport:
 def _record(data: Mapping[str, Any]) -> SigningKeyRecord:
     """A published key record; ``public`` in base64 (``SigningKeyRecord.to_dict``) or hex (audit head)."""
     public = str(data.get("public", ""))
-    if len(public) == 2 * ED25519_KEY_BYTES and all(c in "0123456789abcdefABCDEF" for c in public):
+    hex_lengths = (2 * ED25519_KEY_BYTES, 2 * SM2_PUBLIC_BYTES)
+    if len(public) in hex_lengths and all(c in "0123456789abcdefABCDEF" for c in public):
         data = {**data, "public": base64.b64encode(bytes.fromhex(public)).decode("ascii")}
     return SigningKeyRecord.from_dict(data)
 
@@ -80,13 +82,20 @@ def _bare_key(text: str) -> SigningKeyRecord:
             raw = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
             raw = None
-    if raw is None or len(raw) != ED25519_KEY_BYTES:
+    # 32 bytes: Ed25519; 65 bytes from 04: an uncompressed SM2 point (the gm profile).
+    algorithm = {ED25519_KEY_BYTES: ED25519, SM2_PUBLIC_BYTES: SM2}.get(len(raw or b""))
+    if raw is None or algorithm is None or (algorithm == SM2 and raw[0] != 4):
         raise CryptoError(
             "a public key must be a keys file (sandbox keys export), a JSON key record, or 32 bytes "
-            "in hex or base64"
+            "(Ed25519) or 65 bytes (SM2) in hex or base64"
         )
     return SigningKeyRecord(
-        kid=key_id(raw), public=raw, not_before=_OPEN_START, not_after=None, state="given"
+        kid=key_id(raw),
+        public=raw,
+        not_before=_OPEN_START,
+        not_after=None,
+        state="given",
+        algorithm=algorithm,
     )
 
 

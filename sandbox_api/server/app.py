@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from crypto.keyring import KeyProvider, LocalKeyring
+from crypto.profile import profile_named
 from crypto.shredding import VersionKeys
 from executors.base import Executor, Limits
 from executors.local import LocalExecutor
@@ -123,24 +124,31 @@ def build_services(
             f"no deployment in {settings.state_dir}: run `sandbox init` first "
             "(it creates the keyring and the database)"
         )
-    keys = LocalKeyring.open(settings.keyring_path, clock=clock.now)
+    profile = profile_named(settings.crypto_profile)
+    keys = LocalKeyring.open(settings.keyring_path, clock=clock.now, new_kek=profile.aead.new_key)
     db = open_database(settings.resolved_database_url)
     migrate.upgrade(db)  # a no-op when current; brings an older deployment up to date
     audit = open_audit_log(settings, db=db, keys=keys, clock=clock)
-    receipts = ReceiptService(db=db, audit=audit, clock=clock, keys=keys)
-    lifecycle = KeyLifecycle(db=db, audit=audit, clock=clock, keys=keys)
+    receipts = ReceiptService(db=db, audit=audit, clock=clock, keys=keys, profile=audit.profile)
+    lifecycle = KeyLifecycle(db=db, audit=audit, clock=clock, keys=keys, profile=profile)
     catalog = CatalogService(
         db=db,
         audit=audit,
         clock=clock,
         keys=keys,
-        version_keys=VersionKeys(keys),
+        version_keys=VersionKeys(keys, key_of=profile.aead_key),
         partition_key=keys.secret("partition"),
         data_dir=settings.data_dir,
         n_parts=settings.n_parts,
+        profile=profile,
     )
     scopes = ScopeService(
-        db=db, audit=audit, clock=clock, catalog=catalog, levels=deployment_levels(settings)
+        db=db,
+        audit=audit,
+        clock=clock,
+        catalog=catalog,
+        levels=deployment_levels(settings),
+        profile=profile,
     )
     # One executor for the runner and for replays, so both run a job the same way.
     executor = (executor_factory or EXECUTORS[settings.executor])(keys, settings)
@@ -153,7 +161,7 @@ def build_services(
         clock=clock,
         catalog=catalog,
         scopes=scopes,
-        results_key=keys.secret("results"),
+        results_key=profile.aead_key(keys.secret("results")),
         queue_limit=settings.queue_limit,
         quotas=quota_limits(settings),
         wake=threading.Event(),

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from crypto.keyring import LocalKeyring
+from crypto.profile import CryptoProfile, profile_named
 from sandbox_api.clock import Clock, SystemClock
 from sandbox_api.roles import Role
 from sandbox_api.server.services.audit import SYSTEM_ACTOR, AuditLog
@@ -21,8 +22,17 @@ class InitResult:
     created: bool
 
 
+def deployment_profile(settings: Settings, keys: LocalKeyring, *, clock: Clock) -> CryptoProfile:
+    """The profile the settings name, once the keyring's signing key is known to be of that profile
+    (created here, of the profile's algorithm, if there is none yet); :class:`CryptoError` otherwise."""
+    profile = profile_named(settings.crypto_profile)
+    profile.require_signer(keys.ensure_signing_key(now=clock.now(), algorithm=profile.signature))
+    return profile
+
+
 def open_audit_log(settings: Settings, *, db: Database, keys: LocalKeyring, clock: Clock) -> AuditLog:
     """The deployment's audit log, checkpointed and signed as the settings say (one place builds it)."""
+    profile = deployment_profile(settings, keys, clock=clock)
     return AuditLog(
         db=db,
         clock=clock,
@@ -30,7 +40,8 @@ def open_audit_log(settings: Settings, *, db: Database, keys: LocalKeyring, cloc
         checkpoint_minutes=settings.audit_checkpoint_minutes,
         read_flush_ms=settings.audit_read_flush_ms,
         read_flush_events=settings.audit_read_flush_events,
-        signing_key=lambda: keys.ensure_signing_key(now=clock.now()),
+        signing_key=lambda: keys.ensure_signing_key(now=clock.now(), algorithm=profile.signature),
+        profile=profile,
     )
 
 
@@ -41,8 +52,9 @@ def init_deployment(
     clock = clock or SystemClock()
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    keys = LocalKeyring.open(settings.keyring_path, create=True, clock=clock.now)
-    keys.ensure_signing_key(now=clock.now())
+    chosen = profile_named(settings.crypto_profile)
+    keys = LocalKeyring.open(settings.keyring_path, create=True, clock=clock.now, new_kek=chosen.aead.new_key)
+    profile = deployment_profile(settings, keys, clock=clock)
     db = open_database(settings.resolved_database_url)
     try:
         migrate.upgrade(db)
@@ -62,7 +74,11 @@ def init_deployment(
                 session,
                 event="deployment.initialised",
                 actor=SYSTEM_ACTOR,
-                details={"database": db.engine.dialect.name, "executor": settings.executor},
+                details={
+                    "database": db.engine.dialect.name,
+                    "executor": settings.executor,
+                    "crypto_profile": profile.name,
+                },
             )
             _, token = principals.create_principal(
                 session, actor=SYSTEM_ACTOR, name=admin_name, role=Role.ADMIN, domain=None, groups=()

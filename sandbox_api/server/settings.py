@@ -156,6 +156,15 @@ class Settings(BaseSettings):
         256,
         description=("Object store of the local Ray cluster, in MiB (only aggregates travel through it)."),
     )
+    crypto_profile: Literal["international", "gm"] = Field(
+        "international",
+        description=(
+            "Algorithms of the deployment, chosen at `sandbox init` and fixed after it: `international` "
+            "(SHA-256, AES-256-GCM, Ed25519) or `gm` (SM3, SM4-GCM, SM2; the Chinese national algorithms)."
+            " `init` creates the signing key of the profile; a server started with the other profile "
+            "refuses to start. See docs/security.md."
+        ),
+    )
     audit_checkpoint_every: PositiveInt = Field(
         1000,
         description=("A signed checkpoint of the audit chain head is stored every this many events."),

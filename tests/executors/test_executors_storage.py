@@ -12,7 +12,10 @@ import pytest
 
 from crypto.envelope import unseal
 from crypto.errors import IntegrityError
+from crypto.hashing import sha256_hex
 from crypto.keyring import LocalKeyring
+from crypto.profile import PROFILES
+from crypto.sm import sm3_hex, sm4_gcm_unseal
 from executors.base import Limits, PartRef
 from executors.engine import run_query
 from executors.errors import DataUnavailable, PartIntegrityError, StorageError
@@ -202,3 +205,46 @@ def test_an_existing_version_is_never_overwritten(tmp_path: Path) -> None:
         _write(tmp_path, data_key=bytes(range(32)))
     assert {p: p.read_bytes() for p in tmp_path.rglob("*.enc")} == before
     assert not [p for p in tmp_path.rglob(".staging-*")]
+
+
+class _Recording:
+    """A hasher that keeps what it is fed, to hash the same bytes with both profiles' hashes."""
+
+    def __init__(self) -> None:
+        self.fed = bytearray()
+
+    def update(self, data: bytes) -> None:
+        self.fed += data
+
+    def hexdigest(self) -> str:
+        return ""
+
+
+def test_gm_version_id_is_sm3_of_the_same_canonical_plaintext() -> None:
+    tables = {"visits": visits_table(50)}
+    recorded = _Recording()
+    version_id_of(tables, new_hash=lambda: recorded)
+    assert version_id_of(tables) == sha256_hex(bytes(recorded.fed))  # international: unchanged
+    assert version_id_of(tables, new_hash=PROFILES["gm"].new_hash) == sm3_hex(bytes(recorded.fed))
+
+
+def test_parts_written_with_an_sm4_data_key_are_sm4_gcm_and_read_back(tmp_path: Path) -> None:
+    table = visits_table(100)
+    key = PROFILES["gm"].aead.new_key()
+    version_id = version_id_of({"visits": table}, new_hash=PROFILES["gm"].new_hash)
+    layout = write_version(
+        tmp_path,
+        domain="health-bureau",
+        dataset="visits",
+        version_id=version_id,
+        tables={"visits": table},
+        units={"visits": "person_id"},
+        data_key=key,
+        partition_key=bytes(32),
+        n_parts=2,
+    )
+    refs = layout.parts["visits"]
+    plaintexts = [sm4_gcm_unseal(key, Path(ref.path).read_bytes(), aad=ref.aad) for ref in refs]
+    assert load_parts(plaintexts).num_rows == table.num_rows
+    with pytest.raises(IntegrityError):  # not AES-256-GCM under any 32-byte key
+        unseal(bytes(32), Path(refs[0].path).read_bytes(), aad=refs[0].aad)

@@ -14,8 +14,17 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crypto.audit import GENESIS, AuditEntry, Checkpoint, chain, sign_checkpoint
-from crypto.signing import SigningKeyPair
+from crypto.audit import (
+    CHECKPOINT_TYPE_BY_PROFILE,
+    EVENT_FORMAT_BY_PROFILE,
+    GENESIS,
+    AuditEntry,
+    Checkpoint,
+    chain,
+    sign_checkpoint,
+)
+from crypto.profile import INTERNATIONAL, PROFILES, CryptoProfile
+from crypto.signing import Signer
 from sandbox_api.clock import Clock, iso
 from sandbox_api.server.services.read_buffer import PendingRead, ReadBuffer, safe_details, safe_text
 from sandbox_api.server.store.db import Database
@@ -63,7 +72,10 @@ class AuditLog:
     db: Database
     clock: Clock
     checkpoint_every: int
-    signing_key: Callable[[], SigningKeyPair]
+    signing_key: Callable[[], Signer]
+    # The deployment's algorithms (chosen at ``sandbox init``): which event format and checkpoint type
+    # new entries are written in, so which hash chains them and which signature signs the checkpoints.
+    profile: CryptoProfile = PROFILES[INTERNATIONAL]
     # Also checkpoint the first event appended this many minutes after the last checkpoint (None: off).
     checkpoint_minutes: int | None = None
     # When the last checkpoint (or the first event) was, as this process last read or wrote it. Only
@@ -90,7 +102,14 @@ class AuditLog:
             select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()
         ).scalar_one_or_none()
         # The head row is the last event's seq and hash, kept in the same transactions as the events.
-        entry = chain(head, at=iso(self.clock.now()), event=event, actor=actor, details=dict(details))
+        entry = chain(
+            head,
+            at=iso(self.clock.now()),
+            event=event,
+            actor=actor,
+            details=dict(details),
+            format=EVENT_FORMAT_BY_PROFILE[self.profile.name],
+        )
         session.add(_event_row(entry))
         if head is None:
             session.add(AuditHeadRow(id=1, seq=entry.seq, hash=entry.hash))
@@ -131,7 +150,13 @@ class AuditLog:
         return at - mark >= period
 
     def sign_head(self, *, seq: int, head_hash: str) -> Checkpoint:
-        return sign_checkpoint(self.signing_key(), seq=seq, head_hash=head_hash, at=iso(self.clock.now()))
+        return sign_checkpoint(
+            self.profile.require_signer(self.signing_key()),
+            seq=seq,
+            head_hash=head_hash,
+            at=iso(self.clock.now()),
+            type=CHECKPOINT_TYPE_BY_PROFILE[self.profile.name],
+        )
 
     def checkpoints(self, *, since_seq: int | None = None, limit: int = 100) -> list[Checkpoint]:
         with self.db.read() as session:
@@ -182,6 +207,7 @@ class AuditLog:
                 event=read.event,
                 actor=read.actor,
                 details=dict(read.details),
+                format=EVENT_FORMAT_BY_PROFILE[self.profile.name],
             )
             entries.append(entry)
             rows.append(_event_row(entry))

@@ -13,8 +13,8 @@ import pyarrow.compute as pc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crypto.envelope import new_data_key
 from crypto.keyring import KeyProvider
+from crypto.profile import INTERNATIONAL, PROFILES, CryptoProfile
 from crypto.shredding import VersionKeys
 from executors.base import PartRef, TableInput
 from executors.storage import version_id_of, write_version
@@ -85,6 +85,9 @@ class CatalogService:
     partition_key: bytes
     data_dir: Path
     n_parts: int
+    # The deployment's algorithms: each version's data key is of the profile's cipher and its id is
+    # the profile's hash of the canonical plaintext (crypto.profile).
+    profile: CryptoProfile = PROFILES[INTERNATIONAL]
 
     # --- datasets --------------------------------------------------------------------------------
     def create_dataset(
@@ -127,7 +130,7 @@ class CatalogService:
         and stores nothing new (the upload is idempotent)."""
         dataset = self.get_dataset(domain, name)
         tables = self._parse(manifest, files)
-        version_id = version_id_of(tables)
+        version_id = version_id_of(tables, new_hash=self.profile.new_hash)
         described = self._describe(manifest, tables)
         existing = next((v for v in dataset.versions if v.version_id == version_id), None)
         if existing is not None:
@@ -137,7 +140,7 @@ class CatalogService:
             # Parts without a registered version (a crash between writing and committing): their data
             # key was never stored, so they are unreadable garbage and safe to replace.
             shutil.rmtree(version_dir)
-        data_key = new_data_key()
+        data_key = self.profile.aead.new_key()
         key_aad = f"{domain}/{name}/{version_id}"
         layout = write_version(
             self.data_dir,

@@ -12,7 +12,7 @@ import json
 
 from sqlalchemy import func, select
 
-from crypto.envelope import unseal
+from crypto.profile import unseal_data
 from sandbox_api.errors import JobNotReady, NotFound
 from sandbox_api.job_types import Kind, Mode
 from sandbox_api.roles import Role
@@ -96,7 +96,7 @@ class JobQueries(JobTransitions):
             stored = session.get(ResultRow, job_id)
             if stored is None:
                 raise NotFound(f"job {job_id} has no stored result")
-            payload = json.loads(unseal(self.results_key, stored.sealed, aad=job_id.encode()))
+            payload = json.loads(unseal_data(self.results_key, stored.sealed, aad=job_id.encode()))
             view = ResultView(
                 job_id=job_id,
                 scope=row.scope,

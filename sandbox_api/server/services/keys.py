@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto.keyring import LocalKeyring
+from crypto.profile import INTERNATIONAL, PROFILES, CryptoProfile
 from crypto.shredding import VersionKeys
 from crypto.signing import SigningKeyRecord
 from sandbox_api.bundle_format import KEYS_FORMAT
@@ -63,6 +64,8 @@ class KeyLifecycle:
     audit: AuditLog
     clock: Clock
     keys: LocalKeyring
+    # The deployment's algorithms: the cipher of the crypto-shredding layer it re-seals on rotation.
+    profile: CryptoProfile = PROFILES[INTERNATIONAL]
 
     # --- signing keys ----------------------------------------------------------------------------
     def signing_keys(self) -> list[SigningKeyRecord]:
@@ -95,7 +98,7 @@ class KeyLifecycle:
             .where(DatasetRow.domain == name, DatasetVersionRow.state != "shredded")
         ).scalars()
         count = 0
-        version_keys = VersionKeys(self.keys)
+        version_keys = VersionKeys(self.keys, key_of=self.profile.aead_key)
         for version in versions:
             wrapped = version_keys.open(version.key_aad, version.wrapped_key)
             rewrapped = self.keys.rewrap(name, wrapped, aad=version.key_aad.encode())

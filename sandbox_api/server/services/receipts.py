@@ -19,10 +19,11 @@ from sqlalchemy.orm import Session
 
 from crypto.hashing import canonical_json, sha256_hex
 from crypto.keyring import LocalKeyring
-from crypto.signing import SigningKeyPair
+from crypto.profile import INTERNATIONAL, PROFILES, CryptoProfile
+from crypto.signing import Signer
 from sandbox_api.clock import Clock, iso
 from sandbox_api.errors import NotFound
-from sandbox_api.receipt_format import RECEIPT_TYPE, receipt_digest, result_facts, sign_receipt
+from sandbox_api.receipt_format import RECEIPT_TYPE_BY_PROFILE, receipt_digest, result_facts, sign_receipt
 from sandbox_api.roles import Role
 from sandbox_api.server.auth import Principal
 from sandbox_api.server.services.audit import SYSTEM_ACTOR, AuditLog
@@ -53,6 +54,8 @@ class ReceiptService:
     audit: AuditLog
     clock: Clock
     keys: LocalKeyring
+    # The deployment's algorithms: the receipt format (so the signature) new receipts are issued in.
+    profile: CryptoProfile = PROFILES[INTERNATIONAL]
 
     def issue(
         self,
@@ -70,7 +73,7 @@ class ReceiptService:
         ``job.released`` event, so the audit head it signs is that event)."""
         head = session.get(AuditHeadRow, 1)
         body: dict[str, Any] = {
-            "type": RECEIPT_TYPE,
+            "type": RECEIPT_TYPE_BY_PROFILE[self.profile.name],
             "job_id": row.id,
             "operator": row.owner,
             "scope": _scope_member(row),
@@ -81,6 +84,8 @@ class ReceiptService:
             "suppression": dict(report),
             "audit_head": None if head is None else {"seq": head.seq, "hash": head.hash},
         }
+        if self.profile.name != INTERNATIONAL:  # v2 receipts say it by their type alone, as before
+            body["profile"] = self.profile.name
         pair, signed_at = self._valid_key()
         receipt = sign_receipt(pair, {**body, "signed_at": iso(signed_at)})
         session.add(
@@ -104,10 +109,12 @@ class ReceiptService:
         )
         return receipt
 
-    def _valid_key(self) -> tuple[SigningKeyPair, datetime]:
+    def _valid_key(self) -> tuple[Signer, datetime]:
         """The current signing key and a signing time inside its validity period."""
         for _ in range(_SIGNING_ATTEMPTS):
-            pair = self.keys.ensure_signing_key(now=self.clock.now())
+            pair = self.profile.require_signer(
+                self.keys.ensure_signing_key(now=self.clock.now(), algorithm=self.profile.signature)
+            )
             now = self.clock.now()
             record = next((k for k in self.keys.signing_keys() if k.kid == pair.kid), None)
             if record is not None and record.valid_at(now):

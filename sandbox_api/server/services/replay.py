@@ -35,9 +35,9 @@ from typing import Any
 
 import pandas as pd
 
-from crypto.envelope import unseal
 from crypto.errors import CryptoError, IntegrityError
 from crypto.keyring import LocalKeyring
+from crypto.profile import unseal_data
 from executors.base import Executor, Limits, ResultTable
 from executors.crossdomain.placed import run_job
 from executors.errors import ExecutionError
@@ -316,7 +316,7 @@ class ReplayService:
             )
             raise ReplayStopped
         try:
-            plain = unseal(self.jobs.results_key, recorded.dp_sealed, aad=dp_record_aad(recorded.row.id))
+            plain = unseal_data(self.jobs.results_key, recorded.dp_sealed, aad=dp_record_aad(recorded.row.id))
         except CryptoError as exc:
             mismatches.append(
                 Mismatch(

@@ -15,14 +15,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto.errors import CryptoError
+from crypto.profile import profile_named
 from crypto.signing import SigningKeyRecord
 from policies import PolicyError, Scope
 from sandbox_api.errors import Conflict, NotFound
 from sandbox_api.receipt_check import verify_receipt
+from sandbox_api.receipt_format import RECEIPT_TYPE_V1, profile_of
 from sandbox_api.server.services.keys import KeyLifecycle, Shredded
 from sandbox_api.server.services.receipts import ReceiptService, query_facts
 from sandbox_api.server.services.replay_report import Mismatch, context_missing
-from sandbox_api.server.services.scopes import parse_stored
+from sandbox_api.server.services.scopes import parse_stored, version_id_under
 from sandbox_api.server.store.models import DatasetRow, DatasetVersionRow, JobRow, ResultRow, ScopeVersionRow
 
 
@@ -159,7 +161,9 @@ def recorded_scope(recorded: Recorded, mismatches: list[Mismatch]) -> Scope | No
             )
         )
         return None
-    now = str(scope.version_id)
+    # The id under the profile that signed the receipt: SM3 for a gm receipt, SHA-256 otherwise.
+    profile, _ = profile_of(recorded.receipt.get("type", RECEIPT_TYPE_V1))
+    now = version_id_under(scope, profile_named(profile))
     if now != version_id:
         mismatches.append(
             Mismatch(

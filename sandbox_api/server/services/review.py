@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crypto.envelope import unseal
+from crypto.profile import unseal_data
 from policies import Scope
 from sandbox_api.clock import iso
 from sandbox_api.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -81,7 +81,7 @@ class ReviewService:
         with self.jobs.db.read() as session:
             job, held = self._load(session, job_id)
             payload = WithheldPayload.from_json(
-                unseal(self.jobs.results_key, held.sealed, aad=withheld_aad(job_id))
+                unseal_data(self.jobs.results_key, held.sealed, aad=withheld_aad(job_id))
             )
             view = self._view(
                 job, held, {"table": payload.table, "summary": payload.summary, "printed": payload.printed}
@@ -151,7 +151,7 @@ class ReviewService:
                     )
                 elif len(releases) >= held.required_checkers:
                     payload = WithheldPayload.from_json(
-                        unseal(jobs.results_key, held.sealed, aad=withheld_aad(job_id))
+                        unseal_data(jobs.results_key, held.sealed, aad=withheld_aad(job_id))
                     )
                     settlements = Settlements(jobs)
                     released = settlements.decide(

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from crypto.profile import INTERNATIONAL, PROFILES, CryptoProfile
 from policies import Scope, check_scope, load_scope
 from policies.catalog import Catalog
 from policies.findings import Finding
@@ -65,6 +66,12 @@ def _canonical_text(scope: Scope) -> str:
     return raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
 
 
+def version_id_under(scope: Scope, profile: CryptoProfile) -> str:
+    """A scope version's id under ``profile``: :attr:`policies.Scope.version_id` (SHA-256, as always)
+    under ``international``, the profile's hash of the same canonical form otherwise."""
+    return scope.version_id if profile.name == INTERNATIONAL else scope.version_id_with(profile.hash_hex)
+
+
 def parse_stored(document: str) -> Scope:
     return load_scope(document, fmt="json")
 
@@ -81,6 +88,12 @@ class ScopeService:
     catalog: CatalogService
     # The deployment's classification levels (policies/levels.py): floors no scope can go below.
     levels: Levels = DEFAULT_LEVELS
+    # The deployment's algorithms: a version's id is the profile's hash of its canonical form.
+    profile: CryptoProfile = PROFILES[INTERNATIONAL]
+
+    def version_id_of(self, scope: Scope) -> str:
+        """The id of ``scope``'s version in this deployment (SHA-256, or SM3 under ``gm``)."""
+        return version_id_under(scope, self.profile)
 
     # --- proposing -----------------------------------------------------------------------------
     def create(
@@ -96,12 +109,13 @@ class ScopeService:
                 findings=findings,
             )
         self._enforce_floors(scope, catalog)
-        existing = self._row(session, scope.name, scope.version_id, required=False)
+        version_id = self.version_id_of(scope)
+        existing = self._row(session, scope.name, version_id, required=False)
         if existing is not None:
             return self._view(existing), False
         row = ScopeVersionRow(
             name=scope.name,
-            version_id=scope.version_id,
+            version_id=version_id,
             document=_canonical_text(scope),
             author=actor.name,
             state=PENDING,
@@ -115,7 +129,7 @@ class ScopeService:
             session,
             event="scope.created",
             actor=actor.name,
-            details={"scope": scope.name, "version": scope.version_id},
+            details={"scope": scope.name, "version": version_id},
         )
         return self._view(row), True
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from crypto.envelope import seal
+from crypto.profile import seal_data
 from policies import Scope
 from sandbox_api.errors import JobStateConflict
 from sandbox_api.server.services.audit import SYSTEM_ACTOR
@@ -125,14 +125,14 @@ class Settlements:
         session.add(
             ResultRow(
                 job_id=row.id,
-                sealed=seal(jobs.results_key, payload, aad=row.id.encode()),
+                sealed=seal_data(jobs.results_key, payload, aad=row.id.encode()),
                 report=released.report.to_dict(),
                 result_hash=released.result_hash,
                 row_count=len(released.rows),
                 created_at=jobs.clock.now(),
                 dp_sealed=None
                 if released.dp_record is None
-                else seal(
+                else seal_data(
                     jobs.results_key,
                     json.dumps(released.dp_record, separators=(",", ":")).encode(),
                     aad=dp_record_aad(row.id),
@@ -178,7 +178,7 @@ class Settlements:
         session.add(
             WithheldRow(
                 job_id=row.id,
-                sealed=seal(jobs.results_key, payload.to_json(), aad=withheld_aad(row.id)),
+                sealed=seal_data(jobs.results_key, payload.to_json(), aad=withheld_aad(row.id)),
                 report=payload.report,
                 required_checkers=required,
                 created_at=jobs.clock.now(),

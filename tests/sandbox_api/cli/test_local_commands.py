@@ -211,3 +211,26 @@ def test_audit_verify_without_a_kept_head_says_what_it_could_not_check(tmp_path:
     assert "OK: 4 events" in result.stdout
     assert "not verified" in result.stderr
     assert "--expected-head" in result.stderr
+
+
+def test_init_with_the_gm_profile_makes_an_sm2_key_and_the_profile_cannot_change_afterwards(
+    state_dir: Path,
+) -> None:
+    made = runner.invoke(app, ["init", "--state-dir", str(state_dir), "--crypto-profile", "gm"])
+    assert made.exit_code == 0, made.output
+    keyring = json.loads((state_dir / "keyring.json").read_text())
+    assert [k["algorithm"] for k in keyring["signing_keys"]] == ["sm2"]
+    again = runner.invoke(app, ["init", "--state-dir", str(state_dir), "--crypto-profile", "international"])
+    assert again.exit_code != 0
+    assert "initialised under another profile" in again.output
+    unknown = runner.invoke(app, ["init", "--state-dir", str(state_dir), "--crypto-profile", "fips"])
+    assert unknown.exit_code != 0
+    assert "unknown crypto profile 'fips'" in unknown.output
+
+
+def test_init_by_default_writes_an_ed25519_key_without_an_algorithm_member(state_dir: Path) -> None:
+    _init(state_dir)
+    keyring = json.loads((state_dir / "keyring.json").read_text())
+    assert [sorted(k) for k in keyring["signing_keys"]] == [
+        ["kid", "not_after", "not_before", "private", "public", "state"]
+    ]
