@@ -15,6 +15,7 @@ from sandbox_api.cli.cluster import cluster_app
 from sandbox_api.cli.datasets import dataset_app
 from sandbox_api.cli.jobs import job_app
 from sandbox_api.cli.principals import domain_app, principal_app, token_app, whoami
+from sandbox_api.cli.publications import open_data_app, publication_app
 from sandbox_api.cli.review import review_app
 from sandbox_api.cli.scopes import scope_app
 from sandbox_api.cli.system import system_app
@@ -43,6 +44,8 @@ def build() -> typer.Typer:
     app.add_typer(scope_app, name="scope")
     app.add_typer(job_app, name="job")
     app.add_typer(review_app, name="review")
+    app.add_typer(publication_app, name="publication")
+    app.add_typer(open_data_app, name="open-data")
     audit.register(app)
     app.add_typer(cluster_app, name="cluster")
     app.add_typer(system_app, name="system")

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from sandbox_api.client.errors import ClientError
 from sandbox_api.client.jobs import TERMINAL_STATES, WAITING_STATES, JobsApi
+from sandbox_api.client.open_data import OpenDataApi
 from sandbox_api.client.results import Result, typed_frame
 from sandbox_api.client.transport import MAX_RETRY_WAIT_S, RETRIES_ON_429, retry_wait
 from sandbox_api.client.uploads import TableSource, upload_part
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 
-class SandboxClient(JobsApi):
+class SandboxClient(JobsApi, OpenDataApi):
     """A session with the gateway at ``base_url`` as the principal holding ``token``.
 
     ``transport`` lets tests talk to an in-process app; everything else goes over HTTP. A request the

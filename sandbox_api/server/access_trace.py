@@ -50,12 +50,27 @@ READ_EVENTS: Mapping[tuple[str, str], str] = {
     ("GET", "/v1/audit/export"): "read.audit.export",
     ("GET", "/v1/audit/head"): "read.audit.head",
     ("GET", "/v1/audit/bundle"): "read.audit.bundle",
+    ("GET", "/v1/publications"): "read.publications.list",
+    ("GET", "/v1/publications/{publication_id}"): "read.publications.get",
 }
+OPEN_DATA = "the public open-data catalog, no token: public by a policy officer's decision"
 # GET routes under /v1 that leave no read event, and why: they need no token, so there is nobody to name
 # and nothing protected to read, and probes would flood the chain.
 UNTRACED: Mapping[tuple[str, str], str] = {
     ("GET", "/v1/health"): "liveness, no token: nothing protected is read",
     ("GET", "/v1/keys/signing"): "public verification keys, no token: whoever holds a receipt may read them",
+    (
+        "GET",
+        "/v1/open-data",
+    ): "the public open-data catalog, no token: published by a policy officer's decision",
+    (
+        "GET",
+        "/v1/open-data/{publication_id}",
+    ): "a published table, no token: public by a policy officer's decision",
+    (
+        "GET",
+        "/v1/open-data/{publication_id}/data.csv",
+    ): "a published table as CSV, no token: public by decision",
 }
 # What a request's state may carry for its trace: the principal (deps.current_principal) and extra
 # details a route adds (the dry run's scope and hashes).

@@ -23,6 +23,7 @@ from sandbox_api.server.console import (
     pages_auth,
     pages_data,
     pages_jobs,
+    pages_open_data,
     pages_review,
     pages_scopes,
 )
@@ -42,6 +43,7 @@ ROUTERS = (
     pages_data.router,
     pages_audit.router,
     pages_admin.router,
+    pages_open_data.router,
 )
 
 Handler = Callable[[Request, Any], Response | Awaitable[Response]]

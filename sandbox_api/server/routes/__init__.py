@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from sandbox_api.server.routes import admin, audit_log, datasets, evidence, jobs, keys, review, scopes, system
+from sandbox_api.server.routes import (
+    admin,
+    audit_log,
+    datasets,
+    evidence,
+    jobs,
+    keys,
+    open_data,
+    review,
+    scopes,
+    system,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     system.router,
@@ -16,4 +27,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     audit_log.router,
     evidence.router,
     keys.router,
+    open_data.router,
+    open_data.public,
 )

@@ -11,6 +11,7 @@ import contextlib
 import json
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from crypto.profile import unseal_data
 from sandbox_api.errors import JobNotReady, NotFound
@@ -20,6 +21,7 @@ from sandbox_api.server.auth import Principal
 from sandbox_api.server.services.job_states import TERMINAL, JobState
 from sandbox_api.server.services.job_transitions import SETTLED, JobTransitions
 from sandbox_api.server.services.job_views import JobView, ResultView, for_reader, job_view, visible_row
+from sandbox_api.server.services.receipts import ReceiptService
 from sandbox_api.server.store.models import JobRow, ResultRow
 
 # How often a long-poll re-reads its job even without a signal: a change committed by another process
@@ -93,26 +95,7 @@ class JobQueries(JobTransitions):
                     f"job {job_id} is {row.state}; a result exists only once it is released"
                     + ("" if row.state not in TERMINAL else f" ({row.reason})")
                 )
-            stored = session.get(ResultRow, job_id)
-            if stored is None:
-                raise NotFound(f"job {job_id} has no stored result")
-            payload = json.loads(unseal_data(self.results_key, stored.sealed, aad=job_id.encode()))
-            view = ResultView(
-                job_id=job_id,
-                scope=row.scope,
-                scope_version=row.scope_version,
-                dataset_versions=dict(row.dataset_versions),
-                columns=list(payload["columns"]),
-                rows=list(payload["rows"]),
-                row_count=stored.row_count,
-                result_hash=stored.result_hash,
-                report=dict(stored.report),
-                kind=Kind(row.kind or Kind.SQL),
-                mode=Mode(row.mode or Mode.REAL),
-                output=payload.get("output"),
-                column_types=payload.get("types"),
-                receipt=None if self.receipts is None else self.receipts.load(session, job_id),
-            )
+            view = stored_result(session, row, results_key=self.results_key, receipts=self.receipts)
         self.audit.record(event="job.result.read", actor=who.name, details={"job": job_id})
         return view
 
@@ -123,3 +106,33 @@ class JobQueries(JobTransitions):
                     select(func.count()).select_from(JobRow).where(JobRow.state == JobState.QUEUED.value)
                 ).scalar_one()
             )
+
+
+def stored_result(
+    session: Session, row: JobRow, *, results_key: bytes, receipts: ReceiptService | None
+) -> ResultView:
+    """The released result of ``row`` (a released job), unsealed, with its receipt.
+
+    The one place that opens a stored result: the owner's read above and the public open-data
+    catalog (services/open_data.py) answer with the same view of the same sealed row.
+    """
+    stored = session.get(ResultRow, row.id)
+    if stored is None:
+        raise NotFound(f"job {row.id} has no stored result")
+    payload = json.loads(unseal_data(results_key, stored.sealed, aad=row.id.encode()))
+    return ResultView(
+        job_id=row.id,
+        scope=row.scope,
+        scope_version=row.scope_version,
+        dataset_versions=dict(row.dataset_versions),
+        columns=list(payload["columns"]),
+        rows=list(payload["rows"]),
+        row_count=stored.row_count,
+        result_hash=stored.result_hash,
+        report=dict(stored.report),
+        kind=Kind(row.kind or Kind.SQL),
+        mode=Mode(row.mode or Mode.REAL),
+        output=payload.get("output"),
+        column_types=payload.get("types"),
+        receipt=None if receipts is None else receipts.load(session, row.id),
+    )

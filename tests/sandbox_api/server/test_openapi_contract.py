@@ -52,6 +52,8 @@ FREE_FORM: dict[str, str] = {
     "ReceiptOut.audit_head": "signed: kept exactly as the gateway signed it",
     "ResultOut.rows": "cells are strings, numbers, booleans or null, as `column_types` says",
     "ResultOut.output": "a Python job's released object: plain data of the job's own shape",
+    "OpenDataOut.rows": "the released table's cells, as ResultOut.rows",
+    "OpenDataOut.output": "the released Python object, as ResultOut.output",
     "ReviewOut.report": "the disclosure report, whose findings depend on the job",
     "ReviewOut.output": "the withheld output: plain data of the job's own shape",
     "ScopeVersionOut.document": "the scope document as written (docs/writing-a-scope.md)",
@@ -157,7 +159,16 @@ def test_routes_that_take_a_token_declare_the_bearer_scheme(document: dict[str, 
         "description": document["components"]["securitySchemes"]["bearer"]["description"],
     }
     open_routes = {name for name, operation in operations(document) if not operation.get("security")}
-    assert open_routes == {"GET /v1/health", "GET /v1/keys/signing", "GET /livez", "GET /readyz"}
+    assert open_routes == {
+        "GET /v1/health",
+        "GET /v1/keys/signing",
+        "GET /livez",
+        "GET /readyz",
+        # The public open-data catalog: published tables are public by a policy officer's decision.
+        "GET /v1/open-data",
+        "GET /v1/open-data/{publication_id}",
+        "GET /v1/open-data/{publication_id}/data.csv",
+    }
     for name, operation in operations(document):
         headers = [p["name"].lower() for p in operation.get("parameters", []) if p["in"] == "header"]
         assert "authorization" not in headers, f"{name} declares the token as a plain header"
