@@ -99,8 +99,10 @@ def _gather(big: np.ndarray, small: np.ndarray, ids: np.ndarray) -> np.ndarray:
     held = len(big)
     if not len(small) or not len(ids) or int(ids.max()) < held:
         return big.take(ids, axis=0)  # the usual case: every row from the lineage (no mask, one copy)
-    out = big.take(np.minimum(ids, max(held - 1, 0)), axis=0) if held else np.empty(
-        (len(ids), *big.shape[1:]), dtype=big.dtype
+    out = (
+        big.take(np.minimum(ids, max(held - 1, 0)), axis=0)
+        if held
+        else np.empty((len(ids), *big.shape[1:]), dtype=big.dtype)
     )
     outside = np.nonzero(ids >= held)[0]
     out[outside] = small.take(ids[outside] - held, axis=0)
