@@ -268,17 +268,21 @@ def execute(
 
 def _groups_below_k(spec: JobSpec, tables: Mapping[str, pa.Table]) -> int | None:
     """The audit count of groups the k rule removed (``policies.small_groups``): its statement over the
-    same tables, or None without one. Only the count leaves; a statement the engine refuses fails the
-    job like its query would (it reads nothing the query does not)."""
+    same tables, or None without one. Only the count leaves. The job's result does not depend on it:
+    a statement the engine refuses or cannot finish leaves the count out (None) rather than fail a
+    job whose query ran (the operator cannot tell either way)."""
     if spec.small_groups_sql is None:
         return None
-    counted = engine.run_query(
-        spec.small_groups_sql,
-        tables,
-        keyed_hash_key=spec.keyed_hash_key,
-        limits=spec.limits,
-        parameters=spec.parameters,
-    )
+    try:
+        counted = engine.run_query(
+            spec.small_groups_sql,
+            tables,
+            keyed_hash_key=spec.keyed_hash_key,
+            limits=spec.limits,
+            parameters=spec.parameters,
+        )
+    except ExecutionError:
+        return None
     value = counted.column(0)[0].as_py() if counted.num_rows else 0
     return int(value or 0)
 
