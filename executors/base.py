@@ -101,6 +101,13 @@ class JobSpec:
     # The W3C trace context (``traceparent``) of the span that asked for this job, so that the executor's
     # spans join the job's trace wherever it runs (``executors.tracing``); None: not traced.
     trace_context: Mapping[str, str] | None = None
+    # The audit count of groups the k rule removes (``policies.small_groups``): a statement over the same
+    # tables that returns one number, run after ``sql`` in the same sandbox; None: not counted.
+    small_groups_sql: str | None = None
+
+
+#: Schema metadata key of a SQL result: how many groups the k rule removed (``JobSpec.small_groups_sql``).
+GROUPS_BELOW_K = b"sbx_groups_below_k"
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,14 @@ class ResultTable:
     def to_pandas(self) -> pandas.DataFrame:
         frame: pandas.DataFrame = self.to_arrow().to_pandas()
         return frame
+
+    @property
+    def groups_below_k(self) -> int | None:
+        """How many groups the k rule removed inside the sandbox (for auditors only; never shown to the
+        operator), or None where it was not counted (no ``small_groups_sql``, a split job)."""
+        with pa.ipc.open_stream(self.arrow_ipc) as reader:
+            value = (reader.schema.metadata or {}).get(GROUPS_BELOW_K)
+        return None if value is None else int(value)
 
 
 @dataclass(frozen=True)

@@ -411,7 +411,12 @@ class RayExecutor:
         # The merge reads only the partial results: the statement's parameters (a DP sampling key) were
         # for the part queries, and DuckDB refuses a parameter a statement does not use.
         merge_spec = replace(
-            spec, job_id=f"{spec.job_id}#merge", sql=plan.final_sql, tables=(), parameters=None
+            spec,
+            job_id=f"{spec.job_id}#merge",
+            sql=plan.final_sql,
+            tables=(),
+            parameters=None,
+            small_groups_sql=None,  # counted over the whole data only: a split job's count is not kept
         )
         merged = self._submit(
             merge_spec,
@@ -515,7 +520,12 @@ def _part_spec(spec: JobSpec, plan: SplitQuery, index: int) -> JobSpec:
     # One engine thread per part task: the parallelism comes from the tasks.
     limits = replace(spec.limits, threads=1)
     return replace(
-        spec, job_id=f"{spec.job_id}#part-{index}", sql=plan.partial_sql, tables=tables, limits=limits
+        spec,
+        job_id=f"{spec.job_id}#part-{index}",
+        sql=plan.partial_sql,
+        tables=tables,
+        limits=limits,
+        small_groups_sql=None,
     )
 
 

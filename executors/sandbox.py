@@ -38,6 +38,7 @@ import resource
 import signal
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from multiprocessing import reduction
 from multiprocessing.connection import Connection
@@ -47,7 +48,7 @@ import duckdb
 import pyarrow as pa
 
 from executors import cohort_sketches, contribution_summaries, engine, python_job, storage, warmup
-from executors.base import JobSpec, Limits
+from executors.base import GROUPS_BELOW_K, JobSpec, Limits
 from executors.crossdomain.rounds import run_round
 from executors.errors import ExecutionError, ExecutionFailed, ResourceExhausted
 from executors.walls import WallPlan, WallReport, environment, raise_walls
@@ -234,6 +235,7 @@ def execute(
         spare=spare,
         parameters=spec.parameters,
     )
+    below_k = _groups_below_k(spec, tables)
     timings["query"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -242,6 +244,12 @@ def execute(
     # Likewise the (unit, value) lists of the dominance rules: only numbers per row leave.
     result = contribution_summaries.summarise_contributions(result)
     timings["sketch"] = time.perf_counter() - started
+    if below_k is not None:
+        # One number beside the rows, in the schema: the operator's view never reads it (the release
+        # puts it in the auditors' record only, ``services/release.py``).
+        result = result.replace_schema_metadata(
+            {**(result.schema.metadata or {}), GROUPS_BELOW_K: str(below_k)}
+        )
 
     started = time.perf_counter()
     sink = pa.BufferOutputStream()
@@ -256,6 +264,27 @@ def execute(
         "engine": engine.engine_versions(),
     }
     return header, ipc
+
+
+def _groups_below_k(spec: JobSpec, tables: Mapping[str, pa.Table]) -> int | None:
+    """The audit count of groups the k rule removed (``policies.small_groups``): its statement over the
+    same tables, or None without one. Only the count leaves. The job's result does not depend on it:
+    a statement the engine refuses or cannot finish leaves the count out (None) rather than fail a
+    job whose query ran (the operator cannot tell either way)."""
+    if spec.small_groups_sql is None:
+        return None
+    try:
+        counted = engine.run_query(
+            spec.small_groups_sql,
+            tables,
+            keyed_hash_key=spec.keyed_hash_key,
+            limits=spec.limits,
+            parameters=spec.parameters,
+        )
+    except ExecutionError:
+        return None
+    value = counted.column(0)[0].as_py() if counted.num_rows else 0
+    return int(value or 0)
 
 
 def close_inherited(keep: int) -> None:

@@ -45,6 +45,7 @@ import numpy as np
 from policies.cohorts.difference import within_many
 from policies.cohorts.margins import margins_of
 from policies.cohorts.search import (
+    MARKS,
     _Candidate,
     _complements,
     _joined,
@@ -151,7 +152,7 @@ class _Group:
     layout: _Layout
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     sums: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
-    marks: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    marks: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int16))
     seqs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     least: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
     #: Every nonzero least element with the seq of its cohort, sorted by element: the keyed lookup's
@@ -195,8 +196,10 @@ def _sums(cohorts: Sequence[CohortSketch], width: int) -> np.ndarray:
 
 
 def _marks(cohorts: Sequence[CohortSketch], nbuckets: int) -> np.ndarray:
+    """Bucket counts as int16 (``search.MARKS``): they are kept mod 2**16, and int16 arithmetic
+    wraps mod 2**16, so a difference reads directly as the signed count it stands for."""
     rows = [c.buckets[:nbuckets] for c in cohorts]
-    return np.array(rows, dtype=np.int64).reshape(len(cohorts), nbuckets)
+    return np.array(rows, dtype=np.int64).reshape(len(cohorts), nbuckets).astype(MARKS)
 
 
 def _least(cohorts: Sequence[CohortSketch], h: int) -> np.ndarray:
@@ -371,19 +374,18 @@ class CohortIndex:
         mine = _Candidate(cohort, use, nbuckets)
         unchecked = 0
         least = np.array([v for v in cohort.least[:h] if v], dtype=np.int64)
-        hits = np.zeros(0, dtype=np.int64)
+        hits = shared = np.zeros(0, dtype=np.int64)
         if len(least):
-            # Rows of the job's pool count after the lineage's: one numbering for both.
+            # Rows of the job's pool count after the lineage's: one numbering for both, ascending
+            # (so by unit count within each pool, which keeps the count lookups in ``_keyed`` fast).
             found = [big.sharing(least), small.sharing(least)]
             hits = np.concatenate([found[0][0], found[1][0] + len(big.counts)])
             shared = np.concatenate([found[0][1], found[1][1]])
-            # The most similar first: if the budget runs out, it runs out on the least related.
-            hits = hits[np.argsort(-shared, kind="stable")]
         # The recent search: the RECENT latest of the lineage and the job's cohorts, as one small pool.
         near = _joined(big.latest, small)
         near = near.take(np.argsort(near.counts, kind="stable"))
         for kind, sign in (("union", -1), ("complement", 1)):
-            left, right, skipped = _keyed(cohort.units, big, small, hits, d, budget, sign=sign)
+            left, right, skipped = _keyed(cohort.units, big, small, hits, shared, d, budget, sign=sign)
             unchecked += skipped
             if len(left) and _keyed_within(mine, big, small, left, right, d, sign=sign):
                 return kind, unchecked
@@ -409,11 +411,14 @@ def decide(
     *,
     min_units: int,
     triple_budget: int = DEFAULT_TRIPLE_BUDGET,
+    record: bool = True,
 ) -> Outcome:
     """Decide each cell in order against ``index``, adding each released cell's cohorts to it, so
     that the cells of one job are compared with each other too; then the job's margins (sums of its
     released rows, ``margins``), withholding the smallest row of a margin that is within 1..k-1 of a
-    released cohort (secondary suppression). ``index`` is updated in place.
+    released cohort (secondary suppression). ``index`` is updated in place, unless ``record`` is
+    False: then it is left as it was (the caller adds ``Outcome.recorded`` once they are stored; adding
+    thousands of cohorts' arrays only to undo it costs a large part of a check).
 
     >>> import numpy as np
     >>> from policies.cohorts.sketch import element_key, sketch_of
@@ -458,7 +463,8 @@ def decide(
         if position not in kept:
             decisions[position] = Decision(False, _SECONDARY.format(k=min_units), "margin")
     recorded = [c for p in kept for c in fresh_of[p]] + sums
-    index.add(recorded)
+    if record:
+        index.add(recorded)
     return Outcome(tuple(decisions), tuple(recorded), unchecked)
 
 

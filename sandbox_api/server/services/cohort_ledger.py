@@ -144,11 +144,12 @@ class CohortLedger:
         with self._lock:
             head = self._head(session, lineage)
             index = self._index(session, lineage, upto=head.seq)
-            before = index.snapshot()
-            outcome = decide(index, cells, min_units=min_units, triple_budget=self.triple_budget)
-            # The in-memory index must only ever hold what is committed: what this check added comes
-            # back from the database with the next check, by sequence number.
-            index.restore(before)
+            # The in-memory index must only ever hold what is committed: what this check records is
+            # not added to it here (``record=False``) but comes back from the database with the next
+            # check, by sequence number.
+            outcome = decide(
+                index, cells, min_units=min_units, triple_budget=self.triple_budget, record=False
+            )
             head.seq += 1
             session.add(
                 CohortLedgerBatchRow(

@@ -219,10 +219,13 @@ class SqlJobs:
             limits=specs.limits_for(scope),
             cohorts=specs.cohorts(scope),
             dp_lineage=lineage_of(scope).id if job.facts.dp_plan is not None else None,
+            count_small_groups=True,
         )
 
     def candidate(self, job: StoredJob, result: ResultTable) -> Candidate:
-        return TableResult(table=result.to_pandas(), engine=dict(result.engine))
+        return TableResult(
+            table=result.to_pandas(), engine=dict(result.engine), groups_below_k=result.groups_below_k
+        )
 
 
 @dataclass(frozen=True)

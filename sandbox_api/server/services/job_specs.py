@@ -26,6 +26,7 @@ from executors.python_job import InputQuery, MockSource, PythonOrMockJob
 from policies import Scope, TableRef
 from policies.cohorts import SketchRequest, lineage_of
 from policies.dp.passes._sample import KEY_PARAMETER
+from policies.small_groups import small_groups_statement
 from sandbox_api.job_types import Kind
 from sandbox_api.server.services.catalog import CatalogService
 from sandbox_api.server.services.cohort_ledger import CohortLedger
@@ -66,15 +67,20 @@ def sql_spec(
     limits: Limits,
     cohorts: SketchRequest | None = None,
     dp_lineage: str | None = None,
+    count_small_groups: bool = False,
 ) -> JobSpec:
     """A SQL job on real data: the rewritten ``sql`` over ``tables`` (``cohorts``: how its sandbox
     sketches the cohorts of its rows for the released-cohort ledger; ``dp_lineage``: the scope lineage
-    id of a differentially private job, whose sampling key is bound as ``$sbx_dp_key``).
+    id of a differentially private job, whose sampling key is bound as ``$sbx_dp_key``;
+    ``count_small_groups``: also count, in the sandbox, the groups the k rule removes, for the audit
+    log: ``policies.small_groups``; never under differential privacy, which has no k rule).
 
     >>> spec = sql_spec(job_id="j1", sql="SELECT 1", tables=(), scope="flu", uses_keyed_hash=True,
     ...                 pseudonym_master=b"m" * 32, limits=Limits())
     >>> spec.keyed_hash_key == scope_hash_key(b"m" * 32, "flu"), spec.python_or_mock is None
     (True, True)
+    >>> spec.small_groups_sql is None  # SELECT 1 has no k condition to count
+    True
     """
     return JobSpec(
         job_id=job_id,
@@ -89,6 +95,7 @@ def sql_spec(
         parameters=None
         if dp_lineage is None or f"${KEY_PARAMETER}" not in sql
         else {KEY_PARAMETER: dp_sampling_key(pseudonym_master, dp_lineage)},
+        small_groups_sql=small_groups_statement(sql) if count_small_groups and dp_lineage is None else None,
     )
 
 

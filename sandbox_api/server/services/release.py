@@ -61,6 +61,9 @@ class TableResult:
     #: A differentially private job's sealed record (``policies.dp.replay.sealed_record``), given on
     #: replay: the release is rebuilt from it instead of drawing new noise (OpenDP cannot be seeded).
     dp_record: Mapping[str, Any] | None = None
+    #: How many groups the k rule removed inside the query, counted in the sandbox
+    #: (``policies.small_groups``); for the auditors' record only, None where not counted.
+    groups_below_k: int | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,10 @@ def _checked_table(candidate: TableResult, *, scope: Scope, facts: ReleaseFacts)
     if dominated:
         report = replace(report, reasons=report.reasons + tuple(sorted(set(dominated.values()))))
         audit_report["dominance_withheld"] = len(dominated)
+    if candidate.groups_below_k is not None:
+        # Auditors only: "a group of this breakdown was removed" says that a group of 1..k-1 units
+        # exists, which is what the k rule hides from the operator (``policies.small_groups``).
+        audit_report["groups_below_k"] = candidate.groups_below_k
     return Released(
         columns=body.columns,
         rows=body.rows,
