@@ -185,6 +185,7 @@ def build_services(
         max_concurrent=settings.max_concurrent_jobs,
         max_attempts=settings.job_max_attempts,
         tracing=observability.tracing,
+        count_groups_below_k=settings.audit_groups_below_k,
     )
     return Services(
         settings=settings,

@@ -85,6 +85,7 @@ class JobRunner:
         max_attempts: int,
         poll_s: float = 1.0,
         tracing: Tracing | None = None,
+        count_groups_below_k: bool = False,
     ) -> None:
         """``tracing``: where a job's spans go (``observability/tracing.py``); None: not traced."""
         self._jobs = jobs
@@ -93,7 +94,11 @@ class JobRunner:
         self._executor = Placing(executor)
         self._base_executor = executor
         self._specs = JobSpecs(
-            catalog=jobs.catalog, pseudonym_master=pseudonym_master, limits=limits, ledger=jobs.ledger
+            catalog=jobs.catalog,
+            pseudonym_master=pseudonym_master,
+            limits=limits,
+            ledger=jobs.ledger,
+            count_groups_below_k=count_groups_below_k,
         )
         self._settlements = Settlements(jobs)
         self._leases = JobLeases(jobs.db)

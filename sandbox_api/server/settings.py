@@ -193,6 +193,14 @@ class Settings(BaseSettings):
             "default; it must be one of the defined levels."
         ),
     )
+    audit_groups_below_k: bool = Field(
+        False,
+        description=(
+            "Count, inside the sandbox, the groups a SQL job's k rule removes, and write the number "
+            "in the job's `job.released` audit event for auditors (never shown to operators). It is a "
+            "second pass over the job's data: about 1.15x the job's time (docs/disclosure.md)."
+        ),
+    )
     audit_read_trace: bool = Field(
         True,
         description=(

@@ -219,7 +219,7 @@ class SqlJobs:
             limits=specs.limits_for(scope),
             cohorts=specs.cohorts(scope),
             dp_lineage=lineage_of(scope).id if job.facts.dp_plan is not None else None,
-            count_small_groups=True,
+            count_small_groups=specs.count_groups_below_k,
         )
 
     def candidate(self, job: StoredJob, result: ResultTable) -> Candidate:

@@ -199,6 +199,8 @@ class JobSpecs:
     pseudonym_master: bytes
     limits: Limits
     ledger: CohortLedger | None = None  # None: no released-cohort ledger (unit tests of other layers)
+    # Settings.audit_groups_below_k: SQL jobs also count the groups their k rule removes (for auditors).
+    count_groups_below_k: bool = False
 
     def limits_for(self, scope: Scope) -> Limits:
         """The deployment's per-job limits, lowered (never raised) by the scope's own ``job_budget``."""

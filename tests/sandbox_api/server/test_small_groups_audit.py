@@ -18,7 +18,7 @@ K = 10
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with world(tmp_path_factory.mktemp("state")) as deployment:
+    with world(tmp_path_factory.mktemp("state"), audit_groups_below_k=True) as deployment:
         yield deployment
 
 
