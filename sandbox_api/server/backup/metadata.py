@@ -19,6 +19,7 @@ from typing import Final
 
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 
 from sandbox_api.server.backup.errors import DatabaseToolFailed, TargetNotEmpty
 
@@ -157,6 +158,10 @@ def backup_postgres(database_url: str, out: Path) -> ChainHead:
                 row = held.execute(text(_HEAD_QUERY)).one_or_none()
                 options = ["--format=custom", "--no-owner", "--no-privileges", f"--snapshot={snapshot}"]
                 _run("pg_dump", [*connection, *options, f"--file={out}"], env)
+    except DBAPIError as failed:
+        # The driver's first line names the problem (a refused connection, a missing table).
+        first = (str(failed.orig) or "no message").strip().splitlines()[0]
+        raise DatabaseToolFailed(f"pg_dump failed: no snapshot of the database to dump: {first}") from None
     finally:
         engine.dispose()
     return _NO_EVENTS if row is None else ChainHead(seq=int(row[0]), hash=str(row[1]))
