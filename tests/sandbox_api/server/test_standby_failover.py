@@ -238,7 +238,8 @@ def test_a_promoted_standby_loses_no_released_job_and_releases_none_twice(
         f"RPO {len(lost)} released jobs lost; RTO {rto_s:.2f} s (kill to first job released on the standby)"
         f": old gateways stopped "
         f"{stopped_at - killed_at:.2f} s, promotion {promoted_at - stopped_at:.2f} s, new gateways up "
-        f"{started_at - promoted_at:.2f} s (on the primary: {boot_s:.2f} s), first job {killed_at + rto_s - started_at:.2f} s"
+        f"{started_at - promoted_at:.2f} s (on the primary: {boot_s:.2f} s), "
+        f"first job {killed_at + rto_s - started_at:.2f} s"
     )
     assert lost == set()  # RPO 0: synchronous replication acknowledged nothing the standby lacked
     assert final[probe_job] == "released"
