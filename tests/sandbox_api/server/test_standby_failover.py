@@ -28,9 +28,8 @@ import pytest
 from crypto.audit import AuditEntry, verify_chain
 from sandbox_api.server.backup.metadata import find_tool
 from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, bearer, world
-from tests.sandbox_api.live_gateway import serve_gateway
-from tests.sandbox_api.postgres_cluster import PostgresCluster, running_cluster
-from tests.sandbox_api.server.test_point_in_time_restore import _free_port, _owned_by_postgres
+from tests.sandbox_api.live_gateway import free_port, serve_gateway
+from tests.sandbox_api.postgres_cluster import PostgresCluster, give_to_owner, running_cluster
 
 STANDBY = "standby1"  # the standby's cluster_name: the name synchronous_standby_names waits for
 REPLICATOR = "replicator"
@@ -112,7 +111,7 @@ def standby_of(primary: PostgresCluster) -> Iterator[PostgresCluster]:
     passfile = primary.folder / "standby.pgpass"
     passfile.write_text(f"127.0.0.1:{primary.port}:*:{REPLICATOR}:{password}\n", encoding="utf-8")
     passfile.chmod(0o600)
-    _owned_by_postgres(passfile)
+    give_to_owner(passfile)
     conninfo = f"host=127.0.0.1 port={primary.port} user={REPLICATOR} passfile={passfile}"
     _run(
         primary,
@@ -123,7 +122,7 @@ def standby_of(primary: PostgresCluster) -> Iterator[PostgresCluster]:
         "--checkpoint=fast",
         "--write-recovery-conf",  # -R: standby.signal and primary_conninfo
     )
-    port = _free_port()
+    port = free_port()
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {primary.folder}"
     options += f" -c max_connections=300 -c cluster_name={STANDBY} -c fsync=off"
     primary.run(
