@@ -44,6 +44,7 @@ def backup(
 ) -> None:
     """Back up the deployment online: metadata database, encrypted data, sealed keyring, manifest."""
     from sandbox_api.server.backup.archive import Deployment, create_backup
+    from sandbox_api.server.backup.audit_events import record_backup
     from sandbox_api.server.backup.errors import BackupError
 
     settings = settings_for(state_dir)
@@ -53,6 +54,8 @@ def backup(
         summary = create_backup(deployment, out, passphrase=passphrase)
     except BackupError as failed:
         raise fail(f"{failed.code}: {failed.detail}") from None
+    # After the backup is in place: the event names the head the backup holds (audit_events.py).
+    record_backup(settings, summary)
     note(f"Backed up the {summary.store} metadata database and {summary.data_files} data files to {out}.")
     note("Keep the passphrase apart from the backup: without it the keyring, and so the data, stay sealed.")
 
@@ -64,6 +67,7 @@ def restore(
 ) -> None:
     """Restore a backup into an empty state directory and an empty metadata database."""
     from sandbox_api.server.backup.archive import Deployment, restore_backup
+    from sandbox_api.server.backup.audit_events import record_restore
     from sandbox_api.server.backup.errors import BackupError
 
     settings = settings_for(state_dir)
@@ -73,7 +77,10 @@ def restore(
         summary = restore_backup(source, deployment, passphrase=passphrase)
     except BackupError as failed:
         raise fail(f"{failed.code}: {failed.detail}\nNothing was restored.") from None
+    # After the restore, in the restored chain: before it, the restore would erase its own record.
+    record_restore(settings, summary)
     note(
         f"Restored the {summary.store} metadata database and {summary.data_files} data files into "
-        f"{settings.state_dir}. Start the gateway: it applies any pending migration."
+        f"{settings.state_dir}, and recorded the restore in its audit chain after the backup's head "
+        f"(event {summary.head.seq + 1}). Start the gateway."
     )

@@ -101,6 +101,15 @@ def _owner_ids() -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
+def give_to_owner(path: Path) -> Path:
+    """Under root, hand ``path`` to the `postgres` user that runs the clusters (a file the server or
+    its tools must read, such as a standby's password file)."""
+    owner = _owner_ids()
+    if owner is not None:
+        os.chown(path, *owner)
+    return path
+
+
 @contextlib.contextmanager
 def running_cluster() -> Iterator[PostgresCluster]:
     """Start a cluster in a new folder under the system temp directory; stop it and remove it after."""

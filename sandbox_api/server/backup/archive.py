@@ -63,9 +63,15 @@ class Deployment:
 
 @dataclass(frozen=True)
 class Summary:
+    """What a backup or a restore did; ``head`` is the audit head the backup holds, ``manifest_sha256``
+    the hash of its manifest (which binds every file): the two facts its audit event names."""
+
     store: str
     data_files: int
     total_bytes: int
+    head: metadata.ChainHead
+    manifest_sha256: str
+    created_at: str
 
 
 def _keyring_aad(manifest: Manifest) -> bytes:
@@ -109,9 +115,9 @@ def create_backup(deployment: Deployment, out: Path, *, passphrase: str) -> Summ
         staged.chmod(0o700)
         dump = staged / metadata.dump_name(kind)
         if kind == "sqlite":
-            metadata.backup_sqlite(deployment.database_url, dump)
+            head = metadata.backup_sqlite(deployment.database_url, dump)
         else:
-            metadata.backup_postgres(deployment.database_url, dump)
+            head = metadata.backup_postgres(deployment.database_url, dump)
         # After the snapshot: see the module docstring for why this order is consistent.
         keyring_json = deployment.keyring_path.read_bytes()
         files = {dump.name: (dump.stat().st_size, file_sha256(dump))}
@@ -133,9 +139,17 @@ def create_backup(deployment: Deployment, out: Path, *, passphrase: str) -> Summ
             keyring=(len(sealed), file_sha256(keyring_file)),
         )
         (staged / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+        manifest_sha256 = file_sha256(staged / MANIFEST_NAME)
         _place(staged, out)
     total = sum(size for size, _ in files.values()) + len(sealed)
-    return Summary(store=kind, data_files=len(files) - 1, total_bytes=total)
+    return Summary(
+        store=kind,
+        data_files=len(files) - 1,
+        total_bytes=total,
+        head=head,
+        manifest_sha256=manifest_sha256,
+        created_at=manifest.created_at,
+    )
 
 
 def _copy_data(source: Path, target: Path) -> dict[str, tuple[int, str]]:
@@ -226,4 +240,11 @@ def restore_backup(source: Path, deployment: Deployment, *, passphrase: str) -> 
         if staged_db is not None and sqlite_target is not None:
             (deployment.state_dir / staged_db.name).replace(sqlite_target)
     total = sum(size for size, _ in manifest.files.values())
-    return Summary(store=kind, data_files=len(data_files), total_bytes=total)
+    return Summary(
+        store=kind,
+        data_files=len(data_files),
+        total_bytes=total,
+        head=metadata.read_head(deployment.database_url),
+        manifest_sha256=file_sha256(source / MANIFEST_NAME),
+        created_at=manifest.created_at,
+    )

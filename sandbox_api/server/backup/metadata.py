@@ -13,17 +13,31 @@ import os
 import shutil
 import sqlite3
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 
 from sandbox_api.server.backup.errors import DatabaseToolFailed, TargetNotEmpty
 
 SQLITE_NAME: Final = "metadata.sqlite"
 POSTGRES_NAME: Final = "metadata.pgdump"
 _TOOL_TIMEOUT_S: Final = 3600
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """The audit chain's last event as the backup's snapshot holds it (``seq`` -1: no event yet)."""
+
+    seq: int
+    hash: str
+
+
+_NO_EVENTS: Final = ChainHead(seq=-1, hash="")
+_HEAD_QUERY: Final = "SELECT seq, hash FROM audit_head WHERE id = 1"
 
 
 def store_kind(database_url: str) -> str:
@@ -46,7 +60,8 @@ def dump_name(kind: str) -> str:
 
 
 # --- SQLite ------------------------------------------------------------------------------------------
-def backup_sqlite(database_url: str, out: Path) -> None:
+def backup_sqlite(database_url: str, out: Path) -> ChainHead:
+    """Copy one snapshot into ``out``; the audit head that snapshot holds (read from the copy)."""
     path = sqlite_path(database_url)
     if not path.is_file():
         raise DatabaseToolFailed(f"the metadata database {path} does not exist")
@@ -56,9 +71,11 @@ def backup_sqlite(database_url: str, out: Path) -> None:
     try:
         with target:
             source.backup(target)
+        row = target.execute(_HEAD_QUERY).fetchone()
     finally:
         target.close()
         source.close()
+    return _NO_EVENTS if row is None else ChainHead(seq=int(row[0]), hash=str(row[1]))
 
 
 def check_sqlite_target(database_url: str) -> Path:
@@ -124,9 +141,30 @@ def _run(tool: str, args: list[str], env: dict[str, str]) -> None:
         raise DatabaseToolFailed(f"{tool} did not finish within {_TOOL_TIMEOUT_S} s") from None
 
 
-def backup_postgres(database_url: str, out: Path) -> None:
+def backup_postgres(database_url: str, out: Path) -> ChainHead:
+    """``pg_dump`` into ``out``; the audit head of the very snapshot it dumped.
+
+    A repeatable-read transaction exports its snapshot (``pg_export_snapshot``), reads the head in it
+    and holds it open while ``pg_dump --snapshot`` reads the same one: the head named in the audit
+    event of the backup is exactly the last event the backup holds.
+    """
     connection, env = _connection(database_url)
-    _run("pg_dump", [*connection, "--format=custom", "--no-owner", "--no-privileges", f"--file={out}"], env)
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as held:
+            held = held.execution_options(isolation_level="REPEATABLE READ")
+            with held.begin():
+                snapshot = held.execute(text("SELECT pg_export_snapshot()")).scalar_one()
+                row = held.execute(text(_HEAD_QUERY)).one_or_none()
+                options = ["--format=custom", "--no-owner", "--no-privileges", f"--snapshot={snapshot}"]
+                _run("pg_dump", [*connection, *options, f"--file={out}"], env)
+    except DBAPIError as failed:
+        # The driver's first line names the problem (a refused connection, a missing table).
+        first = (str(failed.orig) or "no message").strip().splitlines()[0]
+        raise DatabaseToolFailed(f"pg_dump failed: no snapshot of the database to dump: {first}") from None
+    finally:
+        engine.dispose()
+    return _NO_EVENTS if row is None else ChainHead(seq=int(row[0]), hash=str(row[1]))
 
 
 def check_postgres_target(database_url: str) -> None:
@@ -140,6 +178,17 @@ def check_postgres_target(database_url: str) -> None:
         raise TargetNotEmpty(
             f"the metadata database holds {len(tables)} tables: a restore needs an empty database"
         )
+
+
+def read_head(database_url: str) -> ChainHead:
+    """The audit head of a (restored) metadata database."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(text(_HEAD_QUERY)).one_or_none()
+    finally:
+        engine.dispose()
+    return _NO_EVENTS if row is None else ChainHead(seq=int(row[0]), hash=str(row[1]))
 
 
 def restore_postgres(database_url: str, dump: Path) -> None:

@@ -71,7 +71,10 @@ def open_database(url: str) -> Database:
         )
         _configure_sqlite(engine)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        # The same pool as SQLite's: with SQLAlchemy's default (5 + 10) fifty operators' requests, the
+        # runner threads and their leases (one held connection per running job) queued for a
+        # connection (benchmarks/bench_stores.py). Up to 40 per gateway: size max_connections for it.
+        engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=32, pool_timeout=60)
     return Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
 
 

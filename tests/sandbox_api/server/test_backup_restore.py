@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 from starlette.exceptions import StarletteDeprecationWarning
 
+from crypto.audit import AuditEntry
 from sandbox_api.receipt_check import verify_receipt
 from sandbox_api.server.app import create_app
 from sandbox_api.server.backup.manifest import file_sha256
@@ -50,6 +51,7 @@ class Drill:
     before_result: dict[str, Any]
     trusted_before: dict[str, Any]
     new_store: NewStore
+    chain: list[AuditEntry]  # the live chain at the end of the drill, after the backup's event
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +72,7 @@ def drill(tmp_path_factory: pytest.TempPathFactory, store: NewStore) -> Drill:
         )
         assert backed_up.exit_code == 0, backed_up.output
         after = release(api, GOOD_SQL + " HAVING COUNT(*) > 1")
+        chain = exported_chain(api)
         return Drill(
             backup=folder / "backup",
             secret=secret,
@@ -79,6 +82,7 @@ def drill(tmp_path_factory: pytest.TempPathFactory, store: NewStore) -> Drill:
             before_result=before_result,
             trusted_before=trusted_keys(api),
             new_store=store,
+            chain=chain,
         )
 
 
@@ -133,6 +137,44 @@ def test_a_restore_gives_back_the_deployment_as_it_was_at_the_backup(drill: Dril
     # The released version's data still decrypts: a new job runs to release, with the same answer.
     again = release(api)
     assert result_of(api, again)["rows"] == drill.before_result["rows"]
+
+
+def _one(chain: list[AuditEntry], event: str) -> AuditEntry:
+    found = [entry for entry in chain if entry.event == event]
+    assert len(found) == 1, [entry.event for entry in chain]
+    return found[0]
+
+
+def test_a_backup_is_an_audit_event_naming_the_head_its_snapshot_holds(drill: Drill) -> None:
+    backed_up = _one(drill.chain, "deployment.backed_up")
+    details = backed_up.details
+    # The head it names is an event of the live chain, earlier than the backup's own event ...
+    named = drill.chain[details["backup_head_seq"]]
+    assert named.hash == details["backup_head_hash"]
+    assert named.seq < backed_up.seq
+    # ... the last one the backup holds: the first job's release is in it, the later job's is not.
+    covered = drill.chain[: named.seq + 1]
+    assert drill.before in jobs_in(covered)
+    assert drill.after not in jobs_in(covered)
+    assert details["manifest_sha256"] == file_sha256(drill.backup / "manifest.json")
+    assert details["store"] == json.loads((drill.backup / "manifest.json").read_text())["store"]
+
+
+def test_a_restore_is_recorded_in_the_restored_chain_right_after_the_backups_head(
+    drill: Drill, restored: World
+) -> None:
+    backed_up = _one(drill.chain, "deployment.backed_up").details
+    chain = exported_chain(restored)  # verifies link by link
+    restore = _one(chain, "deployment.restored")
+    # The event directly follows the head the backup holds: the chain rolled back to it, then this.
+    assert restore.seq == backed_up["backup_head_seq"] + 1
+    assert restore.prev_hash == backed_up["backup_head_hash"]
+    assert chain[restore.seq - 1].hash == backed_up["backup_head_hash"]
+    assert restore.details["backup_head_hash"] == backed_up["backup_head_hash"]
+    assert restore.details["manifest_sha256"] == backed_up["manifest_sha256"]
+    # The live chain's events after the backup (the later job, the backup's own event) are not there.
+    assert "deployment.backed_up" not in {entry.event for entry in chain}
+    assert drill.after not in jobs_in(chain)
 
 
 def _refused(tmp_path: Path, backup: Path, secret: Path, message: str, *, url: str | None) -> None:
