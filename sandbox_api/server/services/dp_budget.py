@@ -11,6 +11,7 @@ not call ``charge`` for them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -194,12 +195,17 @@ class DpBudgetService:
         with self.db.read() as session:
             return self._status(session, key, limit_of(_dp(scope)))
 
-    def of_job(self, session: Session, *, job_id: str, scope: Scope) -> JobBudget | None:
+    def of_job(
+        self, session: Session, *, job_id: str, scope_of: Callable[[], Scope | None]
+    ) -> JobBudget | None:
         """What job ``job_id`` spent and what its owner has left in that entry now; None for a job
-        that was never charged (mock, no DP). ``scope``: the version whose budget governs the lineage
-        now (its ``budget`` and ``delta`` give the limit)."""
+        that was never charged (mock, no DP). ``scope_of``: the version whose budget governs the
+        lineage now (its ``budget`` and ``delta`` give the limit), looked up only for a charged job."""
         charge = session.get(DpChargeRow, job_id)
         if charge is None:
+            return None
+        scope = scope_of()
+        if scope is None:
             return None
         entry = session.get(DpLedgerRow, charge.ledger_id, populate_existing=True)
         assert entry is not None  # the foreign key guarantees it

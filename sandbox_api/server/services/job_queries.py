@@ -48,10 +48,7 @@ class JobQueries(JobTransitions):
         job that was never charged (mock, no DP, or a gateway without DP)."""
         if self.budget is None:
             return view
-        scope = _governing_scope(session, row)
-        if scope is None:
-            return view
-        spent = self.budget.of_job(session, job_id=row.id, scope=scope)
+        spent = self.budget.of_job(session, job_id=row.id, scope_of=lambda: _governing_scope(session, row))
         return view if spent is None else replace(view, dp_budget=spent.to_dict())
 
     async def wait(self, who: Principal, job_id: str, *, wait_s: float) -> JobView:
