@@ -106,6 +106,8 @@ AGGREGATES = [
     ("register, no declaration", QUERIES[0], False),
     ("visits, keys from the data", QUERIES[1], False),
     ("register joined with visits", QUERIES[2], True),
+    # The rows bound alone (no group sample): only people above the bound are sorted.
+    ("visits, no grouping", "SELECT COUNT(*) AS n, SUM(cost) AS s FROM visits", False),
 ]
 
 

@@ -293,11 +293,34 @@ class CheckOut(_Out):
     )
 
 
+class DpBudgetOut(_Out):
+    """What a job spent of its owner's differential-privacy budget, and what the owner has left.
+
+    Ledger arithmetic only: charges follow from the scope's settings and the query's shape, never from
+    the data, so these figures tell nothing about any person (the dry run shows the same ones)."""
+
+    scope: str = Field(description="the scope lineage the job spent from")
+    period: int = Field(
+        description="the refresh period of the ledger entry (0: a budget that never refreshes)"
+    )
+    spent: dict[str, float] = Field(
+        description="epsilon and delta this job spent (0 once refunded: the job failed or was cancelled)"
+    )
+    refunded: bool = Field(description="whether the charge was given back")
+    limit: dict[str, float] = Field(description="epsilon and delta of the owner's budget in this entry")
+    left: dict[str, float] = Field(
+        description="epsilon and delta the owner has left in this entry now (after this job and any since)"
+    )
+
+
 class JobAccepted(_Out):
     job_id: str
     state: str
     kind: Kind = Kind.SQL
     mode: Mode = Mode.REAL
+    dp_budget: DpBudgetOut | None = Field(
+        default=None, description="differential privacy: what this job spent and what you have left after it"
+    )
 
 
 class JobReviewOut(_Out):
@@ -334,6 +357,11 @@ class JobOut(_Out):
     mode: Mode = Mode.REAL
     code: str | None = Field(default=None, description="a Python job's code")
     review: JobReviewOut | None = Field(default=None, description="output review of a withheld job")
+    dp_budget: DpBudgetOut | None = Field(
+        default=None,
+        description="differential privacy: what this job spent and what its owner has left in the scope "
+        "(in the submit answer and reads of one job; not in listings)",
+    )
 
 
 class JobList(_Out):

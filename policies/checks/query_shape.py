@@ -143,8 +143,12 @@ def _bare_unit(analysis: Analysis, info: Info) -> str | None:
 
 
 def _set_operations(analysis: Analysis) -> Iterator[Finding]:
-    """Only UNION [ALL], and only at the top (between final aggregates)."""
+    """Only UNION [ALL], and only at the top (between final aggregates). The engine's own UNION ALL
+    (marked generated: the DP sample that ranks only units above the bound, ``policies.dp.passes``)
+    splits one table's rows by unit, never pads one cohort with another's rows."""
     for op in analysis.find_all(exp.SetOperation):
+        if op.meta_get(GENERATED_META):
+            continue
         at_top = _is_top(op)
         if isinstance(op, exp.Intersect | exp.Except):
             yield Finding(

@@ -41,6 +41,8 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 PARTIALS_TABLE = "_sbx_partials"
+#: The CTE of the DP sample that ranks only units above its bound (``policies.dp.passes._sample``).
+LIGHT_FIRST_CTE = "_sbx_dp_heavy"
 DIALECT = "duckdb"
 
 
@@ -174,9 +176,73 @@ class _Splitter:
                 raise _Refuse(f"table {source.name!r} has no known privacy unit")
             return self.units[name]
         if isinstance(source, exp.Subquery):
+            if isinstance(source.this, exp.Union):
+                return self._unit_of_light_first(source.this, alias=source.alias_or_name.lower())
             self._require_row_level(source.this, where="a derived table")
             return self._unit_of_query(source.this)
         raise _Refuse(f"a {type(source).__name__} source does not split")
+
+    def _unit_of_light_first(self, union: exp.Union, *, alias: str) -> str:
+        """The DP sample that ranks only the units above its bound (``policies.dp.passes._sample``):
+        ``WITH _sbx_dp_heavy AS (SELECT a.unit FROM src AS a GROUP BY a.unit HAVING …) SELECT * FROM src
+        AS a WHERE NOT EXISTS (…) UNION ALL SELECT * FROM src AS a WHERE EXISTS (…) QUALIFY …``, each
+        EXISTS matching ``_sbx_dp_heavy.unit`` to ``a.unit``. Every part holds all of a unit's rows, so
+        each part finds the same heavy units and keeps the same rows as one process would."""
+        with_ = union.args.get("with_") or union.args.get("with")
+        ctes = [] if with_ is None else list(with_.expressions)
+        if union.args.get("distinct") or len(ctes) != 1 or ctes[0].alias != LIGHT_FIRST_CTE:
+            raise _Refuse("a set operation in a derived table does not split")
+        heavy, light, ranked = ctes[0].this, union.this, union.expression
+        if not all(isinstance(q, exp.Select) for q in (heavy, light, ranked)):
+            raise _Refuse("a set operation in a derived table does not split")
+        unit = self._unit_of_heavy_units(heavy)
+        for original, wanted in ((light, exp.Not), (ranked, exp.Exists)):
+            where = original.args.get("where")
+            condition = None if where is None else where.this
+            if not isinstance(condition, wanted) or original.args.get("joins"):
+                raise _Refuse("a set operation in a derived table does not split")
+            probe = condition.this.this if isinstance(condition, exp.Not) else condition.this
+            if not self._probes_heavy_units(probe, alias=alias, unit=unit):
+                raise _Refuse("a set operation in a derived table does not split")
+            branch = original.copy()
+            branch.set("where", None)  # checked above; the rest must be row-level as any derived table
+            self._require_row_level(branch, where="a derived table")
+            if self._unit_of_query(branch) != unit:
+                raise _Refuse("the branches of a derived table read different units")
+            # The copy's windows were checked to partition by the unit: so are the original's.
+            self._unit_windows.update(id(w) for w in original.find_all(exp.Window))
+        return unit
+
+    def _unit_of_heavy_units(self, heavy: exp.Select) -> str:
+        """``SELECT a.unit FROM src AS a GROUP BY a.unit HAVING …``: one row per unit of one source."""
+        from_ = heavy.args.get("from_") or heavy.args.get("from")
+        group = heavy.args.get("group")
+        if from_ is None or group is None or heavy.args.get("joins") or heavy.args.get("where"):
+            raise _Refuse("a set operation in a derived table does not split")
+        unit = self._unit_of_source(from_.this)
+        keys = [k for k in group.expressions if isinstance(k, exp.Column) and k.name.lower() == unit]
+        if len(group.expressions) != 1 or not keys or len(heavy.expressions) != 1:
+            raise _Refuse("a set operation in a derived table does not split")
+        return unit
+
+    @staticmethod
+    def _probes_heavy_units(probe: exp.Expr, *, alias: str, unit: str) -> bool:
+        """``SELECT 1 FROM _sbx_dp_heavy … WHERE _sbx_dp_heavy.unit IS NOT DISTINCT FROM alias.unit``."""
+        if not isinstance(probe, exp.Select) or probe.args.get("joins"):
+            return False
+        from_ = probe.args.get("from_") or probe.args.get("from")
+        where = probe.args.get("where")
+        if from_ is None or not isinstance(from_.this, exp.Table) or from_.this.name != LIGHT_FIRST_CTE:
+            return False
+        match = None if where is None else where.this
+        if not isinstance(match, exp.NullSafeEQ):
+            return False
+        sides = {
+            (c.table.lower(), c.name.lower())
+            for c in (match.this, match.expression)
+            if isinstance(c, exp.Column)
+        }
+        return sides == {(LIGHT_FIRST_CTE, unit), (alias, unit)}
 
     def _unit_of_query(self, query: exp.Expr) -> str:
         """A row-level SELECT over one source exposes that source's unit if it projects it unchanged."""

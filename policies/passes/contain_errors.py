@@ -275,6 +275,10 @@ def _trivial(node: exp.Expr, analysis: Analysis) -> bool:
         return True
     if node.meta_get(GENERATED_META) and isinstance(node, exp.GTE) and _output_alias(node.this):
         return True  # the k rule: a hidden unit count (an output alias) against an integer
+    if node.meta_get(GENERATED_META) and isinstance(node, exp.NullSafeEQ):
+        # The DP sample's match of a unit to the same table's heavy units (policies.dp.passes._sample):
+        # one column against itself, which cannot raise; bare, DuckDB plans it as a hash semi-join.
+        return isinstance(node.this, exp.Column) and isinstance(node.expression, exp.Column)
     if isinstance(node, _UNARY):
         return _trivial(node.this, analysis)
     if isinstance(node, _CONNECTORS):

@@ -389,12 +389,15 @@ def _differential_privacy(operator: SandboxClient, *, say: Say, progress: bool) 
             _role(say, "gateway", line)
     for reason in result.report.reasons:
         say(textwrap.fill(str(reason), width=100, initial_indent="    - ", subsequent_indent="      "))
-    after = operator.check_job(demo_data.DP_SCOPE_NAME, DP_FLU_BY_DISTRICT)
-    left = after.budget_left or {}
+    # The job itself says what it spent and what is left after it (no second dry run needed).
+    budget = finished.dp_budget
+    if budget is None:
+        raise ClientError(0, "demo-failed", f"job {job.job_id} under a DP scope shows no budget spent")
+    left, limit = budget.left, budget.limit.get("epsilon", 0.0)
     _role(
         say,
         "alice",
-        f"budget left in {demo_data.DP_SCOPE_NAME}: epsilon {left.get('epsilon', 0.0):g} of 5 "
+        f"budget left in {demo_data.DP_SCOPE_NAME}: epsilon {left.get('epsilon', 0.0):g} of {limit:g} "
         "(a failed or cancelled job is refunded; mock jobs spend nothing; nothing ever resets it). "
         "Lighthouse Island is listed like every district although only a few people live there: "
         "its numbers are mostly noise, and that is the protection.",

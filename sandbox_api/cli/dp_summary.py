@@ -60,6 +60,31 @@ def report_lines(spent: Mapping[str, Any]) -> list[str]:
     return [f"differential privacy: this job spent {spend} ({mechanism}) on {columns} (the receipt signs it)"]
 
 
+def budget_lines(budget: Mapping[str, Any]) -> list[str]:
+    """A job's ``dp_budget`` (the submit answer, ``GET /v1/jobs/{id}``): what it spent, what is left.
+
+    >>> budget = {"scope": "flu-dp", "period": 0, "spent": {"epsilon": 0.5, "delta": 0.0},
+    ...           "refunded": False, "limit": {"epsilon": 5.0, "delta": 0.0},
+    ...           "left": {"epsilon": 4.5, "delta": 0.0}}
+    >>> budget_lines(budget)
+    ['differential privacy: this job spent epsilon 0.5; epsilon 4.5 of 5 left in scope flu-dp']
+    >>> refunded = {**budget, "refunded": True, "spent": {"epsilon": 0.0, "delta": 0.0},
+    ...             "left": {"epsilon": 5.0, "delta": 0.0}}
+    >>> for part in budget_lines(refunded)[0].split("; "):
+    ...     print(part)
+    differential privacy: this job spent nothing (its charge was refunded)
+    epsilon 5 of 5 left in scope flu-dp
+    """
+    spent = "nothing (its charge was refunded)" if budget.get("refunded") else _amount(budget["spent"])
+    left, limit = budget["left"], budget["limit"]
+    have = f"epsilon {_num(left.get('epsilon', 0.0))} of {_num(limit.get('epsilon', 0.0))}"
+    if limit.get("delta"):
+        have += f", delta {_num(left.get('delta', 0.0))} of {_num(limit['delta'])}"
+    period = " in this period" if budget.get("period") else ""
+    text = f"differential privacy: this job spent {spent}; {have} left in scope {budget['scope']}{period}"
+    return [text]
+
+
 def _keys(dp: Mapping[str, Any]) -> str:
     selection = dp.get("key_selection")
     if selection is not None:

@@ -127,6 +127,11 @@ def job_submit(
         if not wait:
             typer.echo(job.job_id)
             note(f"job {job.job_id} is {job.state}; follow it with: sandbox job wait {job.job_id[:8]}")
+            if job.dp_budget is not None:
+                from sandbox_api.cli.dp_summary import budget_lines
+
+                for line in budget_lines(job.dp_budget.model_dump()):
+                    note(line)
             return
         finished = _follow(client, job.job_id, timeout=timeout, accepted=job.state)
         _settled_or_exit(finished)
@@ -206,6 +211,10 @@ def _status_fields(job: JobOut) -> dict[str, Any]:
         fields["timings"] = {phase: round(seconds, 3) for phase, seconds in job.timings.items()}
     if job.result_hash:
         fields["result hash"] = job.result_hash
+    if job.dp_budget is not None:
+        from sandbox_api.cli.dp_summary import budget_lines
+
+        fields["differential privacy"] = budget_lines(job.dp_budget.model_dump())[0].split(": ", 1)[1]
     return fields
 
 
@@ -265,6 +274,13 @@ def _show_result(
     # A file is for keeping and verifying: unless CSV is asked for, it holds the document as served.
     keep_whole = out is not None and not as_csv and out.suffix.lower() != ".csv"
     notes = _report_lines(document)
+    if (document.get("report") or {}).get("differential_privacy") is not None:
+        # The budget left is the job's, not the result's (the receipt signs the result as released).
+        from sandbox_api.cli.dp_summary import budget_lines
+
+        budget = client.get_job(full_id).dp_budget
+        if budget is not None:
+            notes += budget_lines(budget.model_dump())
     shown = Shown(
         columns=[str(c) for c in document.get("columns", [])],
         rows=document.get("rows", []),

@@ -68,6 +68,46 @@ def test_counting_distinct_values_of_a_joined_non_unit_column_does_not_split() -
     assert isinstance(split_query(sql, units=UNITS), NotSplittable)
 
 
+def _light_first(cte: str = "_sbx_dp_heavy", probe: str = "t.u") -> str:
+    heavy = f'EXISTS(SELECT 1 FROM "{cte}" AS "{cte}" WHERE "{cte}".u IS NOT DISTINCT FROM {probe})'
+    return (
+        f'SELECT t.d AS d, COUNT(*) AS n, SUM(t.x) AS s FROM (WITH "{cte}" AS (SELECT t.u FROM t AS t '
+        f"GROUP BY t.u HAVING COUNT(*) > 3) SELECT * FROM t AS t WHERE NOT {heavy} UNION ALL SELECT * "
+        f"FROM t AS t WHERE {heavy} QUALIFY ROW_NUMBER() OVER (PARTITION BY t.u ORDER BY "
+        "HASH('k', t.x, t.d, t.f)) <= 3) AS t GROUP BY t.d"
+    )
+
+
+LIGHT_FIRST = _light_first()
+
+
+def test_only_the_dp_samples_own_union_splits() -> None:
+    assert isinstance(split_query(LIGHT_FIRST, units=UNITS), SplitQuery)
+    for other in (_light_first(cte="mine"), _light_first(probe="t.x")):
+        assert isinstance(split_query(other, units=UNITS), NotSplittable), other
+    union = "SELECT COUNT(*) AS n FROM (SELECT * FROM t UNION ALL SELECT * FROM t) AS t"
+    assert isinstance(split_query(union, units=UNITS), NotSplittable)
+
+
+def test_dp_queries_as_prepared_still_split() -> None:
+    """The DP rewrite's samples (the rows bound's light-first one, and the groups bound's window) split,
+    so a DP job still runs one task per part on Ray (``tests/executors/test_ray_executor.py``)."""
+    from policies.context import compile_context
+    from policies.dp.examples import dp_catalog, dp_scope
+    from policies.pipeline import prepare_with
+
+    ctx = compile_context(dp_scope(), dp_catalog())
+    units = {"citizens": "person_id", "visits": "person_id"}
+    for sql in (
+        "SELECT COUNT(*) AS n, SUM(income) AS s FROM citizens",
+        "SELECT district, COUNT(*) AS n FROM citizens GROUP BY district",
+        "SELECT c.district, COUNT(*) AS n, SUM(v.cost) AS s FROM citizens c JOIN visits v "
+        "ON c.person_id = v.person_id GROUP BY c.district",
+    ):
+        prepared = prepare_with(sql, ctx).sql
+        assert isinstance(split_query(prepared, units=units), SplitQuery), prepared
+
+
 # -- execution: partial on every part, merge, compare with the whole -----------------------------------
 
 EXECUTED = (
@@ -86,6 +126,8 @@ EXECUTED = (
     # The k rule as the engine writes it: HAVING names the hidden unit count, before ORDER BY/LIMIT.
     'SELECT d AS d, COUNT(*) AS n, COUNT(DISTINCT u) AS "_sbx_units" FROM t GROUP BY d '
     'HAVING COUNT(*) > 3 AND "_sbx_units" >= 12 ORDER BY n DESC, d LIMIT 2',
+    # DP's per-unit sample that ranks only the units above the bound (units here have 1 to 12 rows).
+    LIGHT_FIRST,
 )
 
 
@@ -144,5 +186,5 @@ def test_partial_then_merge_equals_the_whole(sql: str, n_parts: int) -> None:
     ]
     partials = pa.concat_tables([arrow(plan.partial_sql, part) for part in parts])
     merged = arrow(plan.final_sql, {plan.partials_table: partials})
-    ordered = "ORDER BY" in sql
+    ordered = "ORDER BY" in sql.rsplit(")", 1)[-1]  # the query's own ORDER BY, not a window's
     assert released(merged, ordered=ordered) == released(arrow(sql, data), ordered=ordered)

@@ -1,5 +1,8 @@
 """Keep at most ``max_rows_per_unit`` rows of each privacy unit in every scan of a table (DP only).
 
+Only units with more rows than the bound are ranked (``_sample.light_units``): the others keep every
+row without a sort, which is what the ranking would have kept too.
+
 Every scan of a granted table, inside CTEs and subqueries too, keeps for each unit the rows that come
 first in the order of a keyed hash of the columns the query reads from it (deterministic: equal hashes
 mean, but for a 2^-64 chance, rows the query cannot tell apart). Runs after ``apply_row_filters``: the
@@ -28,8 +31,13 @@ def bound_rows_per_unit(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) 
     >>> ctx, tree, analysis = dp_context("SELECT SUM(cost) AS s FROM visits v")
     >>> sql = bound_rows_per_unit(tree, analysis, ctx).sql(dialect="duckdb")
     >>> print(sql)  # doctest: +NORMALIZE_WHITESPACE
-    SELECT SUM("v"."cost") AS "s" FROM (SELECT * FROM "visits" AS "v" QUALIFY ROW_NUMBER() OVER
-    (PARTITION BY "v"."person_id" ORDER BY HASH($sbx_dp_key, "v"."cost")) <= 3) AS "v"
+    SELECT SUM("v"."cost") AS "s" FROM (WITH "_sbx_dp_heavy" AS (SELECT "v"."person_id" FROM "visits" AS
+    "v" GROUP BY "v"."person_id" HAVING COUNT(*) > 3) SELECT * FROM "visits" AS "v" WHERE NOT
+    EXISTS(SELECT 1 FROM "_sbx_dp_heavy" AS "_sbx_dp_heavy" WHERE "_sbx_dp_heavy"."person_id" IS NOT
+    DISTINCT FROM "v"."person_id") UNION ALL SELECT * FROM "visits" AS "v" WHERE EXISTS(SELECT 1 FROM
+    "_sbx_dp_heavy" AS "_sbx_dp_heavy" WHERE "_sbx_dp_heavy"."person_id" IS NOT DISTINCT FROM
+    "v"."person_id") QUALIFY ROW_NUMBER() OVER (PARTITION BY "v"."person_id" ORDER BY
+    HASH($sbx_dp_key, "v"."cost")) <= 3) AS "v"
     """
     dp = ctx.disclosure.dp
     if dp is None:
@@ -54,6 +62,7 @@ def bound_rows_per_unit(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) 
                     table=table.ref.sql_name,
                     unit=table.unit,
                     bounds=[(exp.RowNumber(), [keyed_hash(columns)], dp.rows_per_unit(table.ref.sql_name))],
+                    light_first=True,
                 )
             )
     return tree

@@ -27,6 +27,7 @@ from sandbox_api.schemas import (
     JOB_WAIT_MAX_S,
     CancelOut,
     CheckOut,
+    DpBudgetOut,
     FindingOut,
     JobAccepted,
     JobList,
@@ -116,7 +117,13 @@ def submit_job(body: JobRequest, who: OperatorDep, services: ServicesDep) -> Job
     view = services.jobs.submit(
         who, scope=body.scope, kind=body.kind, mode=body.mode, sql=body.sql, code=body.code
     )
-    return JobAccepted(job_id=view.job_id, state=view.state, kind=body.kind, mode=body.mode)
+    return JobAccepted(
+        job_id=view.job_id,
+        state=view.state,
+        kind=body.kind,
+        mode=body.mode,
+        dp_budget=None if view.dp_budget is None else DpBudgetOut.model_validate(view.dp_budget),
+    )
 
 
 @router.get(

@@ -11,6 +11,7 @@ not call ``charge`` for them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -46,6 +47,30 @@ class BudgetStatus:
             "limit": self.limit,
             "spent": self.spent,
             "left": self.left,
+        }
+
+
+@dataclass(frozen=True)
+class JobBudget:
+    """What one job spent of its owner's budget, and what the owner has left in the same ledger entry.
+
+    Shown with the job to those who may read it (its owner, auditors, admins). It is ledger arithmetic
+    only: charges depend on the scope's settings and the query's shape (the cost preview), never on the
+    data, so the amount left tells nothing about any person (the dry run shows the same figure).
+    """
+
+    spent: dict[str, float]  # what this job spent; zero once it was refunded (failed, cancelled)
+    refunded: bool
+    status: BudgetStatus  # the owner's entry now: limit, spent by every job, left
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "scope": self.status.scope,
+            "period": self.status.period,
+            "spent": self.spent,
+            "refunded": self.refunded,
+            "limit": self.status.limit,
+            "left": self.status.left,
         }
 
 
@@ -169,6 +194,34 @@ class DpBudgetService:
         key = ledger_key(scope, grantee, today(self.clock))
         with self.db.read() as session:
             return self._status(session, key, limit_of(_dp(scope)))
+
+    def of_job(
+        self, session: Session, *, job_id: str, scope_of: Callable[[], Scope | None]
+    ) -> JobBudget | None:
+        """What job ``job_id`` spent and what its owner has left in that entry now; None for a job
+        that was never charged (mock, no DP). ``scope_of``: the version whose budget governs the
+        lineage now (its ``budget`` and ``delta`` give the limit), looked up only for a charged job."""
+        charge = session.get(DpChargeRow, job_id)
+        if charge is None:
+            return None
+        scope = scope_of()
+        if scope is None:
+            return None
+        entry = session.get(DpLedgerRow, charge.ledger_id, populate_existing=True)
+        assert entry is not None  # the foreign key guarantees it
+        spent = Amount(entry.spent_epsilon, entry.spent_delta)
+        limit = limit_of(_dp(scope))
+        refunded = charge.refunded_at is not None
+        status = BudgetStatus(
+            scope=entry.scope_name,
+            grantee=entry.grantee,
+            period=entry.period,
+            limit=limit.as_floats(),
+            spent=spent.as_floats(),
+            left=remaining(spent, limit).as_floats(),
+        )
+        this_job = Amount(0, 0) if refunded else Amount(charge.epsilon, charge.delta)
+        return JobBudget(spent=this_job.as_floats(), refunded=refunded, status=status)
 
     def _entry(self, session: Session, key: LedgerKey) -> int:
         found = _find(session, key)

@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from dataclasses import replace
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crypto.profile import unseal_data
+from policies import Scope
+from policies.dp.budget import lineage_of
 from sandbox_api.errors import JobNotReady, NotFound
 from sandbox_api.job_types import Kind, Mode
 from sandbox_api.roles import Role
@@ -22,7 +25,8 @@ from sandbox_api.server.services.job_states import TERMINAL, JobState
 from sandbox_api.server.services.job_transitions import SETTLED, JobTransitions
 from sandbox_api.server.services.job_views import JobView, ResultView, for_reader, job_view, visible_row
 from sandbox_api.server.services.receipts import ReceiptService
-from sandbox_api.server.store.models import JobRow, ResultRow
+from sandbox_api.server.services.scopes import APPROVED, parse_stored
+from sandbox_api.server.store.models import JobRow, ResultRow, ScopeVersionRow
 
 # How often a long-poll re-reads its job even without a signal: a change committed by another process
 # (a second gateway on the same database, a recovery run) wakes no waiter of this one. The pause grows
@@ -37,7 +41,16 @@ class JobQueries(JobTransitions):
 
     def get(self, who: Principal, job_id: str) -> JobView:
         with self.db.read() as session:
-            return for_reader(job_view(visible_row(session, who, job_id)), who)
+            row = visible_row(session, who, job_id)
+            return self._with_budget(session, row, for_reader(job_view(row), who))
+
+    def _with_budget(self, session: Session, row: JobRow, view: JobView) -> JobView:
+        """``view`` with what the job spent of its owner's DP budget and what is left; as it is for a
+        job that was never charged (mock, no DP, or a gateway without DP)."""
+        if self.budget is None:
+            return view
+        spent = self.budget.of_job(session, job_id=row.id, scope_of=lambda: _governing_scope(session, row))
+        return view if spent is None else replace(view, dp_budget=spent.to_dict())
 
     async def wait(self, who: Principal, job_id: str, *, wait_s: float) -> JobView:
         """The job as soon as it is settled (final or withheld), else as it is after ``wait_s`` seconds.
@@ -68,13 +81,20 @@ class JobQueries(JobTransitions):
                 committed = None
                 with contextlib.suppress(TimeoutError):
                     committed = await asyncio.wait_for(arrivals.get(), min(remaining, pause))
-                view = (
-                    for_reader(committed, who)
-                    if committed is not None
-                    else await asyncio.to_thread(self.get, who, job_id)
-                )
+                if committed is not None:
+                    # The committed view carries no budget: one short read adds it.
+                    view = await asyncio.to_thread(self._budgeted, for_reader(committed, who))
+                else:
+                    view = await asyncio.to_thread(self.get, who, job_id)
                 pause = min(pause * 2, WAIT_RECHECK_MAX_S)
             return view
+
+    def _budgeted(self, view: JobView) -> JobView:
+        if self.budget is None:
+            return view
+        with self.db.read() as session:
+            row = session.get(JobRow, view.job_id)
+            return view if row is None else self._with_budget(session, row, view)
 
     def list_jobs(
         self, who: Principal, *, state: str | None = None, limit: int = 100, offset: int = 0
@@ -136,3 +156,29 @@ def stored_result(
         column_types=payload.get("types"),
         receipt=None if receipts is None else receipts.load(session, row.id),
     )
+
+
+def _governing_scope(session: Session, row: JobRow) -> Scope | None:
+    """The scope version whose budget governs ``row``'s lineage now: the newest approved version of
+    the same name and lineage (a new version may have changed ``budget``), else the job's own version;
+    None when neither has differential privacy."""
+    own = session.execute(
+        select(ScopeVersionRow.document).where(
+            ScopeVersionRow.name == row.scope, ScopeVersionRow.version_id == row.scope_version
+        )
+    ).scalar_one_or_none()
+    newest = session.execute(
+        select(ScopeVersionRow.document)
+        .where(ScopeVersionRow.name == row.scope, ScopeVersionRow.state == APPROVED)
+        .order_by(ScopeVersionRow.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    job_scope = None if own is None else parse_stored(own)
+    for document in (newest, own):
+        if document is None:
+            continue
+        scope = parse_stored(document)
+        same_lineage = job_scope is None or lineage_of(scope) == lineage_of(job_scope)
+        if scope.disclosure.dp is not None and same_lineage:
+            return scope
+    return None

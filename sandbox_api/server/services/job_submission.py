@@ -14,10 +14,12 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from policies.dp.budget import charge_of
 from policies.dp.cost import cost_of
 from sandbox_api.errors import Forbidden, JobRejected, QueueFull, QuotaExceeded, ScopeNotActive
 from sandbox_api.job_types import Kind, Mode
 from sandbox_api.server.auth import Principal
+from sandbox_api.server.services.dp_budget import JobBudget
 from sandbox_api.server.services.job_kinds import Checked, JobCheck, JobText, kind_of
 from sandbox_api.server.services.job_states import TERMINAL, JobState
 from sandbox_api.server.services.job_transitions import JobTransitions
@@ -111,20 +113,24 @@ class JobSubmission(JobTransitions):
                 )
         plan = ReleaseFacts.from_json(checked.fields.get("release_facts")).dp_plan
         dp = active.scope.disclosure.dp
-        charged = False
+        charged: JobBudget | None = None
         if queued is not None and plan is not None and dp is not None and self.budget is not None:
             # Before the job is stored as queued (BudgetExhausted: 409, nothing stored).
-            self.budget.charge(
-                job_id=job_id, scope=active.scope, grantee=who.name, cost=cost_of(plan, dp), actor=who.name
+            cost = cost_of(plan, dp)
+            status = self.budget.charge(
+                job_id=job_id, scope=active.scope, grantee=who.name, cost=cost, actor=who.name
             )
-            charged = True
+            charged = JobBudget(spent=charge_of(cost).as_floats(), refunded=False, status=status)
         try:
-            return self._store(who, scope=scope, active=active, checked=checked, job_id=job_id, now=now)
+            view = self._store(who, scope=scope, active=active, checked=checked, job_id=job_id, now=now)
         except Exception:
             if charged:
                 assert self.budget is not None
                 self.budget.refund(job_id=job_id, reason="the job could not be queued")
             raise
+        # The answer says what the job spent and what its owner has left after it (ledger arithmetic,
+        # never data: the same figure the dry run shows).
+        return view if charged is None else replace(view, dp_budget=charged.to_dict())
 
     def _store(
         self, who: Principal, *, scope: str, active: ActiveScope, checked: Checked, job_id: str, now: datetime

@@ -41,6 +41,9 @@ class JobView:
     mode: Mode = Mode.REAL
     code: str | None = None  # a Python job's code
     review: dict[str, Any] | None = None  # output review of a withheld job (services/review.py)
+    # Differential privacy: what the job spent and what its owner has left in the scope lineage
+    # (``services/dp_budget.JobBudget.to_dict``); filled in by the submit answer and reads by id.
+    dp_budget: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

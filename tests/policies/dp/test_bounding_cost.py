@@ -13,6 +13,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+import sqlglot
+from sqlglot import exp
 
 from policies.catalog import Catalog
 from policies.context import compile_context
@@ -106,8 +108,48 @@ def test_a_join_with_a_register_samples_only_the_other_table() -> None:
     )
     prepared = prepare_dp(sql, compile_context(dp_scope(), _one_row_catalog()))
     assert prepared.sql.count("QUALIFY") == 1
-    assert '"visits" AS "v" QUALIFY' in prepared.sql
+    assert '"visits" AS "v" WHERE EXISTS' in prepared.sql  # only visits' units above the bound are ranked
     assert prepared.plan.rows_per_unit == 3  # 1 citizen row × 3 visits
+
+
+def _visits_with_heavy_and_light_units(seed: int) -> pd.DataFrame:
+    """Units with 1 to 7 visits (the bound is 3), and 5 visits with no unit at all (one NULL unit)."""
+    rng = np.random.default_rng(seed)
+    units = np.repeat(np.arange(1, 121), rng.integers(1, 8, 120))
+    people = pd.array([*units, *[None] * 5], dtype="Int64")
+    return pd.DataFrame(
+        {
+            "person_id": people,
+            "ward": rng.choice([f"W{i}" for i in range(6)], len(people)),
+            "cost": rng.integers(0, 900, len(people)).astype(float),
+        }
+    )
+
+
+def test_only_units_above_the_bound_are_ranked_and_exactly_the_sorted_samples_rows_are_kept() -> None:
+    sql = (
+        "SELECT c.district, COUNT(*) AS n, SUM(v.cost) AS s FROM citizens c JOIN visits v "
+        "ON c.person_id = v.person_id GROUP BY c.district"
+    )
+    prepared = prepare_dp(sql, compile_context(dp_scope(), _one_row_catalog()))
+    sample = next(
+        q for q in sqlglot.parse_one(prepared.sql, dialect="duckdb").find_all(exp.Subquery) if q.alias == "v"
+    )
+    body = sample.this
+    assert isinstance(body, exp.Union)
+    ranked = body.expression
+    light_first = body.sql(dialect="duckdb")
+    # The sample as it was: every unit's rows sorted, whatever their number.
+    everyone = f'SELECT * FROM "visits" AS "v" QUALIFY {ranked.args["qualify"].this.sql(dialect="duckdb")}'
+    for seed in range(3):
+        visits = _visits_with_heavy_and_light_units(seed)
+        kept, sorted_kept = (
+            _run(q, _citizens(10, seed=seed), visits).sort_values(["person_id", "ward", "cost"])
+            for q in (light_first, everyone)
+        )
+        pd.testing.assert_frame_equal(kept.reset_index(drop=True), sorted_kept.reset_index(drop=True))
+        counts = visits.groupby("person_id", dropna=False).size()
+        assert len(kept) == int(counts.clip(upper=3).sum())  # heavy units cut to 3, light ones whole
 
 
 @pytest.mark.parametrize(

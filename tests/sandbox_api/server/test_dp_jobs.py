@@ -28,6 +28,7 @@ from sandbox_api.server.settings import Settings
 from sandbox_api.server.store.db import open_database
 from sandbox_api.server.store.models import ResultRow
 from tests.sandbox_api.api_helpers import DATASET, DISTRICTS, DOMAIN, World, citizens_table, world
+from tests.sandbox_api.console_helpers import sign_in
 from tests.sandbox_api.python_job_helpers import approve_scope, result_of, run_job, submit
 from tests.sandbox_api.replay_helpers import replay_report, replayed_world
 from tests.sandbox_api.server.test_job_control import GatedExecutor
@@ -156,6 +157,37 @@ def test_a_new_version_of_the_scope_shares_the_budget(api: World) -> None:
     assert submit(api, {"scope": DP_SCOPE, "sql": COUNT_AND_TOTAL}).status_code == 409
 
 
+def test_the_submit_answer_and_the_job_say_what_it_spent_and_what_its_owner_has_left(api: World) -> None:
+    """Bob has spent nothing yet: the answer to his submission already shows the charge and what is
+    left after it; reading the job once released shows the same, to him and to an auditor, never in a
+    listing. Ledger arithmetic only: the figures are the dry run's, which reads no data."""
+    accepted = submit(api, {"scope": DP_SCOPE, "sql": COUNT_AND_TOTAL}, who="bob")
+    assert accepted.status_code == 202, accepted.text
+    answer = accepted.json()["dp_budget"]
+    assert answer["scope"] == DP_SCOPE
+    assert answer["spent"] == {"epsilon": pytest.approx(1.0), "delta": 0.0}
+    assert answer["refunded"] is False
+    assert answer["limit"]["epsilon"] == pytest.approx(2.5)
+    assert answer["left"]["epsilon"] == pytest.approx(1.5)
+    job_id = accepted.json()["job_id"]
+    finished = api.wait(job_id, who="bob")
+    assert finished["state"] == "released", finished["reason"]
+    assert finished["dp_budget"] == answer
+    assert _check(api, COUNT_AND_TOTAL, who="bob")["budget_left"] == answer["left"]
+    audited = api.client.get(f"/v1/jobs/{job_id}", headers=api.h("audra"))
+    assert audited.status_code == 200, audited.text
+    assert audited.json()["dp_budget"] == answer
+    # Alice's own budget is not bob's: his job is not hers to read, and her figure is her own.
+    assert api.client.get(f"/v1/jobs/{job_id}", headers=api.h("alice")).status_code == 404
+    listed = api.client.get("/v1/jobs", headers=api.h("bob")).json()["jobs"]
+    assert all(j["dp_budget"] is None for j in listed)
+    # The console's job page says the same, in words.
+    page = sign_in(api.client, api.tokens["bob"]).get(api.client, f"/console/jobs/{job_id}").text
+    shown = page.split('id="job-budget">', 1)[1].split("</dd>", 1)[0]
+    assert "Spent by this job: ε 1." in shown
+    assert "ε 1.5 / 2.5" in shown
+
+
 def test_a_python_job_under_dp_waits_for_an_output_checker(api: World) -> None:
     code = "result = aggregate(citizens, by='district', aggs={'people': ('income', 'count')})"
     job = run_job(api, {"scope": DP_SCOPE, "kind": "python", "code": code}, who="bob")
@@ -185,6 +217,23 @@ def test_a_job_that_fails_gets_its_budget_back(api: World) -> None:
     refunded = [e for e in api.audit_events("dp.refunded") if e["details"]["job"] == job["job_id"]]
     assert len(refunded) == 1
     assert _check(api, COUNT_AND_TOTAL, who="bob")["budget_left"]["epsilon"] == pytest.approx(before)
+
+
+def test_a_refunded_job_says_it_spent_nothing(api: World) -> None:
+    refunded = [e["details"]["job"] for e in api.audit_events("dp.refunded")]
+    assert refunded  # the failed job of the test above
+    job = api.client.get(f"/v1/jobs/{refunded[-1]}", headers=api.h("bob")).json()
+    assert job["state"] == "failed"
+    assert job["dp_budget"]["refunded"] is True
+    assert job["dp_budget"]["spent"] == {"epsilon": 0.0, "delta": 0.0}
+    assert job["dp_budget"]["left"] == _check(api, COUNT_AND_TOTAL, who="bob")["budget_left"]
+
+
+def test_a_job_that_spends_no_budget_shows_none(api: World) -> None:
+    accepted = submit(api, {"scope": DP_SCOPE, "sql": COUNT_AND_TOTAL, "mode": "mock"}, who="bob")
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["dp_budget"] is None
+    assert api.wait(accepted.json()["job_id"], who="bob")["dp_budget"] is None
 
 
 def test_the_auditor_replays_a_dp_job_to_its_receipt_without_new_noise(api: World) -> None:
