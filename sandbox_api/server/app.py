@@ -138,6 +138,7 @@ def build_services(
         partition_key=keys.secret("partition"),
         data_dir=settings.data_dir,
         n_parts=settings.n_parts,
+        review_required=settings.catalog_review_required,
     )
     scopes = ScopeService(
         db=db, audit=audit, clock=clock, catalog=catalog, levels=deployment_levels(settings)
