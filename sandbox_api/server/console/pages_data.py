@@ -158,10 +158,11 @@ async def upload(domain: str, name: str, request: Request, who: StewardV) -> Res
 
 
 def drafted_manifests(views: list[DatasetView]) -> dict[str, str]:
-    """For each dataset, its current version's manifest as the draft of the next one."""
+    """For each dataset, its current version's manifest (or, before any is published, its latest
+    upload's) as the draft of the next one."""
     out = {}
     for view in views:
-        current = view.current
+        current = view.current or (view.versions[-1] if view.versions else None)
         if current is None:
             continue
         tables = [

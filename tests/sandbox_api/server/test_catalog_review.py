@@ -23,6 +23,7 @@ from tests.sandbox_api.api_helpers import (
     upload,
     world,
 )
+from tests.sandbox_api.console_helpers import sign_in
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +191,31 @@ def test_a_deployment_without_review_publishes_each_upload_at_once(tmp_path: Pat
         (event,) = api.audit_events("dataset.version.published")
         assert event["actor"] == "stu"
         assert "not required" in event["details"]["review"]
+
+
+def test_in_the_console_a_second_steward_reviews_the_report_and_publishes_and_operators_never_see_drafts(
+    api: World,
+) -> None:
+    draft = _draft(api, seed=18, dataset="console-review")
+    stu = sign_in(api.client, api.tokens["stu"])
+    own = stu.get(api.client, "/console/datasets").text
+    section = own[own.index("console-review") :]
+    assert "Your upload: a second steward of the domain reviews it." in section
+    assert f"/versions/{draft}/publish" not in section
+    sam = sign_in(api.client, api.tokens["sam"])
+    page = sam.get(api.client, "/console/datasets").text
+    section = page[page.index("console-review") :]
+    assert "Validation report" in section
+    assert "every check passed" in section
+    assert f"/versions/{draft}/publish" in section
+    path = f"/console/datasets/{DOMAIN}/console-review/versions/{draft}"
+    assert stu.post(api.client, path + "/publish", {"reason": "mine"}).status_code == 403
+    empty = sam.post(api.client, path + "/return", {"reason": ""})
+    assert empty.status_code == 422
+    published = sam.post(api.client, path + "/publish", {"reason": "report checked"})
+    assert published.status_code in (303, 302), published.text
+    assert _dataset(api, "stu", "console-review")["current_version"] == draft
+    # The operator's schema browser lists no draft of any dataset.
+    waiting = _draft(api, seed=19)
+    alice = sign_in(api.client, api.tokens["alice"])
+    assert waiting[:12] not in alice.get(api.client, "/console/datasets").text
