@@ -152,7 +152,9 @@ def test_a_second_steward_returns_a_draft_with_reasons(gateway: Gateway, tmp_pat
     ok(gateway.run("carol", *upload, "--create"))
     version = json.loads(ok(gateway.run("carol", "dataset", "show", dataset, "--json")))["versions"][0]
     returned = ok(
-        gateway.run("cindy", "dataset", "return", dataset, version["version_id"][:8], "--reason", "wrong year")
+        gateway.run(
+            "cindy", "dataset", "return", dataset, version["version_id"][:8], "--reason", "wrong year"
+        )
     )
     assert "wrong year" in returned
     review = ok(gateway.run("carol", "dataset", "review", dataset, version["version_id"][:8]))
