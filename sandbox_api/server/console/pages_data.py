@@ -170,7 +170,11 @@ def drafted_manifests(views: list[DatasetView]) -> dict[str, str]:
                 "name": t["name"],
                 "unit": t["unit"],
                 "columns": [
-                    {k: v for k, v in c.items() if k in ("name", "type", "class", "domain") and v is not None}
+                    {
+                        k: v
+                        for k, v in c.items()
+                        if k in ("name", "type", "class", "domain", "nullable") and v is not None
+                    }
                     for c in t["columns"]
                 ],
             }

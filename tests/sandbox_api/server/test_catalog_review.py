@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from sandbox_api.server.services.catalog_review import publish_refusal, return_refusal
 from tests.sandbox_api.api_helpers import (
     CITIZENS_MANIFEST,
     DATASET,
@@ -219,3 +220,13 @@ def test_in_the_console_a_second_steward_reviews_the_report_and_publishes_and_op
     waiting = _draft(api, seed=19)
     alice = sign_in(api.client, api.tokens["alice"])
     assert waiting[:12] not in alice.get(api.client, "/console/datasets").text
+
+
+def test_a_draft_whose_report_failed_cannot_be_published_only_returned() -> None:
+    failed = {"passed": False, "tables": []}
+    refused = publish_refusal(state="draft", uploader="stu", reviewer="sam", validation=failed)
+    assert refused is not None
+    assert refused.code == "conflict"
+    assert return_refusal(state="draft", uploader="stu", reviewer="sam", reason="values out of range") is None
+    # Versions stored before reports existed were live already; a missing report does not block.
+    assert publish_refusal(state="draft", uploader="stu", reviewer="sam", validation=None) is None
