@@ -27,6 +27,11 @@ class ColumnDecl(BaseModel):
             "mock data is drawn from it"
         ),
     )
+    nullable: bool = Field(
+        default=True,
+        description="false: every row must hold a value in this column (an empty CSV field or a Parquet "
+        "null is refused at upload); the unit column never may be empty",
+    )
 
 
 class TableDecl(BaseModel):

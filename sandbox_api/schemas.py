@@ -184,6 +184,7 @@ class ColumnOut(_Out):
     type: str
     cls: str = Field(alias="class", serialization_alias="class")
     domain: dict[str, Any] | None = None
+    nullable: bool = Field(default=True, description="false: the manifest declared that no value is missing")
 
 
 class TableOut(_Out):
@@ -198,12 +199,44 @@ class TableOut(_Out):
     )
 
 
+class ValidationCheckOut(_Out):
+    check: str = Field(description="columns | unit_not_null | unit_unique | nulls | domain")
+    column: str | None
+    passed: bool
+    detail: str
+
+
+class ValidationTableOut(_Out):
+    name: str
+    rows: int
+    distinct_units: int
+    checks: list[ValidationCheckOut]
+
+
+class ValidationReportOut(_Out):
+    format: str
+    passed: bool
+    tables: list[ValidationTableOut]
+
+
 class VersionOut(_Out):
     version_id: str
-    state: Literal["active", "retired", "shredded"]
+    state: Literal["draft", "returned", "active", "retired", "shredded"] = Field(
+        description="draft: uploaded, awaiting a second steward; returned: sent back for correction; "
+        "active: published (the most recently published active version is current); retired; shredded"
+    )
     created_at: str
     created_by: str
     tables: list[TableOut]
+    validation: ValidationReportOut | None = Field(
+        default=None,
+        description="what was checked against the manifest at upload (stewards and admins only; null "
+        "for operators and for versions stored before reports existed)",
+    )
+    reviewed_by: str | None = None
+    reviewed_at: str | None = None
+    review_reason: str = Field(default="", description="the reviewer's note; for a returned version, why")
+    published_at: str | None = None
 
 
 class DatasetOut(_Out):

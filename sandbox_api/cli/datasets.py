@@ -177,7 +177,14 @@ def dataset_upload(
         + ("" if stored.created else " (already stored: identical content)"),
     )
     emit(shown, as_json=as_json)
-    note("next: a policy officer grants it in a scope: sandbox scope create SCOPE.yaml")
+    if version.state == "draft":
+        note(
+            f"stored as a draft: a second steward of {domain} reviews it with "
+            f"`sandbox dataset review {stored.dataset} {version.version_id[:12]}`, then publishes or "
+            "returns it"
+        )
+    else:
+        note("next: a policy officer grants it in a scope: sandbox scope create SCOPE.yaml")
 
 
 @contextmanager
@@ -232,6 +239,83 @@ def dataset_retire(
         full = dataset_version_id(client, domain, name, version)
         found = client.retire_version(domain, name, full)
     typer.echo(f"retired version {full[:12]} of {domain}/{name}; current: {found.current_version or '-'}")
+    if as_json:
+        emit(Shown.fields({}, document=found.model_dump(mode="json", by_alias=True)), as_json=True)
+
+
+@dataset_app.command("review")
+def dataset_review(
+    dataset: Dataset,
+    version: Version,
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+    as_json: AsJson = False,
+    as_csv: AsCsv = False,
+    out: OutFile = None,
+) -> None:
+    """One version's state, review and validation report: every check against its manifest."""
+    domain, name = split_dataset(dataset)
+    with remote(url, token) as client:
+        full = dataset_version_id(client, domain, name, version)
+        found = client.get_version(domain, name, full)
+    report = found.validation
+    rows = [
+        (t.name, c.check, c.column or "", "pass" if c.passed else "FAIL", c.detail)
+        for t in (report.tables if report is not None else ())
+        for c in t.checks
+    ]
+    notes = [
+        f"{dataset} version {full[:12]}: {found.state}, uploaded {found.created_at} by {found.created_by}"
+    ]
+    if found.reviewed_by:
+        notes.append(f"reviewed by {found.reviewed_by} at {found.reviewed_at}: {found.review_reason or '-'}")
+    if report is None:
+        notes.append("no validation report (stored before reports existed, or not yours to see)")
+    else:
+        notes.append("validation " + ("passed" if report.passed else "FAILED"))
+    shown = Shown(
+        columns=("table", "check", "column", "result", "detail"),
+        rows=rows,
+        document=found.model_dump(mode="json", by_alias=True),
+        notes=notes,
+    )
+    emit(shown, as_json=as_json, as_csv=as_csv, out=out)
+
+
+@dataset_app.command("publish")
+def dataset_publish(
+    dataset: Dataset,
+    version: Version,
+    reason: Reason = "",
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+    as_json: AsJson = False,
+) -> None:
+    """Publish a draft another steward of the domain uploaded: it becomes the current version."""
+    domain, name = split_dataset(dataset)
+    with remote(url, token) as client:
+        full = dataset_version_id(client, domain, name, version)
+        found = client.publish_version(domain, name, full, reason=reason)
+    typer.echo(f"published version {full[:12]} of {domain}/{name}; current: {found.current_version or '-'}")
+    if as_json:
+        emit(Shown.fields({}, document=found.model_dump(mode="json", by_alias=True)), as_json=True)
+
+
+@dataset_app.command("return")
+def dataset_return(
+    dataset: Dataset,
+    version: Version,
+    reason: Annotated[str, typer.Option(help="What the uploader must correct (recorded in the audit log).")],
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+    as_json: AsJson = False,
+) -> None:
+    """Return a draft another steward of the domain uploaded for correction, with reasons."""
+    domain, name = split_dataset(dataset)
+    with remote(url, token) as client:
+        full = dataset_version_id(client, domain, name, version)
+        found = client.return_version(domain, name, full, reason=reason)
+    typer.echo(f"returned version {full[:12]} of {domain}/{name} for correction: {reason}")
     if as_json:
         emit(Shown.fields({}, document=found.model_dump(mode="json", by_alias=True)), as_json=True)
 

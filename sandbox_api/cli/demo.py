@@ -41,6 +41,9 @@ class Member:
 CAST: Final[tuple[Member, ...]] = (
     Member("carol", "steward", demo_data.CIVIL_AFFAIRS, why="registers the citizen register"),
     Member("hank", "steward", demo_data.HEALTH_BUREAU, why="registers the visit log"),
+    # The catalog's four eyes: a version goes live only when a second steward of its domain publishes it.
+    Member("cindy", "steward", demo_data.CIVIL_AFFAIRS, why="reviews and publishes carol's uploads"),
+    Member("hugo", "steward", demo_data.HEALTH_BUREAU, why="reviews and publishes hank's uploads"),
     Member("olga", "policy_officer", why="writes the scope"),
     Member("peter", "policy_officer", why="approves it: four eyes"),
     Member("alice", "operator", groups=("cdc-analysts",), why="analyses, never sees a row"),
@@ -168,13 +171,14 @@ def provision(
     for member in CAST:
         created = admin.create_principal(member.name, member.role, domain=member.domain, groups=member.groups)
         tokens[member.name] = created.token
-    _role(say, "admin", f"created {len(CAST)} principals, one per role (tokens below).")
+    _role(say, "admin", f"created {len(CAST)} principals, one per role and a second steward per domain.")
     cast = DemoCast(base_url=base_url, tokens=tokens)
 
     _heading(say, "Setting up: data stewards")
     with _step("generating demo data", progress=progress):
         citizens, visits = demo_data.demo_datasets(citizens_n=citizens_n, visits_n=visits_n, seed=seed)
     stewards = {demo_data.CIVIL_AFFAIRS: "carol", demo_data.HEALTH_BUREAU: "hank"}
+    reviewers = {demo_data.CIVIL_AFFAIRS: "cindy", demo_data.HEALTH_BUREAU: "hugo"}
     for dataset in (citizens, visits):
         uploading = _step(f"uploading {dataset.domain}/{dataset.name}", progress=progress)
         with cast.client(stewards[dataset.domain], timeout=600.0) as steward, uploading:
@@ -186,8 +190,23 @@ def provision(
             say,
             stewards[dataset.domain],
             f"uploaded {dataset.domain}/{dataset.name}: {len(dataset.frame):,} rows, encrypted at rest "
-            f"under a fresh data key; version {version.version.version_id[:16]}… (SHA-256 of the content).",
+            f"under a fresh data key; version {version.version.version_id[:16]}… (SHA-256 of the content), "
+            "stored as a draft with its validation report.",
         )
+        if version.version.state == "draft":
+            with cast.client(reviewers[dataset.domain]) as reviewer:
+                reviewer.publish_version(
+                    dataset.domain,
+                    dataset.name,
+                    version.version.version_id,
+                    reason="validation report checked: every declared category, range and unit holds",
+                )
+            _role(
+                say,
+                reviewers[dataset.domain],
+                f"reviewed the draft of {dataset.domain}/{dataset.name} and published it (four eyes): "
+                "jobs read it from now on.",
+            )
 
     _heading(say, "Setting up: policy officers")
     document = demo_data.demo_scope_yaml(

@@ -45,6 +45,7 @@ from sandbox_api.schemas import (
     TokenCreated,
     TokenOut,
     TokensRevoked,
+    VersionOut,
     VersionStored,
 )
 
@@ -184,6 +185,20 @@ class SandboxClient(JobsApi, OpenDataApi):
 
     def retire_version(self, domain: str, name: str, version: str) -> DatasetOut:
         return self._model(DatasetOut, "POST", f"/v1/datasets/{domain}/{name}/versions/{version}/retire")
+
+    def get_version(self, domain: str, name: str, version: str) -> VersionOut:
+        """One version with its state, review and (for stewards) its validation report."""
+        return self._model(VersionOut, "GET", f"/v1/datasets/{domain}/{name}/versions/{version}")
+
+    def publish_version(self, domain: str, name: str, version: str, *, reason: str = "") -> DatasetOut:
+        """Publish a draft that another steward of the domain uploaded: it becomes the current version."""
+        path = f"/v1/datasets/{domain}/{name}/versions/{version}/publish"
+        return self._model(DatasetOut, "POST", path, json={"reason": reason})
+
+    def return_version(self, domain: str, name: str, version: str, *, reason: str) -> DatasetOut:
+        """Return a draft that another steward of the domain uploaded for correction, with reasons."""
+        path = f"/v1/datasets/{domain}/{name}/versions/{version}/return"
+        return self._model(DatasetOut, "POST", path, json={"reason": reason})
 
     # -- scopes ---------------------------------------------------------------------------------------
 

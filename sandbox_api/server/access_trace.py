@@ -37,6 +37,7 @@ READ_EVENTS: Mapping[tuple[str, str], str] = {
     ("GET", "/v1/principals/{name}/tokens"): "read.principals.tokens",
     ("GET", "/v1/datasets"): "read.datasets.list",
     ("GET", "/v1/datasets/{domain}/{name}"): "read.datasets.get",
+    ("GET", "/v1/datasets/{domain}/{name}/versions/{version}"): "read.datasets.version",
     ("GET", "/v1/scopes"): "read.scopes.list",
     ("GET", "/v1/scopes/{name}"): "read.scopes.get",
     ("POST", "/v1/jobs/check"): "read.jobs.check",

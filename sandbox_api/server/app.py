@@ -141,6 +141,7 @@ def build_services(
         data_dir=settings.data_dir,
         n_parts=settings.n_parts,
         profile=profile,
+        review_required=settings.catalog_review_required,
     )
     scopes = ScopeService(
         db=db,

@@ -80,6 +80,14 @@ class Settings(BaseSettings):
             "upload is cut off with 413 as soon as it passes the cap."
         ),
     )
+    catalog_review_required: bool = Field(
+        True,
+        description=(
+            "A new dataset version is stored as a draft with its validation report and goes live only "
+            "after a second steward of the same domain publishes it (four eyes; the uploader cannot). "
+            "`false`: an upload is published at once, recorded as published without review."
+        ),
+    )
     max_request_kb: PositiveInt = Field(
         256,
         description=(

@@ -144,19 +144,37 @@ def upload(
     files: Mapping[str, tuple[str, bytes, str]] | None = None,
     domain: str = DOMAIN,
     dataset: str = DATASET,
+    reviewer: str | None = None,
 ) -> Any:
+    """Upload a version (a draft); with ``reviewer`` (a second steward's token), publish it too, so that
+    jobs read it. Returns the upload's response."""
     files = (
         files
         if files is not None
         else {"citizens": ("citizens.csv", csv_bytes(citizens_table()), "text/csv")}
     )
     text = manifest if isinstance(manifest, str) else json.dumps(manifest)
-    return client.post(
+    stored = client.post(
         f"/v1/datasets/{domain}/{dataset}/versions",
         headers=bearer(token),
         data={"manifest": text},
         files=list(files.items()),
     )
+    if reviewer is not None and stored.status_code == 201 and stored.json()["version"]["state"] == "draft":
+        publish(client, reviewer, stored.json())
+    return stored
+
+
+def publish(client: Any, reviewer: str, stored: Mapping[str, Any]) -> Any:
+    """A second steward publishes the draft of an upload's answer (``{"dataset", "version"}``)."""
+    version = stored["version"]["version_id"]
+    published = client.post(
+        f"/v1/datasets/{stored['dataset']}/versions/{version}/publish",
+        headers=bearer(reviewer),
+        json={"reason": "validation report checked"},
+    )
+    assert published.status_code == 200, published.text
+    return published
 
 
 @dataclass(frozen=True)
@@ -223,7 +241,7 @@ def world(
     **overrides: Any,
 ) -> Iterator[World]:
     """Initialise, start the app, and set up every role (admin, stu, cleo, dana, olga, oscar, alice, bob,
-    chad, audra).
+    chad, audra; sam and cass are the second stewards of stu's and cleo's domains, who publish drafts).
 
     ``release_fn``: the release function the services are built with (a test passes a counting wrapper).
     ``clock``: the deployment's clock (a test that moves time passes its own).
@@ -247,6 +265,8 @@ def world(
         people = [
             ("stu", "steward", DOMAIN, []),
             ("cleo", "steward", OTHER_DOMAIN, []),
+            ("sam", "steward", DOMAIN, []),
+            ("cass", "steward", OTHER_DOMAIN, []),
             ("dana", "domain_admin", DOMAIN, []),
             ("olga", "policy_officer", None, []),
             ("oscar", "policy_officer", None, []),
@@ -267,7 +287,7 @@ def world(
             "/v1/datasets", headers=bearer(tokens["stu"]), json={"domain": DOMAIN, "name": DATASET}
         )
         assert created.status_code == 201, created.text
-        stored = upload(client, tokens["stu"])
+        stored = upload(client, tokens["stu"], reviewer=tokens["sam"])
         assert stored.status_code == 201, stored.text
         proposed = client.post(
             "/v1/scopes", headers=bearer(tokens["olga"]), json={"document": scope_yaml(), "format": "yaml"}

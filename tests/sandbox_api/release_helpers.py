@@ -90,6 +90,7 @@ def ensure_households(api: World) -> None:
         manifest=HOUSEHOLDS_MANIFEST,
         files={"households": ("households.csv", csv_bytes(households_table()), "text/csv")},
         dataset=HOUSEHOLDS,
+        reviewer=api.tokens["sam"],
     )
     assert stored.status_code in (200, 201), stored.text
     document = f"""

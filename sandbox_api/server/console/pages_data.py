@@ -1,5 +1,7 @@
 """The schema browser (classes, uses, versions and row counts, never rows) and the steward's versions
-page with retire. What each principal sees is what ``GET /v1/datasets`` shows them."""
+page: upload a draft, review another steward's draft with its validation report (publish or return with
+reasons), retire, shred. What each principal sees is what ``GET /v1/datasets`` shows them: operators see
+published versions only."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from sandbox_api.server.console.web import PREFIX, CatalogV, StewardV, Visitor, 
 from sandbox_api.server.deps import deny
 from sandbox_api.server.routes.datasets import upload_version
 from sandbox_api.server.services.catalog import DatasetView
+from sandbox_api.server.services.catalog_review import four_eyes_refusal
 from sandbox_api.server.services.scopes import parse_stored_view
 
 router = APIRouter(prefix=PREFIX + "/datasets", include_in_schema=False)
@@ -35,9 +38,64 @@ def datasets_page(who: CatalogV) -> Response:
         for view in services.scopes.granted_to(principal):
             for ref, grant in parse_stored_view(view).datasets.items():
                 grants.setdefault("/".join(ref.split("/")[:2]), []).append((view.name, grant))
-        views = [v for v in views if v.ref in grants]
+        views = [v.published_only() for v in views if v.ref in grants]
         return who.page("datasets.html", datasets=views, grants=grants, manifests={})
     return who.page("datasets.html", datasets=views, grants={}, manifests=drafted_manifests(views))
+
+
+def _require_domain(who: Visitor, domain: str) -> None:
+    principal = who.who
+    if principal.domain != domain:
+        raise deny(
+            who.services,
+            who.request,
+            principal,
+            f"steward of {principal.domain!r} cannot manage data of domain {domain!r}",
+        )
+
+
+def _four_eyes(who: Visitor, domain: str, name: str, version: str) -> None:
+    """The API's checks before a review decision: the domain, then four eyes (refusals audited)."""
+    _require_domain(who, domain)
+    found = who.services.catalog.version(domain, name, version)
+    refusal = four_eyes_refusal(uploader=found.created_by, reviewer=who.who.name)
+    if refusal is not None:
+        raise deny(who.services, who.request, who.who, refusal.detail)
+
+
+@router.post("/{domain}/{name}/versions/{version}/publish")
+def publish_version(
+    domain: str,
+    name: str,
+    version: str,
+    who: StewardV,
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """A second steward of the domain publishes a draft: it becomes the current version."""
+    _four_eyes(who, domain, name, version)
+    with who.services.db.write() as session:
+        who.services.catalog.publish_version(
+            session, actor=who.who.name, domain=domain, name=name, version_id=version, reason=reason
+        )
+    return who.redirect(PREFIX + "/datasets")
+
+
+@router.post("/{domain}/{name}/versions/{version}/return")
+def return_version(
+    domain: str,
+    name: str,
+    version: str,
+    who: StewardV,
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """A second steward of the domain returns a draft for correction, with reasons (an empty reason is
+    refused by the service, after the domain gate)."""
+    _four_eyes(who, domain, name, version)
+    with who.services.db.write() as session:
+        who.services.catalog.return_version(
+            session, actor=who.who.name, domain=domain, name=name, version_id=version, reason=reason
+        )
+    return who.redirect(PREFIX + "/datasets")
 
 
 @router.post("/{domain}/{name}/versions/{version}/retire")
@@ -100,10 +158,11 @@ async def upload(domain: str, name: str, request: Request, who: StewardV) -> Res
 
 
 def drafted_manifests(views: list[DatasetView]) -> dict[str, str]:
-    """For each dataset, its current version's manifest as the draft of the next one."""
+    """For each dataset, its current version's manifest (or, before any is published, its latest
+    upload's) as the draft of the next one."""
     out = {}
     for view in views:
-        current = view.current
+        current = view.current or (view.versions[-1] if view.versions else None)
         if current is None:
             continue
         tables = [
@@ -111,7 +170,11 @@ def drafted_manifests(views: list[DatasetView]) -> dict[str, str]:
                 "name": t["name"],
                 "unit": t["unit"],
                 "columns": [
-                    {k: v for k, v in c.items() if k in ("name", "type", "class", "domain") and v is not None}
+                    {
+                        k: v
+                        for k, v in c.items()
+                        if k in ("name", "type", "class", "domain", "nullable") and v is not None
+                    }
                     for c in t["columns"]
                 ],
             }

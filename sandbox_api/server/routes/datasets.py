@@ -1,5 +1,5 @@
-"""Datasets and their versions: declare, upload (streamed multipart, held in memory), list, read schemas,
-retire."""
+"""Datasets and their versions: declare, upload (streamed multipart, held in memory) as a draft, review
+(publish or return, by a second steward of the domain), list, read schemas, retire."""
 
 from __future__ import annotations
 
@@ -26,12 +26,13 @@ from sandbox_api.errors import (
 )
 from sandbox_api.manifest import Manifest
 from sandbox_api.roles import Role
-from sandbox_api.schemas import DatasetCreate, DatasetOut, VersionOut, VersionStored
+from sandbox_api.schemas import DatasetCreate, DatasetOut, Decision, VersionOut, VersionStored
 from sandbox_api.server.auth import Principal
 from sandbox_api.server.deps import CatalogReaderDep, Services, ServicesDep, StewardDep, deny
 from sandbox_api.server.openapi_doc import link
 from sandbox_api.server.problems import raises
 from sandbox_api.server.services.catalog import DatasetView, VersionView
+from sandbox_api.server.services.catalog_review import four_eyes_refusal
 from sandbox_api.server.services.ingest import UploadedFile
 from sandbox_api.server.services.scopes import parse_stored_view
 
@@ -67,11 +68,19 @@ UPLOAD_BODY: dict[str, Any] = {
 }
 
 
-def version_out(view: VersionView) -> VersionOut:
-    return VersionOut.model_validate(asdict(view))
+def version_out(view: VersionView, *, validation: bool = True) -> VersionOut:
+    """``validation``: False leaves the report out (its counts are about the steward's rows)."""
+    fields = asdict(view)
+    if not validation:
+        fields["validation"] = None
+    return VersionOut.model_validate(fields)
 
 
-def dataset_out(view: DatasetView) -> DatasetOut:
+def dataset_out(view: DatasetView, who: Principal | None = None) -> DatasetOut:
+    """The dataset as ``who`` may see it: operators see published versions only, without reports."""
+    operator = who is not None and who.role is Role.OPERATOR
+    if operator:
+        view = view.published_only()
     current = view.current
     return DatasetOut(
         domain=view.domain,
@@ -79,7 +88,7 @@ def dataset_out(view: DatasetView) -> DatasetOut:
         description=view.description,
         created_at=view.created_at,
         current_version=None if current is None else current.version_id,
-        versions=[version_out(v) for v in view.versions],
+        versions=[version_out(v, validation=not operator) for v in view.versions],
     )
 
 
@@ -136,7 +145,7 @@ def list_datasets(who: CatalogReaderDep, services: ServicesDep) -> list[DatasetO
     domain = who.domain if who.role is Role.STEWARD else None
     views = services.catalog.list_datasets(domain=domain)
     visible = _visible(services, who)
-    return [dataset_out(v) for v in views if visible is None or v.ref in visible]
+    return [dataset_out(v, who) for v in views if visible is None or v.ref in visible]
 
 
 @router.get(
@@ -152,14 +161,17 @@ def get_dataset(
     visible = _visible(services, who)
     if visible is not None and f"{domain}/{name}" not in visible:
         raise NotFound(f"dataset {domain}/{name} does not exist or is not in one of your active scopes")
-    return dataset_out(services.catalog.get_dataset(domain, name))
+    return dataset_out(services.catalog.get_dataset(domain, name), who)
 
 
 @router.post(
     "/{domain}/{name}/versions",
     status_code=status.HTTP_201_CREATED,
-    summary="Upload a version: multipart `manifest` (JSON) plus one CSV or Parquet file per table",
-    description="Answers 201 with a new version, or 200 with `created: false` when identical content was "
+    summary="Upload a version as a draft: multipart `manifest` (JSON) plus one CSV or Parquet file per table",
+    description="The version is stored as a `draft` with its validation report; it goes live only when a "
+    "second steward of the domain publishes it (unless the deployment sets `catalog_review_required` to "
+    "false, when it is published at once). "
+    "Answers 201 with a new version, or 200 with `created: false` when identical content was "
     "already stored (the version id is the SHA-256 of the canonical plaintext, so re-uploading is "
     "idempotent). "
     "Bodies above `max_upload_mb` are refused with 413 while streaming; files that do not parse or do not "
@@ -284,3 +296,86 @@ def retire_version(
     with services.db.write() as session:
         services.catalog.retire_version(session, actor=who.name, domain=domain, name=name, version_id=version)
     return dataset_out(services.catalog.get_dataset(domain, name))
+
+
+@router.get(
+    "/{domain}/{name}/versions/{version}",
+    summary="One version with its state, review and validation report",
+    description="Stewards see their domain's versions with the validation report; operators see only "
+    "published versions of datasets in their active scopes, without the report.",
+    responses=raises(NotAuthenticated, Forbidden, NotFound),
+)
+def get_version(
+    domain: str, name: str, version: str, request: Request, who: CatalogReaderDep, services: ServicesDep
+) -> VersionOut:
+    if who.role is Role.STEWARD:
+        _require_steward_of(services, request, who, domain)
+    visible = _visible(services, who)
+    hidden = NotFound(f"dataset {domain}/{name} has no version {version} that you can see")
+    if visible is not None and f"{domain}/{name}" not in visible:
+        raise hidden
+    found = services.catalog.version(domain, name, version)
+    if who.role is Role.OPERATOR:
+        if found.state in {"draft", "returned"}:
+            raise hidden
+        return version_out(found, validation=False)
+    return version_out(found)
+
+
+def _review_guard(
+    services: Services, request: Request, who: Principal, domain: str, name: str, version: str
+) -> None:
+    """The checks before a review decision: the domain, and four eyes (refusals audited as denials)."""
+    _require_steward_of(services, request, who, domain)
+    found = services.catalog.version(domain, name, version)
+    refusal = four_eyes_refusal(uploader=found.created_by, reviewer=who.name)
+    if refusal is not None:
+        raise deny(services, request, who, refusal.detail)
+
+
+@router.post(
+    "/{domain}/{name}/versions/{version}/publish",
+    summary="Publish a draft (a second steward of the domain): it becomes the current version",
+    description="Four eyes: the steward who uploaded the draft cannot publish it. Only a draft whose "
+    "validation report passed is published; jobs started afterwards read it.",
+    responses=raises(NotAuthenticated, Forbidden, NotFound, Conflict, InvalidInput),
+)
+def publish_version(
+    domain: str,
+    name: str,
+    version: str,
+    body: Decision,
+    request: Request,
+    who: StewardDep,
+    services: ServicesDep,
+) -> DatasetOut:
+    _review_guard(services, request, who, domain, name, version)
+    with services.db.write() as session:
+        services.catalog.publish_version(
+            session, actor=who.name, domain=domain, name=name, version_id=version, reason=body.reason
+        )
+    return dataset_out(services.catalog.get_dataset(domain, name), who)
+
+
+@router.post(
+    "/{domain}/{name}/versions/{version}/return",
+    summary="Return a draft for correction, with reasons (a second steward of the domain)",
+    description="The version stays in the history as `returned` with the reasons; the uploader corrects "
+    "the files and uploads them as a new draft.",
+    responses=raises(NotAuthenticated, Forbidden, NotFound, Conflict, InvalidInput),
+)
+def return_version(
+    domain: str,
+    name: str,
+    version: str,
+    body: Decision,
+    request: Request,
+    who: StewardDep,
+    services: ServicesDep,
+) -> DatasetOut:
+    _review_guard(services, request, who, domain, name, version)
+    with services.db.write() as session:
+        services.catalog.return_version(
+            session, actor=who.name, domain=domain, name=name, version_id=version, reason=body.reason
+        )
+    return dataset_out(services.catalog.get_dataset(domain, name), who)

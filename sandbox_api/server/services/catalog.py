@@ -1,10 +1,13 @@
-"""Datasets and their versions: encrypted storage on upload, schema views, the policies' catalog."""
+"""Datasets and their versions: encrypted storage on upload, schema views, the policies' catalog.
+
+A version is uploaded as a draft with its validation report and becomes live (``active``) only when a
+second steward of its domain publishes it; the review rules are in services/catalog_review.py."""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +23,21 @@ from executors.base import PartRef, TableInput
 from executors.storage import version_id_of, write_version
 from sandbox_api.clock import Clock, as_utc, iso
 from sandbox_api.errors import Conflict, InvalidUpload, NotFound
-from sandbox_api.manifest import Manifest
+from sandbox_api.manifest import ColumnDecl, Manifest
 from sandbox_api.server.services.audit import AuditLog
+from sandbox_api.server.services.catalog_review import (
+    ACTIVE,
+    DRAFT,
+    RETIRED,
+    RETURNED,
+    publish_refusal,
+    return_refusal,
+)
 from sandbox_api.server.services.ingest import UploadedFile, read_upload
 from sandbox_api.server.services.principals import check_name
+from sandbox_api.server.services.validation_report import validation_report
 from sandbox_api.server.store.db import Database
 from sandbox_api.server.store.models import DatasetRow, DatasetVersionRow, DomainRow
-
-ACTIVE = "active"
-RETIRED = "retired"
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,16 @@ class VersionView:
     created_by: str
     # [{name, unit, row_count, unique_units, columns: [{name, type, class, domain}]}]
     tables: list[dict[str, Any]]
+    # The checks run against the manifest at upload (services/validation_report.py); None before reports.
+    validation: dict[str, Any] | None = None
+    reviewed_by: str | None = None
+    reviewed_at: str | None = None
+    review_reason: str = ""
+    published_at: str | None = None
+
+    @property
+    def published(self) -> bool:
+        return self.state == ACTIVE
 
 
 @dataclass(frozen=True)
@@ -55,8 +74,13 @@ class DatasetView:
 
     @property
     def current(self) -> VersionView | None:
-        """The newest active version: what new jobs read."""
-        return next((v for v in reversed(self.versions) if v.state == ACTIVE), None)
+        """The most recently published active version: what new jobs read (drafts never are)."""
+        live = [(v.published_at or v.created_at, i, v) for i, v in enumerate(self.versions) if v.published]
+        return max(live, key=lambda t: (t[0], t[1]))[2] if live else None
+
+    def published_only(self) -> DatasetView:
+        """The dataset as operators see it: no draft and no returned version."""
+        return replace(self, versions=[v for v in self.versions if v.state not in {DRAFT, RETURNED}])
 
 
 @dataclass(frozen=True)
@@ -72,6 +96,11 @@ def version_view(row: DatasetVersionRow) -> VersionView:
         created_at=iso(row.created_at),
         created_by=row.created_by,
         tables=list(row.manifest),
+        validation=row.validation,
+        reviewed_by=row.reviewed_by,
+        reviewed_at=None if row.reviewed_at is None else iso(as_utc(row.reviewed_at)),
+        review_reason=row.review_reason or "",
+        published_at=None if row.published_at is None else iso(as_utc(row.published_at)),
     )
 
 
@@ -88,6 +117,8 @@ class CatalogService:
     # The deployment's algorithms: each version's data key is of the profile's cipher and its id is
     # the profile's hash of the canonical plaintext (crypto.profile).
     profile: CryptoProfile = PROFILES[INTERNATIONAL]
+    # settings.catalog_review_required: False publishes every upload at once, without review.
+    review_required: bool = True
 
     # --- datasets --------------------------------------------------------------------------------
     def create_dataset(
@@ -126,12 +157,21 @@ class CatalogService:
     def add_version(
         self, *, actor: str, domain: str, name: str, manifest: Manifest, files: Sequence[UploadedFile]
     ) -> StoredVersion:
-        """Parse, check, encrypt and register one version. Identical content gives the same version id
+        """Parse, check, encrypt and register one version: a draft with its validation report, or live at
+        once where the deployment does not require review. Identical content gives the same version id
         and stores nothing new (the upload is idempotent)."""
         dataset = self.get_dataset(domain, name)
         tables = self._parse(manifest, files)
         version_id = version_id_of(tables, new_hash=self.profile.new_hash)
         described = self._describe(manifest, tables)
+        report = validation_report(manifest, tables)
+        if not report["passed"]:
+            # Upload refuses each broken declaration with its own message; this only guards the report.
+            failed = [c for t in report["tables"] for c in t["checks"] if not c["passed"]]
+            raise InvalidUpload(
+                "the files do not match the manifest: see findings",
+                findings=[{"rule": c["check"], "message": f"{c['column']}: {c['detail']}"} for c in failed],
+            )
         existing = next((v for v in dataset.versions if v.version_id == version_id), None)
         if existing is not None:
             return self._unchanged(actor, dataset, existing, described)
@@ -170,9 +210,11 @@ class CatalogService:
                     },
                     wrapped_key=wrapped,
                     key_aad=key_aad,
-                    state=ACTIVE,
+                    state=DRAFT if self.review_required else ACTIVE,
                     created_at=self.clock.now(),
                     created_by=actor,
+                    validation=report,
+                    published_at=None if self.review_required else self.clock.now(),
                 )
                 session.add(row)
                 session.flush()
@@ -184,8 +226,21 @@ class CatalogService:
                         "dataset": f"{domain}/{name}",
                         "version": version_id,
                         "rows": {t["name"]: t["row_count"] for t in described},
+                        "state": row.state,
+                        "validation": "passed",
                     },
                 )
+                if not self.review_required:
+                    self.audit.append(
+                        session,
+                        event="dataset.version.published",
+                        actor=actor,
+                        details={
+                            "dataset": f"{domain}/{name}",
+                            "version": version_id,
+                            "review": "not required by this deployment (catalog_review_required=false)",
+                        },
+                    )
                 view = version_view(row)
         except BaseException:
             # Nothing registered: remove the parts so a failed upload leaves no trace.
@@ -208,6 +263,68 @@ class CatalogService:
             details={"dataset": dataset.ref, "version": existing.version_id},
         )
         return StoredVersion(view=existing, created=False)
+
+    # --- review ----------------------------------------------------------------------------------
+    def publish_version(
+        self, session: Session, *, actor: str, domain: str, name: str, version_id: str, reason: str
+    ) -> VersionView:
+        """A second steward publishes a draft: it becomes the current version that jobs read."""
+        row = self._version_row(session, domain, name, version_id)
+        if row.state == ACTIVE and row.reviewed_by == actor:
+            return version_view(row)  # a repeated publication is harmless
+        refusal = publish_refusal(
+            state=row.state, uploader=row.created_by, reviewer=actor, validation=row.validation
+        )
+        if refusal is not None:
+            raise refusal
+        now = self.clock.now()
+        row.state, row.reviewed_by, row.reviewed_at, row.review_reason = ACTIVE, actor, now, reason
+        row.published_at = now
+        self.audit.append(
+            session,
+            event="dataset.version.published",
+            actor=actor,
+            details={
+                "dataset": f"{domain}/{name}",
+                "version": version_id,
+                "uploaded_by": row.created_by,
+                "reason": reason,
+            },
+        )
+        return version_view(row)
+
+    def return_version(
+        self, session: Session, *, actor: str, domain: str, name: str, version_id: str, reason: str
+    ) -> VersionView:
+        """A second steward sends a draft back for correction, with reasons the uploader can act on."""
+        row = self._version_row(session, domain, name, version_id)
+        if row.state == RETURNED and row.reviewed_by == actor and row.review_reason == reason:
+            return version_view(row)
+        refusal = return_refusal(state=row.state, uploader=row.created_by, reviewer=actor, reason=reason)
+        if refusal is not None:
+            raise refusal
+        row.state, row.reviewed_by, row.reviewed_at, row.review_reason = (
+            RETURNED,
+            actor,
+            self.clock.now(),
+            reason,
+        )
+        self.audit.append(
+            session,
+            event="dataset.version.returned",
+            actor=actor,
+            details={
+                "dataset": f"{domain}/{name}",
+                "version": version_id,
+                "uploaded_by": row.created_by,
+                "reason": reason,
+            },
+        )
+        return version_view(row)
+
+    def version(self, domain: str, name: str, version_id: str) -> VersionView:
+        with self.db.read() as session:
+            return version_view(self._version_row(session, domain, name, version_id))
 
     def retire_version(
         self, session: Session, *, actor: str, domain: str, name: str, version_id: str
@@ -279,7 +396,7 @@ class CatalogService:
                 # which lets a remainder row add its rows' unit counts (services/release_facts.py).
                 "unique_units": pc.count_distinct(tables[t.name].column(t.unit)).as_py()
                 == tables[t.name].num_rows,
-                "columns": [c.model_dump(mode="json", by_alias=True) for c in t.columns],
+                "columns": [_column(c) for c in t.columns],
                 **({"one_row_per_unit": True} if t.one_row_per_unit else {}),
                 # Stored per table, since a scope grants tables; absent when undeclared (default level).
                 **({"level": manifest.level} if manifest.level is not None else {}),
@@ -323,6 +440,13 @@ class CatalogService:
             created_at=iso(as_utc(row.created_at)),
             versions=[version_view(v) for v in versions],
         )
+
+
+def _column(column: ColumnDecl) -> dict[str, Any]:
+    """A declared column as stored; ``nullable`` only where declared false, so that versions stored
+    before the declaration existed compare equal to a re-upload of the same manifest."""
+    stored = column.model_dump(mode="json", by_alias=True, exclude={"nullable"})
+    return stored if column.nullable else {**stored, "nullable": False}
 
 
 def _declared(table: Mapping[str, Any]) -> dict[str, Any]:

@@ -72,6 +72,7 @@ def read_upload(upload: UploadedFile, table: TableDecl) -> pa.Table:
     upload.stream.seek(0)
     parsed = _read_csv(upload, table) if fmt == "csv" else _read_parquet(upload, table)
     _check_unit(parsed, table)
+    _check_nulls(parsed, table)
     _check_domains(parsed, table)
     return parsed
 
@@ -188,9 +189,7 @@ def _check_columns(upload: UploadedFile, table: TableDecl, present: list[str]) -
 
 def _check_unit(parsed: pa.Table, table: TableDecl) -> None:
     column = parsed.column(table.unit)
-    nulls = column.null_count
-    if pa.types.is_string(column.type):
-        nulls += pc.sum(pc.equal(column, "")).as_py() or 0
+    nulls = missing_values(column)
     if nulls:
         raise InvalidUpload(
             f"table {table.name!r}: the unit column {table.unit!r} has {nulls} empty values; "
@@ -202,6 +201,30 @@ def _check_unit(parsed: pa.Table, table: TableDecl) -> None:
         raise InvalidUpload(
             f"table {table.name!r} is declared one_row_per_unit, but some {table.unit!r} values occur in "
             "more than one row; remove the declaration or the repeated rows"
+        )
+
+
+def missing_values(column: pa.ChunkedArray) -> int:
+    """Nulls, and empty strings in a text column (a CSV cannot tell them apart)."""
+    count = column.null_count
+    if pa.types.is_string(column.type):
+        count += pc.sum(pc.equal(column, "")).as_py() or 0
+    return int(count)
+
+
+def _check_nulls(parsed: pa.Table, table: TableDecl) -> None:
+    """A column declared ``nullable: false`` holds a value in every row."""
+    problems = [
+        f"column {c.name!r} is declared nullable: false but has {n} missing value(s)"
+        for c in table.columns
+        if not c.nullable and (n := missing_values(parsed.column(c.name)))
+    ]
+    if problems:
+        raise InvalidUpload(
+            f"table {table.name!r} does not match its manifest: "
+            + "; ".join(problems)
+            + " (fill the values, or declare the column nullable)",
+            findings=[{"rule": "nulls", "message": p} for p in problems],
         )
 
 

@@ -95,10 +95,18 @@ class DatasetVersionRow(Base):
     layout: Mapped[dict[str, Any]] = mapped_column(JSON)
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
     key_aad: Mapped[str] = mapped_column(String(300))
-    state: Mapped[str] = mapped_column(String(16))  # active | retired
+    # draft | returned | active (published) | retired: see services/catalog_review.py
+    state: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str] = mapped_column(String(64))
     retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # What was checked against the manifest at upload; NULL for versions stored before the workflow.
+    validation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    reviewed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    review_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # When it became live; the most recently published active version is the current one.
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ScopeVersionRow(Base):

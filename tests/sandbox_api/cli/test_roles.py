@@ -126,10 +126,40 @@ def test_steward_infers_a_manifest_uploads_shows_and_retires(gateway: Gateway, t
     assert "300" in ok(stored)
     assert f"sent {human_size(csv.stat().st_size)} in " in stored.output  # every byte counted as sent
     assert "/s)" in stored.output  # and the rate
+    assert "stored as a draft" in stored.output
+    found = json.loads(ok(gateway.run("carol", "dataset", "show", dataset, "--json")))
+    assert found["current_version"] is None
+    version = found["versions"][0]["version_id"]
+    # Four eyes: carol cannot publish her own upload; cindy, the second steward, reviews and publishes it.
+    assert "four eyes" in refused(gateway.run("carol", "dataset", "publish", dataset, version[:8]))
+    report = ok(gateway.run("cindy", "dataset", "review", dataset, version[:8]))
+    assert "validation passed" in report
+    assert "unit_not_null" in report
+    published = ok(gateway.run("cindy", "dataset", "publish", dataset, version[:8], "--reason", "checked"))
+    assert f"current: {version[:12]}" in published
     shown = ok(gateway.run("carol", "dataset", "show", dataset))
     assert "identifying" in shown
-    version = json.loads(ok(gateway.run("carol", "dataset", "show", dataset, "--json")))["current_version"]
     assert "retired" in ok(gateway.run("carol", "dataset", "retire", dataset, version[:8]))
+
+
+def test_a_second_steward_returns_a_draft_with_reasons(gateway: Gateway, tmp_path: Path) -> None:
+    csv = _residents_csv(tmp_path)
+    manifest = tmp_path / "manifest.json"
+    ok(runner.invoke(app, ["dataset", "infer", str(csv), "--out", str(manifest)]))
+    dataset = f"{demo_data.CIVIL_AFFAIRS}/returned"
+    upload = ["dataset", "upload", dataset, "--manifest", str(manifest), "--table", f"returned={csv}"]
+    manifest.write_text(manifest.read_text().replace('"residents"', '"returned"'))
+    ok(gateway.run("carol", *upload, "--create"))
+    version = json.loads(ok(gateway.run("carol", "dataset", "show", dataset, "--json")))["versions"][0]
+    returned = ok(
+        gateway.run(
+            "cindy", "dataset", "return", dataset, version["version_id"][:8], "--reason", "wrong year"
+        )
+    )
+    assert "wrong year" in returned
+    review = ok(gateway.run("carol", "dataset", "review", dataset, version["version_id"][:8]))
+    assert "returned" in review
+    assert "reviewed by cindy" in review
 
 
 def test_a_manifest_error_keeps_its_field_path(gateway: Gateway, tmp_path: Path) -> None:

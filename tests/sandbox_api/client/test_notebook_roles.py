@@ -69,12 +69,20 @@ def test_the_steward_notebook(
     url, cast = gateway
     text = _run(
         "steward_walkthrough.ipynb",
-        {"SANDBOX_URL": url, "SANDBOX_TOKEN": cast.tokens["carol"]},
+        {
+            "SANDBOX_URL": url,
+            "SANDBOX_TOKEN": cast.tokens["carol"],
+            "SANDBOX_REVIEWER_TOKEN": cast.tokens["cindy"],
+        },
         tmp_path,
         monkeypatch,
     )
     assert "civil-affairs/citizens" in text
     assert "stored encrypted (new: True)" in text
+    assert "state: draft" in text
+    assert "district   pass" in text  # the validation report checked the declared categories
+    assert "four eyes" in text  # carol cannot publish her own upload
+    assert "published by cindy" in text
     assert "Atlantis" in text  # the refused value is named
     assert "retired" in text
     assert "active" in text

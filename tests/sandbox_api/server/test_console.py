@@ -243,7 +243,8 @@ def test_a_steward_crypto_shreds_a_version_only_after_typing_its_id(api: World) 
         "/v1/datasets", headers=api.h("stu"), json={"domain": DOMAIN, "name": "shred-me"}
     )
     assert created.status_code == 201, created.text
-    version = upload(api.client, api.tokens["stu"], dataset="shred-me").json()["version"]["version_id"]
+    stored = upload(api.client, api.tokens["stu"], dataset="shred-me", reviewer=api.tokens["sam"])
+    version = stored.json()["version"]["version_id"]
     stu = sign_in(api.client, api.tokens["stu"])
     path = f"/console/datasets/{DOMAIN}/shred-me/versions/{version}/shred"
     slip = stu.post(api.client, path, {"confirm": "yes", "reason": "consent withdrawn"})

@@ -139,6 +139,7 @@ def probe_and_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pr
             files={BENEFITS: ("benefits.csv", csv_bytes(_benefits()), "text/csv")},
             domain=OTHER_DOMAIN,
             dataset=BENEFITS,
+            reviewer=api.tokens["cass"],
         )
         assert stored.status_code == 201, stored.text
         approve_scope(api, _scope(), XD)

@@ -76,7 +76,9 @@ def test_approval_rechecks_the_floors_against_the_current_level(api: World) -> N
     stored = upload(api.client, api.tokens["stu"], manifest=manifest_at("L4"), dataset=DATASET)
     assert stored.status_code == 409  # same rows, different declarations: versions are immutable
     files = {"citizens": ("citizens.csv", csv_bytes(citizens_table(1400, seed=9)), "text/csv")}
-    stored = upload(api.client, api.tokens["stu"], manifest=manifest_at("L4"), files=files)
+    stored = upload(
+        api.client, api.tokens["stu"], manifest=manifest_at("L4"), files=files, reviewer=api.tokens["sam"]
+    )
     assert stored.status_code == 201, stored.text
     approved = api.client.post(
         f"/v1/scopes/before-l4/versions/{version}/approve", headers=api.h("oscar"), json={"reason": "ok"}

@@ -80,6 +80,7 @@ def two(api: World) -> str:
         manifest=VISITS_MANIFEST,
         dataset="visits",
         files={"visits": ("visits.csv", csv_bytes(_visits()), "text/csv")},
+        reviewer=api.tokens["sam"],
     )
     assert stored.status_code == 201, stored.text
     approve_scope(api, _two_dataset_scope(), TWO)

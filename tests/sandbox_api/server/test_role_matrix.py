@@ -66,6 +66,22 @@ MATRIX: dict[tuple[str, str], tuple[str, Any, frozenset[str]]] = {
         None,
         frozenset({"stu"}),
     ),
+    # The catalog workflow: a second steward of the domain reviews; cleo stewards another domain.
+    ("GET", "/v1/datasets/{domain}/{name}/versions/{version}"): (
+        D + "/versions/abc",
+        None,
+        READERS - {"cleo"},
+    ),
+    ("POST", "/v1/datasets/{domain}/{name}/versions/{version}/publish"): (
+        D + "/versions/abc/publish",
+        {},
+        frozenset({"stu"}),
+    ),
+    ("POST", "/v1/datasets/{domain}/{name}/versions/{version}/return"): (
+        D + "/versions/abc/return",
+        {"reason": "matrix"},
+        frozenset({"stu"}),
+    ),
     ("POST", "/v1/scopes"): ("/v1/scopes", {}, frozenset({"olga"})),
     ("GET", "/v1/scopes"): ("/v1/scopes", None, SCOPE_READERS),
     ("GET", "/v1/scopes/{name}"): ("/v1/scopes/matrix-none", None, SCOPE_READERS),
@@ -153,6 +169,14 @@ CONSOLE: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
     ("POST", C + "/scopes/{name}/versions/{version_id}/revoke"): (CS + "/revoke", OFFICER),
     ("GET", C + "/datasets"): (C + "/datasets", READERS),
     # A steward of another domain (cleo) is refused by the domain gate, as on the API.
+    ("POST", C + "/datasets/{domain}/{name}/versions/{version}/publish"): (
+        f"{C}/datasets/{DOMAIN}/matrix-none/versions/abc/publish",
+        frozenset({"stu"}),
+    ),
+    ("POST", C + "/datasets/{domain}/{name}/versions/{version}/return"): (
+        f"{C}/datasets/{DOMAIN}/matrix-none/versions/abc/return",
+        frozenset({"stu"}),
+    ),
     ("POST", C + "/datasets/{domain}/{name}/versions/{version}/retire"): (
         f"{C}/datasets/{DOMAIN}/matrix-none/versions/abc/retire",
         frozenset({"stu"}),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from sandbox_api.server.store import migrate
 from sandbox_api.server.store.db import Database, open_database
@@ -67,3 +67,41 @@ def test_every_downgrade_step_runs_down_to_an_empty_database(database: Database)
     assert _tables(database) == set()
     migrate.upgrade(database)  # and back up: the downgrades left nothing behind that blocks it
     assert _drift(database) == []
+
+
+def test_versions_stored_before_the_catalog_review_stay_live_and_drafts_are_retired_on_the_way_down(
+    database: Database,
+) -> None:
+    migrate.upgrade(database, revision="0010")
+    with database.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO domains (name, description, kek_id, created_at) "
+                "VALUES ('d', '', 'k', '2026-01-02 03:04:05+00')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO datasets (id, domain, name, description, created_at, created_by) "
+                "VALUES (1, 'd', 'n', '', '2026-01-02 03:04:05+00', 'stu')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO dataset_versions (dataset_id, version_id, manifest, layout, wrapped_key, "
+                "key_aad, state, created_at, created_by) VALUES (1, 'v1', '[]', '{}', :key, 'a', 'active', "
+                "'2026-01-02 03:04:05+00', 'stu')"
+            ),
+            {"key": b"k"},
+        )
+    migrate.upgrade(database, revision="0011")
+    with database.engine.begin() as connection:
+        row = connection.execute(
+            text("SELECT state, published_at IS NOT NULL, review_reason FROM dataset_versions")
+        ).one()
+        assert tuple(row) == ("active", True, "")
+        connection.execute(text("UPDATE dataset_versions SET state = 'draft'"))
+    migrate.downgrade(database, revision="0010")
+    with database.engine.begin() as connection:
+        # The older code knows no draft: it would read one as live.
+        assert connection.execute(text("SELECT state FROM dataset_versions")).scalar_one() == "retired"
