@@ -15,7 +15,7 @@ from babel.support import NullTranslations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.responses import HTMLResponse
 
-from sandbox_api.server.console.charts import bar_chart
+from sandbox_api.server.console.charts import bar_chart, line_chart
 from sandbox_api.server.console.i18n import LANGUAGES, Language, localised_datetime, localised_number
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -53,6 +53,7 @@ def new_environment() -> Environment:
     )
     env.globals["LANGUAGES"] = LANGUAGES
     env.globals["bar_chart"] = bar_chart
+    env.globals["line_chart"] = line_chart
     return env
 
 

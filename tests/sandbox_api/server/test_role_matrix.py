@@ -110,6 +110,9 @@ CONSOLE: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
     ("GET", C + "/sign-in"): (C + "/sign-in", ALL),
     ("POST", C + "/sign-in"): (C + "/sign-in", ALL),
     ("POST", C + "/sign-out"): (C + "/sign-out", ALL),
+    # Sign-in by redirect to the single sign-on issuer (off in this deployment: 404 to everyone).
+    ("GET", C + "/sign-in/sso"): (C + "/sign-in/sso", ALL),
+    ("GET", C + "/sign-in/sso/callback"): (C + "/sign-in/sso/callback", ALL),
     ("POST", C + "/language"): (C + "/language", ALL),
     ("GET", C + "/home"): (C + "/home", ALL),
     ("GET", C + "/jobs"): (C + "/jobs", JOB_READERS),
@@ -162,7 +165,13 @@ CONSOLE: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
     ),
 }
 # Pages a signed-out visitor may use (with the CSRF token of their anonymous session).
-CONSOLE_OPEN = {("GET", C + "/sign-in"), ("POST", C + "/sign-in"), ("POST", C + "/language")}
+CONSOLE_OPEN = {
+    ("GET", C + "/sign-in"),
+    ("POST", C + "/sign-in"),
+    ("POST", C + "/language"),
+    ("GET", C + "/sign-in/sso"),
+    ("GET", C + "/sign-in/sso/callback"),
+}
 
 # Public signing keys need no token: whoever holds a receipt must be able to verify it. Probes come from
 # orchestrators, which hold no token.
