@@ -468,3 +468,24 @@ def test_sign_in_by_redirect_to_an_issuer_on_another_site(
         context.close()
         signed_in = [e for e in api.audit_events("console.signed_in") if e["actor"] == "sso-ann"]
         assert [e["details"]["method"] for e in signed_in] == ["sso"]
+
+
+def test_a_result_over_time_is_a_line_chart_that_passes_axe_and_the_csp(live: Live) -> None:
+    sql = "SELECT birth_date, COUNT(*) AS n FROM citizens GROUP BY birth_date"
+    submitted = live.api.client.post(
+        "/v1/jobs", headers=live.api.h("alice"), json={"scope": SCOPE, "sql": sql}
+    )
+    job_id = submitted.json()["job_id"]
+    assert live.api.wait(job_id)["state"] == "released"
+    desk = Desk(live, "alice")
+    page = desk.go(f"/console/jobs/{job_id}")
+    line = page.locator("svg.line-chart polyline.chart-line")
+    expect(line).to_have_count(1)
+    box = line.bounding_box()
+    assert box is not None and box["width"] > 300  # drawn across the plot, not collapsed
+    expect(page.locator("svg.chart rect")).to_have_count(0)
+    desk.shot("operator-line-chart")
+    serious = [v for v in _axe(page) if v["impact"] in ("serious", "critical")]
+    assert serious == [], json.dumps(serious, indent=1)
+    assert desk.violations == []
+    desk.close()
