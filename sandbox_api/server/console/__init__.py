@@ -28,6 +28,7 @@ from sandbox_api.server.console import (
     pages_sso,
 )
 from sandbox_api.server.console.api_docs import install_api_docs
+from sandbox_api.server.console.chain_watch import ChainWatch
 from sandbox_api.server.console.i18n import load_translations
 from sandbox_api.server.console.rendering import Renderer, new_environment
 from sandbox_api.server.console.session import SessionKeys, SignedOut
@@ -61,6 +62,7 @@ def install_console(app: FastAPI) -> None:
             csrf_key=services.keys.secret("console-csrf"),
         ),
         signed_out=SignedOut(),
+        chain_watch=ChainWatch(),
         code_flow=CodeFlow.from_settings(services.settings) if services.sso is not None else None,
     )
     app.state.console = state

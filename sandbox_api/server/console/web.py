@@ -18,6 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from sandbox_api.errors import Forbidden, NotAuthenticated
 from sandbox_api.roles import Role
 from sandbox_api.server.auth import Principal
+from sandbox_api.server.console.chain_watch import ChainWatch
 from sandbox_api.server.console.i18n import LANGUAGES, Language, negotiate
 from sandbox_api.server.console.rendering import Renderer
 from sandbox_api.server.console.session import COOKIE, LANG_COOKIE, Session, SessionKeys, SignedOut
@@ -35,6 +36,7 @@ class ConsoleState:
     renderer: Renderer
     keys: SessionKeys
     signed_out: SignedOut
+    chain_watch: ChainWatch
     code_flow: CodeFlow | None = None  # None: no sign-in by redirect (single sign-on is off)
 
 
