@@ -16,7 +16,13 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from starlette.responses import HTMLResponse
 
 from sandbox_api.server.console.charts import bar_chart, line_chart
-from sandbox_api.server.console.i18n import LANGUAGES, Language, localised_datetime, localised_number
+from sandbox_api.server.console.i18n import (
+    LANGUAGES,
+    Language,
+    babel_locale,
+    localised_datetime,
+    localised_number,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -71,7 +77,7 @@ class Renderer:
         context: Mapping[str, Any],
     ) -> HTMLResponse:
         translations = self.translations[language.code]
-        locale = language.babel_locale
+        locale = babel_locale(language.babel_locale)
         values = {
             **context,
             "lang": language,
