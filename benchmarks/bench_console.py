@@ -7,6 +7,7 @@ which is the gateway's time plus a fraction of a millisecond).
 
     .venv/bin/python benchmarks/bench_console.py                        # full demo data, 50 loads a page
     .venv/bin/python benchmarks/bench_console.py --citizens 20000 --visits 100000 --loads 20
+    .venv/bin/python benchmarks/bench_console.py --audit-events 20000   # a chain in use for a while
 
 Prints one JSON object.
 """
@@ -20,6 +21,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -61,6 +63,23 @@ def signed_in(http: httpx.Client, token: str) -> dict[str, str]:
     return {"Cookie": f"{COOKIE}={answer.cookies[COOKIE]}"}
 
 
+def grow_audit_log(url: str, token: str, events: int) -> None:
+    """A deployment that has been in use: every authenticated read is an audit event (the access
+    trace), so ``events`` reads of who-am-I lengthen the chain by as many events."""
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def reads(n: int) -> None:
+        with httpx.Client(base_url=url, timeout=60, headers=headers) as http:
+            for _ in range(n):
+                http.get("/v1/whoami").raise_for_status()
+
+    threads = [threading.Thread(target=reads, args=(events // 4,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def run(args: argparse.Namespace, state_dir: Path) -> dict[str, object]:
     admin_token = init_deployment(Settings(state_dir=state_dir)).admin_token
     assert admin_token is not None
@@ -86,6 +105,8 @@ def run(args: argparse.Namespace, state_dir: Path) -> dict[str, object]:
             with cast.client("alice") as operator:
                 job = operator.submit_job(demo_data.DEMO_SCOPE_NAME, SMALL_JOB)
                 operator.wait_for_job(job.job_id, timeout=120)
+            if args.audit_events:
+                grow_audit_log(url, admin_token, args.audit_events)
             with httpx.Client(base_url=url, timeout=60) as http:
                 for who, paths in PAGES.items():
                     headers = signed_in(http, cast.tokens[who])
@@ -113,6 +134,7 @@ def run(args: argparse.Namespace, state_dir: Path) -> dict[str, object]:
         "citizens": args.citizens,
         "visits": args.visits,
         "loads_per_page": args.loads,
+        "audit_events_added": args.audit_events,
         "pages": pages,
         "worst_p95_ms": worst,
         "goal_p95_ms": GOAL_P95_MS,
@@ -128,6 +150,9 @@ def main() -> None:
     parser.add_argument("--visits", type=int, default=1_000_000)
     parser.add_argument("--loads", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument(
+        "--audit-events", type=int, default=0, help="lengthen the audit chain first by this many reads"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sandbox-bench-") as scratch:
         print(json.dumps(run(args, Path(scratch) / "state"), indent=2))

@@ -401,6 +401,34 @@ class Settings(BaseSettings):
             "made-up key ids cannot turn every request into a request to the issuer."
         ),
     )
+    oidc_client_id: str | None = Field(
+        None,
+        description=(
+            "Console single sign-on by redirect: this service's client id at the issuer (a public client "
+            "using PKCE). Unset: `oidc_audience`, the audience its ID tokens name."
+        ),
+    )
+    oidc_authorize_url: str | None = Field(
+        None,
+        description=(
+            "Console single sign-on by redirect: the issuer's authorisation endpoint. Unset (with "
+            "`oidc_token_url`): read from the issuer's `/.well-known/openid-configuration`."
+        ),
+    )
+    oidc_token_url: str | None = Field(
+        None,
+        description=(
+            "Console single sign-on by redirect: the issuer's token endpoint. Unset (with "
+            "`oidc_authorize_url`): read from the issuer's discovery document."
+        ),
+    )
+    oidc_redirect_url: str | None = Field(
+        None,
+        description=(
+            "Console single sign-on by redirect: the callback address registered at the issuer, "
+            "`https://HOST/console/sign-in/sso/callback`. Unset: the address the browser reached."
+        ),
+    )
     log_format: Literal["json", "text"] = Field(
         "json",
         description=(
@@ -492,9 +520,15 @@ class Settings(BaseSettings):
             return self
         if not self.oidc_audience or not self.oidc_jwks_url:
             raise ValueError("single sign-on (oidc_issuer) needs oidc_audience and oidc_jwks_url")
-        parts = urlsplit(self.oidc_jwks_url)
-        if parts.scheme != "https" and parts.hostname not in {"127.0.0.1", "::1", "localhost"}:
-            raise ValueError("oidc_jwks_url must be https:// (plain http only on loopback)")
+        for setting in ("oidc_jwks_url", "oidc_authorize_url", "oidc_token_url"):
+            url = getattr(self, setting)
+            if url is None:
+                continue
+            parts = urlsplit(url)
+            if parts.scheme != "https" and parts.hostname not in {"127.0.0.1", "::1", "localhost"}:
+                raise ValueError(f"{setting} must be https:// (plain http only on loopback)")
+        if (self.oidc_authorize_url is None) != (self.oidc_token_url is None):
+            raise ValueError("oidc_authorize_url and oidc_token_url go together (or neither: discovery)")
         return self
 
     @property

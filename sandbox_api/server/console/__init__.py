@@ -26,17 +26,21 @@ from sandbox_api.server.console import (
     pages_open_data,
     pages_review,
     pages_scopes,
+    pages_sso,
 )
 from sandbox_api.server.console.api_docs import install_api_docs
+from sandbox_api.server.console.chain_watch import ChainWatch
 from sandbox_api.server.console.i18n import load_translations
 from sandbox_api.server.console.rendering import Renderer, new_environment
 from sandbox_api.server.console.session import SessionKeys, SignedOut
 from sandbox_api.server.console.web import PREFIX, ConsoleState, language_of
 from sandbox_api.server.deps import Services
+from sandbox_api.server.sso_redirect import CodeFlow
 
 STATIC = Path(__file__).parent / "static"
 ROUTERS = (
     pages_auth.router,
+    pages_sso.router,
     pages_jobs.router,
     pages_review.router,
     pages_scopes.router,
@@ -60,6 +64,8 @@ def install_console(app: FastAPI) -> None:
             csrf_key=services.keys.secret("console-csrf"),
         ),
         signed_out=SignedOut(),
+        chain_watch=ChainWatch(),
+        code_flow=CodeFlow.from_settings(services.settings) if services.sso is not None else None,
     )
     app.state.console = state
     for router in ROUTERS:

@@ -1,4 +1,5 @@
-"""Everyone's pages: sign in with a token, sign out, who am I, the language switch."""
+"""Everyone's pages: sign in with a token, sign out, who am I, the language switch. Sign-in by redirect
+to the single sign-on issuer is in ``pages_sso``; both open the session here."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from fastapi import APIRouter, Form
 from starlette.responses import Response
 
 from sandbox_api.errors import NotAuthenticated
-from sandbox_api.server.auth import MAX_BEARER_CHARS, parse_bearer
+from sandbox_api.server.auth import MAX_BEARER_CHARS, Principal, parse_bearer
 from sandbox_api.server.console.session import LANG_COOKIE
 from sandbox_api.server.console.web import (
     PREFIX,
     Anyone,
     CsrfVisitorDep,
+    Visitor,
     VisitorDep,
     home_of,
     known_language,
@@ -35,7 +37,7 @@ def console_root(who: VisitorDep) -> Response:
 
 @router.get("/sign-in")
 def sign_in_page(who: VisitorDep) -> Response:
-    return who.page("sign_in.html", error=None)
+    return sign_in_again(who, 200, None)
 
 
 @router.post("/sign-in")
@@ -52,20 +54,33 @@ def sign_in(who: CsrfVisitorDep, token: Annotated[str, Form(max_length=MAX_BEARE
             actor="anonymous",
             details={"method": "POST", "path": who.request.url.path, "reason": exc.detail},
         )
-        return who.page("sign_in.html", status_code=401, error=exc.detail)
+        return sign_in_again(who, 401, exc.detail)
+    if not open_session(who, presented, principal, method="sso" if looks_like_jwt(presented) else "token"):
+        return sign_in_again(who, 422, TOO_LONG)
+    return who.redirect(home_of(principal.role))
+
+
+def open_session(who: Visitor, token: str, principal: Principal, *, method: str) -> bool:
+    """The console session for ``token`` (already authenticated as ``principal``), audited as
+    ``console.signed_in``; False when the token is too long for a cookie (nothing is opened)."""
     # A fresh nonce on sign-in: a session planted before sign-in is worth nothing after it.
-    session = who.state.keys.new_session(now=time.time(), token=presented)
+    session = who.state.keys.new_session(now=time.time(), token=token)
     if len(who.state.keys.dump(session)) > MAX_COOKIE_CHARS:
         # Browsers drop a larger cookie silently: say so rather than sign in to nothing.
-        return who.page("sign_in.html", status_code=422, error=TOO_LONG)
+        return False
     who.start_session(session)
     who.principal = principal
-    services.audit.record(
+    who.services.audit.record(
         event="console.signed_in",
         actor=principal.name,
-        details={"role": principal.role.value, "method": "sso" if looks_like_jwt(presented) else "token"},
+        details={"role": principal.role.value, "method": method},
     )
-    return who.redirect(home_of(principal.role))
+    return True
+
+
+def sign_in_again(who: Visitor, status_code: int, error: str | None) -> Response:
+    """The sign-in page (with the single sign-on button where it is configured)."""
+    return who.page("sign_in.html", status_code=status_code, error=error, sso=who.state.code_flow is not None)
 
 
 @router.post("/sign-out")

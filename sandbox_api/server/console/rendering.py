@@ -15,8 +15,14 @@ from babel.support import NullTranslations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.responses import HTMLResponse
 
-from sandbox_api.server.console.charts import bar_chart
-from sandbox_api.server.console.i18n import LANGUAGES, Language, localised_datetime, localised_number
+from sandbox_api.server.console.charts import bar_chart, line_chart
+from sandbox_api.server.console.i18n import (
+    LANGUAGES,
+    Language,
+    babel_locale,
+    localised_datetime,
+    localised_number,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -53,6 +59,7 @@ def new_environment() -> Environment:
     )
     env.globals["LANGUAGES"] = LANGUAGES
     env.globals["bar_chart"] = bar_chart
+    env.globals["line_chart"] = line_chart
     return env
 
 
@@ -70,7 +77,7 @@ class Renderer:
         context: Mapping[str, Any],
     ) -> HTMLResponse:
         translations = self.translations[language.code]
-        locale = language.babel_locale
+        locale = babel_locale(language.babel_locale)
         values = {
             **context,
             "lang": language,

@@ -26,8 +26,25 @@ from crypto.errors import CryptoError
 
 COOKIE = "__Host-sbx_console"
 LANG_COOKIE = "__Host-sbx_lang"
+# A sign-in by redirect in progress. Its own cookie, SameSite=Lax: the issuer sends the browser back with
+# a cross-site navigation, on which a browser withholds the Strict session cookie (RFC 6265bis 5.6.7.1).
+FLOW_COOKIE = "__Host-sbx_sso"
 SESSION_AAD = b"console-session/v1"
+FLOW_AAD = b"console-sso-flow/v1"
 SESSION_HOURS = 8
+FLOW_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class Flow:
+    """What a sign-in by redirect must find again when the issuer sends the browser back: the ``state``
+    it sent, the ``nonce`` the ID token must carry and the PKCE verifier, sealed like a session."""
+
+    state: str
+    nonce: str
+    verifier: str
+    redirect_uri: str
+    expires: float
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,30 @@ class SessionKeys:
         except (CryptoError, ValueError, KeyError, TypeError):
             return None
         return session if session.expires > now else None
+
+    def dump_flow(self, flow: Flow) -> str:
+        payload = json.dumps(
+            {"s": flow.state, "n": flow.nonce, "v": flow.verifier, "r": flow.redirect_uri, "e": flow.expires}
+        ).encode()
+        return base64.urlsafe_b64encode(seal(self.seal_key, payload, aad=FLOW_AAD)).decode("ascii")
+
+    def load_flow(self, cookie: str | None, *, now: float) -> Flow | None:
+        """The flow in ``cookie``; None when absent, tampered with, a session cookie or expired."""
+        if not cookie or len(cookie) > 4096:
+            return None
+        try:
+            raw = unseal(self.seal_key, base64.urlsafe_b64decode(cookie.encode("ascii")), aad=FLOW_AAD)
+            data = json.loads(raw)
+            flow = Flow(
+                state=str(data["s"]),
+                nonce=str(data["n"]),
+                verifier=str(data["v"]),
+                redirect_uri=str(data["r"]),
+                expires=float(data["e"]),
+            )
+        except (CryptoError, ValueError, KeyError, TypeError):
+            return None
+        return flow if flow.expires > now else None
 
     def csrf_token(self, session: Session) -> str:
         return hmac.new(self.csrf_key, session.nonce.encode("ascii"), hashlib.sha256).hexdigest()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
 from starlette.responses import RedirectResponse, Response
@@ -18,10 +18,12 @@ from starlette.responses import RedirectResponse, Response
 from sandbox_api.errors import Forbidden, NotAuthenticated
 from sandbox_api.roles import Role
 from sandbox_api.server.auth import Principal
+from sandbox_api.server.console.chain_watch import ChainWatch
 from sandbox_api.server.console.i18n import LANGUAGES, Language, negotiate
 from sandbox_api.server.console.rendering import Renderer
 from sandbox_api.server.console.session import COOKIE, LANG_COOKIE, Session, SessionKeys, SignedOut
 from sandbox_api.server.deps import Services, ServicesDep, authenticate_token, deny
+from sandbox_api.server.sso_redirect import CodeFlow
 
 PREFIX = "/console"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
@@ -34,6 +36,8 @@ class ConsoleState:
     renderer: Renderer
     keys: SessionKeys
     signed_out: SignedOut
+    chain_watch: ChainWatch
+    code_flow: CodeFlow | None = None  # None: no sign-in by redirect (single sign-on is off)
 
 
 def console_state(request: Request) -> ConsoleState:
@@ -88,9 +92,16 @@ class Visitor:
         return response
 
 
-def set_cookie(response: Response, name: str, value: str, *, max_age: int | None = None) -> None:
+def set_cookie(
+    response: Response,
+    name: str,
+    value: str,
+    *,
+    max_age: int | None = None,
+    samesite: Literal["strict", "lax"] = "strict",
+) -> None:
     # __Host- cookies: Secure, Path=/, no Domain, so no other host or path can set or read them.
-    response.set_cookie(name, value, max_age=max_age, path="/", secure=True, httponly=True, samesite="strict")
+    response.set_cookie(name, value, max_age=max_age, path="/", secure=True, httponly=True, samesite=samesite)
 
 
 def visitor(request: Request, services: ServicesDep, state: StateDep) -> Visitor:

@@ -332,3 +332,34 @@ def test_the_auditor_replays_a_released_job_and_reads_the_outcome(api: World) ->
     assert answer.status_code == 200
     assert "<strong>match</strong>" in answer.text
     assert any(e["details"].get("job") == job_id for e in api.audit_events("job.replayed"))
+
+
+def test_a_result_over_time_is_drawn_as_a_line_in_time_order(api: World) -> None:
+    sql = "SELECT birth_date, COUNT(*) AS n FROM citizens GROUP BY birth_date"
+    submitted = api.client.post("/v1/jobs", headers=api.h("alice"), json={"scope": SCOPE, "sql": sql})
+    job_id = submitted.json()["job_id"]
+    assert api.wait(job_id)["state"] == "released"
+    result = api.client.get(f"/v1/jobs/{job_id}/result", headers=api.h("alice")).json()
+    assert result["column_types"][0] == "date"
+    page = sign_in(api.client, api.tokens["alice"]).get(api.client, f"/console/jobs/{job_id}").text
+    assert 'class="chart line-chart"' in page
+    assert 'class="chart-bar"' not in page  # a time axis is not a list of categories
+    points = re.search(r'<polyline points="([^"]+)" class="chart-line series-0">', page)
+    assert points is not None
+    xs = [float(p.split(",")[0]) for p in points.group(1).split()]
+    assert len(xs) == result["row_count"]
+    assert xs == sorted(xs)
+    assert xs[0] < xs[-1]
+    dates = sorted(row[0] for row in result["rows"])
+    assert f">{dates[0]}</text>" in page
+    assert f">{dates[-1]}</text>" in page
+
+
+def test_a_grouped_aggregate_keeps_its_bar_chart(api: World) -> None:
+    submitted = api.client.post("/v1/jobs", headers=api.h("alice"), json={"scope": SCOPE, "sql": GOOD_SQL})
+    job_id = submitted.json()["job_id"]
+    assert api.wait(job_id)["state"] == "released"
+    rows = api.client.get(f"/v1/jobs/{job_id}/result", headers=api.h("alice")).json()["row_count"]
+    page = sign_in(api.client, api.tokens["alice"]).get(api.client, f"/console/jobs/{job_id}").text
+    assert page.count('class="chart-bar"') == rows > 0
+    assert "line-chart" not in page

@@ -16,15 +16,27 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, expect, sync_playwright
 
-from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World, citizens_table, csv_bytes
+from sandbox_api.server.console.session import COOKIE
+from tests.sandbox_api.api_helpers import (
+    DOMAIN,
+    GOOD_SQL,
+    SCOPE,
+    World,
+    citizens_table,
+    csv_bytes,
+    scope_yaml,
+    world,
+)
+from tests.sandbox_api.local_issuer import AUDIENCE, local_issuer
 from tests.sandbox_api.python_job_helpers import PY_ONE, ensure_python_world, submit
 from tests.sandbox_api.replay_helpers import replayed_world
 
@@ -47,39 +59,44 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@contextmanager
+def serving(api: World) -> Iterator[str]:
+    """The world's app, already started by its test client, served on loopback for the browser too."""
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(api.client.app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the console's server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     with replayed_world(tmp_path_factory.mktemp("state")) as api:
         ensure_python_world(api)
-        # The world's app, already started by its test client, served on loopback for the browser too.
-        port = _free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(api.client.app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline, "the console's server did not start"
-            time.sleep(0.05)
-        try:
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path=CHROMIUM,
-                    args=[
-                        "--no-sandbox",
-                        "--disable-gpu",
-                        "--no-first-run",
-                        "--disable-background-networking",
-                    ],
-                )
-                try:
-                    yield Live(api, f"http://127.0.0.1:{port}", browser)
-                finally:
-                    browser.close()
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
+        with serving(api) as url, sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                ],
+            )
+            try:
+                yield Live(api, url, browser)
+            finally:
+                browser.close()
 
 
 class Desk:
@@ -187,6 +204,150 @@ def test_output_checker_releases_one_output_and_denies_another(live: Live) -> No
     assert "please aggregate by district first" in denied["reason"]
 
 
+def _approve_button(page: Page, version: str) -> Locator:
+    return page.locator(f"section.scope:has(code:text-is('{version[:12]}'))").get_by_role(
+        "button", name="Approve"
+    )
+
+
+def test_officers_write_fix_and_approve_a_scope_four_eyes_reading_the_diff(live: Live) -> None:
+    name = "browser-study"
+    olga = Desk(live, "olga")
+    page = olga.go("/console/scopes")
+    typo = scope_yaml(name=name).replace("min_units:", "min_unitz:")
+    typo_line = next(i for i, line in enumerate(typo.splitlines(), 1) if "min_unitz" in line)
+    editor = page.get_by_label("Scope document (YAML)")
+    editor.fill(typo)  # checked as typed: htmx posts the document after a pause
+    check = page.locator("#scope-check")
+    expect(check).to_contain_text("The document has problems")
+    expect(check.locator(".findings li").first).to_contain_text(f"line {typo_line}")
+    expect(check).to_contain_text("min_unitz")
+    olga.shot("officer-editor-problem")
+    editor.fill(scope_yaml(name=name))
+    expect(check).to_contain_text("The document is valid.")
+    page.get_by_role("button", name="Propose").click()
+    first = _pending_version(live.api, name)
+    expect(page.locator(f"section.scope:has(code:text-is('{first[:12]}'))")).to_contain_text("pending")
+
+    # Four eyes: the author's own approval is refused by the service and nothing changes.
+    _approve_button(page, first).click()
+    expect(page.locator("p.error[role=alert]")).to_contain_text("403")
+    assert _pending_version(live.api, name) == first
+
+    oscar = Desk(live, "oscar")
+    _approve_button(oscar.go("/console/scopes"), first).click()
+    expect(oscar.page).to_have_url(re.compile(r"/console/scopes$"))
+    assert _state_of(live.api, name, first) == "approved"
+
+    # A second version: the approving officer reads what changed before approving it.
+    olga.go("/console/scopes")
+    page.get_by_label("Scope document (YAML)").fill(scope_yaml(name=name, min_units=12))
+    expect(check).to_contain_text("The document is valid.")
+    page.get_by_role("button", name="Propose").click()
+    second = _pending_version(live.api, name)
+    oscar.go("/console/scopes")
+    section = oscar.page.locator(f"section.scope:has(code:text-is('{second[:12]}'))")
+    changed = section.locator("pre.diff span", has_text="min_units")
+    expect(changed).to_have_text(['-    "min_units": 10,', '+    "min_units": 12,'])
+    expect(changed.first).to_have_class("removed")
+    expect(changed.last).to_have_class("added")
+    oscar.shot("officer-approves-with-diff")
+    section.get_by_label("Reason").fill("k raised to 12, checked")
+    section.get_by_role("button", name="Approve").click()
+    expect(oscar.page).to_have_url(re.compile(r"/console/scopes$"))
+    assert _state_of(live.api, name, second) == "approved"
+    assert olga.violations == []
+    assert oscar.violations == []
+    olga.close()
+    oscar.close()
+    approvals = [e for e in live.api.audit_events("scope.") if e["details"].get("version") == second]
+    assert any(e["actor"] == "oscar" for e in approvals)
+
+
+def _pending_version(api: World, name: str) -> str:
+    scope = api.client.get(f"/v1/scopes/{name}", headers=api.h("olga")).json()
+    return str(next(v["version_id"] for v in scope["versions"] if v["state"] == "pending"))
+
+
+def _state_of(api: World, name: str, version: str) -> str:
+    scope = api.client.get(f"/v1/scopes/{name}", headers=api.h("olga")).json()
+    return str(next(v["state"] for v in scope["versions"] if v["version_id"] == version))
+
+
+def test_auditor_reads_the_verified_chain_replays_a_job_and_exports(live: Live) -> None:
+    submitted = live.api.client.post(
+        "/v1/jobs", headers=live.api.h("alice"), json={"scope": SCOPE, "sql": GOOD_SQL}
+    )
+    job_id = submitted.json()["job_id"]
+    assert live.api.wait(job_id)["state"] == "released"
+
+    desk = Desk(live, "audra")
+    page = desk.go("/console/audit")
+    expect(page.locator("#chain-status")).to_have_text(re.compile(r"^Verified from genesis: [\d,]+ events"))
+    page.get_by_role("textbox", name=re.compile(r"^Event")).fill("job.released")
+    page.get_by_role("button", name="Filter").click()
+    expect(page).to_have_url(re.compile(r"event=job.released"))
+    rows = page.locator("#audit-events tbody tr")
+    expect(rows.first).to_be_visible()
+    assert set(rows.locator("td:nth-child(3)").all_inner_texts()) == {"job.released"}
+    desk.shot("auditor-timeline")
+
+    row = rows.filter(has_text=job_id)
+    row.get_by_role("link", name="open").click()
+    expect(page).to_have_url(re.compile(f"/console/jobs/{job_id}$"))
+    page.get_by_role("button", name="Replay this job").click()
+    expect(page.locator("#replay [role=status]")).to_contain_text("Replay outcome: match")
+    desk.shot("auditor-replay")
+
+    desk.go("/console/audit")
+    with page.expect_download() as download:
+        page.get_by_role("link", name=re.compile("^Export the whole chain")).click()
+    exported = [json.loads(line) for line in Path(download.value.path()).read_text().splitlines()]
+    assert any(e["event"] == "job.replayed" and e["details"].get("job") == job_id for e in exported)
+    assert [e["seq"] for e in exported] == sorted(e["seq"] for e in exported)
+    assert desk.violations == []
+    desk.close()
+
+
+def test_admin_issues_a_token_shown_once_rotates_a_key_and_revokes(live: Live) -> None:
+    desk = Desk(live, "admin")
+    page = desk.go("/console/admin")
+    page.locator("#p-name").fill("tess-browser")
+    page.get_by_label("Role").select_option("auditor")
+    page.locator("form:has(#p-name)").get_by_role("button", name="Create").click()
+    first = page.locator("#issued-token code").inner_text()
+
+    row = page.locator("tr", has=page.locator("td:text-is('tess-browser')"))
+    row.get_by_role("button", name="Issue a token").click()
+    issued = page.locator("#issued-token code")
+    expect(issued).to_have_text(re.compile(r"^sbx_"))
+    token = issued.inner_text()
+    assert token != first
+    desk.shot("admin-token-issued")
+    desk.go("/console/admin")  # shown once: not on the page any more
+    expect(page.locator("#issued-token")).to_have_count(0)
+    assert token not in page.content()
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert live.api.client.get("/v1/whoami", headers=bearer).json()["name"] == "tess-browser"
+
+    domain = page.locator("tr", has=page.locator(f"td:text-is('{DOMAIN}')"))
+    before = domain.locator("code").inner_text()
+    domain.get_by_role("button", name="Rotate key").click()
+    expect(page.get_by_role("status")).to_contain_text("Key rotated:")
+    after = page.locator("tr", has=page.locator(f"td:text-is('{DOMAIN}')")).locator("code").inner_text()
+    assert after != before
+
+    row = page.locator("tr", has=page.locator("td:text-is('tess-browser')"))
+    row.get_by_role("button", name="Revoke every token").click()
+    expect(page.locator("#revoked")).to_contain_text("tess-browser")
+    assert live.api.client.get("/v1/whoami", headers=bearer).status_code == 401
+    assert live.api.client.get("/v1/whoami", headers={"Authorization": f"Bearer {first}"}).status_code == 401
+    assert desk.violations == []
+    desk.close()
+    events = {e["event"] for e in live.api.audit_events() if e["actor"] == "admin"}
+    assert {"principal.created", "token.created", "key.rotated", "token.revoked"} <= events
+
+
 PAGES: dict[str, tuple[str, ...]] = {
     "alice": ("/console/home", "/console/jobs", "/console/scopes", "/console/datasets"),
     "chad": ("/console/reviews",),
@@ -270,5 +431,63 @@ def test_steward_uploads_a_version_with_a_progress_bar(live: Live) -> None:
     expect(section.get_by_role("status")).to_contain_text("Stored a new version", timeout=30_000)
     expect(section.locator("progress")).to_have_attribute("value", "100")
     desk.shot("steward-upload")
+    assert desk.violations == []
+    desk.close()
+
+
+def test_sign_in_by_redirect_to_an_issuer_on_another_site(
+    live: Live, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # The issuer goes by "localhost", the console by 127.0.0.1: two sites, so the browser comes back
+    # with a cross-site navigation and withholds SameSite=Strict cookies on it, as it would in production.
+    with (
+        local_issuer(host="localhost") as issuer,
+        world(
+            tmp_path_factory.mktemp("sso-state"),
+            oidc_issuer=issuer.url,
+            oidc_audience=AUDIENCE,
+            oidc_jwks_url=issuer.jwks_url,
+            oidc_role_map={"analyst": "operator"},
+        ) as api,
+        serving(api) as url,
+    ):
+        context = live.browser.new_context(locale="en-GB")
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        page.goto(f"{url}/console/sign-in")
+        issuer.consent_page = True
+        page.get_by_role("link", name="Sign in with single sign-on").click()
+        expect(page).to_have_url(re.compile(r"^http://localhost:\d+/authorize\?"))
+        page.get_by_role("button", name="Allow").click()  # the way back starts on the issuer's site
+        expect(page).to_have_url(re.compile(r"/console/jobs$"))
+        expect(page.locator(".who")).to_contain_text("sso-ann")
+        assert issuer.token_requests
+        assert "code_verifier" in issuer.token_requests[-1]
+        # The flow cookie was spent at the callback: only the session cookie remains.
+        names = {c["name"] for c in context.cookies()}
+        assert names == {COOKIE}
+        context.close()
+        signed_in = [e for e in api.audit_events("console.signed_in") if e["actor"] == "sso-ann"]
+        assert [e["details"]["method"] for e in signed_in] == ["sso"]
+
+
+def test_a_result_over_time_is_a_line_chart_that_passes_axe_and_the_csp(live: Live) -> None:
+    sql = "SELECT birth_date, COUNT(*) AS n FROM citizens GROUP BY birth_date"
+    submitted = live.api.client.post(
+        "/v1/jobs", headers=live.api.h("alice"), json={"scope": SCOPE, "sql": sql}
+    )
+    job_id = submitted.json()["job_id"]
+    assert live.api.wait(job_id)["state"] == "released"
+    desk = Desk(live, "alice")
+    page = desk.go(f"/console/jobs/{job_id}")
+    line = page.locator("svg.line-chart polyline.chart-line")
+    expect(line).to_have_count(1)
+    box = line.bounding_box()
+    assert box is not None
+    assert box["width"] > 300
+    expect(page.locator("svg.chart rect")).to_have_count(0)
+    desk.shot("operator-line-chart")
+    serious = [v for v in _axe(page) if v["impact"] in ("serious", "critical")]
+    assert serious == [], json.dumps(serious, indent=1)
     assert desk.violations == []
     desk.close()

@@ -148,6 +148,9 @@ CONSOLE: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
     ("GET", C + "/sign-in"): (C + "/sign-in", ALL),
     ("POST", C + "/sign-in"): (C + "/sign-in", ALL),
     ("POST", C + "/sign-out"): (C + "/sign-out", ALL),
+    # Sign-in by redirect to the single sign-on issuer (off in this deployment: 404 to everyone).
+    ("GET", C + "/sign-in/sso"): (C + "/sign-in/sso", ALL),
+    ("GET", C + "/sign-in/sso/callback"): (C + "/sign-in/sso/callback", ALL),
     ("POST", C + "/language"): (C + "/language", ALL),
     ("GET", C + "/home"): (C + "/home", ALL),
     ("GET", C + "/jobs"): (C + "/jobs", JOB_READERS),
@@ -217,6 +220,8 @@ CONSOLE_OPEN = {
     # The public open-data catalog (published tables need no sign-in, as on the API).
     ("GET", C + "/open-data"),
     ("GET", C + "/open-data/{publication_id}"),
+    ("GET", C + "/sign-in/sso"),
+    ("GET", C + "/sign-in/sso/callback"),
 }
 
 # Public signing keys need no token: whoever holds a receipt must be able to verify it. Probes come from
