@@ -513,3 +513,92 @@ def test_a_dp_job_on_ray_has_the_same_pre_noise_result_and_release_as_one_proces
         assert result.timings["tasks"] == (1 if n_parts == 1 else n_parts + 1), "the DP job was not split"
         assert result_hash(result.to_pandas()) == result_hash(expected), f"{n_parts} parts"
         pd.testing.assert_frame_equal(exact_release(result.to_pandas()), exact_release(expected))
+
+
+# -- cross-domain jobs: each domain's rounds on that domain's nodes ----------------------------------
+
+XD_SQL = (
+    "SELECT c.district AS district, COUNT(DISTINCT v.person_id) AS patients, COUNT(*) AS visits, "
+    "SUM(v.cost) AS total_cost FROM visits AS v JOIN citizens AS c ON v.person_id = c.person_id "
+    "GROUP BY c.district"
+)
+
+
+class _NodeProbe:
+    """The Ray executor, recording on which node each round ran."""
+
+    def __init__(self, inner: RayExecutor) -> None:
+        self.inner = inner
+        self.placed: list[tuple[str, str]] = []  # (the round's domain, the nodes it ran on)
+
+    def run(self, job: JobSpec) -> Any:
+        result = self.inner.run(job)
+        self.placed.append((job.tables[0].domain, result.engine["ray_nodes"]))
+        return result
+
+    def cancel(self, job_id: str) -> bool:
+        return self.inner.cancel(job_id)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_cross_domain_jobs_rounds_run_on_their_own_domains_nodes_and_match_the_plain_join(
+    ray_executor: RayExecutor, ray_cluster: RayCluster, data_root: Path
+) -> None:
+    from executors.crossdomain.job import CrossDomainJob, DomainPartSpec
+    from executors.crossdomain.placed import run_cross_domain
+    from executors.crossdomain.split import split
+    from tests.executors.crossdomain_world import K, citizens, plain_join, visits
+
+    left, right = citizens(), visits()
+    # Each domain's data is wrapped under its own node's keyring: the other node cannot open it.
+    stored_visits = store_version(
+        data_root / "xd-health",
+        LocalKeyring.open(ray_cluster.keyrings[HEALTH]),
+        {"visits": pa.Table.from_pandas(right, preserve_index=False)},
+        units={"visits": "person_id"},
+        n_parts=2,
+        domain=HEALTH,
+        dataset="visits",
+    )
+    stored_citizens = store_version(
+        data_root / "xd-tax",
+        LocalKeyring.open(ray_cluster.keyrings[TAX]),
+        {"citizens": pa.Table.from_pandas(left, preserve_index=False)},
+        units={"citizens": "person_id"},
+        n_parts=2,
+        domain=TAX,
+        dataset="citizens",
+    )
+    query = split(
+        XD_SQL,
+        datasets={"visits": f"{HEALTH}/visits", "citizens": f"{TAX}/citizens"},
+        domains={f"{HEALTH}/visits": HEALTH, f"{TAX}/citizens": TAX},
+    )
+    job = JobSpec(
+        job_id="xd-on-ray",
+        sql=XD_SQL,
+        tables=(stored_visits.inputs["visits"], stored_citizens.inputs["citizens"]),
+        keyed_hash_key=None,
+        cross_domain=CrossDomainJob(
+            plan=query.plan,
+            left=DomainPartSpec(HEALTH, f"{HEALTH}/visits", query.left.sql, ("visits",)),
+            right=DomainPartSpec(TAX, f"{TAX}/citizens", query.right.sql, ("citizens",)),
+            min_units=K,
+            columns=("district", "patients", "visits", "total_cost"),
+        ),
+    )
+    probe = _NodeProbe(ray_executor)
+    result = run_cross_domain(probe, job).to_pandas()
+
+    oracle = plain_join(left, right)
+    oracle = oracle[oracle["patients"] >= K].sort_values("district").reset_index(drop=True)
+    assert result["district"].tolist() == oracle["district"].tolist()
+    assert result["patients"].tolist() == oracle["patients"].tolist()
+    assert result["visits"].tolist() == oracle["visits"].tolist()
+    assert result["total_cost"].round(2).tolist() == oracle["total_cost"].round(2).tolist()
+    # Every round ran on a node of its own domain, and both domains took part.
+    nodes = {HEALTH: ray_cluster.health_node, TAX: ray_cluster.tax_node}
+    assert {domain for domain, _ in probe.placed} == {HEALTH, TAX}
+    assert all(ran_on == nodes[domain] for domain, ran_on in probe.placed), probe.placed
