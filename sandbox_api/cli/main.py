@@ -13,6 +13,7 @@ import typer
 from sandbox_api.cli import audit, backup, demo_run, deployment
 from sandbox_api.cli.cluster import cluster_app
 from sandbox_api.cli.datasets import dataset_app
+from sandbox_api.cli.governance import alert_app, application_app
 from sandbox_api.cli.jobs import job_app
 from sandbox_api.cli.principals import domain_app, principal_app, token_app, whoami
 from sandbox_api.cli.review import review_app
@@ -43,6 +44,8 @@ def build() -> typer.Typer:
     app.add_typer(scope_app, name="scope")
     app.add_typer(job_app, name="job")
     app.add_typer(review_app, name="review")
+    app.add_typer(application_app, name="application")
+    app.add_typer(alert_app, name="alert")
     audit.register(app)
     app.add_typer(cluster_app, name="cluster")
     app.add_typer(system_app, name="system")

@@ -4,16 +4,30 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from sandbox_api.server.routes import admin, audit_log, datasets, evidence, jobs, keys, review, scopes, system
+from sandbox_api.server.routes import (
+    admin,
+    alerts,
+    applications,
+    audit_log,
+    datasets,
+    evidence,
+    jobs,
+    keys,
+    review,
+    scopes,
+    system,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     system.router,
     admin.router,
     datasets.router,
     scopes.router,
+    applications.router,
     jobs.router,
     review.router,
     audit_log.router,
     evidence.router,
     keys.router,
+    alerts.router,
 )
