@@ -50,12 +50,21 @@ class Refusal:
     at: datetime
 
 
+#: A query without its WHERE clause, and that clause's conditions, both normalised (``query_shape``).
+Shape = tuple[str, frozenset[str]]
+
+
 @dataclass(frozen=True)
 class JobRecord:
     job_id: str
     at: datetime
     sql: str | None  # None for Python jobs
     rows_withheld_by_ledger: int = 0
+    # ``query_shape(sql)`` when the caller already has it (parsing is most of a detection's cost).
+    shape: Shape | None = None
+
+    def query_shape(self) -> Shape | None:
+        return self.shape if self.shape is not None else query_shape(self.sql)
 
 
 @dataclass(frozen=True)
@@ -157,7 +166,7 @@ def refusal_burst(activity: Activity, thresholds: Thresholds) -> Iterator[Signal
 
 
 def near_identical_queries(activity: Activity, thresholds: Thresholds) -> Iterator[Signal]:
-    shapes = [(job.job_id, shape) for job in activity.jobs if (shape := query_shape(job.sql)) is not None]
+    shapes = [(job.job_id, shape) for job in activity.jobs if (shape := job.query_shape()) is not None]
     involved: set[str] = set()
     for i, (first, (skeleton_a, conditions_a)) in enumerate(shapes):
         for second, (skeleton_b, conditions_b) in shapes[i + 1 :]:
@@ -261,7 +270,7 @@ def within_hours(at: datetime, hours: UsageHours) -> bool:
     return local.isoweekday() in hours.weekdays and hours.start <= local.hour < hours.end
 
 
-def query_shape(sql: str | None) -> tuple[str, frozenset[str]] | None:
+def query_shape(sql: str | None) -> Shape | None:
     """The query without its WHERE clause, and the WHERE clause's conditions, both normalised.
 
     Two queries with the same skeleton whose conditions differ by one are the two halves of a
@@ -269,7 +278,7 @@ def query_shape(sql: str | None) -> tuple[str, frozenset[str]] | None:
 
     >>> skeleton, conditions = query_shape("select count(*) from t where a = 1 and B = 'x'")
     >>> skeleton, sorted(conditions)
-    ('SELECT COUNT(*) FROM t', ["a = 1", "b = 'x'"])
+    ('SELECT COUNT(*) FROM t', ['a = 1', "b = 'x'"])
     """
     if not sql:
         return None

@@ -35,9 +35,11 @@ from policies.usage_alerts import (
     Download,
     JobRecord,
     Refusal,
+    Shape,
     Signal,
     Thresholds,
     detect,
+    query_shape,
 )
 from sandbox_api.clock import Clock, iso
 from sandbox_api.errors import Conflict, InvalidInput, NotFound, ServiceError
@@ -59,8 +61,9 @@ log = logging.getLogger(__name__)
 #: The actor of alerts and of the suspensions they cause, in the audit log.
 ALERTS_ACTOR = "alerts"
 OPEN, ACKNOWLEDGED = "open", "acknowledged"
-#: Job events that concern the job's owner and scope: a refusal, a submission, a release.
-JOB_EVENTS = frozenset({"job.rejected", "job.queued", "job.released", "job.withheld", "job.result.read"})
+#: Job events that concern the job's owner and scope: a refusal, a job's end, a read of its result.
+#: (Not the submission: whatever a rule sees in a job it still sees when the job ends.)
+JOB_EVENTS = frozenset({"job.rejected", "job.released", "job.withheld", "job.failed", "job.result.read"})
 #: ε is stored in units of 1e-9 (services/dp_budget.py).
 EPSILON_UNIT = 1e-9
 
@@ -114,6 +117,9 @@ class AlertService:
         default_factory=queue.Queue, compare=False, repr=False
     )
     _worker: list[threading.Thread] = field(default_factory=list, compare=False, repr=False)
+    # Query shapes by job id (parsing is most of a detection's cost, and a job's SQL never changes);
+    # bounded to a few windows' worth of jobs, oldest dropped first.
+    _shapes: dict[str, Shape | None] = field(default_factory=dict, compare=False, repr=False)
 
     # --- watching --------------------------------------------------------------------------------
     def notice(self, entry: AuditEntry) -> None:
@@ -218,6 +224,7 @@ class AlertService:
                 at=_aware(j.created_at),
                 sql=j.sql if j.kind == "sql" else None,
                 rows_withheld_by_ledger=int((reports.get(j.id) or {}).get("rows_withheld_by_ledger") or 0),
+                shape=self._shape(j.id, j.sql if j.kind == "sql" else None),
             )
             for j in jobs
             if j.state != "rejected" and j.mode == "real"
@@ -236,6 +243,14 @@ class AlertService:
             dp_budget=self._budget(scope),
             hours=self._hours(scope),
         )
+
+    def _shape(self, job_id: str, sql: str | None) -> Shape | None:
+        if job_id not in self._shapes:
+            if len(self._shapes) >= 4 * self.history:
+                for old in list(self._shapes)[: self.history]:
+                    del self._shapes[old]
+            self._shapes[job_id] = query_shape(sql)
+        return self._shapes[job_id]
 
     def _events(
         self, session: Session, event: str, actor: str, *, since: datetime

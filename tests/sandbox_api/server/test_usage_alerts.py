@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
 
-from tests.sandbox_api.api_helpers import SCOPE, World, world
+from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World, scope_yaml, world
 
 DENIED_SQL = "SELECT name, COUNT(*) AS n FROM citizens GROUP BY name"  # name is denied: rejected
 
@@ -22,18 +23,20 @@ class Webhook:
 
     def __init__(self) -> None:
         received: list[dict[str, Any]] = []
+        failing: list[bool] = [False]
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers["Content-Length"])
                 received.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
+                self.send_response(500 if failing[0] else 204)
                 self.end_headers()
 
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
         self.received = received
+        self.failing = failing
         self.server = HTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -61,6 +64,7 @@ def watched(tmp_path_factory: pytest.TempPathFactory, webhook: Webhook) -> Itera
         tmp_path_factory.mktemp("alerts"),
         alerts_refusals=3,
         alerts_near_identical=3,
+        alerts_download_rows=5,
         alerts_webhook_url=webhook.url,
         alerts_suspend=True,
     ) as deployment:
@@ -128,12 +132,12 @@ def test_queries_that_differ_by_one_condition_alert(watched: World) -> None:
     base = "SELECT COUNT(*) AS n FROM citizens WHERE district = 'North'"
     walk = [submit(watched, base + f" AND sex = '{sex}'") for sex in ("F", "M")]
     walk.append(submit(watched, base))
+    # Detection runs when a job ends; the alert's suspension lets running jobs finish or stops them.
+    states = {watched.wait(job_id, who="audra")["state"] for job_id in walk}
+    assert states <= {"released", "cancelled", "failed"}
     settled(watched)
     [alert] = alerts(watched, "near_identical_queries")
     assert set(alert["evidence"]["jobs"]) == set(walk)
-    # The suspension settled the operator's jobs as a disable does: none is left waiting to run.
-    states = {watched.wait(job_id, who="audra")["state"] for job_id in walk}
-    assert states <= {"released", "cancelled", "failed"}
     reinstate(watched)
 
 
@@ -149,3 +153,45 @@ def test_an_auditor_acknowledges_an_alert_with_a_note(watched: World) -> None:
     assert event["details"]["note"] == "talked to alice: a typo"
     still_open = watched.client.get("/v1/alerts", headers=watched.h("audra"), params={"state": "open"}).json()
     assert alert["id"] not in {a["id"] for a in still_open}
+
+
+def test_reading_many_result_rows_alerts_and_a_failed_webhook_is_audited(
+    watched: World, webhook: Webhook
+) -> None:
+    webhook.failing[0] = True
+    try:
+        job_id = submit(watched, GOOD_SQL)
+        assert watched.wait(job_id)["state"] == "released"
+        rows = watched.client.get(f"/v1/jobs/{job_id}/result", headers=watched.h("alice")).json()["rows"]
+        assert len(rows) >= 5
+        settled(watched)
+    finally:
+        webhook.failing[0] = False
+    [alert] = alerts(watched, "download_volume")
+    [read] = [e for e in watched.audit_events("job.result.read") if e["details"]["job"] == job_id]
+    assert (alert["evidence"]["jobs"], alert["evidence"]["events"]) == ([job_id], [read["seq"]])
+    failed = [e["details"]["alert"] for e in watched.audit_events("alert.webhook.failed")]
+    assert alert["id"] in failed
+    reinstate(watched)
+
+
+def test_jobs_outside_the_hours_of_the_scopes_purpose_alert(watched: World) -> None:
+    hour = datetime.now(UTC).hour
+    start, end = (hour + 1, 24) if hour < 23 else (0, 23)  # hours that exclude the present one
+    document = scope_yaml(name="night-shift") + (
+        f"hours: {{start: {start}, end: {end}, weekdays: [1, 2, 3, 4, 5, 6, 7]}}\n"
+    )
+    proposed = watched.client.post("/v1/scopes", headers=watched.h("olga"), json={"document": document})
+    assert proposed.status_code == 201, proposed.text
+    version = proposed.json()["version"]["version_id"]
+    approve = f"/v1/scopes/night-shift/versions/{version}/approve"
+    assert watched.client.post(approve, headers=watched.h("oscar"), json={"reason": "ok"}).status_code == 200
+    answer = watched.client.post(
+        "/v1/jobs", headers=watched.h("alice"), json={"scope": "night-shift", "sql": GOOD_SQL}
+    )
+    assert answer.status_code == 202, answer.text
+    watched.wait(answer.json()["job_id"], who="audra")
+    settled(watched)
+    [alert] = [a for a in alerts(watched, "off_hours") if a["scope"] == "night-shift"]
+    assert alert["evidence"]["jobs"] == [answer.json()["job_id"]]
+    reinstate(watched)
