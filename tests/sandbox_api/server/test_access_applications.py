@@ -10,7 +10,9 @@ from datetime import date, timedelta
 from typing import Any
 
 from tests.sandbox_api.api_helpers import DATASET, DOMAIN, World
+from tests.sandbox_api.stores import on_both_stores
 
+store = on_both_stores
 DS = f"{DOMAIN}/{DATASET}"
 
 

@@ -14,6 +14,9 @@ from typing import Any
 import pytest
 
 from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World, scope_yaml, world
+from tests.sandbox_api.stores import NewStore, on_both_stores
+
+store = on_both_stores
 
 DENIED_SQL = "SELECT name, COUNT(*) AS n FROM citizens GROUP BY name"  # name is denied: rejected
 
@@ -59,9 +62,10 @@ def webhook() -> Iterator[Webhook]:
 
 
 @pytest.fixture(scope="module")
-def watched(tmp_path_factory: pytest.TempPathFactory, webhook: Webhook) -> Iterator[World]:
+def watched(tmp_path_factory: pytest.TempPathFactory, webhook: Webhook, store: NewStore) -> Iterator[World]:
     with world(
         tmp_path_factory.mktemp("alerts"),
+        database_url=store(),
         alerts_refusals=3,
         alerts_near_identical=3,
         alerts_download_rows=5,
@@ -110,7 +114,12 @@ def test_a_burst_of_refusals_alerts_auditors_with_its_evidence_and_suspends_the_
     )
     [raised] = [e for e in watched.audit_events("alert.raised") if e["details"]["alert"] == alert["id"]]
     assert set(raised["details"]["jobs"]) == set(rejected)
-    assert [body["id"] for body in webhook.received if body["rule"] == "refusal_burst"] == [alert["id"]]
+    [posted] = [body for body in webhook.received if body["id"] == alert["id"]]
+    assert (posted["type"], posted["rule"], posted["evidence"]) == (
+        "data-sandbox/alert",
+        alert["rule"],
+        alert["evidence"],
+    )
     # Suspended pending review: no token of the operator works until an admin enables them again.
     assert watched.client.get("/v1/whoami", headers=watched.h("alice")).status_code == 401
     [disabled] = [
