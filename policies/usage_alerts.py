@@ -167,11 +167,7 @@ def refusal_burst(activity: Activity, thresholds: Thresholds) -> Iterator[Signal
 
 def near_identical_queries(activity: Activity, thresholds: Thresholds) -> Iterator[Signal]:
     shapes = [(job.job_id, shape) for job in activity.jobs if (shape := job.query_shape()) is not None]
-    involved: set[str] = set()
-    for i, (first, (skeleton_a, conditions_a)) in enumerate(shapes):
-        for second, (skeleton_b, conditions_b) in shapes[i + 1 :]:
-            if skeleton_a == skeleton_b and differ_by_one_condition(conditions_a, conditions_b):
-                involved.update((first, second))
+    involved = set(near_identical(shapes))
     if len(involved) < thresholds.near_identical:
         return
     jobs = tuple(j.job_id for j in activity.jobs if j.job_id in involved)
@@ -182,6 +178,35 @@ def near_identical_queries(activity: Activity, thresholds: Thresholds) -> Iterat
         jobs=jobs,
         figures={"queries": len(jobs)},
     )
+
+
+def near_identical(shapes: Sequence[tuple[str, Shape]]) -> list[str]:
+    """The ids whose query differs from another's by one condition (``differ_by_one_condition``).
+
+    Indexed rather than compared pair by pair (a window may hold hundreds of queries): two queries
+    differ by one *replaced* condition when removing one condition from each leaves the same query, and
+    by one *added* condition when removing one from the longer leaves the shorter.
+
+    >>> near_identical([("a", ("q", frozenset({"x = 1"}))), ("b", ("q", frozenset({"x = 2"}))),
+    ...                 ("c", ("q", frozenset({"x = 1"}))), ("d", ("r", frozenset({"x = 3"})))])
+    ['a', 'b', 'c']
+    """
+    whole: dict[Shape, list[str]] = {}
+    less_one: dict[Shape, list[tuple[str, Shape]]] = {}
+    for job_id, shape in shapes:
+        skeleton, conditions = shape
+        whole.setdefault(shape, []).append(job_id)
+        for condition in conditions:
+            less_one.setdefault((skeleton, conditions - {condition}), []).append((job_id, shape))
+    involved: set[str] = set()
+    for key, members in less_one.items():
+        if len({shape for _, shape in members}) > 1:  # replaced: not all the same query
+            involved.update(job_id for job_id, _ in members)
+        shorter = whole.get(key)
+        if shorter:  # added or dropped: the query without that condition was run too
+            involved.update(shorter)
+            involved.update(job_id for job_id, _ in members)
+    return sorted(involved)
 
 
 def ledger_hits(activity: Activity, thresholds: Thresholds) -> Iterator[Signal]:

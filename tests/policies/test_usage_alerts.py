@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 from datetime import UTC, datetime, timedelta
 
 from policies.model import UsageHours
@@ -13,6 +15,8 @@ from policies.usage_alerts import (
     Refusal,
     Thresholds,
     detect,
+    differ_by_one_condition,
+    near_identical,
     query_shape,
 )
 
@@ -124,3 +128,20 @@ def test_reading_many_result_rows_alerts() -> None:
     [signal] = detect(Activity("alice", "flu", downloads=reads), T, now=NOW)
     assert (signal.rule, signal.events, signal.figures["rows"]) == ("download_volume", (7, 8), 100_000)
     assert rules(Activity("alice", "flu", downloads=reads[:1])) == []
+
+
+def test_the_indexed_comparison_finds_exactly_the_pairs_a_pairwise_one_finds() -> None:
+    rng = random.Random(18)
+    conditions = ["a = 1", "a = 2", "b = 1", "b = 2", "c = 1"]
+    for _ in range(300):
+        shapes = [
+            (f"j{i}", (rng.choice(["q", "r"]), frozenset(rng.sample(conditions, rng.randint(0, 3)))))
+            for i in range(rng.randint(0, 12))
+        ]
+        pairwise = {
+            job_id
+            for (first, (s1, c1)), (second, (s2, c2)) in itertools.combinations(shapes, 2)
+            if s1 == s2 and differ_by_one_condition(c1, c2)
+            for job_id in (first, second)
+        }
+        assert set(near_identical(shapes)) == pairwise
