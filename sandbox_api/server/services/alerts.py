@@ -124,6 +124,8 @@ class AlertService:
     # --- watching --------------------------------------------------------------------------------
     def notice(self, entry: AuditEntry) -> None:
         """An audit watcher: queue the operator and scope a committed event concerns (nothing else)."""
+        if not self._worker:
+            return  # nobody would look (services built without the gateway's lifespan): keep nothing
         if entry.event == "request.denied":
             scope = entry.details.get("scope")
             self._queue.put((entry.actor, str(scope) if scope else ""))
