@@ -127,7 +127,14 @@ class ApplicationService:
                     f"the draft grants more than application {row.id} asked for; narrow it as listed",
                     findings=findings,
                 )
-            view, _ = self.scopes.create(session, actor=actor, document=document, fmt=fmt)
+            view, created = self.scopes.create(session, actor=actor, document=document, fmt=fmt)
+            if not created:
+                # An existing version was decided without this application: its approval must be
+                # this application's own (four eyes on what was asked), so the draft must be new.
+                raise Conflict(
+                    f"scope {view.name} version {view.version_id[:12]} exists already ({view.state}); "
+                    "draft a version of its own for this application (a new name or purpose, say)"
+                )
             row.state, row.drafted_by, row.updated_at = DRAFTED, actor.name, self.clock.now()
             row.scope_name, row.scope_version = view.name, view.version_id
             self.audit.append(

@@ -145,3 +145,17 @@ def test_an_application_names_datasets_and_columns_that_exist(api: World) -> Non
     assert api.client.post("/v1/applications", headers=api.h("alice"), json=unknown).status_code == 422
     stray = {**base, "datasets": [DS], "columns": {"x/y": ["a"]}}
     assert api.client.post("/v1/applications", headers=api.h("alice"), json=stray).status_code == 422
+
+
+def test_a_draft_must_be_a_new_scope_version(api: World) -> None:
+    first, second = apply(api), apply(api)
+    document = draft("app-twice", until=date.today() + timedelta(days=5))
+    path = "/v1/applications/{}/draft"
+    answer = api.client.post(path.format(first["id"]), headers=api.h("olga"), json={"document": document})
+    assert answer.status_code == 200, answer.text
+    again = api.client.post(path.format(second["id"]), headers=api.h("olga"), json={"document": document})
+    assert again.status_code == 409
+    assert (
+        api.client.get(f"/v1/applications/{second['id']}", headers=api.h("alice")).json()["state"]
+        == "submitted"
+    )
