@@ -294,6 +294,7 @@ class AlertService:
                 DpChargeRow.charged_at >= since,
                 DpChargeRow.refunded_at.is_(None),
             )
+            .order_by(DpChargeRow.charged_at.desc())
             .limit(self.history)
         ).all()
         return [Charge(job_id, _aware(at), epsilon * EPSILON_UNIT) for job_id, at, epsilon in rows]
