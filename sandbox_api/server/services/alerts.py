@@ -16,6 +16,7 @@ import json
 import logging
 import queue
 import threading
+import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -113,6 +114,8 @@ class AlertService:
     webhook_url: str | None = None
     suspend: Suspend | None = None  # None: alerts never suspend
     post: Post = post_json
+    # How long the worker lets events pile up before it looks (seconds): alerts come this much later.
+    debounce_s: float = 0.05
     _queue: queue.Queue[tuple[str, str] | None] = field(
         default_factory=queue.Queue, compare=False, repr=False
     )
@@ -161,7 +164,10 @@ class AlertService:
             try:
                 if key is None:
                     return
-                # Keys that piled up while the last detection ran are looked at once each.
+                # A short pause lets a burst of events (one job's end and its result read, a flurry of
+                # refusals) pile up, so each operator and scope is looked at once for all of them and
+                # the detections compete less with the requests for the interpreter and the database.
+                time.sleep(self.debounce_s)
                 keys = {key}
                 while True:
                     try:
