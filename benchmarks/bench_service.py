@@ -6,6 +6,7 @@ job after another and times each from the submit request until the client sees i
 
     .venv/bin/python benchmarks/bench_service.py                       # full demo data, 200 jobs
     .venv/bin/python benchmarks/bench_service.py --citizens 20000 --visits 100000 --jobs 50
+    .venv/bin/python benchmarks/bench_service.py --alerts off   # then --alerts on: detection's cost
 
 Prints one JSON object: the latency percentiles, where the gateway says the time went, and the part that
 is not the sandbox process (each job's latency minus its ``execute_s``: HTTP, commits, the output check
@@ -73,6 +74,8 @@ def run(args: argparse.Namespace, state_dir: Path) -> dict[str, object]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
     if args.warm_sandboxes is not None:
         env["SANDBOX_WARM_SANDBOXES"] = str(args.warm_sandboxes)
+    if args.alerts is not None:
+        env["SANDBOX_ALERTS_ENABLED"] = "true" if args.alerts == "on" else "false"
     command = [
         sys.executable,
         "-m",
@@ -126,6 +129,7 @@ def run(args: argparse.Namespace, state_dir: Path) -> dict[str, object]:
         "citizens": args.citizens,
         "visits": args.visits,
         "jobs": len(latencies),
+        "alerts": args.alerts or "the setting's default",
         "seeding_s": round(seeding_s, 1),
         "p50_ms": round(percentile(latencies, 0.50), 1),
         "p95_ms": round(percentile(latencies, 0.95), 1),
@@ -148,6 +152,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument(
         "--warm-sandboxes", type=int, default=None, help="SANDBOX_WARM_SANDBOXES (default: the setting's)"
+    )
+    parser.add_argument(
+        "--alerts",
+        choices=("on", "off"),
+        default=None,
+        help="SANDBOX_ALERTS_ENABLED: what detecting unusual use costs a job (default: the setting's)",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sandbox-bench-") as scratch:

@@ -306,6 +306,27 @@ class Review(_Strict):
     checkers: Literal[1, 2] = 1
 
 
+class UsageHours(_Strict):
+    """When the scope's purpose implies work happens: jobs outside these hours raise an alert on unusual
+    use (``policies/usage_alerts.py``), they are not refused. Hours are local to ``utc_offset_minutes``;
+    ``start`` is inclusive, ``end`` exclusive; days are ISO weekdays (1 = Monday).
+
+    >>> UsageHours(start=8, end=18).weekdays
+    (1, 2, 3, 4, 5)
+    """
+
+    start: Annotated[int, Field(ge=0, le=23)] = 8
+    end: Annotated[int, Field(ge=1, le=24)] = 18
+    weekdays: tuple[Annotated[int, Field(ge=1, le=7)], ...] = (1, 2, 3, 4, 5)
+    utc_offset_minutes: Annotated[int, Field(ge=-720, le=840)] = 0
+
+    @model_validator(mode="after")
+    def _order(self) -> Self:
+        if self.end <= self.start:
+            raise ValueError("hours.end must be after hours.start")
+        return self
+
+
 class Scope(_Strict):
     """A grant from policy officers to operators.
 
@@ -335,6 +356,8 @@ class Scope(_Strict):
     review: Review = Field(default_factory=Review)
     # Optional: CPU seconds and wall-clock seconds each job of this scope may use (lowers the deployment's).
     job_budget: JobBudget = Field(default_factory=JobBudget)
+    # Optional: the working hours the purpose implies (alerts on unusual use, never a refusal).
+    hours: UsageHours | None = None
 
     @field_validator("name")
     @classmethod
@@ -373,6 +396,8 @@ class Scope(_Strict):
             del data["job_budget"]  # likewise
         if self.disclosure.dominance is None:
             del data["disclosure"]["dominance"]  # likewise
+        if self.hours is None:
+            del data["hours"]  # likewise
         dp = self.disclosure.dp
         if dp is not None:
             # The settings added after the first three (epsilon per job, budget, delta) likewise.

@@ -13,6 +13,7 @@ import typer
 from sandbox_api.cli import audit, backup, demo_run, deployment
 from sandbox_api.cli.cluster import cluster_app
 from sandbox_api.cli.datasets import dataset_app
+from sandbox_api.cli.governance import alert_app, application_app
 from sandbox_api.cli.jobs import job_app
 from sandbox_api.cli.principals import domain_app, principal_app, token_app, whoami
 from sandbox_api.cli.publications import open_data_app, publication_app
@@ -46,6 +47,8 @@ def build() -> typer.Typer:
     app.add_typer(review_app, name="review")
     app.add_typer(publication_app, name="publication")
     app.add_typer(open_data_app, name="open-data")
+    app.add_typer(application_app, name="application")
+    app.add_typer(alert_app, name="alert")
     audit.register(app)
     app.add_typer(cluster_app, name="cluster")
     app.add_typer(system_app, name="system")

@@ -48,6 +48,7 @@ from sandbox_api.schemas import (
     VersionOut,
     VersionStored,
 )
+from sandbox_api.schemas_governance import AlertOut, ApplicationOut
 
 __all__ = [
     "MAX_RETRY_WAIT_S",
@@ -239,6 +240,51 @@ class SandboxClient(JobsApi, OpenDataApi):
 
     def deny_review(self, job_id: str, *, reason: str) -> ReviewOut:
         return self._model(ReviewOut, "POST", f"/v1/reviews/{job_id}/deny", json={"reason": reason})
+
+    # -- access applications (operators apply, policy officers draft or refuse) -----------------------
+
+    def submit_application(
+        self,
+        datasets: Sequence[str],
+        *,
+        purpose: str,
+        columns: Mapping[str, Sequence[str]],
+        duration_days: int,
+    ) -> ApplicationOut:
+        body = {
+            "datasets": list(datasets),
+            "purpose": purpose,
+            "columns": {k: list(v) for k, v in columns.items()},
+            "duration_days": duration_days,
+        }
+        return self._model(ApplicationOut, "POST", "/v1/applications", json=body)
+
+    def list_applications(self) -> list[ApplicationOut]:
+        """Operators: their own applications; officers, admins and auditors: every one."""
+        return self._models(ApplicationOut, "/v1/applications", key="applications")
+
+    def get_application(self, application_id: str) -> ApplicationOut:
+        return self._model(ApplicationOut, "GET", f"/v1/applications/{application_id}")
+
+    def draft_application(
+        self, application_id: str, document: str, *, fmt: Literal["yaml", "json"] = "yaml"
+    ) -> ApplicationOut:
+        """Draft a scope from an application; a second officer approves its scope version."""
+        path = f"/v1/applications/{application_id}/draft"
+        return self._model(ApplicationOut, "POST", path, json={"document": document, "format": fmt})
+
+    def refuse_application(self, application_id: str, *, reason: str) -> ApplicationOut:
+        path = f"/v1/applications/{application_id}/refuse"
+        return self._model(ApplicationOut, "POST", path, json={"reason": reason})
+
+    # -- alerts on unusual use (auditors) -------------------------------------------------------------
+
+    def list_alerts(self, *, state: str | None = None, operator: str | None = None) -> list[AlertOut]:
+        params = {"state": state, "operator": operator}
+        return self._models(AlertOut, "/v1/alerts", key="alerts", params=params)
+
+    def acknowledge_alert(self, alert_id: str, *, note: str) -> AlertOut:
+        return self._model(AlertOut, "POST", f"/v1/alerts/{alert_id}/acknowledge", json={"note": note})
 
     # -- audit ----------------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
+from sqlalchemy.orm import Session
 
 from crypto.keyring import KeyProvider, LocalKeyring
 from crypto.profile import profile_named
@@ -17,6 +18,7 @@ from crypto.shredding import VersionKeys
 from executors.base import Executor, Limits
 from executors.local import LocalExecutor
 from executors.walls import Isolation
+from policies.usage_alerts import Thresholds
 from sandbox_api.clock import Clock, SystemClock
 from sandbox_api.errors import DeploymentNotInitialised
 from sandbox_api.server.access_trace import install_access_trace
@@ -32,6 +34,8 @@ from sandbox_api.server.openapi_doc import install_openapi, operation_id
 from sandbox_api.server.problems import install_problem_handlers
 from sandbox_api.server.routes import ROUTERS
 from sandbox_api.server.runner import JobRunner
+from sandbox_api.server.services.alerts import ALERTS_ACTOR, AlertService
+from sandbox_api.server.services.applications import ApplicationService
 from sandbox_api.server.services.catalog import CatalogService
 from sandbox_api.server.services.cohort_ledger import CohortLedger
 from sandbox_api.server.services.dp_budget import DpBudgetService
@@ -188,20 +192,45 @@ def build_services(
         tracing=observability.tracing,
         count_groups_below_k=settings.audit_groups_below_k,
     )
+    principals = PrincipalService(
+        db=db,
+        audit=audit,
+        clock=clock,
+        keys=keys,
+        token_ttl=timedelta(days=settings.token_ttl_days),
+        token_max_ttl=timedelta(days=settings.token_max_ttl_days),
+    )
+
+    def suspend(session: Session, operator: str) -> Callable[[], None]:
+        """Suspend ``operator`` pending review, as an admin's disable would (audited, jobs settled)."""
+        principals.set_disabled(session, actor=ALERTS_ACTOR, name=operator, disabled=True)
+        settled = jobs.settle_for_disabled(session, owner=operator, actor=ALERTS_ACTOR)
+
+        def stop_running() -> None:  # after the commit, as the admin route does
+            for job_id in settled.stopping:
+                runner.cancel(job_id)
+
+        return stop_running
+
+    alerts = AlertService(
+        db=db,
+        audit=audit,
+        clock=clock,
+        scopes=scopes,
+        thresholds=alert_thresholds(settings),
+        history=settings.alerts_history,
+        webhook_url=settings.alerts_webhook_url,
+        suspend=suspend if settings.alerts_suspend else None,
+    )
+    if settings.alerts_enabled:
+        audit.watch(alerts.notice)
     return Services(
         settings=settings,
         db=db,
         clock=clock,
         keys=keys,
         audit=audit,
-        principals=PrincipalService(
-            db=db,
-            audit=audit,
-            clock=clock,
-            keys=keys,
-            token_ttl=timedelta(days=settings.token_ttl_days),
-            token_max_ttl=timedelta(days=settings.token_max_ttl_days),
-        ),
+        principals=principals,
         catalog=catalog,
         scopes=scopes,
         jobs=jobs,
@@ -221,6 +250,21 @@ def build_services(
         ),
         sso=SingleSignOn.from_settings(settings),
         observability=observability,
+        applications=ApplicationService(db=db, audit=audit, clock=clock, scopes=scopes),
+        alerts=alerts,
+    )
+
+
+def alert_thresholds(settings: Settings) -> Thresholds:
+    """The deployment's thresholds for alerts on unusual use (``policies/usage_alerts.py``)."""
+    return Thresholds(
+        window=timedelta(minutes=settings.alerts_window_minutes),
+        refusals=settings.alerts_refusals,
+        near_identical=settings.alerts_near_identical,
+        ledger_hits=settings.alerts_ledger_hits,
+        budget_fraction=settings.alerts_budget_fraction,
+        off_hours_jobs=settings.alerts_off_hours_jobs,
+        download_rows=settings.alerts_download_rows,
     )
 
 
@@ -257,10 +301,12 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         metrics_port = services.observability.serve_metrics_port()
         services.runner.start()
+        services.alerts.start()
         try:
             yield
         finally:
             services.runner.stop()
+            services.alerts.stop()
             if metrics_port is not None:
                 metrics_port.close()
             services.observability.close()

@@ -16,6 +16,8 @@ from sandbox_api.roles import Role
 from sandbox_api.server.auth import Principal, parse_bearer
 from sandbox_api.server.observability.bundle import Observability
 from sandbox_api.server.runner import JobRunner
+from sandbox_api.server.services.alerts import AlertService
+from sandbox_api.server.services.applications import ApplicationService
 from sandbox_api.server.services.audit import AuditLog
 from sandbox_api.server.services.catalog import CatalogService
 from sandbox_api.server.services.jobs import JobService
@@ -45,6 +47,8 @@ class Services:
     lifecycle: KeyLifecycle
     replay: ReplayService
     observability: Observability
+    applications: ApplicationService
+    alerts: AlertService
     sso: SingleSignOn | None = None  # None: single sign-on is off
 
 
@@ -135,5 +139,11 @@ CatalogReaderDep = Annotated[
 ScopeReaderDep = Annotated[
     Principal, Depends(require(Role.POLICY_OFFICER, Role.ADMIN, Role.AUDITOR, Role.OPERATOR))
 ]
+# Access applications: operators (their own), the officers who draft them, admins and auditors.
+ApplicationReaderDep = Annotated[
+    Principal, Depends(require(Role.OPERATOR, Role.POLICY_OFFICER, Role.ADMIN, Role.AUDITOR))
+]
+# Alerts on unusual use: auditors read and acknowledge; admins read (they lift suspensions).
+AlertReaderDep = Annotated[Principal, Depends(require(Role.AUDITOR, Role.ADMIN))]
 JobReaderDep = Annotated[Principal, Depends(require(Role.OPERATOR, Role.ADMIN, Role.AUDITOR))]
 JobCancellerDep = Annotated[Principal, Depends(require(Role.OPERATOR, Role.ADMIN))]

@@ -292,6 +292,64 @@ class Settings(BaseSettings):
             " one more is refused with 429."
         ),
     )
+    alerts_enabled: bool = Field(
+        True,
+        description=(
+            "Watch refusals, jobs, result reads and privacy-budget charges per operator and scope, and "
+            "raise alerts on unusual use for auditors (`GET /v1/alerts`; docs/governance.md). Detection "
+            "runs on a background thread after each event, never in the request."
+        ),
+    )
+    alerts_window_minutes: PositiveInt = Field(
+        60, description="The window every alert rule counts over, in minutes."
+    )
+    alerts_refusals: PositiveInt = Field(
+        5,
+        description="Refused requests and rejected jobs of one operator under one scope within the window "
+        "that raise a `refusal_burst` alert.",
+    )
+    alerts_near_identical: PositiveInt = Field(
+        4,
+        description="Queries of one operator under one scope within the window, each differing from another "
+        "by one WHERE condition only (normalised with sqlglot), that raise `near_identical_queries`.",
+    )
+    alerts_ledger_hits: PositiveInt = Field(
+        3,
+        description="Result rows the released-cohort ledger withheld from one operator's jobs under one "
+        "scope within the window that raise `ledger_hits`.",
+    )
+    alerts_budget_fraction: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Share of a scope's differential-privacy budget one operator spends within the window "
+        "that raises `budget_burn`.",
+    )
+    alerts_off_hours_jobs: PositiveInt = Field(
+        1,
+        description="Jobs outside the hours their scope's purpose implies (the scope's `hours:`) within "
+        "the window that raise `off_hours`.",
+    )
+    alerts_download_rows: PositiveInt = Field(
+        100_000,
+        description="Result rows one operator reads under one scope within the window that raise "
+        "`download_volume`.",
+    )
+    alerts_history: PositiveInt = Field(
+        200,
+        description="The most records of each kind (jobs, refusals, reads, charges) one detection reads: "
+        "bounds its cost whatever an operator does.",
+    )
+    alerts_webhook_url: str | None = Field(
+        None,
+        description="Also POST every alert as JSON to this URL (a failed delivery is audited as "
+        "`alert.webhook.failed`; the alert stays in the API). Unset: no webhook.",
+    )
+    alerts_suspend: bool = Field(
+        False,
+        description="Suspend the operator an alert is about, pending review: the operator is disabled "
+        "(audited, queued jobs cancelled) until an admin enables them again.",
+    )
 
     tls_cert_file: Path | None = Field(
         None,

@@ -6,6 +6,8 @@ from fastapi import APIRouter
 
 from sandbox_api.server.routes import (
     admin,
+    alerts,
+    applications,
     audit_log,
     datasets,
     evidence,
@@ -22,6 +24,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     admin.router,
     datasets.router,
     scopes.router,
+    applications.router,
     jobs.router,
     review.router,
     audit_log.router,
@@ -29,4 +32,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     keys.router,
     open_data.router,
     open_data.public,
+    alerts.router,
 )

@@ -7,12 +7,14 @@ already holds the write lock; on PostgreSQL ``FOR UPDATE`` locks the head row.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from crypto.audit import (
     CHECKPOINT_TYPE_BY_PROFILE,
@@ -31,6 +33,11 @@ from sandbox_api.server.store.db import Database
 from sandbox_api.server.store.models import AuditCheckpointRow, AuditEventRow, AuditHeadRow
 
 SYSTEM_ACTOR = "system"
+
+log = logging.getLogger(__name__)
+
+#: Told of one committed audit event (``AuditLog.watch``).
+Watcher = Callable[[AuditEntry], None]
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,13 @@ class AuditLog:
     read_flush_ms: int = 200
     read_flush_events: int = 256
     _reads: ReadBuffer = field(init=False, compare=False, repr=False)
+    # Told of each appended event once its transaction commits (alerts on unusual use: services/
+    # alerts.py). A watcher runs in the committing thread, so it must only take note and return.
+    _watchers: list[Watcher] = field(default_factory=list, compare=False, repr=False)
+
+    def watch(self, watcher: Watcher) -> None:
+        """Tell ``watcher`` of every event appended from now on, after its transaction commits."""
+        self._watchers.append(watcher)
 
     def __post_init__(self) -> None:
         reads = ReadBuffer(
@@ -111,6 +125,8 @@ class AuditLog:
             format=EVENT_FORMAT_BY_PROFILE[self.profile.name],
         )
         session.add(_event_row(entry))
+        if self._watchers:
+            self._tell_after_commit(session, entry)
         if head is None:
             session.add(AuditHeadRow(id=1, seq=entry.seq, hash=entry.hash))
         else:
@@ -122,6 +138,33 @@ class AuditLog:
             checkpoint = self.sign_head(seq=entry.seq, head_hash=entry.hash)
             session.add(AuditCheckpointRow(seq=entry.seq, line=checkpoint.to_json()))
         return entry
+
+    def _tell_after_commit(self, session: Session, entry: AuditEntry) -> None:
+        pending: list[AuditEntry] | None = session.info.get(self._watchers_key)
+        if pending is None:
+            pending = []
+            session.info[self._watchers_key] = pending
+            # Registered once per session, on that session alone; a rollback tells nobody.
+            sa_event.listen(session, "after_commit", self._committed)
+            sa_event.listen(session, "after_soft_rollback", self._forget)
+        pending.append(entry)
+
+    @property
+    def _watchers_key(self) -> str:
+        return f"audit-watchers-{id(self)}"
+
+    def _committed(self, session: Session) -> None:
+        entries: list[AuditEntry] = session.info.pop(self._watchers_key, [])
+        for entry in entries:
+            for watcher in self._watchers:
+                try:
+                    watcher(entry)
+                except Exception as exc:  # a watcher must never fail the committing thread
+                    log.warning("audit watcher failed on %s: %s", entry.event, type(exc).__name__)
+
+    def _forget(self, session: Session, previous: SessionTransaction) -> None:
+        if not previous.nested:
+            session.info.pop(self._watchers_key, None)
 
     def _checkpoint_overdue(self, session: Session, entry: AuditEntry) -> bool:
         """Whether ``checkpoint_minutes`` have passed since the last checkpoint (or the first event)."""

@@ -361,3 +361,49 @@ class PublicationRow(Base):
     withdrawn_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     withdrawal_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AccessApplicationRow(Base):
+    """An operator's application for access (migration 0012), and what became of it.
+
+    ``state`` is the application's own step (submitted, drafted, refused); once drafted, the outcome is
+    the state of the scope version it became (services/applications.py), so four-eyes approval stays
+    the scope workflow's.
+    """
+
+    __tablename__ = "access_applications"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    applicant: Mapped[str] = mapped_column(String(64), index=True)
+    datasets: Mapped[list[Any]] = mapped_column(JSON)  # ["domain/dataset", ...]
+    purpose: Mapped[str] = mapped_column(Text)
+    columns: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"domain/dataset": [column, ...]}
+    duration_days: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))  # submitted | drafted | refused
+    scope_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    scope_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    drafted_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    decided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UsageAlertRow(Base):
+    """One alert on unusual use (migration 0012): the rule, whom it is about, and its evidence."""
+
+    __tablename__ = "usage_alerts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(32))
+    operator: Mapped[str] = mapped_column(String(64), index=True)
+    scope: Mapped[str] = mapped_column(String(128))
+    message: Mapped[str] = mapped_column(Text)
+    # {"jobs": [job ids], "events": [audit seqs], "figures": {name: number}}: what the rule saw.
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))  # open | acknowledged
+    suspended: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")

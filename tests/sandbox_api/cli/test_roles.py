@@ -337,3 +337,80 @@ def test_auditor_reads_exports_verifies_and_replays(gateway: Gateway, tmp_path: 
     assert "OK" in verified
     released = json.loads(ok(gateway.run("audrey", "job", "list", "--state", "released", "--json")))
     assert "MATCH" in ok(gateway.run("audrey", "replay", released[0]["job_id"][:8]))
+
+
+# --- access applications and alerts --------------------------------------------------------------------
+
+
+def test_an_operator_applies_an_officer_drafts_another_approves_and_the_operator_sees_it(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    submitted = gateway.run(
+        "alice",
+        "application",
+        "submit",
+        "--dataset",
+        "civil-affairs/citizens",
+        "--column",
+        "civil-affairs/citizens:district",
+        "--column",
+        "civil-affairs/citizens:person_id",
+        "--purpose",
+        "people by district",
+        "--days",
+        "30",
+        "--json",
+    )
+    application = json.loads(ok(submitted))
+    assert application["state"] == "submitted"
+    draft = tmp_path / "application-draft.yaml"
+    draft.write_text(
+        f"""
+scope: cli-application
+purpose: people by district
+grantees: [operator:alice]
+valid: {{from: {date.today()}, until: {date.today()}}}
+datasets:
+  civil-affairs/citizens:
+    unit: person_id
+    columns:
+      person_id: {{use: join_key}}
+      district: {{use: group}}
+"""
+    )
+    drafted = gateway.run("olga", "application", "draft", application["id"], str(draft))
+    assert "awaiting_approval" in ok(drafted)
+    assert "sandbox scope approve cli-application" in drafted.output  # the next step
+    shown = json.loads(ok(gateway.run("alice", "application", "show", application["id"], "--json")))
+    assert shown["state"] == "awaiting_approval"
+    version = shown["scope_version"][:10]
+    assert "approved" in ok(gateway.run("peter", "scope", "approve", "cli-application", version))
+    assert "approved" in ok(gateway.run("alice", "application", "list"))
+
+    other = json.loads(
+        ok(
+            gateway.run(
+                "alice",
+                "application",
+                "submit",
+                "--dataset",
+                "civil-affairs/citizens",
+                "--purpose",
+                "everything",
+                "--days",
+                "9",
+                "--json",
+            )
+        )
+    )
+    assert "--reason" in refused(gateway.run("olga", "application", "refuse", other["id"], "--reason", " "))
+    ok(gateway.run("olga", "application", "refuse", other["id"], "--reason", "say which columns"))
+    assert "say which columns" in ok(gateway.run("alice", "application", "show", other["id"]))
+
+
+def test_an_auditor_lists_alerts_and_an_acknowledgement_needs_a_note(gateway: Gateway) -> None:
+    assert json.loads(ok(gateway.run("audrey", "alert", "list", "--json"))) == []
+    assert "--note" in refused(gateway.run("audrey", "alert", "acknowledge", "nothing", "--note", " "))
+    assert "does not exist" in refused(
+        gateway.run("audrey", "alert", "acknowledge", "nothing", "--note", "x")
+    )

@@ -36,6 +36,8 @@ PUB = "/v1/publications/" + "0" * 32
 OD = "/v1/open-data/" + "0" * 32
 PUBLICATION_READERS = frozenset({"alice", "olga", "audra", "admin"})
 OFFICERS = frozenset({"olga"})
+A = "/v1/applications/matrix-none"
+APPLICATION_READERS = frozenset({"alice", "olga", "admin", "audra"})
 
 # (method, route path) -> (concrete path, JSON body or None, principals allowed)
 MATRIX: dict[tuple[str, str], tuple[str, Any, frozenset[str]]] = {
@@ -88,6 +90,17 @@ MATRIX: dict[tuple[str, str], tuple[str, Any, frozenset[str]]] = {
     ("POST", "/v1/scopes/{name}/versions/{version_id}/approve"): (S + "/approve", {}, frozenset({"olga"})),
     ("POST", "/v1/scopes/{name}/versions/{version_id}/reject"): (S + "/reject", {}, frozenset({"olga"})),
     ("POST", "/v1/scopes/{name}/versions/{version_id}/revoke"): (S + "/revoke", {}, frozenset({"olga"})),
+    ("POST", "/v1/applications"): ("/v1/applications", {}, frozenset({"alice"})),
+    ("GET", "/v1/applications"): ("/v1/applications", None, APPLICATION_READERS),
+    ("GET", "/v1/applications/{application_id}"): (A, None, APPLICATION_READERS),
+    ("POST", "/v1/applications/{application_id}/draft"): (A + "/draft", {}, frozenset({"olga"})),
+    ("POST", "/v1/applications/{application_id}/refuse"): (A + "/refuse", {}, frozenset({"olga"})),
+    ("GET", "/v1/alerts"): ("/v1/alerts", None, frozenset({"audra", "admin"})),
+    ("POST", "/v1/alerts/{alert_id}/acknowledge"): (
+        "/v1/alerts/matrix-none/acknowledge",
+        {},
+        frozenset({"audra"}),
+    ),
     ("POST", "/v1/jobs/check"): ("/v1/jobs/check", {}, frozenset({"alice"})),
     ("POST", "/v1/jobs"): ("/v1/jobs", {}, frozenset({"alice"})),
     ("GET", "/v1/jobs"): ("/v1/jobs", None, JOB_READERS),
