@@ -289,8 +289,8 @@ def _run_parallel(
     limits: Limits,
 ) -> pa.Table | None:
     """The planned query's result on ``con``; None where the query must run as written on one thread
-    instead: the plan binds to other column types than the query (a type sqlglot read differently from
-    DuckDB), or a summed value lies outside the exact sum's range."""
+    instead: the plan binds to other column types than the query (a type read differently from DuckDB),
+    or a summed value lies outside the exact sum's range."""
     try:
         _require_one_select(con, sql)
         original = _relation(con, sql, parameters)
@@ -304,6 +304,10 @@ def _run_parallel(
         if OUT_OF_RANGE in str(exc):
             return None
         raise sanitize(exc, limits) from None
+    except (duckdb.ConversionException, duckdb.OutOfRangeException):
+        # A NaN, an infinity or a value beyond a limb's range (or the query's own failing cast, which
+        # the run as written then reports as usual).
+        return None
     except (duckdb.Error, MemoryError, CryptoError) as exc:
         raise sanitize(exc, limits) from None  # from None: the engine's text must not travel on
     return table
