@@ -32,8 +32,7 @@ compares rows as a multiset).
 Argument types come from a small reading of each argument over the registered tables' Arrow schemas
 (columns, casts, literals, arithmetic, CASE; anything else, or a name the query itself aliases, counts
 as unknown and the query runs on one thread); sqlglot's full type annotation costs a small job tens of
-milliseconds. The engine also checks that the rewritten query binds to the same output types as the
-original and falls back to one thread when not. The module is pure: one parse, no I/O.
+milliseconds. The module is pure: one parse, no I/O.
 """
 
 from __future__ import annotations
