@@ -15,12 +15,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from executors import engine
 from executors.base import Limits
 from executors.engine import run_query
 from executors.exact_sums import Parallel, plan_threads
 from policies.distributed.split import SplitQuery, split_query
 
 RUNS = 25
+
+
+@pytest.fixture(autouse=True)
+def _threads_for_any_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tables here are small enough to run on one thread anyway: plan every query as a large one."""
+    monkeypatch.setattr(engine, "PARALLEL_MIN_ROWS", 0)
+
+
 FLOAT_AGGREGATES = """\
 SELECT grp, SUM(x) AS total, AVG(x) AS mean, SUM(x * y) AS weighted, STDDEV_SAMP(y) AS spread
 FROM t
@@ -147,3 +156,11 @@ def test_split_parts_merge_to_the_same_bits_on_any_number_of_threads() -> None:
     first = merged(1)
     for _ in range(3):
         assert merged(4) == first
+
+
+def test_a_small_input_runs_as_written_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = _many_batches(200_000, batches=32)
+    monkeypatch.setattr(engine, "PARALLEL_MIN_ROWS", table.num_rows + 1)
+    expected = _plain(SUMS, table, threads=1)
+    for threads in (1, 4):
+        assert _ours(SUMS, table, threads=threads) == expected
