@@ -16,7 +16,7 @@ significant bits, so the low limb's unit is below the last bit of such a value) 
 outside that range (a NaN, an infinity, a smaller or larger magnitude) stops the query, with
 :data:`OUT_OF_RANGE` in the engine's message or a conversion error, and the engine runs the query as
 written on one thread instead: exact or plain, the outcome is a function of the data alone. Measured
-on the small benchmark query (200,000 rows, one AVG) the exact form costs about a fifth more engine
+on the small benchmark query (200,000 rows, one AVG) the exact form costs about a quarter more engine
 time than a plain AVG on the same threads; three BIGINT limbs cost nearly twice as much.
 
 The rewrite is allowed only where every other part of the query is order-independent too; otherwise
