@@ -26,6 +26,7 @@ from crypto.errors import CryptoError
 from crypto.pseudonym import keyed_hasher
 from executors.base import Limits
 from executors.errors import ExecutionError, ExecutionFailed, ResourceExhausted
+from executors.exact_sums import FLOAT_SUMS, OUT_OF_RANGE, OneThread, Parallel, plan_threads
 
 KEYED_HASH_FUNCTION = "sbx_keyed_hash"
 
@@ -62,7 +63,14 @@ _EXPECTED_FLAGS: Mapping[str, bool] = MappingProxyType(
 
 def engine_versions() -> dict[str, str]:
     """Versions of what computes a result (recorded in receipts)."""
-    return {"duckdb": duckdb.__version__, "pyarrow": pa.__version__, "python": platform.python_version()}
+    return {
+        "duckdb": duckdb.__version__,
+        "pyarrow": pa.__version__,
+        "python": platform.python_version(),
+        # How SUM and AVG of floats are computed: a replay of a job from before the exact sums (one
+        # thread, plain addition) may differ in the last bits, and its report then says why.
+        "float_sums": FLOAT_SUMS,
+    }
 
 
 def use_job_memory_pool() -> None:
@@ -107,13 +115,21 @@ def _memory_bytes(text: str) -> float:
 # addition is not associative: with several threads a SUM or AVG over DOUBLE differs in its last bits
 # from run to run (DuckDB's "non-deterministic behavior" notes; measured: 20 runs of a 2-million-row
 # grouped SUM gave 17 different results on 2 threads, one on 1 thread). Replay must reproduce the
-# released bytes, so the query runs on one thread; a job's ``threads`` still parallelise decryption,
-# Parquet decoding and cohort sketching around it (``executors.sandbox``).
+# released bytes, so :func:`run_query` runs a query on the job's threads only as planned by
+# ``executors.exact_sums`` (float sums made exact, every other part order-independent) and otherwise on
+# ``QUERY_THREADS``: one thread, which is also what a warm sandbox's spare connection opens with.
 QUERY_THREADS = 1
 
+# Below this many input rows a query runs as written on one thread: there the exact sums cost more than
+# the threads save (200,000 rows, interleaved in one process: 40.6 ms as written on one thread, 42.4 ms
+# as written on two, 53.1 ms exact on two; 4,000,000 rows: 522 ms, 387 ms and 451 ms). The choice
+# depends on the data alone, so a replay takes the same path whatever its thread count.
+PARALLEL_MIN_ROWS = 1_000_000
 
-def verify_lockdown(con: duckdb.DuckDBPyConnection, limits: Limits) -> None:
-    """Read every protective setting back; raise if any did not take effect."""
+
+def verify_lockdown(con: duckdb.DuckDBPyConnection, limits: Limits, *, threads: int = QUERY_THREADS) -> None:
+    """Read every protective setting back (``threads``: the thread count the query was given); raise if
+    any did not take effect."""
     names = [*_EXPECTED_FLAGS, "memory_limit", "threads", "temp_directory"]
     # One scalar per setting: a scan of duckdb_settings() formats every setting the engine has and
     # costs a small job about 3 ms more.
@@ -123,7 +139,7 @@ def verify_lockdown(con: duckdb.DuckDBPyConnection, limits: Limits) -> None:
     wrong = [
         name for name, flag in _EXPECTED_FLAGS.items() if actual.get(name, "").lower() != str(flag).lower()
     ]
-    if actual.get("threads") != str(QUERY_THREADS):
+    if actual.get("threads") != str(threads):
         wrong.append("threads")
     if abs(_memory_bytes(actual.get("memory_limit", "0 B")) - limits.memory_mb * 2**20) > 2**20:
         wrong.append("memory_limit")
@@ -139,8 +155,8 @@ def open_spare() -> duckdb.DuckDBPyConnection:
     Opening an engine costs a small job 10-15 ms (the catalog of built-in functions is built per
     database), so a warm sandbox pays it ahead of time. Only the connect-time settings hold yet: the
     job's memory limit is set by :func:`open_locked`, which then registers, locks and verifies exactly
-    as for a fresh connection. One thread, as every query has (:data:`QUERY_THREADS`), so nothing runs
-    in the background meanwhile.
+    as for a fresh connection. One thread (:data:`QUERY_THREADS`), so nothing runs in the background
+    meanwhile; :func:`open_locked` gives it the query's threads.
     """
     return duckdb.connect(":memory:", config={**_CONNECT_CONFIG, "threads": QUERY_THREADS})
 
@@ -151,17 +167,19 @@ def open_locked(
     keyed_hash_key: bytes | None,
     limits: Limits,
     spare: duckdb.DuckDBPyConnection | None = None,
+    threads: int = QUERY_THREADS,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with ``tables`` registered under their SQL names, the keyed-hash
     function registered when a key is given, and everything else locked away.
 
     ``spare``: a connection from :func:`open_spare` to use instead of opening one (it is consumed:
-    closed on failure, locked on success).
+    closed on failure, locked on success). ``threads``: the query's threads, one unless the query was
+    planned to give the same bytes on any number (:func:`run_query`).
     """
     if spare is None:
         config: dict[str, str | bool | int | float | list[str]] = {
             **_CONNECT_CONFIG,
-            "threads": QUERY_THREADS,
+            "threads": threads,
             "memory_limit": f"{limits.memory_mb}MiB",
         }
         con = duckdb.connect(":memory:", config=config)
@@ -169,7 +187,7 @@ def open_locked(
         con = spare
     try:
         if spare is not None:
-            con.execute(f"SET threads = {QUERY_THREADS}")
+            con.execute(f"SET threads = {int(threads)}")
             con.execute(f"SET memory_limit = '{int(limits.memory_mb)}MiB'")
         for name, table in tables.items():
             con.register(name, table)
@@ -184,7 +202,7 @@ def open_locked(
             )
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
-        verify_lockdown(con, limits)
+        verify_lockdown(con, limits, threads=threads)
     except BaseException:
         con.close()
         raise
@@ -228,8 +246,14 @@ def run_query(
     limits: Limits,
     spare: duckdb.DuckDBPyConnection | None = None,
     parameters: Mapping[str, str] | None = None,
+    keep_row_order: bool = False,
 ) -> pa.Table:
     """Run ``sql`` on a locked-down in-memory engine over ``tables``; the result as an Arrow table.
+
+    The query runs on ``limits.threads`` threads where ``executors.exact_sums`` can make its result the
+    same bytes on any number of threads, and on one thread otherwise. ``keep_row_order``: the caller
+    reads the rows in order (a Python job's input), so the query runs on one thread, where the order
+    is the same every run.
 
     >>> t = pa.table({"district": ["a", "a", "b"], "pid": [1, 2, 3]})
     >>> out = run_query("SELECT district, COUNT(DISTINCT pid) AS n FROM t GROUP BY 1 ORDER BY 1",
@@ -240,11 +264,72 @@ def run_query(
     ...           limits=Limits(memory_mb=256, threads=1), parameters={"k": "secret"}).to_pylist()
     [{'same': True}]
     """
-    con = open_locked(tables, keyed_hash_key=keyed_hash_key, limits=limits, spare=spare)
+    # Planned whatever the thread count, so one thread and several give the same bytes.
+    plan: Parallel | OneThread = OneThread("the caller reads the rows in order")
+    if sum(table.num_rows for table in tables.values()) < PARALLEL_MIN_ROWS:
+        plan = OneThread("a small input: one thread is faster than exact sums on several")
+    elif not keep_row_order:
+        plan = plan_threads(sql, {name: table.schema for name, table in tables.items()})
+    if isinstance(plan, Parallel):
+        con = open_locked(
+            tables, keyed_hash_key=keyed_hash_key, limits=limits, spare=spare, threads=limits.threads
+        )
+        try:
+            result = _run_parallel(con, sql, plan.sql, parameters, limits)
+        finally:
+            con.close()
+        if result is not None:
+            return result
+        spare = None  # consumed: the query runs again as written on a fresh one-thread engine
+    return _run(
+        open_locked(tables, keyed_hash_key=keyed_hash_key, limits=limits, spare=spare),
+        sql,
+        parameters,
+        limits,
+    )
+
+
+def _run_parallel(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    planned: str,
+    parameters: Mapping[str, str] | None,
+    limits: Limits,
+) -> pa.Table | None:
+    """The planned query's result on ``con``; None where the query must run as written on one thread
+    instead: a summed value lies outside the exact sum's range."""
     try:
         _require_one_select(con, sql)
-        relation = con.sql(sql, params=dict(parameters)) if parameters else con.sql(sql)
-        result: pa.Table = relation.to_arrow_table()
+        # No second bind of the query as written to compare column types: it cost a small job about
+        # 6 ms, and the plan rewrites only sums whose argument it read as a float.
+        table: pa.Table = _relation(con, planned, parameters).to_arrow_table()
+    except ExecutionError:
+        raise
+    except duckdb.InvalidInputException as exc:
+        if OUT_OF_RANGE in str(exc):
+            return None
+        raise sanitize(exc, limits) from None
+    except (duckdb.ConversionException, duckdb.OutOfRangeException):
+        # A NaN, an infinity or a value beyond a limb's range (or the query's own failing cast, which
+        # the run as written then reports as usual).
+        return None
+    except (duckdb.Error, MemoryError, CryptoError) as exc:
+        raise sanitize(exc, limits) from None  # from None: the engine's text must not travel on
+    return table
+
+
+def _relation(
+    con: duckdb.DuckDBPyConnection, sql: str, parameters: Mapping[str, str] | None
+) -> duckdb.DuckDBPyRelation:
+    return con.sql(sql, params=dict(parameters)) if parameters else con.sql(sql)
+
+
+def _run(
+    con: duckdb.DuckDBPyConnection, sql: str, parameters: Mapping[str, str] | None, limits: Limits
+) -> pa.Table:
+    try:
+        _require_one_select(con, sql)
+        result: pa.Table = _relation(con, sql, parameters).to_arrow_table()
     except ExecutionError:
         raise
     except (duckdb.Error, MemoryError, CryptoError) as exc:

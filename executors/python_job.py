@@ -219,8 +219,12 @@ def prepare_inputs(
     for query in job.inputs:
         if query.name not in sources:
             raise ExecutionFailed(f"input table {query.name!r} was not loaded")
-        table = engine.run_query(
-            query.sql, {query.name: sources[query.name]}, keyed_hash_key=keyed_hash_key, limits=spec.limits
+        table = engine.run_query(  # the job reads its rows in order: one thread keeps it every run
+            query.sql,
+            {query.name: sources[query.name]},
+            keyed_hash_key=keyed_hash_key,
+            limits=spec.limits,
+            keep_row_order=True,
         )
         units: frozenset[str] = frozenset()
         for column in query.pseudonymise:

@@ -101,8 +101,13 @@ def _blind(
     }
     timings["load"] = time.perf_counter() - started
     started = time.perf_counter()
-    rows = engine.run_query(
-        spec.sql, tables, keyed_hash_key=spec.keyed_hash_key, limits=spec.limits, parameters=spec.parameters
+    rows = engine.run_query(  # the rows enter the protocol in order: one thread keeps it every run
+        spec.sql,
+        tables,
+        keyed_hash_key=spec.keyed_hash_key,
+        limits=spec.limits,
+        parameters=spec.parameters,
+        keep_row_order=True,
     ).to_pandas()
     del tables
     timings["query"] = time.perf_counter() - started

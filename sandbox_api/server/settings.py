@@ -109,8 +109,9 @@ class Settings(BaseSettings):
     job_threads: PositiveInt = Field(
         2,
         description=(
-            "Threads one job may use to decrypt, decode and sketch its data; its query runs on one "
-            "thread, so float sums replay bit for bit."
+            "Threads one job may use to decrypt, decode, query and sketch its data; float sums are "
+            "made exact, so results replay bit for bit on any number (queries that cannot be made "
+            "order-independent run on one thread)."
         ),
     )
     max_concurrent_jobs: PositiveInt = Field(

@@ -7,13 +7,29 @@ from run to run and an honest replay would report a release that differs.
 
 from __future__ import annotations
 
+import math
+
+import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
 
+from executors import engine
 from executors.base import Limits
 from executors.engine import run_query
+from executors.exact_sums import Parallel, plan_threads
+from policies.distributed.split import SplitQuery, split_query
 
 RUNS = 25
+
+
+@pytest.fixture(autouse=True)
+def _threads_for_any_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tables here are small enough to run on one thread anyway: plan every query as a large one."""
+    monkeypatch.setattr(engine, "PARALLEL_MIN_ROWS", 0)
+
+
 FLOAT_AGGREGATES = """\
 SELECT grp, SUM(x) AS total, AVG(x) AS mean, SUM(x * y) AS weighted, STDDEV_SAMP(y) AS spread
 FROM t
@@ -43,3 +59,108 @@ def test_a_float_aggregate_gives_the_same_bits_every_run_whatever_the_jobs_threa
     for _ in range(RUNS - 1):
         again = _bits(run_query(FLOAT_AGGREGATES, {"t": table}, keyed_hash_key=None, limits=limits))
         assert again == first
+
+
+SUMS = """\
+SELECT grp, SUM(x) AS total, AVG(x) AS mean, SUM(x * y) AS weighted, COUNT(*) AS n
+FROM t
+GROUP BY grp"""
+
+
+def _plain(sql: str, table: pa.Table, *, threads: int) -> list[tuple[object, ...]]:
+    """``sql`` on a bare DuckDB connection with ``threads`` threads (no rewrite), rows sorted."""
+    con = duckdb.connect(":memory:", config={"threads": threads})
+    try:
+        con.register("t", table)
+        return sorted(_bits(con.sql(sql).to_arrow_table()), key=repr)
+    finally:
+        con.close()
+
+
+def _ours(sql: str, table: pa.Table, *, threads: int) -> list[tuple[object, ...]]:
+    limits = Limits(memory_mb=512, threads=threads)
+    return sorted(_bits(run_query(sql, {"t": table}, keyed_hash_key=None, limits=limits)), key=repr)
+
+
+def test_plain_duckdb_on_several_threads_sums_floats_differently_from_run_to_run() -> None:
+    # The hazard the engine guards against: if DuckDB ever combined float partials in a fixed order,
+    # this fails and the exact-sum rewrite could go.
+    table = _many_batches(400_000, batches=64)
+    seen = {repr(_plain(SUMS, table, threads=4)) for _ in range(RUNS)}
+    assert len(seen) > 1
+
+
+def test_a_float_sum_and_average_give_the_same_bits_on_any_number_of_threads() -> None:
+    table = _many_batches(400_000, batches=64)
+    assert isinstance(plan_threads(SUMS, {"t": table.schema}), Parallel)  # the query runs on threads
+    first = _ours(SUMS, table, threads=1)
+    for threads in (2, 4, 8):
+        for _ in range(RUNS // 5):
+            assert _ours(SUMS, table, threads=threads) == first
+
+
+def test_an_exact_sum_is_within_two_units_in_the_last_place_of_the_true_total() -> None:
+    table = _many_batches(400_000, batches=64)
+    grp = table.column("grp").to_numpy()
+    x = table.column("x").to_numpy()
+    ours = {
+        row["grp"]: row["total"]
+        for row in run_query(
+            SUMS, {"t": table}, keyed_hash_key=None, limits=Limits(memory_mb=512, threads=4)
+        ).to_pylist()
+    }
+    for g, total in ours.items():
+        true = math.fsum(x[grp == g])
+        assert abs(total - true) <= 2 * math.ulp(true)
+
+
+@pytest.mark.parametrize("odd", [1e-300, float("nan"), float("inf"), 1e40])
+def test_a_value_outside_the_exact_range_runs_the_query_as_written_on_one_thread(odd: float) -> None:
+    table = _many_batches(200_000, batches=32)
+    x = table.column("x").to_numpy().copy()
+    x[12_345] = odd
+    table = table.set_column(table.schema.get_field_index("x"), "x", pa.array(x))
+    expected = _plain(SUMS, table, threads=1)
+    for threads in (1, 4):
+        got = _ours(SUMS, table, threads=threads)
+        assert repr(got) == repr(expected)  # repr: NaN compares unequal to itself
+
+
+def test_a_capped_result_keeps_the_same_rows_on_any_number_of_threads() -> None:
+    table = _many_batches(200_000, batches=32)
+    capped = "SELECT CAST(x * 1000 AS BIGINT) % 997 AS k, COUNT(*) AS n FROM t GROUP BY 1 LIMIT 101"
+    first = _ours(capped, table, threads=1)
+    assert len(first) == 101
+    for _ in range(5):
+        assert _ours(capped, table, threads=4) == first
+
+
+def test_split_parts_merge_to_the_same_bits_on_any_number_of_threads() -> None:
+    # The distributed path: a partial query per unit-partitioned part, then the merge over the partials.
+    table = _many_batches(400_000, batches=64).append_column("u", pa.array(np.arange(400_000) % 997))
+    plan = split_query("SELECT grp, SUM(x) AS total, AVG(x) AS mean FROM t GROUP BY grp", units={"t": "u"})
+    assert isinstance(plan, SplitQuery)
+    parts = [table.filter(pc.equal(pc.bit_wise_and(table.column("u"), 3), i)) for i in range(4)]
+
+    def merged(threads: int) -> list[tuple[object, ...]]:
+        limits = Limits(memory_mb=512, threads=threads)
+        partials = [run_query(plan.partial_sql, {"t": p}, keyed_hash_key=None, limits=limits) for p in parts]
+        merged = run_query(
+            plan.final_sql,
+            {plan.partials_table: pa.concat_tables(partials)},
+            keyed_hash_key=None,
+            limits=limits,
+        )
+        return sorted(_bits(merged), key=repr)
+
+    first = merged(1)
+    for _ in range(3):
+        assert merged(4) == first
+
+
+def test_a_small_input_runs_as_written_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = _many_batches(200_000, batches=32)
+    monkeypatch.setattr(engine, "PARALLEL_MIN_ROWS", table.num_rows + 1)
+    expected = _plain(SUMS, table, threads=1)
+    for threads in (1, 4):
+        assert _ours(SUMS, table, threads=threads) == expected
