@@ -1,0 +1,181 @@
+"""The PKCS#11 key provider against a real SoftHSM2 token: KEKs and the signing key never leave it."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from pkcs11 import Attribute
+from pkcs11.exceptions import AttributeSensitive
+
+from crypto.errors import CryptoError, IntegrityError, UnknownKey
+from crypto.key_provider import KeyProvider
+from crypto.pkcs11_provider import Pkcs11KeyProvider, require_profile
+from crypto.signing import ED25519, key_id, verify
+from crypto.wrapped_key import kek_id_of
+from tests.softhsm import softhsm_token
+
+AAD = b"dataset:7/version:3"
+
+
+@pytest.fixture
+def provider() -> Iterator[Pkcs11KeyProvider]:
+    token = softhsm_token()
+    opened = Pkcs11KeyProvider.open(token.library, token_label=token.label, pin=token.pin)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def domain() -> str:
+    return f"hospital-{secrets.token_hex(4)}"  # the token is shared by the process: keep tests apart
+
+
+def test_pkcs11_provider_is_a_key_provider(provider: Pkcs11KeyProvider) -> None:
+    assert isinstance(provider, KeyProvider)
+
+
+def test_wrap_unwrap_round_trip(provider: Pkcs11KeyProvider, domain: str) -> None:
+    kid = provider.ensure_domain(domain)
+    data_key = secrets.token_bytes(32)
+    wrapped = provider.wrap(domain, data_key, aad=AAD)
+    assert kek_id_of(wrapped) == kid
+    assert data_key not in wrapped
+    assert provider.unwrap(domain, wrapped, aad=AAD) == data_key
+    assert provider.ensure_domain(domain) == kid  # idempotent
+
+
+def test_wrapped_keys_are_readable_from_a_new_session(provider: Pkcs11KeyProvider, domain: str) -> None:
+    provider.ensure_domain(domain)
+    wrapped = provider.wrap(domain, b"k" * 32, aad=AAD)
+    token = softhsm_token()
+    other = Pkcs11KeyProvider.open(token.library, token_label=token.label, pin=token.pin)
+    try:
+        assert other.unwrap(domain, wrapped, aad=AAD) == b"k" * 32
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("position", [-1, -20, -40])
+def test_tampered_wrapped_key_is_refused(provider: Pkcs11KeyProvider, domain: str, position: int) -> None:
+    provider.ensure_domain(domain)
+    wrapped = bytearray(provider.wrap(domain, secrets.token_bytes(32), aad=AAD))
+    wrapped[position] ^= 0x01
+    with pytest.raises(IntegrityError, match="failed authentication"):
+        provider.unwrap(domain, bytes(wrapped), aad=AAD)
+
+
+def test_wrong_aad_is_refused(provider: Pkcs11KeyProvider, domain: str) -> None:
+    provider.ensure_domain(domain)
+    wrapped = provider.wrap(domain, secrets.token_bytes(32), aad=AAD)
+    with pytest.raises(IntegrityError):
+        provider.unwrap(domain, wrapped, aad=b"dataset:7/version:4")
+
+
+def test_another_domain_cannot_unwrap(provider: Pkcs11KeyProvider, domain: str) -> None:
+    provider.ensure_domain(domain)
+    provider.ensure_domain(domain + "-other")
+    wrapped = provider.wrap(domain, secrets.token_bytes(32), aad=AAD)
+    with pytest.raises(UnknownKey, match="has no key-encryption key"):
+        provider.unwrap(domain + "-other", wrapped, aad=AAD)
+
+
+def test_wrap_before_ensure_domain_is_refused(provider: Pkcs11KeyProvider, domain: str) -> None:
+    with pytest.raises(UnknownKey):
+        provider.wrap(domain, b"k" * 32, aad=AAD)
+    with pytest.raises(UnknownKey):
+        provider.rotate(domain)
+
+
+def test_rotation_keeps_old_keys_readable_and_rewrap_moves_them(
+    provider: Pkcs11KeyProvider, domain: str
+) -> None:
+    first = provider.ensure_domain(domain)
+    data_key = secrets.token_bytes(32)
+    old = provider.wrap(domain, data_key, aad=AAD)
+    second = provider.rotate(domain)
+    assert second != first
+    assert provider.ensure_domain(domain) == second
+    assert provider.domain_keys(domain) == sorted([(first, False), (second, True)])
+    assert provider.unwrap(domain, old, aad=AAD) == data_key
+    assert kek_id_of(provider.wrap(domain, data_key, aad=AAD)) == second
+    moved = provider.rewrap(domain, old, aad=AAD)
+    assert kek_id_of(moved) == second
+    assert provider.unwrap(domain, moved, aad=AAD) == data_key
+
+
+def test_retired_kek_can_no_longer_encrypt(provider: Pkcs11KeyProvider, domain: str) -> None:
+    first = provider.ensure_domain(domain)
+    provider.rotate(domain)
+    assert provider.kek_object(domain, first)[Attribute.ENCRYPT] is False
+    assert provider.kek_object(domain, first)[Attribute.DECRYPT] is True
+
+
+def test_kek_is_non_extractable_and_its_value_unreadable(provider: Pkcs11KeyProvider, domain: str) -> None:
+    kid = provider.ensure_domain(domain)
+    kek = provider.kek_object(domain, kid)
+    assert kek[Attribute.EXTRACTABLE] is False
+    assert kek[Attribute.SENSITIVE] is True
+    with pytest.raises(AttributeSensitive):
+        kek[Attribute.VALUE]
+
+
+def test_signature_verifies_with_the_public_key_through_the_normal_verifier(
+    provider: Pkcs11KeyProvider,
+) -> None:
+    signer = provider.ensure_signer()
+    assert signer.algorithm == ED25519
+    assert signer.kid == key_id(signer.public)
+    signature = signer.sign(b"receipt bytes")
+    verify(signer.public, b"receipt bytes", signature)
+    with pytest.raises(IntegrityError):
+        verify(signer.public, b"receipt bytes!", signature)
+
+
+def test_signing_key_is_stable_and_its_private_half_cannot_be_read(provider: Pkcs11KeyProvider) -> None:
+    signer = provider.ensure_signer()
+    assert provider.ensure_signer().kid == signer.kid
+    private = signer._handle
+    assert private[Attribute.EXTRACTABLE] is False
+    with pytest.raises(AttributeSensitive):
+        private[Attribute.VALUE]
+
+
+def test_signer_rotation_keeps_old_public_keys_published(provider: Pkcs11KeyProvider) -> None:
+    old = provider.ensure_signer()
+    old_signature = old.sign(b"old receipt")
+    new = provider.rotate_signer()
+    assert new.kid != old.kid
+    assert provider.ensure_signer().kid == new.kid
+    publics = provider.signing_publics()
+    assert old.public in publics
+    assert new.public in publics
+    verify(old.public, b"old receipt", old_signature)
+    with pytest.raises(CryptoError, match="refused to sign"):
+        old.sign(b"after rotation")
+
+
+def test_named_secrets_are_stable_distinct_and_survive_a_new_session(provider: Pkcs11KeyProvider) -> None:
+    first = provider.secret("pseudonym")
+    assert len(first) == 32
+    assert provider.secret("pseudonym") == first
+    assert provider.secret("partition") != first
+    token = softhsm_token()
+    other = Pkcs11KeyProvider.open(token.library, token_label=token.label, pin=token.pin)
+    try:
+        assert other.secret("pseudonym") == first
+    finally:
+        other.close()
+
+
+def test_wrong_pin_is_refused() -> None:
+    token = softhsm_token()
+    with pytest.raises(CryptoError, match="cannot open PKCS#11 token"):
+        Pkcs11KeyProvider.open(token.library, token_label=token.label, pin="wrong-pin")
+
+
+def test_only_the_international_profile_is_served() -> None:
+    require_profile("international")
+    with pytest.raises(CryptoError, match="only the 'international' profile"):
+        require_profile("gm")
