@@ -14,14 +14,18 @@ State lives in the token's object attributes, nothing on disk:
   one that may still encrypt (``CKA_ENCRYPT`` true). :meth:`Pkcs11KeyProvider.rotate` makes a new one
   and turns ``CKA_ENCRYPT`` off on the older ones, which keep ``CKA_DECRYPT`` so old wrapped keys read.
 * the signing key pair has label ``data-sandbox/signing``; the current private key is the one that may
-  still sign (``CKA_SIGN`` true), older public keys stay in the token so :meth:`signing_publics` can
-  republish them.
-* named secrets (:meth:`Pkcs11KeyProvider.secret`) are HMAC-SHA256 (``CKM_SHA256_HMAC``) of the name
-  under one non-extractable generic-secret key: stable without storing anything, and the master key
-  never leaves the token. The derived secret itself is returned to the caller, as it must be (the
-  pseudonym and partition code computes with it in memory), so this protects the master, not its
-  outputs. Destroyable per-version secrets (:mod:`crypto.shredding`) are *not* derived here: a derived
-  value cannot be destroyed on its own, so those stay in the local keyring.
+  still sign (``CKA_SIGN`` true); older public keys stay in the token.
+* named secrets (:meth:`Pkcs11KeyProvider.secret`: the pseudonym, partition, results and console keys,
+  and the per-version secrets of :mod:`crypto.shredding`) are generic-secret objects the token generates,
+  labelled ``data-sandbox/secret/<name>``, private to the logged-in user (``CKA_PRIVATE``) but readable
+  by it. Not "never leaves" keys, deliberately: every consumer computes with the secret's bytes in the
+  gateway's memory (HMAC pseudonyms, partition hashing, AEAD keys), so deriving them inside the token
+  from a non-extractable master (``CKM_SHA256_HMAC`` over the name) would put the same bytes in the
+  same memory and protect nothing more; and a derived secret cannot be destroyed on its own, which
+  crypto-shredding a version needs (:meth:`Pkcs11KeyProvider.destroy_secret` destroys the object).
+  What the token adds for them is that no keyring file holds them.
+* signing-key publication records (validity periods, :class:`crypto.signing.SigningKeyRecord`) are data
+  objects labelled ``data-sandbox/signing-record``: public facts, kept beside the keys they describe.
 
 Only the ``international`` profile is served: SoftHSM2 and most HSMs offer no SM4 or SM2 mechanism
 through standard PKCS#11, so a ``gm`` deployment keeps the local keyring (:func:`require_profile`).
@@ -29,18 +33,22 @@ through standard PKCS#11, so a ``gm`` deployment keeps the local keyring (:func:
 
 from __future__ import annotations
 
+import json
 import secrets as _random
 import threading
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
-from pkcs11.exceptions import NoSuchKey, PKCS11Error, UserAlreadyLoggedIn
+from pkcs11.exceptions import PKCS11Error, UserAlreadyLoggedIn
 from pkcs11.mechanisms import GCMParams
 from pkcs11.util.ec import encode_named_curve_parameters
 
 from crypto.errors import CryptoError, IntegrityError, UnknownKey
-from crypto.signing import ED25519, ED25519_KEY_BYTES, key_id
+from crypto.keyring_format import CURRENT, RETIRED
+from crypto.signing import ED25519, ED25519_KEY_BYTES, SigningKeyRecord, key_id
 from crypto.wrapped_key import join_wrapped, split_wrapped, wrap_aad
 
 __all__ = ["INTERNATIONAL_ONLY", "Pkcs11KeyProvider", "Pkcs11Signer", "require_profile"]
@@ -48,8 +56,9 @@ __all__ = ["INTERNATIONAL_ONLY", "Pkcs11KeyProvider", "Pkcs11Signer", "require_p
 INTERNATIONAL_ONLY = "international"
 _KEK_LABEL = "data-sandbox/kek/"
 _SIGNING_LABEL = "data-sandbox/signing"
-_SECRETS_LABEL = "data-sandbox/secrets"
-_SECRET_CONTEXT = b"data-sandbox/secret/v1\x00"
+_SECRET_LABEL = "data-sandbox/secret/"  # noqa: S105 - an object label, not a password
+_RECORD_LABEL = "data-sandbox/signing-record"
+SECRET_BYTES = 32
 _NONCE_BYTES = 12
 _ED25519_OID = "1.3.101.112"  # RFC 8410
 _NEVER_LEAVES = {Attribute.EXTRACTABLE: False, Attribute.SENSITIVE: True}
@@ -202,8 +211,37 @@ class Pkcs11KeyProvider:
     def secret(self, name: str) -> bytes:
         _check_name(name, "secret name")
         with self.lock:
-            master = self._one_secret_key()
-            return bytes(master.sign(_SECRET_CONTEXT + name.encode("utf-8"), mechanism=Mechanism.SHA256_HMAC))
+            found = self._secret_value(name)
+            if found is not None:
+                return found
+            self._session.generate_key(
+                KeyType.GENERIC_SECRET,
+                SECRET_BYTES * 8,
+                id=_random.token_bytes(8),
+                label=_SECRET_LABEL + name,
+                store=True,
+                # Readable by the logged-in user only (CKA_PRIVATE): see the module docstring for why
+                # a named secret is a token object that is read, not a key that never leaves.
+                template={Attribute.PRIVATE: True, Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True},
+            )
+            created = self._secret_value(name)
+            assert created is not None  # just stored in this session
+            return created
+
+    def existing_secret(self, name: str) -> bytes | None:
+        """The named secret, or None when it never existed or was destroyed; never creates one."""
+        _check_name(name, "secret name")
+        with self.lock:
+            return self._secret_value(name)
+
+    def destroy_secret(self, name: str) -> bool:
+        """Destroy the named secret's token object (crypto-shredding); True if it existed."""
+        _check_name(name, "secret name")
+        with self.lock:
+            found = self._secret_objects(name)
+            for obj in found:
+                obj.destroy()
+            return bool(found)
 
     # -- inspection --------------------------------------------------------------------------------
 
@@ -219,28 +257,59 @@ class Pkcs11KeyProvider:
 
     # -- signing -----------------------------------------------------------------------------------
 
-    def ensure_signer(self) -> Pkcs11Signer:
-        """The current signing key, creating an Ed25519 pair in the token if there is none."""
+    def ensure_signing_key(self, *, now: datetime, algorithm: str = ED25519) -> Pkcs11Signer:
+        """The current signing key, creating an Ed25519 pair in the token (valid from ``now``) if there
+        is none. Only Ed25519: :func:`require_profile` keeps SM2 deployments off this provider."""
+        _aware(now)
+        if algorithm != ED25519:
+            raise CryptoError(f"the PKCS#11 key provider signs with {ED25519}, not {algorithm}")
         with self.lock:
             found = self._current_signer()
-            return found if found is not None else self._new_signer()
+            return found if found is not None else self._new_signer(now)
 
-    def rotate_signer(self) -> Pkcs11Signer:
-        """A new current signing key; older private keys may no longer sign (``CKA_SIGN`` off), their
-        public keys stay published (:meth:`signing_publics`) so older receipts still verify."""
+    def current_signing_key(self) -> Pkcs11Signer:
+        """The key that signs now; :class:`UnknownKey` before the first one is created."""
         with self.lock:
+            found = self._current_signer()
+        if found is None:
+            raise UnknownKey("the token has no signing key yet; create one with ensure_signing_key(now=...)")
+        return found
+
+    def rotate_signing_key(self, *, now: datetime) -> Pkcs11Signer:
+        """A new current signing key from ``now``. The older private keys may no longer sign
+        (``CKA_SIGN`` off); their records end at ``now`` and stay published, so older receipts verify."""
+        _aware(now)
+        with self.lock:
+            records = self._records()
+            if records and now < records[-1][1].not_before:
+                raise CryptoError(
+                    f"cannot rotate at {now.isoformat()}: the current signing key {records[-1][1].kid} "
+                    f"is valid only from {records[-1][1].not_before.isoformat()}"
+                )
             old = list(self._session.get_objects(_private_template()))
-            signer = self._new_signer()
+            signer = self._new_signer(now)
             for key in old:
                 key[Attribute.SIGN] = False
+            for obj, record in records:
+                if record.not_after is None:
+                    # A data object's value is read-only once stored (SoftHSM2): store the ended record,
+                    # then drop the open one; a crash between the two leaves both, and _records keeps
+                    # the ended one.
+                    self._store_record(replace(record, not_after=now, state=RETIRED))
+                    obj.destroy()
             return signer
 
-    def signing_publics(self) -> list[bytes]:
-        """Every signing public key the token holds (raw Ed25519), current or retired."""
+    def signing_keys(self) -> list[SigningKeyRecord]:
+        """Every signing key the token has held, oldest first, as publishable records."""
         with self.lock:
-            template = {Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.LABEL: _SIGNING_LABEL}
-            objects = list(self._session.get_objects(template))
-            return [_public_point(bytes(o[Attribute.EC_POINT])) for o in objects]
+            return [record for _, record in self._records()]
+
+    def domains(self) -> list[str]:
+        """Domains that have a KEK in the token, sorted."""
+        with self.lock:
+            keys = list(self._session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY}))
+            labels = {str(k[Attribute.LABEL]) for k in keys}
+        return sorted(label[len(_KEK_LABEL) :] for label in labels if label.startswith(_KEK_LABEL))
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -279,26 +348,22 @@ class Pkcs11KeyProvider:
         )
         return kid
 
-    def _one_secret_key(self) -> Any:
-        template = {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: _SECRETS_LABEL}
-        try:
-            return self._session.get_key(**_get_key_args(template))
-        except NoSuchKey:
-            return self._session.generate_key(
-                KeyType.GENERIC_SECRET,
-                256,
-                label=_SECRETS_LABEL,
-                store=True,
-                template={**_NEVER_LEAVES, Attribute.SIGN: True, Attribute.VERIFY: True},
-            )
+    def _secret_objects(self, name: str) -> list[Any]:
+        template = {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: _SECRET_LABEL + name}
+        return list(self._session.get_objects(template))
+
+    def _secret_value(self, name: str) -> bytes | None:
+        # Two processes creating the same secret at once each store one; every reader then takes the
+        # lowest CKA_ID, so all agree from the moment both exist.
+        found = sorted(self._secret_objects(name), key=lambda o: bytes(o[Attribute.ID]))
+        return bytes(found[0][Attribute.VALUE]) if found else None
 
     def _current_signer(self) -> Pkcs11Signer | None:
         # Always list() a search: PKCS#11 allows one find operation per session at a time, so a search
         # left open (or a nested one) fails with CKR_OPERATION_ACTIVE.
         for private in list(self._session.get_objects(_private_template())):
             if private[Attribute.SIGN]:
-                public = self._public_of(private)
-                return Pkcs11Signer(self, private, public)
+                return Pkcs11Signer(self, private, self._public_of(private))
         return None
 
     def _public_of(self, private: Any) -> bytes:
@@ -311,25 +376,55 @@ class Pkcs11KeyProvider:
             return _public_point(bytes(public[Attribute.EC_POINT]))
         raise UnknownKey("the token holds a signing private key without its public key")
 
-    def _new_signer(self) -> Pkcs11Signer:
-        ident = _random.token_bytes(8)
+    def _new_signer(self, now: datetime) -> Pkcs11Signer:
         public, private = self._session.generate_keypair(
             KeyType.EC_EDWARDS,
-            id=ident,
+            id=_random.token_bytes(8),
             label=_SIGNING_LABEL,
             store=True,
             public_template={Attribute.EC_PARAMS: encode_named_curve_parameters(_ED25519_OID)},
             private_template={**_NEVER_LEAVES, Attribute.SIGN: True},
         )
-        return Pkcs11Signer(self, private, _public_point(bytes(public[Attribute.EC_POINT])))
+        signer = Pkcs11Signer(self, private, _public_point(bytes(public[Attribute.EC_POINT])))
+        record = SigningKeyRecord(
+            kid=signer.kid, public=signer.public, not_before=now, not_after=None, state=CURRENT
+        )
+        self._store_record(record)
+        return signer
+
+    def _store_record(self, record: SigningKeyRecord) -> None:
+        self._session.create_object(
+            {
+                Attribute.CLASS: ObjectClass.DATA,
+                Attribute.LABEL: _RECORD_LABEL,
+                Attribute.TOKEN: True,
+                Attribute.VALUE: _record_bytes(record),
+            }
+        )
+
+    def _records(self) -> list[tuple[Any, SigningKeyRecord]]:
+        template = {Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: _RECORD_LABEL}
+        found = [
+            (obj, SigningKeyRecord.from_dict(json.loads(bytes(obj[Attribute.VALUE]))))
+            for obj in list(self._session.get_objects(template))
+        ]
+        ended = {record.kid for _, record in found if record.not_after is not None}
+        kept = [(obj, r) for obj, r in found if r.not_after is not None or r.kid not in ended]
+        return sorted(kept, key=lambda pair: pair[1].not_before)
+
+
+def _record_bytes(record: SigningKeyRecord) -> bytes:
+    return json.dumps(record.to_dict(), sort_keys=True).encode("utf-8")
+
+
+def _aware(now: datetime) -> datetime:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise CryptoError("signing key times must be timezone-aware (for example datetime.now(UTC))")
+    return now
 
 
 def _private_template() -> dict[Attribute, Any]:
     return {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: _SIGNING_LABEL}
-
-
-def _get_key_args(template: dict[Attribute, Any]) -> dict[str, Any]:
-    return {"object_class": template[Attribute.CLASS], "label": template[Attribute.LABEL]}
 
 
 def _kid(key: Any) -> str:

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pkcs11 import Attribute
 from pkcs11.exceptions import AttributeSensitive
 
-from crypto.errors import CryptoError, IntegrityError, UnknownKey
+from crypto.errors import CryptoError, IntegrityError, KeyDestroyed, UnknownKey
 from crypto.key_provider import KeyProvider
 from crypto.pkcs11_provider import Pkcs11KeyProvider, require_profile
+from crypto.shredding import VersionKeys
 from crypto.signing import ED25519, key_id, verify
 from crypto.wrapped_key import kek_id_of
 from tests.softhsm import softhsm_token
 
 AAD = b"dataset:7/version:3"
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -124,7 +127,7 @@ def test_kek_is_non_extractable_and_its_value_unreadable(provider: Pkcs11KeyProv
 def test_signature_verifies_with_the_public_key_through_the_normal_verifier(
     provider: Pkcs11KeyProvider,
 ) -> None:
-    signer = provider.ensure_signer()
+    signer = provider.ensure_signing_key(now=NOW)
     assert signer.algorithm == ED25519
     assert signer.kid == key_id(signer.public)
     signature = signer.sign(b"receipt bytes")
@@ -134,39 +137,77 @@ def test_signature_verifies_with_the_public_key_through_the_normal_verifier(
 
 
 def test_signing_key_is_stable_and_its_private_half_cannot_be_read(provider: Pkcs11KeyProvider) -> None:
-    signer = provider.ensure_signer()
-    assert provider.ensure_signer().kid == signer.kid
+    signer = provider.ensure_signing_key(now=NOW)
+    assert provider.ensure_signing_key(now=NOW).kid == signer.kid
+    assert provider.current_signing_key().kid == signer.kid
     private = signer._handle
     assert private[Attribute.EXTRACTABLE] is False
     with pytest.raises(AttributeSensitive):
         private[Attribute.VALUE]
 
 
-def test_signer_rotation_keeps_old_public_keys_published(provider: Pkcs11KeyProvider) -> None:
-    old = provider.ensure_signer()
+def test_signing_key_rotation_keeps_old_keys_published(provider: Pkcs11KeyProvider) -> None:
+    old = provider.ensure_signing_key(now=NOW)
     old_signature = old.sign(b"old receipt")
-    new = provider.rotate_signer()
+    later = NOW + timedelta(days=30 * (1 + len(provider.signing_keys())))  # after any earlier rotation
+    new = provider.rotate_signing_key(now=later)
     assert new.kid != old.kid
-    assert provider.ensure_signer().kid == new.kid
-    publics = provider.signing_publics()
-    assert old.public in publics
-    assert new.public in publics
-    verify(old.public, b"old receipt", old_signature)
+    assert provider.current_signing_key().kid == new.kid
+    records = {record.kid: record for record in provider.signing_keys()}
+    assert records[old.kid].not_after == later
+    assert records[old.kid].state == "retired"
+    assert records[new.kid].not_before == later
+    assert records[new.kid].not_after is None
+    assert records[old.kid].valid_at(later - timedelta(seconds=1))
+    verify(records[old.kid].public, b"old receipt", old_signature)
     with pytest.raises(CryptoError, match="refused to sign"):
         old.sign(b"after rotation")
 
 
+def test_only_ed25519_signing_keys_are_made(provider: Pkcs11KeyProvider) -> None:
+    with pytest.raises(CryptoError, match="signs with ed25519"):
+        provider.ensure_signing_key(now=NOW, algorithm="sm2")
+
+
+def test_domains_lists_those_with_a_kek(provider: Pkcs11KeyProvider, domain: str) -> None:
+    assert domain not in provider.domains()
+    provider.ensure_domain(domain)
+    assert domain in provider.domains()
+
+
 def test_named_secrets_are_stable_distinct_and_survive_a_new_session(provider: Pkcs11KeyProvider) -> None:
-    first = provider.secret("pseudonym")
+    name = f"pseudonym-{secrets.token_hex(4)}"
+    first = provider.secret(name)
     assert len(first) == 32
-    assert provider.secret("pseudonym") == first
-    assert provider.secret("partition") != first
+    assert provider.secret(name) == first
+    assert provider.secret(name + "-other") != first
     token = softhsm_token()
     other = Pkcs11KeyProvider.open(token.library, token_label=token.label, pin=token.pin)
     try:
-        assert other.secret("pseudonym") == first
+        assert other.existing_secret(name) == first
     finally:
         other.close()
+
+
+def test_destroyed_secret_is_gone_for_good(provider: Pkcs11KeyProvider) -> None:
+    name = f"version-{secrets.token_hex(4)}"
+    assert provider.existing_secret(name) is None
+    first = provider.secret(name)
+    assert provider.destroy_secret(name) is True
+    assert provider.existing_secret(name) is None
+    assert provider.destroy_secret(name) is False
+    assert provider.secret(name) != first  # a new secret, never the destroyed one
+
+
+def test_version_keys_shred_through_the_token(provider: Pkcs11KeyProvider, domain: str) -> None:
+    provider.ensure_domain(domain)
+    versions = VersionKeys(provider)
+    key_aad = f"{domain}/citizens/v{secrets.token_hex(2)}"
+    stored = versions.seal(key_aad, provider.wrap(domain, b"d" * 32, aad=key_aad.encode()))
+    assert provider.unwrap(domain, versions.open(key_aad, stored), aad=key_aad.encode()) == b"d" * 32
+    assert versions.destroy(key_aad) is True
+    with pytest.raises(KeyDestroyed):
+        versions.open(key_aad, stored)
 
 
 def test_wrong_pin_is_refused() -> None:
