@@ -33,6 +33,8 @@ through standard PKCS#11, so a ``gm`` deployment keeps the local keyring (:func:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import secrets as _random
 import threading
@@ -62,6 +64,34 @@ SECRET_BYTES = 32
 _NONCE_BYTES = 12
 _ED25519_OID = "1.3.101.112"  # RFC 8410
 _NEVER_LEAVES = {Attribute.EXTRACTABLE: False, Attribute.SENSITIVE: True}
+
+
+class _Logins:
+    """Which tokens this process is logged in to, with a salted digest of the PIN that did it."""
+
+    def __init__(self) -> None:
+        self._salt = _random.token_bytes(16)
+        self._digests: dict[tuple[str, str], bytes] = {}
+        self._lock = threading.Lock()
+
+    def _digest(self, pin: str) -> bytes:
+        return hmac.new(self._salt, pin.encode("utf-8"), hashlib.sha256).digest()
+
+    def record(self, place: tuple[str, str], pin: str) -> None:
+        with self._lock:
+            self._digests[place] = self._digest(pin)
+
+    def same(self, place: tuple[str, str], pin: str) -> bool:
+        with self._lock:
+            known = self._digests.get(place)
+        return known is not None and hmac.compare_digest(known, self._digest(pin))
+
+    def forget(self, place: tuple[str, str]) -> None:
+        with self._lock:
+            self._digests.pop(place, None)
+
+
+_LOGINS = _Logins()
 
 
 def require_profile(profile: str) -> None:
@@ -124,6 +154,7 @@ class Pkcs11KeyProvider:
 
     def __init__(self, session: Any) -> None:
         self._session = session
+        self._login: tuple[str, str] | None = None
         self.lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -132,23 +163,38 @@ class Pkcs11KeyProvider:
     @classmethod
     def open(cls, library: str, *, token_label: str, pin: str) -> Pkcs11KeyProvider:
         """Log in to the token labelled ``token_label`` through the PKCS#11 module at ``library``."""
+        place = (library, token_label)
         try:
             token = pkcs11.lib(library).get_token(token_label=token_label)
             try:
                 session = token.open(user_pin=pin, rw=True)
+                login: tuple[str, str] | None = place
             except UserAlreadyLoggedIn:
                 # PKCS#11 login is per process, not per session: another provider of this process
-                # logged in already, and a new session shares that login (the PIN is not checked twice).
-                session = token.open(rw=True)
+                # logged in already and a new session shares that login. The token cannot check the
+                # PIN a second time, so compare it with the one that logged in.
+                if not _LOGINS.same(place, pin):
+                    raise CryptoError(
+                        f"cannot open PKCS#11 token {token_label!r} through {library}: PinIncorrect"
+                    ) from None
+                session, login = token.open(rw=True), None
         except (PKCS11Error, RuntimeError, OSError) as exc:
             raise CryptoError(
                 f"cannot open PKCS#11 token {token_label!r} through {library}: {type(exc).__name__}"
             ) from exc
-        return cls(session)
+        if login is not None:
+            _LOGINS.record(login, pin)
+        provider = cls(session)
+        provider._login = login
+        return provider
 
     def close(self) -> None:
+        """End the session; the one that logged in also logs the process out of the token (PKCS#11
+        logs out every session of the process at once), so close it last."""
         with self.lock:
             self._session.close()
+            if self._login is not None:
+                _LOGINS.forget(self._login)
 
     # -- KeyProvider -------------------------------------------------------------------------------
 

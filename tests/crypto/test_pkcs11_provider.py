@@ -11,7 +11,7 @@ from pkcs11 import Attribute
 from pkcs11.exceptions import AttributeSensitive
 
 from crypto.errors import CryptoError, IntegrityError, KeyDestroyed, UnknownKey
-from crypto.key_provider import KeyProvider
+from crypto.key_provider import DeploymentKeys, KeyProvider
 from crypto.pkcs11_provider import Pkcs11KeyProvider, require_profile
 from crypto.shredding import VersionKeys
 from crypto.signing import ED25519, key_id, verify
@@ -35,8 +35,15 @@ def domain() -> str:
     return f"hospital-{secrets.token_hex(4)}"  # the token is shared by the process: keep tests apart
 
 
-def test_pkcs11_provider_is_a_key_provider(provider: Pkcs11KeyProvider) -> None:
+def test_pkcs11_provider_is_a_key_provider_and_a_deployment_key_store(provider: Pkcs11KeyProvider) -> None:
     assert isinstance(provider, KeyProvider)
+    assert isinstance(provider, DeploymentKeys)
+
+
+def test_wrong_pin_is_refused_while_the_process_is_logged_in(provider: Pkcs11KeyProvider) -> None:
+    token = softhsm_token()
+    with pytest.raises(CryptoError, match="PinIncorrect"):
+        Pkcs11KeyProvider.open(token.library, token_label=token.label, pin=token.pin + "0")
 
 
 def test_wrap_unwrap_round_trip(provider: Pkcs11KeyProvider, domain: str) -> None:
@@ -149,7 +156,8 @@ def test_signing_key_is_stable_and_its_private_half_cannot_be_read(provider: Pkc
 def test_signing_key_rotation_keeps_old_keys_published(provider: Pkcs11KeyProvider) -> None:
     old = provider.ensure_signing_key(now=NOW)
     old_signature = old.sign(b"old receipt")
-    later = NOW + timedelta(days=30 * (1 + len(provider.signing_keys())))  # after any earlier rotation
+    # The token is shared by the test process: rotate after whatever key another test made current.
+    later = max([NOW, *(record.not_before for record in provider.signing_keys())]) + timedelta(days=1)
     new = provider.rotate_signing_key(now=later)
     assert new.kid != old.kid
     assert provider.current_signing_key().kid == new.kid
