@@ -1,8 +1,10 @@
 """A deployment initialised with ``key_provider: pkcs11`` (a SoftHSM2 token): its domain KEKs and its
-signing key are in the token, not in a keyring file, and a released job's receipt verifies offline."""
+signing key are in the token, not in a keyring file, a released job's receipt verifies offline, rotations
+happen in the token, and every release replays to a match."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,13 +12,15 @@ import pytest
 
 from crypto.errors import CryptoError
 from crypto.pkcs11_provider import Pkcs11KeyProvider
+from crypto.shredding import VersionKeys
 from crypto.wrapped_key import kek_id_of
 from sandbox_api.client.verify import verify_receipt
 from sandbox_api.server.app import create_app
 from sandbox_api.server.bootstrap import init_deployment
 from sandbox_api.server.settings import Settings
-from tests.sandbox_api.api_helpers import DOMAIN, World, make_settings, world
+from tests.sandbox_api.api_helpers import DOMAIN, World, make_settings
 from tests.sandbox_api.auditing_helpers import receipt_of, release, result_of, trusted_keys
+from tests.sandbox_api.replay_helpers import replayed_world
 from tests.softhsm import softhsm_token
 
 
@@ -36,7 +40,7 @@ def token_settings(state: Path) -> dict[str, object]:
 @pytest.fixture(scope="module")
 def hsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     state = tmp_path_factory.mktemp("hsm") / "state"
-    with world(state, **token_settings(state)) as deployment:
+    with replayed_world(state, **token_settings(state)) as deployment:  # every release replays to a match
         yield deployment
 
 
@@ -68,12 +72,8 @@ def test_no_keyring_file_is_written_and_the_domain_kek_is_in_the_token(
 
 
 def test_dataset_keys_are_wrapped_by_a_token_kek(hsm: World, token: Pkcs11KeyProvider) -> None:
-    import sqlite3
-
     with sqlite3.connect(Path(hsm.settings.state_dir, "metadata.db")) as db:
         stored, key_aad = db.execute("SELECT wrapped_key, key_aad FROM dataset_versions").fetchone()
-    from crypto.shredding import VersionKeys
-
     wrapped = VersionKeys(token).open(key_aad, stored)
     assert kek_id_of(wrapped) in {kid for kid, _ in token.domain_keys(DOMAIN)}
     assert len(token.unwrap(DOMAIN, wrapped, aad=key_aad.encode())) == 32
@@ -97,3 +97,24 @@ def test_a_wrong_pin_is_refused_at_init(tmp_path: Path) -> None:
     Path(str(overrides["pkcs11_pin_file"])).write_text("not-the-pin\n", encoding="utf-8")
     with pytest.raises(CryptoError, match="cannot open PKCS#11 token"):
         init_deployment(make_settings(tmp_path / "state", **overrides))
+
+
+def test_rotations_through_the_api_happen_in_the_token_and_older_receipts_still_verify(
+    hsm: World, token: Pkcs11KeyProvider
+) -> None:
+    before = release(hsm)
+    old_keks = {kid for kid, _ in token.domain_keys(DOMAIN)}
+    rotated = hsm.client.post(f"/v1/domains/{DOMAIN}/keys/rotate", headers=hsm.h("admin"))
+    assert rotated.status_code == 200, rotated.text
+    current = [kid for kid, is_current in token.domain_keys(DOMAIN) if is_current]
+    assert len(current) == 1
+    assert current[0] not in old_keks
+    signing = hsm.client.post("/v1/keys/signing/rotate", headers=hsm.h("admin"))
+    assert signing.status_code == 200, signing.text
+    after = release(hsm)  # reads the dataset through the rewrapped key
+    old, new = receipt_of(hsm, before), receipt_of(hsm, after)
+    assert old["kid"] != new["kid"]
+    assert new["kid"] == token.current_signing_key().kid
+    keys = trusted_keys(hsm)
+    for job_id, receipt in ((before, old), (after, new)):
+        assert verify_receipt(receipt, keys, result=result_of(hsm, job_id)).job_id == job_id
