@@ -136,6 +136,11 @@ class Pkcs11Signer:
     def algorithm(self) -> str:
         return ED25519
 
+    @property
+    def key_object(self) -> Any:
+        """The token's private-key object (to inspect its attributes; its value cannot be read)."""
+        return self._handle
+
     def sign(self, message: bytes) -> bytes:
         """The token's Ed25519 signature of ``message`` (RFC 8032 §5.1.6, ``CKM_EDDSA``)."""
         with self._provider.lock:

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pkcs11 import Attribute
-from pkcs11.exceptions import AttributeSensitive
+from pkcs11 import Attribute, KeyType, Mechanism
+from pkcs11.exceptions import AttributeSensitive, KeyUnextractable
 
 from crypto.errors import CryptoError, IntegrityError, KeyDestroyed, UnknownKey
 from crypto.key_provider import DeploymentKeys, KeyProvider
@@ -131,6 +131,20 @@ def test_kek_is_non_extractable_and_its_value_unreadable(provider: Pkcs11KeyProv
         kek[Attribute.VALUE]
 
 
+def test_kek_cannot_be_wrapped_out_of_the_token_under_an_attackers_key(
+    provider: Pkcs11KeyProvider, domain: str
+) -> None:
+    # The attack: a logged-in caller makes a wrapping key of its own and asks the token to export the
+    # KEK under it (C_WrapKey), to decrypt it outside. CKA_EXTRACTABLE false makes the token refuse.
+    kek = provider.kek_object(domain, provider.ensure_domain(domain))
+    with provider.lock:
+        attacker = provider._session.generate_key(
+            KeyType.AES, 256, template={Attribute.WRAP: True, Attribute.EXTRACTABLE: True}
+        )
+        with pytest.raises(KeyUnextractable):
+            attacker.wrap_key(kek, mechanism=Mechanism.AES_KEY_WRAP_PAD)
+
+
 def test_signature_verifies_with_the_public_key_through_the_normal_verifier(
     provider: Pkcs11KeyProvider,
 ) -> None:
@@ -147,7 +161,7 @@ def test_signing_key_is_stable_and_its_private_half_cannot_be_read(provider: Pkc
     signer = provider.ensure_signing_key(now=NOW)
     assert provider.ensure_signing_key(now=NOW).kid == signer.kid
     assert provider.current_signing_key().kid == signer.kid
-    private = signer._handle
+    private = signer.key_object
     assert private[Attribute.EXTRACTABLE] is False
     with pytest.raises(AttributeSensitive):
         private[Attribute.VALUE]
