@@ -16,8 +16,8 @@ from crypto.shredding import VersionKeys
 from crypto.wrapped_key import kek_id_of
 from sandbox_api.client.verify import verify_receipt
 from sandbox_api.server.app import create_app
-from sandbox_api.server.bootstrap import init_deployment
-from sandbox_api.server.settings import Settings
+from sandbox_api.server.bootstrap import init_deployment, token_pin
+from sandbox_api.server.settings import PKCS11_PIN_VARIABLE, Settings, unknown_environment
 from tests.sandbox_api.api_helpers import DOMAIN, World, make_settings
 from tests.sandbox_api.auditing_helpers import receipt_of, release, result_of, trusted_keys
 from tests.sandbox_api.replay_helpers import replayed_world
@@ -90,6 +90,27 @@ def test_pkcs11_settings_need_the_token_and_the_international_profile(tmp_path: 
         Settings(state_dir=tmp_path, key_provider="pkcs11")
     with pytest.raises(ValueError, match="international profile only"):
         Settings(state_dir=tmp_path, crypto_profile="gm", **token_settings(tmp_path / "gm"))
+
+
+def test_pkcs11_settings_need_the_local_executor(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="needs the local executor"):
+        Settings(state_dir=tmp_path, executor="ray", **token_settings(tmp_path / "ray"))
+
+
+def test_the_pin_is_an_environment_variable_or_a_file_never_a_setting() -> None:
+    assert unknown_environment({PKCS11_PIN_VARIABLE: "1234"}) == []
+    assert not any("pin" in name and name != "pkcs11_pin_file" for name in Settings.model_fields)
+
+
+def test_the_pin_comes_from_the_environment_without_a_pin_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path, **{**token_settings(tmp_path / "env"), "pkcs11_pin_file": None})
+    monkeypatch.delenv(PKCS11_PIN_VARIABLE, raising=False)
+    with pytest.raises(CryptoError, match=f"set pkcs11_pin_file or {PKCS11_PIN_VARIABLE}"):
+        token_pin(settings)
+    monkeypatch.setenv(PKCS11_PIN_VARIABLE, softhsm_token().pin)
+    assert token_pin(settings) == softhsm_token().pin
 
 
 def test_a_wrong_pin_is_refused_at_init(tmp_path: Path) -> None:
