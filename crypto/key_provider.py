@@ -11,9 +11,13 @@ keys are stored here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-__all__ = ["KekRecord", "KeyProvider"]
+if TYPE_CHECKING:
+    from crypto.signing import Signer, SigningKeyRecord
+
+__all__ = ["DeploymentKeys", "KekRecord", "KeyProvider"]
 
 
 @runtime_checkable
@@ -52,3 +56,25 @@ class KekRecord:
     kid: str
     created_at: str
     state: str
+
+
+@runtime_checkable
+class DeploymentKeys(KeyProvider, Protocol):
+    """Everything a deployment keeps in its key store: the :class:`KeyProvider`, the receipt and
+    checkpoint signing key with its published records, and destroyable named secrets
+    (:class:`crypto.shredding.ShreddableSecrets`). :class:`crypto.keyring.LocalKeyring` (the default)
+    and :class:`crypto.pkcs11_provider.Pkcs11KeyProvider` (a hardware token) both are one."""
+
+    def domains(self) -> list[str]: ...
+
+    def existing_secret(self, name: str) -> bytes | None: ...
+
+    def destroy_secret(self, name: str) -> bool: ...
+
+    def signing_keys(self) -> list[SigningKeyRecord]: ...
+
+    def current_signing_key(self) -> Signer: ...
+
+    def ensure_signing_key(self, *, now: datetime, algorithm: str = ...) -> Signer: ...
+
+    def rotate_signing_key(self, *, now: datetime) -> Signer: ...

@@ -2,7 +2,7 @@
 # Installs the real services some tests start themselves (from the system packages, when missing):
 # PostgreSQL binaries (initdb, pg_ctl) for the store tests; Chromium (and a CJK font for the Chinese
 # pages' screenshots) for the web console's browser tests, which Playwright drives at /usr/bin/chromium:
-# no browser is ever downloaded. Needs root and apt; otherwise says what to do.
+# no browser is ever downloaded; SoftHSM2 (a PKCS#11 token in software) for the hardware-key tests. Needs root and apt; otherwise says what to do.
 set -euo pipefail
 missing=()
 if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
@@ -13,6 +13,9 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 if ! ls /usr/share/fonts/opentype/noto/NotoSansCJK* >/dev/null 2>&1; then
     missing+=(fonts-noto-cjk)
+fi
+if [ ! -e /usr/lib/softhsm/libsofthsm2.so ] || ! command -v softhsm2-util >/dev/null; then
+    missing+=(softhsm2)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

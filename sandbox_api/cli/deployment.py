@@ -149,22 +149,19 @@ def token_create(
 @contextmanager
 def open_principal_service(settings: Settings, *, clock: Clock | None = None) -> Iterator[PrincipalService]:
     """The principal service straight on the state directory, for work without a running gateway."""
-    from crypto.keyring import LocalKeyring
-    from crypto.profile import profile_named
     from sandbox_api.clock import SystemClock
     from sandbox_api.errors import DeploymentNotInitialised
-    from sandbox_api.server.bootstrap import open_audit_log
+    from sandbox_api.server.bootstrap import deployment_initialised, open_audit_log, open_keys
     from sandbox_api.server.services.principals import PrincipalService
     from sandbox_api.server.store import migrate
     from sandbox_api.server.store.db import open_database
 
     clock = clock or SystemClock()
-    if not settings.keyring_path.exists():
+    if not deployment_initialised(settings):
         raise DeploymentNotInitialised(
             f"no deployment in {settings.state_dir}; run `sandbox init` first (or pass --state-dir)"
         )
-    profile = profile_named(settings.crypto_profile)
-    keys = LocalKeyring.open(settings.keyring_path, clock=clock.now, new_kek=profile.aead.new_key)
+    keys = open_keys(settings, clock=clock)
     db = open_database(settings.resolved_database_url)
     try:
         migrate.upgrade(db)

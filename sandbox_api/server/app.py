@@ -23,7 +23,7 @@ from sandbox_api.clock import Clock, SystemClock
 from sandbox_api.errors import DeploymentNotInitialised
 from sandbox_api.server.access_trace import install_access_trace
 from sandbox_api.server.app_info import app_version
-from sandbox_api.server.bootstrap import open_audit_log
+from sandbox_api.server.bootstrap import deployment_initialised, open_audit_log, open_keys
 from sandbox_api.server.classification import deployment_levels
 from sandbox_api.server.console import install_console
 from sandbox_api.server.deps import Services
@@ -123,13 +123,13 @@ def build_services(
     """Every service, wired. ``release_fn`` is the one release function every settlement goes through
     (``services/release.py``); a test build passes a wrapper that counts what went through it.
     ``span_exporter`` replaces the trace exporter the settings name (tests pass an in-memory one)."""
-    if not settings.keyring_path.exists():
+    if not deployment_initialised(settings):
         raise DeploymentNotInitialised(
             f"no deployment in {settings.state_dir}: run `sandbox init` first "
             "(it creates the keyring and the database)"
         )
     profile = profile_named(settings.crypto_profile)
-    keys = LocalKeyring.open(settings.keyring_path, clock=clock.now, new_kek=profile.aead.new_key)
+    keys = open_keys(settings, clock=clock)
     db = open_database(settings.resolved_database_url)
     migrate.upgrade(db)  # a no-op when current; brings an older deployment up to date
     audit = open_audit_log(settings, db=db, keys=keys, clock=clock)

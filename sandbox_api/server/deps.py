@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from crypto.keyring import LocalKeyring
+from crypto.key_provider import DeploymentKeys
 from sandbox_api.clock import Clock
 from sandbox_api.errors import Forbidden, NotAuthenticated
 from sandbox_api.roles import Role
@@ -36,7 +36,7 @@ class Services:
     settings: Settings
     db: Database
     clock: Clock
-    keys: LocalKeyring
+    keys: DeploymentKeys
     audit: AuditLog
     principals: PrincipalService
     catalog: CatalogService

@@ -19,9 +19,12 @@ ASYMMETRIC_JWT_ALGORITHMS = frozenset(
 
 #: ``SANDBOX_`` variables that are not deployment settings: the CLI and the client read them (the
 #: gateway's address, a bearer token, the authority to trust and a client certificate), the Ray node
-#: launcher reads the node keyring's path.
+#: launcher reads the node keyring's path; the gateway reads the token PIN (``key_provider: pkcs11``) from
+#: :data:`PKCS11_PIN_VARIABLE`, deliberately no setting so that a settings file can never hold it.
+PKCS11_PIN_VARIABLE = "SANDBOX_PKCS11_PIN"
 CLIENT_VARIABLES = frozenset(
     {
+        PKCS11_PIN_VARIABLE,
         "SANDBOX_URL",
         "SANDBOX_TOKEN",
         "SANDBOX_NODE_KEYRING",
@@ -172,6 +175,30 @@ class Settings(BaseSettings):
             "(SHA-256, AES-256-GCM, Ed25519) or `gm` (SM3, SM4-GCM, SM2; the Chinese national algorithms)."
             " `init` creates the signing key of the profile; a server started with the other profile "
             "refuses to start. See docs/security.md."
+        ),
+    )
+    key_provider: Literal["local", "pkcs11"] = Field(
+        "local",
+        description=(
+            "Where the deployment's keys live, chosen at `sandbox init` and fixed after it: `local` (the "
+            "keyring file in the state directory) or `pkcs11` (a hardware token: the domain key-encryption "
+            "keys and the signing key are made in it and never leave it). `pkcs11` needs the "
+            "`international` profile and the `local` executor. See docs/security.md."
+        ),
+    )
+    pkcs11_library: str | None = Field(
+        None,
+        description=("The token's PKCS#11 module (a shared library path), with `key_provider: pkcs11`."),
+    )
+    pkcs11_token_label: str | None = Field(
+        None,
+        description=("The label of the token that holds the deployment's keys, with `key_provider: pkcs11`."),
+    )
+    pkcs11_pin_file: Path | None = Field(
+        None,
+        description=(
+            "A file holding the token's user PIN (readable by the service only); otherwise the PIN comes "
+            f"from the `{PKCS11_PIN_VARIABLE}` environment variable. Never put the PIN itself in settings."
         ),
     )
     audit_checkpoint_every: PositiveInt = Field(
@@ -551,6 +578,20 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SANDBOX_DATABASE_URL uses a placeholder password; set a real one or enable SANDBOX_DEV_MODE"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_key_provider(self) -> Settings:
+        if self.key_provider != "pkcs11":
+            return self
+        if not self.pkcs11_library or not self.pkcs11_token_label:
+            raise ValueError("key_provider pkcs11 needs pkcs11_library and pkcs11_token_label")
+        if self.crypto_profile != "international":
+            raise ValueError(
+                "key_provider pkcs11 serves the international profile only (no SM4/SM2 in PKCS#11)"
+            )
+        if self.executor != "local":
+            raise ValueError("key_provider pkcs11 needs the local executor (Ray nodes read a keyring file)")
         return self
 
     @model_validator(mode="after")

@@ -104,7 +104,9 @@ def _place(staged: Path, final: Path) -> None:
 def create_backup(deployment: Deployment, out: Path, *, passphrase: str) -> Summary:
     """Back ``deployment`` up into the new folder ``out`` (absent or empty)."""
     if not deployment.keyring_path.exists():
-        raise NoDeployment(f"no deployment in {deployment.state_dir}: it has no keyring")
+        # A deployment on a PKCS#11 token has no keyring file: its keys are backed up with the token's
+        # own means (docs/security.md, Hardware key storage), never exported into an archive.
+        raise NoDeployment(f"no deployment in {deployment.state_dir}: it has no keyring file")
     if not _empty_or_absent(out):
         raise TargetNotEmpty(f"{out} is not empty: a backup goes into a new folder")
     if len(passphrase) < MIN_PASSPHRASE_CHARS:

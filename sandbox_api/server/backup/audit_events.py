@@ -21,10 +21,9 @@ from __future__ import annotations
 import getpass
 from typing import Final
 
-from crypto.keyring import LocalKeyring
 from sandbox_api.clock import SystemClock
 from sandbox_api.server.backup.archive import Summary
-from sandbox_api.server.bootstrap import open_audit_log
+from sandbox_api.server.bootstrap import open_audit_log, open_keys
 from sandbox_api.server.services.audit import SYSTEM_ACTOR
 from sandbox_api.server.settings import Settings
 from sandbox_api.server.store import migrate
@@ -55,7 +54,7 @@ def _details(summary: Summary) -> dict[str, object]:
 
 def _append(settings: Settings, *, event: str, details: dict[str, object], upgrade: bool) -> None:
     clock = SystemClock()
-    keys = LocalKeyring.open(settings.keyring_path, clock=clock.now)
+    keys = open_keys(settings, clock=clock)
     db = open_database(settings.resolved_database_url)
     try:
         if upgrade:

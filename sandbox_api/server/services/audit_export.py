@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from crypto.audit import Checkpoint
-from crypto.keyring import LocalKeyring
+from crypto.key_provider import DeploymentKeys
 from sandbox_api.bundle_format import BUNDLE_FORMAT
 from sandbox_api.clock import Clock, iso
 from sandbox_api.server.services.audit import AuditLog, to_entry
@@ -22,7 +22,7 @@ from sandbox_api.server.store.models import AuditCheckpointRow, AuditEventRow
 _BATCH = 1000
 
 
-def build_bundle(audit: AuditLog, keys: LocalKeyring, clock: Clock, *, actor: str) -> dict[str, Any]:
+def build_bundle(audit: AuditLog, keys: DeploymentKeys, clock: Clock, *, actor: str) -> dict[str, Any]:
     """Log the export, then return everything up to and including that event, signed at the head."""
     exported = audit.record(event="audit.exported", actor=actor, details={"format": "bundle"})
     events: list[dict[str, Any]] = []

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crypto.keyring import LocalKeyring
+from crypto.key_provider import DeploymentKeys
 from crypto.profile import INTERNATIONAL, PROFILES, CryptoProfile
 from crypto.shredding import VersionKeys
 from crypto.signing import SigningKeyRecord
@@ -63,7 +63,7 @@ class KeyLifecycle:
     db: Database
     audit: AuditLog
     clock: Clock
-    keys: LocalKeyring
+    keys: DeploymentKeys
     # The deployment's algorithms: the cipher of the crypto-shredding layer it re-seals on rotation.
     profile: CryptoProfile = PROFILES[INTERNATIONAL]
 

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from crypto.hashing import canonical_json, sha256_hex
-from crypto.keyring import LocalKeyring
+from crypto.key_provider import DeploymentKeys
 from crypto.profile import INTERNATIONAL, PROFILES, CryptoProfile
 from crypto.signing import Signer
 from sandbox_api.clock import Clock, iso
@@ -53,7 +53,7 @@ class ReceiptService:
     db: Database
     audit: AuditLog
     clock: Clock
-    keys: LocalKeyring
+    keys: DeploymentKeys
     # The deployment's algorithms: the receipt format (so the signature) new receipts are issued in.
     profile: CryptoProfile = PROFILES[INTERNATIONAL]
 

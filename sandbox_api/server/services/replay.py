@@ -36,7 +36,7 @@ from typing import Any
 import pandas as pd
 
 from crypto.errors import CryptoError, IntegrityError
-from crypto.keyring import LocalKeyring
+from crypto.key_provider import DeploymentKeys
 from crypto.profile import unseal_data
 from executors.base import Executor, Limits, ResultTable
 from executors.crossdomain.placed import run_job
@@ -141,7 +141,7 @@ class ReplayService:
     db: Database
     audit: AuditLog
     clock: Clock
-    keys: LocalKeyring
+    keys: DeploymentKeys
     lifecycle: KeyLifecycle
     executor: Executor
     limits: Limits
