@@ -277,20 +277,7 @@ class CatalogService:
         )
         if refusal is not None:
             raise refusal
-        now = self.clock.now()
-        row.state, row.reviewed_by, row.reviewed_at, row.review_reason = ACTIVE, actor, now, reason
-        row.published_at = now
-        self.audit.append(
-            session,
-            event="dataset.version.published",
-            actor=actor,
-            details={
-                "dataset": f"{domain}/{name}",
-                "version": version_id,
-                "uploaded_by": row.created_by,
-                "reason": reason,
-            },
-        )
+        self._review(session, row, f"{domain}/{name}", actor=actor, to=ACTIVE, reason=reason)
         return version_view(row)
 
     def return_version(
@@ -303,24 +290,28 @@ class CatalogService:
         refusal = return_refusal(state=row.state, uploader=row.created_by, reviewer=actor, reason=reason)
         if refusal is not None:
             raise refusal
-        row.state, row.reviewed_by, row.reviewed_at, row.review_reason = (
-            RETURNED,
-            actor,
-            self.clock.now(),
-            reason,
-        )
+        self._review(session, row, f"{domain}/{name}", actor=actor, to=RETURNED, reason=reason)
+        return version_view(row)
+
+    def _review(
+        self, session: Session, row: DatasetVersionRow, dataset: str, *, actor: str, to: str, reason: str
+    ) -> None:
+        """Record a second steward's decision on a draft (published or returned) and its audit event."""
+        now = self.clock.now()
+        row.state, row.reviewed_by, row.reviewed_at, row.review_reason = to, actor, now, reason
+        if to == ACTIVE:
+            row.published_at = now
         self.audit.append(
             session,
-            event="dataset.version.returned",
+            event="dataset.version.published" if to == ACTIVE else "dataset.version.returned",
             actor=actor,
             details={
-                "dataset": f"{domain}/{name}",
-                "version": version_id,
+                "dataset": dataset,
+                "version": row.version_id,
                 "uploaded_by": row.created_by,
                 "reason": reason,
             },
         )
-        return version_view(row)
 
     def version(self, domain: str, name: str, version_id: str) -> VersionView:
         with self.db.read() as session:
