@@ -567,6 +567,23 @@ class ReceiptOut(BaseModel):
     signature: str = Field(description="Ed25519 over the canonical JSON of every other member, hex")
 
 
+class WitnessSignatureOut(_Out):
+    witness: str
+    seq: int
+    head_hash: str
+    kid: str
+    signature: str
+    type: str
+
+
+class WitnessKeyOut(_Out):
+    name: str
+    domain: str | None
+    kid: str
+    algorithm: str
+    public_key: str = Field(description="hex")
+
+
 class AuditBundleOut(BaseModel):
     format: str
     exported_at: str
@@ -575,10 +592,10 @@ class AuditBundleOut(BaseModel):
     events: list[dict[str, Any]]
     checkpoints: list[dict[str, Any]]
     signing_keys: list[dict[str, Any]]
-    witnesses: list[dict[str, Any]] = Field(
-        default_factory=list, description="the registered audit witnesses {name, domain, kid, public_key}"
+    witnesses: list[WitnessKeyOut] = Field(
+        default_factory=list, description="the registered audit witnesses and their public keys"
     )
-    witness_signatures: list[dict[str, Any]] = Field(
+    witness_signatures: list[WitnessSignatureOut] = Field(
         default_factory=list, description="their co-signatures of the checkpoints (crypto.witness)"
     )
     witnesses_required: list[str] = Field(
@@ -770,18 +787,9 @@ class WitnessSignatureIn(_In):
     type: str = Field(max_length=64, description="data-sandbox/audit-witness/v1 (Ed25519) or .../gm/v1")
 
 
-class WitnessSignatureOut(_Out):
-    witness: str
-    seq: int
-    head_hash: str
-    kid: str
-    signature: str
-    type: str
-
-
 class WitnessedCheckpointOut(_Out):
     checkpoint: CheckpointOut
-    witness_signatures: list[dict[str, Any]] = Field(description="co-signatures (crypto.witness)")
+    witness_signatures: list[WitnessSignatureOut] = Field(description="co-signatures (crypto.witness)")
     missing: list[str] = Field(description="required witnesses (audit_witnesses_required) not yet signed")
 
 

@@ -91,7 +91,7 @@ def list_checkpoints(
         checkpoints=[
             WitnessedCheckpointOut(
                 checkpoint=CheckpointOut(**{**c.checkpoint.to_dict(), "type": c.checkpoint.type}),
-                witness_signatures=[s.to_dict() for s in c.signatures],
+                witness_signatures=[WitnessSignatureOut.model_validate(s.to_dict()) for s in c.signatures],
                 missing=c.missing,
             )
             for c in found
