@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from crypto.audit import AuditEntry, Checkpoint
+from crypto.audit import AuditEntry, Checkpoint, verify_chain
 from crypto.errors import CryptoError
 from crypto.signing import ED25519, SigningKeyPair, generate_signing_key
 from crypto.witness import WitnessSignature, check_extends, sign_witness
@@ -77,9 +77,10 @@ def cosign(
     """Co-sign ``checkpoints`` in order, each only once ``entries`` (a fresh export) show that it
     extends the head signed before it; :class:`crypto.errors.IntegrityError` stops at the first that
     does not (nothing after it is signed)."""
+    verify_chain(entries)  # once; each checkpoint below then only looks up its heads
     signed: list[WitnessSignature] = []
     for cp in sorted(checkpoints, key=lambda c: c.seq):
-        check_extends(entries, previous=previous, seq=cp.seq, head_hash=cp.head_hash)
+        check_extends(entries, previous=previous, seq=cp.seq, head_hash=cp.head_hash, chain_verified=True)
         signed.append(sign_witness(key.pair, witness=key.name, seq=cp.seq, head_hash=cp.head_hash))
         previous = (cp.seq, cp.head_hash)
     return signed

@@ -207,6 +207,9 @@ def test_a_rewritten_history_with_fresh_gateway_checkpoints_is_caught_by_the_wit
     assert verify_bundle({**rewritten, "witness_signatures": []}).count == len(forged)
     with pytest.raises(IntegrityError, match="rewritten"):
         verify_bundle(rewritten, witness_keys=witness_keys)
+    # Dropping the co-signatures as well leaves every checkpoint without its required witnesses.
+    stripped = verify_bundle({**rewritten, "witness_signatures": []}, witness_keys=witness_keys)
+    assert [seq for seq, _ in stripped.unwitnessed] == [c["seq"] for c in bundle["checkpoints"]]
     # And no witness co-signs a head of the rewritten chain: it no longer holds the head signed before.
     key = keys["health-witness"]
     previous = _last(api, key.name)
