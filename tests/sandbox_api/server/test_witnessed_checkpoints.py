@@ -105,6 +105,14 @@ def test_registering_and_cosigning_are_audited_and_a_forged_cosignature_is_refus
     assert api.client.post(path, headers=api.h("audra"), json=good.to_dict()).status_code == 409
     witnessed = api.audit_events("audit.witnessed")
     assert [(e["details"]["witness"], e["details"]["seq"]) for e in witnessed] == [(outside.name, cp.seq)]
+    # A witness of an unknown domain, a key of no known length, an unknown witness's queue: refused.
+    public = outside.pair.public.hex()
+    unknown = {"name": "w2", "domain": "no-such-domain", "public_key": public}
+    assert api.client.post("/v1/witnesses", headers=api.h("admin"), json=unknown).status_code == 404
+    short = {"name": "w2", "public_key": public[:-2]}
+    assert api.client.post("/v1/witnesses", headers=api.h("admin"), json=short).status_code == 422
+    queue = api.client.get("/v1/audit/checkpoints", headers=api.h("audra"), params={"unwitnessed_by": "w2"})
+    assert queue.status_code == 404
     # An admin cannot register over an existing witness to swap its key.
     again = {"name": outside.name, "public_key": keys["health-witness"].pair.public.hex()}
     assert api.client.post("/v1/witnesses", headers=api.h("admin"), json=again).status_code == 409
