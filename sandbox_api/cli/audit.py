@@ -103,10 +103,27 @@ def audit_verify(
         typer.Option("--expected-head", "--head", help="A head hash kept elsewhere: detects a cut-off tail."),
     ] = None,
     public_key: PublicKey = None,
+    witness_keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--witness-keys",
+            exists=True,
+            dir_okay=False,
+            help="The witnesses' public keys you trust (`sandbox witness list --out`), optionally with "
+            "`required`; default: those the bundle carries.",
+        ),
+    ] = None,
+    require_witness: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--require-witness", help="A witness name, domain:NAME or domain:* (repeat); overrides the file."
+        ),
+    ] = None,
 ) -> None:
-    """Verify the chain, every checkpoint signature and, against a kept head, truncation."""
+    """Verify the chain, every checkpoint signature, every witness co-signature and, against a kept
+    head, truncation; exit 1 when a checkpoint lacks a required witness."""
     from crypto.errors import CryptoError
-    from sandbox_api.client.verify import load_keys, verify_bundle, verify_export_lines
+    from sandbox_api.client.verify import load_keys, load_witnesses, verify_bundle, verify_export_lines
 
     try:
         text = bundle.read_text(encoding="utf-8")
@@ -118,7 +135,14 @@ def audit_verify(
             report = verify_export_lines(text.splitlines(), expected_head=expected_head)
         else:
             trusted = None if public_key is None else load_keys(public_key)
-            report = verify_bundle(document, expected_head=expected_head, trusted_keys=trusted)
+            witnesses, required = (None, None) if witness_keys is None else load_witnesses(witness_keys)
+            report = verify_bundle(
+                document,
+                expected_head=expected_head,
+                trusted_keys=trusted,
+                witness_keys=witnesses,
+                required_witnesses=require_witness or required,
+            )
     except CryptoError as broken:
         raise fail(f"BROKEN: {broken.detail}") from None
     line = f"OK: {report.count} events, last seq {report.last_seq}, head {report.head_hash}"
@@ -126,6 +150,7 @@ def audit_verify(
         keys = ", ".join(report.keys) or "none"
         source = "given with --public-key" if public_key is not None else "carried by the bundle"
         line += f"; {report.checkpoints} signed checkpoints verified (keys {keys}, {source})"
+        line += f"; {report.witness_signatures} witness co-signatures verified"
     typer.echo(line + ("" if expected_head is None else "; the expected head is in the chain"))
     if expected_head is None:
         typer.secho(
@@ -135,6 +160,10 @@ def audit_verify(
             err=True,
             fg=typer.colors.YELLOW,
         )
+    if document is not None and report.unwitnessed:
+        for seq, lacking in report.unwitnessed:
+            typer.echo(f"UNWITNESSED: checkpoint at seq {seq} lacks {', '.join(lacking)}")
+        raise fail(f"{len(report.unwitnessed)} checkpoints lack a required witness")
 
 
 def _json_object(text: str) -> dict[str, Any] | None:
@@ -244,12 +273,59 @@ def audit_events(
     emit(shown, as_json=as_json, as_csv=as_csv, out=out)
 
 
+HEAD_LINE_FORMAT = "data-sandbox/audit-head/v1"
+
+
 @audit_app.command("head")
-def audit_head(url: Url = DEFAULT_URL, token: Token = "", out: Out = None) -> None:
+def audit_head(
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+    out: Out = None,
+    append_to: Annotated[
+        Path | None,
+        typer.Option(
+            "--append-to",
+            dir_okay=False,
+            help="Append the signed head as one JSON line to this file (an append-only store's inbox).",
+        ),
+    ] = None,
+) -> None:
     """The chain's head, signed now: keep a copy elsewhere to detect a cut-off tail later."""
     with remote(url, token) as client:
         head = client.audit_head()
-    _write(head.model_dump(mode="json"), out)
+    if append_to is None:
+        _write(head.model_dump(mode="json"), out)
+        return
+    import os
+
+    # One self-contained line per head: a WORM bucket, a transparency log or syslog can ingest it as is;
+    # its hash is what `sandbox audit verify --expected-head` takes.
+    line = {
+        "format": HEAD_LINE_FORMAT,
+        "seq": head.last_seq,
+        "hash": head.hash,
+        "at": head.at,
+        "checkpoint": None if head.checkpoint is None else head.checkpoint.model_dump(mode="json"),
+    }
+    with append_to.open("a", encoding="utf-8") as store:
+        store.write(json.dumps(line, sort_keys=True, separators=(",", ":")) + "\n")
+        store.flush()
+        os.fsync(store.fileno())
+    typer.echo(f"appended head seq {head.last_seq} ({head.hash}) to {append_to}")
+
+
+@audit_app.command("checkpoints")
+def audit_checkpoints(
+    unwitnessed_by: Annotated[
+        str | None, typer.Option(help="Only those this witness has yet to co-sign.")
+    ] = None,
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+    out: Out = None,
+) -> None:
+    """Signed checkpoints with their witness co-signatures and the required witnesses each lacks."""
+    with remote(url, token) as client:
+        _write(client.checkpoints(unwitnessed_by=unwitnessed_by), out)
 
 
 @audit_app.command("export")

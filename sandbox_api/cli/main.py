@@ -20,6 +20,7 @@ from sandbox_api.cli.publications import open_data_app, publication_app
 from sandbox_api.cli.review import review_app
 from sandbox_api.cli.scopes import scope_app
 from sandbox_api.cli.system import system_app
+from sandbox_api.cli.witness import witness_app
 
 
 def build() -> typer.Typer:
@@ -52,6 +53,7 @@ def build() -> typer.Typer:
     audit.register(app)
     app.add_typer(cluster_app, name="cluster")
     app.add_typer(system_app, name="system")
+    app.add_typer(witness_app, name="witness")
     return app
 
 

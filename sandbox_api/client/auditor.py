@@ -73,6 +73,33 @@ class AuditorClient(SandboxClient):
         """Auditors: events, signed checkpoints and public keys in one document (the export is audited)."""
         return self._object("GET", "/v1/audit/bundle")
 
+    def register_witness(self, *, name: str, domain: str | None, public_key: str) -> dict[str, Any]:
+        """Admins: register an audit witness with its public key (hex)."""
+        body = {"name": name, "domain": domain, "public_key": public_key}
+        return self._object("POST", "/v1/witnesses", json=body)
+
+    def witnesses(self) -> list[dict[str, Any]]:
+        """Auditors and admins: the registered witnesses with their public keys."""
+        body = self._json("GET", "/v1/witnesses")
+        if not isinstance(body, list):
+            raise ClientError(200, "unexpected-response", "GET /v1/witnesses did not answer a list")
+        return body
+
+    def checkpoints(
+        self, *, unwitnessed_by: str | None = None, since_seq: int | None = None, limit: int = 1000
+    ) -> dict[str, Any]:
+        """Auditors: stored checkpoints with their co-signatures and the required witnesses they lack."""
+        params: dict[str, Any] = {"limit": limit}
+        if unwitnessed_by is not None:
+            params["unwitnessed_by"] = unwitnessed_by
+        if since_seq is not None:
+            params["since_seq"] = since_seq
+        return self._object("GET", "/v1/audit/checkpoints", params=params)
+
+    def cosign(self, seq: int, signature: dict[str, Any]) -> dict[str, Any]:
+        """A witness (an auditor's token): store its co-signature of the checkpoint at ``seq``."""
+        return self._object("POST", f"/v1/audit/checkpoints/{seq}/witness", json=signature)
+
     def shred_version(self, domain: str, name: str, version: str, *, reason: str = "") -> ShredOut:
         """The domain's steward or an admin: destroy a version's data key for good."""
         return self._model(

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from crypto.audit import AuditEntry, Checkpoint, verify_chain, verify_checkpoint
-from crypto.errors import CryptoError, IntegrityError, KeyNotValid
+from crypto.errors import CryptoError, IntegrityError, KeyNotValid, UnknownKey
 from crypto.signing import ED25519, ED25519_KEY_BYTES, SM2, SigningKeyRecord, key_id
 from crypto.sm import SM2_PUBLIC_BYTES
+from crypto.witness import WitnessSignature, missing_witnesses, verify_witness
 from sandbox_api.bundle_format import BUNDLE_FORMAT, BUNDLE_FORMATS, KEYS_FORMAT
 from sandbox_api.receipt_check import ReceiptReport, TrustedKeys, check_result, moment, verify_receipt
 
@@ -40,9 +41,12 @@ __all__ = [
     "BundleReport",
     "ReceiptReport",
     "TrustedKeys",
+    "WitnessKey",
     "check_result",
     "load_keys",
+    "load_witnesses",
     "parse_keys",
+    "parse_witnesses",
     "read_json",
     "verify_bundle",
     "verify_export_lines",
@@ -59,6 +63,92 @@ class BundleReport:
     head_hash: str
     checkpoints: int
     keys: tuple[str, ...]
+    # Witnessed checkpoints (docs/auditing.md): how many co-signatures verified, and each stored
+    # checkpoint that lacks a required witness, with the witnesses it lacks.
+    witness_signatures: int = 0
+    unwitnessed: tuple[tuple[int, tuple[str, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
+class WitnessKey:
+    """A witness's public key, as ``GET /v1/witnesses`` publishes it and the auditor keeps it."""
+
+    name: str
+    domain: str | None
+    public: bytes
+
+
+def parse_witnesses(value: object) -> tuple[dict[str, WitnessKey], list[str] | None]:
+    """Witness keys by name, and the required witnesses where the document names them: a list of
+    witness records (``GET /v1/witnesses``, ``sandbox witness list``), or ``{"witnesses": [...],
+    "required": [...]}``, or an audit bundle.
+
+    >>> keys, required = parse_witnesses({"witnesses": [{"name": "w", "public_key": "00" * 32}]})
+    >>> keys["w"].domain, required
+    (None, None)
+    """
+    required: list[str] | None = None
+    records = value
+    if isinstance(value, Mapping):
+        records = value.get("witnesses", [])
+        wanted = value.get("required", value.get("witnesses_required"))
+        if wanted is not None:
+            if not isinstance(wanted, list) or not all(isinstance(w, str) for w in wanted):
+                raise CryptoError("`required` must be a list of witness names or domain patterns")
+            required = list(wanted)
+    if not isinstance(records, list):
+        raise CryptoError("witness keys must be a list of {name, domain, public_key}")
+    keys: dict[str, WitnessKey] = {}
+    for item in records:
+        try:
+            name, public = str(item["name"]), bytes.fromhex(str(item["public_key"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CryptoError("a witness record needs a name and a public_key in hex") from exc
+        domain = item.get("domain")
+        keys[name] = WitnessKey(name=name, domain=None if domain is None else str(domain), public=public)
+    return keys, required
+
+
+def load_witnesses(path: Path) -> tuple[dict[str, WitnessKey], list[str] | None]:
+    return parse_witnesses(read_json(path, what="witness keys file"))
+
+
+def _check_witnesses(
+    bundle: Mapping[str, Any],
+    stored: list[Checkpoint],
+    entries: list[AuditEntry],
+    witness_keys: Mapping[str, WitnessKey] | None,
+    required: Sequence[str] | None,
+) -> tuple[int, tuple[tuple[int, tuple[str, ...]], ...]]:
+    """Verify every co-signature the bundle carries against the witnesses' keys (the auditor's own
+    copy when given) and against the chain, then name the checkpoints that lack a required witness."""
+    if witness_keys is None or required is None:
+        from_bundle, bundle_required = parse_witnesses(
+            {"witnesses": bundle.get("witnesses", []), "required": bundle.get("witnesses_required", [])}
+        )
+        witness_keys = from_bundle if witness_keys is None else witness_keys
+        required = bundle_required if required is None else required
+    signatures = [WitnessSignature.from_dict(s) for s in bundle.get("witness_signatures", [])]
+    by_seq = {e.seq: e.hash for e in entries}
+    signed: dict[int, set[str]] = {}
+    for ws in signatures:
+        key = witness_keys.get(ws.witness)
+        if key is None:
+            raise UnknownKey(f"co-signature of seq {ws.seq} by witness {ws.witness}, whose key is not given")
+        verify_witness(ws, key.public)
+        if by_seq.get(ws.seq) != ws.head_hash:
+            raise IntegrityError(
+                f"seq {ws.seq}: chain differs from the head witness {ws.witness} co-signed; events up to "
+                f"seq {ws.seq} were rewritten"
+            )
+        signed.setdefault(ws.seq, set()).add(ws.witness)
+    domains = {name: k.domain for name, k in witness_keys.items()}
+    unwitnessed = []
+    for cp in stored:
+        lacking = missing_witnesses(required or (), signed.get(cp.seq, set()), domains)
+        if lacking:
+            unwitnessed.append((cp.seq, tuple(lacking)))
+    return len(signatures), tuple(unwitnessed)
 
 
 # --- keys ------------------------------------------------------------------------------------------
@@ -166,11 +256,15 @@ def verify_bundle(
     *,
     expected_head: str | None = None,
     trusted_keys: TrustedKeys | None = None,
+    witness_keys: Mapping[str, WitnessKey] | None = None,
+    required_witnesses: Sequence[str] | None = None,
 ) -> BundleReport:
-    """Verify every event, every checkpoint signature (and its key's validity) and the chain's tail.
+    """Verify every event, every checkpoint signature (and its key's validity), every witness
+    co-signature, and the chain's tail.
 
     ``expected_head`` is a head hash kept outside the service: a bundle whose chain does not contain it
-    was truncated or rewritten. ``trusted_keys`` replaces the keys the bundle carries.
+    was truncated or rewritten. ``trusted_keys`` replaces the keys the bundle carries; ``witness_keys``
+    and ``required_witnesses`` the witnesses and the requirement it carries.
     """
     bundle_format = bundle.get("format")
     if bundle_format not in BUNDLE_FORMATS:
@@ -182,6 +276,7 @@ def verify_bundle(
         raise IntegrityError("audit bundle is malformed: `events` is not a list")
     entries = [AuditEntry.from_json(json.dumps(e)) for e in events]
     checkpoints = [_checkpoint(c) for c in bundle.get("checkpoints", [])]
+    stored = list(checkpoints)  # the head's checkpoint is signed at export time: no witness saw it
     head = bundle.get("head") or {}
     if isinstance(head, Mapping) and isinstance(head.get("checkpoint"), Mapping):
         checkpoints.append(_checkpoint(head["checkpoint"]))
@@ -194,12 +289,15 @@ def verify_bundle(
         except KeyNotValid as exc:
             raise KeyNotValid(f"checkpoint at seq {cp.seq}: {exc.detail}") from exc
     report = verify_chain(entries, expected_head=expected_head, checkpoints=checkpoints)
+    cosigned, unwitnessed = _check_witnesses(bundle, stored, entries, witness_keys, required_witnesses)
     return BundleReport(
         count=report.count,
         last_seq=report.last_seq,
         head_hash=report.head_hash,
         checkpoints=len(checkpoints),
         keys=tuple(sorted(keys)),
+        witness_signatures=cosigned,
+        unwitnessed=unwitnessed,
     )
 
 

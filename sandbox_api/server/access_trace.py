@@ -54,6 +54,8 @@ READ_EVENTS: Mapping[tuple[str, str], str] = {
     ("GET", "/v1/audit/export"): "read.audit.export",
     ("GET", "/v1/audit/head"): "read.audit.head",
     ("GET", "/v1/audit/bundle"): "read.audit.bundle",
+    ("GET", "/v1/audit/checkpoints"): "read.audit.checkpoints",
+    ("GET", "/v1/witnesses"): "read.witnesses",
     ("GET", "/v1/publications"): "read.publications.list",
     ("GET", "/v1/publications/{publication_id}"): "read.publications.get",
 }

@@ -205,6 +205,15 @@ class Settings(BaseSettings):
         1000,
         description=("A signed checkpoint of the audit chain head is stored every this many events."),
     )
+    audit_witnesses_required: list[str] = Field(
+        default_factory=list,
+        description=(
+            'The witnesses that must co-sign every audit checkpoint (docs/auditing.md, "Witnessed '
+            'checkpoints"): witness names, `domain:NAME` (some witness of that domain) or `domain:*` '
+            "(every registered domain witness). Reported per checkpoint by `GET /v1/audit/checkpoints` "
+            "and carried in the audit bundle, where offline verification names what is missing."
+        ),
+    )
     audit_checkpoint_minutes: PositiveInt = Field(
         60,
         description=(

@@ -17,6 +17,7 @@ from sandbox_api.server.routes import (
     review,
     scopes,
     system,
+    witnesses,
 )
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -33,4 +34,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     open_data.router,
     open_data.public,
     alerts.router,
+    witnesses.router,
 )

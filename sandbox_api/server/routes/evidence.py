@@ -10,6 +10,7 @@ from sandbox_api.errors import Conflict, Forbidden, NotAuthenticated, NotFound
 from sandbox_api.schemas import AuditBundleOut, ReceiptOut, ReplayOut
 from sandbox_api.server.deps import AuditorDep, JobReaderDep, ServicesDep
 from sandbox_api.server.problems import raises
+from sandbox_api.server.routes.witnesses import witness_service
 from sandbox_api.server.services.audit_export import build_bundle
 
 router = APIRouter(prefix="/v1", tags=["auditing"])
@@ -40,5 +41,7 @@ def replay_job(job_id: str, who: AuditorDep, services: ServicesDep) -> ReplayOut
     responses=raises(NotAuthenticated, Forbidden),
 )
 def audit_bundle(who: AuditorDep, services: ServicesDep) -> AuditBundleOut:
-    bundle = build_bundle(services.audit, services.keys, services.clock, actor=who.name)
+    bundle = build_bundle(
+        services.audit, services.keys, services.clock, actor=who.name, witnesses=witness_service(services)
+    )
     return AuditBundleOut.model_validate(bundle)

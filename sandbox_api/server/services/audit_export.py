@@ -17,13 +17,22 @@ from crypto.key_provider import DeploymentKeys
 from sandbox_api.bundle_format import BUNDLE_FORMAT
 from sandbox_api.clock import Clock, iso
 from sandbox_api.server.services.audit import AuditLog, to_entry
+from sandbox_api.server.services.witnesses import WitnessService
 from sandbox_api.server.store.models import AuditCheckpointRow, AuditEventRow
 
 _BATCH = 1000
 
 
-def build_bundle(audit: AuditLog, keys: DeploymentKeys, clock: Clock, *, actor: str) -> dict[str, Any]:
-    """Log the export, then return everything up to and including that event, signed at the head."""
+def build_bundle(
+    audit: AuditLog,
+    keys: DeploymentKeys,
+    clock: Clock,
+    *,
+    actor: str,
+    witnesses: WitnessService | None = None,
+) -> dict[str, Any]:
+    """Log the export, then return everything up to and including that event, signed at the head,
+    with the witnesses' co-signatures of the checkpoints when ``witnesses`` is given."""
     exported = audit.record(event="audit.exported", actor=actor, details={"format": "bundle"})
     events: list[dict[str, Any]] = []
     checkpoints: list[dict[str, Any]] = []
@@ -56,4 +65,9 @@ def build_bundle(audit: AuditLog, keys: DeploymentKeys, clock: Clock, *, actor: 
         "events": events,
         "checkpoints": checkpoints,
         "signing_keys": [record.to_dict() for record in keys.signing_keys()],
+        "witnesses": [] if witnesses is None else [w.to_dict() for w in witnesses.witnesses()],
+        "witness_signatures": []
+        if witnesses is None
+        else [s.to_dict() for s in witnesses.signatures_up_to(exported.seq)],
+        "witnesses_required": [] if witnesses is None else list(witnesses.required),
     }

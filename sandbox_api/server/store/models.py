@@ -239,6 +239,30 @@ class AuditCheckpointRow(Base):
     line: Mapped[str] = mapped_column(Text)
 
 
+class AuditWitnessRow(Base):
+    """A witness of the audit chain (migration 0014): a key pair held outside the gateway."""
+
+    __tablename__ = "audit_witnesses"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    domain: Mapped[str | None] = mapped_column(String(64), nullable=True)  # None: an outside witness
+    kid: Mapped[str] = mapped_column(String(32))
+    algorithm: Mapped[str] = mapped_column(String(16))
+    public: Mapped[str] = mapped_column(Text)  # hex
+    registered_by: Mapped[str] = mapped_column(String(64))
+    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditWitnessSignatureRow(Base):
+    """A witness's co-signature of the checkpoint at ``seq`` (crypto.witness.WitnessSignature JSON)."""
+
+    __tablename__ = "audit_witness_signatures"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    witness: Mapped[str] = mapped_column(String(64), ForeignKey("audit_witnesses.name"), primary_key=True)
+    line: Mapped[str] = mapped_column(Text)
+
+
 class ReceiptRow(Base):
     """The signed receipt of a released job (migration 0002), written in the release transaction."""
 
