@@ -22,6 +22,7 @@ from sandbox_api.server.console import (
     pages_audit,
     pages_auth,
     pages_data,
+    pages_governance,
     pages_jobs,
     pages_open_data,
     pages_review,
@@ -48,6 +49,7 @@ ROUTERS = (
     pages_audit.router,
     pages_admin.router,
     pages_open_data.router,
+    pages_governance.router,
 )
 
 Handler = Callable[[Request, Any], Response | Awaitable[Response]]

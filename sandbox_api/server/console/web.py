@@ -190,6 +190,11 @@ CatalogV = Annotated[
 ]
 ScopeV = Annotated[Visitor, Depends(signed_in(Role.POLICY_OFFICER, Role.ADMIN, Role.AUDITOR, Role.OPERATOR))]
 JobReaderV = Annotated[Visitor, Depends(signed_in(Role.OPERATOR, Role.ADMIN, Role.AUDITOR))]
+# As the API's /v1/applications and /v1/alerts (deps.ApplicationReaderDep, deps.AlertReaderDep).
+ApplicationReaderV = Annotated[
+    Visitor, Depends(signed_in(Role.OPERATOR, Role.POLICY_OFFICER, Role.ADMIN, Role.AUDITOR))
+]
+AlertReaderV = Annotated[Visitor, Depends(signed_in(Role.AUDITOR, Role.ADMIN))]
 
 
 def language_of(request: Request) -> Language:

@@ -162,6 +162,7 @@ CR = C + "/reviews/" + "0" * 32
 CS = C + "/scopes/matrix-none/versions/" + "0" * 64
 OFFICER = frozenset({"olga"})
 OPERATOR = frozenset({"alice"})
+AUDITOR = frozenset({"audra"})
 # (method, route path) -> (concrete path, principals allowed); POSTs send only the CSRF token, so an
 # allowed principal gets 422 (a missing field) or 404 (a dummy id), never 401 or 403.
 CONSOLE: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
@@ -212,6 +213,15 @@ CONSOLE: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
     ("POST", C + "/datasets/{domain}/{name}/versions/{version}/shred"): (
         f"{C}/datasets/{DOMAIN}/matrix-none/versions/abc/shred",
         frozenset({"stu", "admin"}),
+    ),
+    ("GET", C + "/applications"): (C + "/applications", APPLICATION_READERS),
+    ("POST", C + "/applications"): (C + "/applications", OPERATOR),
+    ("POST", C + "/applications/{application_id}/draft"): (C + "/applications/matrix-none/draft", OFFICER),
+    ("POST", C + "/applications/{application_id}/refuse"): (C + "/applications/matrix-none/refuse", OFFICER),
+    ("GET", C + "/alerts"): (C + "/alerts", frozenset({"audra", "admin"})),
+    ("POST", C + "/alerts/{alert_id}/acknowledge"): (
+        C + "/alerts/matrix-none/acknowledge",
+        frozenset({"audra"}),
     ),
     ("GET", C + "/open-data"): (C + "/open-data", ALL),
     ("GET", C + "/open-data/{publication_id}"): (C + "/open-data/" + "0" * 32, ALL),
