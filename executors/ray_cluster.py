@@ -102,9 +102,11 @@ class RayTls:
     """TLS for Ray's own traffic (gRPC between the head, the workers and the gateway's driver).
 
     Ray reads it from the environment of every Ray process (``RAY_USE_TLS`` and the ``RAY_TLS_*``
-    variables of Ray's TLS guide): each node presents ``cert`` (valid for its address, usable for both
-    server and client authentication) and trusts only ``ca``. Every node and the gateway must use it
-    together: a node without TLS cannot join a cluster with it.
+    variables of Ray's TLS guide) when the process starts: each node presents ``cert`` and trusts only
+    ``ca``. The certificate must name the node's IP address (Ray binds and dials the node's own address,
+    even when told 127.0.0.1) and allow both server and client authentication (Ray's gRPC TLS is mutual:
+    the same certificate answers and calls). Every node and the gateway must use it together: a node or
+    driver without TLS cannot join a cluster with it (tests/executors/test_ray_tls.py).
     """
 
     ca: str

@@ -1,4 +1,5 @@
-"""A certificate authority made at test time: a root, server certificates for loopback, client certificates.
+"""A certificate authority made at test time: a root, server certificates for loopback, client certificates,
+and node certificates that are both (what every Ray process presents, to its peers and as their client).
 
 Everything is written as PEM files under a directory the test owns; keys are ECDSA P-256.
 """
@@ -6,6 +7,7 @@ Everything is written as PEM files under a directory the test owns; keys are ECD
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -72,7 +74,14 @@ class LocalCA:
         self.cert = self.directory / "ca.pem"
         self.cert.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, common_name: str, *, server: bool) -> Issued:
+    def issue(
+        self, common_name: str, *, server: bool, client: bool | None = None, ips: Sequence[str] = ()
+    ) -> Issued:
+        """A certificate for ``common_name``: for a server (valid for localhost, 127.0.0.1 and ``ips``),
+        for a client (``client`` defaults to ``not server``), or for both."""
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
+        if client if client is not None else not server:
+            usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.now(UTC)
         builder = (
@@ -85,16 +94,20 @@ class LocalCA:
             .not_valid_after(now + timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
+                x509.ExtendedKeyUsage(usages),
                 critical=False,
             )
         )
         if server:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                    [
+                        x509.DNSName("localhost"),
+                        *(
+                            x509.IPAddress(ipaddress.ip_address(ip))
+                            for ip in dict.fromkeys(("127.0.0.1", *ips))
+                        ),
+                    ]
                 ),
                 critical=False,
             )
