@@ -141,10 +141,13 @@ def head_command(
     """``ray start --head``: the cluster's head. It serves no domain unless ``domains`` says so, so
     by default no job's data is decrypted on it.
 
-    >>> head_command(num_cpus=0).shell()
-    "RAY_AUTH_MODE=token ray start --head --port 6379 --include-dashboard false --num-cpus 0 --resources '{}'"
+    >>> print(head_command(num_cpus=0).shell())  # doctest: +NORMALIZE_WHITESPACE
+    RAY_AUTH_MODE=token ray start --head --port 6379 --include-dashboard false --disable-usage-stats
+    --num-cpus 0 --resources '{}'
     """
+    # No usage statistics leave the cluster: Ray would otherwise report them by default.
     argv = ["ray", "start", "--head", "--port", str(port), "--include-dashboard", "false"]
+    argv += ["--disable-usage-stats"]
     if num_cpus is not None:
         argv += ["--num-cpus", str(num_cpus)]
     argv += ["--resources", _resources(domains, 1)]
@@ -173,7 +176,7 @@ def worker_command(
     """
     if not domains:
         raise ExecutionFailed("a worker node must serve at least one domain")
-    argv = ["ray", "start", "--address", address]
+    argv = ["ray", "start", "--address", address, "--disable-usage-stats"]
     if num_cpus is not None:
         argv += ["--num-cpus", str(num_cpus)]
     argv += ["--resources", _resources(domains, 1)]

@@ -81,8 +81,11 @@ def test_cluster_commands_prints_head_and_worker_lines() -> None:
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if not line.startswith("#")]
     assert lines[0].endswith(
-        "ray start --head --port 6379 --include-dashboard false --num-cpus 0 --resources '{}'"
+        "ray start --head --port 6379 --include-dashboard false --disable-usage-stats --num-cpus 0 "
+        "--resources '{}'"
     )
+    # No node reports usage statistics to Ray's servers.
+    assert all("--disable-usage-stats" in line for line in lines[:2])
     assert "SANDBOX_NODE_KEYRING=/etc/sandbox/health.json" in lines[1]
     assert """--resources '{"domain:health-bureau":1}'""" in lines[1]
 

@@ -84,7 +84,7 @@ def _start(command: NodeCommand, env: Mapping[str, str]) -> subprocess.Popen[byt
     # The generated command as it is, plus what a test needs: a small object store, no usage report,
     # and a foreground process that owns its node's processes.
     argv = [RAY, *command.argv[1:], "--object-store-memory", str(OBJECT_STORE)]
-    argv += ["--disable-usage-stats", "--block"]
+    argv += ["--block"]
     node_env = {**env, **command.env}
     return subprocess.Popen(
         argv,
