@@ -59,6 +59,35 @@ READ_EVENTS: Mapping[tuple[str, str], str] = {
     ("GET", "/v1/publications"): "read.publications.list",
     ("GET", "/v1/publications/{publication_id}"): "read.publications.get",
 }
+# The web console's pages read through the same services as the API: each read is traced the same way,
+# under `read.console.*` (the dry run as the API's `read.jobs.check`). Sign-in pages, the public
+# open-data pages and static files read nothing protected. A new console GET page needs an entry here or
+# a reason in CONSOLE_UNTRACED (tests/sandbox_api/server/test_access_trace.py).
+CONSOLE_READ_EVENTS: Mapping[tuple[str, str], str] = {
+    ("GET", "/console/home"): "read.console.home",
+    ("GET", "/console/jobs"): "read.console.jobs.list",
+    ("POST", "/console/jobs/check"): "read.jobs.check",
+    ("GET", "/console/jobs/{job_id}"): "read.console.jobs.get",
+    ("GET", "/console/jobs/{job_id}/result.csv"): "read.console.jobs.result",
+    ("GET", "/console/jobs/{job_id}/result.parquet"): "read.console.jobs.result",
+    ("GET", "/console/reviews"): "read.console.reviews.list",
+    ("GET", "/console/reviews/{job_id}"): "read.console.reviews.get",
+    ("GET", "/console/scopes"): "read.console.scopes.list",
+    ("GET", "/console/datasets"): "read.console.datasets.list",
+    ("GET", "/console/audit"): "read.console.audit.events",
+    ("GET", "/console/audit/export"): "read.console.audit.export",
+    ("GET", "/console/admin"): "read.console.admin",
+    ("GET", "/console/applications"): "read.console.applications.list",
+    ("GET", "/console/alerts"): "read.console.alerts.list",
+}
+CONSOLE_UNTRACED: Mapping[tuple[str, str], str] = {
+    ("GET", "/console"): "a redirect to the visitor's home or to sign-in: reads nothing",
+    ("GET", "/console/sign-in"): "the sign-in form: nothing protected",
+    ("GET", "/console/sign-in/sso"): "starts single sign-on: nothing protected",
+    ("GET", "/console/sign-in/sso/callback"): "ends single sign-on; audited as console.signed_in",
+    ("GET", "/console/open-data"): "the public open-data catalog, no sign-in: public by decision",
+    ("GET", "/console/open-data/{publication_id}"): "a published table, no sign-in: public by decision",
+}
 OPEN_DATA = "the public open-data catalog, no token: public by a policy officer's decision"
 # GET routes under /v1 that leave no read event, and why: they need no token, so there is nobody to name
 # and nothing protected to read, and probes would flood the chain.
@@ -127,7 +156,8 @@ class AccessTrace:
         route = scope.get("route")
         if not isinstance(route, APIRoute):
             return
-        event = READ_EVENTS.get((str(scope["method"]), route.path))
+        key = (str(scope["method"]), route.path)
+        event = READ_EVENTS.get(key) or CONSOLE_READ_EVENTS.get(key)
         if event is None:
             return
         state: Mapping[str, Any] = scope.get("state") or {}

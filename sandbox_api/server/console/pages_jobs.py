@@ -15,10 +15,12 @@ from fastapi import APIRouter, Form
 from starlette.responses import Response
 
 from crypto.errors import CryptoError
+from crypto.hashing import sha256_hex
 from sandbox_api.errors import JobRejected
 from sandbox_api.job_types import Kind, Mode
 from sandbox_api.receipt_check import verify_receipt
 from sandbox_api.roles import Role
+from sandbox_api.server.access_trace import TRACE_DETAILS
 from sandbox_api.server.console.rendering import SECURITY_HEADERS
 from sandbox_api.server.console.web import PREFIX, JobReaderV, OperatorV, Visitor
 from sandbox_api.server.services.job_kinds import finding_dicts
@@ -74,7 +76,17 @@ def check_job(
 ) -> Response:
     """The dry run, as an htmx fragment under the editor: every finding on its fragment, what to write
     instead, the rewritten SQL and the privacy-budget preview where the scope has one."""
+    # The access trace's `read.jobs.check` names what was tried, as on the API: a hash, never the text.
+    traced: dict[str, object] = {
+        "scope": scope,
+        "kind": kind.value,
+        "mode": mode.value,
+        ("sql_sha256" if kind is Kind.SQL else "code_sha256"): sha256_hex(sql.encode("utf-8")),
+    }
+    setattr(who.request.state, TRACE_DETAILS, traced)
     report = who.services.jobs.dry_run(who.who, scope=scope, kind=kind, mode=mode, **_text(kind, sql))
+    traced["allowed"] = report.allowed
+    traced["rules"] = sorted({finding.rule for finding in report.findings})
     return who.page(
         "fragments/dry_run.html",
         report=report,

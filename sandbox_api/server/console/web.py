@@ -164,6 +164,8 @@ def signed_in(*roles: Role) -> Callable[..., Visitor]:
 
     def gate(request: Request, who: CsrfVisitorDep) -> Visitor:
         principal = who.who
+        # Whom the access trace names for this page (server/access_trace.py), as deps does for the API.
+        request.state.principal = principal
         if allowed and principal.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))
             raise deny(

@@ -1,4 +1,5 @@
-"""The access trace: every authenticated read under /v1 leaves a `read.*` audit event, batched.
+"""The access trace: every authenticated read under /v1, and every console page read, leaves a `read.*`
+audit event, batched.
 
 A new GET route fails ``test_every_get_route_has_a_read_event`` until it names its event in
 ``access_trace.READ_EVENTS`` (or a reason in ``UNTRACED``, for routes that need no token).
@@ -15,12 +16,13 @@ from typing import Any
 import pytest
 
 from crypto.audit import AuditEntry, verify_chain
-from sandbox_api.server.access_trace import READ_EVENTS, UNTRACED
+from sandbox_api.server.access_trace import CONSOLE_READ_EVENTS, CONSOLE_UNTRACED, READ_EVENTS, UNTRACED
 from sandbox_api.server.deps import Services
 from sandbox_api.server.services.audit import AuditLog
 from sandbox_api.server.services.read_buffer import PendingRead, ReadBuffer
 from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World, world
-from tests.sandbox_api.server.test_role_matrix import MATRIX, PUBLIC, _routes
+from tests.sandbox_api.console_helpers import sign_in
+from tests.sandbox_api.server.test_role_matrix import CONSOLE, CONSOLE_OPEN, MATRIX, PUBLIC, _routes
 
 
 @pytest.fixture(scope="module")
@@ -222,3 +224,53 @@ def test_text_that_is_not_unicode_cannot_jam_the_queue(api: World) -> None:
     assert api.client.get("/v1/audit/head", headers=api.h("audra")).status_code == 200
     last = reads(api, "read.jobs.check")[-1]
     assert last.details["scope"] == "\\ud800"
+
+
+# -- the console: the same reads through web pages leave the same trace ---------------------------------
+
+
+def test_every_console_page_has_a_read_event_or_a_reason(api: World) -> None:
+    pages = {key for key in _routes(api) if key[1].startswith("/console") and key in CONSOLE}
+    gets = {key for key in pages if key[0] == "GET"}
+    assert gets - set(CONSOLE_UNTRACED) == {k for k in CONSOLE_READ_EVENTS if k[0] == "GET"}, (
+        "a console page needs an entry in CONSOLE_READ_EVENTS (or a reason in CONSOLE_UNTRACED)"
+    )
+    # Untraced pages are the ones a signed-out visitor may open: nothing protected, nobody to name.
+    assert set(CONSOLE_UNTRACED) - {("GET", "/console")} <= CONSOLE_OPEN
+
+
+@pytest.mark.parametrize(
+    "key", sorted(k for k in CONSOLE_READ_EVENTS if k[0] == "GET"), ids=lambda key: f"{key[0]} {key[1]}"
+)
+def test_every_console_page_leaves_its_event_naming_the_signed_in_principal(
+    api: World, key: tuple[str, str]
+) -> None:
+    path, allowed = CONSOLE[key]
+    who = sorted(allowed)[0]
+    session = sign_in(api.client, api.tokens[who])
+    before = len(reads(api, CONSOLE_READ_EVENTS[key]))
+    status = session.get(api.client, path).status_code
+    found = reads(api, CONSOLE_READ_EVENTS[key])
+    assert len(found) == before + 1
+    assert (found[-1].actor, found[-1].details["status"]) == (who, status)
+
+
+def test_an_admin_reading_a_job_on_the_console_is_traced_with_its_id(api: World) -> None:
+    answer = api.client.post("/v1/jobs", headers=api.h("alice"), json={"scope": SCOPE, "sql": GOOD_SQL})
+    job_id = answer.json()["job_id"]
+    api.wait(job_id)
+    admin = sign_in(api.client, api.tokens["admin"])
+    assert admin.get(api.client, f"/console/jobs/{job_id}").status_code == 200
+    last = reads(api, "read.console.jobs.get")[-1]
+    assert (last.actor, last.details["path"]) == ("admin", {"job_id": job_id})
+
+
+def test_a_console_dry_run_is_recorded_with_hashes_never_the_text(api: World) -> None:
+    alice = sign_in(api.client, api.tokens["alice"])
+    sql = GOOD_SQL + " -- marker-c0n5"
+    answer = alice.post(api.client, "/console/jobs/check", {"scope": SCOPE, "sql": sql})
+    assert answer.status_code == 200
+    last = reads(api, "read.jobs.check")[-1]
+    assert (last.actor, last.details["scope"], last.details["allowed"]) == ("alice", SCOPE, True)
+    assert len(str(last.details["sql_sha256"])) == 64
+    assert "marker-c0n5" not in last.to_json()
