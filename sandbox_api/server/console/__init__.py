@@ -65,7 +65,7 @@ def install_console(app: FastAPI) -> None:
             seal_key=services.keys.secret("console-session"),
             csrf_key=services.keys.secret("console-csrf"),
         ),
-        signed_out=SignedOut(),
+        signed_out=SignedOut(services.db),
         chain_watch=ChainWatch(),
         code_flow=CodeFlow.from_settings(services.settings) if services.sso is not None else None,
     )

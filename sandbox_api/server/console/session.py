@@ -20,9 +20,14 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import delete
 
 from crypto.envelope import seal, unseal
 from crypto.errors import CryptoError
+from sandbox_api.server.store.db import Database
+from sandbox_api.server.store.models import ConsoleSignOutRow
 
 COOKIE = "__Host-sbx_console"
 LANG_COOKIE = "__Host-sbx_lang"
@@ -119,20 +124,32 @@ class SessionKeys:
 
 
 class SignedOut:
-    """Nonces of sessions signed out before they expired: a copied cookie stops working at sign-out.
+    """Sessions signed out before they expired: a copied cookie stops working at sign-out, on every
+    gateway process.
 
-    Kept in this gateway process (dropped when they would have expired anyway); with several gateway
-    processes behind one address, sign-out clears the browser's cookie everywhere but refuses a copy of
-    it only on the process that handled the sign-out (docs/console.md).
+    Each sign-out is kept here and, when the console has a database, in ``console_signouts`` (the
+    SHA-256 of the session's nonce and when the session would have expired), so that every gateway on
+    the same database refuses the copy too. A session that is signed in is looked up by its primary key
+    on each request; anonymous sessions (no token) are never looked up: they hold nothing to revoke.
+    Rows past their expiry are removed at the next sign-out.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, db: Database | None = None) -> None:
+        self._db = db
         self._lock = threading.Lock()
         self._until: dict[str, float] = {}
 
     def add(self, session: Session) -> None:
         with self._lock:
             self._until[session.nonce] = session.expires
+        if self._db is None:
+            return
+        expires = datetime.fromtimestamp(session.expires, tz=UTC)
+        with self._db.write() as db_session:
+            db_session.execute(
+                delete(ConsoleSignOutRow).where(ConsoleSignOutRow.expires_at <= datetime.now(tz=UTC))
+            )
+            db_session.merge(ConsoleSignOutRow(nonce_sha256=_digest(session.nonce), expires_at=expires))
 
     def __contains__(self, session: object) -> bool:
         if not isinstance(session, Session):
@@ -141,4 +158,13 @@ class SignedOut:
         with self._lock:
             for nonce in [n for n, until in self._until.items() if until <= now]:
                 del self._until[nonce]
-            return session.nonce in self._until
+            if session.nonce in self._until:
+                return True
+        if self._db is None or not session.signed_in:
+            return False
+        with self._db.read() as db_session:
+            return db_session.get(ConsoleSignOutRow, _digest(session.nonce)) is not None
+
+
+def _digest(nonce: str) -> str:
+    return hashlib.sha256(nonce.encode("utf-8")).hexdigest()

@@ -431,3 +431,13 @@ class UsageAlertRow(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+class ConsoleSignOutRow(Base):
+    """A console session signed out before it expired (console/session.py ``SignedOut``): every gateway
+    on this database refuses a copy of its cookie. The nonce is kept only as its SHA-256."""
+
+    __tablename__ = "console_signouts"
+
+    nonce_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -13,8 +13,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pyarrow.parquet as pq
+from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from sandbox_api.server.app import create_app
 from sandbox_api.server.console.rendering import CSP
 from sandbox_api.server.console.session import COOKIE, SessionKeys
 from sandbox_api.server.store.models import AuditEventRow
@@ -101,6 +103,18 @@ def test_sign_in_and_out_are_audited_and_a_copied_cookie_dies_at_sign_out(api: W
     events = [(e["event"], e["actor"]) for e in api.audit_events("console.")]
     assert ("console.signed_in", "olga") in events
     assert ("console.signed_out", "olga") in events
+
+
+def test_a_cookie_copied_before_sign_out_dies_on_every_gateway_of_the_database(api: World) -> None:
+    """Another gateway process on the same database (a second app here) refuses the copy too."""
+    with TestClient(create_app(api.settings), raise_server_exceptions=True) as other:
+        olga = sign_in(api.client, api.tokens["olga"])
+        assert olga.get(other, "/console/home").status_code == 200  # one session, both gateways
+        assert olga.post(api.client, "/console/sign-out").status_code == 303
+        assert olga.get(other, "/console/home").headers["location"] == "/console/sign-in"
+        # A session that was not signed out still works there.
+        oscar = sign_in(api.client, api.tokens["oscar"])
+        assert oscar.get(other, "/console/home").status_code == 200
 
 
 def test_signing_in_replaces_the_anonymous_session(api: World) -> None:
