@@ -197,6 +197,8 @@ ApplicationReaderV = Annotated[
     Visitor, Depends(signed_in(Role.OPERATOR, Role.POLICY_OFFICER, Role.ADMIN, Role.AUDITOR))
 ]
 AlertReaderV = Annotated[Visitor, Depends(signed_in(Role.AUDITOR, Role.ADMIN))]
+# Admins, and domain administrators for their own domain's stewards and operators (server/admin_scope.py).
+ManagerV = Annotated[Visitor, Depends(signed_in(Role.ADMIN, Role.DOMAIN_ADMIN))]
 
 
 def language_of(request: Request) -> Language:
@@ -216,6 +218,6 @@ def home_of(role: Role) -> str:
         Role.STEWARD: "/datasets",
         Role.AUDITOR: "/audit",
         Role.ADMIN: "/admin",
+        Role.DOMAIN_ADMIN: "/admin",
     }
-    # A role without a desk of its own in the console (a domain administrator) starts at who am I.
     return PREFIX + pages.get(role, "/home")

@@ -377,3 +377,29 @@ def test_a_grouped_aggregate_keeps_its_bar_chart(api: World) -> None:
     page = sign_in(api.client, api.tokens["alice"]).get(api.client, f"/console/jobs/{job_id}").text
     assert page.count('class="chart-bar"') == rows > 0
     assert "line-chart" not in page
+
+
+def test_a_domain_administrator_manages_their_own_domains_stewards_and_operators_only(api: World) -> None:
+    dana = sign_in(api.client, api.tokens["dana"])
+    assert dana.get(api.client, "/console").headers["location"] == "/console/admin"
+    desk = dana.get(api.client, "/console/admin")
+    assert desk.status_code == 200
+    assert "cleo" not in desk.text  # a steward of another domain
+    assert "/console/admin/domains/" not in desk.text  # no key rotation, no new domain
+    created = dana.post(api.client, "/console/admin/principals", {"name": "stella", "role": "steward"})
+    assert created.status_code == 200
+    assert 'id="issued-token"' in created.text
+    principals = api.client.get("/v1/principals", headers=api.h("admin")).json()
+    assert [(p["role"], p["domain"]) for p in principals if p["name"] == "stella"] == [("steward", DOMAIN)]
+    before = len(api.audit_events("request.denied"))
+    refused = [
+        dana.post(api.client, "/console/admin/principals", {"name": "aud2", "role": "auditor"}),
+        dana.post(api.client, "/console/admin/principals/cleo/tokens"),
+        dana.post(api.client, "/console/admin/principals/cleo/tokens/revoke"),
+        dana.post(api.client, f"/console/admin/domains/{DOMAIN}/rotate"),
+    ]
+    assert [answer.status_code for answer in refused] == [403, 403, 403, 403]
+    assert len(api.audit_events("request.denied")) == before + 4
+    issued = dana.post(api.client, "/console/admin/principals/stella/tokens")
+    assert issued.status_code == 200
+    assert 'id="issued-token"' in issued.text

@@ -349,12 +349,19 @@ def test_admin_issues_a_token_shown_once_rotates_a_key_and_revokes(live: Live) -
 
 
 PAGES: dict[str, tuple[str, ...]] = {
-    "alice": ("/console/home", "/console/jobs", "/console/scopes", "/console/datasets"),
+    "alice": (
+        "/console/home",
+        "/console/jobs",
+        "/console/scopes",
+        "/console/datasets",
+        "/console/applications",
+    ),
     "chad": ("/console/reviews",),
-    "olga": ("/console/scopes",),
+    "olga": ("/console/scopes", "/console/applications"),
     "stu": ("/console/datasets",),
-    "audra": ("/console/audit", "/console/jobs"),
-    "admin": ("/console/admin",),
+    "audra": ("/console/audit", "/console/jobs", "/console/alerts"),
+    "admin": ("/console/admin", "/console/alerts"),
+    "dana": ("/console/admin",),
 }
 
 

@@ -227,16 +227,16 @@ CONSOLE: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
     ("GET", C + "/open-data/{publication_id}"): (C + "/open-data/" + "0" * 32, ALL),
     ("GET", C + "/audit"): (C + "/audit", frozenset({"audra"})),
     ("GET", C + "/audit/export"): (C + "/audit/export", frozenset({"audra"})),
-    ("GET", C + "/admin"): (C + "/admin", frozenset({"admin"})),
-    ("POST", C + "/admin/principals"): (C + "/admin/principals", frozenset({"admin"})),
+    ("GET", C + "/admin"): (C + "/admin", MANAGERS),
+    ("POST", C + "/admin/principals"): (C + "/admin/principals", MANAGERS),
     ("POST", C + "/admin/domains"): (C + "/admin/domains", frozenset({"admin"})),
     ("POST", C + "/admin/principals/{name}/tokens/revoke"): (
         C + "/admin/principals/matrix-none/tokens/revoke",
-        frozenset({"admin"}),
+        MANAGERS,
     ),
     ("POST", C + "/admin/principals/{name}/tokens"): (
         C + "/admin/principals/matrix-none/tokens",
-        frozenset({"admin"}),
+        MANAGERS,
     ),
     ("POST", C + "/admin/domains/{name}/rotate"): (
         C + "/admin/domains/matrix-none/rotate",
