@@ -30,11 +30,18 @@ def audit_page(
         event="audit.read",
         actor=who.who.name,
         details={
-            "filters": {"event": event, "actor": actor, "since_seq": None, "limit": PAGE},
+            "filters": {
+                "event": event,
+                "actor": actor,
+                "since_seq": None,
+                "limit": PAGE,
+                "newest_first": True,
+            },
             "via": "console",
         },
     )
-    events = services.audit.events(event=event, actor=actor, since_seq=None, limit=PAGE)
+    # The newest first: on a long log, what an auditor looks for is usually recent.
+    events = services.audit.events(event=event, actor=actor, since_seq=None, limit=PAGE, newest_first=True)
     return who.page(
         "audit.html", events=events, chain=chain_status(who), event=event or "", actor=actor or ""
     )

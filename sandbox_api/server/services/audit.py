@@ -285,13 +285,16 @@ class AuditLog:
         actor: str | None = None,
         since_seq: int | None = None,
         limit: int = 100,
+        newest_first: bool = False,
     ) -> list[AuditEntry]:
-        """Events after ``since_seq`` (exclusive), oldest first.
+        """Events after ``since_seq`` (exclusive), oldest first (``newest_first``: the newest ``limit``
+        of them, newest first, as the console's timeline shows them).
 
         ``event`` matches a name exactly, or every name under a prefix that ends in '.' (``job.``).
         """
         with self.db.read() as session:
-            query = select(AuditEventRow).order_by(AuditEventRow.seq).limit(limit)
+            order = AuditEventRow.seq.desc() if newest_first else AuditEventRow.seq
+            query = select(AuditEventRow).order_by(order).limit(limit)
             if since_seq is not None:
                 query = query.where(AuditEventRow.seq > since_seq)
             if event is not None:

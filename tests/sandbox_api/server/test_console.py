@@ -403,3 +403,13 @@ def test_a_domain_administrator_manages_their_own_domains_stewards_and_operators
     issued = dana.post(api.client, "/console/admin/principals/stella/tokens")
     assert issued.status_code == 200
     assert 'id="issued-token"' in issued.text
+
+
+def test_the_audit_timeline_shows_the_newest_events_first(api: World) -> None:
+    audra = sign_in(api.client, api.tokens["audra"])
+    page = audra.get(api.client, "/console/audit")
+    shown = [int(seq) for seq in re.findall(r"<tr><td>(\d+)</td>", page.text)]
+    head = api.client.get("/v1/audit/head", headers=api.h("audra")).json()["last_seq"]
+    assert shown == sorted(shown, reverse=True)
+    # The page's own `audit.read` event is written before it reads: the newest shown is that event.
+    assert shown[0] >= head - 5
