@@ -62,6 +62,33 @@ function copyDraftToManifest(drafted) {
   area.value = JSON.stringify(manifest, null, 2);
 }
 
+// A column the manifest already declares keeps its type and class (a previous version's "identifying"
+// must not fall back to the draft's "internal" unnoticed); new columns keep the draft's guess.
+function keepEarlierChoices(drafted) {
+  var area = drafted.closest("form").querySelector("textarea[name=manifest]");
+  var manifest;
+  try {
+    manifest = JSON.parse(area.value || "{}");
+  } catch (e) {
+    return;
+  }
+  var name = drafted.getAttribute("data-drafted-table");
+  var before = ((manifest && manifest.tables) || []).filter(function (t) { return t && t.name === name; })[0];
+  if (!before) return;
+  var declared = {};
+  (before.columns || []).forEach(function (c) { declared[c.name] = c; });
+  drafted.querySelectorAll("tr[data-column]").forEach(function (row) {
+    var earlier = declared[row.getAttribute("data-column")];
+    if (!earlier) return;
+    ["type", "class"].forEach(function (field) {
+      var select = row.querySelector("select[data-field=" + field + "]");
+      if (earlier[field] && select.querySelector('option[value="' + earlier[field] + '"]')) select.value = earlier[field];
+    });
+  });
+  var unit = drafted.querySelector("select[data-field=unit]");
+  if (before.unit && unit.querySelector('option[value="' + before.unit + '"]')) unit.value = before.unit;
+}
+
 document.addEventListener("change", function (event) {
   var target = event.target;
   var drafted = target.closest ? target.closest("[data-drafted-table]") : null;
@@ -90,7 +117,9 @@ document.addEventListener("change", function (event) {
       }
       box.innerHTML = text;
       var drafted = box.querySelector("[data-drafted-table]");
-      if (drafted) copyDraftToManifest(drafted);
+      if (!drafted) return;
+      keepEarlierChoices(drafted);
+      copyDraftToManifest(drafted);
     });
   });
 });
