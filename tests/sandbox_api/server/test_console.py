@@ -361,6 +361,13 @@ def test_another_domains_steward_may_not_draft_and_an_oversized_sample_is_refuse
     assert any(e["actor"] == "cleo" for e in api.audit_events("request.denied"))
     stu = sign_in(api.client, api.tokens["stu"])
     assert _draft(api, stu, b"x" * (64 * 1024 + 1), "format=csv").status_code == 413
+    # Raw bytes are accepted on the draft only: another console form still wants a form or JSON.
+    other = api.client.post(
+        "/console/jobs/check",
+        headers={**stu.headers, "X-CSRF-Token": stu.csrf, "Content-Type": "application/octet-stream"},
+        content=b"person_id\nP1\n",
+    )
+    assert other.status_code == 415
 
 
 def test_a_drafting_sample_is_never_stored(api: World) -> None:
