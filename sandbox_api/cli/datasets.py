@@ -27,6 +27,8 @@ from sandbox_api.cli.common import (
     split_dataset,
 )
 from sandbox_api.cli.output import AsCsv, AsJson, OutFile, Shown, emit
+from sandbox_api.errors import InvalidInput
+from sandbox_api.manifest_draft import draft_table, schema_of_file
 
 if TYPE_CHECKING:
     from sandbox_api.schemas import DatasetOut
@@ -41,16 +43,6 @@ Reason = Annotated[str, typer.Option(help="Why (recorded in the audit log).")]
 
 # The manifest's column type for each Arrow type family, and the class a drafted column starts with:
 # every column starts "internal", the unit column "identifying"; the steward decides the rest.
-_ARROW_TYPES: Final = (
-    ("bool", "BOOLEAN"),
-    ("int", "BIGINT"),
-    ("uint", "BIGINT"),
-    ("float", "DOUBLE"),
-    ("double", "DOUBLE"),
-    ("decimal", "DOUBLE"),
-    ("date", "DATE"),
-    ("timestamp", "TIMESTAMP"),
-)
 _KIBIBYTE: Final = 1024
 _MEBIBYTE: Final = 1024 * 1024
 
@@ -364,45 +356,10 @@ def dataset_infer(
 
 
 def _draft_table(path: Path, *, unit: str | None) -> dict[str, Any]:
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
     try:
-        if path.suffix.lower() == ".parquet":
-            schema = pq.read_schema(path)
-        else:
-            with pacsv.open_csv(path) as reader:
-                schema = reader.schema
-    except (pa.ArrowInvalid, OSError) as unreadable:
-        raise fail(f"{path}: not a readable CSV or Parquet file ({unreadable})") from None
-    names = list(schema.names)
-    if not names:
-        raise fail(f"{path}: no columns")
-    chosen = unit or names[0]
-    if chosen not in names:
-        raise fail(f"{path}: no column {chosen!r} to be the unit; columns: {', '.join(names)}")
-    columns = [
-        {
-            "name": field.name,
-            "type": manifest_type(str(field.type)),
-            "class": "identifying" if field.name == chosen else "internal",
-        }
-        for field in schema
-    ]
-    return {"name": path.stem, "unit": chosen, "columns": columns}
-
-
-def manifest_type(arrow_type: str) -> str:
-    """The manifest's column type for an Arrow type name (text for anything else).
-
-    >>> manifest_type("int64"), manifest_type("date32[day]"), manifest_type("large_string")
-    ('BIGINT', 'DATE', 'VARCHAR')
-    """
-    for prefix, declared in _ARROW_TYPES:
-        if arrow_type.startswith(prefix):
-            return declared
-    return "VARCHAR"
+        return draft_table(path.stem, schema_of_file(path), unit=unit)
+    except InvalidInput as unusable:
+        raise fail(str(unusable)) from None
 
 
 def _current(dataset: DatasetOut) -> Any:

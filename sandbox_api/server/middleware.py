@@ -24,6 +24,15 @@ def is_upload_path(path: str) -> bool:
     return path.startswith(("/v1/datasets/", "/console/datasets/")) and path.endswith("/versions")
 
 
+def is_sample_path(path: str) -> bool:
+    """The console's manifest draft reads a file's first bytes, sent as they are (console/pages_data.py
+    caps them tighter than this middleware does)."""
+    return path.startswith("/console/datasets/") and path.endswith("/draft-manifest")
+
+
+SAMPLE_TYPES = FORM_TYPES | {"application/octet-stream"}
+
+
 class JsonBodyLimits:
     """JSON bodies: at most ``max_bytes`` (413) and ``application/json`` when present (415).
 
@@ -56,7 +65,14 @@ class JsonBodyLimits:
                 await self._too_large(scope, receive, send)
                 return
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        allowed = FORM_TYPES if accepts_forms(scope["path"]) else {"application/json"}
+        path = scope["path"]
+        allowed = (
+            SAMPLE_TYPES
+            if is_sample_path(path)
+            else FORM_TYPES
+            if accepts_forms(path)
+            else {"application/json"}
+        )
         if body and content_type not in allowed:
             response = problem(
                 415,

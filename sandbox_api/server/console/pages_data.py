@@ -6,14 +6,16 @@ published versions only."""
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Form
+from fastapi import APIRouter, Depends, Form, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
 from policies.model import DatasetGrant
-from sandbox_api.errors import InvalidInput
+from sandbox_api.errors import InvalidInput, PayloadTooLarge
+from sandbox_api.manifest import IDENTIFIER
+from sandbox_api.manifest_draft import CLASSES, SAMPLE_BYTES, TYPES, draft_table, schema_of_sample
 from sandbox_api.roles import Role
 from sandbox_api.server.console.web import PREFIX, CatalogV, StewardV, Visitor, signed_in
 from sandbox_api.server.deps import deny
@@ -147,6 +149,45 @@ def shred_version(
         actor=principal.name, domain=domain, name=name, version_id=version, reason=reason
     )
     return who.redirect(PREFIX + "/datasets")
+
+
+@router.post("/{domain}/{name}/draft-manifest")
+async def draft_manifest(
+    domain: str,
+    name: str,
+    request: Request,
+    who: StewardV,
+    table: Annotated[str, Query(pattern=IDENTIFIER)] = "data",
+    format: Annotated[Literal["csv", "parquet"], Query()] = "csv",
+    whole: bool = False,
+) -> Response:
+    """A table of the manifest drafted from a sample of the file the steward picked (the head of a CSV
+    file, the tail of a Parquet one: at most ``SAMPLE_BYTES``, read into memory and never stored): each
+    column with its inferred type and a class to choose from a list, and the unit. console.js sends the
+    sample and builds the manifest JSON from the steward's choices."""
+    _require_domain(who, domain)
+    sample = await _capped_body(request)
+    schema = schema_of_sample(sample, parquet=format == "parquet", whole=whole)
+    drafted = draft_table(table, schema)
+    return who.page(
+        "fragments/drafted_manifest.html", table=drafted, classes=CLASSES, types=TYPES, dataset=name
+    )
+
+
+async def _capped_body(request: Request) -> bytes:
+    """The request body, refused once it passes the sample cap (a browser sends no more than the cap)."""
+    if request.headers.get("content-type", "").lower().startswith("application/x-www-form-urlencoded"):
+        # A form's fields (already read for its CSRF token) are no file sample.
+        raise InvalidInput("send the file's first bytes as application/octet-stream")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > SAMPLE_BYTES:
+        raise PayloadTooLarge(f"the sample is {declared} bytes; at most {SAMPLE_BYTES} are read")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > SAMPLE_BYTES:
+            raise PayloadTooLarge(f"the sample passes {SAMPLE_BYTES} bytes: send the file's first bytes only")
+    return bytes(body)
 
 
 @router.post("/{domain}/{name}/versions")

@@ -11,6 +11,7 @@ import io
 import re
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pyarrow.parquet as pq
 from fastapi.testclient import TestClient
@@ -27,6 +28,7 @@ from tests.sandbox_api.api_helpers import (
     World,
     citizens_table,
     csv_bytes,
+    parquet_bytes,
     scope_yaml,
     upload,
     world,
@@ -301,6 +303,101 @@ def test_a_steward_uploads_a_version_from_the_drafted_manifest(api: World) -> No
         path, headers={**cleo.headers, "X-CSRF-Token": cleo.csrf}, data={"manifest": manifest}, files=files
     )
     assert refused.status_code == 403
+
+
+def _drafted(page: str) -> dict[str, tuple[str, str]]:
+    """Each drafted column's selected type and class, from the fragment."""
+    rows = re.findall(r'<tr data-column="(\w+)">(.*?)</tr>', page, re.S)
+    chosen = {}
+    for column, row in rows:
+        picks = re.findall(r'<option value="(\w+)" selected>', row)
+        chosen[column] = (picks[0], picks[1])
+    return chosen
+
+
+def _draft(api: World, who: ConsoleSession, sample: bytes, query: str, *, name: str = "draft-me") -> Any:
+    path = f"/console/datasets/{DOMAIN}/{name}/draft-manifest?{query}"
+    headers = {**who.headers, "X-CSRF-Token": who.csrf, "Content-Type": "application/octet-stream"}
+    return api.client.post(path, headers=headers, content=sample)
+
+
+def test_a_steward_gets_a_manifest_drafted_from_a_csv_header_and_sample(api: World) -> None:
+    stu = sign_in(api.client, api.tokens["stu"])
+    whole = csv_bytes(citizens_table(3000, seed=5))
+    assert len(whole) > 64 * 1024
+    # The browser sends the first 64 KiB: cut mid-line, the last partial row is dropped, not misread.
+    answer = _draft(api, stu, whole[: 64 * 1024], "table=citizens&format=csv")
+    assert answer.status_code == 200, answer.text
+    assert _drafted(answer.text) == {
+        "person_id": ("VARCHAR", "identifying"),
+        "name": ("VARCHAR", "internal"),
+        "district": ("VARCHAR", "internal"),
+        "sex": ("VARCHAR", "internal"),
+        "birth_date": ("DATE", "internal"),
+        "income": ("DOUBLE", "internal"),
+    }
+    assert 'data-drafted-table="citizens"' in answer.text
+    assert '<option value="person_id" selected>' in answer.text
+    # Every class of the manifest is offered for every column.
+    for cls in ("public", "internal", "sensitive", "identifying"):
+        assert answer.text.count(f'<option value="{cls}"') == 6
+    # Without the CSRF token it is refused like any console form.
+    refused = api.client.post(
+        f"/console/datasets/{DOMAIN}/draft-me/draft-manifest",
+        headers={**stu.headers, "Content-Type": "application/octet-stream"},
+        content=whole[:1000],
+    )
+    assert refused.status_code == 403
+
+
+def test_a_manifest_is_drafted_from_a_parquet_files_tail(api: World) -> None:
+    stu = sign_in(api.client, api.tokens["stu"])
+    data = parquet_bytes(citizens_table(20000, seed=2))
+    assert len(data) > 64 * 1024
+    # Parquet keeps its schema in the footer: the browser sends the file's last bytes.
+    answer = _draft(api, stu, data[-64 * 1024 :], "table=people&format=parquet")
+    assert answer.status_code == 200, answer.text
+    drafted = _drafted(answer.text)
+    assert drafted["person_id"] == ("VARCHAR", "identifying")
+    assert drafted["birth_date"] == ("DATE", "internal")
+    assert drafted["income"] == ("DOUBLE", "internal")
+    small = parquet_bytes(citizens_table(10, seed=2))
+    assert _drafted(_draft(api, stu, small, "table=people&format=parquet&whole=true").text) == drafted
+    garbled = _draft(api, stu, b"not parquet at all", "table=people&format=parquet&whole=true")
+    assert garbled.status_code == 422
+
+
+def test_another_domains_steward_may_not_draft_and_an_oversized_sample_is_refused(api: World) -> None:
+    sample = csv_bytes(citizens_table(50, seed=1))
+    cleo = sign_in(api.client, api.tokens["cleo"])
+    refused = _draft(api, cleo, sample, "table=citizens&format=csv")
+    assert refused.status_code == 403
+    assert any(e["actor"] == "cleo" for e in api.audit_events("request.denied"))
+    stu = sign_in(api.client, api.tokens["stu"])
+    assert _draft(api, stu, b"x" * (64 * 1024 + 1), "format=csv").status_code == 413
+    # Raw bytes are accepted on the draft only: another console form still wants a form or JSON.
+    other = api.client.post(
+        "/console/jobs/check",
+        headers={**stu.headers, "X-CSRF-Token": stu.csrf, "Content-Type": "application/octet-stream"},
+        content=b"person_id\nP1\n",
+    )
+    assert other.status_code == 415
+
+
+def test_a_drafting_sample_is_never_stored(api: World) -> None:
+    marker = b"Quillfeather"
+    sample = b"person_id,nickname\nP1," + marker + b"\nP2,Other\n"
+    stu = sign_in(api.client, api.tokens["stu"])
+    before = api.client.get("/v1/datasets", headers=api.h("stu")).json()
+    answer = _draft(api, stu, sample, "table=t&format=csv&whole=true", name="citizens")
+    assert answer.status_code == 200, answer.text
+    assert _drafted(answer.text) == {
+        "person_id": ("VARCHAR", "identifying"),
+        "nickname": ("VARCHAR", "internal"),
+    }
+    assert api.client.get("/v1/datasets", headers=api.h("stu")).json() == before
+    stored = [p for p in api.settings.state_dir.rglob("*") if p.is_file() and marker in p.read_bytes()]
+    assert stored == []
 
 
 def test_the_auditor_sees_the_chain_verified_and_a_rewritten_event_caught(tmp_path: Path) -> None:

@@ -434,12 +434,35 @@ def test_steward_uploads_a_version_with_a_progress_bar(live: Live) -> None:
             }
         ]
     )
+    # Picking the file drafts its table of the manifest from its header and first rows.
+    drafted = section.locator("[data-drafted-table]")
+    expect(drafted).to_be_visible(timeout=20_000)
+    expect(drafted.locator("tr[data-column]")).to_have_count(6)
+    expect(section.get_by_label("Type of column birth_date")).to_have_value("DATE")
+    expect(section.get_by_label("Class of column person_id")).to_have_value("identifying")
+    # A column the current version declares keeps its class; the steward changes one.
+    expect(section.get_by_label("Class of column name")).to_have_value("identifying")
+    expect(section.get_by_label("Class of column sex")).to_have_value("internal")
+    section.get_by_label("Class of column sex").select_option("public")
+    manifest = json.loads(section.locator("textarea[name=manifest]").input_value())
+    assert {c["name"]: c["class"] for c in manifest["tables"][0]["columns"]}["sex"] == "public"
+    serious = [v for v in _axe(page) if v["impact"] in ("serious", "critical")]
+    assert serious == [], [v["id"] for v in serious]
     section.get_by_role("button", name="Upload").click()
-    expect(section.get_by_role("status")).to_contain_text("Stored a new version", timeout=30_000)
+    status = section.get_by_role("status")
+    expect(status).to_contain_text("Stored a new version", timeout=30_000)
     expect(section.locator("progress")).to_have_attribute("value", "100")
     desk.shot("steward-upload")
     assert desk.violations == []
+    short_id = status.locator("code").first.text_content() or ""
+    posted_to = section.locator("form[hx-encoding]").get_attribute("hx-post") or ""
     desk.close()
+    # The stored manifest carries the class the steward chose in the drafted table.
+    dataset = posted_to.removeprefix("/console/datasets/").removesuffix("/versions")
+    found = live.api.client.get(f"/v1/datasets/{dataset}", headers=live.api.h("stu")).json()
+    version = next(v for v in found["versions"] if v["version_id"].startswith(short_id))
+    classes = {c["name"]: c["class"] for t in version["tables"] for c in t["columns"]}
+    assert (classes["sex"], classes["name"], classes["person_id"]) == ("public", "identifying", "identifying")
 
 
 def test_sign_in_by_redirect_to_an_issuer_on_another_site(

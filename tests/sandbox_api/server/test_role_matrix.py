@@ -210,6 +210,10 @@ CONSOLE: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
         f"{C}/datasets/{DOMAIN}/matrix-none/versions",
         frozenset({"stu"}),
     ),
+    ("POST", C + "/datasets/{domain}/{name}/draft-manifest"): (
+        f"{C}/datasets/{DOMAIN}/matrix-none/draft-manifest",
+        frozenset({"stu"}),
+    ),
     ("POST", C + "/datasets/{domain}/{name}/versions/{version}/shred"): (
         f"{C}/datasets/{DOMAIN}/matrix-none/versions/abc/shred",
         frozenset({"stu", "admin"}),
