@@ -28,7 +28,6 @@ from sandbox_api.cli.common import (
 )
 from sandbox_api.cli.output import AsCsv, AsJson, OutFile, Shown, emit
 from sandbox_api.errors import InvalidInput
-from sandbox_api.manifest_draft import draft_table, schema_of_file
 
 if TYPE_CHECKING:
     from sandbox_api.schemas import DatasetOut
@@ -356,6 +355,9 @@ def dataset_infer(
 
 
 def _draft_table(path: Path, *, unit: str | None) -> dict[str, Any]:
+    # Imported here: drafting reads the file with Arrow, which other commands never load (start-up time).
+    from sandbox_api.manifest_draft import draft_table, schema_of_file
+
     try:
         return draft_table(path.stem, schema_of_file(path), unit=unit)
     except InvalidInput as unusable:

@@ -134,6 +134,9 @@ class JobRunner:
         for thread in self._threads:
             thread.join(timeout_s)
         self._threads.clear()
+        # A thread still inside the executor past its time keeps its lease connection out of the pool,
+        # where the database's disposal would not close it: drop it here (its lock goes with it).
+        self._leases.abandon_all()
 
     def recover(self) -> Recovery:
         """Make the job table consistent after a stop (clean or not)."""

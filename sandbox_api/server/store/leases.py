@@ -13,6 +13,7 @@ starting gateway finds is orphaned and the lease is a no-op.
 
 from __future__ import annotations
 
+import threading
 from types import TracebackType
 
 from sqlalchemy import func, select
@@ -42,8 +43,12 @@ def lease_key(job_id: str) -> int:
 class Lease:
     """A held job lease; released when the job is settled (``with lease:``) or its claim rolled back."""
 
-    def __init__(self, connection: Connection | None) -> None:
+    def __init__(self, connection: Connection | None, *, held: set[Lease] | None = None) -> None:
         self._connection = connection
+        self._lock = threading.Lock()
+        self._held = held  # the gateway's leases still held (JobLeases.abandon_all)
+        if held is not None:
+            held.add(self)
 
     def __enter__(self) -> Lease:
         return self
@@ -54,17 +59,31 @@ class Lease:
         self.release()
 
     def release(self) -> None:
-        if self._connection is not None:
+        with self._lock:
+            connection, self._connection = self._connection, None
+            if self._held is not None:
+                self._held.discard(self)
+        if connection is not None:
             # Closing returns the connection to the pool; the lock must go first, or the pool keeps it.
-            self._connection.execute(select(func.pg_advisory_unlock_all()))
-            self._connection.commit()
-            self._connection.close()
-            self._connection = None
+            connection.execute(select(func.pg_advisory_unlock_all()))
+            connection.commit()
+            connection.close()
+
+    def abandon(self) -> None:
+        """Drop the lease's connection outright (the gateway is stopping and the job's thread did not
+        settle it in time): PostgreSQL ends the session and its lock with it, and nothing is left open
+        for the pool's disposal to miss."""
+        with self._lock:
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.invalidate()
+            connection.close()
 
 
 class JobLeases:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._held: set[Lease] = set()
 
     def take(self, job_id: str) -> Lease:
         """Hold ``job_id``'s lease on a connection of its own (PostgreSQL); call before the claim commits,
@@ -78,7 +97,13 @@ class JobLeases:
         except BaseException:
             connection.close()
             raise
-        return Lease(connection)
+        return Lease(connection, held=self._held)
+
+    def abandon_all(self) -> None:
+        """At shutdown, after the runner's threads were given their time: drop every lease still held."""
+        for lease in list(self._held):
+            lease.abandon()
+        self._held.clear()
 
     def orphaned(self, session: Session, job_id: str) -> bool:
         """True when no live gateway holds ``job_id``'s lease (always on SQLite). The probe's lock lasts
