@@ -246,6 +246,9 @@ class _Run:
             job_id=f"{self._spec.job_id}#{side.value}-{step.value}",
             sql=part.sql,
             tables=tables,
+            # Only what this part's SQL names: a DP job's sampling key is bound for the parts that
+            # sample (a register is not sampled, and the engine refuses a parameter it does not use).
+            parameters={k: v for k, v in self._spec.parameters.items() if f"${k}" in part.sql},
             python_or_mock=None,
             cohorts=None,
             cross_domain=None,

@@ -17,9 +17,14 @@ from sqlglot import exp
 
 from executors.crossdomain.plan import Aggregate, CrossDomainPlan, Function, Side, SidePlan
 from policies import Finding, PolicyViolation
+from policies.dp.plan import DpPlan
 from policies.model import Disclosure
 
 HIDDEN = "_sbx_"
+#: The hidden sum and count of an AVG under differential privacy (``policies.dp.plan.MEAN_SUM`` and
+#: ``MEAN_COUNT``): noised separately, so the gateway computes them as cells of their own.
+DP_MEAN_SUM = "_sbx_dp_sum_"
+DP_MEAN_COUNT = "_sbx_dp_count_"
 UNIT_ALIAS = "_xd_unit"
 RULE = "cross_domain_shape"
 SUPPORTED = (
@@ -82,9 +87,14 @@ def split(sql: str, *, datasets: Mapping[str, str], domains: Mapping[str, str]) 
     aggregates: list[tuple[str, Function, str | None, int | None]] = []
     for item in tree.expressions:
         name = item.alias_or_name
-        if name.startswith(HIDDEN):
-            continue
         value = item.this if isinstance(item, exp.Alias) else item
+        if name.startswith(DP_MEAN_COUNT):
+            # COUNT(<clamped value>) of an AVG's side: that side's joined rows, as the summed columns
+            # hold no NULL across domains (``records.per_person`` refuses them).
+            aggregates.append((name, Function.COUNT, None, None))
+            continue
+        if name.startswith(HIDDEN) and not name.startswith(DP_MEAN_SUM):
+            continue
         if value.sql(dialect="duckdb") in group_sql:
             owner = _owner(value, sides)
             if owner is None:
@@ -147,7 +157,8 @@ def split(sql: str, *, datasets: Mapping[str, str], domains: Mapping[str, str]) 
 
 def disclosure_findings(disclosure: Disclosure) -> tuple[Finding, ...]:
     """What a scope's disclosure settings ask that cross-domain jobs do not provide yet, each with what
-    the policy officer can change (an empty tuple: the scope fits).
+    the policy officer can change (an empty tuple: the scope fits). Differential privacy fits: the
+    gateway noises the rebuilt cells through the one release function (``docs/cross-domain.md``).
 
     >>> disclosure_findings(Disclosure(min_units=10))
     ()
@@ -164,15 +175,68 @@ def disclosure_findings(disclosure: Disclosure) -> tuple[Finding, ...]:
                 "suppression: remainder",
             )
         )
-    if disclosure.dp is not None:
-        findings.append(
-            Finding(
-                RULE,
-                "differential privacy is not applied to cross-domain cells yet; grant this question "
-                "under a scope without dp, or ask each domain for its own noised aggregates",
-                "dp",
+    return tuple(findings)
+
+
+def dp_findings(query: SplitQuery, plan: DpPlan, *, rows_per_unit: Mapping[str, int]) -> tuple[Finding, ...]:
+    """What differential privacy cannot bound across domains, decided from the scope alone.
+
+    ``rows_per_unit`` maps each dataset to the most rows one person keeps in it after the rows bound
+    (``policies.dp.plan.table_rows_per_unit``: 1 for a register). The protocol computes ``COUNT(*)``,
+    ``SUM`` and ``AVG`` over the join only when the other side has one row per person, and it checks
+    that on the rows (``gateway_party``); under DP a run that fails on one person's rows would tell
+    whether that person is there, so the same condition is required here, where it follows from the
+    bounds and not from the data. Summed values must be non-negative (the shares are integers mod
+    2^64): bounds below zero would fail the same way.
+
+    >>> from executors.crossdomain.plan import CrossDomainPlan, SidePlan
+    >>> two = SplitQuery(DomainPart("a/x", ""), DomainPart("b/y", ""),
+    ...                  CrossDomainPlan(SidePlan("u"), SidePlan("u"), (Aggregate("n", Function.COUNT),)),
+    ...                  order_by=(), limit=None)
+    >>> empty = DpPlan((), 1, 1, None, None)
+    >>> [f.fragment for f in dp_findings(two, empty, rows_per_unit={"a/x": 2, "b/y": 3})]
+    ['n']
+    >>> dp_findings(two, empty, rows_per_unit={"a/x": 1, "b/y": 3})
+    ()
+    """
+    many = {
+        Side.LEFT: rows_per_unit.get(query.left.dataset, 1) > 1,
+        Side.RIGHT: rows_per_unit.get(query.right.dataset, 1) > 1,
+    }
+    findings: list[Finding] = []
+    for aggregate in query.plan.aggregates:
+        if aggregate.output.startswith(HIDDEN):
+            continue  # an AVG's parts: the AVG itself is judged
+        if aggregate.function is Function.COUNT and all(many.values()):
+            findings.append(
+                Finding(
+                    RULE,
+                    f"{aggregate.output}: under differential privacy COUNT(*) across domains needs one "
+                    "side with one row per person (a register declared one_row_per_unit, or "
+                    "dp.max_rows_per_unit of 1 for its table); or ask COUNT(DISTINCT unit)",
+                    aggregate.output,
+                )
             )
-        )
+        if aggregate.side is not None and many[aggregate.side.other]:
+            findings.append(
+                Finding(
+                    RULE,
+                    f"{aggregate.output}: under differential privacy SUM and AVG across domains need the "
+                    "other side to have one row per person (a register declared one_row_per_unit, or "
+                    "dp.max_rows_per_unit of 1 for its table)",
+                    aggregate.output,
+                )
+            )
+    for column in plan.noised:
+        if column.bounds is not None and column.bounds[0] < 0:
+            findings.append(
+                Finding(
+                    RULE,
+                    f"{column.name}: across domains summed values must be non-negative; declare bounds "
+                    "with a low of 0 or more",
+                    column.name,
+                )
+            )
     return tuple(findings)
 
 
@@ -201,16 +265,24 @@ def _sides(
     out: dict[str, _Source] = {}
     for node in (source.this, join.this):
         alias = node.alias_or_name
-        tables = list(node.find_all(exp.Table))
+        tables = _tables_read(node)
         if len(tables) != 1 or alias not in units:
             raise _refused("each side reads one table and joins on its unit", node)
-        dataset = datasets.get(tables[0].name)
+        dataset = datasets.get(tables[0])
         if dataset is None:
             raise _refused("a table of the scope", node)
         out[alias] = _Source(alias, dataset, node, units[alias])
     if len({domains.get(s.dataset) for s in out.values()}) != 2:
         raise _refused("two tables of two different domains (one domain's joins run as usual)", tree)
     return out
+
+
+def _tables_read(node: exp.Expr) -> list[str]:
+    """The tables a FROM/JOIN source reads, once each. Under differential privacy the rows bound reads
+    its table in several branches (``bound_rows_per_unit``: the people above the bound, and the others)
+    and through its own CTE, whose name is not a table: one side still reads one table."""
+    ctes = {cte.alias_or_name for cte in node.find_all(exp.CTE)}
+    return sorted({t.name for t in node.find_all(exp.Table) if t.name not in ctes})
 
 
 def _conjuncts(where: exp.Expr | None) -> list[exp.Expr]:

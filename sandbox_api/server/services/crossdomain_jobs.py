@@ -5,10 +5,14 @@ checked and rewritten by the policy engine exactly as a SQL job's (masks, clamps
 uses), then split into each domain's own SELECT and the plan of the private join
 (``executors.crossdomain.split``); a query outside the supported shape, a scope whose disclosure
 settings cross-domain cells cannot meet (remainder rows, differential privacy), or a join within one
-domain is rejected with findings that say what is supported. At run time the spec carries both parts
-(``executors.crossdomain.job.CrossDomainJob``) and ``executors.crossdomain.placed`` runs each domain's
-part in that domain's own sandboxes; the gateway's table, with its ``_sbx_units`` column, goes through
-the one release function like any SQL result.
+domain is rejected with findings that say what is supported. Under a scope with differential privacy
+the policy engine's DP rewrite bounds each table's rows per person and clamps values inside each
+domain's part, the budget is charged at submit from the DP plan as for a SQL job, the gateway sums
+every matched cell (``min_units`` gives way to partition selection or the public domain), and the one
+release function noises the gateway's table (``docs/cross-domain.md``). At run time the spec carries
+both parts (``executors.crossdomain.job.CrossDomainJob``) and ``executors.crossdomain.placed`` runs each
+domain's part in that domain's own sandboxes; the gateway's table, with its ``_sbx_units`` column, goes
+through the one release function like any SQL result.
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ from crypto.hashing import sha256_hex
 from executors.base import JobSpec, ResultTable
 from executors.crossdomain.job import CrossDomainJob, DomainPartSpec
 from executors.crossdomain.plan import Function
-from executors.crossdomain.split import RULE, SplitQuery, disclosure_findings, split
+from executors.crossdomain.split import RULE, SplitQuery, disclosure_findings, dp_findings, split
 from policies import Finding, PolicyViolation, Scope, prepare_with
+from policies.cohorts import lineage_of
+from policies.dp.cost import cost_of
+from policies.dp.plan import table_rows_per_unit
 from sandbox_api.job_types import Kind, Mode
 from sandbox_api.server.services.catalog import VersionView
 from sandbox_api.server.services.job_kinds import (
@@ -71,7 +78,8 @@ class CrossDomainJobs:
         }
         scope = active.scope
         try:
-            prepared = prepare_with(sql, contexts.get(scope, versions))
+            ctx = contexts.get(scope, versions)
+            prepared = prepare_with(sql, ctx)
             refused = disclosure_findings(scope.disclosure)
             if refused:
                 raise PolicyViolation(
@@ -83,6 +91,19 @@ class CrossDomainJobs:
                 raise PolicyViolation(
                     "the scope's dominance rules cannot judge these sums", findings=dominance
                 )
+            dp = scope.disclosure.dp
+            if dp is not None and prepared.dp_plan is not None:
+                bounded = dp_findings(
+                    query,
+                    prepared.dp_plan,
+                    rows_per_unit={
+                        t.dataset: table_rows_per_unit(ctx, dp, t.sql_name) for t in prepared.tables
+                    },
+                )
+                if bounded:
+                    raise PolicyViolation(
+                        "differential privacy cannot bound this question across domains", findings=bounded
+                    )
         except PolicyViolation as exc:
             findings = finding_dicts(exc.findings) or [
                 {"rule": "policy", "message": exc.detail, "fragment": ""}
@@ -103,8 +124,14 @@ class CrossDomainJobs:
             unique_units=unique_units_of(versions, [(t.dataset, t.table) for t in prepared.tables]),
         )
         applied = (*prepared.applied, SPLIT_STEP)
+        dp = scope.disclosure.dp
+        preview = (
+            cost_of(prepared.dp_plan, dp).to_dict()
+            if dp is not None and prepared.dp_plan is not None
+            else None
+        )
         return Checked(
-            report=JobCheck(True, (), prepared.sql, applied),
+            report=JobCheck(True, (), prepared.sql, applied, dp=preview),
             findings=[],
             fields={
                 **_fields(
@@ -146,6 +173,8 @@ class CrossDomainJobs:
             uses_keyed_hash=job.uses_keyed_hash,
             pseudonym_master=specs.pseudonym_master,
             limits=specs.limits_for(scope),
+            # Each domain's part samples its people's rows with the lineage's key, as one query would.
+            dp_lineage=lineage_of(scope).id if job.facts.dp_plan is not None else None,
         )
         parts = {
             part.dataset: DomainPartSpec(
@@ -162,7 +191,7 @@ class CrossDomainJobs:
                 plan=query.plan,
                 left=parts[query.left.dataset],
                 right=parts[query.right.dataset],
-                min_units=scope.disclosure.min_units,
+                min_units=_gateway_min_units(scope, job),
                 order_by=query.order_by,
                 limit=query.limit,
                 columns=_visible_columns(job.sql),
@@ -174,6 +203,16 @@ class CrossDomainJobs:
 
 
 CROSS_DOMAIN_JOBS = CrossDomainJobs()
+
+
+def _gateway_min_units(scope: Scope, job: StoredJob) -> int:
+    """The cells the gateway sums. Under differential privacy no exact threshold decides a cell: every
+    matched cell is summed (1), and the release function keeps the public domain's keys or those whose
+    noisy distinct-unit count passes OpenDP's threshold; ``min_units`` on exact counts would let one
+    person's presence decide whether a cell appears, which the noise does not cover."""
+    if scope.disclosure.dp is not None and job.facts.dp_plan is not None:
+        return 1
+    return scope.disclosure.min_units
 
 
 def _dominance_findings(scope: Scope, query: SplitQuery) -> tuple[Finding, ...]:

@@ -1,0 +1,342 @@
+"""Differential privacy on cross-domain jobs through the API: the dry run's preview, the budget charged
+at submit and refunded when a round fails, each domain bounding its own rows, the gateway's rebuilt
+cells noised by the one release function, keys chosen by partition selection rather than by an exact
+count, the report, and replay to the released bytes (the module's deployment replays every released job
+at its end).
+
+Attack (why): without noise, two cross-domain jobs that differ by one person (a filter on one side)
+give that person's payments by subtraction; and a cell shown only when its exact count reaches
+``min_units`` says that count is at least ``min_units``. Under DP the cells carry noise scaled to what
+one person can move them, and keys pass a noisy threshold.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from crypto.keyring import KeyProvider
+from executors.base import Executor, JobSpec, ResultTable
+from executors.crossdomain import wire
+from executors.crossdomain.messages import ShareSumRequest
+from executors.errors import ExecutionFailed
+from executors.local import LocalExecutor
+from policies import load_scope
+from policies.dp.noise import UNITS
+from policies.dp.plan import Cell, DpColumn, DpPlan
+from sandbox_api.server.services.release import Released, TableResult, release
+from sandbox_api.server.services.release_facts import ReleaseFacts
+from sandbox_api.server.settings import Settings
+from tests.sandbox_api.api_helpers import (
+    DATASET,
+    DISTRICTS,
+    DOMAIN,
+    OTHER_DOMAIN,
+    World,
+    citizens_table,
+    csv_bytes,
+    upload,
+)
+from tests.sandbox_api.auditing_helpers import receipt_of, replay, result_of
+from tests.sandbox_api.python_job_helpers import approve_scope
+from tests.sandbox_api.replay_helpers import replayed_world
+from tests.sandbox_api.server.test_cross_domain_jobs import BENEFITS, BENEFITS_MANIFEST, _benefits
+
+XD_DP = "benefits-by-district-dp"
+AMOUNT_HIGH = 5000
+BENEFIT_ROWS = 3  # dp.max_rows_per_unit for benefits; citizens keep one row (the default)
+SQL = (
+    "SELECT c.district AS district, COUNT(DISTINCT c.person_id) AS people, COUNT(*) AS payments, "
+    "SUM(b.amount) AS total FROM citizens AS c JOIN benefits AS b ON c.person_id = b.person_id "
+    "GROUP BY c.district"
+)
+BY_SEX = (
+    "SELECT c.sex AS sex, COUNT(DISTINCT c.person_id) AS people FROM citizens AS c "
+    "JOIN benefits AS b ON c.person_id = b.person_id GROUP BY c.sex"
+)
+
+
+def _scope(*, name: str = XD_DP, benefit_rows: int = BENEFIT_ROWS, citizen_rows: int = 1) -> str:
+    return f"""
+scope: {name}
+purpose: "Benefit payments by district, differentially private"
+grantees: [operator:alice]
+valid: {{from: 2020-01-01, until: 2099-12-31}}
+datasets:
+  {DOMAIN}/{DATASET}:
+    unit: person_id
+    columns:
+      person_id: {{use: join_key}}
+      district: {{use: group}}
+      sex: {{use: group}}
+  {OTHER_DOMAIN}/{BENEFITS}:
+    unit: person_id
+    columns:
+      person_id: {{use: join_key}}
+      amount: {{use: aggregate, functions: [sum, avg, count], bounds: [0, {AMOUNT_HIGH}]}}
+disclosure:
+  min_units: 10
+  suppression: drop
+  max_rows: 1000
+  dp:
+    epsilon_per_job: 1.0
+    budget: 5.0
+    delta: 1.0e-8
+    max_rows_per_unit: {{{BENEFITS}: {benefit_rows}, citizens: {citizen_rows}}}
+    public_groups:
+      district: [{", ".join(DISTRICTS)}]
+"""
+
+
+@dataclass
+class Probe:
+    """Every spec a sandbox was handed; while ``failing``, every round fails (a domain's executor
+    breaking mid-protocol)."""
+
+    inner: LocalExecutor
+    specs: list[JobSpec] = field(default_factory=list)
+    failing: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self, spec: JobSpec) -> ResultTable:
+        with self.lock:
+            self.specs.append(spec)
+            if spec.party is not None and self.failing:
+                raise ExecutionFailed("a domain's round broke (test)")
+        return self.inner.run(spec)
+
+    def cancel(self, job_id: str) -> bool:
+        return self.inner.cancel(job_id)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.fixture(scope="module")
+def probe_and_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Probe, World]]:
+    probes: list[Probe] = []
+
+    def factory(keys: KeyProvider, settings: Settings) -> Executor:
+        probes.append(Probe(LocalExecutor(key_provider=keys, max_workers=2)))
+        return probes[-1]
+
+    with replayed_world(
+        tmp_path_factory.mktemp("state"), executor_factory=factory, release_fn=release
+    ) as api:
+        created = api.client.post(
+            "/v1/datasets", headers=api.h("cleo"), json={"domain": OTHER_DOMAIN, "name": BENEFITS}
+        )
+        assert created.status_code == 201, created.text
+        stored = upload(
+            api.client,
+            api.tokens["cleo"],
+            manifest=BENEFITS_MANIFEST,
+            files={BENEFITS: ("benefits.csv", csv_bytes(_benefits()), "text/csv")},
+            domain=OTHER_DOMAIN,
+            dataset=BENEFITS,
+            reviewer=api.tokens["cass"],
+        )
+        assert stored.status_code == 201, stored.text
+        approve_scope(api, _scope(), XD_DP)
+        yield probes[0], api
+
+
+def _check(api: World, sql: str = SQL, *, scope: str = XD_DP) -> dict[str, Any]:
+    answer = api.client.post(
+        "/v1/jobs/check", headers=api.h("alice"), json={"scope": scope, "kind": "cross-domain", "sql": sql}
+    )
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def _submit(api: World, sql: str = SQL, *, scope: str = XD_DP) -> Any:
+    return api.client.post(
+        "/v1/jobs", headers=api.h("alice"), json={"scope": scope, "kind": "cross-domain", "sql": sql}
+    )
+
+
+@pytest.fixture(scope="module")
+def released(probe_and_api: tuple[Probe, World]) -> dict[str, Any]:
+    _, api = probe_and_api
+    answer = _submit(api)
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["dp_budget"]["spent"]["epsilon"] == pytest.approx(1.0)
+    job = api.wait(answer.json()["job_id"])
+    assert job["state"] == "released", job["reason"]
+    return job
+
+
+def test_the_dry_run_shows_epsilon_the_budget_left_and_each_columns_noise(
+    probe_and_api: tuple[Probe, World],
+) -> None:
+    _, api = probe_and_api
+    check = _check(api)
+    assert check["allowed"] is True, check["findings"]
+    assert "cross_domain_split" in check["applied"]
+    preview = check["dp"]
+    assert (preview["epsilon"], preview["mechanism"]) == (1.0, "laplace")
+    columns = {c["column"]: c for c in preview["columns"]}
+    assert set(columns) == {"people", "payments", "total"}
+    # Three noised columns share epsilon 1; one person has one citizen row and at most three benefit
+    # rows, so reaches at most 1 x 3 joined rows: the product of both sides' bounds.
+    share = 1.0 / 3
+    assert columns["payments"]["scale"] == pytest.approx(BENEFIT_ROWS / share)
+    assert columns["total"]["scale"] == pytest.approx(BENEFIT_ROWS * AMOUNT_HIGH / share)
+    assert columns["people"]["scale"] == pytest.approx(BENEFIT_ROWS / share)
+    assert all(c["half_width_95"] > c["scale"] for c in columns.values())
+    assert any("amount" in c for c in preview["clamped"])
+    assert check["budget_left"]["epsilon"] == pytest.approx(5.0)
+
+
+def test_the_job_is_charged_at_submit_and_released_with_noise_on_every_cell(
+    probe_and_api: tuple[Probe, World], released: dict[str, Any]
+) -> None:
+    probe, api = probe_and_api
+    charged = [e for e in api.audit_events("dp.charged") if e["details"]["job"] == released["job_id"]]
+    assert len(charged) == 1
+    result = result_of(api, released["job_id"])
+    assert result["columns"] == ["district", "people", "payments", "total"]  # no _sbx_units
+    rows = {row[0]: row[1:] for row in result["rows"]}
+    assert sorted(rows) == sorted(DISTRICTS)  # the public domain, 'Tiny' (one citizen) included
+    citizens = citizens_table().to_pandas()
+    joined = _benefits().to_pandas().merge(citizens, on="person_id")
+    people = joined.groupby("district")["person_id"].nunique()
+    scale = BENEFIT_ROWS * 3
+    for district, (n_people, payments, total) in rows.items():
+        assert abs(n_people - int(people.get(district, 0))) <= 30 * scale  # e^-30: never by chance
+        assert payments >= 0
+        assert n_people >= 0
+        assert isinstance(total, float)
+    report = result["report"]
+    assert report["differential_privacy"]["epsilon"] == 1.0
+    assert set(report["differential_privacy"]["columns"]) == {"people", "payments", "total"}
+    assert any(r.startswith("total: laplace noise of scale 45000") for r in report["reasons"])
+    assert any("clamped" in r and "amount" in r for r in report["reasons"])
+    # Each domain's part bounded its own rows before anything left it; the gateway summed every cell.
+    rounds = [s for s in probe.specs if s.job_id.startswith(released["job_id"] + "#")]
+    blind = [s for s in rounds if s.party is not None and s.party.step.value == "blind"]
+    assert len(blind) == 2
+    benefits_part = next(s for s in blind if s.tables[0].domain == OTHER_DOMAIN)
+    assert "ROW_NUMBER()" in benefits_part.sql
+    assert "<= 3" in benefits_part.sql
+    assert "$sbx_dp_key" in benefits_part.sql
+    assert "sbx_dp_key" in benefits_part.parameters
+    # The share-sum request names every matched cell, those below min_units too: the gateway's
+    # threshold under DP is 1, and the release decides what appears.
+    (answer,) = [s for s in rounds if s.party is not None and s.party.step.value == "answer"]
+    request = wire.decode(answer.party.incoming)
+    assert isinstance(request, ShareSumRequest)
+    assert len(request.cells) == len(people)
+    assert (people < 10).any()  # a district below min_units was summed for the noise
+
+
+def test_the_receipt_signs_the_charge_and_replay_reproduces_the_released_bytes(
+    probe_and_api: tuple[Probe, World], released: dict[str, Any]
+) -> None:
+    _, api = probe_and_api
+    receipt = receipt_of(api, released["job_id"])
+    signed = receipt["suppression"]["differential_privacy"]
+    assert (signed["epsilon"], signed["mechanism"]) == (1.0, "laplace")
+    report = replay(api, released["job_id"])
+    assert report["outcome"] == "match", report
+    assert report["expected_result_hash"] == report["actual_result_hash"] == released["result_hash"]
+
+
+def test_a_round_that_fails_gives_the_budget_back(
+    probe_and_api: tuple[Probe, World], released: dict[str, Any]
+) -> None:
+    probe, api = probe_and_api
+    before = _check(api)["budget_left"]["epsilon"]
+    with probe.lock:
+        probe.failing = True
+    try:
+        answer = _submit(api)
+        assert answer.status_code == 202, answer.text
+        job_id = answer.json()["job_id"]
+        job = api.wait(job_id)
+    finally:
+        with probe.lock:
+            probe.failing = False
+    assert job["state"] == "failed", job
+    refunded = [e for e in api.audit_events("dp.refunded") if e["details"]["job"] == job_id]
+    assert len(refunded) == 1
+    assert job["dp_budget"]["refunded"] is True
+    assert _check(api)["budget_left"]["epsilon"] == pytest.approx(before)
+
+
+def test_keys_from_the_data_pass_a_noisy_threshold_not_an_exact_count(
+    probe_and_api: tuple[Probe, World],
+) -> None:
+    _, api = probe_and_api
+    check = _check(api, BY_SEX)
+    assert check["allowed"] is True, check["findings"]
+    assert check["dp"]["key_selection"]["threshold"] > 1
+    job = api.wait(_submit(api, BY_SEX).json()["job_id"])
+    assert job["state"] == "released", job["reason"]
+    result = result_of(api, job["job_id"])
+    assert result["columns"] == ["sex", "people"]
+    assert {row[0] for row in result["rows"]} <= {"F", "M"}
+    reasons = result["report"]["reasons"]
+    assert any("noisy count of distinct units" in r for r in reasons)
+    assert not any("min_units" in r for r in reasons)
+
+
+def test_what_dp_cannot_bound_across_domains_is_refused_before_anything_runs(
+    probe_and_api: tuple[Probe, World],
+) -> None:
+    """COUNT(*) and SUM over a join where both sides keep several rows per person would be checked
+    on the rows at run time; a run failing on one person's rows would tell that they are there."""
+    _, api = probe_and_api
+    approve_scope(api, _scope(name="xd-dp-many", citizen_rows=2), "xd-dp-many")
+    answer = _submit(api, scope="xd-dp-many")
+    assert answer.status_code == 422, answer.text
+    findings = answer.json()["findings"]
+    assert {f["fragment"] for f in findings} == {"payments", "total"}
+    assert all("one row per person" in f["message"] for f in findings)
+    counts = (
+        "SELECT c.district AS district, COUNT(DISTINCT c.person_id) AS people " + SQL.split("AS total ", 1)[1]
+    )
+    assert _submit(api, counts, scope="xd-dp-many").status_code == 202
+
+
+def test_small_cells_are_chosen_by_partition_selection_not_by_their_exact_count() -> None:
+    """The gateway's table under DP holds every matched cell (its ``min_units`` is 1). The one release
+    function decides which keys appear by OpenDP's noisy threshold on the distinct-unit counts: a cell
+    of 3 people (below min_units) can appear and one of 50 can be left out, so a key's presence says no
+    exact count; the counts themselves never appear in what is released."""
+    scope = load_scope(_scope())
+    plan = DpPlan(
+        (DpColumn("district", Cell.KEY, 0, source="district"), DpColumn("people", Cell.COUNT_UNITS, 1)),
+        rows_per_unit=3,
+        groups_per_unit=3,
+        group_bound_table=None,
+        public_keys=None,
+    )
+    gateway_table = pd.DataFrame(
+        {"district": ["Big", "Small", "Tiny"], "people": [50, 3, 1], UNITS: [50, 3, 1]}
+    )
+    seen: list[Any] = []
+
+    def sampler(measurement: Any, data: Any) -> Any:
+        seen.append(data)
+        if isinstance(data, dict):  # the threshold: this draw keeps the 3-person cell, drops the 50
+            return {"1": data["1"]}
+        return data
+
+    out = release(
+        TableResult(table=gateway_table),
+        scope=scope,
+        facts=ReleaseFacts(dp_plan=plan),
+        sample=sampler,
+    )
+    assert isinstance(out, Released)
+    assert out.rows == [["Small", 3]]
+    assert seen[0] == {"0": 50, "1": 3, "2": 1}  # the threshold read every cell's exact count
+    assert out.columns == ["district", "people"]
+    assert not any("min_units" in r for r in out.report.reasons)
