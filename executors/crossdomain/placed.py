@@ -248,7 +248,7 @@ class _Run:
             tables=tables,
             # Only what this part's SQL names: a DP job's sampling key is bound for the parts that
             # sample (a register is not sampled, and the engine refuses a parameter it does not use).
-            parameters={k: v for k, v in self._spec.parameters.items() if f"${k}" in part.sql},
+            parameters={k: v for k, v in (self._spec.parameters or {}).items() if f"${k}" in part.sql},
             python_or_mock=None,
             cohorts=None,
             cross_domain=None,
