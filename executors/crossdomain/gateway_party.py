@@ -10,7 +10,7 @@ one party too).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -35,6 +35,12 @@ from executors.crossdomain.plan import Aggregate, CrossDomainPlan, Function, Sid
 
 R = TypeVar("R", DecryptReply, ShareSumReply)
 UNITS = "_sbx_units"  # the hidden distinct-unit column the output check reads (policies.output.UNITS)
+#: Marks a table whose group keys the gateway already chose by DP partition selection
+#: (``policies.dp.noise.SELECTED``): the release function does not choose them again.
+SELECTED = "_sbx_dp_selected"
+#: Chooses cells before any is summed: gets each candidate cell's group keys and its number of matched
+#: people, returns the indices of the cells to sum and release.
+Select = Callable[[Sequence[tuple[tuple[object, ...], int]]], Collection[int]]
 
 
 @dataclass(frozen=True)
@@ -60,14 +66,19 @@ class Pending:
     requests: tuple[tuple[Side, Request], ...]
     masks: Mapping[Side, tuple[int, ...]]
     own_sums: Mapping[Side, Shares]
+    released: tuple[Cell, ...] = ()  # the cells summed and put in the table
 
 
 class Gateway:
-    """The matcher and combiner; ``min_units``: the scope's k (cells below it are never summed)."""
+    """The matcher and combiner; ``min_units``: the scope's k (cells below it are never summed);
+    ``select``: under differential privacy with keys from the data, OpenDP's noisy threshold on each
+    cell's matched people (or, on replay, the keys released), applied before any cell is summed, so
+    that no domain is asked for the sums of a cell that is not released."""
 
-    def __init__(self, plan: CrossDomainPlan, *, min_units: int) -> None:
+    def __init__(self, plan: CrossDomainPlan, *, min_units: int, select: Select | None = None) -> None:
         self._plan = plan
         self._min_units = min_units
+        self._select = select
         self._tokens: dict[Side, ReblindedBatches] = {}
         self._payloads: dict[Side, Payloads] = {}
 
@@ -84,7 +95,7 @@ class Gateway:
             raise CrossDomainProtocolError("the gateway needs both domains' tokens and payloads first")
         _refuse_inexact(self._plan, self._payloads)
         cells = _cells(self._tokens[Side.LEFT].batches, self._tokens[Side.RIGHT].batches)
-        released = tuple(c for c in cells if c.units >= self._min_units)
+        released = self._chosen(tuple(c for c in cells if c.units >= self._min_units))
         if any(c.units >= 1 << MAX_PEOPLE_BITS for c in released):
             raise CrossDomainUnsupported("a cell holds too many people for exact sums")
         requests: list[tuple[Side, Request]] = []
@@ -109,20 +120,18 @@ class Gateway:
                 ).reshape(len(released), payload.slots)
                 positions = tuple(_batch_positions(cell, side) for cell in released)
                 requests.append((_other(side), ShareSumRequest(side, positions)))
-        return Pending(cells=cells, requests=tuple(requests), masks=masks, own_sums=own_sums)
+        return Pending(
+            cells=cells, requests=tuple(requests), masks=masks, own_sums=own_sums, released=released
+        )
 
     def table(self, pending: Pending, replies: Sequence[Reply]) -> pd.DataFrame:
         """The result table of the cells of at least ``min_units`` people: group keys, aggregates and
         ``_sbx_units``. A smaller cell is left out here, before any ordering or limit, as the rewritten
         query of a single-domain job leaves it out inside the query (its values were never summed)."""
         sums = self._sums(pending, replies)
-        released = [cell for cell in pending.cells if cell.units >= self._min_units]
         rows: list[list[object]] = []
-        for index, cell in enumerate(released):
-            keys = (
-                *self._payloads[Side.LEFT].group_keys[cell.left_batch],
-                *self._payloads[Side.RIGHT].group_keys[cell.right_batch],
-            )
+        for index, cell in enumerate(pending.released):
+            keys = self._keys(cell)
             cell_sums = {side: values[index] for side, values in sums.items()}
             values = [self._aggregate(a, cell, cell_sums) for a in self._plan.aggregates]
             rows.append([*keys, *values, cell.units])
@@ -133,12 +142,26 @@ class Gateway:
             UNITS,
         ]
         table = pd.DataFrame(rows, columns=columns)
+        if self._select is not None:
+            table[SELECTED] = True
         for aggregate in self._plan.aggregates:
             if aggregate.function in (Function.COUNT_UNITS, Function.COUNT):
                 table[aggregate.output] = table[aggregate.output].astype("int64")
         # Canonical row order (batches arrive shuffled): replay must give the same bytes.
         order = [*self._plan.left.group_by, *self._plan.right.group_by]
         return table.sort_values(order, kind="stable").reset_index(drop=True) if order else table
+
+    def _keys(self, cell: Cell) -> tuple[object, ...]:
+        return (
+            *self._payloads[Side.LEFT].group_keys[cell.left_batch],
+            *self._payloads[Side.RIGHT].group_keys[cell.right_batch],
+        )
+
+    def _chosen(self, candidates: tuple[Cell, ...]) -> tuple[Cell, ...]:
+        if self._select is None:
+            return candidates
+        kept = set(self._select([(self._keys(c), c.units) for c in candidates]))
+        return tuple(c for i, c in enumerate(candidates) if i in kept)
 
     def _sums(self, pending: Pending, replies: Sequence[Reply]) -> dict[Side, list[tuple[int, ...]]]:
         """Per side with values, per released cell, the summed slots: unmasked, or both shares added."""

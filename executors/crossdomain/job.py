@@ -65,6 +65,13 @@ class CrossDomainJob:
     order_by: tuple[tuple[str, bool], ...] = ()
     limit: int | None = None
     columns: tuple[str, ...] = ()  # the operator's output columns, in the order of the SELECT
+    #: Under differential privacy with group keys from the data: the scale and threshold of OpenDP's
+    #: noisy threshold (``policies.dp.cost.KeySelection``), which the gateway applies to each cell's
+    #: matched people before asking for any sum.
+    selection: tuple[float, int] | None = None
+    #: On replay of such a job: the names of the key columns and the key values it released, the only
+    #: cells the gateway sums (the selection is not drawn again).
+    keep: tuple[tuple[str, ...], tuple[tuple[object, ...], ...]] | None = None
 
     def part(self, side: Side) -> DomainPartSpec:
         return self.left if side is Side.LEFT else self.right

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -28,12 +28,14 @@ import pyarrow as pa
 from executors.base import Executor, JobSpec, ResultTable
 from executors.crossdomain import wire
 from executors.crossdomain.errors import CrossDomainProtocolError
-from executors.crossdomain.gateway_party import Gateway
+from executors.crossdomain.gateway_party import Gateway, Select
 from executors.crossdomain.job import CrossDomainJob, PartyRound, Step
 from executors.crossdomain.messages import Payloads, ReblindedBatches, Reply
 from executors.crossdomain.plan import Side
 from executors.crossdomain.rounds import GATEWAY, OTHER, OWN
+from executors.dp_sampler import draw
 from executors.errors import ExecutionCancelled
+from policies.dp.cost import threshold_measurement
 
 PROTOCOL = "ecdh-psi+intersection-sum (additive shares)"
 
@@ -143,7 +145,7 @@ def run_cross_domain(executor: Executor, spec: JobSpec, *, observe: Observer | N
         )
         blinded = {side: out[OTHER] for side, out in blind.items()}
         reblinded = list(pool.map(lambda side: run.reblind(side, blinded[side.other]), sides))
-        gateway = Gateway(job.plan, min_units=job.min_units)
+        gateway = Gateway(job.plan, min_units=job.min_units, select=gateway_selection(job))
         for data in reblinded:
             tokens = wire.decode(data)
             if not isinstance(tokens, ReblindedBatches):
@@ -284,6 +286,39 @@ class _Run:
             sent[recipient] = sent.get(recipient, 0) + len(data)
         if self._observe is not None:
             self._observe(Crossing(sender, recipient, step.value, data))
+
+
+def gateway_selection(job: CrossDomainJob) -> Select | None:
+    """How the gateway chooses cells under differential privacy with keys from the data: OpenDP's noisy
+    threshold on each cell's matched people, drawn here (``executors.dp_sampler``, the measurement of
+    ``policies.dp.cost``) before any cell is summed; on replay, the keys the job released."""
+    order = [*job.plan.left.group_by, *job.plan.right.group_by]
+    if job.keep is not None:
+        names, rows = job.keep
+        wanted = {_key(dict(zip(names, row, strict=True)), order) for row in rows}
+
+        def keep(cells: Sequence[tuple[tuple[object, ...], int]]) -> list[int]:
+            return [
+                i
+                for i, (keys, _) in enumerate(cells)
+                if _key(dict(zip(order, keys, strict=True)), order) in wanted
+            ]
+
+        return keep
+    if job.selection is None:
+        return None
+    scale, threshold = job.selection
+
+    def select(cells: Sequence[tuple[tuple[object, ...], int]]) -> list[int]:
+        counts = {str(i): int(units) for i, (_, units) in enumerate(cells)}
+        return sorted(int(i) for i in draw(threshold_measurement(scale, threshold), counts))
+
+    return select
+
+
+def _key(values: Mapping[str, object], order: list[str]) -> tuple[str | None, ...]:
+    """A cell's keys compared as text: the released table's values went through JSON."""
+    return tuple(None if values.get(name) is None else str(values.get(name)) for name in order)
 
 
 def _ordered(table: pd.DataFrame, job: CrossDomainJob) -> pd.DataFrame:

@@ -44,6 +44,10 @@ from policies.model import DifferentialPrivacy
 Sampler = Callable[[odp.Measurement, Any], Any]
 
 UNITS = "_sbx_units"
+#: A pre-noise table whose keys were already chosen by this same partition selection (the cross-domain
+#: gateway draws it before any cell is summed, ``executors.crossdomain.placed``): not chosen again, so
+#: the selection is spent once. Hidden names are refused in operators' SQL, so only the gateway sets it.
+SELECTED = "_sbx_dp_selected"
 _MAP_SLACK = 1 + 1e-9  # float rounding in a privacy map: never more than this above the share
 
 
@@ -151,6 +155,8 @@ def _released_rows(table: pd.DataFrame, plan: DpPlan, cost: DpCost, sample: Samp
             ) from exc
         return merged.sort_values(keys, kind="stable").reset_index(drop=True)
     assert cost.selection is not None
+    if SELECTED in table.columns:
+        return table.sort_values(keys, kind="stable").reset_index(drop=True)
     units_columns = [c for c in table.columns if c == UNITS or str(c).startswith(UNITS + "_")]
     units = table[units_columns].apply(pd.to_numeric, errors="coerce").fillna(0).min(axis=1)
     counts = {str(i): int(u) for i, u in enumerate(units)}

@@ -16,11 +16,18 @@ import pytest
 from executors import engine
 from executors.base import Limits
 from executors.crossdomain import Protection
-from executors.crossdomain.protocol import run_plan
+from executors.crossdomain.domain_party import new_party
+from executors.crossdomain.gateway_party import SELECTED, UNITS, Gateway, Select
+from executors.crossdomain.job import CrossDomainJob, DomainPartSpec
+from executors.crossdomain.messages import ShareSumRequest
+from executors.crossdomain.placed import gateway_selection
+from executors.crossdomain.plan import Side
+from executors.crossdomain.protocol import CrossDomainRun, run_in_process, run_plan
 from executors.crossdomain.split import SplitQuery, split
 from executors.dp_sampler import draw
 from policies import prepare
 from policies.catalog import Catalog, DatasetSchema
+from policies.dp.cost import cost_of
 from policies.dp.examples import DP_SCOPE, dp_catalog, dp_scope
 from policies.dp.noise import exact_values, release_dp
 from policies.dp.passes._sample import KEY_PARAMETER
@@ -72,9 +79,9 @@ def _citizens(n: int = 160, *, seed: int = 3) -> pd.DataFrame:
     )
 
 
-def _visits(n: int = 520, *, seed: int = 4) -> pd.DataFrame:
+def _visits(n: int = 520, *, seed: int = 4, people: int = 200) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    ids = rng.integers(0, 200, size=n)  # some visitors are not citizens
+    ids = rng.integers(0, people, size=n)  # some visitors are not citizens
     ids[:9] = 3  # person 3 has nine visits: the rows bound keeps three
     return pd.DataFrame(
         {
@@ -252,3 +259,88 @@ def test_the_gateways_noise_has_the_scale_the_preview_states() -> None:
         coverage = float(np.mean(np.abs(noise) <= stated.half_width_95))
         assert 0.94 <= coverage <= 0.96
     assert out.exact["total"].iloc[0] == pytest.approx(float(cell["total"]))
+
+
+def _with_lonely_ward(visits: pd.DataFrame) -> pd.DataFrame:
+    """Ward Z has one visitor (a citizen who is a woman, so the cell exists)."""
+    lonely = pd.DataFrame({"person_id": pd.array([0], dtype="int64"), "ward": ["Z"], "cost": [42.0]})
+    return pd.concat([visits, lonely], ignore_index=True)
+
+
+def _share_sum_sizes(run: CrossDomainRun) -> list[int]:
+    requests = [m for m in run.transcript.received_by("left") if isinstance(m, ShareSumRequest)]
+    return sorted(len(positions) for request in requests for _, positions in request.cells)
+
+
+def _keys_from_data_run(select: Select | None) -> tuple[CrossDomainRun, DpPlan]:
+    _, plan, query = _prepared(KEYS_FROM_DATA)
+    # Large enough that the wards' cells (about 700 women each) pass a threshold of a few hundred.
+    citizens = _citizens(3000)
+    citizens.loc[citizens["person_id"] == 0, ["sex", "district"]] = ["F", "North"]
+    left = _part(query.left.sql, "citizens", citizens)
+    right = _part(query.right.sql, "visits", _with_lonely_ward(_visits(9000, people=3300)))
+    run = run_in_process(
+        new_party(query.plan, Side.LEFT, left, protection=Protection.SHARES),
+        new_party(query.plan, Side.RIGHT, right, protection=Protection.SHARES),
+        Gateway(query.plan, min_units=1, select=select),
+    )
+    return run, plan
+
+
+def test_keys_from_the_data_are_chosen_before_any_cell_is_summed() -> None:
+    """Attack: the domain answering the share-sum round reads each requested cell's size. Summing every
+    matched cell (a threshold of 1) tells it that some cell holds one person (ward Z's lone visitor);
+    with the gateway drawing OpenDP's noisy threshold first, it is asked only for the cells released."""
+    exposed, _ = _keys_from_data_run(None)
+    assert 1 in _share_sum_sizes(exposed)
+    dp = _scope().disclosure.dp
+    assert dp is not None
+    _, plan, query = _prepared(KEYS_FROM_DATA)
+    selection = cost_of(plan, dp).selection
+    assert selection is not None
+    job = CrossDomainJob(
+        plan=query.plan,
+        left=DomainPartSpec("health-bureau", query.left.dataset, query.left.sql, ("citizens",)),
+        right=DomainPartSpec(OTHER, query.right.dataset, query.right.sql, ("visits",)),
+        min_units=1,
+        selection=(selection.scale, selection.threshold),
+    )
+    chosen, _ = _keys_from_data_run(gateway_selection(job))
+    table = chosen.table
+    assert table[SELECTED].all()
+    assert "Z" not in set(table["ward"])  # one person: passes the threshold with probability <= delta
+    assert sorted(table["ward"]) == ["A", "B", "C", "D"]  # each ~700 people: all pass (1 - 1e-9)
+    assert min(table[UNITS]) > selection.threshold + 20 * selection.scale
+    assert _share_sum_sizes(chosen) == sorted(table[UNITS].tolist())
+
+
+def test_keys_the_gateway_chose_are_not_chosen_again_by_the_release() -> None:
+    """The noisy threshold is spent once: on a table the gateway marked, the release function draws
+    only the values' noise."""
+    _, plan, query = _prepared(KEYS_FROM_DATA)
+    dp = _scope().disclosure.dp
+    assert dp is not None
+    table = _across(query, _citizens(), _visits()).assign(**{SELECTED: True})
+    inputs: list[object] = []
+
+    def record(measurement: object, data: object) -> object:
+        inputs.append(data)
+        return data
+
+    out = release_dp(table, plan, dp, sample=record)  # type: ignore[arg-type]
+    assert not any(isinstance(data, dict) for data in inputs)  # no threshold drawn
+    assert sorted(out.table["ward"]) == sorted(table["ward"])
+
+
+def test_replay_sums_only_the_released_keys() -> None:
+    _, _, query = _prepared(KEYS_FROM_DATA)
+    job = CrossDomainJob(
+        plan=query.plan,
+        left=DomainPartSpec("health-bureau", query.left.dataset, query.left.sql, ("citizens",)),
+        right=DomainPartSpec(OTHER, query.right.dataset, query.right.sql, ("visits",)),
+        min_units=1,
+        keep=(("ward",), (("B",), ("D",))),
+    )
+    replayed, _ = _keys_from_data_run(gateway_selection(job))
+    assert sorted(replayed.table["ward"]) == ["B", "D"]
+    assert len(_share_sum_sizes(replayed)) == 2

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -31,7 +32,7 @@ from executors.crossdomain.split import RULE, SplitQuery, disclosure_findings, d
 from policies import Finding, PolicyViolation, Scope, prepare_with
 from policies.cohorts import lineage_of
 from policies.dp.cost import cost_of
-from policies.dp.plan import table_rows_per_unit
+from policies.dp.plan import DpPlan, table_rows_per_unit
 from sandbox_api.job_types import Kind, Mode
 from sandbox_api.server.services.catalog import VersionView
 from sandbox_api.server.services.job_kinds import (
@@ -185,6 +186,9 @@ class CrossDomainJobs:
             )
             for part in (query.left, query.right)
         }
+        dp = scope.disclosure.dp
+        plan = job.facts.dp_plan
+        selection = cost_of(plan, dp).selection if dp is not None and plan is not None else None
         return replace(
             base,
             cross_domain=CrossDomainJob(
@@ -195,6 +199,7 @@ class CrossDomainJobs:
                 order_by=query.order_by,
                 limit=query.limit,
                 columns=_visible_columns(job.sql),
+                selection=None if selection is None else (selection.scale, selection.threshold),
             ),
         )
 
@@ -203,6 +208,20 @@ class CrossDomainJobs:
 
 
 CROSS_DOMAIN_JOBS = CrossDomainJobs()
+
+
+def released_keys_only(spec: JobSpec, record: Mapping[str, Any] | None, plan: DpPlan | None) -> JobSpec:
+    """The replay's spec of a cross-domain job whose gateway chose its keys by OpenDP's noisy threshold:
+    the same job, summing only the cells whose keys it released (from the sealed record), so that no
+    new selection is drawn and no domain is asked for a cell the job did not release. Any other spec is
+    returned as it is."""
+    job = spec.cross_domain
+    if job is None or job.selection is None or record is None or plan is None:
+        return spec
+    names = tuple(c.name for c in plan.keys)
+    released = record.get("released") or {}
+    rows = tuple(zip(*(released.get(name, []) for name in names), strict=True)) if names else ()
+    return replace(spec, cross_domain=replace(job, selection=None, keep=(names, rows)))
 
 
 def _gateway_min_units(scope: Scope, job: StoredJob) -> int:

@@ -50,6 +50,7 @@ from sandbox_api.receipt_format import result_facts
 from sandbox_api.server.auth import Principal
 from sandbox_api.server.services.audit import AuditLog
 from sandbox_api.server.services.cohort_ledger import ledger_withheld
+from sandbox_api.server.services.crossdomain_jobs import released_keys_only
 from sandbox_api.server.services.job_kinds import StoredJob, kind_of
 from sandbox_api.server.services.jobs import JobService
 from sandbox_api.server.services.keys import KeyLifecycle
@@ -227,8 +228,11 @@ class ReplayService:
         notes: list[str],
     ) -> tuple[str, dict[str, str]]:
         receipt = recorded.receipt
+        record = self._dp_record(recorded, rebuilt.job, scope, mismatches)
+        # A cross-domain job whose keys the gateway chose sums again only the cells it released.
+        spec = released_keys_only(rebuilt.spec, record, rebuilt.job.facts.dp_plan)
         try:
-            result = run_job(self.executor, rebuilt.spec)
+            result = run_job(self.executor, spec)
         except (ExecutionError, CryptoError) as exc:
             if isinstance(exc, IntegrityError):
                 # A part that fails authentication was altered or swapped: the data differs.
@@ -247,7 +251,6 @@ class ReplayService:
                     )
                 )
             raise ReplayStopped from exc
-        record = self._dp_record(recorded, rebuilt.job, scope, mismatches)
         try:
             released = _release(
                 result,

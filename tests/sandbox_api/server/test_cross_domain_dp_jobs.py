@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
 import pytest
 
 from crypto.keyring import KeyProvider
@@ -26,11 +25,7 @@ from executors.crossdomain import wire
 from executors.crossdomain.messages import ShareSumRequest
 from executors.errors import ExecutionFailed
 from executors.local import LocalExecutor
-from policies import load_scope
-from policies.dp.noise import UNITS
-from policies.dp.plan import Cell, DpColumn, DpPlan
-from sandbox_api.server.services.release import Released, TableResult, release
-from sandbox_api.server.services.release_facts import ReleaseFacts
+from sandbox_api.server.services.release import release
 from sandbox_api.server.settings import Settings
 from tests.sandbox_api.api_helpers import (
     DATASET,
@@ -61,7 +56,16 @@ BY_SEX = (
 )
 
 
-def _scope(*, name: str = XD_DP, benefit_rows: int = BENEFIT_ROWS, citizen_rows: int = 1) -> str:
+def _scope(
+    *, name: str = XD_DP, benefit_rows: int = BENEFIT_ROWS, citizen_rows: int = 1, public: bool = True
+) -> str:
+    groups = (
+        f"""    public_groups:
+      district: [{", ".join(DISTRICTS)}]
+"""
+        if public
+        else ""
+    )
     return f"""
 scope: {name}
 purpose: "Benefit payments by district, differentially private"
@@ -88,9 +92,7 @@ disclosure:
     budget: 5.0
     delta: 1.0e-8
     max_rows_per_unit: {{{BENEFITS}: {benefit_rows}, citizens: {citizen_rows}}}
-    public_groups:
-      district: [{", ".join(DISTRICTS)}]
-"""
+{groups}"""
 
 
 @dataclass
@@ -287,6 +289,32 @@ def test_keys_from_the_data_pass_a_noisy_threshold_not_an_exact_count(
     assert not any("min_units" in r for r in reasons)
 
 
+def test_keys_from_the_data_are_chosen_before_any_domain_is_asked_for_a_sum(
+    probe_and_api: tuple[Probe, World],
+) -> None:
+    """Without a public domain for district, the gateway draws OpenDP's noisy threshold on each cell's
+    matched people before the share-sum round: the domain that answers is asked for the released
+    cells only (never for Tiny's or Harbour's small cells), and replay sums the same cells again."""
+    probe, api = probe_and_api
+    approve_scope(api, _scope(name="xd-dp-keys", public=False), "xd-dp-keys")
+    sql = (
+        "SELECT c.district AS district, SUM(b.amount) AS total FROM citizens AS c JOIN benefits AS b "
+        "ON c.person_id = b.person_id GROUP BY c.district"
+    )
+    job = api.wait(_submit(api, sql, scope="xd-dp-keys").json()["job_id"])
+    assert job["state"] == "released", job["reason"]
+    rows = result_of(api, job["job_id"])["rows"]
+    assert rows  # the large districts pass the threshold
+    assert "Tiny" not in {row[0] for row in rows}
+    rounds = [s for s in probe.specs if s.job_id.startswith(job["job_id"] + "#")]
+    (answer,) = [s for s in rounds if s.party is not None and s.party.step.value == "answer"]
+    request = wire.decode(answer.party.incoming)
+    assert isinstance(request, ShareSumRequest)
+    assert len(request.cells) == len(rows)
+    report = replay(api, job["job_id"])
+    assert report["outcome"] == "match", report
+
+
 def test_what_dp_cannot_bound_across_domains_is_refused_before_anything_runs(
     probe_and_api: tuple[Probe, World],
 ) -> None:
@@ -303,40 +331,3 @@ def test_what_dp_cannot_bound_across_domains_is_refused_before_anything_runs(
         "SELECT c.district AS district, COUNT(DISTINCT c.person_id) AS people " + SQL.split("AS total ", 1)[1]
     )
     assert _submit(api, counts, scope="xd-dp-many").status_code == 202
-
-
-def test_small_cells_are_chosen_by_partition_selection_not_by_their_exact_count() -> None:
-    """The gateway's table under DP holds every matched cell (its ``min_units`` is 1). The one release
-    function decides which keys appear by OpenDP's noisy threshold on the distinct-unit counts: a cell
-    of 3 people (below min_units) can appear and one of 50 can be left out, so a key's presence says no
-    exact count; the counts themselves never appear in what is released."""
-    scope = load_scope(_scope())
-    plan = DpPlan(
-        (DpColumn("district", Cell.KEY, 0, source="district"), DpColumn("people", Cell.COUNT_UNITS, 1)),
-        rows_per_unit=3,
-        groups_per_unit=3,
-        group_bound_table=None,
-        public_keys=None,
-    )
-    gateway_table = pd.DataFrame(
-        {"district": ["Big", "Small", "Tiny"], "people": [50, 3, 1], UNITS: [50, 3, 1]}
-    )
-    seen: list[Any] = []
-
-    def sampler(measurement: Any, data: Any) -> Any:
-        seen.append(data)
-        if isinstance(data, dict):  # the threshold: this draw keeps the 3-person cell, drops the 50
-            return {"1": data["1"]}
-        return data
-
-    out = release(
-        TableResult(table=gateway_table),
-        scope=scope,
-        facts=ReleaseFacts(dp_plan=plan),
-        sample=sampler,
-    )
-    assert isinstance(out, Released)
-    assert out.rows == [["Small", 3]]
-    assert seen[0] == {"0": 50, "1": 3, "2": 1}  # the threshold read every cell's exact count
-    assert out.columns == ["district", "people"]
-    assert not any("min_units" in r for r in out.report.reasons)
