@@ -5,6 +5,7 @@ side moves those cells by at most the sensitivity the plan states (which the noi
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -344,3 +345,33 @@ def test_replay_sums_only_the_released_keys() -> None:
     replayed, _ = _keys_from_data_run(gateway_selection(job))
     assert sorted(replayed.table["ward"]) == ["B", "D"]
     assert len(_share_sum_sizes(replayed)) == 2
+
+
+def test_under_public_domains_only_the_domains_cells_are_summed() -> None:
+    """A district outside the public domain is never released, so the gateway asks no domain for its
+    sums (the service passes the domain's cells as ``keep``)."""
+    _, plan, query = _prepared(PUBLIC_KEYS)
+    assert plan.public_keys is not None
+    citizens = _citizens()
+    citizens.loc[citizens["person_id"] == 3, "district"] = "Lighthouse"  # person 3 visits nine times
+    left = _part(query.left.sql, "citizens", citizens)
+    right = _part(query.right.sql, "visits", _visits())
+
+    def run(select: Select | None) -> CrossDomainRun:
+        return run_in_process(
+            new_party(query.plan, Side.LEFT, left, protection=Protection.SHARES),
+            new_party(query.plan, Side.RIGHT, right, protection=Protection.SHARES),
+            Gateway(query.plan, min_units=1, select=select),
+        )
+
+    assert "Lighthouse" in set(run(None).table["district"])
+    job = CrossDomainJob(
+        plan=query.plan,
+        left=DomainPartSpec("health-bureau", query.left.dataset, query.left.sql, ("citizens",)),
+        right=DomainPartSpec(OTHER, query.right.dataset, query.right.sql, ("visits",)),
+        min_units=1,
+        keep=(("district",), tuple(itertools.product(*plan.public_keys))),
+    )
+    kept = run(gateway_selection(job))
+    assert set(kept.table["district"]) == {"North", "South", "East", "West"}
+    assert len(_share_sum_sizes(kept)) == 4

@@ -17,6 +17,7 @@ through the one release function like any SQL result.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -200,6 +201,7 @@ class CrossDomainJobs:
                 limit=query.limit,
                 columns=_visible_columns(job.sql),
                 selection=None if selection is None else (selection.scale, selection.threshold),
+                keep=_public_cells(plan) if dp is not None else None,
             ),
         )
 
@@ -208,6 +210,14 @@ class CrossDomainJobs:
 
 
 CROSS_DOMAIN_JOBS = CrossDomainJobs()
+
+
+def _public_cells(plan: DpPlan | None) -> tuple[tuple[str, ...], tuple[tuple[object, ...], ...]] | None:
+    """Under public group domains, the cells the release can show: the gateway sums those only (a cell
+    whose keys are outside the domain is never released, so no domain is asked for its sums)."""
+    if plan is None or plan.public_keys is None or not plan.keys:
+        return None
+    return tuple(c.name for c in plan.keys), tuple(itertools.product(*plan.public_keys))
 
 
 def released_keys_only(spec: JobSpec, record: Mapping[str, Any] | None, plan: DpPlan | None) -> JobSpec:
