@@ -4,12 +4,13 @@ The strategy for the one job pipeline (``services/job_kinds.py``). At submit, th
 checked and rewritten by the policy engine exactly as a SQL job's (masks, clamps, row filters, column
 uses), then split into each domain's own SELECT and the plan of the private join
 (``executors.crossdomain.split``); a query outside the supported shape, a scope whose disclosure
-settings cross-domain cells cannot meet (remainder rows, differential privacy), or a join within one
-domain is rejected with findings that say what is supported. Under a scope with differential privacy
-the policy engine's DP rewrite bounds each table's rows per person and clamps values inside each
-domain's part, the budget is charged at submit from the DP plan as for a SQL job, the gateway sums
-every matched cell (``min_units`` gives way to partition selection or the public domain), and the one
-release function noises the gateway's table (``docs/cross-domain.md``). At run time the spec carries
+settings cross-domain cells cannot meet (remainder rows), a question differential privacy cannot bound
+across domains, or a join within one domain is rejected with findings that say what is supported.
+Under a scope with differential privacy the policy engine's DP rewrite bounds each table's rows per
+person and clamps values inside each domain's part, the budget is charged at submit from the DP plan as
+for a SQL job, the gateway sums the cells of the public domain or those passing OpenDP's noisy
+threshold (``min_units`` on exact counts gives way to them), and the one release function noises the
+gateway's table (``docs/cross-domain.md``). At run time the spec carries
 both parts (``executors.crossdomain.job.CrossDomainJob``) and ``executors.crossdomain.placed`` runs each
 domain's part in that domain's own sandboxes; the gateway's table, with its ``_sbx_units`` column, goes
 through the one release function like any SQL result.
@@ -235,10 +236,10 @@ def released_keys_only(spec: JobSpec, record: Mapping[str, Any] | None, plan: Dp
 
 
 def _gateway_min_units(scope: Scope, job: StoredJob) -> int:
-    """The cells the gateway sums. Under differential privacy no exact threshold decides a cell: every
-    matched cell is summed (1), and the release function keeps the public domain's keys or those whose
-    noisy distinct-unit count passes OpenDP's threshold; ``min_units`` on exact counts would let one
-    person's presence decide whether a cell appears, which the noise does not cover."""
+    """The gateway's exact threshold on a cell's matched people. Under differential privacy none (1):
+    the cells are those of the public domain (``keep``) or those whose noisy distinct-unit count passes
+    OpenDP's threshold (``selection``); ``min_units`` on exact counts would let one person's presence
+    decide whether a cell appears, which the noise does not cover."""
     if scope.disclosure.dp is not None and job.facts.dp_plan is not None:
         return 1
     return scope.disclosure.min_units
