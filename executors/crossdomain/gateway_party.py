@@ -111,12 +111,24 @@ class Gateway:
                 requests.append((_other(side), ShareSumRequest(side, positions)))
         return Pending(cells=cells, requests=tuple(requests), masks=masks, own_sums=own_sums)
 
-    def table(self, pending: Pending, replies: Sequence[Reply]) -> pd.DataFrame:
+    def released(self, pending: Pending) -> list[Cell]:
+        """The cells of at least ``min_units`` people, in the order of ``table``'s ``hidden`` columns."""
+        return [cell for cell in pending.cells if cell.units >= self._min_units]
+
+    def table(
+        self,
+        pending: Pending,
+        replies: Sequence[Reply],
+        *,
+        hidden: Mapping[str, Sequence[object]] | None = None,
+    ) -> pd.DataFrame:
         """The result table of the cells of at least ``min_units`` people: group keys, aggregates and
         ``_sbx_units``. A smaller cell is left out here, before any ordering or limit, as the rewritten
-        query of a single-domain job leaves it out inside the query (its values were never summed)."""
+        query of a single-domain job leaves it out inside the query (its values were never summed).
+        ``hidden``: more hidden ``_sbx_`` columns, one value per cell of ``released`` (the ledger's
+        cohort sketches)."""
         sums = self._sums(pending, replies)
-        released = [cell for cell in pending.cells if cell.units >= self._min_units]
+        released = self.released(pending)
         rows: list[list[object]] = []
         for index, cell in enumerate(released):
             keys = (
@@ -133,6 +145,10 @@ class Gateway:
             UNITS,
         ]
         table = pd.DataFrame(rows, columns=columns)
+        for name, column in (hidden or {}).items():
+            if len(column) != len(released):
+                raise CrossDomainProtocolError(f"{name}: one value per released cell is needed")
+            table[name] = pd.Series(list(column), dtype=object)
         for aggregate in self._plan.aggregates:
             if aggregate.function in (Function.COUNT_UNITS, Function.COUNT):
                 table[aggregate.output] = table[aggregate.output].astype("int64")

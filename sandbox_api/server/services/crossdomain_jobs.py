@@ -25,6 +25,7 @@ from executors.crossdomain.job import CrossDomainJob, DomainPartSpec
 from executors.crossdomain.plan import Function
 from executors.crossdomain.split import RULE, SplitQuery, disclosure_findings, split
 from policies import Finding, PolicyViolation, Scope, prepare_with
+from policies.cohorts import lineage_of
 from sandbox_api.job_types import Kind, Mode
 from sandbox_api.server.services.catalog import VersionView
 from sandbox_api.server.services.job_kinds import (
@@ -146,6 +147,8 @@ class CrossDomainJobs:
             uses_keyed_hash=job.uses_keyed_hash,
             pseudonym_master=specs.pseudonym_master,
             limits=specs.limits_for(scope),
+            # The lineage's element secret, for the gateway to sketch the cells (never sent to a round).
+            cohorts=specs.cohorts(scope),
         )
         parts = {
             part.dataset: DomainPartSpec(
@@ -166,6 +169,7 @@ class CrossDomainJobs:
                 order_by=query.order_by,
                 limit=query.limit,
                 columns=_visible_columns(job.sql),
+                lineage=lineage_of(scope).id if base.cohorts is not None else "",
             ),
         )
 

@@ -20,8 +20,16 @@ from crypto.keyring import KeyProvider
 from executors.base import Executor
 from executors.local import LocalExecutor
 from sandbox_api.server.settings import Settings
-from tests.sandbox_api.api_helpers import DATASET, DOMAIN, OTHER_DOMAIN, World, citizens_table, csv_bytes, upload
-from tests.sandbox_api.auditing_helpers import replay, result_of
+from tests.sandbox_api.api_helpers import (
+    DATASET,
+    DOMAIN,
+    OTHER_DOMAIN,
+    World,
+    citizens_table,
+    csv_bytes,
+    upload,
+)
+from tests.sandbox_api.auditing_helpers import result_of
 from tests.sandbox_api.python_job_helpers import approve_scope
 from tests.sandbox_api.replay_helpers import replayed_world
 from tests.sandbox_api.server.test_cross_domain_jobs import BENEFITS, BENEFITS_MANIFEST, Probe, _benefits
@@ -101,7 +109,9 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def _run(api: World, sql: str, *, who: str = "alice") -> tuple[dict[str, Any], dict[str, Any]]:
-    answer = api.client.post("/v1/jobs", headers=api.h(who), json={"scope": XD, "kind": "cross-domain", "sql": sql})
+    answer = api.client.post(
+        "/v1/jobs", headers=api.h(who), json={"scope": XD, "kind": "cross-domain", "sql": sql}
+    )
     assert answer.status_code == 202, answer.text
     job = api.wait(answer.json()["job_id"], who=who)
     assert job["state"] == "released", job
