@@ -163,20 +163,20 @@ def _blinding(round_: PartyRound, data_keys: tuple[bytes, ...]) -> BlindingKey:
         raise CrossDomainProtocolError("the domain's sealed round state does not open") from exc
 
 
-def lineage_key(round_: PartyRound, data_keys: tuple[bytes, ...]) -> BlindingKey:
+def lineage_key(lineage: str, data_keys: tuple[bytes, ...]) -> BlindingKey:
     """This domain's blinding key of the job's scope lineage: derived from its own data key and the
     lineage id, the same in every job of the lineage (and whichever side of the join the domain is on,
     since the two keys multiply), unrelated across lineages; only its own sandboxes can derive it."""
-    if not data_keys or not round_.lineage:
+    if not data_keys or not lineage:
         raise CrossDomainProtocolError("a lineage key needs the domain's data key and a lineage")
-    return derived_blinding_key(data_keys[0], f"xd-ledger:{round_.lineage}")
+    return derived_blinding_key(data_keys[0], f"xd-ledger:{lineage}")
 
 
 def _job_blinding(round_: PartyRound, data_keys: tuple[bytes, ...]) -> BlindingKey:
     """The key this domain blinds with in this job: fresh; under a ledger, its lineage key times a
     fresh factor ``r`` (uniform all the same, so every token that crosses is as fresh as before)."""
     fresh = new_blinding_key()
-    return product(lineage_key(round_, data_keys), fresh) if round_.lineage else fresh
+    return product(lineage_key(round_.lineage, data_keys), fresh) if round_.lineage else fresh
 
 
 def _unblinded(round_: PartyRound, data_keys: tuple[bytes, ...]) -> ReblindedBatches:
@@ -186,7 +186,7 @@ def _unblinded(round_: PartyRound, data_keys: tuple[bytes, ...]) -> ReblindedBat
     incoming = _expect(wire.decode(round_.incoming), ReblindedBatches)
     if incoming.origin is not round_.side:
         raise CrossDomainProtocolError("a domain unblinds only the tokens sent to it")
-    strip = product(lineage_key(round_, data_keys), inverse(_blinding(round_, data_keys)))
+    strip = product(lineage_key(round_.lineage, data_keys), inverse(_blinding(round_, data_keys)))
     return ReblindedBatches(round_.side, tuple(reblind(strip, batch) for batch in incoming.batches))
 
 
