@@ -6,8 +6,10 @@ that load on the machine weighs on both alike. With the ledger each domain blind
 times a fresh factor (the same cost), and after the match the released cells' distinct tokens go
 through one more exchange: the gateway raises them to its factor, each domain takes out its own in an
 ``unblind`` round, the gateway takes out its factor and sketches each cell. Reported: wall seconds of
-the job both ways and their ratio, the seconds of the two ``unblind`` rounds (sandbox time, the two
-run one after the other), the gateway process's CPU seconds both ways, and the size of the sketches.
+the job both ways and their ratio, the seconds of the two domains' ``unblind`` steps (inside their
+sandboxes, one after the other) beside their ``reblind`` steps (the same operation on every person of
+the other domain, as a yardstick that the machine's load weighs on alike), the gateway process's CPU
+seconds both ways, and the size of the sketches.
 
     python benchmarks/bench_cross_domain_ledger.py                  # 20,000 and 60,000 citizens
     python benchmarks/bench_cross_domain_ledger.py --sizes 2000 --repeat 1
@@ -72,23 +74,26 @@ def _timed(executor: LocalExecutor, spec: JobSpec) -> tuple[float, float, Result
 def one_size(citizens: int, repeat: int, executor: LocalExecutor, root: Path, keyring: LocalKeyring) -> None:
     spec = _spec(citizens, root, keyring)
     plain: list[tuple[float, float]] = []
-    ledger: list[tuple[float, float, float]] = []
+    ledger: list[tuple[float, float, float, float]] = []
     sketch_bytes = people = 0
     for i in range(repeat):
         wall, cpu, _ = _timed(executor, replace(spec, job_id=f"{spec.job_id}-plain-{i}"))
         plain.append((wall, cpu))
         wall, cpu, result = _timed(executor, _with_ledger(spec, f"{spec.job_id}-ledger-{i}"))
         unblind = sum(float(s) for k, s in result.timings.items() if k in ("left_unblind", "right_unblind"))
-        ledger.append((wall, cpu, unblind))
+        reblind = sum(float(s) for k, s in result.timings.items() if k in ("left_reblind", "right_reblind"))
+        ledger.append((wall, cpu, unblind, reblind))
         table = result.to_pandas()
         sketch_bytes = sum(len(b) for b in table["_sbx_sketch"])
         people = int(table["_sbx_units"].sum())
     p_wall = statistics.median(w for w, _ in plain)
-    l_wall = statistics.median(w for w, _, _ in ledger)
+    l_wall = statistics.median(w for w, _, _, _ in ledger)
     print(
         f"| {citizens:,} / {citizens * 5:,} | {people:,} | {p_wall:.1f} | {l_wall:.1f} | "
-        f"{l_wall / p_wall:.2f}x | {statistics.median(u for _, _, u in ledger):.2f} | "
-        f"{statistics.median(c for _, c in plain):.2f} | {statistics.median(c for _, c, _ in ledger):.2f} | "
+        f"{l_wall / p_wall:.2f}x | {statistics.median(u for _, _, u, _ in ledger):.2f} | "
+        f"{statistics.median(r for _, _, _, r in ledger):.2f} | "
+        f"{statistics.median(c for _, c in plain):.2f} | "
+        f"{statistics.median(c for _, c, _, _ in ledger):.2f} | "
         f"{sketch_bytes / max(1, len(table)):.0f} B |"
     )
 
@@ -102,9 +107,10 @@ def main() -> None:
     args = parser.parse_args()
     print(
         "| citizens / visits | people in released cells | job s, no ledger | job s, ledger | ratio | "
-        "unblind rounds s | gateway CPU s, no ledger | gateway CPU s, ledger | sketch per cell |"
+        "unblind steps s | re-blind steps s | gateway CPU s, no ledger | gateway CPU s, ledger | "
+        "sketch per cell |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         keyring = LocalKeyring.open(root / "keyring.json", create=True)
