@@ -177,3 +177,15 @@ def test_without_a_ledger_no_exchange_runs_and_no_sketch_is_made(world) -> None:
     assert not [s for s in probe.specs if s.party and s.party.step is Step.UNBLIND]
     assert "_sbx_sketch" not in result.to_arrow().column_names
     assert not [c for c in crossings if c.step == Step.UNBLIND.value]
+
+
+def test_with_no_cell_reaching_k_no_token_is_unblinded(world) -> None:
+    spec, _, _, keyring = world
+    ledger = _ledger_job(spec, job_id="xd-none-released", lineage="L1")
+    assert ledger.cross_domain is not None
+    probe, crossings, result = _run(
+        replace(ledger, cross_domain=replace(ledger.cross_domain, min_units=10_000)), keyring
+    )
+    assert result.row_count == 0
+    assert not [s for s in probe.specs if s.party and s.party.step is Step.UNBLIND]
+    assert not [c for c in crossings if c.step == Step.UNBLIND.value]
