@@ -152,6 +152,30 @@ def test_a_domain_cannot_link_what_it_unblinds_to_a_person_with_every_key_it_hol
         assert not any(u in text for u in units)
 
 
+def _reblinded_by(crossings: list[Crossing], side: Side) -> set[bytes]:
+    """The doubly blinded tokens ``side`` computed for the other domain's people (and sent on)."""
+    out: set[bytes] = set()
+    for crossing in crossings:
+        if crossing.step == Step.REBLIND.value and crossing.sender == side.value:
+            message = wire.decode(crossing.data)
+            assert isinstance(message, ReblindedBatches)
+            out.update(t for batch in message.batches for t in batch)
+    return out
+
+
+def test_a_domain_cannot_tell_which_of_the_tokens_it_reblinded_matched(runs) -> None:
+    """Each domain re-blinds the other's people, so it knows their doubly blinded tokens, in the other's
+    batches. Were the gateway to send the matched tokens as they are, the domain would find them among
+    those it computed and learn which of the other domain's people (by batch position) are matched; the
+    gateway's fresh factor leaves it nothing to find."""
+    _, crossings, _ = runs["xd-l1-a"]
+    matched = _reblinded_by(crossings, Side.LEFT) & _reblinded_by(crossings, Side.RIGHT)
+    for side in Side:
+        own = _reblinded_by(crossings, side)
+        assert matched & own  # the weaker exchange: the matched tokens themselves
+        assert not _received(crossings, side) & own
+
+
 def test_a_domain_cannot_link_the_exchange_across_jobs_but_the_gateway_can(runs) -> None:
     """The linkage the ledger needs, and who has it: the gateway's tokens of a person are the same in both
     jobs of the lineage (by design); what each domain receives shares nothing between them."""
