@@ -8,7 +8,9 @@ settings cross-domain cells cannot meet (remainder rows, differential privacy), 
 domain is rejected with findings that say what is supported. At run time the spec carries both parts
 (``executors.crossdomain.job.CrossDomainJob``) and ``executors.crossdomain.placed`` runs each domain's
 part in that domain's own sandboxes; the gateway's table, with its ``_sbx_units`` column, goes through
-the one release function like any SQL result.
+the one release function like any SQL result. Under a scope with the released-cohort ledger the spec
+also names the lineage and carries its sketch request, so that the gateway sketches each cell from the
+people's lineage tokens (``executors.crossdomain.ledger``) and the ledger decides it like a SQL cell.
 """
 
 from __future__ import annotations
