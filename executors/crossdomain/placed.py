@@ -10,8 +10,8 @@ per-job key. This process plays the gateway: it matches, adds its own shares and
 with its ``_sbx_units`` column, which goes through the one release function like any SQL result.
 
 Cells below ``min_units`` are never summed and never enter the table; the operator's ORDER BY and
-LIMIT apply afterwards, to cells that may be released only. When the job names a scope lineage, the
-other cells get an ``_sbx_sketch`` cohort sketch for the released-cohort ledger (``ledger.py``: one
+LIMIT apply afterwards, to cells that may be released only. When the job names a scope lineage, those
+cells get an ``_sbx_sketch`` cohort sketch for the released-cohort ledger (``ledger.py``: one
 more exchange with both domains, beside the answers).
 """
 
