@@ -22,11 +22,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import private_set_intersection.python as _psi
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from crypto.errors import CryptoError
 
 #: Bytes of a compressed P-256 point, the form of every token.
 TOKEN_BYTES = 33
+#: The order ``n`` of the P-256 group (SEC 2 v2, §2.4.2; FIPS 186-4, D.1.2.3): blinding keys are scalars
+#: in ``[1, n)``, and exponents multiply modulo ``n``.
+ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_SCALAR_BYTES = 32
+_DERIVE_INFO = b"sandbox/psi-scalar/v1:"
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,54 @@ def new_blinding_key() -> BlindingKey:
     False
     """
     return BlindingKey(bytes(_psi.client.CreateWithNewKey(True).GetPrivateKeyBytes()))
+
+
+def derived_blinding_key(secret: bytes, label: str) -> BlindingKey:
+    """A blinding key that is the same every time for ``(secret, label)``: for a domain, its key of a
+    scope lineage, so that the doubly blinded token of a person is the same in every job of it.
+
+    HKDF-SHA256 (RFC 5869) expands ``secret`` to 48 bytes, reduced modulo ``n - 1`` and plus one: FIPS
+    186-4 B.4.1 ("key pair generation using extra random bits"), whose bias is below ``2**-64``.
+
+    >>> a = derived_blinding_key(bytes(32), "lineage-1")
+    >>> a == derived_blinding_key(bytes(32), "lineage-1"), a == derived_blinding_key(bytes(32), "lineage-2")
+    (True, False)
+    """
+    if len(secret) < _SCALAR_BYTES:
+        raise CryptoError(f"a blinding key is derived from at least {_SCALAR_BYTES} secret bytes")
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=48, salt=None, info=_DERIVE_INFO + label.encode())
+    return _key(int.from_bytes(hkdf.derive(secret), "big") % (ORDER - 1) + 1)
+
+
+def product(first: BlindingKey, second: BlindingKey) -> BlindingKey:
+    """The key that blinds as ``first`` then ``second`` do in turn: ``H(x)^(first*second mod n)``.
+
+    >>> a, b = new_blinding_key(), new_blinding_key()
+    >>> blind(product(a, b), ["x"]) == reblind(b, blind(a, ["x"]))
+    True
+    """
+    return _key(_scalar(first) * _scalar(second) % ORDER)
+
+
+def inverse(key: BlindingKey) -> BlindingKey:
+    """The key that undoes ``key``: ``(t^key)^inverse(key) == t`` (the group has prime order ``n``).
+
+    >>> a, b = new_blinding_key(), new_blinding_key()
+    >>> reblind(inverse(a), reblind(a, blind(b, ["x"]))) == blind(b, ["x"])
+    True
+    """
+    return _key(pow(_scalar(key), -1, ORDER))
+
+
+def _scalar(key: BlindingKey) -> int:
+    value = int.from_bytes(key.secret, "big")
+    if not 0 < value < ORDER:
+        raise CryptoError("a blinding key is not a scalar of the P-256 group")
+    return value
+
+
+def _key(value: int) -> BlindingKey:
+    return BlindingKey(value.to_bytes(_SCALAR_BYTES, "big"))
 
 
 def blind(key: BlindingKey, items: Sequence[str]) -> tuple[bytes, ...]:

@@ -124,13 +124,28 @@ class Gateway:
             cells=cells, requests=tuple(requests), masks=masks, own_sums=own_sums, released=released
         )
 
-    def table(self, pending: Pending, replies: Sequence[Reply]) -> pd.DataFrame:
+    def released(self, pending: Pending) -> list[Cell]:
+        """The cells summed and put in the table (those of at least ``min_units`` people, or under
+        differential privacy those the noisy threshold kept), in the order of ``table``'s ``hidden``
+        columns."""
+        return list(pending.released)
+
+    def table(
+        self,
+        pending: Pending,
+        replies: Sequence[Reply],
+        *,
+        hidden: Mapping[str, Sequence[object]] | None = None,
+    ) -> pd.DataFrame:
         """The result table of the cells of at least ``min_units`` people: group keys, aggregates and
         ``_sbx_units``. A smaller cell is left out here, before any ordering or limit, as the rewritten
-        query of a single-domain job leaves it out inside the query (its values were never summed)."""
+        query of a single-domain job leaves it out inside the query (its values were never summed).
+        ``hidden``: more hidden ``_sbx_`` columns, one value per cell of ``released`` (the ledger's
+        cohort sketches)."""
         sums = self._sums(pending, replies)
+        released = self.released(pending)
         rows: list[list[object]] = []
-        for index, cell in enumerate(pending.released):
+        for index, cell in enumerate(released):
             keys = self._keys(cell)
             cell_sums = {side: values[index] for side, values in sums.items()}
             values = [self._aggregate(a, cell, cell_sums) for a in self._plan.aggregates]
@@ -144,6 +159,10 @@ class Gateway:
         table = pd.DataFrame(rows, columns=columns)
         if self._select is not None:
             table[SELECTED] = True
+        for name, column in (hidden or {}).items():
+            if len(column) != len(released):
+                raise CrossDomainProtocolError(f"{name}: one value per released cell is needed")
+            table[name] = pd.Series(list(column), dtype=object)
         for aggregate in self._plan.aggregates:
             if aggregate.function in (Function.COUNT_UNITS, Function.COUNT):
                 table[aggregate.output] = table[aggregate.output].astype("int64")

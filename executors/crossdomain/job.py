@@ -19,6 +19,7 @@ class Step(StrEnum):
     BLIND = "blind"  # run the part over the domain's own data; blind, share, send
     REBLIND = "reblind"  # raise the other domain's tokens to this domain's key
     ANSWER = "answer"  # add up this domain's shares of the other's values for released cells
+    UNBLIND = "unblind"  # strip this job's factor from released cells' tokens (the ledger's, ``ledger``)
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,9 @@ class PartyRound:
     domain's blinded batches, which carry this domain's shares of the other's values, sealed to it;
     ``peer_public``: for ``BLIND``, the other domain's public key of this job (its ``HELLO``), to which
     the shares that travel with the tokens are sealed, so that the gateway, which carries them, cannot
-    add them to its own.
+    add them to its own; ``lineage``: the id of the scope lineage whose released-cohort ledger sketches
+    this job's cells (``executors.crossdomain.ledger``), or empty for none: the domain's blinding key
+    is then its key of that lineage times a fresh factor of this job, instead of fresh alone.
     """
 
     job_id: str
@@ -42,6 +45,7 @@ class PartyRound:
     incoming: bytes = field(default=b"", repr=False)
     held: bytes = field(default=b"", repr=False)
     peer_public: bytes = b""
+    lineage: str = ""
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,9 @@ class CrossDomainJob:
     #: On replay of such a job: the names of the key columns and the key values it released, the only
     #: cells the gateway sums (the selection is not drawn again).
     keep: tuple[tuple[str, ...], tuple[tuple[object, ...], ...]] | None = None
+    #: The scope lineage whose released-cohort ledger decides these cells (``ledger.py``); "" for none
+    #: (a scope with differential privacy, or a deployment without the ledger).
+    lineage: str = ""
 
     def part(self, side: Side) -> DomainPartSpec:
         return self.left if side is Side.LEFT else self.right

@@ -10,7 +10,9 @@ per-job key. This process plays the gateway: it matches, adds its own shares and
 with its ``_sbx_units`` column, which goes through the one release function like any SQL result.
 
 Cells below ``min_units`` are never summed and never enter the table; the operator's ORDER BY and
-LIMIT apply afterwards, to cells that may be released only.
+LIMIT apply afterwards, to cells that may be released only. When the job names a scope lineage, those
+cells get an ``_sbx_sketch`` cohort sketch for the released-cohort ledger (``ledger.py``: one
+more exchange with both domains, beside the answers).
 """
 
 from __future__ import annotations
@@ -28,13 +30,15 @@ import pyarrow as pa
 from executors.base import Executor, JobSpec, ResultTable
 from executors.crossdomain import wire
 from executors.crossdomain.errors import CrossDomainProtocolError
-from executors.crossdomain.gateway_party import Gateway, Select
+from executors.crossdomain.gateway_party import Cell, Gateway, Select
 from executors.crossdomain.job import CrossDomainJob, PartyRound, Step
+from executors.crossdomain.ledger import cell_sketches
 from executors.crossdomain.messages import Payloads, ReblindedBatches, Reply
 from executors.crossdomain.plan import Side
 from executors.crossdomain.rounds import GATEWAY, OTHER, OWN
 from executors.dp_sampler import draw
 from executors.errors import ExecutionCancelled
+from policies.cohorts.cells import SKETCH
 from policies.dp.cost import threshold_measurement
 
 PROTOCOL = "ecdh-psi+intersection-sum (additive shares)"
@@ -146,24 +150,29 @@ def run_cross_domain(executor: Executor, spec: JobSpec, *, observe: Observer | N
         blinded = {side: out[OTHER] for side, out in blind.items()}
         reblinded = list(pool.map(lambda side: run.reblind(side, blinded[side.other]), sides))
         gateway = Gateway(job.plan, min_units=job.min_units, select=gateway_selection(job))
+        matched: dict[Side, ReblindedBatches] = {}
         for data in reblinded:
             tokens = wire.decode(data)
             if not isinstance(tokens, ReblindedBatches):
                 raise CrossDomainProtocolError("the gateway expected re-blinded batches")
             gateway.receive_tokens(tokens)
+            matched[tokens.origin] = tokens
         for side in sides:
             payloads = wire.decode(blind[side][GATEWAY])
             if not isinstance(payloads, Payloads) or payloads.origin is not side:
                 raise CrossDomainProtocolError("the gateway expected a domain's own payloads")
             gateway.receive_payloads(payloads)
         pending = gateway.match()
+        # The ledger's exchange (released cells' tokens, ``ledger.py``) runs beside the answers.
+        sketching = pool.submit(run.sketches, gateway.released(pending), matched)
         replies = list(
             pool.map(
                 lambda item: run.answer(item[0], wire.encode(item[1]), blinded[item[1].origin]),
                 pending.requests,
             )
         )
-    table = _ordered(gateway.table(pending, replies), job)
+        sketches = sketching.result()
+    table = _ordered(gateway.table(pending, replies, hidden=sketches), job)
     engine = {**run.engine, "cross_domain": PROTOCOL}
     timings = {**run.timings, "cross_domain_s": time.perf_counter() - started}
     return ResultTable(
@@ -214,6 +223,26 @@ class _Run:
             raise CrossDomainProtocolError("an answer round returned no reply")
         return reply
 
+    def sketches(
+        self, cells: Sequence[Cell], tokens: Mapping[Side, ReblindedBatches]
+    ) -> dict[str, list[bytes]]:
+        """The ``_sbx_sketch`` column of the released cells for the released-cohort ledger
+        (``ledger.py``), or none when the job's scope keeps no ledger."""
+        request = self._spec.cohorts
+        if not self._job.lineage or request is None or Side.LEFT not in tokens:
+            return {}
+        return {SKETCH: cell_sketches(cells, tokens[Side.LEFT].batches, request=request, strip=self.unblind)}
+
+    def unblind(self, side: Side, tokens: tuple[bytes, ...]) -> tuple[bytes, ...]:
+        request = wire.encode(ReblindedBatches(side, (tokens,)))
+        self._cross(GATEWAY, side.value, Step.UNBLIND, request)
+        out = self._round(side, Step.UNBLIND, incoming=request, sealed=self._sealed[side])
+        self._cross(side.value, GATEWAY, Step.UNBLIND, out[GATEWAY])
+        reply = wire.decode(out[GATEWAY])
+        if not isinstance(reply, ReblindedBatches) or reply.origin is not side or len(reply.batches) != 1:
+            raise CrossDomainProtocolError("an unblind round returned no unblinded tokens")
+        return reply.batches[0]
+
     def part_record(self, side: Side) -> Mapping[str, object]:
         part = self._job.part(side)
         tables = [t for t in self._spec.tables if t.sql_name in part.sql_names]
@@ -263,6 +292,7 @@ class _Run:
                 incoming=incoming,
                 held=held,
                 peer_public=peer_public,
+                lineage=self._job.lineage,
             ),
         )
         result = self._executor.run(spec)

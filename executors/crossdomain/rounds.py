@@ -4,8 +4,9 @@ The sandbox holds the data key of its own domain's tables only (the spec names n
 ``BLIND`` round decrypts them, runs the domain's part (the policy engine's rewrite, split per domain),
 pre-aggregates per person and produces the messages for the other domain and the gateway, plus its
 blinding key sealed under a key derived from its own data key (``state_key``). The other rounds
-(``HELLO``: its public key of the job; ``REBLIND``; ``ANSWER``) decrypt no data. What leaves is an
-Arrow table of ``(recipient, message)`` rows: protocol messages only (``wire``), never a row.
+(``HELLO``: its public key of the job; ``REBLIND``; ``ANSWER``; ``UNBLIND``, for the ledger) decrypt no
+data. What leaves is an Arrow table of ``(recipient, message)`` rows: protocol messages only
+(``wire``), never a row.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pyarrow as pa
 from crypto.envelope import seal, unseal
 from crypto.errors import CryptoError
 from crypto.pseudonym import derive_key
-from crypto.psi import BlindingKey, new_blinding_key
+from crypto.psi import BlindingKey, derived_blinding_key, inverse, new_blinding_key, product, reblind
 from crypto.sealed_box import box_keys, open_sealed, seal_to
 from executors import engine, storage
 from executors.base import JobSpec
@@ -27,7 +28,7 @@ from executors.crossdomain import wire
 from executors.crossdomain.domain_party import DomainParty, new_party
 from executors.crossdomain.errors import CrossDomainProtocolError
 from executors.crossdomain.job import PartyRound, Step
-from executors.crossdomain.messages import BlindedBatches, Request
+from executors.crossdomain.messages import BlindedBatches, ReblindedBatches, Request
 from executors.crossdomain.plan import Side
 from executors.crossdomain.protection import Protection
 from executors.crossdomain.records import PersonGroups
@@ -67,6 +68,8 @@ def run_round(spec: JobSpec, data_keys: tuple[bytes, ...]) -> tuple[dict[str, ob
         other = replace(_expect(wire.decode(round_.incoming), BlindedBatches), helper_shares=())
         party = DomainParty(round_.side, PersonGroups({}, True), blinding=_blinding(round_, data_keys))
         rows = [(GATEWAY, wire.encode(party.reblinded(other)))]
+    elif round_.step is Step.UNBLIND:
+        rows = [(GATEWAY, wire.encode(_unblinded(round_, data_keys)))]
     else:
         request = wire.decode(round_.incoming)
         if not isinstance(request, Request):
@@ -111,7 +114,7 @@ def _blind(
     ).to_pandas()
     del tables
     timings["query"] = time.perf_counter() - started
-    blinding = new_blinding_key()
+    blinding = _job_blinding(round_, data_keys)
     party = new_party(round_.plan, round_.side, rows, protection=Protection.SHARES, blinding=blinding)
     del rows
     sealed = seal(state_key(round_, data_keys), blinding.secret, aad=state_aad(round_))
@@ -158,6 +161,33 @@ def _blinding(round_: PartyRound, data_keys: tuple[bytes, ...]) -> BlindingKey:
         return BlindingKey(unseal(key, round_.sealed_state, aad=state_aad(round_)))
     except CryptoError as exc:
         raise CrossDomainProtocolError("the domain's sealed round state does not open") from exc
+
+
+def lineage_key(lineage: str, data_keys: tuple[bytes, ...]) -> BlindingKey:
+    """This domain's blinding key of the job's scope lineage: derived from its own data key and the
+    lineage id, the same in every job of the lineage (and whichever side of the join the domain is on,
+    since the two keys multiply), unrelated across lineages; only its own sandboxes can derive it."""
+    if not data_keys or not lineage:
+        raise CrossDomainProtocolError("a lineage key needs the domain's data key and a lineage")
+    return derived_blinding_key(data_keys[0], f"xd-ledger:{lineage}")
+
+
+def _job_blinding(round_: PartyRound, data_keys: tuple[bytes, ...]) -> BlindingKey:
+    """The key this domain blinds with in this job: fresh; under a ledger, its lineage key times a
+    fresh factor ``r`` (uniform all the same, so every token that crosses is as fresh as before)."""
+    fresh = new_blinding_key()
+    return product(lineage_key(round_.lineage, data_keys), fresh) if round_.lineage else fresh
+
+
+def _unblinded(round_: PartyRound, data_keys: tuple[bytes, ...]) -> ReblindedBatches:
+    """The gateway's tokens of released cells with this job's factor ``r`` taken out, order kept:
+    raised to ``r^-1 = lineage_key / job_key``. What comes in and goes out also carries the gateway's
+    own fresh factor, so this domain sees only points it cannot link to any job or person."""
+    incoming = _expect(wire.decode(round_.incoming), ReblindedBatches)
+    if incoming.origin is not round_.side:
+        raise CrossDomainProtocolError("a domain unblinds only the tokens sent to it")
+    strip = product(lineage_key(round_.lineage, data_keys), inverse(_blinding(round_, data_keys)))
+    return ReblindedBatches(round_.side, tuple(reblind(strip, batch) for batch in incoming.batches))
 
 
 def _expect(message: object, kind: type[T]) -> T:

@@ -549,6 +549,7 @@ def test_a_cross_domain_jobs_rounds_run_on_their_own_domains_nodes_and_match_the
     from executors.crossdomain.job import CrossDomainJob, DomainPartSpec
     from executors.crossdomain.placed import run_cross_domain
     from executors.crossdomain.split import split
+    from policies.cohorts.sketch import SketchRequest
     from tests.executors.crossdomain_world import K, citizens, plain_join, visits
 
     left, right = citizens(), visits()
@@ -581,12 +582,15 @@ def test_a_cross_domain_jobs_rounds_run_on_their_own_domains_nodes_and_match_the
         sql=XD_SQL,
         tables=(stored_visits.inputs["visits"], stored_citizens.inputs["citizens"]),
         keyed_hash_key=None,
+        # Under the released-cohort ledger: the unblind rounds run on each domain's nodes too.
+        cohorts=SketchRequest(secret=bytes(32), power_sums=K + 1),
         cross_domain=CrossDomainJob(
             plan=query.plan,
             left=DomainPartSpec(HEALTH, f"{HEALTH}/visits", query.left.sql, ("visits",)),
             right=DomainPartSpec(TAX, f"{TAX}/citizens", query.right.sql, ("citizens",)),
             min_units=K,
             columns=("district", "patients", "visits", "total_cost"),
+            lineage="xd-on-ray",
         ),
     )
     probe = _NodeProbe(ray_executor)
@@ -602,3 +606,5 @@ def test_a_cross_domain_jobs_rounds_run_on_their_own_domains_nodes_and_match_the
     nodes = {HEALTH: ray_cluster.health_node, TAX: ray_cluster.tax_node}
     assert {domain for domain, _ in probe.placed} == {HEALTH, TAX}
     assert all(ran_on == nodes[domain] for domain, ran_on in probe.placed), probe.placed
+    assert len(probe.placed) == 9  # hello, blind, re-blind and unblind on each side; one answer
+    assert result["_sbx_sketch"].notna().all()

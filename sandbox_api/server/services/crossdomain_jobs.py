@@ -14,6 +14,9 @@ gateway's table (``docs/cross-domain.md``). At run time the spec carries
 both parts (``executors.crossdomain.job.CrossDomainJob``) and ``executors.crossdomain.placed`` runs each
 domain's part in that domain's own sandboxes; the gateway's table, with its ``_sbx_units`` column, goes
 through the one release function like any SQL result.
+Under a scope with the released-cohort ledger the spec also names the lineage and carries its sketch
+request, so that the gateway sketches each cell from the people's lineage tokens
+(``executors.crossdomain.ledger``) and the ledger decides it like a SQL cell.
 """
 
 from __future__ import annotations
@@ -178,6 +181,8 @@ class CrossDomainJobs:
             limits=specs.limits_for(scope),
             # Each domain's part samples its people's rows with the lineage's key, as one query would.
             dp_lineage=lineage_of(scope).id if job.facts.dp_plan is not None else None,
+            # The lineage's element secret, for the gateway to sketch the cells (never sent to a round).
+            cohorts=specs.cohorts(scope),
         )
         parts = {
             part.dataset: DomainPartSpec(
@@ -203,6 +208,7 @@ class CrossDomainJobs:
                 columns=_visible_columns(job.sql),
                 selection=None if selection is None else (selection.scale, selection.threshold),
                 keep=_public_cells(plan) if dp is not None else None,
+                lineage=lineage_of(scope).id if base.cohorts is not None else "",
             ),
         )
 

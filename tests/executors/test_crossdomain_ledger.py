@@ -1,0 +1,215 @@
+"""The released-cohort ledger's sketches of cross-domain cells, on a real local executor: what they hold,
+and what the exchange that makes them shows each party.
+
+The gateway sketches each released cell from its people's tokens ``H(u)^(α·β)``, where ``α`` and ``β``
+are the domains' keys of the scope lineage. The tests check that this is exactly the cell's set of
+people (the test, holding both data keys, computes the same tokens from the plain join), that it is the
+same in every job of the lineage and unrelated in another, and, as each domain would try, that nothing
+a domain receives in the exchange can be linked to a person with every key that domain holds, or to the
+same exchange in another job. The one linkage that remains is the gateway's, by design.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crypto.envelope import unseal
+from crypto.keyring import LocalKeyring
+from crypto.psi import BlindingKey, blind, product
+from executors.base import JobSpec, ResultTable
+from executors.crossdomain import wire
+from executors.crossdomain.job import Step
+from executors.crossdomain.messages import ReblindedBatches
+from executors.crossdomain.padding import bucket
+from executors.crossdomain.placed import Crossing, run_cross_domain
+from executors.crossdomain.plan import Side
+from executors.crossdomain.rounds import lineage_key, state_aad, state_key
+from executors.local import LocalExecutor
+from policies.cohorts.sketch import CohortSketch, SketchRequest, element_key, sketch_of
+from tests.executors.crossdomain_world import K
+from tests.executors.test_crossdomain_placed import DATA_KEYS, Probe, world
+
+__all__ = ["world"]  # the placed tests' deployment: visits (left) and citizens (right), two data keys
+
+SECRET = bytes(range(32))  # the lineage's element secret, as the ledger service would derive it
+REQUEST = SketchRequest(secret=SECRET, power_sums=K + 1, least=8)
+DOMAIN_OF = {Side.LEFT: "health-bureau", Side.RIGHT: "civil-affairs"}
+
+
+def _ledger_job(spec: JobSpec, *, job_id: str, lineage: str) -> JobSpec:
+    assert spec.cross_domain is not None
+    return replace(
+        spec,
+        job_id=job_id,
+        cohorts=REQUEST,
+        cross_domain=replace(spec.cross_domain, lineage=lineage),
+    )
+
+
+Ran = tuple[Probe, list[Crossing], ResultTable]
+
+
+def _run(spec: JobSpec, keyring: Path) -> Ran:
+    probe = Probe(LocalExecutor(key_provider=LocalKeyring.open(keyring), max_workers=2))
+    crossings: list[Crossing] = []
+    try:
+        result = run_cross_domain(probe, spec, observe=crossings.append)
+    finally:
+        probe.close()
+    return probe, crossings, result
+
+
+@pytest.fixture(scope="module")
+def runs(world: tuple[JobSpec, pd.DataFrame, pd.DataFrame, Path]) -> dict[str, Ran]:
+    """Two jobs of lineage L1 (fresh job keys each, a fresh executor each: nothing shared in memory) and
+    one of lineage L2."""
+    spec, _, _, keyring = world
+    return {
+        job_id: _run(_ledger_job(spec, job_id=job_id, lineage=lineage), keyring)
+        for job_id, lineage in (("xd-l1-a", "L1"), ("xd-l1-b", "L1"), ("xd-l2", "L2"))
+    }
+
+
+def _lineage_key(side: Side, lineage: str) -> BlindingKey:
+    """A domain's lineage key, as only its own sandbox derives it (from its own data key)."""
+    return lineage_key(lineage, (DATA_KEYS[DOMAIN_OF[side]],))
+
+
+def _job_key(probe: Probe, side: Side) -> BlindingKey:
+    """A domain's blinding key of one job, opened from its sealed round state with its own data key."""
+    (spec,) = [s for s in probe.specs if s.party and s.party.side is side and s.party.step is Step.REBLIND]
+    assert spec.party is not None
+    own = state_key(spec.party, (DATA_KEYS[DOMAIN_OF[side]],))
+    return BlindingKey(unseal(own, spec.party.sealed_state, aad=state_aad(spec.party)))
+
+
+def _sketches(result: ResultTable) -> dict[str, CohortSketch]:
+    table = result.to_pandas()
+    pairs = zip(table["district"], table["_sbx_sketch"], strict=True)
+    return {str(d): CohortSketch.from_bytes(bytes(b)) for d, b in pairs}
+
+
+def _received(crossings: list[Crossing], side: Side) -> set[bytes]:
+    """The tokens a domain received in the ledger's exchange."""
+    return _exchanged(crossings, recipient=side.value)
+
+
+def _exchanged(crossings: list[Crossing], *, recipient: str = "", sender: str = "") -> set[bytes]:
+    out: set[bytes] = set()
+    for crossing in crossings:
+        if crossing.step != Step.UNBLIND.value:
+            continue
+        if (recipient and crossing.recipient != recipient) or (sender and crossing.sender != sender):
+            continue
+        message = wire.decode(crossing.data)
+        assert isinstance(message, ReblindedBatches)
+        out.update(t for batch in message.batches for t in batch)
+    return out
+
+
+def test_each_cells_sketch_is_exactly_its_matched_people(world, runs) -> None:
+    _, left, right, _ = world
+    _, _, result = runs["xd-l1-a"]
+    both = product(_lineage_key(Side.LEFT, "L1"), _lineage_key(Side.RIGHT, "L1"))
+    joined = left.merge(right, on="person_id").drop_duplicates("person_id")
+    key = element_key(SECRET)
+    for district, sketch in _sketches(result).items():
+        people = sorted(joined.loc[joined["district"] == district, "person_id"])
+        tokens = np.array(blind(both, people), dtype=object)
+        assert sketch == sketch_of(tokens, key, REQUEST.power_sums, REQUEST.least)
+        assert sketch.units >= K
+
+
+def test_a_cells_sketch_is_the_same_in_every_job_of_its_lineage_and_unrelated_in_another(runs) -> None:
+    first, again, other = (_sketches(runs[j][2]) for j in ("xd-l1-a", "xd-l1-b", "xd-l2"))
+    assert first == again  # fresh job keys, fresh processes: the ledger sees a repeat as a repeat
+    assert first.keys() == other.keys()
+    for district, sketch in first.items():
+        assert sketch.units == other[district].units
+        assert not set(sketch.least) & set(other[district].least)  # no element shared across lineages
+
+
+def test_a_domain_cannot_link_what_it_unblinds_to_a_person_with_every_key_it_holds(world, runs) -> None:
+    """Each domain tries all unit ids of both domains under its lineage key, its job key, and both
+    multiplied, against every token it received in the ledger's exchange and every token it sent back."""
+    _, left, right, _ = world
+    units = sorted(set(left["person_id"]) | set(right["person_id"]))
+    probe, crossings, _ = runs["xd-l1-a"]
+    for side in Side:
+        own = _lineage_key(side, "L1")
+        guesses: set[bytes] = set()
+        for key in (own, _job_key(probe, side)):
+            guesses.update(blind(key, units))
+        seen = _received(crossings, side) | _exchanged(crossings, sender=side.value)
+        assert seen
+        assert not seen & guesses
+        text = b"".join(c.data for c in crossings if c.step == Step.UNBLIND.value).decode("ascii")
+        assert not any(u in text for u in units)
+
+
+def _reblinded_by(crossings: list[Crossing], side: Side) -> set[bytes]:
+    """The doubly blinded tokens ``side`` computed for the other domain's people (and sent on)."""
+    out: set[bytes] = set()
+    for crossing in crossings:
+        if crossing.step == Step.REBLIND.value and crossing.sender == side.value:
+            message = wire.decode(crossing.data)
+            assert isinstance(message, ReblindedBatches)
+            out.update(t for batch in message.batches for t in batch)
+    return out
+
+
+def test_a_domain_cannot_tell_which_of_the_tokens_it_reblinded_matched(runs) -> None:
+    """Each domain re-blinds the other's people, so it knows their doubly blinded tokens, in the other's
+    batches. Were the gateway to send the matched tokens as they are, the domain would find them among
+    those it computed and learn which of the other domain's people (by batch position) are matched; the
+    gateway's fresh factor leaves it nothing to find."""
+    _, crossings, _ = runs["xd-l1-a"]
+    matched = _reblinded_by(crossings, Side.LEFT) & _reblinded_by(crossings, Side.RIGHT)
+    for side in Side:
+        own = _reblinded_by(crossings, side)
+        assert matched & own  # the weaker exchange: the matched tokens themselves
+        assert not _received(crossings, side) & own
+
+
+def test_a_domain_cannot_link_the_exchange_across_jobs_but_the_gateway_can(runs) -> None:
+    """The linkage the ledger needs, and who has it: the gateway's tokens of a person are the same in both
+    jobs of the lineage (by design); what each domain receives shares nothing between them."""
+    for side in Side:
+        first = _received(runs["xd-l1-a"][1], side)
+        again = _received(runs["xd-l1-b"][1], side)
+        assert first
+        assert again
+        assert not first & again
+    assert _sketches(runs["xd-l1-a"][2]) == _sketches(runs["xd-l1-b"][2])
+
+
+def test_a_domain_learns_the_released_cells_people_only_to_within_the_padding(runs) -> None:
+    _, crossings, result = runs["xd-l1-a"]
+    released = int(result.to_pandas()["_sbx_units"].sum())  # a person is in one district: distinct
+    for side in Side:
+        assert len(_received(crossings, side)) == bucket(released)
+
+
+def test_without_a_ledger_no_exchange_runs_and_no_sketch_is_made(world) -> None:
+    spec, _, _, keyring = world
+    probe, crossings, result = _run(replace(spec, job_id="xd-no-ledger"), keyring)
+    assert not [s for s in probe.specs if s.party and s.party.step is Step.UNBLIND]
+    assert "_sbx_sketch" not in result.to_arrow().column_names
+    assert not [c for c in crossings if c.step == Step.UNBLIND.value]
+
+
+def test_with_no_cell_reaching_k_no_token_is_unblinded(world) -> None:
+    spec, _, _, keyring = world
+    ledger = _ledger_job(spec, job_id="xd-none-released", lineage="L1")
+    assert ledger.cross_domain is not None
+    probe, crossings, result = _run(
+        replace(ledger, cross_domain=replace(ledger.cross_domain, min_units=10_000)), keyring
+    )
+    assert result.row_count == 0
+    assert not [s for s in probe.specs if s.party and s.party.step is Step.UNBLIND]
+    assert not [c for c in crossings if c.step == Step.UNBLIND.value]
