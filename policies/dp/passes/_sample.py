@@ -170,3 +170,85 @@ def read_columns(select: exp.Select, alias: str, every: list[str]) -> list[str]:
                 names.add(node.name.lower())
     known = {name.lower(): name for name in every}
     return sorted(known[n] for n in names if n in known)
+
+
+PICK_CTE = "_sbx_dp_pick"
+PICKED_GROUP = "_sbx_dp_group"
+UNIT_ROWS = "_sbx_dp_rows"
+
+
+def picked_group_scan(
+    scan: exp.Expr, *, alias: str, table: str, unit: str, keys: list[exp.Expr], rows: list[exp.Expr], limit: int
+) -> exp.Subquery:
+    """The sample of one group per unit (``max_groups_per_unit: 1``) without sorting every unit's rows.
+
+    The window sample keeps, of each unit, the rows of its first group in the order ``(hash(keys),
+    keys…)`` (DENSE_RANK ≤ 1), at most ``limit`` of them by the row hash (ROW_NUMBER ≤ ``limit``).
+    Here one hash aggregate per unit finds that group (``ARG_MIN_NULL`` of the keys over the same order:
+    a struct compares field by field, NULLs last, as the window's ORDER BY) and counts the unit's rows::
+
+        WITH _sbx_dp_pick AS (SELECT a.unit, ARG_MIN_NULL(key, (hash(key), key)) AS _sbx_dp_group,
+                              COUNT(*) AS _sbx_dp_rows FROM scan AS a GROUP BY a.unit)
+        SELECT * FROM scan AS a WHERE EXISTS (… unit, key match, _sbx_dp_rows <= limit)   -- every row
+        UNION ALL
+        SELECT * FROM scan AS a WHERE EXISTS (… unit, key match, _sbx_dp_rows > limit)
+            QUALIFY ROW_NUMBER() OVER (PARTITION BY a.unit ORDER BY <row hash>) <= limit   -- ranked
+
+    A unit with at most ``limit`` rows keeps every row of its group (so did the window: they are all
+    ranked within ``limit``); only the others are ranked, within their group, by the row hash that
+    followed the group order in the window. The rows kept are exactly the window's (equal row hashes
+    mean rows the query cannot tell apart), chosen from the unit's own rows only, and never more than
+    one group: ``ARG_MIN_NULL`` returns one key, and ``IS NOT DISTINCT FROM`` matches it alone (a NULL
+    key is one group, as in the window). Several keys are compared as one struct.
+    """
+    unit_here = exp.Column(this=ident(unit), table=ident(alias))
+    key: exp.Expr = keys[0].copy() if len(keys) == 1 else exp.Tuple(expressions=[k.copy() for k in keys])
+    order = exp.Tuple(expressions=[keyed_hash(keys), *(k.copy() for k in keys)])
+    pick = exp.Select(
+        expressions=[
+            unit_here.copy(),
+            exp.Alias(this=exp.Anonymous(this="arg_min_null", expressions=[key, order]), alias=ident(PICKED_GROUP)),
+            exp.Alias(this=exp.Count(this=exp.Star()), alias=ident(UNIT_ROWS)),
+        ],
+        from_=exp.From(this=scan.copy()),
+        group=exp.Group(expressions=[unit_here.copy()]),
+    )
+
+    def picked(light: bool) -> exp.Exists:
+        def here(name: str) -> exp.Column:
+            return exp.Column(this=ident(name), table=ident(PICK_CTE))
+
+        row_key = keys[0].copy() if len(keys) == 1 else exp.Tuple(expressions=[k.copy() for k in keys])
+        count: exp.Expr = (exp.LTE if light else exp.GT)(this=here(UNIT_ROWS), expression=exp.Literal.number(limit))
+        condition = exp.and_(
+            exp.NullSafeEQ(this=here(unit), expression=unit_here.copy()),
+            exp.NullSafeEQ(this=here(PICKED_GROUP), expression=row_key),
+            count,
+            copy=False,
+        )
+        probe = exp.Select(
+            expressions=[exp.Literal.number(1)],
+            from_=exp.From(this=exp.Table(this=ident(PICK_CTE), alias=exp.TableAlias(this=ident(PICK_CTE)))),
+            where=exp.Where(this=condition),
+        )
+        return exp.Exists(this=probe)
+
+    window = exp.Window(
+        this=exp.RowNumber(),
+        partition_by=[unit_here.copy()],
+        order=exp.Order(expressions=[exp.Ordered(this=r) for r in rows]),
+    )
+    whole = exp.Select(expressions=[exp.Star()], from_=exp.From(this=scan.copy()), where=exp.Where(this=picked(True)))
+    ranked = exp.Select(
+        expressions=[exp.Star()],
+        from_=exp.From(this=scan),
+        where=exp.Where(this=picked(False)),
+        qualify=exp.Qualify(this=exp.LTE(this=window, expression=exp.Literal.number(limit))),
+    )
+    union = exp.Union(this=whole, expression=ranked, distinct=False)
+    union.set("with_", exp.With(expressions=[exp.CTE(this=pick, alias=exp.TableAlias(this=ident(PICK_CTE)))]))
+    wrapped = exp.Subquery(this=union, alias=exp.TableAlias(this=ident(alias)))
+    generated(wrapped)
+    wrapped.meta[FILTERED_SCAN_META] = table
+    wrapped.meta[SAMPLED_META] = True
+    return wrapped

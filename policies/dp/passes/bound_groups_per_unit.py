@@ -22,7 +22,7 @@ from sqlglot import exp
 from policies.analysis.levels import Analysis
 from policies.analysis.scopes import Base, source_nodes
 from policies.context import PolicyContext
-from policies.dp.passes._sample import keyed_hash, read_columns, sampled_scan
+from policies.dp.passes._sample import keyed_hash, picked_group_scan, read_columns, sampled_scan
 from policies.dp.plan import group_bound_table, rows_per_unit
 from policies.passes._build import column
 
@@ -65,6 +65,20 @@ def bound_groups_per_unit(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext
     rows = [*(g.copy() for g in groups), keyed_hash(read)]
     placeholder = exp.Null()
     node.replace(placeholder)
+    if dp.max_groups_per_unit == 1:
+        # The same rows as the window below, without sorting every unit (``picked_group_scan``).
+        placeholder.replace(
+            picked_group_scan(
+                node,
+                alias=alias,
+                table=table.ref.sql_name,
+                unit=table.unit,
+                keys=keys,
+                rows=[keyed_hash(read)],
+                limit=dp.rows_per_unit(table.ref.sql_name),
+            )
+        )
+        return tree
     placeholder.replace(
         sampled_scan(
             node,
