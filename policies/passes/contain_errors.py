@@ -121,7 +121,11 @@ class _Containment:
         """A WHERE/ON/FILTER condition: each AND conjunct contained on its own."""
         if isinstance(node, exp.And):
             return exp.And(this=self.condition(node.this), expression=self.condition(node.expression))
-        if node.meta_get(GENERATED_META) and isinstance(node, exp.NullSafeEQ) and isinstance(node.this, exp.Column):
+        if (
+            node.meta_get(GENERATED_META)
+            and isinstance(node, exp.NullSafeEQ)
+            and isinstance(node.this, exp.Column)
+        ):
             # The DP sample's match of the group a unit keeps to the row's group key: the key is
             # contained as everywhere else, the match stays bare so that DuckDB plans a hash semi-join.
             keys = node.expression
@@ -301,7 +305,10 @@ def _trivial(node: exp.Expr, analysis: Analysis) -> bool:
         if isinstance(node, exp.LTE | exp.GT) and isinstance(node.this, exp.Column):
             # The DP sample's test of a unit's row count (a BIGINT column) against its bound.
             return isinstance(node.expression, exp.Literal) and node.expression.is_int
-        if isinstance(node, exp.Anonymous) and node.name.lower() in DP_SAMPLING_FUNCTIONS - DP_SAMPLING_AGGREGATES:
+        if (
+            isinstance(node, exp.Anonymous)
+            and node.name.lower() in DP_SAMPLING_FUNCTIONS - DP_SAMPLING_AGGREGATES
+        ):
             # The keyed hash of names (and the key parameter): DuckDB hashes any value without raising.
             return all(isinstance(a, (*_ATOMS, exp.Placeholder)) for a in node.expressions)
     if isinstance(node, exp.Tuple):

@@ -101,7 +101,7 @@ def _picked(cte: str = "_sbx_dp_pick", probe: str = "t.u", extra: str = "") -> s
 
     return (
         f'SELECT t.d AS d, COUNT(*) AS n, SUM(t.x) AS s FROM (WITH "{cte}" AS (SELECT t.u, '
-        "ARG_MIN_NULL(t.d, (HASH('k', t.d), t.d)) AS \"_sbx_dp_group\", COUNT(*) AS \"_sbx_dp_rows\""
+        'ARG_MIN_NULL(t.d, (HASH(\'k\', t.d), t.d)) AS "_sbx_dp_group", COUNT(*) AS "_sbx_dp_rows"'
         f"{extra} FROM t AS t GROUP BY t.u) SELECT * FROM t AS t WHERE {picked('<=')} UNION ALL SELECT * "
         f"FROM t AS t WHERE {picked('>')} QUALIFY ROW_NUMBER() OVER (PARTITION BY t.u ORDER BY "
         "HASH('k', t.x, t.d)) <= 3) AS t GROUP BY t.d"

@@ -178,7 +178,14 @@ UNIT_ROWS = "_sbx_dp_rows"
 
 
 def picked_group_scan(
-    scan: exp.Expr, *, alias: str, table: str, unit: str, keys: list[exp.Expr], rows: list[exp.Expr], limit: int
+    scan: exp.Expr,
+    *,
+    alias: str,
+    table: str,
+    unit: str,
+    keys: list[exp.Expr],
+    rows: list[exp.Expr],
+    limit: int,
 ) -> exp.Subquery:
     """The sample of one group per unit (``max_groups_per_unit: 1``) without sorting every unit's rows.
 
@@ -207,7 +214,9 @@ def picked_group_scan(
     pick = exp.Select(
         expressions=[
             unit_here.copy(),
-            exp.Alias(this=exp.Anonymous(this="arg_min_null", expressions=[key, order]), alias=ident(PICKED_GROUP)),
+            exp.Alias(
+                this=exp.Anonymous(this="arg_min_null", expressions=[key, order]), alias=ident(PICKED_GROUP)
+            ),
             exp.Alias(this=exp.Count(this=exp.Star()), alias=ident(UNIT_ROWS)),
         ],
         from_=exp.From(this=scan.copy()),
@@ -219,7 +228,9 @@ def picked_group_scan(
             return exp.Column(this=ident(name), table=ident(PICK_CTE))
 
         row_key = keys[0].copy() if len(keys) == 1 else exp.Tuple(expressions=[k.copy() for k in keys])
-        count: exp.Expr = (exp.LTE if light else exp.GT)(this=here(UNIT_ROWS), expression=exp.Literal.number(limit))
+        count: exp.Expr = (exp.LTE if light else exp.GT)(
+            this=here(UNIT_ROWS), expression=exp.Literal.number(limit)
+        )
         condition = exp.and_(
             exp.NullSafeEQ(this=here(unit), expression=unit_here.copy()),
             exp.NullSafeEQ(this=here(PICKED_GROUP), expression=row_key),
@@ -238,7 +249,9 @@ def picked_group_scan(
         partition_by=[unit_here.copy()],
         order=exp.Order(expressions=[exp.Ordered(this=r) for r in rows]),
     )
-    whole = exp.Select(expressions=[exp.Star()], from_=exp.From(this=scan.copy()), where=exp.Where(this=picked(True)))
+    whole = exp.Select(
+        expressions=[exp.Star()], from_=exp.From(this=scan.copy()), where=exp.Where(this=picked(True))
+    )
     ranked = exp.Select(
         expressions=[exp.Star()],
         from_=exp.From(this=scan),

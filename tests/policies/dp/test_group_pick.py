@@ -116,7 +116,8 @@ def test_the_pick_keeps_exactly_the_window_samples_rows_and_results(
     rows: list[tuple[int | None, str | None, int]],
 ) -> None:
     prepared = prepare_dp(VISITS, compile_context(dp_scope(), dp_catalog()))
-    assert PICK_CTE in prepared.sql and "DENSE_RANK" not in prepared.sql
+    assert PICK_CTE in prepared.sql
+    assert "DENSE_RANK" not in prepared.sql
     window = _as_window(prepared.tree)
     visits = _visits(rows)
     pd.testing.assert_frame_equal(_run(_sample_sql(prepared.sql), visits), _run(_sample_sql(window), visits))
