@@ -147,10 +147,7 @@ GENERATED_FUNCTIONS = frozenset({"sbx_keyed_hash"})
 DP_SAMPLING_SYNTAX: frozenset[type[exp.Expr]] = frozenset(
     {exp.Qualify, exp.Window, exp.RowNumber, exp.DenseRank, exp.Placeholder}
 )
-#: Of those functions, the aggregates: the group a unit keeps (``ARG_MIN_NULL`` of its keys over the
-#: keyed order, ``policies.dp.passes._sample.picked_group_scan``).
-DP_SAMPLING_AGGREGATES = frozenset({"arg_min_null"})
-DP_SAMPLING_FUNCTIONS = frozenset({"hash"}) | DP_SAMPLING_AGGREGATES
+DP_SAMPLING_FUNCTIONS = frozenset({"hash"})
 
 #: Casts a query may write (only ever on values that no protected column flows into).
 CAST_TYPES = frozenset(

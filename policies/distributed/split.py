@@ -43,8 +43,6 @@ from sqlglot.errors import SqlglotError
 PARTIALS_TABLE = "_sbx_partials"
 #: The CTE of the DP sample that ranks only units above its bound (``policies.dp.passes._sample``).
 LIGHT_FIRST_CTE = "_sbx_dp_heavy"
-#: The CTE of the DP sample that picks each unit's one group with an aggregate (same module).
-PICK_CTE = "_sbx_dp_pick"
 DIALECT = "duckdb"
 
 
@@ -185,32 +183,26 @@ class _Splitter:
         raise _Refuse(f"a {type(source).__name__} source does not split")
 
     def _unit_of_light_first(self, union: exp.Union, *, alias: str) -> str:
-        """The DP samples that aggregate per unit before they keep rows (``policies.dp.passes._sample``).
-
-        The rows bound's: ``WITH _sbx_dp_heavy AS (SELECT a.unit FROM src AS a GROUP BY a.unit HAVING …)
-        SELECT * FROM src AS a WHERE NOT EXISTS (…) UNION ALL SELECT * FROM src AS a WHERE EXISTS (…)
-        QUALIFY …``. The groups bound's: ``WITH _sbx_dp_pick AS (SELECT a.unit, <aggregates> FROM src AS a
-        GROUP BY a.unit) SELECT * FROM src AS a WHERE EXISTS (…) UNION ALL SELECT * FROM src AS a WHERE
-        EXISTS (…) QUALIFY …``. Each EXISTS matches the CTE's unit to ``a.unit`` (and may test more of
-        that unit's row of the CTE). Every part holds all of a unit's rows, so each part computes the
-        same per-unit row and keeps the same rows as one process would."""
+        """The DP sample that ranks only the units above its bound (``policies.dp.passes._sample``):
+        ``WITH _sbx_dp_heavy AS (SELECT a.unit FROM src AS a GROUP BY a.unit HAVING …) SELECT * FROM src
+        AS a WHERE NOT EXISTS (…) UNION ALL SELECT * FROM src AS a WHERE EXISTS (…) QUALIFY …``, each
+        EXISTS matching ``_sbx_dp_heavy.unit`` to ``a.unit``. Every part holds all of a unit's rows, so
+        each part finds the same heavy units and keeps the same rows as one process would."""
         with_ = union.args.get("with_") or union.args.get("with")
         ctes = [] if with_ is None else list(with_.expressions)
-        if union.args.get("distinct") or len(ctes) != 1 or ctes[0].alias not in (LIGHT_FIRST_CTE, PICK_CTE):
+        if union.args.get("distinct") or len(ctes) != 1 or ctes[0].alias != LIGHT_FIRST_CTE:
             raise _Refuse("a set operation in a derived table does not split")
-        name = ctes[0].alias
-        per_unit, light, ranked = ctes[0].this, union.this, union.expression
-        if not all(isinstance(q, exp.Select) for q in (per_unit, light, ranked)):
+        heavy, light, ranked = ctes[0].this, union.this, union.expression
+        if not all(isinstance(q, exp.Select) for q in (heavy, light, ranked)):
             raise _Refuse("a set operation in a derived table does not split")
-        unit = self._unit_of_per_unit_rows(per_unit, picked=name == PICK_CTE)
-        kinds = (exp.Exists, exp.Exists) if name == PICK_CTE else (exp.Not, exp.Exists)
-        for original, wanted in zip((light, ranked), kinds, strict=True):
+        unit = self._unit_of_heavy_units(heavy)
+        for original, wanted in ((light, exp.Not), (ranked, exp.Exists)):
             where = original.args.get("where")
             condition = None if where is None else where.this
             if not isinstance(condition, wanted) or original.args.get("joins"):
                 raise _Refuse("a set operation in a derived table does not split")
             probe = condition.this.this if isinstance(condition, exp.Not) else condition.this
-            if not self._probes_per_unit_rows(probe, cte=name, alias=alias, unit=unit):
+            if not self._probes_heavy_units(probe, alias=alias, unit=unit):
                 raise _Refuse("a set operation in a derived table does not split")
             branch = original.copy()
             branch.set("where", None)  # checked above; the rest must be row-level as any derived table
@@ -221,51 +213,36 @@ class _Splitter:
             self._unit_windows.update(id(w) for w in original.find_all(exp.Window))
         return unit
 
-    def _unit_of_per_unit_rows(self, per_unit: exp.Select, *, picked: bool) -> str:
-        """``SELECT a.unit [, aggregates] FROM src AS a GROUP BY a.unit [HAVING …]``: one row per unit of
-        one source, computed from that unit's rows only (``picked``: the aggregates of the groups
-        bound's pick; otherwise the unit alone)."""
-        from_ = per_unit.args.get("from_") or per_unit.args.get("from")
-        group = per_unit.args.get("group")
-        if from_ is None or group is None or per_unit.args.get("joins") or per_unit.args.get("where"):
+    def _unit_of_heavy_units(self, heavy: exp.Select) -> str:
+        """``SELECT a.unit FROM src AS a GROUP BY a.unit HAVING …``: one row per unit of one source."""
+        from_ = heavy.args.get("from_") or heavy.args.get("from")
+        group = heavy.args.get("group")
+        if from_ is None or group is None or heavy.args.get("joins") or heavy.args.get("where"):
             raise _Refuse("a set operation in a derived table does not split")
         unit = self._unit_of_source(from_.this)
         keys = [k for k in group.expressions if isinstance(k, exp.Column) and k.name.lower() == unit]
-        first = per_unit.expressions[0] if per_unit.expressions else None
-        projects_unit = isinstance(first, exp.Column) and first.name.lower() == unit
-        if len(group.expressions) != 1 or not keys or not projects_unit:
-            raise _Refuse("a set operation in a derived table does not split")
-        extra = per_unit.expressions[1:]
-        if (extra and not picked) or any(e.find(exp.Query, exp.Subquery, exp.Window) for e in extra):
+        if len(group.expressions) != 1 or not keys or len(heavy.expressions) != 1:
             raise _Refuse("a set operation in a derived table does not split")
         return unit
 
     @staticmethod
-    def _probes_per_unit_rows(probe: exp.Expr, *, cte: str, alias: str, unit: str) -> bool:
-        """``SELECT 1 FROM <cte> … WHERE <cte>.unit IS NOT DISTINCT FROM alias.unit [AND …]``: the
-        unit's own row of the CTE (further conjuncts only for the pick, and without subqueries)."""
+    def _probes_heavy_units(probe: exp.Expr, *, alias: str, unit: str) -> bool:
+        """``SELECT 1 FROM _sbx_dp_heavy … WHERE _sbx_dp_heavy.unit IS NOT DISTINCT FROM alias.unit``."""
         if not isinstance(probe, exp.Select) or probe.args.get("joins"):
             return False
         from_ = probe.args.get("from_") or probe.args.get("from")
         where = probe.args.get("where")
-        if from_ is None or not isinstance(from_.this, exp.Table) or from_.this.name != cte:
+        if from_ is None or not isinstance(from_.this, exp.Table) or from_.this.name != LIGHT_FIRST_CTE:
             return False
-        conjuncts = [] if where is None else _conjuncts(where.this)
-        if cte != PICK_CTE and len(conjuncts) != 1:
+        match = None if where is None else where.this
+        if not isinstance(match, exp.NullSafeEQ):
             return False
-        if any(c.find(exp.Query, exp.Subquery, exp.Window, exp.AggFunc) for c in conjuncts):
-            return False
-        for match in conjuncts:
-            if not isinstance(match, exp.NullSafeEQ):
-                continue
-            sides = {
-                (c.table.lower(), c.name.lower())
-                for c in (match.this, match.expression)
-                if isinstance(c, exp.Column)
-            }
-            if sides == {(cte, unit), (alias, unit)}:
-                return True
-        return False
+        sides = {
+            (c.table.lower(), c.name.lower())
+            for c in (match.this, match.expression)
+            if isinstance(c, exp.Column)
+        }
+        return sides == {(LIGHT_FIRST_CTE, unit), (alias, unit)}
 
     def _unit_of_query(self, query: exp.Expr) -> str:
         """A row-level SELECT over one source exposes that source's unit if it projects it unchanged."""
@@ -487,10 +464,3 @@ class _Splitter:
 
 def _cast(node: exp.Expr, to: str) -> exp.Cast:
     return exp.Cast(this=node, to=exp.DataType.build(to))
-
-
-def _conjuncts(condition: exp.Expr) -> list[exp.Expr]:
-    """The AND-ed parts of ``condition`` (itself when it is not an AND)."""
-    if isinstance(condition, exp.And):
-        return [*_conjuncts(condition.this), *_conjuncts(condition.expression)]
-    return [condition]

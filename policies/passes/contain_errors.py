@@ -29,7 +29,7 @@ from sqlglot import exp
 from policies.analysis.levels import Analysis
 from policies.analysis.markers import FAMILY_META, GENERATED_META, TRANSPARENT_META
 from policies.analysis.scopes import walk_same_query
-from policies.analysis.syntax import AGGREGATES, DP_SAMPLING_AGGREGATES, DP_SAMPLING_FUNCTIONS
+from policies.analysis.syntax import AGGREGATES
 from policies.context import PolicyContext
 from policies.passes._build import cast
 
@@ -121,17 +121,6 @@ class _Containment:
         """A WHERE/ON/FILTER condition: each AND conjunct contained on its own."""
         if isinstance(node, exp.And):
             return exp.And(this=self.condition(node.this), expression=self.condition(node.expression))
-        if (
-            node.meta_get(GENERATED_META)
-            and isinstance(node, exp.NullSafeEQ)
-            and isinstance(node.this, exp.Column)
-        ):
-            # The DP sample's match of the group a unit keeps to the row's group key: the key is
-            # contained as everywhere else, the match stays bare so that DuckDB plans a hash semi-join.
-            keys = node.expression
-            for key in list(keys.expressions) if isinstance(keys, exp.Tuple) else [keys]:
-                _substitute(key, self.contain)
-            return node
         return self.contain(node)
 
     def contain(self, node: exp.Expr) -> exp.Expr:
@@ -160,7 +149,7 @@ class _Containment:
             condition = node.expression
             condition.set("this", self.condition(condition.this))
             return node
-        if _is_aggregate(node):
+        if type(node) in AGGREGATES:
             self.aggregate(node)
             return node
         if isinstance(node, exp.Window):
@@ -258,19 +247,8 @@ def _is_double(node: exp.Expr) -> bool:
     return isinstance(node, exp.Cast) and node.to.this == exp.DataType.Type.DOUBLE
 
 
-def _is_aggregate(node: exp.Expr) -> bool:
-    """An aggregate an operator may write, or one the DP sample generates (``ARG_MIN_NULL``)."""
-    if type(node) in AGGREGATES:
-        return True
-    return (
-        isinstance(node, exp.Anonymous)
-        and node.name.lower() in DP_SAMPLING_AGGREGATES
-        and bool(node.meta_get(GENERATED_META))
-    )
-
-
 def _has_aggregate(node: exp.Expr) -> bool:
-    return any(_is_aggregate(n) for n in walk_same_query(node))
+    return any(type(n) in AGGREGATES for n in walk_same_query(node))
 
 
 def _aggregating(select: exp.Select) -> bool:
@@ -301,18 +279,6 @@ def _trivial(node: exp.Expr, analysis: Analysis) -> bool:
         # The DP sample's match of a unit to the same table's heavy units (policies.dp.passes._sample):
         # one column against itself, which cannot raise; bare, DuckDB plans it as a hash semi-join.
         return isinstance(node.this, exp.Column) and isinstance(node.expression, exp.Column)
-    if node.meta_get(GENERATED_META):
-        if isinstance(node, exp.LTE | exp.GT) and isinstance(node.this, exp.Column):
-            # The DP sample's test of a unit's row count (a BIGINT column) against its bound.
-            return isinstance(node.expression, exp.Literal) and node.expression.is_int
-        if (
-            isinstance(node, exp.Anonymous)
-            and node.name.lower() in DP_SAMPLING_FUNCTIONS - DP_SAMPLING_AGGREGATES
-        ):
-            # The keyed hash of names (and the key parameter): DuckDB hashes any value without raising.
-            return all(isinstance(a, (*_ATOMS, exp.Placeholder)) for a in node.expressions)
-    if isinstance(node, exp.Tuple):
-        return all(_trivial(e, analysis) for e in node.expressions)
     if isinstance(node, _UNARY):
         return _trivial(node.this, analysis)
     if isinstance(node, _CONNECTORS):

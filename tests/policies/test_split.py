@@ -89,41 +89,8 @@ def test_only_the_dp_samples_own_union_splits() -> None:
     assert isinstance(split_query(union, units=UNITS), NotSplittable)
 
 
-def _picked(cte: str = "_sbx_dp_pick", probe: str = "t.u", extra: str = "") -> str:
-    """The groups bound's sample: one aggregate per unit picks its group, the rows of that group are
-    kept (ranked only for units with more rows than the bound)."""
-
-    def picked(test: str) -> str:
-        return (
-            f'EXISTS(SELECT 1 FROM "{cte}" AS "{cte}" WHERE "{cte}".u IS NOT DISTINCT FROM {probe} AND '
-            f'"{cte}"."_sbx_dp_group" IS NOT DISTINCT FROM t.d AND "{cte}"."_sbx_dp_rows" {test} 3)'
-        )
-
-    return (
-        f'SELECT t.d AS d, COUNT(*) AS n, SUM(t.x) AS s FROM (WITH "{cte}" AS (SELECT t.u, '
-        'ARG_MIN_NULL(t.d, (HASH(\'k\', t.d), t.d)) AS "_sbx_dp_group", COUNT(*) AS "_sbx_dp_rows"'
-        f"{extra} FROM t AS t GROUP BY t.u) SELECT * FROM t AS t WHERE {picked('<=')} UNION ALL SELECT * "
-        f"FROM t AS t WHERE {picked('>')} QUALIFY ROW_NUMBER() OVER (PARTITION BY t.u ORDER BY "
-        "HASH('k', t.x, t.d)) <= 3) AS t GROUP BY t.d"
-    )
-
-
-PICKED = _picked()
-
-
-def test_only_the_dp_group_pick_of_its_own_shape_splits() -> None:
-    assert isinstance(split_query(PICKED, units=UNITS), SplitQuery)
-    others = (
-        _picked(cte="mine"),  # not the engine's CTE
-        _picked(probe="t.x"),  # not matched on the unit: a row of another unit's aggregate
-        _picked(extra=", (SELECT COUNT(*) FROM t) AS everyone"),  # reads every part
-    )
-    for other in others:
-        assert isinstance(split_query(other, units=UNITS), NotSplittable), other
-
-
 def test_dp_queries_as_prepared_still_split() -> None:
-    """The DP rewrite's samples (the rows bound's light-first one, and the groups bound's pick) split,
+    """The DP rewrite's samples (the rows bound's light-first one, and the groups bound's window) split,
     so a DP job still runs one task per part on Ray (``tests/executors/test_ray_executor.py``)."""
     from policies.context import compile_context
     from policies.dp.examples import dp_catalog, dp_scope
@@ -161,8 +128,6 @@ EXECUTED = (
     'HAVING COUNT(*) > 3 AND "_sbx_units" >= 12 ORDER BY n DESC, d LIMIT 2',
     # DP's per-unit sample that ranks only the units above the bound (units here have 1 to 12 rows).
     LIGHT_FIRST,
-    # DP's one group per unit, picked by a per-unit aggregate (NULL keys and values included).
-    PICKED,
 )
 
 
