@@ -9,13 +9,20 @@
    data, plus the OpenDP noise on the result; the non-DP one its k threshold and the ledger's unit lists.
 
     python benchmarks/bench_dp.py --rows 10000000
+
+To compare two versions of the DP rewrite on the same data, in the same process, interleaved: write
+one version's DP SQL with ``--dump-sql old.json`` (on that version), then run this one with
+``--baseline-sql old.json``: each DP job then also runs as that SQL, and the exact pre-noise results
+of both are checked equal.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
+from pathlib import Path
 
 import duckdb
 
@@ -111,12 +118,30 @@ AGGREGATES = [
 ]
 
 
-def bench_aggregate(rows: int, repeat: int, only: set[str] | None) -> None:
+def dp_sql() -> dict[str, str]:
+    """Each aggregate's DP SQL as this version rewrites it (for ``--dump-sql``)."""
+    out = {}
+    for name, sql, register in AGGREGATES:
+        catalog = _register(dp_catalog()) if register else dp_catalog()
+        out[name] = prepare_with(sql, compile_context(dp_scope(), catalog)).sql
+    return out
+
+
+def bench_aggregate(
+    rows: int,
+    repeat: int,
+    only: set[str] | None,
+    *,
+    spread: bool = False,
+    baseline: dict[str, str] | None = None,
+) -> None:
     """Each DP job against the same job without DP, on ``rows`` rows per table (interleaved, medians).
 
-    ``citizens`` has one row per person (``rows`` people), ``visits`` three rows per person on average;
-    both keep ``rows`` rows. The non-DP job is timed twice: as the service runs it (k threshold and the
-    released-cohort ledger's unit lists) and with its k-threshold aggregate only."""
+    ``citizens`` has one row per person (``rows`` people), ``visits`` three rows per person (``spread``:
+    three on average, drawn by a hash, so that some people are over the rows bound); both keep ``rows``
+    rows. The non-DP job is timed twice: as the service runs it (k threshold and the released-cohort
+    ledger's unit lists) and with its k-threshold aggregate only. ``baseline``: another version's DP SQL
+    per aggregate, timed in the same loop, its exact result checked equal to this version's."""
     con = duckdb.connect()
     con.execute(
         "CREATE TABLE citizens AS SELECT i + 1 AS person_id, 'N' AS national_id, 'P' AS name, "
@@ -125,8 +150,9 @@ def bench_aggregate(rows: int, repeat: int, only: set[str] | None) -> None:
         "['North', 'South', 'East', 'West'][i % 4 + 1] AS district, "
         f"(i * 7919) % 120000 AS income, 'J10' AS diagnosis FROM range({rows}) t(i)"
     )
+    person = "hash(i)" if spread else "(i * 2654435761)"
     con.execute(
-        f"CREATE TABLE visits AS SELECT (i * 2654435761) % {max(rows // 3, 1)} + 1 AS person_id, "
+        f"CREATE TABLE visits AS SELECT {person} % {max(rows // 3, 1)} + 1 AS person_id, "
         "'W' || (i % 40) AS ward, ((i * 31) % 700)::DOUBLE AS cost FROM range(" + str(rows) + ") t(i)"
     )
     for name, sql, register in AGGREGATES:
@@ -140,8 +166,14 @@ def bench_aggregate(rows: int, repeat: int, only: set[str] | None) -> None:
         assert private.dp_plan is not None
         service = prepare_with(sql, plain_ctx).sql
         k_only = _k_only_sql(sql, plain_ctx)
-        timings: dict[str, list[float]] = {"service": [], "k": [], "dp": []}
+        timings: dict[str, list[float]] = {"service": [], "k": [], "dp": [], "baseline": []}
+        old = (baseline or {}).get(name)
         for _ in range(repeat):
+            if old is not None:
+                start = time.perf_counter()
+                exact_old = con.execute(old, {"sbx_dp_key": "k"} if "$sbx_dp_key" in old else None).df()
+                release_dp(exact_old, private.dp_plan, ctx.disclosure.dp, sample=draw)
+                timings["baseline"].append(time.perf_counter() - start)
             start = time.perf_counter()
             con.execute(service).df()
             timings["service"].append(time.perf_counter() - start)
@@ -153,11 +185,23 @@ def bench_aggregate(rows: int, repeat: int, only: set[str] | None) -> None:
             exact = con.execute(private.sql, params).df()
             release_dp(exact, private.dp_plan, ctx.disclosure.dp, sample=draw)
             timings["dp"].append(time.perf_counter() - start)
+            if old is not None:
+                ordered = list(exact.columns)
+                same = (
+                    exact.sort_values(ordered)
+                    .reset_index(drop=True)
+                    .equals(exact_old[ordered].sort_values(ordered).reset_index(drop=True))
+                )
+                assert same, f"{name}: the exact results differ from the baseline's"
         s, k, d = (statistics.median(timings[x]) for x in ("service", "k", "dp"))
+        versus = ""
+        if old is not None:
+            b = statistics.median(timings["baseline"])
+            versus = f"; baseline DP SQL {b * 1e3:.0f} ms, ratio {b / s:.2f} (exact results equal)"
         print(
             f"{name} ({rows:,} rows): without DP {s * 1e3:.0f} ms as the service runs it "
             f"(k-threshold aggregate only {k * 1e3:.0f} ms); with DP {d * 1e3:.0f} ms "
-            f"(noise included); ratio {d / s:.2f} ({d / k:.2f} against the k-only aggregate)"
+            f"(noise included); ratio {d / s:.2f} ({d / k:.2f} against the k-only aggregate){versus}"
         )
 
 
@@ -168,10 +212,22 @@ def main() -> None:
     parser.add_argument("--aggregate-repeat", type=int, default=5)
     parser.add_argument("--only", action="append", help="run only this aggregate (repeatable)")
     parser.add_argument("--skip-preview", action="store_true")
+    parser.add_argument("--spread", action="store_true", help="visits per person drawn by a hash (1 to ~10)")
+    parser.add_argument("--dump-sql", help="write each aggregate's DP SQL to this JSON file and stop")
+    parser.add_argument("--baseline-sql", help="JSON of another version's DP SQL to time alongside")
     args = parser.parse_args()
+    if args.dump_sql:
+        with Path(args.dump_sql).open("w", encoding="utf-8") as out:
+            json.dump(dp_sql(), out, indent=1)
+        return
+    baseline = None
+    if args.baseline_sql:
+        with Path(args.baseline_sql).open(encoding="utf-8") as src:
+            baseline = json.load(src)
     if not args.skip_preview:
         bench_preview(args.repeat)
-    bench_aggregate(args.rows, args.aggregate_repeat, set(args.only or ()) or None)
+    only = set(args.only or ()) or None
+    bench_aggregate(args.rows, args.aggregate_repeat, only, spread=args.spread, baseline=baseline)
 
 
 if __name__ == "__main__":

@@ -139,8 +139,12 @@ def test_only_units_above_the_bound_are_ranked_and_exactly_the_sorted_samples_ro
     assert isinstance(body, exp.Union)
     ranked = body.expression
     light_first = body.sql(dialect="duckdb")
-    # The sample as it was: every unit's rows sorted, whatever their number.
-    everyone = f'SELECT * FROM "visits" AS "v" QUALIFY {ranked.args["qualify"].this.sql(dialect="duckdb")}'
+    # The sample as it was: every unit's rows sorted, whatever their number, and the first three kept
+    # (``<= 3``, which DuckDB runs as a per-unit top-n aggregate; the pass writes ``BETWEEN 1 AND 3``).
+    bound = ranked.args["qualify"].this
+    assert isinstance(bound, exp.Between)
+    row_number = bound.this.sql(dialect="duckdb")
+    everyone = f'SELECT * FROM "visits" AS "v" QUALIFY {row_number} <= 3'
     for seed in range(3):
         visits = _visits_with_heavy_and_light_units(seed)
         kept, sorted_kept = (

@@ -34,6 +34,8 @@ QUERIES = [
     "SELECT ward, SUM(y) AS s, COUNT(*) AS n FROM t GROUP BY ward",
     "SELECT COUNT(*) AS n, SUM(v.cost) AS s FROM visits v LEFT JOIN citizens c ON v.person_id = c.person_id",
     "SELECT phone, COUNT(*) AS n FROM citizens GROUP BY phone",
+    # Keys from the data, one group per person picked by an aggregate (several visits per person).
+    "SELECT ward, COUNT(*) AS n, SUM(cost) AS s FROM visits GROUP BY ward",
 ]
 
 CITIZEN_COLUMNS = [
@@ -127,6 +129,7 @@ _OTHER = {"sex": "M", "rows": [("North", "0170000001", 5)], "visits": [("A", 3.0
 @example(query=QUERIES[1], people=[_HEAVY, _OTHER], who=1)
 @example(query=QUERIES[2], people=[_HEAVY, _OTHER], who=1)
 @example(query=QUERIES[4], people=[_HEAVY, _OTHER], who=1)
+@example(query=QUERIES[5], people=[_HEAVY, _OTHER], who=1)
 @given(
     query=st.sampled_from(QUERIES),
     people=st.lists(_person, min_size=1, max_size=8),
