@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from executors.crossdomain.plan import CrossDomainPlan, Side
+from executors.crossdomain.protection import Protection
 
 
 class Step(StrEnum):
@@ -31,7 +32,8 @@ class PartyRound:
     domain's blinded batches, which carry this domain's shares of the other's values, sealed to it;
     ``peer_public``: for ``BLIND``, the other domain's public key of this job (its ``HELLO``), to which
     the shares that travel with the tokens are sealed, so that the gateway, which carries them, cannot
-    add them to its own.
+    add them to its own; ``protection``: how values are handed over (under Paillier the sealed state
+    holds the domain's Paillier private key too, and ``ANSWER`` decrypts the gateway's masked sums).
     """
 
     job_id: str
@@ -42,6 +44,7 @@ class PartyRound:
     incoming: bytes = field(default=b"", repr=False)
     held: bytes = field(default=b"", repr=False)
     peer_public: bytes = b""
+    protection: Protection = Protection.SHARES
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class CrossDomainJob:
     order_by: tuple[tuple[str, bool], ...] = ()
     limit: int | None = None
     columns: tuple[str, ...] = ()  # the operator's output columns, in the order of the SELECT
+    protection: Protection = Protection.SHARES  # the scope's ``cross_domain.values``
 
     def part(self, side: Side) -> DomainPartSpec:
         return self.left if side is Side.LEFT else self.right

@@ -30,12 +30,18 @@ from executors.crossdomain import wire
 from executors.crossdomain.errors import CrossDomainProtocolError
 from executors.crossdomain.gateway_party import Gateway
 from executors.crossdomain.job import CrossDomainJob, PartyRound, Step
-from executors.crossdomain.messages import Payloads, ReblindedBatches, Reply
+from executors.crossdomain.messages import DecryptRequest, Payloads, ReblindedBatches, Reply, Request
 from executors.crossdomain.plan import Side
+from executors.crossdomain.protection import Protection
 from executors.crossdomain.rounds import GATEWAY, OTHER, OWN
 from executors.errors import ExecutionCancelled
 
 PROTOCOL = "ecdh-psi+intersection-sum (additive shares)"
+#: The protocol as the engine record names it, by how values were handed over.
+PROTOCOLS = {
+    Protection.SHARES: PROTOCOL,
+    Protection.PAILLIER: "ecdh-psi+intersection-sum (paillier)",
+}
 
 
 @dataclass(frozen=True)
@@ -155,14 +161,9 @@ def run_cross_domain(executor: Executor, spec: JobSpec, *, observe: Observer | N
                 raise CrossDomainProtocolError("the gateway expected a domain's own payloads")
             gateway.receive_payloads(payloads)
         pending = gateway.match()
-        replies = list(
-            pool.map(
-                lambda item: run.answer(item[0], wire.encode(item[1]), blinded[item[1].origin]),
-                pending.requests,
-            )
-        )
+        replies = list(pool.map(lambda item: run.answer(item[0], item[1], blinded), pending.requests))
     table = _ordered(gateway.table(pending, replies), job)
-    engine = {**run.engine, "cross_domain": PROTOCOL}
+    engine = {**run.engine, "cross_domain": PROTOCOLS[job.protection]}
     timings = {**run.timings, "cross_domain_s": time.perf_counter() - started}
     return ResultTable(
         arrow_ipc=_ipc(table),
@@ -203,9 +204,13 @@ class _Run:
         self._cross(side.value, GATEWAY, Step.REBLIND, out[GATEWAY])
         return out[GATEWAY]
 
-    def answer(self, side: Side, request: bytes, held: bytes) -> Reply:
+    def answer(self, side: Side, message: Request, blinded: Mapping[Side, bytes]) -> Reply:
+        request = wire.encode(message)
         self._cross(GATEWAY, side.value, Step.ANSWER, request)
-        out = self._round(side, Step.ANSWER, incoming=request, held=held)
+        if isinstance(message, DecryptRequest):  # Paillier: the owner decrypts, with its sealed key
+            out = self._round(side, Step.ANSWER, incoming=request, sealed=self._sealed[side])
+        else:  # shares: the other domain adds up its shares, which came with the owner's tokens
+            out = self._round(side, Step.ANSWER, incoming=request, held=blinded[message.origin])
         self._cross(side.value, GATEWAY, Step.ANSWER, out[GATEWAY])
         reply = wire.decode(out[GATEWAY])
         if not isinstance(reply, Reply):
@@ -258,6 +263,7 @@ class _Run:
                 incoming=incoming,
                 held=held,
                 peer_public=peer_public,
+                protection=self._job.protection,
             ),
         )
         result = self._executor.run(spec)

@@ -62,7 +62,7 @@ def test_demo_walks_through_a_dp_job_its_cost_first_and_the_budget_left(first_ru
     section = output.split("4. Differential privacy")[1].split("5. A query")[0]
     assert "this job would spend epsilon 1 (laplace); you have epsilon 5, delta 5e-09 left" in section
     assert "95 % of releases within" in section
-    assert "clamped before aggregating: visits.cost to [0, 2000]" in section
+    assert "clamped before aggregating: citizens.income to [0, 200000]" in section
     assert "this job spent epsilon 1 (laplace)" in section
     assert "budget left in flu-study-2026-dp: epsilon 4 of 5" in section
     # Every district of the public domain is released, the tiny one too: with noise, not suppressed.
