@@ -175,9 +175,7 @@ def _blinding(round_: PartyRound, data_keys: tuple[bytes, ...]) -> BlindingKey:
     return _state(round_, data_keys)[0]
 
 
-def _state(
-    round_: PartyRound, data_keys: tuple[bytes, ...]
-) -> tuple[BlindingKey, PaillierKeyPair | None]:
+def _state(round_: PartyRound, data_keys: tuple[bytes, ...]) -> tuple[BlindingKey, PaillierKeyPair | None]:
     """What this domain's BLIND round sealed to itself: its blinding key, then (under Paillier) its
     Paillier private key."""
     try:

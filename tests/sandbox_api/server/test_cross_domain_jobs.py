@@ -387,9 +387,8 @@ def test_a_scope_can_hand_values_over_under_paillier_with_the_same_answers_as_sh
     table is the one the shares give."""
     probe, api = probe_and_api
     # One encryption per person: a row filter keeping a quarter of the payments keeps the test quick.
-    quarter = _scope(name="xd-quarter").replace(
-        f"  {OTHER_DOMAIN}/{BENEFITS}:\n", f"  {OTHER_DOMAIN}/{BENEFITS}:\n    row_filter: \"amount > 1500\"\n"
-    )
+    grant = f"  {OTHER_DOMAIN}/{BENEFITS}:\n"
+    quarter = _scope(name="xd-quarter").replace(grant, grant + '    row_filter: "amount > 1500"\n')
     approve_scope(api, quarter, "xd-quarter")
     paillier = quarter.replace("scope: xd-quarter", "scope: xd-paillier")
     approve_scope(api, paillier + "cross_domain: {values: paillier}\n", "xd-paillier")
@@ -401,7 +400,8 @@ def test_a_scope_can_hand_values_over_under_paillier_with_the_same_answers_as_sh
     assert job["state"] == "released", job["reason"]
     assert api.wait(shared)["state"] == "released"
     rows = result_of(api, job_id)["rows"]
-    assert rows and rows == result_of(api, shared)["rows"]
+    assert rows
+    assert rows == result_of(api, shared)["rows"]
     assert "paillier" in str(receipt_of(api, job_id))
     rounds = {s.job_id: (s, r) for s, r in zip(probe.specs, probe.results, strict=True)}
     for round_id, (spec, result) in rounds.items():
