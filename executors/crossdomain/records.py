@@ -73,8 +73,10 @@ def per_person(rows: pd.DataFrame, plan: SidePlan) -> PersonGroups:
     people = [Person(unit, values) for unit, values in zip(units, slots, strict=True)]
     groups: dict[GroupKey, list[Person]] = {}
     if plan.group_by:
-        keys = zip(*(table[column].tolist() for column in plan.group_by), strict=True)
-        for key, person in zip(keys, people, strict=True):
+        group_keys: list[GroupKey] = list(
+            zip(*(table[column].tolist() for column in plan.group_by), strict=True)
+        )
+        for key, person in zip(group_keys, people, strict=True):
             groups.setdefault(key, []).append(person)
     elif people:
         groups[()] = people
