@@ -219,6 +219,13 @@ class SqlJobs:
         )
 
     def spec(self, job: StoredJob, *, scope: Scope, specs: JobSpecs) -> JobSpec:
+        if len({str(i["dataset"]).split("/", 1)[0] for i in job.inputs}) > 1:
+            # A SQL job stored before such jobs were routed at submit (queued across an upgrade, or
+            # replayed): it runs as the cross-domain job it is, or fails with the supported shapes; it
+            # never runs as one query in one sandbox.
+            from sandbox_api.server.services.crossdomain_jobs import CROSS_DOMAIN_JOBS
+
+            return CROSS_DOMAIN_JOBS.spec(job, scope=scope, specs=specs)
         return sql_spec(
             job_id=job.job_id,
             sql=job.sql,

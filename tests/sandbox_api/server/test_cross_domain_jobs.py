@@ -5,6 +5,7 @@ signed and replayed. At the end of the module every released job replays to its 
 from __future__ import annotations
 
 import random
+import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -421,3 +422,25 @@ def test_a_scope_can_hand_values_over_under_paillier_with_the_same_answers_as_sh
     assert f"{job_id}#right-answer" in rounds or f"{job_id}#left-answer" in rounds
     (answered,) = [rounds[r][0] for r in rounds if r.startswith(job_id + "#") and r.endswith("-answer")]
     assert answered.tables[0].domain == OTHER_DOMAIN  # benefits' own domain
+
+
+def test_a_sql_job_stored_before_routing_replays_without_one_sandbox_holding_both_domains(
+    probe_and_api: tuple[Probe, World], released: dict[str, Any]
+) -> None:
+    """A job stored as ``kind: sql`` while such jobs still ran in one sandbox (queued across the
+    upgrade, or replayed by an auditor later) runs as the cross-domain job it is."""
+    probe, api = probe_and_api
+    path = api.settings.state_dir / "metadata.db"
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE jobs SET kind = 'sql' WHERE id = ?", (released["job_id"],))
+    try:
+        before = len(probe.specs)
+        report = replay(api, released["job_id"])
+        assert report["outcome"] == "match", report
+        ran = probe.specs[before:]
+        assert ran
+        for spec in ran:
+            assert len({t.domain for t in spec.tables}) == 1, [t.domain for t in spec.tables]
+    finally:
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE jobs SET kind = 'cross-domain' WHERE id = ?", (released["job_id"],))
