@@ -81,6 +81,12 @@ class DomainParty:
         self._helper_shares = tuple(helper.tobytes() for _, helper in shares)
         self._held: tuple[Shares, ...] = ()  # the other domain's values: this domain's shares of them
 
+    @property
+    def paillier_keys(self) -> PaillierKeyPair | None:
+        """Its Paillier key pair under ``Protection.PAILLIER`` when its values are handed over (a party
+        run round by round seals it to itself, to decrypt in a later round), else None."""
+        return self._paillier
+
     def blinded(self) -> BlindedBatches:
         """Step 1 (to the other domain): this domain's units blinded with its key, batch by batch,
         with the other domain's shares of its values under secret sharing."""

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from crypto.envelope import seal, unseal
 from crypto.errors import CryptoError
-from crypto.paillier import PaillierKeyPair, keypair_from_private, new_keypair, private_bytes
+from crypto.paillier import PaillierKeyPair, keypair_from_private, private_bytes
 from crypto.pseudonym import derive_key
 from crypto.psi import BlindingKey, new_blinding_key
 from crypto.sealed_box import box_keys, open_sealed, seal_to
@@ -127,11 +127,10 @@ def _blind(
     del tables
     timings["query"] = time.perf_counter() - started
     blinding = new_blinding_key()
-    paillier = new_keypair() if round_.protection is Protection.PAILLIER else None
-    party = new_party(
-        round_.plan, round_.side, rows, protection=round_.protection, blinding=blinding, paillier=paillier
-    )
+    # Under Paillier a key pair is made only by a domain whose values are handed over (``new_party``).
+    party = new_party(round_.plan, round_.side, rows, protection=round_.protection, blinding=blinding)
     del rows
+    paillier = party.paillier_keys
     state = blinding.secret + (b"" if paillier is None else private_bytes(paillier))
     sealed = seal(state_key(round_, data_keys), state, aad=state_aad(round_))
     blinded = party.blinded()
