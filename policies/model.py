@@ -327,6 +327,19 @@ class UsageHours(_Strict):
         return self
 
 
+class CrossDomain(_Strict):
+    """How a cross-domain job hands each person's values over (docs/cross-domain.md, "Two ways to hand
+    values over"): ``shares`` (additive shares, fast; the other domain learns each released cell's size
+    and which of the owner's padded positions it covers) or ``paillier`` (encrypted under the owner's
+    key; no domain learns anything, at one 2048-bit encryption per person).
+
+    >>> CrossDomain().values, CrossDomain(values="paillier").values
+    ('shares', 'paillier')
+    """
+
+    values: Literal["shares", "paillier"] = "shares"
+
+
 class Scope(_Strict):
     """A grant from policy officers to operators.
 
@@ -358,6 +371,8 @@ class Scope(_Strict):
     job_budget: JobBudget = Field(default_factory=JobBudget)
     # Optional: the working hours the purpose implies (alerts on unusual use, never a refusal).
     hours: UsageHours | None = None
+    # Optional: how cross-domain jobs of this scope hand values over (shares unless set).
+    cross_domain: CrossDomain = Field(default_factory=CrossDomain)
 
     @field_validator("name")
     @classmethod
@@ -398,6 +413,8 @@ class Scope(_Strict):
             del data["disclosure"]["dominance"]  # likewise
         if self.hours is None:
             del data["hours"]  # likewise
+        if self.cross_domain == CrossDomain():
+            del data["cross_domain"]  # likewise
         dp = self.disclosure.dp
         if dp is not None:
             # The settings added after the first three (epsilon per job, budget, delta) likewise.

@@ -81,6 +81,12 @@ class DomainParty:
         self._helper_shares = tuple(helper.tobytes() for _, helper in shares)
         self._held: tuple[Shares, ...] = ()  # the other domain's values: this domain's shares of them
 
+    @property
+    def paillier_keys(self) -> PaillierKeyPair | None:
+        """Its Paillier key pair under ``Protection.PAILLIER`` when its values are handed over (a party
+        run round by round seals it to itself, to decrypt in a later round), else None."""
+        return self._paillier
+
     def blinded(self) -> BlindedBatches:
         """Step 1 (to the other domain): this domain's units blinded with its key, batch by batch,
         with the other domain's shares of its values under secret sharing."""
@@ -177,6 +183,13 @@ def _padded(key: GroupKey, members: Sequence[Person]) -> _Batch:
 
 
 def _shuffled(items: Iterable[T]) -> list[T]:
+    """``items`` in a uniformly random order drawn from the operating system's secure source.
+
+    One draw of 128 random bits per item, sorted (ties have probability about n^2 / 2^129): the same
+    distribution as a Fisher-Yates shuffle from ``secrets``, which would ask the source once per item.
+    """
     out = list(items)
-    secrets.SystemRandom().shuffle(out)
-    return out
+    if len(out) < 2:
+        return out
+    keys = np.frombuffer(secrets.token_bytes(16 * len(out)), dtype=np.uint64).reshape(2, len(out))
+    return [out[i] for i in np.lexsort(keys)]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from executors.crossdomain.plan import CrossDomainPlan, Side
+from executors.crossdomain.protection import Protection
 
 
 class Step(StrEnum):
@@ -34,7 +35,9 @@ class PartyRound:
     the shares that travel with the tokens are sealed, so that the gateway, which carries them, cannot
     add them to its own; ``lineage``: the id of the scope lineage whose released-cohort ledger sketches
     this job's cells (``executors.crossdomain.ledger``), or empty for none: the domain's blinding key
-    is then its key of that lineage times a fresh factor of this job, instead of fresh alone.
+    is then its key of that lineage times a fresh factor of this job, instead of fresh alone;
+    ``protection``: how values are handed over (under Paillier the sealed state holds the domain's
+    Paillier private key too, and ``ANSWER`` decrypts the gateway's masked sums).
     """
 
     job_id: str
@@ -46,6 +49,7 @@ class PartyRound:
     held: bytes = field(default=b"", repr=False)
     peer_public: bytes = b""
     lineage: str = ""
+    protection: Protection = Protection.SHARES
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class CrossDomainJob:
     #: The scope lineage whose released-cohort ledger decides these cells (``ledger.py``); "" for none
     #: (a scope with differential privacy, or a deployment without the ledger).
     lineage: str = ""
+    protection: Protection = Protection.SHARES  # the scope's ``cross_domain.values``
 
     def part(self, side: Side) -> DomainPartSpec:
         return self.left if side is Side.LEFT else self.right

@@ -33,8 +33,9 @@ from executors.crossdomain.errors import CrossDomainProtocolError
 from executors.crossdomain.gateway_party import Cell, Gateway, Select
 from executors.crossdomain.job import CrossDomainJob, PartyRound, Step
 from executors.crossdomain.ledger import cell_sketches
-from executors.crossdomain.messages import Payloads, ReblindedBatches, Reply
+from executors.crossdomain.messages import DecryptRequest, Payloads, ReblindedBatches, Reply, Request
 from executors.crossdomain.plan import Side
+from executors.crossdomain.protection import Protection
 from executors.crossdomain.rounds import GATEWAY, OTHER, OWN
 from executors.dp_sampler import draw
 from executors.errors import ExecutionCancelled
@@ -42,6 +43,11 @@ from policies.cohorts.cells import SKETCH
 from policies.dp.cost import threshold_measurement
 
 PROTOCOL = "ecdh-psi+intersection-sum (additive shares)"
+#: The protocol as the engine record names it, by how values were handed over.
+PROTOCOLS = {
+    Protection.SHARES: PROTOCOL,
+    Protection.PAILLIER: "ecdh-psi+intersection-sum (paillier)",
+}
 
 
 @dataclass(frozen=True)
@@ -165,15 +171,10 @@ def run_cross_domain(executor: Executor, spec: JobSpec, *, observe: Observer | N
         pending = gateway.match()
         # The ledger's exchange (released cells' tokens, ``ledger.py``) runs beside the answers.
         sketching = pool.submit(run.sketches, gateway.released(pending), matched)
-        replies = list(
-            pool.map(
-                lambda item: run.answer(item[0], wire.encode(item[1]), blinded[item[1].origin]),
-                pending.requests,
-            )
-        )
+        replies = list(pool.map(lambda item: run.answer(item[0], item[1], blinded), pending.requests))
         sketches = sketching.result()
     table = _ordered(gateway.table(pending, replies, hidden=sketches), job)
-    engine = {**run.engine, "cross_domain": PROTOCOL}
+    engine = {**run.engine, "cross_domain": PROTOCOLS[job.protection]}
     timings = {**run.timings, "cross_domain_s": time.perf_counter() - started}
     return ResultTable(
         arrow_ipc=_ipc(table),
@@ -214,9 +215,13 @@ class _Run:
         self._cross(side.value, GATEWAY, Step.REBLIND, out[GATEWAY])
         return out[GATEWAY]
 
-    def answer(self, side: Side, request: bytes, held: bytes) -> Reply:
+    def answer(self, side: Side, message: Request, blinded: Mapping[Side, bytes]) -> Reply:
+        request = wire.encode(message)
         self._cross(GATEWAY, side.value, Step.ANSWER, request)
-        out = self._round(side, Step.ANSWER, incoming=request, held=held)
+        if isinstance(message, DecryptRequest):  # Paillier: the owner decrypts, with its sealed key
+            out = self._round(side, Step.ANSWER, incoming=request, sealed=self._sealed[side])
+        else:  # shares: the other domain adds up its shares, which came with the owner's tokens
+            out = self._round(side, Step.ANSWER, incoming=request, held=blinded[message.origin])
         self._cross(side.value, GATEWAY, Step.ANSWER, out[GATEWAY])
         reply = wire.decode(out[GATEWAY])
         if not isinstance(reply, Reply):
@@ -293,6 +298,7 @@ class _Run:
                 held=held,
                 peer_public=peer_public,
                 lineage=self._job.lineage,
+                protection=self._job.protection,
             ),
         )
         result = self._executor.run(spec)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -19,9 +20,11 @@ from executors.crossdomain.plan import SidePlan
 GroupKey = tuple[object, ...]
 
 
-@dataclass(frozen=True)
-class Person:
-    """One unit within one group: its unit id and its slots (rows, then each summed column)."""
+class Person(NamedTuple):
+    """One unit within one group: its unit id and its slots (rows, then each summed column).
+
+    A named tuple, not a frozen dataclass: a domain builds one per person (200,000 in the demo), and a
+    tuple is built several times faster."""
 
     unit: str
     slots: tuple[int, ...]
@@ -59,11 +62,24 @@ def per_person(rows: pd.DataFrame, plan: SidePlan) -> PersonGroups:
     grouped = frame.groupby(keys, sort=True, dropna=False)
     counts = grouped.size().rename("_rows")
     table = pd.concat([counts, grouped[list(plan.sums)].sum()], axis=1).reset_index()
+    # Column-wise to Python lists once (a row-wise walk over a frame is several times slower), then one
+    # pass that builds each person: this runs once per person of the domain, before the blinding.
+    units = [str(u) for u in table[plan.unit].tolist()]
+    slots = zip(
+        table["_rows"].astype("int64").tolist(),
+        *(table[column].astype("int64").tolist() for column in plan.sums),
+        strict=True,
+    )
+    people = [Person(unit, values) for unit, values in zip(units, slots, strict=True)]
     groups: dict[GroupKey, list[Person]] = {}
-    for record in table.itertuples(index=False, name=None):
-        key = tuple(record[: len(plan.group_by)])
-        unit, rows_n, *sums = record[len(plan.group_by) :]
-        groups.setdefault(key, []).append(Person(str(unit), (int(rows_n), *(int(s) for s in sums))))
+    if plan.group_by:
+        group_keys: list[GroupKey] = list(
+            zip(*(table[column].tolist() for column in plan.group_by), strict=True)
+        )
+        for key, person in zip(group_keys, people, strict=True):
+            groups.setdefault(key, []).append(person)
+    elif people:
+        groups[()] = people
     return PersonGroups(
         groups={key: tuple(people) for key, people in groups.items()},
         one_row_per_unit=bool(frame[plan.unit].is_unique),

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from crypto.envelope import seal, unseal
 from crypto.errors import CryptoError
+from crypto.paillier import PaillierKeyPair, keypair_from_private, private_bytes
 from crypto.pseudonym import derive_key
 from crypto.psi import BlindingKey, derived_blinding_key, inverse, new_blinding_key, product, reblind
 from crypto.sealed_box import box_keys, open_sealed, seal_to
@@ -28,7 +29,7 @@ from executors.crossdomain import wire
 from executors.crossdomain.domain_party import DomainParty, new_party
 from executors.crossdomain.errors import CrossDomainProtocolError
 from executors.crossdomain.job import PartyRound, Step
-from executors.crossdomain.messages import BlindedBatches, ReblindedBatches, Request
+from executors.crossdomain.messages import BlindedBatches, DecryptRequest, ReblindedBatches, Request
 from executors.crossdomain.plan import Side
 from executors.crossdomain.protection import Protection
 from executors.crossdomain.records import PersonGroups
@@ -36,6 +37,8 @@ from executors.crossdomain.records import PersonGroups
 #: Recipients of a round's messages: the other domain, the gateway, or this domain's next round.
 OTHER, GATEWAY, OWN = "other", "gateway", "own"
 T = TypeVar("T")
+#: Bytes of a blinding key (a P-256 scalar), the first part of a domain's sealed round state.
+BLINDING_BYTES = 32
 SCHEMA = pa.schema([("recipient", pa.string()), ("message", pa.binary())])
 
 
@@ -74,8 +77,20 @@ def run_round(spec: JobSpec, data_keys: tuple[bytes, ...]) -> tuple[dict[str, ob
         request = wire.decode(round_.incoming)
         if not isinstance(request, Request):
             raise CrossDomainProtocolError("an answer round needs a request")
-        party = DomainParty(round_.side, PersonGroups({}, True), blinding=new_blinding_key())
-        party.hold(_opened(_expect(wire.decode(round_.held), BlindedBatches), round_, data_keys))
+        if isinstance(request, DecryptRequest):
+            # Paillier: decrypt the gateway's masked sums of this domain's own values, with the private
+            # key its BLIND round sealed to itself.
+            _, paillier = _state(round_, data_keys)
+            party = DomainParty(
+                round_.side,
+                PersonGroups({}, True),
+                blinding=new_blinding_key(),
+                protection=Protection.PAILLIER,
+                paillier=paillier,
+            )
+        else:
+            party = DomainParty(round_.side, PersonGroups({}, True), blinding=new_blinding_key())
+            party.hold(_opened(_expect(wire.decode(round_.held), BlindedBatches), round_, data_keys))
         rows = [(GATEWAY, wire.encode(party.answer(request)))]
     timings[round_.step.value] = time.perf_counter() - started
     table = pa.table({"recipient": [r for r, _ in rows], "message": [m for _, m in rows]}, schema=SCHEMA)
@@ -115,9 +130,12 @@ def _blind(
     del tables
     timings["query"] = time.perf_counter() - started
     blinding = _job_blinding(round_, data_keys)
-    party = new_party(round_.plan, round_.side, rows, protection=Protection.SHARES, blinding=blinding)
+    # Under Paillier a key pair is made only by a domain whose values are handed over (``new_party``).
+    party = new_party(round_.plan, round_.side, rows, protection=round_.protection, blinding=blinding)
     del rows
-    sealed = seal(state_key(round_, data_keys), blinding.secret, aad=state_aad(round_))
+    paillier = party.paillier_keys
+    state = blinding.secret + (b"" if paillier is None else private_bytes(paillier))
+    sealed = seal(state_key(round_, data_keys), state, aad=state_aad(round_))
     blinded = party.blinded()
     if blinded.helper_shares:
         if not round_.peer_public:
@@ -156,11 +174,19 @@ def _opened(held: BlindedBatches, round_: PartyRound, data_keys: tuple[bytes, ..
 
 
 def _blinding(round_: PartyRound, data_keys: tuple[bytes, ...]) -> BlindingKey:
+    return _state(round_, data_keys)[0]
+
+
+def _state(round_: PartyRound, data_keys: tuple[bytes, ...]) -> tuple[BlindingKey, PaillierKeyPair | None]:
+    """What this domain's BLIND round sealed to itself: its blinding key, then (under Paillier) its
+    Paillier private key."""
     try:
         key = state_key(round_, data_keys)
-        return BlindingKey(unseal(key, round_.sealed_state, aad=state_aad(round_)))
+        state = unseal(key, round_.sealed_state, aad=state_aad(round_))
+        paillier = keypair_from_private(state[BLINDING_BYTES:]) if len(state) > BLINDING_BYTES else None
     except CryptoError as exc:
         raise CrossDomainProtocolError("the domain's sealed round state does not open") from exc
+    return BlindingKey(state[:BLINDING_BYTES]), paillier
 
 
 def lineage_key(lineage: str, data_keys: tuple[bytes, ...]) -> BlindingKey:

@@ -16,7 +16,7 @@ import typer
 
 from sandbox_api.cli.common import DEFAULT_URL, Token, Url, fail, job_id, note, remote
 from sandbox_api.cli.output import AsCsv, AsJson, OutFile, Shown, as_json_text, emit
-from sandbox_api.job_types import Mode
+from sandbox_api.job_types import Kind, Mode
 
 if TYPE_CHECKING:
     from sandbox_api.client.auditor import AuditorClient
@@ -89,6 +89,11 @@ def job_check(
         emit(Shown.fields({}, document=report.model_dump(mode="json")), as_json=True)
     else:
         typer.echo("ALLOWED" if report.allowed else "REFUSED")
+        if report.kind is Kind.CROSS_DOMAIN and not cross_domain:
+            typer.echo(
+                "  runs as a cross-domain job: the query reads two domains' datasets, so each domain "
+                "computes its own part and only aggregates cross (docs/cross-domain.md)"
+            )
         for finding in report.findings:
             where = f" ({finding.fragment})" if finding.fragment else ""
             typer.echo(f"  - [{finding.rule}] {finding.message}{where}")

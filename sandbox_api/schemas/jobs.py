@@ -46,7 +46,11 @@ class CheckOut(_Out):
         description="the rewritten SQL; for Python and mock jobs, the SELECTs that build the job's tables"
     )
     applied: list[str]
-    kind: Kind = Kind.SQL
+    kind: Kind = Field(
+        default=Kind.SQL,
+        description="the kind the job would run as: a SQL job that reads datasets of two domains runs as "
+        "cross-domain (a private join), or is refused",
+    )
     mode: Mode = Mode.REAL
     dp: dict[str, Any] | None = Field(
         default=None,

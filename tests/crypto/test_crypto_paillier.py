@@ -12,7 +12,9 @@ from crypto.paillier import (
     add_plain,
     decrypt,
     encrypt,
+    keypair_from_private,
     new_keypair,
+    private_bytes,
     random_mask,
 )
 
@@ -50,3 +52,23 @@ def test_plaintexts_out_of_range_are_refused(keys: PaillierKeyPair, value: int) 
 def test_a_ciphertext_outside_the_group_is_refused(keys: PaillierKeyPair) -> None:
     with pytest.raises(CryptoError):
         decrypt(keys, keys.public.n**2 + 1)
+
+
+def test_a_private_key_sealed_between_rounds_decrypts_what_its_public_half_encrypted(
+    keys: PaillierKeyPair,
+) -> None:
+    restored = keypair_from_private(private_bytes(keys))
+    assert restored.public == keys.public
+    assert decrypt(restored, add(keys.public, [encrypt(keys.public, 40), encrypt(keys.public, 2)])) == 42
+
+
+@pytest.mark.parametrize("cut", [0, 1, 2, 100])
+def test_a_truncated_private_key_is_refused(keys: PaillierKeyPair, cut: int) -> None:
+    with pytest.raises(CryptoError):
+        keypair_from_private(private_bytes(keys)[: len(private_bytes(keys)) - cut - 1])
+
+
+def test_a_private_key_of_small_primes_is_refused() -> None:
+    small = (4).to_bytes(2, "big") + (251).to_bytes(4, "big") + (241).to_bytes(4, "big")
+    with pytest.raises(CryptoError):
+        keypair_from_private(small)

@@ -3,6 +3,8 @@ crosses between parties is only what the protocol says (docs/cross-domain.md).""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pandas as pd
 import pytest
 
@@ -17,6 +19,7 @@ from executors.crossdomain import (
     SidePlan,
     run_plan,
 )
+from executors.crossdomain.domain_party import _shuffled
 from executors.crossdomain.messages import DecryptRequest, Payloads, ShareSumRequest
 from policies import result_hash
 from policies.model import Disclosure
@@ -127,3 +130,16 @@ def test_two_runs_with_fresh_keys_give_the_same_result_bytes(demo_run: CrossDoma
     assert result_hash(check_output(again.table, disclosure).table) == result_hash(
         check_output(demo_run.table, disclosure).table
     )
+
+
+def test_a_batch_order_tells_nothing_every_item_lands_anywhere_alike() -> None:
+    """Batches are shuffled before blinding, so the position of a token says nothing about whose it is:
+    every shuffle is a permutation, and over many draws each item lands first about equally often."""
+    items = list(range(8))
+    firsts: Counter[int] = Counter()
+    for _ in range(4000):
+        order = _shuffled(items)
+        assert sorted(order) == items
+        firsts[order[0]] += 1
+    # 500 expected each; a binomial(4000, 1/8) stays within +-120 with overwhelming probability.
+    assert all(380 < firsts[i] < 620 for i in items), firsts

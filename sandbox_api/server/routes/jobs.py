@@ -85,7 +85,7 @@ def check_job(body: JobRequest, request: Request, who: OperatorDep, services: Se
         findings=[FindingOut.model_validate(f) for f in finding_dicts(report.findings)],
         rewritten_sql=report.rewritten_sql,
         applied=list(report.applied),
-        kind=body.kind,
+        kind=report.runs_as or body.kind,
         mode=body.mode,
         dp=dict(report.dp) if report.dp is not None else None,
         budget_left=dict(report.budget_left) if report.budget_left is not None else None,
@@ -120,7 +120,7 @@ def submit_job(body: JobRequest, who: OperatorDep, services: ServicesDep) -> Job
     return JobAccepted(
         job_id=view.job_id,
         state=view.state,
-        kind=body.kind,
+        kind=view.kind,
         mode=body.mode,
         dp_budget=None if view.dp_budget is None else DpBudgetOut.model_validate(view.dp_budget),
     )

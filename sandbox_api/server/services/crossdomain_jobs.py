@@ -33,7 +33,8 @@ from crypto.hashing import sha256_hex
 from executors.base import JobSpec, ResultTable
 from executors.crossdomain.job import CrossDomainJob, DomainPartSpec
 from executors.crossdomain.plan import Function
-from executors.crossdomain.split import RULE, SplitQuery, disclosure_findings, dp_findings, split
+from executors.crossdomain.protection import Protection
+from executors.crossdomain.split import RULE, SUPPORTED, SplitQuery, disclosure_findings, dp_findings, split
 from policies import Finding, PolicyViolation, Scope, prepare_with
 from policies.cohorts import lineage_of
 from policies.dp.cost import cost_of
@@ -162,6 +163,7 @@ class CrossDomainJobs:
                     "rewritten_sha256": sha256_hex(prepared.sql.encode()),
                     "passes": list(applied),
                     "parts": _part_digests(query),
+                    "values": scope.cross_domain.values,
                 },
             ),
             rejected=Transition(REJECTED, {"kind": Kind.CROSS_DOMAIN.value}),
@@ -209,6 +211,7 @@ class CrossDomainJobs:
                 selection=None if selection is None else (selection.scale, selection.threshold),
                 keep=_public_cells(plan) if dp is not None else None,
                 lineage=lineage_of(scope).id if base.cohorts is not None else "",
+                protection=Protection(scope.cross_domain.values),
             ),
         )
 
@@ -217,6 +220,54 @@ class CrossDomainJobs:
 
 
 CROSS_DOMAIN_JOBS = CrossDomainJobs()
+
+#: The finding of a SQL job that reads two domains and does not fit the cross-domain shapes.
+ROUTED_RULE = "cross_domain_only"
+
+
+def routed_sql(
+    text: JobText,
+    *,
+    active: ActiveScope,
+    versions: Mapping[str, VersionView],
+    contexts: PolicyContexts,
+) -> Checked:
+    """A ``kind: sql`` job whose query reads datasets of two domains, checked as the cross-domain job it
+    runs as: stored and run as ``cross-domain`` (the operator gets the same table; the job, its audit
+    events and its receipt say how it ran), or refused with the shapes that are supported. It never
+    runs as one query in one sandbox: that sandbox would hold both domains' keys and rows.
+    """
+    checked = CROSS_DOMAIN_JOBS.check(
+        replace(text, kind=Kind.CROSS_DOMAIN), active=active, versions=versions, contexts=contexts
+    )
+    submitted = {**checked.submitted, "requested_kind": Kind.SQL.value}
+    if checked.queued is not None:
+        queued = Transition(
+            f"{checked.queued.reason}; submitted as kind sql, run as cross-domain because it reads two "
+            "domains",
+            {**checked.queued.details, "requested_kind": Kind.SQL.value},
+        )
+        return replace(
+            checked,
+            report=replace(checked.report, runs_as=Kind.CROSS_DOMAIN),
+            submitted=submitted,
+            queued=queued,
+        )
+    why = Finding(
+        ROUTED_RULE,
+        "this query reads datasets of two domains, so it can run only as a cross-domain job (each "
+        "domain computes its own part; no sandbox holds both domains' rows), and as one it is refused "
+        f"for the reasons listed. {SUPPORTED} Rewrite it to that shape (then kind sql or kind "
+        "cross-domain both run it as a private join), or ask each domain its own question.",
+    )
+    findings = (*checked.report.findings, why)
+    return replace(
+        checked,
+        report=replace(checked.report, findings=findings, runs_as=Kind.CROSS_DOMAIN),
+        findings=[*checked.findings, why.to_dict()],
+        submitted=submitted,
+        rejected=Transition(REJECTED, {**checked.rejected.details, "requested_kind": Kind.SQL.value}),
+    )
 
 
 def _public_cells(plan: DpPlan | None) -> tuple[tuple[str, ...], tuple[tuple[object, ...], ...]] | None:

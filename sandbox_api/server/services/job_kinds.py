@@ -63,6 +63,9 @@ class JobCheck:
     #: (``policies.dp.cost.DpCost.to_dict``), and what the caller has left (filled in by the service).
     dp: Mapping[str, Any] | None = None
     budget_left: Mapping[str, float] | None = None
+    #: The kind the job runs as when it is not the one asked for: a SQL job that reads datasets of two
+    #: domains runs as a cross-domain job (``services/crossdomain_jobs.py``), never in one sandbox.
+    runs_as: Kind | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,13 @@ class SqlJobs:
                 rejected=Transition("the query breaks the scope's rules; see findings", {}),
                 broken="the query breaks",
             )
+        if len({t.dataset.split("/", 1)[0] for t in prepared.tables}) > 1:
+            # Both domains' rows in one sandbox is what the product promises never happens: such a query
+            # runs as a private join, or is refused with the shapes that can (imported here: that
+            # strategy builds on this module's types).
+            from sandbox_api.server.services.crossdomain_jobs import routed_sql
+
+            return routed_sql(text, active=active, versions=versions, contexts=contexts)
         used = sorted({t.dataset for t in prepared.tables})
         facts = facts_of(
             prepared,
@@ -209,6 +219,13 @@ class SqlJobs:
         )
 
     def spec(self, job: StoredJob, *, scope: Scope, specs: JobSpecs) -> JobSpec:
+        if len({str(i["dataset"]).split("/", 1)[0] for i in job.inputs}) > 1:
+            # A SQL job stored before such jobs were routed at submit (queued across an upgrade, or
+            # replayed): it runs as the cross-domain job it is, or fails with the supported shapes; it
+            # never runs as one query in one sandbox.
+            from sandbox_api.server.services.crossdomain_jobs import CROSS_DOMAIN_JOBS
+
+            return CROSS_DOMAIN_JOBS.spec(job, scope=scope, specs=specs)
         return sql_spec(
             job_id=job.job_id,
             sql=job.sql,

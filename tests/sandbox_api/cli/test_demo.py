@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sandbox_api.cli import demo_data, demo_run
-from sandbox_api.cli.demo import CAST
+from sandbox_api.cli.demo import CAST, FLU_BY_DISTRICT
 from sandbox_api.cli.demo_run import DEMO_TOKENS_FILE
 from sandbox_api.cli.main import app
 from sandbox_api.client.api_client import SandboxClient
@@ -62,7 +62,7 @@ def test_demo_walks_through_a_dp_job_its_cost_first_and_the_budget_left(first_ru
     section = output.split("4. Differential privacy")[1].split("5. A query")[0]
     assert "this job would spend epsilon 1 (laplace); you have epsilon 5, delta 5e-09 left" in section
     assert "95 % of releases within" in section
-    assert "clamped before aggregating: visits.cost to [0, 2000]" in section
+    assert "clamped before aggregating: citizens.income to [0, 200000]" in section
     assert "this job spent epsilon 1 (laplace)" in section
     assert "budget left in flu-study-2026-dp: epsilon 4 of 5" in section
     # Every district of the public domain is released, the tiny one too: with noise, not suppressed.
@@ -198,3 +198,25 @@ def test_the_cli_shows_a_dp_jobs_cost_before_it_runs_and_its_spending_after(
             submitted.output
         )
         assert "laplace noise of scale" in submitted.output
+
+
+def test_the_demos_question_submitted_as_plain_sql_runs_as_a_cross_domain_job(
+    first_run: tuple[Path, str],
+) -> None:
+    """Visits are health-bureau's, districts civil-affairs': without --cross-domain the question is still
+    never one sandbox's job. The dry run says how it would run, and the job runs that way."""
+    state_dir, _ = first_run
+    tokens = json.loads((state_dir / DEMO_TOKENS_FILE).read_text())["tokens"]
+    with serve_gateway(state_dir) as url:
+        where = ["--url", url, "--token", tokens["alice"]]
+        check = runner.invoke(
+            app, ["job", "check", "--scope", demo_data.DEMO_SCOPE_NAME, FLU_BY_DISTRICT, *where]
+        )
+        assert check.exit_code == 0, check.output
+        assert "runs as a cross-domain job" in check.output
+        with SandboxClient(url, tokens["alice"], timeout=120) as alice:
+            job = alice.submit_job(demo_data.DEMO_SCOPE_NAME, FLU_BY_DISTRICT)
+            assert job.kind == "cross-domain"
+            finished = alice.wait_for_job(job.job_id, timeout=600.0)
+            assert finished.state == "released", finished.reason
+            assert "cross_domain_split" in finished.applied

@@ -5,6 +5,7 @@ signed and replayed. At the end of the module every released job replays to its 
 from __future__ import annotations
 
 import random
+import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -317,3 +318,130 @@ def test_sums_under_dominance_rules_are_refused_not_released_unjudged(
     assert finding["fragment"] == "total"
     counts = SQL.replace(", SUM(b.amount) AS total", "")
     assert _submit(api, {"scope": "xd-dominance", "kind": "cross-domain", "sql": counts}).status_code == 202
+
+
+def test_a_sql_job_joining_two_domains_never_decrypts_both_in_one_sandbox(
+    probe_and_api: tuple[Probe, World],
+) -> None:
+    """The attack: an operator submits the cross-domain question as a plain ``kind: sql`` job, hoping
+    that the gateway hands both domains' tables (and so both data keys) to one sandbox, as it did."""
+    probe, api = probe_and_api
+    answer = _submit(api, {"scope": XD, "kind": "sql", "sql": SQL})
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["job_id"]
+    job = api.wait(job_id)
+    assert job["state"] == "released", job
+    specs = [s for s in probe.specs if s.job_id == job_id or s.job_id.startswith(job_id + "#")]
+    assert specs
+    for spec in specs:
+        assert len({t.domain for t in spec.tables}) == 1, (spec.job_id, [t.domain for t in spec.tables])
+    # Routed, not refused: the operator gets the same answer, and the record says how it ran.
+    assert answer.json()["kind"] == "cross-domain"
+    assert job["applied"][-1] == "cross_domain_split"
+    result = result_of(api, job_id)
+    assert {row[0]: (row[1], row[2], round(row[3], 2)) for row in result["rows"]} == _oracle()
+    assert "cross_domain" in str(receipt_of(api, job_id))
+    submitted = [e for e in api.audit_events("job.submitted") if e["details"]["job"] == job_id]
+    assert submitted[0]["details"]["kind"] == "cross-domain"
+    assert submitted[0]["details"]["requested_kind"] == "sql"
+
+
+def test_the_dry_run_of_a_sql_job_joining_two_domains_says_it_runs_as_cross_domain(
+    probe_and_api: tuple[Probe, World],
+) -> None:
+    _, api = probe_and_api
+    answer = api.client.post(
+        "/v1/jobs/check", headers=api.h("alice"), json={"scope": XD, "kind": "sql", "sql": SQL}
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["allowed"] is True
+    assert body["kind"] == "cross-domain"
+    assert body["applied"][-1] == "cross_domain_split"
+
+
+def test_a_sql_job_joining_two_domains_outside_the_supported_shapes_is_refused_with_them(
+    probe_and_api: tuple[Probe, World],
+) -> None:
+    probe, api = probe_and_api
+    before = len(probe.specs)
+    outer = SQL.replace(" JOIN ", " LEFT JOIN ")
+    dry = api.client.post(
+        "/v1/jobs/check", headers=api.h("alice"), json={"scope": XD, "kind": "sql", "sql": outer}
+    )
+    assert dry.status_code == 200, dry.text
+    assert dry.json()["allowed"] is False
+    assert dry.json()["kind"] == "cross-domain"
+    answer = _submit(api, {"scope": XD, "kind": "sql", "sql": outer})
+    assert answer.status_code == 422, answer.text
+    findings = answer.json()["findings"]
+    assert "cross_domain_shape" in {f["rule"] for f in findings}
+    assert any("supported shape" in f["message"] for f in findings)
+    assert any("kind cross-domain" in f["message"] for f in findings)
+    assert len(probe.specs) == before  # nothing ran
+
+
+def test_a_scope_can_hand_values_over_under_paillier_with_the_same_answers_as_shares(
+    probe_and_api: tuple[Probe, World],
+) -> None:
+    """``cross_domain: {values: paillier}``: the benefits domain encrypts each person's values under its
+    own key and decrypts only masked sums; no shares travel to the other domain, and the released
+    table is the one the shares give."""
+    probe, api = probe_and_api
+    # One encryption per person: a row filter keeping a quarter of the payments keeps the test quick.
+    grant = f"  {OTHER_DOMAIN}/{BENEFITS}:\n"
+    quarter = _scope(name="xd-quarter").replace(grant, grant + '    row_filter: "amount > 1500"\n')
+    approve_scope(api, quarter, "xd-quarter")
+    paillier = quarter.replace("scope: xd-quarter", "scope: xd-paillier")
+    approve_scope(api, paillier + "cross_domain: {values: paillier}\n", "xd-paillier")
+    answer = _submit(api, {"scope": "xd-paillier", "kind": "cross-domain", "sql": SQL})
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["job_id"]
+    shared = _submit(api, {"scope": "xd-quarter", "kind": "cross-domain", "sql": SQL}).json()["job_id"]
+    job = api.wait(job_id, timeout_s=300.0)
+    assert job["state"] == "released", job["reason"]
+    assert api.wait(shared)["state"] == "released"
+    rows = result_of(api, job_id)["rows"]
+    assert rows
+    assert rows == result_of(api, shared)["rows"]
+    assert "paillier" in str(receipt_of(api, job_id))
+    rounds = {s.job_id: (s, r) for s, r in zip(probe.specs, probe.results, strict=True)}
+    for round_id, (spec, result) in rounds.items():
+        if not round_id.startswith(job_id + "#"):
+            continue
+        assert len({t.domain for t in spec.tables}) == 1, round_id
+        if round_id.endswith("-blind"):
+            to_other = dict(
+                zip(
+                    result.to_arrow().column("recipient").to_pylist(),
+                    result.to_arrow().column("message").to_pylist(),
+                    strict=True,
+                )
+            )["other"]
+            assert b'"helper_shares":[]' in to_other  # nothing but tokens goes to the other domain
+    # The owner of the summed values answered (decrypting masked sums), not the other domain.
+    assert f"{job_id}#right-answer" in rounds or f"{job_id}#left-answer" in rounds
+    (answered,) = [rounds[r][0] for r in rounds if r.startswith(job_id + "#") and r.endswith("-answer")]
+    assert answered.tables[0].domain == OTHER_DOMAIN  # benefits' own domain
+
+
+def test_a_sql_job_stored_before_routing_replays_without_one_sandbox_holding_both_domains(
+    probe_and_api: tuple[Probe, World], released: dict[str, Any]
+) -> None:
+    """A job stored as ``kind: sql`` while such jobs still ran in one sandbox (queued across the
+    upgrade, or replayed by an auditor later) runs as the cross-domain job it is."""
+    probe, api = probe_and_api
+    path = api.settings.state_dir / "metadata.db"
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE jobs SET kind = 'sql' WHERE id = ?", (released["job_id"],))
+    try:
+        before = len(probe.specs)
+        report = replay(api, released["job_id"])
+        assert report["outcome"] == "match", report
+        ran = probe.specs[before:]
+        assert ran
+        for spec in ran:
+            assert len({t.domain for t in spec.tables}) == 1, [t.domain for t in spec.tables]
+    finally:
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE jobs SET kind = 'cross-domain' WHERE id = ?", (released["job_id"],))
