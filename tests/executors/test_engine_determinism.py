@@ -164,3 +164,54 @@ def test_a_small_input_runs_as_written_on_one_thread(monkeypatch: pytest.MonkeyP
     expected = _plain(SUMS, table, threads=1)
     for threads in (1, 4):
         assert _ours(SUMS, table, threads=threads) == expected
+
+
+def _two_limbs_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "_ScaleOf", lambda tables: lambda column: None)
+
+
+@pytest.mark.parametrize("tiny", [None, 2.0**-30])
+def test_one_limb_gives_the_same_bits_as_two_limbs(
+    monkeypatch: pytest.MonkeyPatch, tiny: float | None
+) -> None:
+    # ``tiny`` has bits below the one limb's unit (chosen from the largest value, about 1e8): the
+    # engine then runs the two-limb form, and the bits are the same either way.
+    table = _many_batches(200_000, batches=32)
+    if tiny is not None:
+        x = table.column("x").to_numpy().copy()
+        x[777] = tiny
+        table = table.set_column(table.schema.get_field_index("x"), "x", pa.array(x))
+    one = _ours(SUMS, table, threads=4)
+    _two_limbs_only(monkeypatch)
+    assert _ours(SUMS, table, threads=4) == one
+
+
+def test_a_join_that_overflows_one_limb_sums_in_two(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The one limb's scale allows for as many rows as the tables hold; a join makes more.
+    left = pa.table(
+        {"k": pa.array([1] * 1_500, pa.int64()), "x": pa.array([2.0**60 + 2**9 * i for i in range(1_500)])}
+    )
+    right = pa.table({"k": pa.array([1] * 1_500, pa.int64()), "n": pa.array(range(1_500), pa.int64())})
+    sql = "SELECT SUM(l.x) AS total FROM l JOIN r ON l.k = r.k"
+    limits = Limits(memory_mb=512, threads=2)
+    one = run_query(sql, {"l": left, "r": right}, keyed_hash_key=None, limits=limits)
+    _two_limbs_only(monkeypatch)
+    two = run_query(sql, {"l": left, "r": right}, keyed_hash_key=None, limits=limits)
+    assert _bits(one) == _bits(two)
+    true = math.fsum(left.column("x").to_pylist() * 1_500)
+    assert abs(one.column("total")[0].as_py() - true) <= 2 * math.ulp(true)
+
+
+@pytest.mark.parametrize("values", [[-1.377407140235183e-07], [0.25, -0.2500001, 1e-9], [-3.0, 2.9999999999]])
+def test_a_total_between_minus_one_and_zero_keeps_every_digit(values: list[float]) -> None:
+    # The limbs' normalised pair is floor(V) = -1 and a fraction near 1: added as they are, the two
+    # terms cancel and keep only the digits of the difference from -1.
+    table = pa.table({"grp": pa.array([0] * len(values), pa.int64()), "x": pa.array(values)})
+    (row,) = run_query(
+        "SELECT SUM(x) AS total FROM t",
+        {"t": table},
+        keyed_hash_key=None,
+        limits=Limits(memory_mb=256, threads=2),
+    ).to_pylist()
+    true = math.fsum(values)
+    assert abs(row["total"] - true) <= 2 * math.ulp(true)
