@@ -6,9 +6,11 @@ Each value is therefore written as integers and the integers are summed as HUGEI
 
 * **two limbs** (any finite value with ``2**-35 <= |x| < 2**87``, and zero):
   ``x = ROUND(x) + r * 2**-87`` with ``r`` whole; :func:`limbs`. A HUGEINT holds ``2**40`` rows of them.
-* **one limb** at a scale ``2**s`` (``s <= 87``) chosen from the data's largest magnitude and row count
-  so that the sum cannot overflow; :func:`scaled_limb`. Half the work per value; exact only for values
-  whose last bit is at least ``2**-s``, which every value checks (the caller falls back to two limbs).
+* **one limb** at a scale ``2**s`` (``s <= 87``) chosen from the data's largest and smallest
+  magnitudes and its row count so that every value is whole at that scale and the sum cannot overflow;
+  :func:`scale_for`, :func:`scaled_limb`. No per-value check and half the work per value. A sum that
+  overflows all the same (a join adds more rows than the tables hold) stops the query, and the caller
+  runs the two-limb form.
 
 Both totals, however many parts and in whatever order, describe the same exact value ``V``, and
 :func:`combine` / :func:`combine_scaled` turn it into a DOUBLE through the same normalised pair
@@ -33,7 +35,6 @@ LOW_BITS = 87
 #: |x| >= 2**LOW (about 2.9e-11): its last bit is a whole low unit.
 LOW = 52 - LOW_BITS
 _HUGEINT_BITS = 127  # magnitude bits of a HUGEINT
-_MIN_SCALE = 52  # one limb at 2**s is exact for |x| >= 2**(52 - s): at least down to 1
 
 _FLOATS = frozenset({exp.DType.DOUBLE, exp.DType.FLOAT})
 _FLOAT_TYPES = frozenset({"DOUBLE", "FLOAT", "REAL", "FLOAT4", "FLOAT8"})
@@ -138,31 +139,37 @@ def limbs(value: exp.Expr, *, strict: bool) -> tuple[exp.Expr, exp.Expr]:
     )
 
 
-def scale_for(max_abs: float, rows: int) -> int | None:
-    """The scale ``s`` of one limb for values with ``|x| <= max_abs`` summed over at most ``rows`` rows
-    where one limb is no use): the largest ``s <= 87`` with ``rows * max_abs * 2**s`` below a HUGEINT's
-    limit, so that no sum can overflow. None where that ``s`` would leave a value of magnitude 1 with
-    bits below the limb's unit (``s < 52``; a huge or infinite ``max_abs``). A function of the data alone.
+def scale_for(largest: float, smallest: float, rows: int) -> int | None:
+    """The scale ``s`` of one limb for values whose magnitudes are zero or lie between ``smallest``
+    (the smallest nonzero one; infinite where there is none) and ``largest``, summed over at most
+    ``rows`` rows: the largest ``s <= 87`` with ``rows * largest * 2**s`` below a HUGEINT's limit, so
+    that no sum can overflow, provided every such value is whole at that scale (a double's last bit
+    grows with its magnitude, so checking ``smallest`` is enough). None otherwise (a NaN or an
+    infinity, a range too wide for one limb). A function of the data alone.
 
-    >>> scale_for(1424.27, 4_000_000), scale_for(1e6, 4_000_000), scale_for(1e40, 1), scale_for(0.0, 0)
-    (87, 84, None, 87)
+    >>> rows = 4_000_000
+    >>> scale_for(1424.27, 0.01, rows), scale_for(1e6, 0.01, rows), scale_for(1e6, 1e-12, rows)
+    (87, 84, None)
+    >>> scale_for(0.0, math.inf, 0), scale_for(math.inf, 1.0, 1), scale_for(2.0**120, 1.0, 100)
+    (87, None, None)
     """
-    if not math.isfinite(max_abs):
+    if not math.isfinite(largest):
         return None
-    exponent = math.frexp(max_abs)[1]  # |x| < 2**exponent
-    scale = min(LOW_BITS, _HUGEINT_BITS - 1 - max(rows, 1).bit_length() - exponent)
-    return scale if scale >= _MIN_SCALE else None
+    scale = min(LOW_BITS, _HUGEINT_BITS - 1 - max(rows, 1).bit_length() - math.frexp(largest)[1])
+    if scale < 0:
+        return None
+    if math.isfinite(smallest):
+        # 2**(k-1) <= |x| < 2**k: a normal double's last bit is 2**(k-53) (a subnormal's is no bigger).
+        last_bit = math.frexp(smallest)[1] - 53
+        if last_bit < -scale:
+            return None
+    return scale
 
 
 def scaled_limb(value: exp.Expr, scale: int) -> exp.Expr:
-    """``value * 2**scale`` as a HUGEINT, or :data:`OUT_OF_RANGE` where that is not whole (the value has
-    bits below ``2**-scale``; the caller then uses two limbs)."""
-    scaled = exp.Paren(this=exp.Mul(this=value.copy(), expression=power(scale)))
-    exact = exp.Case(
-        ifs=[exp.If(this=exp.EQ(this=exp.Round(this=scaled.copy()), expression=scaled.copy()), true=scaled)],
-        default=exp.Anonymous(this="error", expressions=[exp.Literal.string(OUT_OF_RANGE)]),
-    )
-    return _hugeint(exact)
+    """``value * 2**scale`` as a HUGEINT: exact (multiplying by a power of two, a whole result) for
+    the values :func:`scale_for` gave the scale for."""
+    return _hugeint(exp.Paren(this=exp.Mul(this=value.copy(), expression=power(scale))))
 
 
 def combine(whole: exp.Expr, low: exp.Expr) -> exp.Expr:

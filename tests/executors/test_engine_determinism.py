@@ -170,20 +170,33 @@ def _two_limbs_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine, "_ScaleOf", lambda tables: lambda column: None)
 
 
-@pytest.mark.parametrize("tiny", [None, 2.0**-30])
+@pytest.mark.parametrize(("tiny", "one_limb"), [(None, True), (2.0**-60, False)])
 def test_one_limb_gives_the_same_bits_as_two_limbs(
-    monkeypatch: pytest.MonkeyPatch, tiny: float | None
+    monkeypatch: pytest.MonkeyPatch, tiny: float | None, one_limb: bool
 ) -> None:
-    # ``tiny`` has bits below the one limb's unit (chosen from the largest value, about 1e8): the
-    # engine then runs the two-limb form, and the bits are the same either way.
-    table = _many_batches(200_000, batches=32)
+    # Amounts in cents: one limb holds them all. ``tiny`` has bits far below the limb's unit: the
+    # statistics then choose two limbs.
+    rng = np.random.default_rng(5)
+    x = np.round(rng.gamma(2.0, 80.0, 200_000), 2) * np.where(rng.random(200_000) < 0.3, -1, 1)
     if tiny is not None:
-        x = table.column("x").to_numpy().copy()
         x[777] = tiny
-        table = table.set_column(table.schema.get_field_index("x"), "x", pa.array(x))
+    table = pa.table({"grp": rng.integers(0, 3, 200_000), "x": x, "y": rng.normal(size=200_000)})
+    table = pa.Table.from_batches(table.to_batches(max_chunksize=200_000 // 32))
+    assert (engine._ScaleOf({"t": table})("x") is not None) is one_limb
     one = _ours(SUMS, table, threads=4)
     _two_limbs_only(monkeypatch)
     assert _ours(SUMS, table, threads=4) == one
+
+
+def test_the_one_limb_scale_reads_every_chunk_and_refuses_a_nan() -> None:
+    chunks = [pa.array([1.5, None, -2.25]), pa.array([1e6, 0.0])]
+    assert engine._ScaleOf({"t": pa.table({"x": pa.chunked_array(chunks)})})("x") == 87  # the most
+    wide = pa.chunked_array([*chunks, pa.array([2.0**60])])
+    # |x| < 2**61 over 6 rows (3 bits) leaves 2**(126 - 3 - 61) = 2**62 for the fraction, and 1.5's last
+    # bit (2**-52) is whole there.
+    assert engine._ScaleOf({"t": pa.table({"x": wide})})("x") == 62
+    with_nan = pa.chunked_array([*chunks, pa.array([math.nan])])
+    assert engine._ScaleOf({"t": pa.table({"x": with_nan})})("x") is None
 
 
 def test_a_join_that_overflows_one_limb_sums_in_two(monkeypatch: pytest.MonkeyPatch) -> None:
