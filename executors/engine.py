@@ -320,8 +320,9 @@ def _magnitudes(column: pa.ChunkedArray) -> tuple[float, float]:
     """The largest and the smallest nonzero magnitude in a float column (infinite where there is none),
     read from its value buffers: a null's slot holds some value too, which can only widen the range (a
     smaller scale or two limbs, still exact); a NaN or an infinity makes the largest infinite (two
-    limbs). numpy over the buffers: Arrow's NaN-aware min_max alone costs about 40 ms for 4 million
-    values."""
+    limbs). numpy's max and min over the buffers, a further masked pass only for a chunk with values of
+    both signs or zeros: Arrow's NaN-aware min_max costs about 40 ms for 4 million values, numpy's
+    absolute values (a copy) about 95 ms on a loaded machine, this about 35 ms."""
     largest, smallest = 0.0, math.inf
     for chunk in column.chunks:
         if not pa.types.is_floating(chunk.type):
@@ -330,12 +331,19 @@ def _magnitudes(column: pa.ChunkedArray) -> tuple[float, float]:
         if data is None or len(chunk) == 0:
             continue
         dtype = chunk.type.to_pandas_dtype()
-        values = np.abs(np.frombuffer(data, dtype=dtype, count=chunk.offset + len(chunk))[chunk.offset :])
-        top = float(values.max())
-        if math.isnan(top):
+        values = np.frombuffer(data, dtype=dtype, count=chunk.offset + len(chunk))[chunk.offset :]
+        top, bottom = float(values.max()), float(values.min())
+        if math.isnan(top) or math.isnan(bottom):
             return math.inf, 0.0
-        largest = max(largest, top)
-        smallest = min(smallest, float(np.min(values, where=values > 0, initial=np.inf)))
+        largest = max(largest, top, -bottom)
+        if bottom > 0:
+            smallest = min(smallest, bottom)
+        elif top < 0:
+            smallest = min(smallest, -top)
+        else:
+            positive = float(np.min(values, where=values > 0, initial=np.inf))
+            negative = float(np.max(values, where=values < 0, initial=-np.inf))
+            smallest = min(smallest, positive, -negative)
     return largest, smallest
 
 

@@ -5,19 +5,23 @@ the threads finish. For COUNT, MIN, MAX and the SUM of integers or decimals the 
 for the SUM or AVG of a DOUBLE it does, because floating-point addition is not associative (a 2-million-
 row grouped SUM gave 17 different results in 20 runs on 2 threads). Replay must reproduce the released
 bytes, so :func:`plan_threads` rewrites every SUM and AVG over a float into an *exact* sum: each value is
-split into two integer limbs,
+written as integers summed as HUGEINTs (integer addition is associative: any order, any thread count,
+any split into parts gives the same totals) and the totals are combined once into a DOUBLE. The SQL
+forms are pure and shared with the split planner (``policies.exact_sums``):
 
-    x = ROUND(x) + r * 2**-87        (r an integer, |r| <= 2**86)
+* two limbs, ``x = ROUND(x) + r * 2**-87`` (``r`` whole), exact for every value with
+  ``2**-35 <= |x| < 2**87`` (about 2.9e-11 to 1.5e26) and for zero;
+* one limb, ``x * 2**s``, where the engine's statistics of the summed column (its largest and smallest
+  nonzero magnitudes, and the row count) show that every value is whole at that scale and no sum can
+  overflow (``scale_of``; ``policies.exact_sums.scale_for``). No per-value check and half the work; the
+  two-limb form is kept as :attr:`Parallel.fallback` for a sum that overflows all the same (a join can
+  add more rows than the tables hold). Both combine through the same normalised pair: the same bits.
 
-the limbs are summed as HUGEINTs (integer addition is associative: any order, any thread count, any
-split into parts gives the same two totals) and the totals are combined once into a DOUBLE. The split
-is exact for every value with ``2**LOW <= |x| < 2**87`` (about 2.9e-11 to 1.5e26; a double has 53
-significant bits, so the low limb's unit is below the last bit of such a value) and for zero. A value
-outside that range (a NaN, an infinity, a smaller or larger magnitude) stops the query, with
-:data:`OUT_OF_RANGE` in the engine's message or a conversion error, and the engine runs the query as
-written on one thread instead: exact or plain, the outcome is a function of the data alone. Measured
-on the small benchmark query (200,000 rows, one AVG) the exact form costs about a quarter more engine
-time than a plain AVG on the same threads; three BIGINT limbs cost nearly twice as much.
+A value outside the two limbs' range (a NaN, an infinity, a smaller or larger magnitude) stops the
+query, with :data:`OUT_OF_RANGE` in the engine's message or a conversion error, and the engine runs the
+query as written on one thread instead: exact or plain, the outcome is a function of the data alone.
+Measured on the 4-million-row benchmark aggregate (``bench_executor.py --float-sums``): see the
+README's benchmark figures; three BIGINT limbs, the first form, cost nearly twice a plain AVG.
 
 The rewrite is allowed only where every other part of the query is order-independent too; otherwise
 :func:`plan_threads` returns a :class:`OneThread` with the reason, and the engine runs the query as

@@ -16,7 +16,16 @@ aggregate                   per part (partial)                 merge (final)
 ``AVG(x)``                  ``SUM(x)`` and ``COUNT(x)``        ``SUM(s) / SUM(c)`` as DOUBLE, NULL when
                                                                ``SUM(c) = 0``
 ``MIN(x)``, ``MAX(x)``      the same                           ``MIN(p)``, ``MAX(p)``
+float ``SUM(x)``, ``AVG``   the exact sum's two HUGEINT limbs  the limbs' sums combined once
+                            (``policies.exact_sums``), the     (``combine``), divided by ``SUM(c)`` for
+                            count in range, ``COUNT(x)``       AVG; the sum of the plain sums where a
+                            and a plain ``SUM(x)``             value was out of range
 ==========================  =================================  =========================================
+
+A float sum is recognised from ``column_types`` (the declared types; without them a float SUM merges
+its parts' DOUBLE sums, deterministic but not always the bits one process gives). Integer addition is
+associative, so the merged limbs are the one process's limbs, and the result has the same bits as one
+process's exact sum (``executors.exact_sums``) on any number of parts.
 
 A ``FILTER (WHERE …)`` stays on the partial aggregate (it decides per row). A derived table may filter
 its rows with windows partitioned by its privacy unit (``QUALIFY ROW_NUMBER() OVER (PARTITION BY unit
