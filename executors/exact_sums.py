@@ -88,7 +88,7 @@ _KNOWN_SCALARS = frozenset({"sbx_keyed_hash", "hash", "error"})
 class Parallel:
     """Run ``sql`` (the rewritten query) on the job's threads; it gives the same bytes on any number.
     Where ``sql`` sums a column in one limb, ``fallback`` is the same query in two limbs: run it when
-    ``sql`` stops on a value outside the one limb's range (same bits where both finish)."""
+    a one-limb sum overflows (a join added rows); both give the same bits where both finish."""
 
     sql: str
     fallback: str | None = None
@@ -129,7 +129,7 @@ def plan_threads(
         return OneThread("the query does not parse")
     try:
         _check_order_free(tree)
-        one_limb, _ = _rewrite_float_sums(tree, schemas, scale_of)
+        one_limb = _rewrite_float_sums(tree, schemas, scale_of)
         _fix_top_limit(tree)
         if one_limb is not None:
             _fix_top_limit(one_limb)
@@ -158,15 +158,14 @@ def _check_order_free(tree: exp.Expr) -> None:
 
 def _rewrite_float_sums(
     tree: exp.Expr, schemas: Mapping[str, pa.Schema], scale_of: ScaleOf | None
-) -> tuple[exp.Expr | None, bool]:
-    """Replace SUM and AVG of a float in ``tree`` with their exact forms (two limbs). Returns the tree
-    with one limb instead wherever ``scale_of`` gives a column's scale (None where none does) and
-    whether anything was rewritten."""
+) -> exp.Expr | None:
+    """Replace SUM and AVG of a float in ``tree`` with their exact forms (two limbs). Returns a copy
+    with one limb instead wherever ``scale_of`` gives a column's scale; None where it gives none."""
     targets: list[exp.Sum | exp.Avg] = [
         n for n in tree.find_all(exp.Sum, exp.Avg) if isinstance(n, exp.Sum | exp.Avg)
     ]
     if not targets:
-        return None, False
+        return None
     columns: dict[str, set[str]] = {}
     for schema in schemas.values():
         for field in schema:
@@ -182,7 +181,7 @@ def _rewrite_float_sums(
             raise _Refuse("SUM or AVG of DISTINCT floats adds them in hash-table order")
         floats.append(node)
     if not floats:
-        return None, False
+        return None
     # One limb where the summed value is a column whose largest magnitude and the row count allow it:
     # half the work per value. Decided on a copy, so the two-limb tree stays as the fallback.
     scales = [_scale(node, scale_of, columns) for node in floats]
@@ -196,7 +195,7 @@ def _rewrite_float_sums(
             _replace_with_exact(copy, scale)
     for node in floats:
         _replace_with_exact(node, None)
-    return one_limb, True
+    return one_limb
 
 
 def _scale(node: exp.Sum | exp.Avg, scale_of: ScaleOf | None, columns: Mapping[str, set[str]]) -> int | None:
