@@ -21,9 +21,9 @@ A value outside the two limbs' range (a NaN, an infinity, a smaller or larger ma
 query, with :data:`OUT_OF_RANGE` in the engine's message or a conversion error, and the engine runs the
 query as written on one thread instead: exact or plain, the outcome is a function of the data alone.
 Measured on the 4-million-row benchmark aggregate (``bench_executor.py --float-sums 31``, engine
-alone, 2 threads on a loaded shared machine, medians): plain multi-thread 3.13 s, two limbs 3.93 s
-(1.26x), as run with one limb 3.34 s (1.07x, within plain's interquartile range); three BIGINT limbs,
-the first form, cost nearly twice a plain AVG.
+alone, 2 threads on a loaded shared machine, three runs, ratios of medians to plain multi-thread
+sums): two limbs 1.26x, 1.12x and 1.10x; as run with one limb 1.07x, 0.92x and 1.02x, each within
+plain's interquartile range. Three BIGINT limbs, the first form, cost nearly twice a plain AVG.
 
 The rewrite is allowed only where every other part of the query is order-independent too; otherwise
 :func:`plan_threads` returns a :class:`OneThread` with the reason, and the engine runs the query as
