@@ -10,16 +10,22 @@
    against the same query run by bare DuckDB over the same plaintext in one Parquet file, same
    threads, interleaved in one run, as a ratio, with the end-to-end time split (unwrap, fork,
    decrypt, load, query, serialize, transfer, output check).
+3. With ``--float-sums N``: the engine alone on the large aggregate, in-process, N runs each in rotating
+   order: plain multi-thread float sums (what the exact sums replaced), exact in two limbs, and exact as
+   the engine runs it; medians, interquartile ranges and ratios against plain.
 
     python benchmarks/bench_executor.py --rows 10000000
+    python benchmarks/bench_executor.py --rows 4000000 --jobs 20 --repeat 3 --float-sums 11
 """
 
 from __future__ import annotations
 
 import argparse
+import pickle
 import statistics
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
@@ -29,8 +35,10 @@ import pyarrow.parquet as pq
 
 from crypto.envelope import new_data_key
 from crypto.keyring import LocalKeyring
+from executors import engine
 from executors.base import JobSpec, Limits, TableInput
 from executors.engine import run_query
+from executors.exact_sums import OneThread, Parallel
 from executors.local import LocalExecutor
 from executors.storage import version_id_of, write_version
 from executors.walls import Isolation
@@ -205,6 +213,52 @@ def bench_aggregate(
         print(f"      {name:12s} {statistics.median(s.get(name, 0.0) for s in splits):7.3f} s")
 
 
+FLOAT_SUMS = ("plain multi-thread", "exact, two limbs", "exact (as run)")
+
+
+def bench_float_sums(table: pa.Table, *, threads: int, memory_mb: int, repeat: int) -> None:
+    """The engine alone on the large aggregate, in-process, interleaved in rotating order: DuckDB's
+    plain float SUM on the job's threads (what the exact sums replaced; it varies in its last bits
+    from run to run), the exact sum in two limbs, and as the engine runs it (one limb where the
+    data's range allows). Median and interquartile range of each; ratios against plain."""
+    limits = Limits(timeout_s=600, memory_mb=memory_mb, cpu_s=3600, threads=threads)
+    tables = {"visits": table}
+    planned = engine.plan_threads
+
+    def plain(sql: str, schemas: Mapping[str, pa.Schema], **_: object) -> Parallel | OneThread:
+        return Parallel(sql)
+
+    def two_limbs(sql: str, schemas: Mapping[str, pa.Schema], **_: object) -> Parallel | OneThread:
+        return planned(sql, schemas)
+
+    variants = {FLOAT_SUMS[0]: plain, FLOAT_SUMS[1]: two_limbs, FLOAT_SUMS[2]: planned}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    bits: dict[str, set[bytes]] = {name: set() for name in variants}
+    names = list(variants)
+    try:
+        for i in range(repeat):
+            for name in names[i % len(names) :] + names[: i % len(names)]:
+                engine.plan_threads = variants[name]  # type: ignore[assignment]
+                started = time.perf_counter()
+                result = run_query(AGGREGATE, tables, keyed_hash_key=None, limits=limits)
+                times[name].append(time.perf_counter() - started)
+                bits[name].add(pickle.dumps(sorted(result.to_pylist(), key=lambda r: r["district"])))
+    finally:
+        engine.plan_threads = planned
+    print(
+        f"\n[3] float sums, engine only ({table.num_rows:,} rows, in-process), {repeat} runs, "
+        f"threads={threads}:"
+    )
+    base = statistics.median(times[FLOAT_SUMS[0]])
+    for name in names:
+        q1, median, q3 = statistics.quantiles(times[name], n=4, method="inclusive")
+        print(
+            f"    {name:20s} median {1e3 * median:7.1f} ms  IQR {1e3 * q1:7.1f}-{1e3 * q3:7.1f}  "
+            f"ratio {median / base:.3f}  distinct results {len(bits[name])}"
+        )
+    assert bits[FLOAT_SUMS[1]] == bits[FLOAT_SUMS[2]], "one limb and two limbs disagree"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -218,6 +272,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory-mb", type=int, default=4096)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--float-sums",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time the engine alone on the large aggregate N times each: plain multi-thread float "
+        "sums against the exact ones (two limbs, and as run), interleaved",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-executor-") as tmp:
@@ -251,6 +313,8 @@ def main() -> None:
                 f"    ingest: version_id_of {ingest['version_id']:.1f} s, "
                 f"write_version ({args.parts} parts) {ingest['write_version']:.1f} s"
             )
+            if args.float_sums:
+                bench_float_sums(big, threads=args.threads, memory_mb=args.memory_mb, repeat=args.float_sums)
             del big
             bench_aggregate(
                 executor, big_input, plain, threads=args.threads, memory_mb=args.memory_mb, repeat=args.repeat

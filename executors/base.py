@@ -48,6 +48,8 @@ class TableInput:
     layout in order. ``columns`` are the names the query may read (case-insensitive, a superset is
     fine, a name the table lacks is skipped): the sandbox decrypts every part but parses only those
     columns. ``None`` loads every column; ``executors.columns.with_projection`` fills it from the SQL.
+    ``column_types`` are the declared (name, DuckDB type) pairs where the caller knows them: a split job
+    then merges its float sums exactly (``policies.distributed.split_query``).
     """
 
     sql_name: str
@@ -61,6 +63,7 @@ class TableInput:
     unit: str | None = None
     part_indices: tuple[int, ...] = ()
     columns: tuple[str, ...] | None = None
+    column_types: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ as a fixed sentence plus the engine's error class, never the engine's message.
 
 from __future__ import annotations
 
+import math
 import platform
 import re
 from collections.abc import Callable, Mapping
@@ -19,6 +20,7 @@ from types import MappingProxyType
 
 import duckdb
 import duckdb.func
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -27,6 +29,7 @@ from crypto.pseudonym import keyed_hasher
 from executors.base import Limits
 from executors.errors import ExecutionError, ExecutionFailed, ResourceExhausted
 from executors.exact_sums import FLOAT_SUMS, OUT_OF_RANGE, OneThread, Parallel, plan_threads
+from policies.exact_sums import scale_for
 
 KEYED_HASH_FUNCTION = "sbx_keyed_hash"
 
@@ -269,13 +272,16 @@ def run_query(
     if sum(table.num_rows for table in tables.values()) < PARALLEL_MIN_ROWS:
         plan = OneThread("a small input: one thread is faster than exact sums on several")
     elif not keep_row_order:
-        plan = plan_threads(sql, {name: table.schema for name, table in tables.items()})
+        schemas = {name: table.schema for name, table in tables.items()}
+        plan = plan_threads(sql, schemas, scale_of=_ScaleOf(tables))
     if isinstance(plan, Parallel):
         con = open_locked(
             tables, keyed_hash_key=keyed_hash_key, limits=limits, spare=spare, threads=limits.threads
         )
         try:
             result = _run_parallel(con, sql, plan.sql, parameters, limits)
+            if result is None and plan.fallback is not None:
+                result = _run_parallel(con, sql, plan.fallback, parameters, limits)
         finally:
             con.close()
         if result is not None:
@@ -287,6 +293,58 @@ def run_query(
         parameters,
         limits,
     )
+
+
+class _ScaleOf:
+    """The one-limb scale of a float column (``policies.exact_sums.scale_for``): from its largest and
+    smallest nonzero magnitudes over every registered table that has a column of that name and from
+    the total row count, an upper bound of the rows any SUM over these tables adds (a join may add
+    more: its sum then overflows, and the query runs in two limbs). A function of the data alone, as
+    replay needs."""
+
+    def __init__(self, tables: Mapping[str, pa.Table]) -> None:
+        self._tables = tables
+        self._rows = sum(table.num_rows for table in tables.values())
+
+    def __call__(self, column: str) -> int | None:
+        largest, smallest = 0.0, math.inf
+        for table in self._tables.values():
+            for index, field in enumerate(table.schema):
+                if field.name.lower() == column:
+                    high, low = _magnitudes(table.column(index))
+                    largest, smallest = max(largest, high), min(smallest, low)
+        return scale_for(largest, smallest, self._rows)
+
+
+def _magnitudes(column: pa.ChunkedArray) -> tuple[float, float]:
+    """The largest and the smallest nonzero magnitude in a float column (infinite where there is none),
+    read from its value buffers: a null's slot holds some value too, which can only widen the range (a
+    smaller scale or two limbs, still exact); a NaN or an infinity makes the largest infinite (two
+    limbs). numpy's max and min over the buffers, a further masked pass only for a chunk with values of
+    both signs or zeros: Arrow's NaN-aware min_max costs about 40 ms for 4 million values, numpy's
+    absolute values (a copy) about 95 ms on a loaded machine, this about 35 ms."""
+    largest, smallest = 0.0, math.inf
+    for chunk in column.chunks:
+        if not pa.types.is_floating(chunk.type):
+            return math.inf, 0.0
+        data = chunk.buffers()[1]
+        if data is None or len(chunk) == 0:
+            continue
+        dtype = chunk.type.to_pandas_dtype()
+        values = np.frombuffer(data, dtype=dtype, count=chunk.offset + len(chunk))[chunk.offset :]
+        top, bottom = float(values.max()), float(values.min())
+        if math.isnan(top) or math.isnan(bottom):
+            return math.inf, 0.0
+        largest = max(largest, top, -bottom)
+        if bottom > 0:
+            smallest = min(smallest, bottom)
+        elif top < 0:
+            smallest = min(smallest, -top)
+        else:
+            positive = float(np.min(values, where=values > 0, initial=np.inf))
+            negative = float(np.max(values, where=values < 0, initial=-np.inf))
+            smallest = min(smallest, positive, -negative)
+    return largest, smallest
 
 
 def _run_parallel(

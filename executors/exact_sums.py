@@ -5,19 +5,25 @@ the threads finish. For COUNT, MIN, MAX and the SUM of integers or decimals the 
 for the SUM or AVG of a DOUBLE it does, because floating-point addition is not associative (a 2-million-
 row grouped SUM gave 17 different results in 20 runs on 2 threads). Replay must reproduce the released
 bytes, so :func:`plan_threads` rewrites every SUM and AVG over a float into an *exact* sum: each value is
-split into two integer limbs,
+written as integers summed as HUGEINTs (integer addition is associative: any order, any thread count,
+any split into parts gives the same totals) and the totals are combined once into a DOUBLE. The SQL
+forms are pure and shared with the split planner (``policies.exact_sums``):
 
-    x = ROUND(x) + r * 2**-87        (r an integer, |r| <= 2**86)
+* two limbs, ``x = ROUND(x) + r * 2**-87`` (``r`` whole), exact for every value with
+  ``2**-35 <= |x| < 2**87`` (about 2.9e-11 to 1.5e26) and for zero;
+* one limb, ``x * 2**s``, where the engine's statistics of the summed column (its largest and smallest
+  nonzero magnitudes, and the row count) show that every value is whole at that scale and no sum can
+  overflow (``scale_of``; ``policies.exact_sums.scale_for``). No per-value check and half the work; the
+  two-limb form is kept as :attr:`Parallel.fallback` for a sum that overflows all the same (a join can
+  add more rows than the tables hold). Both combine through the same normalised pair: the same bits.
 
-the limbs are summed as HUGEINTs (integer addition is associative: any order, any thread count, any
-split into parts gives the same two totals) and the totals are combined once into a DOUBLE. The split
-is exact for every value with ``2**LOW <= |x| < 2**87`` (about 2.9e-11 to 1.5e26; a double has 53
-significant bits, so the low limb's unit is below the last bit of such a value) and for zero. A value
-outside that range (a NaN, an infinity, a smaller or larger magnitude) stops the query, with
-:data:`OUT_OF_RANGE` in the engine's message or a conversion error, and the engine runs the query as
-written on one thread instead: exact or plain, the outcome is a function of the data alone. Measured
-on the small benchmark query (200,000 rows, one AVG) the exact form costs about a quarter more engine
-time than a plain AVG on the same threads; three BIGINT limbs cost nearly twice as much.
+A value outside the two limbs' range (a NaN, an infinity, a smaller or larger magnitude) stops the
+query, with :data:`OUT_OF_RANGE` in the engine's message or a conversion error, and the engine runs the
+query as written on one thread instead: exact or plain, the outcome is a function of the data alone.
+Measured on the 4-million-row benchmark aggregate (``bench_executor.py --float-sums 31``, engine
+alone, 2 threads on a loaded shared machine, three runs, ratios of medians to plain multi-thread
+sums): two limbs 1.26x, 1.12x and 1.10x; as run with one limb 1.07x, 0.92x and 1.02x, each within
+plain's interquartile range. Three BIGINT limbs, the first form, cost nearly twice a plain AVG.
 
 The rewrite is allowed only where every other part of the query is order-independent too; otherwise
 :func:`plan_threads` returns a :class:`OneThread` with the reason, and the engine runs the query as
@@ -37,7 +43,7 @@ milliseconds. The module is pure: one parse, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -45,24 +51,49 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-DIALECT = "duckdb"
-OUT_OF_RANGE = "sbx-exact-sum-out-of-range"
-FLOAT_SUMS = "exact-3x62"  # recorded with a result's engine versions; change it when the method changes
+from policies.exact_sums import (
+    LOW,
+    LOW_BITS,
+    OUT_OF_RANGE,
+    as_double,
+    combine,
+    combine_scaled,
+    kind,
+    limbs,
+    scaled_limb,
+    unshadowed,
+)
 
-LOW_BITS = 87  # the low limb's unit is 2**-87; a HUGEINT holds 2**40 rows of limbs below 2**87
-LOW = 52 - LOW_BITS  # |x| >= 2**-35 (about 2.9e-11): its last bit is a whole low unit
+__all__ = [
+    "FLOAT_SUMS",
+    "LOW",
+    "LOW_BITS",
+    "OUT_OF_RANGE",
+    "OneThread",
+    "Parallel",
+    "ScaleOf",
+    "plan_threads",
+]
+
+#: A summed float column's one-limb scale (``policies.exact_sums.scale_for`` of its data), or None.
+ScaleOf = Callable[[str], "int | None"]
+
+DIALECT = "duckdb"
+FLOAT_SUMS = "exact-2x87"  # recorded with a result's engine versions; change it when the method changes
 
 _ORDER_FREE = (exp.Count, exp.Min, exp.Max, exp.Sum, exp.Avg)
-_FLOATS = frozenset({exp.DType.DOUBLE, exp.DType.FLOAT})
 # Scalar functions sqlglot does not model (parsed as Anonymous) that are known to be row by row.
 _KNOWN_SCALARS = frozenset({"sbx_keyed_hash", "hash", "error"})
 
 
 @dataclass(frozen=True)
 class Parallel:
-    """Run ``sql`` (the rewritten query) on the job's threads; it gives the same bytes on any number."""
+    """Run ``sql`` (the rewritten query) on the job's threads; it gives the same bytes on any number.
+    Where ``sql`` sums a column in one limb, ``fallback`` is the same query in two limbs: run it when
+    a one-limb sum overflows (a join added rows); both give the same bits where both finish."""
 
     sql: str
+    fallback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,9 +109,12 @@ class _Refuse(Exception):
         self.reason = reason
 
 
-def plan_threads(sql: str, schemas: Mapping[str, pa.Schema]) -> Parallel | OneThread:
+def plan_threads(
+    sql: str, schemas: Mapping[str, pa.Schema], *, scale_of: ScaleOf | None = None
+) -> Parallel | OneThread:
     """How to run ``sql`` over tables with ``schemas`` (SQL name -> Arrow schema) so that the result
-    does not depend on the thread count.
+    does not depend on the thread count. ``scale_of`` (asked only for float columns summed as they are)
+    allows one limb instead of two.
 
     >>> schemas = {"t": pa.schema([("g", pa.string()), ("x", pa.float64()), ("n", pa.int64())])}
     >>> plan = plan_threads("SELECT g, SUM(n) AS s, MAX(x) AS m FROM t GROUP BY g", schemas)
@@ -97,11 +131,15 @@ def plan_threads(sql: str, schemas: Mapping[str, pa.Schema]) -> Parallel | OneTh
         return OneThread("the query does not parse")
     try:
         _check_order_free(tree)
-        _rewrite_float_sums(tree, schemas)
+        one_limb = _rewrite_float_sums(tree, schemas, scale_of)
         _fix_top_limit(tree)
+        if one_limb is not None:
+            _fix_top_limit(one_limb)
     except _Refuse as refusal:
         return OneThread(refusal.reason)
-    return Parallel(tree.sql(dialect=DIALECT))
+    if one_limb is None:
+        return Parallel(tree.sql(dialect=DIALECT))
+    return Parallel(one_limb.sql(dialect=DIALECT), fallback=tree.sql(dialect=DIALECT))
 
 
 def _check_order_free(tree: exp.Expr) -> None:
@@ -120,43 +158,55 @@ def _check_order_free(tree: exp.Expr) -> None:
             raise _Refuse(f"{node.name}(…) is not known to be independent of row order")
 
 
-def _rewrite_float_sums(tree: exp.Expr, schemas: Mapping[str, pa.Schema]) -> None:
-    """Replace SUM and AVG of a float in ``tree`` with their exact forms."""
+def _rewrite_float_sums(
+    tree: exp.Expr, schemas: Mapping[str, pa.Schema], scale_of: ScaleOf | None
+) -> exp.Expr | None:
+    """Replace SUM and AVG of a float in ``tree`` with their exact forms (two limbs). Returns a copy
+    with one limb instead wherever ``scale_of`` gives a column's scale; None where it gives none."""
     targets: list[exp.Sum | exp.Avg] = [
         n for n in tree.find_all(exp.Sum, exp.Avg) if isinstance(n, exp.Sum | exp.Avg)
     ]
     if not targets:
-        return
+        return None
     columns: dict[str, set[str]] = {}
     for schema in schemas.values():
         for field in schema:
             columns.setdefault(field.name.lower(), set()).add(_kind_of_arrow(field.type))
+    floats: list[exp.Sum | exp.Avg] = []
     for node in targets:
-        kind = _kind(node.this, _unshadowed(columns, tree, node))
-        if kind is None:
+        found = kind(node.this, unshadowed(columns, tree, node))
+        if found is None:
             raise _Refuse(f"the type of {node.sql(dialect=DIALECT)} is not known")
-        if kind == "exact":
+        if found == "exact":
             continue  # integers and decimals: DuckDB sums them exactly already
         if isinstance(node.this, exp.Distinct):
             raise _Refuse("SUM or AVG of DISTINCT floats adds them in hash-table order")
-        _replace_with_exact(node)
+        floats.append(node)
+    if not floats:
+        return None
+    # One limb where the summed value is a column whose largest magnitude and the row count allow it:
+    # half the work per value. Decided on a copy, so the two-limb tree stays as the fallback.
+    scales = [_scale(node, scale_of, columns) for node in floats]
+    one_limb: exp.Expr | None = None
+    if any(scale is not None for scale in scales):
+        one_limb = tree.copy()
+        copies = {id(old): new for old, new in zip(tree.walk(), one_limb.walk(), strict=True)}
+        for node, scale in zip(floats, scales, strict=True):
+            copy = copies[id(node)]
+            assert isinstance(copy, exp.Sum | exp.Avg)
+            _replace_with_exact(copy, scale)
+    for node in floats:
+        _replace_with_exact(node, None)
+    return one_limb
 
 
-def _unshadowed(columns: dict[str, set[str]], tree: exp.Expr, node: exp.Expr) -> dict[str, set[str]]:
-    """``columns`` less the names a derived table or CTE defines anew (``cost * 2 AS cost``): an outer
-    aggregate reading such a name reads the new expression, whose type the tables do not tell. An alias
-    in the aggregate's own SELECT does not hide a column (DuckDB binds a column of that name first), and
-    neither does one that passes a column on under its own name."""
-    own = node.find_ancestor(exp.Select)
-    visible = dict(columns)
-    for alias in tree.find_all(exp.Alias):
-        if alias.find_ancestor(exp.Select) is own:
-            continue
-        target = alias.this
-        if isinstance(target, exp.Column) and target.name.lower() == alias.alias.lower():
-            continue
-        visible.pop(alias.alias.lower(), None)
-    return visible
+def _scale(node: exp.Sum | exp.Avg, scale_of: ScaleOf | None, columns: Mapping[str, set[str]]) -> int | None:
+    argument = node.this
+    if scale_of is None or not isinstance(argument, exp.Column):
+        return None
+    if kind(argument, columns) != "float":
+        return None
+    return scale_of(argument.name.lower())
 
 
 def _kind_of_arrow(arrow: pa.DataType) -> str:
@@ -167,42 +217,9 @@ def _kind_of_arrow(arrow: pa.DataType) -> str:
     return "other"
 
 
-def _kind(node: exp.Expr, columns: Mapping[str, set[str]]) -> str | None:
-    """How DuckDB computes ``node``: "float" (FLOAT or DOUBLE), "exact" (integers, decimals), or None
-    where this small reading of the expression cannot tell (the query then runs on one thread)."""
-    kinds: set[str | None]
-    if isinstance(node, exp.Try | exp.Paren | exp.Neg | exp.Abs | exp.Round | exp.Floor | exp.Ceil):
-        return _kind(node.this, columns)
-    if isinstance(node, exp.Column):
-        found = columns.get(node.name.lower(), set())
-        return next(iter(found)) if len(found) == 1 and found <= {"float", "exact"} else None
-    if isinstance(node, exp.Cast):
-        if node.to.this in _FLOATS:
-            return "float"
-        return "exact" if node.to.this in exp.DataType.INTEGER_TYPES | {exp.DType.DECIMAL} else None
-    if isinstance(node, exp.Literal):
-        return "exact" if node.is_number and "e" not in node.name.lower() else None
-    if isinstance(node, exp.Div):
-        kinds = {_kind(node.this, columns), _kind(node.expression, columns)}
-        return "float" if None not in kinds else None  # DuckDB's / divides in DOUBLE
-    if isinstance(node, exp.Add | exp.Sub | exp.Mul):
-        kinds = {_kind(node.this, columns), _kind(node.expression, columns)}
-        if None in kinds:
-            return None
-        return "float" if "float" in kinds else "exact"
-    if isinstance(node, exp.Case):
-        branches = [i.args["true"] for i in node.args.get("ifs") or ()]
-        branches += [node.args["default"]] if node.args.get("default") is not None else []
-        kinds = {_kind(b, columns) for b in branches if not isinstance(b, exp.Null)}
-        if None in kinds or not kinds:
-            return None
-        return "float" if "float" in kinds else "exact"
-    return None
-
-
-def _replace_with_exact(node: exp.Sum | exp.Avg) -> None:
-    """``SUM(x)`` -> the exact sum of ``x``; ``AVG(x)`` -> that sum / ``COUNT(x)``; a FILTER stays on
-    every aggregate it applied to."""
+def _replace_with_exact(node: exp.Sum | exp.Avg, scale: int | None) -> None:
+    """``SUM(x)`` -> the exact sum of ``x`` (one limb at ``2**scale``, or two limbs where ``scale`` is
+    None); ``AVG(x)`` -> that sum / ``COUNT(x)``; a FILTER stays on every aggregate it applied to."""
     holder: exp.Expr = node
     where: exp.Expr | None = None
     if isinstance(node.parent, exp.Filter):
@@ -212,55 +229,16 @@ def _replace_with_exact(node: exp.Sum | exp.Avg) -> None:
     def aggregate(agg: exp.Expr) -> exp.Expr:
         return exp.Filter(this=agg, expression=where.copy()) if where is not None else agg
 
-    value = exp.Cast(this=node.this.copy(), to=exp.DataType.build("DOUBLE"))
-    whole = exp.Round(this=value.copy())
-    low = exp.Paren(
-        this=exp.Mul(
-            this=exp.Paren(this=exp.Sub(this=value.copy(), expression=whole.copy())),
-            expression=_power(LOW_BITS),
-        )
-    )
-    # The low limb must come out whole: else the value had bits below 2**-87 and the sum would not be
-    # exact; the query stops and runs as written on one thread.
-    exact_low = exp.Case(
-        ifs=[exp.If(this=exp.EQ(this=exp.Round(this=low.copy()), expression=low.copy()), true=low.copy())],
-        default=exp.Anonymous(this="error", expressions=[exp.Literal.string(OUT_OF_RANGE)]),
-    )
-    sums = [
-        aggregate(exp.Sum(this=exp.Cast(this=limb, to=exp.DataType.build("HUGEINT"))))
-        for limb in (whole, exact_low)
-    ]
-    result: exp.Expr = exp.Paren(this=_combine(sums[0], sums[1]))
+    value = as_double(node.this)
+    if scale is None:
+        whole, low = (aggregate(exp.Sum(this=limb)) for limb in limbs(value, strict=True))
+        result: exp.Expr = exp.Paren(this=combine(whole, low))
+    else:
+        result = exp.Paren(this=combine_scaled(aggregate(exp.Sum(this=scaled_limb(value, scale))), scale))
     if isinstance(node, exp.Avg):
         count = aggregate(exp.Count(this=node.this.copy()))
         result = exp.Paren(this=exp.Div(this=result, expression=count, typed=False, safe=False))
     holder.replace(result)
-
-
-def _combine(whole: exp.Expr, low: exp.Expr) -> exp.Expr:
-    """The DOUBLE nearest (within about one unit in the last place) ``whole + low * 2**-87``.
-
-    Both sums are HUGEINTs of either sign; carrying the low sum's excess into the whole one (an
-    arithmetic shift, so a floor, and a mask) leaves the low part in [0, 2**87), so the two terms added
-    in DOUBLE no longer cancel each other. A function of the two sums alone: any order of the rows
-    gives the same bits.
-    """
-    bits = exp.Literal.number(LOW_BITS)
-    carried = exp.Add(this=whole, expression=exp.Paren(this=exp.BitwiseRightShift(this=low, expression=bits)))
-    remainder = exp.BitwiseAnd(this=low.copy(), expression=exp.Literal.number(2**LOW_BITS - 1))
-    return exp.Add(
-        this=exp.Cast(this=carried, to=exp.DataType.build("DOUBLE")),
-        expression=exp.Mul(
-            this=exp.Cast(this=exp.Paren(this=remainder), to=exp.DataType.build("DOUBLE")),
-            expression=_power(-LOW_BITS),
-        ),
-    )
-
-
-def _power(exponent: int) -> exp.Expr:
-    """2**exponent as an exact DOUBLE literal (hex floats are not SQL; the decimal form of a power of
-    two round-trips exactly)."""
-    return exp.Cast(this=exp.Literal.number(repr(2.0**exponent)), to=exp.DataType.build("DOUBLE"))
 
 
 def _fix_top_limit(tree: exp.Expr) -> None:

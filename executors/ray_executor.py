@@ -509,7 +509,11 @@ def _plan(spec: JobSpec) -> SplitQuery | None:
     versions = {(t.domain, t.dataset, t.version_id, len(t.parts)) for t in tables}
     if len(versions) != 1 or len(tables[0].parts) < 2:
         return None
-    plan = split_query(spec.sql, units={t.sql_name: t.unit for t in tables if t.unit is not None})
+    plan = split_query(
+        spec.sql,
+        units={t.sql_name: t.unit for t in tables if t.unit is not None},
+        column_types={t.sql_name: dict(t.column_types) for t in tables if t.column_types},
+    )
     return plan if isinstance(plan, SplitQuery) else None
 
 

@@ -16,7 +16,16 @@ aggregate                   per part (partial)                 merge (final)
 ``AVG(x)``                  ``SUM(x)`` and ``COUNT(x)``        ``SUM(s) / SUM(c)`` as DOUBLE, NULL when
                                                                ``SUM(c) = 0``
 ``MIN(x)``, ``MAX(x)``      the same                           ``MIN(p)``, ``MAX(p)``
+float ``SUM(x)``, ``AVG``   the exact sum's two HUGEINT limbs  the limbs' sums combined once
+                            (``policies.exact_sums``), the     (``combine``), divided by ``SUM(c)`` for
+                            count in range, ``COUNT(x)``       AVG; the sum of the plain sums where a
+                            and a plain ``SUM(x)``             value was out of range
 ==========================  =================================  =========================================
+
+A float sum is recognised from ``column_types`` (the declared types; without them a float SUM merges
+its parts' DOUBLE sums, deterministic but not always the bits one process gives). Integer addition is
+associative, so the merged limbs are the one process's limbs, and the result has the same bits as one
+process's exact sum (``executors.exact_sums``) on any number of parts.
 
 A ``FILTER (WHERE …)`` stays on the partial aggregate (it decides per row). A derived table may filter
 its rows with windows partitioned by its privacy unit (``QUALIFY ROW_NUMBER() OVER (PARTITION BY unit
@@ -33,12 +42,14 @@ The pass is pure: one parse, no I/O, generated aliases ``_sbx_g<i>`` (group keys
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
+
+from policies.exact_sums import as_double, combine, kind, kind_of_type, limbs, unshadowed
 
 PARTIALS_TABLE = "_sbx_partials"
 #: The CTE of the DP sample that ranks only units above its bound (``policies.dp.passes._sample``).
@@ -71,9 +82,12 @@ class _Refuse(Exception):
         self.reason = reason
 
 
-def split_query(sql: str, *, units: Mapping[str, str]) -> SplitQuery | NotSplittable:
+def split_query(
+    sql: str, *, units: Mapping[str, str], column_types: Mapping[str, Mapping[str, str]] | None = None
+) -> SplitQuery | NotSplittable:
     """Split ``sql`` (DuckDB dialect) for unit-partitioned execution; ``units`` maps every table's SQL
-    name to its privacy-unit column.
+    name to its privacy-unit column, ``column_types`` (where known) every table's columns to their
+    DuckDB types: a SUM or AVG it shows to be over floats then merges exactly (see the module's notes).
 
     >>> plan = split_query("SELECT d, AVG(x) AS a FROM t GROUP BY d ORDER BY a", units={"t": "u"})
     >>> plan.partial_sql
@@ -90,15 +104,21 @@ def split_query(sql: str, *, units: Mapping[str, str]) -> SplitQuery | NotSplitt
     except SqlglotError:
         return NotSplittable("the query does not parse")
     try:
-        return _Splitter(tree, units).split()
+        return _Splitter(tree, units, column_types or {}).split()
     except _Refuse as refusal:
         return NotSplittable(refusal.reason)
 
 
 class _Splitter:
-    def __init__(self, tree: exp.Expr, units: Mapping[str, str]) -> None:
+    def __init__(
+        self, tree: exp.Expr, units: Mapping[str, str], column_types: Mapping[str, Mapping[str, str]]
+    ) -> None:
         self.tree = tree
         self.units = {name.lower(): unit.lower() for name, unit in units.items()}
+        self.column_kinds: dict[str, set[str]] = {}  # column name -> kinds of the columns so named
+        for columns in column_types.values():
+            for column, type_name in columns.items():
+                self.column_kinds.setdefault(column.lower(), set()).add(kind_of_type(type_name))
         self.ctes: dict[str, exp.Expr] = {}
         self.source_units: dict[str, str] = {}  # alias in the top FROM -> its unit column
         self.group_keys: list[exp.Expr] = []
@@ -417,6 +437,8 @@ class _Splitter:
             if isinstance(argument, exp.Distinct):
                 self._require_unit(argument)
             return _cast(exp.Sum(this=partial(aggregate.copy())), "BIGINT")
+        if isinstance(aggregate, exp.Sum | exp.Avg) and self._over_floats(aggregate):
+            return self._merge_float(aggregate, partial)
         if isinstance(aggregate, exp.Sum):
             return exp.Sum(this=partial(aggregate.copy()))
         if isinstance(aggregate, exp.Min | exp.Max):
@@ -441,6 +463,37 @@ class _Splitter:
             return exp.Case(ifs=[exp.If(this=is_empty, true=exp.Null())], default=ratio)
         name = aggregate.sql_name() if hasattr(aggregate, "sql_name") else type(aggregate).__name__
         raise _Refuse(f"{name}(…) does not combine exactly across parts")
+
+    def _over_floats(self, aggregate: exp.Sum | exp.Avg) -> bool:
+        if isinstance(aggregate.this, exp.Distinct) or not self.column_kinds:
+            return False
+        return kind(aggregate.this, unshadowed(self.column_kinds, self.tree, aggregate)) == "float"
+
+    @staticmethod
+    def _merge_float(aggregate: exp.Sum | exp.Avg, partial: Callable[[exp.Expr], exp.Expr]) -> exp.Expr:
+        """The exact merge of a float SUM or AVG: each part sums the two integer limbs of its values
+        (``policies.exact_sums``), counts the values and those in the limbs' range, and keeps a plain
+        sum; the merge adds the limbs and combines them once, the same bits as one process's exact sum
+        on any number of parts. A value outside the range (NaN, an infinity, a tiny or huge magnitude)
+        makes the merge add the parts' plain sums instead: one process then sums as written too."""
+        argument = aggregate.this
+        whole, low = limbs(as_double(argument), strict=False)
+        # A part's HUGEINT sums reach the merge as Arrow's decimal128(38, 0): HUGEINT again to combine.
+        whole_sum, low_sum = (
+            exp.Sum(this=_cast(partial(exp.Sum(this=limb)), "HUGEINT")) for limb in (whole, low)
+        )
+        exact = combine(whole_sum, low_sum)
+        in_range = exp.Sum(this=partial(exp.Count(this=whole.copy())))
+        count = exp.Sum(this=partial(exp.Count(this=argument.copy())))
+        plain = _cast(exp.Sum(this=partial(exp.Sum(this=argument.copy()))), "DOUBLE")
+        total = exp.Case(
+            ifs=[exp.If(this=exp.EQ(this=in_range, expression=count.copy()), true=exact)], default=plain
+        )
+        if isinstance(aggregate, exp.Sum):
+            return total
+        is_empty = exp.EQ(this=count.copy(), expression=exp.Literal.number(0))
+        ratio = exp.Div(this=exp.Paren(this=total), expression=count.copy())
+        return exp.Case(ifs=[exp.If(this=is_empty, true=exp.Null())], default=ratio)
 
     def _require_unit(self, distinct: exp.Distinct) -> None:
         (argument, *rest) = distinct.expressions or [None]

@@ -59,10 +59,20 @@ def store_version(
             wrapped_key=wrapped,
             key_aad=key_aad,
             parts=layout[name],
+            column_types=tuple((f.name, _duckdb_type(f.type)) for f in tables[name].schema),
         )
         for name in tables
     }
     return StoredVersion(version_id=version_id, data_key=data_key, inputs=inputs)
+
+
+def _duckdb_type(arrow: pa.DataType) -> str:
+    """The manifest type a column of this Arrow type is declared with (what the catalog passes on)."""
+    if pa.types.is_floating(arrow):
+        return "DOUBLE"
+    if pa.types.is_integer(arrow):
+        return "BIGINT"
+    return "BOOLEAN" if pa.types.is_boolean(arrow) else "VARCHAR"
 
 
 def visits_table(n: int = 2_000) -> pa.Table:

@@ -164,3 +164,67 @@ def test_a_small_input_runs_as_written_on_one_thread(monkeypatch: pytest.MonkeyP
     expected = _plain(SUMS, table, threads=1)
     for threads in (1, 4):
         assert _ours(SUMS, table, threads=threads) == expected
+
+
+def _two_limbs_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "_ScaleOf", lambda tables: lambda column: None)
+
+
+@pytest.mark.parametrize(("tiny", "one_limb"), [(None, True), (2.0**-60, False)])
+def test_one_limb_gives_the_same_bits_as_two_limbs(
+    monkeypatch: pytest.MonkeyPatch, tiny: float | None, one_limb: bool
+) -> None:
+    # Amounts in cents: one limb holds them all. ``tiny`` has bits far below the limb's unit: the
+    # statistics then choose two limbs.
+    rng = np.random.default_rng(5)
+    x = np.round(rng.gamma(2.0, 80.0, 200_000), 2) * np.where(rng.random(200_000) < 0.3, -1, 1)
+    if tiny is not None:
+        x[777] = tiny
+    table = pa.table({"grp": rng.integers(0, 3, 200_000), "x": x, "y": rng.normal(size=200_000)})
+    table = pa.Table.from_batches(table.to_batches(max_chunksize=200_000 // 32))
+    assert (engine._ScaleOf({"t": table})("x") is not None) is one_limb
+    one = _ours(SUMS, table, threads=4)
+    _two_limbs_only(monkeypatch)
+    assert _ours(SUMS, table, threads=4) == one
+
+
+def test_the_one_limb_scale_reads_every_chunk_and_refuses_a_nan() -> None:
+    chunks = [pa.array([1.5, None, -2.25]), pa.array([1e6, 0.0])]
+    assert engine._ScaleOf({"t": pa.table({"x": pa.chunked_array(chunks)})})("x") == 87  # the most
+    wide = pa.chunked_array([*chunks, pa.array([2.0**60])])
+    # |x| < 2**61 over 6 rows (3 bits) leaves 2**(126 - 3 - 61) = 2**62 for the fraction, and 1.5's last
+    # bit (2**-52) is whole there.
+    assert engine._ScaleOf({"t": pa.table({"x": wide})})("x") == 62
+    with_nan = pa.chunked_array([*chunks, pa.array([math.nan])])
+    assert engine._ScaleOf({"t": pa.table({"x": with_nan})})("x") is None
+
+
+def test_a_join_that_overflows_one_limb_sums_in_two(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The one limb's scale allows for as many rows as the tables hold; a join makes more.
+    left = pa.table(
+        {"k": pa.array([1] * 1_500, pa.int64()), "x": pa.array([2.0**60 + 2**9 * i for i in range(1_500)])}
+    )
+    right = pa.table({"k": pa.array([1] * 1_500, pa.int64()), "n": pa.array(range(1_500), pa.int64())})
+    sql = "SELECT SUM(l.x) AS total FROM l JOIN r ON l.k = r.k"
+    limits = Limits(memory_mb=512, threads=2)
+    one = run_query(sql, {"l": left, "r": right}, keyed_hash_key=None, limits=limits)
+    _two_limbs_only(monkeypatch)
+    two = run_query(sql, {"l": left, "r": right}, keyed_hash_key=None, limits=limits)
+    assert _bits(one) == _bits(two)
+    true = math.fsum(left.column("x").to_pylist() * 1_500)
+    assert abs(one.column("total")[0].as_py() - true) <= 2 * math.ulp(true)
+
+
+@pytest.mark.parametrize("values", [[-1.377407140235183e-07], [0.25, -0.2500001, 1e-9], [-3.0, 2.9999999999]])
+def test_a_total_between_minus_one_and_zero_keeps_every_digit(values: list[float]) -> None:
+    # The limbs' normalised pair is floor(V) = -1 and a fraction near 1: added as they are, the two
+    # terms cancel and keep only the digits of the difference from -1.
+    table = pa.table({"grp": pa.array([0] * len(values), pa.int64()), "x": pa.array(values)})
+    (row,) = run_query(
+        "SELECT SUM(x) AS total FROM t",
+        {"t": table},
+        keyed_hash_key=None,
+        limits=Limits(memory_mb=256, threads=2),
+    ).to_pylist()
+    true = math.fsum(values)
+    assert abs(row["total"] - true) <= 2 * math.ulp(true)

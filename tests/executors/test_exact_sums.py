@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+import sqlglot
+from sqlglot import exp
 
 from executors.exact_sums import OneThread, Parallel, plan_threads
 
@@ -72,3 +74,29 @@ def test_a_capped_result_without_order_is_ordered_by_every_column() -> None:
     plan = _plan("SELECT g, COUNT(*) AS n FROM t GROUP BY g LIMIT 101")
     assert isinstance(plan, Parallel)
     assert plan.sql.endswith("ORDER BY ALL LIMIT 101")
+
+
+def test_a_summed_column_whose_range_allows_it_is_summed_in_one_limb_with_two_as_the_fallback() -> None:
+    plan = plan_threads("SELECT g, SUM(x), AVG(x) FROM t GROUP BY g", SCHEMAS, scale_of=lambda column: 80)
+    assert isinstance(plan, Parallel)
+    assert plan.fallback is not None
+    assert "SUM(CAST(ROUND(" not in plan.sql  # no whole limb: the value times 2**80, checked whole
+    assert _distinct_sums(plan.sql) == 1  # AVG(x) shares SUM(x)'s one limb
+    assert _distinct_sums(plan.fallback) == 2
+
+
+def _distinct_sums(sql: str) -> int:
+    return len({node.sql() for node in sqlglot.parse_one(sql, dialect="duckdb").find_all(exp.Sum)})
+
+
+def test_an_expression_or_a_column_without_a_scale_keeps_two_limbs() -> None:
+    asked: list[str] = []
+
+    def scale_of(column: str) -> int | None:
+        asked.append(column)
+        return None
+
+    plan = plan_threads("SELECT SUM(x * 2), SUM(x), SUM(n) FROM t", SCHEMAS, scale_of=scale_of)
+    assert isinstance(plan, Parallel)
+    assert plan.fallback is None
+    assert asked == ["x"]  # asked only for a float column summed as it is

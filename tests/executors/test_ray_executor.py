@@ -9,6 +9,7 @@ private temporary directory; nothing is written under the home directory.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -309,6 +310,31 @@ def test_two_phase_result_is_identical_to_one_process(
         result = ray_executor.run(job)
         assert result_hash(result.to_pandas()) == result_hash(expected), f"{n_parts} parts"
         assert result.timings["tasks"] == (1 if n_parts == 1 else n_parts + 1)
+
+
+def test_a_split_float_sum_carries_its_limbs_through_the_cluster(
+    ray_executor: RayExecutor, data_root: Path, keyring: LocalKeyring
+) -> None:
+    # Magnitudes that plain addition loses (1e16 + 1 - 1e16): each part's DOUBLE sum would drop the
+    # small values, the parts' limbs (HUGEINTs, decimal128 on the wire) keep them.
+    n = 2_400
+    x = [(1e16, 1.0, -1e16, 0.125)[i % 4] * (1 + i % 3) for i in range(n)]
+    stored = store_version(
+        data_root / "float-limbs",
+        keyring,
+        {"t": pa.table({"u": pa.array([i % 600 for i in range(n)], pa.int64()), "x": x})},
+        units={"t": "u"},
+        n_parts=4,
+        dataset="float-limbs",
+    )
+    table = replace(stored.inputs["t"], unit="u")
+    limits = Limits(timeout_s=60, memory_mb=512, cpu_s=60, threads=1)
+    sql = "SELECT SUM(x) AS s, AVG(x) AS a FROM t"
+    result = ray_executor.run(JobSpec("float-limbs", sql, (table,), None, limits))
+    assert result.timings["tasks"] == 5  # four parts and the merge
+    row = result.to_pandas().iloc[0]
+    assert row["s"] == math.fsum(x)
+    assert row["a"] == math.fsum(x) / n
 
 
 # -- faults, cancellation, orphans -----------------------------------------------------------------

@@ -348,6 +348,9 @@ class CatalogService:
                 raise NotFound(f"table {table!r} is not part of {dataset} version {version_id}")
             # The unit lets a scale-out backend split a query over the unit-hash parts exactly.
             unit = next((str(t["unit"]) for t in row.manifest if t.get("name") == table), None)
+            declared: dict[str, Any] = next((t for t in row.manifest if t.get("name") == table), {})
+            # The declared types let a split job merge its float sums exactly (the data has them too).
+            column_types = tuple((str(c["name"]), str(c["type"])) for c in declared.get("columns", ()))
             return TableInput(
                 sql_name=sql_name,
                 domain=domain,
@@ -361,6 +364,7 @@ class CatalogService:
                     for p in parts
                 ),
                 unit=unit,
+                column_types=column_types,
             )
 
     # --- helpers ---------------------------------------------------------------------------------

@@ -230,3 +230,14 @@ def test_a_draft_whose_report_failed_cannot_be_published_only_returned() -> None
     assert return_refusal(state="draft", uploader="stu", reviewer="sam", reason="values out of range") is None
     # Versions stored before reports existed were live already; a missing report does not block.
     assert publish_refusal(state="draft", uploader="stu", reviewer="sam", validation=None) is None
+
+
+def test_a_job_reads_a_published_table_with_its_declared_column_types(api: World) -> None:
+    # A split job merges float sums exactly only where it knows which columns are floats.
+    catalog = api.client.app.state.services.catalog  # type: ignore[attr-defined]
+    table = catalog.table_input(
+        dataset=f"{DOMAIN}/{DATASET}", version_id=api.dataset_version, table="citizens", sql_name="citizens"
+    )
+    declared = {c["name"]: c["type"] for c in CITIZENS_MANIFEST["tables"][0]["columns"]}
+    assert dict(table.column_types) == declared
+    assert dict(table.column_types)["income"] == "DOUBLE"
