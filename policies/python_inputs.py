@@ -10,6 +10,7 @@ and other join keys come out raw and are replaced by per-job pseudonyms inside t
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import sqlglot
@@ -47,6 +48,11 @@ class InputPlan:
     findings: tuple[Finding, ...] = ()
 
     @property
+    def domains(self) -> frozenset[str]:
+        """The domains whose datasets the plan reads (a dataset is ``<domain>/<name>``)."""
+        return frozenset(t.dataset.split("/", 1)[0] for t in self.tables)
+
+    @property
     def sql_text(self) -> str:
         """The SELECTs, for the job record (what the job's tables are made of)."""
         return ";\n".join(f"-- {q.name}\n{q.sql}" for q in self.inputs)
@@ -56,13 +62,16 @@ class InputPlan:
 APPLIED = ("apply_row_filters", "apply_masks", "drop_denied_columns", "pseudonymise_join_keys")
 
 
-def input_plan(scope: Scope, catalog: Catalog) -> InputPlan:
-    """One :class:`InputSelect` per table the scope grants.
+def input_plan(scope: Scope, catalog: Catalog, *, only: Collection[str] | None = None) -> InputPlan:
+    """One :class:`InputSelect` per table the scope grants (``only``: per such table registered under
+    one of these names; a Python job's plan holds only the tables its code reads).
 
     >>> from policies.examples import example_catalog, example_scope
     >>> plan = input_plan(example_scope(), example_catalog())
     >>> [q.name for q in plan.inputs][:1], "national_id" in plan.inputs[0].sql
     (['citizens'], False)
+    >>> input_plan(example_scope(), example_catalog(), only=["visits"]).inputs
+    ()
     """
     ctx, findings = build_context(scope, catalog)
     inputs: list[InputSelect] = []
@@ -77,6 +86,8 @@ def input_plan(scope: Scope, catalog: Catalog) -> InputPlan:
         if policy is None:
             continue
         name = policy.ref.sql_name
+        if only is not None and name not in only:
+            continue
         projections: list[exp.Expr] = []
         pseudonymised: list[str] = []
         groupable: list[str] = []

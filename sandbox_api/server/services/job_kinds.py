@@ -34,6 +34,7 @@ from sandbox_api.job_types import Kind, Mode
 from sandbox_api.server.services.catalog import VersionView
 from sandbox_api.server.services.job_specs import JobSpecs, python_or_mock_spec, sql_spec
 from sandbox_api.server.services.policy_catalog import PolicyContexts, build_catalog
+from sandbox_api.server.services.python_plans import python_plan, refuse_two_domains
 from sandbox_api.server.services.release import Candidate, PythonOrMockOutcome, TableResult
 from sandbox_api.server.services.release_facts import ReleaseFacts, facts_of, unique_units_of
 from sandbox_api.server.services.scopes import ActiveScope
@@ -311,6 +312,16 @@ class PythonOrMockJobs:
         findings: list[Finding] = list(plan.findings)
         applied: tuple[str, ...] = ("mock_twins", *APPLIED) if self.mock else APPLIED
         if text.kind is Kind.PYTHON:
+            # Under a scope over two domains a real job is handed only the tables its code reads, all of
+            # one domain (``python_plans``); on the twins every table is synthetic, so that is advice.
+            planned = python_plan(scope, catalog, text.code or "")
+            if self.mock:
+                advisory: tuple[Finding, ...] = tuple(
+                    Finding(f.rule, f"in real mode: {f.message}", f.fragment) for f in planned.findings
+                )
+            else:
+                plan, advisory = planned.plan, ()
+                findings.extend(planned.findings)
             if not scope.python.allowed:
                 findings.append(
                     Finding(
@@ -321,7 +332,10 @@ class PythonOrMockJobs:
                 )
             findings.extend(_compile_findings(text.code or ""))
             allowed = not findings
-            return JobCheck(allowed, tuple(findings), plan.sql_text, applied), plan if allowed else None
+            return (
+                JobCheck(allowed, tuple(findings) + advisory, plan.sql_text, applied),
+                plan if allowed else None,
+            )
         # SQL in mock mode: the real-mode findings are advice; the twin takes row-level queries.
         advice = check(text.sql or "", scope, catalog)
         advisory = tuple(Finding(f.rule, f"in real mode: {f.message}", f.fragment) for f in advice.findings)
@@ -332,6 +346,10 @@ class PythonOrMockJobs:
         )
 
     def spec(self, job: StoredJob, *, scope: Scope, specs: JobSpecs) -> JobSpec:
+        if not self.mock:
+            # A job stored before Python jobs were planned by the tables they read (queued across an
+            # upgrade, or replayed) fails here rather than put two domains' keys in one sandbox.
+            refuse_two_domains(job.inputs)
         return python_or_mock_spec(
             job_id=job.job_id,
             kind=job.kind,

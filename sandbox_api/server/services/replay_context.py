@@ -3,7 +3,8 @@
 The catalog is every dataset the job's scope names, at the version recorded at submit (the datasets the
 job read at the receipt's versions); a job stored before catalogs were recorded is rebuilt on the
 current versions of the datasets it did not read, with a note. The query is checked and rewritten again
-in that context (``policies.prepare`` for SQL, the input plan for Python and mock jobs) and the spec is
+in that context (``policies.prepare`` for SQL, the input plan for Python and mock jobs: a real
+Python job's holds the tables its code reads, ``python_plans``) and the spec is
 built by the job kind's own strategy (``services/job_kinds.py``), so the keys are derived from the same
 master key and labels as the runner's.
 """
@@ -28,6 +29,7 @@ from sandbox_api.server.services.policy_catalog import (
     scope_catalog_versions,
     scope_dataset_refs,
 )
+from sandbox_api.server.services.python_plans import python_plan
 from sandbox_api.server.services.replay_records import Recorded, version_row
 from sandbox_api.server.services.replay_report import Mismatch, ReplayStopped, context_missing
 
@@ -61,7 +63,12 @@ def rebuild(
     refused = f"the recorded job does not pass its scope in the rebuilt context (catalog: {used})"
     try:
         if python_or_mock:
-            plan = input_plan(scope, catalog)
+            if row.kind == Kind.PYTHON and row.mode == Mode.REAL:
+                # The tables the recorded code reads, as at submit (``python_plans``).
+                planned = python_plan(scope, catalog, row.code or "")
+                plan = replace(planned.plan, findings=planned.plan.findings + planned.findings)
+            else:
+                plan = input_plan(scope, catalog)
             if plan.findings:
                 mismatches.append(
                     context_missing(

@@ -1,4 +1,5 @@
-"""The Python walkthrough runs top to bottom against a real gateway: mock analysis, real release, review."""
+"""The Python walkthrough runs top to bottom against a real gateway: mock analysis, real release, the
+refusal of a Python job that joins two domains, review."""
 
 from __future__ import annotations
 
@@ -46,6 +47,9 @@ def test_python_notebook_runs_against_a_live_gateway(tmp_path: Path, monkeypatch
     assert "mode: real" in text
     assert "withheld" in text
     assert "job-not-ready" in text
-    assert "cost_per_income_unit" in text
+    assert "income_per_birth_year" in text
+    # A Python job joining the two domains of the demo scope is refused in real mode, with what to do.
+    assert "allowed: False" in text
+    assert "python_one_domain" in text
     assert os.environ["SANDBOX_TOKEN"] not in text
     assert os.environ["SANDBOX_CHECKER_TOKEN"] not in text

@@ -445,3 +445,140 @@ def test_a_sql_job_stored_before_routing_replays_without_one_sandbox_holding_bot
     finally:
         with sqlite3.connect(path) as db:
             db.execute("UPDATE jobs SET kind = 'cross-domain' WHERE id = ?", (released["job_id"],))
+
+
+PYTHON_SCOPE = "xd-python"
+PYTHON_JOIN = """
+paid = benefits.merge(citizens, on='person_id')
+result = aggregate(paid, by=['district'], aggs={'total': ('amount', 'sum')})
+"""
+
+
+def _python_scope(api: World) -> str:
+    document = _scope(name=PYTHON_SCOPE) + "python: {allowed: true, modules: [pandas, numpy]}\n"
+    approve_scope(api, document, PYTHON_SCOPE)
+    return PYTHON_SCOPE
+
+
+def _python(api: World, code: str, *, check: bool = False) -> Any:
+    body = {"scope": _python_scope(api), "kind": "python", "mode": "real", "code": code}
+    return api.client.post("/v1/jobs/check" if check else "/v1/jobs", headers=api.h("alice"), json=body)
+
+
+def test_a_python_job_joining_two_domains_never_decrypts_both_in_one_sandbox(
+    probe_and_api: tuple[Probe, World],
+) -> None:
+    """The attack: an operator asks the cross-domain question as Python, under a scope that names both
+    domains, hoping that the gateway hands every table the scope grants (and so both domains' data
+    keys) to one sandbox, as it did before Python jobs were planned by the tables they read."""
+    probe, api = probe_and_api
+    before = len(probe.specs)
+    answer = _python(api, PYTHON_JOIN)
+    if answer.status_code == 202:
+        api.wait(answer.json()["job_id"])
+    for spec in probe.specs[before:]:
+        assert len({t.domain for t in spec.tables}) <= 1, (spec.job_id, [t.domain for t in spec.tables])
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["code"] == "job-rejected"
+    (finding,) = answer.json()["findings"]
+    assert finding["rule"] == "python_one_domain"
+    assert "reads one domain's tables" in finding["message"]
+    assert "as SQL" in finding["message"]
+    assert "private join" in finding["message"]
+    assert "split it" in finding["message"]
+    assert len(probe.specs) == before  # nothing ran
+
+
+def test_the_dry_run_of_a_python_job_joining_two_domains_refuses_it(
+    probe_and_api: tuple[Probe, World],
+) -> None:
+    _, api = probe_and_api
+    answer = _python(api, PYTHON_JOIN, check=True)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["allowed"] is False
+    assert [f["rule"] for f in answer.json()["findings"]] == ["python_one_domain"]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        # Every table, by names the gateway cannot know before the code runs.
+        "frames = list(tables.values())\nresult = len(frames)",
+        "name = 'citi' + 'zens'\nresult = len(tables[name]) + len(benefits)",
+        "alias = tables\nresult = len(alias['benefits'])",
+    ],
+)
+def test_a_python_job_reading_tables_by_computed_names_counts_as_reading_both_domains(
+    probe_and_api: tuple[Probe, World], code: str
+) -> None:
+    _, api = probe_and_api
+    answer = _python(api, code)
+    assert answer.status_code == 422, answer.text
+    (finding,) = answer.json()["findings"]
+    assert finding["rule"] == "python_one_domain"
+    assert "every table" in finding["message"]
+
+
+def test_a_python_job_reading_one_domain_gets_only_that_domains_tables_and_replays(
+    probe_and_api: tuple[Probe, World],
+) -> None:
+    probe, api = probe_and_api
+    code = "result = aggregate(tables['citizens'], by='district', aggs={'n': ('district', 'count')})"
+    answer = _python(api, code)
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["job_id"]
+    job = api.wait(job_id)
+    assert job["state"] == "released", (job["state"], job.get("reason"))
+    (spec,) = [s for s in probe.specs if s.job_id == job_id]
+    assert [(t.domain, t.sql_name) for t in spec.tables] == [(DOMAIN, DATASET)]
+    assert spec.python_or_mock is not None
+    assert [q.name for q in spec.python_or_mock.inputs] == [DATASET]
+    assert list(job["dataset_versions"]) == [f"{DOMAIN}/{DATASET}"]
+    before = len(probe.specs)
+    report = replay(api, job_id)
+    assert report["outcome"] == "match", report
+    (again,) = probe.specs[before:]
+    assert [(t.domain, t.sql_name) for t in again.tables] == [(DOMAIN, DATASET)]
+
+
+def test_a_mock_python_job_joining_two_domains_runs_on_the_twins_with_the_real_mode_advice(
+    probe_and_api: tuple[Probe, World],
+) -> None:
+    probe, api = probe_and_api
+    body = {"scope": _python_scope(api), "kind": "python", "mode": "mock", "code": PYTHON_JOIN}
+    answer = api.client.post("/v1/jobs/check", headers=api.h("alice"), json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["allowed"] is True
+    (advice,) = answer.json()["findings"]
+    assert advice["rule"] == "python_one_domain"
+    assert advice["message"].startswith("in real mode: ")
+    submitted = _submit(api, body)
+    assert submitted.status_code == 202, submitted.text
+    job_id = submitted.json()["job_id"]
+    assert api.wait(job_id)["state"] == "released"
+    assert all(not s.tables for s in probe.specs if s.job_id == job_id)  # twins: no data key
+
+
+def test_a_python_job_stored_with_both_domains_tables_is_not_replayed_in_one_sandbox(
+    probe_and_api: tuple[Probe, World],
+) -> None:
+    """A Python job recorded with code that reads both domains (stored before this check, here forged
+    in the store) is not rebuilt into a sandbox holding both domains' tables."""
+    probe, api = probe_and_api
+    code = "result = aggregate(citizens, by='district', aggs={'n': ('district', 'count')})"
+    answer = _python(api, code)
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["job_id"]
+    assert api.wait(job_id)["state"] == "released"
+    path = api.settings.state_dir / "metadata.db"
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE jobs SET code = ? WHERE id = ?", (PYTHON_JOIN, job_id))
+    try:
+        before = len(probe.specs)
+        report = api.client.post(f"/v1/jobs/{job_id}/replay", headers=api.h("audra")).json()
+        assert report["outcome"] != "match", report
+        assert "python_one_domain" in report["message"]
+        assert len(probe.specs) == before
+    finally:
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE jobs SET code = ? WHERE id = ?", (code, job_id))
