@@ -28,7 +28,7 @@ Why the decisions are exactly the same:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,13 +132,19 @@ class Batch:
         width = min(HEAD, nbuckets)
         self.big_head = np.ascontiguousarray(pool.marks[:, :width])
         self.head = np.ascontiguousarray(self.marks[:, :width])
-        self.pairs = self._pairs()
-        self.stages = (
+        # Every search's candidates are gathered first and decided by the solver in one call (one
+        # pass per difference size rather than one per search), then each search is put together.
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        pairs = self._pairs()
+        stages = (
             self._keyed(sign=-1),
             self._recent_unions(),
             self._keyed(sign=1),
             self._recent_complements(),
         )
+        self._solve()
+        self.pairs = pairs()
+        self.stages = tuple(stage() for stage in stages)
 
     def match(self, i: int, accepted: Sequence[int], budget: int) -> tuple[str, bool] | None:
         """``(kind, repeat)`` for the ``i``-th cohort of ``who`` against the lineage and the job
@@ -164,7 +170,7 @@ class Batch:
         """Job positions as ids numbered after the lineage's rows (``search._gather``'s numbering)."""
         return job + self.nbig
 
-    def _pairs(self) -> tuple[_Stage, _Stage]:
+    def _pairs(self) -> Callable[[], tuple[_Stage, _Stage]]:
         """Every held cohort within d units by count: (within 1..d, the same units) per candidate."""
         d, big = self.d, self.big
         start, end = _inclusive(big.counts, self.n - d, self.n + d)
@@ -178,23 +184,29 @@ class Batch:
         diff = (self._sums_of(cohort) - self._gather_sums(other)) % P
         delta = self.n[cohort] - self._gather_counts(other)
         same = (delta == 0) & ~np.any(diff != 0, axis=1)
-        within = within_many(diff, delta, d) & ~same
+        within = np.zeros(len(delta), dtype=bool)
+        self._pending.append((diff, delta, same, within, np.arange(len(delta))))
         lineage = other < self.nbig
         m = len(self.n)
         zero = np.zeros(m, dtype=np.int64)
-        return tuple(  # type: ignore[return-value]
-            self._stage(
-                cohort[~lineage],
-                other[~lineage],
-                np.full(int(np.count_nonzero(~lineage)), -1, dtype=np.int64),  # no second member
-                flag[~lineage],
-                held=zero,
-                held_found=np.bincount(cohort[lineage & flag], minlength=m) > 0,
-            )
-            for flag in (within, same)
-        )
 
-    def _keyed(self, *, sign: int) -> _Stage:
+        def put_together() -> tuple[_Stage, _Stage]:
+            near, exact = (
+                self._stage(
+                    cohort[~lineage],
+                    other[~lineage],
+                    np.full(int(np.count_nonzero(~lineage)), -1, dtype=np.int64),  # no second member
+                    flag[~lineage],
+                    held=zero,
+                    held_found=np.bincount(cohort[lineage & flag], minlength=m) > 0,
+                )
+                for flag in (within, same)
+            )
+            return near, exact
+
+        return put_together
+
+    def _keyed(self, *, sign: int) -> Callable[[], _Stage]:
         """``_keyed``: ordered (A, B), A sharing a least element with the new cohort, B any other held
         cohort, ``|n - c_A + sign * c_B| <= d`` (a union for sign -1, a complement for +1). Pairs with
         A = B count towards the budget (as there) but are never decided."""
@@ -264,7 +276,7 @@ class Batch:
         parts.append((mine, self._ids(first), self._ids(second)))
         return self._combine(parts, sign=sign, skip_same=True)
 
-    def _recent_unions(self) -> _Stage:
+    def _recent_unions(self) -> Callable[[], _Stage]:
         """``_unions`` over the recent cohorts and the job's: unordered pairs, ``|n - c_x - c_y| <= d``."""
         d, n = self.d, self.n
         latest = self.latest
@@ -286,7 +298,7 @@ class Batch:
         parts.append((mine, self._ids(first), self._ids(second)))
         return self._combine(parts, sign=-1, skip_same=False)
 
-    def _recent_complements(self) -> _Stage:
+    def _recent_complements(self) -> Callable[[], _Stage]:
         """``_complements`` over the recent cohorts and the job's: ordered (x, y), ``|n - c_x + c_y| <= d``
         (never x = y: every cohort decided here holds more than d units)."""
         d, n = self.d, self.n
@@ -314,21 +326,26 @@ class Batch:
     # --- deciding the candidates -----------------------------------------------------------
     def _combine(
         self, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], *, sign: int, skip_same: bool
-    ) -> _Stage:
+    ) -> Callable[[], _Stage]:
         cohort = np.concatenate([p[0] for p in parts]).astype(np.int64, copy=False)
         first = np.concatenate([p[1] for p in parts]).astype(np.int64, copy=False)
         second = np.concatenate([p[2] for p in parts]).astype(np.int64, copy=False)
         m = len(self.n)
-        # Each part is decided on its own: the first (lineage cohorts only, most candidates) reads
-        # the lineage's arrays directly, without the gathers across both numberings.
-        found = np.concatenate([self._within(*part, sign=sign, skip_same=skip_same) for part in parts])
+        # Each part is prefiltered on its own: the first (lineage cohorts only, most candidates)
+        # reads the lineage's arrays directly, without the gathers across both numberings.
+        founds = [self._within(*part, sign=sign, skip_same=skip_same) for part in parts]
         lineage = (first < self.nbig) & (second < self.nbig)
         held = np.bincount(cohort[lineage], minlength=m)
-        held_found = np.bincount(cohort[lineage & found], minlength=m) > 0
         keep = ~lineage
-        return self._stage(
-            cohort[keep], first[keep], second[keep], found[keep], held=held, held_found=held_found
-        )
+
+        def put_together() -> _Stage:
+            found = np.concatenate(founds)
+            held_found = np.bincount(cohort[lineage & found], minlength=m) > 0
+            return self._stage(
+                cohort[keep], first[keep], second[keep], found[keep], held=held, held_found=held_found
+            )
+
+        return put_together
 
     def _within(
         self, i: np.ndarray, a: np.ndarray, b: np.ndarray, *, sign: int, skip_same: bool
@@ -358,8 +375,23 @@ class Batch:
         diff = (self._sums_of(i) - self._gather_sums(a) + sign * self._gather_sums(b)) % P
         delta = self.n[i] - self._gather_counts(a) + sign * self._gather_counts(b)
         exact = (delta == 0) & ~np.any(diff != 0, axis=1)
-        found[rows] = within_many(diff, delta, self.d) & ~exact
+        self._pending.append((diff, delta, exact, found, rows))  # decided in ``_solve``
         return found
+
+    def _solve(self) -> None:
+        """Decide every pending candidate in one ``within_many`` call and write the answers back."""
+        if not self._pending:
+            return
+        answers = within_many(
+            np.concatenate([p[0] for p in self._pending]),
+            np.concatenate([p[1] for p in self._pending]),
+            self.d,
+        )
+        at = 0
+        for _, delta, exact, found, rows in self._pending:
+            found[rows] = answers[at : at + len(delta)] & ~exact
+            at += len(delta)
+        self._pending = []
 
     def _stage(
         self,
