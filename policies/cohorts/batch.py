@@ -244,7 +244,12 @@ class Batch:
                 a_counts - mine_n + d,
             )
         )
-        start, end = _inclusive(counts, lows, highs)
+        if sign < 0:
+            # A union's bounds descend within each cohort's hits: looked up in reverse, ascending
+            # (several times faster for thousands of them, as ``search._ranges`` does).
+            start, end = (x[::-1] for x in _inclusive(counts, lows[::-1], highs[::-1]))
+        else:
+            start, end = _inclusive(counts, lows, highs)
         which, partner = _spans(start, end)
         parts = [(hit_owner[which], hit_rows[which], partner)]
         # Lineage hit, job partner: A's count in a range, looked up among each cohort's hits
@@ -281,7 +286,8 @@ class Batch:
         d, n = self.d, self.n
         latest = self.latest
         lc = self.big.counts[latest]
-        start, end = _inclusive(lc, n[:, None] - lc[None, :] - d, n[:, None] - lc[None, :] + d)
+        lows, highs = n[:, None] - lc[None, :] - d, n[:, None] - lc[None, :] + d
+        start, end = (x[:, ::-1] for x in _inclusive(lc, lows[:, ::-1], highs[:, ::-1]))  # ascending
         start = np.maximum(start, np.arange(len(lc))[None, :] + 1)
         which, partner = _spans(start, end)
         mine, first = np.divmod(which, len(lc)) if len(lc) else (_EMPTY, _EMPTY)
