@@ -441,7 +441,7 @@ def decide(
     cohorts = [c for mine in own for c in mine]
     # The margins the job has if every row is released (the usual case) are searched in the same
     # batch as its rows; if some row is withheld, ``_secondary_batched`` searches the actual ones.
-    guess, _ = _margin_totals(cells, list(range(len(cells))))
+    guess, left_out = _margin_totals(cells, list(range(len(cells))))
     everything = cohorts + [total for _, _, total in guess]
     match = _Matcher(index, everything, range(len(everything)), min_units=min_units, budget=triple_budget)
     job: list[int] = []  # positions (in ``cohorts``) of this job's released cohorts so far
@@ -467,7 +467,7 @@ def decide(
             continue
         fresh_of[len(decisions)] = fresh
         decisions.append(Decision(True, _RELEASED))
-    searched = _Round(match, job, len(cohorts)) if len(fresh_of) == len(cells) else None
+    searched = _Round(match, job, len(cohorts), guess, left_out) if len(fresh_of) == len(cells) else None
     kept, sums, skipped = _secondary_batched(
         index, cells, list(fresh_of), fresh_of, min_units=min_units, budget=triple_budget, first=searched
     )
@@ -637,11 +637,14 @@ def _secondary(
 @dataclass(frozen=True)
 class _Round:
     """A search already run for a round of margins: ``match`` holds the job's released cohorts at
-    the positions ``job`` and the margins from position ``offset`` on, in ``margins_of`` order."""
+    the positions ``job`` and the ``margins`` from position ``offset`` on (``left_out``: how many
+    ``margins_of`` left out)."""
 
     match: _Matcher
     job: list[int]
     offset: int
+    margins: list[tuple[Margin, list[CohortSketch], CohortSketch]]
+    left_out: int
 
 
 def _margin_totals(
@@ -673,11 +676,12 @@ def _secondary_batched(
     reuses ``first`` (every row released: the margins searched with the rows)."""
     kept = list(released)
     while True:
-        margins, unchecked = _margin_totals(cells, kept)
         if first is not None:
             match, job, offset = first.match, list(first.job), first.offset
+            margins, unchecked = first.margins, first.left_out
             first = None
         else:
+            margins, unchecked = _margin_totals(cells, kept)
             base = [c for p in kept for c in fresh_of[p]]
             cohorts = base + [total for _, _, total in margins]
             match = _Matcher(
