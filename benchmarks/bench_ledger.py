@@ -38,9 +38,9 @@ from executors.local import LocalExecutor
 from policies import Disclosure, check_output
 from policies.cohorts import Cell, CohortSketch, least_for, lineage, sums_for
 from policies.cohorts.cells import cells_of
+from policies.cohorts.ledger import decide, decide_each
 from policies.cohorts.sketch import BUCKETS, P
 from policies.small_groups import small_groups_statement
-from policies.cohorts.ledger import decide, decide_each
 from sandbox_api.server.services import cohort_ledger
 from sandbox_api.server.services.cohort_ledger import CohortLedger
 from sandbox_api.server.store.db import open_database
@@ -171,7 +171,8 @@ def bench_check(
     if baseline:
         old_times, old_cpu = timed["one by one"]
         print(
-            f"    one cohort at a time (before, interleaved): median {1e3 * statistics.median(old_times):.2f} ms, "
+            "    one cohort at a time (before, interleaved): "
+            f"median {1e3 * statistics.median(old_times):.2f} ms, "
             f"CPU median {1e3 * statistics.median(old_cpu):.2f} ms; batched / before: wall "
             f"{statistics.median(times) / statistics.median(old_times):.2f}x, CPU "
             f"{statistics.median(cpu) / statistics.median(old_cpu):.2f}x"

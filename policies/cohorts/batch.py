@@ -364,8 +364,9 @@ class Batch:
             return found
         i, a, b = i[rows], a[rows], b[rows]
         if self.marks.shape[1]:
-            # The first buckets first, packed in one integer per cohort (a necessary condition of
-            # the full prefilter, read with one small gather per member).
+            # The first HEAD buckets first (their part of the sum is at most the whole sum, so this
+            # dismisses nothing the full prefilter keeps), from small contiguous copies: most
+            # candidates stop here, before any full bucket row is read.
             one = (
                 self.head[self.who[i]]
                 - _gather(self.big_head, self.head, a)
