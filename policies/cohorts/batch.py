@@ -251,7 +251,16 @@ class Batch:
         else:
             start, end = _inclusive(counts, lows, highs)
         which, partner = _spans(start, end)
-        parts = [(hit_owner[which], hit_rows[which], partner)]
+        owner, first = hit_owner[which], hit_rows[which]
+        if sign < 0 and len(partner):
+            # A union is symmetric: when the partner is a hit of the same cohort too, the pair also
+            # comes with the two the other way round, and is decided there. Here it still counts
+            # towards the budget but is marked as a pair with itself, which is never decided.
+            hit = np.zeros(len(n) * len(counts), dtype=bool)
+            hit[self.hit_owner * len(counts) + self.hit_rows] = True
+            mirrored = hit[owner * len(counts) + partner] & (partner < first)
+            partner = np.where(mirrored, first, partner)
+        parts = [(owner, first, partner)]
         # Lineage hit, job partner: A's count in a range, looked up among each cohort's hits
         # (ascending by cohort, then by count) by one combined key.
         span = int(counts[-1]) + 2 * d + 2 if len(counts) else 1
