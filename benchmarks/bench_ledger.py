@@ -38,8 +38,10 @@ from executors.local import LocalExecutor
 from policies import Disclosure, check_output
 from policies.cohorts import Cell, CohortSketch, least_for, lineage, sums_for
 from policies.cohorts.cells import cells_of
+from policies.cohorts.ledger import decide, decide_each
 from policies.cohorts.sketch import BUCKETS, P
 from policies.small_groups import small_groups_statement
+from sandbox_api.server.services import cohort_ledger
 from sandbox_api.server.services.cohort_ledger import CohortLedger
 from sandbox_api.server.store.db import open_database
 from sandbox_api.server.store.migrate import upgrade
@@ -108,7 +110,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def bench_check(root: Path, *, cells: int, job_cells: int, jobs: int, population: int) -> None:
+def bench_check(
+    root: Path, *, cells: int, job_cells: int, jobs: int, population: int, baseline: bool = True
+) -> None:
     rng = np.random.default_rng(3)
     db = open_database(f"sqlite:///{root / 'meta.sqlite'}")
     upgrade(db)
@@ -138,17 +142,24 @@ def bench_check(root: Path, *, cells: int, job_cells: int, jobs: int, population
             session, LINEAGE, random_cells(rng, job_cells, population=population), min_units=K, job_id="cold"
         )
     cold = time.perf_counter() - started
-    times: list[float] = []
-    cpu: list[float] = []
+    # The batched search (``decide``) and, interleaved job by job in the same ledger, the search one
+    # cohort at a time that it replaced (``decide_each``, the same decisions): the same load and the
+    # same ledger size for both, so their ratio holds on a busy machine.
+    timed: dict[str, tuple[list[float], list[float]]] = {"batched": ([], []), "one by one": ([], [])}
+    searches = {"batched": decide, "one by one": decide_each}
     for i in range(jobs):
-        job = random_cells(rng, job_cells, population=population)
-        started, used = time.perf_counter(), time.process_time()
-        with db.write() as session:
-            restarted.check_and_record(session, LINEAGE, job, min_units=K, job_id=f"t{i}")
-        times.append(time.perf_counter() - started)
-        # CPU time of this process: on a shared machine, wall time mostly measures the other load.
-        cpu.append(time.process_time() - used)
+        for name in (list(timed) if i % 2 else list(timed)[::-1]) if baseline else ["batched"]:
+            job = random_cells(rng, job_cells, population=population)
+            cohort_ledger.decide = searches[name]  # type: ignore[attr-defined]
+            started, used = time.perf_counter(), time.process_time()
+            with db.write() as session:
+                restarted.check_and_record(session, LINEAGE, job, min_units=K, job_id=f"t{i}-{name}")
+            timed[name][0].append(time.perf_counter() - started)
+            # CPU time of this process: on a shared machine, wall time mostly measures the other load.
+            timed[name][1].append(time.process_time() - used)
+    cohort_ledger.decide = decide  # type: ignore[attr-defined]
     db.dispose()
+    times, cpu = timed["batched"]
     print(
         f"\n[1] ledger check, k={K}, {held:,} cells held (filled in {fill:.1f} s), jobs of {job_cells} rows:"
     )
@@ -157,6 +168,15 @@ def bench_check(root: Path, *, cells: int, job_cells: int, jobs: int, population
         f"p95 {1e3 * pct(times, 0.95):.2f} ms; CPU median {1e3 * statistics.median(cpu):.2f} ms, "
         f"p95 {1e3 * pct(cpu, 0.95):.2f} ms"
     )
+    if baseline:
+        old_times, old_cpu = timed["one by one"]
+        print(
+            "    one cohort at a time (before, interleaved): "
+            f"median {1e3 * statistics.median(old_times):.2f} ms, "
+            f"CPU median {1e3 * statistics.median(old_cpu):.2f} ms; batched / before: wall "
+            f"{statistics.median(times) / statistics.median(old_times):.2f}x, CPU "
+            f"{statistics.median(cpu) / statistics.median(old_cpu):.2f}x"
+        )
     print(f"    first check after a restart (unseal everything): {1e3 * cold:.1f} ms")
     print(
         f"    storage per released cell: sealed payload {sealed / held:.1f} bytes "
@@ -254,13 +274,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory-mb", type=int, default=4096)
     parser.add_argument("--skip-large", action="store_true", help="only the ledger check")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="time only the batched search (no interleaved baseline)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.jobs, args.rows, args.repeat = 20, 1_000_000, 1
     with tempfile.TemporaryDirectory(prefix="bench-ledger-") as tmp:
         root = Path(tmp)
         bench_check(
-            root, cells=args.cells, job_cells=args.job_cells, jobs=args.jobs, population=args.population
+            root,
+            cells=args.cells,
+            job_cells=args.job_cells,
+            jobs=args.jobs,
+            population=args.population,
+            baseline=not args.no_baseline,
         )
         if not args.skip_large:
             bench_aggregate(

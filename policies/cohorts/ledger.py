@@ -42,8 +42,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from policies.cohorts.batch import Batch
 from policies.cohorts.difference import within_many
-from policies.cohorts.margins import margins_of
+from policies.cohorts.margins import Margin, margins_of
 from policies.cohorts.search import (
     MARKS,
     _Candidate,
@@ -77,6 +78,7 @@ _WHAT = {
     "union": "the union of two rows",
     "complement": "the difference of two rows",
 }
+_RELEASED = "released: no earlier row of this scope is within min_units of it"
 _SECONDARY = (
     "withheld (secondary suppression): the rows released beside it add up to within {k} units "
     "(min_units) of a row released in this result or earlier under this scope, so their difference "
@@ -413,12 +415,15 @@ def decide(
     triple_budget: int = DEFAULT_TRIPLE_BUDGET,
     record: bool = True,
 ) -> Outcome:
-    """Decide each cell in order against ``index``, adding each released cell's cohorts to it, so
-    that the cells of one job are compared with each other too; then the job's margins (sums of its
-    released rows, ``margins``), withholding the smallest row of a margin that is within 1..k-1 of a
-    released cohort (secondary suppression). ``index`` is updated in place, unless ``record`` is
-    False: then it is left as it was (the caller adds ``Outcome.recorded`` once they are stored; adding
-    thousands of cohorts' arrays only to undo it costs a large part of a check).
+    """Decide each cell in order against ``index``, comparing it with the cells of the job released
+    before it too; then the job's margins (sums of its released rows, ``margins``), withholding the
+    smallest row of a margin that is within 1..k-1 of a released cohort (secondary suppression).
+    ``index`` is updated in place, unless ``record`` is False: then it is left as it was (the caller
+    adds ``Outcome.recorded`` once they are stored).
+
+    The same decisions as :func:`decide_each`, which asks ``CohortIndex.match`` once per cohort:
+    here the searches of all the job's cohorts run at once (``batch``), and ``match`` is asked only
+    for a cohort the batch does not cover.
 
     >>> import numpy as np
     >>> from policies.cohorts.sketch import element_key, sketch_of
@@ -432,11 +437,61 @@ def decide(
     decisions: list[Decision] = []
     fresh_of: dict[int, list[CohortSketch]] = {}
     unchecked = 0
+    own = [[c for c in cell.cohorts if c.units != 0] for cell in cells]
+    cohorts = [c for mine in own for c in mine]
+    # The margins the job has if every row is released (the usual case) are searched in the same
+    # batch as its rows; if some row is withheld, ``_secondary_batched`` searches the actual ones.
+    guess, left_out = _margin_totals(cells, list(range(len(cells))))
+    everything = cohorts + [total for _, _, total in guess]
+    match = _Matcher(index, everything, range(len(everything)), min_units=min_units, budget=triple_budget)
+    job: list[int] = []  # positions (in ``cohorts``) of this job's released cohorts so far
+    at = 0
+    for mine in own:
+        first, at = at, at + len(mine)
+        kind = ""
+        # A cell's cohorts are compared with each other too (two FILTER subsets one person apart):
+        # each joins the job's cohorts as soon as it is checked, and all leave again if it is withheld.
+        before = len(job)
+        fresh: list[CohortSketch] = []
+        for position, cohort in enumerate(mine, start=first):
+            kind, repeat, skipped = match(position, job)
+            unchecked += skipped
+            if kind:
+                break
+            if not repeat:
+                job.append(position)
+                fresh.append(cohort)
+        if kind:
+            del job[before:]
+            decisions.append(Decision(False, _WITHHELD.format(k=min_units, what=_WHAT[kind]), kind))
+            continue
+        fresh_of[len(decisions)] = fresh
+        decisions.append(Decision(True, _RELEASED))
+    searched = _Round(match, job, len(cohorts), guess, left_out) if len(fresh_of) == len(cells) else None
+    kept, sums, skipped = _secondary_batched(
+        index, cells, list(fresh_of), fresh_of, min_units=min_units, budget=triple_budget, first=searched
+    )
+    return _outcome(
+        index, decisions, fresh_of, kept, sums, unchecked + skipped, min_units=min_units, record=record
+    )
+
+
+def decide_each(
+    index: CohortIndex,
+    cells: Sequence[Cell],
+    *,
+    min_units: int,
+    triple_budget: int = DEFAULT_TRIPLE_BUDGET,
+    record: bool = True,
+) -> Outcome:
+    """:func:`decide` one cohort at a time (``CohortIndex.match`` for each, against a copy of the
+    job's cohorts kept as an index): the reference the batched search is tested against."""
+    decisions: list[Decision] = []
+    fresh_of: dict[int, list[CohortSketch]] = {}
+    unchecked = 0
     job = CohortIndex()  # this job's released cohorts so far: compared like the earlier ones
     for position, cell in enumerate(cells):
         kind = ""
-        # A cell's cohorts are compared with each other too (two FILTER subsets one person apart):
-        # each joins the job's index as soon as it is checked, and all leave again if it is withheld.
         before = job.snapshot()
         fresh: list[CohortSketch] = []
         for cohort in cell.cohorts:
@@ -454,11 +509,26 @@ def decide(
             decisions.append(Decision(False, _WITHHELD.format(k=min_units, what=_WHAT[kind]), kind))
             continue
         fresh_of[position] = fresh
-        decisions.append(Decision(True, "released: no earlier row of this scope is within min_units of it"))
+        decisions.append(Decision(True, _RELEASED))
     kept, sums, skipped = _secondary(
         index, cells, list(fresh_of), fresh_of, min_units=min_units, budget=triple_budget
     )
-    unchecked += skipped
+    return _outcome(
+        index, decisions, fresh_of, kept, sums, unchecked + skipped, min_units=min_units, record=record
+    )
+
+
+def _outcome(
+    index: CohortIndex,
+    decisions: list[Decision],
+    fresh_of: dict[int, list[CohortSketch]],
+    kept: list[int],
+    sums: list[CohortSketch],
+    unchecked: int,
+    *,
+    min_units: int,
+    record: bool,
+) -> Outcome:
     for position in fresh_of:
         if position not in kept:
             decisions[position] = Decision(False, _SECONDARY.format(k=min_units), "margin")
@@ -466,6 +536,58 @@ def decide(
     if record:
         index.add(recorded)
     return Outcome(tuple(decisions), tuple(recorded), unchecked)
+
+
+class _Matcher:
+    """``CohortIndex.match`` for the cohorts at the positions ``who`` in ``cohorts``, each against
+    the index and the cohorts it is given as accepted (positions in ``cohorts`` too): from one
+    :class:`~policies.cohorts.batch.Batch` for the cohorts it covers, from ``match`` itself for the
+    others (and for a search the batch leaves to it)."""
+
+    def __init__(
+        self,
+        index: CohortIndex,
+        cohorts: Sequence[CohortSketch],
+        who: Sequence[int],
+        *,
+        min_units: int,
+        budget: int,
+    ) -> None:
+        self.index, self.cohorts, self.who = index, cohorts, list(who)
+        self.min_units, self.budget = min_units, budget
+        self.batch, covered = _batch(index, cohorts, self.who, min_units=min_units)
+        self.row = {self.who[i]: row for row, i in enumerate(covered)}
+
+    def __call__(self, position: int, accepted: Sequence[int]) -> tuple[str, bool, int]:
+        """``match`` for the cohort at ``position`` (one of ``who``) against the index and the
+        cohorts at the positions ``accepted``."""
+        row = self.row.get(position)
+        if self.batch is not None and row is not None:
+            got = self.batch.match(row, accepted, self.budget)
+            if got is not None:
+                return got[0], got[1], 0
+        also = CohortIndex([self.cohorts[j] for j in accepted])
+        cohort = self.cohorts[position]
+        return self.index.match(cohort, min_units=self.min_units, budget=self.budget, also=also)
+
+
+def _batch(
+    index: CohortIndex, cohorts: Sequence[CohortSketch], who: Sequence[int], *, min_units: int
+) -> tuple[Batch | None, list[int]]:
+    """The batched search, and which of ``who`` (by their order there) it covers: those it decides
+    as ``match`` does. That needs one sketch layout in the lineage and the job (so one width,
+    searched once), at least one unit to decide, and a cohort larger than that (``match`` pairs a
+    cohort of at most d units with itself as a complement)."""
+    layouts = {_layout(c) for c in cohorts} | set(index._groups)
+    if not who or len(layouts) != 1:
+        return None, []
+    ((width, nbuckets, _),) = layouts
+    use, d = _capacity(width, cohorts[who[0]], min_units)
+    covered = [i for i, w in enumerate(who) if cohorts[w].units > d]
+    if d < 1 or not covered:
+        return None, []
+    pool = index.pool(use, nbuckets, d + 1, latest=RECENT)
+    return Batch(pool, cohorts, [who[i] for i in covered], use=use, d=d, h=d + 1), covered
 
 
 def _secondary(
@@ -506,6 +628,77 @@ def _secondary(
                 break
             if not repeat:
                 job.add([total])
+                accepted.append(total)
+        if culprit is None:
+            return kept, accepted, unchecked
+        kept.remove(culprit)
+
+
+@dataclass(frozen=True)
+class _Round:
+    """A search already run for a round of margins: ``match`` holds the job's released cohorts at
+    the positions ``job`` and the ``margins`` from position ``offset`` on (``left_out``: how many
+    ``margins_of`` left out)."""
+
+    match: _Matcher
+    job: list[int]
+    offset: int
+    margins: list[tuple[Margin, list[CohortSketch], CohortSketch]]
+    left_out: int
+
+
+def _margin_totals(
+    cells: Sequence[Cell], kept: list[int]
+) -> tuple[list[tuple[Margin, list[CohortSketch], CohortSketch]], int]:
+    """The margins of the ``kept`` rows that have a total, with their parts and total, in order; and
+    how many ``margins_of`` left out."""
+    found, unchecked = margins_of([c.row for c in cells], [c.slots for c in cells], kept)
+    out: list[tuple[Margin, list[CohortSketch], CohortSketch]] = []
+    for margin in found:
+        parts = [c for c in (cells[i].slot(margin.slot) for i in margin.members) if c is not None]
+        total = _total(parts)
+        if total is not None:
+            out.append((margin, parts, total))
+    return out, unchecked
+
+
+def _secondary_batched(
+    index: CohortIndex,
+    cells: Sequence[Cell],
+    released: list[int],
+    fresh_of: dict[int, list[CohortSketch]],
+    *,
+    min_units: int,
+    budget: int,
+    first: _Round | None = None,
+) -> tuple[list[int], list[CohortSketch], int]:
+    """:func:`_secondary` with each round's margins searched at once (``_Matcher``); the first round
+    reuses ``first`` (every row released: the margins searched with the rows)."""
+    kept = list(released)
+    while True:
+        if first is not None:
+            match, job, offset = first.match, list(first.job), first.offset
+            margins, unchecked = first.margins, first.left_out
+            first = None
+        else:
+            margins, unchecked = _margin_totals(cells, kept)
+            base = [c for p in kept for c in fresh_of[p]]
+            cohorts = base + [total for _, _, total in margins]
+            match = _Matcher(
+                index, cohorts, range(len(base), len(cohorts)), min_units=min_units, budget=budget
+            )
+            job, offset = list(range(len(base))), len(base)
+        accepted: list[CohortSketch] = []
+        culprit: int | None = None
+        for i, (margin, parts, total) in enumerate(margins):
+            kind, repeat, skipped = match(offset + i, job)
+            unchecked += skipped
+            if kind or _twice_a_part(total, parts, min_units):
+                sizes = {j: c.units for j in margin.members if (c := cells[j].slot(margin.slot)) is not None}
+                culprit = min(sizes, key=lambda j: (sizes[j], j))
+                break
+            if not repeat:
+                job.append(offset + i)
                 accepted.append(total)
         if culprit is None:
             return kept, accepted, unchecked
