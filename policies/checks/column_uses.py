@@ -169,6 +169,10 @@ class _Checker:
                 continue
             if origin.use is Use.DENY:
                 self._denied(origin, key)
+            elif origin.use is Use.JOIN_KEY and key.meta_get(GENERATED_META):
+                # The engine's per-unit aggregate (``clamp_unit_contributions``): each unit's
+                # contribution, clamped there and only ever summed over units, never released.
+                continue
             elif origin.use is Use.JOIN_KEY:
                 self._add(
                     "join_key_use",
@@ -298,7 +302,10 @@ class _Checker:
         if origin.use is Use.DENY:
             self._denied(origin, node)
             return
-        if shape is Shape.COND:
+        # The engine's own aggregates over its per-unit contributions (``clamp_unit_contributions``:
+        # a CASE on each unit's row count, a scaled sum) are the bound itself, not a subset's value.
+        engine = bool(node.meta_get(GENERATED_META))
+        if shape is Shape.COND and not engine:
             # Plain columns too: a condition on any column picks a subset of the row, which may be a
             # handful of people; only FILTER cells and one-branch buckets are neutralised for that.
             self._add(
@@ -354,7 +361,7 @@ class _Checker:
                     f"{', '.join(f.upper() for f in allowed)}",
                     node,
                 )
-            elif shape > Shape.ARITH:
+            elif shape > Shape.ARITH and not engine:
                 self._add(
                     "aggregate_use",
                     f"{label} may be aggregated directly or through arithmetic only "
