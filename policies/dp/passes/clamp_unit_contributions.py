@@ -8,17 +8,17 @@ unit's contribution is computed in one hash aggregate per unit and clamped there
     SELECT SUM(a._sbx_dp_c0) AS n, SUM(a._sbx_dp_c1) AS s
     FROM (SELECT a.unit,
                  CASE WHEN COUNT(*) > m THEN m ELSE COUNT(*) END AS _sbx_dp_c0,
-                 CASE WHEN COUNT(x) > m THEN SUM(x) * m / COUNT(x) ELSE SUM(x) END AS _sbx_dp_c1
+                 CASE WHEN COUNT(*) > m THEN SUM(x) * m / COUNT(*) ELSE SUM(x) END AS _sbx_dp_c1
           FROM <scan> AS a WHERE <the query's filter> GROUP BY a.unit) AS a
 
 This is per-partition contribution bounding as PipelineDP and Tumult do it. A count moves by at most
-``m`` per unit, and a sum of ``k`` values clamped to ``[lo, hi]`` is scaled to ``min(k, m)`` values'
-worth, so it moves by at most ``m × max(|lo|, |hi|)``: exactly the sensitivities ``policies.dp.plan``
-states for the sample, so the noise, the dry run and the report are unchanged. A mean's sum and count
-are scaled by the same ``min(k, m) / k``, so their ratio is the unit's own mean. A unit with at most
-``m`` rows contributes exactly its rows, as in the sample. A NULL unit is one group, as it is one
-partition of the sample's window. The query's WHERE moves inside, before the clamp: the allowance is
-spent on the rows the query counts.
+``m`` per unit, and a sum over ``c`` rows of values clamped to ``[lo, hi]`` is scaled by
+``min(c, m) / c``, so it moves by at most ``m × max(|lo|, |hi|)``: exactly the sensitivities
+``policies.dp.plan`` states for the sample, so the noise, the dry run and the report are unchanged. A
+mean's sum and count are both scaled to ``min(k, m)`` of its ``k`` values, so their ratio is the unit's
+own mean. A unit with at most ``m`` rows contributes exactly its rows, as in the sample. A NULL unit
+is one group, as it is one partition of the sample's window. The query's WHERE moves inside, before the
+clamp: the allowance is spent on the rows the query counts.
 
 Only this shape: with groups, a unit's rows mostly fall in different groups (visits over wards), so the
 (unit, group) table is as large as the input and the groups window still sorts it (measured slower than
@@ -30,14 +30,16 @@ from __future__ import annotations
 from sqlglot import exp
 
 from policies.analysis.levels import Analysis
-from policies.analysis.markers import FILTERED_SCAN_META
+from policies.analysis.markers import FILTERED_SCAN_META, UNIT_CONTRIBUTION_PREFIX
 from policies.analysis.scopes import Base, source_nodes
 from policies.context import PolicyContext, TablePolicy
 from policies.dp.passes._sample import SAMPLED_META
+from policies.dp.plan import MEAN_SUM
 from policies.passes._build import generated, ident
 
 #: The per-unit contribution behind output position ``i``.
-CONTRIBUTION = "_sbx_dp_c{i}"
+CONTRIBUTION = UNIT_CONTRIBUTION_PREFIX + "{i}"
+_MEAN_SUM = MEAN_SUM.split("{", 1)[0]
 
 
 def clamp_unit_contributions(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) -> exp.Expr:
@@ -68,7 +70,12 @@ def clamp_unit_contributions(tree: exp.Expr, analysis: Analysis, ctx: PolicyCont
             contribution = _at_most(value.copy(), m)
         else:
             assert isinstance(value, exp.Sum | exp.Avg)
-            contribution = _scaled_sum(value.this, m)
+            # A mean (and its hidden sum) scales by its own value count, so that its sum and count
+            # shrink together; a plain sum by the row count, which COUNT(*) computes anyway (one
+            # aggregate less per person: measured 1.02 against 1.20 on 10 million rows).
+            mean = isinstance(value, exp.Avg) or projection.alias_or_name.startswith(_MEAN_SUM)
+            by = exp.Count(this=value.this.copy()) if mean else exp.Count(this=exp.Star())
+            contribution = _scaled_sum(value.this, m, by)
         inner.append(exp.Alias(this=contribution, alias=ident(name)))
         total: exp.Expr = exp.Sum(this=exp.Column(this=ident(name), table=ident(alias)))
         if isinstance(value, exp.Avg):
@@ -138,10 +145,10 @@ def _at_most(count: exp.Expr, m: int) -> exp.Expr:
     )
 
 
-def _scaled_sum(argument: exp.Expr, m: int) -> exp.Expr:
-    """``CASE WHEN COUNT(x) > m THEN SUM(x) * m / COUNT(x) ELSE SUM(x) END``: ``min(k, m)`` values'
-    worth of the unit's mean; exactly its sum when it has at most ``m`` values."""
-    count = exp.Count(this=argument.copy())
+def _scaled_sum(argument: exp.Expr, m: int, count: exp.Expr) -> exp.Expr:
+    """``CASE WHEN <count> > m THEN SUM(x) * m / <count> ELSE SUM(x) END``: the unit's sum scaled to
+    ``m`` of its ``count`` rows (or values); exactly its sum when ``count <= m``. With ``k <= count``
+    values in ``[lo, hi]`` the result lies within ``min(count, m) × [min(lo, 0), max(hi, 0)]``."""
     scaled = exp.Div(
         this=exp.Mul(this=exp.Sum(this=argument.copy()), expression=exp.Literal.number(m)),
         expression=count.copy(),

@@ -1,7 +1,11 @@
 -- case: a count and a sum over one table become clamped per-person contributions, summed
 SELECT COUNT(*) AS n, SUM(cost) AS s FROM visits
 -- expect:
-SELECT SUM("visits"."_sbx_dp_c0") AS "n", SUM("visits"."_sbx_dp_c1") AS "s" FROM (SELECT "visits"."person_id", CASE WHEN COUNT(*) > 3 THEN 3 ELSE COUNT(*) END AS "_sbx_dp_c0", CASE WHEN COUNT("visits"."cost") > 3 THEN SUM("visits"."cost") * 3 / COUNT("visits"."cost") ELSE SUM("visits"."cost") END AS "_sbx_dp_c1" FROM "visits" AS "visits" GROUP BY "visits"."person_id") AS "visits"
+SELECT SUM("visits"."_sbx_dp_c0") AS "n", SUM("visits"."_sbx_dp_c1") AS "s" FROM (SELECT "visits"."person_id", CASE WHEN COUNT(*) > 3 THEN 3 ELSE COUNT(*) END AS "_sbx_dp_c0", CASE WHEN COUNT(*) > 3 THEN SUM("visits"."cost") * 3 / COUNT(*) ELSE SUM("visits"."cost") END AS "_sbx_dp_c1" FROM "visits" AS "visits" GROUP BY "visits"."person_id") AS "visits"
+-- case: a sum next to a mean's hidden parts: the sum scales by the row count, the mean's parts by its values
+SELECT SUM(cost) AS s, AVG(cost) AS a FROM visits
+-- expect:
+SELECT SUM("visits"."_sbx_dp_c0") AS "s", CAST(SUM("visits"."_sbx_dp_c1") AS DOUBLE) / SUM("visits"."_sbx_dp_c1_n") AS "a" FROM (SELECT "visits"."person_id", CASE WHEN COUNT(*) > 3 THEN SUM("visits"."cost") * 3 / COUNT(*) ELSE SUM("visits"."cost") END AS "_sbx_dp_c0", CASE WHEN COUNT("visits"."cost") > 3 THEN SUM("visits"."cost") * 3 / COUNT("visits"."cost") ELSE SUM("visits"."cost") END AS "_sbx_dp_c1", CASE WHEN COUNT("visits"."cost") > 3 THEN 3 ELSE COUNT("visits"."cost") END AS "_sbx_dp_c1_n" FROM "visits" AS "visits" GROUP BY "visits"."person_id") AS "visits"
 -- case: the query's filter moves inside, before the clamp; a mean is the ratio of its clamped parts
 SELECT AVG(cost) AS a, COUNT(cost) AS k FROM visits v WHERE v.ward = 'A'
 -- expect:
