@@ -13,3 +13,6 @@ FAMILY_META = "sbx_family"
 GENERATED_META = "sbx_generated"
 FILTERED_SCAN_META = "sbx_filtered_scan"
 STAR_META = "sbx_star"
+#: Columns of the per-unit contributions ``policies.dp.passes.clamp_unit_contributions`` generates; a
+#: query cannot name ``_sbx`` columns, so the checks may recognise the engine's sums over them.
+UNIT_CONTRIBUTION_PREFIX = "_sbx_dp_c"

@@ -13,7 +13,7 @@ from sqlglot import exp
 from policies.analysis.cells import bucket_of
 from policies.analysis.levels import Analysis
 from policies.analysis.lineage import Info, Origin, Shape
-from policies.analysis.markers import GENERATED_META
+from policies.analysis.markers import GENERATED_META, UNIT_CONTRIBUTION_PREFIX
 from policies.analysis.scopes import SelectScope, walk_same_query
 from policies.analysis.syntax import AGGREGATES, window_over_aggregates
 from policies.context import PolicyContext
@@ -169,6 +169,10 @@ class _Checker:
                 continue
             if origin.use is Use.DENY:
                 self._denied(origin, key)
+            elif origin.use is Use.JOIN_KEY and key.meta_get(GENERATED_META):
+                # The engine's per-unit aggregate (``clamp_unit_contributions``): each unit's
+                # contribution, clamped there and only ever summed over units, never released.
+                continue
             elif origin.use is Use.JOIN_KEY:
                 self._add(
                     "join_key_use",
@@ -298,7 +302,11 @@ class _Checker:
         if origin.use is Use.DENY:
             self._denied(origin, node)
             return
-        if shape is Shape.COND:
+        # The engine's own sums over its per-unit contributions (``clamp_unit_contributions``: a CASE
+        # on each unit's row count, a scaled sum) are the bound itself, not a subset's value. Only
+        # those: marked, and summing one ``_sbx_dp_c…`` column (a name a query cannot use).
+        engine = _sums_unit_contributions(node)
+        if shape is Shape.COND and not engine:
             # Plain columns too: a condition on any column picks a subset of the row, which may be a
             # handful of people; only FILTER cells and one-branch buckets are neutralised for that.
             self._add(
@@ -354,7 +362,7 @@ class _Checker:
                     f"{', '.join(f.upper() for f in allowed)}",
                     node,
                 )
-            elif shape > Shape.ARITH:
+            elif shape > Shape.ARITH and not engine:
                 self._add(
                     "aggregate_use",
                     f"{label} may be aggregated directly or through arithmetic only "
@@ -422,3 +430,11 @@ def _flatten_group(group: exp.Group) -> list[exp.Expr]:
         else:
             out.append(node)
     return out
+
+
+def _sums_unit_contributions(node: exp.Expr) -> bool:
+    """``SUM(a._sbx_dp_c<i>)`` as ``clamp_unit_contributions`` generates it (marked by the engine)."""
+    if not isinstance(node, exp.Sum) or not node.meta_get(GENERATED_META):
+        return False
+    argument = node.this
+    return isinstance(argument, exp.Column) and argument.name.startswith(UNIT_CONTRIBUTION_PREFIX)

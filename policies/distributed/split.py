@@ -198,6 +198,9 @@ class _Splitter:
         if isinstance(source, exp.Subquery):
             if isinstance(source.this, exp.Union):
                 return self._unit_of_light_first(source.this, alias=source.alias_or_name.lower())
+            per_unit = self._unit_of_per_unit_aggregate(source.this)
+            if per_unit is not None:
+                return per_unit
             self._require_row_level(source.this, where="a derived table")
             return self._unit_of_query(source.this)
         raise _Refuse(f"a {type(source).__name__} source does not split")
@@ -231,6 +234,37 @@ class _Splitter:
                 raise _Refuse("the branches of a derived table read different units")
             # The copy's windows were checked to partition by the unit: so are the original's.
             self._unit_windows.update(id(w) for w in original.find_all(exp.Window))
+        return unit
+
+    def _unit_of_per_unit_aggregate(self, query: exp.Expr) -> str | None:
+        """``SELECT a.unit, <aggregates> FROM src AS a [WHERE …] GROUP BY a.unit``: one row per unit
+        (DP's clamped per-unit contributions, ``policies.dp.passes.clamp_unit_contributions``). Every
+        part holds all of a unit's rows, so each part computes the same rows one process would; the
+        unit is projected unchanged. ``None`` when ``query`` is not of this shape."""
+        if not isinstance(query, exp.Select) or query.args.get("joins"):
+            return None
+        group = query.args.get("group")
+        from_ = query.args.get("from_") or query.args.get("from")
+        if group is None or from_ is None or len(group.expressions) != 1:
+            return None
+        for key in ("having", "distinct", "limit", "offset", "qualify", "order", "with_", "with"):
+            if query.args.get(key):
+                return None
+        if any(query.find_all(exp.Window)) or any(
+            q is not query for q in query.find_all(exp.Select) if q.find_ancestor(exp.From) is None
+        ):
+            return None
+        alias = from_.this.alias_or_name.lower()
+        unit = self._unit_of_source(from_.this)
+        (key,) = group.expressions
+
+        def is_unit(node: exp.Expr) -> bool:
+            if not isinstance(node, exp.Column):
+                return False
+            return node.name.lower() == unit and node.table.lower() in ("", alias)
+
+        if not is_unit(key) or not any(is_unit(p) for p in query.expressions):
+            return None
         return unit
 
     def _unit_of_heavy_units(self, heavy: exp.Select) -> str:

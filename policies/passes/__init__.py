@@ -8,7 +8,13 @@ from sqlglot import exp
 
 from policies.analysis.levels import Analysis
 from policies.context import PolicyContext
-from policies.dp.passes import bound_groups_per_unit, bound_rows_per_unit, clamp_values, expose_mean_parts
+from policies.dp.passes import (
+    bound_groups_per_unit,
+    bound_rows_per_unit,
+    clamp_unit_contributions,
+    clamp_values,
+    expose_mean_parts,
+)
 from policies.passes.add_unit_counts import add_unit_counts
 from policies.passes.apply_masks import apply_masks
 from policies.passes.apply_row_filters import apply_row_filters
@@ -49,6 +55,7 @@ REWRITES: tuple[Rewrite, ...] = (
     neutralise_small_subsets,
     suppress_small_rows,
     apply_row_filters,
+    clamp_unit_contributions,
     bound_groups_per_unit,
     bound_rows_per_unit,
     contain_errors,

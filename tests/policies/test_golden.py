@@ -23,7 +23,13 @@ PASS_FILES = [
     "cap_rows",
 ]
 #: The DP bounding passes (no-ops without dp) have their goldens under ``dp/`` (test_golden_dp.py).
-DP_PASS_FILES = ["clamp_values", "expose_mean_parts", "bound_groups_per_unit", "bound_rows_per_unit"]
+DP_PASS_FILES = [
+    "clamp_values",
+    "expose_mean_parts",
+    "clamp_unit_contributions",
+    "bound_groups_per_unit",
+    "bound_rows_per_unit",
+]
 #: Passes that read what an earlier pass added run after it in their golden tests.
 PREREQUISITES = {
     "neutralise_small_subsets": ("add_unit_counts",),

@@ -81,6 +81,27 @@ def _light_first(cte: str = "_sbx_dp_heavy", probe: str = "t.u") -> str:
 LIGHT_FIRST = _light_first()
 
 
+PER_UNIT = (
+    "SELECT SUM(t.c) AS n, SUM(t.s) AS s FROM (SELECT t.u, CASE WHEN COUNT(*) > 3 THEN 3 ELSE COUNT(*) END "
+    "AS c, CASE WHEN COUNT(*) > 3 THEN SUM(t.x) * 3 / COUNT(*) ELSE SUM(t.x) END AS s FROM t "
+    "WHERE t.x > 5 GROUP BY t.u) AS t"
+)
+
+
+def test_only_a_derived_table_grouped_by_its_unit_splits() -> None:
+    """Grouped by the unit, each row is one unit's, computed whole in its one part; grouped by anything
+    else (or also by another column, or not projecting the unit) a part sees only some of a group."""
+    units = {"t": "u"}
+    assert isinstance(split_query(PER_UNIT, units=units), SplitQuery)
+    for other in (
+        "SELECT SUM(t.c) AS n FROM (SELECT t.d, COUNT(*) AS c FROM t GROUP BY t.d) AS t",
+        "SELECT SUM(t.c) AS n FROM (SELECT t.u, t.d, COUNT(*) AS c FROM t GROUP BY t.u, t.d) AS t",
+        "SELECT SUM(t.c) AS n FROM (SELECT COUNT(*) AS c FROM t GROUP BY t.u) AS t",
+        "SELECT SUM(t.c) AS n FROM (SELECT t.u, COUNT(*) AS c FROM t GROUP BY t.u HAVING COUNT(*) > 1) AS t",
+    ):
+        assert isinstance(split_query(other, units=units), NotSplittable), other
+
+
 def test_only_the_dp_samples_own_union_splits() -> None:
     assert isinstance(split_query(LIGHT_FIRST, units=UNITS), SplitQuery)
     for other in (_light_first(cte="mine"), _light_first(probe="t.x")):
@@ -128,6 +149,8 @@ EXECUTED = (
     'HAVING COUNT(*) > 3 AND "_sbx_units" >= 12 ORDER BY n DESC, d LIMIT 2',
     # DP's per-unit sample that ranks only the units above the bound (units here have 1 to 12 rows).
     LIGHT_FIRST,
+    # DP's clamped per-unit contributions (no grouping): one row per unit, summed across parts.
+    PER_UNIT,
 )
 
 

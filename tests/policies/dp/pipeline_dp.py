@@ -9,7 +9,13 @@ from sqlglot import exp
 
 from policies.analysis.levels import Analysis
 from policies.context import PolicyContext
-from policies.dp.passes import bound_groups_per_unit, bound_rows_per_unit, clamp_values, expose_mean_parts
+from policies.dp.passes import (
+    bound_groups_per_unit,
+    bound_rows_per_unit,
+    clamp_unit_contributions,
+    clamp_values,
+    expose_mean_parts,
+)
 from policies.dp.plan import DpPlan, plan_dp
 from policies.errors import PolicyViolation
 from policies.passes.add_unit_counts import add_unit_counts
@@ -26,6 +32,7 @@ DP_REWRITES = (
     expose_mean_parts,
     add_unit_counts,
     apply_row_filters,
+    clamp_unit_contributions,
     bound_groups_per_unit,
     bound_rows_per_unit,
     contain_errors,

@@ -12,7 +12,13 @@ from policies.examples import example_context
 from tests.policies.golden import GOLDEN_DIR, GoldenCase, load_cases
 
 DP_GOLDEN = GOLDEN_DIR / "dp"
-DP_PASSES = ["clamp_values", "expose_mean_parts", "bound_groups_per_unit", "bound_rows_per_unit"]
+DP_PASSES = [
+    "clamp_values",
+    "expose_mean_parts",
+    "clamp_unit_contributions",
+    "bound_groups_per_unit",
+    "bound_rows_per_unit",
+]
 CASES = [case for name in DP_PASSES for case in load_cases(DP_GOLDEN / f"{name}.sql")]
 
 

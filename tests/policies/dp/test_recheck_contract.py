@@ -48,3 +48,39 @@ def test_the_same_sampling_syntax_unmarked_is_refused_after_rewriting() -> None:
             node.meta.pop(GENERATED_META, None)
     rules = {f.message for f in postcondition_findings(tree, Analysis(tree, ctx), ctx)}
     assert "after rewriting: query parameters are not supported; write literals" in rules
+
+
+UNGROUPED = "SELECT COUNT(*) AS n, SUM(cost) AS s, AVG(cost) AS a FROM visits WHERE ward = 'A'"
+
+
+def test_the_clamped_per_person_contributions_pass_the_recheck() -> None:
+    """``clamp_unit_contributions``' per-person GROUP BY on the unit and its aggregates over it."""
+    ctx = compile_context(dp_scope(), dp_catalog())
+    tree = prepare_dp(UNGROUPED, ctx).tree
+    assert "_sbx_dp_c0" in tree.sql(dialect="duckdb")
+    assert postcondition_findings(tree, Analysis(tree, ctx), ctx) == []
+
+
+def test_the_same_per_person_aggregate_unmarked_is_refused_after_rewriting() -> None:
+    """Without the engine's mark, grouping by the unit and aggregating below the top are refused."""
+    ctx = compile_context(dp_scope(), dp_catalog())
+    tree = prepare_dp(UNGROUPED, ctx).tree
+    for node in tree.walk():
+        if node.meta:
+            node.meta.pop(GENERATED_META, None)
+    rules = {f.message for f in postcondition_findings(tree, Analysis(tree, ctx), ctx)}
+    assert any("is a join key and can never be grouped on" in r for r in rules), rules
+    assert any("aggregate only in the outermost query" in r for r in rules), rules
+
+
+def test_an_operators_own_per_person_aggregate_is_refused() -> None:
+    """The operator cannot write the engine's form: it is refused before any rewrite."""
+    from policies.errors import PolicyViolation
+
+    ctx = compile_context(dp_scope(), dp_catalog())
+    with pytest.raises(PolicyViolation):
+        prepare_dp(
+            "SELECT SUM(c) AS n FROM (SELECT person_id, CASE WHEN COUNT(*) > 3 THEN 3 ELSE COUNT(*) END AS c "
+            "FROM visits GROUP BY person_id) AS t",
+            ctx,
+        )

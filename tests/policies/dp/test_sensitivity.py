@@ -6,7 +6,8 @@ outside the bounds, NULLs, and rows the row filter drops. For every noised quant
 distance between the results with and without one person (keys missing on one side count as 0) stays
 within ``DpPlan.sensitivity``; every distinct-unit count moves by at most 1, in at most G groups.
 Without ``bound_rows_per_unit`` a person with four rows moves ``COUNT(*)`` by 4 > M = 2, and without
-``clamp_values`` an income of 10^9 moves a sum far beyond M × 100,000: these properties fail.
+``clamp_values`` an income of 10^9 moves a sum far beyond M × 100,000: these properties fail; so do
+they where ``clamp_unit_contributions`` leaves a person's row count or sum unclamped.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ QUERIES = [
     "SELECT phone, COUNT(*) AS n FROM citizens GROUP BY phone",
     # Keys from the data, one group per person picked by an aggregate (several visits per person).
     "SELECT ward, COUNT(*) AS n, SUM(cost) AS s FROM visits GROUP BY ward",
+    # No groups, one table: each person's contribution clamped per person (clamp_unit_contributions),
+    # with NULL values, a filter, and a mean whose sum and count are scaled together.
+    "SELECT COUNT(*) AS n, SUM(income) AS s, AVG(income) AS a, COUNT(income) AS k FROM citizens "
+    "WHERE sex = 'F'",
+    "SELECT COUNT(*) AS n, SUM(cost) AS s, AVG(cost) AS a FROM visits",
 ]
 
 CITIZEN_COLUMNS = [
@@ -130,6 +136,8 @@ _OTHER = {"sex": "M", "rows": [("North", "0170000001", 5)], "visits": [("A", 3.0
 @example(query=QUERIES[2], people=[_HEAVY, _OTHER], who=1)
 @example(query=QUERIES[4], people=[_HEAVY, _OTHER], who=1)
 @example(query=QUERIES[5], people=[_HEAVY, _OTHER], who=1)
+@example(query=QUERIES[6], people=[_HEAVY, _OTHER], who=1)
+@example(query=QUERIES[7], people=[_HEAVY, _OTHER], who=1)
 @given(
     query=st.sampled_from(QUERIES),
     people=st.lists(_person, min_size=1, max_size=8),
