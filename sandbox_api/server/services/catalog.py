@@ -6,7 +6,7 @@ second steward of its domain publishes it; the review rules are in services/cata
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -144,7 +144,18 @@ class CatalogService:
             query = select(DatasetRow).order_by(DatasetRow.domain, DatasetRow.name)
             if domain is not None:
                 query = query.where(DatasetRow.domain == domain)
-            return [self._view(session, row) for row in session.execute(query).scalars()]
+            rows = list(session.execute(query).scalars())
+            # Every dataset's versions in one query, not one query per dataset.
+            versions: dict[int, list[DatasetVersionRow]] = {row.id: [] for row in rows}
+            if rows:
+                found = session.execute(
+                    select(DatasetVersionRow)
+                    .where(DatasetVersionRow.dataset_id.in_(list(versions)))
+                    .order_by(DatasetVersionRow.created_at, DatasetVersionRow.id)
+                ).scalars()
+                for version in found:
+                    versions[version.dataset_id].append(version)
+            return [_dataset_view(row, versions[row.id]) for row in rows]
 
     def get_dataset(self, domain: str, name: str) -> DatasetView:
         with self.db.read() as session:
@@ -424,13 +435,17 @@ class CatalogService:
             .where(DatasetVersionRow.dataset_id == row.id)
             .order_by(DatasetVersionRow.created_at, DatasetVersionRow.id)
         ).scalars()
-        return DatasetView(
-            domain=row.domain,
-            name=row.name,
-            description=row.description,
-            created_at=iso(as_utc(row.created_at)),
-            versions=[version_view(v) for v in versions],
-        )
+        return _dataset_view(row, versions)
+
+
+def _dataset_view(row: DatasetRow, versions: Iterable[DatasetVersionRow]) -> DatasetView:
+    return DatasetView(
+        domain=row.domain,
+        name=row.name,
+        description=row.description,
+        created_at=iso(as_utc(row.created_at)),
+        versions=[version_view(v) for v in versions],
+    )
 
 
 def _column(column: ColumnDecl) -> dict[str, Any]:

@@ -80,7 +80,7 @@ class JobSubmission(JobTransitions):
         return self._checked(text, self._granted_scope(who, text.scope, action=action))
 
     def _checked(self, text: JobText, active: ActiveScope) -> Checked:
-        versions = self.catalog.current_versions()
+        versions = dict(active.versions) if active.versions is not None else self.catalog.current_versions()
         checked = kind_of(text.kind, text.mode).check(
             text, active=active, versions=versions, contexts=self.contexts
         )
