@@ -162,8 +162,9 @@ class JobSubmission(JobTransitions):
                 updated_at=now,
                 **checked.fields,
             )
+            # Not flushed here: the row reaches the database at the commit, in its first state after
+            # submission (queued or rejected), one INSERT instead of an INSERT and an UPDATE.
             session.add(row)
-            session.flush()
             self.audit.append(
                 session,
                 event="job.submitted",
