@@ -96,8 +96,8 @@ class ServiceUnavailable(ServiceError):
 
 
 class DatabaseUnavailable(ServiceError):
-    """The metadata database dropped the connection or refused a new one (a failover in progress): the
-    request did nothing that committed, and the next one connects afresh."""
+    """The metadata database dropped the connection or refused a new one (a failover in progress); the
+    next request connects afresh. A transaction cut off while committing may still have committed."""
 
     code = "database-unavailable"
 

@@ -397,8 +397,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         log.warning("database unavailable answering %s %s", request.method, request.url.path)
         return from_exception(
             DatabaseUnavailable(
-                "the metadata database is unreachable (a failover may be in progress); nothing of this "
-                "request was committed",
+                "the metadata database is unreachable (a failover may be in progress): try again after "
+                "Retry-After seconds; a write cut off while it committed may have been stored, so list "
+                "your jobs before submitting one again",
                 extra={"retry_after": DATABASE_RETRY_AFTER_S},
             )
         )
