@@ -416,17 +416,22 @@ class CatalogService:
         ).scalar_one_or_none()
 
     def _version_row(self, session: Session, domain: str, name: str, version_id: str) -> DatasetVersionRow:
-        dataset = self._dataset_row(session, domain, name)
-        if dataset is None:
-            raise NotFound(f"dataset {domain}/{name} does not exist")
+        # One query on the way that matters (every job reads its tables' versions); which of the two
+        # is missing is looked up only when one is.
         row = session.execute(
-            select(DatasetVersionRow).where(
-                DatasetVersionRow.dataset_id == dataset.id, DatasetVersionRow.version_id == version_id
+            select(DatasetVersionRow)
+            .join(DatasetRow, DatasetRow.id == DatasetVersionRow.dataset_id)
+            .where(
+                DatasetRow.domain == domain,
+                DatasetRow.name == name,
+                DatasetVersionRow.version_id == version_id,
             )
         ).scalar_one_or_none()
-        if row is None:
-            raise NotFound(f"dataset {domain}/{name} has no version {version_id}")
-        return row
+        if row is not None:
+            return row
+        if self._dataset_row(session, domain, name) is None:
+            raise NotFound(f"dataset {domain}/{name} does not exist")
+        raise NotFound(f"dataset {domain}/{name} has no version {version_id}")
 
     @staticmethod
     def _view(session: Session, row: DatasetRow) -> DatasetView:
