@@ -141,21 +141,29 @@ class CatalogService:
 
     def list_datasets(self, *, domain: str | None = None) -> list[DatasetView]:
         with self.db.read() as session:
-            query = select(DatasetRow).order_by(DatasetRow.domain, DatasetRow.name)
+            # Every dataset with its versions in one query (every submission and every run reads the
+            # catalog): a dataset without versions comes back once, with None for its version.
+            query = (
+                select(DatasetRow, DatasetVersionRow)
+                .outerjoin(DatasetVersionRow, DatasetVersionRow.dataset_id == DatasetRow.id)
+                .order_by(
+                    DatasetRow.domain,
+                    DatasetRow.name,
+                    DatasetRow.id,
+                    DatasetVersionRow.created_at,
+                    DatasetVersionRow.id,
+                )
+            )
             if domain is not None:
                 query = query.where(DatasetRow.domain == domain)
-            rows = list(session.execute(query).scalars())
-            # Every dataset's versions in one query, not one query per dataset.
-            versions: dict[int, list[DatasetVersionRow]] = {row.id: [] for row in rows}
-            if rows:
-                found = session.execute(
-                    select(DatasetVersionRow)
-                    .where(DatasetVersionRow.dataset_id.in_(list(versions)))
-                    .order_by(DatasetVersionRow.created_at, DatasetVersionRow.id)
-                ).scalars()
-                for version in found:
-                    versions[version.dataset_id].append(version)
-            return [_dataset_view(row, versions[row.id]) for row in rows]
+            datasets: dict[int, DatasetRow] = {}
+            versions: dict[int, list[DatasetVersionRow]] = {}
+            for dataset, version in session.execute(query):
+                datasets.setdefault(dataset.id, dataset)
+                found = versions.setdefault(dataset.id, [])
+                if version is not None:
+                    found.append(version)
+            return [_dataset_view(row, versions[key]) for key, row in datasets.items()]
 
     def get_dataset(self, domain: str, name: str) -> DatasetView:
         with self.db.read() as session:
