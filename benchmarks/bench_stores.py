@@ -18,6 +18,10 @@ afterwards; or ``--postgres-url`` to use an existing empty database.
     .venv/bin/python benchmarks/bench_stores.py --duration 20 --jobs 40
 
 Prints one JSON object with both stores' figures and the PostgreSQL/SQLite ratios.
+
+``--baseline DIR`` also runs the code of another source tree (a checkout of an earlier commit, e.g.
+``git worktree add ../before <commit>``) as two more gateways, one per store, in the same alternation:
+before and after are measured in one run, under the same load (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -56,8 +60,12 @@ LOAD_SETTINGS = {
 
 
 @contextmanager
-def gateway(state_dir: Path, database_url: str | None, args: argparse.Namespace) -> Iterator[tuple[str, str]]:
-    """A seeded gateway on ``database_url`` (None: SQLite): its URL and the operator's token."""
+def gateway(
+    state_dir: Path, database_url: str | None, args: argparse.Namespace, *, source: Path | None = None
+) -> Iterator[tuple[str, str]]:
+    """A seeded gateway on ``database_url`` (None: SQLite): its URL and the operator's token.
+
+    ``source``: run the gateway from that source tree instead of this one (``--baseline``)."""
     overrides = {} if database_url is None else {"database_url": database_url}
     admin_token = init_deployment(Settings(state_dir=state_dir, **overrides)).admin_token
     assert admin_token is not None
@@ -66,9 +74,13 @@ def gateway(state_dir: Path, database_url: str | None, args: argparse.Namespace)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")} | LOAD_SETTINGS
     if database_url is not None:
         env["SANDBOX_DATABASE_URL"] = database_url
+    if source is not None:
+        env["PYTHONPATH"] = str(source)  # ahead of this tree's installed packages (and `-m` runs in it)
     command = [sys.executable, "-m", "sandbox_api.cli", "serve", "--state-dir", str(state_dir)]
     command += ["--port", str(port)]
-    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as server:
+    with subprocess.Popen(
+        command, env=env, cwd=source, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    ) as server:
         try:
             wait_healthy(url, server)
             with SandboxClient(url, admin_token, timeout=600) as admin:
@@ -108,7 +120,9 @@ def alternating(
             for store, (url, token) in gateways.items()
         }
         for index in range(args.warmup + args.jobs):
-            for store, client in clients.items():
+            # Each round in the other order, so that no gateway always follows the same one.
+            turn = list(clients.items()) if index % 2 == 0 else list(reversed(clients.items()))
+            for store, client in turn:
                 elapsed = one_job(client)
                 if index >= args.warmup:
                     latencies[store].append(elapsed)
@@ -171,6 +185,9 @@ def main() -> None:
     parser.add_argument(
         "--postgres-url", default=None, help="an empty PostgreSQL database (default: start one)"
     )
+    parser.add_argument(
+        "--baseline", type=Path, default=None, help="also run this source tree's code (before/after)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sandbox-bench-") as scratch, ExitStack() as stack:
         if args.postgres_url is None:
@@ -182,7 +199,20 @@ def main() -> None:
             "sqlite": stack.enter_context(gateway(Path(scratch) / "sqlite", None, args)),
             "postgresql": stack.enter_context(gateway(Path(scratch) / "postgres", postgres_url, args)),
         }
-        one = alternating(gateways, args)
+        before: dict[str, tuple[str, str]] = {}
+        if args.baseline is not None:
+            if args.postgres_url is not None:
+                raise SystemExit("--baseline needs a database of its own: leave out --postgres-url")
+            source = args.baseline.resolve()
+            before = {
+                "baseline_sqlite": stack.enter_context(
+                    gateway(Path(scratch) / "b-sqlite", None, args, source=source)
+                ),
+                "baseline_postgresql": stack.enter_context(
+                    gateway(Path(scratch) / "b-postgres", cluster.new_database(), args, source=source)
+                ),
+            }
+        one = alternating(gateways | before, args)
         # One store at a time: fifty operators on each, the other gateway idle.
         many = {store: concurrent(url, token, args) for store, (url, token) in gateways.items()}
     report = {
@@ -193,6 +223,16 @@ def main() -> None:
         "one_operator_alternating": one,
         "fifty_operators": many,
         "p50_ratio_postgresql_over_sqlite": round(one["postgresql"]["p50_ms"] / one["sqlite"]["p50_ms"], 2),
+        **(
+            {
+                "baseline": str(args.baseline),
+                "baseline_p50_ratio_postgresql_over_sqlite": round(
+                    one["baseline_postgresql"]["p50_ms"] / one["baseline_sqlite"]["p50_ms"], 2
+                ),
+            }
+            if args.baseline is not None
+            else {}
+        ),
         "goal_p50_ratio": 1.2,
         "throughput_ratio_postgresql_over_sqlite": round(
             many["postgresql"]["jobs_per_s"] / many["sqlite"]["jobs_per_s"], 2

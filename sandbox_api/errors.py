@@ -95,5 +95,12 @@ class ServiceUnavailable(ServiceError):
     code = "service-unavailable"
 
 
+class DatabaseUnavailable(ServiceError):
+    """The metadata database dropped the connection or refused a new one (a failover in progress); the
+    next request connects afresh. A transaction cut off while committing may still have committed."""
+
+    code = "database-unavailable"
+
+
 class DeploymentNotInitialised(ServiceError):
     code = "deployment-not-initialised"

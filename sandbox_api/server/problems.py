@@ -13,14 +13,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match, Route
 
 from crypto.errors import CryptoError
 from executors.errors import ExecutionError
 from policies.errors import PolicyError
-from sandbox_api.errors import ServiceError
+from sandbox_api.errors import DatabaseUnavailable, ServiceError
 from sandbox_api.schemas import ProblemOut
+from sandbox_api.server.store.db import database_gone
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ STATUS: Mapping[str, int] = {
     "queue-full": 429,
     "quota-exceeded": 429,
     "service-unavailable": 503,
+    "database-unavailable": 503,
     "deployment-not-initialised": 503,
     "request-invalid": 422,
     "request-malformed": 400,
@@ -139,6 +142,7 @@ ADVICE: Mapping[str, str] = {
     "queue-full": "wait `Retry-After` seconds, then submit again",
     "quota-exceeded": "wait `Retry-After` seconds (the detail names the limit), then try again",
     "service-unavailable": "try again later",
+    "database-unavailable": "wait `Retry-After` seconds, then send the same request again",
     "deployment-not-initialised": "run `sandbox init` on the gateway's state directory",
     "request-invalid": "fix the fields named in `findings` (`fragment` is the field's path)",
     "request-malformed": "send a body that parses: well-formed JSON (or multipart for uploads)",
@@ -335,6 +339,10 @@ def flat_routes(routes: Iterable[BaseRoute]) -> Iterator[Route]:
             yield from flat_routes(nested.routes)
 
 
+#: Retry-After of ``database-unavailable``: about the time a promoted standby takes to accept writes.
+DATABASE_RETRY_AFTER_S = 2
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def domain_error(_request: Request, exc: Exception) -> JSONResponse:
         return from_exception(exc)
@@ -383,7 +391,22 @@ def install_problem_handlers(app: FastAPI) -> None:
             "such as \\ud800); send UTF-8 text",
         )
 
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if not database_gone(exc):
+            return await unexpected(request, exc)
+        log.warning("database unavailable answering %s %s", request.method, request.url.path)
+        return from_exception(
+            DatabaseUnavailable(
+                "the metadata database is unreachable (a failover may be in progress): try again after "
+                "Retry-After seconds; a write cut off while it committed may have been stored, so list "
+                "your jobs before submitting one again",
+                extra={"retry_after": DATABASE_RETRY_AFTER_S},
+            )
+        )
+
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if database_gone(exc):  # raised where the DBAPIError handler does not reach (a middleware)
+            return await database_error(request, exc)
         # Never a stack trace or a value to the caller; the log has the details.
         # The type and the route only: a message or traceback could quote request or result data.
         log.error("unhandled %s answering %s %s", type(exc).__name__, request.method, request.url.path)
@@ -393,6 +416,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     for family in DOMAIN_ERRORS:
         app.add_exception_handler(family, domain_error)
+    app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(RecursionError, too_deep)
     app.add_exception_handler(UnicodeError, bad_text)
     app.add_exception_handler(Exception, unexpected)

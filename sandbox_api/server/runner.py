@@ -40,6 +40,7 @@ from sandbox_api.server.services.jobs import JobService
 from sandbox_api.server.services.quotas import QueuedJob, next_job
 from sandbox_api.server.services.release import Candidate, Settlement
 from sandbox_api.server.services.settlement import Settlements
+from sandbox_api.server.store.db import database_gone
 from sandbox_api.server.store.leases import JobLeases, Lease
 from sandbox_api.server.store.models import JobRow
 
@@ -106,6 +107,8 @@ class JobRunner:
         self._max_attempts = max_attempts
         self._poll_s = poll_s
         self._stop = threading.Event()
+        self._outage = threading.Event()  # set by a lost database connection (_note_outage)
+        self._claiming = threading.Lock()
         self._threads: list[threading.Thread] = []
 
     @property
@@ -184,8 +187,14 @@ class JobRunner:
             # Clear before looking, so a submit that lands while we look is not lost.
             self._jobs.wake.clear()
             try:
-                claimed = self._claim()
-            except Exception:  # a database hiccup must not kill the worker
+                self._recover_after_outage()
+                # One claim at a time per gateway: a submit wakes every idle thread, and racing them
+                # for one job cost each loser a full claim beside the winner's; in turn, a loser's
+                # claim is one query that finds the queue empty.
+                with self._claiming:
+                    claimed = self._claim()
+            except Exception as exc:  # a database hiccup must not kill the worker
+                self._note_outage(exc)
                 log.exception("claiming a job failed")
                 claimed = None
             if claimed is None:
@@ -200,6 +209,7 @@ class JobRunner:
         try:
             self._run(job)
         except Exception as exc:
+            self._note_outage(exc)
             # Only the error's type: its message or traceback could quote a cell of the result
             # before the output check removed it, and logs are files.
             log.error("job %s failed unexpectedly: %s", job.job_id, type(exc).__name__)
@@ -207,6 +217,29 @@ class JobRunner:
                 self._finish(job.job_id, JobState.FAILED, reason=f"internal error ({type(exc).__name__})")
             except Exception as again:  # the worker thread must outlive a database hiccup
                 log.error("recording the failure of job %s failed: %s", job.job_id, type(again).__name__)
+
+    def _note_outage(self, exc: BaseException) -> None:
+        """A lost PostgreSQL connection (the primary died, a standby is being promoted): jobs this
+        gateway was running may be left ``running`` with their leases gone, so recover once the
+        database answers again, as a restart would, without restarting. Not on SQLite, where no lease
+        tells a job another thread of this gateway runs from an orphan."""
+        if database_gone(exc) and not self._jobs.db.is_sqlite:
+            self._outage.set()
+
+    def _recover_after_outage(self) -> None:
+        if not self._outage.is_set():
+            return
+        self._outage.clear()
+        try:
+            recovery = self.recover()
+        except BaseException:
+            self._outage.set()  # still down: the next loop tries again
+            raise
+        log.warning(
+            "database back after an outage: %d job(s) re-queued, %d failed",
+            len(recovery.requeued),
+            len(recovery.failed),
+        )
 
     def _claim(self) -> tuple[StoredJob, Lease] | None:
         """The next job, chosen fairly (``services/quotas.next_job``: never an owner already at their
@@ -227,15 +260,8 @@ class JobRunner:
                 if not queued:
                     return None  # the idle poll: one query, as before fair scheduling
                 # Only the owners waiting matter: their running jobs and when each was last served.
-                owners = JobRow.owner.in_({job.owner for job in queued})
-                choice = next_job(
-                    queued,
-                    running=_per_owner(session, func.count(), owners & JobRow.state.in_(ACTIVE)),
-                    last_served=_per_owner(
-                        session, func.max(JobRow.updated_at), owners & JobRow.state.notin_(WAITING)
-                    ),
-                    limits=jobs.quotas,
-                )
+                running, last_served = _owners_now(session, {job.owner for job in queued})
+                choice = next_job(queued, running=running, last_served=last_served, limits=jobs.quotas)
                 if choice is None:
                     return None
                 # Locked only if still queued: another gateway on the same database may have taken it.
@@ -376,7 +402,25 @@ class JobRunner:
             )
 
 
-def _per_owner(session: Session, value: Any, condition: Any) -> dict[str, Any]:
-    """``value`` (an aggregate) per job owner over the jobs that meet ``condition``."""
-    rows = session.execute(select(JobRow.owner, value).where(condition).group_by(JobRow.owner))
-    return {str(owner): result for owner, result in rows}
+def _owners_now(session: Session, owners: set[str]) -> tuple[dict[str, int], dict[str, Any]]:
+    """Per owner: how many of their jobs run now, and when one of theirs was last served (the newest
+    ``updated_at`` of a job past the queue). One query for both (aggregates with ``FILTER``); an owner
+    with none is absent from that mapping."""
+    served = JobRow.state.notin_(WAITING)
+    rows = session.execute(
+        select(
+            JobRow.owner,
+            func.count().filter(JobRow.state.in_(ACTIVE)),
+            func.max(JobRow.updated_at).filter(served),
+        )
+        .where(JobRow.owner.in_(owners), served)
+        .group_by(JobRow.owner)
+    )
+    running: dict[str, int] = {}
+    last_served: dict[str, Any] = {}
+    for owner, count, latest in rows:
+        if count:
+            running[str(owner)] = int(count)
+        if latest is not None:
+            last_served[str(owner)] = latest
+    return running, last_served

@@ -48,6 +48,34 @@ class AuditHead:
     at: str | None
 
 
+@dataclass(frozen=True)
+class _Link:
+    """The last chained event as the next one needs it (``crypto.audit.chain`` reads seq and hash)."""
+
+    seq: int
+    hash: str
+
+
+@dataclass
+class _Tip:
+    """The audit head within one write transaction: its locked row (None before the first event ever)
+    and the last event chained, in the database or still waiting for the transaction's flush."""
+
+    row: AuditHeadRow | None
+    last: _Link | AuditEntry | None
+
+    def advance(self, session: Session, entry: AuditEntry) -> None:
+        self.last = entry
+        if self.row is None:
+            self.row = AuditHeadRow(id=1, seq=entry.seq, hash=entry.hash)
+            session.add(self.row)
+        else:
+            self.row.seq, self.row.hash = entry.seq, entry.hash
+
+
+_TIP_KEY = "audit-tip"
+
+
 def to_entry(row: AuditEventRow) -> AuditEntry:
     return AuditEntry(
         seq=row.seq,
@@ -111,33 +139,55 @@ class AuditLog:
     def append(
         self, session: Session, *, event: str, actor: str, details: Mapping[str, object]
     ) -> AuditEntry:
-        """Chain one event after the current head, in the caller's transaction."""
-        head = session.execute(
-            select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()
-        ).scalar_one_or_none()
-        # The head row is the last event's seq and hash, kept in the same transactions as the events.
+        """Chain one event after the current head, in the caller's transaction.
+
+        The head row is locked and read once per transaction (``_tip``); later appends in the same
+        transaction chain in process from the entry before. Nothing is flushed here: the events of a
+        transaction reach the database in one batch at its next flush (the commit, or any query in
+        between, which autoflush precedes), with the head row updated once. That is the same chain as
+        one locked read per append, at a round trip per transaction instead of three per event.
+        """
+        tip = self._tip(session)
         entry = chain(
-            head,
+            tip.last,
             at=iso(self.clock.now()),
             event=event,
             actor=actor,
             details=dict(details),
             format=EVENT_FORMAT_BY_PROFILE[self.profile.name],
         )
-        session.add(_event_row(entry))
+        rows: list[AuditEventRow | AuditCheckpointRow] = [_event_row(entry)]
+        tip.advance(session, entry)
         if self._watchers:
             self._tell_after_commit(session, entry)
-        if head is None:
-            session.add(AuditHeadRow(id=1, seq=entry.seq, hash=entry.hash))
-        else:
-            head.seq, head.hash = entry.seq, entry.hash
-        session.flush()
         if (entry.seq + 1) % self.checkpoint_every == 0 or self._checkpoint_overdue(session, entry):
             # Periodic signed checkpoints: truncation of the chain is only detectable against a head
             # kept elsewhere, and a signed one cannot be forged by whoever can write the database.
             checkpoint = self.sign_head(seq=entry.seq, head_hash=entry.hash)
-            session.add(AuditCheckpointRow(seq=entry.seq, line=checkpoint.to_json()))
+            rows.append(AuditCheckpointRow(seq=entry.seq, line=checkpoint.to_json()))
+        session.add_all(rows)
         return entry
+
+    def _tip(self, session: Session) -> _Tip:
+        """The head as this transaction knows it: locked and read on the first append (``FOR UPDATE`` on
+        PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already holds the write lock), then kept in process.
+
+        Keyed by the session's root transaction: after a commit or a rollback the next append reads
+        (and locks) the head again, so a rolled-back append never leaves a chain link behind.
+        """
+        transaction = session.get_transaction()
+        known: tuple[SessionTransaction | None, _Tip] | None = session.info.get(_TIP_KEY)
+        if known is not None and known[0] is transaction:
+            return known[1]
+        # Without autoflush: the head row is all this reads, and what the caller has pending (a new
+        # job row and its first transition) then reaches the database in one flush, as its final state.
+        with session.no_autoflush:
+            row = session.execute(
+                select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()
+            ).scalar_one_or_none()
+        tip = _Tip(row=row, last=None if row is None else _Link(seq=row.seq, hash=row.hash))
+        session.info[_TIP_KEY] = (session.get_transaction(), tip)
+        return tip
 
     def _tell_after_commit(self, session: Session, entry: AuditEntry) -> None:
         pending: list[AuditEntry] | None = session.info.get(self._watchers_key)
@@ -233,40 +283,33 @@ class AuditLog:
             return len(waiting)
 
     def _chain_reads(self, session: Session, waiting: list[PendingRead]) -> None:
-        """``append`` for a batch: one head read, one flush. Per event, this is what makes batching pay
-        (measured in benchmarks/bench_access_trace.py); the chain is the same as one append each."""
+        """``append`` for a batch of read events, all stamped with one time (the chain is the same as
+        one append each; measured in benchmarks/bench_access_trace.py)."""
         if not waiting:
             return
-        head = session.execute(
-            select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()
-        ).scalar_one_or_none()
+        tip = self._tip(session)
         at = iso(self.clock.now())
-        entries: list[AuditEntry] = []
         rows: list[AuditEventRow | AuditCheckpointRow] = []
+        entry: AuditEntry | None = None
         for read in waiting:
             entry = chain(
-                entries[-1] if entries else head,
+                tip.last,
                 at=at,
                 event=read.event,
                 actor=read.actor,
                 details=dict(read.details),
                 format=EVENT_FORMAT_BY_PROFILE[self.profile.name],
             )
-            entries.append(entry)
+            tip.advance(session, entry)
             rows.append(_event_row(entry))
             if (entry.seq + 1) % self.checkpoint_every == 0:
                 checkpoint = self.sign_head(seq=entry.seq, head_hash=entry.hash)
                 rows.append(AuditCheckpointRow(seq=entry.seq, line=checkpoint.to_json()))
-        prev = entries[-1]
         session.add_all(rows)
-        if head is None:
-            session.add(AuditHeadRow(id=1, seq=prev.seq, hash=prev.hash))
-        else:
-            head.seq, head.hash = prev.seq, prev.hash
-        session.flush()
-        if (prev.seq + 1) % self.checkpoint_every != 0 and self._checkpoint_overdue(session, prev):
-            checkpoint = self.sign_head(seq=prev.seq, head_hash=prev.hash)
-            session.add(AuditCheckpointRow(seq=prev.seq, line=checkpoint.to_json()))
+        assert entry is not None  # at least one event was chained above
+        if (entry.seq + 1) % self.checkpoint_every != 0 and self._checkpoint_overdue(session, entry):
+            checkpoint = self.sign_head(seq=entry.seq, head_hash=entry.hash)
+            session.add(AuditCheckpointRow(seq=entry.seq, line=checkpoint.to_json()))
 
     def head(self) -> AuditHead:
         with self.db.read() as session:

@@ -6,7 +6,7 @@ second steward of its domain publishes it; the review rules are in services/cata
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -141,10 +141,29 @@ class CatalogService:
 
     def list_datasets(self, *, domain: str | None = None) -> list[DatasetView]:
         with self.db.read() as session:
-            query = select(DatasetRow).order_by(DatasetRow.domain, DatasetRow.name)
+            # Every dataset with its versions in one query (every submission and every run reads the
+            # catalog): a dataset without versions comes back once, with None for its version.
+            query = (
+                select(DatasetRow, DatasetVersionRow)
+                .outerjoin(DatasetVersionRow, DatasetVersionRow.dataset_id == DatasetRow.id)
+                .order_by(
+                    DatasetRow.domain,
+                    DatasetRow.name,
+                    DatasetRow.id,
+                    DatasetVersionRow.created_at,
+                    DatasetVersionRow.id,
+                )
+            )
             if domain is not None:
                 query = query.where(DatasetRow.domain == domain)
-            return [self._view(session, row) for row in session.execute(query).scalars()]
+            datasets: dict[int, DatasetRow] = {}
+            versions: dict[int, list[DatasetVersionRow]] = {}
+            for dataset, version in session.execute(query):
+                datasets.setdefault(dataset.id, dataset)
+                found = versions.setdefault(dataset.id, [])
+                if version is not None:
+                    found.append(version)
+            return [_dataset_view(row, versions[key]) for key, row in datasets.items()]
 
     def get_dataset(self, domain: str, name: str) -> DatasetView:
         with self.db.read() as session:
@@ -409,17 +428,22 @@ class CatalogService:
         ).scalar_one_or_none()
 
     def _version_row(self, session: Session, domain: str, name: str, version_id: str) -> DatasetVersionRow:
-        dataset = self._dataset_row(session, domain, name)
-        if dataset is None:
-            raise NotFound(f"dataset {domain}/{name} does not exist")
+        # One query on the way that matters (every job reads its tables' versions); which of the two
+        # is missing is looked up only when one is.
         row = session.execute(
-            select(DatasetVersionRow).where(
-                DatasetVersionRow.dataset_id == dataset.id, DatasetVersionRow.version_id == version_id
+            select(DatasetVersionRow)
+            .join(DatasetRow, DatasetRow.id == DatasetVersionRow.dataset_id)
+            .where(
+                DatasetRow.domain == domain,
+                DatasetRow.name == name,
+                DatasetVersionRow.version_id == version_id,
             )
         ).scalar_one_or_none()
-        if row is None:
-            raise NotFound(f"dataset {domain}/{name} has no version {version_id}")
-        return row
+        if row is not None:
+            return row
+        if self._dataset_row(session, domain, name) is None:
+            raise NotFound(f"dataset {domain}/{name} does not exist")
+        raise NotFound(f"dataset {domain}/{name} has no version {version_id}")
 
     @staticmethod
     def _view(session: Session, row: DatasetRow) -> DatasetView:
@@ -428,13 +452,17 @@ class CatalogService:
             .where(DatasetVersionRow.dataset_id == row.id)
             .order_by(DatasetVersionRow.created_at, DatasetVersionRow.id)
         ).scalars()
-        return DatasetView(
-            domain=row.domain,
-            name=row.name,
-            description=row.description,
-            created_at=iso(as_utc(row.created_at)),
-            versions=[version_view(v) for v in versions],
-        )
+        return _dataset_view(row, versions)
+
+
+def _dataset_view(row: DatasetRow, versions: Iterable[DatasetVersionRow]) -> DatasetView:
+    return DatasetView(
+        domain=row.domain,
+        name=row.name,
+        description=row.description,
+        created_at=iso(as_utc(row.created_at)),
+        versions=[version_view(v) for v in versions],
+    )
 
 
 def _column(column: ColumnDecl) -> dict[str, Any]:

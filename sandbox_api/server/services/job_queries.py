@@ -25,6 +25,7 @@ from sandbox_api.server.services.job_states import TERMINAL, JobState
 from sandbox_api.server.services.job_transitions import SETTLED, JobTransitions
 from sandbox_api.server.services.job_views import JobView, ResultView, for_reader, job_view, visible_row
 from sandbox_api.server.services.receipts import ReceiptService
+from sandbox_api.server.services.release_facts import ReleaseFacts
 from sandbox_api.server.services.scopes import APPROVED, parse_stored
 from sandbox_api.server.store.models import JobRow, ResultRow, ScopeVersionRow
 
@@ -47,7 +48,7 @@ class JobQueries(JobTransitions):
     def _with_budget(self, session: Session, row: JobRow, view: JobView) -> JobView:
         """``view`` with what the job spent of its owner's DP budget and what is left; as it is for a
         job that was never charged (mock, no DP, or a gateway without DP)."""
-        if self.budget is None:
+        if self.budget is None or _never_charged(row):
             return view
         spent = self.budget.of_job(session, job_id=row.id, scope_of=lambda: _governing_scope(session, row))
         return view if spent is None else replace(view, dp_budget=spent.to_dict())
@@ -182,3 +183,10 @@ def _governing_scope(session: Session, row: JobRow) -> Scope | None:
         if scope.disclosure.dp is not None and same_lineage:
             return scope
     return None
+
+
+def _never_charged(row: JobRow) -> bool:
+    """A job is charged at submission only if its stored release facts carry a DP plan
+    (``services/job_submission.py``): without one, there is no charge to look up (a query saved on
+    every read of the job). Jobs stored before release facts were recorded are looked up."""
+    return bool(row.release_facts) and ReleaseFacts.from_json(row.release_facts).dp_plan is None

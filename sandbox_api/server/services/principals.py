@@ -114,7 +114,13 @@ class PrincipalService:
         digest = hash_token(token)
         now = self.clock.now()
         with self.db.read() as session:
-            row = session.get(TokenRow, digest)
+            # The token and its principal in one query: every request pays for this read.
+            found = session.execute(
+                select(TokenRow, PrincipalRow)
+                .outerjoin(PrincipalRow, PrincipalRow.name == TokenRow.principal)
+                .where(TokenRow.token_hash == digest)
+            ).one_or_none()
+            row, principal = (None, None) if found is None else (found[0], found[1])
             if row is None or row.revoked_at is not None or not hashes_match(row.token_hash, token):
                 raise NotAuthenticated("the bearer token is unknown or revoked; ask an admin for a new one")
             expires_at = self._expiry(row)
@@ -122,7 +128,6 @@ class PrincipalService:
                 raise NotAuthenticated(
                     f"the bearer token expired at {expires_at.isoformat()}; ask an admin for a new one"
                 )
-            principal = session.get(PrincipalRow, row.principal)
             if principal is None:
                 raise NotAuthenticated("the bearer token's principal no longer exists")
             if principal.disabled_at is not None:

@@ -7,7 +7,8 @@ scope is its approved one, while it is neither revoked nor outside its validity 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
@@ -31,7 +32,7 @@ from sandbox_api.errors import (
 )
 from sandbox_api.server.auth import Principal
 from sandbox_api.server.services.audit import AuditLog
-from sandbox_api.server.services.catalog import CatalogService
+from sandbox_api.server.services.catalog import CatalogService, VersionView
 from sandbox_api.server.services.policy_catalog import build_catalog
 from sandbox_api.server.store.db import Database
 from sandbox_api.server.store.models import ScopeVersionRow
@@ -59,6 +60,9 @@ class ScopeVersionView:
 class ActiveScope:
     scope: Scope
     version_id: str
+    # The catalog's current versions as the floors were checked against them, read in the same request:
+    # a submission checks the job against these instead of reading the catalog a second time.
+    versions: Mapping[str, VersionView] | None = field(default=None, compare=False, repr=False)
 
 
 def _canonical_text(scope: Scope) -> str:
@@ -303,14 +307,15 @@ class ScopeService:
             raise ScopeExpired(f"scope {name!r} is not valid today: {problem}")
         # Floors bind approved versions too: data re-classified upwards (a new version at a higher
         # level) stops the scopes below its floors until an officer approves one that meets them.
-        breaches = self._floor_breaches(scope, build_catalog(self.catalog.current_versions()))
+        versions = self.catalog.current_versions()
+        breaches = self._floor_breaches(scope, build_catalog(versions))
         if breaches:
             raise ScopeNotActive(
                 f"scope {name!r} is below the floors of its datasets' classification levels now; a policy "
                 "officer must approve a version that meets the floors listed in findings",
                 findings=breaches,
             )
-        return ActiveScope(scope=scope, version_id=row.version_id)
+        return ActiveScope(scope=scope, version_id=row.version_id, versions=versions)
 
     def version_state(self, name: str, version_id: str) -> str:
         with self.db.read() as session:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 _BUSY_TIMEOUT_MS = 60_000
@@ -52,10 +53,24 @@ class Database:
         stay usable (detached) afterwards.
         """
         with self.sessions() as session:
+            if not self.is_sqlite:
+                # Autocommit: no BEGIN and no ROLLBACK round trips around the reads. Under PostgreSQL's
+                # READ COMMITTED every statement takes its own snapshot anyway, so a read transaction
+                # gave no more consistency than this; nothing written here could commit (reads write
+                # nothing: a write belongs in ``write``).
+                session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             yield session
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def database_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database going away (a dropped connection, or none to be had), as opposed
+    to a statement it refused: only then is a retry the answer."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError))
 
 
 def open_database(url: str) -> Database:
@@ -74,7 +89,12 @@ def open_database(url: str) -> Database:
         # The same pool as SQLite's: with SQLAlchemy's default (5 + 10) fifty operators' requests, the
         # runner threads and their leases (one held connection per running job) queued for a
         # connection (benchmarks/bench_stores.py). Up to 40 per gateway: size max_connections for it.
-        engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=32, pool_timeout=60)
+        # No pre-ping: it cost a round trip on every checkout (a quarter of a small job's). A connection
+        # that died with its server (a failover) fails its one statement instead, and SQLAlchemy then
+        # invalidates the whole pool, so every later checkout connects afresh (the multi-host URL's
+        # ``target_session_attrs=read-write`` finds the promoted standby); the request that met the
+        # dead connection answers 503 with Retry-After (server/problems.py).
+        engine = create_engine(url, pool_size=8, max_overflow=32, pool_timeout=60)
     return Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
 
 

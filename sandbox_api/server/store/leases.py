@@ -18,6 +18,7 @@ from types import TracebackType
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from sandbox_api.server.store.db import Database
@@ -63,10 +64,16 @@ class Lease:
             connection, self._connection = self._connection, None
             if self._held is not None:
                 self._held.discard(self)
-        if connection is not None:
+        if connection is None:
+            return
+        try:
             # Closing returns the connection to the pool; the lock must go first, or the pool keeps it.
             connection.execute(select(func.pg_advisory_unlock_all()))
-            connection.commit()
+        except DBAPIError:
+            # Its server went away (a failover): the lock went with the session. Drop the connection,
+            # and keep the job's thread alive for the next job.
+            connection.invalidate()
+        finally:
             connection.close()
 
     def abandon(self) -> None:
@@ -90,10 +97,11 @@ class JobLeases:
         so that no other gateway ever sees the job running without its lease held."""
         if self._db.is_sqlite:
             return Lease(None)
-        connection = self._db.engine.connect()
+        # Autocommit: a session-level advisory lock needs no transaction, and this saves the BEGIN and
+        # COMMIT round trips around taking and around releasing it.
+        connection = self._db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
             connection.execute(select(func.pg_advisory_lock(lease_key(job_id))))
-            connection.commit()
         except BaseException:
             connection.close()
             raise

@@ -14,7 +14,10 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 def alembic_config(db: Database) -> Config:
     config = _script_config()
-    config.set_main_option("sqlalchemy.url", db.engine.url.render_as_string(hide_password=False))
+    url = db.engine.url.render_as_string(hide_password=False)
+    # Alembic's options go through configparser, which reads '%' as interpolation: a URL-encoded
+    # character (a multi-host URL's "host=127.0.0.1%3A5432", a password with '%') must be doubled.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 

@@ -247,3 +247,144 @@ def test_a_promoted_standby_loses_no_released_job_and_releases_none_twice(
     verify_chain(entries)
     released = Counter(e.details["job"] for e in entries if e.event == "job.released")
     assert released == Counter(dict.fromkeys(accepted | {probe_job}, 1))  # none released twice
+
+
+def multi_host_url(url: str, *clusters: PostgresCluster) -> str:
+    """``url`` naming every cluster as a host, writable one first found (libpq's
+    ``target_session_attrs=read-write``): a gateway on it follows a promotion without a restart."""
+    base, database = url.rsplit("/", 1)
+    hosts = "&".join(f"host=127.0.0.1:{cluster.port}" for cluster in clusters)
+    credentials = base.split("@", 1)[0]
+    return f"{credentials}@/{database}?{hosts}&target_session_attrs=read-write"
+
+
+@dataclass
+class Answers:
+    """Every answer the operators got that was not a success, by status; and the 503s' details."""
+
+    statuses: Counter[int] = field(default_factory=Counter)
+    unavailable: list[httpx.Response] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def note(self, answer: httpx.Response) -> None:
+        with self.lock:
+            self.statuses[answer.status_code] += 1
+            if answer.status_code == 503:
+                self.unavailable.append(answer)
+
+
+def _steady_operator(
+    gateway: httpx.Client, headers: dict[str, str], load: Load, answers: Answers, index: int
+) -> None:
+    """Submit, poll to the end, repeat, through the outage: a 503 is waited out (``Retry-After``), not
+    given up on; a job whose poll was refused is polled again."""
+    round_ = 0
+    while not load.stop.is_set():
+        round_ += 1
+        sql = f"{GOOD_SQL} HAVING COUNT(*) > {(index * 1000 + round_) % 5}"
+        try:
+            answer = gateway.post("/v1/jobs", headers=headers, json={"scope": SCOPE, "sql": sql})
+        except httpx.HTTPError:
+            continue
+        if answer.status_code != 202:
+            answers.note(answer)
+            time.sleep(min(float(answer.headers.get("Retry-After", "1")), 2.0) / 4)
+            continue
+        job = answer.json()["job_id"]
+        with load.lock:
+            load.accepted.add(job)
+        while not load.stop.is_set():
+            view = gateway.get(f"/v1/jobs/{job}", headers=headers)
+            if view.status_code != 200:
+                answers.note(view)
+                time.sleep(0.1)
+                continue
+            state = view.json()["state"]
+            if state == "released":
+                with load.lock:
+                    load.released.add(job)
+                break
+            if state not in ("queued", "running", "checking"):
+                break
+            time.sleep(0.02)
+
+
+def test_gateways_on_a_multi_host_url_keep_serving_through_a_promotion_without_a_restart(
+    tmp_path: Path, primary: PostgresCluster
+) -> None:
+    """The same two gateways before and after: the primary dies, requests meanwhile get 503 with
+    Retry-After (never a 500), the standby is promoted and the gateways' next connections find it.
+    Every job seen released stays released, every accepted job ends released, none twice."""
+    url = primary.new_database()
+    state = tmp_path / "state"
+    with world(state, database_url=url, **SETTINGS) as api:
+        tokens = dict(api.tokens)
+    alice, audra = bearer(tokens["alice"]), bearer(tokens["audra"])
+    load, answers = Load(), Answers()
+    with standby_of(primary) as standby:
+        both = multi_host_url(url, primary, standby)
+        with (
+            serve_gateway(state, settings=_environment(both), log_to=tmp_path / "one.log") as one,
+            serve_gateway(state, settings=_environment(both), log_to=tmp_path / "two.log") as two,
+            httpx.Client(base_url=one, timeout=60) as first,
+            httpx.Client(base_url=two, timeout=60) as second,
+        ):
+            gateways = (first, second)
+            operators = [
+                threading.Thread(
+                    target=_steady_operator, args=(gateways[i % 2], alice, load, answers, i), daemon=True
+                )
+                for i in range(OPERATORS)
+            ]
+            for thread in operators:
+                thread.start()
+            deadline = time.monotonic() + 300
+            while len(load.released) < RELEASED_BEFORE_KILL:
+                assert time.monotonic() < deadline, "the gateways released too few jobs under load"
+                time.sleep(0.05)
+            with load.lock:
+                before_kill = set(load.released)
+            primary.stop("immediate")
+            killed_at = time.monotonic()
+            time.sleep(1.0)  # the operators meet the dead primary (503s) before there is a new one
+            _run(primary, "pg_ctl", "promote", "-D", str(primary.folder / "standby"), "-w")
+            promoted_at = time.monotonic()
+            # Recovered: a job submitted after the promotion is released, through the same gateways.
+            with load.lock:
+                seen_at_promotion = set(load.released)
+            while True:
+                with load.lock:
+                    after = load.released - seen_at_promotion
+                if after:
+                    break
+                assert time.monotonic() < deadline, "no job was released after the promotion"
+                time.sleep(0.05)
+            rto_s = time.monotonic() - killed_at
+            time.sleep(2.0)  # some more load on the promoted standby
+            load.stop.set()
+            for thread in operators:
+                thread.join(timeout=120)
+            with load.lock:
+                accepted, acknowledged = set(load.accepted), set(load.released)
+            final = _finished(first, alice, accepted)
+            export = second.get("/v1/audit/export", headers=audra).text
+
+    print(
+        f"\nfailover without restart: {len(accepted)} jobs accepted, {len(before_kill)} released before "
+        f"the kill; RTO {rto_s:.2f} s (kill to a job released on the promoted standby, promotion "
+        f"{promoted_at - killed_at:.2f} s after the kill); answers other than success: "
+        f"{dict(answers.statuses)}"
+    )
+    assert set(answers.statuses) <= {503}  # never a 500: the outage is said as such
+    assert answers.unavailable, "no request met the outage: the test did not exercise it"
+    for refused in answers.unavailable:
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert refused.json()["code"] == "database-unavailable"
+        assert int(refused.headers["Retry-After"]) > 0
+    assert {job for job in acknowledged if final.get(job) != "released"} == set()  # RPO 0
+    assert Counter(final.values()) == Counter({"released": len(accepted)})  # every accepted job ends
+    entries = [AuditEntry.from_json(line) for line in export.splitlines()]
+    verify_chain(entries)
+    released = Counter(e.details["job"] for e in entries if e.event == "job.released")
+    assert set(released.values()) == {1}  # none released twice
+    assert accepted <= set(released)
