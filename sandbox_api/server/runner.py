@@ -244,6 +244,17 @@ class JobRunner:
     def _claim(self) -> tuple[StoredJob, Lease] | None:
         """The next job, chosen fairly (``services/quotas.next_job``: never an owner already at their
         concurrency quota, and round-robin by owner, oldest job first), moved to running."""
+        taken: list[Lease] = []
+        try:
+            return self._claim_one(taken)
+        except BaseException:
+            # The claim rolled back (its commit included): the job stays queued, so its lease goes
+            # now, or its connection would stay checked out, locking the job, until shutdown.
+            for lease in taken:
+                lease.release()
+            raise
+
+    def _claim_one(self, taken: list[Lease]) -> tuple[StoredJob, Lease] | None:
         jobs = self._jobs
         with jobs.db.write() as session:
             row = None
@@ -276,20 +287,17 @@ class JobRunner:
                 return None
             # Held before the claim commits: no other gateway ever sees it running without its lease.
             lease = self._leases.take(row.id)
-            try:
-                row.attempts += 1
-                jobs.advance(
-                    session,
-                    row,
-                    JobState.RUNNING,
-                    actor=SYSTEM_ACTOR,
-                    reason="running",
-                    details={"attempt": row.attempts},
-                )
-                claimed = StoredJob.of(row)
-            except BaseException:
-                lease.release()
-                raise
+            taken.append(lease)
+            row.attempts += 1
+            jobs.advance(
+                session,
+                row,
+                JobState.RUNNING,
+                actor=SYSTEM_ACTOR,
+                reason="running",
+                details={"attempt": row.attempts},
+            )
+            claimed = StoredJob.of(row)
         return claimed, lease
 
     def _run(self, job: StoredJob) -> None:

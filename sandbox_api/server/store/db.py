@@ -9,15 +9,17 @@ answers with "database is locked" instead of waiting). On PostgreSQL the audit h
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 _BUSY_TIMEOUT_MS = 60_000
 
@@ -26,6 +28,11 @@ _BUSY_TIMEOUT_MS = 60_000
 class Database:
     engine: Engine
     sessions: sessionmaker[Session]
+    # Set by ``dispose``: from then on every connection coming back is closed (see _close_after_dispose).
+    disposed: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _close_after_dispose(self.engine, self.disposed)
 
     @property
     def is_sqlite(self) -> bool:
@@ -62,7 +69,20 @@ class Database:
             yield session
 
     def dispose(self) -> None:
+        self.disposed.set()
         self.engine.dispose()
+
+
+def _close_after_dispose(engine: Engine, disposed: threading.Event) -> None:
+    """Close every connection checked in after ``dispose``. The disposal closes only the connections
+    waiting in the pool; one checked out meanwhile (a job thread still settling its job, a lease, a last
+    flush) would go back to the discarded pool and stay open until the garbage collector deleted it,
+    and one checked out afterwards would stay in the new pool that nothing disposes again."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        if disposed.is_set() and record.dbapi_connection is not None:
+            record.invalidate()  # closes the DBAPI connection; the entry would reconnect if used
 
 
 def database_gone(exc: BaseException) -> bool:

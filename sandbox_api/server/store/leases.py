@@ -41,6 +41,10 @@ def lease_key(job_id: str) -> int:
     return key - (1 << 64) if key >= 1 << 63 else key
 
 
+class LeasesClosed(RuntimeError):
+    """A lease asked for after the gateway's shutdown dropped them all: the claim rolls back."""
+
+
 class Lease:
     """A held job lease; released when the job is settled (``with lease:``) or its claim rolled back."""
 
@@ -91,6 +95,8 @@ class JobLeases:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._held: set[Lease] = set()
+        self._closing = threading.Lock()  # a lease registers, or abandon_all closes: never both at once
+        self._closed = False
 
     def take(self, job_id: str) -> Lease:
         """Hold ``job_id``'s lease on a connection of its own (PostgreSQL); call before the claim commits,
@@ -99,19 +105,32 @@ class JobLeases:
             return Lease(None)
         # Autocommit: a session-level advisory lock needs no transaction, and this saves the BEGIN and
         # COMMIT round trips around taking and around releasing it.
+        if self._closed:
+            raise LeasesClosed("the gateway is stopping: no new job lease")
         connection = self._db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
             connection.execute(select(func.pg_advisory_lock(lease_key(job_id))))
         except BaseException:
             connection.close()
             raise
-        return Lease(connection, held=self._held)
+        with self._closing:
+            if not self._closed:
+                return Lease(connection, held=self._held)
+        # ``abandon_all`` ran while this thread took the lock (a thread past its join at shutdown):
+        # it could not see this connection, so drop it here, or it would outlive the pool's disposal.
+        connection.invalidate()
+        connection.close()
+        raise LeasesClosed("the gateway is stopping: no new job lease")
 
     def abandon_all(self) -> None:
-        """At shutdown, after the runner's threads were given their time: drop every lease still held."""
-        for lease in list(self._held):
+        """At shutdown, after the runner's threads were given their time: drop every lease still held,
+        and refuse new ones (a thread still claiming must not take one that nothing would close)."""
+        with self._closing:
+            self._closed = True
+            held = list(self._held)
+            self._held.clear()
+        for lease in held:
             lease.abandon()
-        self._held.clear()
 
     def orphaned(self, session: Session, job_id: str) -> bool:
         """True when no live gateway holds ``job_id``'s lease (always on SQLite). The probe's lock lasts
