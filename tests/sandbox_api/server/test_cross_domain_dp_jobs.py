@@ -12,21 +12,13 @@ one person can move them, and keys pass a noisy threshold.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from crypto.keyring import KeyProvider
-from executors.base import Executor, JobSpec, ResultTable
 from executors.crossdomain import wire
 from executors.crossdomain.messages import ShareSumRequest
-from executors.errors import ExecutionFailed
-from executors.local import LocalExecutor
-from sandbox_api.server.services.release import release
-from sandbox_api.server.settings import Settings
 from tests.sandbox_api.api_helpers import (
     DATASET,
     DISTRICTS,
@@ -34,13 +26,10 @@ from tests.sandbox_api.api_helpers import (
     OTHER_DOMAIN,
     World,
     citizens_table,
-    csv_bytes,
-    upload,
 )
 from tests.sandbox_api.auditing_helpers import receipt_of, replay, result_of
+from tests.sandbox_api.cross_domain_helpers import BENEFITS, Probe, benefits_table, cross_domain_world
 from tests.sandbox_api.python_job_helpers import approve_scope
-from tests.sandbox_api.replay_helpers import replayed_world
-from tests.sandbox_api.server.test_cross_domain_jobs import BENEFITS, BENEFITS_MANIFEST, _benefits
 
 XD_DP = "benefits-by-district-dp"
 AMOUNT_HIGH = 5000
@@ -95,57 +84,10 @@ disclosure:
 {groups}"""
 
 
-@dataclass
-class Probe:
-    """Every spec a sandbox was handed; while ``failing``, every round fails (a domain's executor
-    breaking mid-protocol)."""
-
-    inner: LocalExecutor
-    specs: list[JobSpec] = field(default_factory=list)
-    failing: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def run(self, spec: JobSpec) -> ResultTable:
-        with self.lock:
-            self.specs.append(spec)
-            if spec.party is not None and self.failing:
-                raise ExecutionFailed("a domain's round broke (test)")
-        return self.inner.run(spec)
-
-    def cancel(self, job_id: str) -> bool:
-        return self.inner.cancel(job_id)
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 @pytest.fixture(scope="module")
 def probe_and_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Probe, World]]:
-    probes: list[Probe] = []
-
-    def factory(keys: KeyProvider, settings: Settings) -> Executor:
-        probes.append(Probe(LocalExecutor(key_provider=keys, max_workers=2)))
-        return probes[-1]
-
-    with replayed_world(
-        tmp_path_factory.mktemp("state"), executor_factory=factory, release_fn=release
-    ) as api:
-        created = api.client.post(
-            "/v1/datasets", headers=api.h("cleo"), json={"domain": OTHER_DOMAIN, "name": BENEFITS}
-        )
-        assert created.status_code == 201, created.text
-        stored = upload(
-            api.client,
-            api.tokens["cleo"],
-            manifest=BENEFITS_MANIFEST,
-            files={BENEFITS: ("benefits.csv", csv_bytes(_benefits()), "text/csv")},
-            domain=OTHER_DOMAIN,
-            dataset=BENEFITS,
-            reviewer=api.tokens["cass"],
-        )
-        assert stored.status_code == 201, stored.text
-        approve_scope(api, _scope(), XD_DP)
-        yield probes[0], api
+    with cross_domain_world(tmp_path_factory.mktemp("state"), _scope(), XD_DP) as probe_and_world:
+        yield probe_and_world
 
 
 def _check(api: World, sql: str = SQL, *, scope: str = XD_DP) -> dict[str, Any]:
@@ -207,7 +149,7 @@ def test_the_job_is_charged_at_submit_and_released_with_noise_on_every_cell(
     rows = {row[0]: row[1:] for row in result["rows"]}
     assert sorted(rows) == sorted(DISTRICTS)  # the public domain, 'Tiny' (one citizen) included
     citizens = citizens_table().to_pandas()
-    joined = _benefits().to_pandas().merge(citizens, on="person_id")
+    joined = benefits_table().to_pandas().merge(citizens, on="person_id")
     people = joined.groupby("district")["person_id"].nunique()
     scale = BENEFIT_ROWS * 3
     for district, (n_people, payments, total) in rows.items():

@@ -4,69 +4,29 @@ signed and replayed. At the end of the module every released job replays to its 
 
 from __future__ import annotations
 
-import random
 import sqlite3
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
 import pytest
 
-from crypto.keyring import KeyProvider
-from executors.base import Executor, JobSpec, ResultTable
-from executors.local import LocalExecutor
-from sandbox_api.server.services.release import release
-from sandbox_api.server.settings import Settings
 from tests.sandbox_api.api_helpers import (
     DATASET,
     DOMAIN,
     OTHER_DOMAIN,
     World,
     citizens_table,
-    csv_bytes,
-    upload,
 )
 from tests.sandbox_api.auditing_helpers import receipt_of, replay, result_of
+from tests.sandbox_api.cross_domain_helpers import BENEFITS, Probe, benefits_table, cross_domain_world
 from tests.sandbox_api.python_job_helpers import approve_scope
-from tests.sandbox_api.replay_helpers import replayed_world
 
 XD = "citizens-and-benefits"
-BENEFITS = "benefits"
 SQL = (
     "SELECT c.district AS district, COUNT(DISTINCT c.person_id) AS people, COUNT(*) AS payments, "
     "SUM(b.amount) AS total FROM citizens AS c JOIN benefits AS b ON c.person_id = b.person_id "
     "GROUP BY c.district"
 )
-BENEFITS_MANIFEST = {
-    "tables": [
-        {
-            "name": BENEFITS,
-            "unit": "person_id",
-            "columns": [
-                {"name": "person_id", "type": "VARCHAR", "class": "identifying"},
-                {
-                    "name": "amount",
-                    "type": "DOUBLE",
-                    "class": "sensitive",
-                    "domain": {"low": 0, "high": 5000},
-                },
-            ],
-        }
-    ]
-}
-
-
-def _benefits(n: int = 2400, *, people: int = 1500, seed: int = 5) -> pa.Table:
-    rng = random.Random(seed)
-    return pa.table(
-        {
-            # Some payees are not in the citizens table (P0002000 and up): they must match nothing.
-            "person_id": [f"P{rng.randrange(people + 300):07d}" for _ in range(n)],
-            "amount": [round(rng.uniform(10, 2000), 2) for _ in range(n)],
-        }
-    )
 
 
 def _scope(*, name: str = XD, dominance: bool = False) -> str:
@@ -94,57 +54,10 @@ disclosure:
 """
 
 
-@dataclass
-class Probe:
-    """A test-only probe between the gateway and the executor: every spec a sandbox was handed and every
-    result it handed back."""
-
-    inner: LocalExecutor
-    specs: list[JobSpec] = field(default_factory=list)
-    results: list[ResultTable] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def run(self, spec: JobSpec) -> ResultTable:
-        result = self.inner.run(spec)
-        with self.lock:
-            self.specs.append(spec)
-            self.results.append(result)
-        return result
-
-    def cancel(self, job_id: str) -> bool:
-        return self.inner.cancel(job_id)
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 @pytest.fixture(scope="module")
 def probe_and_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Probe, World]]:
-    probes: list[Probe] = []
-
-    def factory(keys: KeyProvider, settings: Settings) -> Executor:
-        probes.append(Probe(LocalExecutor(key_provider=keys, max_workers=2)))
-        return probes[-1]
-
-    with replayed_world(
-        tmp_path_factory.mktemp("state"), executor_factory=factory, release_fn=release
-    ) as api:
-        created = api.client.post(
-            "/v1/datasets", headers=api.h("cleo"), json={"domain": OTHER_DOMAIN, "name": BENEFITS}
-        )
-        assert created.status_code == 201, created.text
-        stored = upload(
-            api.client,
-            api.tokens["cleo"],
-            manifest=BENEFITS_MANIFEST,
-            files={BENEFITS: ("benefits.csv", csv_bytes(_benefits()), "text/csv")},
-            domain=OTHER_DOMAIN,
-            dataset=BENEFITS,
-            reviewer=api.tokens["cass"],
-        )
-        assert stored.status_code == 201, stored.text
-        approve_scope(api, _scope(), XD)
-        yield probes[0], api
+    with cross_domain_world(tmp_path_factory.mktemp("state"), _scope(), XD) as probe_and_world:
+        yield probe_and_world
 
 
 def _submit(api: World, body: dict[str, Any]) -> Any:
@@ -164,7 +77,7 @@ def released(probe_and_api: tuple[Probe, World]) -> dict[str, Any]:
 
 def _oracle() -> dict[str, tuple[int, int, float]]:
     citizens = citizens_table().to_pandas()
-    benefits = _benefits().to_pandas()
+    benefits = benefits_table().to_pandas()
     joined = benefits.merge(citizens, on="person_id")
     grouped = joined.groupby("district").agg(
         people=("person_id", "nunique"), payments=("amount", "size"), total=("amount", "sum")
@@ -210,7 +123,7 @@ def test_what_crosses_holds_no_unit_id_and_no_amount(
 ) -> None:
     probe, _ = probe_and_api
     units = {f"P{i:07d}" for i in range(1800)}
-    amounts = {f"{a:.2f}" for a in _benefits().column("amount").to_pylist()}
+    amounts = {f"{a:.2f}" for a in benefits_table().column("amount").to_pylist()}
     outs = [
         r
         for s, r in zip(probe.specs, probe.results, strict=True)

@@ -19,24 +19,21 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from crypto.keyring import KeyProvider
-from executors.base import Executor
-from executors.local import LocalExecutor
 from sandbox_api.server.app import create_app
-from sandbox_api.server.settings import Settings
 from tests.sandbox_api.api_helpers import (
     DATASET,
     DOMAIN,
     OTHER_DOMAIN,
     World,
     citizens_table,
-    csv_bytes,
-    upload,
 )
 from tests.sandbox_api.auditing_helpers import replay, result_of
-from tests.sandbox_api.python_job_helpers import approve_scope
-from tests.sandbox_api.replay_helpers import replayed_world
-from tests.sandbox_api.server.test_cross_domain_jobs import BENEFITS, BENEFITS_MANIFEST, Probe, _benefits
+from tests.sandbox_api.cross_domain_helpers import (
+    BENEFITS,
+    benefits_table,
+    cross_domain_world,
+    probe_executor,
+)
 
 XD = "benefits-by-age"
 K = 10
@@ -73,7 +70,7 @@ disclosure:
 
 
 def _joined() -> pd.DataFrame:
-    return _benefits().to_pandas().merge(citizens_table().to_pandas(), on="person_id")
+    return benefits_table().to_pandas().merge(citizens_table().to_pandas(), on="person_id")
 
 
 def _target() -> pd.Series:
@@ -88,29 +85,10 @@ def _where_after(day: object) -> str:
     return f"WHERE c.birth_date > DATE '{day}' "
 
 
-def _factory(keys: KeyProvider, settings: Settings) -> Executor:
-    return Probe(LocalExecutor(key_provider=keys, max_workers=2))
-
-
 @contextmanager
 def _deployment(state_dir: Path) -> Iterator[World]:
     """A deployment with citizens (one domain), benefits (the other) and the scope over both."""
-    with replayed_world(state_dir, executor_factory=_factory) as world:
-        created = world.client.post(
-            "/v1/datasets", headers=world.h("cleo"), json={"domain": OTHER_DOMAIN, "name": BENEFITS}
-        )
-        assert created.status_code == 201, created.text
-        stored = upload(
-            world.client,
-            world.tokens["cleo"],
-            manifest=BENEFITS_MANIFEST,
-            files={BENEFITS: ("benefits.csv", csv_bytes(_benefits()), "text/csv")},
-            domain=OTHER_DOMAIN,
-            dataset=BENEFITS,
-            reviewer=world.tokens["cass"],
-        )
-        assert stored.status_code == 201, stored.text
-        approve_scope(world, _scope(), XD)
+    with cross_domain_world(state_dir, _scope(), XD) as (_, world):
         yield world
 
 
@@ -195,7 +173,7 @@ def test_the_ledger_holds_across_a_gateway_restart(tmp_path: Path) -> None:
     with _deployment(tmp_path) as before:
         _run(before, TOTALS.format(where=""))
     target = _target()
-    with TestClient(create_app(before.settings, executor_factory=_factory)) as client:
+    with TestClient(create_app(before.settings, executor_factory=probe_executor)) as client:
         after = World(before.settings, client, before.tokens, before.scope_version, before.dataset_version)
         job, result = _run(after, TOTALS.format(where=_where_after(target["birth_date"])))
         assert str(target["district"]) not in {row[0] for row in result["rows"]}
