@@ -38,7 +38,8 @@ from executors.local import LocalExecutor
 from policies import Disclosure, check_output
 from policies.cohorts import Cell, CohortSketch, least_for, lineage, sums_for
 from policies.cohorts.cells import cells_of
-from policies.cohorts.ledger import decide, decide_each
+from policies.cohorts.ledger import decide
+from policies.cohorts.reference import decide_each
 from policies.cohorts.sketch import BUCKETS, P
 from policies.small_groups import small_groups_statement
 from sandbox_api.server.services import cohort_ledger

@@ -2,17 +2,11 @@
 to withhold a cell whose units differ from earlier ones by 1..k-1 (docs/design.md §5)."""
 
 from policies.cohorts.cells import cells_of, releasable_positions, sketch_columns
-from policies.cohorts.ledger import (
-    DEFAULT_TRIPLE_BUDGET,
-    Cell,
-    CohortIndex,
-    Decision,
-    Outcome,
-    decide,
-    least_for,
-    sums_for,
-)
+from policies.cohorts.decisions import Cell, Decision, Outcome
+from policies.cohorts.index import CohortIndex
+from policies.cohorts.ledger import decide
 from policies.cohorts.lineage import Lineage, lineage, lineage_of
+from policies.cohorts.sizing import DEFAULT_TRIPLE_BUDGET, least_for, sums_for
 from policies.cohorts.sketch import (
     CohortSketch,
     ElementKey,

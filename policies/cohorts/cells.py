@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from policies.cohorts.ledger import Cell
+from policies.cohorts.decisions import Cell
 from policies.cohorts.sketch import CohortSketch
 from policies.model import Disclosure
 

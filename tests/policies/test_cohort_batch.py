@@ -21,11 +21,12 @@ from policies.cohorts import (
     Outcome,
     element_key,
     least_for,
-    ledger,
+    sizing,
     sketch_of,
     sums_for,
 )
-from policies.cohorts.ledger import decide, decide_each
+from policies.cohorts.ledger import decide
+from policies.cohorts.reference import decide_each
 
 KEY = element_key(bytes(range(32)))
 POPULATION = 90  # few people: earlier cohorts, and their unions and differences, come up often
@@ -130,7 +131,7 @@ def test_unions_and_differences_of_earlier_rows_are_found_the_same_way(
     case: tuple[int, int, list[list[Cell]], list[Cell]], recent: int
 ) -> None:
     k, budget, earlier, cells = case
-    with mock.patch.object(ledger, "RECENT", recent):
+    with mock.patch.object(sizing, "RECENT", recent):
         index = lineage_of(earlier, k, budget)
         batched, each = both(index, cells, k, budget)
     assert batched == each
@@ -168,7 +169,7 @@ def test_the_same_holds_when_only_the_latest_cohorts_are_recent(
     """With a short recent window, the keyed search and the search among recent cohorts differ: both
     are reproduced, not one standing in for the other."""
     k, budget, earlier, cells = case
-    with mock.patch.object(ledger, "RECENT", recent):
+    with mock.patch.object(sizing, "RECENT", recent):
         index = lineage_of(earlier, k, budget)
         batched, each = both(index, cells, k, budget)
     assert batched == each

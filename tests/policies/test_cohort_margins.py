@@ -19,8 +19,8 @@ from policies.cohorts import (
     sketch_of,
     sums_for,
 )
-from policies.cohorts.ledger import RECENT
 from policies.cohorts.margins import MAX_MARGINS, margins_of
+from policies.cohorts.sizing import RECENT
 
 KEY = element_key(bytes(range(32)))
 K = 10
