@@ -282,6 +282,9 @@ def run_query(
             result = _run_parallel(con, sql, plan.sql, parameters, limits)
             if result is None and plan.fallback is not None:
                 result = _run_parallel(con, sql, plan.fallback, parameters, limits)
+            if result is not None and plan.renames:
+                # Bound, not run: the names the query as written gives its columns.
+                result = result.rename_columns(_relation(con, sql, parameters).columns)
         finally:
             con.close()
         if result is not None:

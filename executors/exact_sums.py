@@ -90,10 +90,13 @@ _KNOWN_SCALARS = frozenset({"sbx_keyed_hash", "hash", "error"})
 class Parallel:
     """Run ``sql`` (the rewritten query) on the job's threads; it gives the same bytes on any number.
     Where ``sql`` sums a column in one limb, ``fallback`` is the same query in two limbs: run it when
-    a one-limb sum overflows (a join added rows); both give the same bits where both finish."""
+    a one-limb sum overflows (a join added rows); both give the same bits where both finish.
+    ``renames``: an unnamed output column holds a rewritten sum, which the engine would name after the
+    rewritten text: the result takes the names of the query as written."""
 
     sql: str
     fallback: str | None = None
+    renames: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,9 @@ def plan_threads(
         tree = sqlglot.parse_one(sql, dialect=DIALECT)
     except SqlglotError:
         return OneThread("the query does not parse")
+    renames = isinstance(tree, exp.Select) and any(
+        not isinstance(p, exp.Alias) and p.find(exp.Sum, exp.Avg) is not None for p in tree.expressions
+    )
     try:
         _check_order_free(tree)
         one_limb = _rewrite_float_sums(tree, schemas, scale_of)
@@ -138,8 +144,8 @@ def plan_threads(
     except _Refuse as refusal:
         return OneThread(refusal.reason)
     if one_limb is None:
-        return Parallel(tree.sql(dialect=DIALECT))
-    return Parallel(one_limb.sql(dialect=DIALECT), fallback=tree.sql(dialect=DIALECT))
+        return Parallel(tree.sql(dialect=DIALECT), renames=renames)
+    return Parallel(one_limb.sql(dialect=DIALECT), fallback=tree.sql(dialect=DIALECT), renames=renames)
 
 
 def _check_order_free(tree: exp.Expr) -> None:

@@ -32,12 +32,14 @@ from executors.crossdomain.messages import (
 )
 from executors.crossdomain.packing import MAX_PEOPLE_BITS, unpack
 from executors.crossdomain.plan import Aggregate, CrossDomainPlan, Function, Side
+from policies.output import UNITS
+
+#: Marks a table whose group keys the gateway already chose by DP partition selection
+#: (``policies.dp.noise.SELECTED``, not imported: that module loads OpenDP, which a domain's sandbox
+#: never needs): the release function does not choose them again.
+SELECTED = "_sbx_dp_selected"
 
 R = TypeVar("R", DecryptReply, ShareSumReply)
-UNITS = "_sbx_units"  # the hidden distinct-unit column the output check reads (policies.output.UNITS)
-#: Marks a table whose group keys the gateway already chose by DP partition selection
-#: (``policies.dp.noise.SELECTED``): the release function does not choose them again.
-SELECTED = "_sbx_dp_selected"
 #: Chooses cells before any is summed: gets each candidate cell's group keys and its number of matched
 #: people, returns the indices of the cells to sum and release.
 Select = Callable[[Sequence[tuple[tuple[object, ...], int]]], Collection[int]]

@@ -18,6 +18,7 @@ more exchange with both domains, beside the answers).
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -284,7 +285,7 @@ class _Run:
             tables=tables,
             # Only what this part's SQL names: a DP job's sampling key is bound for the parts that
             # sample (a register is not sampled, and the engine refuses a parameter it does not use).
-            parameters={k: v for k, v in (self._spec.parameters or {}).items() if f"${k}" in part.sql},
+            parameters={k: v for k, v in (self._spec.parameters or {}).items() if _names(part.sql, k)},
             python_or_mock=None,
             cohorts=None,
             cross_domain=None,
@@ -376,3 +377,8 @@ def _ipc(table: pd.DataFrame) -> bytes:
     with pa.ipc.new_stream(sink, arrow.schema) as writer:
         writer.write_table(arrow)
     return bytes(sink.getvalue().to_pybytes())
+
+
+def _names(sql: str, parameter: str) -> bool:
+    """Whether ``sql`` names ``$parameter`` itself (not a longer name it is the start of)."""
+    return re.search(rf"\${re.escape(parameter)}(?!\w)", sql) is not None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
+from executors.crossdomain.packing import VALUE_BITS
 from executors.crossdomain.plan import Aggregate, CrossDomainPlan, Function, Side, SidePlan
 from policies import Finding, PolicyViolation
 from policies.dp.plan import DpPlan
@@ -200,8 +201,9 @@ def dp_findings(query: SplitQuery, plan: DpPlan, *, rows_per_unit: Mapping[str, 
     ()
     """
     many = {
-        Side.LEFT: rows_per_unit.get(query.left.dataset, 1) > 1,
-        Side.RIGHT: rows_per_unit.get(query.right.dataset, 1) > 1,
+        # A table whose rows per person are not known counts as several: refused, never assumed exact.
+        Side.LEFT: rows_per_unit.get(query.left.dataset, 2) > 1,
+        Side.RIGHT: rows_per_unit.get(query.right.dataset, 2) > 1,
     }
     findings: list[Finding] = []
     for aggregate in query.plan.aggregates:
@@ -227,7 +229,18 @@ def dp_findings(query: SplitQuery, plan: DpPlan, *, rows_per_unit: Mapping[str, 
                     aggregate.output,
                 )
             )
+    decimals = max(query.plan.left.decimals, query.plan.right.decimals)
     for column in plan.noised:
+        # A clamped value past the encrypted sums' range would fail the run on one person's value.
+        if column.bounds is not None and column.bounds[1] * 10**decimals >= 1 << VALUE_BITS:
+            findings.append(
+                Finding(
+                    RULE,
+                    f"{column.name}: across domains summed values must stay below "
+                    f"{(1 << VALUE_BITS) / 10**decimals:.0f}; declare bounds with a lower high",
+                    column.name,
+                )
+            )
         if column.bounds is not None and column.bounds[0] < 0:
             findings.append(
                 Finding(

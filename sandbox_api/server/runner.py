@@ -109,6 +109,10 @@ class JobRunner:
         self._stop = threading.Event()
         self._outage = threading.Event()  # set by a lost database connection (_note_outage)
         self._claiming = threading.Lock()
+        # The jobs this gateway's threads are running: their leases die with a lost connection, but
+        # they are not orphans, and recovering after an outage must not queue them a second time.
+        self._in_hand: set[str] = set()
+        self._in_hand_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
     @property
@@ -141,8 +145,8 @@ class JobRunner:
         # where the database's disposal would not close it: drop it here (its lock goes with it).
         self._leases.abandon_all()
 
-    def recover(self) -> Recovery:
-        """Make the job table consistent after a stop (clean or not)."""
+    def recover(self, *, cause: str = "a gateway restart") -> Recovery:
+        """Make the job table consistent after a stop (clean or not), or after ``cause``."""
         requeued: list[str] = []
         failed: list[str] = []
         jobs = self._jobs
@@ -151,8 +155,10 @@ class JobRunner:
                 select(JobRow).where(JobRow.state.in_([JobState.RUNNING.value, JobState.CHECKING.value]))
             ).scalars()
             for row in rows:
-                if not self._leases.orphaned(session, row.id):
-                    continue  # another gateway on the same database is running it
+                with self._in_hand_lock:
+                    running_here = row.id in self._in_hand
+                if running_here or not self._leases.orphaned(session, row.id):
+                    continue  # this gateway, or another on the same database, is running it
                 if row.state == JobState.RUNNING.value and row.cancel_requested:
                     jobs.advance(session, row, JobState.CANCELLED, actor=SYSTEM_ACTOR, reason="cancelled")
                     failed.append(row.id)
@@ -162,7 +168,7 @@ class JobRunner:
                         row,
                         JobState.QUEUED,
                         actor=SYSTEM_ACTOR,
-                        reason=f"interrupted by a gateway restart; re-queued (attempt {row.attempts} "
+                        reason=f"interrupted by {cause}; re-queued (attempt {row.attempts} "
                         f"of {self._max_attempts} used)",
                     )
                     requeued.append(row.id)
@@ -172,7 +178,7 @@ class JobRunner:
                         row,
                         JobState.FAILED,
                         actor=SYSTEM_ACTOR,
-                        reason=f"interrupted by a gateway restart while {row.state} after {row.attempts} "
+                        reason=f"interrupted by {cause} while {row.state} after {row.attempts} "
                         "attempt(s); nothing was released, submit it again",
                     )
                     failed.append(row.id)
@@ -201,8 +207,14 @@ class JobRunner:
                 self._jobs.wake.wait(self._poll_s)
                 continue
             job, lease = claimed
-            with lease:  # held until the job is settled, so no other gateway takes it meanwhile
-                self._run_safely(job)
+            with self._in_hand_lock:
+                self._in_hand.add(job.job_id)
+            try:
+                with lease:  # held until the job is settled, so no other gateway takes it meanwhile
+                    self._run_safely(job)
+            finally:
+                with self._in_hand_lock:
+                    self._in_hand.discard(job.job_id)
 
     def _run_safely(self, job: StoredJob) -> None:
         """``_run``, with an unexpected error recorded as the job's failure instead of killing the worker."""
@@ -231,7 +243,7 @@ class JobRunner:
             return
         self._outage.clear()
         try:
-            recovery = self.recover()
+            recovery = self.recover(cause="a lost database connection")
         except BaseException:
             self._outage.set()  # still down: the next loop tries again
             raise

@@ -9,8 +9,11 @@ import pytest
 
 from executors.crossdomain import Protection, Side, new_party, run_in_process
 from executors.crossdomain.gateway_party import Gateway
-from executors.crossdomain.split import RULE, disclosure_findings
-from policies import PolicyViolation, PreparedQuery, prepare
+from executors.crossdomain.plan import Aggregate, CrossDomainPlan, Function, SidePlan
+from executors.crossdomain.split import RULE, DomainPart, SplitQuery, disclosure_findings, dp_findings
+from policies import Finding, PolicyViolation, PreparedQuery, prepare
+from policies.dp.plan import Cell as DpCell
+from policies.dp.plan import DpColumn, DpPlan
 from policies.model import DifferentialPrivacy, Disclosure
 from sandbox_api.cli.demo import FLU_BY_DISTRICT
 from sandbox_api.cli.demo_cross_domain import demo_catalog, demo_scope, run_domain_part, split_prepared
@@ -110,3 +113,30 @@ def test_differential_privacy_fits_a_cross_domain_job() -> None:
     """The gateway noises the rebuilt cells through the one release function (tests in
     ``test_crossdomain_dp.py`` and the API's ``test_cross_domain_dp_jobs.py``)."""
     assert disclosure_findings(Disclosure(dp=DP)) == ()
+
+
+def _one_sum(bounds: tuple[float, float], rows: dict[str, int]) -> tuple[Finding, ...]:
+    query = SplitQuery(
+        DomainPart("a/x", ""),
+        DomainPart("b/y", ""),
+        CrossDomainPlan(
+            SidePlan("u"),
+            SidePlan("u", sums=("cost",)),
+            (Aggregate("total", Function.SUM, Side.RIGHT, "cost"),),
+        ),
+        order_by=(),
+        limit=None,
+    )
+    plan = DpPlan((DpColumn("total", DpCell.SUM, 0, "cost", bounds),), 1, 1, None, None)
+    return dp_findings(query, plan, rows_per_unit=rows)
+
+
+def test_under_dp_a_bound_past_the_encrypted_sums_range_is_refused_before_a_value_can_fail_the_run() -> None:
+    # A declared high above what the sums hold would let the run fail exactly when someone's clamped
+    # value is above it: a one-bit answer about that person that the noise does not cover.
+    assert [f.fragment for f in _one_sum((0, 1e12), {"a/x": 1, "b/y": 3})] == ["total"]
+    assert _one_sum((0, 5000), {"a/x": 1, "b/y": 3}) == ()
+
+
+def test_under_dp_a_table_whose_rows_per_person_are_unknown_counts_as_several() -> None:
+    assert [f.fragment for f in _one_sum((0, 5000), {"b/y": 3})] == ["total"]

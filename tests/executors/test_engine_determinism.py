@@ -228,3 +228,17 @@ def test_a_total_between_minus_one_and_zero_keeps_every_digit(values: list[float
     ).to_pylist()
     true = math.fsum(values)
     assert abs(row["total"] - true) <= 2 * math.ulp(true)
+
+
+def test_unnamed_float_sums_keep_the_names_the_query_as_written_gives_them_whatever_the_input_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Large inputs run the exact form; its unnamed columns must not be named after the rewritten text.
+    table = _many_batches(20_000, batches=4)
+    sql = "SELECT grp, SUM(x), AVG(x) FILTER (WHERE y > 0) FROM t GROUP BY grp ORDER BY grp"
+    limits = Limits(memory_mb=512, threads=2)
+    assert isinstance(plan_threads(sql, {"t": table.schema}), Parallel)
+    exact = run_query(sql, {"t": table}, keyed_hash_key=None, limits=limits)
+    monkeypatch.setattr(engine, "PARALLEL_MIN_ROWS", table.num_rows + 1)
+    as_written = run_query(sql, {"t": table}, keyed_hash_key=None, limits=limits)
+    assert exact.column_names == as_written.column_names

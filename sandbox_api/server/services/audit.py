@@ -187,6 +187,8 @@ class AuditLog:
             ).scalar_one_or_none()
         tip = _Tip(row=row, last=None if row is None else _Link(seq=row.seq, hash=row.hash))
         session.info[_TIP_KEY] = (session.get_transaction(), tip)
+        if not sa_event.contains(session, "after_soft_rollback", _forget_tip):
+            sa_event.listen(session, "after_soft_rollback", _forget_tip)
         return tip
 
     def _tell_after_commit(self, session: Session, entry: AuditEntry) -> None:
@@ -359,3 +361,10 @@ class AuditLog:
             if len(page) < batch:
                 return
             last = page[-1].seq
+
+
+def _forget_tip(session: Session, previous: SessionTransaction) -> None:
+    """A savepoint rolled back may have taken appends with it: the next append reads the head again
+    (a root transaction's rollback already starts a new key)."""
+    if previous.nested:
+        session.info.pop(_TIP_KEY, None)

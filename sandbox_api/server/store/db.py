@@ -85,11 +85,20 @@ def _close_after_dispose(engine: Engine, disposed: threading.Event) -> None:
             record.invalidate()  # closes the DBAPI connection; the entry would reconnect if used
 
 
+_SERVER_GONE = frozenset({"57P01", "57P02", "57P03"})  # admin shutdown, crash shutdown, cannot connect now
+
+
 def database_gone(exc: BaseException) -> bool:
     """Whether ``exc`` is the database going away (a dropped connection, or none to be had), as opposed
     to a statement it refused: only then is a retry the answer."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
+    # PostgreSQL names its refusals: a deadlock, a serialisation failure or a statement timeout is an
+    # OperationalError too, but only a connection exception (class 08) or a shutdown (57P01-57P03)
+    # means the server went away. An error without a code never reached a server that answered.
+    state = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    if isinstance(state, str):
+        return state.startswith("08") or state in _SERVER_GONE
     return isinstance(exc, (OperationalError, InterfaceError))
 
 

@@ -121,3 +121,21 @@ def test_a_checkpoint_falls_on_the_same_events_when_appends_share_a_transaction(
     assert [c.seq for c in checkpoints] == [1, 3]
     assert [c.head_hash for c in checkpoints] == [entries[1].hash, entries[3].hash]
     verify_chain(entries)
+
+
+def test_an_append_in_a_rolled_back_savepoint_leaves_no_link_and_the_next_append_chains_from_what_stays(
+    database: Database,
+) -> None:
+    log = _log(database)
+    log.record(event="deployment.initialised", actor="admin", details={})
+    with database.write() as session:
+        kept = log.append(session, event="job.submitted", actor="alice", details={"job": "kept"})
+        savepoint = session.begin_nested()
+        log.append(session, event="job.queued", actor="alice", details={"job": "lost"})
+        session.flush()
+        savepoint.rollback()
+        after = log.append(session, event="job.queued", actor="alice", details={"job": "kept"})
+    assert (after.seq, after.prev_hash) == (kept.seq + 1, kept.hash)
+    entries = log.events()
+    assert [e.details.get("job") for e in entries] == [None, "kept", "kept"]
+    verify_chain(entries)
