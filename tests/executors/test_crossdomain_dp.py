@@ -95,11 +95,15 @@ def _visits(n: int = 520, *, seed: int = 4, people: int = 200) -> pd.DataFrame:
 
 def _prepared(sql: str) -> tuple[str, DpPlan, SplitQuery]:
     prepared = prepare(sql, _scope(), _catalog())
+    dp = _scope().disclosure.dp
     assert prepared.dp_plan is not None
+    assert dp is not None
     query = split(
         prepared.sql,
         datasets={t.sql_name: t.dataset for t in prepared.tables},
         domains={t.dataset: t.dataset.split("/", 1)[0] for t in prepared.tables},
+        # As the service decides it at submit: a rows bound of 1 keeps one row per person.
+        one_row={t.dataset for t in prepared.tables if dp.rows_per_unit(t.sql_name) == 1},
     )
     return prepared.sql, prepared.dp_plan, query
 
