@@ -38,6 +38,7 @@ from executors.crossdomain.split import RULE, SUPPORTED, SplitQuery, disclosure_
 from policies import Finding, PolicyViolation, Scope, prepare_with
 from policies.cohorts import lineage_of
 from policies.dp.cost import cost_of
+from policies.dp.keys import released_frame
 from policies.dp.plan import DpPlan, table_rows_per_unit
 from policies.model import DifferentialPrivacy
 from sandbox_api.job_types import Kind, Mode
@@ -335,8 +336,12 @@ def released_keys_only(spec: JobSpec, record: Mapping[str, Any] | None, plan: Dp
     if job is None or job.selection is None or record is None or plan is None:
         return spec
     names = tuple(c.name for c in plan.keys)
-    released = record.get("released") or {}
-    rows = tuple(zip(*(released.get(name, []) for name in names), strict=True)) if names else ()
+    released = released_frame(record)  # typed: the gateway compares keys by type (``policies.dp.keys``)
+    rows = (
+        tuple(zip(*(released[name].tolist() if name in released else [] for name in names), strict=True))
+        if names
+        else ()
+    )
     return replace(spec, cross_domain=replace(job, selection=None, keep=(names, rows)))
 
 
