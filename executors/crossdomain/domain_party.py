@@ -75,6 +75,9 @@ class DomainParty:
         # As the plan says (decided at submit), not as the rows say: what crosses never depends on
         # whether one person has a second row.
         self._one_row = one_row
+        #: Its distinct people in the protocol (any group): the most people of released cells it can be
+        #: asked to unblind (``rounds._unblinded``).
+        self.people = len({p.unit for members in people.groups.values() for p in members})
         self._batches = tuple(_padded(key, members) for key, members in _shuffled(people.groups.items()))
         self._slots = len(next(iter(people.groups.values()))[0].slots) if people.groups else 1
         shares = (
