@@ -161,6 +161,23 @@ def test_the_cells_rebuilt_across_domains_equal_one_query_over_both_bounded_tabl
     assert ("Military Zone",) not in across
 
 
+@pytest.mark.parametrize("sql", [PUBLIC_KEYS, KEYS_FROM_DATA], ids=["public-keys", "keys-from-data"])
+def test_nulls_in_a_summed_column_are_cells_like_one_querys_not_a_failed_run(sql: str) -> None:
+    """Under DP a summed column is a bare column, so a NULL comes from the data itself; a run that
+    failed on it (and refunded the budget) said, outside the noise, that such a row was among the
+    filtered rows, for instance one person's. Now a NULL adds nothing to a sum or to a mean's count, as
+    in one query over both bounded tables."""
+    rewritten, plan, query = _prepared(sql)
+    citizens, visits = _citizens(), _visits()
+    visits.loc[visits["person_id"] == 3, "cost"] = np.nan  # the heavy visitor's costs, all NULL
+    visits.loc[[20, 21], "cost"] = np.nan
+    across = _quantities(_across(query, citizens, visits), plan)
+    single = _quantities(_one_query(rewritten, citizens, visits), plan)
+    assert across.keys() == single.keys()
+    for cell, values in single.items():
+        assert across[cell] == pytest.approx(values, abs=1e-6), cell
+
+
 def _without(rows: pd.DataFrame, person: int) -> pd.DataFrame:
     return rows[rows["person_id"] != person].reset_index(drop=True)
 

@@ -32,6 +32,7 @@ from sqlglot import exp
 from crypto.hashing import sha256_hex
 from executors.base import JobSpec, ResultTable
 from executors.crossdomain.job import CrossDomainJob, DomainPartSpec
+from executors.crossdomain.packing import MAX_PEOPLE_BITS
 from executors.crossdomain.plan import Function
 from executors.crossdomain.protection import Protection
 from executors.crossdomain.split import RULE, SUPPORTED, SplitQuery, disclosure_findings, dp_findings, split
@@ -131,6 +132,12 @@ class CrossDomainJobs:
                 {t.sql_name: t.dataset for t in prepared.tables},
                 one_row=one_row_datasets(inputs, versions, _dp_of(scope, prepared.dp_plan)),
             )
+            summed = any(a.function is not Function.COUNT_UNITS for a in query.plan.aggregates)
+            too_large = _size_findings(inputs, versions) if summed else ()
+            if too_large:
+                raise PolicyViolation(
+                    "the tables are too large for exact sums across domains", findings=too_large
+                )
             dominance = _dominance_findings(scope, query)
             if dominance:
                 raise PolicyViolation(
@@ -353,6 +360,33 @@ def _gateway_min_units(scope: Scope, job: StoredJob) -> int:
     if scope.disclosure.dp is not None and job.facts.dp_plan is not None:
         return 1
     return scope.disclosure.min_units
+
+
+def _size_findings(
+    inputs: Sequence[Mapping[str, Any]], versions: Mapping[str, VersionView]
+) -> tuple[Finding, ...]:
+    """A cell's sums are exact below ``2 ** MAX_PEOPLE_BITS`` people (``packing``). No cell holds more
+    people than the smaller table has rows, so that is checked here, from the catalog, rather than
+    failing a run on a cell's size (a run that fails on the data says something about it)."""
+    counts = []
+    for item in inputs:
+        version = versions.get(str(item["dataset"]))
+        described = (
+            next((t for t in version.tables if t.get("name") == item["table"]), None) if version else None
+        )
+        rows = described.get("row_count") if described is not None else None
+        counts.append(int(rows) if isinstance(rows, int) else 1 << MAX_PEOPLE_BITS)
+    if counts and min(counts) < 1 << MAX_PEOPLE_BITS:
+        return ()
+    return (
+        Finding(
+            RULE,
+            f"across domains a cell's sums are exact for fewer than {1 << MAX_PEOPLE_BITS:,} people, and "
+            "both tables hold that many rows; ask COUNT(DISTINCT unit) only, or over a dataset version "
+            "with fewer rows on one side",
+            ", ".join(str(i["dataset"]) for i in inputs),
+        ),
+    )
 
 
 def _dominance_findings(scope: Scope, query: SplitQuery) -> tuple[Finding, ...]:

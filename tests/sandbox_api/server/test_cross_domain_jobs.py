@@ -234,13 +234,16 @@ def test_sums_under_dominance_rules_are_refused_not_released_unjudged(
 
 
 def _nullif_sql(amount: float) -> str:
-    return SQL.replace("SUM(b.amount) AS total", f"SUM(NULLIF(b.amount, {amount:.2f})) AS total")
+    """``SUM(NULLIF(b.amount, <amount>))`` as the scope lets it be written: one WHEN, no ELSE (NULL)."""
+    nulled = f"CASE WHEN b.amount <> {amount:.2f} THEN b.amount END"
+    return SQL.replace("SUM(b.amount) AS total", f"SUM({nulled}) AS total")
 
 
 def test_a_null_made_from_one_value_is_summed_as_nothing_and_both_jobs_release(
     probe_and_api: tuple[Probe, World],
 ) -> None:
-    """The attack: ``SUM(NULLIF(b.amount, <a value>))`` failed the run exactly when some joined row held
+    """The attack: ``SUM(NULLIF(b.amount, <a value>))``, written as a CASE with one WHEN and no ELSE,
+    failed the run exactly when some joined row held
     that value (a NULL in a summed column refused the run), so "failed" against "released" said whether
     a person received that exact payment. Now both questions release, with SQL's sums (NULL adds
     nothing), and the operator sees the same outcome whichever value is asked."""
