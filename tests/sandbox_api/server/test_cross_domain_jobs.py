@@ -233,39 +233,6 @@ def test_sums_under_dominance_rules_are_refused_not_released_unjudged(
     assert _submit(api, {"scope": "xd-dominance", "kind": "cross-domain", "sql": counts}).status_code == 202
 
 
-def _nullif_sql(amount: float) -> str:
-    """``SUM(NULLIF(b.amount, <amount>))`` as the scope lets it be written: one WHEN, no ELSE (NULL)."""
-    nulled = f"CASE WHEN b.amount <> {amount:.2f} THEN b.amount END"
-    return SQL.replace("SUM(b.amount) AS total", f"SUM({nulled}) AS total")
-
-
-def test_a_null_made_from_one_value_is_summed_as_nothing_and_both_jobs_release(
-    probe_and_api: tuple[Probe, World],
-) -> None:
-    """The attack: ``SUM(NULLIF(b.amount, <a value>))``, written as a CASE with one WHEN and no ELSE,
-    failed the run exactly when some joined row held
-    that value (a NULL in a summed column refused the run), so "failed" against "released" said whether
-    a person received that exact payment. Now both questions release, with SQL's sums (NULL adds
-    nothing), and the operator sees the same outcome whichever value is asked."""
-    _, api = probe_and_api
-    benefits = benefits_table().to_pandas()
-    joined = benefits.merge(citizens_table().to_pandas(), on="person_id")
-    present = float(joined["amount"].iloc[0])
-    absent = 0.01  # no payment is below 10
-    assert absent not in set(benefits["amount"])
-    outcomes = {}
-    for amount in (present, absent):
-        answer = _submit(api, {"scope": XD, "kind": "cross-domain", "sql": _nullif_sql(amount)})
-        assert answer.status_code == 202, answer.text
-        job = api.wait(answer.json()["job_id"])
-        outcomes[amount] = job["state"]
-        rows = {r[0]: round(r[3], 2) for r in result_of(api, job["job_id"])["rows"]}
-        kept = joined[joined["amount"].round(2) != round(amount, 2)]
-        expected = kept.groupby("district")["amount"].sum().round(2)
-        assert rows == {d: expected[d] for d in rows}
-    assert outcomes == {present: "released", absent: "released"}
-
-
 def test_a_sql_job_joining_two_domains_never_decrypts_both_in_one_sandbox(
     probe_and_api: tuple[Probe, World],
 ) -> None:
