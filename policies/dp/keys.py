@@ -1,7 +1,8 @@
 """Group keys in a DP job's sealed record: written as JSON without losing their type, read back typed.
 
 The sealed record (``policies.dp.replay.sealed_record``) is JSON. A ``DATE`` or ``TIMESTAMP`` key has no
-JSON type, so it is written tagged, ``{"date": "2026-03-01"}`` or ``{"timestamp": "..."}`` (as the
+JSON type, so it is written tagged, ``{"date": "2026-03-01"}`` or ``{"timestamp": "..."}`` (a
+``DECIMAL`` as ``{"decimal": "1.50"}``, exactly; as the
 cross-domain wire form carries group keys), and read back as a date or a timestamp. Replay then compares
 keys by type, never as text: a ``DATE`` key matches only the same date, not the text ``'2026-03-01'``,
 and an integer key never matches a text key that reads the same.
@@ -10,6 +11,7 @@ and an integer key never matches a text key that reads the same.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import numbers
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +34,8 @@ def plain(value: Any) -> Any:
         return {"timestamp": value.isoformat()}
     if isinstance(value, dt.date):
         return {"date": value.isoformat()}
+    if isinstance(value, decimal.Decimal):
+        return {"decimal": str(value)}
     if hasattr(value, "item") and not isinstance(value, str | bytes):
         return plain(value.item())
     return value
@@ -48,6 +52,8 @@ def typed(value: Any) -> Any:
             return dt.date.fromisoformat(str(value["date"]))
         if set(value) == {"timestamp"}:
             return pd.Timestamp(str(value["timestamp"]))
+        if set(value) == {"decimal"}:
+            return decimal.Decimal(str(value["decimal"]))
     return value
 
 
