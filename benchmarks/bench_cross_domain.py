@@ -42,7 +42,7 @@ from sandbox_api.cli.demo_data import demo_datasets
 T = TypeVar("T")
 
 DEMO = CrossDomainPlan(
-    left=SidePlan("person_id", group_by=("district",)),
+    left=SidePlan("person_id", group_by=("district",), one_row=True),  # the citizens' register
     right=SidePlan("person_id", sums=("cost",)),
     aggregates=(
         Aggregate("patients", Function.COUNT_UNITS),

@@ -46,6 +46,7 @@ def _spec(citizens: int, root: Path, keyring: LocalKeyring) -> JobSpec:
         CROSS,
         datasets={"visits": "health-bureau/visits", "citizens": "civil-affairs/citizens"},
         domains={"health-bureau/visits": "health-bureau", "civil-affairs/citizens": "civil-affairs"},
+        one_row={"civil-affairs/citizens"},  # a register: one row per person, as its catalog says
     )
     job = CrossDomainJob(
         plan=query.plan,

@@ -40,6 +40,7 @@ from crypto.errors import CryptoError, IntegrityError
 from crypto.keyring import KeyProvider
 from executors.base import JobSpec, ResultTable
 from executors.columns import with_projection
+from executors.crossdomain import strip_once
 from executors.errors import (
     BY_CODE,
     DataUnavailable,
@@ -192,6 +193,7 @@ class LocalExecutor:
     def _run(self, spec: JobSpec, *, arrow_tables: Mapping[str, bytes] | None) -> ResultTable:
         started = time.perf_counter()
         spec = with_projection(spec)  # parse only the columns the query can read (in the child)
+        strip_once.claim(spec.party)  # a domain's unblind round runs once per sealed state
         data_keys = self._unwrap(spec)
         unwrap_s = time.perf_counter() - started
         entry = self._register(spec.job_id)

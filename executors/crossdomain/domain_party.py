@@ -64,6 +64,7 @@ class DomainParty:
         blinding: BlindingKey,
         protection: Protection | None = None,
         paillier: PaillierKeyPair | None = None,
+        one_row: bool = False,
     ) -> None:
         if protection is Protection.PAILLIER and paillier is None:
             raise CrossDomainProtocolError("a domain that encrypts its values needs its Paillier key")
@@ -71,7 +72,12 @@ class DomainParty:
         self._blinding = blinding
         self._protection = protection
         self._paillier = paillier if protection is Protection.PAILLIER else None
-        self._one_row = people.one_row_per_unit
+        # As the plan says (decided at submit), not as the rows say: what crosses never depends on
+        # whether one person has a second row.
+        self._one_row = one_row
+        #: Its distinct people in the protocol (any group): the most people of released cells it can be
+        #: asked to unblind (``rounds._unblinded``).
+        self.people = len({p.unit for members in people.groups.values() for p in members})
         self._batches = tuple(_padded(key, members) for key, members in _shuffled(people.groups.items()))
         self._slots = len(next(iter(people.groups.values()))[0].slots) if people.groups else 1
         shares = (
@@ -164,16 +170,23 @@ def new_party(
     paillier: PaillierKeyPair | None = None,
 ) -> DomainParty:
     """``side``'s party over its own ``rows``, with fresh keys unless given. Its values are handed over
-    (with ``protection``) only when summed, or counted because it has several rows per unit."""
-    people = per_person(rows, plan.side(side))
+    (with ``protection``) only when summed, or counted because the plan makes its rows per person
+    weight ``COUNT(*)``: decided from the plan, never from the rows."""
+    part = plan.side(side)
+    people = per_person(rows, part)
     counts_rows = any(a.function is Function.COUNT for a in plan.aggregates)
-    needs_values = bool(plan.side(side).sums) or (counts_rows and not people.one_row_per_unit)
+    needs_values = bool(part.sums) or (counts_rows and plan.weighting_side() is side)
     if not needs_values:
-        return DomainParty(side, people, blinding=blinding or new_blinding_key())
+        return DomainParty(side, people, blinding=blinding or new_blinding_key(), one_row=part.one_row)
     if protection is Protection.PAILLIER:
         paillier = paillier or new_keypair()
     return DomainParty(
-        side, people, blinding=blinding or new_blinding_key(), protection=protection, paillier=paillier
+        side,
+        people,
+        blinding=blinding or new_blinding_key(),
+        protection=protection,
+        paillier=paillier,
+        one_row=part.one_row,
     )
 
 

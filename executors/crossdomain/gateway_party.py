@@ -31,7 +31,8 @@ from executors.crossdomain.messages import (
     ShareSumRequest,
 )
 from executors.crossdomain.packing import MAX_PEOPLE_BITS, unpack
-from executors.crossdomain.plan import Aggregate, CrossDomainPlan, Function, Side
+from executors.crossdomain.plan import Aggregate, CrossDomainPlan, Function, Side, inexact
+from executors.crossdomain.records import sum_slots
 from policies.output import UNITS
 
 #: Marks a table whose group keys the gateway already chose by DP partition selection
@@ -78,6 +79,9 @@ class Gateway:
     that no domain is asked for the sums of a cell that is not released."""
 
     def __init__(self, plan: CrossDomainPlan, *, min_units: int, select: Select | None = None) -> None:
+        refused = inexact(plan)
+        if refused:  # from the plan alone (the scope and the catalog), before any data
+            raise CrossDomainUnsupported("; ".join(f"{output}: {why}" for output, why in refused))
         self._plan = plan
         self._min_units = min_units
         self._select = select
@@ -95,10 +99,13 @@ class Gateway:
         the cells that reach ``min_units`` (masked, or as share sums)."""
         if set(self._tokens) != set(Side) or set(self._payloads) != set(Side):
             raise CrossDomainProtocolError("the gateway needs both domains' tokens and payloads first")
-        _refuse_inexact(self._plan, self._payloads)
+        _refuse_missing_values(self._plan, self._payloads)
         cells = _cells(self._tokens[Side.LEFT].batches, self._tokens[Side.RIGHT].batches)
         released = self._chosen(tuple(c for c in cells if c.units >= self._min_units))
-        if any(c.units >= 1 << MAX_PEOPLE_BITS for c in released):
+        summed = any(a.function is not Function.COUNT_UNITS for a in self._plan.aggregates)
+        if summed and any(c.units >= 1 << MAX_PEOPLE_BITS for c in released):
+            # Refused at submit from the catalog's row counts (``crossdomain_jobs._size_findings``):
+            # reached only by a plan that was not checked there.
             raise CrossDomainUnsupported("a cell holds too many people for exact sums")
         requests: list[tuple[Side, Request]] = []
         masks: dict[Side, tuple[int, ...]] = {}
@@ -166,8 +173,9 @@ class Gateway:
                 raise CrossDomainProtocolError(f"{name}: one value per released cell is needed")
             table[name] = pd.Series(list(column), dtype=object)
         for aggregate in self._plan.aggregates:
-            if aggregate.function in (Function.COUNT_UNITS, Function.COUNT):
-                table[aggregate.output] = table[aggregate.output].astype("int64")
+            counted = aggregate.function in (Function.COUNT_UNITS, Function.COUNT, Function.COUNT_VALUES)
+            # A SUM or AVG of no non-NULL values is NULL (NaN here, null in the Arrow result).
+            table[aggregate.output] = table[aggregate.output].astype("int64" if counted else "float64")
         # Canonical row order (batches arrive shuffled): replay must give the same bytes.
         order = [*self._plan.left.group_by, *self._plan.right.group_by]
         return table.sort_values(order, kind="stable").reset_index(drop=True) if order else table
@@ -199,19 +207,26 @@ class Gateway:
             sums[side] = [tuple(int(v) for v in row) for row in combine(own, theirs)]
         return sums
 
-    def _aggregate(self, aggregate: Aggregate, cell: Cell, sums: Mapping[Side, tuple[int, ...]]) -> float:
+    def _aggregate(
+        self, aggregate: Aggregate, cell: Cell, sums: Mapping[Side, tuple[int, ...]]
+    ) -> float | None:
         if aggregate.function is Function.COUNT_UNITS:
             return float(cell.units)
         if aggregate.function is Function.COUNT:
-            many = _many_rows_side(self._payloads)
+            many = self._plan.weighting_side()
             return float(cell.units if many is None else sums[many][0])
         side, column = aggregate.side, aggregate.column
         if side is None or column is None:
             raise CrossDomainUnsupported(f"{aggregate.output}: SUM and AVG name a side and a column")
         part = self._plan.side(side)
         values = sums[side]
-        total = values[1 + part.sums.index(column)] / 10**part.decimals
-        return float(total if aggregate.function is Function.SUM else total / values[0])
+        positive, negative, count = (values[i] for i in sum_slots(part.sums.index(column)))
+        if aggregate.function is Function.COUNT_VALUES:
+            return float(count)
+        if count == 0:
+            return None  # SQL: the SUM and the AVG of no non-NULL values are NULL
+        total = (positive - negative) / 10**part.decimals
+        return float(total if aggregate.function is Function.SUM else total / count)
 
 
 def _cells(left: Sequence[Sequence[bytes]], right: Sequence[Sequence[bytes]]) -> tuple[Cell, ...]:
@@ -256,31 +271,12 @@ def _positions_sum(shares: Sequence[Shares], cell: Cell, side: Side) -> Shares:
     return total
 
 
-def _many_rows_side(payloads: Mapping[Side, Payloads]) -> Side | None:
-    """The one side with several rows per unit (its row counts weight the join), or None."""
-    many = [side for side in Side if not payloads[side].one_row_per_unit]
-    return many[0] if len(many) == 1 else None
-
-
-def _refuse_inexact(plan: CrossDomainPlan, payloads: Mapping[Side, Payloads]) -> None:
-    both_many = not any(payloads[side].one_row_per_unit for side in Side)
+def _refuse_missing_values(plan: CrossDomainPlan, payloads: Mapping[Side, Payloads]) -> None:
+    """A domain whose values the plan needs must have handed them over (a protocol error otherwise)."""
     for aggregate in plan.aggregates:
         if aggregate.function is Function.COUNT_UNITS:
             continue
-        if both_many:
-            raise CrossDomainUnsupported(
-                f"{aggregate.output}: both domains have several rows per unit, so COUNT/SUM/AVG over "
-                "the join would multiply them; pre-aggregate one side per unit, or ask for "
-                "COUNT(DISTINCT unit). Supported: COUNT(DISTINCT unit) always; COUNT(*), SUM and AVG "
-                "when one side has one row per unit"
-            )
-        if aggregate.side is not None and not payloads[_other(aggregate.side)].one_row_per_unit:
-            raise CrossDomainUnsupported(
-                f"{aggregate.output}: SUM/AVG of a {aggregate.side.value} column would be weighted by "
-                "the other domain's rows per unit; sum a column of the side with several rows per unit "
-                "instead"
-            )
-        needs = _many_rows_side(payloads) if aggregate.function is Function.COUNT else aggregate.side
+        needs = plan.weighting_side() if aggregate.function is Function.COUNT else aggregate.side
         sent = payloads[needs] if needs is not None else None
         # A domain with no people after its filters has no batches, so nothing to hand over.
         if sent is not None and sent.group_keys and sent.paillier_n is None and not sent.gateway_shares:

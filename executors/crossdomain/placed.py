@@ -42,6 +42,7 @@ from executors.dp_sampler import draw
 from executors.errors import ExecutionCancelled
 from policies.cohorts.cells import SKETCH
 from policies.dp.cost import threshold_measurement
+from policies.dp.keys import key_of
 
 PROTOCOL = "ecdh-psi+intersection-sum (additive shares)"
 #: The protocol as the engine record names it, by how values were handed over.
@@ -332,14 +333,14 @@ def gateway_selection(job: CrossDomainJob) -> Select | None:
     order = [*job.plan.left.group_by, *job.plan.right.group_by]
     if job.keep is not None:
         names, rows = job.keep
-        wanted = {_key(dict(zip(names, row, strict=True)), order) for row in rows}
+        position = {name: i for i, name in enumerate(names)}
+        # Compared by type (``policies.dp.keys``): a DATE key as a date, never as the text like it.
+        wanted = {
+            tuple(key_of(row[position[name]] if name in position else None) for name in order) for row in rows
+        }
 
         def keep(cells: Sequence[tuple[tuple[object, ...], int]]) -> list[int]:
-            return [
-                i
-                for i, (keys, _) in enumerate(cells)
-                if _key(dict(zip(order, keys, strict=True)), order) in wanted
-            ]
+            return [i for i, (keys, _) in enumerate(cells) if tuple(key_of(k) for k in keys) in wanted]
 
         return keep
     if job.selection is None:
@@ -351,11 +352,6 @@ def gateway_selection(job: CrossDomainJob) -> Select | None:
         return sorted(int(i) for i in draw(threshold_measurement(scale, threshold), counts))
 
     return select
-
-
-def _key(values: Mapping[str, object], order: list[str]) -> tuple[str | None, ...]:
-    """A cell's keys compared as text: the released table's values went through JSON."""
-    return tuple(None if values.get(name) is None else str(values.get(name)) for name in order)
 
 
 def _ordered(table: pd.DataFrame, job: CrossDomainJob) -> pd.DataFrame:

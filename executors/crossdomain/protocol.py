@@ -97,9 +97,11 @@ def run_plan(
     min_units: int,
     protection: Protection = Protection.PAILLIER,
 ) -> CrossDomainRun:
-    """``plan`` on each domain's own (filtered, masked) rows, with fresh keys for every party."""
+    """``plan`` on each domain's own (filtered, masked) rows, with fresh keys for every party (the
+    gateway first: it refuses a plan it cannot compute exactly before any row is read)."""
+    gateway = Gateway(plan, min_units=min_units)
     return run_in_process(
         new_party(plan, Side.LEFT, left_rows, protection=protection),
         new_party(plan, Side.RIGHT, right_rows, protection=protection),
-        Gateway(plan, min_units=min_units),
+        gateway,
     )

@@ -30,6 +30,7 @@ from executors.crossdomain.domain_party import DomainParty, new_party
 from executors.crossdomain.errors import CrossDomainProtocolError
 from executors.crossdomain.job import PartyRound, Step
 from executors.crossdomain.messages import BlindedBatches, DecryptRequest, ReblindedBatches, Request
+from executors.crossdomain.padding import bucket
 from executors.crossdomain.plan import Side
 from executors.crossdomain.protection import Protection
 from executors.crossdomain.records import PersonGroups
@@ -37,8 +38,10 @@ from executors.crossdomain.records import PersonGroups
 #: Recipients of a round's messages: the other domain, the gateway, or this domain's next round.
 OTHER, GATEWAY, OWN = "other", "gateway", "own"
 T = TypeVar("T")
-#: Bytes of a blinding key (a P-256 scalar), the first part of a domain's sealed round state.
+#: Bytes of a blinding key (a P-256 scalar), the first part of a domain's sealed round state; then the
+#: number of its distinct people (``PEOPLE_BYTES``, big-endian), then under Paillier its private key.
 BLINDING_BYTES = 32
+PEOPLE_BYTES = 8
 SCHEMA = pa.schema([("recipient", pa.string()), ("message", pa.binary())])
 
 
@@ -80,7 +83,7 @@ def run_round(spec: JobSpec, data_keys: tuple[bytes, ...]) -> tuple[dict[str, ob
         if isinstance(request, DecryptRequest):
             # Paillier: decrypt the gateway's masked sums of this domain's own values, with the private
             # key its BLIND round sealed to itself.
-            _, paillier = _state(round_, data_keys)
+            _, _, paillier = _state(round_, data_keys)
             party = DomainParty(
                 round_.side,
                 PersonGroups({}, True),
@@ -134,7 +137,11 @@ def _blind(
     party = new_party(round_.plan, round_.side, rows, protection=round_.protection, blinding=blinding)
     del rows
     paillier = party.paillier_keys
-    state = blinding.secret + (b"" if paillier is None else private_bytes(paillier))
+    state = (
+        blinding.secret
+        + party.people.to_bytes(PEOPLE_BYTES, "big")
+        + (b"" if paillier is None else private_bytes(paillier))
+    )
     sealed = seal(state_key(round_, data_keys), state, aad=state_aad(round_))
     blinded = party.blinded()
     if blinded.helper_shares:
@@ -177,16 +184,22 @@ def _blinding(round_: PartyRound, data_keys: tuple[bytes, ...]) -> BlindingKey:
     return _state(round_, data_keys)[0]
 
 
-def _state(round_: PartyRound, data_keys: tuple[bytes, ...]) -> tuple[BlindingKey, PaillierKeyPair | None]:
-    """What this domain's BLIND round sealed to itself: its blinding key, then (under Paillier) its
-    Paillier private key."""
+def _state(
+    round_: PartyRound, data_keys: tuple[bytes, ...]
+) -> tuple[BlindingKey, int, PaillierKeyPair | None]:
+    """What this domain's BLIND round sealed to itself: its blinding key, its number of distinct people,
+    then (under Paillier) its Paillier private key."""
+    people_end = BLINDING_BYTES + PEOPLE_BYTES
     try:
         key = state_key(round_, data_keys)
         state = unseal(key, round_.sealed_state, aad=state_aad(round_))
-        paillier = keypair_from_private(state[BLINDING_BYTES:]) if len(state) > BLINDING_BYTES else None
+        if len(state) < people_end:
+            raise CrossDomainProtocolError("the domain's sealed round state is too short")
+        paillier = keypair_from_private(state[people_end:]) if len(state) > people_end else None
     except CryptoError as exc:
         raise CrossDomainProtocolError("the domain's sealed round state does not open") from exc
-    return BlindingKey(state[:BLINDING_BYTES]), paillier
+    people = int.from_bytes(state[BLINDING_BYTES:people_end], "big")
+    return BlindingKey(state[:BLINDING_BYTES]), people, paillier
 
 
 def lineage_key(lineage: str, data_keys: tuple[bytes, ...]) -> BlindingKey:
@@ -208,11 +221,26 @@ def _job_blinding(round_: PartyRound, data_keys: tuple[bytes, ...]) -> BlindingK
 def _unblinded(round_: PartyRound, data_keys: tuple[bytes, ...]) -> ReblindedBatches:
     """The gateway's tokens of released cells with this job's factor ``r`` taken out, order kept:
     raised to ``r^-1 = lineage_key / job_key``. What comes in and goes out also carries the gateway's
-    own fresh factor, so this domain sees only points it cannot link to any job or person."""
+    own fresh factor, so this domain sees only points it cannot link to any job or person.
+
+    The domain checks what it can without trusting the gateway: every person of a released cell is one
+    of its own people, so it strips no more points than its own distinct people fill once padded (the
+    number sealed by its own ``BLIND`` round, which the gateway cannot change), and no point twice (the
+    gateway pads with distinct random points). Its executor lets this round run once per sealed state
+    (``strip_once``). Which cells were released it cannot check: it never sees them."""
     incoming = _expect(wire.decode(round_.incoming), ReblindedBatches)
     if incoming.origin is not round_.side:
         raise CrossDomainProtocolError("a domain unblinds only the tokens sent to it")
-    strip = product(lineage_key(round_.lineage, data_keys), inverse(_blinding(round_, data_keys)))
+    blinding, people, _ = _state(round_, data_keys)
+    tokens = [token for batch in incoming.batches for token in batch]
+    if len(tokens) > bucket(people):
+        raise CrossDomainProtocolError(
+            f"the gateway asked to unblind more tokens ({len(tokens)}) than this domain's {people} people "
+            f"fill when padded ({bucket(people)}): released cells hold only people of this domain"
+        )
+    if len(set(tokens)) != len(tokens):
+        raise CrossDomainProtocolError("the gateway asked to unblind a token twice")
+    strip = product(lineage_key(round_.lineage, data_keys), inverse(blinding))
     return ReblindedBatches(round_.side, tuple(reblind(strip, batch) for batch in incoming.batches))
 
 

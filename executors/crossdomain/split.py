@@ -9,14 +9,15 @@ Anything outside the supported shape is refused with findings that say what is s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import sqlglot
 from sqlglot import exp
 
 from executors.crossdomain.packing import VALUE_BITS
-from executors.crossdomain.plan import Aggregate, CrossDomainPlan, Function, Side, SidePlan
+from executors.crossdomain.plan import Aggregate, CrossDomainPlan, Function, Side, SidePlan, inexact
+from executors.crossdomain.records import SLOTS_PER_SUM
 from policies import Finding, PolicyViolation
 from policies.dp.plan import DpPlan
 from policies.model import Disclosure
@@ -27,6 +28,9 @@ HIDDEN = "_sbx_"
 DP_MEAN_SUM = "_sbx_dp_sum_"
 DP_MEAN_COUNT = "_sbx_dp_count_"
 UNIT_ALIAS = "_xd_unit"
+#: The most expressions one side sums: a person's slots (rows, then ``SLOTS_PER_SUM`` per sum) must fit
+#: one 2048-bit Paillier plaintext of 64-bit slots (``packing``), under either way of handing values over.
+MAX_SUMS = (2048 // 64 - 2) // SLOTS_PER_SUM
 RULE = "cross_domain_shape"
 SUPPORTED = (
     "Across domains the supported shape is: SELECT <group keys of either side>, COUNT(DISTINCT unit), "
@@ -55,9 +59,17 @@ class SplitQuery:
     limit: int | None
 
 
-def split(sql: str, *, datasets: Mapping[str, str], domains: Mapping[str, str]) -> SplitQuery:
+def split(
+    sql: str,
+    *,
+    datasets: Mapping[str, str],
+    domains: Mapping[str, str],
+    one_row: Collection[str] = (),
+) -> SplitQuery:
     """Split the rewritten ``sql``; ``datasets`` maps each table's SQL name to its dataset, ``domains``
-    each dataset to its domain. Raises :class:`PolicyViolation` with every finding.
+    each dataset to its domain, ``one_row`` names the datasets that hold at most one row per person (from
+    the catalog, before any data is read: ``SidePlan.one_row``). Raises :class:`PolicyViolation` with
+    every finding, among them a COUNT(*), SUM or AVG that the rows per person would make inexact.
 
     >>> sql = ('SELECT c.district AS district, COUNT(DISTINCT v.pid) AS n FROM visits AS v '
     ...        'JOIN citizens AS c ON v.pid = c.pid WHERE v.dx = 1 GROUP BY c.district')
@@ -89,10 +101,14 @@ def split(sql: str, *, datasets: Mapping[str, str], domains: Mapping[str, str]) 
     for item in tree.expressions:
         name = item.alias_or_name
         value = item.this if isinstance(item, exp.Alias) else item
-        if name.startswith(DP_MEAN_COUNT):
-            # COUNT(<clamped value>) of an AVG's side: that side's joined rows, as the summed columns
-            # hold no NULL across domains (``records.per_person`` refuses them).
-            aggregates.append((name, Function.COUNT, None, None))
+        if name.startswith(DP_MEAN_COUNT) and isinstance(value, exp.Count):
+            # COUNT(<clamped value>) of an AVG: the non-NULL values of its argument, a count slot that
+            # each domain keeps beside every sum (``records.per_person``).
+            owner = _owner(value.this, sides)
+            if owner is None:
+                findings.append(_finding("AVG takes an expression of one side's columns", value))
+                continue
+            aggregates.append((name, Function.COUNT_VALUES, owner, _summed(sums[owner], value.this)))
             continue
         if name.startswith(HIDDEN) and not name.startswith(DP_MEAN_SUM):
             continue
@@ -110,9 +126,13 @@ def split(sql: str, *, datasets: Mapping[str, str], domains: Mapping[str, str]) 
         function, owner, argument = shaped
         index = None
         if owner is not None and argument is not None:
-            index = len(sums[owner])
-            sums[owner].append(argument)
+            index = _summed(sums[owner], argument)
         aggregates.append((name, function, owner, index))
+    for alias, summed in sums.items():
+        if len(summed) > MAX_SUMS:
+            findings.append(
+                _finding(f"one side sums at most {MAX_SUMS} expressions across domains", sides[alias].node)
+            )
     if tree.args.get("having") is not None and _operator_having(tree.args["having"]):
         findings.append(_finding("HAVING is not supported across domains", tree.args["having"]))
     if findings:
@@ -131,6 +151,7 @@ def split(sql: str, *, datasets: Mapping[str, str], domains: Mapping[str, str]) 
             unit=UNIT_ALIAS,
             group_by=tuple(name for name, _ in groups[alias]),
             sums=tuple(f"_xd_sum_{i}" for i in range(len(sums[alias]))),
+            one_row=sides[alias].dataset in one_row,
         )
         for alias in aliases
     }
@@ -147,6 +168,13 @@ def split(sql: str, *, datasets: Mapping[str, str], domains: Mapping[str, str]) 
             for name, function, owner, index in aggregates
         ),
     )
+    refused = [
+        Finding(RULE, f"{output}: {why}. {SUPPORTED}", output)
+        for output, why in inexact(plan)
+        if not output.startswith(HIDDEN)  # an AVG's parts: the AVG itself is judged
+    ]
+    if refused:
+        raise PolicyViolation("the cross-domain query is outside the supported shape", findings=refused)
     return SplitQuery(
         left=parts[aliases[0]],
         right=parts[aliases[1]],
@@ -296,6 +324,16 @@ def _tables_read(node: exp.Expr) -> list[str]:
     and through its own CTE, whose name is not a table: one side still reads one table."""
     ctes = {cte.alias_or_name for cte in node.find_all(exp.CTE)}
     return sorted({t.name for t in node.find_all(exp.Table) if t.name not in ctes})
+
+
+def _summed(summed: list[exp.Expr], argument: exp.Expr) -> int:
+    """The index of ``argument`` among a side's summed expressions, added if new (an AVG's hidden sum
+    and count under differential privacy read the same expression: one set of slots)."""
+    for index, seen in enumerate(summed):
+        if seen == argument:
+            return index
+    summed.append(argument)
+    return len(summed) - 1
 
 
 def _conjuncts(where: exp.Expr | None) -> list[exp.Expr]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import decimal
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -150,9 +151,13 @@ def _key_value(value: object) -> object:
         return {"date": value.isoformat()}
     if value is None or isinstance(value, bool | int | float | str):
         return value
-    if hasattr(value, "item"):  # a numpy scalar
+    if isinstance(value, decimal.Decimal):
+        return {"decimal": str(value)}
+    if hasattr(value, "item") and not isinstance(value, bytes):  # a numpy scalar
         return _key_value(value.item())
-    raise CrossDomainProtocolError(f"a group key of type {type(value).__name__} cannot be carried")
+    # Any other type (a time, an interval, bytes): its text. Never a failure, which would fire only
+    # when some row holds such a key, and so say whether the rows a filter leaves are empty.
+    return str(value)
 
 
 def _read_key_value(value: object) -> object:
@@ -161,6 +166,8 @@ def _read_key_value(value: object) -> object:
             return dt.date.fromisoformat(str(value["date"]))
         if set(value) == {"timestamp"}:
             return dt.datetime.fromisoformat(str(value["timestamp"]))
+        if set(value) == {"decimal"}:
+            return decimal.Decimal(str(value["decimal"]))
         raise CrossDomainProtocolError("a group key value is malformed")
     if value is None or isinstance(value, bool | int | float | str):
         return value

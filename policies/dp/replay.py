@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from policies.dp.keys import plain, released_frame
 from policies.dp.noise import DpRelease, exact_values, post_process
 from policies.dp.plan import Cell, DpPlan
 
@@ -44,7 +45,7 @@ def sealed_record(release: DpRelease) -> dict[str, Any]:
 
 def replay_problems(rerun: pd.DataFrame, plan: DpPlan, record: dict[str, Any]) -> list[str]:
     """Every way a re-run's pre-noise table disagrees with the sealed record (empty: replay holds)."""
-    released = pd.DataFrame(record["released"])
+    released = released_frame(record)  # keys typed again: compared as dates, numbers, text
     exact = pd.DataFrame(record["exact"])
     noise = pd.DataFrame(record["noise"])
     keys = [c.name for c in plan.keys]
@@ -81,5 +82,6 @@ def _same(a: np.ndarray, b: np.ndarray, integer: bool) -> bool:
 
 
 def _plain(frame: pd.DataFrame) -> dict[str, list[Any]]:
-    """Columns as JSON-ready lists (numpy scalars become Python numbers)."""
-    return {str(c): [v.item() if hasattr(v, "item") else v for v in frame[c].tolist()] for c in frame.columns}
+    """Columns as JSON-ready lists (numpy scalars become Python numbers; dates and timestamps tagged,
+    ``policies.dp.keys``, so that they read back as such)."""
+    return {str(c): [plain(v) for v in frame[c].tolist()] for c in frame.columns}

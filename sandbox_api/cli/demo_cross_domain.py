@@ -44,7 +44,13 @@ def demo_catalog() -> Catalog:
     for key, manifest in ((CITIZENS, citizens_manifest()), (VISITS, visits_manifest())):
         (table,) = [TableDecl.model_validate(t) for t in manifest["tables"]]
         columns = tuple(ColumnSchema(name=c.name, type=c.type, cls=c.cls) for c in table.columns)
-        schema = TableSchema(name=table.name, unit=table.unit, columns=columns, row_count=None)
+        schema = TableSchema(
+            name=table.name,
+            unit=table.unit,
+            columns=columns,
+            row_count=None,
+            one_row_per_unit=table.one_row_per_unit,
+        )
         domain, name = key.split("/")
         datasets.append(DatasetSchema(domain=domain, name=name, tables=(schema,)))
     return Catalog(datasets=tuple(datasets))
@@ -56,8 +62,16 @@ def demo_scope() -> Scope:
 
 
 def split_prepared(prepared: PreparedQuery) -> SplitQuery:
-    """``prepared`` split into each domain's part and the private join's plan."""
-    return split(prepared.sql, datasets={t.sql_name: t.dataset for t in prepared.tables}, domains=DOMAINS)
+    """``prepared`` split into each domain's part and the private join's plan (the citizens' register
+    declares one row per person, which makes COUNT(*) and SUM over visits exact)."""
+    catalog = demo_catalog()
+    one_row = {t.dataset for t in prepared.tables if catalog.table(f"{t.dataset}/{t.table}").one_row_per_unit}
+    return split(
+        prepared.sql,
+        datasets={t.sql_name: t.dataset for t in prepared.tables},
+        domains=DOMAINS,
+        one_row=one_row,
+    )
 
 
 def run_domain_part(part: DomainPart, tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:

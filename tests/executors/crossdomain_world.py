@@ -14,7 +14,8 @@ from executors.crossdomain import Aggregate, CrossDomainPlan, Function, Side, Si
 TARGET = "P0042"
 K = 10
 DEMO_PLAN = CrossDomainPlan(
-    left=SidePlan("person_id", group_by=("district",)),
+    # Citizens: one row per person, as their table declares (the plan says so before any row is read).
+    left=SidePlan("person_id", group_by=("district",), one_row=True),
     right=SidePlan("person_id", sums=("cost",)),
     aggregates=(
         Aggregate("patients", Function.COUNT_UNITS),

@@ -95,11 +95,15 @@ def _visits(n: int = 520, *, seed: int = 4, people: int = 200) -> pd.DataFrame:
 
 def _prepared(sql: str) -> tuple[str, DpPlan, SplitQuery]:
     prepared = prepare(sql, _scope(), _catalog())
+    dp = _scope().disclosure.dp
     assert prepared.dp_plan is not None
+    assert dp is not None
     query = split(
         prepared.sql,
         datasets={t.sql_name: t.dataset for t in prepared.tables},
         domains={t.dataset: t.dataset.split("/", 1)[0] for t in prepared.tables},
+        # As the service decides it at submit: a rows bound of 1 keeps one row per person.
+        one_row={t.dataset for t in prepared.tables if dp.rows_per_unit(t.sql_name) == 1},
     )
     return prepared.sql, prepared.dp_plan, query
 
@@ -155,6 +159,23 @@ def test_the_cells_rebuilt_across_domains_equal_one_query_over_both_bounded_tabl
         assert across[cell] == pytest.approx(values, abs=1e-6), cell
     # The bounds bit: person 3's nine visits count three times at most, 'Military Zone' is filtered.
     assert ("Military Zone",) not in across
+
+
+@pytest.mark.parametrize("sql", [PUBLIC_KEYS, KEYS_FROM_DATA], ids=["public-keys", "keys-from-data"])
+def test_nulls_in_a_summed_column_are_cells_like_one_querys_not_a_failed_run(sql: str) -> None:
+    """Under DP a summed column is a bare column, so a NULL comes from the data itself; a run that
+    failed on it (and refunded the budget) said, outside the noise, that such a row was among the
+    filtered rows, for instance one person's. Now a NULL adds nothing to a sum or to a mean's count, as
+    in one query over both bounded tables."""
+    rewritten, plan, query = _prepared(sql)
+    citizens, visits = _citizens(), _visits()
+    visits.loc[visits["person_id"] == 3, "cost"] = np.nan  # the heavy visitor's costs, all NULL
+    visits.loc[[20, 21], "cost"] = np.nan
+    across = _quantities(_across(query, citizens, visits), plan)
+    single = _quantities(_one_query(rewritten, citizens, visits), plan)
+    assert across.keys() == single.keys()
+    for cell, values in single.items():
+        assert across[cell] == pytest.approx(values, abs=1e-6), cell
 
 
 def _without(rows: pd.DataFrame, person: int) -> pd.DataFrame:

@@ -28,7 +28,7 @@ from executors.crossdomain.messages import ReblindedBatches
 from executors.crossdomain.padding import bucket
 from executors.crossdomain.placed import Crossing, run_cross_domain
 from executors.crossdomain.plan import Side
-from executors.crossdomain.rounds import lineage_key, state_aad, state_key
+from executors.crossdomain.rounds import BLINDING_BYTES, lineage_key, state_aad, state_key
 from executors.local import LocalExecutor
 from policies.cohorts.sketch import CohortSketch, SketchRequest, element_key, sketch_of
 from tests.executors.crossdomain_world import K
@@ -85,7 +85,7 @@ def _job_key(probe: Probe, side: Side) -> BlindingKey:
     (spec,) = [s for s in probe.specs if s.party and s.party.side is side and s.party.step is Step.REBLIND]
     assert spec.party is not None
     own = state_key(spec.party, (DATA_KEYS[DOMAIN_OF[side]],))
-    return BlindingKey(unseal(own, spec.party.sealed_state, aad=state_aad(spec.party)))
+    return BlindingKey(unseal(own, spec.party.sealed_state, aad=state_aad(spec.party))[:BLINDING_BYTES])
 
 
 def _sketches(result: ResultTable) -> dict[str, CohortSketch]:
@@ -213,3 +213,64 @@ def test_with_no_cell_reaching_k_no_token_is_unblinded(world) -> None:
     assert result.row_count == 0
     assert not [s for s in probe.specs if s.party and s.party.step is Step.UNBLIND]
     assert not [c for c in crossings if c.step == Step.UNBLIND.value]
+
+
+class _Greedy(Probe):
+    """A gateway that asks a domain to strip its factor from more than the released cells' tokens:
+    ``extra`` random points on top of the honest request, or, with ``again``, the honest request a
+    second time with the same sealed state (a second exchange, to unblind other tokens with the same
+    factor). ``answers`` keeps what came back from every unblind round that answered."""
+
+    def __init__(self, inner: LocalExecutor, *, extra: int = 0, again: bool = False) -> None:
+        super().__init__(inner)
+        self.extra, self.again = extra, again
+        self.answers: list[ResultTable] = []
+
+    def run(self, spec: JobSpec) -> ResultTable:
+        party = spec.party
+        if party is None or party.step is not Step.UNBLIND:
+            return super().run(spec)
+        if self.extra:
+            asked = wire.decode(party.incoming)
+            assert isinstance(asked, ReblindedBatches)
+            points = blind(BlindingKey(bytes(range(1, 33))), [f"probe-{i}" for i in range(self.extra)])
+            padded = ReblindedBatches(asked.origin, (asked.batches[0] + tuple(points),))
+            spec = replace(spec, party=replace(party, incoming=wire.encode(padded)))
+        result = super().run(spec)
+        self.answers.append(result)
+        if self.again:
+            self.answers.append(super().run(replace(spec, job_id=spec.job_id + "-again")))
+        return result
+
+
+def _greedy_run(spec: JobSpec, keyring: Path, probe: _Greedy) -> Exception | None:
+    try:
+        run_cross_domain(probe, spec)
+    except Exception as exc:  # the refusal ends the job, as any failed round does
+        return exc
+    finally:
+        probe.close()
+    return None
+
+
+def test_a_domain_strips_no_more_tokens_than_its_own_people_can_fill(world) -> None:
+    """A domain's people bound the people of released cells (each is matched in it): a request for more
+    tokens than that, padded, is refused before any is stripped, whatever the gateway sends."""
+    spec, left, right, keyring = world
+    people = max(left["person_id"].nunique(), right["person_id"].nunique())
+    greedy = _Greedy(LocalExecutor(key_provider=LocalKeyring.open(keyring), max_workers=2), extra=2 * people)
+    failed = _greedy_run(_ledger_job(spec, job_id="xd-greedy", lineage="L1"), keyring, greedy)
+    assert failed is not None
+    assert "more tokens" in str(failed)
+    assert not greedy.answers  # no domain stripped anything
+
+
+def test_a_domain_strips_its_factor_once_per_job(world) -> None:
+    """Replaying the sealed state to a second unblind round (to strip the factor from other tokens) is
+    refused: one exchange per blinding key."""
+    spec, _, _, keyring = world
+    twice = _Greedy(LocalExecutor(key_provider=LocalKeyring.open(keyring), max_workers=2), again=True)
+    failed = _greedy_run(_ledger_job(spec, job_id="xd-twice", lineage="L1"), keyring, twice)
+    assert failed is not None
+    assert "once" in str(failed)
+    assert len(twice.answers) == 1  # the first, honest request only

@@ -21,7 +21,7 @@ from executors.crossdomain.job import CrossDomainJob, DomainPartSpec, Step
 from executors.crossdomain.messages import BlindedBatches, Payloads, ShareSumRequest
 from executors.crossdomain.placed import Crossing, Placing, run_cross_domain
 from executors.crossdomain.plan import Side
-from executors.crossdomain.rounds import state_aad, state_key
+from executors.crossdomain.rounds import BLINDING_BYTES, PEOPLE_BYTES, state_aad, state_key
 from executors.crossdomain.split import split
 from executors.errors import ExecutionCancelled
 from executors.local import LocalExecutor
@@ -101,6 +101,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[JobSpec, pd.DataFra
         SQL,
         datasets={"visits": "health-bureau/visits", "citizens": "civil-affairs/citizens"},
         domains={"health-bureau/visits": "health-bureau", "civil-affairs/citizens": "civil-affairs"},
+        one_row={"civil-affairs/citizens"},  # a register: one row per person, as its catalog says
     )
     job = CrossDomainJob(
         plan=query.plan,
@@ -176,9 +177,9 @@ def test_the_gateway_relays_each_blinding_key_sealed_and_cannot_open_it(ran) -> 
         own, other = spec.tables[0].domain, ({*DATA_KEYS} - {spec.tables[0].domain}).pop()
         # It opens under a key derived from the domain's own data key, which the spec does not carry,
         # and under nothing the other domain holds.
-        assert (
-            len(unseal(state_key(party, (DATA_KEYS[own],)), party.sealed_state, aad=state_aad(party))) == 32
-        )
+        # Its blinding key (32 bytes) and its number of people (8), nothing more under shares.
+        opened = unseal(state_key(party, (DATA_KEYS[own],)), party.sealed_state, aad=state_aad(party))
+        assert len(opened) == BLINDING_BYTES + PEOPLE_BYTES
         with pytest.raises(CryptoError):
             unseal(state_key(party, (DATA_KEYS[other],)), party.sealed_state, aad=state_aad(party))
 

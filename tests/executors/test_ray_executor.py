@@ -604,6 +604,7 @@ def test_a_cross_domain_jobs_rounds_run_on_their_own_domains_nodes_and_match_the
         XD_SQL,
         datasets={"visits": f"{HEALTH}/visits", "citizens": f"{TAX}/citizens"},
         domains={f"{HEALTH}/visits": HEALTH, f"{TAX}/citizens": TAX},
+        one_row={f"{TAX}/citizens"},  # a register: one row per person, as its catalog says
     )
     job = JobSpec(
         job_id="xd-on-ray",

@@ -22,7 +22,7 @@ request, so that the gateway sketches each cell from the people's lineage tokens
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -32,13 +32,16 @@ from sqlglot import exp
 from crypto.hashing import sha256_hex
 from executors.base import JobSpec, ResultTable
 from executors.crossdomain.job import CrossDomainJob, DomainPartSpec
+from executors.crossdomain.packing import MAX_PEOPLE_BITS
 from executors.crossdomain.plan import Function
 from executors.crossdomain.protection import Protection
 from executors.crossdomain.split import RULE, SUPPORTED, SplitQuery, disclosure_findings, dp_findings, split
 from policies import Finding, PolicyViolation, Scope, prepare_with
 from policies.cohorts import lineage_of
 from policies.dp.cost import cost_of
+from policies.dp.keys import released_frame
 from policies.dp.plan import DpPlan, table_rows_per_unit
+from policies.model import DifferentialPrivacy
 from sandbox_api.job_types import Kind, Mode
 from sandbox_api.server.services.catalog import VersionView
 from sandbox_api.server.services.job_kinds import (
@@ -60,10 +63,39 @@ SPLIT_STEP = "cross_domain_split"
 REJECTED = "the cross-domain query breaks the scope's rules or the supported shape; see findings"
 
 
-def split_prepared(sql: str, inputs: Mapping[str, str]) -> SplitQuery:
+def split_prepared(sql: str, inputs: Mapping[str, str], *, one_row: Collection[str] = ()) -> SplitQuery:
     """The rewritten ``sql`` split per domain; ``inputs`` maps each table's SQL name to its dataset
-    (``domain/name``). Raises ``PolicyViolation`` with findings."""
-    return split(sql, datasets=dict(inputs), domains={d: d.split("/", 1)[0] for d in inputs.values()})
+    (``domain/name``), ``one_row`` names the datasets with at most one row per person
+    (:func:`one_row_datasets`). Raises ``PolicyViolation`` with findings."""
+    return split(
+        sql,
+        datasets=dict(inputs),
+        domains={d: d.split("/", 1)[0] for d in inputs.values()},
+        one_row=one_row,
+    )
+
+
+def one_row_datasets(
+    inputs: Sequence[Mapping[str, Any]], versions: Mapping[str, VersionView], dp: DifferentialPrivacy | None
+) -> frozenset[str]:
+    """The datasets of ``inputs`` (``dataset``, ``table``, ``sql_name``) whose part holds at most one row
+    per person, decided before any data is read, so that whether COUNT(*), SUM and AVG are exact never
+    turns on one person's rows (``docs/cross-domain.md``). Without differential privacy: a table declared
+    ``one_row_per_unit`` or measured with unique units at its pinned version (the catalog shows both; a
+    row filter keeps it so). Under differential privacy: a declared register, or a rows bound of 1 for
+    the table (the keyed sample keeps one row per person); never a fact measured on the data, as the
+    noise never depends on one."""
+    out = set()
+    for item in inputs:
+        dataset, table = str(item["dataset"]), str(item["table"])
+        version = versions.get(dataset)
+        described = next((t for t in version.tables if t.get("name") == table), None) if version else None
+        declared = bool(described is not None and described.get("one_row_per_unit") is True)
+        measured = bool(described is not None and described.get("unique_units") is True)
+        bounded = dp is not None and dp.rows_per_unit(str(item["sql_name"])) == 1
+        if declared or (measured if dp is None else bounded):
+            out.add(dataset)
+    return frozenset(out)
 
 
 class CrossDomainJobs:
@@ -92,7 +124,20 @@ class CrossDomainJobs:
                 raise PolicyViolation(
                     "the scope's disclosure settings do not fit a cross-domain job", findings=refused
                 )
-            query = split_prepared(prepared.sql, {t.sql_name: t.dataset for t in prepared.tables})
+            inputs = [
+                {"dataset": t.dataset, "table": t.table, "sql_name": t.sql_name} for t in prepared.tables
+            ]
+            query = split_prepared(
+                prepared.sql,
+                {t.sql_name: t.dataset for t in prepared.tables},
+                one_row=one_row_datasets(inputs, versions, _dp_of(scope, prepared.dp_plan)),
+            )
+            summed = any(a.function is not Function.COUNT_UNITS for a in query.plan.aggregates)
+            too_large = _size_findings(inputs, versions) if summed else ()
+            if too_large:
+                raise PolicyViolation(
+                    "the tables are too large for exact sums across domains", findings=too_large
+                )
             dominance = _dominance_findings(scope, query)
             if dominance:
                 raise PolicyViolation(
@@ -172,7 +217,13 @@ class CrossDomainJobs:
 
     def spec(self, job: StoredJob, *, scope: Scope, specs: JobSpecs) -> JobSpec:
         inputs = {str(i["sql_name"]): str(i["dataset"]) for i in job.inputs}
-        query = split_prepared(job.sql, inputs)
+        pinned = {
+            dataset: specs.catalog.version(dataset.split("/", 1)[0], dataset.split("/", 1)[1], version_id)
+            for dataset, version_id in job.dataset_versions.items()
+        }
+        query = split_prepared(
+            job.sql, inputs, one_row=one_row_datasets(job.inputs, pinned, _dp_of(scope, job.facts.dp_plan))
+        )
         base = sql_spec(
             job_id=job.job_id,
             sql=job.sql,
@@ -270,6 +321,11 @@ def routed_sql(
     )
 
 
+def _dp_of(scope: Scope, plan: DpPlan | None) -> DifferentialPrivacy | None:
+    """The scope's DP settings where the job is noised (a DP plan was made for it), else None."""
+    return scope.disclosure.dp if plan is not None else None
+
+
 def _public_cells(plan: DpPlan | None) -> tuple[tuple[str, ...], tuple[tuple[object, ...], ...]] | None:
     """Under public group domains, the cells the release can show: the gateway sums those only (a cell
     whose keys are outside the domain is never released, so no domain is asked for its sums)."""
@@ -287,8 +343,12 @@ def released_keys_only(spec: JobSpec, record: Mapping[str, Any] | None, plan: Dp
     if job is None or job.selection is None or record is None or plan is None:
         return spec
     names = tuple(c.name for c in plan.keys)
-    released = record.get("released") or {}
-    rows = tuple(zip(*(released.get(name, []) for name in names), strict=True)) if names else ()
+    released = released_frame(record)  # typed: the gateway compares keys by type (``policies.dp.keys``)
+    rows = (
+        tuple(zip(*(released[name].tolist() if name in released else [] for name in names), strict=True))
+        if names
+        else ()
+    )
     return replace(spec, cross_domain=replace(job, selection=None, keep=(names, rows)))
 
 
@@ -300,6 +360,33 @@ def _gateway_min_units(scope: Scope, job: StoredJob) -> int:
     if scope.disclosure.dp is not None and job.facts.dp_plan is not None:
         return 1
     return scope.disclosure.min_units
+
+
+def _size_findings(
+    inputs: Sequence[Mapping[str, Any]], versions: Mapping[str, VersionView]
+) -> tuple[Finding, ...]:
+    """A cell's sums are exact below ``2 ** MAX_PEOPLE_BITS`` people (``packing``). No cell holds more
+    people than the smaller table has rows, so that is checked here, from the catalog, rather than
+    failing a run on a cell's size (a run that fails on the data says something about it)."""
+    counts = []
+    for item in inputs:
+        version = versions.get(str(item["dataset"]))
+        described = (
+            next((t for t in version.tables if t.get("name") == item["table"]), None) if version else None
+        )
+        rows = described.get("row_count") if described is not None else None
+        counts.append(int(rows) if isinstance(rows, int) else 1 << MAX_PEOPLE_BITS)
+    if counts and min(counts) < 1 << MAX_PEOPLE_BITS:
+        return ()
+    return (
+        Finding(
+            RULE,
+            f"across domains a cell's sums are exact for fewer than {1 << MAX_PEOPLE_BITS:,} people, and "
+            "both tables hold that many rows; ask COUNT(DISTINCT unit) only, or over a dataset version "
+            "with fewer rows on one side",
+            ", ".join(str(i["dataset"]) for i in inputs),
+        ),
+    )
 
 
 def _dominance_findings(scope: Scope, query: SplitQuery) -> tuple[Finding, ...]:

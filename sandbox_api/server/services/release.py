@@ -35,6 +35,7 @@ from executors.python_job import PythonOrMockResult
 from policies import Scope, check_output, result_hash
 from policies.contribution_check import contribution_withheld
 from policies.dp.cost import cost_of
+from policies.dp.keys import released_frame
 from policies.dp.noise import DpRelease, Sampler, release_dp
 from policies.dp.plan import DpPlan
 from policies.dp.replay import sealed_record
@@ -266,7 +267,7 @@ def _noised_table(
 def _sealed_release(record: Mapping[str, Any], plan: DpPlan, dp: DifferentialPrivacy) -> DpRelease:
     """The release a sealed record holds (replay: the noise is never drawn again)."""
     keys = [c.name for c in plan.columns]
-    released = pd.DataFrame(record["released"])
+    released = released_frame(record)  # keys with their types (a DATE key as a date): the same bytes
     return DpRelease(
         table=released[keys] if len(released.columns) else pd.DataFrame(columns=keys),
         exact=pd.DataFrame(record["exact"]),
