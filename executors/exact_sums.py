@@ -59,6 +59,7 @@ from policies.exact_sums import (
     combine,
     combine_scaled,
     kind,
+    kind_of_type,
     limbs,
     scaled_limb,
     unshadowed,
@@ -177,7 +178,7 @@ def _rewrite_float_sums(
     columns: dict[str, set[str]] = {}
     for schema in schemas.values():
         for field in schema:
-            columns.setdefault(field.name.lower(), set()).add(_kind_of_arrow(field.type))
+            columns.setdefault(field.name.lower(), set()).add(kind_of_type(str(field.type)))
     floats: list[exp.Sum | exp.Avg] = []
     for node in targets:
         found = kind(node.this, unshadowed(columns, tree, node))
@@ -213,14 +214,6 @@ def _scale(node: exp.Sum | exp.Avg, scale_of: ScaleOf | None, columns: Mapping[s
     if kind(argument, columns) != "float":
         return None
     return scale_of(argument.name.lower())
-
-
-def _kind_of_arrow(arrow: pa.DataType) -> str:
-    if pa.types.is_floating(arrow):
-        return "float"
-    if pa.types.is_integer(arrow) or pa.types.is_decimal(arrow) or pa.types.is_boolean(arrow):
-        return "exact"
-    return "other"
 
 
 def _replace_with_exact(node: exp.Sum | exp.Avg, scale: int | None) -> None:

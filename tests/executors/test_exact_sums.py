@@ -41,6 +41,8 @@ def test_a_query_without_float_sums_runs_on_threads_as_written(sql: str) -> None
         "SELECT SUM(n / 3) FROM t",
         "SELECT SUM(CAST(n AS DOUBLE) * 2) FROM t",
         "SELECT SUM(CASE WHEN n > 0 THEN x ELSE 0 END) FROM t",
+        "SELECT SUM(CAST(n AS UHUGEINT)) FROM t",  # DuckDB sums UHUGEINT as DOUBLEs
+        "SELECT SUM(x * CAST(n AS UINTEGER)) FROM t",
     ],
 )
 def test_a_float_sum_becomes_an_integer_sum_of_limbs(sql: str) -> None:
