@@ -12,7 +12,8 @@
    decrypt, load, query, serialize, transfer, output check).
 3. With ``--float-sums N``: the engine alone on the large aggregate, in-process, N runs each in rotating
    order: plain multi-thread float sums (what the exact sums replaced), exact in two limbs, and exact as
-   the engine runs it; medians, interquartile ranges and ratios against plain.
+   the engine runs it; medians, interquartile ranges and ratios against plain, of the wall-clock time
+   and of the process's CPU time (all threads; less sensitive to other load on a shared machine).
 
     python benchmarks/bench_executor.py --rows 10000000
     python benchmarks/bench_executor.py --rows 4000000 --jobs 20 --repeat 3 --float-sums 11
@@ -233,15 +234,17 @@ def bench_float_sums(table: pa.Table, *, threads: int, memory_mb: int, repeat: i
 
     variants = {FLOAT_SUMS[0]: plain, FLOAT_SUMS[1]: two_limbs, FLOAT_SUMS[2]: planned}
     times: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
     bits: dict[str, set[bytes]] = {name: set() for name in variants}
     names = list(variants)
     try:
         for i in range(repeat):
             for name in names[i % len(names) :] + names[: i % len(names)]:
                 engine.plan_threads = variants[name]  # type: ignore[assignment]
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 result = run_query(AGGREGATE, tables, keyed_hash_key=None, limits=limits)
                 times[name].append(time.perf_counter() - started)
+                cpu[name].append(time.process_time() - cpu_started)
                 bits[name].add(pickle.dumps(sorted(result.to_pylist(), key=lambda r: r["district"])))
     finally:
         engine.plan_threads = planned
@@ -249,13 +252,15 @@ def bench_float_sums(table: pa.Table, *, threads: int, memory_mb: int, repeat: i
         f"\n[3] float sums, engine only ({table.num_rows:,} rows, in-process), {repeat} runs, "
         f"threads={threads}:"
     )
-    base = statistics.median(times[FLOAT_SUMS[0]])
-    for name in names:
-        q1, median, q3 = statistics.quantiles(times[name], n=4, method="inclusive")
-        print(
-            f"    {name:20s} median {1e3 * median:7.1f} ms  IQR {1e3 * q1:7.1f}-{1e3 * q3:7.1f}  "
-            f"ratio {median / base:.3f}  distinct results {len(bits[name])}"
-        )
+    for label, measured in (("wall", times), ("CPU", cpu)):
+        base = statistics.median(measured[FLOAT_SUMS[0]])
+        for name in names:
+            q1, median, q3 = statistics.quantiles(measured[name], n=4, method="inclusive")
+            print(
+                f"    {label:4s} {name:20s} median {1e3 * median:7.1f} ms  "
+                f"IQR {1e3 * q1:7.1f}-{1e3 * q3:7.1f}  ratio {median / base:.3f}  "
+                f"distinct results {len(bits[name])}"
+            )
     assert bits[FLOAT_SUMS[1]] == bits[FLOAT_SUMS[2]], "one limb and two limbs disagree"
 
 

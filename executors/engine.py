@@ -269,10 +269,10 @@ def run_query(
     """
     # Planned whatever the thread count, so one thread and several give the same bytes.
     plan: Parallel | OneThread = OneThread("the caller reads the rows in order")
+    schemas = {name: table.schema for name, table in tables.items()}
     if sum(table.num_rows for table in tables.values()) < PARALLEL_MIN_ROWS:
         plan = OneThread("a small input: one thread is faster than exact sums on several")
     elif not keep_row_order:
-        schemas = {name: table.schema for name, table in tables.items()}
         plan = plan_threads(sql, schemas, scale_of=_ScaleOf(tables))
     if isinstance(plan, Parallel):
         con = open_locked(
@@ -280,8 +280,11 @@ def run_query(
         )
         try:
             result = _run_parallel(con, sql, plan.sql, parameters, limits)
-            if result is None and plan.fallback is not None:
-                result = _run_parallel(con, sql, plan.fallback, parameters, limits)
+            if result is None and plan.one_limb:
+                # A one-limb sum overflowed (a join added rows): the same query in two limbs.
+                two_limbs = plan_threads(sql, schemas)
+                if isinstance(two_limbs, Parallel):
+                    result = _run_parallel(con, sql, two_limbs.sql, parameters, limits)
             if result is not None and plan.renames:
                 # Bound, not run: the names the query as written gives its columns.
                 result = result.rename_columns(_relation(con, sql, parameters).columns)
@@ -303,29 +306,38 @@ class _ScaleOf:
     smallest nonzero magnitudes over every registered table that has a column of that name and from
     the total row count, an upper bound of the rows any SUM over these tables adds (a join may add
     more: its sum then overflows, and the query runs in two limbs). A function of the data alone, as
-    replay needs."""
+    replay needs. Each column is read once per query, however many sums and averages name it."""
 
     def __init__(self, tables: Mapping[str, pa.Table]) -> None:
         self._tables = tables
         self._rows = sum(table.num_rows for table in tables.values())
+        self._scales: dict[str, int | None] = {}
 
     def __call__(self, column: str) -> int | None:
-        largest, smallest = 0.0, math.inf
-        for table in self._tables.values():
-            for index, field in enumerate(table.schema):
-                if field.name.lower() == column:
-                    high, low = _magnitudes(table.column(index))
-                    largest, smallest = max(largest, high), min(smallest, low)
-        return scale_for(largest, smallest, self._rows)
+        if column not in self._scales:
+            largest, smallest = 0.0, math.inf
+            for table in self._tables.values():
+                for index, field in enumerate(table.schema):
+                    if field.name.lower() == column:
+                        high, low = _magnitudes(table.column(index))
+                        largest, smallest = max(largest, high), min(smallest, low)
+            self._scales[column] = scale_for(largest, smallest, self._rows)
+        return self._scales[column]
+
+
+#: Values per block of :func:`_magnitudes`: 256 KiB of doubles, so a block's second and third reads
+#: come from the CPU's cache and the column crosses the memory bus once.
+_BLOCK = 1 << 15
 
 
 def _magnitudes(column: pa.ChunkedArray) -> tuple[float, float]:
     """The largest and the smallest nonzero magnitude in a float column (infinite where there is none),
     read from its value buffers: a null's slot holds some value too, which can only widen the range (a
     smaller scale or two limbs, still exact); a NaN or an infinity makes the largest infinite (two
-    limbs). numpy's max and min over the buffers, a further masked pass only for a chunk with values of
-    both signs or zeros: Arrow's NaN-aware min_max costs about 40 ms for 4 million values, numpy's
-    absolute values (a copy) about 95 ms on a loaded machine, this about 35 ms."""
+    limbs). numpy's max and min block by block, a further masked pass only for a block with values of
+    both signs or zeros. Arrow's NaN-aware min_max costs about 40 ms for 4 million values and numpy's
+    absolute values (a copy) about 95 ms on a loaded machine; a max and a min over the whole column
+    3.2 ms of CPU, over blocks that stay in the cache 2.4 ms."""
     largest, smallest = 0.0, math.inf
     for chunk in column.chunks:
         if not pa.types.is_floating(chunk.type):
@@ -335,18 +347,20 @@ def _magnitudes(column: pa.ChunkedArray) -> tuple[float, float]:
             continue
         dtype = chunk.type.to_pandas_dtype()
         values = np.frombuffer(data, dtype=dtype, count=chunk.offset + len(chunk))[chunk.offset :]
-        top, bottom = float(values.max()), float(values.min())
-        if math.isnan(top) or math.isnan(bottom):
-            return math.inf, 0.0
-        largest = max(largest, top, -bottom)
-        if bottom > 0:
-            smallest = min(smallest, bottom)
-        elif top < 0:
-            smallest = min(smallest, -top)
-        else:
-            positive = float(np.min(values, where=values > 0, initial=np.inf))
-            negative = float(np.max(values, where=values < 0, initial=-np.inf))
-            smallest = min(smallest, positive, -negative)
+        for start in range(0, len(values), _BLOCK):
+            block = values[start : start + _BLOCK]
+            top, bottom = float(block.max()), float(block.min())
+            if math.isnan(top) or math.isnan(bottom):
+                return math.inf, 0.0
+            largest = max(largest, top, -bottom)
+            if bottom > 0:
+                smallest = min(smallest, bottom)
+            elif top < 0:
+                smallest = min(smallest, -top)
+            else:
+                positive = float(np.min(block, where=block > 0, initial=np.inf))
+                negative = float(np.max(block, where=block < 0, initial=-np.inf))
+                smallest = min(smallest, positive, -negative)
     return largest, smallest
 
 

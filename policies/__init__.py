@@ -1,7 +1,15 @@
 """Data Sandbox policy engine: scopes, static analysis, rewrite passes and output checks (pure)."""
 
 from policies.canonical import canonical_result, result_hash
-from policies.catalog import Catalog, ColumnClass, ColumnSchema, DatasetSchema, TableSchema, ValueDomain
+from policies.catalog import (
+    Catalog,
+    ColumnClass,
+    ColumnSchema,
+    DatasetSchema,
+    TableSchema,
+    ValueDomain,
+    domain_of,
+)
 from policies.context import PolicyContext, TableRef, check_scope, compile_context
 from policies.errors import OutputInvalid, PolicyError, PolicyViolation, ScopeInvalid, UnknownReference
 from policies.findings import Finding
@@ -36,6 +44,7 @@ __all__ = [
     "check_scope",
     "check_with",
     "compile_context",
+    "domain_of",
     "load_scope",
     "prepare",
     "prepare_with",

@@ -125,6 +125,16 @@ class TableSchema(_Frozen):
         return next((c for c in self.columns if c.name.lower() == lowered), None)
 
 
+def domain_of(dataset: str) -> str:
+    """The domain that owns ``dataset``, a key ``"domain/name"`` (:attr:`DatasetSchema.key`) or a table
+    reference under it (``"domain/name/table"``).
+
+    >>> domain_of("health-bureau/visits"), domain_of("health-bureau/visits/visits")
+    ('health-bureau', 'health-bureau')
+    """
+    return dataset.split("/", 1)[0]
+
+
 class DatasetSchema(_Frozen):
     domain: str
     name: str

@@ -36,21 +36,33 @@ LOW_BITS = 87
 LOW = 52 - LOW_BITS
 _HUGEINT_BITS = 127  # magnitude bits of a HUGEINT
 
-_FLOATS = frozenset({exp.DType.DOUBLE, exp.DType.FLOAT})
-_FLOAT_TYPES = frozenset({"DOUBLE", "FLOAT", "REAL", "FLOAT4", "FLOAT8"})
-_EXACT_TYPES = frozenset({"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "BOOLEAN", "UBIGINT"})
+# The kind of every numeric column type by its name, in DuckDB's spelling (its names and aliases, as
+# ``duckdb_types()`` lists them) or Arrow's (``str(pa.DataType)``): one table for the declared types a
+# split job reads and the Arrow schemas one process reads, so both planners class a column alike. The
+# kind is what DuckDB's SUM does with it: "float" where SUM adds DOUBLEs (FLOAT, DOUBLE, and UHUGEINT,
+# whose SUM is a DOUBLE too), "exact" where it adds integers or decimals exactly. The names that mean
+# different widths in the two spellings (``int8``: DuckDB's BIGINT, Arrow's TINYINT) are both exact.
+_FLOAT = ("DOUBLE", "FLOAT8", "FLOAT", "FLOAT4", "REAL", "UHUGEINT", "UINT128")
+_EXACT = (
+    *("TINYINT", "INT1", "SMALLINT", "INT2", "SHORT", "INT16", "INTEGER", "INT", "INT4", "INT32"),
+    *("SIGNED", "INTEGRAL", "BIGINT", "INT8", "INT64", "LONG", "OID", "HUGEINT", "INT128"),
+    *("UTINYINT", "UINT8", "USMALLINT", "UINT16", "UINTEGER", "UINT32", "UBIGINT", "UINT64"),
+    *("DECIMAL", "DEC", "NUMERIC", "DECIMAL32", "DECIMAL64", "DECIMAL128", "DECIMAL256"),
+    *("BOOLEAN", "BOOL", "LOGICAL"),
+)
+_KIND_OF_TYPE = {**dict.fromkeys(_FLOAT, "float"), **dict.fromkeys(_EXACT, "exact")}
 
 
 def kind_of_type(type_name: str) -> str:
-    """ "float", "exact" (integers, decimals, booleans) or "other" for a DuckDB type name.
+    """ "float", "exact" (integers, decimals, booleans) or "other" for a column type's name, DuckDB's
+    or Arrow's: how DuckDB's SUM adds its values (see ``_KIND_OF_TYPE``). "other" for anything else,
+    lists and structs included.
 
-    >>> [kind_of_type(t) for t in ("DOUBLE", "DECIMAL(10,2)", "VARCHAR")]
-    ['float', 'exact', 'other']
+    >>> [kind_of_type(t) for t in ("DOUBLE", "DECIMAL(10,2)", "VARCHAR", "uint64", "decimal128(9, 2)")]
+    ['float', 'exact', 'other', 'exact', 'exact']
     """
     base = type_name.upper().split("(")[0].strip()
-    if base in _FLOAT_TYPES:
-        return "float"
-    return "exact" if base in _EXACT_TYPES or base == "DECIMAL" else "other"
+    return _KIND_OF_TYPE.get(base, "other")
 
 
 def kind(node: exp.Expr, columns: Mapping[str, set[str]]) -> str | None:
@@ -64,9 +76,8 @@ def kind(node: exp.Expr, columns: Mapping[str, set[str]]) -> str | None:
         found = columns.get(node.name.lower(), set())
         return next(iter(found)) if len(found) == 1 and found <= {"float", "exact"} else None
     if isinstance(node, exp.Cast):
-        if node.to.this in _FLOATS:
-            return "float"
-        return "exact" if node.to.this in exp.DataType.INTEGER_TYPES | {exp.DType.DECIMAL} else None
+        cast_to = kind_of_type(node.to.sql(dialect=DIALECT))
+        return cast_to if cast_to != "other" else None
     if isinstance(node, exp.Literal):
         return "exact" if node.is_number and "e" not in node.name.lower() else None
     if isinstance(node, exp.Div):

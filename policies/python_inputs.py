@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
-from policies.catalog import Catalog
+from policies.catalog import Catalog, domain_of
 from policies.context import DIALECT, TableRef, build_context
 from policies.errors import UnknownReference
 from policies.findings import Finding
@@ -50,7 +50,7 @@ class InputPlan:
     @property
     def domains(self) -> frozenset[str]:
         """The domains whose datasets the plan reads (a dataset is ``<domain>/<name>``)."""
-        return frozenset(t.dataset.split("/", 1)[0] for t in self.tables)
+        return frozenset(domain_of(t.dataset) for t in self.tables)
 
     @property
     def sql_text(self) -> str:

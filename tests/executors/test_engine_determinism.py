@@ -14,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from executors import engine
 from executors.base import Limits
@@ -197,6 +199,60 @@ def test_the_one_limb_scale_reads_every_chunk_and_refuses_a_nan() -> None:
     assert engine._ScaleOf({"t": pa.table({"x": wide})})("x") == 62
     with_nan = pa.chunked_array([*chunks, pa.array([math.nan])])
     assert engine._ScaleOf({"t": pa.table({"x": with_nan})})("x") is None
+
+
+_MAGNITUDE_VALUES = st.lists(
+    st.one_of(
+        st.just(0.0),
+        st.just(-0.0),
+        st.floats(allow_nan=False, allow_infinity=False, width=64),
+        st.sampled_from([math.nan, math.inf, -math.inf, 5e-324, -5e-324]),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(chunks=st.lists(_MAGNITUDE_VALUES, min_size=1, max_size=4), block=st.integers(1, 9))
+def test_the_magnitudes_read_block_by_block_are_those_of_every_value(
+    chunks: list[list[float]], block: int
+) -> None:
+    values = [v for chunk in chunks for v in chunk]
+    if any(math.isnan(v) for v in values):
+        expected = (math.inf, 0.0)  # no scale: two limbs
+    else:
+        nonzero = [abs(v) for v in values if v != 0]
+        expected = (max((abs(v) for v in values), default=0.0), min(nonzero, default=math.inf))
+    column = pa.chunked_array([pa.array(chunk, pa.float64()) for chunk in chunks])
+    original = engine._BLOCK
+    engine._BLOCK = block  # blocks of a few values: every boundary and every sign mix is crossed
+    try:
+        assert engine._magnitudes(column) == expected
+        assert engine._magnitudes(column.slice(1)) == engine._magnitudes(
+            pa.chunked_array([column.slice(1).combine_chunks()])
+        )
+    finally:
+        engine._BLOCK = original
+
+
+def test_a_column_summed_and_averaged_is_read_once_per_query(monkeypatch: pytest.MonkeyPatch) -> None:
+    read: list[int] = []
+    magnitudes = engine._magnitudes
+
+    def counted(column: pa.ChunkedArray) -> tuple[float, float]:
+        read.append(len(column))
+        return magnitudes(column)
+
+    monkeypatch.setattr(engine, "_magnitudes", counted)
+    table = pa.table({"g": pa.array([1, 1, 2], pa.int64()), "x": pa.array([0.5, 1.25, -3.0])})
+    plan = plan_threads(
+        "SELECT g, SUM(x) AS s, AVG(x) AS a, SUM(x) FILTER (WHERE x > 0) AS p FROM t GROUP BY g",
+        {"t": table.schema},
+        scale_of=engine._ScaleOf({"t": table}),
+    )
+    assert isinstance(plan, Parallel)
+    assert plan.one_limb
+    assert read == [3]
 
 
 def test_a_join_that_overflows_one_limb_sums_in_two(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -131,3 +131,44 @@ def test_without_column_types_float_sums_merge_as_plain_doubles() -> None:
     typed = split_query("SELECT SUM(x) AS s FROM t", units={"t": "u"}, column_types=TYPES)
     assert isinstance(typed, SplitQuery)
     assert "INT128" in typed.partial_sql
+
+
+@pytest.mark.parametrize(
+    ("arrow", "declared"),
+    [
+        (pa.uint8(), "UTINYINT"),
+        (pa.uint16(), "USMALLINT"),
+        (pa.uint32(), "UINTEGER"),
+        (pa.uint64(), "UBIGINT"),
+    ],
+)
+def test_a_float_times_an_unsigned_integer_merges_to_the_one_process_bits(
+    arrow: pa.DataType, declared: str, exact_for_any_size: None
+) -> None:
+    # Both planners class the unsigned column alike (an exact integer): the product is a float sum,
+    # exact in one process (from the Arrow schema) and through the split (from the declared types).
+    n = 3_000
+    values = [0.1 * (i % 97) - 3.3 + 1e9 * (i % 5 == 0) for i in range(n)]
+    table = _table(values, [i % 3 for i in range(n)]).append_column(
+        "w", pa.array([i % 7 for i in range(n)], arrow)
+    )
+    sql = "SELECT g, SUM(x * w) AS total, AVG(w * x) AS mean FROM t GROUP BY g"
+    types = {"t": {**TYPES["t"], "w": declared}}
+    plan = split_query(sql, units={"t": "u"}, column_types=types)
+    assert isinstance(plan, SplitQuery), plan
+    assert "INT128" in plan.partial_sql
+    owner = [(i * 7919) % 4 for i in range(n)]
+    partials = [
+        run_query(
+            plan.partial_sql,
+            {"t": table.filter(pa.array([o == i for o in owner]))},
+            keyed_hash_key=None,
+            limits=Limits(memory_mb=256, threads=1),
+        )
+        for i in range(4)
+    ]
+    merged = run_query(
+        plan.final_sql, {plan.partials_table: pa.concat_tables(partials)}, keyed_hash_key=None, limits=LIMITS
+    )
+    one_process = run_query(sql, {"t": table}, keyed_hash_key=None, limits=LIMITS)
+    assert _bits(merged) == _bits(one_process)

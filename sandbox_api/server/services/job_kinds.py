@@ -26,7 +26,7 @@ from executors.base import JobSpec, ResultTable
 from executors.pyjobs.compile import compile_job
 from executors.pyjobs.errors import CodeRejected
 from executors.python_job import PythonOrMockResult
-from policies import Finding, PolicyViolation, Scope, check, prepare_with
+from policies import Finding, PolicyViolation, Scope, check, domain_of, prepare_with
 from policies.cohorts import lineage_of
 from policies.dp.cost import cost_of
 from policies.python_inputs import APPLIED, InputPlan, input_plan
@@ -174,7 +174,7 @@ class SqlJobs:
                 rejected=Transition("the query breaks the scope's rules; see findings", {}),
                 broken="the query breaks",
             )
-        if len({t.dataset.split("/", 1)[0] for t in prepared.tables}) > 1:
+        if len({domain_of(t.dataset) for t in prepared.tables}) > 1:
             # Both domains' rows in one sandbox is what the product promises never happens: such a query
             # runs as a private join, or is refused with the shapes that can (imported here: that
             # strategy builds on this module's types).
@@ -220,7 +220,7 @@ class SqlJobs:
         )
 
     def spec(self, job: StoredJob, *, scope: Scope, specs: JobSpecs) -> JobSpec:
-        if len({str(i["dataset"]).split("/", 1)[0] for i in job.inputs}) > 1:
+        if len({domain_of(str(i["dataset"])) for i in job.inputs}) > 1:
             # A SQL job stored before such jobs were routed at submit (queued across an upgrade, or
             # replayed): it runs as the cross-domain job it is, or fails with the supported shapes; it
             # never runs as one query in one sandbox.

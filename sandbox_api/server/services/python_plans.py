@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from executors.pyjobs.reads import TABLES_NAME, tables_read
-from policies import Catalog, Finding, PolicyViolation, Scope
+from policies import Catalog, Finding, PolicyViolation, Scope, domain_of
 from policies.python_inputs import InputPlan, input_plan
 
 #: The finding's stable rule name (clients and tests match on it).
@@ -59,7 +59,7 @@ def python_plan(scope: Scope, catalog: Catalog, code: str) -> PythonPlan:
 def _finding(plan: InputPlan, *, computed: bool) -> Finding:
     by_domain: dict[str, list[str]] = {}
     for ref in plan.tables:
-        by_domain.setdefault(ref.dataset.split("/", 1)[0], []).append(ref.sql_name)
+        by_domain.setdefault(domain_of(ref.dataset), []).append(ref.sql_name)
     reads = "; ".join(f"{domain}: {', '.join(names)}" for domain, names in sorted(by_domain.items()))
     how = (
         f"the code reads `{TABLES_NAME}` by a name it computes, which counts as every table of the scope "
@@ -80,7 +80,7 @@ def refuse_two_domains(inputs: Sequence[Mapping[str, Any]]) -> None:
     ...
     policies.errors.PolicyViolation: a Python job reads one domain's tables...
     """
-    domains = sorted({str(i["dataset"]).split("/", 1)[0] for i in inputs})
+    domains = sorted({domain_of(str(i["dataset"])) for i in inputs})
     if len(domains) <= 1:
         return
     names = ", ".join(str(i["sql_name"]) for i in inputs)
