@@ -11,7 +11,14 @@ from __future__ import annotations
 from sqlglot import exp
 
 from policies.analysis.lineage import CONST, Info, Origin, Shape, family_of, merge, shape_of
-from policies.analysis.markers import FAMILY_META, FILTERED_SCAN_META, MASK_META, TRANSPARENT_META
+from policies.analysis.markers import (
+    FAMILY_META,
+    FILTERED_SCAN_META,
+    FIRST_ROW_FLAG,
+    GENERATED_META,
+    MASK_META,
+    TRANSPARENT_META,
+)
 from policies.analysis.scopes import (
     NESTED_QUERY,
     Base,
@@ -251,6 +258,8 @@ class Analysis:
         _, source = found
         name = column.name.lower()
         if isinstance(source, Base):
+            if name == FIRST_ROW_FLAG and column.meta_get(GENERATED_META):
+                return CONST  # the engine's flag on a sampled scan (never a name a query can write)
             key = (source.table.ref.sql_name, name)
             if key not in self._base_infos:
                 policy = source.table.column(name)

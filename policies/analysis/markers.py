@@ -16,3 +16,7 @@ STAR_META = "sbx_star"
 #: Columns of the per-unit contributions ``policies.dp.passes.clamp_unit_contributions`` generates; a
 #: query cannot name ``_sbx`` columns, so the checks may recognise the engine's sums over them.
 UNIT_CONTRIBUTION_PREFIX = "_sbx_dp_c"
+#: The flag ``policies.dp.passes.bound_groups_per_unit`` adds to a sampled scan on each unit's first
+#: kept row (1, else NULL), counted instead of ``COUNT(DISTINCT unit)``: no data flows through it but
+#: the unit's presence, which the DP plan counts anyway.
+FIRST_ROW_FLAG = "_sbx_dp_first"

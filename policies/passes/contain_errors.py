@@ -90,8 +90,9 @@ class _Containment:
             return
         for projection in list(select.expressions):
             inner = projection.unalias()
-            if not isinstance(inner, exp.Star):
-                self._swap(projection, inner, self.contain)
+            if isinstance(inner, exp.Star) or _generated_window(projection):
+                continue
+            self._swap(projection, inner, self.contain)
 
     def aggregating(self, select: exp.Select) -> None:
         keys: list[tuple[exp.Expr, exp.Expr]] = []
@@ -210,6 +211,12 @@ def _substitute(node: exp.Expr, fn: Callable[[exp.Expr], exp.Expr]) -> exp.Expr:
     replaced = fn(node)
     hole.replace(replaced)
     return replaced
+
+
+def _generated_window(projection: exp.Expr) -> bool:
+    """The engine's own window projection (``bound_groups_per_unit``'s first-row flag: a row number
+    compared with 1 and a NULL test, which cannot raise); TRY cannot hold a window."""
+    return bool(projection.meta_get(GENERATED_META)) and projection.find(exp.Window) is not None
 
 
 def _try(node: exp.Expr) -> exp.Expr:

@@ -496,7 +496,8 @@ def test_concurrent_split_jobs_do_not_mix(ray_executor: RayExecutor, visits: Sto
 DP_QUERIES = (
     # Public group keys: the groups and rows bounds share one sample; no distinct-unit count.
     "SELECT district, COUNT(*) AS n, SUM(income) AS s, AVG(income) AS a FROM citizens GROUP BY district",
-    # Keys from the data: the distinct-unit count that partition selection reads, summed over parts.
+    # Keys from the data: the distinct-unit count that partition selection reads (each group's units
+    # counted by the flag of their first kept row), summed over parts.
     "SELECT sex, COUNT(*) AS n, COUNT(DISTINCT person_id) AS p FROM citizens GROUP BY sex",
     # One global row: the rows bound alone.
     "SELECT COUNT(*) AS n, SUM(income) AS s FROM citizens",

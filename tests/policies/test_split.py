@@ -111,8 +111,9 @@ def test_only_the_dp_samples_own_union_splits() -> None:
 
 
 def test_dp_queries_as_prepared_still_split() -> None:
-    """The DP rewrite's samples (the rows bound's light-first one, and the groups bound's window) split,
-    so a DP job still runs one task per part on Ray (``tests/executors/test_ray_executor.py``)."""
+    """The DP rewrite's samples (the rows bound's light-first one, and the groups bound's window with its
+    first-row flag) split, so a DP job still runs one task per part on Ray
+    (``tests/executors/test_ray_executor.py``)."""
     from policies.context import compile_context
     from policies.dp.examples import dp_catalog, dp_scope
     from policies.pipeline import prepare_with
@@ -122,6 +123,8 @@ def test_dp_queries_as_prepared_still_split() -> None:
     for sql in (
         "SELECT COUNT(*) AS n, SUM(income) AS s FROM citizens",
         "SELECT district, COUNT(*) AS n FROM citizens GROUP BY district",
+        # Keys from the data: each group's units counted by the flag of their first kept row.
+        "SELECT ward, COUNT(*) AS n, COUNT(DISTINCT person_id) AS u FROM visits GROUP BY ward",
         "SELECT c.district, COUNT(*) AS n, SUM(v.cost) AS s FROM citizens c JOIN visits v "
         "ON c.person_id = v.person_id GROUP BY c.district",
     ):

@@ -54,20 +54,18 @@ def sampled_scan(
     unit: str,
     bounds: list[tuple[exp.Expr, list[exp.Expr], int]],
     light_first: bool = False,
+    extra: list[exp.Expr] | None = None,
 ) -> exp.Subquery:
     """Wrap ``scan`` (a table or filtered scan aliased ``alias``) so that each unit keeps only the rows
     where every ``rank OVER (PARTITION BY unit ORDER BY order) <= limit`` of ``bounds`` holds.
 
     ``light_first``: rank only the units that have more rows than the smallest limit (``light_units``);
     every other unit is within every bound already, so all its rows are kept without a sort. The rows
-    kept are exactly those of the plain sample."""
+    kept are exactly those of the plain sample. ``extra``: projections added after ``*`` (plain sample
+    only)."""
     conditions: list[exp.Expr] = []
     for rank, order, limit in bounds:
-        window = exp.Window(
-            this=rank,
-            partition_by=[exp.Column(this=ident(unit), table=ident(alias))],
-            order=exp.Order(expressions=[exp.Ordered(this=o) for o in order]),
-        )
+        window = unit_window(rank, alias=alias, unit=unit, order=order)
         if light_first:
             # ``BETWEEN 1 AND n`` (a row number is never below 1): the same rows as ``<= n``, but
             # DuckDB (2.0) rewrites ``ROW_NUMBER() … <= n`` into a per-unit top-n aggregate, which
@@ -87,13 +85,24 @@ def sampled_scan(
         )
     else:
         body = exp.Select(
-            expressions=[exp.Star()], from_=exp.From(this=scan), qualify=exp.Qualify(this=condition)
+            expressions=[exp.Star(), *(extra or ())],
+            from_=exp.From(this=scan),
+            qualify=exp.Qualify(this=condition),
         )
     wrapped = exp.Subquery(this=body, alias=exp.TableAlias(this=ident(alias)))
     generated(wrapped)
     wrapped.meta[FILTERED_SCAN_META] = table
     wrapped.meta[SAMPLED_META] = True
     return wrapped
+
+
+def unit_window(rank: exp.Expr, *, alias: str, unit: str, order: list[exp.Expr]) -> exp.Window:
+    """``rank OVER (PARTITION BY alias.unit ORDER BY order)``."""
+    return exp.Window(
+        this=rank,
+        partition_by=[exp.Column(this=ident(unit), table=ident(alias))],
+        order=exp.Order(expressions=[exp.Ordered(this=o) for o in order]),
+    )
 
 
 HEAVY_CTE = "_sbx_dp_heavy"

@@ -20,11 +20,15 @@ from __future__ import annotations
 from sqlglot import exp
 
 from policies.analysis.levels import Analysis
+from policies.analysis.markers import FIRST_ROW_FLAG
 from policies.analysis.scopes import Base, source_nodes
 from policies.context import PolicyContext
-from policies.dp.passes._sample import keyed_hash, read_columns, sampled_scan
+from policies.dp.passes._sample import keyed_hash, read_columns, sampled_scan, unit_window
 from policies.dp.plan import group_bound_table, rows_per_unit
-from policies.passes._build import column
+from policies.passes._build import column, generated, ident
+
+#: The flag of each unit's first kept row (``_count_first_rows``).
+FIRST_ROW = FIRST_ROW_FLAG
 
 
 def bound_groups_per_unit(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext) -> exp.Expr:
@@ -63,6 +67,9 @@ def bound_groups_per_unit(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext
     read: list[exp.Expr] = [column(name, alias) for name in read_columns(tree, alias, list(table.columns))]
     groups = [keyed_hash(keys), *(k.copy() for k in keys)]
     rows = [*(g.copy() for g in groups), keyed_hash(read)]
+    extra: list[exp.Expr] = []
+    if dp.max_groups_per_unit == 1 and tree.args.get("where") is None:
+        extra = _count_first_rows(tree, alias, table.unit, rows)
     placeholder = exp.Null()
     node.replace(placeholder)
     placeholder.replace(
@@ -75,9 +82,53 @@ def bound_groups_per_unit(tree: exp.Expr, analysis: Analysis, ctx: PolicyContext
                 (exp.DenseRank(), groups, dp.max_groups_per_unit),
                 (exp.RowNumber(), rows, dp.rows_per_unit(table.ref.sql_name)),
             ],
+            extra=extra,
         )
     )
     return tree
+
+
+def _count_first_rows(tree: exp.Select, alias: str, unit: str, rows: list[exp.Expr]) -> list[exp.Expr]:
+    """Count each group's units by their first kept row instead of ``COUNT(DISTINCT unit)``.
+
+    With one group per unit, all of a unit's kept rows are in one group, and its first row in the
+    sample's order (``ROW_NUMBER() = 1``, always kept) marks it there once: ``COUNT(a._sbx_dp_first)``
+    over the flag ``CASE WHEN ROW_NUMBER() OVER (…) = 1 AND a.unit IS NOT NULL THEN 1 END`` equals
+    ``COUNT(DISTINCT a.unit)`` (NULL units uncounted, as there), without the distinct aggregate's hash
+    table per group (measured: 1.50 to 1.31 times the job without DP on 1M visits, 3 per person; 1.75 to
+    1.54 with 1 to ~10). The window is the sample's own, so DuckDB computes it once. Only without a
+    WHERE: a filter after the sample could drop a unit's first row and keep its others. Returns the
+    flag's projection for the sample (none when the query counts no units)."""
+    counts = [
+        n for projection in tree.expressions for n in projection.walk() if _counts_units(n, alias, unit)
+    ]
+    if not counts:
+        return []
+    for count in counts:
+        count.replace(generated(exp.Count(this=exp.Column(this=ident(FIRST_ROW), table=ident(alias)))))
+    unit_here = exp.Column(this=ident(unit), table=ident(alias))
+    first = exp.And(
+        this=exp.EQ(
+            this=unit_window(exp.RowNumber(), alias=alias, unit=unit, order=[r.copy() for r in rows]),
+            expression=exp.Literal.number(1),
+        ),
+        expression=exp.Not(this=exp.Is(this=unit_here, expression=exp.Null())),
+    )
+    flag = exp.Case(ifs=[exp.If(this=first, true=exp.Literal.number(1))])
+    return [exp.Alias(this=flag, alias=ident(FIRST_ROW))]
+
+
+def _counts_units(node: exp.Expr, alias: str, unit: str) -> bool:
+    """``COUNT(DISTINCT alias.unit)``."""
+    if not isinstance(node, exp.Count) or not isinstance(node.this, exp.Distinct):
+        return False
+    parts = node.this.expressions
+    return (
+        len(parts) == 1
+        and isinstance(parts[0], exp.Column)
+        and parts[0].name.lower() == unit.lower()
+        and parts[0].table.lower() == alias.lower()
+    )
 
 
 def _key(key: exp.Expr, select: exp.Select) -> exp.Expr:

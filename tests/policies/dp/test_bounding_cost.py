@@ -18,7 +18,7 @@ from sqlglot import exp
 
 from policies.catalog import Catalog
 from policies.context import compile_context
-from policies.dp.examples import dp_catalog, dp_scope
+from policies.dp.examples import DP_SCOPE, dp_catalog, dp_scope
 from tests.policies.dp.pipeline_dp import prepare_dp
 
 KEY = {"sbx_dp_key": "a key sealed per scope lineage"}
@@ -187,6 +187,53 @@ def test_public_keys_need_no_distinct_unit_count_and_data_keys_do() -> None:
     public = prepare_dp("SELECT district, COUNT(*) AS n FROM citizens GROUP BY district", ctx)
     from_data = prepare_dp("SELECT ward, COUNT(*) AS n FROM visits GROUP BY ward", ctx)
     assert "COUNT(DISTINCT" not in public.sql
+    assert "_sbx_units" not in public.sql
     assert not public.plan.selects_keys
-    assert "COUNT(DISTINCT" in from_data.sql
+    assert '"_sbx_units"' in from_data.sql
     assert from_data.plan.selects_keys
+
+
+def _distinct_units(sql: str) -> str:
+    """``sql`` with each first-row count put back as the ``COUNT(DISTINCT unit)`` it stands for."""
+    return sql.replace('COUNT("visits"."_sbx_dp_first")', 'COUNT(DISTINCT "visits"."person_id")')
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT ward, COUNT(*) AS n, SUM(cost) AS s FROM visits GROUP BY ward",
+        "SELECT ward, COUNT(DISTINCT person_id) AS u, AVG(cost) AS a FROM visits GROUP BY ward",
+    ],
+)
+def test_with_one_group_per_unit_the_units_are_counted_by_their_first_kept_row(sql: str) -> None:
+    # The distinct-unit count (partition selection's, or the query's own) is the count of each unit's
+    # first kept row: the same numbers, NULL units uncounted, light and heavy units alike.
+    prepared = prepare_dp(sql, compile_context(dp_scope(), dp_catalog()))
+    assert 'COUNT("visits"."_sbx_dp_first")' in prepared.sql
+    assert "COUNT(DISTINCT" not in prepared.sql
+    for seed in range(4):
+        visits = _visits_with_heavy_and_light_units(seed)
+        visits.loc[visits.index % 7 == 3, "ward"] = None  # a NULL key is a group like any other
+        first_rows, distinct = (
+            _run(q, _citizens(10, seed=seed), visits).sort_values("ward", na_position="first")
+            for q in (prepared.sql, _distinct_units(prepared.sql))
+        )
+        pd.testing.assert_frame_equal(first_rows.reset_index(drop=True), distinct.reset_index(drop=True))
+
+
+def test_after_a_where_the_units_are_still_counted_distinct() -> None:
+    # The query's filter runs after the sample and could drop a unit's first row but keep another.
+    sql = "SELECT ward, COUNT(*) AS n FROM visits WHERE ward <> 'W1' GROUP BY ward"
+    prepared = prepare_dp(sql, compile_context(dp_scope(), dp_catalog()))
+    assert 'COUNT(DISTINCT "visits"."person_id") AS "_sbx_units"' in prepared.sql
+    assert "_sbx_dp_first" not in prepared.sql
+
+
+def test_with_more_groups_per_unit_the_units_are_still_counted_distinct() -> None:
+    scope = dp_scope(DP_SCOPE.replace("max_groups_per_unit: 1", "max_groups_per_unit: 2"))
+    prepared = prepare_dp(
+        "SELECT ward, COUNT(*) AS n FROM visits GROUP BY ward", compile_context(scope, dp_catalog())
+    )
+    assert "DENSE_RANK() OVER" in prepared.sql
+    assert "COUNT(DISTINCT" in prepared.sql
+    assert "_sbx_dp_first" not in prepared.sql

@@ -84,3 +84,17 @@ def test_an_operators_own_per_person_aggregate_is_refused() -> None:
             "FROM visits GROUP BY person_id) AS t",
             ctx,
         )
+
+
+def test_the_first_row_flag_resolves_only_where_the_engine_marked_it() -> None:
+    """The groups sample's flag (``_sbx_dp_first``) is a column of the sampled scan for the re-check only
+    as the engine wrote it; unmarked, it is an unknown column of the table."""
+    ctx = compile_context(dp_scope(), dp_catalog())
+    tree = prepare_dp("SELECT ward, COUNT(*) AS n FROM visits GROUP BY ward", ctx).tree
+    assert 'COUNT("visits"."_sbx_dp_first")' in tree.sql(dialect="duckdb")
+    assert postcondition_findings(tree, Analysis(tree, ctx), ctx) == []
+    for node in tree.walk():
+        if node.meta:
+            node.meta.pop(GENERATED_META, None)
+    rules = {f.message for f in postcondition_findings(tree, Analysis(tree, ctx), ctx)}
+    assert any("'_sbx_dp_first' does not exist" in r for r in rules), rules

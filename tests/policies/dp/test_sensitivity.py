@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from policies.context import compile_context
 from policies.dp.cost import cost_of
-from policies.dp.examples import dp_catalog, dp_scope
+from policies.dp.examples import DP_SCOPE, dp_catalog, dp_scope
 from policies.dp.plan import Cell
 from tests.policies.dp.pipeline_dp import prepare_dp
 
@@ -42,6 +42,9 @@ QUERIES = [
     "SELECT COUNT(*) AS n, SUM(income) AS s, AVG(income) AS a, COUNT(income) AS k FROM citizens "
     "WHERE sex = 'F'",
     "SELECT COUNT(*) AS n, SUM(cost) AS s, AVG(cost) AS a FROM visits",
+    # Two keys and a filter: the picked group is one (district, sex) pair per person.
+    "SELECT district, sex, COUNT(*) AS n, SUM(income) AS s FROM citizens WHERE phone <> '0170000013' "
+    "GROUP BY district, sex",
 ]
 
 CITIZEN_COLUMNS = [
@@ -66,7 +69,7 @@ _person = st.fixed_dictionaries(
         "sex": st.sampled_from(["F", "M"]),
         "rows": st.lists(_row, min_size=1, max_size=4),
         "visits": st.lists(
-            st.tuples(st.sampled_from(["A", "B", "C"]), st.floats(-1e6, 1e6, allow_nan=False)),
+            st.tuples(st.sampled_from(["A", "B", "C", None]), st.floats(-1e6, 1e6, allow_nan=False)),
             max_size=5,
         ),
     }
@@ -131,22 +134,29 @@ _OTHER = {"sex": "M", "rows": [("North", "0170000001", 5)], "visits": [("A", 3.0
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@example(query=QUERIES[0], people=[_HEAVY, _OTHER], who=1)
-@example(query=QUERIES[1], people=[_HEAVY, _OTHER], who=1)
-@example(query=QUERIES[2], people=[_HEAVY, _OTHER], who=1)
-@example(query=QUERIES[4], people=[_HEAVY, _OTHER], who=1)
-@example(query=QUERIES[5], people=[_HEAVY, _OTHER], who=1)
-@example(query=QUERIES[6], people=[_HEAVY, _OTHER], who=1)
-@example(query=QUERIES[7], people=[_HEAVY, _OTHER], who=1)
+@example(query=QUERIES[0], people=[_HEAVY, _OTHER], who=1, groups=1)
+@example(query=QUERIES[1], people=[_HEAVY, _OTHER], who=1, groups=1)
+@example(query=QUERIES[2], people=[_HEAVY, _OTHER], who=1, groups=1)
+@example(query=QUERIES[4], people=[_HEAVY, _OTHER], who=1, groups=1)
+@example(query=QUERIES[5], people=[_HEAVY, _OTHER], who=1, groups=1)
+@example(query=QUERIES[6], people=[_HEAVY, _OTHER], who=1, groups=1)
+@example(query=QUERIES[7], people=[_HEAVY, _OTHER], who=1, groups=1)
+@example(query=QUERIES[8], people=[_HEAVY, _OTHER], who=1, groups=1)
+@example(query=QUERIES[5], people=[_HEAVY, _OTHER], who=1, groups=2)
+@example(query=QUERIES[8], people=[_HEAVY, _OTHER], who=1, groups=2)
 @given(
     query=st.sampled_from(QUERIES),
     people=st.lists(_person, min_size=1, max_size=8),
     who=st.integers(1, 8),
+    groups=st.sampled_from([1, 2]),
 )
 def test_one_person_moves_each_noised_quantity_by_at_most_its_sensitivity(
-    query: str, people: list[dict[str, object]], who: int
+    query: str, people: list[dict[str, object]], who: int, groups: int
 ) -> None:
-    ctx = compile_context(dp_scope(), dp_catalog())
+    """``groups``: ``max_groups_per_unit``; one group is picked per unit by an aggregate, more by a
+    window over the keyed group order (``bound_groups_per_unit``' two forms)."""
+    scope = dp_scope(DP_SCOPE.replace("max_groups_per_unit: 1", f"max_groups_per_unit: {groups}"))
+    ctx = compile_context(scope, dp_catalog())
     prepared = prepare_dp(query, ctx)
     plan = prepared.plan
     assert ctx.disclosure.dp is not None

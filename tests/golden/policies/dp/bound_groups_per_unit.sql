@@ -14,3 +14,11 @@ SELECT "v"."ward" AS "ward", COUNT(*) AS "n" FROM "citizens" AS "c" JOIN "visits
 SELECT COUNT(*) AS n FROM visits
 -- expect:
 SELECT COUNT(*) AS "n" FROM "visits" AS "visits"
+-- case: a unit count is the count of each unit's first kept row (one group per unit)
+SELECT ward, COUNT(DISTINCT person_id) AS u FROM visits GROUP BY ward
+-- expect:
+SELECT "visits"."ward" AS "ward", COUNT("visits"."_sbx_dp_first") AS "u" FROM (SELECT *, CASE WHEN ROW_NUMBER() OVER (PARTITION BY "visits"."person_id" ORDER BY HASH($sbx_dp_key, "visits"."ward"), "visits"."ward", HASH($sbx_dp_key, "visits"."person_id", "visits"."ward")) = 1 AND NOT "visits"."person_id" IS NULL THEN 1 END AS "_sbx_dp_first" FROM "visits" AS "visits" QUALIFY DENSE_RANK() OVER (PARTITION BY "visits"."person_id" ORDER BY HASH($sbx_dp_key, "visits"."ward"), "visits"."ward") <= 1 AND ROW_NUMBER() OVER (PARTITION BY "visits"."person_id" ORDER BY HASH($sbx_dp_key, "visits"."ward"), "visits"."ward", HASH($sbx_dp_key, "visits"."person_id", "visits"."ward")) <= 3) AS "visits" GROUP BY "visits"."ward"
+-- case: with a WHERE after the sample the unit count stays distinct
+SELECT ward, COUNT(DISTINCT person_id) AS u FROM visits WHERE ward <> 'W1' GROUP BY ward
+-- expect:
+SELECT "visits"."ward" AS "ward", COUNT(DISTINCT "visits"."person_id") AS "u" FROM (SELECT * FROM "visits" AS "visits" QUALIFY DENSE_RANK() OVER (PARTITION BY "visits"."person_id" ORDER BY HASH($sbx_dp_key, "visits"."ward"), "visits"."ward") <= 1 AND ROW_NUMBER() OVER (PARTITION BY "visits"."person_id" ORDER BY HASH($sbx_dp_key, "visits"."ward"), "visits"."ward", HASH($sbx_dp_key, "visits"."person_id", "visits"."ward")) <= 3) AS "visits" WHERE "visits"."ward" <> 'W1' GROUP BY "visits"."ward"
