@@ -110,7 +110,10 @@ class JobTransitions:
         if to in SETTLED:
             # Only the states a waiting client stops at: a wake-up for any other would make the waiter
             # re-read the job (in the middle of the runner's work) and wait again.
-            # The waiter is told whether a budget read is needed: a job never charged needs none.
-            charged = self.budget is not None and not never_charged(row)
-            self.signals.notify_after_commit(session, row.id, lambda: CommittedJob(job_view(row), charged))
+            self.signals.notify_after_commit(session, row.id, lambda: self._committed(row))
         return True
+
+    def _committed(self, row: JobRow) -> CommittedJob:
+        """What a long-poll of ``row`` is handed after the commit (built only if one waits); it says
+        whether a budget read is needed: a job never charged needs none."""
+        return CommittedJob(job_view(row), charged=self.budget is not None and not never_charged(row))
