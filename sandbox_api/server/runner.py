@@ -271,19 +271,9 @@ class JobRunner:
         with jobs.db.write() as session:
             row = None
             for _ in range(CLAIM_TRIES):
-                queued = [
-                    QueuedJob(job_id, owner, created_at)
-                    for job_id, owner, created_at in session.execute(
-                        select(JobRow.id, JobRow.owner, JobRow.created_at)
-                        .where(JobRow.state == JobState.QUEUED.value)
-                        .order_by(JobRow.created_at, JobRow.id)
-                        .limit(CLAIM_WINDOW)
-                    )
-                ]
+                queued, running, last_served = _queue_and_owners(session)
                 if not queued:
-                    return None  # the idle poll: one query, as before fair scheduling
-                # Only the owners waiting matter: their running jobs and when each was last served.
-                running, last_served = _owners_now(session, {job.owner for job in queued})
+                    return None  # the idle poll
                 choice = next_job(queued, running=running, last_served=last_served, limits=jobs.quotas)
                 if choice is None:
                     return None
@@ -422,25 +412,44 @@ class JobRunner:
             )
 
 
-def _owners_now(session: Session, owners: set[str]) -> tuple[dict[str, int], dict[str, Any]]:
-    """Per owner: how many of their jobs run now, and when one of theirs was last served (the newest
-    ``updated_at`` of a job past the queue). One query for both (aggregates with ``FILTER``); an owner
-    with none is absent from that mapping."""
-    served = JobRow.state.notin_(WAITING)
-    rows = session.execute(
-        select(
-            JobRow.owner,
-            func.count().filter(JobRow.state.in_(ACTIVE)),
-            func.max(JobRow.updated_at).filter(served),
-        )
-        .where(JobRow.owner.in_(owners), served)
-        .group_by(JobRow.owner)
+def _queue_and_owners(session: Session) -> tuple[list[QueuedJob], dict[str, int], dict[str, Any]]:
+    """The oldest queued jobs (up to ``CLAIM_WINDOW``) and, per owner waiting among them, how many of
+    their jobs run now and when one of theirs was last served (the newest ``updated_at`` of a job past
+    the queue; an owner with none is absent from that mapping).
+
+    One query, one round trip on a claim's path (the queue, then its owners, were two): the window
+    joined to its owners' aggregates (``FILTER``); with the queue empty it finds nothing, as the idle
+    poll did.
+    """
+    window = (
+        select(JobRow.id, JobRow.owner, JobRow.created_at)
+        .where(JobRow.state == JobState.QUEUED.value)
+        .order_by(JobRow.created_at, JobRow.id)
+        .limit(CLAIM_WINDOW)
+        .cte("waiting")  # named once, read twice: the queue is scanned once
     )
+    served = JobRow.state.notin_(WAITING)
+    owners = (
+        select(
+            JobRow.owner.label("owner"),
+            func.count().filter(JobRow.state.in_(ACTIVE)).label("running"),
+            func.max(JobRow.updated_at).filter(served).label("last_served"),
+        )
+        .where(JobRow.owner.in_(select(window.c.owner)), served)
+        .group_by(JobRow.owner)
+        .subquery("waiting_owners")
+    )
+    rows = session.execute(
+        select(window.c.id, window.c.owner, window.c.created_at, owners.c.running, owners.c.last_served)
+        .join_from(window, owners, owners.c.owner == window.c.owner, isouter=True)
+        .order_by(window.c.created_at, window.c.id)
+    ).all()
+    queued = [QueuedJob(job_id, owner, created_at) for job_id, owner, created_at, _, _ in rows]
     running: dict[str, int] = {}
     last_served: dict[str, Any] = {}
-    for owner, count, latest in rows:
+    for _, owner, _, count, latest in rows:
         if count:
             running[str(owner)] = int(count)
         if latest is not None:
             last_served[str(owner)] = latest
-    return running, last_served
+    return queued, running, last_served

@@ -142,8 +142,14 @@ class CohortLedger:
         differed.
         """
         with self._lock:
-            head = self._head(session, lineage)
-            index = self._index(session, lineage, upto=head.seq)
+            if any(isinstance(o, CohortLedgerBatchRow) and o.lineage == lineage.id for o in session.new):
+                session.flush()  # an earlier check of this transaction: the reads below must see it
+            # Nothing else pending is flushed by these reads (the job's transition, its audit events):
+            # the release writes everything in one flush when it commits, a round trip per statement
+            # fewer on a networked store. Nothing read here depends on those writes.
+            with session.no_autoflush:
+                head = self._head(session, lineage)
+                index = self._index(session, lineage, upto=head.seq)
             # The in-memory index must only ever hold what is committed: what this check records is
             # not added to it here (``record=False``) but comes back from the database with the next
             # check, by sequence number.
@@ -162,7 +168,8 @@ class CohortLedger:
                     created_at=self.clock.now(),
                 )
             )
-            session.flush()
+            # Not flushed here: the batch and the head's new sequence reach the database with the rest
+            # of the release at its commit (the head row stays locked until then).
             return list(outcome.decisions)
 
     def replay(

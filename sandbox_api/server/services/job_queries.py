@@ -23,9 +23,16 @@ from sandbox_api.roles import Role
 from sandbox_api.server.auth import Principal
 from sandbox_api.server.services.job_states import TERMINAL, JobState
 from sandbox_api.server.services.job_transitions import SETTLED, JobTransitions
-from sandbox_api.server.services.job_views import JobView, ResultView, for_reader, job_view, visible_row
+from sandbox_api.server.services.job_views import (
+    CommittedJob,
+    JobView,
+    ResultView,
+    for_reader,
+    job_view,
+    never_charged,
+    visible_row,
+)
 from sandbox_api.server.services.receipts import ReceiptService
-from sandbox_api.server.services.release_facts import ReleaseFacts
 from sandbox_api.server.services.scopes import APPROVED, parse_stored
 from sandbox_api.server.store.models import JobRow, ResultRow, ScopeVersionRow
 
@@ -48,7 +55,7 @@ class JobQueries(JobTransitions):
     def _with_budget(self, session: Session, row: JobRow, view: JobView) -> JobView:
         """``view`` with what the job spent of its owner's DP budget and what is left; as it is for a
         job that was never charged (mock, no DP, or a gateway without DP)."""
-        if self.budget is None or _never_charged(row):
+        if self.budget is None or never_charged(row):
             return view
         spent = self.budget.of_job(session, job_id=row.id, scope_of=lambda: _governing_scope(session, row))
         return view if spent is None else replace(view, dp_budget=spent.to_dict())
@@ -69,9 +76,9 @@ class JobQueries(JobTransitions):
     async def _wait(self, who: Principal, job_id: str, *, wait_s: float) -> JobView:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
-        arrivals: asyncio.Queue[JobView | None] = asyncio.Queue()
+        arrivals: asyncio.Queue[CommittedJob | None] = asyncio.Queue()
 
-        def wake(committed: JobView | None) -> None:  # runs in the committing thread
+        def wake(committed: CommittedJob | None) -> None:  # runs in the committing thread
             loop.call_soon_threadsafe(arrivals.put_nowait, committed)
 
         # Subscribed before the first read: a job that settles during it is not missed.
@@ -82,9 +89,12 @@ class JobQueries(JobTransitions):
                 committed = None
                 with contextlib.suppress(TimeoutError):
                     committed = await asyncio.wait_for(arrivals.get(), min(remaining, pause))
-                if committed is not None:
+                if committed is not None and not committed.charged:
+                    # Never charged: the committed view is the whole answer, no read needed.
+                    view = for_reader(committed.view, who)
+                elif committed is not None:
                     # The committed view carries no budget: one short read adds it.
-                    view = await asyncio.to_thread(self._budgeted, for_reader(committed, who))
+                    view = await asyncio.to_thread(self._budgeted, for_reader(committed.view, who))
                 else:
                     view = await asyncio.to_thread(self.get, who, job_id)
                 pause = min(pause * 2, WAIT_RECHECK_MAX_S)
@@ -183,10 +193,3 @@ def _governing_scope(session: Session, row: JobRow) -> Scope | None:
         if scope.disclosure.dp is not None and same_lineage:
             return scope
     return None
-
-
-def _never_charged(row: JobRow) -> bool:
-    """A job is charged at submission only if its stored release facts carry a DP plan
-    (``services/job_submission.py``): without one, there is no charge to look up (a query saved on
-    every read of the job). Jobs stored before release facts were recorded are looked up."""
-    return bool(row.release_facts) and ReleaseFacts.from_json(row.release_facts).dp_plan is None

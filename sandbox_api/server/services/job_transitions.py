@@ -21,7 +21,7 @@ from sandbox_api.server.services.cohort_ledger import CohortLedger
 from sandbox_api.server.services.dp_budget import DpBudgetService
 from sandbox_api.server.services.job_signals import JobSignals
 from sandbox_api.server.services.job_states import TERMINAL, JobState, require_transition
-from sandbox_api.server.services.job_views import JobView, job_view
+from sandbox_api.server.services.job_views import CommittedJob, job_view, never_charged
 from sandbox_api.server.services.policy_catalog import PolicyContexts
 from sandbox_api.server.services.quotas import LongPolls, QuotaLimits
 from sandbox_api.server.services.receipts import ReceiptService
@@ -68,7 +68,7 @@ class JobTransitions:
     # under a DP scope, refunded when such a job fails, is cancelled or rejected. None: no DP scopes.
     budget: DpBudgetService | None = None
     # Wakes long-polls once a transition has committed (``advance`` marks the job on the session).
-    signals: JobSignals[JobView] = field(default_factory=JobSignals)
+    signals: JobSignals[CommittedJob] = field(default_factory=JobSignals)
     # Told of every transition inside its transaction (metrics and traces: server/observability/); it
     # must defer anything that should only count once the transaction commits.
     observer: TransitionObserver | None = None
@@ -110,5 +110,10 @@ class JobTransitions:
         if to in SETTLED:
             # Only the states a waiting client stops at: a wake-up for any other would make the waiter
             # re-read the job (in the middle of the runner's work) and wait again.
-            self.signals.notify_after_commit(session, row.id, lambda: job_view(row))
+            self.signals.notify_after_commit(session, row.id, lambda: self._committed(row))
         return True
+
+    def _committed(self, row: JobRow) -> CommittedJob:
+        """What a long-poll of ``row`` is handed after the commit (built only if one waits); it says
+        whether a budget read is needed: a job never charged needs none."""
+        return CommittedJob(job_view(row), charged=self.budget is not None and not never_charged(row))

@@ -16,6 +16,7 @@ from sandbox_api.errors import NotFound
 from sandbox_api.job_types import Kind, Mode
 from sandbox_api.roles import Role
 from sandbox_api.server.auth import Principal
+from sandbox_api.server.services.release_facts import ReleaseFacts
 from sandbox_api.server.store.models import JobRow
 
 
@@ -47,6 +48,19 @@ class JobView:
 
 
 @dataclass(frozen=True)
+class CommittedJob:
+    """A job as the transaction that settled it committed: what a long-poll is handed
+    (``services/job_signals.py``), so that it need not read the job again.
+
+    ``charged``: the job may hold a DP budget charge, which the view does not carry (the waiter reads
+    it); False for a job never charged, whose view is then complete as it is.
+    """
+
+    view: JobView
+    charged: bool
+
+
+@dataclass(frozen=True)
 class ResultView:
     job_id: str
     scope: str
@@ -64,6 +78,13 @@ class ResultView:
     # integer | float | boolean | date | timestamp | string per column (services/result_json.py);
     # None for a result stored before types were recorded.
     column_types: list[str] | None = None
+
+
+def never_charged(row: JobRow) -> bool:
+    """A job is charged at submission only if its stored release facts carry a DP plan
+    (``services/job_submission.py``): without one, there is no charge to look up (a query saved on
+    every read of the job). Jobs stored before release facts were recorded are looked up."""
+    return bool(row.release_facts) and ReleaseFacts.from_json(row.release_facts).dp_plan is None
 
 
 def job_view(row: JobRow) -> JobView:

@@ -114,7 +114,10 @@ class Settlements:
         of rows below min_units, which only auditors may read (see SuppressionReport.to_dict).
         """
         jobs = self.jobs
-        if session.get(ResultRow, row.id) is not None:
+        # Read from the locked row, not the results table (a query, and a flush of what is pending, the
+        # more): a job has a result exactly when it was released, and the result's primary key refuses
+        # a second one anyway.
+        if row.state == JobState.RELEASED.value or row.result_hash is not None:
             raise JobStateConflict(f"job {row.id} already has a released result")
         body: dict[str, Any] = {"columns": released.columns, "rows": released.rows}
         if released.column_types is not None:

@@ -93,6 +93,22 @@ def test_a_rolled_back_release_records_nothing(db: Database) -> None:
     assert released(db, ledger, [cell(ledger, range(801))], job="kept") == [True]
 
 
+def test_a_second_check_in_the_same_transaction_sees_what_the_first_recorded(db: Database) -> None:
+    """The release writes the ledger's batch at its commit, not when it checks: a second check in the
+    same transaction (nothing in the gateway does it, but the service allows it) must still decide
+    against the first one's cohorts, or a total and the total without three people would both pass."""
+    ledger = CohortLedger(master=MASTER, clock=FixedClock())
+    with db.write() as session:
+        first = ledger.check_and_record(session, FLU, [cell(ledger, range(2000))], min_units=K, job_id="j1")
+        second = ledger.check_and_record(
+            session, FLU, [cell(ledger, range(3, 2000))], min_units=K, job_id="j2"
+        )
+    assert [d.released for d in first] == [True]
+    assert [d.released for d in second] == [False]
+    restarted = CohortLedger(master=MASTER, clock=FixedClock())
+    assert released(db, restarted, [cell(restarted, range(4, 2000))], job="j3") == [False]
+
+
 def test_the_batches_are_sealed_and_bound_to_their_place(db: Database) -> None:
     ledger = CohortLedger(master=MASTER, clock=FixedClock())
     sent = cell(ledger, range(300))

@@ -170,6 +170,10 @@ def test_the_submit_answer_and_the_job_say_what_it_spent_and_what_its_owner_has_
     assert answer["limit"]["epsilon"] == pytest.approx(2.5)
     assert answer["left"]["epsilon"] == pytest.approx(1.5)
     job_id = accepted.json()["job_id"]
+    # The long-poll says it too (answered from the settling commit, which marks the job as charged).
+    waited = api.client.get(f"/v1/jobs/{job_id}", headers=api.h("bob"), params={"wait": 30})
+    assert waited.status_code == 200, waited.text
+    assert waited.json()["dp_budget"] == answer
     finished = api.wait(job_id, who="bob")
     assert finished["state"] == "released", finished["reason"]
     assert finished["dp_budget"] == answer

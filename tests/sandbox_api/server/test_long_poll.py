@@ -18,6 +18,7 @@ import pytest
 from crypto.keyring import KeyProvider
 from executors.base import Executor, JobSpec, ResultTable
 from executors.local import LocalExecutor
+from sandbox_api.server.services.job_views import CommittedJob
 from sandbox_api.server.services.jobs import JobView
 from sandbox_api.server.settings import Settings
 from tests.sandbox_api.api_helpers import GOOD_SQL, SCOPE, World, world
@@ -226,8 +227,8 @@ def test_waiters_are_signalled_once_with_the_committed_job_when_it_settles(
     signalled: list[JobView | None] = []
     done = threading.Event()
 
-    def wake(view: JobView | None) -> None:
-        signalled.append(view)
+    def wake(committed: CommittedJob | None) -> None:
+        signalled.append(None if committed is None else committed.view)
         done.set()
 
     with jobs.signals.subscribe(running, wake), jobs.signals.subscribe(queued, wake):
