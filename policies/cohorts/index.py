@@ -58,22 +58,42 @@ class _Group:
         # Inserted in place (one copy), not re-sorted: a release adds a few cohorts to thousands.
         at = np.searchsorted(self.counts, counts, side="right")
         held, h = len(self.counts), self.nleast
-        self.counts = np.insert(self.counts, at, counts)
-        self.sums = np.insert(self.sums.reshape(held, width), at, _sums(ordered, width), axis=0)
-        self.marks = np.insert(self.marks.reshape(held, nbuckets), at, _marks(ordered, nbuckets), axis=0)
-        self.seqs = np.insert(self.seqs, at, np.array([q for _, q in pairs], dtype=np.int64))
+        self.counts = inserted(self.counts, at, counts)
+        self.sums = inserted(self.sums.reshape(held, width), at, _sums(ordered, width))
+        self.marks = inserted(self.marks.reshape(held, nbuckets), at, _marks(ordered, nbuckets))
+        self.seqs = inserted(self.seqs, at, np.array([q for _, q in pairs], dtype=np.int64))
         fresh = _least(ordered, h)
-        self.least = np.insert(self.least.reshape(held, h), at, fresh, axis=0)
+        self.least = inserted(self.least.reshape(held, h), at, fresh)
         values = fresh.ravel()
         owners = np.repeat(np.array([q for _, q in pairs], dtype=np.int64), h)
         order = np.argsort(values[values != 0], kind="stable")
         values, owners = values[values != 0][order], owners[values != 0][order]
         where = np.searchsorted(self.table_values, values, side="right")
-        self.table_values = np.insert(self.table_values, where, values)
-        self.table_seqs = np.insert(self.table_seqs, where, owners)
+        self.table_values = inserted(self.table_values, where, values)
+        self.table_seqs = inserted(self.table_seqs, where, owners)
 
     def arrays(self) -> _Arrays:
         return self.counts, self.sums, self.marks, self.seqs, self.least, self.table_values, self.table_seqs
+
+
+def inserted(held: np.ndarray, at: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``np.insert(held, at, rows, axis=0)`` for ascending ``at``: the rows of ``held`` copied slice
+    by slice between the insertion points. A release inserts a few hundred rows into a lineage's
+    hundreds of thousands, where ``np.insert``'s boolean mask costs several times the copy itself.
+
+    >>> inserted(np.array([1, 3, 5]), np.array([0, 2, 2, 3]), np.array([0, 4, 4, 6])).tolist()
+    [0, 1, 3, 4, 4, 5, 6]
+    """
+    out = np.empty((len(held) + len(rows), *held.shape[1:]), dtype=held.dtype)
+    bounds = np.flatnonzero(np.diff(at)) + 1  # where a run of equal insertion points ends
+    prev = done = 0
+    for first, last in zip([0, *bounds.tolist()], [*bounds.tolist(), len(at)], strict=True):
+        point = int(at[first]) if len(at) else len(held)
+        out[prev + done : point + done] = held[prev:point]
+        out[point + first : point + last] = rows[first:last]
+        prev, done = point, last
+    out[prev + done :] = held[prev:]
+    return out
 
 
 def _sums(cohorts: Sequence[CohortSketch], width: int) -> np.ndarray:
@@ -190,7 +210,8 @@ class CohortIndex:
                 group.marks,
                 least,
                 group.seqs >= self._size - latest,
-                (group.table_values, row_of[group.table_seqs]),
+                (group.table_values, group.table_seqs),
+                row_of,
             )
         else:
             counts = np.concatenate([g.counts for g in groups])
