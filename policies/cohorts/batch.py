@@ -60,10 +60,12 @@ def _gather(big: np.ndarray, small: np.ndarray, ids: np.ndarray) -> np.ndarray:
 def _spans(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For ranges ``[start, end)``: which range each position belongs to, and the position."""
     starts = starts.ravel()
-    sizes = np.maximum(ends.ravel() - starts, 0)
-    owner = np.repeat(np.arange(len(sizes)), sizes)
-    offsets = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    return owner, np.repeat(starts, sizes) + offsets
+    sizes = ends.ravel() - starts
+    # Most ranges of a keyed search are empty: the repeats run over the others only.
+    some = np.flatnonzero(sizes > 0)
+    starts, sizes = starts.take(some), sizes.take(some)
+    owner = np.repeat(some, sizes)
+    return owner, np.arange(len(owner)) + np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
 
 
 def _inclusive(counts: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -118,13 +120,13 @@ class Batch:
         # cohorts share one among their first h (as ``_Pool.sharing`` finds them in a job's pool).
         mine = [np.array([v for v in job[int(w)].least[:h] if v], dtype=np.int64) for w in self.who]
         least = np.array([(tuple(c.least[:h]) + (0,) * h)[:h] for c in job], dtype=np.int64).reshape(q, h)
-        self.hit_job = np.array(
-            [
-                np.isin(least, values).any(axis=1) if len(values) else np.zeros(q, dtype=bool)
-                for values in mine
-            ],
-            dtype=bool,
-        ).reshape(len(self.who), q)
+        # Compared all at once (a few thousand pairs; ``np.isin`` per cohort sorts each time): the
+        # padding is -1 on the looked-up side, which matches nothing (a kept element is positive).
+        looked = np.full((len(self.who), h), -1, dtype=np.int64)
+        for row, values in enumerate(mine):
+            looked[row, : len(values)] = values
+        same = least[None, :, :, None] == looked[:, None, None, :]
+        self.hit_job = same.any(axis=(2, 3)).reshape(len(self.who), q)
         hits = [pool.sharing(values)[0] if len(values) else _EMPTY for values in mine]
         self.hit_owner = np.repeat(np.arange(len(hits)), [len(x) for x in hits])
         self.hit_rows = np.concatenate(hits) if hits else _EMPTY

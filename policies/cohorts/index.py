@@ -26,7 +26,9 @@ from policies.cohorts.sizing import SPARE_SUMS, capacity
 from policies.cohorts.sketch import CohortSketch
 
 _Layout = tuple[int, int, bool]  # power sums, prefilter buckets, whether least elements are kept
-_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+_Arrays = tuple[np.ndarray, ...]
+#: How many entries the lookup table's recent part holds before it is merged into the large part.
+RECENT_ENTRIES = 4096
 
 
 @dataclass
@@ -41,9 +43,14 @@ class _Group:
     seqs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     least: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
     #: Every nonzero least element with the seq of its cohort, sorted by element: the keyed lookup's
-    #: table, kept up to date on insert so that a check never sorts the whole lineage.
+    #: table, kept up to date on insert so that a check never sorts the whole lineage. In two parts:
+    #: a release's entries go to the small recent part (``recent_*``, sorted too), which is merged
+    #: into the large one once it holds ``RECENT_ENTRIES``, so that most releases do not copy the
+    #: whole table (the lookup reads both).
     table_values: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     table_seqs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    recent_values: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    recent_seqs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def nleast(self) -> int:
@@ -68,12 +75,31 @@ class _Group:
         owners = np.repeat(np.array([q for _, q in pairs], dtype=np.int64), h)
         order = np.argsort(values[values != 0], kind="stable")
         values, owners = values[values != 0][order], owners[values != 0][order]
-        where = np.searchsorted(self.table_values, values, side="right")
-        self.table_values = inserted(self.table_values, where, values)
-        self.table_seqs = inserted(self.table_seqs, where, owners)
+        where = np.searchsorted(self.recent_values, values, side="right")
+        self.recent_values = np.insert(self.recent_values, where, values)
+        self.recent_seqs = np.insert(self.recent_seqs, where, owners)
+        if len(self.recent_values) >= RECENT_ENTRIES:
+            where = np.searchsorted(self.table_values, self.recent_values, side="right")
+            self.table_values = np.insert(self.table_values, where, self.recent_values)
+            self.table_seqs = np.insert(self.table_seqs, where, self.recent_seqs)
+            self.recent_values, self.recent_seqs = self.recent_values[:0], self.recent_seqs[:0]
+
+    def tables(self) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """The lookup table's parts, each (element, seq) sorted by element."""
+        return (self.table_values, self.table_seqs), (self.recent_values, self.recent_seqs)
 
     def arrays(self) -> _Arrays:
-        return self.counts, self.sums, self.marks, self.seqs, self.least, self.table_values, self.table_seqs
+        return (
+            self.counts,
+            self.sums,
+            self.marks,
+            self.seqs,
+            self.least,
+            self.table_values,
+            self.table_seqs,
+            self.recent_values,
+            self.recent_seqs,
+        )
 
 
 def inserted(held: np.ndarray, at: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -146,10 +172,11 @@ class CohortIndex:
         self._size, arrays, pools = state
         self._pools = dict(pools)
         self._groups = {k: g for k, g in self._groups.items() if k in arrays}
-        for layout, (counts, sums, marks, seqs, least, values, owners) in arrays.items():
+        for layout, (counts, sums, marks, seqs, least, values, owners, fresh, fresh_owners) in arrays.items():
             group = self._groups[layout]
             group.counts, group.sums, group.marks, group.seqs, group.least = counts, sums, marks, seqs, least
             group.table_values, group.table_seqs = values, owners
+            group.recent_values, group.recent_seqs = fresh, fresh_owners
 
     def add(self, cohorts: Sequence[CohortSketch]) -> None:
         by_layout: dict[_Layout, tuple[list[CohortSketch], list[int]]] = {}
@@ -210,7 +237,7 @@ class CohortIndex:
                 group.marks,
                 least,
                 group.seqs >= self._size - latest,
-                (group.table_values, group.table_seqs),
+                group.tables(),
                 row_of,
             )
         else:
