@@ -25,6 +25,7 @@ from policies.cohorts import (
     sketch_of,
     sums_for,
 )
+from policies.cohorts.batch import _inclusive, _narrow
 from policies.cohorts.ledger import decide
 from policies.cohorts.reference import decide_each
 
@@ -186,3 +187,20 @@ def test_the_comparison_would_see_a_divergence() -> None:
     assert [d.released for d in batched.decisions] == [True, False]
     forgetful = decide(CohortIndex(), cells[1:], min_units=k, record=False)
     assert forgetful.decisions[0].released
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 40), max_size=60),
+    st.lists(st.tuples(st.integers(-5, 45), st.integers(0, 12)), max_size=40),
+)
+def test_the_keyed_range_lookup_finds_what_two_searches_find(
+    held: list[int], ranges: list[tuple[int, int]]
+) -> None:
+    """``_narrow`` steps over a few rows instead of searching for a range's end: the same ranges as
+    ``_inclusive``, also for ranges longer than its walk (many equal counts) and past either end."""
+    counts = np.sort(np.array(held, dtype=np.int64))
+    lows = np.array([low for low, _ in ranges], dtype=np.int64)
+    highs = lows + np.array([width for _, width in ranges], dtype=np.int64)
+    got = [x.tolist() for x in _narrow(counts, lows, highs)]
+    assert got == [x.tolist() for x in _inclusive(counts, lows, highs)]
