@@ -155,7 +155,7 @@ class Batch:
             looked[row, : len(values)] = values
         same = least[None, :, :, None] == looked[:, None, None, :]
         self.hit_job = same.any(axis=(2, 3)).reshape(len(self.who), q)
-        hits = [pool.sharing(values)[0] if len(values) else _EMPTY for values in mine]
+        hits = [pool.rows_sharing(values) if len(values) else _EMPTY for values in mine]
         self.hit_owner = np.repeat(np.arange(len(hits)), [len(x) for x in hits])
         self.hit_rows = np.concatenate(hits) if hits else _EMPTY
         self.hit_gap = self.n.take(self.hit_owner) - pool.counts.take(self.hit_rows)

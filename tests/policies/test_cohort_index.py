@@ -92,6 +92,7 @@ def test_the_keyed_lookup_finds_the_same_rows_in_a_grown_index(seed: int, releas
             found, tally = mine.sharing(least)
             expected, expected_tally = theirs.sharing(least)
             assert found.tolist() == expected.tolist()
+            assert mine.rows_sharing(least).tolist() == expected.tolist()
             assert tally.tolist() == expected_tally.tolist()
             # The rows found are those that hold one of the elements among their least (the table
             # lists all a cohort keeps, not only its first h: more candidates, never fewer).
