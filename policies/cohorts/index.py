@@ -41,7 +41,8 @@ class _Group:
     sums: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
     marks: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int16))
     seqs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    least: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    #: int32 (a field element is below 2**31): half the bytes every release copies.
+    least: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int32))
     #: Every nonzero least element with the seq of its cohort, sorted by element: the keyed lookup's
     #: table, kept up to date on insert so that a check never sorts the whole lineage. In two parts:
     #: a release's entries go to the small recent part (``recent_*``, sorted too), which is merged
@@ -70,7 +71,7 @@ class _Group:
         self.marks = inserted(self.marks.reshape(held, nbuckets), at, _marks(ordered, nbuckets))
         self.seqs = inserted(self.seqs, at, np.array([q for _, q in pairs], dtype=np.int64))
         fresh = _least(ordered, h)
-        self.least = inserted(self.least.reshape(held, h), at, fresh)
+        self.least = inserted(self.least.reshape(held, h), at, fresh.astype(np.int32))
         values = fresh.ravel()
         owners = np.repeat(np.array([q for _, q in pairs], dtype=np.int64), h)
         order = np.argsort(values[values != 0], kind="stable")
