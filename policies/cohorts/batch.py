@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from policies.cohorts.difference import within_many
-from policies.cohorts.search import MARKS, _close_marks, _Pool
+from policies.cohorts.search import MARKS, _abs_total, _close_marks, _Pool
 from policies.cohorts.sketch import CohortSketch, P
 
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -43,12 +43,13 @@ HEAD = 4
 
 
 def _gather(big: np.ndarray, small: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Rows ``ids`` of ``big`` followed by ``small`` (one numbering). By indexing, not ``take``: the
-    pool's power sums are a column slice of the lineage's, which ``take`` would copy whole first."""
+    """Rows ``ids`` of ``big`` followed by ``small`` (one numbering). A contiguous array by ``take``
+    (many times faster than indexing for short rows such as bucket counts); a column slice (the
+    pool's power sums) by indexing, since ``take`` would copy it whole first."""
     held = len(big)
     inside = ids < held
     if inside.all():
-        rows: np.ndarray = big[ids]
+        rows: np.ndarray = big.take(ids, axis=0) if big.flags.c_contiguous else big[ids]
         return rows
     out = np.empty((len(ids), *big.shape[1:]), dtype=big.dtype)
     out[inside] = big[ids[inside]]
@@ -59,15 +60,45 @@ def _gather(big: np.ndarray, small: np.ndarray, ids: np.ndarray) -> np.ndarray:
 def _spans(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For ranges ``[start, end)``: which range each position belongs to, and the position."""
     starts = starts.ravel()
-    sizes = np.maximum(ends.ravel() - starts, 0)
-    owner = np.repeat(np.arange(len(sizes)), sizes)
-    offsets = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    return owner, np.repeat(starts, sizes) + offsets
+    sizes = ends.ravel() - starts
+    # Most ranges of a keyed search are empty: the repeats run over the others only.
+    some = np.flatnonzero(sizes > 0)
+    starts, sizes = starts.take(some), sizes.take(some)
+    owner = np.repeat(some, sizes)
+    return owner, np.arange(len(owner)) + np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
 
 
 def _inclusive(counts: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The rows of ascending ``counts`` in ``[low, high]``, as ``[start, end)``."""
     return np.searchsorted(counts, lows, side="left"), np.searchsorted(counts, highs, side="right")
+
+
+#: How many rows ``_narrow`` steps over before it searches for the end of a range instead.
+_WALK = 3
+
+
+def _narrow(counts: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_inclusive` for ranges ``lows <= highs`` that hold few rows (a keyed search's partner
+    counts, 2d + 1 wide among thousands): the start is searched, the end found by stepping over at
+    most ``_WALK`` rows, and searched only for the ranges that hold more. Several times cheaper than
+    a second search for tens of thousands of ranges, the same answers.
+
+    >>> counts = np.array([1, 2, 2, 2, 2, 5, 9])
+    >>> [x.tolist() for x in _narrow(counts, np.array([2, 3, 0, 9]), np.array([4, 4, 1, 12]))]
+    [[1, 5, 0, 6], [5, 5, 1, 7]]
+    """
+    start = np.searchsorted(counts, lows, side="left")
+    end = start.copy()
+    last = len(counts) - 1
+    if last < 0:
+        return start, end
+    for step in range(_WALK):
+        # Counts ascend, so the rows of a range are consecutive from its start: one more per step.
+        end += (counts.take(np.minimum(start + step, last)) <= highs) & (start + step <= last)
+    more = np.flatnonzero(end == start + _WALK)
+    if len(more):
+        end[more] = np.searchsorted(counts, highs.take(more), side="right")
+    return start, end
 
 
 @dataclass(frozen=True)
@@ -117,21 +148,26 @@ class Batch:
         # cohorts share one among their first h (as ``_Pool.sharing`` finds them in a job's pool).
         mine = [np.array([v for v in job[int(w)].least[:h] if v], dtype=np.int64) for w in self.who]
         least = np.array([(tuple(c.least[:h]) + (0,) * h)[:h] for c in job], dtype=np.int64).reshape(q, h)
-        self.hit_job = np.array(
-            [
-                np.isin(least, values).any(axis=1) if len(values) else np.zeros(q, dtype=bool)
-                for values in mine
-            ],
-            dtype=bool,
-        ).reshape(len(self.who), q)
-        hits = [pool.sharing(values)[0] if len(values) else _EMPTY for values in mine]
+        # Compared all at once (a few thousand pairs; ``np.isin`` per cohort sorts each time): the
+        # padding is -1 on the looked-up side, which matches nothing (a kept element is positive).
+        looked = np.full((len(self.who), h), -1, dtype=np.int64)
+        for row, values in enumerate(mine):
+            looked[row, : len(values)] = values
+        same = least[None, :, :, None] == looked[:, None, None, :]
+        self.hit_job = same.any(axis=(2, 3)).reshape(len(self.who), q)
+        hits = [pool.rows_sharing(values) if len(values) else _EMPTY for values in mine]
         self.hit_owner = np.repeat(np.arange(len(hits)), [len(x) for x in hits])
         self.hit_rows = np.concatenate(hits) if hits else _EMPTY
+        self.hit_gap = self.n.take(self.hit_owner) - pool.counts.take(self.hit_rows)
         self.latest = np.nonzero(pool.recent)[0]
         # The first HEAD bucket counts of each cohort, as one (HEAD,) int16 row: the first prefilter.
         width = min(HEAD, nbuckets)
         self.big_head = np.ascontiguousarray(pool.marks[:, :width])
         self.head = np.ascontiguousarray(self.marks[:, :width])
+        # And the first bucket alone, as 1-d arrays: read before the head (about four in five
+        # candidates of a keyed search stop there, at a fraction of the cost of a row gather).
+        self.big_first = np.ascontiguousarray(pool.marks[:, 0]) if width else np.zeros(0, dtype=MARKS)
+        self.first = np.ascontiguousarray(self.marks[:, 0]) if width else np.zeros(0, dtype=MARKS)
         # Every search's candidates are gathered first and decided by the solver in one call (one
         # pass per difference size rather than one per search), then each search is put together.
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
@@ -213,43 +249,25 @@ class Batch:
         d, big, n = self.d, self.big, self.n
         counts = big.counts
         hit_owner, hit_rows = self.hit_owner, self.hit_rows
-        a_counts = counts[hit_rows]
-        mine_n = n[hit_owner]
+        # The partner's count is ``gap +- d`` for a union and ``-gap +- d`` for a complement, where
+        # ``gap`` (the new cohort's count less the hit's) is the same for both: computed once a job.
+        gap = self.hit_gap if sign < 0 else -self.hit_gap
         # Hits whose partner's count would lie outside every count held have no pair: dropped
         # before the lookups (for a union, the parts larger than the new cohort; for a complement,
         # the smaller), as ``_keyed`` drops them; they add nothing to the candidates or the budget.
         held = np.concatenate([counts[:1], counts[-1:], self.counts])
         if len(held):
-            lows, highs = (
-                (mine_n - a_counts - d, mine_n - a_counts + d)
-                if sign < 0
-                else (
-                    a_counts - mine_n - d,
-                    a_counts - mine_n + d,
-                )
-            )
-            fits = np.nonzero((highs >= held.min()) & (lows <= held.max()))[0]
-            hit_owner, hit_rows, a_counts, mine_n = (
-                hit_owner[fits],
-                hit_rows[fits],
-                a_counts[fits],
-                mine_n[fits],
-            )
+            fits = np.flatnonzero((gap >= held.min() - d) & (gap <= held.max() + d))
+            hit_owner, hit_rows, gap = hit_owner.take(fits), hit_rows.take(fits), gap.take(fits)
+        a_counts = counts.take(hit_rows)
         # Lineage hit, lineage partner.
-        lows, highs = (
-            (mine_n - a_counts - d, mine_n - a_counts + d)
-            if sign < 0
-            else (
-                a_counts - mine_n - d,
-                a_counts - mine_n + d,
-            )
-        )
+        lows, highs = gap - d, gap + d
         if sign < 0:
             # A union's bounds descend within each cohort's hits: looked up in reverse, ascending
             # (several times faster for thousands of them, as ``search._ranges`` does).
-            start, end = (x[::-1] for x in _inclusive(counts, lows[::-1], highs[::-1]))
+            start, end = (x[::-1] for x in _narrow(counts, lows[::-1], highs[::-1]))
         else:
-            start, end = _inclusive(counts, lows, highs)
+            start, end = _narrow(counts, lows, highs)
         which, partner = _spans(start, end)
         owner, first = hit_owner[which], hit_rows[which]
         if sign < 0 and len(partner):
@@ -368,24 +386,38 @@ class Batch:
         """Whether ``N_i - A + sign * B`` holds 1..d units, per candidate (never for A = B when
         ``skip_same``): the bucket prefilter, then the exact decision for the few left."""
         found = np.zeros(len(i), dtype=bool)
-        rows = np.nonzero(a != b)[0] if skip_same else np.arange(len(i))
+        rows = np.arange(len(i))
+        if skip_same and len(i):
+            same = a == b
+            if same.any():
+                rows = np.flatnonzero(~same)
+                i, a, b = i.take(rows), a.take(rows), b.take(rows)
         if not len(rows):
             return found
-        i, a, b = i[rows], a[rows], b[rows]
         if self.marks.shape[1]:
             # The first HEAD buckets first (their part of the sum is at most the whole sum, so this
             # dismisses nothing the full prefilter keeps), from small contiguous copies: most
-            # candidates stop here, before any full bucket row is read.
-            one = (
-                self.head[self.who[i]]
-                - _gather(self.big_head, self.head, a)
-                + sign * _gather(self.big_head, self.head, b)
-            )
-            keep = np.nonzero(np.abs(one, dtype=np.int32).sum(axis=1) <= self.d)[0]
-            rows, i, a, b = rows[keep], i[keep], a[keep], b[keep]
-            marks = self._marks_of(i) - self._gather_marks(a) + sign * self._gather_marks(b)
-            close = np.nonzero(_close_marks(marks, self.d))[0]
-            rows, i, a, b = rows[close], i[close], a[close], b[close]
+            # candidates stop here, before any full bucket row is read. In place, in int16. The
+            # first bucket's own difference (at most the head's sum) is read before that.
+            mine = self.who.take(i)
+            single = self.first.take(mine)
+            single -= _gather(self.big_first, self.first, a)
+            other = _gather(self.big_first, self.first, b)
+            single = np.add(single, other, out=single) if sign > 0 else np.subtract(single, other, out=single)
+            keep = np.flatnonzero((single <= self.d) & (single >= -self.d))
+            rows, i, a, b, mine = rows.take(keep), i.take(keep), a.take(keep), b.take(keep), mine.take(keep)
+            one = self.head.take(mine, axis=0)
+            one -= _gather(self.big_head, self.head, a)
+            other = _gather(self.big_head, self.head, b)
+            one = np.add(one, other, out=one) if sign > 0 else np.subtract(one, other, out=one)
+            keep = np.flatnonzero(_abs_total(one) <= self.d)
+            rows, i, a, b = rows.take(keep), i.take(keep), a.take(keep), b.take(keep)
+            marks = self._marks_of(i)
+            marks -= self._gather_marks(a)
+            other = self._gather_marks(b)
+            marks = np.add(marks, other, out=marks) if sign > 0 else np.subtract(marks, other, out=marks)
+            close = np.flatnonzero(_close_marks(marks, self.d))
+            rows, i, a, b = rows.take(close), i.take(close), a.take(close), b.take(close)
         if not len(rows):
             return found
         diff = (self._sums_of(i) - self._gather_sums(a) + sign * self._gather_sums(b)) % P
@@ -398,9 +430,14 @@ class Batch:
         """Decide every pending candidate in one ``within_many`` call and write the answers back."""
         if not self._pending:
             return
-        answers = within_many(
-            np.concatenate([p[0] for p in self._pending]),
-            np.concatenate([p[1] for p in self._pending]),
+        # An exact match (the same units again) is never "within" (``& ~exact`` below), so it is not
+        # solved at all: its system is all zeros, which the solver could only decide one at a time.
+        exact = np.concatenate([p[2] for p in self._pending])
+        ask = np.flatnonzero(~exact)
+        answers = np.zeros(len(exact), dtype=bool)
+        answers[ask] = within_many(
+            np.concatenate([p[0] for p in self._pending])[ask],
+            np.concatenate([p[1] for p in self._pending])[ask],
             self.d,
         )
         at = 0
@@ -427,11 +464,11 @@ class Batch:
         return _Stage(held, held_found, first[order], second[order], found[order], bounds)
 
     def _marks_of(self, cohort: np.ndarray) -> np.ndarray:
-        out: np.ndarray = self.marks[self.who[cohort]]
+        out: np.ndarray = self.marks.take(self.who.take(cohort), axis=0)
         return out
 
     def _sums_of(self, cohort: np.ndarray) -> np.ndarray:
-        out: np.ndarray = self.sums[self.who[cohort]]
+        out: np.ndarray = self.sums.take(self.who.take(cohort), axis=0)
         return out
 
     def _gather_marks(self, ids: np.ndarray) -> np.ndarray:

@@ -24,6 +24,8 @@ like) is decided again by the exact scalar elimination with pivoting.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from policies.cohorts.sketch import P
@@ -107,23 +109,77 @@ def within(sums: list[int] | tuple[int, ...], delta: int, d: int) -> bool:
 def within_many(sums: np.ndarray, delta: np.ndarray, d: int) -> np.ndarray:
     """:func:`within` for many candidates at once: ``sums`` ``(K, m)``, ``delta`` ``(K,)``; bools.
 
+    Every candidate's system is solved in one elimination (``_solve_padded``), whatever its
+    ``delta``: a job has a few dozen candidates spread over up to 2d + 1 shapes, where one
+    elimination per shape cost more in numpy calls than in arithmetic.
+
     >>> within_many(np.array([[1, 1, 1, 1], [5, 13, 35, 97]]), np.array([1, 0]), 2).tolist()
     [True, False]
     """
     sums = np.asarray(sums, dtype=np.int64) % P
     delta = np.asarray(delta, dtype=np.int64)
     out = np.zeros(len(delta), dtype=bool)
-    if not len(delta):
+    inside = np.flatnonzero(np.abs(delta) <= d)
+    if not len(inside):
         return out
-    m = sums.shape[1]
-    e = series(sums)
-    for value in np.unique(delta):
-        if abs(int(value)) > d:
-            continue
-        rows = np.nonzero(delta == value)[0]
-        a, b = _shape(int(value), d)
-        out[rows] = _solve_batch(e[rows], a, b, m)
+    out[inside] = _solve_padded(series(sums[inside]), delta[inside], d)
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _templates(shapes: tuple[tuple[int, int], ...], m: int) -> tuple[np.ndarray, int]:
+    """Where each entry of the padded augmented matrix of each shape ``(a, b)`` comes from, as indices
+    into a candidate's ``[E_0..E_m, -E_0..-E_m, 0, 1]``; and the padded number of unknowns ``B``.
+
+    A system of ``b < B`` unknowns is put below ``B - b`` identity rows and right of as many identity
+    columns (all 0 elsewhere, right-hand side 0): eliminating those columns changes nothing (their
+    pivot is 1 and nothing is below it), and the system's own columns are then eliminated exactly as
+    alone, so it is solvable exactly when it was; rows of zeros fill up to the tallest shape.
+    """
+    width = max(b for _, b in shapes)
+    height = max(width - b + m - a for a, b in shapes)
+    zero, one = 2 * m + 2, 2 * m + 3
+    out = np.full((len(shapes), height, width + 1), zero, dtype=np.int64)
+    for t, (a, b) in enumerate(shapes):
+        pad = width - b
+        for j in range(pad):
+            out[t, j, j] = one
+        for r, n in enumerate(range(a + 1, m + 1)):
+            for i in range(1, b + 1):
+                if n - i >= 0:
+                    out[t, pad + r, pad + i - 1] = n - i
+            out[t, pad + r, width] = m + 1 + n  # -E_n
+    return out, width
+
+
+def _solve_padded(e: np.ndarray, delta: np.ndarray, d: int) -> np.ndarray:
+    """:func:`_solve_batch` for candidates of any ``delta`` at once (``_templates``); a zero pivot is
+    decided again exactly, at the candidate's own shape."""
+    count, m = len(e), e.shape[1] - 1
+    if not count:
+        return np.zeros(0, dtype=bool)
+    values = np.unique(delta).tolist()
+    shapes = tuple(_shape(int(v), d) for v in values)
+    templates, width = _templates(shapes, m)
+    source = np.concatenate(
+        [e, (P - e) % P, np.zeros((count, 1), dtype=np.int64), np.ones((count, 1), dtype=np.int64)], axis=1
+    )
+    which = np.searchsorted(np.array(values, dtype=np.int64), delta)
+    aug = source[np.arange(count)[:, None, None], templates[which]]
+    singular = np.zeros(count, dtype=bool)
+    for col in range(width):
+        pivot = aug[:, col, col]
+        singular |= pivot == 0
+        below = aug[:, col + 1 :, :]
+        # Both products stay below 2**62 and their difference within int64.
+        aug[:, col + 1 :, :] = (
+            below * pivot[:, None, None] - below[:, :, col : col + 1] * aug[:, col : col + 1, :]
+        ) % P
+    result: np.ndarray = ~np.any(aug[:, width:, width] != 0, axis=1)
+    for candidate in np.nonzero(singular)[0]:
+        a, b = shapes[int(which[candidate])]
+        result[candidate] = consistent(_system(e[candidate].tolist(), a, b, m), b)
+    return result
 
 
 def _solve_batch(e: np.ndarray, a: int, b: int, m: int) -> np.ndarray:

@@ -26,7 +26,9 @@ from policies.cohorts.sizing import SPARE_SUMS, capacity
 from policies.cohorts.sketch import CohortSketch
 
 _Layout = tuple[int, int, bool]  # power sums, prefilter buckets, whether least elements are kept
-_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+_Arrays = tuple[np.ndarray, ...]
+#: How many entries the lookup table's recent part holds before it is merged into the large part.
+RECENT_ENTRIES = 4096
 
 
 @dataclass
@@ -39,11 +41,17 @@ class _Group:
     sums: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
     marks: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int16))
     seqs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    least: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    #: int32 (a field element is below 2**31): half the bytes every release copies.
+    least: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int32))
     #: Every nonzero least element with the seq of its cohort, sorted by element: the keyed lookup's
-    #: table, kept up to date on insert so that a check never sorts the whole lineage.
+    #: table, kept up to date on insert so that a check never sorts the whole lineage. In two parts:
+    #: a release's entries go to the small recent part (``recent_*``, sorted too), which is merged
+    #: into the large one once it holds ``RECENT_ENTRIES``, so that most releases do not copy the
+    #: whole table (the lookup reads both).
     table_values: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     table_seqs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    recent_values: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    recent_seqs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def nleast(self) -> int:
@@ -58,22 +66,61 @@ class _Group:
         # Inserted in place (one copy), not re-sorted: a release adds a few cohorts to thousands.
         at = np.searchsorted(self.counts, counts, side="right")
         held, h = len(self.counts), self.nleast
-        self.counts = np.insert(self.counts, at, counts)
-        self.sums = np.insert(self.sums.reshape(held, width), at, _sums(ordered, width), axis=0)
-        self.marks = np.insert(self.marks.reshape(held, nbuckets), at, _marks(ordered, nbuckets), axis=0)
-        self.seqs = np.insert(self.seqs, at, np.array([q for _, q in pairs], dtype=np.int64))
+        self.counts = inserted(self.counts, at, counts)
+        self.sums = inserted(self.sums.reshape(held, width), at, _sums(ordered, width))
+        self.marks = inserted(self.marks.reshape(held, nbuckets), at, _marks(ordered, nbuckets))
+        self.seqs = inserted(self.seqs, at, np.array([q for _, q in pairs], dtype=np.int64))
         fresh = _least(ordered, h)
-        self.least = np.insert(self.least.reshape(held, h), at, fresh, axis=0)
+        self.least = inserted(self.least.reshape(held, h), at, fresh.astype(np.int32))
         values = fresh.ravel()
         owners = np.repeat(np.array([q for _, q in pairs], dtype=np.int64), h)
         order = np.argsort(values[values != 0], kind="stable")
         values, owners = values[values != 0][order], owners[values != 0][order]
-        where = np.searchsorted(self.table_values, values, side="right")
-        self.table_values = np.insert(self.table_values, where, values)
-        self.table_seqs = np.insert(self.table_seqs, where, owners)
+        where = np.searchsorted(self.recent_values, values, side="right")
+        self.recent_values = np.insert(self.recent_values, where, values)
+        self.recent_seqs = np.insert(self.recent_seqs, where, owners)
+        if len(self.recent_values) >= RECENT_ENTRIES:
+            where = np.searchsorted(self.table_values, self.recent_values, side="right")
+            self.table_values = np.insert(self.table_values, where, self.recent_values)
+            self.table_seqs = np.insert(self.table_seqs, where, self.recent_seqs)
+            self.recent_values, self.recent_seqs = self.recent_values[:0], self.recent_seqs[:0]
+
+    def tables(self) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """The lookup table's parts, each (element, seq) sorted by element."""
+        return (self.table_values, self.table_seqs), (self.recent_values, self.recent_seqs)
 
     def arrays(self) -> _Arrays:
-        return self.counts, self.sums, self.marks, self.seqs, self.least, self.table_values, self.table_seqs
+        return (
+            self.counts,
+            self.sums,
+            self.marks,
+            self.seqs,
+            self.least,
+            self.table_values,
+            self.table_seqs,
+            self.recent_values,
+            self.recent_seqs,
+        )
+
+
+def inserted(held: np.ndarray, at: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``np.insert(held, at, rows, axis=0)`` for ascending ``at``: the rows of ``held`` copied slice
+    by slice between the insertion points. A release inserts a few hundred rows into a lineage's
+    hundreds of thousands, where ``np.insert``'s boolean mask costs several times the copy itself.
+
+    >>> inserted(np.array([1, 3, 5]), np.array([0, 2, 2, 3]), np.array([0, 4, 4, 6])).tolist()
+    [0, 1, 3, 4, 4, 5, 6]
+    """
+    out = np.empty((len(held) + len(rows), *held.shape[1:]), dtype=held.dtype)
+    bounds = np.flatnonzero(np.diff(at)) + 1  # where a run of equal insertion points ends
+    prev = done = 0
+    for first, last in zip([0, *bounds.tolist()], [*bounds.tolist(), len(at)], strict=True):
+        point = int(at[first]) if len(at) else len(held)
+        out[prev + done : point + done] = held[prev:point]
+        out[point + first : point + last] = rows[first:last]
+        prev, done = point, last
+    out[prev + done :] = held[prev:]
+    return out
 
 
 def _sums(cohorts: Sequence[CohortSketch], width: int) -> np.ndarray:
@@ -126,10 +173,11 @@ class CohortIndex:
         self._size, arrays, pools = state
         self._pools = dict(pools)
         self._groups = {k: g for k, g in self._groups.items() if k in arrays}
-        for layout, (counts, sums, marks, seqs, least, values, owners) in arrays.items():
+        for layout, (counts, sums, marks, seqs, least, values, owners, fresh, fresh_owners) in arrays.items():
             group = self._groups[layout]
             group.counts, group.sums, group.marks, group.seqs, group.least = counts, sums, marks, seqs, least
             group.table_values, group.table_seqs = values, owners
+            group.recent_values, group.recent_seqs = fresh, fresh_owners
 
     def add(self, cohorts: Sequence[CohortSketch]) -> None:
         by_layout: dict[_Layout, tuple[list[CohortSketch], list[int]]] = {}
@@ -190,7 +238,8 @@ class CohortIndex:
                 group.marks,
                 least,
                 group.seqs >= self._size - latest,
-                (group.table_values, row_of[group.table_seqs]),
+                group.tables(),
+                row_of,
             )
         else:
             counts = np.concatenate([g.counts for g in groups])

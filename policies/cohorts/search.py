@@ -33,8 +33,12 @@ class _Pool:
     marks: np.ndarray
     least: np.ndarray  # the first d + 1 least elements, 0 where none is kept
     recent: np.ndarray  # among the RECENT latest of the lineage (or of the job being decided)
-    #: A prebuilt lookup table (element, row), sorted by element; built on demand when None.
-    table: tuple[np.ndarray, np.ndarray] | None = None
+    #: Prebuilt lookup tables (element, row), each sorted by element (a large one and the few entries
+    #: added since it was last merged); one is built on demand when None.
+    table: tuple[tuple[np.ndarray, np.ndarray], ...] | None = None
+    #: When set, the prebuilt table names cohorts by release order, not by row: the row of each (only
+    #: the rows a lookup finds are mapped, not the whole table at every check).
+    row_of: np.ndarray | None = None
 
     @classmethod
     def empty(cls, use: int, nbuckets: int, h: int) -> _Pool:
@@ -58,14 +62,14 @@ class _Pool:
         )
 
     @functools.cached_property
-    def _by_least(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every (least element, row) pair, sorted by element: the keyed lookup's table."""
+    def _by_least(self) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """Every (least element, row) pair, sorted by element: the keyed lookup's table(s)."""
         if self.table is not None:
             return self.table
         flat = self.least.ravel()
         rows = np.repeat(np.arange(len(self.counts)), self.least.shape[1])
         order = np.argsort(flat, kind="stable")
-        return flat[order], rows[order]
+        return ((flat[order], rows[order]),)
 
     def sharing(self, least: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The rows that share one of ``least`` (nonzero elements) among their own, and how many."""
@@ -73,14 +77,32 @@ class _Pool:
             shared = np.isin(self.least, least).sum(axis=1)
             hits = np.nonzero(shared)[0]
             return hits, shared[hits]
-        values, rows = self._by_least
-        lo = np.searchsorted(values, least, side="left")
-        hi = np.searchsorted(values, least, side="right")
-        found = np.concatenate([rows[i:j] for i, j in zip(lo, hi, strict=True)]) if len(least) else rows[:0]
+        found = self._found(least)
         # Counted by row number (linear; ``np.unique`` would sort): the same rows, ascending.
         tally = np.bincount(found, minlength=len(self.counts))
         hits = np.nonzero(tally)[0]
         return hits, tally[hits]
+
+    def rows_sharing(self, least: np.ndarray) -> np.ndarray:
+        """:meth:`sharing`'s rows without how many (marked in a boolean row mask, which is several
+        times faster to read back than a tally)."""
+        if len(self.counts) < _SMALL_POOL:
+            return self.sharing(least)[0]
+        mask = np.zeros(len(self.counts), dtype=bool)
+        mask[self._found(least)] = True
+        return np.flatnonzero(mask)
+
+    def _found(self, least: np.ndarray) -> np.ndarray:
+        """The row of every table entry that holds one of ``least`` (a row once per element)."""
+        parts = [np.zeros(0, dtype=np.int64)]
+        for values, rows in self._by_least:
+            lo = np.searchsorted(values, least, side="left")
+            hi = np.searchsorted(values, least, side="right")
+            parts.extend(rows[i:j] for i, j in zip(lo.tolist(), hi.tolist(), strict=True) if j > i)
+        found = np.concatenate(parts)
+        if self.row_of is not None:
+            found = self.row_of.take(found)
+        return found
 
 
 def _joined(first: _Pool, second: _Pool) -> _Pool:
@@ -166,8 +188,16 @@ def _close_marks(marks: np.ndarray, d: int) -> np.ndarray:
         return np.ones(len(marks), dtype=bool)
     # Read mod 2**16 as signed (a no-op for MARKS arrays; int64 ones wrap in the cast), summed wider.
     signed = marks.astype(MARKS, copy=False)
-    close: np.ndarray = np.abs(signed, dtype=np.int32).sum(axis=1) <= d
-    return close
+    return _abs_total(signed) <= d
+
+
+def _abs_total(marks: np.ndarray) -> np.ndarray:
+    """The sum of each row's absolute values (int16 rows, summed as int32): column by column, which
+    for rows of a few int16 is several times faster than a reduction along the short axis."""
+    total: np.ndarray = np.abs(marks[:, 0], dtype=np.int32)
+    for j in range(1, marks.shape[1]):
+        total += np.abs(marks[:, j], dtype=np.int32)
+    return total
 
 
 def _pairs(

@@ -25,6 +25,8 @@ from policies.cohorts import (
     sketch_of,
     sums_for,
 )
+from policies.cohorts import index as index_module
+from policies.cohorts.batch import _inclusive, _narrow
 from policies.cohorts.ledger import decide
 from policies.cohorts.reference import decide_each
 
@@ -186,3 +188,61 @@ def test_the_comparison_would_see_a_divergence() -> None:
     assert [d.released for d in batched.decisions] == [True, False]
     forgetful = decide(CohortIndex(), cells[1:], min_units=k, record=False)
     assert forgetful.decisions[0].released
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 40), max_size=60),
+    st.lists(st.tuples(st.integers(-5, 45), st.integers(0, 12)), max_size=40),
+)
+def test_the_keyed_range_lookup_finds_what_two_searches_find(
+    held: list[int], ranges: list[tuple[int, int]]
+) -> None:
+    """``_narrow`` steps over a few rows instead of searching for a range's end: the same ranges as
+    ``_inclusive``, also for ranges longer than its walk (many equal counts) and past either end."""
+    counts = np.sort(np.array(held, dtype=np.int64))
+    lows = np.array([low for low, _ in ranges], dtype=np.int64)
+    highs = lows + np.array([width for _, width in ranges], dtype=np.int64)
+    got = [x.tolist() for x in _narrow(counts, lows, highs)]
+    assert got == [x.tolist() for x in _inclusive(counts, lows, highs)]
+
+
+@st.composite
+def large_lineage(draw: st.DrawFn) -> tuple[int, list[list[frozenset[int]]], list[Cell]]:
+    """``(k, releases, job)``: a lineage of more than 256 cohorts (so that the keyed lookup reads the
+    lineage's table, in its large and its recent part, rather than comparing cohorts directly), given
+    as releases of a few cohorts each, and a job of near copies, unions and differences of them."""
+    k = draw(st.integers(2, 8))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    people = 400
+    released = [
+        frozenset(rng.choice(people, int(rng.integers(k + 1, 120)), replace=False).tolist())
+        for _ in range(300)
+    ]
+    releases = [released[i : i + 20] for i in range(0, len(released), 20)]
+    cells = []
+    for i in range(draw(st.integers(1, 6))):
+        first, second = released[draw(st.integers(0, 299))], released[draw(st.integers(0, 299))]
+        base = draw(st.sampled_from([first, first | second, first - second or first]))
+        drop = draw(st.sets(st.sampled_from(sorted(base)), max_size=min(len(base) - 1, k)))
+        add = draw(st.sets(st.integers(0, people + 20), max_size=k))
+        units = frozenset((base - drop) | add)
+        cells.append(Cell((sketch(units, k),), slots=("_sbx_sketch",), row=(f"a{i % 2}", f"b{i // 2}")))
+    return k, releases, cells
+
+
+@settings(max_examples=25, deadline=None)
+@given(large_lineage(), st.sampled_from([5, 400]), st.sampled_from([50, 4096]))
+def test_the_same_holds_on_a_lineage_large_enough_for_the_lookup_table(
+    case: tuple[int, list[list[frozenset[int]]], list[Cell]], recent: int, entries: int
+) -> None:
+    k, releases, cells = case
+    with (
+        mock.patch.object(sizing, "RECENT", recent),
+        mock.patch.object(index_module, "RECENT_ENTRIES", entries),
+    ):
+        index = CohortIndex()
+        for release in releases:
+            index.add([sketch(units, k) for units in release])
+        batched, each = both(index, cells, k, 5_000)
+    assert batched == each

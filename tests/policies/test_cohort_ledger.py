@@ -139,6 +139,42 @@ def test_the_batched_solver_agrees_with_the_exact_one(rows: list[list[int]], del
     assert batched == [within(row, int(dl), K - 1) for row, dl in zip(rows, delta, strict=True)]
 
 
+@st.composite
+def differences(draw: st.DrawFn) -> tuple[int, np.ndarray, np.ndarray]:
+    """``(d, sums, delta)``: signed differences of a few field elements (within d or just past it, so
+    that both answers come up, at every delta) mixed with random rows, at widths from d + 2 up."""
+    d = draw(st.integers(1, K))
+    m = d + 2 + draw(st.integers(0, 2))
+    rows, deltas = [], []
+    for _ in range(draw(st.integers(1, 30))):
+        if draw(st.booleans()):
+            rows.append(draw(st.lists(st.integers(0, P - 1), min_size=m, max_size=m)))
+            deltas.append(draw(st.integers(-d - 1, d + 1)))
+            continue
+        plus = draw(st.lists(st.integers(1, P - 1), max_size=d + 1))
+        minus = draw(st.lists(st.integers(1, P - 1), max_size=d + 1))
+        rows.append(
+            [
+                (sum(pow(x, j, P) for x in plus) - sum(pow(x, j, P) for x in minus)) % P
+                for j in range(1, m + 1)
+            ]
+        )
+        deltas.append(len(plus) - len(minus))
+    return d, np.array(rows, dtype=np.int64), np.array(deltas, dtype=np.int64)
+
+
+@settings(max_examples=150, deadline=None)
+@given(differences())
+def test_the_batched_solver_decides_every_delta_in_one_elimination_as_the_exact_one(
+    case: tuple[int, np.ndarray, np.ndarray],
+) -> None:
+    """``within_many`` pads the systems of all deltas into one shape: the answers are those of the
+    scalar reference, including the differences of at most d units it must find."""
+    d, sums, delta = case
+    batched = within_many(sums, delta, d).tolist()
+    assert batched == [within(row.tolist(), int(dl), d) for row, dl in zip(sums, delta, strict=True)]
+
+
 @settings(max_examples=50, deadline=None)
 @given(base_and_change(1, K - 1))
 def test_same_job_cells_are_compared_with_each_other(case: tuple[set[int], set[int]]) -> None:
