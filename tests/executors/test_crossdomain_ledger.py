@@ -20,10 +20,12 @@ import pytest
 
 from crypto.envelope import unseal
 from crypto.keyring import LocalKeyring
-from crypto.psi import BlindingKey, blind, product
+from crypto.psi import Blinders, BlindingKey, blind, inverse, new_blinding_key, product, reblind
 from executors.base import JobSpec, ResultTable
 from executors.crossdomain import wire
+from executors.crossdomain.gateway_party import Cell
 from executors.crossdomain.job import Step
+from executors.crossdomain.ledger import cell_sketches
 from executors.crossdomain.messages import ReblindedBatches
 from executors.crossdomain.padding import bucket
 from executors.crossdomain.placed import Crossing, run_cross_domain
@@ -213,3 +215,118 @@ def test_with_no_cell_reaching_k_no_token_is_unblinded(world) -> None:
     assert result.row_count == 0
     assert not [s for s in probe.specs if s.party and s.party.step is Step.UNBLIND]
     assert not [c for c in crossings if c.step == Step.UNBLIND.value]
+
+
+def _unblind_messages(
+    crossings: list[Crossing], *, recipient: str = "", sender: str = ""
+) -> list[tuple[bytes, ...]]:
+    """The batches of the unblind exchange to ``recipient`` (or from ``sender``), in the order sent."""
+    out: list[tuple[bytes, ...]] = []
+    for crossing in crossings:
+        if crossing.step != Step.UNBLIND.value:
+            continue
+        if (recipient and crossing.recipient != recipient) or (sender and crossing.sender != sender):
+            continue
+        message = wire.decode(crossing.data)
+        assert isinstance(message, ReblindedBatches)
+        out.extend(message.batches)
+    return out
+
+
+def test_the_domains_take_their_factors_out_of_halves_at_once_then_swap(runs) -> None:
+    """The unblind exchange in two steps: each domain gets one half of the gateway's points, then the
+    half the other domain returned, as the gateway carried it, and the halves cover every point once."""
+    _, crossings, _ = runs["xd-l1-a"]
+    got = {side: _unblind_messages(crossings, recipient=side.value) for side in Side}
+    sent = {side: _unblind_messages(crossings, sender=side.value) for side in Side}
+    for side in Side:
+        assert len(got[side]) == len(sent[side]) == 2
+        first, second = got[side]
+        assert second == sent[side.other][0]  # the other domain's first answer, carried as it is
+        assert not set(first) & set(got[side.other][0])  # the gateway's halves are disjoint
+    halves = len(got[Side.LEFT][0]) + len(got[Side.RIGHT][0])
+    assert halves == len(set(got[Side.LEFT][0]) | set(got[Side.RIGHT][0]))
+
+
+def test_the_half_a_domain_gets_from_the_other_links_to_nothing_it_holds(world, runs) -> None:
+    """The message the swap adds: what the other domain returned, which no longer carries the other
+    domain's factor. The domain applies every key it holds (its lineage key, its job key, the factor
+    it takes out, their inverses) and compares with every token it made or saw in the job and with
+    every unit id blinded under its keys: nothing matches, since the gateway's fresh factor is on (its
+    own second answer is this half with its factor out, which it sends to the gateway)."""
+    _, left, right, _ = world
+    units = sorted(set(left["person_id"]) | set(right["person_id"]))
+    probe, crossings, _ = runs["xd-l1-a"]
+    for side in Side:
+        lineage, job = _lineage_key(side, "L1"), _job_key(probe, side)
+        strip = product(lineage, inverse(job))
+        keys = [lineage, job, strip, inverse(lineage), inverse(job), inverse(strip)]
+        from_other = list(_unblind_messages(crossings, recipient=side.value)[1])
+        tried = {point for key in keys for point in reblind(key, from_other)} | set(from_other)
+        known = _reblinded_by(crossings, side) | _blinded_by(crossings, side)
+        known |= set(_unblind_messages(crossings, recipient=side.value)[0])
+        known |= set(_unblind_messages(crossings, sender=side.value)[0])  # its second is from_other^strip
+        for key in (lineage, job):
+            known.update(blind(key, units))
+        assert not tried & known
+
+
+def _blinded_by(crossings: list[Crossing], side: Side) -> set[bytes]:
+    """The tokens ``side`` blinded for its own people (sent to the other domain)."""
+    out: set[bytes] = set()
+    for crossing in crossings:
+        if (
+            crossing.step == Step.BLIND.value
+            and crossing.sender == side.value
+            and crossing.recipient != "gateway"
+        ):
+            message = wire.decode(crossing.data)
+            out.update(t for batch in getattr(message, "batches", ()) for t in batch)
+    return out
+
+
+def test_the_gateways_factor_over_worker_processes_gives_the_same_sketches() -> None:
+    """``cell_sketches`` with the gateway's group operations over two worker processes: each cell's
+    sketch is that of its people's ``H(u)^(α·β)``, as with everything run in one process."""
+    alpha, beta, r, s = (new_blinding_key() for _ in range(4))
+    units = [f"P{i:04d}" for i in range(60)]
+    tokens = blind(product(product(alpha, r), product(beta, s)), units)
+    cells = [
+        Cell(0, 0, tuple(range(0, 25)), tuple(range(25))),
+        Cell(0, 1, tuple(range(25, 60)), tuple(range(35))),
+    ]
+    factors = {Side.LEFT: r, Side.RIGHT: s}
+
+    def strip(side: Side, points: tuple[bytes, ...]) -> tuple[bytes, ...]:
+        return reblind(inverse(factors[side]), points)
+
+    timings: dict[str, float] = {}
+    with Blinders(2, min_items=1) as workers:
+        spread = cell_sketches(
+            cells, [tokens], request=REQUEST, strip=strip, blinders=workers, timings=timings
+        )
+        assert workers.worker_cpu_s > 0
+    here = cell_sketches(cells, [tokens], request=REQUEST, strip=strip)
+    stable = blind(product(alpha, beta), units)
+    key = element_key(SECRET)
+    expected = [
+        sketch_of(np.array(stable[a:b], dtype=object), key, REQUEST.power_sums, REQUEST.least).to_bytes()
+        for a, b in ((0, 25), (25, 60))
+    ]
+    assert spread == here == expected
+    assert {"ledger_factor_s", "ledger_strip_s", "ledger_unfactor_s", "ledger_sketch_s"} <= set(timings)
+
+
+def test_what_a_domain_returns_from_the_other_domains_half_is_not_the_stable_token(world, runs) -> None:
+    """After the swap a domain's second answer has both domains' factors out: were the gateway's own
+    fresh factor not on it, it would be ``H(u)^(α·β)``, the token the ledger keeps, the same in every job
+    of the lineage, in a domain's hands. It is neither that token nor shared between two jobs."""
+    _, left, right, _ = world
+    units = sorted(set(left["person_id"]) | set(right["person_id"]))
+    stable = set(blind(product(_lineage_key(Side.LEFT, "L1"), _lineage_key(Side.RIGHT, "L1")), units))
+    for side in Side:
+        first = set(_unblind_messages(runs["xd-l1-a"][1], sender=side.value)[1])
+        again = set(_unblind_messages(runs["xd-l1-b"][1], sender=side.value)[1])
+        assert first
+        assert not first & stable
+        assert not first & again
