@@ -18,6 +18,7 @@ messages as bytes so that the protocol can route them between parties.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import struct
@@ -205,7 +206,7 @@ class Blinders:
         """Start the workers now if a call of ``items`` items would use them, so that their start
         (an interpreter and the library: a few tenths of a second) overlaps what the caller does next."""
         if self.workers > 1 and items >= self._min_items:
-            with self._lock:
+            with self._lock, contextlib.suppress(_NoWorkers):
                 self._started(self.workers)
 
     def blind(self, key: BlindingKey, items: Sequence[str]) -> tuple[bytes, ...]:
@@ -215,7 +216,10 @@ class Blinders:
         if any("\n" in item for item in items):
             raise CryptoError("an item to blind spreads over the workers only without line breaks")
         slices = ["\n".join(items[i:j]).encode() for i, j in self._slices(len(items))]
-        return self._run(_BLIND, key, slices)
+        try:
+            return self._run(_BLIND, key, slices)
+        except _NoWorkers:
+            return blind(key, items)
 
     def reblind(self, key: BlindingKey, tokens: Sequence[bytes]) -> tuple[bytes, ...]:
         """``reblind(key, tokens)``, over the workers; a token that is not a point is refused."""
@@ -223,7 +227,10 @@ class Blinders:
             return reblind(key, tokens)
         if any(len(t) != TOKEN_BYTES for t in tokens):
             raise CryptoError(f"a blinded token must be a compressed P-256 point of {TOKEN_BYTES} bytes")
-        return self._run(_REBLIND, key, [b"".join(tokens[i:j]) for i, j in self._slices(len(tokens))])
+        try:
+            return self._run(_REBLIND, key, [b"".join(tokens[i:j]) for i, j in self._slices(len(tokens))])
+        except _NoWorkers:
+            return reblind(key, tokens)
 
     def _slices(self, n: int) -> list[tuple[int, int]]:
         bounds = [n * i // self.workers for i in range(self.workers + 1)]
@@ -252,16 +259,23 @@ class Blinders:
         root = str(Path(__file__).resolve().parent.parent)  # the folder that holds this package
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
         while len(self._procs) < n:
-            self._procs.append(
-                subprocess.Popen(
+            try:
+                proc = subprocess.Popen(
                     [sys.executable, "-m", "crypto.psi_worker"],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     env=env,
                     cwd=root,
                 )
-            )
+            except OSError as exc:  # no process may be started here: every call runs in this one
+                self.workers = 1
+                raise _NoWorkers from exc
+            self._procs.append(proc)
         return self._procs[:n]
+
+
+class _NoWorkers(Exception):
+    """No worker process could be started (the caller runs the call itself)."""
 
 
 #: A worker's requests: the operation, the key's 32 bytes, the payload's length, the payload; its

@@ -61,3 +61,14 @@ def test_few_items_are_blinded_here_without_starting_a_worker() -> None:
         assert workers.blind(key, ["P1", "P2"]) == blind(key, ["P1", "P2"])
         assert workers.worker_cpu_s == 0
         assert not workers._procs
+
+
+def test_where_no_worker_can_start_the_calls_run_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = new_blinding_key()
+    units = [f"P{i}" for i in range(20)]
+    monkeypatch.setattr("crypto.psi.sys.executable", "/nonexistent/python")
+    with Blinders(2, min_items=1) as workers:
+        workers.warm(20)
+        assert workers.blind(key, units) == blind(key, units)
+        assert workers.workers == 1
+        assert workers.worker_cpu_s == 0
