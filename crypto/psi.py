@@ -18,8 +18,19 @@ messages as bytes so that the protocol can route them between parties.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import os
+import struct
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
 
 import private_set_intersection.python as _psi
 from cryptography.hazmat.primitives import hashes
@@ -136,3 +147,196 @@ def reblind(key: BlindingKey, tokens: Sequence[bytes]) -> tuple[bytes, ...]:
     except RuntimeError as exc:
         raise CryptoError("a blinded token is not a point of the P-256 group") from exc
     return tuple(bytes(t) for t in response.encrypted_elements)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class Blinders:
+    """``blind`` and ``reblind`` spread over this machine's cores, in worker processes.
+
+    ``openmined-psi`` holds the interpreter lock through a whole request, so threads run its group
+    operations one at a time. Here each worker (``python -m crypto.psi_worker``, which imports this
+    module and nothing of the caller's) takes one contiguous slice of the items and runs the library's
+    own batch call on it; the slices come back in order, so the results are those of ``blind`` and
+    ``reblind`` (tested). A key and the items cross to a worker through a pipe of this process's own
+    child, as bytes, never pickled; nothing is written anywhere. Fewer than ``min_items`` items, or one
+    core, run here (4,096 group operations take about a quarter of a second, the order of a worker's
+    start). Calls over the workers run one at a time.
+
+    The workers start on the first call that needs them (or ``warm``) and serve every call until
+    ``close`` (use it as a context manager). ``worker_cpu_s`` adds up the CPU seconds the workers spent
+    on the items (what runs here counts in this process's own CPU time).
+    """
+
+    def __init__(self, workers: int | None = None, *, min_items: int = 4096) -> None:
+        self.workers = max(1, workers if workers is not None else _cores())
+        self._min_items = max(1, min_items)
+        self.worker_cpu_s = 0.0
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Blinders:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            procs, self._procs = self._procs, []
+        for proc in procs:
+            if proc.stdin is not None:
+                proc.stdin.close()  # end of requests: the worker exits
+        for proc in procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+    def warm(self, items: int) -> None:
+        """Start the workers now if a call of ``items`` items would use them, so that their start
+        (an interpreter and the library: a few tenths of a second) overlaps what the caller does next."""
+        if self.workers > 1 and items >= self._min_items:
+            with self._lock, contextlib.suppress(_NoWorkers):
+                self._started(self.workers)
+
+    def blind(self, key: BlindingKey, items: Sequence[str]) -> tuple[bytes, ...]:
+        """``blind(key, items)``, over the workers."""
+        if self.workers == 1 or len(items) < self._min_items:
+            return blind(key, items)
+        if any("\n" in item for item in items):
+            raise CryptoError("an item to blind spreads over the workers only without line breaks")
+        slices = ["\n".join(items[i:j]).encode() for i, j in self._slices(len(items))]
+        try:
+            return self._run(_BLIND, key, slices)
+        except _NoWorkers:
+            return blind(key, items)
+
+    def reblind(self, key: BlindingKey, tokens: Sequence[bytes]) -> tuple[bytes, ...]:
+        """``reblind(key, tokens)``, over the workers; a token that is not a point is refused."""
+        if self.workers == 1 or len(tokens) < self._min_items:
+            return reblind(key, tokens)
+        if any(len(t) != TOKEN_BYTES for t in tokens):
+            raise CryptoError(f"a blinded token must be a compressed P-256 point of {TOKEN_BYTES} bytes")
+        try:
+            return self._run(_REBLIND, key, [b"".join(tokens[i:j]) for i, j in self._slices(len(tokens))])
+        except _NoWorkers:
+            return reblind(key, tokens)
+
+    def _slices(self, n: int) -> list[tuple[int, int]]:
+        bounds = [n * i // self.workers for i in range(self.workers + 1)]
+        return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+    def _run(self, operation: bytes, key: BlindingKey, slices: list[bytes]) -> tuple[bytes, ...]:
+        with self._lock:  # one call at a time over the workers
+            procs = self._started(len(slices))
+            for proc, payload in zip(procs, slices, strict=False):
+                _send(proc, operation + key.secret + _LENGTH.pack(len(payload)) + payload)
+            out: list[bytes] = []
+            refused: CryptoError | None = None
+            for proc in procs[: len(slices)]:
+                try:  # every answer is read, so that the workers stay in step for the next call
+                    joined, cpu = _received(proc)
+                except CryptoError as exc:
+                    refused = refused or exc
+                    continue
+                self.worker_cpu_s += cpu
+                out.extend(joined[i : i + TOKEN_BYTES] for i in range(0, len(joined), TOKEN_BYTES))
+        if refused is not None:
+            raise refused
+        return tuple(out)
+
+    def _started(self, n: int) -> list[subprocess.Popen[bytes]]:
+        root = str(Path(__file__).resolve().parent.parent)  # the folder that holds this package
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+        while len(self._procs) < n:
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "crypto.psi_worker"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    env=env,
+                    cwd=root,
+                )
+            except OSError as exc:  # no process may be started here: every call runs in this one
+                self.workers = 1
+                raise _NoWorkers from exc
+            self._procs.append(proc)
+        return self._procs[:n]
+
+
+class _NoWorkers(Exception):
+    """No worker process could be started (the caller runs the call itself)."""
+
+
+#: A worker's requests: the operation, the key's 32 bytes, the payload's length, the payload; its
+#: answers: the length, the joined tokens, then its CPU seconds for them (``psi_worker``).
+_BLIND, _REBLIND = b"B", b"R"
+_LENGTH = struct.Struct(">Q")
+_CPU = struct.Struct(">d")
+_REFUSED = (1 << 64) - 1  # the length a worker answers for a request it refused
+
+
+def _send(proc: subprocess.Popen[bytes], data: bytes) -> None:
+    if proc.stdin is None:
+        raise CryptoError("a blinding worker has no input")
+    try:
+        proc.stdin.write(data)
+        proc.stdin.flush()
+    except (BrokenPipeError, OSError) as exc:
+        raise CryptoError("a blinding worker ended") from exc
+
+
+def _received(proc: subprocess.Popen[bytes]) -> tuple[bytes, float]:
+    if proc.stdout is None:
+        raise CryptoError("a blinding worker has no output")
+    head = proc.stdout.read(_LENGTH.size)
+    if len(head) != _LENGTH.size:
+        raise CryptoError("a blinding worker ended without an answer (a malformed item or token?)")
+    (length,) = _LENGTH.unpack(head)
+    if length == _REFUSED:
+        raise CryptoError("a blinded token is not a point of the P-256 group")
+    body = proc.stdout.read(length + _CPU.size)
+    if len(body) != length + _CPU.size:
+        raise CryptoError("a blinding worker's answer is cut short")
+    return body[:length], _CPU.unpack(body[length:])[0]
+
+
+def serve(requests: BinaryIO, answers: BinaryIO) -> None:
+    """A worker's loop (``python -m crypto.psi_worker``): answer requests until its input ends."""
+    while True:
+        head = requests.read(1 + _SCALAR_BYTES + _LENGTH.size)
+        if not head:
+            return
+        if len(head) != 1 + _SCALAR_BYTES + _LENGTH.size:
+            raise CryptoError("a blinding request is cut short")
+        operation, secret = head[:1], head[1 : 1 + _SCALAR_BYTES]
+        (length,) = _LENGTH.unpack(head[1 + _SCALAR_BYTES :])
+        payload = requests.read(length)
+        started = time.thread_time()
+        key = BlindingKey(secret)
+        try:
+            if operation == _BLIND:
+                out = b"".join(blind(key, payload.decode().split("\n")))
+            elif operation == _REBLIND:
+                tokens = [payload[i : i + TOKEN_BYTES] for i in range(0, len(payload), TOKEN_BYTES)]
+                out = b"".join(reblind(key, tokens))
+            else:
+                raise CryptoError("an unknown blinding request")
+        except CryptoError:  # a token that is not a point: the parent refuses the whole call
+            answers.write(_LENGTH.pack(_REFUSED))
+            answers.flush()
+            continue
+        cpu = time.thread_time() - started
+        answers.write(_LENGTH.pack(len(out)) + out + _CPU.pack(cpu))
+        answers.flush()

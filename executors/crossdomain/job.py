@@ -37,7 +37,9 @@ class PartyRound:
     this job's cells (``executors.crossdomain.ledger``), or empty for none: the domain's blinding key
     is then its key of that lineage times a fresh factor of this job, instead of fresh alone;
     ``protection``: how values are handed over (under Paillier the sealed state holds the domain's
-    Paillier private key too, and ``ANSWER`` decrypts the gateway's masked sums).
+    Paillier private key too, and ``ANSWER`` decrypts the gateway's masked sums); ``stripped_before``:
+    for ``UNBLIND``, the points this sealed state's earlier unblind rounds were sent, set by the domain's
+    own executor (``strip_once``), never taken from the gateway.
     """
 
     job_id: str
@@ -50,6 +52,7 @@ class PartyRound:
     peer_public: bytes = b""
     lineage: str = ""
     protection: Protection = Protection.SHARES
+    stripped_before: int = 0
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 import pyarrow as pa
 
+from crypto.psi import Blinders
 from executors.base import Executor, JobSpec, ResultTable
 from executors.crossdomain import wire
 from executors.crossdomain.errors import CrossDomainProtocolError
@@ -170,11 +171,19 @@ def run_cross_domain(executor: Executor, spec: JobSpec, *, observe: Observer | N
             if not isinstance(payloads, Payloads) or payloads.origin is not side:
                 raise CrossDomainProtocolError("the gateway expected a domain's own payloads")
             gateway.receive_payloads(payloads)
-        pending = gateway.match()
-        # The ledger's exchange (released cells' tokens, ``ledger.py``) runs beside the answers.
-        sketching = pool.submit(run.sketches, gateway.released(pending), matched)
-        replies = list(pool.map(lambda item: run.answer(item[0], item[1], blinded), pending.requests))
-        sketches = sketching.result()
+        # The gateway's group operations for the ledger run over its cores; the workers start while it
+        # matches.
+        with _blinders(run.keeps_ledger) as blinders:
+            if run.keeps_ledger:  # the released cells' people are at most the left domain's tokens
+                blinders.warm(sum(len(batch) for batch in matched[Side.LEFT].batches))
+            clock = time.perf_counter()
+            pending = gateway.match()
+            run.timings["gateway_match_s"] = time.perf_counter() - clock
+            # The ledger's exchange (released cells' tokens, ``ledger.py``) runs beside the answers.
+            sketching = pool.submit(run.sketches, gateway.released(pending), matched, blinders)
+            replies = list(pool.map(lambda item: run.answer(item[0], item[1], blinded), pending.requests))
+            sketches = sketching.result()
+            run.timings["gateway_workers_cpu"] = blinders.worker_cpu_s
     table = _ordered(gateway.table(pending, replies, hidden=sketches), job)
     engine = {**run.engine, "cross_domain": PROTOCOLS[job.protection]}
     timings = {**run.timings, "cross_domain_s": time.perf_counter() - started}
@@ -197,6 +206,7 @@ class _Run:
         self._observe = observe
         self._sealed: dict[Side, bytes] = {}
         self._sent: dict[Side, dict[str, int]] = {side: {} for side in Side}
+        self._lock = threading.Lock()  # rounds of both domains (and the gateway's stages) run at once
         self.timings: dict[str, float] = {}
         self.engine: dict[str, str] = {}
 
@@ -230,15 +240,28 @@ class _Run:
             raise CrossDomainProtocolError("an answer round returned no reply")
         return reply
 
+    @property
+    def keeps_ledger(self) -> bool:
+        """Whether the job's released cells get cohort sketches (its scope keeps a ledger)."""
+        return bool(self._job.lineage) and self._spec.cohorts is not None
+
     def sketches(
-        self, cells: Sequence[Cell], tokens: Mapping[Side, ReblindedBatches]
+        self, cells: Sequence[Cell], tokens: Mapping[Side, ReblindedBatches], blinders: Blinders
     ) -> dict[str, list[bytes]]:
         """The ``_sbx_sketch`` column of the released cells for the released-cohort ledger
         (``ledger.py``), or none when the job's scope keeps no ledger."""
         request = self._spec.cohorts
-        if not self._job.lineage or request is None or Side.LEFT not in tokens:
+        if not self.keeps_ledger or request is None or Side.LEFT not in tokens:
             return {}
-        return {SKETCH: cell_sketches(cells, tokens[Side.LEFT].batches, request=request, strip=self.unblind)}
+        sketches = cell_sketches(
+            cells,
+            tokens[Side.LEFT].batches,
+            request=request,
+            strip=self.unblind,
+            blinders=blinders,
+            timings=self.timings,
+        )
+        return {SKETCH: sketches}
 
     def unblind(self, side: Side, tokens: tuple[bytes, ...]) -> tuple[bytes, ...]:
         request = wire.encode(ReblindedBatches(side, (tokens,)))
@@ -304,10 +327,11 @@ class _Run:
             ),
         )
         result = self._executor.run(spec)
-        for name, seconds in result.timings.items():
-            key = f"{side.value}_{name}"
-            self.timings[key] = self.timings.get(key, 0.0) + float(seconds)
-        self.engine.update({k: str(v) for k, v in result.engine.items()})
+        with self._lock:
+            for name, seconds in result.timings.items():
+                key = f"{side.value}_{name}"
+                self.timings[key] = self.timings.get(key, 0.0) + float(seconds)
+            self.engine.update({k: str(v) for k, v in result.engine.items()})
         table = result.to_arrow()
         if table.column_names != ["recipient", "message"]:
             raise CrossDomainProtocolError("a domain's round returned something other than messages")
@@ -320,10 +344,17 @@ class _Run:
 
     def _cross(self, sender: str, recipient: str, step: Step, data: bytes) -> None:
         if sender in (Side.LEFT.value, Side.RIGHT.value):
-            sent = self._sent[Side(sender)]
-            sent[recipient] = sent.get(recipient, 0) + len(data)
+            with self._lock:
+                sent = self._sent[Side(sender)]
+                sent[recipient] = sent.get(recipient, 0) + len(data)
         if self._observe is not None:
             self._observe(Crossing(sender, recipient, step.value, data))
+
+
+def _blinders(ledger: bool) -> Blinders:
+    """The gateway's group operations over its cores when the job keeps a ledger, else here (no
+    worker is started for a job that makes no sketch)."""
+    return Blinders() if ledger else Blinders(1)
 
 
 def gateway_selection(job: CrossDomainJob) -> Select | None:

@@ -64,7 +64,7 @@ def run_round(spec: JobSpec, data_keys: tuple[bytes, ...]) -> tuple[dict[str, ob
     if round_ is None:
         raise CrossDomainProtocolError("the spec holds no party round")
     timings: dict[str, float] = {}
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     if round_.step is Step.HELLO:
         rows = [(OTHER, box_keys(state_key(round_, data_keys), "shares")[1])]
     elif round_.step is Step.BLIND:
@@ -96,6 +96,7 @@ def run_round(spec: JobSpec, data_keys: tuple[bytes, ...]) -> tuple[dict[str, ob
             party.hold(_opened(_expect(wire.decode(round_.held), BlindedBatches), round_, data_keys))
         rows = [(GATEWAY, wire.encode(party.answer(request)))]
     timings[round_.step.value] = time.perf_counter() - started
+    timings[f"{round_.step.value}_cpu"] = time.process_time() - cpu  # comparable under load, unlike the wall
     table = pa.table({"recipient": [r for r, _ in rows], "message": [m for _, m in rows]}, schema=SCHEMA)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
@@ -226,16 +227,18 @@ def _unblinded(round_: PartyRound, data_keys: tuple[bytes, ...]) -> ReblindedBat
     The domain checks what it can without trusting the gateway: every person of a released cell is one
     of its own people, so it strips no more points than its own distinct people fill once padded (the
     number sealed by its own ``BLIND`` round, which the gateway cannot change), and no point twice (the
-    gateway pads with distinct random points). Its executor lets this round run once per sealed state
-    (``strip_once``). Which cells were released it cannot check: it never sees them."""
+    gateway pads with distinct random points). Its executor lets a sealed state serve two unblind rounds
+    (the halves, then the swapped halves) and counts their points together (``strip_once``). Which
+    cells were released it cannot check: it never sees them."""
     incoming = _expect(wire.decode(round_.incoming), ReblindedBatches)
     if incoming.origin is not round_.side:
         raise CrossDomainProtocolError("a domain unblinds only the tokens sent to it")
     blinding, people, _ = _state(round_, data_keys)
     tokens = [token for batch in incoming.batches for token in batch]
-    if len(tokens) > bucket(people):
+    asked = round_.stripped_before + len(tokens)  # this round's and the earlier half's
+    if asked > bucket(people):
         raise CrossDomainProtocolError(
-            f"the gateway asked to unblind more tokens ({len(tokens)}) than this domain's {people} people "
+            f"the gateway asked to unblind more tokens ({asked}) than this domain's {people} people "
             f"fill when padded ({bucket(people)}): released cells hold only people of this domain"
         )
     if len(set(tokens)) != len(tokens):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crypto.errors import CryptoError
-from crypto.psi import TOKEN_BYTES, blind, new_blinding_key, reblind
+from crypto.psi import TOKEN_BYTES, Blinders, blind, new_blinding_key, reblind
 
 
 def test_doubly_blinded_tokens_match_whichever_party_blinds_first() -> None:
@@ -32,3 +32,43 @@ def test_reblind_refuses_what_is_not_a_point(token: bytes) -> None:
 def test_the_key_is_not_in_its_repr() -> None:
     key = new_blinding_key()
     assert key.secret.hex() not in repr(key)
+
+
+def test_blinding_over_worker_processes_gives_the_same_tokens_in_the_same_order() -> None:
+    key, other = new_blinding_key(), new_blinding_key()
+    units = [f"P{i:05d}" for i in range(301)]
+    with Blinders(3, min_items=1) as workers:
+        tokens = workers.blind(key, units)
+        again = workers.reblind(other, tokens)  # the same workers serve a second call
+        assert workers.worker_cpu_s > 0
+    assert tokens == blind(key, units)
+    assert again == reblind(other, tokens)
+
+
+def test_worker_processes_refuse_what_is_not_a_point_and_go_on_serving() -> None:
+    key = new_blinding_key()
+    tokens = list(blind(key, [f"P{i}" for i in range(40)]))
+    with Blinders(2, min_items=1) as workers:
+        with pytest.raises(CryptoError):
+            workers.reblind(key, [*tokens[:-1], b"\x05" + bytes(TOKEN_BYTES - 1)])
+        assert workers.reblind(key, tokens) == reblind(key, tokens)
+
+
+def test_few_items_are_blinded_here_without_starting_a_worker() -> None:
+    key = new_blinding_key()
+    with Blinders(2, min_items=100) as workers:
+        workers.warm(99)
+        assert workers.blind(key, ["P1", "P2"]) == blind(key, ["P1", "P2"])
+        assert workers.worker_cpu_s == 0
+        assert not workers._procs
+
+
+def test_where_no_worker_can_start_the_calls_run_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = new_blinding_key()
+    units = [f"P{i}" for i in range(20)]
+    monkeypatch.setattr("crypto.psi.sys.executable", "/nonexistent/python")
+    with Blinders(2, min_items=1) as workers:
+        workers.warm(20)
+        assert workers.blind(key, units) == blind(key, units)
+        assert workers.workers == 1
+        assert workers.worker_cpu_s == 0

@@ -20,15 +20,17 @@ import pytest
 
 from crypto.envelope import unseal
 from crypto.keyring import LocalKeyring
-from crypto.psi import BlindingKey, blind, product
+from crypto.psi import Blinders, BlindingKey, blind, inverse, new_blinding_key, product, reblind
 from executors.base import JobSpec, ResultTable
 from executors.crossdomain import wire
-from executors.crossdomain.job import Step
+from executors.crossdomain.gateway_party import Cell
+from executors.crossdomain.job import PartyRound, Step
+from executors.crossdomain.ledger import cell_sketches
 from executors.crossdomain.messages import ReblindedBatches
 from executors.crossdomain.padding import bucket
 from executors.crossdomain.placed import Crossing, run_cross_domain
 from executors.crossdomain.plan import Side
-from executors.crossdomain.rounds import BLINDING_BYTES, lineage_key, state_aad, state_key
+from executors.crossdomain.rounds import BLINDING_BYTES, PEOPLE_BYTES, lineage_key, state_aad, state_key
 from executors.local import LocalExecutor
 from policies.cohorts.sketch import CohortSketch, SketchRequest, element_key, sketch_of
 from tests.executors.crossdomain_world import K
@@ -217,30 +219,52 @@ def test_with_no_cell_reaching_k_no_token_is_unblinded(world) -> None:
 
 class _Greedy(Probe):
     """A gateway that asks a domain to strip its factor from more than the released cells' tokens:
-    ``extra`` random points on top of the honest request, or, with ``again``, the honest request a
-    second time with the same sealed state (a second exchange, to unblind other tokens with the same
-    factor). ``answers`` keeps what came back from every unblind round that answered."""
+    ``extra`` random points on top of the honest request; or, with ``again``, after each honest unblind
+    round a second request with the same sealed state: the honest one again, or with ``overfill`` as
+    many fresh random points as keep that request alone within the domain's padded people but take the
+    two past them. ``answers`` keeps what came back from every unblind round that answered, ``refused``
+    what the replays were told."""
 
-    def __init__(self, inner: LocalExecutor, *, extra: int = 0, again: bool = False) -> None:
+    def __init__(
+        self, inner: LocalExecutor, *, extra: int = 0, again: bool = False, overfill: bool = False
+    ) -> None:
         super().__init__(inner)
-        self.extra, self.again = extra, again
+        self.extra, self.again, self.overfill = extra, again, overfill
         self.answers: list[ResultTable] = []
+        self.refused: list[str] = []
 
     def run(self, spec: JobSpec) -> ResultTable:
         party = spec.party
         if party is None or party.step is not Step.UNBLIND:
             return super().run(spec)
+        asked = wire.decode(party.incoming)
+        assert isinstance(asked, ReblindedBatches)
         if self.extra:
-            asked = wire.decode(party.incoming)
-            assert isinstance(asked, ReblindedBatches)
             points = blind(BlindingKey(bytes(range(1, 33))), [f"probe-{i}" for i in range(self.extra)])
             padded = ReblindedBatches(asked.origin, (asked.batches[0] + tuple(points),))
             spec = replace(spec, party=replace(party, incoming=wire.encode(padded)))
         result = super().run(spec)
         self.answers.append(result)
         if self.again:
-            self.answers.append(super().run(replace(spec, job_id=spec.job_id + "-again")))
+            replay = spec
+            if self.overfill:
+                honest = sum(len(batch) for batch in asked.batches)
+                count = bucket(_sealed_people(party)) - honest + 1  # alone within the cap, together past it
+                points = blind(BlindingKey(bytes(range(2, 34))), [f"fill-{i}" for i in range(count)])
+                fill = ReblindedBatches(asked.origin, (tuple(points),))
+                replay = replace(spec, party=replace(party, incoming=wire.encode(fill)))
+            try:
+                self.answers.append(super().run(replace(replay, job_id=spec.job_id + "-again")))
+            except Exception as exc:  # the domain's refusal, as its executor reports it
+                self.refused.append(str(exc))
         return result
+
+
+def _sealed_people(party: PartyRound) -> int:
+    """The number of distinct people a domain's BLIND round sealed (opened as the test holds its key)."""
+    own = state_key(party, (DATA_KEYS[DOMAIN_OF[party.side]],))
+    state = unseal(own, party.sealed_state, aad=state_aad(party))
+    return int.from_bytes(state[BLINDING_BYTES : BLINDING_BYTES + PEOPLE_BYTES], "big")
 
 
 def _greedy_run(spec: JobSpec, keyring: Path, probe: _Greedy) -> Exception | None:
@@ -265,12 +289,141 @@ def test_a_domain_strips_no_more_tokens_than_its_own_people_can_fill(world) -> N
     assert not greedy.answers  # no domain stripped anything
 
 
-def test_a_domain_strips_its_factor_once_per_job(world) -> None:
-    """Replaying the sealed state to a second unblind round (to strip the factor from other tokens) is
-    refused: one exchange per blinding key."""
+def test_a_sealed_state_serves_two_unblind_rounds_and_no_third(world) -> None:
+    """The exchange strips in two rounds per domain (halves, then swapped). Replaying a domain's sealed
+    state to another round (to strip its factor from other tokens) uses up the second; the honest
+    swapped round then comes third and is refused: the job fails and nothing past two rounds answers."""
     spec, _, _, keyring = world
     twice = _Greedy(LocalExecutor(key_provider=LocalKeyring.open(keyring), max_workers=2), again=True)
     failed = _greedy_run(_ledger_job(spec, job_id="xd-twice", lineage="L1"), keyring, twice)
     assert failed is not None
-    assert "once" in str(failed)
-    assert len(twice.answers) == 1  # the first, honest request only
+    assert "rounds per job" in str(failed)
+    assert len(twice.answers) <= 2 * len(Side)  # each domain: its honest first round and one replay
+
+
+def test_the_points_of_a_sealed_states_rounds_count_together_against_the_cap(world) -> None:
+    """A second request that alone stays within the domain's padded people but together with the first
+    goes past them is refused: the cap holds for the sealed state, not per request."""
+    spec, _, _, keyring = world
+    executor = LocalExecutor(key_provider=LocalKeyring.open(keyring), max_workers=2)
+    greedy = _Greedy(executor, again=True, overfill=True)
+    failed = _greedy_run(_ledger_job(spec, job_id="xd-overfill", lineage="L1"), keyring, greedy)
+    assert failed is not None
+    assert len(greedy.refused) == len(Side)  # each domain refused its replay
+    assert all("more tokens" in reason for reason in greedy.refused)
+    assert len(greedy.answers) == len(Side)  # only the honest first halves answered
+
+
+def _unblind_messages(
+    crossings: list[Crossing], *, recipient: str = "", sender: str = ""
+) -> list[tuple[bytes, ...]]:
+    """The batches of the unblind exchange to ``recipient`` (or from ``sender``), in the order sent."""
+    out: list[tuple[bytes, ...]] = []
+    for crossing in crossings:
+        if crossing.step != Step.UNBLIND.value:
+            continue
+        if (recipient and crossing.recipient != recipient) or (sender and crossing.sender != sender):
+            continue
+        message = wire.decode(crossing.data)
+        assert isinstance(message, ReblindedBatches)
+        out.extend(message.batches)
+    return out
+
+
+def test_the_domains_take_their_factors_out_of_halves_at_once_then_swap(runs) -> None:
+    """The unblind exchange in two steps: each domain gets one half of the gateway's points, then the
+    half the other domain returned, as the gateway carried it, and the halves cover every point once."""
+    _, crossings, _ = runs["xd-l1-a"]
+    got = {side: _unblind_messages(crossings, recipient=side.value) for side in Side}
+    sent = {side: _unblind_messages(crossings, sender=side.value) for side in Side}
+    for side in Side:
+        assert len(got[side]) == len(sent[side]) == 2
+        first, second = got[side]
+        assert second == sent[side.other][0]  # the other domain's first answer, carried as it is
+        assert not set(first) & set(got[side.other][0])  # the gateway's halves are disjoint
+    halves = len(got[Side.LEFT][0]) + len(got[Side.RIGHT][0])
+    assert halves == len(set(got[Side.LEFT][0]) | set(got[Side.RIGHT][0]))
+
+
+def test_the_half_a_domain_gets_from_the_other_links_to_nothing_it_holds(world, runs) -> None:
+    """The message the swap adds: what the other domain returned, which no longer carries the other
+    domain's factor. The domain applies every key it holds (its lineage key, its job key, the factor
+    it takes out, their inverses) and compares with every token it made or saw in the job and with
+    every unit id blinded under its keys: nothing matches, since the gateway's fresh factor is on (its
+    own second answer is this half with its factor out, which it sends to the gateway)."""
+    _, left, right, _ = world
+    units = sorted(set(left["person_id"]) | set(right["person_id"]))
+    probe, crossings, _ = runs["xd-l1-a"]
+    for side in Side:
+        lineage, job = _lineage_key(side, "L1"), _job_key(probe, side)
+        strip = product(lineage, inverse(job))
+        keys = [lineage, job, strip, inverse(lineage), inverse(job), inverse(strip)]
+        from_other = list(_unblind_messages(crossings, recipient=side.value)[1])
+        tried = {point for key in keys for point in reblind(key, from_other)} | set(from_other)
+        known = _reblinded_by(crossings, side) | _blinded_by(crossings, side)
+        known |= set(_unblind_messages(crossings, recipient=side.value)[0])
+        known |= set(_unblind_messages(crossings, sender=side.value)[0])  # its second is from_other^strip
+        for key in (lineage, job):
+            known.update(blind(key, units))
+        assert not tried & known
+
+
+def _blinded_by(crossings: list[Crossing], side: Side) -> set[bytes]:
+    """The tokens ``side`` blinded for its own people (sent to the other domain)."""
+    out: set[bytes] = set()
+    for crossing in crossings:
+        if (
+            crossing.step == Step.BLIND.value
+            and crossing.sender == side.value
+            and crossing.recipient != "gateway"
+        ):
+            message = wire.decode(crossing.data)
+            out.update(t for batch in getattr(message, "batches", ()) for t in batch)
+    return out
+
+
+def test_the_gateways_factor_over_worker_processes_gives_the_same_sketches() -> None:
+    """``cell_sketches`` with the gateway's group operations over two worker processes: each cell's
+    sketch is that of its people's ``H(u)^(α·β)``, as with everything run in one process."""
+    alpha, beta, r, s = (new_blinding_key() for _ in range(4))
+    units = [f"P{i:04d}" for i in range(60)]
+    tokens = blind(product(product(alpha, r), product(beta, s)), units)
+    cells = [
+        Cell(0, 0, tuple(range(0, 25)), tuple(range(25))),
+        Cell(0, 1, tuple(range(25, 60)), tuple(range(35))),
+    ]
+    factors = {Side.LEFT: r, Side.RIGHT: s}
+
+    def strip(side: Side, points: tuple[bytes, ...]) -> tuple[bytes, ...]:
+        return reblind(inverse(factors[side]), points)
+
+    timings: dict[str, float] = {}
+    with Blinders(2, min_items=1) as workers:
+        spread = cell_sketches(
+            cells, [tokens], request=REQUEST, strip=strip, blinders=workers, timings=timings
+        )
+        assert workers.worker_cpu_s > 0
+    here = cell_sketches(cells, [tokens], request=REQUEST, strip=strip)
+    stable = blind(product(alpha, beta), units)
+    key = element_key(SECRET)
+    expected = [
+        sketch_of(np.array(stable[a:b], dtype=object), key, REQUEST.power_sums, REQUEST.least).to_bytes()
+        for a, b in ((0, 25), (25, 60))
+    ]
+    assert spread == here == expected
+    assert {"ledger_factor_s", "ledger_strip_s", "ledger_unfactor_s", "ledger_sketch_s"} <= set(timings)
+
+
+def test_what_a_domain_returns_from_the_other_domains_half_is_not_the_stable_token(world, runs) -> None:
+    """After the swap a domain's second answer has both domains' factors out: were the gateway's own
+    fresh factor not on it, it would be ``H(u)^(α·β)``, the token the ledger keeps, the same in every job
+    of the lineage, in a domain's hands. It is neither that token nor shared between two jobs."""
+    _, left, right, _ = world
+    units = sorted(set(left["person_id"]) | set(right["person_id"]))
+    stable = set(blind(product(_lineage_key(Side.LEFT, "L1"), _lineage_key(Side.RIGHT, "L1")), units))
+    for side in Side:
+        first = set(_unblind_messages(runs["xd-l1-a"][1], sender=side.value)[1])
+        again = set(_unblind_messages(runs["xd-l1-b"][1], sender=side.value)[1])
+        assert first
+        assert not first & stable
+        assert not first & again

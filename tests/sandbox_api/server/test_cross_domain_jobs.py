@@ -107,8 +107,9 @@ def test_each_domain_part_ran_in_sandboxes_holding_only_that_domain(
 ) -> None:
     probe, _ = probe_and_api
     rounds = [s for s in probe.specs if s.job_id.startswith(released["job_id"] + "#")]
-    # hello, blind, re-blind and the ledger's unblind on each side; one answer (only benefits are summed)
-    assert len(rounds) == 9
+    # hello, blind, re-blind and the ledger's two unblind steps (one half, then the other domain's) on
+    # each side; one answer (only benefits are summed)
+    assert len(rounds) == 11
     for spec in rounds:
         assert spec.party is not None
         assert len({t.domain for t in spec.tables}) == 1, spec.job_id
