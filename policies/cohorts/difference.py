@@ -166,15 +166,7 @@ def _solve_padded(e: np.ndarray, delta: np.ndarray, d: int) -> np.ndarray:
     )
     which = np.searchsorted(np.array(values, dtype=np.int64), delta)
     aug = source[np.arange(count)[:, None, None], templates[which]]
-    singular = np.zeros(count, dtype=bool)
-    for col in range(width):
-        pivot = aug[:, col, col]
-        singular |= pivot == 0
-        below = aug[:, col + 1 :, :]
-        # Both products stay below 2**62 and their difference within int64.
-        aug[:, col + 1 :, :] = (
-            below * pivot[:, None, None] - below[:, :, col : col + 1] * aug[:, col : col + 1, :]
-        ) % P
+    singular = _eliminate(aug, width)
     result: np.ndarray = ~np.any(aug[:, width:, width] != 0, axis=1)
     for candidate in np.nonzero(singular)[0]:
         a, b = shapes[int(which[candidate])]
@@ -196,8 +188,19 @@ def _solve_batch(e: np.ndarray, a: int, b: int, m: int) -> np.ndarray:
     aug = np.where(index >= 0, e[:, np.maximum(index, 0)], 0)
     aug[:, :, b] = (P - aug[:, :, b]) % P
     assert aug.shape == (count, height, b + 1)
-    singular = np.zeros(count, dtype=bool)
-    for col in range(b):
+    singular = _eliminate(aug, b)
+    result: np.ndarray = ~np.any(aug[:, b:, b] != 0, axis=1)
+    for candidate in np.nonzero(singular)[0]:
+        result[candidate] = consistent(_system(e[candidate].tolist(), a, b, m), b)
+    return result
+
+
+def _eliminate(aug: np.ndarray, width: int) -> np.ndarray:
+    """Forward elimination of each system in ``aug`` (systems × rows × columns) over its first ``width``
+    columns, in place, by multiplication only (``row = row * pivot - factor * pivot_row``); returns which
+    systems met a zero pivot (decided again exactly by the callers)."""
+    singular = np.zeros(len(aug), dtype=bool)
+    for col in range(width):
         pivot = aug[:, col, col]
         singular |= pivot == 0
         below = aug[:, col + 1 :, :]
@@ -205,7 +208,4 @@ def _solve_batch(e: np.ndarray, a: int, b: int, m: int) -> np.ndarray:
         aug[:, col + 1 :, :] = (
             below * pivot[:, None, None] - below[:, :, col : col + 1] * aug[:, col : col + 1, :]
         ) % P
-    result: np.ndarray = ~np.any(aug[:, b:, b] != 0, axis=1)
-    for candidate in np.nonzero(singular)[0]:
-        result[candidate] = consistent(_system(e[candidate].tolist(), a, b, m), b)
-    return result
+    return singular

@@ -102,16 +102,9 @@ def _received(crossings: list[Crossing], side: Side) -> set[bytes]:
 
 
 def _exchanged(crossings: list[Crossing], *, recipient: str = "", sender: str = "") -> set[bytes]:
-    out: set[bytes] = set()
-    for crossing in crossings:
-        if crossing.step != Step.UNBLIND.value:
-            continue
-        if (recipient and crossing.recipient != recipient) or (sender and crossing.sender != sender):
-            continue
-        message = wire.decode(crossing.data)
-        assert isinstance(message, ReblindedBatches)
-        out.update(t for batch in message.batches for t in batch)
-    return out
+    """Every token of the unblind exchange to ``recipient`` (or from ``sender``)."""
+    batches = _unblind_messages(crossings, recipient=recipient, sender=sender)
+    return {token for batch in batches for token in batch}
 
 
 def test_each_cells_sketch_is_exactly_its_matched_people(world, runs) -> None:
