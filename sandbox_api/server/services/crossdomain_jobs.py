@@ -37,6 +37,7 @@ from executors.crossdomain.plan import Function
 from executors.crossdomain.protection import Protection
 from executors.crossdomain.split import RULE, SUPPORTED, SplitQuery, disclosure_findings, dp_findings, split
 from policies import Finding, PolicyViolation, Scope, prepare_with
+from policies.catalog import domain_of
 from policies.cohorts import lineage_of
 from policies.dp.cost import cost_of
 from policies.dp.keys import released_frame
@@ -70,7 +71,7 @@ def split_prepared(sql: str, inputs: Mapping[str, str], *, one_row: Collection[s
     return split(
         sql,
         datasets=dict(inputs),
-        domains={d: d.split("/", 1)[0] for d in inputs.values()},
+        domains={d: domain_of(d) for d in inputs.values()},
         one_row=one_row,
     )
 
@@ -87,15 +88,21 @@ def one_row_datasets(
     noise never depends on one."""
     out = set()
     for item in inputs:
-        dataset, table = str(item["dataset"]), str(item["table"])
-        version = versions.get(dataset)
-        described = next((t for t in version.tables if t.get("name") == table), None) if version else None
+        described = _described(item, versions)
         declared = bool(described is not None and described.get("one_row_per_unit") is True)
         measured = bool(described is not None and described.get("unique_units") is True)
         bounded = dp is not None and dp.rows_per_unit(str(item["sql_name"])) == 1
         if declared or (measured if dp is None else bounded):
-            out.add(dataset)
+            out.add(str(item["dataset"]))
     return frozenset(out)
+
+
+def _described(item: Mapping[str, Any], versions: Mapping[str, VersionView]) -> Mapping[str, Any] | None:
+    """What the pinned version's catalog says of the table of ``item`` (``dataset``, ``table``)."""
+    version = versions.get(str(item["dataset"]))
+    if version is None:
+        return None
+    return next((t for t in version.tables if t.get("name") == item["table"]), None)
 
 
 class CrossDomainJobs:
@@ -218,7 +225,7 @@ class CrossDomainJobs:
     def spec(self, job: StoredJob, *, scope: Scope, specs: JobSpecs) -> JobSpec:
         inputs = {str(i["sql_name"]): str(i["dataset"]) for i in job.inputs}
         pinned = {
-            dataset: specs.catalog.version(dataset.split("/", 1)[0], dataset.split("/", 1)[1], version_id)
+            dataset: specs.catalog.version(domain_of(dataset), dataset.split("/", 1)[1], version_id)
             for dataset, version_id in job.dataset_versions.items()
         }
         query = split_prepared(
@@ -239,7 +246,7 @@ class CrossDomainJobs:
         )
         parts = {
             part.dataset: DomainPartSpec(
-                domain=part.dataset.split("/", 1)[0],
+                domain=domain_of(part.dataset),
                 dataset=part.dataset,
                 sql=part.sql,
                 sql_names=tuple(name for name, dataset in inputs.items() if dataset == part.dataset),
@@ -370,10 +377,7 @@ def _size_findings(
     failing a run on a cell's size (a run that fails on the data says something about it)."""
     counts = []
     for item in inputs:
-        version = versions.get(str(item["dataset"]))
-        described = (
-            next((t for t in version.tables if t.get("name") == item["table"]), None) if version else None
-        )
+        described = _described(item, versions)
         rows = described.get("row_count") if described is not None else None
         counts.append(int(rows) if isinstance(rows, int) else 1 << MAX_PEOPLE_BITS)
     if counts and min(counts) < 1 << MAX_PEOPLE_BITS:
@@ -421,7 +425,7 @@ def _part_digests(query: SplitQuery) -> list[dict[str, str]]:
     return [
         {
             "dataset": part.dataset,
-            "domain": part.dataset.split("/", 1)[0],
+            "domain": domain_of(part.dataset),
             "part_sql_sha256": sha256_hex(part.sql.encode()),
         }
         for part in (query.left, query.right)
