@@ -1,7 +1,7 @@
 """What a cross-domain job computes: the supported query shape, as data.
 
-``SELECT <group keys of either side>, COUNT(DISTINCT unit), COUNT(*), SUM/AVG(<a column of either
-side>) FROM left JOIN right ON left.unit = right.unit [WHERE <filters of either side>] GROUP BY …``.
+``SELECT <group keys of either side>, COUNT(DISTINCT unit), COUNT(*), COUNT/SUM/AVG(<a column of
+either side>) FROM left JOIN right ON left.unit = right.unit [WHERE <filters of either side>] GROUP BY …``.
 Each domain filters, masks and pre-aggregates its own rows per person; the plan says which of its
 columns are group keys and which are summed, and how the output columns are made from the sums.
 """

@@ -34,7 +34,8 @@ MAX_SUMS = (2048 // 64 - 2) // SLOTS_PER_SUM
 RULE = "cross_domain_shape"
 SUPPORTED = (
     "Across domains the supported shape is: SELECT <group keys of either side>, COUNT(DISTINCT unit), "
-    "COUNT(*), SUM(<column of one side>), AVG(<column of one side>) FROM a JOIN b ON a.unit = b.unit "
+    "COUNT(*), COUNT(<column of one side>), SUM(<column of one side>), AVG(<column of one side>) "
+    "FROM a JOIN b ON a.unit = b.unit "
     "[WHERE <conditions each on one side's columns>] GROUP BY <those keys> [ORDER BY <output columns>] "
     "[LIMIT n]."
 )
@@ -360,7 +361,22 @@ def _aggregate(
             column = argument.expressions[0]
             if isinstance(column, exp.Column) and any(column == s.unit for s in sides.values()):
                 return Function.COUNT_UNITS, None, None
-        return _finding("COUNT is supported as COUNT(*) or COUNT(DISTINCT <unit>)", value)
+        if isinstance(argument, exp.Distinct):
+            return _finding("COUNT(DISTINCT ...) is supported on the unit only", value)
+        owner = _owner(argument, sides)
+        if owner is None:
+            return _finding("COUNT takes *, DISTINCT <unit> or an expression of one side's columns", value)
+        # COUNT(x) is the non-NULL count of x. Each domain keeps a non-NULL count beside every summed
+        # slot; summing x itself would miscount text, so the slot sums 1 where x is not NULL.
+        present = exp.Case(
+            ifs=[
+                exp.If(
+                    this=exp.Not(this=exp.Is(this=argument.copy(), expression=exp.Null())),
+                    true=exp.Literal.number(1),
+                )
+            ]
+        )
+        return Function.COUNT_VALUES, owner, present
     if isinstance(value, exp.Sum | exp.Avg):
         owner = _owner(value.this, sides)
         if owner is None:

@@ -50,6 +50,10 @@ KEYS_FROM_DATA = (
     "SELECT v.ward AS ward, COUNT(DISTINCT v.person_id) AS people, COUNT(*) AS n, SUM(v.cost) AS total "
     "FROM citizens AS c JOIN visits AS v ON c.person_id = v.person_id WHERE c.sex = 'F' GROUP BY v.ward"
 )
+COUNTED = (
+    "SELECT c.district AS district, COUNT(v.cost) AS costed, COUNT(v.ward) AS warded "
+    "FROM citizens AS c JOIN visits AS v ON c.person_id = v.person_id GROUP BY c.district"
+)
 PARAMETERS = {KEY_PARAMETER: "5a" * 32}
 LIMITS = Limits(memory_mb=256, threads=1)
 
@@ -148,7 +152,9 @@ def _quantities(table: pd.DataFrame, plan: DpPlan) -> dict[tuple[object, ...], d
     return out
 
 
-@pytest.mark.parametrize("sql", [PUBLIC_KEYS, KEYS_FROM_DATA], ids=["public-keys", "keys-from-data"])
+@pytest.mark.parametrize(
+    "sql", [PUBLIC_KEYS, KEYS_FROM_DATA, COUNTED], ids=["public-keys", "keys-from-data", "counts-of-columns"]
+)
 def test_the_cells_rebuilt_across_domains_equal_one_query_over_both_bounded_tables(sql: str) -> None:
     rewritten, plan, query = _prepared(sql)
     citizens, visits = _citizens(), _visits()
@@ -161,7 +167,9 @@ def test_the_cells_rebuilt_across_domains_equal_one_query_over_both_bounded_tabl
     assert ("Military Zone",) not in across
 
 
-@pytest.mark.parametrize("sql", [PUBLIC_KEYS, KEYS_FROM_DATA], ids=["public-keys", "keys-from-data"])
+@pytest.mark.parametrize(
+    "sql", [PUBLIC_KEYS, KEYS_FROM_DATA, COUNTED], ids=["public-keys", "keys-from-data", "counts-of-columns"]
+)
 def test_nulls_in_a_summed_column_are_cells_like_one_querys_not_a_failed_run(sql: str) -> None:
     """Under DP a summed column is a bare column, so a NULL comes from the data itself; a run that
     failed on it (and refunded the budget) said, outside the noise, that such a row was among the
@@ -214,7 +222,9 @@ NEIGHBOURS: dict[str, Neighbour] = {
 }
 
 
-@pytest.mark.parametrize("sql", [PUBLIC_KEYS, KEYS_FROM_DATA], ids=["public-keys", "keys-from-data"])
+@pytest.mark.parametrize(
+    "sql", [PUBLIC_KEYS, KEYS_FROM_DATA, COUNTED], ids=["public-keys", "keys-from-data", "counts-of-columns"]
+)
 @pytest.mark.parametrize("neighbour", list(NEIGHBOURS), ids=list(NEIGHBOURS))
 def test_one_person_moves_the_pre_noise_cells_by_at_most_the_stated_sensitivity(
     sql: str, neighbour: str

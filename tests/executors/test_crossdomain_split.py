@@ -67,6 +67,58 @@ def test_the_demo_query_across_domains_releases_the_single_process_cells(
     )
 
 
+COUNT_OF_COLUMNS = (
+    "SELECT c.district, COUNT(v.diagnosis) AS diagnosed, COUNT(v.cost) AS costed, "
+    "SUM(v.cost) AS total FROM visits v "
+    "JOIN citizens c ON v.person_id = c.person_id GROUP BY c.district"
+)
+
+
+def test_a_count_of_a_column_across_domains_counts_its_non_null_values_as_one_query_does(
+    tables: dict[str, pd.DataFrame],
+) -> None:
+    # NULLs on both sides, in a text column and in a summed one: COUNT(x) counts what is not NULL,
+    # text included, and the sum beside it is unchanged by the count's own slot.
+    visits = tables["visits"].copy()
+    visits.loc[visits.index % 3 == 0, "diagnosis"] = None
+    visits.loc[visits.index % 5 == 0, "cost"] = None
+    nulls = {"visits": visits, "citizens": tables["citizens"]}
+    prepared = prepare(COUNT_OF_COLUMNS, SCOPE, CATALOG)
+    one_process = duckdb.connect()
+    for name, frame in nulls.items():
+        one_process.register(name, frame)
+    expected = _released(one_process.execute(prepared.sql).df(), prepared)
+
+    query = split_prepared(prepared)
+    run = run_in_process(
+        new_party(query.plan, Side.LEFT, run_domain_part(query.left, nulls), protection=Protection.SHARES),
+        new_party(query.plan, Side.RIGHT, run_domain_part(query.right, nulls), protection=Protection.SHARES),
+        Gateway(query.plan, min_units=SCOPE.disclosure.min_units),
+    )
+    got = _released(run.table, prepared)
+    assert {a.function for a in query.plan.aggregates} >= {Function.COUNT_VALUES, Function.SUM}
+    frame = pd.DataFrame(got.rows, columns=got.columns).sort_values("district", ignore_index=True)
+    assert (frame["diagnosed"] < frame["costed"]).all()  # the NULLs were left out, each column its own
+    pd.testing.assert_frame_equal(
+        frame,
+        pd.DataFrame(expected.rows, columns=expected.columns).sort_values("district", ignore_index=True),
+        check_dtype=False,
+        rtol=1e-9,
+    )
+
+
+def test_a_count_of_a_column_weighted_by_the_other_sides_rows_is_refused_at_submit() -> None:
+    sql = (
+        "SELECT v.diagnosis, COUNT(c.income) AS n FROM visits v "
+        "JOIN citizens c ON v.person_id = c.person_id GROUP BY v.diagnosis"
+    )
+    with pytest.raises(PolicyViolation) as raised:
+        split_prepared(prepare(sql, SCOPE, CATALOG))
+    (finding,) = raised.value.findings
+    assert "COUNT of a left column" in finding.message or "COUNT of a right column" in finding.message
+    assert "one row per person" in finding.message
+
+
 def test_each_domain_part_reads_only_its_own_table_with_the_scope_applied() -> None:
     query = split_prepared(prepare(FLU_BY_DISTRICT, SCOPE, CATALOG))
     parts = {part.dataset: part.sql for part in (query.left, query.right)}
@@ -80,9 +132,9 @@ def test_each_domain_part_reads_only_its_own_table_with_the_scope_applied() -> N
     ("sql", "fragment"),
     [
         (
-            "SELECT c.district, COUNT(v.cost) AS n FROM visits v "
+            "SELECT c.district, COUNT(*) + 1 AS n FROM visits v "
             "JOIN citizens c ON v.person_id = c.person_id GROUP BY c.district",
-            "COUNT",
+            "+ 1",
         ),
         (
             "SELECT c.district, COUNT(DISTINCT v.person_id) AS n FROM visits v JOIN citizens c "
@@ -91,7 +143,7 @@ def test_each_domain_part_reads_only_its_own_table_with_the_scope_applied() -> N
             "OR",
         ),
     ],
-    ids=["count of a column", "a condition across both sides"],
+    ids=["arithmetic on an aggregate", "a condition across both sides"],
 )
 def test_other_shapes_are_refused_with_the_supported_one(sql: str, fragment: str) -> None:
     with pytest.raises(PolicyViolation) as raised:

@@ -173,6 +173,24 @@ def test_the_receipt_covers_both_domains_and_replay_matches(
     assert report["expected_result_hash"] == report["actual_result_hash"] == released["result_hash"]
 
 
+def test_a_count_of_a_column_is_released_as_the_join_counts_it_and_replays(
+    probe_and_api: tuple[Probe, World],
+) -> None:
+    _, api = probe_and_api
+    sql = SQL.replace("SUM(b.amount) AS total", "COUNT(b.amount) AS paid")
+    answer = _submit(api, {"scope": XD, "kind": "cross-domain", "sql": sql})
+    assert answer.status_code == 202, answer.text
+    job = api.wait(answer.json()["job_id"])
+    assert job["state"] == "released", job
+    result = result_of(api, job["job_id"])
+    assert result["columns"] == ["district", "people", "payments", "paid"]
+    # No amount is NULL: every payment is counted, as COUNT(*) counts them.
+    expected = {d: (people, payments, payments) for d, (people, payments, _) in _oracle().items()}
+    assert {row[0]: tuple(row[1:]) for row in result["rows"]} == expected
+    report = replay(api, job["job_id"])
+    assert report["outcome"] == "match", report
+
+
 @pytest.mark.parametrize(
     ("sql", "rule"),
     [
