@@ -166,7 +166,9 @@ class Blinders:
     ``reblind`` (tested). A key and the items cross to a worker through a pipe of this process's own
     child, as bytes, never pickled; nothing is written anywhere. Fewer than ``min_items`` items, or one
     core, run here (4,096 group operations take about a quarter of a second, the order of a worker's
-    start). Calls over the workers run one at a time.
+    start). Calls over the workers run one at a time. A worker that dies (killed, out of memory) costs
+    one call its speed, not its answer: every worker is stopped, that call runs here, and the next one
+    starts fresh workers.
 
     The workers start on the first call that needs them (or ``warm``) and serve every call until
     ``close`` (use it as a context manager). ``worker_cpu_s`` adds up the CPU seconds the workers spent
@@ -191,12 +193,17 @@ class Blinders:
     def close(self) -> None:
         with self._lock:
             procs, self._procs = self._procs, []
+        self._stop(procs)
+
+    @staticmethod
+    def _stop(procs: Sequence[subprocess.Popen[bytes]], *, wait_s: float = 5) -> None:
         for proc in procs:
             if proc.stdin is not None:
-                proc.stdin.close()  # end of requests: the worker exits
+                with contextlib.suppress(OSError):  # a dead worker's pipe is already broken
+                    proc.stdin.close()  # end of requests: the worker exits
         for proc in procs:
             try:
-                proc.wait(timeout=5)
+                proc.wait(timeout=wait_s)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -219,7 +226,7 @@ class Blinders:
         slices = ["\n".join(items[i:j]).encode() for i, j in self._slices(len(items))]
         try:
             return self._run(_BLIND, key, slices)
-        except _NoWorkers:
+        except (_NoWorkers, _WorkerLost):
             return blind(key, items)
 
     def reblind(self, key: BlindingKey, tokens: Sequence[bytes]) -> tuple[bytes, ...]:
@@ -230,7 +237,7 @@ class Blinders:
             raise CryptoError(f"a blinded token must be a compressed P-256 point of {TOKEN_BYTES} bytes")
         try:
             return self._run(_REBLIND, key, [b"".join(tokens[i:j]) for i, j in self._slices(len(tokens))])
-        except _NoWorkers:
+        except (_NoWorkers, _WorkerLost):
             return reblind(key, tokens)
 
     def _slices(self, n: int) -> list[tuple[int, int]]:
@@ -240,18 +247,25 @@ class Blinders:
     def _run(self, operation: bytes, key: BlindingKey, slices: list[bytes]) -> tuple[bytes, ...]:
         with self._lock:  # one call at a time over the workers
             procs = self._started(len(slices))
-            for proc, payload in zip(procs, slices, strict=False):
-                _send(proc, operation + key.secret + _LENGTH.pack(len(payload)) + payload)
             out: list[bytes] = []
             refused: CryptoError | None = None
-            for proc in procs[: len(slices)]:
-                try:  # every answer is read, so that the workers stay in step for the next call
-                    joined, cpu = _received(proc)
-                except CryptoError as exc:
-                    refused = refused or exc
-                    continue
-                self.worker_cpu_s += cpu
-                out.extend(joined[i : i + TOKEN_BYTES] for i in range(0, len(joined), TOKEN_BYTES))
+            try:
+                for proc, payload in zip(procs, slices, strict=False):
+                    _send(proc, operation + key.secret + _LENGTH.pack(len(payload)) + payload)
+                for proc in procs[: len(slices)]:
+                    try:  # every answer is read, so that the workers stay in step for the next call
+                        joined, cpu = _received(proc)
+                    except CryptoError as exc:
+                        refused = refused or exc
+                        continue
+                    self.worker_cpu_s += cpu
+                    out.extend(joined[i : i + TOKEN_BYTES] for i in range(0, len(joined), TOKEN_BYTES))
+            except _WorkerLost:
+                # A worker died (killed, out of memory): the others may be mid-answer and out of step,
+                # so all are stopped; the caller runs this call itself and the next call starts anew.
+                self._stop(self._procs, wait_s=0.1)  # a survivor blocked on its answer is killed
+                self._procs = []
+                raise
         if refused is not None:
             raise refused
         return tuple(out)
@@ -279,6 +293,10 @@ class _NoWorkers(Exception):
     """No worker process could be started (the caller runs the call itself)."""
 
 
+class _WorkerLost(Exception):
+    """A worker ended or its pipe broke mid-call (the caller runs the call itself)."""
+
+
 #: A worker's requests: the operation, the key's 32 bytes, the payload's length, the payload; its
 #: answers: the length, the joined tokens, then its CPU seconds for them (``psi_worker``).
 _BLIND, _REBLIND = b"B", b"R"
@@ -294,7 +312,7 @@ def _send(proc: subprocess.Popen[bytes], data: bytes) -> None:
         proc.stdin.write(data)
         proc.stdin.flush()
     except (BrokenPipeError, OSError) as exc:
-        raise CryptoError("a blinding worker ended") from exc
+        raise _WorkerLost("a blinding worker ended") from exc
 
 
 def _received(proc: subprocess.Popen[bytes]) -> tuple[bytes, float]:
@@ -302,13 +320,13 @@ def _received(proc: subprocess.Popen[bytes]) -> tuple[bytes, float]:
         raise CryptoError("a blinding worker has no output")
     head = proc.stdout.read(_LENGTH.size)
     if len(head) != _LENGTH.size:
-        raise CryptoError("a blinding worker ended without an answer (a malformed item or token?)")
+        raise _WorkerLost("a blinding worker ended without an answer")
     (length,) = _LENGTH.unpack(head)
     if length == _REFUSED:
         raise CryptoError("a blinded token is not a point of the P-256 group")
     body = proc.stdout.read(length + _CPU.size)
     if len(body) != length + _CPU.size:
-        raise CryptoError("a blinding worker's answer is cut short")
+        raise _WorkerLost("a blinding worker's answer is cut short")
     return body[:length], _CPU.unpack(body[length:])[0]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from crypto.errors import CryptoError
@@ -72,3 +74,27 @@ def test_where_no_worker_can_start_the_calls_run_here(monkeypatch: pytest.Monkey
         assert workers.blind(key, units) == blind(key, units)
         assert workers.workers == 1
         assert workers.worker_cpu_s == 0
+
+
+@pytest.mark.parametrize("operation", ["blind", "reblind"])
+def test_a_worker_that_died_is_replaced_and_the_call_still_answers(operation: str) -> None:
+    """A worker killed between calls (the out-of-memory killer, an operator's signal) costs the call
+    its speed, not its answer, and the next call gets fresh workers: a gateway must not fail every
+    later job because one child died."""
+    key = new_blinding_key()
+    units = [f"P{i:04d}" for i in range(200)]
+    tokens = blind(key, units)
+    with Blinders(2, min_items=1) as workers:
+        workers.warm(len(units))
+        first = list(workers._procs)
+        first[0].kill()
+        first[0].wait()
+        call = workers.blind if operation == "blind" else workers.reblind
+        items: list[Any] = units if operation == "blind" else list(tokens)
+        expected = blind(key, units) if operation == "blind" else reblind(key, tokens)
+        assert call(key, items) == expected
+        assert call(key, items) == expected
+        assert workers._procs
+        assert all(p.poll() is None for p in workers._procs)
+        assert not set(workers._procs) & set(first)  # the survivors were stopped with the dead one
+        assert all(p.poll() is not None for p in first)
