@@ -213,11 +213,10 @@ def dp_findings(query: SplitQuery, plan: DpPlan, *, rows_per_unit: Mapping[str, 
 
     ``rows_per_unit`` maps each dataset to the most rows one person keeps in it after the rows bound
     (``policies.dp.plan.table_rows_per_unit``: 1 for a register). The protocol computes ``COUNT(*)``,
-    ``SUM`` and ``AVG`` over the join only when the other side has one row per person, and it checks
-    that on the rows (``gateway_party``); under DP a run that fails on one person's rows would tell
-    whether that person is there, so the same condition is required here, where it follows from the
-    bounds and not from the data. Summed values must be non-negative (the shares are integers mod
-    2^64): bounds below zero would fail the same way.
+    ``SUM`` and ``AVG`` over the join only when the other side has one row per person; under DP that
+    follows from the rows bound (a bound of 1, or a register), decided from the scope and never from
+    the data. The bounds must lie within the exact range of one person's value
+    (``records.MAX_SCALED``), negative ones included.
 
     >>> from executors.crossdomain.plan import CrossDomainPlan, SidePlan
     >>> two = SplitQuery(DomainPart("a/x", ""), DomainPart("b/y", ""),
@@ -261,21 +260,15 @@ def dp_findings(query: SplitQuery, plan: DpPlan, *, rows_per_unit: Mapping[str, 
     decimals = max(query.plan.left.decimals, query.plan.right.decimals)
     for column in plan.noised:
         # A clamped value past the encrypted sums' range would fail the run on one person's value.
-        if column.bounds is not None and column.bounds[1] * 10**decimals >= 1 << VALUE_BITS:
+        # A clamped value past the exact range would be clamped again there, on one person's value:
+        # the cells would no longer be one query's over the bounded rows. Negative values have their
+        # own slot (``records.per_person``), so the low is held to the same magnitude as the high.
+        if column.bounds is not None and max(map(abs, column.bounds)) * 10**decimals >= 1 << VALUE_BITS:
             findings.append(
                 Finding(
                     RULE,
-                    f"{column.name}: across domains summed values must stay below "
-                    f"{(1 << VALUE_BITS) / 10**decimals:.0f}; declare bounds with a lower high",
-                    column.name,
-                )
-            )
-        if column.bounds is not None and column.bounds[0] < 0:
-            findings.append(
-                Finding(
-                    RULE,
-                    f"{column.name}: across domains summed values must be non-negative; declare bounds "
-                    "with a low of 0 or more",
+                    f"{column.name}: across domains summed values must stay within ±"
+                    f"{(1 << VALUE_BITS) / 10**decimals:.0f}; declare bounds of a smaller magnitude",
                     column.name,
                 )
             )

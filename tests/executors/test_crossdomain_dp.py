@@ -186,6 +186,39 @@ def test_nulls_in_a_summed_column_are_cells_like_one_querys_not_a_failed_run(sql
         assert across[cell] == pytest.approx(values, abs=1e-6), cell
 
 
+def test_negative_bounds_give_one_querys_cells_and_one_person_moves_them_by_the_sensitivity() -> None:
+    """Refunds as negative costs: clamped to [-200, 500] in the domain, each person's negative part
+    summed in its own slot; the rebuilt cells equal one query over both bounded tables, and removing
+    a person moves each cell by at most the sensitivity the plan states from the bounds."""
+    scope = dp_scope(
+        SCOPE.replace(
+            "cost:        {use: aggregate, bounds: [0, 500]}", "cost: {use: aggregate, bounds: [-200, 500]}"
+        )
+    )
+    prepared = prepare(PUBLIC_KEYS, scope, _catalog())
+    assert prepared.dp_plan is not None
+    plan = prepared.dp_plan
+    query = split(
+        prepared.sql,
+        datasets={t.sql_name: t.dataset for t in prepared.tables},
+        domains={t.dataset: t.dataset.split("/", 1)[0] for t in prepared.tables},
+        one_row={t.dataset for t in prepared.tables if t.sql_name == "citizens"},
+    )
+    citizens, visits = _citizens(), _visits()
+    visits["cost"] = np.where(visits.index % 3 == 0, -visits["cost"], visits["cost"])  # below -200: clamped
+    across = _quantities(_across(query, citizens, visits), plan)
+    single = _quantities(_one_query(prepared.sql, citizens, visits), plan)
+    assert across.keys() == single.keys()
+    for cell, values in single.items():
+        assert across[cell] == pytest.approx(values, abs=1e-6), cell
+    unsigned = _quantities(_across(query, citizens, visits.assign(cost=visits["cost"].abs())), plan)
+    assert sum(v["total.value"] for v in across.values()) < sum(v["total.value"] for v in unsigned.values())
+    after = _quantities(_across(query, citizens, _without(visits, 3)), plan)
+    bound = plan.sensitivity(Cell.SUM, (-200.0, 500.0)).l1
+    moved = sum(abs(after[k]["total.value"] - across[k]["total.value"]) for k in across)
+    assert 0 < moved <= bound + 1e-6
+
+
 def _without(rows: pd.DataFrame, person: int) -> pd.DataFrame:
     return rows[rows["person_id"] != person].reset_index(drop=True)
 

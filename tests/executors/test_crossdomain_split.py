@@ -187,7 +187,12 @@ def test_under_dp_a_bound_past_the_encrypted_sums_range_is_refused_before_a_valu
     # A declared high above what the sums hold would let the run fail exactly when someone's clamped
     # value is above it: a one-bit answer about that person that the noise does not cover.
     assert [f.fragment for f in _one_sum((0, 1e12), {"a/x": 1, "b/y": 3})] == ["total"]
+    assert [f.fragment for f in _one_sum((-1e12, 0), {"a/x": 1, "b/y": 3})] == ["total"]
     assert _one_sum((0, 5000), {"a/x": 1, "b/y": 3}) == ()
+
+
+def test_under_dp_negative_bounds_are_accepted_since_negative_values_have_their_own_slot() -> None:
+    assert _one_sum((-5000, 5000), {"a/x": 1, "b/y": 3}) == ()
 
 
 def test_under_dp_a_table_whose_rows_per_person_are_unknown_counts_as_several() -> None:
