@@ -38,15 +38,14 @@ def _released(table: pd.DataFrame, prepared: PreparedQuery) -> Released:
     return out
 
 
-def test_the_demo_query_across_domains_releases_the_single_process_cells(
-    tables: dict[str, pd.DataFrame],
-) -> None:
-    prepared = prepare(FLU_BY_DISTRICT, SCOPE, CATALOG)
+def _both_ways(
+    prepared: PreparedQuery, tables: dict[str, pd.DataFrame]
+) -> tuple[SplitQuery, Released, Released]:
+    """The split query, its cells released across domains, and the same query's in one process."""
     one_process = duckdb.connect()
     for name, frame in tables.items():
         one_process.register(name, frame)
     expected = _released(one_process.execute(prepared.sql).df(), prepared)
-
     query = split_prepared(prepared)
     # Values as shares: the Paillier path gives the same sums (test_crossdomain_protocol.py), slower.
     run = run_in_process(
@@ -54,7 +53,14 @@ def test_the_demo_query_across_domains_releases_the_single_process_cells(
         new_party(query.plan, Side.RIGHT, run_domain_part(query.right, tables), protection=Protection.SHARES),
         Gateway(query.plan, min_units=SCOPE.disclosure.min_units),
     )
-    got = _released(run.table, prepared)
+    return query, _released(run.table, prepared), expected
+
+
+def test_the_demo_query_across_domains_releases_the_single_process_cells(
+    tables: dict[str, pd.DataFrame],
+) -> None:
+    prepared = prepare(FLU_BY_DISTRICT, SCOPE, CATALOG)
+    query, got, expected = _both_ways(prepared, tables)
     assert query.order_by == (("patients", True),)
     assert got.columns == expected.columns
     assert len(expected.rows) >= 3
@@ -83,19 +89,7 @@ def test_a_count_of_a_column_across_domains_counts_its_non_null_values_as_one_qu
     visits.loc[visits.index % 3 == 0, "diagnosis"] = None
     visits.loc[visits.index % 5 == 0, "cost"] = None
     nulls = {"visits": visits, "citizens": tables["citizens"]}
-    prepared = prepare(COUNT_OF_COLUMNS, SCOPE, CATALOG)
-    one_process = duckdb.connect()
-    for name, frame in nulls.items():
-        one_process.register(name, frame)
-    expected = _released(one_process.execute(prepared.sql).df(), prepared)
-
-    query = split_prepared(prepared)
-    run = run_in_process(
-        new_party(query.plan, Side.LEFT, run_domain_part(query.left, nulls), protection=Protection.SHARES),
-        new_party(query.plan, Side.RIGHT, run_domain_part(query.right, nulls), protection=Protection.SHARES),
-        Gateway(query.plan, min_units=SCOPE.disclosure.min_units),
-    )
-    got = _released(run.table, prepared)
+    query, got, expected = _both_ways(prepare(COUNT_OF_COLUMNS, SCOPE, CATALOG), nulls)
     assert {a.function for a in query.plan.aggregates} >= {Function.COUNT_VALUES, Function.SUM}
     frame = pd.DataFrame(got.rows, columns=got.columns).sort_values("district", ignore_index=True)
     assert (frame["diagnosed"] < frame["costed"]).all()  # the NULLs were left out, each column its own
