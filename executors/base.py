@@ -64,6 +64,20 @@ class TableInput:
     part_indices: tuple[int, ...] = ()
     columns: tuple[str, ...] | None = None
     column_types: tuple[tuple[str, str], ...] = ()
+    #: For a cross-domain round under the released-cohort ledger: the dataset's ledger key, wrapped
+    #: under the domain's KEK with ``ledger_key_aad`` (empty: the lineage keys come from the version's
+    #: data key, as for jobs stored before dataset ledger keys existed).
+    ledger_key: bytes = field(default=b"", repr=False)
+
+
+def ledger_key_aad(dataset: str) -> bytes:
+    """What a dataset's ledger key is wrapped with (``domain/name``): bound to that dataset, unlike
+    any version's data key.
+
+    >>> ledger_key_aad("health-bureau/visits")
+    b'xd-ledger-key:health-bureau/visits'
+    """
+    return b"xd-ledger-key:" + dataset.encode("utf-8")
 
 
 @dataclass(frozen=True)

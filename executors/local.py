@@ -38,7 +38,7 @@ from opentelemetry.trace import Tracer
 
 from crypto.errors import CryptoError, IntegrityError
 from crypto.keyring import KeyProvider
-from executors.base import JobSpec, ResultTable
+from executors.base import JobSpec, ResultTable, ledger_key_aad
 from executors.columns import with_projection
 from executors.crossdomain import strip_once
 from executors.errors import (
@@ -196,6 +196,7 @@ class LocalExecutor:
         # A domain's sealed state serves two unblind rounds, and their points count together.
         spec = replace(spec, party=strip_once.claim(spec.party))
         data_keys = self._unwrap(spec)
+        lineage_secret = self._lineage_secret(spec)
         unwrap_s = time.perf_counter() - started
         entry = self._register(spec.job_id)
         try:
@@ -204,7 +205,10 @@ class LocalExecutor:
                     if entry.cancelled or self._closed:
                         raise ExecutionCancelled(f"job {spec.job_id} was cancelled before it started")
                 payload = Payload(
-                    spec=spec, data_keys=data_keys, arrow_tables=tuple((arrow_tables or {}).items())
+                    spec=spec,
+                    data_keys=data_keys,
+                    arrow_tables=tuple((arrow_tables or {}).items()),
+                    lineage_secret=lineage_secret,
                 )
                 return self._run_in_child(payload, entry, unwrap_s=unwrap_s, started=started)
         finally:
@@ -289,6 +293,22 @@ class LocalExecutor:
                     f"unwrapped: {exc.detail}"
                 ) from exc
         return tuple(keys)
+
+    def _lineage_secret(self, spec: JobSpec) -> bytes:
+        """For a cross-domain round under the ledger: its dataset's ledger key, unwrapped as the data
+        keys are (empty where the spec carries none: the round derives from the data key)."""
+        if spec.party is None or not spec.party.lineage or not spec.tables or not spec.tables[0].ledger_key:
+            return b""
+        table = spec.tables[0]
+        dataset = f"{table.domain}/{table.dataset}"
+        try:
+            return self._keys.unwrap(table.domain, table.ledger_key, aad=ledger_key_aad(dataset))
+        except IntegrityError as exc:
+            raise PartIntegrityError(
+                f"the ledger key of {dataset} failed authentication (tampered, or bound to another dataset)"
+            ) from exc
+        except CryptoError as exc:
+            raise DataUnavailable(f"the ledger key of {dataset} cannot be unwrapped: {exc.detail}") from exc
 
     def _register(self, job_id: str) -> _Running:
         with self._lock:

@@ -39,7 +39,7 @@ import signal
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from multiprocessing import reduction
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -72,6 +72,8 @@ class Payload:
     spec: JobSpec
     data_keys: tuple[bytes, ...]
     arrow_tables: tuple[tuple[str, bytes], ...] = ()
+    #: A cross-domain round under the ledger: its dataset's ledger key (``TableInput.ledger_key``).
+    lineage_secret: bytes = field(default=b"", repr=False)
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -200,7 +202,7 @@ def execute(
     if spec.party is not None:  # one round of one domain's part of a cross-domain job
         if spare is not None:
             spare.close()
-        return run_round(spec, payload.data_keys)
+        return run_round(spec, payload.data_keys, lineage_secret=payload.lineage_secret)
     if spec.python_or_mock is not None:  # a Python job or a job on mock twins: same sandbox, other engine
         if spare is not None:
             spare.close()

@@ -4,7 +4,8 @@ No party holds a cross-domain cell's set of people in the clear, so the gateway 
 hold: each matched person's doubly blinded token. The tokens the protocol matches on are fresh per job
 (``H(u)^(a·b)``), so on their own they would make every job's cohorts look new. Under a ledger each
 domain blinds instead with ``a = α·r``: ``α`` its key of the scope lineage (derived in its own sandbox
-from its own data key and the lineage id, ``rounds.lineage_key``) and ``r`` a fresh factor of the job.
+from its dataset's ledger key, the same for every version, and the lineage id, ``rounds.lineage_key``)
+and ``r`` a fresh factor of the job.
 Every token that crosses during the protocol is then as fresh as before (``r`` is uniform). After the
 match, for the people of released cells only, the factors are taken out in one more exchange:
 

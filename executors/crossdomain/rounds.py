@@ -58,24 +58,31 @@ def state_key(round_: PartyRound, data_keys: tuple[bytes, ...]) -> bytes:
     return derive_key(data_keys[0], f"xd-state:{round_.job_id}:{round_.side.value}")
 
 
-def run_round(spec: JobSpec, data_keys: tuple[bytes, ...]) -> tuple[dict[str, object], bytes]:
-    """What ``sandbox.execute`` returns for a party round: the JSON-able header and the Arrow bytes."""
+def run_round(
+    spec: JobSpec, data_keys: tuple[bytes, ...], *, lineage_secret: bytes = b""
+) -> tuple[dict[str, object], bytes]:
+    """What ``sandbox.execute`` returns for a party round: the JSON-able header and the Arrow bytes.
+
+    ``lineage_secret``: the dataset's ledger key (the same across its versions), from which the
+    domain's lineage keys are derived; empty for a job stored before such keys, whose lineage keys
+    come from the version's data key."""
     round_ = spec.party
     if round_ is None:
         raise CrossDomainProtocolError("the spec holds no party round")
+    root = lineage_secret or (data_keys[0] if data_keys else b"")
     timings: dict[str, float] = {}
     started, cpu = time.perf_counter(), time.process_time()
     if round_.step is Step.HELLO:
         rows = [(OTHER, box_keys(state_key(round_, data_keys), "shares")[1])]
     elif round_.step is Step.BLIND:
-        rows = _blind(spec, round_, data_keys, timings)
+        rows = _blind(spec, round_, data_keys, timings, root=root)
     elif round_.step is Step.REBLIND:
         # The shares are not this round's business (they are sealed to this domain, for ANSWER).
         other = replace(_expect(wire.decode(round_.incoming), BlindedBatches), helper_shares=())
         party = DomainParty(round_.side, PersonGroups({}, True), blinding=_blinding(round_, data_keys))
         rows = [(GATEWAY, wire.encode(party.reblinded(other)))]
     elif round_.step is Step.UNBLIND:
-        rows = [(GATEWAY, wire.encode(_unblinded(round_, data_keys)))]
+        rows = [(GATEWAY, wire.encode(_unblinded(round_, data_keys, root=root)))]
     else:
         request = wire.decode(round_.incoming)
         if not isinstance(request, Request):
@@ -111,7 +118,7 @@ def run_round(spec: JobSpec, data_keys: tuple[bytes, ...]) -> tuple[dict[str, ob
 
 
 def _blind(
-    spec: JobSpec, round_: PartyRound, data_keys: tuple[bytes, ...], timings: dict[str, float]
+    spec: JobSpec, round_: PartyRound, data_keys: tuple[bytes, ...], timings: dict[str, float], *, root: bytes
 ) -> list[tuple[str, bytes]]:
     started = time.perf_counter()
     threads = spec.limits.threads
@@ -133,7 +140,7 @@ def _blind(
     ).to_pandas()
     del tables
     timings["query"] = time.perf_counter() - started
-    blinding = _job_blinding(round_, data_keys)
+    blinding = _job_blinding(round_, root)
     # Under Paillier a key pair is made only by a domain whose values are handed over (``new_party``).
     party = new_party(round_.plan, round_.side, rows, protection=round_.protection, blinding=blinding)
     del rows
@@ -203,23 +210,24 @@ def _state(
     return BlindingKey(state[:BLINDING_BYTES]), people, paillier
 
 
-def lineage_key(lineage: str, data_keys: tuple[bytes, ...]) -> BlindingKey:
-    """This domain's blinding key of the job's scope lineage: derived from its own data key and the
+def lineage_key(lineage: str, root: bytes) -> BlindingKey:
+    """This domain's blinding key of the job's scope lineage: derived from ``root`` (its dataset's
+    ledger key, the same for every version; the version's data key for a job stored before) and the
     lineage id, the same in every job of the lineage (and whichever side of the join the domain is on,
     since the two keys multiply), unrelated across lineages; only its own sandboxes can derive it."""
-    if not data_keys or not lineage:
-        raise CrossDomainProtocolError("a lineage key needs the domain's data key and a lineage")
-    return derived_blinding_key(data_keys[0], f"xd-ledger:{lineage}")
+    if not root or not lineage:
+        raise CrossDomainProtocolError("a lineage key needs the domain's ledger key and a lineage")
+    return derived_blinding_key(root, f"xd-ledger:{lineage}")
 
 
-def _job_blinding(round_: PartyRound, data_keys: tuple[bytes, ...]) -> BlindingKey:
+def _job_blinding(round_: PartyRound, root: bytes) -> BlindingKey:
     """The key this domain blinds with in this job: fresh; under a ledger, its lineage key times a
     fresh factor ``r`` (uniform all the same, so every token that crosses is as fresh as before)."""
     fresh = new_blinding_key()
-    return product(lineage_key(round_.lineage, data_keys), fresh) if round_.lineage else fresh
+    return product(lineage_key(round_.lineage, root), fresh) if round_.lineage else fresh
 
 
-def _unblinded(round_: PartyRound, data_keys: tuple[bytes, ...]) -> ReblindedBatches:
+def _unblinded(round_: PartyRound, data_keys: tuple[bytes, ...], *, root: bytes) -> ReblindedBatches:
     """The gateway's tokens of released cells with this job's factor ``r`` taken out, order kept:
     raised to ``r^-1 = lineage_key / job_key``. What comes in and goes out also carries the gateway's
     own fresh factor, so this domain sees only points it cannot link to any job or person.
@@ -243,7 +251,7 @@ def _unblinded(round_: PartyRound, data_keys: tuple[bytes, ...]) -> ReblindedBat
         )
     if len(set(tokens)) != len(tokens):
         raise CrossDomainProtocolError("the gateway asked to unblind a token twice")
-    strip = product(lineage_key(round_.lineage, data_keys), inverse(blinding))
+    strip = product(lineage_key(round_.lineage, root), inverse(blinding))
     return ReblindedBatches(round_.side, tuple(reblind(strip, batch) for batch in incoming.batches))
 
 

@@ -79,7 +79,7 @@ def runs(world: tuple[JobSpec, pd.DataFrame, pd.DataFrame, Path]) -> dict[str, R
 
 def _lineage_key(side: Side, lineage: str) -> BlindingKey:
     """A domain's lineage key, as only its own sandbox derives it (from its own data key)."""
-    return lineage_key(lineage, (DATA_KEYS[DOMAIN_OF[side]],))
+    return lineage_key(lineage, DATA_KEYS[DOMAIN_OF[side]])
 
 
 def _job_key(probe: Probe, side: Side) -> BlindingKey:

@@ -13,13 +13,13 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from crypto.keyring import KeyProvider
 from crypto.profile import INTERNATIONAL, PROFILES, CryptoProfile
 from crypto.shredding import VersionKeys
-from executors.base import PartRef, TableInput
+from executors.base import PartRef, TableInput, ledger_key_aad
 from executors.storage import version_id_of, write_version
 from sandbox_api.clock import Clock, as_utc, iso
 from sandbox_api.errors import Conflict, InvalidUpload, NotFound
@@ -130,7 +130,12 @@ class CatalogService:
         if self._dataset_row(session, domain, name) is not None:
             raise Conflict(f"dataset {domain}/{name} already exists; upload a new version instead")
         row = DatasetRow(
-            domain=domain, name=name, description=description, created_at=self.clock.now(), created_by=actor
+            domain=domain,
+            name=name,
+            description=description,
+            created_at=self.clock.now(),
+            created_by=actor,
+            ledger_key=self._new_ledger_key(domain, name),
         )
         session.add(row)
         session.flush()
@@ -385,6 +390,35 @@ class CatalogService:
                 unit=unit,
                 column_types=column_types,
             )
+
+    def ledger_key(self, dataset: str) -> bytes:
+        """The dataset's ledger key, wrapped under its domain's KEK (``ledger_key_aad``): the root of its
+        domain's blinding keys of every scope lineage for the released-cohort ledger's cross-domain
+        tokens. It outlives versions, so that the ledger compares cells over two versions of the
+        dataset. Made here, once, for a dataset created before such keys existed: two gateways racing
+        both read back the one that was stored first."""
+        domain, name = dataset.split("/", 1)
+        with self.db.read() as session:
+            row = self._dataset_row(session, domain, name)
+            if row is None:
+                raise NotFound(f"dataset {dataset} does not exist")
+            if row.ledger_key is not None:
+                return row.ledger_key
+        made = self._new_ledger_key(domain, name)
+        with self.db.write() as session:
+            session.execute(
+                update(DatasetRow)
+                .where(DatasetRow.domain == domain, DatasetRow.name == name, DatasetRow.ledger_key.is_(None))
+                .values(ledger_key=made)
+            )
+            stored = session.execute(
+                select(DatasetRow.ledger_key).where(DatasetRow.domain == domain, DatasetRow.name == name)
+            ).scalar_one()
+        assert stored is not None
+        return stored
+
+    def _new_ledger_key(self, domain: str, name: str) -> bytes:
+        return self.keys.wrap(domain, self.profile.aead.new_key(), aad=ledger_key_aad(f"{domain}/{name}"))
 
     # --- helpers ---------------------------------------------------------------------------------
     def _parse(self, manifest: Manifest, files: Sequence[UploadedFile]) -> dict[str, pa.Table]:

@@ -177,10 +177,13 @@ class CrossDomainJobs:
                 broken="the query breaks",
             )
         used = sorted({t.dataset for t in prepared.tables})
-        facts = facts_of(
-            prepared,
-            scope,
-            unique_units=unique_units_of(versions, [(t.dataset, t.table) for t in prepared.tables]),
+        facts = replace(
+            facts_of(
+                prepared,
+                scope,
+                unique_units=unique_units_of(versions, [(t.dataset, t.table) for t in prepared.tables]),
+            ),
+            dataset_ledger_keys=True,
         )
         applied = (*prepared.applied, SPLIT_STEP)
         dp = scope.disclosure.dp
@@ -231,10 +234,19 @@ class CrossDomainJobs:
         query = split_prepared(
             job.sql, inputs, one_row=one_row_datasets(job.inputs, pinned, _dp_of(scope, job.facts.dp_plan))
         )
+        tables = specs.tables(job.inputs, job.dataset_versions)
+        cohorts = specs.cohorts(scope)
+        if job.facts.dataset_ledger_keys and cohorts is not None:
+            # Each domain's lineage keys come from its dataset's ledger key, the same for every
+            # version: cells over two versions are compared (a job stored before derives them from
+            # each version's data key, as it did).
+            tables = tuple(
+                replace(t, ledger_key=specs.catalog.ledger_key(f"{t.domain}/{t.dataset}")) for t in tables
+            )
         base = sql_spec(
             job_id=job.job_id,
             sql=job.sql,
-            tables=specs.tables(job.inputs, job.dataset_versions),
+            tables=tables,
             scope=job.scope,
             uses_keyed_hash=job.uses_keyed_hash,
             pseudonym_master=specs.pseudonym_master,
@@ -242,7 +254,7 @@ class CrossDomainJobs:
             # Each domain's part samples its people's rows with the lineage's key, as one query would.
             dp_lineage=lineage_of(scope).id if job.facts.dp_plan is not None else None,
             # The lineage's element secret, for the gateway to sketch the cells (never sent to a round).
-            cohorts=specs.cohorts(scope),
+            cohorts=cohorts,
         )
         parts = {
             part.dataset: DomainPartSpec(

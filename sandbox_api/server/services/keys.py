@@ -23,6 +23,7 @@ from crypto.key_provider import DeploymentKeys
 from crypto.profile import INTERNATIONAL, PROFILES, CryptoProfile
 from crypto.shredding import VersionKeys
 from crypto.signing import SigningKeyRecord
+from executors.base import ledger_key_aad
 from sandbox_api.bundle_format import KEYS_FORMAT
 from sandbox_api.clock import Clock, as_utc, iso
 from sandbox_api.errors import NotFound
@@ -105,6 +106,14 @@ class KeyLifecycle:
             # A version stored before the version layer existed gains it here.
             version.wrapped_key = version_keys.seal(version.key_aad, rewrapped)
             count += 1
+        datasets = session.execute(
+            select(DatasetRow).where(DatasetRow.domain == name, DatasetRow.ledger_key.is_not(None))
+        ).scalars()
+        for dataset in datasets:
+            # The ledger key outlives versions and rotations: the same key, under the new KEK.
+            assert dataset.ledger_key is not None
+            aad = ledger_key_aad(f"{name}/{dataset.name}")
+            dataset.ledger_key = self.keys.rewrap(name, dataset.ledger_key, aad=aad)
         domain.kek_id = kek_id
         self.audit.append(
             session,

@@ -33,6 +33,10 @@ class ReleaseFacts:
     additive_columns: tuple[str, ...] = ()
     disjoint_groups: bool = False
     dp_plan: DpPlan | None = None
+    #: A cross-domain job's ledger tokens come from each dataset's ledger key (the same across
+    #: versions); False for a job stored before, whose tokens came from each version's data key: replay
+    #: derives them as the job did.
+    dataset_ledger_keys: bool = False
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -41,6 +45,8 @@ class ReleaseFacts:
         }
         if self.dp_plan is not None:
             out["dp_plan"] = plan_to_json(self.dp_plan)
+        if self.dataset_ledger_keys:
+            out["ledger_keys"] = "dataset"
         return out
 
     @classmethod
@@ -48,9 +54,9 @@ class ReleaseFacts:
         """The facts stored with a job (None for a job stored before they were recorded: none known).
 
         >>> ReleaseFacts.from_json({"additive_columns": ["n"], "disjoint_groups": True})
-        ReleaseFacts(additive_columns=('n',), disjoint_groups=True, dp_plan=None)
+        ReleaseFacts(additive_columns=('n',), disjoint_groups=True, dp_plan=None, dataset_ledger_keys=False)
         >>> ReleaseFacts.from_json(None)
-        ReleaseFacts(additive_columns=(), disjoint_groups=False, dp_plan=None)
+        ReleaseFacts(additive_columns=(), disjoint_groups=False, dp_plan=None, dataset_ledger_keys=False)
         """
         if not data:
             return cls()
@@ -58,6 +64,7 @@ class ReleaseFacts:
             additive_columns=tuple(str(c) for c in data.get("additive_columns", ())),
             disjoint_groups=bool(data.get("disjoint_groups", False)),
             dp_plan=plan_from_json(data["dp_plan"]) if data.get("dp_plan") else None,
+            dataset_ledger_keys=data.get("ledger_keys") == "dataset",
         )
 
 

@@ -80,6 +80,10 @@ class DatasetRow(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str] = mapped_column(String(64))
+    # The dataset's key for the released-cohort ledger's cross-domain tokens, wrapped under the domain's
+    # KEK: the same across versions, so that cells over two versions of the dataset are compared.
+    # NULL until first needed for a dataset created before it existed (services/catalog.py).
+    ledger_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class DatasetVersionRow(Base):

@@ -10,12 +10,15 @@ per-lineage keys, can see that they differ by one person.
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.compute as pc
 import pytest
 from fastapi.testclient import TestClient
 
@@ -26,10 +29,13 @@ from tests.sandbox_api.api_helpers import (
     OTHER_DOMAIN,
     World,
     citizens_table,
+    csv_bytes,
+    upload,
 )
 from tests.sandbox_api.auditing_helpers import replay, result_of
 from tests.sandbox_api.cross_domain_helpers import (
     BENEFITS,
+    BENEFITS_MANIFEST,
     benefits_table,
     cross_domain_world,
     probe_executor,
@@ -179,3 +185,69 @@ def test_the_ledger_holds_across_a_gateway_restart(tmp_path: Path) -> None:
         assert str(target["district"]) not in {row[0] for row in result["rows"]}
         assert _withheld_by_ledger(result) >= 1
         assert replay(after, job["job_id"])["outcome"] == "match"
+
+
+def test_a_new_version_without_one_person_does_not_give_their_benefits(tmp_path: Path) -> None:
+    """The same question over two versions of the benefits: the second published without the target's
+    payments (a person who left the programme between two monthly loads), after both domains rotated
+    their KEKs. The two totals differ by that one person; the ledger compares cells across versions
+    and rotations, as it does for single-domain cells."""
+    target = _target()
+    with _deployment(tmp_path) as api:
+        _, before = _run(api, TOTALS.format(where=""))
+        for domain in (DOMAIN, OTHER_DOMAIN):  # a KEK rotation between the loads changes nothing
+            rotated = api.client.post(f"/v1/domains/{domain}/keys/rotate", headers=api.h("admin"))
+            assert rotated.status_code == 200, rotated.text
+        benefits = benefits_table()
+        remaining = benefits.filter(pc.not_equal(benefits["person_id"], str(target["person_id"])))
+        stored = upload(
+            api.client,
+            api.tokens["cleo"],
+            manifest=BENEFITS_MANIFEST,
+            files={BENEFITS: ("benefits.csv", csv_bytes(remaining), "text/csv")},
+            domain=OTHER_DOMAIN,
+            dataset=BENEFITS,
+            reviewer=api.tokens["cass"],
+        )
+        assert stored.status_code == 201, stored.text
+        job, after = _run(api, TOTALS.format(where=""), who="bob")
+        district = str(target["district"])
+        assert district in _rows(before)
+        assert job["dataset_versions"][f"{OTHER_DOMAIN}/{BENEFITS}"] == stored.json()["version"]["version_id"]
+        assert district not in _rows(after), "the total without the target was released from the new version"
+        assert _withheld_by_ledger(after) >= 1
+        assert replay(api, job["job_id"])["outcome"] == "match"
+
+
+def test_each_round_carries_its_datasets_ledger_key_and_a_job_stored_before_replays_without(
+    tmp_path: Path,
+) -> None:
+    """A job's party rounds carry their own dataset's ledger key (wrapped; one per dataset, the same
+    for every version; made on first need for a dataset created before such keys). A job stored
+    before such keys existed has no marker in its release facts: its replay derives the lineage keys
+    from each version's data key, as the job did."""
+    with cross_domain_world(tmp_path, _scope(), XD) as (probe, api):
+        path = api.settings.state_dir / "metadata.db"
+        with sqlite3.connect(path) as db:  # as a dataset created before ledger keys: made when needed
+            db.execute("UPDATE datasets SET ledger_key = NULL WHERE domain = ?", (DOMAIN,))
+        job, _ = _run(api, TOTALS.format(where=""))
+        with sqlite3.connect(path) as db:
+            (made,) = db.execute("SELECT ledger_key FROM datasets WHERE domain = ?", (DOMAIN,)).fetchone()
+        assert made
+        rounds = [s for s in probe.specs if s.job_id.startswith(job["job_id"] + "#") and s.party is not None]
+        assert rounds
+        keys = {(t.domain, t.dataset): t.ledger_key for s in rounds for t in s.tables}
+        assert len(keys) == 2
+        assert all(keys.values())
+        assert len(set(keys.values())) == 2  # each dataset its own
+        assert keys[(DOMAIN, DATASET)] == made
+        with sqlite3.connect(path) as db:
+            (facts,) = db.execute("SELECT release_facts FROM jobs WHERE id = ?", (job["job_id"],)).fetchone()
+            stored = json.loads(facts)
+            assert stored.pop("ledger_keys") == "dataset"
+            db.execute("UPDATE jobs SET release_facts = ? WHERE id = ?", (json.dumps(stored), job["job_id"]))
+        before = len(probe.specs)
+        assert replay(api, job["job_id"])["outcome"] == "match"
+        replayed = [s for s in probe.specs[before:] if s.party is not None]
+        assert replayed
+        assert not any(t.ledger_key for s in replayed for t in s.tables)
