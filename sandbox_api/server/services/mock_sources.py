@@ -7,7 +7,10 @@ byte for byte) and takes milliseconds at twin sizes, so a stored copy would add 
 keys and a shredding story without adding anything. Above all, a mock job is handed no data key and
 no encrypted part at all, so even a job that escaped every guard could reach nothing real.
 
-Twins have the version's declared row count, capped to keep development jobs quick.
+Every twin has the same number of rows, whatever the real table holds: its exact row count is a total
+of everyone that no released-cohort ledger records (an operator subtracting a released count from it
+would learn whether one person's cell is empty), so neither the catalog nor a twin's size shows it to
+operators.
 """
 
 from __future__ import annotations
@@ -18,9 +21,8 @@ from collections.abc import Iterable
 from executors.python_job import MockSource
 from policies import Catalog, TableRef
 
-#: Rows of a twin: the version's row count, within these bounds.
-MOCK_MAX_ROWS = 5_000
-MOCK_MIN_ROWS = 100
+#: Rows of every twin (never the real table's count: see above).
+MOCK_ROWS = 1_000
 
 
 def twin_seed(version_id: str, table: str) -> int:
@@ -33,16 +35,6 @@ def twin_seed(version_id: str, table: str) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
-def twin_rows(row_count: int | None) -> int:
-    """How many rows a twin has.
-
-    >>> twin_rows(None), twin_rows(12), twin_rows(1500), twin_rows(10**6)
-    (1000, 100, 1500, 5000)
-    """
-    wanted = 1_000 if row_count is None else row_count
-    return max(MOCK_MIN_ROWS, min(MOCK_MAX_ROWS, wanted))
-
-
 def mock_sources(catalog: Catalog, tables: Iterable[TableRef]) -> tuple[MockSource, ...]:
     """One twin per table a job reads, from the catalog of the versions the job is pinned to."""
     sources = []
@@ -53,7 +45,7 @@ def mock_sources(catalog: Catalog, tables: Iterable[TableRef]) -> tuple[MockSour
             MockSource(
                 name=ref.sql_name,
                 table=schema,
-                n_rows=twin_rows(schema.row_count),
+                n_rows=MOCK_ROWS,
                 seed=twin_seed(dataset.version_id, schema.name),
             )
         )

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.sandbox_api.api_helpers import World, citizens_table, scope_yaml, world
+from tests.sandbox_api.api_helpers import SCOPE, World, citizens_table, scope_yaml, world
 from tests.sandbox_api.python_job_helpers import approve_scope, python_scope_yaml, result_of, run_job, submit
 
 TARGET_INCOME = 35001.04  # the only woman of 'Tiny'
@@ -621,3 +621,41 @@ def test_a_window_count_counts_only_released_rows(api: World) -> None:
     )
     assert rows is not None
     assert {row[2] for row in rows} == {len(rows)}
+
+
+# --- what the catalog and the mock twin say about the real table ----------------------------------
+
+
+def catalog_row_counts(api: World, who: str = "alice") -> list[Any]:
+    """Every row count the operator can read in the catalog, from both dataset routes."""
+    dataset = api.client.get("/v1/datasets/health-bureau/citizens", headers=api.h(who)).json()
+    listed = api.client.get("/v1/datasets", headers=api.h(who)).json()
+    version = api.client.get(
+        f"/v1/datasets/health-bureau/citizens/versions/{api.dataset_version}", headers=api.h(who)
+    ).json()
+    versions = [*dataset["versions"], *(v for d in listed for v in d["versions"]), version]
+    return [t["row_count"] for v in versions for t in v["tables"]]
+
+
+@pytest.mark.parametrize("year", [TARGET_YEAR, TARGET_YEAR + 1])
+def test_the_catalog_row_count_is_not_a_released_total_to_subtract_from(
+    tmp_path_factory: pytest.TempPathFactory, year: int
+) -> None:
+    """The catalog. The fact: the target's birth year. The catalog told the operator the table's exact
+    row count (1,500), a total of everyone that no ledger ever recorded; one job counting everyone but
+    "the woman of Tiny born in Y" then released 1,499 for her true year and 1,500 for any other. An
+    operator reads no exact row count of a real table, from the API or from the size of the mock twin."""
+    with world(tmp_path_factory.mktemp("state")) as api:
+        counts = catalog_row_counts(api)
+        sql = (
+            "SELECT COUNT(*) AS n FROM citizens "
+            f"WHERE NOT (district = 'Tiny' AND sex = 'F' AND YEAR(birth_date) = {year})"
+        )
+        released = outcome(api, SCOPE, sql)
+        mock = run_job(api, {"scope": SCOPE, "sql": "SELECT COUNT(*) AS n FROM citizens", "mode": "mock"})
+        twin = result_of(api, mock["job_id"])["rows"][0][0]
+    assert released is not None
+    assert len(released) == 1
+    known_totals = {c for c in counts if c is not None} | {twin}
+    assert citizens_table().num_rows not in known_totals
+    assert all(count is None for count in counts)
