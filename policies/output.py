@@ -229,15 +229,20 @@ def _round(table: pd.DataFrame, base: int, additive: Collection[str]) -> tuple[p
     protecting anyone, so only the columns the caller names as additive are rounded, and with none
     named, none is (guessing from dtypes rounded averages too).
 
-    >>> frame = pd.DataFrame({"n": [12, 48], "mean": [0.47, 3.2]})
-    >>> rounded, changed = _round(frame, 5, ["n"])
-    >>> rounded.to_dict("list"), changed
+    Returns the table and the number of cells rounded: every non-NULL cell of those columns, whether
+    or not its value moved. How many values moved would say which exact values were already multiples
+    of ``base`` (a count of 1,499 and one of 1,500 both read 1,500; "1 cell changed" told them apart),
+    which is what rounding hides.
+
+    >>> frame = pd.DataFrame({"n": [12, 50], "mean": [0.47, 3.2]})
+    >>> rounded, cells = _round(frame, 5, ["n"])
+    >>> rounded.to_dict("list"), cells
     ({'n': [10, 50], 'mean': [0.47, 3.2]}, 2)
     >>> _round(frame, 5, ())[1]
     0
     """
     table = table.copy()
-    changed = 0
+    cells = 0
     targets = [
         c
         for c in table.columns
@@ -250,9 +255,9 @@ def _round(table: pd.DataFrame, base: int, additive: Collection[str]) -> tuple[p
         after = (before / base).round() * base
         if pd.api.types.is_integer_dtype(before):
             after = after.astype(before.dtype)
-        changed += int(((before != after) & before.notna()).sum())
+        cells += int(before.notna().sum())
         table[column] = after
-    return table, changed
+    return table, cells
 
 
 def _cap_floats(table: pd.DataFrame) -> pd.DataFrame:

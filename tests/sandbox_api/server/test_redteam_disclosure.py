@@ -659,3 +659,27 @@ def test_the_catalog_row_count_is_not_a_released_total_to_subtract_from(
     known_totals = {c for c in counts if c is not None} | {twin}
     assert citizens_table().num_rows not in known_totals
     assert all(count is None for count in counts)
+
+
+def test_the_report_does_not_say_whether_rounding_changed_a_cell(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Rounding. The fact: the target's birth year. Under ``rounding: {base: 5}`` a count of everyone
+    but "the woman of Tiny born in Y" comes back as 1,500 whether it is 1,499 (she was born in Y) or
+    1,500 (she was not): rounding hides the one person. The report counted the cells whose value the
+    rounding *changed* (1 against 0), which said which. Everything the operator receives, report
+    included, must be the same for both years."""
+    received = []
+    for year in (TARGET_YEAR, TARGET_YEAR + 1):
+        with world(tmp_path_factory.mktemp("state")) as api:
+            scope = new_scope(api, "rt-rounding", rounding="{base: 5}")
+            sql = (
+                "SELECT COUNT(*) AS n FROM citizens "
+                f"WHERE NOT (district = 'Tiny' AND sex = 'F' AND YEAR(birth_date) = {year})"
+            )
+            job = run_job(api, {"scope": scope, "sql": sql})
+            assert job["state"] == "released", job["reason"]
+            result = result_of(api, job["job_id"])
+            received.append((result["rows"], result["report"], result["receipt"]["suppression"]))
+    assert received[0][0] == [[1500]]
+    assert received[0] == received[1]
