@@ -194,7 +194,9 @@ class Settlements:
             row,
             JobState.WITHHELD,
             actor=SYSTEM_ACTOR,
-            reason=f"withheld: {what} needs review by {required} output checker(s); the automatic "
-            f"disclosure report has {flags} flag(s)",
+            # Not the number of flags: the report is the checkers', and how many flags it raised can
+            # depend on one person (``job_views.for_reader``); the audit event keeps it.
+            reason=f"withheld: {what} needs review by {required} output checker(s), who read its "
+            "automatic disclosure report",
             details={"kind": row.kind, "mode": row.mode, "flags": flags, "required_checkers": required},
         )

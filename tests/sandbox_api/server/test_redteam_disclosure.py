@@ -683,3 +683,36 @@ def test_the_report_does_not_say_whether_rounding_changed_a_cell(
             received.append((result["rows"], result["report"], result["receipt"]["suppression"]))
     assert received[0][0] == [[1500]]
     assert received[0] == received[1]
+
+
+# --- what a withheld Python job tells its operator before anyone reviews it ------------------------
+
+
+def test_a_withheld_job_does_not_tell_its_operator_how_many_flags_its_data_raised(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Review. The fact: the target's birth year. A Python job counts, by sex, the women of Tiny born
+    in Y; its plain table always goes to an output checker. The automatic disclosure report flags the
+    small group only if it exists, and the operator read the number of flags in the job's state
+    ("the automatic disclosure report has 2 flag(s)" against 0) before any checker looked: her birth
+    year, whatever the checker then decides. The operator's view of a withheld job must be the same
+    for both years (the report itself is for the checkers)."""
+    seen = []
+    for year in (TARGET_YEAR, TARGET_YEAR + 1):
+        with world(tmp_path_factory.mktemp("state")) as api:
+            scope = "rt-review-flags"
+            approve_scope(api, python_scope_yaml(scope, checkers=1), scope)
+            code = (
+                "women = citizens[(citizens['district'] == 'Tiny') & (citizens['sex'] == 'F') "
+                f"& (citizens['birth_date'].dt.year == {year})]\n"
+                "result = women.groupby('sex').agg(n=('income', 'count')).reset_index()\n"
+            )
+            job = run_job(api, {"scope": scope, "kind": "python", "code": code})
+            assert job["state"] == "withheld", job["reason"]
+            listed = [
+                j
+                for j in api.client.get("/v1/jobs", headers=api.h("alice")).json()["jobs"]
+                if j["job_id"] == job["job_id"]
+            ]
+            seen.append([(j["state"], j["reason"], j["review"]) for j in (job, *listed)])
+    assert seen[0] == seen[1]
