@@ -360,7 +360,12 @@ def _classify(
             # an aggregate are distinct by construction ("distinct-values"), and k is checked per group.
             if f.rule == "identifier"
         )
-        report = DisclosureReport(result._sbx_findings + scanned + tuple(model_findings(fits, thresholds)))
+        report = DisclosureReport(result._sbx_findings + scanned)
+        # The model fits' findings go to a checker only: released with the table, "1385 residual degrees
+        # of freedom" counts the rows of whatever frame the fit read (everyone but one person, or not),
+        # and a fit that does not flow into the table releases nothing else (the tracker taints one that
+        # does).
+        fitted = DisclosureReport(tuple(model_findings(fits, thresholds)))
         withheld_print = (
             WithheldOutput(summary=None, printed=printed, report=printed_report, mock=mock)
             if printed
@@ -375,7 +380,7 @@ def _classify(
         return WithheldOutput(
             summary=plain,
             printed=printed,
-            report=report.merged(printed_report),
+            report=report.merged(fitted).merged(printed_report),
             mock=mock,
             from_aggregate=True,
         )

@@ -716,3 +716,30 @@ def test_a_withheld_job_does_not_tell_its_operator_how_many_flags_its_data_raise
             ]
             seen.append([(j["state"], j["reason"], j["review"]) for j in (job, *listed)])
     assert seen[0] == seen[1]
+
+
+def test_a_released_python_table_does_not_carry_a_model_fits_observation_count(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Python reports. The fact: the target's birth year. A Python job fits a line (``np.polyfit``)
+    to everyone but "the woman of Tiny born in Y", throws the fit away, and returns an ordinary
+    ``aggregate()`` table, which is released without review. The report released with it named the
+    fit's residual degrees of freedom: observations minus parameters, one fewer for her true year.
+    Everything released must be the same for both years."""
+    received = []
+    for year in (TARGET_YEAR, TARGET_YEAR + 1):
+        with world(tmp_path_factory.mktemp("state")) as api:
+            scope = "rt-model-fit"
+            approve_scope(api, python_scope_yaml(scope, checkers=1), scope)
+            code = (
+                "import numpy as np\n"
+                "rest = citizens[~((citizens['district'] == 'Tiny') & (citizens['sex'] == 'F') "
+                f"& (citizens['birth_date'].dt.year == {year}))]\n"
+                "np.polyfit(rest['income'].to_numpy(), rest['income'].to_numpy(), 1)\n"
+                "result = aggregate(citizens, by='sex', aggs={'people': ('income', 'count')})\n"
+            )
+            job = run_job(api, {"scope": scope, "kind": "python", "code": code})
+            assert job["state"] == "released", job["reason"]
+            result = result_of(api, job["job_id"])
+            received.append((result["rows"], result["report"], result["output"]))
+    assert received[0] == received[1]
