@@ -327,7 +327,9 @@ def _classify(
     mock: bool,
     input_rows: Sequence[int],
 ) -> PyJobOutcome:
-    printed = guards.printer() or None
+    # Printed output whenever the code prints, even nothing: whether ``print('x' * len(her), end='')``
+    # wrote a character depends on one person, and printed output sends a table to a checker.
+    printed = guards.printer() if guards.printer.used else None
     fits = [(f.function, f.n_obs, f.n_params) for f in state.model_fits]
     helper_findings = tuple(f for table in aggregator.issued for f in table._sbx_findings)
     if result is _UNSET and printed is None:
@@ -368,7 +370,7 @@ def _classify(
         fitted = DisclosureReport(tuple(model_findings(fits, thresholds)))
         withheld_print = (
             WithheldOutput(summary=None, printed=printed, report=printed_report, mock=mock)
-            if printed
+            if printed is not None
             else None
         )
         # Any flag of the helper withholds the table: a column that depends on other rows, a key that is

@@ -396,7 +396,9 @@ def _checked_aggregate_table(
         table_hash=result_hash(checked.table),
         engine=candidate.engine,
     )
-    automatic = outcome.outcome == "aggregate" and payload.printed is None and not keys
+    # ``outcome.printed``, not the text: a job that printed nothing this time still printed (its
+    # printing can depend on one person, its code cannot).
+    automatic = outcome.outcome == "aggregate" and outcome.printed is None and not keys
     report = ReleaseReport.checked(checked.report)
     if withheld:
         # As for SQL rows: which rows and why, never by how many people they differ.

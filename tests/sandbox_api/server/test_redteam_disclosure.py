@@ -743,3 +743,34 @@ def test_a_released_python_table_does_not_carry_a_model_fits_observation_count(
             result = result_of(api, job["job_id"])
             received.append((result["rows"], result["report"], result["output"]))
     assert received[0] == received[1]
+
+
+@pytest.mark.parametrize(
+    "prints",
+    ["if len(her) > 0:\n    print('found')\n", "print('x' * len(her), end='')\n"],
+    ids=["under-a-condition", "nothing-or-a-character"],
+)
+def test_whether_a_python_job_printed_does_not_tell_its_operator_anything(
+    tmp_path_factory: pytest.TempPathFactory, prints: str
+) -> None:
+    """Review. The fact: the target's birth year. A Python job prints only if "the woman of Tiny born
+    in Y" exists (under an ``if``, or ``'x' * len(her)``: one character or none), then returns an
+    ``aggregate()`` table. Under the ``if`` the data-steered code sends the table to a checker either
+    way, and the withheld job's reason said "printed output and an aggregate table" or "its output";
+    with one character or none, a clean table with nothing printed was released while one with a
+    character printed waited for a checker. Either way her birth year, before any checker looked.
+    What the operator sees of the job must be the same for both years."""
+    seen = []
+    for year in (TARGET_YEAR, TARGET_YEAR + 1):
+        with world(tmp_path_factory.mktemp("state")) as api:
+            scope = "rt-review-printed"
+            approve_scope(api, python_scope_yaml(scope, checkers=1), scope)
+            code = (
+                "her = citizens[(citizens['district'] == 'Tiny') & (citizens['sex'] == 'F') "
+                f"& (citizens['birth_date'].dt.year == {year})]\n"
+                + prints
+                + "result = aggregate(citizens, by='sex', aggs={'people': ('income', 'count')})\n"
+            )
+            job = run_job(api, {"scope": scope, "kind": "python", "code": code})
+            seen.append((job["state"], job["reason"], job["review"]))
+    assert seen[0] == seen[1]
