@@ -157,8 +157,7 @@ class _PrintCollector:
     """``print`` inside a job: collected (up to a cap) and later withheld, never written anywhere."""
 
     def __init__(self, limit: int) -> None:
-        #: The code has a ``print`` (RestrictedPython asks for the collector at the start of each scope
-        #: that holds one), whether or not it wrote anything.
+        #: The job's code has a ``print`` (``runtime._prints``), whether or not it ran or wrote anything.
         self.used = False
         self.parts: list[str] = []
         self.size = 0
@@ -391,7 +390,6 @@ class Guards:
         return function(*args, **kwargs)
 
     def print_factory(self, _getattr: object = None) -> _PrintCollector:
-        self.printer.used = True
         return self.printer
 
     # -- imports ------------------------------------------------------------------------------------

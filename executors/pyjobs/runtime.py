@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 import pandas as pd
@@ -161,6 +161,9 @@ def run_python_job(
         state=state,
         print_limit=limits.max_print_chars,
     )
+    # Whether the job prints is read off its code, never off the run: a ``print`` in a callback that
+    # ``apply`` calls once per row of a frame that holds one person or none would otherwise print or not.
+    guards.printer.used = _prints(compiled)
     index = PseudonymIndex(inputs, unit_column, known=pseudonyms)
     aggregator = Aggregator(
         unit_column=unit_column,
@@ -411,6 +414,14 @@ def _classify(
     )
     report = DisclosureReport(tuple(findings)).merged(printed_report)
     return WithheldOutput(summary=summary, printed=printed, report=report, mock=mock)
+
+
+def _prints(code: CodeType) -> bool:
+    """Whether ``code`` or any function or comprehension in it prints (RestrictedPython turns every
+    ``print`` into a call through ``_print_``)."""
+    return "_print_" in code.co_names or any(
+        _prints(const) for const in code.co_consts if isinstance(const, CodeType)
+    )
 
 
 def _key_sources(

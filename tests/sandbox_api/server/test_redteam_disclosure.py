@@ -747,8 +747,12 @@ def test_a_released_python_table_does_not_carry_a_model_fits_observation_count(
 
 @pytest.mark.parametrize(
     "prints",
-    ["if len(her) > 0:\n    print('found')\n", "print('x' * len(her), end='')\n"],
-    ids=["under-a-condition", "nothing-or-a-character"],
+    [
+        "if len(her) > 0:\n    print('found')\n",
+        "print('x' * len(her), end='')\n",
+        "def show(v):\n    print('x')\n    return v\n\n_ = her['income'].apply(show)\n",
+    ],
+    ids=["under-a-condition", "nothing-or-a-character", "in-a-callback-per-row"],
 )
 def test_whether_a_python_job_printed_does_not_tell_its_operator_anything(
     tmp_path_factory: pytest.TempPathFactory, prints: str
@@ -757,8 +761,9 @@ def test_whether_a_python_job_printed_does_not_tell_its_operator_anything(
     in Y" exists (under an ``if``, or ``'x' * len(her)``: one character or none), then returns an
     ``aggregate()`` table. Under the ``if`` the data-steered code sends the table to a checker either
     way, and the withheld job's reason said "printed output and an aggregate table" or "its output";
-    with one character or none, a clean table with nothing printed was released while one with a
-    character printed waited for a checker. Either way her birth year, before any checker looked.
+    with one character or none, or a printing callback that ``apply`` calls once per row of her frame,
+    a clean table with nothing printed was released while one with something printed waited for a
+    checker. Either way her birth year, before any checker looked.
     What the operator sees of the job must be the same for both years."""
     seen = []
     for year in (TARGET_YEAR, TARGET_YEAR + 1):
