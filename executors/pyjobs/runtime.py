@@ -130,13 +130,16 @@ def run_python_job(
     mock: bool = False,
     pseudonyms: AbstractSet[str] | None = None,
     group_columns: Mapping[str, AbstractSet[str]] | None = None,
+    legacy_disclosure: bool = False,
 ) -> PyJobOutcome:
     """Compile and run ``code`` on ``inputs`` (unit column already pseudonymised) under the guards.
 
     Raises a :class:`PyJobError` subclass: ``CodeRejected``, ``SandboxViolation``, ``JobRaised``,
     ``PyJobResourceExhausted``, ``PyJobInterrupted``, ``NoResult``, ``OutputRejected``, ``HelperError``.
     ``pseudonyms``: the set of unit pseudonyms, if the caller has it (it replaced the unit column);
-    otherwise it is derived from the inputs when needed.
+    otherwise it is derived from the inputs when needed. ``legacy_disclosure``: only to replay a job
+    released under the rules before printing was read off the code and model fits left released reports
+    (``_legacy_printed``, ``_classify``).
 
     >>> units = ["p1", "p2", "p3", "p4"]
     >>> frame = pd.DataFrame({"person_id": units, "g": ["a"] * 4, "x": [1.0, 3.0, 2.0, 2.0]})
@@ -204,6 +207,7 @@ def run_python_job(
         limits=limits,
         mock=mock,
         input_rows=[len(f) for f in inputs.values()],
+        legacy_disclosure=legacy_disclosure,
     )
 
 
@@ -329,10 +333,14 @@ def _classify(
     limits: PyLimits,
     mock: bool,
     input_rows: Sequence[int],
+    legacy_disclosure: bool = False,
 ) -> PyJobOutcome:
     # Printed output whenever the code prints, even nothing: whether ``print('x' * len(her), end='')``
     # wrote a character depends on one person, and printed output sends a table to a checker.
-    printed = guards.printer() if guards.printer.used else None
+    if legacy_disclosure:
+        printed = _legacy_printed(guards)
+    else:
+        printed = guards.printer() if guards.printer.used else None
     fits = [(f.function, f.n_obs, f.n_params) for f in state.model_fits]
     helper_findings = tuple(f for table in aggregator.issued for f in table._sbx_findings)
     if result is _UNSET and printed is None:
@@ -371,6 +379,9 @@ def _classify(
         # and a fit that does not flow into the table releases nothing else (the tracker taints one that
         # does).
         fitted = DisclosureReport(tuple(model_findings(fits, thresholds)))
+        if legacy_disclosure:
+            # Legacy (replay only): a job released before this listed its fits in the released report.
+            report, fitted = report.merged(fitted), DisclosureReport(())
         withheld_print = (
             WithheldOutput(summary=None, printed=printed, report=printed_report, mock=mock)
             if printed is not None
@@ -414,6 +425,13 @@ def _classify(
     )
     report = DisclosureReport(tuple(findings)).merged(printed_report)
     return WithheldOutput(summary=summary, printed=printed, report=report, mock=mock)
+
+
+def _legacy_printed(guards: Guards) -> str | None:
+    """Legacy (replay only): the printed text, None when the run printed nothing, as jobs released
+    before printing was read off the code (``_prints``) were decided; replaying one of them must
+    release it again as it was (automatically, when its ``print`` wrote nothing)."""
+    return guards.printer() or None
 
 
 def _prints(code: CodeType) -> bool:

@@ -193,6 +193,7 @@ def _checked_table(candidate: TableResult, *, scope: Scope, facts: ReleaseFacts)
         scope.disclosure,
         additive=facts.additive_columns,
         disjoint_groups=facts.disjoint_groups,
+        legacy_rounding_count=facts.legacy_disclosure,
     )
     body = json_table(checked.table)
     report, audit_report = ReleaseReport.checked(checked.report), checked.report.audit_dict()
@@ -376,6 +377,7 @@ def _checked_aggregate_table(
         mock=mock,
         additive=facts.additive_columns,
         disjoint_groups=facts.disjoint_groups,
+        legacy_rounding_count=facts.legacy_disclosure,
     )
     body = json_table(checked.table)
     findings: list[Any] = list(cast(list[Any], (outcome.report or {}).get("findings", [])))
