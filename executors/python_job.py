@@ -95,6 +95,9 @@ class PythonOrMockJob:
     thresholds: DisclosureThresholds = field(default_factory=DisclosureThresholds)
     py_limits: PyLimits = field(default_factory=PyLimits)
     mock_sources: tuple[MockSource, ...] = ()
+    #: Only to replay a job released under the disclosure rules before the current ones
+    #: (``run_python_job``'s ``legacy_disclosure``).
+    legacy_disclosure: bool = False
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,7 @@ def _run_python(
             mock=job.mode == "mock",
             pseudonyms=frozenset(pseudonyms),
             group_columns={q.name: frozenset(q.group_columns) for q in job.inputs},
+            legacy_disclosure=job.legacy_disclosure,
         )
     except PyJobError as exc:
         raise _as_execution_error(exc) from None

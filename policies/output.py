@@ -91,6 +91,7 @@ def check_output(
     mock: bool = False,
     additive: Collection[str] = (),
     disjoint_groups: bool = False,
+    legacy_rounding_count: bool = False,
 ) -> ReleasedResult:
     """Apply the scope's disclosure controls to a result that carries ``_sbx_units`` columns.
 
@@ -98,6 +99,8 @@ def check_output(
     .additive_columns``): only those are added up in a remainder row, and only those are rounded when
     given. ``disjoint_groups`` says that no unit can be behind two rows (then the remainder's unit count
     is the sum of its rows'; otherwise only the largest row's count is a safe lower bound).
+    ``legacy_rounding_count``: only to replay a job released before the report counted every rounded
+    cell (``_round``).
 
     >>> df = pd.DataFrame({"district": ["a", "b"], "n": [40, 3], "_sbx_units": [40, 3]})
     >>> out = check_output(df, Disclosure(min_units=10))
@@ -161,7 +164,9 @@ def check_output(
         )
     rounded = 0
     if isinstance(disclosure.rounding, Rounding):
-        table, rounded = _round(table, disclosure.rounding.base, additive)
+        table, rounded = _round(
+            table, disclosure.rounding.base, additive, legacy_count_moved=legacy_rounding_count
+        )
         if rounded:
             reasons.append(f"{rounded} cells were rounded to a multiple of {disclosure.rounding.base}")
     if disclosure.dp is not None:
@@ -222,22 +227,35 @@ def _remainder(
     ]
 
 
-def _round(table: pd.DataFrame, base: int, additive: Collection[str]) -> tuple[pd.DataFrame, int]:
+def _round(
+    table: pd.DataFrame, base: int, additive: Collection[str], *, legacy_count_moved: bool = False
+) -> tuple[pd.DataFrame, int]:
     """Round the additive (plain COUNT/SUM) columns to a multiple of ``base``; nothing else.
 
     Rounding an average, a ratio or a share to a multiple of 5 destroys it (0.47 becomes 0) without
     protecting anyone, so only the columns the caller names as additive are rounded, and with none
     named, none is (guessing from dtypes rounded averages too).
 
-    >>> frame = pd.DataFrame({"n": [12, 48], "mean": [0.47, 3.2]})
-    >>> rounded, changed = _round(frame, 5, ["n"])
-    >>> rounded.to_dict("list"), changed
+    Returns the table and the number of cells rounded: every non-NULL cell of those columns, whether
+    or not its value moved. How many values moved would say which exact values were already multiples
+    of ``base`` (a count of 1,499 and one of 1,500 both read 1,500; "1 cell changed" told them apart),
+    which is what rounding hides.
+
+    >>> frame = pd.DataFrame({"n": [12, 50], "mean": [0.47, 3.2]})
+    >>> rounded, cells = _round(frame, 5, ["n"])
+    >>> rounded.to_dict("list"), cells
     ({'n': [10, 50], 'mean': [0.47, 3.2]}, 2)
     >>> _round(frame, 5, ())[1]
     0
+
+    ``legacy_count_moved``: count only the cells whose value moved, as reports did before; never for a
+    release, only so that the replay of a job released then reproduces its signed report.
+
+    >>> _round(frame, 5, ["n"], legacy_count_moved=True)[1]
+    1
     """
     table = table.copy()
-    changed = 0
+    cells = 0
     targets = [
         c
         for c in table.columns
@@ -250,9 +268,11 @@ def _round(table: pd.DataFrame, base: int, additive: Collection[str]) -> tuple[p
         after = (before / base).round() * base
         if pd.api.types.is_integer_dtype(before):
             after = after.astype(before.dtype)
-        changed += int(((before != after) & before.notna()).sum())
+        # Legacy (replay only): the count of moved values is what the reports of old jobs signed.
+        counted = (before != after) & before.notna() if legacy_count_moved else before.notna()
+        cells += int(counted.sum())
         table[column] = after
-    return table, changed
+    return table, cells
 
 
 def _cap_floats(table: pd.DataFrame) -> pd.DataFrame:

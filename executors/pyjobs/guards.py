@@ -157,6 +157,8 @@ class _PrintCollector:
     """``print`` inside a job: collected (up to a cap) and later withheld, never written anywhere."""
 
     def __init__(self, limit: int) -> None:
+        #: The job's code has a ``print`` (``runtime._prints``), whether or not it ran or wrote anything.
+        self.used = False
         self.parts: list[str] = []
         self.size = 0
         self.truncated = False

@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 import pandas as pd
@@ -130,13 +130,16 @@ def run_python_job(
     mock: bool = False,
     pseudonyms: AbstractSet[str] | None = None,
     group_columns: Mapping[str, AbstractSet[str]] | None = None,
+    legacy_disclosure: bool = False,
 ) -> PyJobOutcome:
     """Compile and run ``code`` on ``inputs`` (unit column already pseudonymised) under the guards.
 
     Raises a :class:`PyJobError` subclass: ``CodeRejected``, ``SandboxViolation``, ``JobRaised``,
     ``PyJobResourceExhausted``, ``PyJobInterrupted``, ``NoResult``, ``OutputRejected``, ``HelperError``.
     ``pseudonyms``: the set of unit pseudonyms, if the caller has it (it replaced the unit column);
-    otherwise it is derived from the inputs when needed.
+    otherwise it is derived from the inputs when needed. ``legacy_disclosure``: only to replay a job
+    released under the rules before printing was read off the code and model fits left released reports
+    (``_legacy_printed``, ``_classify``).
 
     >>> units = ["p1", "p2", "p3", "p4"]
     >>> frame = pd.DataFrame({"person_id": units, "g": ["a"] * 4, "x": [1.0, 3.0, 2.0, 2.0]})
@@ -161,6 +164,9 @@ def run_python_job(
         state=state,
         print_limit=limits.max_print_chars,
     )
+    # Whether the job prints is read off its code, never off the run: a ``print`` in a callback that
+    # ``apply`` calls once per row of a frame that holds one person or none would otherwise print or not.
+    guards.printer.used = _prints(compiled)
     index = PseudonymIndex(inputs, unit_column, known=pseudonyms)
     aggregator = Aggregator(
         unit_column=unit_column,
@@ -201,6 +207,7 @@ def run_python_job(
         limits=limits,
         mock=mock,
         input_rows=[len(f) for f in inputs.values()],
+        legacy_disclosure=legacy_disclosure,
     )
 
 
@@ -326,8 +333,14 @@ def _classify(
     limits: PyLimits,
     mock: bool,
     input_rows: Sequence[int],
+    legacy_disclosure: bool = False,
 ) -> PyJobOutcome:
-    printed = guards.printer() or None
+    # Printed output whenever the code prints, even nothing: whether ``print('x' * len(her), end='')``
+    # wrote a character depends on one person, and printed output sends a table to a checker.
+    if legacy_disclosure:
+        printed = _legacy_printed(guards)
+    else:
+        printed = guards.printer() if guards.printer.used else None
     fits = [(f.function, f.n_obs, f.n_params) for f in state.model_fits]
     helper_findings = tuple(f for table in aggregator.issued for f in table._sbx_findings)
     if result is _UNSET and printed is None:
@@ -360,10 +373,18 @@ def _classify(
             # an aggregate are distinct by construction ("distinct-values"), and k is checked per group.
             if f.rule == "identifier"
         )
-        report = DisclosureReport(result._sbx_findings + scanned + tuple(model_findings(fits, thresholds)))
+        report = DisclosureReport(result._sbx_findings + scanned)
+        # The model fits' findings go to a checker only: released with the table, "1385 residual degrees
+        # of freedom" counts the rows of whatever frame the fit read (everyone but one person, or not),
+        # and a fit that does not flow into the table releases nothing else (the tracker taints one that
+        # does).
+        fitted = DisclosureReport(tuple(model_findings(fits, thresholds)))
+        if legacy_disclosure:
+            # Legacy (replay only): a job released before this listed its fits in the released report.
+            report, fitted = report.merged(fitted), DisclosureReport(())
         withheld_print = (
             WithheldOutput(summary=None, printed=printed, report=printed_report, mock=mock)
-            if printed
+            if printed is not None
             else None
         )
         # Any flag of the helper withholds the table: a column that depends on other rows, a key that is
@@ -375,7 +396,7 @@ def _classify(
         return WithheldOutput(
             summary=plain,
             printed=printed,
-            report=report.merged(printed_report),
+            report=report.merged(fitted).merged(printed_report),
             mock=mock,
             from_aggregate=True,
         )
@@ -404,6 +425,21 @@ def _classify(
     )
     report = DisclosureReport(tuple(findings)).merged(printed_report)
     return WithheldOutput(summary=summary, printed=printed, report=report, mock=mock)
+
+
+def _legacy_printed(guards: Guards) -> str | None:
+    """Legacy (replay only): the printed text, None when the run printed nothing, as jobs released
+    before printing was read off the code (``_prints``) were decided; replaying one of them must
+    release it again as it was (automatically, when its ``print`` wrote nothing)."""
+    return guards.printer() or None
+
+
+def _prints(code: CodeType) -> bool:
+    """Whether ``code`` or any function or comprehension in it prints (RestrictedPython turns every
+    ``print`` into a call through ``_print_``)."""
+    return "_print_" in code.co_names or any(
+        _prints(const) for const in code.co_consts if isinstance(const, CodeType)
+    )
 
 
 def _key_sources(

@@ -30,7 +30,7 @@ from sandbox_api.cli.output import AsCsv, AsJson, OutFile, Shown, emit
 from sandbox_api.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from sandbox_api.schemas import DatasetOut
+    from sandbox_api.schemas import DatasetOut, TableOut
 
 dataset_app = typer.Typer(
     help="Datasets in the catalog: schemas, versions, row counts.", no_args_is_help=True
@@ -66,7 +66,7 @@ def dataset_list(
                 f"{dataset.domain}/{dataset.name}",
                 (dataset.current_version or "")[:12],
                 len(dataset.versions),
-                ", ".join(f"{t.name} ({t.row_count:,} rows)" for t in tables),
+                ", ".join(_table_words(t) for t in tables),
                 dataset.description,
             )
         )
@@ -366,3 +366,8 @@ def _draft_table(path: Path, *, unit: str | None) -> dict[str, Any]:
 
 def _current(dataset: DatasetOut) -> Any:
     return next((v for v in dataset.versions if v.version_id == dataset.current_version), None)
+
+
+def _table_words(table: TableOut) -> str:
+    """A table and, where the gateway shows it (not to operators), its row count."""
+    return table.name if table.row_count is None else f"{table.name} ({table.row_count:,} rows)"

@@ -443,7 +443,8 @@ def _summary(dataset: DatasetOut) -> str:
     current = next((v for v in dataset.versions if v.version_id == dataset.current_version), None)
     for table in current.tables if current is not None else ():
         columns = ", ".join(f"{c.name} {c.type} ({c.cls})" for c in table.columns)
-        lines.append(f"      table {table.name}: {table.row_count:,} rows, unit {table.unit}")
+        rows = "" if table.row_count is None else f" {table.row_count:,} rows,"
+        lines.append(f"      table {table.name}:{rows} unit {table.unit}")
         lines.append(
             textwrap.fill(columns, width=100, initial_indent="        ", subsequent_indent="        ")
         )

@@ -20,7 +20,11 @@ class ColumnOut(_Out):
 class TableOut(_Out):
     name: str
     unit: str
-    row_count: int
+    row_count: int | None = Field(
+        default=None,
+        description="rows in the table; null for operators (an exact total of everyone, subtracted from "
+        "a released count, would say whether one person's cell is empty)",
+    )
     columns: list[ColumnOut]
     level: str | None = Field(
         default=None,

@@ -99,7 +99,11 @@ class JobReviewOut(_Out):
 
     required: int = Field(description="distinct output checkers who must release it")
     decisions: list[DecisionOut]
-    flags: int | None = Field(default=None, description="small cells the disclosure report flagged")
+    flags: int | None = Field(
+        default=None,
+        description="flags the disclosure report raised; absent for the job's operator (the report is "
+        "the output checkers', and how many flags it raised can depend on one person)",
+    )
 
 
 class JobOut(_Out):

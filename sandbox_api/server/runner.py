@@ -39,6 +39,7 @@ from sandbox_api.server.services.job_states import JobState
 from sandbox_api.server.services.jobs import JobService
 from sandbox_api.server.services.quotas import QueuedJob, next_job
 from sandbox_api.server.services.release import Candidate, Settlement
+from sandbox_api.server.services.release_facts import marked_current
 from sandbox_api.server.services.settlement import Settlements
 from sandbox_api.server.store.db import database_gone
 from sandbox_api.server.store.leases import JobLeases, Lease
@@ -299,6 +300,9 @@ class JobRunner:
                 reason="running",
                 details={"attempt": row.attempts},
             )
+            # Released under the rules of now, whatever it was submitted under (queued across an
+            # upgrade): the marker tells its replay which rules to reproduce.
+            row.release_facts = marked_current(row.release_facts)
             claimed = StoredJob.of(row)
         return claimed, lease
 

@@ -68,16 +68,13 @@ UPLOAD_BODY: dict[str, Any] = {
 }
 
 
-def version_out(view: VersionView, *, validation: bool = True) -> VersionOut:
-    """``validation``: False leaves the report out (its counts are about the steward's rows)."""
-    fields = asdict(view)
-    if not validation:
-        fields["validation"] = None
-    return VersionOut.model_validate(fields)
+def version_out(view: VersionView) -> VersionOut:
+    return VersionOut.model_validate(asdict(view))
 
 
 def dataset_out(view: DatasetView, who: Principal | None = None) -> DatasetOut:
-    """The dataset as ``who`` may see it: operators see published versions only, without reports."""
+    """The dataset as ``who`` may see it: operators see published versions only, without reports or
+    row counts."""
     operator = who is not None and who.role is Role.OPERATOR
     if operator:
         view = view.published_only()
@@ -88,7 +85,7 @@ def dataset_out(view: DatasetView, who: Principal | None = None) -> DatasetOut:
         description=view.description,
         created_at=view.created_at,
         current_version=None if current is None else current.version_id,
-        versions=[version_out(v, validation=not operator) for v in view.versions],
+        versions=[version_out(v) for v in view.versions],
     )
 
 
@@ -302,7 +299,7 @@ def retire_version(
     "/{domain}/{name}/versions/{version}",
     summary="One version with its state, review and validation report",
     description="Stewards see their domain's versions with the validation report; operators see only "
-    "published versions of datasets in their active scopes, without the report.",
+    "published versions of datasets in their active scopes, without the report or row counts.",
     responses=raises(NotAuthenticated, Forbidden, NotFound),
 )
 def get_version(
@@ -318,7 +315,7 @@ def get_version(
     if who.role is Role.OPERATOR:
         if found.state in {"draft", "returned"}:
             raise hidden
-        return version_out(found, validation=False)
+        return version_out(found.for_operators())
     return version_out(found)
 
 

@@ -59,6 +59,12 @@ class VersionView:
     def published(self) -> bool:
         return self.state == ACTIVE
 
+    def for_operators(self) -> VersionView:
+        """The version as operators see it: no validation report and no row counts. An exact count of
+        a real table is a total of everyone that no released-cohort ledger recorded: one job counting
+        everyone but one person's cell, subtracted from it, would say whether that cell holds her."""
+        return replace(self, validation=None, tables=[{**t, "row_count": None} for t in self.tables])
+
 
 @dataclass(frozen=True)
 class DatasetView:
@@ -79,8 +85,12 @@ class DatasetView:
         return max(live, key=lambda t: (t[0], t[1]))[2] if live else None
 
     def published_only(self) -> DatasetView:
-        """The dataset as operators see it: no draft and no returned version."""
-        return replace(self, versions=[v for v in self.versions if v.state not in {DRAFT, RETURNED}])
+        """The dataset as operators see it: no draft and no returned version, each without its report
+        and row counts (``VersionView.for_operators``)."""
+        return replace(
+            self,
+            versions=[v.for_operators() for v in self.versions if v.state not in {DRAFT, RETURNED}],
+        )
 
 
 @dataclass(frozen=True)

@@ -360,10 +360,15 @@ class PythonOrMockJobs:
             tables=specs.tables(job.inputs, job.dataset_versions),
             scope=scope,
             uses_keyed_hash=job.uses_keyed_hash,
-            sources=specs.mock_sources(job.inputs, job.dataset_versions) if self.mock else (),
+            sources=specs.mock_sources(
+                job.inputs, job.dataset_versions, legacy_twin_size=job.facts.legacy_disclosure
+            )
+            if self.mock
+            else (),
             pseudonym_master=specs.pseudonym_master,
             limits=specs.limits_for(scope),
             cohorts=None if self.mock else specs.cohorts(scope),
+            legacy_disclosure=job.facts.legacy_disclosure,
         )
 
     def candidate(self, job: StoredJob, result: ResultTable) -> Candidate:

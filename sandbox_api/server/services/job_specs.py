@@ -142,10 +142,13 @@ def python_or_mock_spec(
     pseudonym_master: bytes,
     limits: Limits,
     cohorts: SketchRequest | None = None,
+    legacy_disclosure: bool = False,
 ) -> JobSpec:
     """A Python job, or a job of either kind on mock twins (``tables`` unused in mock mode; ``sources``
     only in mock mode). ``sql``: the operator's SQL, which a mock SQL job runs as written on the twins.
     ``cohorts``: how a real Python job's sandbox sketches its ``aggregate()`` rows for the ledger.
+    ``legacy_disclosure``: the job was released under the rules before the current ones (replay only:
+    ``ReleaseFacts.legacy_disclosure``).
     """
     job_key = job_pseudonym_key(pseudonym_master, job_id)
     timeout = min(limits.timeout_s, float(limits.cpu_s))
@@ -162,6 +165,7 @@ def python_or_mock_spec(
         # wall-clock limit has to kill it.
         py_limits=PyLimits(cpu_s=max(1.0, 0.8 * timeout)),
         mock_sources=sources,
+        legacy_disclosure=legacy_disclosure,
     )
     return JobSpec(
         job_id=job_id,
@@ -230,14 +234,21 @@ class JobSpecs:
         )
 
     def mock_sources(
-        self, inputs: Sequence[Mapping[str, Any]], dataset_versions: Mapping[str, str]
+        self,
+        inputs: Sequence[Mapping[str, Any]],
+        dataset_versions: Mapping[str, str],
+        *,
+        legacy_twin_size: bool = False,
     ) -> tuple[MockSource, ...]:
-        """The synthetic twins of a mock job's tables, from exactly the versions it was pinned to."""
+        """The synthetic twins of a mock job's tables, from exactly the versions it was pinned to
+        (``legacy_twin_size``: only to replay a job released under the old rules, ``mock_sources``)."""
         refs = [
             TableRef(dataset=str(i["dataset"]), table=str(i["table"]), sql_name=str(i["sql_name"]))
             for i in inputs
         ]
-        return mock_sources(build_catalog(self._pinned_versions(dataset_versions)), refs)
+        return mock_sources(
+            build_catalog(self._pinned_versions(dataset_versions)), refs, legacy_twin_size=legacy_twin_size
+        )
 
     def _pinned_versions(self, dataset_versions: Mapping[str, str]) -> dict[str, Any]:
         out = {}

@@ -113,14 +113,21 @@ def job_view(row: JobRow) -> JobView:
 
 
 def for_reader(view: JobView, who: Principal) -> JobView:
-    """``view`` as ``who`` may read it: operators never see per-phase timings.
+    """``view`` as ``who`` may read it: operators never see per-phase timings, nor how many flags the
+    disclosure report of their withheld job raised.
 
     How long a job spent in each phase can depend on data the operator may not see (a self-join that
     is empty or not, depending on one person's diagnosis, takes 0.4 s or 2 s), so timings are for
-    admins and auditors only.
+    admins and auditors only. The flags are the report's, which is for the output checkers: a Python
+    job that counts "the women of Tiny born in Y" by sex raised 2 flags for her true year and 0 for
+    another, so their number, read before any checker looked, was her birth year.
     """
-    if who.role is Role.OPERATOR and view.timings:
-        return replace(view, timings={})
+    if who.role is not Role.OPERATOR:
+        return view
+    if view.timings:
+        view = replace(view, timings={})
+    if view.review is not None and "flags" in view.review:
+        view = replace(view, review={k: v for k, v in view.review.items() if k != "flags"})
     return view
 
 

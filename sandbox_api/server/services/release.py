@@ -193,6 +193,7 @@ def _checked_table(candidate: TableResult, *, scope: Scope, facts: ReleaseFacts)
         scope.disclosure,
         additive=facts.additive_columns,
         disjoint_groups=facts.disjoint_groups,
+        legacy_rounding_count=facts.legacy_disclosure,
     )
     body = json_table(checked.table)
     report, audit_report = ReleaseReport.checked(checked.report), checked.report.audit_dict()
@@ -376,6 +377,7 @@ def _checked_aggregate_table(
         mock=mock,
         additive=facts.additive_columns,
         disjoint_groups=facts.disjoint_groups,
+        legacy_rounding_count=facts.legacy_disclosure,
     )
     body = json_table(checked.table)
     findings: list[Any] = list(cast(list[Any], (outcome.report or {}).get("findings", [])))
@@ -396,7 +398,9 @@ def _checked_aggregate_table(
         table_hash=result_hash(checked.table),
         engine=candidate.engine,
     )
-    automatic = outcome.outcome == "aggregate" and payload.printed is None and not keys
+    # ``outcome.printed``, not the text: a job that printed nothing this time still printed (its
+    # printing can depend on one person, its code cannot).
+    automatic = outcome.outcome == "aggregate" and outcome.printed is None and not keys
     report = ReleaseReport.checked(checked.report)
     if withheld:
         # As for SQL rows: which rows and why, never by how many people they differ.

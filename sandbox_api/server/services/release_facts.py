@@ -11,6 +11,11 @@ The output check reads the result table only; some rules need facts about the qu
   which columns are keys, which are noised, their bounds and the contribution bounds). Recorded rather
   than re-derived from the stored SQL: the plan is computed from the operator's query before the
   rewrite, and a replay must noise-check against the very plan the job was released under.
+* ``rules``: which disclosure rules the job was released under (:data:`RULES`). Rules that change
+  what a release holds (how its report counts, which tables go to a checker, the size of a mock twin)
+  apply to jobs submitted since; a job stored without the marker was released before them, and its
+  replay reproduces the rules it was released under (``legacy_disclosure``: only ever for replay; the
+  runner marks every job it runs with the current rules, :func:`marked_current`).
 
 They are stored with the job (``jobs.release_facts``) and read back at release by
 ``services/release.py``, by the runner and by replay alike, so a replay checks its result exactly as
@@ -27,21 +32,42 @@ from policies import PreparedQuery, Scope
 from policies.disjoint_groups import disjoint_groups
 from policies.dp.plan import Cell, DpColumn, DpPlan
 
+#: The disclosure rules before the operator-facing leaks were closed: a report counted the rounded cells
+#: whose value moved, a Python job was sent to a checker only when it printed something, a released
+#: ``aggregate()`` table's report listed its model fits, and a mock twin had the real table's row count
+#: (within bounds). What a job stored without a ``rules`` marker was released under.
+LEGACY_RULES = 0
+#: Since then: every rounded cell counted, a Python job whose code prints always goes to a checker, model
+#: fits only in a withheld table's report, every twin 1,000 rows.
+FIXED_DISCLOSURE_RULES = 1
+#: The rules every job is released under now (read when the runner marks a job it runs).
+RULES = FIXED_DISCLOSURE_RULES
+_RULES_KEY = "rules"
+
 
 @dataclass(frozen=True)
 class ReleaseFacts:
     additive_columns: tuple[str, ...] = ()
     disjoint_groups: bool = False
     dp_plan: DpPlan | None = None
+    rules: int = RULES
     #: A cross-domain job's ledger tokens come from each dataset's ledger key (the same across
     #: versions); False for a job stored before, whose tokens came from each version's data key: replay
     #: derives them as the job did.
     dataset_ledger_keys: bool = False
 
+    @property
+    def legacy_disclosure(self) -> bool:
+        """Released under the rules before the fixes (:data:`LEGACY_RULES`): replay reproduces them,
+        since the receipt and the report it compares with were made by them. Never true for a job the
+        runner releases now (:func:`marked_current`)."""
+        return self.rules < FIXED_DISCLOSURE_RULES
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "additive_columns": list(self.additive_columns),
             "disjoint_groups": self.disjoint_groups,
+            _RULES_KEY: self.rules,
         }
         if self.dp_plan is not None:
             out["dp_plan"] = plan_to_json(self.dp_plan)
@@ -52,20 +78,39 @@ class ReleaseFacts:
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> ReleaseFacts:
         """The facts stored with a job (None for a job stored before they were recorded: none known).
+        Without a ``rules`` marker the job was released under :data:`LEGACY_RULES`.
 
-        >>> ReleaseFacts.from_json({"additive_columns": ["n"], "disjoint_groups": True})
-        ReleaseFacts(additive_columns=('n',), disjoint_groups=True, dp_plan=None, dataset_ledger_keys=False)
-        >>> ReleaseFacts.from_json(None)
-        ReleaseFacts(additive_columns=(), disjoint_groups=False, dp_plan=None, dataset_ledger_keys=False)
+        >>> facts = ReleaseFacts.from_json({"additive_columns": ["n"], "disjoint_groups": True, "rules": 1})
+        >>> facts.additive_columns, facts.disjoint_groups, facts.rules, facts.dataset_ledger_keys
+        (('n',), True, 1, False)
+        >>> ReleaseFacts.from_json(None).rules
+        0
+        >>> marked = ReleaseFacts(dataset_ledger_keys=True)
+        >>> ReleaseFacts.from_json(marked.to_json()) == marked
+        True
         """
         if not data:
-            return cls()
+            return cls(rules=LEGACY_RULES)
         return cls(
             additive_columns=tuple(str(c) for c in data.get("additive_columns", ())),
             disjoint_groups=bool(data.get("disjoint_groups", False)),
             dp_plan=plan_from_json(data["dp_plan"]) if data.get("dp_plan") else None,
+            rules=int(data.get(_RULES_KEY, LEGACY_RULES)),
             dataset_ledger_keys=data.get("ledger_keys") == "dataset",
         )
+
+
+def marked_current(data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A job's stored facts as the runner stores them when it runs the job: marked with the rules it is
+    released under now (:data:`RULES`), whatever it was submitted under. A job queued across the
+    upgrade is released under the current rules, and its replay must reproduce those.
+
+    >>> marked_current({"additive_columns": ["n"], "disjoint_groups": True, "rules": 0})["rules"] == RULES
+    True
+    >>> ReleaseFacts.from_json(marked_current(None)).legacy_disclosure
+    False
+    """
+    return {**(data or {}), _RULES_KEY: RULES}
 
 
 def plan_to_json(plan: DpPlan) -> dict[str, Any]:

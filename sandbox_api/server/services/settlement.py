@@ -188,13 +188,16 @@ class Settlements:
             )
         )
         row.review = {"required": required, "decisions": [], "flags": flags}
-        what = "printed output and an aggregate table" if payload.printed and payload.table else "its output"
         jobs.advance(
             session,
             row,
             JobState.WITHHELD,
             actor=SYSTEM_ACTOR,
-            reason=f"withheld: {what} needs review by {required} output checker(s); the automatic "
-            f"disclosure report has {flags} flag(s)",
+            # Not the number of flags: the report is the checkers', and how many flags it raised can
+            # depend on one person (``job_views.for_reader``); the audit event keeps it.
+            # Nor what the output holds (printed text or not): whether a job printed can depend on one
+            # person.
+            reason=f"withheld: its output needs review by {required} output checker(s), who read its "
+            "automatic disclosure report",
             details={"kind": row.kind, "mode": row.mode, "flags": flags, "required_checkers": required},
         )

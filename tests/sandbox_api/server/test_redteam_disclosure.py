@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.sandbox_api.api_helpers import World, citizens_table, scope_yaml, world
+from tests.sandbox_api.api_helpers import SCOPE, World, citizens_table, scope_yaml, world
 from tests.sandbox_api.python_job_helpers import approve_scope, python_scope_yaml, result_of, run_job, submit
 
 TARGET_INCOME = 35001.04  # the only woman of 'Tiny'
@@ -621,3 +621,161 @@ def test_a_window_count_counts_only_released_rows(api: World) -> None:
     )
     assert rows is not None
     assert {row[2] for row in rows} == {len(rows)}
+
+
+# --- what the catalog and the mock twin say about the real table ----------------------------------
+
+
+def catalog_row_counts(api: World, who: str = "alice") -> list[Any]:
+    """Every row count the operator can read in the catalog, from both dataset routes."""
+    dataset = api.client.get("/v1/datasets/health-bureau/citizens", headers=api.h(who)).json()
+    listed = api.client.get("/v1/datasets", headers=api.h(who)).json()
+    version = api.client.get(
+        f"/v1/datasets/health-bureau/citizens/versions/{api.dataset_version}", headers=api.h(who)
+    ).json()
+    versions = [*dataset["versions"], *(v for d in listed for v in d["versions"]), version]
+    return [t["row_count"] for v in versions for t in v["tables"]]
+
+
+@pytest.mark.parametrize("year", [TARGET_YEAR, TARGET_YEAR + 1])
+def test_the_catalog_row_count_is_not_a_released_total_to_subtract_from(
+    tmp_path_factory: pytest.TempPathFactory, year: int
+) -> None:
+    """The catalog. The fact: the target's birth year. The catalog told the operator the table's exact
+    row count (1,500), a total of everyone that no ledger ever recorded; one job counting everyone but
+    "the woman of Tiny born in Y" then released 1,499 for her true year and 1,500 for any other. An
+    operator reads no exact row count of a real table, from the API or from the size of the mock twin."""
+    with world(tmp_path_factory.mktemp("state")) as api:
+        counts = catalog_row_counts(api)
+        sql = (
+            "SELECT COUNT(*) AS n FROM citizens "
+            f"WHERE NOT (district = 'Tiny' AND sex = 'F' AND YEAR(birth_date) = {year})"
+        )
+        released = outcome(api, SCOPE, sql)
+        mock = run_job(api, {"scope": SCOPE, "sql": "SELECT COUNT(*) AS n FROM citizens", "mode": "mock"})
+        twin = result_of(api, mock["job_id"])["rows"][0][0]
+    assert released is not None
+    assert len(released) == 1
+    known_totals = {c for c in counts if c is not None} | {twin}
+    assert citizens_table().num_rows not in known_totals
+    assert all(count is None for count in counts)
+
+
+def test_the_report_does_not_say_whether_rounding_changed_a_cell(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Rounding. The fact: the target's birth year. Under ``rounding: {base: 5}`` a count of everyone
+    but "the woman of Tiny born in Y" comes back as 1,500 whether it is 1,499 (she was born in Y) or
+    1,500 (she was not): rounding hides the one person. The report counted the cells whose value the
+    rounding *changed* (1 against 0), which said which. Everything the operator receives, report
+    included, must be the same for both years."""
+    received = []
+    for year in (TARGET_YEAR, TARGET_YEAR + 1):
+        with world(tmp_path_factory.mktemp("state")) as api:
+            scope = new_scope(api, "rt-rounding", rounding="{base: 5}")
+            sql = (
+                "SELECT COUNT(*) AS n FROM citizens "
+                f"WHERE NOT (district = 'Tiny' AND sex = 'F' AND YEAR(birth_date) = {year})"
+            )
+            job = run_job(api, {"scope": scope, "sql": sql})
+            assert job["state"] == "released", job["reason"]
+            result = result_of(api, job["job_id"])
+            received.append((result["rows"], result["report"], result["receipt"]["suppression"]))
+    assert received[0][0] == [[1500]]
+    assert received[0] == received[1]
+
+
+# --- what a withheld Python job tells its operator before anyone reviews it ------------------------
+
+
+def test_a_withheld_job_does_not_tell_its_operator_how_many_flags_its_data_raised(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Review. The fact: the target's birth year. A Python job counts, by sex, the women of Tiny born
+    in Y; its plain table always goes to an output checker. The automatic disclosure report flags the
+    small group only if it exists, and the operator read the number of flags in the job's state
+    ("the automatic disclosure report has 2 flag(s)" against 0) before any checker looked: her birth
+    year, whatever the checker then decides. The operator's view of a withheld job must be the same
+    for both years (the report itself is for the checkers)."""
+    seen = []
+    for year in (TARGET_YEAR, TARGET_YEAR + 1):
+        with world(tmp_path_factory.mktemp("state")) as api:
+            scope = "rt-review-flags"
+            approve_scope(api, python_scope_yaml(scope, checkers=1), scope)
+            code = (
+                "women = citizens[(citizens['district'] == 'Tiny') & (citizens['sex'] == 'F') "
+                f"& (citizens['birth_date'].dt.year == {year})]\n"
+                "result = women.groupby('sex').agg(n=('income', 'count')).reset_index()\n"
+            )
+            job = run_job(api, {"scope": scope, "kind": "python", "code": code})
+            assert job["state"] == "withheld", job["reason"]
+            listed = [
+                j
+                for j in api.client.get("/v1/jobs", headers=api.h("alice")).json()["jobs"]
+                if j["job_id"] == job["job_id"]
+            ]
+            seen.append([(j["state"], j["reason"], j["review"]) for j in (job, *listed)])
+    assert seen[0] == seen[1]
+
+
+def test_a_released_python_table_does_not_carry_a_model_fits_observation_count(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Python reports. The fact: the target's birth year. A Python job fits a line (``np.polyfit``)
+    to everyone but "the woman of Tiny born in Y", throws the fit away, and returns an ordinary
+    ``aggregate()`` table, which is released without review. The report released with it named the
+    fit's residual degrees of freedom: observations minus parameters, one fewer for her true year.
+    Everything released must be the same for both years."""
+    received = []
+    for year in (TARGET_YEAR, TARGET_YEAR + 1):
+        with world(tmp_path_factory.mktemp("state")) as api:
+            scope = "rt-model-fit"
+            approve_scope(api, python_scope_yaml(scope, checkers=1), scope)
+            code = (
+                "import numpy as np\n"
+                "rest = citizens[~((citizens['district'] == 'Tiny') & (citizens['sex'] == 'F') "
+                f"& (citizens['birth_date'].dt.year == {year}))]\n"
+                "np.polyfit(rest['income'].to_numpy(), rest['income'].to_numpy(), 1)\n"
+                "result = aggregate(citizens, by='sex', aggs={'people': ('income', 'count')})\n"
+            )
+            job = run_job(api, {"scope": scope, "kind": "python", "code": code})
+            assert job["state"] == "released", job["reason"]
+            result = result_of(api, job["job_id"])
+            received.append((result["rows"], result["report"], result["output"]))
+    assert received[0] == received[1]
+
+
+@pytest.mark.parametrize(
+    "prints",
+    [
+        "if len(her) > 0:\n    print('found')\n",
+        "print('x' * len(her), end='')\n",
+        "def show(v):\n    print('x')\n    return v\n\n_ = her['income'].apply(show)\n",
+    ],
+    ids=["under-a-condition", "nothing-or-a-character", "in-a-callback-per-row"],
+)
+def test_whether_a_python_job_printed_does_not_tell_its_operator_anything(
+    tmp_path_factory: pytest.TempPathFactory, prints: str
+) -> None:
+    """Review. The fact: the target's birth year. A Python job prints only if "the woman of Tiny born
+    in Y" exists (under an ``if``, or ``'x' * len(her)``: one character or none), then returns an
+    ``aggregate()`` table. Under the ``if`` the data-steered code sends the table to a checker either
+    way, and the withheld job's reason said "printed output and an aggregate table" or "its output";
+    with one character or none, or a printing callback that ``apply`` calls once per row of her frame,
+    a clean table with nothing printed was released while one with something printed waited for a
+    checker. Either way her birth year, before any checker looked.
+    What the operator sees of the job must be the same for both years."""
+    seen = []
+    for year in (TARGET_YEAR, TARGET_YEAR + 1):
+        with world(tmp_path_factory.mktemp("state")) as api:
+            scope = "rt-review-printed"
+            approve_scope(api, python_scope_yaml(scope, checkers=1), scope)
+            code = (
+                "her = citizens[(citizens['district'] == 'Tiny') & (citizens['sex'] == 'F') "
+                f"& (citizens['birth_date'].dt.year == {year})]\n"
+                + prints
+                + "result = aggregate(citizens, by='sex', aggs={'people': ('income', 'count')})\n"
+            )
+            job = run_job(api, {"scope": scope, "kind": "python", "code": code})
+            seen.append((job["state"], job["reason"], job["review"]))
+    assert seen[0] == seen[1]
