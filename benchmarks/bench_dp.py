@@ -205,8 +205,11 @@ def bench_aggregate(
     def run(sql: str) -> pd.DataFrame:
         params = {"sbx_dp_key": "k"} if "$sbx_dp_key" in sql else None
         if engine:
-            return run_query(sql, arrow, keyed_hash_key=None, limits=limits, parameters=params).to_pandas()
-        return con.execute(sql, params).df()
+            table = run_query(sql, arrow, keyed_hash_key=None, limits=limits, parameters=params)
+            result: pd.DataFrame = table.to_pandas()
+        else:
+            result = con.execute(sql, params).df()
+        return result
 
     for name, sql, register in AGGREGATES:
         if only and name not in only:
