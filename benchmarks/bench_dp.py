@@ -14,27 +14,39 @@ To compare two versions of the DP rewrite on the same data, in the same process,
 one version's DP SQL with ``--dump-sql old.json`` (on that version), then run this one with
 ``--baseline-sql old.json``: each DP job then also runs as that SQL, and the exact pre-noise results
 of both are compared (equal unless the two versions bound contributions differently).
+
+``--engine`` runs every job as the service does: the tables registered as Arrow tables (what a job's
+decrypted parts are) on a fresh locked-down connection per query through ``executors.engine.run_query``
+(its thread plan and exact sums included), instead of native DuckDB tables on one open connection. The
+two paths give different ratios (docs/dp.md, "Measured cost"): the non-DP job's distinct counts cost
+more over Arrow strings than over DuckDB's compressed columns, the DP job's window about the same.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import resource
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
+from executors.base import Limits
 from executors.dp_sampler import draw
+from executors.engine import run_query
 from policies.analysis.levels import Analysis
 from policies.catalog import Catalog
 from policies.context import PolicyContext, compile_context
 from policies.dp.cost import cost_of
 from policies.dp.examples import dp_catalog, dp_scope
 from policies.dp.noise import release_dp
-from policies.dp.plan import plan_dp
-from policies.model import Scope
+from policies.dp.plan import DpPlan, plan_dp
+from policies.model import DifferentialPrivacy, Scope
 from policies.passes import REWRITES
 from policies.pipeline import parse_and_qualify, prepare_with, run_checks
 
@@ -44,6 +56,34 @@ QUERIES = [
     "SELECT c.district, COUNT(*) AS n, SUM(v.cost) AS s FROM citizens c JOIN visits v "
     "ON c.person_id = v.person_id GROUP BY c.district",
 ]
+
+
+def _cpu() -> float:
+    """This process's CPU seconds so far, every DuckDB thread included: steadier than the wall clock on
+    a loaded machine, where a query's wall time also counts the time it waited for a core."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _release(exact: pd.DataFrame, *, plan: DpPlan, params: DifferentialPrivacy) -> None:
+    release_dp(exact, plan, params, sample=draw)
+
+
+def _timed(
+    run: Callable[[str], pd.DataFrame],
+    sql: str,
+    release: Callable[[pd.DataFrame], None] | None,
+    wall: list[float],
+    cpu: list[float],
+) -> pd.DataFrame:
+    """Run ``sql`` (and ``release`` its exact result), appending the wall and CPU seconds it took."""
+    start, start_cpu = time.perf_counter(), _cpu()
+    exact = run(sql)
+    if release is not None:
+        release(exact)
+    wall.append(time.perf_counter() - start)
+    cpu.append(_cpu() - start_cpu)
+    return exact
 
 
 def _ms(samples: list[float]) -> str:
@@ -134,6 +174,7 @@ def bench_aggregate(
     *,
     spread: bool = False,
     baseline: dict[str, str] | None = None,
+    engine: bool = False,
 ) -> None:
     """Each DP job against the same job without DP, on ``rows`` rows per table (interleaved, medians).
 
@@ -141,7 +182,8 @@ def bench_aggregate(
     three on average, drawn by a hash, so that some people are over the rows bound); both keep ``rows``
     rows. The non-DP job is timed twice: as the service runs it (k threshold and the released-cohort
     ledger's unit lists) and with its k-threshold aggregate only. ``baseline``: another version's DP SQL
-    per aggregate, timed in the same loop, its exact result checked equal to this version's."""
+    per aggregate, timed in the same loop, its exact result checked equal to this version's. ``engine``:
+    each query through ``run_query`` over the tables as Arrow (as the service runs jobs)."""
     con = duckdb.connect()
     con.execute(
         "CREATE TABLE citizens AS SELECT i + 1 AS person_id, 'N' AS national_id, 'P' AS name, "
@@ -155,6 +197,20 @@ def bench_aggregate(
         f"CREATE TABLE visits AS SELECT {person} % {max(rows // 3, 1)} + 1 AS person_id, "
         "'W' || (i % 40) AS ward, ((i * 31) % 700)::DOUBLE AS cost FROM range(" + str(rows) + ") t(i)"
     )
+    arrow = (
+        {t: con.sql(f"SELECT * FROM {t}").to_arrow_table() for t in ("citizens", "visits")} if engine else {}
+    )
+    limits = Limits(timeout_s=3600, memory_mb=8192, cpu_s=36000, threads=2)
+
+    def run(sql: str) -> pd.DataFrame:
+        params = {"sbx_dp_key": "k"} if "$sbx_dp_key" in sql else None
+        if engine:
+            table = run_query(sql, arrow, keyed_hash_key=None, limits=limits, parameters=params)
+            result: pd.DataFrame = table.to_pandas()
+        else:
+            result = con.execute(sql, params).df()
+        return result
+
     for name, sql, register in AGGREGATES:
         if only and name not in only:
             continue
@@ -167,25 +223,17 @@ def bench_aggregate(
         service = prepare_with(sql, plain_ctx).sql
         k_only = _k_only_sql(sql, plain_ctx)
         timings: dict[str, list[float]] = {"service": [], "k": [], "dp": [], "baseline": []}
+        cpu: dict[str, list[float]] = {key: [] for key in timings}
         old = (baseline or {}).get(name)
         agree: list[bool] = []
+
+        release = functools.partial(_release, plan=private.dp_plan, params=ctx.disclosure.dp)
         for _ in range(repeat):
             if old is not None:
-                start = time.perf_counter()
-                exact_old = con.execute(old, {"sbx_dp_key": "k"} if "$sbx_dp_key" in old else None).df()
-                release_dp(exact_old, private.dp_plan, ctx.disclosure.dp, sample=draw)
-                timings["baseline"].append(time.perf_counter() - start)
-            start = time.perf_counter()
-            con.execute(service).df()
-            timings["service"].append(time.perf_counter() - start)
-            start = time.perf_counter()
-            con.execute(k_only).df()
-            timings["k"].append(time.perf_counter() - start)
-            start = time.perf_counter()
-            params = {"sbx_dp_key": "k"} if "$sbx_dp_key" in private.sql else None
-            exact = con.execute(private.sql, params).df()
-            release_dp(exact, private.dp_plan, ctx.disclosure.dp, sample=draw)
-            timings["dp"].append(time.perf_counter() - start)
+                exact_old = _timed(run, old, release, timings["baseline"], cpu["baseline"])
+            _timed(run, service, None, timings["service"], cpu["service"])
+            _timed(run, k_only, None, timings["k"], cpu["k"])
+            exact = _timed(run, private.sql, release, timings["dp"], cpu["dp"])
             if old is not None:
                 ordered = list(exact.columns)
                 same = (
@@ -207,6 +255,15 @@ def bench_aggregate(
             f"(k-threshold aggregate only {k * 1e3:.0f} ms); with DP {d * 1e3:.0f} ms "
             f"(noise included); ratio {d / s:.2f} ({d / k:.2f} against the k-only aggregate){versus}"
         )
+        cs, cd = (statistics.median(cpu[x]) for x in ("service", "dp"))
+        cpu_versus = ""
+        if old is not None:
+            cb = statistics.median(cpu["baseline"])
+            cpu_versus = f"; baseline DP SQL {cb * 1e3:.0f} ms, ratio {cb / cs:.2f}"
+        print(
+            f"  CPU time: without DP {cs * 1e3:.0f} ms, with DP {cd * 1e3:.0f} ms; "
+            f"ratio {cd / cs:.2f}{cpu_versus}"
+        )
 
 
 def main() -> None:
@@ -219,6 +276,9 @@ def main() -> None:
     parser.add_argument("--spread", action="store_true", help="visits per person drawn by a hash (1 to ~10)")
     parser.add_argument("--dump-sql", help="write each aggregate's DP SQL to this JSON file and stop")
     parser.add_argument("--baseline-sql", help="JSON of another version's DP SQL to time alongside")
+    parser.add_argument(
+        "--engine", action="store_true", help="run every job through the service's engine over Arrow tables"
+    )
     args = parser.parse_args()
     if args.dump_sql:
         with Path(args.dump_sql).open("w", encoding="utf-8") as out:
@@ -231,7 +291,9 @@ def main() -> None:
     if not args.skip_preview:
         bench_preview(args.repeat)
     only = set(args.only or ()) or None
-    bench_aggregate(args.rows, args.aggregate_repeat, only, spread=args.spread, baseline=baseline)
+    bench_aggregate(
+        args.rows, args.aggregate_repeat, only, spread=args.spread, baseline=baseline, engine=args.engine
+    )
 
 
 if __name__ == "__main__":
