@@ -119,8 +119,10 @@ def check_submission(usage: PrincipalUsage, limits: QuotaLimits, *, now: datetim
                 break
         return QuotaRefusal(
             "cpu_seconds_per_day",
-            f"your jobs used {sum(s for _, s in spent):.0f} CPU seconds in the last 24 hours, the limit "
-            f"is {limits.cpu_seconds_per_day:.0f}; jobs are allowed again at "
+            # Not how many seconds were used: differences of that total would time each job's CPU,
+            # a channel on the data that the job views close (their phases' timings are hidden).
+            f"your jobs reached the limit of {limits.cpu_seconds_per_day:.0f} CPU seconds in 24 hours; "
+            "jobs are allowed again at "
             f"{resets.isoformat(timespec='seconds')}",
             _seconds_until(resets, now),
         )
