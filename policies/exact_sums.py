@@ -241,8 +241,10 @@ def _combine_pair(floor: exp.Expr, remainder: exp.Expr, nonnegative: exp.Expr) -
 
 def power(exponent: int) -> exp.Expr:
     """2**exponent as an exact DOUBLE literal (hex floats are not SQL; the decimal form of a power of
-    two round-trips exactly)."""
-    return exp.Cast(this=exp.Literal.number(repr(2.0**exponent)), to=_type(exp.DataType.Type.DOUBLE))
+    two round-trips exactly). With an exponent the engine reads a literal as a DOUBLE (``1024.0``
+    would be a DECIMAL): no cast for it to bind, once for every copy of a sum."""
+    text = repr(2.0**exponent)
+    return exp.Literal.number(text if "e" in text else f"{text}e0")
 
 
 def _hugeint(node: exp.Expr) -> exp.Expr:
