@@ -116,7 +116,7 @@ def unshadowed(columns: dict[str, set[str]], tree: exp.Expr, node: exp.Expr) -> 
 
 
 def as_double(argument: exp.Expr) -> exp.Expr:
-    return exp.Cast(this=argument.copy(), to=_type(exp.DataType.Type.DOUBLE))
+    return exp.Cast(this=argument.copy(), to=_double_type())
 
 
 def limbs(value: exp.Expr, *, strict: bool) -> tuple[exp.Expr, exp.Expr]:
@@ -224,7 +224,7 @@ def _combine_pair(floor: exp.Expr, remainder: exp.Expr, nonnegative: exp.Expr) -
     terms added with the same sign (:func:`combine`); ``nonnegative``: ``floor >= 0``."""
 
     def double(node: exp.Expr) -> exp.Expr:
-        return exp.Cast(this=node, to=_type(exp.DataType.Type.DOUBLE))
+        return exp.Cast(this=node, to=_double_type())
 
     def scaled(node: exp.Expr) -> exp.Expr:
         return exp.Mul(this=double(node), expression=power(-LOW_BITS))
@@ -248,10 +248,14 @@ def power(exponent: int) -> exp.Expr:
 
 
 def _hugeint(node: exp.Expr) -> exp.Expr:
-    return exp.Cast(this=node, to=_type(exp.DataType.Type.INT128))
+    return exp.Cast(this=node, to=_hugeint_type())
 
 
-def _type(name: exp.DataType.Type) -> exp.DataType:
+def _double_type() -> exp.DataType:
     # From the enum: building a type from its name parses the name (about 30 us a cast, ten casts a
     # one-limb sum).
-    return exp.DataType.build(name)
+    return exp.DataType.build(exp.DataType.Type.DOUBLE)
+
+
+def _hugeint_type() -> exp.DataType:
+    return exp.DataType.build(exp.DataType.Type.INT128)
