@@ -24,12 +24,25 @@ query as written on one thread instead: exact or plain, the outcome is a functio
 Measured on the 4-million-row benchmark aggregate (``bench_executor.py --float-sums 31``, engine
 alone, 2 threads on a loaded shared machine, three runs, ratios of medians to plain multi-thread
 sums): two limbs 1.26x, 1.12x and 1.10x; as run with one limb 1.07x, 0.92x and 1.02x, each within
-plain's interquartile range. Three BIGINT limbs, the first form, cost nearly twice a plain AVG.
+plain's interquartile range. After the smaller combination below (``--float-sums`` 11 and 15, five
+pairs of processes alternating with the form before it, each ratio against plain in its own process,
+on a machine loaded 4 to 7 on 2 cores): as run, CPU 1.002x, 0.985x, 1.056x, 1.011x and 1.048x (before:
+1.022x, 1.091x, 1.123x, 1.074x, 1.108x), wall 1.037x, 1.009x, 1.113x, 1.088x, 1.023x (before: 1.193x,
+1.117x, 1.095x, 1.083x, 1.171x); medians 1.011x CPU and 1.037x wall against 1.091x and 1.117x. Three
+BIGINT limbs, the first form, cost nearly twice a plain AVG.
 What one limb costs over plain, in CPU time on the same aggregate: planning it and reading the
 column's range, 5.4 ms (8.9 ms while the two-limb form was planned every time and the column read in
-two passes); summing, about 20 ms per 4 million values on one thread (the HUGEINT additions about 10,
-the conversion from DOUBLE about 4). Two BIGINT limbs split exactly in DOUBLE arithmetic
-(``(y + c) - c``) or a DECIMAL(38, 0) limb cost as much or more.
+two passes); summing, about 18 ms per 4 million values on one thread (measured alone, grouped: the
+conversion from DOUBLE to HUGEINT about 9, the HUGEINT additions about 7, the multiplication about 1).
+Two BIGINT limbs split exactly in DOUBLE arithmetic (``(y + c) - c``, or ``floor`` of the value
+times ``2**-32`` and the rest: 17.6 ms against 18.2) or a DECIMAL(38, 0) limb (31 ms) cost as much or
+more. The engine binds every copy of a sum in the combination, and binds the query twice (once for
+its columns, once to run it): since the one-limb combination names its total five times instead of
+eight, the powers of two are literals rather than casts and the casts are built without parsing
+their type names, a query pays about 2 ms less before it reads a row (the exact form's cost over plain
+on a 1,000-row table, everything but the per-value work: 6.6 to 7.7 ms before, 4.9 ms after, three
+alternating runs of 400; planning alone 0.93 -> 0.51 ms). A macro for the combination bound a query
+0.9 ms faster but cost more to define on each connection.
 
 The rewrite is allowed only where every other part of the query is order-independent too; otherwise
 :func:`plan_threads` returns a :class:`OneThread` with the reason, and the engine runs the query as
