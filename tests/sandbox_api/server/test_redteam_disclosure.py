@@ -13,7 +13,7 @@ leaks and why. They pass (as expected failures) while the hole is open, and turn
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -688,6 +688,23 @@ def test_the_report_does_not_say_whether_rounding_changed_a_cell(
 # --- what a withheld Python job tells its operator before anyone reviews it ------------------------
 
 
+def python_job_in_each_year(
+    tmp_path_factory: pytest.TempPathFactory,
+    scope: str,
+    code_of: Callable[[int], str],
+    seen_of: Callable[[World, dict[str, Any]], Any],
+) -> list[Any]:
+    """For the target's true birth year and the next, in a fresh deployment each: the Python job
+    ``code_of(year)`` run under ``scope`` (one checker), and what ``seen_of`` reads of it."""
+    seen = []
+    for year in (TARGET_YEAR, TARGET_YEAR + 1):
+        with world(tmp_path_factory.mktemp("state")) as api:
+            approve_scope(api, python_scope_yaml(scope, checkers=1), scope)
+            job = run_job(api, {"scope": scope, "kind": "python", "code": code_of(year)})
+            seen.append(seen_of(api, job))
+    return seen
+
+
 def test_a_withheld_job_does_not_tell_its_operator_how_many_flags_its_data_raised(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -697,24 +714,24 @@ def test_a_withheld_job_does_not_tell_its_operator_how_many_flags_its_data_raise
     ("the automatic disclosure report has 2 flag(s)" against 0) before any checker looked: her birth
     year, whatever the checker then decides. The operator's view of a withheld job must be the same
     for both years (the report itself is for the checkers)."""
-    seen = []
-    for year in (TARGET_YEAR, TARGET_YEAR + 1):
-        with world(tmp_path_factory.mktemp("state")) as api:
-            scope = "rt-review-flags"
-            approve_scope(api, python_scope_yaml(scope, checkers=1), scope)
-            code = (
-                "women = citizens[(citizens['district'] == 'Tiny') & (citizens['sex'] == 'F') "
-                f"& (citizens['birth_date'].dt.year == {year})]\n"
-                "result = women.groupby('sex').agg(n=('income', 'count')).reset_index()\n"
-            )
-            job = run_job(api, {"scope": scope, "kind": "python", "code": code})
-            assert job["state"] == "withheld", job["reason"]
-            listed = [
-                j
-                for j in api.client.get("/v1/jobs", headers=api.h("alice")).json()["jobs"]
-                if j["job_id"] == job["job_id"]
-            ]
-            seen.append([(j["state"], j["reason"], j["review"]) for j in (job, *listed)])
+
+    def code_of(year: int) -> str:
+        return (
+            "women = citizens[(citizens['district'] == 'Tiny') & (citizens['sex'] == 'F') "
+            f"& (citizens['birth_date'].dt.year == {year})]\n"
+            "result = women.groupby('sex').agg(n=('income', 'count')).reset_index()\n"
+        )
+
+    def seen_of(api: World, job: dict[str, Any]) -> Any:
+        assert job["state"] == "withheld", job["reason"]
+        listed = [
+            j
+            for j in api.client.get("/v1/jobs", headers=api.h("alice")).json()["jobs"]
+            if j["job_id"] == job["job_id"]
+        ]
+        return [(j["state"], j["reason"], j["review"]) for j in (job, *listed)]
+
+    seen = python_job_in_each_year(tmp_path_factory, "rt-review-flags", code_of, seen_of)
     assert seen[0] == seen[1]
 
 
@@ -726,22 +743,22 @@ def test_a_released_python_table_does_not_carry_a_model_fits_observation_count(
     ``aggregate()`` table, which is released without review. The report released with it named the
     fit's residual degrees of freedom: observations minus parameters, one fewer for her true year.
     Everything released must be the same for both years."""
-    received = []
-    for year in (TARGET_YEAR, TARGET_YEAR + 1):
-        with world(tmp_path_factory.mktemp("state")) as api:
-            scope = "rt-model-fit"
-            approve_scope(api, python_scope_yaml(scope, checkers=1), scope)
-            code = (
-                "import numpy as np\n"
-                "rest = citizens[~((citizens['district'] == 'Tiny') & (citizens['sex'] == 'F') "
-                f"& (citizens['birth_date'].dt.year == {year}))]\n"
-                "np.polyfit(rest['income'].to_numpy(), rest['income'].to_numpy(), 1)\n"
-                "result = aggregate(citizens, by='sex', aggs={'people': ('income', 'count')})\n"
-            )
-            job = run_job(api, {"scope": scope, "kind": "python", "code": code})
-            assert job["state"] == "released", job["reason"]
-            result = result_of(api, job["job_id"])
-            received.append((result["rows"], result["report"], result["output"]))
+
+    def code_of(year: int) -> str:
+        return (
+            "import numpy as np\n"
+            "rest = citizens[~((citizens['district'] == 'Tiny') & (citizens['sex'] == 'F') "
+            f"& (citizens['birth_date'].dt.year == {year}))]\n"
+            "np.polyfit(rest['income'].to_numpy(), rest['income'].to_numpy(), 1)\n"
+            "result = aggregate(citizens, by='sex', aggs={'people': ('income', 'count')})\n"
+        )
+
+    def seen_of(api: World, job: dict[str, Any]) -> Any:
+        assert job["state"] == "released", job["reason"]
+        result = result_of(api, job["job_id"])
+        return (result["rows"], result["report"], result["output"])
+
+    received = python_job_in_each_year(tmp_path_factory, "rt-model-fit", code_of, seen_of)
     assert received[0] == received[1]
 
 
@@ -765,17 +782,19 @@ def test_whether_a_python_job_printed_does_not_tell_its_operator_anything(
     a clean table with nothing printed was released while one with something printed waited for a
     checker. Either way her birth year, before any checker looked.
     What the operator sees of the job must be the same for both years."""
-    seen = []
-    for year in (TARGET_YEAR, TARGET_YEAR + 1):
-        with world(tmp_path_factory.mktemp("state")) as api:
-            scope = "rt-review-printed"
-            approve_scope(api, python_scope_yaml(scope, checkers=1), scope)
-            code = (
-                "her = citizens[(citizens['district'] == 'Tiny') & (citizens['sex'] == 'F') "
-                f"& (citizens['birth_date'].dt.year == {year})]\n"
-                + prints
-                + "result = aggregate(citizens, by='sex', aggs={'people': ('income', 'count')})\n"
-            )
-            job = run_job(api, {"scope": scope, "kind": "python", "code": code})
-            seen.append((job["state"], job["reason"], job["review"]))
+
+    def code_of(year: int) -> str:
+        return (
+            "her = citizens[(citizens['district'] == 'Tiny') & (citizens['sex'] == 'F') "
+            f"& (citizens['birth_date'].dt.year == {year})]\n"
+            + prints
+            + "result = aggregate(citizens, by='sex', aggs={'people': ('income', 'count')})\n"
+        )
+
+    seen = python_job_in_each_year(
+        tmp_path_factory,
+        "rt-review-printed",
+        code_of,
+        lambda _, job: (job["state"], job["reason"], job["review"]),
+    )
     assert seen[0] == seen[1]
